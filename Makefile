@@ -1,0 +1,36 @@
+# Set up a CPU virtual environment and run the demo or the tests (README: Quick start).
+# torch==2.13.0 goes in first and alone: a looser torch requirement would make pip fetch a multi-GB CUDA build.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.kosov-installed
+DEMO   ?= outputs/demo
+
+.PHONY: setup demo test tokenizer clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c requirements/cpu.txt -e ".[dev]"
+	touch $(STAMP)
+
+# The whole pipeline on the embedded tiny-ko model, as far as it exists: LoRA SFT on Korean chat rows,
+# tracked in wandb (offline unless you have an API key), leaving an adapter, metrics and the run folder.
+demo: setup
+	$(BIN)/kosov train experiment=smoke-sft tracking=wandb name=demo-sft \
+		method.max_steps=-1 method.num_train_epochs=8 method.eval_steps=50 method.save_steps=100 \
+		output_dir=$(DEMO)/sft overwrite=true
+	@echo "demo done: adapter in $(DEMO)/sft/adapter, metrics in $(DEMO)/sft/metrics.json"
+
+test: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# Rebuild the committed tiny-ko tokenizer from data_tools/corpus/ko (byte-identical unless the corpus changed).
+tokenizer: setup
+	$(BIN)/python -m training.tiny_ko build-tokenizer
+
+clean:
+	rm -rf $(VENV) outputs

@@ -1,0 +1,220 @@
+"""Chat datasets on disk: read `messages` rows from JSONL / JSON / Parquet files or a Hugging Face dataset,
+check each row, and say exactly where a bad one is.
+
+A row is `{"messages": [{"role": ..., "content": ...}, ...], "meta": {...}}`. Roles are system (first only),
+user and assistant, alternating and ending with an assistant turn; an assistant turn may carry
+`reasoning_content` (a thinking trace). All text is NFC-normalised on the way in.
+
+    >>> from data_tools.chat_io import load_chat_files
+    >>> report = load_chat_files(["train.jsonl"], on_bad_row="skip")   # doctest: +SKIP
+    >>> report.skipped   # Counter({'malformed JSON': 2})                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_tools.text import nfc
+
+ROLES = ("system", "user", "assistant")
+SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+class BadRowError(ValueError):
+    """A row that cannot be used. `reason` is a short label used to count skipped rows."""
+
+    def __init__(self, where: str, reason: str, detail: str, fix: str):
+        self.where, self.reason, self.detail, self.fix = where, reason, detail, fix
+        super().__init__(f"{where}: {reason}: {detail}\nFix: {fix}")
+
+
+@dataclass
+class ChatRow:
+    messages: list[dict[str, str]]
+    meta: dict[str, Any] | None
+    where: str  # "path:line" or "hub-id[split] row N"
+
+
+@dataclass
+class ChatFileReport:
+    rows: list[ChatRow] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)  # reason -> rows skipped
+    sources: list[dict[str, Any]] = field(default_factory=list)  # path / hub id, sha256 or revision, rows read
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            where = f"{path}:{number}"
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield where, BadRowError(where, "not UTF-8", f"byte 0x{raw[e.start]:02x} at column {e.start + 1}",
+                                         "re-save the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)")
+                continue
+            if not text.strip():
+                continue
+            try:
+                yield where, json.loads(text)
+            except json.JSONDecodeError as e:
+                yield where, BadRowError(where, "malformed JSON", f"{e.msg} at column {e.colno}",
+                                         "each line must be one complete JSON object")
+
+
+def _json_array_records(path: Path) -> Iterator[tuple[str, Any]]:
+    try:
+        items = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        yield str(path), BadRowError(str(path), "malformed JSON", str(e), "the file must be a JSON array of rows")
+        return
+    for number, item in enumerate(items, start=1):
+        yield f"{path} item {number}", item
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
+    import pyarrow.parquet as pq
+
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        for record in batch.to_pylist():
+            number += 1
+            yield f"{path} row {number}", record
+
+
+def read_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, record) pairs; a record that could not be read is a BadRowError in place of the record."""
+    if path.suffix == ".parquet":
+        return _parquet_records(path)
+    if path.suffix == ".json" and path.read_bytes()[:1024].lstrip().startswith(b"["):
+        return _json_array_records(path)
+    return _jsonl_records(path)
+
+
+def _message(where: str, index: int, message: Any) -> dict[str, str]:
+    at = f"messages[{index}]"
+    if not isinstance(message, dict):
+        raise BadRowError(where, "bad message", f"{at} is {type(message).__name__}, not an object",
+                          'write messages as {"role": ..., "content": ...}')
+    role, content = message.get("role"), message.get("content")
+    if role not in ROLES:
+        raise BadRowError(where, "unknown role", f"{at} has role {role!r}", f"use one of: {', '.join(ROLES)}")
+    if not isinstance(content, str):
+        raise BadRowError(where, "bad message", f"{at} ({role}) content is {type(content).__name__}, not text",
+                          "content must be a string")
+    extra = {k for k, v in message.items() if k not in ("role", "content", "reasoning_content") and v is not None}
+    if extra:
+        raise BadRowError(where, "bad message", f"{at} has unsupported keys {sorted(extra)}",
+                          "keep role, content and (assistant only) reasoning_content")
+    out = {"role": role, "content": nfc(content)}
+    reasoning = message.get("reasoning_content")
+    if reasoning is not None:
+        if role != "assistant" or not isinstance(reasoning, str):
+            raise BadRowError(where, "bad message", f"{at} has reasoning_content on a {role} turn or not as text",
+                              "reasoning_content belongs to assistant turns and is a string")
+        out["reasoning_content"] = nfc(reasoning)
+    return out
+
+
+def _check_turns(where: str, messages: list[dict[str, str]]) -> None:
+    body = messages[1:] if messages[0]["role"] == "system" else messages
+    for index, message in enumerate(body):
+        at = index + len(messages) - len(body)
+        expected = "user" if index % 2 == 0 else "assistant"
+        if message["role"] != expected:
+            raise BadRowError(where, "turn order", f"messages[{at}] is {message['role']}, expected {expected}",
+                              "an optional system turn first, then user and assistant turns alternating")
+        if not message["content"].strip():
+            reason = "empty assistant turn" if expected == "assistant" else "empty user turn"
+            raise BadRowError(where, reason, f"messages[{at}] ({expected}) has no text",
+                              "remove the row or write the missing turn")
+    if not body or body[-1]["role"] != "assistant":
+        raise BadRowError(where, "no final assistant turn", "the conversation does not end with an assistant turn",
+                          "end every row with the assistant answer to train on")
+
+
+def chat_row(where: str, record: Any) -> ChatRow:
+    """Check one record and return it as a ChatRow; raises BadRowError naming `where`."""
+    if isinstance(record, BadRowError):
+        raise record
+    if not isinstance(record, dict) or "messages" not in record:
+        keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+        raise BadRowError(where, "missing messages", f"the row has no 'messages' (it has {keys})",
+                          'write each row as {"messages": [{"role": "user", "content": ...}, ...]}')
+    raw = record["messages"]
+    if not isinstance(raw, list) or not raw:
+        raise BadRowError(where, "missing messages", "'messages' is empty or not a list",
+                          "messages must be a non-empty list of turns")
+    messages = [_message(where, i, m) for i, m in enumerate(raw)]
+    _check_turns(where, messages)
+    meta = record.get("meta")
+    return ChatRow(messages=messages, meta=meta if isinstance(meta, dict) else None, where=where)
+
+
+def collect_rows(records: Iterator[tuple[str, Any]], report: ChatFileReport, on_bad_row: str,
+                 max_rows: int | None) -> int:
+    """Check records into `report`; returns how many records were read. Raises BadRowError when not skipping."""
+    read = 0
+    for where, record in records:
+        if max_rows is not None and len(report.rows) >= max_rows:
+            break
+        read += 1
+        try:
+            report.rows.append(chat_row(where, record))
+        except BadRowError as e:
+            if on_bad_row != "skip":
+                raise
+            report.skipped[e.reason] += 1
+    return read
+
+
+def load_chat_files(paths: list[Path | str], on_bad_row: str = "error", max_rows: int | None = None
+                    ) -> ChatFileReport:
+    report = ChatFileReport()
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"data file not found: {path}")
+        if path.suffix not in SUFFIXES:
+            raise BadRowError(str(path), "unsupported file", f"'{path.suffix}' files cannot be read",
+                              f"use one of: {', '.join(SUFFIXES)}")
+        read = collect_rows(read_records(path), report, on_bad_row, max_rows)
+        report.sources.append({"path": str(path), "sha256": file_sha256(path), "rows_read": read})
+    return report
+
+
+def load_chat_hub(hub_id: str, *, split: str, config: str | None = None, revision: str | None = None,
+                  on_bad_row: str = "error", max_rows: int | None = None) -> ChatFileReport:
+    """Rows of a Hugging Face dataset (or a local dataset folder, for mirrored data)."""
+    import datasets
+
+    dataset = datasets.load_dataset(hub_id, config, split=split, revision=revision)
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    records = ((f"{hub_id}[{split}] row {i + 1}", record) for i, record in enumerate(dataset))
+    report = ChatFileReport()
+    read = collect_rows(records, report, on_bad_row, max_rows)
+    report.sources.append({"hub_id": hub_id, "config": config, "split": split, "revision": revision,
+                           "fingerprint": fingerprint, "rows_read": read})
+    return report
+
+
+def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write rows as UTF-8 JSON lines atomically (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)

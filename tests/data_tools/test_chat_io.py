@@ -1,0 +1,96 @@
+"""Chat rows on disk: every bad row is named by file and line, skipping counts rows by reason, and the
+project's own seed dataset is clean."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from data_tools.chat_io import BadRowError, load_chat_files, write_jsonl
+
+SEED = Path(__file__).resolve().parents[2] / "data_tools" / "datasets" / "ko_chat_seed.jsonl"
+GOOD = {"messages": [{"role": "user", "content": "안녕?"}, {"role": "assistant", "content": "안녕하세요!"}]}
+
+BAD_ROWS = {
+    "malformed JSON": b'{"messages": [{"role": "user", "content": "\xec\x95\x88\xeb\x85\x95"}',
+    "missing messages": json.dumps({"conversation": []}).encode(),
+    "unknown role": json.dumps({"messages": [{"role": "human", "content": "안녕"},
+                                             {"role": "assistant", "content": "네"}]}).encode(),
+    "empty assistant turn": json.dumps({"messages": [{"role": "user", "content": "안녕"},
+                                                     {"role": "assistant", "content": "  "}]}).encode(),
+    "not UTF-8": "안녕하세요".encode("cp949"),
+    "turn order": json.dumps({"messages": [{"role": "assistant", "content": "네"},
+                                           {"role": "user", "content": "안녕"}]}).encode(),
+    "no final assistant turn": json.dumps({"messages": [{"role": "user", "content": "안녕"}]}).encode(),
+}
+
+
+def jsonl_with(tmp_path: Path, bad: bytes, line: int = 3) -> Path:
+    rows = [json.dumps(GOOD, ensure_ascii=False).encode()] * 4
+    rows.insert(line - 1, bad)
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    return path
+
+
+@pytest.mark.parametrize("reason", BAD_ROWS)
+def test_a_bad_row_names_file_line_and_fix(tmp_path, reason):
+    path = jsonl_with(tmp_path, BAD_ROWS[reason])
+    with pytest.raises(BadRowError) as error:
+        load_chat_files([path])
+    assert error.value.reason == reason
+    assert f"{path}:3" in str(error.value) and "Fix:" in str(error.value)
+
+
+def test_skipping_counts_bad_rows_by_reason_and_keeps_the_good(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    good = json.dumps(GOOD, ensure_ascii=False).encode()
+    path.write_bytes(b"\n".join([good, BAD_ROWS["unknown role"], good, BAD_ROWS["malformed JSON"],
+                                 BAD_ROWS["unknown role"], b"", good]) + b"\n")
+    report = load_chat_files([path], on_bad_row="skip")
+    assert len(report.rows) == 3
+    assert report.skipped == {"unknown role": 2, "malformed JSON": 1}
+    assert [r.where for r in report.rows] == [f"{path}:1", f"{path}:3", f"{path}:7"]
+    assert report.sources[0]["rows_read"] == 6 and len(report.sources[0]["sha256"]) == 64
+
+
+def test_text_is_normalised_to_nfc(tmp_path):
+    nfd = unicodedata.normalize("NFD", "한국어")
+    path = tmp_path / "nfd.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": nfd},
+                                             {"role": "assistant", "content": nfd}]}) + "\n", encoding="utf-8")
+    [row] = load_chat_files([path]).rows
+    assert row.messages[0]["content"] == "한국어" and len(row.messages[0]["content"]) == 3
+
+
+def test_parquet_rows_are_named_by_row_number(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [GOOD, {"messages": [{"role": "user", "content": "안녕"}, {"role": "robot", "content": "삐"}]}]
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    with pytest.raises(BadRowError, match=r"train\.parquet row 2: unknown role"):
+        load_chat_files([path])
+
+
+def test_write_jsonl_round_trips_korean(tmp_path):
+    path = tmp_path / "out" / "rows.jsonl"
+    write_jsonl([GOOD], path)
+    assert "안녕하세요" in path.read_text(encoding="utf-8")  # readable Hangul, not \\u escapes
+    assert load_chat_files([path]).rows[0].messages == GOOD["messages"]
+
+
+def test_seed_dataset_is_clean_and_carries_provenance():
+    report = load_chat_files([SEED])
+    assert len(report.rows) >= 300 and not report.skipped
+    assert all(r.meta and r.meta["license"] == "Apache-2.0" and r.meta["source"] for r in report.rows)
+    kinds = {"system": 0, "multi": 0, "reasoning": 0}
+    for row in report.rows:
+        kinds["system"] += row.messages[0]["role"] == "system"
+        kinds["multi"] += sum(m["role"] == "assistant" for m in row.messages) > 1
+        kinds["reasoning"] += any("reasoning_content" in m for m in row.messages)
+    assert min(kinds.values()) >= 20, kinds

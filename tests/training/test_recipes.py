@@ -1,0 +1,115 @@
+"""Every recipe composes and validates; bad values fail before any model loads, naming key, value, choices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.config import compose, recipes_dir
+from training.errors import KosovError
+from training.models import cuda_available
+from training.train import train
+
+RECIPES = recipes_dir()
+YAMLS = sorted(p.relative_to(RECIPES) for p in RECIPES.rglob("*.yaml"))
+
+
+def overrides_for(relative: Path) -> list[str]:
+    """The override that selects a recipe file: experiment=x, model=y, ... (the root config needs none)."""
+    if relative == Path("config.yaml"):
+        return []
+    group, option = relative.parts[0], str(relative.with_suffix("").relative_to(relative.parts[0]))
+    return [f"{group}={option}"]
+
+
+def test_the_recipe_tree_has_what_the_product_promises():
+    names = {str(p.with_suffix("")) for p in YAMLS}
+    for expected in ["model/tiny-ko", "model/qwen3-0.6b", "model/qwen3-1.7b", "model/qwen3-4b", "model/qwen3-8b",
+                     "model/qwen3-14b", "model/qwen3-32b", "model/qwen3-30b-a3b", "model/kormo-10b",
+                     "peft/lora", "peft/dora", "peft/qlora", "peft/none", "method/sft", "tracking/wandb",
+                     "tracking/tensorboard", "tracking/none", "experiment/smoke-sft", "experiment/qwen3-1.7b-ko-sft",
+                     "experiment/qwen3-8b-ko-qlora-sft", "experiment/kormo-10b-ko-sft"]:
+        assert expected in names
+
+
+@pytest.mark.parametrize("relative", YAMLS, ids=str)
+def test_every_recipe_composes_and_validates(relative):
+    cfg = compose(overrides_for(relative))
+    assert cfg.method.name == "sft"
+    if relative.parts[0] == "experiment":
+        assert cfg.name == relative.stem  # run folders and tracker runs are named after the experiment
+
+
+@pytest.mark.parametrize("relative", [p for p in YAMLS if p.parts[0] == "experiment"], ids=str)
+def test_experiments_open_with_the_command_that_runs_them(relative):
+    lines = (RECIPES / relative).read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "# @package _global_"
+    assert lines[1].startswith(f"# kosov train experiment={relative.stem}")
+
+
+def test_real_recipes_name_hub_models_and_qlora_quantizes():
+    cfg = compose(["experiment=qwen3-8b-ko-qlora-sft"])
+    assert cfg.model.name_or_path == "Qwen/Qwen3-8B"
+    assert cfg.peft.quantization.quant_type == "nf4" and cfg.peft.quantization.double_quant
+    assert cfg.peft.quantization.compute_dtype == "bfloat16"
+    assert compose(["experiment=kormo-10b-ko-sft"]).model.trust_remote_code
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("peft.rank=3", ["peft.rank", "keys allowed in peft", "alpha"]),
+        ("model.tiny.width=3", ["model.tiny.width", "hidden_size"]),
+        ("peft.method=lorax", ["peft.method", "lorax", "lora, dora, qlora, none"]),
+        ("tracking.backend=mlflow", ["tracking.backend", "mlflow", "wandb, tensorboard, none"]),
+        ("model.attn_implementation=flash", ["model.attn_implementation", "flash", "sdpa"]),
+        ("model.thinking=maybe", ["model.thinking", "maybe", "auto, on, off"]),
+        ("method.sft.turns=first", ["method.sft.turns", "first", "all, last"]),
+        ("peft.r=0", ["peft.r", "greater than 0"]),
+        ("peft.r=abc", ["peft.r", "abc", "Integer"]),
+        ("peft.target_modules=attention", ["peft.target_modules", "attention", "all-linear"]),
+    ],
+)
+def test_a_bad_value_names_key_value_and_choices(override, words):
+    with pytest.raises(KosovError) as error:
+        compose(["experiment=smoke-sft", override])
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_quantization_without_qlora_is_refused():
+    with pytest.raises(KosovError, match="peft=qlora"):
+        compose(["peft=qlora", "peft.method=lora"])  # 4-bit settings left on a plain LoRA recipe
+
+
+@pytest.mark.skipif(cuda_available(), reason="checks the CPU refusal")
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["peft=qlora"], ["QLoRA", "CUDA GPU", "peft=lora"]),
+        (["model.attn_implementation=flash_attention_2"], ["FlashAttention 2", "sdpa"]),
+        (["device=cuda"], ["device=cuda", "no CUDA GPU"]),
+    ],
+)
+def test_gpu_only_features_fail_clearly_on_cpu_before_training(tmp_path, overrides, words):
+    cfg = compose(["experiment=smoke-sft", f"output_dir={tmp_path / 'run'}", *overrides])
+    with pytest.raises(KosovError) as error:
+        train(cfg)
+    for word in words:
+        assert word in str(error.value)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_remote_code_needs_a_pinned_commit_before_any_download(tmp_path):
+    cfg = compose(["experiment=kormo-10b-ko-sft", f"output_dir={tmp_path / 'run'}", "device=cpu"])
+    with pytest.raises(KosovError) as error:
+        train(cfg)  # HF_HUB_OFFLINE=1: a download attempt would fail differently
+    assert "trust_remote_code" in str(error.value) and "commit sha" in str(error.value)
+
+
+def test_remote_code_is_refused_for_a_branch_name(tmp_path):
+    cfg = compose(["experiment=kormo-10b-ko-sft", "model.revision=main", f"output_dir={tmp_path / 'run'}",
+                   "device=cpu"])
+    with pytest.raises(KosovError, match="40-character commit sha"):
+        train(cfg)

@@ -1,0 +1,152 @@
+"""The run folder through the real `kosov` command: overwrite refused, a killed run resumed, bad input
+reported by file and line without a traceback, secrets kept out, trackers and sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import quick
+from training.config import compose
+from training.errors import KosovError
+from training.tracking import wandb_mode
+from training.train import train
+
+
+def kosov(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
+    return subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def test_an_existing_run_is_not_overwritten_unless_asked(tmp_path):
+    out = tmp_path / "run"
+    train(compose(quick(f"output_dir={out}")))
+    before = (out / "adapter" / "adapter_model.safetensors").read_bytes()
+    done = kosov("train", *quick(f"output_dir={out}", "method.learning_rate=0.05"))
+    assert done.returncode == 2
+    assert "already holds a run" in done.stderr and "overwrite=true" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == before
+    done = kosov("train", *quick(f"output_dir={out}", "method.learning_rate=0.05", "overwrite=true"))
+    assert done.returncode == 0, done.stderr
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() != before
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "experiment=smoke-sft", f"output_dir={out}", "method.max_steps=40", "method.save_steps=5",
+            "method.eval_steps=100", "method.logging_steps=1"]
+    proc = subprocess.Popen([sys.executable, "-m", "training.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (out / "checkpoints" / "checkpoint-10" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its second checkpoint"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+
+    done = kosov(*args, "resume=true")
+    assert done.returncode == 0, done.stderr
+    resumed_from = [line for line in (out / "train.log").read_text().splitlines() if "resuming from" in line]
+    assert resumed_from and "checkpoint-" in resumed_from[0]
+    step = int(resumed_from[0].rsplit("checkpoint-", 1)[1])
+    assert step >= 10
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["global_step"] == 40  # the step count continued to the end, not 40 more
+    steps = [s for s, _ in metrics["train_loss_curve"]]
+    assert steps == sorted(set(steps)) and steps[0] == 1  # one history: logged steps from before the kill kept
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    done = kosov("train", *quick(f"output_dir={tmp_path / 'nothing'}", "resume=true"))
+    assert done.returncode == 2 and "no finished checkpoint" in done.stderr and "Traceback" not in done.stderr
+
+
+def write_rows(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+GOOD = {"messages": [{"role": "user", "content": "한국의 수도는?"}, {"role": "assistant", "content": "서울입니다."}]}
+
+
+def test_a_malformed_row_stops_the_cli_with_file_and_line(tmp_path):
+    data = write_rows(tmp_path / "train.jsonl", [GOOD] * 5)
+    with data.open("a", encoding="utf-8") as f:
+        f.write('{"messages": [{"role": "user", "content": "끝나지 않은 줄"}\n')
+    done = kosov("train", *quick(f"output_dir={tmp_path / 'run'}", f"data.train_files=[{data}]"))
+    assert done.returncode == 2
+    assert f"{data}:6" in done.stderr and "malformed JSON" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "adapter").exists()
+
+
+def test_overlong_rows_fail_by_line_or_are_skipped_and_counted(tmp_path):
+    long_answer = "가나다라마바사 " * 300
+    data = write_rows(tmp_path / "train.jsonl", [GOOD] * 6 + [
+        {"messages": [{"role": "user", "content": "길게 써 줘"}, {"role": "assistant", "content": long_answer}]}])
+    cfg = compose(quick(f"output_dir={tmp_path / 'a'}", f"data.train_files=[{data}]", "method.sft.max_length=256"))
+    with pytest.raises(KosovError, match=rf"{data}:7: the row renders to \d+ tokens, more than"):
+        train(cfg)
+    result = train(compose(quick(f"output_dir={tmp_path / 'b'}", f"data.train_files=[{data}]",
+                                 "method.sft.max_length=256", "data.on_overlong=skip", "data.on_bad_row=skip")))
+    assert result.metrics["data"]["skipped"] == {"longer than max_length": 1}
+
+
+def test_secrets_reach_no_file_of_the_run_folder(tmp_path, monkeypatch):
+    hf, wb = "hf_kosovTestSecret1234567890abcdef", "0123456789abcdef0123456789abcdefkosovwb"
+    monkeypatch.setenv("HF_TOKEN", hf)
+    monkeypatch.setenv("WANDB_API_KEY", wb)
+    out = tmp_path / "run"
+    train(compose(quick(f"output_dir={out}", "tracking=wandb", "tracking.mode=offline")))
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) > 20 and any("wandb" in p.parts for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert hf.encode() not in data and wb.encode() not in data, path
+
+
+def test_wandb_goes_offline_by_itself_without_a_key(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = compose(["tracking=wandb"])
+    assert wandb_mode(cfg.tracking) == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode(cfg.tracking) == "online"
+    assert wandb_mode(compose(["tracking=wandb", "tracking.mode=offline"]).tracking) == "offline"
+
+
+def test_tensorboard_gets_metrics_and_the_recipe(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    train(compose(quick(f"output_dir={out}", "tracking=tensorboard")))
+    tags = {"scalars": set(), "tensors": set()}
+    for events in (out / "tensorboard").rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events.parent))
+        acc.Reload()
+        tags["scalars"] |= set(acc.Tags()["scalars"])
+        tags["tensors"] |= set(acc.Tags()["tensors"])
+    assert "train/loss" in tags["scalars"]
+    assert any(t.startswith("kosov/config") for t in tags["tensors"])
+
+
+def test_a_sweep_writes_one_run_folder_per_job(tmp_path):
+    done = kosov("train", "-m", *quick("peft.r=4,8"), cwd=tmp_path, timeout=400)
+    assert done.returncode == 0, done.stderr
+    configs = sorted((tmp_path / "outputs" / "smoke-sft").glob("multirun_*/*/config.yaml"))
+    assert len(configs) == 2
+    ranks = sorted(int(line.split(":")[1]) for c in configs for line in c.read_text().splitlines()
+                   if line.strip().startswith("r:"))
+    assert ranks == [4, 8]
+    assert all((c.parent / "adapter" / "adapter_model.safetensors").is_file() for c in configs)

@@ -1,0 +1,131 @@
+"""The `kosov` command: `kosov <command> [Hydra overrides]`.
+
+    kosov train experiment=smoke-sft                      # one run
+    kosov train experiment=smoke-sft peft.r=32            # any recipe key can be overridden
+    kosov train -m experiment=smoke-sft peft.r=8,16       # a sweep, one run folder per job
+    kosov train experiment=smoke-sft --cfg job            # print the composed recipe and stop
+
+User errors (a bad recipe value, a malformed data row, a GPU-only feature on CPU) print what, where and how
+to fix, without a traceback, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from training import __version__
+from training.config import recipes_dir
+from training.errors import KosovError
+
+log = logging.getLogger("kosov")
+
+COMMANDS: dict[str, str] = {
+    "train": "SFT with LoRA / QLoRA / DoRA or a full fine-tune (TRL)",
+}
+
+
+def setup_logging() -> None:
+    """Log to stderr: rich on a terminal, plain unwrapped lines when piped (CI, SLURM logs, tests)."""
+    level = os.environ.get("KOSOV_LOG_LEVEL", "INFO").upper()
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=Console(stderr=True), show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def report(error: KosovError) -> None:
+    log.error("%s", error)
+
+
+def _command(name: str) -> Callable:
+    if name == "train":
+        from training.train import train
+
+        return train
+    raise KeyError(name)
+
+
+def _hydra_argv(overrides: list[str]) -> list[str]:
+    """An explicit output_dir is also Hydra's run folder, so Hydra creates no second, empty one."""
+    out = list(overrides)
+    for item in overrides:
+        if item.startswith("output_dir=") and not any(o.startswith("hydra.run.dir=") for o in overrides):
+            out.append(f"hydra.run.dir={item.partition('=')[2]}")
+    return out
+
+
+def _run_hydra(command: str, overrides: list[str]) -> int:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig
+
+    from training.config import register_schema, validate
+
+    register_schema()
+    status = {"code": 0}
+
+    def task(cfg: DictConfig) -> None:
+        try:
+            config = validate(cfg)
+            if config.output_dir is None:
+                config.output_dir = HydraConfig.get().runtime.output_dir
+            _command(command)(config)
+        except KosovError as e:
+            report(e)
+            status["code"] = 2
+            if HydraConfig.get().mode.name == "RUN":
+                raise SystemExit(2) from None
+
+    main = hydra.main(config_path=str(recipes_dir()), config_name="config", version_base="1.3")(task)
+    saved = sys.argv
+    sys.argv = [f"kosov {command}", *_hydra_argv(overrides)]
+    try:
+        main()
+    finally:
+        sys.argv = saved
+    return status["code"]
+
+
+def usage() -> str:
+    lines = [f"kosov {__version__}: adapt open LLMs to Korean", "", "usage: kosov <command> [overrides]", ""]
+    lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
+    lines += ["", "Recipes: " + str(recipes_dir()), "Example: kosov train experiment=smoke-sft peft.r=32"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if args[0] == "--version":
+        print(__version__)
+        return 0
+    command, overrides = args[0], args[1:]
+    setup_logging()
+    if command not in COMMANDS:
+        report(KosovError(f"unknown command '{command}'", fix=f"use one of: {', '.join(COMMANDS)}"))
+        return 2
+    try:
+        from training.config import check_override_keys
+
+        check_override_keys([o for o in overrides if not o.startswith("-")])
+        return _run_hydra(command, overrides)
+    except KosovError as e:
+        report(e)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""The typed recipe schema, validated once before any model or dataset loads.
+
+Hydra composes YAML from `recipes/`; `validate()` merges the result onto these dataclasses (unknown keys
+and wrong types fail there) and then checks the values that have a fixed set of choices. Every error names
+the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from training.errors import KosovError, choice_error
+
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+PEFT_METHODS = ("lora", "dora", "qlora", "none")
+METHODS = ("sft",)
+TRACKERS = ("wandb", "tensorboard", "none")
+TRACKING_MODES = ("auto", "online", "offline")
+ON_BAD_ROW = ("error", "skip")
+SFT_TURNS = ("all", "last")
+THINKING = ("auto", "on", "off")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the random-init Qwen3-architecture model built locally (`model.name_or_path=tiny-ko`)."""
+
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 128
+    max_position_embeddings: int = 2048
+    # Larger than Qwen3's 0.02: with tied embeddings behind a final RMSNorm the logits of a random model are
+    # bounded by the embedding norm, and LoRA alone could then barely move the loss of a 64-wide model.
+    initializer_range: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "tiny-ko"  # a hub id, a local folder, or "tiny-ko" (built locally)
+    revision: Optional[str] = None  # branch, tag or commit sha; a commit sha when trust_remote_code
+    dtype: str = "auto"  # auto = bfloat16 on a GPU that has it, float32 on CPU
+    attn_implementation: str = "sdpa"
+    trust_remote_code: bool = False  # runs Python from the model repo: needs a pinned revision
+    # Qwen3-style templates (enable_thinking): auto = each assistant turn rendered in the mode its data implies
+    # (thinking on when it carries reasoning_content, off otherwise); on / off = every turn in that mode.
+    thinking: str = "auto"
+    chat_template: Optional[str] = None  # path to a .jinja file replacing the tokenizer's template
+    end_of_turn_token: Optional[str] = None  # closes an assistant turn; None = the tokenizer's eos
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass
+class QuantizationConfig:
+    """bitsandbytes 4-bit loading for QLoRA (GPU only)."""
+
+    quant_type: str = "nf4"
+    double_quant: bool = True
+    compute_dtype: str = "bfloat16"
+
+
+@dataclass
+class PeftConfig:
+    method: str = "lora"  # lora | dora | qlora | none (full fine-tune)
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: Any = "all-linear"  # "all-linear" or a list of module names
+    modules_to_save: list[str] = field(default_factory=list)
+    use_rslora: bool = False
+    quantization: Optional[QuantizationConfig] = None  # set by peft=qlora
+
+
+@dataclass
+class SFTOptions:
+    max_length: int = 2048
+    packing: bool = False  # best-fit-decreasing packing into max_length blocks (padding-free)
+    padding_free: bool = False  # flatten each batch with no padding (FlashAttention or packing)
+    turns: str = "all"  # train on every assistant turn or only the last one
+
+
+@dataclass
+class MethodConfig:
+    name: str = "sft"
+    learning_rate: float = 2e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = 0.03  # < 1: a share of all steps; >= 1: a number of steps
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    per_device_train_batch_size: int = 4
+    per_device_eval_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    activation_checkpointing: bool = False  # recompute activations in backward: less memory, ~20% slower
+    optim: str = "adamw_torch"
+    bf16: Optional[bool] = None  # None = on when the GPU supports it
+    logging_steps: int = 10
+    eval_steps: int = 50
+    save_steps: int = 100
+    save_total_limit: int = 2
+    dataloader_num_workers: int = 0
+    sft: Optional[SFTOptions] = None
+
+
+@dataclass
+class DataConfig:
+    name: str = "ko-chat-seed"
+    train_files: list[str] = field(default_factory=list)  # local .jsonl / .json / .parquet
+    eval_files: list[str] = field(default_factory=list)  # empty = split eval_ratio off the train rows
+    hub_id: Optional[str] = None  # a Hugging Face dataset id instead of train_files
+    hub_config: Optional[str] = None
+    hub_split: str = "train"
+    hub_revision: Optional[str] = None
+    eval_ratio: float = 0.05
+    max_rows: Optional[int] = None  # use only the first N rows (quick runs)
+    on_bad_row: str = "error"  # a malformed row stops the run, or is skipped and counted
+    on_overlong: str = "error"  # a row longer than max_length stops the run, or is skipped and counted
+
+
+@dataclass
+class TrackingConfig:
+    backend: str = "none"
+    project: str = "kosov"
+    entity: Optional[str] = None
+    mode: str = "auto"  # wandb: auto = online when an API key is configured, offline otherwise
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class KosovConfig:
+    name: str = "default"  # the experiment name: run folders and tracker runs are named by it
+    seed: int = 42
+    output_dir: Optional[str] = None  # None = outputs/<name>/<timestamp>
+    overwrite: bool = False  # replace an existing run folder
+    resume: bool = False  # continue the run in output_dir from its last checkpoint
+    device: str = "auto"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    peft: PeftConfig = field(default_factory=PeftConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+SCHEMA_NAME = "kosov_schema"
+
+
+def recipes_dir() -> Path:
+    """The recipe tree: inside the installed package (wheel), else at the top of the source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "recipes", here.parent / "recipes"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise KosovError(f"the kosov recipe tree was not found next to {here}", fix="reinstall kosov")
+
+
+def register_schema() -> None:
+    """Make the schema the first default of recipes/config.yaml: every key exists (and can be overridden
+    without '+'), and Hydra type-checks recipe files and overrides while composing."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=KosovConfig)
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> KosovConfig:
+    """Compose recipes/config.yaml with overrides, as `kosov <command>` does, and validate it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    check_override_keys(list(overrides))
+    register_schema()
+    with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
+        try:
+            composed = hydra_compose(config_name="config", overrides=list(overrides))
+        except HydraException as e:
+            cause = f" ({e.__cause__})" if e.__cause__ else ""
+            raise KosovError(f"the recipe does not compose: {e}{cause}") from None
+    return validate(composed)
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _schema_at(path: list[str]) -> type | None:
+    """The dataclass found by following `path` from KosovConfig, or None where it leaves the schema."""
+    cls: Any = KosovConfig
+    for part in path:
+        hint = typing.get_type_hints(cls).get(part)
+        candidates = [hint, *typing.get_args(hint)]  # unwrap Optional[X]
+        cls = next((c for c in candidates if dataclasses.is_dataclass(c)), None)
+        if cls is None:
+            return None
+    return cls
+
+
+def unknown_key_error(full_key: str) -> KosovError:
+    parent, _, leaf = full_key.rpartition(".")
+    cls = _schema_at(parent.split(".")) if parent else KosovConfig
+    allowed = _field_names(cls) if cls else []
+    section = parent or "the top level"
+    return KosovError(
+        f"unknown recipe key '{full_key}'",
+        fix=f"keys allowed in {section}: {', '.join(allowed)}" if allowed else "check the key's spelling",
+    )
+
+
+def check_override_keys(overrides: list[str]) -> None:
+    """Fail on `a.b=v` overrides naming a key the schema does not have (before Hydra composes)."""
+    for override in overrides:
+        key, sep, _ = override.partition("=")
+        if not sep or key.startswith(("hydra.", "+", "~", "++")) or "." not in key:
+            continue  # group choices (model=x), Hydra's own keys and explicit additions are Hydra's business
+        parts = key.split(".")
+        cls = _schema_at(parts[:-1])
+        if cls is not None and parts[-1] not in _field_names(cls):
+            raise unknown_key_error(key)
+
+
+def _check(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise choice_error(key, value, allowed)
+
+
+def _check_positive(cfg: KosovConfig) -> None:
+    positive = {
+        "peft.r": cfg.peft.r,
+        "peft.alpha": cfg.peft.alpha,
+        "method.learning_rate": cfg.method.learning_rate,
+        "method.per_device_train_batch_size": cfg.method.per_device_train_batch_size,
+        "method.per_device_eval_batch_size": cfg.method.per_device_eval_batch_size,
+        "method.gradient_accumulation_steps": cfg.method.gradient_accumulation_steps,
+        "method.logging_steps": cfg.method.logging_steps,
+        "method.eval_steps": cfg.method.eval_steps,
+        "method.save_steps": cfg.method.save_steps,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise KosovError(f"{key}={value!r} must be greater than 0")
+    if not 0.0 <= cfg.peft.dropout < 1.0:
+        raise KosovError(f"peft.dropout={cfg.peft.dropout!r} must be in [0, 1)")
+    if not 0.0 <= cfg.data.eval_ratio < 1.0:
+        raise KosovError(f"data.eval_ratio={cfg.data.eval_ratio!r} must be in [0, 1)")
+
+
+def _check_semantics(cfg: KosovConfig) -> None:
+    _check("model.dtype", cfg.model.dtype, DTYPES)
+    _check("model.thinking", cfg.model.thinking, THINKING)
+    _check("model.attn_implementation", cfg.model.attn_implementation, ATTN_IMPLEMENTATIONS)
+    _check("peft.method", cfg.peft.method, PEFT_METHODS)
+    _check("method.name", cfg.method.name, METHODS)
+    _check("tracking.backend", cfg.tracking.backend, TRACKERS)
+    _check("tracking.mode", cfg.tracking.mode, TRACKING_MODES)
+    _check("data.on_bad_row", cfg.data.on_bad_row, ON_BAD_ROW)
+    _check("data.on_overlong", cfg.data.on_overlong, ON_BAD_ROW)
+    _check("device", cfg.device, DEVICES)
+    _check_positive(cfg)
+    if isinstance(cfg.peft.target_modules, str) and cfg.peft.target_modules != "all-linear":
+        raise KosovError(
+            f"peft.target_modules={cfg.peft.target_modules!r} is not allowed",
+            fix="use 'all-linear' or a list of module names, e.g. peft.target_modules=[q_proj,v_proj]",
+        )
+    if (cfg.peft.method == "qlora") != (cfg.peft.quantization is not None):
+        raise KosovError(
+            f"peft.method={cfg.peft.method!r} with peft.quantization={'set' if cfg.peft.quantization else 'null'}",
+            fix="use peft=qlora for 4-bit QLoRA (it sets both), or peft=lora / dora without quantization",
+        )
+    if cfg.method.name == "sft":
+        if cfg.method.sft is None:
+            raise KosovError("method.name='sft' needs a method.sft block", fix="compose with method=sft")
+        _check("method.sft.turns", cfg.method.sft.turns, SFT_TURNS)
+        if cfg.method.sft.max_length <= 0:
+            raise KosovError(f"method.sft.max_length={cfg.method.sft.max_length} must be greater than 0")
+    if not cfg.data.train_files and not cfg.data.hub_id:
+        raise KosovError("no training data: data.train_files is empty and data.hub_id is null",
+                         fix="set data.train_files=[path/to/train.jsonl] or data.hub_id=org/dataset")
+    if cfg.data.train_files and cfg.data.hub_id:
+        raise KosovError("both data.train_files and data.hub_id are set", fix="use one source per data recipe")
+    if cfg.resume and cfg.overwrite:
+        raise KosovError("resume=true and overwrite=true contradict each other", fix="choose one")
+
+
+def validate(cfg: DictConfig | dict) -> KosovConfig:
+    """Merge a composed recipe onto the schema and check every value. Raises KosovError."""
+    raw = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
+    raw = OmegaConf.masked_copy(raw, [k for k in raw.keys() if k != "hydra"]) if "hydra" in raw else raw
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(KosovConfig), raw)
+        config: KosovConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except ConfigKeyError as e:
+        raise unknown_key_error(str(e.full_key)) from None
+    except ValidationError as e:
+        raise KosovError(f"recipe key '{e.full_key}': {e.msg}") from None
+    except OmegaConfBaseException as e:
+        raise KosovError(f"recipe could not be resolved: {e.msg}", where=str(getattr(e, "full_key", "") or "")) from None
+    _check_semantics(config)
+    return config
+
+
+def to_dict(cfg: KosovConfig) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def resolve_path(path: str) -> Path:
+    """A data path from a recipe: absolute, relative to the working directory, or `pkg://data_tools/...`."""
+    if path.startswith("pkg://"):
+        package, _, rest = path.removeprefix("pkg://").partition("/")
+        import importlib.util
+
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise KosovError(f"package '{package}' of data path '{path}' is not installed")
+        return Path(list(spec.submodule_search_locations)[0]) / rest
+    return Path(path).expanduser()

@@ -1,0 +1,206 @@
+"""Loading a base model and its tokenizer: the embedded tiny-ko, a local folder, or a hub id at a revision.
+
+Every GPU-only or risky request is checked before anything is downloaded or loaded: QLoRA and
+FlashAttention need CUDA (and their packages), and `trust_remote_code` needs an explicit recipe setting
+plus a pinned commit.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from training.config import KosovConfig, ModelConfig, PeftConfig
+from training.errors import KosovError
+
+log = logging.getLogger(__name__)
+
+COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "cuda" and not cuda_available():
+        raise KosovError("device=cuda was asked for, but PyTorch sees no CUDA GPU",
+                         fix="run on a GPU machine with a CUDA build of torch (README: GPU install), or device=auto")
+    if requested == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    return requested
+
+
+def model_source(mcfg: ModelConfig) -> tuple[str, bool]:
+    """(what from_pretrained gets, whether it is a local folder). Builds tiny-ko on first use."""
+    if mcfg.name_or_path == "tiny-ko":
+        from training.tiny_ko import tiny_model_dir
+
+        return str(tiny_model_dir(mcfg.tiny)), True
+    path = Path(mcfg.name_or_path).expanduser()
+    if path.is_dir():
+        return str(path), True
+    if not HUB_ID.match(mcfg.name_or_path):
+        raise KosovError(f"model.name_or_path={mcfg.name_or_path!r} is neither a local folder nor a hub id",
+                         fix="give an existing folder, a hub id like Qwen/Qwen3-1.7B, or tiny-ko")
+    return mcfg.name_or_path, False
+
+
+def check_remote_code(mcfg: ModelConfig, source: str, is_local: bool) -> None:
+    """Remote code runs only when the recipe asks for it, pinned to a commit of the model repo."""
+    if not mcfg.trust_remote_code:
+        return
+    if is_local:
+        code = sorted(p.name for p in Path(source).glob("*.py"))
+        log.warning("model.trust_remote_code=true: running the Python files of %s: %s", source, code or "none")
+        return
+    if not (mcfg.revision and COMMIT_SHA.match(mcfg.revision)):
+        raise KosovError(
+            f"model.trust_remote_code=true for {mcfg.name_or_path} with model.revision={mcfg.revision!r}",
+            fix="remote code runs Python from the model repo, so kosov runs it only pinned to a reviewed commit: "
+                "set model.revision to the full 40-character commit sha you have read",
+        )
+
+
+def torch_dtype(mcfg: ModelConfig, device: str):
+    import torch
+
+    if mcfg.dtype == "auto":
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return getattr(torch, mcfg.dtype)
+
+
+def check_attention(mcfg: ModelConfig, device: str) -> None:
+    if mcfg.attn_implementation != "flash_attention_2":
+        return
+    if device != "cuda":
+        raise KosovError("FlashAttention 2 (model.attn_implementation=flash_attention_2) needs a CUDA GPU",
+                         fix="use model.attn_implementation=sdpa on CPU")
+    if importlib.util.find_spec("flash_attn") is None:
+        raise KosovError("FlashAttention 2 was asked for, but the flash-attn package is not installed",
+                         fix="pip install 'kosov[gpu]' --no-build-isolation (README: GPU install), or use "
+                             "model.attn_implementation=sdpa")
+
+
+def quantization_config(pcfg: PeftConfig, device: str):
+    """BitsAndBytesConfig for QLoRA (NF4, double quant, bf16 compute), or None."""
+    if pcfg.quantization is None:
+        return None
+    if device != "cuda":
+        raise KosovError("QLoRA (peft=qlora, 4-bit bitsandbytes) needs a CUDA GPU: bitsandbytes has no 4-bit "
+                         "backward on CPU and would train silently wrong",
+                         fix="use peft=lora on CPU, or run on a GPU machine")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise KosovError("QLoRA needs the bitsandbytes package", fix="pip install 'kosov[gpu]'")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    q = pcfg.quantization
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type,
+                              bnb_4bit_use_double_quant=q.double_quant,
+                              bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype))
+
+
+def _load_error(what: str, name: str, error: Exception) -> KosovError:
+    return KosovError(f"could not load the {what} of {name}: {type(error).__name__}: {error}",
+                      fix="check model.name_or_path and model.revision, your network and HF_TOKEN, or point "
+                          "model.name_or_path at a local folder (offline machines: download it first)")
+
+
+def load_tokenizer(mcfg: ModelConfig, source: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=mcfg.revision,
+                                                  trust_remote_code=mcfg.trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise _load_error("tokenizer", mcfg.name_or_path, e) from None
+    if mcfg.chat_template:
+        path = Path(mcfg.chat_template).expanduser()
+        if not path.is_file():
+            raise KosovError(f"model.chat_template={mcfg.chat_template!r} is not a file")
+        tokenizer.chat_template = path.read_text(encoding="utf-8")
+    if not tokenizer.chat_template:
+        raise KosovError(f"the tokenizer of {mcfg.name_or_path} has no chat template",
+                         fix="set model.chat_template to a .jinja file (base checkpoints often ship without one)")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def end_of_turn_id(mcfg: ModelConfig, tokenizer: Any) -> int:
+    token = mcfg.end_of_turn_token or tokenizer.eos_token
+    token_id = tokenizer.convert_tokens_to_ids(token) if token else None
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise KosovError(f"the end-of-turn token {token!r} is not in the vocabulary of {mcfg.name_or_path}",
+                         fix="set model.end_of_turn_token to the token that closes an assistant turn")
+    return token_id
+
+
+def load_base_model(cfg: KosovConfig, source: str, device: str):
+    from transformers import AutoModelForCausalLM
+
+    mcfg = cfg.model
+    kwargs: dict[str, Any] = {
+        "revision": mcfg.revision,
+        "dtype": torch_dtype(mcfg, device),
+        "attn_implementation": mcfg.attn_implementation,
+        "trust_remote_code": mcfg.trust_remote_code,
+    }
+    quant = quantization_config(cfg.peft, device)
+    if quant is not None:
+        from accelerate import PartialState
+
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": PartialState().local_process_index}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _load_error("weights", mcfg.name_or_path, e) from None
+    log.info("loaded %s (%s, %.1fM parameters, %s)", mcfg.name_or_path, kwargs["dtype"],
+             model.num_parameters() / 1e6, mcfg.attn_implementation)
+    return model
+
+
+def linear_module_names(model: Any) -> set[str]:
+    import torch
+
+    names = set()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__.startswith("Linear"):
+            names.add(name.rsplit(".", 1)[-1])
+    return names
+
+
+def lora_config(pcfg: PeftConfig, model: Any):
+    """The PEFT LoraConfig for lora / dora / qlora, None for a full fine-tune. Unknown targets fail clearly."""
+    if pcfg.method == "none":
+        return None
+    from peft import LoraConfig
+
+    targets = pcfg.target_modules
+    if targets != "all-linear":
+        targets = list(targets)
+        available = linear_module_names(model)
+        missing = [t for t in targets if t not in available]
+        if missing:
+            raise KosovError(f"peft.target_modules names {missing}, which this model does not have",
+                             fix=f"use 'all-linear' or names from: {', '.join(sorted(available))}")
+    return LoraConfig(
+        r=pcfg.r,
+        lora_alpha=pcfg.alpha,
+        lora_dropout=pcfg.dropout,
+        target_modules=targets,
+        modules_to_save=list(pcfg.modules_to_save) or None,
+        use_rslora=pcfg.use_rslora,
+        use_dora=pcfg.method == "dora",
+        task_type="CAUSAL_LM",
+    )

@@ -1,0 +1,178 @@
+"""The run folder: one per run, never overwritten unless asked, resumable, free of secrets.
+
+    DIR/config.yaml       the resolved recipe (secrets redacted)
+    DIR/provenance.json   git sha, package versions, dataset hashes, seed, host, GPU
+    DIR/checkpoints/      trainer checkpoints (resume=true continues from the last one)
+    DIR/adapter/          the LoRA adapter and tokenizer (DIR/model/ for a full fine-tune)
+    DIR/metrics.json      losses, steps, tokens, runtime
+    DIR/train.log         the log of every run in this folder
+
+Files are written atomically (a temporary file renamed into place), so a killed run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from training.errors import KosovError
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY", "OPENAI_API_KEY")
+# Keys whose values are secrets wherever they appear (not e.g. end_of_turn_token, which names a vocabulary item).
+SECRET_KEY = re.compile(r"^(.*_)?(token|hf_token|hub_token|auth_token|access_token|api_key|apikey|secret|password)$",
+                        re.IGNORECASE)
+TOKEN_NAMES = re.compile(r"(end_of_turn|eos|bos|pad|unk|sep|cls|mask)_token$", re.IGNORECASE)
+RUN_MARKERS = ("config.yaml", "provenance.json", "checkpoints", "adapter", "model", "metrics.json")
+PACKAGES = ("kosov", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "hydra-core", "omegaconf",
+            "tokenizers", "wandb", "bitsandbytes", "flash-attn", "liger-kernel", "vllm")
+
+
+def secret_values() -> list[str]:
+    return [v for k in SECRET_ENV if len(v := os.environ.get(k, "")) >= 8]
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Replace values under secret-looking keys, and any secret from the environment inside strings."""
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if isinstance(value, str):
+        if key and SECRET_KEY.match(key) and not TOKEN_NAMES.search(key) and value:
+            return "***"
+        for secret in secret_values():
+            value = value.replace(secret, "***")
+    return value
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(redact(data), ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def last_checkpoint(checkpoints: Path) -> Path | None:
+    """The checkpoint with the highest step that finished saving (has trainer_state.json)."""
+    done = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.rsplit("-", 1)[-1]), default=None)
+
+
+@dataclass
+class RunDir:
+    path: Path
+    resume_from: Path | None = None  # the checkpoint a resumed run continues from
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def adapter(self) -> Path:
+        return self.path / "adapter"
+
+    def holds_run(self) -> bool:
+        return any((self.path / m).exists() for m in RUN_MARKERS)
+
+
+def default_output_dir(name: str) -> Path:
+    return Path("outputs") / name / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool) -> RunDir:
+    """Claim the run folder: refuse an existing run unless overwrite or resume says what to do with it."""
+    run = RunDir(Path(output_dir))
+    if resume:
+        found = last_checkpoint(run.checkpoints)
+        if found is None:
+            raise KosovError(f"resume=true, but {run.checkpoints} holds no finished checkpoint",
+                             fix="check output_dir, or start a new run without resume=true")
+        run.resume_from = found
+    elif run.holds_run():
+        if not overwrite:
+            raise KosovError(
+                f"{run.path} already holds a run",
+                fix="pass resume=true to continue it from its last checkpoint, overwrite=true to replace it, "
+                    "or choose another output_dir",
+            )
+        log.warning("overwrite=true: deleting the run in %s", run.path)
+        for marker in (*RUN_MARKERS, "wandb", "tensorboard", "train.log"):
+            target = run.path / marker
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    run.path.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def _git_sha() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _gpu() -> dict[str, Any] | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return {"name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(), "cuda": torch.version.cuda}
+
+
+def provenance(*, seed: int, data: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "git_sha": _git_sha(),
+        "seed": seed,
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "gpu": _gpu(),
+        "packages": _versions(),
+        "model": model,
+        "data": data,
+    }
+
+
+def add_file_logging(run: RunDir) -> logging.Handler:
+    """Append this process's log records to DIR/train.log (secrets never reach the log: we never log them)."""
+    handler = logging.FileHandler(run.path / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler

@@ -1,0 +1,102 @@
+"""Experiment tracking: wandb (online, or offline by itself when no API key is configured), tensorboard, none.
+
+The tracker run is opened here, before the trainer exists, so it carries the kosov recipe and provenance;
+the transformers callbacks then log into the same run. Only the main process opens a tracker run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import netrc
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.config import TrackingConfig
+from training.errors import KosovError
+from training.run_dir import RunDir, redact, write_json
+
+log = logging.getLogger(__name__)
+
+
+def wandb_key_configured() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_mode(tcfg: TrackingConfig) -> str:
+    if tcfg.mode != "auto":
+        return tcfg.mode
+    if os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"):
+        return os.environ["WANDB_MODE"]
+    return "online" if wandb_key_configured() else "offline"
+
+
+@dataclass
+class Tracker:
+    backend: str
+    report_to: list[str]
+    run: Any = None  # the wandb run, when there is one
+
+    def finish(self, run_dir: RunDir) -> None:
+        if self.run is None:
+            return
+        offline = self.run.settings.mode == "offline" or getattr(self.run, "offline", False)
+        run_path = Path(self.run.dir).parent
+        self.run.finish()
+        if offline:
+            log.info("wandb ran offline; the run is in %s. Upload it later with: wandb sync %s", run_path, run_path)
+        else:
+            log.info("wandb run: %s", getattr(self.run, "url", run_path))
+
+
+def _open_wandb(tcfg: TrackingConfig, run_dir: RunDir, name: str, payload: dict[str, Any]) -> Any:
+    import wandb
+
+    mode = wandb_mode(tcfg)
+    state_file = run_dir.path / "wandb_run.json"
+    previous = json.loads(state_file.read_text()) if run_dir.resume_from and state_file.is_file() else {}
+    try:
+        run = wandb.init(project=tcfg.project, entity=tcfg.entity, name=name, dir=str(run_dir.path), mode=mode,
+                         tags=list(tcfg.tags) or None, config=payload, id=previous.get("id"),
+                         resume="allow" if previous else None)
+    except Exception as e:  # wandb raises its own error types for auth and network
+        raise KosovError(f"wandb could not start a run ({mode}): {e}",
+                         fix="check WANDB_API_KEY / wandb login and the network, or use tracking.mode=offline") from None
+    write_json(state_file, {"id": run.id, "project": tcfg.project, "mode": mode})
+    log.info("wandb %s run %s in %s", mode, run.id, run_dir.path / "wandb")
+    return run
+
+
+def _write_tensorboard_text(log_dir: Path, payload: dict[str, Any]) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(log_dir))
+    for key, value in payload.items():
+        writer.add_text(f"kosov/{key}", "```\n" + yaml.safe_dump(value, allow_unicode=True, sort_keys=False) + "```")
+    writer.close()
+
+
+def open_tracker(tcfg: TrackingConfig, run_dir: RunDir, name: str, payload: dict[str, Any],
+                 is_main_process: bool = True) -> Tracker:
+    """Set up the tracker; `payload` (recipe + provenance) goes into the tracker run, redacted."""
+    payload = redact(payload)
+    if tcfg.backend == "none":
+        return Tracker("none", ["none"])
+    if tcfg.backend == "tensorboard":
+        log_dir = run_dir.path / "tensorboard"
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(log_dir)  # transformers 5 reads the folder from here
+        if is_main_process:
+            _write_tensorboard_text(log_dir, payload)
+        return Tracker("tensorboard", ["tensorboard"])
+    os.environ.setdefault("WANDB_LOG_MODEL", "false")  # adapters go to the run folder, not to wandb artifacts
+    run = _open_wandb(tcfg, run_dir, name, payload) if is_main_process else None
+    return Tracker("wandb", ["wandb"], run)

@@ -1,0 +1,168 @@
+"""`kosov train`: one straight path with named phases, shared by every training method.
+
+    kosov train experiment=smoke-sft                   # tiny-ko on CPU, a minute
+    kosov train experiment=qwen3-1.7b-ko-sft            # one GPU
+
+Phases: seed -> run folder -> tokenizer -> data -> model -> record (config, provenance, tracker) ->
+trainer -> train (or resume) -> save -> metrics. The method module (sft) supplies only its data step and
+its TRL trainer; the run folder, tracking, resume and saving live here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training import sft
+from training.config import KosovConfig, to_dict
+from training.models import (check_attention, check_remote_code, end_of_turn_id, load_base_model, load_tokenizer,
+                             lora_config, model_source, resolve_device)
+from training.run_dir import (RunDir, add_file_logging, default_output_dir, prepare_run_dir, provenance, redact,
+                              write_atomic, write_json)
+from training.tracking import open_tracker
+
+log = logging.getLogger(__name__)
+
+METHODS = {"sft": sft}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    trainer: Any  # the TRL trainer, for callers that want to inspect the trained model
+
+
+def trainer_args(cfg: KosovConfig, run: RunDir, device: str, report_to: list[str]) -> dict[str, Any]:
+    """TrainingArguments every TRL trainer gets from a kosov recipe."""
+    import torch
+
+    m = cfg.method
+    bf16 = m.bf16 if m.bf16 is not None else device == "cuda" and torch.cuda.is_bf16_supported()
+    return dict(
+        output_dir=str(run.checkpoints),
+        run_name=run.path.name,
+        seed=cfg.seed,
+        learning_rate=m.learning_rate,
+        lr_scheduler_type=m.lr_scheduler_type,
+        warmup_steps=m.warmup_steps,
+        weight_decay=m.weight_decay,
+        max_grad_norm=m.max_grad_norm,
+        num_train_epochs=m.num_train_epochs,
+        max_steps=m.max_steps,
+        per_device_train_batch_size=m.per_device_train_batch_size,
+        per_device_eval_batch_size=m.per_device_eval_batch_size,
+        gradient_accumulation_steps=m.gradient_accumulation_steps,
+        activation_checkpointing=m.activation_checkpointing,
+        optim=m.optim,
+        bf16=bf16,
+        use_cpu=device == "cpu",
+        logging_steps=m.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=m.save_steps,
+        save_total_limit=m.save_total_limit,
+        dataloader_num_workers=m.dataloader_num_workers,
+        report_to=report_to,
+        disable_tqdm=False,
+    )
+
+
+def _save_final(trainer: Any, run: RunDir, full_model: bool) -> Path:
+    """Save the adapter (or full model) with its tokenizer into a staging folder, then move it into place."""
+    target = run.path / ("model" if full_model else "adapter")
+    staging = run.path / f".{target.name}.saving"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))
+    if trainer.is_world_process_zero():
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    return target
+
+
+def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], started: float) -> dict[str, Any]:
+    history = trainer.state.log_history
+    train_losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    eval_losses = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    tokens = [h["num_tokens"] for h in history if "num_tokens" in h]
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    return {
+        "global_step": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "first_train_loss": train_losses[0][1] if train_losses else None,
+        "last_train_loss": train_losses[-1][1] if train_losses else None,
+        "train_loss_curve": train_losses,
+        "first_eval_loss": eval_losses[0][1] if eval_losses else None,
+        "eval_loss": eval_losses[-1][1] if eval_losses else None,
+        "eval_loss_curve": eval_losses,
+        "tokens_seen": tokens[-1] if tokens else None,
+        "train_runtime_s": train_output.metrics.get("train_runtime"),
+        "wall_time_s": round(time.time() - started, 2),
+        "trainable_parameters": trainable,
+        "data": data_summary,
+    }
+
+
+def train(cfg: KosovConfig) -> TrainResult:
+    """Run one training job from a validated recipe. User errors raise KosovError."""
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    started = time.time()
+    method = METHODS[cfg.method.name]
+    set_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    is_main = PartialState().is_main_process
+
+    # Run folder: claimed before anything heavy, so a refused overwrite costs nothing.
+    run = prepare_run_dir(Path(cfg.output_dir or default_output_dir(cfg.name)), overwrite=cfg.overwrite,
+                          resume=cfg.resume)
+    handler = add_file_logging(run) if is_main else None
+    if run.resume_from:
+        log.info("resuming from %s", run.resume_from)
+    try:
+        # Tokenizer and data first: a bad row fails before the model loads.
+        source, is_local = model_source(cfg.model)
+        check_remote_code(cfg.model, source, is_local)
+        check_attention(cfg.model, device)
+        tokenizer = load_tokenizer(cfg.model, source)
+        data = method.build_data(cfg, tokenizer, end_of_turn_id(cfg.model, tokenizer))
+        log.info("data %s: %s", cfg.data.name, {k: v for k, v in data.summary.items() if k != "sources"})
+
+        model = load_base_model(cfg, source, device)
+        peft_config = lora_config(cfg.peft, model)
+
+        # Record what this run is before it trains.
+        model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "revision": cfg.model.revision}
+        prov = provenance(seed=cfg.seed, data=data.summary, model=model_info)
+        resolved = redact(to_dict(cfg))
+        if is_main:
+            write_atomic(run.path / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
+            write_json(run.path / "provenance.json", prov)
+        tracker = open_tracker(cfg.tracking, run, cfg.name, {"config": resolved, "provenance": prov}, is_main)
+
+        trainer = method.build_trainer(cfg, model, tokenizer, data, peft_config,
+                                       trainer_args(cfg, run, device, tracker.report_to))
+        output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+        if data.eval is not None and not any(h.get("step") == trainer.state.global_step and "eval_loss" in h
+                                             for h in trainer.state.log_history):
+            trainer.evaluate()
+        _save_final(trainer, run, full_model=peft_config is None)
+        metrics = summarize(trainer, output, data.summary, started)
+        if is_main:
+            write_json(run.path / "metrics.json", metrics)
+        tracker.finish(run)
+        log.info("done: %s (train loss %s -> %s, eval loss %s)", run.path, metrics["first_train_loss"],
+                 metrics["last_train_loss"], metrics["eval_loss"])
+        return TrainResult(run_dir=run.path, metrics=metrics, trainer=trainer)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
