@@ -207,7 +207,7 @@ def _schema_at(path: list[str]) -> type | None:
 
 
 def unknown_key_error(full_key: str) -> KosovError:
-    parent, _, leaf = full_key.rpartition(".")
+    parent = full_key.rpartition(".")[0]
     cls = _schema_at(parent.split(".")) if parent else KosovConfig
     allowed = _field_names(cls) if cls else []
     section = parent or "the top level"
@@ -221,8 +221,12 @@ def check_override_keys(overrides: list[str]) -> None:
     """Fail on `a.b=v` overrides naming a key the schema does not have (before Hydra composes)."""
     for override in overrides:
         key, sep, _ = override.partition("=")
-        if not sep or key.startswith(("hydra.", "+", "~", "++")) or "." not in key:
-            continue  # group choices (model=x), Hydra's own keys and explicit additions are Hydra's business
+        if not sep or key.startswith(("hydra.", "+", "~")):
+            continue  # Hydra's own keys and explicit additions / deletions are Hydra's business
+        if "." not in key:
+            if key not in _field_names(KosovConfig) and key != "experiment":
+                raise unknown_key_error(key)
+            continue  # a top-level value or a group choice (model=qwen3-8b)
         parts = key.split(".")
         cls = _schema_at(parts[:-1])
         if cls is not None and parts[-1] not in _field_names(cls):

@@ -154,9 +154,11 @@ def _gpu() -> dict[str, Any] | None:
     return {"name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(), "cuda": torch.version.cuda}
 
 
-def provenance(*, seed: int, data: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+def provenance(*, seed: int, data: dict[str, Any], model: dict[str, Any], resumed_from: Path | None = None
+               ) -> dict[str, Any]:
     return {
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "resumed_from": str(resumed_from) if resumed_from else None,
         "command": " ".join(sys.argv),
         "git_sha": _git_sha(),
         "seed": seed,

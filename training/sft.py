@@ -26,7 +26,9 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: SFTData, p
     has_eval = data.eval is not None
     args = SFTConfig(
         **common,
-        max_length=options.max_length,
+        # Packing cuts blocks of max_length; otherwise rows are already checked against it (sft_data), and
+        # TRL wants max_length unset for padding-free batches it would not truncate.
+        max_length=None if options.padding_free and not options.packing else options.max_length,
         packing=options.packing,
         padding_free=options.padding_free,
         completion_only_loss=True,  # our rows carry a completion_mask: loss on the model's own tokens only

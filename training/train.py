@@ -141,7 +141,7 @@ def train(cfg: KosovConfig) -> TrainResult:
 
         # Record what this run is before it trains.
         model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "revision": cfg.model.revision}
-        prov = provenance(seed=cfg.seed, data=data.summary, model=model_info)
+        prov = provenance(seed=cfg.seed, data=data.summary, model=model_info, resumed_from=run.resume_from)
         resolved = redact(to_dict(cfg))
         if is_main:
             write_atomic(run.path / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))

@@ -60,6 +60,7 @@ def test_real_recipes_name_hub_models_and_qlora_quantizes():
     "override, words",
     [
         ("peft.rank=3", ["peft.rank", "keys allowed in peft", "alpha"]),
+        ("lr=3", ["'lr'", "keys allowed in the top level", "method"]),
         ("model.tiny.width=3", ["model.tiny.width", "hidden_size"]),
         ("peft.method=lorax", ["peft.method", "lorax", "lora, dora, qlora, none"]),
         ("tracking.backend=mlflow", ["tracking.backend", "mlflow", "wandb, tensorboard, none"]),

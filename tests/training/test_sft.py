@@ -81,6 +81,13 @@ def test_packing_fills_blocks_without_padding(tmp_path):
     assert result.metrics["global_step"] == 3
 
 
+def test_padding_free_batches_give_the_same_loss_as_padded_ones(tmp_path):
+    padded = train(compose(quick(f"output_dir={tmp_path / 'padded'}")))
+    flat = train(compose(quick(f"output_dir={tmp_path / 'flat'}", "method.sft.padding_free=true")))
+    assert flat.metrics["first_train_loss"] == pytest.approx(padded.metrics["first_train_loss"], abs=1e-4)
+    assert flat.metrics["tokens_seen"] == padded.metrics["tokens_seen"]  # the same real tokens, no padding
+
+
 @pytest.mark.parametrize("overrides, saved", [
     (["peft=dora"], "adapter"),
     (["peft=none", "method.learning_rate=1e-4"], "model"),
