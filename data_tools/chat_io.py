@@ -1,9 +1,11 @@
-"""Chat datasets on disk: read `messages` rows from JSONL / JSON / Parquet files or a Hugging Face dataset,
-check each row, and say exactly where a bad one is.
+"""Chat datasets on disk: read rows from JSONL / JSON / Parquet files or a Hugging Face dataset, check each
+row, and say exactly where a bad one is.
 
-A row is `{"messages": [{"role": ..., "content": ...}, ...], "meta": {...}}`. Roles are system (first only),
+SFT rows: `{"messages": [{"role": ..., "content": ...}, ...], "meta": {...}}`. Roles are system (first only),
 user and assistant, alternating and ending with an assistant turn; an assistant turn may carry
-`reasoning_content` (a thinking trace). All text is NFC-normalised on the way in.
+`reasoning_content` (a thinking trace).
+Prompt rows (GRPO, evaluation): `{"prompt": [...turns ending with a user turn], <verifiable columns>,
+"meta": {...}}`, e.g. `"answer": "1200"` for the math reward. All text is NFC-normalised on the way in.
 
     >>> from data_tools.chat_io import load_chat_files
     >>> report = load_chat_files(["train.jsonl"], on_bad_row="skip")   # doctest: +SKIP
@@ -15,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ class ChatRow:
     messages: list[dict[str, str]]
     meta: dict[str, Any] | None
     where: str  # "path:line" or "hub-id[split] row N"
+    columns: dict[str, Any] = field(default_factory=dict)  # prompt rows: the other columns (answer, ...)
 
 
 @dataclass
@@ -129,7 +132,7 @@ def _message(where: str, index: int, message: Any) -> dict[str, str]:
     return out
 
 
-def _check_turns(where: str, messages: list[dict[str, str]]) -> None:
+def _check_turns(where: str, messages: list[dict[str, str]], last: str = "assistant") -> None:
     body = messages[1:] if messages[0]["role"] == "system" else messages
     for index, message in enumerate(body):
         at = index + len(messages) - len(body)
@@ -141,31 +144,54 @@ def _check_turns(where: str, messages: list[dict[str, str]]) -> None:
             reason = "empty assistant turn" if expected == "assistant" else "empty user turn"
             raise BadRowError(where, reason, f"messages[{at}] ({expected}) has no text",
                               "remove the row or write the missing turn")
-    if not body or body[-1]["role"] != "assistant":
-        raise BadRowError(where, "no final assistant turn", "the conversation does not end with an assistant turn",
-                          "end every row with the assistant answer to train on")
+    if not body or body[-1]["role"] != last:
+        raise BadRowError(where, f"no final {last} turn", f"the conversation does not end with a {last} turn",
+                          "end every row with the assistant answer to train on" if last == "assistant" else
+                          "a prompt ends with the user turn the model answers")
+
+
+def _turns(where: str, record: Any, column: str) -> list[dict[str, str]]:
+    if isinstance(record, BadRowError):
+        raise record
+    if not isinstance(record, dict) or column not in record:
+        keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+        raise BadRowError(where, f"missing {column}", f"the row has no '{column}' (it has {keys})",
+                          f'write each row as {{"{column}": [{{"role": "user", "content": ...}}, ...]}}')
+    raw = record[column]
+    if isinstance(raw, str) and column == "prompt":
+        raw = [{"role": "user", "content": raw}]  # a plain-text prompt is one user turn
+    if not isinstance(raw, list) or not raw:
+        raise BadRowError(where, f"missing {column}", f"'{column}' is empty or not a list",
+                          f"{column} must be a non-empty list of turns")
+    return [_message(where, i, m) for i, m in enumerate(raw)]
 
 
 def chat_row(where: str, record: Any) -> ChatRow:
-    """Check one record and return it as a ChatRow; raises BadRowError naming `where`."""
-    if isinstance(record, BadRowError):
-        raise record
-    if not isinstance(record, dict) or "messages" not in record:
-        keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-        raise BadRowError(where, "missing messages", f"the row has no 'messages' (it has {keys})",
-                          'write each row as {"messages": [{"role": "user", "content": ...}, ...]}')
-    raw = record["messages"]
-    if not isinstance(raw, list) or not raw:
-        raise BadRowError(where, "missing messages", "'messages' is empty or not a list",
-                          "messages must be a non-empty list of turns")
-    messages = [_message(where, i, m) for i, m in enumerate(raw)]
+    """Check one SFT record and return it as a ChatRow; raises BadRowError naming `where`."""
+    messages = _turns(where, record, "messages")
     _check_turns(where, messages)
     meta = record.get("meta")
     return ChatRow(messages=messages, meta=meta if isinstance(meta, dict) else None, where=where)
 
 
+def prompt_row(where: str, record: Any, required: tuple[str, ...] = ()) -> ChatRow:
+    """Check one prompt record (turns ending with a user turn, plus the `required` columns)."""
+    messages = _turns(where, record, "prompt")
+    _check_turns(where, messages, last="user")
+    missing = [c for c in required if record.get(c) is None]
+    if missing:
+        raise BadRowError(where, "missing column", f"the row has no {missing}",
+                          f"prompt rows for these rewards need the columns {list(required)}")
+    columns = {k: v for k, v in record.items() if k not in ("prompt", "meta")}
+    meta = record.get("meta")
+    return ChatRow(messages=messages, meta=meta if isinstance(meta, dict) else None, where=where, columns=columns)
+
+
+RowCheck = Callable[[str, Any], ChatRow]
+
+
 def collect_rows(records: Iterator[tuple[str, Any]], report: ChatFileReport, on_bad_row: str,
-                 max_rows: int | None) -> int:
+                 max_rows: int | None, check: RowCheck = chat_row) -> int:
     """Check records into `report`; returns how many records were read. Raises BadRowError when not skipping."""
     read = 0
     for where, record in records:
@@ -173,7 +199,7 @@ def collect_rows(records: Iterator[tuple[str, Any]], report: ChatFileReport, on_
             break
         read += 1
         try:
-            report.rows.append(chat_row(where, record))
+            report.rows.append(check(where, record))
         except BadRowError as e:
             if on_bad_row != "skip":
                 raise
@@ -181,8 +207,9 @@ def collect_rows(records: Iterator[tuple[str, Any]], report: ChatFileReport, on_
     return read
 
 
-def load_chat_files(paths: list[Path | str], on_bad_row: str = "error", max_rows: int | None = None
-                    ) -> ChatFileReport:
+def load_chat_files(paths: list[Path | str], on_bad_row: str = "error", max_rows: int | None = None,
+                    check: RowCheck = chat_row) -> ChatFileReport:
+    """Rows of local files; `check` is chat_row (SFT) or a prompt_row partial (GRPO, evaluation)."""
     report = ChatFileReport()
     for path in map(Path, paths):
         if not path.is_file():
@@ -190,13 +217,14 @@ def load_chat_files(paths: list[Path | str], on_bad_row: str = "error", max_rows
         if path.suffix not in SUFFIXES:
             raise BadRowError(str(path), "unsupported file", f"'{path.suffix}' files cannot be read",
                               f"use one of: {', '.join(SUFFIXES)}")
-        read = collect_rows(read_records(path), report, on_bad_row, max_rows)
+        read = collect_rows(read_records(path), report, on_bad_row, max_rows, check)
         report.sources.append({"path": str(path), "sha256": file_sha256(path), "rows_read": read})
     return report
 
 
 def load_chat_hub(hub_id: str, *, split: str, config: str | None = None, revision: str | None = None,
-                  on_bad_row: str = "error", max_rows: int | None = None) -> ChatFileReport:
+                  on_bad_row: str = "error", max_rows: int | None = None, check: RowCheck = chat_row
+                  ) -> ChatFileReport:
     """Rows of a Hugging Face dataset (or a local dataset folder, for mirrored data)."""
     import datasets
 
@@ -204,7 +232,7 @@ def load_chat_hub(hub_id: str, *, split: str, config: str | None = None, revisio
     fingerprint = getattr(dataset, "_fingerprint", None)
     records = ((f"{hub_id}[{split}] row {i + 1}", record) for i, record in enumerate(dataset))
     report = ChatFileReport()
-    read = collect_rows(records, report, on_bad_row, max_rows)
+    read = collect_rows(records, report, on_bad_row, max_rows, check)
     report.sources.append({"hub_id": hub_id, "config": config, "split": split, "revision": revision,
                            "fingerprint": fingerprint, "rows_read": read})
     return report

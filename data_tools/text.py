@@ -1,11 +1,56 @@
-"""Korean text basics shared by every data step (KOREAN.md: normalise to NFC before anything else)."""
+"""Korean text basics shared by every data step, reward and evaluation (KOREAN.md).
+
+Normalise to NFC before anything else; count scripts to spot language confusion (Chinese characters or
+Japanese kana leaking into Korean text, a known failure of Qwen3 adapted to Korean).
+
+    >>> script_counts("서울은 맑음, 北京은 흐림")["han"]
+    2
+    >>> round(hangul_share("안녕 hello"), 2)
+    0.29
+"""
 
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
 def nfc(text: str) -> str:
     """NFC-normalise: "한" as one code point, never three conjoining jamo (macOS and some scrapes send NFD)."""
     return unicodedata.normalize("NFC", text)
 
+
+def script_of(ch: str) -> str | None:
+    """The script of one letter: hangul, han, kana, latin, other; None for digits, spaces and punctuation."""
+    code = ord(ch)
+    if 0xAC00 <= code <= 0xD7A3 or 0x1100 <= code <= 0x11FF or 0x3130 <= code <= 0x318F:
+        return "hangul"
+    if 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x2FA1F:
+        return "han"  # CJK unified ideographs, extension A, compatibility, and the supplementary planes
+    if 0x3040 <= code <= 0x30FF or 0x31F0 <= code <= 0x31FF or 0xFF66 <= code <= 0xFF9D:
+        return "kana"
+    if ch.isalpha():
+        return "latin" if ch.isascii() or unicodedata.name(ch, "").startswith("LATIN") else "other"
+    return None
+
+
+def script_counts(text: str) -> Counter:
+    """Letters per script in NFC text (digits, spaces and punctuation are not letters)."""
+    return Counter(s for s in map(script_of, nfc(text)) if s is not None)
+
+
+def hangul_share(text: str) -> float:
+    """Hangul letters as a share of all letters; 0.0 for text without letters."""
+    counts = script_counts(text)
+    total = sum(counts.values())
+    return counts["hangul"] / total if total else 0.0
+
+
+def split_thinking(text: str) -> tuple[str, str]:
+    """(thinking, answer): the text inside <think>...</think> and what follows it. No think block: ("", text)."""
+    if THINK_CLOSE not in text:
+        return "", text
+    head, _, answer = text.partition(THINK_CLOSE)
+    return head.split(THINK_OPEN, 1)[-1].strip(), answer.strip()

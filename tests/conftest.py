@@ -12,7 +12,7 @@ for _secret in ("WANDB_API_KEY", "HF_TOKEN", "WANDB_MODE"):  # the tests set the
 
 import pytest  # noqa: E402
 
-from training.config import compose  # noqa: E402
+from training.recipes import compose  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

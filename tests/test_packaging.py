@@ -27,7 +27,7 @@ def test_the_wheel_carries_recipes_assets_and_data(tmp_path):
     # Unpacked away from the checkout, the package composes a recipe from its own copy of the tree.
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("from training.config import compose, recipes_dir; print(recipes_dir()); "
+    probe = ("from training.recipes import compose, recipes_dir; print(recipes_dir()); "
              "print(compose(['experiment=smoke-sft']).data.train_files[0])")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                           env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, timeout=120)

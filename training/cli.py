@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 
 from training import __version__
-from training.config import recipes_dir
+from training.recipes import recipes_dir
 from training.errors import KosovError
 
 log = logging.getLogger("kosov")
@@ -70,7 +70,8 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
-    from training.config import register_schema, validate
+    from training.config import validate
+    from training.recipes import register_schema
 
     register_schema()
     status = {"code": 0}
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         report(KosovError(f"unknown command '{command}'", fix=f"use one of: {', '.join(COMMANDS)}"))
         return 2
     try:
-        from training.config import check_override_keys
+        from training.recipes import check_override_keys
 
         check_override_keys([o for o in overrides if not o.startswith("-")])
         return _run_hydra(command, overrides)

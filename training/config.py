@@ -21,7 +21,10 @@ from training.errors import KosovError, choice_error
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 PEFT_METHODS = ("lora", "dora", "qlora", "none")
-METHODS = ("sft",)
+METHODS = ("sft", "grpo")
+GRPO_LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
+SCALE_REWARDS = ("group", "batch", "none")
+VLLM_MODES = ("colocate", "server")
 TRACKERS = ("wandb", "tensorboard", "none")
 TRACKING_MODES = ("auto", "online", "offline")
 ON_BAD_ROW = ("error", "skip")
@@ -91,6 +94,31 @@ class SFTOptions:
 
 
 @dataclass
+class GRPOOptions:
+    num_generations: int = 8  # the group: completions sampled per prompt, compared with each other
+    max_prompt_length: int = 512  # longer prompts fail or are skipped (data.on_overlong)
+    max_completion_length: int = 512
+    temperature: float = 1.0
+    top_p: float = 1.0
+    beta: float = 0.0  # KL weight; 0 = no reference model
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    epsilon: float = 0.2
+    epsilon_high: Optional[float] = 0.28  # DAPO clip-higher
+    num_iterations: int = 1
+    mask_truncated_completions: bool = True
+    use_vllm: bool = False  # generate with vLLM (GPU, `pip install kosov[vllm]`)
+    vllm_mode: str = "colocate"  # colocate: in the training process; server: `trl vllm-serve` elsewhere
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_enable_sleep_mode: bool = False
+    vllm_server_host: str = "0.0.0.0"
+    vllm_server_port: int = 8000
+    log_completions: bool = False
+    # Overrides composing an SFT run that trains first (into output_dir/sft); GRPO starts from its adapter.
+    sft_stage: Optional[list[str]] = None
+
+
+@dataclass
 class MethodConfig:
     name: str = "sft"
     learning_rate: float = 2e-4
@@ -111,7 +139,9 @@ class MethodConfig:
     save_steps: int = 100
     save_total_limit: int = 2
     dataloader_num_workers: int = 0
+    init_adapter: Optional[str] = None  # continue training this adapter (a folder, or a run folder with adapter/)
     sft: Optional[SFTOptions] = None
+    grpo: Optional[GRPOOptions] = None
 
 
 @dataclass
@@ -151,50 +181,14 @@ class KosovConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     data: DataConfig = field(default_factory=DataConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    rewards: dict[str, Any] = field(default_factory=dict)  # GRPO: reward name -> {weight, parameters}
 
 
-SCHEMA_NAME = "kosov_schema"
-
-
-def recipes_dir() -> Path:
-    """The recipe tree: inside the installed package (wheel), else at the top of the source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "recipes", here.parent / "recipes"):
-        if (candidate / "config.yaml").is_file():
-            return candidate
-    raise KosovError(f"the kosov recipe tree was not found next to {here}", fix="reinstall kosov")
-
-
-def register_schema() -> None:
-    """Make the schema the first default of recipes/config.yaml: every key exists (and can be overridden
-    without '+'), and Hydra type-checks recipe files and overrides while composing."""
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=KosovConfig)
-
-
-def compose(overrides: list[str] | tuple[str, ...] = ()) -> KosovConfig:
-    """Compose recipes/config.yaml with overrides, as `kosov <command>` does, and validate it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-
-    check_override_keys(list(overrides))
-    register_schema()
-    with initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"):
-        try:
-            composed = hydra_compose(config_name="config", overrides=list(overrides))
-        except HydraException as e:
-            cause = f" ({e.__cause__})" if e.__cause__ else ""
-            raise KosovError(f"the recipe does not compose: {e}{cause}") from None
-    return validate(composed)
-
-
-def _field_names(cls: type) -> list[str]:
+def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-def _schema_at(path: list[str]) -> type | None:
+def schema_at(path: list[str]) -> type | None:
     """The dataclass found by following `path` from KosovConfig, or None where it leaves the schema."""
     cls: Any = KosovConfig
     for part in path:
@@ -208,29 +202,13 @@ def _schema_at(path: list[str]) -> type | None:
 
 def unknown_key_error(full_key: str) -> KosovError:
     parent = full_key.rpartition(".")[0]
-    cls = _schema_at(parent.split(".")) if parent else KosovConfig
-    allowed = _field_names(cls) if cls else []
+    cls = schema_at(parent.split(".")) if parent else KosovConfig
+    allowed = field_names(cls) if cls else []
     section = parent or "the top level"
     return KosovError(
         f"unknown recipe key '{full_key}'",
         fix=f"keys allowed in {section}: {', '.join(allowed)}" if allowed else "check the key's spelling",
     )
-
-
-def check_override_keys(overrides: list[str]) -> None:
-    """Fail on `a.b=v` overrides naming a key the schema does not have (before Hydra composes)."""
-    for override in overrides:
-        key, sep, _ = override.partition("=")
-        if not sep or key.startswith(("hydra.", "+", "~")):
-            continue  # Hydra's own keys and explicit additions / deletions are Hydra's business
-        if "." not in key:
-            if key not in _field_names(KosovConfig) and key != "experiment":
-                raise unknown_key_error(key)
-            continue  # a top-level value or a group choice (model=qwen3-8b)
-        parts = key.split(".")
-        cls = _schema_at(parts[:-1])
-        if cls is not None and parts[-1] not in _field_names(cls):
-            raise unknown_key_error(key)
 
 
 def _check(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -287,6 +265,8 @@ def _check_semantics(cfg: KosovConfig) -> None:
         _check("method.sft.turns", cfg.method.sft.turns, SFT_TURNS)
         if cfg.method.sft.max_length <= 0:
             raise KosovError(f"method.sft.max_length={cfg.method.sft.max_length} must be greater than 0")
+    if cfg.method.name == "grpo":
+        _check_grpo(cfg)
     if not cfg.data.train_files and not cfg.data.hub_id:
         raise KosovError("no training data: data.train_files is empty and data.hub_id is null",
                          fix="set data.train_files=[path/to/train.jsonl] or data.hub_id=org/dataset")
@@ -294,6 +274,29 @@ def _check_semantics(cfg: KosovConfig) -> None:
         raise KosovError("both data.train_files and data.hub_id are set", fix="use one source per data recipe")
     if cfg.resume and cfg.overwrite:
         raise KosovError("resume=true and overwrite=true contradict each other", fix="choose one")
+
+
+def _check_grpo(cfg: KosovConfig) -> None:
+    from training.rewards import reward_params
+
+    grpo = cfg.method.grpo
+    if grpo is None:
+        raise KosovError("method.name='grpo' needs a method.grpo block", fix="compose with method=grpo")
+    _check("method.grpo.loss_type", grpo.loss_type, GRPO_LOSSES)
+    _check("method.grpo.scale_rewards", grpo.scale_rewards, SCALE_REWARDS)
+    _check("method.grpo.vllm_mode", grpo.vllm_mode, VLLM_MODES)
+    for key in ("num_generations", "max_prompt_length", "max_completion_length", "num_iterations"):
+        if getattr(grpo, key) <= 0:
+            raise KosovError(f"method.grpo.{key}={getattr(grpo, key)} must be greater than 0")
+    if grpo.num_generations < 2:
+        raise KosovError("method.grpo.num_generations must be at least 2: GRPO compares completions in a group")
+    if not cfg.rewards:
+        raise KosovError("GRPO needs at least one reward", fix="e.g. rewards=[math_accuracy,language_consistency]")
+    for name, node in cfg.rewards.items():
+        reward_params(name, node if isinstance(node, dict) else {})
+    if grpo.sft_stage and cfg.method.init_adapter:
+        raise KosovError("method.grpo.sft_stage and method.init_adapter both name a starting adapter",
+                         fix="keep one")
 
 
 def validate(cfg: DictConfig | dict) -> KosovConfig:

@@ -204,3 +204,28 @@ def lora_config(pcfg: PeftConfig, model: Any):
         use_dora=pcfg.method == "dora",
         task_type="CAUSAL_LM",
     )
+
+
+def adapter_dir(path: str | Path) -> Path:
+    """An adapter folder, given it or a run folder that holds one in adapter/."""
+    path = Path(path).expanduser()
+    for candidate in (path, path / "adapter"):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise KosovError(f"no LoRA adapter at {path} (no adapter_config.json there or in {path / 'adapter'})",
+                     fix="point method.init_adapter at an adapter folder or a kosov run folder")
+
+
+def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str):
+    """Wrap the base in a trainable PeftModel from `adapter`, after checking it was trained on this base."""
+    import json
+
+    from peft import PeftModel
+
+    trained_on = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if trained_on not in (source, name_or_path):
+        raise KosovError(f"the adapter {adapter} was trained on {trained_on!r}, but this recipe loads "
+                         f"{name_or_path!r} ({source})",
+                         fix=f"set model.name_or_path={trained_on} or use an adapter trained on this base")
+    log.info("continuing training of the adapter %s", adapter)
+    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)

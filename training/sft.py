@@ -11,14 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from training.config import KosovConfig
-from training.sft_data import SFTData, build_sft_data
+from training.data_rows import TrainData
+from training.sft_data import build_sft_data
 
 
-def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int) -> SFTData:
+def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
+    """Nothing SFT-specific to check before the model loads (GPU-only options are checked in models.py)."""
+
+
+def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int) -> TrainData:
     return build_sft_data(cfg, tokenizer, end_token_id)
 
 
-def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: SFTData, peft_config: Any,
+def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData, peft_config: Any,
                   common: dict[str, Any]):
     from trl import SFTConfig, SFTTrainer
 

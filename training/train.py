@@ -19,17 +19,18 @@ from typing import Any
 
 import yaml
 
-from training import sft
+from training import grpo, sft
 from training.config import KosovConfig, to_dict
-from training.models import (check_attention, check_remote_code, end_of_turn_id, load_base_model, load_tokenizer,
-                             lora_config, model_source, resolve_device)
-from training.run_dir import (RunDir, add_file_logging, default_output_dir, prepare_run_dir, provenance, redact,
-                              write_atomic, write_json)
+from training.recipes import compose
+from training.models import (adapter_dir, check_attention, check_remote_code, end_of_turn_id, load_adapter,
+                             load_base_model, load_tokenizer, lora_config, model_source, resolve_device)
+from training.run_dir import (RunDir, add_file_logging, default_output_dir, last_checkpoint, prepare_run_dir,
+                              provenance, redact, write_atomic, write_json)
 from training.tracking import open_tracker
 
 log = logging.getLogger(__name__)
 
-METHODS = {"sft": sft}
+METHODS = {"sft": sft, "grpo": grpo}
 
 
 @dataclass
@@ -87,11 +88,26 @@ def _save_final(trainer: Any, run: RunDir, full_model: bool) -> Path:
     return target
 
 
+def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
+    """The SFT run a GRPO recipe starts from (method.grpo.sft_stage), in output_dir/sft; reused once finished."""
+    stage_dir = output_dir / "sft"
+    if (stage_dir / "metrics.json").is_file() and not cfg.overwrite:
+        log.info("SFT stage already finished in %s: starting GRPO from its adapter", stage_dir)
+        return stage_dir / "adapter"
+    resume = cfg.resume and last_checkpoint(stage_dir / "checkpoints") is not None
+    stage = compose([*cfg.method.grpo.sft_stage, f"output_dir={stage_dir}", f"overwrite={cfg.overwrite}",
+                     f"resume={resume}", f"device={cfg.device}"])
+    log.info("SFT stage first: %s", " ".join(cfg.method.grpo.sft_stage))
+    return train(stage).run_dir / "adapter"
+
+
 def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], started: float) -> dict[str, Any]:
     history = trainer.state.log_history
     train_losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
     eval_losses = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
     tokens = [h["num_tokens"] for h in history if "num_tokens" in h]
+    rewards = {k: [h[k] for h in history if k in h] for k in dict.fromkeys(k for h in history for k in h)
+               if k == "reward" or (k.startswith("rewards/") and k.endswith("/mean"))}
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     return {
         "global_step": trainer.state.global_step,
@@ -106,6 +122,7 @@ def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], sta
         "train_runtime_s": train_output.metrics.get("train_runtime"),
         "wall_time_s": round(time.time() - started, 2),
         "trainable_parameters": trainable,
+        "rewards": {k: {"first": v[0], "last": v[-1], "mean": sum(v) / len(v)} for k, v in rewards.items()},
         "data": data_summary,
     }
 
@@ -119,11 +136,22 @@ def train(cfg: KosovConfig) -> TrainResult:
     method = METHODS[cfg.method.name]
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    is_main = PartialState().is_main_process
+    state = PartialState()
+    is_main = state.is_main_process
+    method.preflight(cfg, device, state.num_processes)
+    output_dir = Path(cfg.output_dir or default_output_dir(cfg.name))
+
+    # Where training starts: a base, an adapter to continue, or an SFT stage trained first.
+    chained = cfg.method.grpo is not None and bool(cfg.method.grpo.sft_stage)
+    if chained:
+        start_adapter: Path | None = run_sft_stage(cfg, output_dir)
+    else:
+        start_adapter = adapter_dir(cfg.method.init_adapter) if cfg.method.init_adapter else None
+    # A chained run killed during its SFT stage has no GRPO checkpoint yet: GRPO then starts fresh.
+    resume = cfg.resume and not (chained and last_checkpoint(output_dir / "checkpoints") is None)
 
     # Run folder: claimed before anything heavy, so a refused overwrite costs nothing.
-    run = prepare_run_dir(Path(cfg.output_dir or default_output_dir(cfg.name)), overwrite=cfg.overwrite,
-                          resume=cfg.resume)
+    run = prepare_run_dir(output_dir, overwrite=cfg.overwrite, resume=resume)
     handler = add_file_logging(run) if is_main else None
     if run.resume_from:
         log.info("resuming from %s", run.resume_from)
@@ -137,10 +165,14 @@ def train(cfg: KosovConfig) -> TrainResult:
         log.info("data %s: %s", cfg.data.name, {k: v for k, v in data.summary.items() if k != "sources"})
 
         model = load_base_model(cfg, source, device)
-        peft_config = lora_config(cfg.peft, model)
+        if start_adapter is not None:
+            model, peft_config = load_adapter(model, start_adapter, source, cfg.model.name_or_path), None
+        else:
+            peft_config = lora_config(cfg.peft, model)
 
         # Record what this run is before it trains.
-        model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "revision": cfg.model.revision}
+        model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "revision": cfg.model.revision,
+                      "start_adapter": str(start_adapter) if start_adapter else None}
         prov = provenance(seed=cfg.seed, data=data.summary, model=model_info, resumed_from=run.resume_from)
         resolved = redact(to_dict(cfg))
         if is_main:
@@ -154,7 +186,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         if data.eval is not None and not any(h.get("step") == trainer.state.global_step and "eval_loss" in h
                                              for h in trainer.state.log_history):
             trainer.evaluate()
-        _save_final(trainer, run, full_model=peft_config is None)
+        _save_final(trainer, run, full_model=cfg.peft.method == "none" and start_adapter is None)
         metrics = summarize(trainer, output, data.summary, started)
         if is_main:
             write_json(run.path / "metrics.json", metrics)

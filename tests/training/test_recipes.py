@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.config import compose, recipes_dir
+from training.recipes import compose, recipes_dir
 from training.errors import KosovError
 from training.models import cuda_available
 from training.train import train
@@ -20,6 +20,8 @@ def overrides_for(relative: Path) -> list[str]:
     if relative == Path("config.yaml"):
         return []
     group, option = relative.parts[0], str(relative.with_suffix("").relative_to(relative.parts[0]))
+    if group == "rewards":  # a reward is used by GRPO
+        return ["method=grpo", f"rewards=[{option}]"]
     return [f"{group}={option}"]
 
 
@@ -29,14 +31,18 @@ def test_the_recipe_tree_has_what_the_product_promises():
                      "model/qwen3-14b", "model/qwen3-32b", "model/qwen3-30b-a3b", "model/kormo-10b",
                      "peft/lora", "peft/dora", "peft/qlora", "peft/none", "method/sft", "tracking/wandb",
                      "tracking/tensorboard", "tracking/none", "experiment/smoke-sft", "experiment/qwen3-1.7b-ko-sft",
-                     "experiment/qwen3-8b-ko-qlora-sft", "experiment/kormo-10b-ko-sft"]:
+                     "experiment/qwen3-8b-ko-qlora-sft", "experiment/kormo-10b-ko-sft", "method/grpo",
+                     "experiment/smoke-grpo", "experiment/qwen3-1.7b-ko-grpo", "experiment/qwen3-8b-ko-qlora-grpo",
+                     "experiment/kormo-10b-ko-grpo", "experiment/smoke-sft-grpo", "experiment/qwen3-1.7b-ko-sft-grpo",
+                     "rewards/math_accuracy", "rewards/answer_format", "rewards/language_consistency",
+                     "rewards/repetition_penalty", "rewards/length_penalty"]:
         assert expected in names
 
 
 @pytest.mark.parametrize("relative", YAMLS, ids=str)
 def test_every_recipe_composes_and_validates(relative):
     cfg = compose(overrides_for(relative))
-    assert cfg.method.name == "sft"
+    assert cfg.method.name in ("sft", "grpo")
     if relative.parts[0] == "experiment":
         assert cfg.name == relative.stem  # run folders and tracker runs are named after the experiment
 

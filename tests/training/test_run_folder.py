@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import quick
-from training.config import compose
+from training.recipes import compose
 from training.errors import KosovError
 from training.tracking import wandb_mode
 from training.train import train

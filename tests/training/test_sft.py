@@ -11,7 +11,8 @@ import yaml
 
 from data_tools.chat_io import file_sha256
 from tests.helpers import quick, wandb_history
-from training.config import compose, resolve_path
+from training.config import resolve_path
+from training.recipes import compose
 from training.errors import KosovError
 from training.train import train
 

@@ -1,0 +1,97 @@
+"""GRPO on tiny-ko: every reward is logged, the LoRA weights move, the adapter reloads; GRPO continues an
+SFT adapter (given, or trained first by the same recipe); bad setups fail before the model loads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training.recipes import compose
+from training.errors import KosovError
+from training.rewards import REWARDS
+from training.train import train
+
+
+@pytest.fixture(scope="module")
+def grpo_run(tmp_path_factory):
+    return train(compose(["experiment=smoke-grpo", f"output_dir={tmp_path_factory.mktemp('grpo') / 'run'}"]))
+
+
+def test_every_reward_is_logged_on_its_own(grpo_run):
+    logged = {k for h in grpo_run.trainer.state.log_history for k in h}
+    for name in REWARDS:
+        assert f"rewards/{name}/mean" in logged, name
+        assert f"rewards/{name}/mean" in grpo_run.metrics["rewards"]
+    assert grpo_run.metrics["global_step"] == 6
+
+
+def test_lora_weights_changed_and_the_adapter_reloads(grpo_run):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter = grpo_run.run_dir / "adapter"
+    weights = load_file(adapter / "adapter_model.safetensors")
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # B starts at zero
+    base = AutoModelForCausalLM.from_pretrained(json.loads((adapter / "adapter_config.json").read_text())
+                                                ["base_model_name_or_path"])
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        before = base(ids).logits
+        after = PeftModel.from_pretrained(base, adapter)(ids).logits
+    assert not torch.allclose(before, after, atol=1e-5)
+
+
+def test_grpo_continues_a_given_sft_adapter(smoke_run, tmp_path):
+    out = tmp_path / "run"
+    result = train(compose(["experiment=smoke-grpo", f"output_dir={out}", "method.max_steps=2",
+                            f"method.init_adapter={smoke_run.run_dir}"]))
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["model"]["start_adapter"] == str(smoke_run.run_dir / "adapter")
+    sft = load_file(smoke_run.run_dir / "adapter" / "adapter_model.safetensors")
+    grpo = load_file(out / "adapter" / "adapter_model.safetensors")
+    assert sft.keys() == grpo.keys()  # the same adapter (r=8 from SFT), trained further
+    assert any(not torch.equal(sft[k], grpo[k]) for k in sft)
+    assert result.metrics["global_step"] == 2
+
+
+def test_sft_then_grpo_in_one_recipe(tmp_path):
+    out = tmp_path / "run"
+    train(compose(["experiment=smoke-sft-grpo", f"output_dir={out}", "method.max_steps=2"]))
+    assert json.loads((out / "sft" / "metrics.json").read_text())["global_step"] == 10
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["model"]["start_adapter"] == str(out / "sft" / "adapter")
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_an_adapter_of_another_base_is_refused(smoke_run, tmp_path):
+    cfg = compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", "model.tiny.hidden_size=32",
+                   f"method.init_adapter={smoke_run.run_dir}"])
+    with pytest.raises(KosovError, match="was trained on"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["method.grpo.num_generations=3"], ["not a multiple of the group size", "num_generations=3"]),
+    (["method.grpo.use_vllm=true", "device=cpu"], ["vLLM", "CUDA GPU", "use_vllm=false"]),
+])
+def test_bad_grpo_setups_fail_before_the_model_loads(tmp_path, overrides, words):
+    cfg = compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", *overrides])
+    with pytest.raises(KosovError) as error:
+        train(cfg)
+    for word in words:
+        assert word in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_prompt_row_without_the_answer_column_names_its_line(tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": "2 더하기 3은?"}], "answer": "5"}] * 3
+    rows.append({"prompt": [{"role": "user", "content": "4 곱하기 5는?"}]})
+    data = tmp_path / "math.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    cfg = compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", f"data.train_files=[{data}]"])
+    with pytest.raises(KosovError, match=rf"{data}:4: missing column: the row has no \['answer'\]"):
+        train(cfg)

@@ -1,0 +1,83 @@
+"""Rewards as pure functions on hand-written Korean completions, and the recipe's weighted sum ranking them."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.recipes import compose
+from training.errors import KosovError
+from training.rewards import (answer_format, build_rewards, language_consistency, length_penalty,
+                              repetition_penalty, reward_params)
+
+GOOD = "사과 3개가 1,500원이므로 한 개는 500원입니다.\n정답: 500원"
+CHINESE = "苹果 3개가 1,500원이므로 한 개는 500원입니다. 所以 答案是 500.\n정답: 500원"
+WRONG = "사과 3개가 1,500원이므로 한 개는 400원입니다.\n정답: 400원"
+
+
+def total(completions: list[str], recipe: str) -> list[float]:
+    cfg = compose([f"experiment={recipe}"])
+    funcs, weights = build_rewards(cfg.rewards, cfg.method.grpo.max_completion_length)
+    conversational = [[{"role": "assistant", "content": c}] for c in completions]
+    columns = {"answer": ["500"] * len(completions), "completion_ids": [[0] * 40] * len(completions)}
+    per_reward = [f(conversational, **columns) for f in funcs]
+    return [sum(w * r[i] for w, r in zip(weights, per_reward)) for i in range(len(completions))]
+
+
+@pytest.mark.parametrize("recipe", ["smoke-grpo", "qwen3-1.7b-ko-grpo"])
+def test_correct_korean_beats_chinese_contaminated_beats_wrong(recipe):
+    good, chinese, wrong = total([GOOD, CHINESE, WRONG], recipe)
+    assert good > chinese > wrong
+
+
+def test_language_consistency_penalises_han_and_kana_and_optionally_thinking():
+    clean, han, kana = language_consistency(["오늘 날씨가 맑아요.", "오늘 天氣가 맑아요.", "오늘 날씨가 はれ."])
+    assert clean == 1.0 and han < clean and kana < clean
+    thinking = "<think>这个问题很简单</think>\n정답은 서울입니다."
+    assert language_consistency([thinking])[0] == 1.0
+    assert language_consistency([thinking], include_think=True)[0] < 0.5
+    assert language_consistency(["정답: 42"])[0] == 1.0 and language_consistency(["42"])[0] == 0.0
+
+
+@pytest.mark.parametrize("unit", ["char", "morpheme"])
+def test_repetition_is_penalised_in_korean(unit):
+    loop = "정말 감사합니다. 정말 감사합니다. 정말 감사합니다. 정말 감사합니다. 정말 감사합니다."
+    varied = "도와주셔서 정말 감사합니다. 덕분에 문제를 빨리 해결했고 오늘 일정도 여유롭게 끝냈어요."
+    repeated, fine = repetition_penalty([loop, varied], unit=unit, n=3 if unit == "morpheme" else 4)
+    assert repeated < fine <= 0 and repeated < -0.5
+
+
+@pytest.mark.parametrize("style, good, bad", [
+    ("final_line", "계산하면 7입니다.\n정답: 7", "정답은 7입니다. 그런데 다시 보면"),
+    ("think", "<think>3+4=7</think>\n7개입니다.", "<think>3+4=7\n7개입니다."),
+    ("answer_tags", "<answer>7</answer>", "<answer></answer>"),
+])
+def test_format_styles(style, good, bad):
+    assert answer_format([good, bad], style=style) == [1.0, 0.0]
+
+
+def test_length_penalty_is_soft_then_full():
+    ids = [[0] * n for n in (100, 448, 480, 512, 600)]
+    scores = length_penalty([""] * 5, completion_ids=ids, max_tokens=512, buffer=64)
+    assert scores[:2] == [0.0, 0.0] and -1 < scores[2] < 0 and scores[3:] == [-1.0, -1.0]
+
+
+def test_unknown_reward_and_parameter_are_named():
+    with pytest.raises(KosovError, match="use one of: math_accuracy, answer_format"):
+        reward_params("math_accuracyy", {"weight": 1.0})
+    with pytest.raises(KosovError, match="parameters of repetition_penalty: weight, unit, n, max_penalty"):
+        reward_params("repetition_penalty", {"weight": 1.0, "ngram": 3})
+    with pytest.raises(KosovError, match="not one of the selected rewards"):
+        reward_params("length_penalty", {"buffer": 8})  # parameters left in a recipe body, reward not selected
+    with pytest.raises(KosovError, match="rewards.length_penalty"):
+        compose(["experiment=smoke-grpo", "rewards=[math_accuracy]", "rewards.length_penalty.buffer=8"])
+    with pytest.raises(KosovError, match="rewards.answer_format.style='xml'"):
+        compose(["experiment=smoke-grpo", "rewards.answer_format.style=xml"])
+    with pytest.raises(KosovError, match="there is no recipe rewards/fluency.yaml"):
+        compose(["experiment=smoke-grpo", "rewards=[math_accuracy,fluency]"])
+
+
+def test_rewards_are_added_and_removed_by_name():
+    cfg = compose(["experiment=smoke-grpo", "rewards=[math_accuracy,language_consistency]"])
+    assert list(cfg.rewards) == ["math_accuracy", "language_consistency"]
+    funcs, weights = build_rewards(cfg.rewards, 32)
+    assert [f.func.__name__ for f in funcs] == ["math_accuracy", "language_consistency"] and weights == [1.0, 0.5]

@@ -1,0 +1,100 @@
+"""Rows for any training method: read the recipe's files or hub dataset with a row check (chat rows for SFT,
+prompt rows for GRPO), hold out an eval split, and summarise counts and licenses for provenance."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from data_tools.chat_io import (BadRowError, ChatFileReport, ChatRow, RowCheck, chat_row, load_chat_files,
+                                load_chat_hub)
+from training.config import KosovConfig, resolve_path
+from training.errors import KosovError
+
+
+@dataclass
+class TrainData:
+    train: Any  # datasets.Dataset as the method's TRL trainer takes it
+    eval: Any | None
+    summary: dict[str, Any] = field(default_factory=dict)  # counts for provenance and metrics
+
+
+def fits(row: ChatRow, length: int, limit: int, key: str, on_overlong: str, skipped: Counter) -> bool:
+    """Whether a rendered row fits `limit` tokens; a longer one is counted (on_overlong=skip) or an error."""
+    if length <= limit:
+        return True
+    if on_overlong == "skip":
+        skipped[f"longer than {key.rsplit('.', 1)[-1]}"] += 1
+        return False
+    raise KosovError(f"the row renders to {length} tokens, more than {key}={limit}", where=row.where,
+                     fix=f"raise {key}, shorten the row, or set data.on_overlong=skip to drop such rows")
+
+
+def bad_row_error(e: BadRowError) -> KosovError:
+    return KosovError(f"{e.reason}: {e.detail}", where=e.where, fix=e.fix)
+
+
+def _load_hub(cfg: KosovConfig, check: RowCheck) -> ChatFileReport:
+    data = cfg.data
+    try:
+        return load_chat_hub(data.hub_id, split=data.hub_split, config=data.hub_config, revision=data.hub_revision,
+                             on_bad_row=data.on_bad_row, max_rows=data.max_rows, check=check)
+    except BadRowError:
+        raise
+    except Exception as e:  # network, auth, unknown id: datasets raises many types
+        raise KosovError(
+            f"could not load the dataset '{data.hub_id}' (split {data.hub_split!r}): {type(e).__name__}: {e}",
+            fix="check the id and split, your network and HF_TOKEN, or download it to local files and use "
+                "data.train_files",
+        ) from None
+
+
+def load_rows(cfg: KosovConfig, check: RowCheck = chat_row) -> tuple[ChatFileReport, ChatFileReport | None]:
+    """The train rows and, when the recipe names eval files, the eval rows."""
+    data = cfg.data
+    try:
+        if data.hub_id:
+            train = _load_hub(cfg, check)
+        else:
+            train = load_chat_files([resolve_path(p) for p in data.train_files], data.on_bad_row, data.max_rows,
+                                    check)
+        evals = (load_chat_files([resolve_path(p) for p in data.eval_files], data.on_bad_row, check=check)
+                 if data.eval_files else None)
+    except BadRowError as e:
+        raise bad_row_error(e) from None
+    except FileNotFoundError as e:
+        raise KosovError(str(e), fix="check data.train_files / data.eval_files (paths are relative to the "
+                                     "directory you run kosov from)") from None
+    if not train.rows:
+        raise KosovError(f"no usable training rows in data '{data.name}' (skipped: {dict(train.skipped)})")
+    return train, evals
+
+
+def split_eval(train: ChatFileReport, evals: ChatFileReport | None, ratio: float, seed: int
+               ) -> tuple[list[ChatRow], list[ChatRow]]:
+    """The recipe's eval rows, or whole conversations held out of train (never turns of one on both sides)."""
+    if evals is not None:
+        return train.rows, evals.rows
+    rows = train.rows
+    if ratio <= 0 or len(rows) < 2:
+        return rows, []
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    held = set(order[: max(1, round(len(rows) * ratio))])
+    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
+
+
+def rows_summary(cfg: KosovConfig, train: ChatFileReport, evals: ChatFileReport | None, train_rows: list[ChatRow],
+                 eval_rows: list[ChatRow], skipped: Counter) -> dict[str, Any]:
+    """Counts, sources (hashes), skipped rows by reason and licenses: the data part of provenance."""
+    skipped = skipped + train.skipped + (evals.skipped if evals else Counter())
+    return {
+        "name": cfg.data.name,
+        "sources": train.sources + (evals.sources if evals else []),
+        "train_rows": len(train_rows),
+        "eval_rows": len(eval_rows),
+        "skipped": dict(skipped),
+        "licenses": dict(Counter(str((row.meta or {}).get("license", "unknown")) for row in train_rows)),
+    }

@@ -1,0 +1,112 @@
+"""GRPO through TRL's GRPOTrainer: the prompt-data step and the trainer, nothing else.
+
+    kosov train experiment=smoke-grpo                 # tiny-ko on CPU
+    kosov train experiment=qwen3-1.7b-ko-grpo          # one GPU, vLLM colocate when installed
+
+Rewards come from the reward library (training/rewards.py) by name; the run folder, tracking, resume and
+starting from an SFT adapter are shared with SFT (training/train.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections import Counter
+from typing import Any
+
+from data_tools.chat_io import prompt_row
+from training.config import KosovConfig
+from training.data_rows import TrainData, fits, load_rows, rows_summary, split_eval
+from training.errors import KosovError
+from training.rewards import build_rewards, required_columns
+
+RESERVED = ("prompt", "completion", "completion_ids", "meta")  # TRL's own keys and provenance stay out
+
+
+def thinking_kwargs(cfg: KosovConfig) -> dict[str, bool]:
+    """enable_thinking for generation prompts: on / off, or auto = the template's default."""
+    return {} if cfg.model.thinking == "auto" else {"enable_thinking": cfg.model.thinking == "on"}
+
+
+def _prompt_dataset(rows: list, tokenizer: Any, cfg: KosovConfig, skipped: Counter):
+    import datasets
+
+    limit, kwargs, records = cfg.method.grpo.max_prompt_length, thinking_kwargs(cfg), []
+    for row in rows:
+        text = tokenizer.apply_chat_template(row.messages, tokenize=False, add_generation_prompt=True, **kwargs)
+        length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if fits(row, length, limit, "method.grpo.max_prompt_length", cfg.data.on_overlong, skipped):
+            records.append({"prompt": row.messages, **{k: v for k, v in row.columns.items() if k not in RESERVED}})
+    return datasets.Dataset.from_list(records) if records else None
+
+
+def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int) -> TrainData:
+    check = functools.partial(prompt_row, required=tuple(sorted(required_columns(cfg.rewards))))
+    train_report, eval_report = load_rows(cfg, check)
+    train_rows, eval_rows = split_eval(train_report, eval_report, cfg.data.eval_ratio, cfg.seed)
+    skipped: Counter = Counter()
+    train = _prompt_dataset(train_rows, tokenizer, cfg, skipped)
+    if train is None:
+        raise KosovError("every prompt was skipped as longer than method.grpo.max_prompt_length",
+                         fix="raise method.grpo.max_prompt_length")
+    evals = _prompt_dataset(eval_rows, tokenizer, cfg, skipped)
+    summary = rows_summary(cfg, train_report, eval_report, train_rows, eval_rows, skipped)
+    summary["train_prompts"] = len(train)
+    return TrainData(train=train, eval=evals, summary=summary)
+
+
+def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
+    """Fail before any model loads: the group must divide a step's completions; vLLM needs a GPU."""
+    grpo, m = cfg.method.grpo, cfg.method
+    completions = m.per_device_train_batch_size * m.gradient_accumulation_steps * processes
+    if completions % grpo.num_generations:
+        raise KosovError(
+            f"a step generates {completions} completions (per_device_train_batch_size x "
+            f"gradient_accumulation_steps x {processes} processes), not a multiple of the group size "
+            f"method.grpo.num_generations={grpo.num_generations}",
+            fix="make method.per_device_train_batch_size x method.gradient_accumulation_steps a multiple of "
+                "method.grpo.num_generations",
+        )
+    if grpo.use_vllm:
+        if device != "cuda":
+            raise KosovError("vLLM generation (method.grpo.use_vllm=true) needs a CUDA GPU",
+                             fix="set method.grpo.use_vllm=false on CPU (generation then runs in transformers)")
+        if importlib.util.find_spec("vllm") is None:
+            raise KosovError("method.grpo.use_vllm=true, but vLLM is not installed",
+                             fix="pip install 'kosov[vllm]', or set method.grpo.use_vllm=false")
+
+
+def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData, peft_config: Any,
+                  common: dict[str, Any]):
+    from trl import GRPOConfig, GRPOTrainer
+
+    grpo = cfg.method.grpo
+    reward_funcs, weights = build_rewards(cfg.rewards, grpo.max_completion_length)
+    has_eval = data.eval is not None
+    args = GRPOConfig(
+        **common,
+        num_generations=grpo.num_generations,
+        max_completion_length=grpo.max_completion_length,
+        temperature=grpo.temperature,
+        top_p=grpo.top_p,
+        beta=grpo.beta,
+        loss_type=grpo.loss_type,
+        scale_rewards=grpo.scale_rewards,
+        epsilon=grpo.epsilon,
+        epsilon_high=grpo.epsilon_high,
+        num_iterations=grpo.num_iterations,
+        mask_truncated_completions=grpo.mask_truncated_completions,
+        reward_weights=weights,
+        chat_template_kwargs=thinking_kwargs(cfg),
+        use_vllm=grpo.use_vllm,
+        vllm_mode=grpo.vllm_mode,
+        vllm_gpu_memory_utilization=grpo.vllm_gpu_memory_utilization,
+        vllm_enable_sleep_mode=grpo.vllm_enable_sleep_mode,
+        vllm_server_host=grpo.vllm_server_host,
+        vllm_server_port=grpo.vllm_server_port,
+        log_completions=grpo.log_completions,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=cfg.method.eval_steps if has_eval else None,
+    )
+    return GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=data.train,
+                       eval_dataset=data.eval, processing_class=tokenizer, peft_config=peft_config)

@@ -1,0 +1,90 @@
+"""The recipe tree: find it (source checkout or installed package), check overrides against it, compose.
+
+`kosov <command>` composes through `@hydra.main` (cli.py); tests and chained stages use `compose()`.
+Both register the typed schema first, so every key exists and is type-checked while composing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.config import KosovConfig, field_names, schema_at, unknown_key_error, validate
+from training.errors import KosovError
+
+SCHEMA_NAME = "kosov_schema"
+
+
+def recipes_dir() -> Path:
+    """The recipe tree: inside the installed package (wheel), else at the top of the source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "recipes", here.parent / "recipes"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise KosovError(f"the kosov recipe tree was not found next to {here}", fix="reinstall kosov")
+
+
+def register_schema() -> None:
+    """Make the schema the first default of recipes/config.yaml: every key exists (and can be overridden
+    without '+'), and Hydra type-checks recipe files and overrides while composing."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=KosovConfig)
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> KosovConfig:
+    """Compose recipes/config.yaml with overrides, as `kosov <command>` does, and validate it."""
+    import contextlib
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    check_override_keys(list(overrides))
+    register_schema()
+    # Inside a running `kosov` command Hydra is already initialised on the same recipe tree.
+    context = (contextlib.nullcontext() if GlobalHydra.instance().is_initialized()
+               else initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"))
+    with context:
+        try:
+            composed = hydra_compose(config_name="config", overrides=list(overrides))
+        except HydraException as e:
+            cause = f" ({e.__cause__})" if e.__cause__ else ""
+            raise KosovError(f"the recipe does not compose: {e}{cause}") from None
+    return validate(composed)
+
+
+def recipe_options(group: str) -> list[str]:
+    """The recipe files of a group (recursive), as Hydra names them: experiment/smoke-sft -> 'smoke-sft'."""
+    root = recipes_dir() / group
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def _check_group_choice(group: str, value: str) -> None:
+    names = [v.strip() for v in value.strip().strip("[]").split(",") if v.strip()]
+    options = recipe_options(group)
+    for name in names:
+        if name not in options and name != "null":
+            raise KosovError(f"{group}={name!r}: there is no recipe {group}/{name}.yaml",
+                             fix=f"use one of: {', '.join(options)}")
+
+
+def check_override_keys(overrides: list[str]) -> None:
+    """Fail on overrides naming a key the schema does not have, or a recipe file that does not exist
+    (before Hydra composes, so the error lists what is allowed)."""
+    groups = {p.name for p in recipes_dir().iterdir() if p.is_dir()}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or key.startswith(("hydra.", "+", "~")):
+            continue  # Hydra's own keys and explicit additions / deletions are Hydra's business
+        if key in groups:
+            _check_group_choice(key, value)
+            continue
+        if "." not in key:
+            if key not in field_names(KosovConfig):
+                raise unknown_key_error(key)
+            continue
+        parts = key.split(".")
+        cls = schema_at(parts[:-1])
+        if cls is not None and parts[-1] not in field_names(cls):
+            raise unknown_key_error(key)

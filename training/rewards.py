@@ -1,0 +1,205 @@
+"""The reward library: one home for GRPO rewards. Each reward is a pure function
+`fn(completions, **dataset_columns) -> list[float | None]` and a named node in `recipes/rewards/` with its
+own parameters and weight; the recipe's `rewards` picks them by name (`rewards=[math_accuracy,language_consistency]`).
+
+    >>> math_accuracy([[{"role": "assistant", "content": "정답: 1,200원"}]], answer=["1200"])
+    [1.0]
+    >>> language_consistency(["서울의 날씨는 맑습니다."])[0] > language_consistency(["서울의 天氣는 맑습니다."])[0]
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
+
+from data_tools.math_grader import is_correct
+from data_tools.text import script_counts, split_thinking
+from training.errors import KosovError
+
+
+def completion_text(completion: Any) -> str:
+    """Conversational completions arrive as [{"role": "assistant", "content": ...}]; standard ones as text."""
+    if isinstance(completion, list):
+        return "".join(m.get("content") or "" for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def math_accuracy(completions: list, answer: list[str], **_: Any) -> list[float | None]:
+    """1.0 when the final answer equals `answer` (the same grader as evaluation), else 0.0."""
+    return [None if gold is None else float(is_correct(completion_text(c), str(gold)))
+            for c, gold in zip(completions, answer, strict=True)]
+
+
+_FINAL_LINE = re.compile(r"^\s*(?:최종\s*)?(?:정답|답)\s*[:：]\s*\S")
+
+
+def answer_format(completions: list, style: str = "final_line", **_: Any) -> list[float]:
+    """1.0 when the completion has the asked structure, else 0.0.
+
+    style: "think" = one <think>...</think> block followed by a non-empty answer (Qwen3 thinking);
+    "answer_tags" = one non-empty <answer>...</answer>; "final_line" = the last line reads "정답: ...".
+
+    >>> answer_format(["<think>3+4=7</think>\\n7개입니다."], style="think")
+    [1.0]
+    """
+    def ok(text: str) -> bool:
+        if style == "think":
+            thinking, answer = split_thinking(text)
+            return text.count("<think>") <= 1 and text.count("</think>") == 1 and bool(answer)
+        if style == "answer_tags":
+            found = re.findall(r"<answer>(.*?)</answer>", text, flags=re.S)
+            return len(found) == 1 and bool(found[0].strip())
+        lines = [line for line in split_thinking(text)[1].splitlines() if line.strip()]
+        return bool(lines) and bool(_FINAL_LINE.match(lines[-1]))
+
+    return [float(ok(completion_text(c))) for c in completions]
+
+
+def language_consistency(completions: list, include_think: bool = False, foreign_penalty: float = 1.0,
+                         **_: Any) -> list[float]:
+    """Hangul share of the letters, minus `foreign_penalty` times the share of Han ideographs and kana.
+
+    In [-foreign_penalty, 1]; an answer with no letters (only numbers) scores 0. The answer is what follows
+    </think>; `include_think` also counts the thinking (Qwen3 tends to think in English or Chinese).
+    """
+    scores = []
+    for c in completions:
+        thinking, answer = split_thinking(completion_text(c))
+        counts = script_counts(f"{thinking}\n{answer}" if include_think else answer)
+        letters = sum(counts.values())
+        scores.append((counts["hangul"] - foreign_penalty * (counts["han"] + counts["kana"])) / letters
+                      if letters else 0.0)
+    return scores
+
+
+@functools.lru_cache(maxsize=1)
+def _kiwi():
+    from kiwipiepy import Kiwi
+
+    return Kiwi()
+
+
+def _units(text: str, unit: str) -> list[str]:
+    if unit == "morpheme":
+        return [token.form for token in _kiwi().tokenize(text)]
+    return [ch for ch in text if not ch.isspace()]  # syllables: spacing varies, repetition does not
+
+
+def repetition_penalty(completions: list, unit: str = "char", n: int = 4, max_penalty: float = 1.0,
+                       **_: Any) -> list[float]:
+    """-max_penalty times the share of repeated n-grams (Korean syllables or kiwipiepy morphemes).
+
+    >>> repetition_penalty(["좋아요 좋아요 좋아요 좋아요 좋아요"])[0] < repetition_penalty(["오늘은 날씨가 참 맑네요"])[0]
+    True
+    """
+    scores = []
+    for c in completions:
+        units = _units(split_thinking(completion_text(c))[1], unit)
+        grams = [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
+        scores.append(-max_penalty * (1 - len(set(grams)) / len(grams)) if grams else 0.0)
+    return scores
+
+
+def length_penalty(completions: list, completion_ids: list | None = None, max_tokens: int | None = None,
+                   buffer: int = 128, max_penalty: float = 1.0, **_: Any) -> list[float]:
+    """DAPO's soft overlong penalty: 0 up to max_tokens - buffer, then a linear ramp to -max_penalty at
+    max_tokens (default: method.grpo.max_completion_length). Counts tokens when TRL passes completion_ids."""
+    if max_tokens is None:
+        raise ValueError("length_penalty needs max_tokens")
+    lengths = ([len(ids) for ids in completion_ids] if completion_ids is not None
+               else [len(completion_text(c)) for c in completions])
+    start = max(max_tokens - buffer, 0)
+    return [0.0 if n <= start else -max_penalty * min(1.0, (n - start) / max(buffer, 1)) for n in lengths]
+
+
+@dataclass
+class MathAccuracyParams:
+    pass
+
+
+@dataclass
+class AnswerFormatParams:
+    style: str = "final_line"
+
+
+@dataclass
+class LanguageParams:
+    include_think: bool = False
+    foreign_penalty: float = 1.0
+
+
+@dataclass
+class RepetitionParams:
+    unit: str = "char"
+    n: int = 4
+    max_penalty: float = 1.0
+
+
+@dataclass
+class LengthParams:
+    max_tokens: int | None = None
+    buffer: int = 128
+    max_penalty: float = 1.0
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    fn: Callable[..., list]
+    params: type
+    columns: tuple[str, ...] = ()  # dataset columns the reward reads
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (param, allowed values)
+
+
+REWARDS: dict[str, RewardSpec] = {
+    "math_accuracy": RewardSpec(math_accuracy, MathAccuracyParams, columns=("answer",)),
+    "answer_format": RewardSpec(answer_format, AnswerFormatParams,
+                                choices=(("style", ("final_line", "think", "answer_tags")),)),
+    "language_consistency": RewardSpec(language_consistency, LanguageParams),
+    "repetition_penalty": RewardSpec(repetition_penalty, RepetitionParams,
+                                     choices=(("unit", ("char", "morpheme")),)),
+    "length_penalty": RewardSpec(length_penalty, LengthParams),
+}
+
+
+def reward_params(name: str, node: dict[str, Any]) -> tuple[Any, float]:
+    """Check one `rewards.<name>` node: (typed parameters, weight). Raises KosovError naming the bad key."""
+    if name not in REWARDS:
+        raise KosovError(f"unknown reward '{name}'", fix=f"use one of: {', '.join(REWARDS)}")
+    spec = REWARDS[name]
+    allowed = [f.name for f in fields(spec.params)]
+    node = dict(node)
+    if "weight" not in node:  # parameters set for a reward the recipe did not select
+        raise KosovError(f"rewards.{name} has parameters but is not one of the selected rewards",
+                         fix=f"select it by name, e.g. rewards=[...,{name}], or drop its parameters")
+    weight = node.pop("weight")
+    unknown = sorted(set(node) - set(allowed))
+    if unknown:
+        raise KosovError(f"rewards.{name} has unknown parameters {unknown}",
+                         fix=f"parameters of {name}: {', '.join(['weight', *allowed])}")
+    params = spec.params(**node)
+    for key, values in spec.choices:
+        if getattr(params, key) not in values:
+            raise KosovError(f"rewards.{name}.{key}={getattr(params, key)!r} is not allowed",
+                             fix=f"use one of: {', '.join(values)}")
+    return params, float(weight)
+
+
+def build_rewards(nodes: dict[str, dict[str, Any]], max_completion_length: int
+                  ) -> tuple[list[Callable[..., list]], list[float]]:
+    """The reward callables (named after their recipe node, so TRL logs rewards/<name>) and their weights."""
+    funcs, weights = [], []
+    for name, node in nodes.items():
+        params, weight = reward_params(name, node)
+        kwargs = asdict(params)
+        if name == "length_penalty" and kwargs["max_tokens"] is None:
+            kwargs["max_tokens"] = max_completion_length
+        funcs.append(functools.partial(REWARDS[name].fn, **kwargs))
+        weights.append(weight)
+    return funcs, weights
+
+
+def required_columns(nodes: dict[str, Any]) -> set[str]:
+    return {column for name in nodes if name in REWARDS for column in REWARDS[name].columns}
