@@ -95,3 +95,15 @@ def test_a_prompt_row_without_the_answer_column_names_its_line(tmp_path):
     cfg = compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", f"data.train_files=[{data}]"])
     with pytest.raises(KosovError, match=rf"{data}:4: missing column: the row has no \['answer'\]"):
         train(cfg)
+
+
+def test_a_grpo_run_resumes_from_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    train(compose(["experiment=smoke-grpo", f"output_dir={out}", "method.max_steps=4", "method.save_steps=2"]))
+    result = train(compose(["experiment=smoke-grpo", f"output_dir={out}", "method.max_steps=6",
+                            "method.save_steps=2", "resume=true"]))
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["resumed_from"].endswith("checkpoint-4")
+    assert result.metrics["global_step"] == 6
+    steps = [s for s, _ in result.metrics["train_loss_curve"]]
+    assert steps == [1, 2, 3, 4, 5, 6]  # one history across both processes' steps
