@@ -18,16 +18,17 @@ $(STAMP): pyproject.toml requirements/cpu.txt
 	touch $(STAMP)
 
 # The whole pipeline on the embedded tiny-ko model, as far as it exists: LoRA SFT on Korean chat rows, then
-# GRPO on Korean math prompts continuing the SFT adapter, both tracked in wandb (offline unless you have an
-# API key), each leaving a run folder with its adapter and metrics.
+# GRPO on Korean math prompts continuing the SFT adapter, then an evaluation of the base against the final
+# adapter; all tracked in wandb (offline unless you have an API key).
 demo: setup
 	$(BIN)/kosov train experiment=smoke-sft tracking=wandb name=demo-sft \
 		method.max_steps=-1 method.num_train_epochs=8 method.eval_steps=50 method.save_steps=100 \
 		output_dir=$(DEMO)/sft overwrite=true
 	$(BIN)/kosov train experiment=smoke-grpo tracking=wandb name=demo-grpo method.init_adapter=$(DEMO)/sft \
 		method.max_steps=30 method.save_steps=30 output_dir=$(DEMO)/grpo overwrite=true
-	@echo "demo done: SFT adapter in $(DEMO)/sft/adapter, GRPO adapter in $(DEMO)/grpo/adapter," \
-		"metrics in $(DEMO)/*/metrics.json"
+	$(BIN)/kosov eval experiment=smoke-eval tracking=wandb name=demo-eval eval.adapter=$(DEMO)/grpo \
+		output_dir=$(DEMO)/eval overwrite=true
+	@echo "demo done: adapters in $(DEMO)/sft/adapter and $(DEMO)/grpo/adapter, report in $(DEMO)/eval/report.md"
 
 test: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -23,7 +23,8 @@ from training.errors import KosovError
 log = logging.getLogger("kosov")
 
 COMMANDS: dict[str, str] = {
-    "train": "SFT with LoRA / QLoRA / DoRA or a full fine-tune (TRL)",
+    "train": "SFT or GRPO with LoRA / QLoRA / DoRA, or a full fine-tune (TRL)",
+    "eval": "Korean benchmarks (lm-eval) and kosov's own evals, base vs adapted, with a report",
 }
 
 
@@ -53,6 +54,10 @@ def _command(name: str) -> Callable:
         from training.train import train
 
         return train
+    if name == "eval":
+        from training.evaluate import evaluate
+
+        return evaluate
     raise KeyError(name)
 
 

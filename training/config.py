@@ -31,6 +31,8 @@ ON_BAD_ROW = ("error", "skip")
 SFT_TURNS = ("all", "last")
 THINKING = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda")
+EVAL_BACKENDS = ("hf", "vllm")
+EVAL_THINKING = ("off", "on")
 
 
 @dataclass
@@ -169,6 +171,33 @@ class TrackingConfig:
 
 
 @dataclass
+class GenerativeEvalConfig:
+    """kosov's own generative evaluation: answers generated and graded in Python."""
+
+    enabled: bool = False
+    data: str = ""  # prompt rows (pkg:// or a path)
+    limit: Optional[int] = None  # first N prompts
+    max_new_tokens: int = 512
+
+
+@dataclass
+class EvalConfig:
+    suite: str = "none"  # the suite's name in reports
+    tasks: list[str] = field(default_factory=list)  # lm-eval task or group names (built-in or kosov's local ones)
+    num_fewshot: Optional[int] = None
+    limit: Optional[float] = None  # lm-eval limit: N examples per task, or a share when < 1
+    batch_size: str = "auto"
+    apply_chat_template: bool = False
+    backend: str = "hf"  # hf (transformers + PEFT) or vllm (GPU)
+    adapter: Optional[str] = None  # an adapter (or run folder) to compare with the base; null = base only
+    thinking: list[str] = field(default_factory=lambda: ["off"])  # modes for the generative evals: off, on
+    math: GenerativeEvalConfig = field(default_factory=GenerativeEvalConfig)  # held-out Korean math accuracy
+    language: GenerativeEvalConfig = field(default_factory=GenerativeEvalConfig)  # foreign-script rate
+    cache: bool = True  # reuse results for the same (model, adapter, task, settings)
+    every_n_steps: int = 0  # during training: run this suite every N steps and at the end (0 = off)
+
+
+@dataclass
 class KosovConfig:
     name: str = "default"  # the experiment name: run folders and tracker runs are named by it
     seed: int = 42
@@ -182,6 +211,7 @@ class KosovConfig:
     data: DataConfig = field(default_factory=DataConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     rewards: dict[str, Any] = field(default_factory=dict)  # GRPO: reward name -> {weight, parameters}
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def field_names(cls: type) -> list[str]:
@@ -267,6 +297,13 @@ def _check_semantics(cfg: KosovConfig) -> None:
             raise KosovError(f"method.sft.max_length={cfg.method.sft.max_length} must be greater than 0")
     if cfg.method.name == "grpo":
         _check_grpo(cfg)
+    _check("eval.backend", cfg.eval.backend, EVAL_BACKENDS)
+    for mode in cfg.eval.thinking:
+        _check("eval.thinking", mode, EVAL_THINKING)
+    for key in ("math", "language"):
+        own = getattr(cfg.eval, key)
+        if own.enabled and not own.data:
+            raise KosovError(f"eval.{key}.enabled=true needs eval.{key}.data (prompt rows)")
     if not cfg.data.train_files and not cfg.data.hub_id:
         raise KosovError("no training data: data.train_files is empty and data.hub_id is null",
                          fix="set data.train_files=[path/to/train.jsonl] or data.hub_id=org/dataset")

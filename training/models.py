@@ -216,16 +216,21 @@ def adapter_dir(path: str | Path) -> Path:
                      fix="point method.init_adapter at an adapter folder or a kosov run folder")
 
 
-def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str):
-    """Wrap the base in a trainable PeftModel from `adapter`, after checking it was trained on this base."""
+def check_adapter_base(adapter: Path, source: str, name_or_path: str) -> None:
+    """An adapter only means something on the base it was trained on: refuse another one before loading."""
     import json
-
-    from peft import PeftModel
 
     trained_on = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if trained_on not in (source, name_or_path):
         raise KosovError(f"the adapter {adapter} was trained on {trained_on!r}, but this recipe loads "
                          f"{name_or_path!r} ({source})",
                          fix=f"set model.name_or_path={trained_on} or use an adapter trained on this base")
+
+
+def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str):
+    """Wrap the base in a trainable PeftModel from `adapter`, after checking it was trained on this base."""
+    from peft import PeftModel
+
+    check_adapter_base(adapter, source, name_or_path)
     log.info("continuing training of the adapter %s", adapter)
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)

@@ -36,7 +36,7 @@ SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY", "OPENAI_API
 SECRET_KEY = re.compile(r"^(.*_)?(token|hf_token|hub_token|auth_token|access_token|api_key|apikey|secret|password)$",
                         re.IGNORECASE)
 TOKEN_NAMES = re.compile(r"(end_of_turn|eos|bos|pad|unk|sep|cls|mask)_token$", re.IGNORECASE)
-RUN_MARKERS = ("config.yaml", "provenance.json", "checkpoints", "adapter", "model", "metrics.json")
+RUN_MARKERS = ("config.yaml", "provenance.json", "checkpoints", "adapter", "model", "metrics.json", "report.json")
 PACKAGES = ("kosov", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "hydra-core", "omegaconf",
             "tokenizers", "wandb", "bitsandbytes", "flash-attn", "liger-kernel", "vllm")
 
@@ -114,7 +114,7 @@ def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool) -> RunDi
                     "or choose another output_dir",
             )
         log.warning("overwrite=true: deleting the run in %s", run.path)
-        for marker in (*RUN_MARKERS, "wandb", "tensorboard", "train.log"):
+        for marker in (*RUN_MARKERS, "report.md", "report.png", "wandb", "tensorboard", "train.log"):
             target = run.path / marker
             if target.is_dir():
                 shutil.rmtree(target)

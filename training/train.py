@@ -182,6 +182,12 @@ def train(cfg: KosovConfig) -> TrainResult:
 
         trainer = method.build_trainer(cfg, model, tokenizer, data, peft_config,
                                        trainer_args(cfg, run, device, tracker.report_to))
+        if cfg.eval.every_n_steps:
+            from training.evaluation.callback import SuiteCallback
+
+            suite = SuiteCallback(cfg.eval, tokenizer)
+            suite.trainer = trainer
+            trainer.add_callback(suite)
         output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
         if data.eval is not None and not any(h.get("step") == trainer.state.global_step and "eval_loss" in h
                                              for h in trainer.state.log_history):

@@ -1,0 +1,89 @@
+"""`kosov eval` on tiny-ko: the real lm-eval harness on kosov's local Korean benchmark with and without an
+adapter, the generative evals, the three report files, the cache, the tracker, and the errors users hit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import quick
+from training.errors import KosovError
+from training.evaluate import evaluate
+from training.recipes import compose
+from training.train import train
+
+
+@pytest.fixture(scope="module")
+def report(smoke_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "run"
+    return evaluate(compose(["experiment=smoke-eval", f"eval.adapter={smoke_run.run_dir}", f"output_dir={out}",
+                             "tracking=wandb"]))
+
+
+def rows(result) -> dict[str, dict]:
+    return {r["task"]: r for r in result.report["rows"]}
+
+
+def test_the_local_benchmark_runs_through_lm_eval_with_and_without_the_adapter(report):
+    bench = rows(report)["ko_mini_bench"]
+    assert bench["metric"] == "acc" and bench["n"] == 182
+    assert 0 <= bench["base"] <= 1 and 0 <= bench["adapted"] <= 1 and bench["base_stderr"] > 0
+    assert bench["adapted"] != bench["base"]  # the adapter changes the logits, and so the choices
+    assert bench["delta"] == pytest.approx(bench["adapted"] - bench["base"])
+
+
+def test_kosovs_own_generative_evals_are_in_the_report(report):
+    math_row, language = rows(report)["ko_math_heldout[off]"], rows(report)["ko_language[off]"]
+    assert math_row["metric"] == "accuracy" and math_row["n"] == 16
+    assert language["metric"] == "foreign_script_rate" and language["higher_is_better"] is False
+    assert all(0 <= r[side] <= 1 for r in (math_row, language) for side in ("base", "adapted"))
+
+
+def test_three_report_files_and_the_tracker(report):
+    files = report.files
+    assert json.loads(files["json"].read_text())["suite"] == "smoke"
+    markdown = files["md"].read_text()
+    assert "| task | metric | base | adapted | delta |" in markdown and "ko_mini_bench" in markdown
+    assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    [run_file] = (report.run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    assert b"eval/smoke/report" in run_file.read_bytes() and b"eval/smoke/chart" in run_file.read_bytes()
+
+
+def test_a_second_run_reads_every_score_from_the_cache(report, smoke_run, tmp_path):
+    again = evaluate(compose(["experiment=smoke-eval", f"eval.adapter={smoke_run.run_dir}",
+                              f"output_dir={tmp_path / 'again'}"]))
+    expected = {f"{side}:{task}" for side in ("base", "adapted")
+                for task in ("ko_mini_bench", "ko_math_heldout[off]", "ko_language[off]")}
+    assert set(again.report["cached_tasks"]) == expected
+    assert again.report["rows"] == report.report["rows"]
+
+
+def test_an_adapter_of_another_base_is_refused_before_loading(tmp_path):
+    other = train(compose(quick(f"output_dir={tmp_path / 'other'}", "model.tiny.hidden_size=32")))
+    with pytest.raises(KosovError) as error:
+        evaluate(compose(["experiment=smoke-eval", f"eval.adapter={other.run_dir}",
+                          f"output_dir={tmp_path / 'eval'}"]))
+    assert "was trained on" in str(error.value) and "model.name_or_path" in str(error.value)
+    assert not (tmp_path / "eval" / "report.json").exists()
+
+
+def test_an_unknown_task_suggests_the_right_name(tmp_path):
+    with pytest.raises(KosovError, match="did you mean kobest_boolq"):
+        evaluate(compose(["experiment=smoke-eval", "eval.tasks=[kobest_boolk]", f"output_dir={tmp_path / 'e'}"]))
+
+
+def test_an_unreachable_benchmark_dataset_says_what_to_do(tmp_path):
+    cfg = compose(["experiment=smoke-eval", "eval.tasks=[kobest_copa]", "eval.math.enabled=false",
+                   "eval.language.enabled=false", f"output_dir={tmp_path / 'e'}"])
+    with pytest.raises(KosovError) as error:
+        evaluate(cfg)  # HF_HUB_OFFLINE=1: the hub dataset cannot be reached
+    assert "skt/kobest_v1" in str(error.value) and "kosov mirror" in str(error.value)
+
+
+def test_eval_during_training_logs_the_suite(tmp_path):
+    result = train(compose(quick(f"output_dir={tmp_path / 'run'}", "eval=smoke", "eval.every_n_steps=2",
+                                 "eval.math.limit=4", "eval.language.limit=4")))
+    logged = [(h["step"], h) for h in result.trainer.state.log_history if "suite/ko_mini_bench" in h]
+    assert [step for step, _ in logged] == [2, 3]  # every 2 steps and at the end
+    assert all("suite/ko_math_heldout[off]" in h and "suite/ko_language[off]" in h for _, h in logged)

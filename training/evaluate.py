@@ -1,0 +1,134 @@
+"""`kosov eval`: a base and, when given, base + adapter on a Korean suite, with a report.
+
+    kosov eval experiment=smoke-eval output_dir=DIR
+    kosov eval experiment=qwen3-8b-ko-eval eval.adapter=outputs/qwen3-8b-ko-qlora-sft/<run>
+
+Phases: run folder -> model and adapter checks (an adapter of another base fails before anything loads) ->
+lm-eval tasks (cached) -> kosov's generative evals (cached) -> report (json, md, png) -> tracker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_tools.chat_io import file_sha256
+from training.config import KosovConfig, resolve_path, to_dict
+from training.errors import KosovError
+from training.evaluation.generative import JOBS, jobs_of, run_generative
+from training.evaluation.harness import cache_file, model_identity, run_tasks
+from training.evaluation.report import build_report, log_to_tracker, write_report
+from training.models import (adapter_dir, check_adapter_base, check_attention, check_remote_code, cuda_available,
+                             load_base_model, load_tokenizer, model_source, resolve_device)
+from training.run_dir import add_file_logging, default_output_dir, prepare_run_dir, provenance, redact, write_atomic
+from training.run_dir import write_json
+from training.tracking import open_tracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    run_dir: Path
+    report: dict[str, Any]
+    files: dict[str, Path]
+
+
+def _check_backend(cfg: KosovConfig, device: str) -> None:
+    if cfg.eval.backend != "vllm":
+        return
+    import importlib.util
+
+    if device != "cuda" or not cuda_available():
+        raise KosovError("the vLLM eval backend (eval.backend=vllm) needs a CUDA GPU", fix="use eval.backend=hf")
+    if importlib.util.find_spec("vllm") is None:
+        raise KosovError("eval.backend=vllm, but vLLM is not installed", fix="pip install 'kosov[vllm]'")
+
+
+def _generative_settings(cfg: KosovConfig, name: str, mode: str) -> dict[str, Any]:
+    own = getattr(cfg.eval, JOBS[name])
+    return {"eval": asdict(own), "thinking": mode, "data_sha256": file_sha256(resolve_path(own.data))}
+
+
+def _generative(cfg: KosovConfig, source: str, adapter: Path | None, device: str, sides: dict[str, dict]
+                ) -> tuple[dict[str, dict], list[str]]:
+    """Generative scores per side ("base", "adapted"), computing only what the cache lacks."""
+    jobs = jobs_of(cfg.eval)
+    results: dict[str, dict] = {side: {} for side in sides}
+    todo: dict[str, list] = {side: [] for side in sides}
+    for side, identity in sides.items():
+        for name, mode in jobs:
+            file = cache_file(identity, name, _generative_settings(cfg, name, mode))
+            if cfg.eval.cache and file.is_file():
+                results[side][f"{name}[{mode}]"] = json.loads(file.read_text())
+            else:
+                todo[side].append((name, mode, file))
+    cached = [f"{side}:{k}" for side, scores in results.items() for k in scores]
+    if any(todo.values()):
+        tokenizer = load_tokenizer(cfg.model, source)
+        model = load_base_model(cfg, source, device)
+        for side in sides:
+            if side == "adapted":
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, str(adapter))
+            new = run_generative(model, tokenizer, cfg.eval, [(n, m) for n, m, _ in todo[side]], side)
+            for (name, mode, file), key in zip(todo[side], new, strict=True):
+                write_json(file, new[key])
+            results[side].update(new)
+    return results, cached
+
+
+def evaluate(cfg: KosovConfig) -> EvalResult:
+    """Evaluate the recipe's model (and eval.adapter) on its suite. User errors raise KosovError."""
+    ecfg = cfg.eval
+    if not ecfg.tasks and not jobs_of(ecfg):
+        raise KosovError("the eval suite has no tasks", fix="choose a suite, e.g. eval=ko-core or eval=smoke")
+    device = resolve_device(cfg.device)
+    _check_backend(cfg, device)
+    run = prepare_run_dir(Path(cfg.output_dir or default_output_dir(cfg.name)), overwrite=cfg.overwrite,
+                          resume=False)
+    handler = add_file_logging(run)
+    try:
+        source, is_local = model_source(cfg.model)
+        check_remote_code(cfg.model, source, is_local)
+        check_attention(cfg.model, device)
+        adapter = adapter_dir(ecfg.adapter) if ecfg.adapter else None
+        if adapter is not None:
+            check_adapter_base(adapter, source, cfg.model.name_or_path)
+        sides = {"base": model_identity(source, cfg.model.revision, None)}
+        if adapter is not None:
+            sides["adapted"] = model_identity(source, cfg.model.revision, adapter)
+        harness: dict[str, dict] = {}
+        cached: list[str] = []
+        for side in sides:
+            scores, hits = run_tasks(ecfg, source=source, revision=cfg.model.revision,
+                                     adapter=adapter if side == "adapted" else None, dtype=cfg.model.dtype,
+                                     trust_remote_code=cfg.model.trust_remote_code, device=device)
+            harness[side] = {t: {**asdict(s), "higher_is_better": True} for t, s in scores.items()}
+            cached += [f"{side}:{t}" for t in hits]
+        generative, hits = _generative(cfg, source, adapter, device, sides)
+        cached += hits
+
+        report = build_report(suite=ecfg.suite, model={"name_or_path": cfg.model.name_or_path, "source": source,
+                                                      "revision": cfg.model.revision},
+                              adapter=str(adapter) if adapter else None, harness=harness, generative=generative,
+                              cached=cached)
+        files = write_report(report, run.path)
+        resolved = redact(to_dict(cfg))
+        prov = provenance(seed=cfg.seed, data={"suite": ecfg.suite}, model=report["model"])
+        write_atomic(run.path / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
+        write_json(run.path / "provenance.json", prov)
+        tracker = open_tracker(cfg.tracking, run, cfg.name, {"config": resolved, "provenance": prov})
+        log_to_tracker(tracker.run, report, files["png"])
+        tracker.finish(run)
+        log.info("report: %s (%d of the scores came from the cache)", files["md"], len(cached))
+        return EvalResult(run_dir=run.path, report=report, files=files)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()

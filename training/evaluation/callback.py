@@ -1,0 +1,50 @@
+"""Eval during training: a quick suite on the live model every `eval.every_n_steps` steps and at the end.
+
+    kosov train experiment=smoke-sft eval=smoke eval.every_n_steps=10
+
+Scores are logged through the trainer (so they reach wandb / tensorboard and the log history) as
+`suite/<task>`; it runs on the main process only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from transformers import TrainerCallback
+
+from training.config import EvalConfig
+from training.evaluation.generative import jobs_of, run_generative
+from training.evaluation.harness import evaluate_live
+
+log = logging.getLogger(__name__)
+
+
+class SuiteCallback(TrainerCallback):
+    def __init__(self, ecfg: EvalConfig, tokenizer: Any):
+        self.ecfg, self.tokenizer = ecfg, tokenizer
+        self.trainer: Any = None  # set by train.py once the trainer exists: scores are logged through it
+        self.last_step = -1
+
+    def _run(self, state: Any, model: Any) -> None:
+        if not state.is_world_process_zero or state.global_step == self.last_step or self.trainer is None:
+            return
+        import torch
+
+        self.last_step = state.global_step
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            scores = {f"suite/{t}": s.value for t, s in evaluate_live(self.ecfg, model, self.tokenizer).items()}
+            own = run_generative(model, self.tokenizer, self.ecfg, jobs_of(self.ecfg), f"step {state.global_step}")
+        scores.update({f"suite/{name}": score["value"] for name, score in own.items()})
+        model.train(was_training)
+        log.info("suite %s at step %d: %s", self.ecfg.suite, state.global_step, scores)
+        self.trainer.log(scores)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.ecfg.every_n_steps and state.global_step % self.ecfg.every_n_steps == 0:
+            self._run(state, model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self._run(state, model)

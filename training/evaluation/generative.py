@@ -1,0 +1,102 @@
+"""kosov's own generative evaluations, for what lm-eval lacks:
+
+- math accuracy on the held-out Korean math split, graded by the same code as the GRPO reward
+  (data_tools.math_grader);
+- the language-consistency rate: the share of answers to Korean prompts with foreign-script contamination
+  (Chinese characters or kana), the "language confusion" of Qwen3 adapted to Korean;
+
+each in the thinking modes the suite asks for (Qwen3-style templates: enable_thinking off / on).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from data_tools.chat_io import BadRowError, ChatRow, load_chat_files, prompt_row
+from data_tools.math_grader import is_correct
+from data_tools.text import hangul_share, script_counts, split_thinking
+from training.config import GenerativeEvalConfig, resolve_path
+from training.data_rows import bad_row_error
+
+
+def load_prompts(ecfg: GenerativeEvalConfig, required: tuple[str, ...] = ()) -> list[ChatRow]:
+    check = functools.partial(prompt_row, required=required)
+    try:
+        return load_chat_files([resolve_path(ecfg.data)], max_rows=ecfg.limit, check=check).rows
+    except BadRowError as e:
+        raise bad_row_error(e) from None
+
+
+def generate(model: Any, tokenizer: Any, rows: list[ChatRow], *, thinking: str, max_new_tokens: int,
+             batch_size: int = 8, desc: str = "Generating") -> list[str]:
+    """Greedy answers to prompt rows, rendered with the chat template in the given thinking mode."""
+    import torch
+
+    texts = [tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True,
+                                           enable_thinking=thinking == "on") for r in rows]
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation continues on the right
+    answers: list[str] = []
+    try:
+        for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
+            batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return answers
+
+
+def _rate(hits: int, n: int) -> tuple[float, float | None]:
+    p = hits / n if n else float("nan")
+    return p, math.sqrt(p * (1 - p) / n) if n else None
+
+
+def math_accuracy(answers: list[str], rows: list[ChatRow]) -> dict[str, Any]:
+    """Share of answers whose final answer equals the row's `answer` (binomial standard error)."""
+    correct = sum(is_correct(a, str(r.columns["answer"])) for a, r in zip(answers, rows, strict=True))
+    value, stderr = _rate(correct, len(rows))
+    return {"metric": "accuracy", "value": value, "stderr": stderr, "n": len(rows), "higher_is_better": True}
+
+
+def contaminated(text: str) -> bool:
+    counts = script_counts(text)
+    return counts["han"] + counts["kana"] > 0
+
+
+def foreign_script_rate(answers: list[str]) -> dict[str, Any]:
+    """Share of answers with Chinese characters or kana after the thinking block (lower is better)."""
+    parts = [split_thinking(a) for a in answers]
+    value, stderr = _rate(sum(contaminated(answer) for _, answer in parts), len(answers))
+    think_rate, _ = _rate(sum(contaminated(thought) for thought, _ in parts), len(answers))
+    return {"metric": "foreign_script_rate", "value": value, "stderr": stderr, "n": len(answers),
+            "higher_is_better": False, "thinking_foreign_script_rate": think_rate,
+            "mean_hangul_share": sum(hangul_share(a) for _, a in parts) / len(parts) if parts else float("nan")}
+
+
+JOBS = {"ko_math_heldout": "math", "ko_language": "language"}  # report name -> EvalConfig field
+
+
+def jobs_of(ecfg: Any) -> list[tuple[str, str]]:
+    """The (report name, thinking mode) pairs a suite asks for, e.g. ("ko_math_heldout", "off")."""
+    return [(name, mode) for mode in ecfg.thinking for name, field in JOBS.items() if getattr(ecfg, field).enabled]
+
+
+def run_generative(model: Any, tokenizer: Any, ecfg: Any, jobs: list[tuple[str, str]], label: str
+                   ) -> dict[str, dict[str, Any]]:
+    """{"ko_math_heldout[off]": score, "ko_language[off]": score, ...} for one model."""
+    results: dict[str, dict[str, Any]] = {}
+    for name, mode in jobs:
+        own: GenerativeEvalConfig = getattr(ecfg, JOBS[name])
+        rows = load_prompts(own, required=("answer",) if name == "ko_math_heldout" else ())
+        answers = generate(model, tokenizer, rows, thinking=mode, max_new_tokens=own.max_new_tokens,
+                           desc=f"{label}: {name} (thinking {mode})")
+        results[f"{name}[{mode}]"] = (math_accuracy(answers, rows) if name == "ko_math_heldout"
+                                      else foreign_script_rate(answers))
+    return results

@@ -1,0 +1,200 @@
+"""lm-evaluation-harness as the engine: kosov's own local tasks, task-name checks, and a result cache.
+
+Built-in tasks (kmmlu, kobest, haerae, click, hrm8k, ...) run unchanged; kosov's local tasks (the Korean mini
+benchmark) are lm-eval task YAMLs written at run time next to the data they read. Results are cached per
+(model, adapter hash, task, settings), so a re-run only computes what changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.config import EvalConfig, resolve_path
+from training.errors import KosovError
+from training.run_dir import write_json
+
+log = logging.getLogger(__name__)
+
+# kosov's own lm-eval tasks: the task YAML, with the data file the task reads.
+LOCAL_TASKS: dict[str, dict[str, Any]] = {
+    "ko_mini_bench": {
+        "data": "pkg://data_tools/datasets/ko_mini_bench.jsonl",
+        "task": {
+            "task": "ko_mini_bench",
+            "dataset_path": "json",
+            "output_type": "multiple_choice",
+            "test_split": "test",
+            "doc_to_text": "질문: {{question}}\n답:",
+            "doc_to_choice": "{{choices}}",
+            "doc_to_target": "answer",
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}],
+            "metadata": {"version": 1.0},
+        },
+    },
+}
+PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "f1", "mcc")
+
+
+@dataclass
+class TaskScore:
+    task: str
+    metric: str
+    value: float
+    stderr: float | None
+    n: int | None
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("KOSOV_CACHE", Path.home() / ".cache" / "kosov")).expanduser()
+
+
+def local_task_dir() -> Path:
+    """Write kosov's local task YAMLs (with absolute data paths) into the cache; returns the folder."""
+    tasks = {}
+    for name, spec in LOCAL_TASKS.items():
+        data = resolve_path(spec["data"])
+        tasks[name] = {**spec["task"], "dataset_kwargs": {"data_files": {"test": str(data)}}}
+    digest = hashlib.sha256(json.dumps(tasks, sort_keys=True).encode()).hexdigest()[:16]
+    folder = cache_root() / "lm_eval_tasks" / digest
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, task in tasks.items():
+            (folder / f"{name}.yaml").write_text(yaml.safe_dump(task, allow_unicode=True), encoding="utf-8")
+    return folder
+
+
+def task_manager(tasks: list[str]):
+    """A TaskManager that knows kosov's local tasks; lm-eval's ~15k built-ins are indexed only when needed."""
+    from lm_eval.tasks import TaskManager
+
+    builtin = any(t not in LOCAL_TASKS for t in tasks)
+    manager = TaskManager(include_path=str(local_task_dir()), include_defaults=builtin)
+    unknown = [t for t in tasks if t not in manager.all_tasks]
+    if unknown:
+        hints = {t: difflib.get_close_matches(t, manager.all_tasks, n=3) for t in unknown}
+        raise KosovError(f"unknown lm-eval task(s) {unknown}",
+                         fix="; ".join(f"{t}: did you mean {', '.join(h)}?" if h else f"{t}: no similar task"
+                                       for t, h in hints.items()) + " (list them with `lm_eval ls tasks`)")
+    return manager
+
+
+def primary_score(task: str, results: dict[str, Any], group_subtasks: dict[str, list[str]]) -> TaskScore:
+    """The task's headline metric; for a group without its own aggregate, the mean of its subtasks."""
+    entry = results.get(task, {})
+    for metric in PRIMARY_METRICS:
+        for key, value in entry.items():
+            if key.split(",")[0] == metric and isinstance(value, (int, float)):
+                stderr = entry.get(key.replace(metric, f"{metric}_stderr", 1))
+                stderr = stderr if isinstance(stderr, (int, float)) and not math.isnan(stderr) else None
+                return TaskScore(task, metric, float(value), stderr, entry.get("sample_len"))
+    subs = [primary_score(s, results, group_subtasks) for s in group_subtasks.get(task, [])]
+    subs = [s for s in subs if not math.isnan(s.value)]
+    if not subs:
+        return TaskScore(task, "none", float("nan"), None, None)
+    return TaskScore(task, subs[0].metric, sum(s.value for s in subs) / len(subs), None,
+                     sum(s.n or 0 for s in subs) or None)
+
+
+def files_digest(folder: Path, names: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for name in names:
+        path = folder / name
+        if path.is_file():
+            digest.update(name.encode())
+            digest.update(path.read_bytes() if path.stat().st_size < 2**30 else str(path.stat().st_mtime).encode())
+    return digest.hexdigest()[:16]
+
+
+def model_identity(source: str, revision: str | None, adapter: Path | None) -> dict[str, Any]:
+    """What the cache key knows of the model: the hub id and revision, or a local folder's file digest."""
+    local = Path(source)
+    ident = {"source": source, "revision": revision}
+    if local.is_dir():
+        ident["digest"] = files_digest(local, ("config.json", "model.safetensors", "model.safetensors.index.json"))
+    if adapter is not None:
+        ident["adapter"] = files_digest(adapter, ("adapter_config.json", "adapter_model.safetensors"))
+    return ident
+
+
+def cache_file(identity: dict, task: str, settings: dict) -> Path:
+    import lm_eval
+
+    key = json.dumps({"model": identity, "task": task, "settings": settings, "lm_eval": lm_eval.__version__},
+                     sort_keys=True, default=str)
+    return cache_root() / "eval_cache" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+
+def settings_of(ecfg: EvalConfig) -> dict[str, Any]:
+    return {"num_fewshot": ecfg.num_fewshot, "limit": ecfg.limit, "apply_chat_template": ecfg.apply_chat_template,
+            "backend": ecfg.backend, "thinking": ecfg.thinking[0] if ecfg.apply_chat_template else None}
+
+
+def model_args(ecfg: EvalConfig, source: str, revision: str | None, adapter: Path | None, dtype: str,
+               trust_remote_code: bool) -> dict[str, Any]:
+    args: dict[str, Any] = {"pretrained": source, "dtype": dtype, "trust_remote_code": trust_remote_code}
+    if revision:
+        args["revision"] = revision
+    if adapter is not None:
+        args["lora_local_path" if ecfg.backend == "vllm" else "peft"] = str(adapter)
+    if ecfg.backend == "vllm" and adapter is not None:
+        args["enable_lora"] = True
+    if ecfg.apply_chat_template and ecfg.backend == "hf":  # lm-eval tasks run in the suite's first thinking mode
+        args.update(enable_thinking=ecfg.thinking[0] == "on", think_end_token="</think>")
+    return args
+
+
+def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, TaskScore]:
+    """The suite's lm-eval tasks on a model already in memory (eval during training; no cache)."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    if not ecfg.tasks:
+        return {}
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg.batch_size)
+    output = lm_eval.simple_evaluate(model=lm, tasks=ecfg.tasks, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
+                                     apply_chat_template=ecfg.apply_chat_template,
+                                     task_manager=task_manager(ecfg.tasks), log_samples=False)
+    return {t: primary_score(t, output["results"], output.get("group_subtasks", {})) for t in ecfg.tasks}
+
+
+def run_tasks(ecfg: EvalConfig, *, source: str, revision: str | None, adapter: Path | None, dtype: str,
+              trust_remote_code: bool, device: str) -> tuple[dict[str, TaskScore], list[str]]:
+    """Scores of ecfg.tasks for one model (base or base + adapter); returns (scores, tasks read from cache)."""
+    if not ecfg.tasks:
+        return {}, []
+    settings = settings_of(ecfg)
+    identity = model_identity(source, revision, adapter)
+    files = {t: cache_file(identity, t, settings) for t in ecfg.tasks}
+    scores = {t: TaskScore(**json.loads(f.read_text())) for t, f in files.items() if ecfg.cache and f.is_file()}
+    cached = list(scores)
+    missing = [t for t in ecfg.tasks if t not in scores]
+    if missing:
+        import lm_eval
+
+        manager = task_manager(missing)
+        log.info("lm-eval: %s on %s%s", missing, source, f" + {adapter}" if adapter else "")
+        try:
+            output = lm_eval.simple_evaluate(
+                model=ecfg.backend, model_args=model_args(ecfg, source, revision, adapter, dtype, trust_remote_code),
+                tasks=missing, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit, batch_size=ecfg.batch_size,
+                device=device, apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
+                log_samples=False)
+        except (ConnectionError, FileNotFoundError) as e:  # datasets' errors for a hub dataset it cannot reach
+            raise KosovError(f"could not load the benchmark data of {missing}: {e}",
+                             fix="check the network and HF_TOKEN; on a closed network, run `kosov mirror` for this "
+                                 "suite on a connected machine and point kosov at the mirror folder") from None
+        for task in missing:
+            scores[task] = primary_score(task, output["results"], output.get("group_subtasks", {}))
+            write_json(files[task], asdict(scores[task]))
+    return {t: scores[t] for t in ecfg.tasks}, cached

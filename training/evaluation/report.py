@@ -1,0 +1,112 @@
+"""The evaluation report: what an adaptation gained in Korean and what it cost elsewhere.
+
+    DIR/report.json   every score: base, adapted, delta, stderr, per task and suite average
+    DIR/report.md     the same as a Markdown table (kosov publish puts it into the model card)
+    DIR/report.png    a bar chart, base vs adapted
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from training.run_dir import write_atomic, write_json
+
+
+def _row(name: str, base: dict | None, adapted: dict | None, kind: str) -> dict[str, Any]:
+    ref = base or adapted or {}
+    row = {"task": name, "kind": kind, "metric": ref.get("metric"), "higher_is_better": ref.get("higher_is_better", True),
+           "n": ref.get("n"), "base": None, "base_stderr": None, "adapted": None, "adapted_stderr": None,
+           "delta": None}
+    for side, score in (("base", base), ("adapted", adapted)):
+        if score is not None:
+            row[side], row[f"{side}_stderr"] = score.get("value"), score.get("stderr")
+    if row["base"] is not None and row["adapted"] is not None:
+        row["delta"] = row["adapted"] - row["base"]
+    return row
+
+
+def build_report(*, suite: str, model: dict[str, Any], adapter: str | None, harness: dict[str, dict],
+                 generative: dict[str, dict], cached: list[str]) -> dict[str, Any]:
+    """harness / generative: {"base": {task: score dict}, "adapted": {...}} (adapted empty without an adapter)."""
+    rows = []
+    for kind, scores in (("lm-eval", harness), ("kosov", generative)):
+        names = list(dict.fromkeys([*scores.get("base", {}), *scores.get("adapted", {})]))
+        rows += [_row(n, scores.get("base", {}).get(n), scores.get("adapted", {}).get(n), kind) for n in names]
+    averaged = [r for r in rows if r["kind"] == "lm-eval"]
+    average = {}
+    for side in ("base", "adapted"):
+        values = [r[side] for r in averaged if r[side] is not None and not math.isnan(r[side])]
+        average[side] = sum(values) / len(values) if values else None
+    average["delta"] = (average["adapted"] - average["base"]
+                        if average["base"] is not None and average["adapted"] is not None else None)
+    return {"suite": suite, "model": model, "adapter": adapter, "rows": rows, "suite_average": average,
+            "cached_tasks": cached}
+
+
+def _fmt(value: float | None, stderr: float | None = None, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = f"{value:+.4f}" if signed else f"{value:.4f}"
+    return f"{text} ± {stderr:.4f}" if stderr is not None else text
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    adapter = report["adapter"]
+    lines = [f"### Evaluation: {report['suite']}", "",
+             f"Base: `{report['model']['name_or_path']}`" + (f"; adapter: `{adapter}`" if adapter else ""), "",
+             "| task | metric | base | adapted | delta |", "|---|---|---|---|---|"]
+    for r in report["rows"]:
+        better = "" if r["higher_is_better"] else " (lower is better)"
+        lines.append(f"| {r['task']} | {r['metric']}{better} | {_fmt(r['base'], r['base_stderr'])} | "
+                     f"{_fmt(r['adapted'], r['adapted_stderr'])} | {_fmt(r['delta'], signed=True)} |")
+    avg = report["suite_average"]
+    lines.append(f"| **{report['suite']} average** (lm-eval tasks) | | {_fmt(avg['base'])} | {_fmt(avg['adapted'])} | "
+                 f"{_fmt(avg['delta'], signed=True)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if r["base"] is not None or r["adapted"] is not None]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(rows) + 1), 3.6))
+    xs = range(len(rows))
+    for offset, side, color in ((-0.2, "base", "#9aa5b1"), (0.2, "adapted", "#2f6fdf")):
+        values = [r[side] if r[side] is not None else 0.0 for r in rows]
+        errors = [r[f"{side}_stderr"] or 0.0 for r in rows]
+        ax.bar([x + offset for x in xs], values, width=0.4, yerr=errors, color=color, label=side, capsize=2)
+    ax.set_xticks(list(xs), [r["task"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("score")
+    ax.set_title(f"{report['suite']}: base vs adapted")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "png": out_dir / "report.png"}
+    write_json(paths["json"], report)
+    write_atomic(paths["md"], to_markdown(report))
+    plot(report, paths["png"])
+    return paths
+
+
+def log_to_tracker(run: Any, report: dict[str, Any], png: Path) -> None:
+    """A wandb table of the report and the chart, when a wandb run is open."""
+    if run is None:
+        return
+    import wandb
+
+    columns = ["task", "metric", "base", "adapted", "delta", "base_stderr", "adapted_stderr"]
+    table = wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in report["rows"]])
+    run.log({f"eval/{report['suite']}/report": table, f"eval/{report['suite']}/chart": wandb.Image(str(png))})
+    run.summary.update({f"eval/{r['task']}/{side}": r[side] for r in report["rows"] for side in ("base", "adapted")
+                        if r[side] is not None})
