@@ -25,6 +25,7 @@ log = logging.getLogger("kosov")
 COMMANDS: dict[str, str] = {
     "train": "SFT or GRPO with LoRA / QLoRA / DoRA, or a full fine-tune (TRL)",
     "eval": "Korean benchmarks (lm-eval) and kosov's own evals, base vs adapted, with a report",
+    "mirror": "download a model and benchmark data into one folder for a closed network (kosov mirror --help)",
 }
 
 
@@ -59,6 +60,19 @@ def _command(name: str) -> Callable:
 
         return evaluate
     raise KeyError(name)
+
+
+def apply_mirror(overrides: list[str]) -> None:
+    """`mirror=FOLDER` (or KOSOV_MIRROR): point the Hugging Face libraries at a kosov mirror, offline, before any
+    of them is imported (they read their cache settings once, at import)."""
+    folder = next((o.partition("=")[2] for o in overrides if o.startswith("mirror=")), None)
+    folder = folder or os.environ.get("KOSOV_MIRROR")
+    if folder:
+        from training.mirror import mirror_env, read_manifest
+
+        read_manifest(folder)  # a clear error when the folder is not a mirror
+        os.environ.update(mirror_env(folder))
+        log.info("reading models and benchmark data from the mirror %s (offline)", folder)
 
 
 def _hydra_argv(overrides: list[str]) -> list[str]:
@@ -123,10 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         report(KosovError(f"unknown command '{command}'", fix=f"use one of: {', '.join(COMMANDS)}"))
         return 2
+    if command == "mirror":  # plain flags, not a recipe: it runs on a connected machine, before any recipe
+        from training.mirror import main as mirror_main
+
+        return mirror_main(overrides)
     try:
         from training.recipes import check_override_keys
 
         check_override_keys([o for o in overrides if not o.startswith("-")])
+        apply_mirror(overrides)
         return _run_hydra(command, overrides)
     except KosovError as e:
         report(e)

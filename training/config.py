@@ -205,6 +205,7 @@ class KosovConfig:
     overwrite: bool = False  # replace an existing run folder
     resume: bool = False  # continue the run in output_dir from its last checkpoint
     device: str = "auto"
+    mirror: Optional[str] = None  # a `kosov mirror` folder: models and benchmark data read from it, offline
     model: ModelConfig = field(default_factory=ModelConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
     method: MethodConfig = field(default_factory=MethodConfig)

@@ -86,6 +86,10 @@ def _generative(cfg: KosovConfig, source: str, adapter: Path | None, device: str
 
 def evaluate(cfg: KosovConfig) -> EvalResult:
     """Evaluate the recipe's model (and eval.adapter) on its suite. User errors raise KosovError."""
+    if cfg.mirror:  # the CLI applied it already; a Python caller gets it here, or a clear "too late"
+        from training.mirror import use_mirror
+
+        use_mirror(cfg.mirror)
     ecfg = cfg.eval
     if not ecfg.tasks and not jobs_of(ecfg):
         raise KosovError("the eval suite has no tasks", fix="choose a suite, e.g. eval=ko-core or eval=smoke")

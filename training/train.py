@@ -132,6 +132,10 @@ def train(cfg: KosovConfig) -> TrainResult:
     from accelerate import PartialState
     from transformers import set_seed
 
+    if cfg.mirror:  # the CLI applied it already; a Python caller gets it here, or a clear "too late"
+        from training.mirror import use_mirror
+
+        use_mirror(cfg.mirror)
     started = time.time()
     method = METHODS[cfg.method.name]
     set_seed(cfg.seed)
