@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml requirements/cpu.txt
 
 # The whole pipeline on the embedded tiny-ko model, as far as it exists: LoRA SFT on Korean chat rows, then
 # GRPO on Korean math prompts continuing the SFT adapter, then an evaluation of the base against the final
-# adapter; all tracked in wandb (offline unless you have an API key).
+# adapter, then a release folder with the model card and a merged model (nothing is uploaded); all tracked
+# in wandb (offline unless you have an API key).
 demo: setup
 	$(BIN)/kosov train experiment=smoke-sft tracking=wandb name=demo-sft \
 		method.max_steps=-1 method.num_train_epochs=8 method.eval_steps=50 method.save_steps=100 \
@@ -28,7 +29,10 @@ demo: setup
 		method.max_steps=30 method.save_steps=30 output_dir=$(DEMO)/grpo overwrite=true
 	$(BIN)/kosov eval experiment=smoke-eval tracking=wandb name=demo-eval eval.adapter=$(DEMO)/grpo \
 		output_dir=$(DEMO)/eval overwrite=true
-	@echo "demo done: adapters in $(DEMO)/sft/adapter and $(DEMO)/grpo/adapter, report in $(DEMO)/eval/report.md"
+	$(BIN)/kosov publish run=$(DEMO)/grpo publish.eval_report=$(DEMO)/eval publish.merge=true \
+		output_dir=$(DEMO)/release overwrite=true
+	@echo "demo done: adapters in $(DEMO)/sft and $(DEMO)/grpo, report in $(DEMO)/eval/report.md," \
+		"release (model card, merged model) in $(DEMO)/release"
 
 test: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -25,6 +25,7 @@ log = logging.getLogger("kosov")
 COMMANDS: dict[str, str] = {
     "train": "SFT or GRPO with LoRA / QLoRA / DoRA, or a full fine-tune (TRL)",
     "eval": "Korean benchmarks (lm-eval) and kosov's own evals, base vs adapted, with a report",
+    "publish": "a release folder (adapter, model card, lineage, eval) and, with push=true, the Hub upload",
     "mirror": "download a model and benchmark data into one folder for a closed network (kosov mirror --help)",
 }
 
@@ -59,6 +60,10 @@ def _command(name: str) -> Callable:
         from training.evaluate import evaluate
 
         return evaluate
+    if name == "publish":
+        from training.publish import publish
+
+        return publish
     raise KeyError(name)
 
 

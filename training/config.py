@@ -198,6 +198,16 @@ class EvalConfig:
 
 
 @dataclass
+class PublishConfig:
+    private: bool = True  # a new Hub repo is private until you make it public
+    tag: Optional[str] = None  # a git tag for the uploaded revision (e.g. v1); null = none
+    merge: bool = False  # also export base + adapter merged into a full model folder (output_dir/merged)
+    eval_report: Optional[str] = None  # a kosov eval folder (or its report.json) of this adapter, for the card
+    license: Optional[str] = None  # override the license derived from the base and the data
+    commit_message: str = "Upload a Korean LoRA adapter trained with kosov"
+
+
+@dataclass
 class KosovConfig:
     name: str = "default"  # the experiment name: run folders and tracker runs are named by it
     seed: int = 42
@@ -213,6 +223,10 @@ class KosovConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     rewards: dict[str, Any] = field(default_factory=dict)  # GRPO: reward name -> {weight, parameters}
     eval: EvalConfig = field(default_factory=EvalConfig)
+    run: Optional[str] = None  # kosov publish: the run folder to release
+    push: bool = False  # kosov publish: upload to the Hub (without it nothing leaves the machine)
+    repo_id: Optional[str] = None  # kosov publish: the Hub repo (org/name) to push to
+    publish: PublishConfig = field(default_factory=PublishConfig)
 
 
 def field_names(cls: type) -> list[str]:

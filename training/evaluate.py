@@ -122,7 +122,7 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         report = build_report(suite=ecfg.suite, model={"name_or_path": cfg.model.name_or_path, "source": source,
                                                       "revision": cfg.model.revision},
                               adapter=str(adapter) if adapter else None, harness=harness, generative=generative,
-                              cached=cached)
+                              cached=cached, adapter_digest=sides.get("adapted", {}).get("adapter"))
         files = write_report(report, run.path)
         resolved = redact(to_dict(cfg))
         prov = provenance(seed=cfg.seed, data={"suite": ecfg.suite}, model=report["model"])

@@ -108,6 +108,7 @@ def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], sta
     tokens = [h["num_tokens"] for h in history if "num_tokens" in h]
     rewards = {k: [h[k] for h in history if k in h] for k in dict.fromkeys(k for h in history for k in h)
                if k == "reward" or (k.startswith("rewards/") and k.endswith("/mean"))}
+    reward_curve = [(h["step"], h["reward"]) for h in history if "reward" in h]
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     return {
         "global_step": trainer.state.global_step,
@@ -123,6 +124,7 @@ def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], sta
         "wall_time_s": round(time.time() - started, 2),
         "trainable_parameters": trainable,
         "rewards": {k: {"first": v[0], "last": v[-1], "mean": sum(v) / len(v)} for k, v in rewards.items()},
+        "reward_curve": reward_curve,
         "data": data_summary,
     }
 

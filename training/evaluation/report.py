@@ -28,7 +28,8 @@ def _row(name: str, base: dict | None, adapted: dict | None, kind: str) -> dict[
 
 
 def build_report(*, suite: str, model: dict[str, Any], adapter: str | None, harness: dict[str, dict],
-                 generative: dict[str, dict], cached: list[str]) -> dict[str, Any]:
+                 generative: dict[str, dict], cached: list[str], adapter_digest: str | None = None
+                 ) -> dict[str, Any]:
     """harness / generative: {"base": {task: score dict}, "adapted": {...}} (adapted empty without an adapter)."""
     rows = []
     for kind, scores in (("lm-eval", harness), ("kosov", generative)):
@@ -41,8 +42,8 @@ def build_report(*, suite: str, model: dict[str, Any], adapter: str | None, harn
         average[side] = sum(values) / len(values) if values else None
     average["delta"] = (average["adapted"] - average["base"]
                         if average["base"] is not None and average["adapted"] is not None else None)
-    return {"suite": suite, "model": model, "adapter": adapter, "rows": rows, "suite_average": average,
-            "cached_tasks": cached}
+    return {"suite": suite, "model": model, "adapter": adapter, "adapter_digest": adapter_digest, "rows": rows,
+            "suite_average": average, "cached_tasks": cached}
 
 
 def _fmt(value: float | None, stderr: float | None = None, signed: bool = False) -> str:

@@ -1,0 +1,131 @@
+"""`kosov publish` on a tiny-ko run: the card parses and carries the eval report's numbers, the merged model
+matches base + adapter, the upload list keeps checkpoints and secrets out, and no secret reaches the folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from training.errors import KosovError
+from training.evaluate import evaluate
+from training.model_card import derive_license
+from training.publish import publish, upload_list
+from training.recipes import compose
+
+HF_SECRET, WANDB_SECRET = "hf_kosovPublishSecret0123456789abcd", "kosovwandbsecret0123456789abcdef0123456"
+
+
+@pytest.fixture(scope="module")
+def release(smoke_run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("publish")
+    report = evaluate(compose(["experiment=smoke-eval", f"eval.adapter={smoke_run.run_dir}",
+                               f"output_dir={root / 'eval'}"]))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HF_TOKEN", HF_SECRET)
+        env.setenv("WANDB_API_KEY", WANDB_SECRET)
+        result = publish(compose([f"run={smoke_run.run_dir}", f"publish.eval_report={root / 'eval'}",
+                                  "publish.merge=true", f"output_dir={root / 'release'}", "repo_id=kosov-test/tiny-ko-lora"]))
+    return result, report
+
+
+def test_the_card_parses_and_carries_the_eval_numbers(release):
+    from huggingface_hub import ModelCard
+
+    result, report = release
+    card = ModelCard.load(result.folder / "README.md")
+    assert card.data.base_model == "tiny-ko" and card.data.library_name == "peft" and card.data.language == ["ko"]
+    assert card.data.license == "apache-2.0" and "kosov" in card.data.tags
+    published = {r.dataset_name: r.metric_value for r in card.data.eval_results}
+    expected = {r["task"]: r["adapted"] for r in report.report["rows"]}
+    assert published == expected and "ko_mini_bench" in published
+    text = card.text
+    assert "| ko_mini_bench | acc |" in text and "## Data lineage" in text and "ko-chat-seed" in text
+    assert "한국어" in text and "PeftModel.from_pretrained" in text and "LoRARequest" in text
+    assert (result.folder / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_merged_model_matches_base_plus_adapter(release, smoke_run):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    result, _ = release
+    merged_dir = result.folder / "merged"
+    assert result.merge_check["ok"] and result.merge_check["max_abs_logit_diff"] < 1e-4
+    config = json.loads((result.folder / "adapter_config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    ids = tokenizer(["김치찌개 끓이는 법을 알려 주세요."], return_tensors="pt")
+    base = AutoModelForCausalLM.from_pretrained(config["base_model_name_or_path"])
+    with torch.no_grad():
+        expected = PeftModel.from_pretrained(base, result.folder).model(**ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(merged_dir)(**ids).logits
+    assert torch.allclose(merged, expected, atol=1e-4)
+    assert "max_new_tokens" not in (merged_dir / "generation_config.json").read_text()
+
+
+def test_the_upload_list_keeps_checkpoints_merged_models_and_pickles_out(release, smoke_run):
+    result, _ = release
+    files = result.upload
+    assert {"README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= set(files)
+    assert not [f for f in files if f.startswith(("merged/", "checkpoints/")) or f.endswith((".bin", ".pt", ".pth"))]
+    assert json.loads((result.folder / "upload_plan.json").read_text())["files"] == files
+    (result.folder / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+    (result.folder / "checkpoints" / "checkpoint-5" / "optimizer.pt").write_bytes(b"x")
+    (result.folder / "training_args.bin").write_bytes(b"x")
+    assert upload_list(result.folder) == files
+    assert not result.pushed
+
+
+def test_no_secret_from_the_environment_reaches_the_release(release):
+    result, _ = release
+    for path in result.folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert HF_SECRET.encode() not in data and WANDB_SECRET.encode() not in data, path
+
+
+def test_push_without_a_token_is_a_clear_error(smoke_run, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    # No stored `hf auth login` token either, even on a developer's machine.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))
+    cfg = compose([f"run={smoke_run.run_dir}", f"output_dir={tmp_path / 'release'}", "push=true",
+                   "repo_id=kosov-test/tiny-ko-lora"])
+    with pytest.raises(KosovError, match="no Hugging Face token"):
+        publish(cfg)
+
+
+def test_an_eval_report_of_another_adapter_is_refused(release, tmp_path):
+    from training.train import train
+    from tests.helpers import quick
+
+    result, report = release
+    other = train(compose(quick(f"output_dir={tmp_path / 'other'}")))
+    with pytest.raises(KosovError, match="evaluated another adapter"):
+        publish(compose([f"run={other.run_dir}", f"publish.eval_report={report.run_dir}",
+                         f"output_dir={tmp_path / 'release'}"]))
+
+
+def test_an_existing_release_folder_is_not_overwritten(release, smoke_run):
+    result, _ = release
+    with pytest.raises(KosovError, match="already holds files"):
+        publish(compose([f"run={smoke_run.run_dir}", f"output_dir={result.folder}"]))
+
+
+@pytest.mark.parametrize("licenses, expected", [
+    ({"Apache-2.0": 300, "MIT": 20}, "apache-2.0"),
+    ({"Apache-2.0": 300, "CC-BY-NC-4.0": 20}, "other"),
+])
+def test_the_license_is_derived_from_base_and_data(licenses, expected):
+    assert derive_license("Qwen/Qwen3-8B", licenses, None)[0] == expected
+
+
+def test_unknown_licenses_stop_the_release():
+    with pytest.raises(KosovError, match="carry no license"):
+        derive_license("Qwen/Qwen3-8B", {"unknown": 3}, None)
+    with pytest.raises(KosovError, match="publish.license"):
+        derive_license("someone/new-base", {"Apache-2.0": 1}, None)
+    assert derive_license("someone/new-base", {"unknown": 3}, "cc-by-nc-4.0")[0] == "cc-by-nc-4.0"

@@ -1,0 +1,79 @@
+"""Merged export: base + adapter folded into one full model folder (`merge_and_unload`), checked by comparing
+the merged model's logits with base + adapter on Korean sample prompts.
+
+A QLoRA adapter is merged onto the base in bf16, not onto the 4-bit base it was trained against: merging into
+NF4 weights would round the update away. The merged model keeps the base's chat template and generation
+config, so its thinking default is the base's (Qwen3: thinking on unless enable_thinking=False).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from training.config import KosovConfig
+from training.models import load_base_model, load_tokenizer, model_source
+from training.run_dir import write_json
+
+log = logging.getLogger(__name__)
+
+SAMPLE_PROMPTS = ["한국의 수도는 어디인가요?", "사과 3개가 1,500원이면 한 개는 얼마예요?",
+                  "오늘 날씨가 좋아서 공원에 산책하러 갈 거예요. 무엇을 챙기면 좋을까요?"]
+
+
+def _sample_inputs(tokenizer: Any):
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True) for p in SAMPLE_PROMPTS]
+    tokenizer.padding_side = "right"
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def _logits(model: Any, inputs: Any):
+    import torch
+
+    with torch.no_grad():
+        out = model(**inputs.to(model.device)).logits.float()
+    return out * inputs["attention_mask"].unsqueeze(-1).to(out.device)  # padding positions do not count
+
+
+def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -> dict[str, Any]:
+    """Write base + adapter merged into `out` (safetensors shards, tokenizer, generation config); returns the
+    logits check, also written to out/merge_check.json."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    qlora = run_cfg.peft.quantization is not None
+    model_cfg = dataclasses.replace(run_cfg.model, dtype="bfloat16" if qlora else run_cfg.model.dtype)
+    cfg = dataclasses.replace(run_cfg, model=model_cfg, peft=dataclasses.replace(run_cfg.peft, quantization=None,
+                                                                                 method="lora"))
+    source, _ = model_source(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, source)
+    base = load_base_model(cfg, source, device)
+    combined = PeftModel.from_pretrained(base, str(adapter))
+    inputs = _sample_inputs(tokenizer)
+    expected = _logits(combined, inputs)
+    merged = combined.merge_and_unload()
+
+    staging = out.with_name(f".{out.name}.building")
+    shutil.rmtree(staging, ignore_errors=True)
+    merged.save_pretrained(staging, max_shard_size="4GB")
+    tokenizer.save_pretrained(staging)
+    try:  # the base's own generation config (eos ids, sampling defaults); tiny-ko's is built locally
+        GenerationConfig.from_pretrained(source, revision=cfg.model.revision).save_pretrained(staging)
+    except OSError:
+        log.info("the base has no generation_config.json; the merged model keeps the one transformers wrote")
+    reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=merged.dtype).to(merged.device)
+    diff = float((_logits(reloaded, inputs) - expected).abs().max())
+    tolerance = 5e-2 if merged.dtype != __import__("torch").float32 else 1e-4
+    check = {"max_abs_logit_diff": diff, "tolerance": tolerance, "ok": diff <= tolerance, "dtype": str(merged.dtype),
+             "prompts": SAMPLE_PROMPTS, "merged_from": str(adapter), "qlora_merged_onto_bf16": qlora}
+    write_json(staging / "merge_check.json", check)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    log.info("merged model in %s: max |logit difference| %.2e vs base + adapter (tolerance %.0e)", out, diff,
+             tolerance)
+    return check

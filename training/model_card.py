@@ -1,0 +1,115 @@
+"""The model card of a released adapter: Hub metadata (base_model, library_name: peft, language, license,
+datasets, tags, model-index from the eval report) and a Korean and English description, usage, the evaluation
+table, the training curve, the resolved recipe, provenance and data lineage.
+
+The license is derived from the base and the data: a permissive base trained on permissively licensed rows keeps
+the base's license; rows under a non-commercial license make it "other" (non-commercial), and rows of unknown
+license stop the release until `publish.license` says what it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from training.errors import KosovError
+
+BASE_LICENSES = {"Qwen/": "apache-2.0", "KORMo-Team/": "apache-2.0", "tiny-ko": "apache-2.0"}
+COMMERCIAL_OK = {"apache-2.0", "mit", "bsd-3-clause", "bsd-2-clause", "cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0"}
+
+
+def base_license(name_or_path: str) -> str | None:
+    return next((lic for prefix, lic in BASE_LICENSES.items() if name_or_path.startswith(prefix)), None)
+
+
+def derive_license(base: str, data_licenses: dict[str, int], override: str | None) -> tuple[str, str]:
+    """(license id, one sentence saying why). Raises KosovError when it cannot be decided safely."""
+    if override:
+        return override.lower(), "set by the publisher (publish.license)"
+    license_ = base_license(base)
+    if license_ is None:
+        raise KosovError(f"kosov does not know the license of the base {base!r}",
+                         fix="check the base model's license and set publish.license=<SPDX id>")
+    licenses = {k.lower(): v for k, v in data_licenses.items()}
+    unknown = {k: v for k, v in licenses.items() if k in ("unknown", "none", "")}
+    if unknown:
+        raise KosovError(f"{sum(unknown.values())} training rows carry no license",
+                         fix="record licenses in the rows' meta, or check them and set publish.license explicitly")
+    if any("nc" in k.split("-") for k in licenses):
+        return "other", f"non-commercial: trained on rows licensed {sorted(licenses)}"
+    if all(k in COMMERCIAL_OK for k in licenses):
+        return license_, f"the base's license; every training row is under {sorted(licenses) or ['no data']}"
+    raise KosovError(f"cannot combine the data licenses {sorted(licenses)} with the base's {license_}",
+                     fix="check them and set publish.license explicitly")
+
+
+def _lineage(stages: list[dict[str, Any]]) -> list[str]:
+    lines = ["| stage | dataset | source | rows | licenses |", "|---|---|---|---|---|"]
+    for stage in stages:
+        data = stage["provenance"].get("data", {})
+        sources = ", ".join(s.get("hub_id") or s.get("path", "?").rsplit("/", 1)[-1] + f" (sha256 {s['sha256'][:12]}…)"
+                            for s in data.get("sources", []))
+        licenses = ", ".join(f"{k}: {v}" for k, v in data.get("licenses", {}).items())
+        lines.append(f"| {stage['name']} | {data.get('name', '?')} | {sources} | {data.get('train_rows', '?')} | "
+                     f"{licenses} |")
+    return lines
+
+
+def _usage(repo: str, base: str) -> list[str]:
+    return [
+        "```python", "from peft import PeftModel", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+        f'base = AutoModelForCausalLM.from_pretrained("{base}", dtype="auto", device_map="auto")',
+        f'model = PeftModel.from_pretrained(base, "{repo}")',
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
+        'messages = [{"role": "user", "content": "한국의 수도는 어디인가요?"}]',
+        "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\",",
+        "                                       return_dict=True).to(model.device)",
+        "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=256)[0], skip_special_tokens=True))",
+        "```", "", "With vLLM (LoRA):", "", "```python", "from vllm import LLM, SamplingParams",
+        "from vllm.lora.request import LoRARequest", "",
+        f'llm = LLM(model="{base}", enable_lora=True)',
+        'out = llm.chat([{"role": "user", "content": "한국의 수도는 어디인가요?"}], SamplingParams(max_tokens=256),',
+        f'               lora_request=LoRARequest("kosov", 1, "{repo}"))', "```"]
+
+
+def model_card(*, repo: str, base: str, method: str, config: dict[str, Any], stages: list[dict[str, Any]],
+               metrics: dict[str, Any], report: dict[str, Any] | None, report_md: str | None, license_: str,
+               license_why: str, images: dict[str, str]) -> str:
+    """The card's full text (YAML front matter + Markdown)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    hub_datasets = sorted({s["hub_id"] for st in stages for s in st["provenance"].get("data", {}).get("sources", [])
+                           if s.get("hub_id") and "/" in s["hub_id"] and not s["hub_id"].startswith("/")})
+    results = [EvalResult(task_type="text-generation", dataset_type=r["task"], dataset_name=r["task"],
+                          metric_type=r["metric"], metric_value=r["adapted"], metric_name=r["metric"])
+               for r in (report or {}).get("rows", []) if r.get("adapted") is not None]
+    data = ModelCardData(base_model=base, library_name="peft", language=["ko"], license=license_,
+                         license_name="kosov-noncommercial" if license_ == "other" else None,
+                         datasets=hub_datasets or None, pipeline_tag="text-generation",
+                         tags=["kosov", "korean", "lora", "peft", method, "trl"], model_name=repo,
+                         eval_results=results or None)
+    curve = f"![training curve]({images['curve']})" if "curve" in images else ""
+    lines = [
+        "---", data.to_yaml(), "---", "", f"# {repo}", "",
+        f"**한국어.** `{base}`를 한국어에 맞게 적응시킨 LoRA 어댑터입니다. kosov로 {method.upper()} 방식으로 학습했으며, "
+        "아래에 평가 결과, 학습 데이터의 출처와 라이선스, 학습 설정을 모두 밝혀 두었습니다.", "",
+        f"**English.** A LoRA adapter adapting `{base}` to Korean, trained with {method.upper()} by kosov. The card "
+        "below gives the evaluation, the training data with its sources and licenses, and the full recipe.", "",
+        "## Usage", "", *_usage(repo, base), "",
+        "## Evaluation", "", report_md or "No evaluation report was given (`publish.eval_report`).", "",
+        *([f"![evaluation]({images['report']})", ""] if "report" in images else []),
+        "## Training", "",
+        f"- method: {method}; steps: {metrics.get('global_step')}; tokens seen: {metrics.get('tokens_seen')}",
+        f"- train loss: {metrics.get('first_train_loss')} → {metrics.get('last_train_loss')}; "
+        f"eval loss: {metrics.get('first_eval_loss')} → {metrics.get('eval_loss')}", "", curve, "",
+        "## Data lineage", "", *_lineage(stages), "",
+        f"License: `{license_}` ({license_why}).", "",
+        "## Provenance", "",
+        *[f"- {st['name']}: git {st['provenance'].get('git_sha')}, started {st['provenance'].get('started')}, seed "
+          f"{st['provenance'].get('seed')}, GPU {(st['provenance'].get('gpu') or {}).get('name', 'none')}" for st in stages],
+        "", "Package versions: " + ", ".join(f"{k} {v}" for k, v in stages[-1]["provenance"].get("packages", {}).items()),
+        "", "## Recipe", "", "The resolved kosov recipe (secrets redacted), also in `kosov_recipe.yaml`:", "",
+        "```yaml", yaml.safe_dump(config, allow_unicode=True, sort_keys=False).rstrip(), "```", "",
+    ]
+    return "\n".join(lines)

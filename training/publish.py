@@ -1,0 +1,210 @@
+"""`kosov publish`: a release folder for an adapter, and (only when asked) its upload to the Hugging Face Hub.
+
+    kosov publish run=outputs/qwen3-8b-ko-qlora-sft/<run> publish.eval_report=outputs/<eval run> output_dir=release
+    kosov publish run=... output_dir=release push=true repo_id=my-org/qwen3-8b-ko-lora publish.tag=v1
+
+The folder holds the adapter, tokenizer and chat template, the model card (README.md), the redacted recipe,
+provenance and lineage, the eval report and the training curve; `publish.merge=true` adds a merged full model
+in merged/. Without push=true nothing leaves the machine and the command lists what would be uploaded.
+Checkpoints, optimizer states, pickled training arguments and anything holding a secret are never uploaded.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.config import KosovConfig, validate
+from training.errors import KosovError
+from training.evaluation.harness import files_digest
+from training.model_card import derive_license, model_card
+from training.models import adapter_dir, resolve_device
+from training.run_dir import redact, secret_values, write_atomic, write_json
+
+log = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "chat_template.jinja", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json",
+                 "tokenizer.model")
+NEVER_UPLOAD = ("merged/*", "checkpoints/*", "*/checkpoint-*", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
+                "training_args.bin", "*.pkl", ".env", "*.tmp", "upload_plan.json")
+
+
+@dataclass
+class PublishResult:
+    folder: Path
+    upload: list[str]  # paths (relative to folder) that push=true uploads
+    pushed: bool
+    merge_check: dict[str, Any] | None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _stages(run: Path) -> list[dict[str, Any]]:
+    """This run and the runs its adapter started from (an SFT stage before GRPO), oldest first."""
+    stages, seen = [], set()
+    while run is not None and run.resolve() not in seen:
+        seen.add(run.resolve())
+        prov = _read_json(run / "provenance.json")
+        config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").is_file() else {}
+        stages.insert(0, {"name": f"{config.get('method', {}).get('name', '?')} ({run.name})", "provenance": prov})
+        start = (prov.get("model") or {}).get("start_adapter")
+        run = Path(start).parent if start else None
+    return stages
+
+
+def _eval_report(cfg: KosovConfig, adapter: Path) -> tuple[dict[str, Any] | None, Path | None]:
+    if not cfg.publish.eval_report:
+        return None, None
+    path = Path(cfg.publish.eval_report)
+    folder = path if path.is_dir() else path.parent
+    report = _read_json(folder / "report.json")
+    if not report:
+        raise KosovError(f"no kosov eval report at {path}", fix="give the folder `kosov eval` wrote (report.json)")
+    digest = files_digest(adapter, ("adapter_config.json", "adapter_model.safetensors"))
+    if report.get("adapter_digest") != digest:
+        raise KosovError(f"the eval report at {folder} evaluated another adapter ({report.get('adapter')})",
+                         fix=f"run kosov eval with eval.adapter={adapter.parent}, or leave publish.eval_report unset")
+    return report, folder
+
+
+def training_curve(metrics: dict[str, Any], path: Path) -> bool:
+    """Loss (and eval loss) for SFT, mean reward for GRPO; False when there is nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {"mean reward": metrics.get("reward_curve")} if metrics.get("reward_curve") else {
+        "train loss": metrics.get("train_loss_curve"), "eval loss": metrics.get("eval_loss_curve")}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return False
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for label, points in series.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=label)
+    ax.set_xlabel("step")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def upload_list(folder: Path) -> list[str]:
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return [f for f in files if not any(fnmatch.fnmatch(f, pat) or fnmatch.fnmatch(Path(f).name, pat)
+                                        for pat in NEVER_UPLOAD)]
+
+
+def scan_for_secrets(folder: Path) -> list[str]:
+    """Files that contain a secret from the environment (HF_TOKEN, WANDB_API_KEY, ...)."""
+    secrets = [s.encode() for s in secret_values()]
+    return [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
+            and any(s in p.read_bytes() for s in secrets)]
+
+
+def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None:
+    run_cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    metrics, stages = _read_json(run / "metrics.json"), _stages(run)
+    report, report_dir = _eval_report(cfg, adapter)
+    licenses: dict[str, int] = {}
+    for stage in stages:
+        for name, count in stage["provenance"].get("data", {}).get("licenses", {}).items():
+            licenses[name] = licenses.get(name, 0) + count
+    base = run_cfg["model"]["name_or_path"]
+    license_, why = derive_license(base, licenses, cfg.publish.license)
+    staging.mkdir(parents=True)
+    for name in ADAPTER_FILES:
+        if (adapter / name).is_file():
+            shutil.copy2(adapter / name, staging / name)
+    images: dict[str, str] = {}
+    if training_curve(metrics, staging / "training_curve.png"):
+        images["curve"] = "training_curve.png"
+    report_md = None
+    if report_dir is not None:
+        report_md = (report_dir / "report.md").read_text(encoding="utf-8")
+        shutil.copy2(report_dir / "report.json", staging / "eval_report.json")
+        if (report_dir / "report.png").is_file():
+            shutil.copy2(report_dir / "report.png", staging / "eval_report.png")
+            images["report"] = "eval_report.png"
+    write_atomic(staging / "kosov_recipe.yaml", yaml.safe_dump(redact(run_cfg), allow_unicode=True, sort_keys=False))
+    write_json(staging / "provenance.json", {"stages": stages, "metrics": metrics})
+    write_atomic(staging / "README.md", model_card(
+        repo=cfg.repo_id or run.name, base=base, method=run_cfg["method"]["name"], config=redact(run_cfg),
+        stages=stages, metrics=metrics, report=report, report_md=report_md, license_=license_, license_why=why,
+        images=images))
+
+
+def _push(cfg: KosovConfig, folder: Path, files: list[str]) -> None:
+    from huggingface_hub import HfApi, get_token
+
+    if not cfg.repo_id:
+        raise KosovError("push=true needs repo_id=<org>/<name>")
+    token = get_token()  # HF_TOKEN, or the token `hf auth login` stored
+    if not token:
+        raise KosovError("push=true, but no Hugging Face token is configured",
+                         fix="export HF_TOKEN=<a write token> or run `hf auth login`; nothing was uploaded")
+    api = HfApi(token=token)
+    url = api.create_repo(cfg.repo_id, private=cfg.publish.private, exist_ok=True)
+    commit = api.upload_folder(folder_path=str(folder), repo_id=cfg.repo_id, allow_patterns=files,
+                               commit_message=cfg.publish.commit_message)
+    if cfg.publish.tag:
+        api.create_tag(cfg.repo_id, tag=cfg.publish.tag, revision=commit.oid)
+    log.info("pushed %d files to %s (%s)%s", len(files), url, "private" if cfg.publish.private else "public",
+             f", tagged {cfg.publish.tag}" if cfg.publish.tag else "")
+
+
+def publish(cfg: KosovConfig) -> PublishResult:
+    """Assemble the release folder of cfg.run; push it when asked. User errors raise KosovError."""
+    if not cfg.run:
+        raise KosovError("kosov publish needs run=<a kosov run folder>")
+    run = Path(cfg.run)
+    if (run / "model").is_dir() and not (run / "adapter").is_dir():
+        raise KosovError(f"{run} holds a full fine-tune (model/), not an adapter",
+                         fix="kosov publish releases adapters; upload model/ with `hf upload` after checking it")
+    adapter = adapter_dir(run)
+    out = Path(cfg.output_dir or run / "release")
+    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
+        raise KosovError(f"{out} already holds files", fix="pass overwrite=true or choose another output_dir")
+    if cfg.push and not cfg.repo_id:
+        raise KosovError("push=true needs repo_id=<org>/<name>")
+    staging = out.with_name(f".{out.name}.building")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _assemble(cfg, run, adapter, staging)
+        leaked = scan_for_secrets(staging)
+        if leaked:
+            raise KosovError(f"a secret from the environment is in {leaked}; nothing was written or uploaded",
+                             fix="remove it from the run's files and publish again")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    check = None
+    if cfg.publish.merge:
+        from training.merge import merge_adapter
+
+        run_cfg = validate(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")))
+        check = merge_adapter(run_cfg, adapter, out / "merged", resolve_device(cfg.device))
+        if not check["ok"]:
+            raise KosovError(f"the merged model's logits differ from base + adapter by {check['max_abs_logit_diff']:.2e}",
+                             where=str(out / "merged"), fix="do not ship merged/; report this with merge_check.json")
+    files = upload_list(out)
+    write_json(out / "upload_plan.json", {"repo_id": cfg.repo_id, "files": files})
+    log.info("release folder %s; %s:\n  %s", out, "uploading" if cfg.push else
+             "push=true repo_id=<org>/<name> would upload", "\n  ".join(files))
+    if cfg.push:
+        _push(cfg, out, files)
+    return PublishResult(folder=out, upload=files, pushed=cfg.push, merge_check=check)
