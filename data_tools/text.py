@@ -7,6 +7,8 @@ Japanese kana leaking into Korean text, a known failure of Qwen3 adapted to Kore
     2
     >>> round(hangul_share("안녕 hello"), 2)
     0.29
+    >>> round(repeated_ngram_share(list("좋아요좋아요좋아요"), 3), 2)
+    0.57
 """
 
 from __future__ import annotations
@@ -54,3 +56,10 @@ def split_thinking(text: str) -> tuple[str, str]:
         return "", text
     head, _, answer = text.partition(THINK_CLOSE)
     return head.split(THINK_OPEN, 1)[-1].strip(), answer.strip()
+
+
+def repeated_ngram_share(units: list, n: int) -> float:
+    """Share of the n-grams of `units` (syllables, morphemes, words) that repeat an earlier one; 0.0 when there
+    are fewer than n units. A degenerate loop scores near 1, ordinary prose near 0."""
+    grams = [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0

@@ -23,8 +23,10 @@ from training.errors import KosovError
 log = logging.getLogger("kosov")
 
 COMMANDS: dict[str, str] = {
+    "synth": "Korean training data: generators (math, LLM-driven), quality gates, a data card",
     "train": "SFT or GRPO with LoRA / QLoRA / DoRA, or a full fine-tune (TRL)",
     "eval": "Korean benchmarks (lm-eval) and kosov's own evals, base vs adapted, with a report",
+    "serve": "an OpenAI-compatible server (/v1/chat/completions) for the recipe's model and serve.adapter",
     "publish": "a release folder (adapter, model card, lineage, eval) and, with push=true, the Hub upload",
     "mirror": "download a model and benchmark data into one folder for a closed network (kosov mirror --help)",
 }
@@ -52,6 +54,10 @@ def report(error: KosovError) -> None:
 
 
 def _command(name: str) -> Callable:
+    if name == "synth":
+        from training.synth import synth
+
+        return synth
     if name == "train":
         from training.train import train
 
@@ -60,6 +66,10 @@ def _command(name: str) -> Callable:
         from training.evaluate import evaluate
 
         return evaluate
+    if name == "serve":
+        from training.serve import serve
+
+        return serve
     if name == "publish":
         from training.publish import publish
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from data_tools.chat_io import (BadRowError, ChatFileReport, ChatRow, RowCheck, chat_row, load_chat_files,
                                 load_chat_hub)
-from training.config import KosovConfig, resolve_path
+from training.config import resolve_path
+from training.schema import KosovConfig
 from training.errors import KosovError
 
 

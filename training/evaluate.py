@@ -18,13 +18,14 @@ from typing import Any
 import yaml
 
 from data_tools.chat_io import file_sha256
-from training.config import KosovConfig, resolve_path, to_dict
+from training.config import resolve_path, to_dict
+from training.schema import KosovConfig
 from training.errors import KosovError
 from training.evaluation.generative import JOBS, jobs_of, run_generative
 from training.evaluation.harness import cache_file, model_identity, run_tasks
 from training.evaluation.report import build_report, log_to_tracker, write_report
 from training.models import (adapter_dir, check_adapter_base, check_attention, check_remote_code, cuda_available,
-                             load_base_model, load_tokenizer, model_source, resolve_device)
+                             load_for_inference, load_tokenizer, model_source, resolve_device)
 from training.run_dir import add_file_logging, default_output_dir, prepare_run_dir, provenance, redact, write_atomic
 from training.run_dir import write_json
 from training.tracking import open_tracker
@@ -71,7 +72,7 @@ def _generative(cfg: KosovConfig, source: str, adapter: Path | None, device: str
     cached = [f"{side}:{k}" for side, scores in results.items() for k in scores]
     if any(todo.values()):
         tokenizer = load_tokenizer(cfg.model, source)
-        model = load_base_model(cfg, source, device)
+        model = load_for_inference(cfg, source, device)
         for side in sides:
             if side == "adapted":
                 from peft import PeftModel

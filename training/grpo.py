@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any
 
 from data_tools.chat_io import prompt_row
-from training.config import KosovConfig
+from training.schema import KosovConfig
 from training.data_rows import TrainData, fits, load_rows, rows_summary, split_eval
 from training.errors import KosovError
 from training.rewards import build_rewards, required_columns

@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from training.config import KosovConfig
-from training.models import load_base_model, load_tokenizer, model_source
+from training.schema import KosovConfig
+from training.models import load_for_inference, load_tokenizer, model_source
 from training.run_dir import write_json
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ def _logits(model: Any, inputs: Any):
 def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -> dict[str, Any]:
     """Write base + adapter merged into `out` (safetensors shards, tokenizer, generation config); returns the
     logits check, also written to out/merge_check.json."""
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     qlora = run_cfg.peft.quantization is not None
@@ -51,8 +50,7 @@ def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -
                                                                                  method="lora"))
     source, _ = model_source(cfg.model)
     tokenizer = load_tokenizer(cfg.model, source)
-    base = load_base_model(cfg, source, device)
-    combined = PeftModel.from_pretrained(base, str(adapter))
+    combined = load_for_inference(cfg, source, device, adapter)
     inputs = _sample_inputs(tokenizer)
     expected = _logits(combined, inputs)
     merged = combined.merge_and_unload()

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from training.config import KosovConfig, ModelConfig, PeftConfig
+from training.schema import KosovConfig, ModelConfig, PeftConfig
 from training.errors import KosovError
 
 log = logging.getLogger(__name__)
@@ -234,3 +234,17 @@ def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str):
     check_adapter_base(adapter, source, name_or_path)
     log.info("continuing training of the adapter %s", adapter)
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+
+
+def load_for_inference(cfg: KosovConfig, source: str, device: str, adapter: Path | None = None):
+    """The base (+ an adapter, checked to belong to it) on `device`, in eval mode: for generation and evaluation,
+    where no trainer places the model."""
+    model = load_base_model(cfg, source, device)
+    if getattr(model, "hf_device_map", None) is None:  # a 4-bit model is placed by from_pretrained already
+        model = model.to(device)
+    if adapter is not None:
+        from peft import PeftModel
+
+        check_adapter_base(adapter, source, cfg.model.name_or_path)
+        model = PeftModel.from_pretrained(model, str(adapter))
+    return model.eval()

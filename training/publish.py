@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from training.config import KosovConfig, validate
+from training.config import validate
+from training.schema import KosovConfig
 from training.errors import KosovError
 from training.evaluation.harness import files_digest
 from training.model_card import derive_license, model_card

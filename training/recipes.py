@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.config import KosovConfig, field_names, schema_at, unknown_key_error, validate
+from training.config import field_names, schema_at, unknown_key_error, validate
+from training.schema import KosovConfig
 from training.errors import KosovError
 
 SCHEMA_NAME = "kosov_schema"

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable
 
 from data_tools.math_grader import is_correct
-from data_tools.text import script_counts, split_thinking
+from data_tools.text import repeated_ngram_share, script_counts, split_thinking
 from training.errors import KosovError
 
 
@@ -98,8 +98,7 @@ def repetition_penalty(completions: list, unit: str = "char", n: int = 4, max_pe
     scores = []
     for c in completions:
         units = _units(split_thinking(completion_text(c))[1], unit)
-        grams = [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
-        scores.append(-max_penalty * (1 - len(set(grams)) / len(grams)) if grams else 0.0)
+        scores.append(-max_penalty * repeated_ngram_share(units, n))
     return scores
 
 

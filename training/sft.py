@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.config import KosovConfig
+from training.schema import KosovConfig
 from training.data_rows import TrainData
 from training.sft_data import build_sft_data
 

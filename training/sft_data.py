@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from data_tools.chat_io import ChatRow
 from training.chat_render import TemplateMismatch, render_conversation
-from training.config import KosovConfig
+from training.schema import KosovConfig
 from training.data_rows import TrainData, fits, load_rows, rows_summary, split_eval
 from training.errors import KosovError
 

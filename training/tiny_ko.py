@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from training.config import TinyModelConfig
+from training.schema import TinyModelConfig
 
 ASSETS = Path(__file__).parent / "assets"
 TOKENIZER_DIR = ASSETS / "tiny_ko_tokenizer"

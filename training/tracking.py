@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from training.config import TrackingConfig
+from training.schema import TrackingConfig
 from training.errors import KosovError
 from training.run_dir import RunDir, redact, write_json
 

@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from training import grpo, sft
-from training.config import KosovConfig, to_dict
+from training.config import to_dict
+from training.schema import KosovConfig
 from training.recipes import compose
 from training.models import (adapter_dir, check_attention, check_remote_code, end_of_turn_id, load_adapter,
                              load_base_model, load_tokenizer, lora_config, model_source, resolve_device)

@@ -122,7 +122,7 @@ def fake_download(hub: dict, calls: list):
 
 @pytest.fixture(scope="module")
 def mirrored(tmp_path_factory, kosov_cache):
-    from training.config import TinyModelConfig
+    from training.schema import TinyModelConfig
     from training.tiny_ko import tiny_model_dir
 
     hub, calls = fake_hub(tiny_model_dir(TinyModelConfig())), []

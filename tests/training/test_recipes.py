@@ -51,7 +51,7 @@ def test_every_recipe_composes_and_validates(relative):
 def test_experiments_open_with_the_command_that_runs_them(relative):
     lines = (RECIPES / relative).read_text(encoding="utf-8").splitlines()
     assert lines[0] == "# @package _global_"
-    assert lines[1].startswith((f"# kosov train experiment={relative.stem}", f"# kosov eval experiment={relative.stem}"))
+    assert any(lines[1].startswith(f"# kosov {cmd} experiment={relative.stem}") for cmd in ("train", "eval", "synth"))
 
 
 def test_real_recipes_name_hub_models_and_qlora_quantizes():

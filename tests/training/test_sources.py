@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from tests.helpers import quick
-from training.config import TinyModelConfig
+from training.schema import TinyModelConfig
 from training.recipes import compose
 from training.errors import KosovError
 from training.tiny_ko import tiny_model_dir

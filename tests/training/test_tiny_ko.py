@@ -9,7 +9,7 @@ import unicodedata
 
 import torch
 
-from training.config import TinyModelConfig
+from training.schema import TinyModelConfig
 from training.tiny_ko import TOKENIZER_DIR, corpus_lines, tiny_model_dir
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from training.config import EvalConfig
+from training.schema import EvalConfig
 from training.evaluation.generative import jobs_of, run_generative
 from training.evaluation.harness import evaluate_live
 

@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from data_tools.chat_io import BadRowError, ChatRow, load_chat_files, prompt_row
 from data_tools.math_grader import is_correct
 from data_tools.text import hangul_share, script_counts, split_thinking
-from training.config import GenerativeEvalConfig, resolve_path
+from training.config import resolve_path
+from training.schema import GenerativeEvalConfig
 from training.data_rows import bad_row_error
 
 

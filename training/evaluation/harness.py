@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from training.config import EvalConfig, resolve_path
+from training.config import resolve_path
+from training.schema import EvalConfig
 from training.errors import KosovError
 from training.run_dir import write_json
 

@@ -1,0 +1,129 @@
+"""Decontamination: drop training rows that share an n-gram with evaluation data (KMMLU, HAE-RAE, KoBEST...),
+naming the benchmark file each hit came from. Benchmarks are evaluation-only data (KOREAN.md).
+
+Evaluation files are JSONL, JSON or Parquet (every string value in a record counts, however nested:
+question, choices, prompt turns, messages, query, paragraph...) or plain text (each line counts). Units are
+whitespace words (`unit="word"`, n=13 as in GPT-3's decontamination) or characters without spaces
+(`unit="char"`, n=50): a Korean word carries its particles, so Korean has fewer, longer words and a 13-word
+window is a long stretch of Korean text. A benchmark string shorter than n units but at least `min_units`
+long (a short KMMLU question) counts whole: a row that contains it verbatim is contaminated.
+
+    >>> gate = DecontaminateGate(eval_files=["kmmlu_test.jsonl"])   # doctest: +SKIP
+    >>> dict(gate(rows).removed)   # {'overlaps kmmlu_test.jsonl': 2}  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tqdm.auto import tqdm
+
+from data_tools.chat_io import BadRowError, read_records
+from data_tools.gates.base import FIELDS, GateResult, check_choice, check_range, filter_rows, match_key
+from data_tools.gates.base import selected_turns, turn_text
+
+STRUCTURED = (".jsonl", ".json", ".parquet")  # anything else is read as plain text, one string per line
+DEFAULT_N = {"word": 13, "char": 50}
+DEFAULT_MIN_UNITS = {"word": 8, "char": 25}  # shorter strings ("다음 중 옳은 것은?", a choice) are too generic
+PROGRESS_FROM = 5000
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string value in a record, however nested (keys are field names, not benchmark text)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from strings_in(item)
+
+
+def eval_strings(path: Path) -> Iterator[str]:
+    if not path.is_file():
+        # a ValueError like every other recipe mistake, so one `except ValueError` reports them all
+        raise ValueError(f"gate 'decontaminate': evaluation file not found: {path}")
+    if path.suffix not in STRUCTURED:
+        yield from path.read_text(encoding="utf-8").splitlines()
+        return
+    if path.suffix == ".json" and not path.read_bytes()[:1024].lstrip().startswith(b"["):
+        try:  # a JSON object (e.g. {"data": [...]}); anything else in .json is taken as JSON lines below
+            yield from strings_in(json.loads(path.read_text(encoding="utf-8")))
+            return
+        except json.JSONDecodeError:
+            pass
+    for _where, record in read_records(path):
+        if isinstance(record, BadRowError):
+            raise ValueError(f"gate 'decontaminate': cannot read evaluation data: {record}") from None
+        yield from strings_in(record)
+
+
+def units(text: str, unit: str) -> tuple[str, ...] | str:
+    """Words (a tuple) or characters without spaces (a string); n-grams are slices of either."""
+    key = match_key(text)
+    return tuple(key.split()) if unit == "word" else "".join(key.split())
+
+
+@dataclass
+class DecontaminateGate:
+    """Drop rows sharing an n-gram (or a whole short benchmark string) with any evaluation file."""
+
+    eval_files: list[str] = field(default_factory=list)
+    unit: str = "word"
+    n: int | None = None  # None: 13 words or 50 characters
+    min_units: int | None = None  # None: 8 words or 25 characters
+    fields: str = "all"
+    name: ClassVar[str] = "decontaminate"
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "unit", self.unit, ("word", "char"))
+        check_choice(self.name, "fields", self.fields, FIELDS)
+        self.n = DEFAULT_N[self.unit] if self.n is None else self.n
+        self.min_units = DEFAULT_MIN_UNITS[self.unit] if self.min_units is None else self.min_units
+        check_range(self.name, "n", self.n, 1)
+        check_range(self.name, "min_units", self.min_units, 1, self.n)
+        if not self.eval_files:
+            raise ValueError("gate 'decontaminate' needs eval_files: the benchmark files to check against")
+        self._build_index()
+
+    def _build_index(self) -> None:
+        # n-gram -> file, and for short strings: their first min_units units -> [(whole string, file)], so a
+        # row is scanned once for each and a prefix hit is confirmed by comparing the whole string.
+        self._grams: dict[Any, str] = {}
+        self._short: dict[Any, list[tuple[Any, str]]] = {}
+        for path in map(str, self.eval_files):
+            for text in eval_strings(Path(path)):
+                seq = units(text, self.unit)
+                if len(seq) >= self.n:
+                    for i in range(len(seq) - self.n + 1):
+                        self._grams.setdefault(seq[i : i + self.n], path)
+                elif len(seq) >= self.min_units:
+                    self._short.setdefault(seq[: self.min_units], []).append((seq, path))
+
+    def overlap(self, text: str) -> tuple[str, str] | None:
+        """(file, the shared text) for the first benchmark overlap in `text`, else None."""
+        seq = units(text, self.unit)
+        joiner = " " if self.unit == "word" else ""
+        for i in range(len(seq) - self.min_units + 1):
+            gram = seq[i : i + self.n]
+            if len(gram) == self.n and gram in self._grams:
+                return self._grams[gram], joiner.join(gram)
+            for whole, path in self._short.get(seq[i : i + self.min_units], ()):
+                if seq[i : i + len(whole)] == whole:
+                    return path, joiner.join(whole)
+        return None
+
+    def __call__(self, rows: list[dict]) -> GateResult:
+        def verdict(row: dict) -> tuple[str, str] | None:
+            for turn in selected_turns(row, self.fields):
+                hit = self.overlap(turn_text(turn))
+                if hit:
+                    return f"overlaps {hit[0]}", hit[1]
+            return None
+
+        return filter_rows(tqdm(rows, desc="decontaminate", disable=len(rows) < PROGRESS_FROM), verdict)

@@ -1,0 +1,209 @@
+"""Gates that judge each row on its own text: NFC, Hangul share, foreign scripts, length and repetition.
+
+They read the answers by default (`fields="assistant"`; a prompt row, which has none, is judged by its prompt),
+without the thinking (`include_think=False`: Qwen3 thinks in English by design, the answer is what must be
+Korean), and without code blocks (`ignore_code=True`).
+
+    >>> rows = [{"messages": [{"role": "user", "content": "수도는?"}, {"role": "assistant", "content": "서울입니다."}]},
+    ...         {"messages": [{"role": "user", "content": "수도는?"}, {"role": "assistant", "content": "首都是首尔。"}]}]
+    >>> result = ForeignScriptGate()(rows)
+    >>> len(result.kept), dict(result.removed)
+    (1, {'more than 0 han ideographs': 1})
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from data_tools.gates.base import (FIELDS, GateResult, Verdict, answer_and_thinking, check_choice, check_range,
+                                   filter_rows, selected_turns, strip_code, turn_text)
+from data_tools.text import nfc, repeated_ngram_share, script_counts, script_of
+
+
+def _nfc_everywhere(value: Any) -> Any:
+    if isinstance(value, str):
+        return nfc(value)
+    if isinstance(value, dict):
+        return {k: _nfc_everywhere(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nfc_everywhere(v) for v in value]
+    return value
+
+
+@dataclass
+class NfcGate:
+    """NFC-normalise every string in the row (turns, columns, meta); removes nothing, counts rows changed.
+    Run it first: every later gate compares and counts text that must be in one normal form."""
+
+    name: ClassVar[str] = "nfc"
+
+    def __call__(self, rows: list[dict]) -> GateResult:
+        result = GateResult()
+        for row in rows:
+            fixed = _nfc_everywhere(row)
+            if fixed != row:
+                result.change("nfc")
+                result.kept.append(fixed)
+            else:
+                result.kept.append(row)  # unchanged rows stay the same objects: no copy of a clean dataset
+        return result
+
+
+def _letters_text(turn: dict, include_think: bool, ignore_code: bool) -> str:
+    text = turn_text(turn, include_think)
+    return strip_code(text) if ignore_code else text
+
+
+@dataclass
+class HangulShareGate:
+    """Drop rows where a turn's Hangul share of letters is below `min_share`. A turn with no letters at all
+    (a number, a code-only answer) has no share to judge and passes."""
+
+    min_share: float = 0.5
+    ignore_code: bool = True
+    include_think: bool = False
+    fields: str = "assistant"
+    name: ClassVar[str] = "hangul_share"
+
+    def __post_init__(self) -> None:
+        check_range(self.name, "min_share", self.min_share, 0.0, 1.0)
+        check_choice(self.name, "fields", self.fields, FIELDS)
+
+    def verdict(self, row: dict) -> Verdict:
+        for turn in selected_turns(row, self.fields):
+            counts = script_counts(_letters_text(turn, self.include_think, self.ignore_code))
+            letters = sum(counts.values())
+            if letters and counts["hangul"] / letters < self.min_share:
+                return f"hangul share < {self.min_share}", turn_text(turn, self.include_think)
+        return None
+
+    def __call__(self, rows: list[dict]) -> GateResult:
+        return filter_rows(rows, self.verdict)
+
+
+# A Hanja gloss right after the Korean word it spells: 사자성어(四字成語), 경제 (經濟).
+_PARENS_AFTER_HANGUL = re.compile(r"(?<=[가-힣]) ?\(([^()\n]{1,30})\)")
+
+
+def _without_hanja_glosses(text: str) -> str:
+    def gloss(match: re.Match) -> str:
+        scripts = {script_of(ch) for ch in match.group(1)} - {None}
+        return "" if scripts == {"han"} else match.group(0)
+
+    return _PARENS_AFTER_HANGUL.sub(gloss, text)
+
+
+@dataclass
+class ForeignScriptGate:
+    """Drop rows with more than `max_han` Han ideographs or `max_kana` kana in their Korean text: the
+    "language confusion" of Qwen-family models adapted to Korean (KOREAN.md)."""
+
+    max_han: int = 0
+    max_kana: int = 0
+    ignore_code: bool = True
+    include_think: bool = False
+    allow_hanja_in_parens: bool = True
+    fields: str = "assistant"
+    name: ClassVar[str] = "foreign_script"
+
+    def __post_init__(self) -> None:
+        check_range(self.name, "max_han", self.max_han, 0)
+        check_range(self.name, "max_kana", self.max_kana, 0)
+        check_choice(self.name, "fields", self.fields, FIELDS)
+
+    def verdict(self, row: dict) -> Verdict:
+        texts = [_letters_text(turn, self.include_think, self.ignore_code)
+                 for turn in selected_turns(row, self.fields)]
+        if self.allow_hanja_in_parens:
+            texts = [_without_hanja_glosses(text) for text in texts]
+        text = "\n".join(texts)
+        counts = script_counts(text)
+        for script, limit, label in (("han", self.max_han, "han ideographs"), ("kana", self.max_kana, "kana")):
+            if counts[script] > limit:
+                first = next(i for i, ch in enumerate(text) if script_of(ch) == script)
+                return f"more than {limit} {label}", text[max(first - 30, 0) :]
+        return None
+
+    def __call__(self, rows: list[dict]) -> GateResult:
+        return filter_rows(rows, self.verdict)
+
+
+@dataclass
+class LengthGate:
+    """Drop rows with an answer or a prompt (each turn, stripped, in characters) outside the bounds. Answers
+    are measured without their thinking, which has its own optional cap."""
+
+    min_answer_chars: int = 2
+    max_answer_chars: int = 8000
+    min_prompt_chars: int = 2
+    max_prompt_chars: int = 16000  # prompts may carry a document to read
+    max_thinking_chars: int | None = None
+    name: ClassVar[str] = "length"
+
+    def __post_init__(self) -> None:
+        for key in ("min_answer_chars", "max_answer_chars", "min_prompt_chars", "max_prompt_chars",
+                    "max_thinking_chars"):
+            check_range(self.name, key, getattr(self, key), 0)
+
+    def verdict(self, row: dict) -> Verdict:
+        for turn in selected_turns(row, "all"):
+            answer, thinking = answer_and_thinking(turn)
+            answer = answer.strip()
+            if turn.get("role") == "assistant":
+                bounds = [("answer", answer, self.min_answer_chars, self.max_answer_chars),
+                          ("thinking", thinking.strip(), 0, self.max_thinking_chars)]
+            elif turn.get("role") == "user":
+                bounds = [("prompt", answer, self.min_prompt_chars, self.max_prompt_chars)]
+            else:
+                continue  # a system turn is configuration, not data to bound
+            for what, text, low, high in bounds:
+                if len(text) < low:
+                    return f"{what} < {low} chars", text
+                if high is not None and len(text) > high:
+                    return f"{what} > {high} chars", text
+        return None
+
+    def __call__(self, rows: list[dict]) -> GateResult:
+        return filter_rows(rows, self.verdict)
+
+
+def duplicate_line_share(text: str) -> float:
+    """Share of a text's lines that repeat an earlier line. Lines without a letter or digit ("---", "|---|")
+    are markup and do not count."""
+    lines = [line.strip() for line in text.splitlines() if any(ch.isalnum() for ch in line)]
+    return 1 - len(set(lines)) / len(lines) if lines else 0.0
+
+
+@dataclass
+class RepetitionGate:
+    """Drop degenerate loops: a high share of repeated `n`-syllable n-grams (spaces ignored: Korean spacing
+    varies, a loop does not) or of duplicated lines. Ordinary Korean prose repeats endings like "습니다",
+    so n is long enough (10 syllables, about three words) that only repeated phrases count."""
+
+    n: int = 10
+    max_repeated_share: float = 0.3
+    max_duplicate_line_share: float = 0.3
+    ignore_code: bool = True  # code repeats lines ("}", "return x") by nature
+    include_think: bool = False
+    fields: str = "assistant"
+    name: ClassVar[str] = "repetition"
+
+    def __post_init__(self) -> None:
+        check_range(self.name, "n", self.n, 1)
+        check_range(self.name, "max_repeated_share", self.max_repeated_share, 0.0, 1.0)
+        check_range(self.name, "max_duplicate_line_share", self.max_duplicate_line_share, 0.0, 1.0)
+        check_choice(self.name, "fields", self.fields, FIELDS)
+
+    def verdict(self, row: dict) -> Verdict:
+        for turn in selected_turns(row, self.fields):
+            text = _letters_text(turn, self.include_think, self.ignore_code)
+            if duplicate_line_share(text) > self.max_duplicate_line_share:  # the plainer reason when both hold
+                return f"duplicate lines > {self.max_duplicate_line_share}", text
+            if repeated_ngram_share([ch for ch in text if not ch.isspace()], self.n) > self.max_repeated_share:
+                return f"repeated {self.n}-grams > {self.max_repeated_share}", text
+        return None
+
+    def __call__(self, rows: list[dict]) -> GateResult:
+        return filter_rows(rows, self.verdict)

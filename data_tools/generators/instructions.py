@@ -1,0 +1,156 @@
+"""LLM-driven Korean instruction data behind the teacher interface (data_tools.teachers):
+
+- `self_instruct`: a few seed tasks shown as examples, the teacher writes new Korean instructions;
+- `evol_instruct`: an instruction made deeper (constraints, reasoning, concreteness) or broader (a new, rarer
+  task of the same domain);
+- `magpie`: a chat model given only the start of a user turn writes the user's request itself;
+- `translate`: English instruction rows rewritten in natural Korean (code and numbers kept);
+- `distill`: the teacher answers prompts; its thinking is kept as reasoning_content or stripped.
+
+Each step that writes instructions is followed by `distill`, so every generator returns SFT chat rows whose
+`meta` names source, generator, teacher model, license and seed.
+
+    >>> parse_numbered("1. 첫째 지시문\\n2) 둘째 지시문\\n잡담")
+    ['첫째 지시문', '둘째 지시문']
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from data_tools.teachers import GenerationRequest, Teacher
+from data_tools.text import hangul_share, nfc
+
+_NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.+?)\s*$")
+
+SELF_INSTRUCT = ("다음은 한국어 사용자가 AI 비서에게 할 법한 요청의 예시입니다.\n\n{examples}\n\n"
+                 "이 예시들과 겹치지 않는 새롭고 다양한 한국어 요청을 {k}개 작성하세요. 주제와 형식(질문, 글쓰기, 요약, "
+                 "분류, 계산, 조언 등)을 골고루 섞고, 한 줄에 하나씩 번호를 붙여 요청 문장만 쓰세요.")
+EVOLVE = {
+    "deepen": ("다음 한국어 요청을 더 어렵게 바꾸세요. 조건이나 제약을 하나 더하거나, 여러 단계의 추론이 필요하게 하거나, "
+               "더 구체적인 상황을 주세요. 원래 요청의 주제는 유지하고, 바뀐 요청 문장만 쓰세요.\n\n요청: {instruction}"),
+    "broaden": ("다음 한국어 요청과 같은 분야이지만 더 드물고 새로운 요청을 하나 만드세요. 길이와 난이도는 비슷하게 하고, "
+                "새 요청 문장만 쓰세요.\n\n요청: {instruction}"),
+}
+TRANSLATE = ("다음 영어 텍스트를 자연스러운 한국어로 옮기세요. 코드, 수식, 숫자, 고유명사 표기는 그대로 두고, "
+             "설명 없이 번역문만 쓰세요.\n\n{text}")
+
+
+def parse_numbered(text: str) -> list[str]:
+    """The items of a numbered or bulleted list, one per line; other lines are ignored."""
+    return [nfc(m.group(1)) for line in text.splitlines() if (m := _NUMBERED.match(line))]
+
+
+def _meta(source: str, generator: str, teacher: Teacher, license_: str, seed: int, **extra: Any) -> dict:
+    return {"source": source, "generator": f"data_tools.generators.instructions.{generator}",
+            "teacher_model": teacher.name, "license": license_, "seed": seed, **extra}
+
+
+def _usable(text: str, min_share: float = 0.5) -> bool:
+    """A Korean instruction worth answering: some length, mostly Hangul, no template leftovers."""
+    return 5 <= len(text) <= 1000 and hangul_share(text) >= min_share and "{" not in text and "요청:" not in text
+
+
+def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinking: bool, source: str,
+            license_: str, generator: str = "distill", max_new_tokens: int = 1024, thinking: bool = False,
+            system: str | None = None) -> list[dict]:
+    """Answer each prompt: SFT rows (question, the teacher's answer; its thinking kept or stripped)."""
+    head = [{"role": "system", "content": system}] if system else []
+    requests = [GenerationRequest(head + [{"role": "user", "content": p}], max_new_tokens=max_new_tokens,
+                                  seed=seed + i, chat_template_kwargs={"enable_thinking": thinking})
+                for i, p in enumerate(prompts)]
+    rows = []
+    for i, (prompt, out) in enumerate(zip(prompts, teacher.generate(requests), strict=True)):
+        if out.finish_reason != "stop" or not out.text.strip():
+            continue  # a cut-off or empty answer teaches the wrong thing
+        answer = {"role": "assistant", "content": nfc(out.text.strip())}
+        if keep_thinking and out.reasoning:
+            answer["reasoning_content"] = nfc(out.reasoning)
+        rows.append({"messages": head + [{"role": "user", "content": prompt}, answer],
+                     "meta": _meta(source, generator, teacher, license_, seed + i)})
+    return rows
+
+
+def self_instruct(teacher: Teacher, seed_tasks: Sequence[str], n: int, *, seed: int, per_request: int = 5,
+                  examples: int = 4, max_rounds: int = 20) -> list[str]:
+    """Up to `n` new Korean instructions, none repeating a seed task or each other."""
+    rng, seen = random.Random(seed), {nfc(t) for t in seed_tasks}
+    found: list[str] = []
+    for round_ in range(max_rounds):
+        if len(found) >= n:
+            break
+        asks = (n - len(found) + per_request - 1) // per_request
+        requests = []
+        for i in range(asks):
+            shown = rng.sample(list(seed_tasks), min(examples, len(seed_tasks)))
+            listed = "\n".join(f"{j + 1}. {t}" for j, t in enumerate(shown))
+            requests.append(GenerationRequest([{"role": "user", "content": SELF_INSTRUCT.format(
+                examples=listed, k=per_request)}], temperature=1.0, seed=seed * 1000 + round_ * 100 + i,
+                chat_template_kwargs={"enable_thinking": False}))
+        for out in teacher.generate(requests):
+            for item in parse_numbered(out.text):
+                if item not in seen and _usable(item):
+                    seen.add(item)
+                    found.append(item)
+    return found[:n]
+
+
+def evol_instruct(teacher: Teacher, instructions: Sequence[str], *, seed: int, rounds: int = 1,
+                  operations: Sequence[str] = ("deepen", "broaden")) -> list[str]:
+    """Each instruction evolved `rounds` times by a randomly chosen operation; failed evolutions are dropped."""
+    rng, current = random.Random(seed), list(instructions)
+    for round_ in range(rounds):
+        ops = [rng.choice(list(operations)) for _ in current]
+        requests = [GenerationRequest([{"role": "user", "content": EVOLVE[op].format(instruction=text)}],
+                                      seed=seed * 1000 + round_ * 100_000 + i,
+                                      chat_template_kwargs={"enable_thinking": False})
+                    for i, (op, text) in enumerate(zip(ops, current, strict=True))]
+        evolved = [nfc(out.text.strip()) for out in teacher.generate(requests)]
+        current = [new for new, old in zip(evolved, current, strict=True) if new != old and _usable(new)]
+    return current
+
+
+def magpie_prefix(tokenizer: Any, system: str | None = None) -> str:
+    """The chat template rendered up to where a user's words begin (Magpie: the model writes the request)."""
+    head = [{"role": "system", "content": system}] if system else []
+    marker = "\u2063KOSOV\u2063"
+    text = tokenizer.apply_chat_template(head + [{"role": "user", "content": marker}], tokenize=False)
+    return text.split(marker)[0]
+
+
+def magpie(teacher: Teacher, n: int, *, seed: int, prefix: str, max_new_tokens: int = 256) -> list[str]:
+    """Up to `n` distinct Korean user requests a chat model writes when given only the start of a user turn
+    (`prefix`, from magpie_prefix): the model's own idea of what users ask, in its own chat format."""
+    requests = [GenerationRequest([], prompt_text=prefix, temperature=1.0, top_p=1.0, seed=seed + i,
+                                  max_new_tokens=max_new_tokens) for i in range(n)]
+    seen: set[str] = set()
+    found = []
+    for out in teacher.generate(requests):
+        text = nfc(out.text.strip())
+        if out.finish_reason == "stop" and text not in seen and _usable(text):
+            seen.add(text)
+            found.append(text)
+    return found
+
+
+def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str, license_: str) -> list[dict]:
+    """English chat rows rewritten in Korean, turn by turn; a row with any failed turn is dropped."""
+    turns = [(i, j, m) for i, row in enumerate(rows) for j, m in enumerate(row["messages"])]
+    requests = [GenerationRequest([{"role": "user", "content": TRANSLATE.format(text=m["content"])}],
+                                  temperature=0.2, seed=seed + k, max_new_tokens=2048,
+                                  chat_template_kwargs={"enable_thinking": False})
+                for k, (_, _, m) in enumerate(turns)]
+    outs = teacher.generate(requests)
+    translated: dict[int, list[dict]] = {i: [dict(m) for m in row["messages"]] for i, row in enumerate(rows)}
+    failed = set()
+    for (i, j, _), out in zip(turns, outs, strict=True):
+        text = nfc(out.text.strip())
+        if out.finish_reason != "stop" or hangul_share(text) < 0.3:
+            failed.add(i)
+        translated[i][j] = {**translated[i][j], "content": text}
+    return [{"messages": translated[i], "meta": _meta(source, "translate", teacher, license_, seed + i,
+                                                     translated_from="en")}
+            for i in range(len(rows)) if i not in failed]

@@ -1,0 +1,313 @@
+"""Teachers: the LLMs that write synthetic Korean training data, behind one small interface.
+
+A generator builds `GenerationRequest`s (chat messages + sampling settings + a seed) and hands them to a
+`Teacher`, which returns one `Generation` per request, in order. Three teachers:
+
+- `TransformersTeacher`: a model and tokenizer already loaded in this process (a base, or a base with a PEFT
+  adapter), batched with left padding. Each request samples from its own seeded generator, so what shares its
+  batch changes none of its random draws (only, on a GPU in bf16, the rounding of padded batches can).
+- `VLLMTeacher`: vLLM offline batch generation on a CUDA GPU (`pip install 'kosov[vllm]'`).
+- `HTTPTeacher`: any OpenAI-compatible endpoint (`kosov serve`, `vllm serve`, a hosted API), with a concurrency
+  limit, retries with backoff, and an on-disk cache: a repeated or crashed job never pays twice for a row.
+
+    >>> teacher = HTTPTeacher("http://127.0.0.1:8000/v1", "tiny-ko", cache_dir="cache/teacher")  # doctest: +SKIP
+    >>> [g] = teacher.generate([GenerationRequest([{"role": "user", "content": "안녕?"}], seed=0)])  # doctest: +SKIP
+    >>> g.text, g.finish_reason, g.cached                                      # doctest: +SKIP
+    ('안녕하세요! ...', 'stop', False)
+
+The teacher's `name` goes into each row's meta as `teacher_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from data_tools.text import THINK_CLOSE, THINK_OPEN
+
+log = logging.getLogger(__name__)
+
+# Arguments of `apply_chat_template` itself: a chat_template_kwargs key may not replace them.
+RESERVED_TEMPLATE_KWARGS = frozenset({"conversation", "messages", "tokenize", "add_generation_prompt", "tools",
+                                      "documents", "chat_template", "continue_final_message", "return_tensors",
+                                      "return_dict", "padding", "truncation", "max_length", "tokenizer_kwargs",
+                                      "return_assistant_tokens_mask"})
+
+
+class TeacherError(Exception):
+    """A teacher failure the user can fix (the same what / where / fix shape as training's KosovError)."""
+
+    def __init__(self, what: str, *, where: str | None = None, fix: str | None = None):
+        self.what, self.where, self.fix = what, where, fix
+        super().__init__("\n".join([f"{where}: {what}" if where else what, *([f"Fix: {fix}"] if fix else [])]))
+
+
+@dataclass
+class GenerationRequest:
+    messages: list[dict]  # chat turns ending with the user turn to answer
+    max_new_tokens: int = 512
+    temperature: float = 0.7  # 0 = greedy
+    top_p: float = 0.95
+    seed: int | None = None  # makes sampling reproducible (and an HTTPTeacher's cache usable)
+    chat_template_kwargs: dict = field(default_factory=dict)  # e.g. {"enable_thinking": False} for Qwen3
+    stop: list[str] = field(default_factory=list)  # the answer ends before the first of these strings
+    # A raw prompt instead of rendered messages (Magpie: the chat template up to where a user's words begin).
+    # In-process teachers only: an OpenAI chat endpoint takes messages.
+    prompt_text: str | None = None
+
+
+@dataclass
+class Generation:
+    text: str  # the answer, without the <think> block
+    reasoning: str | None  # the <think> block's content, None when the answer has none
+    finish_reason: str  # "stop" (end of turn or a stop string) or "length" (max_new_tokens reached)
+    cached: bool = False  # True when an HTTPTeacher read it from its cache instead of asking the endpoint
+    usage: dict = field(default_factory=dict)  # prompt_tokens, completion_tokens, total_tokens
+
+
+class Teacher(Protocol):
+    name: str  # the model id, recorded as teacher_model in each row's meta
+
+    def generate(self, requests: list[GenerationRequest], *, progress: bool = True) -> list[Generation]: ...
+
+
+def split_reasoning(text: str) -> tuple[str | None, str]:
+    """(reasoning, answer) of a raw completion. A <think> block cut off by max_new_tokens is all reasoning.
+
+    >>> split_reasoning("<think>\\n3 더하기 4\\n</think>\\n\\n7입니다.")
+    ('3 더하기 4', '7입니다.')
+    >>> split_reasoning("7입니다.")
+    (None, '7입니다.')
+    """
+    if THINK_CLOSE in text:
+        head, _, answer = text.partition(THINK_CLOSE)
+        return head.split(THINK_OPEN, 1)[-1].strip(), answer.strip()
+    if text.lstrip().startswith(THINK_OPEN):
+        return text.lstrip()[len(THINK_OPEN):].strip(), ""
+    return None, text
+
+
+def check_requests(requests: list[GenerationRequest]) -> None:
+    """Fail before any work on a request no backend could answer."""
+    for i, r in enumerate(requests):
+        where = f"request {i}"
+        if r.prompt_text is None and (not r.messages or not all(isinstance(m, dict) and "role" in m
+                                                                 for m in r.messages)):
+            raise TeacherError("messages must be a non-empty list of {'role': ..., 'content': ...}", where=where)
+        if r.max_new_tokens < 1 or r.temperature < 0 or not 0 < r.top_p <= 1:
+            raise TeacherError(f"max_new_tokens={r.max_new_tokens}, temperature={r.temperature}, top_p={r.top_p}",
+                               where=where, fix="use max_new_tokens >= 1, temperature >= 0 and 0 < top_p <= 1")
+        reserved = RESERVED_TEMPLATE_KWARGS & set(r.chat_template_kwargs)
+        if reserved:
+            raise TeacherError(f"chat_template_kwargs may not set {sorted(reserved)}", where=where,
+                               fix="pass only template variables, e.g. {'enable_thinking': False}")
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def cut_at_stop(text: str, stop: list[str]) -> str | None:
+    """`text` up to the earliest stop string, or None when none occurs."""
+    hits = [text.index(s) for s in stop if s and s in text]
+    return text[: min(hits)] if hits else None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A model loaded in this process
+
+
+class TransformersTeacher:
+    """Batched generation from a loaded transformers model (optionally a PeftModel) and its tokenizer.
+
+    Sampling happens in `_RowSampler`: each row draws from its own torch.Generator seeded with its request's
+    seed (or from torch's global RNG when it has none), with its own temperature and top_p; generate() then
+    picks that token greedily. So batch composition and order change no random draw; only float rounding of a
+    padded batch (bf16 on a GPU) can still move a near-tie.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, name: str, batch_size: int = 8):
+        self.model, self.tokenizer, self.name, self.batch_size = model, tokenizer, name, batch_size
+        ids = model.generation_config.eos_token_id
+        ids = ids if isinstance(ids, list) else [ids]
+        self.eos_ids = {i for i in [*ids, tokenizer.eos_token_id] if i is not None}
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+
+    def render(self, request: GenerationRequest) -> str:
+        """The prompt text: the chat template with a generation prompt and the request's template kwargs."""
+        if request.prompt_text is not None:
+            return request.prompt_text
+        return self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True,
+                                                  **request.chat_template_kwargs)
+
+    def generate(self, requests: list[GenerationRequest], *, progress: bool = True) -> list[Generation]:
+        check_requests(requests)
+        texts = [self.render(r) for r in requests]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(requests)), key=lambda i: lengths[i])  # similar lengths share a batch: less padding
+        results: list[Generation | None] = [None] * len(requests)
+        with tqdm(total=len(requests), desc=self.name, unit="row", disable=not progress) as bar:
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                outs = self._generate_batch([requests[i] for i in batch], [texts[i] for i in batch])
+                for i, out in zip(batch, outs, strict=True):
+                    results[i] = out
+                bar.update(len(batch))
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, requests: list[GenerationRequest], texts: list[str]) -> list[Generation]:
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
+                             add_special_tokens=False).to(self.model.device)
+        prompt_len = enc["input_ids"].shape[1]
+        stop = _RowStop(requests, prompt_len, self.tokenizer)
+        out = self.model.generate(
+            **enc, do_sample=False, max_new_tokens=max(r.max_new_tokens for r in requests),
+            eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
+            logits_processor=LogitsProcessorList([_RowSampler(requests)]),
+            stopping_criteria=StoppingCriteriaList([stop]),
+        )
+        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+        # A row that ended at its own limit or stop string is padded after that: keep what it generated.
+        return [self._finish(r, row[prompt_len:][: stop.ended[i]].tolist(), prompt_tokens[i])
+                for i, (r, row) in enumerate(zip(requests, out))]
+
+    def _finish(self, request: GenerationRequest, tokens: list[int], prompt_tokens: int) -> Generation:
+        end = next((i for i, t in enumerate(tokens) if t in self.eos_ids), None)
+        body = tokens if end is None else tokens[:end]
+        completion_tokens = len(body) + (end is not None)
+        text = self.tokenizer.decode(body, skip_special_tokens=True)
+        reason = "length" if end is None else "stop"
+        cut = cut_at_stop(text, request.stop)
+        if cut is not None:
+            text, reason = cut, "stop"
+        reasoning, answer = split_reasoning(text)
+        return Generation(answer, reasoning, reason, False, usage(prompt_tokens, completion_tokens))
+
+
+class _RowSampler:
+    """A logits processor that samples each row itself (temperature, top_p, own RNG) and leaves only the chosen
+    token finite, so generate()'s greedy step takes it. Shapes: scores (batch, vocab) -> (batch, vocab)."""
+
+    def __init__(self, requests: list[GenerationRequest]):
+        import torch
+
+        self.temperature = torch.tensor([r.temperature for r in requests])
+        self.top_p = torch.tensor([r.top_p for r in requests])
+        self.seeds = [r.seed if r.seed is not None else int(torch.randint(2**62, ())) for r in requests]
+        self.generators: list | None = None
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        device = scores.device
+        if self.generators is None:
+            self.generators = [torch.Generator(device=device).manual_seed(s) for s in self.seeds]
+        temperature, top_p = self.temperature.to(device), self.top_p.to(device)
+        probs = torch.softmax(scores.float() / temperature.clamp(min=1e-5)[:, None], dim=-1)
+        sorted_p, index = probs.sort(dim=-1, descending=True)
+        keep = (sorted_p.cumsum(dim=-1) - sorted_p) < top_p[:, None]  # the nucleus; the top token is always in it
+        cdf = (sorted_p * keep).cumsum(dim=-1)
+        u = torch.stack([torch.rand((), generator=g, device=device) for g in self.generators]) * cdf[:, -1]
+        position = torch.searchsorted(cdf, u[:, None]).clamp(max=scores.shape[-1] - 1)
+        chosen = index.gather(-1, position).squeeze(-1)
+        chosen = torch.where(temperature <= 0, scores.argmax(dim=-1), chosen)
+        out = torch.full_like(scores, float("-inf"))
+        out[torch.arange(scores.shape[0], device=device), chosen] = 0.0
+        return out
+
+
+class _RowStop:
+    """Stopping criteria per row: its own max_new_tokens, or one of its stop strings in the new text.
+    `ended[i]` is how many tokens row i had generated when it stopped (None: it ran to the batch's end or EOS)."""
+
+    def __init__(self, requests: list[GenerationRequest], prompt_len: int, tokenizer: Any):
+        self.requests, self.prompt_len, self.tokenizer = requests, prompt_len, tokenizer
+        # A character can take several byte-level tokens: look back far enough to see a whole stop string.
+        self.window = [3 * max((len(s) for s in r.stop), default=0) + 3 for r in requests]
+        self.ended: list[int | None] = [None] * len(requests)
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        new = input_ids[:, self.prompt_len :]
+        for i, r in enumerate(self.requests):
+            if self.ended[i] is not None:
+                continue
+            hit = new.shape[1] >= r.max_new_tokens
+            if r.stop and not hit:
+                tail = self.tokenizer.decode(new[i, -self.window[i] :], skip_special_tokens=True)
+                hit = any(s and s in tail for s in r.stop)
+            if hit:
+                self.ended[i] = new.shape[1]
+        return torch.tensor([e is not None for e in self.ended], device=input_ids.device)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# vLLM offline batch (CUDA GPU)
+
+
+class VLLMTeacher:
+    """vLLM's offline engine (`vllm.LLM(...).chat(...)`), with a LoRA adapter when `lora_path` is given.
+
+    `engine_kwargs` go to `vllm.LLM` (e.g. gpu_memory_utilization=0.8, max_model_len=8192, tensor_parallel_size=2).
+    """
+
+    def __init__(self, model_id: str, revision: str | None = None, lora_path: str | None = None, **engine_kwargs):
+        import importlib.util
+
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TeacherError("the vLLM teacher needs a CUDA GPU, and PyTorch sees none on this machine",
+                               fix="run it on a GPU machine, or use the transformers teacher or an HTTPTeacher "
+                                   "pointed at an OpenAI-compatible server (e.g. `vllm serve` on a GPU machine)")
+        if importlib.util.find_spec("vllm") is None:
+            raise TeacherError("the vLLM teacher needs the vllm package, which is not installed",
+                               fix="pip install 'kosov[vllm]' on the GPU machine, or use the transformers teacher")
+        from vllm import LLM
+
+        self.lora = None
+        if lora_path:
+            from vllm.lora.request import LoRARequest
+
+            rank = json.loads((Path(lora_path) / "adapter_config.json").read_text()).get("r", 16)
+            engine_kwargs.setdefault("enable_lora", True)
+            engine_kwargs.setdefault("max_lora_rank", max(8, 1 << (int(rank) - 1).bit_length()))
+            self.lora = LoRARequest("kosov-adapter", 1, str(lora_path))
+        self.name = model_id if not lora_path else f"{model_id}+{lora_path}"
+        self.llm = LLM(model=model_id, revision=revision, **engine_kwargs)
+
+    def generate(self, requests: list[GenerationRequest], *, progress: bool = True) -> list[Generation]:
+        from vllm import SamplingParams
+
+        check_requests(requests)
+        results: list[Generation | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}  # LLM.chat takes one chat_template_kwargs for all its conversations
+        for i, r in enumerate(requests):
+            key = "raw" if r.prompt_text is not None else json.dumps(r.chat_template_kwargs, sort_keys=True)
+            groups.setdefault(key, []).append(i)
+        for kwargs, indices in groups.items():
+            params = [SamplingParams(n=1, max_tokens=requests[i].max_new_tokens, temperature=requests[i].temperature,
+                                     top_p=requests[i].top_p, seed=requests[i].seed, stop=requests[i].stop or None)
+                      for i in indices]
+            if kwargs == "raw":  # raw prompts (Magpie) go to generate(), which applies no template
+                outputs = self.llm.generate([requests[i].prompt_text for i in indices], sampling_params=params,
+                                            use_tqdm=progress, lora_request=self.lora)
+            else:
+                outputs = self.llm.chat([requests[i].messages for i in indices], sampling_params=params,
+                                        use_tqdm=progress, lora_request=self.lora,
+                                        chat_template_kwargs=json.loads(kwargs))
+            for i, out in zip(indices, outputs, strict=True):
+                done = out.outputs[0]
+                reasoning, answer = split_reasoning(done.text)
+                results[i] = Generation(answer, reasoning, done.finish_reason or "stop", False,
+                                        usage(len(out.prompt_token_ids or []), len(done.token_ids)))
+        return results  # type: ignore[return-value]

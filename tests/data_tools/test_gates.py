@@ -1,0 +1,349 @@
+"""Quality gates on hand-written Korean rows: what each gate keeps, what it removes and under which reason,
+personal-data look-alikes left alone, benchmark overlap traced to its file, recipe errors that name the valid
+choices, and the same result on every run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from data_tools.gates import GATES, build_gates, find_pii, gate_parameters, run_gates, scrub_pii
+
+DATASETS = Path(__file__).resolve().parents[2] / "data_tools" / "datasets"
+
+
+def sft(answer: str, question: str = "질문이 있어요.", **assistant_extra) -> dict:
+    return {"messages": [{"role": "user", "content": question},
+                         {"role": "assistant", "content": answer, **assistant_extra}],
+            "meta": {"source": "test", "license": "Apache-2.0"}}
+
+
+def gate(name: str, **params):
+    return build_gates({name: params})[0]
+
+
+def answers(rows: list[dict]) -> list[str]:
+    return [row["messages"][-1]["content"] for row in rows]
+
+
+KOREAN = "서울은 대한민국의 수도이며, 한강을 따라 발달한 도시입니다."
+CODE_ANSWER = ("리스트를 뒤집으려면 슬라이싱을 쓰면 됩니다.\n\n```python\nnumbers = [1, 2, 3]\n"
+               "reversed_numbers = numbers[::-1]\nprint(reversed_numbers)\n```")
+
+
+def test_nfc_normalises_every_string_and_counts_rows_changed():
+    nfd = unicodedata.normalize("NFD", "한국어 답변입니다.")
+    rows = [{**sft(nfd), "meta": {"topic": unicodedata.normalize("NFD", "한글")}}, sft(KOREAN)]
+    before = copy.deepcopy(rows)
+    result = gate("nfc")(rows)
+    assert dict(result.changed) == {"nfc": 1} and not result.removed
+    assert answers(result.kept) == ["한국어 답변입니다.", KOREAN]
+    assert result.kept[0]["meta"]["topic"] == "한글"
+    assert result.kept[1] is rows[1] and rows == before  # clean rows are not copied; the input is untouched
+
+
+def test_hangul_share_ignores_code_and_thinking_by_default():
+    rows = [sft(KOREAN), sft(CODE_ANSWER), sft("The capital of Korea is Seoul."), sft("1,200"),
+            sft(KOREAN, reasoning_content="The user asks about Seoul. Answer in Korean.")]
+    result = gate("hangul_share")(rows)
+    assert dict(result.removed) == {"hangul share < 0.5": 1}
+    assert answers(result.kept) == [KOREAN, CODE_ANSWER, "1,200", KOREAN]  # no letters: nothing to judge
+    assert dict(gate("hangul_share", ignore_code=False)(rows).removed) == {"hangul share < 0.5": 2}
+    assert dict(gate("hangul_share", include_think=True)(rows).removed) == {"hangul share < 0.5": 2}
+    assert dict(gate("hangul_share", min_share=0.0)(rows).removed) == {}
+
+
+def test_foreign_script_catches_language_confusion_but_not_hanja_glosses_or_code():
+    leaked_han = sft("오늘 北京의 날씨는 맑습니다.")
+    leaked_kana = sft("이 문제는 とても 어렵습니다.")
+    gloss = sft("이런 표현을 사자성어(四字成語)라고 합니다.")
+    in_code = sft("출력 예시입니다.\n```\nprint('你好')\n```")
+    in_thinking = sft("<think>用户在问天气。</think>오늘은 맑습니다.")
+    rows = [sft(KOREAN), leaked_han, leaked_kana, gloss, in_code, in_thinking]
+    result = gate("foreign_script")(rows)
+    assert dict(result.removed) == {"more than 0 han ideographs": 1, "more than 0 kana": 1}
+    assert result.kept == [rows[0], gloss, in_code, in_thinking]
+    assert result.examples["more than 0 han ideographs"] == ["오늘 北京의 날씨는 맑습니다."]
+    strict = gate("foreign_script", allow_hanja_in_parens=False, include_think=True)(rows)
+    assert dict(strict.removed) == {"more than 0 han ideographs": 3, "more than 0 kana": 1}
+    assert dict(gate("foreign_script", max_han=2)(rows).removed) == {"more than 0 kana": 1}
+
+
+def test_length_bounds_answers_prompts_and_thinking():
+    rows = [sft(KOREAN), sft("네"), sft("가" * 8001), sft(KOREAN, question="?"),
+            sft(KOREAN, reasoning_content="생각" * 600),
+            {"prompt": [{"role": "user", "content": "1+1은?"}], "answer": "2"}]  # a prompt row has no answer
+    result = gate("length", max_thinking_chars=1000)(rows)
+    assert dict(result.removed) == {"answer < 2 chars": 1, "answer > 8000 chars": 1, "prompt < 2 chars": 1,
+                                    "thinking > 1000 chars": 1}
+    assert result.kept == [rows[0], rows[5]]
+    assert len(gate("length")(rows).kept) == 3  # no thinking cap by default
+
+
+def test_repetition_drops_loops_and_repeated_lines_but_not_prose_or_code():
+    loop = sft("정말 좋은 질문이에요! " * 30)
+    repeated_lines = sft("답변을 정리하면 다음과 같습니다.\n이 방법을 추천합니다.\n이 방법을 추천합니다.\n"
+                         "이 방법을 추천합니다.\n감사합니다.")
+    code = sft("반복문 예시입니다.\n```python\nfor i in range(3):\n    print(i)\nfor i in range(3):\n"
+               "    print(i)\n```\n두 반복문은 같은 결과를 냅니다.")
+    markdown = sft("## 준비물\n---\n- 물 500mL\n- 라면 1개\n---\n## 순서\n---\n1. 물을 끓입니다.\n2. 면을 넣습니다.")
+    rows = [sft(KOREAN), loop, repeated_lines, code, markdown]
+    result = gate("repetition")(rows)
+    assert dict(result.removed) == {"repeated 10-grams > 0.3": 1, "duplicate lines > 0.3": 1}
+    assert result.kept == [rows[0], code, markdown]
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ("죄송하지만 그 요청은 도와드릴 수 없습니다.", "refusal"),
+    ("죄송합니다. 해당 내용은 답변할 수 없습니다.", "refusal"),
+    ("그 질문에는 답변드리기 어렵습니다.", "refusal"),
+    ("I'm sorry, but I can't help with that request.", "refusal"),
+    ("I cannot assist with creating malware.", "refusal"),
+    ("AI 언어 모델로서 저는 개인적인 의견이 없습니다. 다만 일반적으로는...", "boilerplate"),
+    ("저는 AI라서 맛을 느낄 수는 없지만, 많은 분들이 이 메뉴를 좋아합니다.", "boilerplate"),
+    ("As an AI language model, I don't have feelings.", "boilerplate"),
+    ("저는 ChatGPT입니다. 무엇을 도와드릴까요?", "boilerplate"),
+])
+def test_refusal_and_boilerplate_are_dropped(answer, reason):
+    result = gate("refusal")([sft(answer), sft(KOREAN)])
+    assert dict(result.removed) == {reason: 1} and answers(result.kept) == [KOREAN]
+
+
+def test_refusal_keeps_helpful_answers_and_takes_extra_patterns():
+    late = "김치찌개는 이렇게 끓입니다. " * 20 + "다만 정확한 칼로리는 계산해 드릴 수 없습니다."  # past the opening
+    honest = "죄송하지만 정확한 개장 날짜는 알 수 없습니다. 공식 홈페이지에서 확인해 보세요."
+    rows = [sft(late), sft(honest), sft("ChatGPT는 OpenAI가 만든 챗봇입니다."), sft("제 능력 밖의 일입니다.")]
+    assert gate("refusal")(rows).kept == rows
+    assert dict(gate("refusal", extra_patterns=["능력\\s*밖"])(rows).removed) == {"refusal": 1}
+    with pytest.raises(ValueError, match="extra_patterns has a bad regex"):
+        gate("refusal", extra_patterns=["(unclosed"])
+
+
+def test_exact_dedup_normalises_before_comparing_and_keeps_the_first():
+    rows = [sft("서울입니다.", "한국의 수도는?"), sft("서울입니다!!", "한국의  수도는"),
+            sft(unicodedata.normalize("NFD", "서울입니다."), "한국의 수도는?"), sft("SEOUL.", "Capital?"),
+            sft("seoul", "capital"), sft("서울입니다.", "일본의 수도는?")]  # same answer, other question: kept
+    result = gate("exact_dedup")(rows)
+    assert dict(result.removed) == {"exact duplicate": 3} and result.kept == [rows[0], rows[3], rows[5]]
+    assert len(gate("exact_dedup", fields="assistant")(rows).kept) == 2
+
+
+RECIPE = ("김치찌개를 맛있게 끓이려면 잘 익은 김치를 먼저 돼지고기와 함께 충분히 볶아 주세요. 그다음 물을 붓고 중간 "
+          "불에서 20분 정도 끓인 뒤 두부와 대파를 넣으면 됩니다. 간은 마지막에 국간장으로 맞추세요.")
+
+
+def test_near_dedup_catches_a_light_edit_but_keeps_a_different_answer():
+    edited = RECIPE.replace("그다음", "그 다음").replace("정도", "쯤").replace("맞추세요.", "맞추세요!")
+    other = ("된장찌개는 멸치 육수에 된장을 풀고 감자와 애호박을 넣어 끓입니다. 감자가 익으면 두부와 청양고추를 "
+             "넣고 한소끔 더 끓이세요.")
+    question = "찌개 끓이는 법을 알려 주세요."
+    rows = [sft(RECIPE, question), sft(edited, question), sft(other, question)]
+    result = gate("near_dedup")(rows)
+    assert dict(result.removed) == {"near duplicate": 1} and result.kept == [rows[0], rows[2]]
+    assert gate("near_dedup", threshold=0.95)(rows).kept == rows
+    with pytest.raises(ValueError, match="threshold=0.99 with num_perm=128"):
+        gate("near_dedup", threshold=0.99)
+    assert gate("near_dedup")(list(reversed(rows))).kept == [rows[2], rows[1]]  # the first of a cluster wins
+
+
+PII_FOUND = [
+    ("메일은 hong.gildong+ko@example.co.kr로 보내 주세요.", "메일은 [EMAIL]로 보내 주세요.", "email"),
+    ("제 번호는 010-1234-5678이에요.", "제 번호는 [PHONE]이에요.", "phone"),
+    ("연락처 01012345678", "연락처 [PHONE]", "phone"),
+    ("해외에서는 +82 10-1234-5678로 거세요.", "해외에서는 [PHONE]로 거세요.", "phone"),
+    ("본사 02-123-4567, 지사 031-1234-5678", "본사 [PHONE], 지사 [PHONE]", "phone"),
+    ("주민등록번호 900101-1234567", "주민등록번호 [RRN]", "rrn"),
+    ("외국인등록번호 051231-7123456", "외국인등록번호 [RRN]", "rrn"),
+    ("카드 번호 4111-1111-1111-1111", "카드 번호 [CARD]", "card"),
+    ("결제 카드 4111 1111 1111 1111", "결제 카드 [CARD]", "card"),
+    ("입금 계좌: 신한은행 110-123-456789 (예금주 홍길동)", "입금 계좌: 신한은행 [ACCOUNT] (예금주 홍길동)", "account"),
+    ("국민은행 123456-78-901234로 보내 주세요", "국민은행 [ACCOUNT]로 보내 주세요", "account"),
+]
+PII_LOOKALIKES = [
+    "회의는 2026-11-25 오후 3시에 열립니다.",  # a date
+    "가격은 1,200,000원입니다.",  # a price
+    "주문번호 2026-1125-0042 입금 확인 후 발송됩니다.",  # an order number, even next to 입금
+    "주문번호: 20261125-000123",
+    "제품 일련번호 SN01012345678, 시리얼 010123456789",  # phone-like digits without a phone's form
+    "901332-1234567은 13월이라 주민등록번호가 아닙니다.",  # invalid RRN date
+    "900101-9234567",  # invalid 7th digit
+    "4111 1111 1111 1112",  # fails the Luhn check
+    "참고 번호 110-123-456789",  # an account shape with no bank word nearby
+    "ISBN 978-89-1234-567-8, 버전 3.10.12, 대표번호 1588-1234",
+]
+
+
+@pytest.mark.parametrize("text, scrubbed, kind", PII_FOUND)
+def test_pii_kinds_are_found_and_scrubbed(text, scrubbed, kind):
+    clean, found = scrub_pii(text)
+    assert clean == scrubbed and set(found) == {kind}
+
+
+@pytest.mark.parametrize("text", PII_LOOKALIKES)
+def test_pii_lookalikes_are_left_alone(text):
+    assert find_pii(text) == []
+
+
+def test_pii_gate_scrubs_or_drops_and_never_shows_the_data():
+    rows = [sft("메일은 hong@example.com, 전화는 010-1234-5678입니다.", "연락처 알려 주세요"),
+            sft("알겠습니다.", "제 주민번호는 900101-1234567이에요"), sft(KOREAN)]
+    before = copy.deepcopy(rows)
+    scrubbed = gate("pii")(rows)
+    assert dict(scrubbed.changed) == {"email": 1, "phone": 1, "rrn": 1} and not scrubbed.removed
+    assert answers(scrubbed.kept)[0] == "메일은 [EMAIL], 전화는 [PHONE]입니다."
+    assert scrubbed.kept[1]["messages"][0]["content"] == "제 주민번호는 [RRN]이에요" and rows == before
+    dropped = gate("pii", action="drop")(rows)
+    assert dict(dropped.removed) == {"phone": 1, "rrn": 1} and dropped.kept == [rows[2]]
+    shown = json.dumps([scrubbed.examples, dropped.examples], ensure_ascii=False)
+    assert "[RRN]" in shown and "900101" not in shown and "hong@" not in shown and "5678" not in shown
+    assert dict(gate("pii", kinds=["email"], fields="assistant")(rows).changed) == {"email": 1}
+    prompt = gate("pii")([{"prompt": "010-1234-5678로 전화해", "meta": {}}]).kept[0]
+    assert prompt["prompt"] == "[PHONE]로 전화해"  # a plain-text prompt stays plain text
+
+
+KMMLU_ROWS = [
+    {"question": "다음 중 민법상 미성년자가 법정대리인의 동의 없이 단독으로 할 수 있는 법률행위로 옳은 것은?",
+     "A": "부담 없는 증여를 받는 행위", "B": "토지의 매매", "C": "금전의 차용", "D": "채무의 보증",
+     "answer": 1, "Category": "Law", "Human Accuracy": 0.41},
+    {"question": "다음 중 조선을 건국한 왕의 이름으로 옳은 것은?", "A": "태조", "B": "태종", "C": "세종",
+     "D": "세조", "answer": 1, "Category": "Korean-History", "Human Accuracy": 0.8},
+]
+
+
+@pytest.fixture
+def kmmlu(tmp_path) -> Path:
+    path = tmp_path / "kmmlu_law_test.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in KMMLU_ROWS) + "\n", encoding="utf-8")
+    return path
+
+
+def test_decontaminate_names_the_benchmark_file_a_copied_question_came_from(kmmlu, tmp_path):
+    other = tmp_path / "notes.txt"
+    other.write_text("한국의 전통 음식 가운데 김치는 배추와 무를 소금에 절여 양념과 버무린 발효 음식으로 "
+                     "지역마다 재료와 맛이 조금씩 다르다\n", encoding="utf-8")
+    copied = sft("정답은 A입니다.", "문제 풀어 줘: " + KMMLU_ROWS[0]["question"] + " A. 부담 없는 증여를 받는 행위")
+    short = sft("태조 이성계입니다.", KMMLU_ROWS[1]["question"])  # 8 words: matched whole
+    generic = sft("정답은 2번입니다.", "다음 중 옳은 것은?")  # too short and generic to count
+    in_answer = sft("김치는 배추와 무를 소금에 절여 양념과 버무린 발효 음식으로 지역마다 재료와 맛이 조금씩 다르다고 "
+                    "알려져 있어요.", "김치가 뭐예요?")
+    rows = [copied, short, generic, in_answer, sft(KOREAN)]
+    result = gate("decontaminate", eval_files=[str(kmmlu), str(other)])(rows)
+    assert dict(result.removed) == {f"overlaps {kmmlu}": 2, f"overlaps {other}": 1}
+    assert result.kept == [generic, rows[4]]
+    assert "민법상 미성년자가" in result.examples[f"overlaps {kmmlu}"][0]
+
+
+def test_decontaminate_by_characters_survives_changed_spacing(kmmlu, tmp_path):
+    respaced = sft("A", KMMLU_ROWS[0]["question"].replace("다음 중", "다음중").replace("할 수 있는", "할수있는"))
+    assert gate("decontaminate", eval_files=[str(kmmlu)])([respaced]).kept == [respaced]
+    assert dict(gate("decontaminate", eval_files=[str(kmmlu)], unit="char")([respaced]).removed) == {
+        f"overlaps {kmmlu}": 1}
+    as_json, as_parquet = tmp_path / "bench.json", tmp_path / "bench.parquet"
+    as_json.write_text(json.dumps({"data": KMMLU_ROWS}, ensure_ascii=False), encoding="utf-8")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([{"prompt": [{"role": "user", "content": KMMLU_ROWS[0]["question"]}]}]),
+                   as_parquet)
+    for path in (as_json, as_parquet):
+        assert dict(gate("decontaminate", eval_files=[str(path)], unit="char")([respaced]).removed) == {
+            f"overlaps {path}": 1}
+
+
+def test_decontaminate_needs_readable_eval_files(tmp_path):
+    with pytest.raises(ValueError, match="needs eval_files"):
+        gate("decontaminate")
+    with pytest.raises(ValueError, match="evaluation file not found: .*missing.jsonl"):
+        gate("decontaminate", eval_files=[str(tmp_path / "missing.jsonl")])
+
+
+def test_judge_needs_a_teacher_and_applies_the_threshold():
+    with pytest.raises(ValueError, match="needs a teacher"):
+        build_gates({"judge": {"min_score": 0.7}})
+    with pytest.raises(ValueError, match="unknown parameters \\['score_fn'\\]"):
+        build_gates({"judge": {"score_fn": "my.module.fn"}}, judge=lambda rows: [1.0] * len(rows))
+    calls = []
+
+    def score(rows):
+        calls.append(len(rows))
+        return [None if "???" in r["messages"][-1]["content"] else 0.9 if "서울" in r["messages"][-1]["content"]
+                else 0.2 for r in rows]
+
+    rows = [sft(KOREAN), sft("잘 모르겠어요."), sft("???"), sft("서울이요.")]
+    result = build_gates({"judge": {"min_score": 0.7, "batch_size": 3}}, judge=score)[0](rows)
+    assert dict(result.removed) == {"judge score < 0.7": 1, "no judge score": 1} and calls == [3, 1]
+    assert result.kept == [rows[0], rows[3]]
+
+
+def test_build_gates_errors_name_the_valid_choices():
+    with pytest.raises(ValueError, match="unknown gate 'hangul'.*valid gates: nfc, hangul_share, foreign_script"):
+        build_gates({"hangul": {}})
+    with pytest.raises(ValueError, match="unknown parameters \\['min_ratio'\\].*min_share, ignore_code"):
+        build_gates({"hangul_share": {"min_ratio": 0.5}})
+    with pytest.raises(ValueError, match="min_share='high' is not float"):
+        build_gates({"hangul_share": {"min_share": "high"}})
+    with pytest.raises(ValueError, match="fields='answers' is not allowed; use one of: assistant, user, all"):
+        build_gates({"repetition": {"fields": "answers"}})
+    with pytest.raises(ValueError, match="action='mask' is not allowed; use one of: scrub, drop"):
+        build_gates({"pii": {"action": "mask"}})
+    gates = build_gates({"near_dedup": None, "nfc": {}, "length": {"max_answer_chars": 100}})
+    assert [g.name for g in gates] == ["near_dedup", "nfc", "length"] and gates[2].max_answer_chars == 100
+    assert gate_parameters("near_dedup") == {"shingle": 5, "num_perm": 128, "threshold": 0.8, "fields": "all"}
+    assert len(GATES) == 11
+
+
+def test_run_gates_reports_each_gate_in_order():
+    rows = [sft(KOREAN), sft(KOREAN), sft("Hello there, friend."), sft("전화 010-1234-5678로 주세요."),
+            sft("죄송하지만 도와드릴 수 없습니다.")]
+    kept, report = run_gates(rows, build_gates({"pii": {}, "hangul_share": {}, "refusal": {}, "exact_dedup": {}}))
+    assert [(r["gate"], r["in"], r["out"]) for r in report] == [
+        ("pii", 5, 5), ("hangul_share", 5, 4), ("refusal", 4, 3), ("exact_dedup", 3, 2)]
+    assert [r["removed"] for r in report] == [{}, {"hangul share < 0.5": 1}, {"refusal": 1}, {"exact duplicate": 1}]
+    assert report[0]["changed"] == {"phone": 1} and answers(kept) == [KOREAN, "전화 [PHONE]로 주세요."]
+    assert all(r["in"] - r["out"] == sum(r["removed"].values()) for r in report)
+    json.dumps(report, ensure_ascii=False)  # ready for the data card as is
+
+
+def test_gates_read_the_prompt_of_prompt_rows():
+    rows = [{"prompt": [{"role": "user", "content": "What is the capital of Korea?"}], "answer": "서울"},
+            {"prompt": "한국의 수도는 어디인가요?", "answer": "서울"}]
+    assert gate("hangul_share")(rows).kept == [rows[1]]
+    assert gate("hangul_share", fields="assistant")(rows).kept == [rows[1]]
+
+
+def test_shipped_korean_chat_data_passes_the_content_gates():
+    rows = [json.loads(line) for line in (DATASETS / "ko_chat_seed.jsonl").read_text(encoding="utf-8").splitlines()]
+    kept, report = run_gates(rows, build_gates({"foreign_script": {}, "length": {}, "repetition": {},
+                                                "refusal": {}, "exact_dedup": {}}))
+    assert kept == rows, [r["examples"] for r in report if r["removed"]]
+
+
+PIPELINE = {"nfc": {}, "pii": {}, "hangul_share": {}, "foreign_script": {}, "length": {}, "repetition": {},
+            "refusal": {}, "exact_dedup": {}, "near_dedup": {}}
+
+
+def test_gates_are_deterministic_across_processes(tmp_path):
+    edited = RECIPE.replace("정도", "쯤")
+    rows = [json.loads(line) for line in (DATASETS / "ko_chat_seed.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows += [sft(RECIPE), sft("연락은 010-1234-5678로"), sft(edited), sft(RECIPE)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    script = ("import json; from data_tools.gates import build_gates, run_gates; "
+              f"rows = [json.loads(l) for l in open({str(data)!r}, encoding='utf-8')]; "
+              f"kept, report = run_gates(rows, build_gates({PIPELINE!r})); "
+              "print(json.dumps([kept, report], ensure_ascii=False))")
+    # Different hash seeds: nothing may depend on Python's per-process string hashing.
+    outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={"PYTHONHASHSEED": seed}, cwd=DATASETS.parents[1]).stdout for seed in ("1", "2")}
+    assert len(outputs) == 1
+    kept, report = json.loads(outputs.pop())
+    assert kept == run_gates(rows, build_gates(PIPELINE))[0]  # and the same in this process
+    by_gate = {r["gate"]: r for r in report}
+    assert by_gate["pii"]["changed"]["phone"] >= 1 and by_gate["exact_dedup"]["removed"]["exact duplicate"] >= 1
+    assert by_gate["near_dedup"]["removed"]["near duplicate"] >= 1  # every kind of gate took part

@@ -1,0 +1,85 @@
+"""The LLM-driven generators' own logic — prompts, parsing, dedup, filtering, provenance — with a scripted
+teacher standing in for the LLM (the end-to-end path runs on tiny-ko in tests/training/test_synth.py)."""
+
+from __future__ import annotations
+
+import re
+
+from data_tools.generators import instructions as gen
+from data_tools.teachers import Generation, GenerationRequest
+
+
+class ScriptedTeacher:
+    """Answers by rule: lists of new Korean tasks for self-instruct prompts, an evolved task, a translation."""
+
+    name = "scripted-ko"
+
+    def __init__(self):
+        self.requests: list[GenerationRequest] = []
+
+    def reply(self, r: GenerationRequest) -> Generation:
+        if r.prompt_text is not None:
+            return Generation(f"부산에서 하루 동안 갈 만한 곳을 {r.seed}곳 추천해 주세요.", None, "stop")
+        text = r.messages[-1]["content"]
+        if "요청을 " in text and "개 작성하세요" in text:
+            k = int(re.search(r"요청을 (\d+)개", text).group(1))
+            items = [f"{r.seed}-{i}번 주제에 대해 초등학생에게 설명하는 글을 써 주세요." for i in range(k)]
+            return Generation("\n".join(f"{i + 1}. {t}" for i, t in enumerate(items)) + "\n끝.", None, "stop")
+        if text.startswith("다음 한국어 요청을 더 어렵게"):
+            return Generation(text.split("요청: ")[1] + " 단, 세 문장 이내로 답하세요.", None, "stop")
+        if text.startswith("다음 한국어 요청과 같은 분야"):
+            return Generation("not Korean at all", None, "stop")  # a failed evolution: dropped
+        if text.startswith("다음 영어 텍스트를"):
+            return Generation("안녕하세요, 반갑습니다." if "Hello" in text else "좋은 하루 보내세요.", None, "stop")
+        if "길게" in text:
+            return Generation("끝나지 않은 답", None, "length")
+        return Generation("네, 도와드릴게요.", "사용자가 도움을 청한다.", "stop")
+
+    def generate(self, requests, *, progress=True):
+        self.requests += requests
+        return [self.reply(r) for r in requests]
+
+
+def test_self_instruct_writes_new_distinct_tasks():
+    seeds = ["김치찌개 끓이는 법을 알려 주세요.", "공문서 쓰는 요령을 알려 주세요.", "서울 여행 일정을 짜 주세요."]
+    teacher = ScriptedTeacher()
+    tasks = gen.self_instruct(teacher, seeds, 12, seed=1, per_request=5)
+    assert len(tasks) == 12 and len(set(tasks)) == 12 and not set(tasks) & set(seeds)
+    shown = teacher.requests[0].messages[0]["content"]
+    assert sum(s in shown for s in seeds) == 3 and "5개 작성하세요" in shown
+
+
+def test_evol_instruct_keeps_only_real_korean_evolutions():
+    teacher = ScriptedTeacher()
+    evolved = gen.evol_instruct(teacher, ["한국의 사계절을 설명해 주세요."] * 20, seed=3, rounds=1)
+    assert 0 < len(evolved) < 20  # "broaden" answers in English here and is dropped
+    assert all(e.endswith("세 문장 이내로 답하세요.") for e in evolved)
+
+
+def test_distill_keeps_or_strips_thinking_and_drops_cut_answers():
+    teacher = ScriptedTeacher()
+    prompts = ["도와주실 수 있나요?", "아주 길게 써 주세요."]
+    kept = gen.distill(teacher, prompts, seed=0, keep_thinking=True, source="t", license_="Apache-2.0")
+    assert len(kept) == 1  # the answer cut at max_new_tokens is not a training row
+    row = kept[0]
+    assert row["messages"][-1] == {"role": "assistant", "content": "네, 도와드릴게요.",
+                                   "reasoning_content": "사용자가 도움을 청한다."}
+    assert row["meta"] == {"source": "t", "generator": "data_tools.generators.instructions.distill",
+                           "teacher_model": "scripted-ko", "license": "Apache-2.0", "seed": 0}
+    stripped = gen.distill(teacher, prompts[:1], seed=0, keep_thinking=False, source="t", license_="x")
+    assert "reasoning_content" not in stripped[0]["messages"][-1]
+
+
+def test_translate_rewrites_every_turn():
+    rows = [{"messages": [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Have a nice day."}]}]
+    [row] = gen.translate(ScriptedTeacher(), rows, seed=0, source="en-set", license_="Apache-2.0")
+    assert [m["content"] for m in row["messages"]] == ["안녕하세요, 반갑습니다.", "좋은 하루 보내세요."]
+    assert row["meta"]["translated_from"] == "en"
+
+
+def test_magpie_starts_the_user_turn_and_keeps_distinct_requests(tiny_tokenizer):
+    prefix = gen.magpie_prefix(tiny_tokenizer, "한국어로만 대화합니다.")
+    assert prefix.endswith("<|im_start|>user\n") and "한국어로만 대화합니다." in prefix
+    teacher = ScriptedTeacher()
+    asks = gen.magpie(teacher, 5, seed=2, prefix=prefix)
+    assert len(asks) == 5 and all(r.prompt_text == prefix for r in teacher.requests)

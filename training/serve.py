@@ -1,0 +1,335 @@
+"""`kosov serve`: an OpenAI-compatible HTTP server for a recipe's base model plus an optional adapter.
+
+    kosov serve experiment=smoke-sft serve.adapter=outputs/smoke-sft/<run> serve.port=8000
+    curl localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \
+        -d '{"model": "tiny-ko+outputs/smoke-sft/<run>", "messages": [{"role": "user", "content": "안녕?"}]}'
+
+Endpoints: `GET /v1/models`, `POST /v1/chat/completions` (OpenAI schema, no streaming; Qwen3-style
+`chat_template_kwargs` such as enable_thinking; the <think> part comes back as message.reasoning_content),
+`GET /health` and `GET /stats` (request counters). Any `HTTPTeacher` can use it as a teacher.
+
+Generation goes through `data_tools.teachers.TransformersTeacher`, so a seeded request gives the same text here
+as in-process. One worker thread owns the model: requests queue and are generated `serve.max_batch` at a time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from data_tools.teachers import RESERVED_TEMPLATE_KWARGS, Generation, GenerationRequest, TransformersTeacher
+from training.errors import KosovError
+from training.schema import ServeConfig
+from training.models import (adapter_dir, check_adapter_base, check_attention, check_remote_code, load_for_inference,
+                             load_tokenizer, model_source, resolve_device)
+
+log = logging.getLogger(__name__)
+
+ROLES = ("system", "developer", "user", "assistant")  # developer: OpenAI's newer name for system
+CHAT_PATH = "/v1/chat/completions"
+
+
+
+
+@dataclass
+class ServerStats:
+    requests: int = 0  # POSTs to /v1/chat/completions received (any outcome)
+    in_flight: int = 0  # ... being handled now (queued or generating)
+    max_in_flight: int = 0
+
+
+class Engine:
+    """The one thread that owns the model: takes queued requests, up to max_batch at a time, in arrival order."""
+
+    def __init__(self, teacher: TransformersTeacher, max_batch: int):
+        self.teacher, self.max_batch = teacher, max_batch
+        self.batches = self.completions = 0  # written by the engine thread only
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="kosov-serve-engine", daemon=True)
+        self.thread.start()
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        future: Future = Future()
+        self.queue.put((request, future))
+        return future.result()
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            batch = [item]
+            while len(batch) < self.max_batch and not self.queue.empty():
+                if (more := self.queue.get()) is None:
+                    self.queue.put(None)
+                    break
+                batch.append(more)
+            try:
+                outs = self.teacher.generate([r for r, _ in batch], progress=False)
+            except Exception as e:  # noqa: BLE001 - handed to the waiting request, which answers 500
+                for _, future in batch:
+                    future.set_exception(e)
+                continue
+            self.batches += 1
+            self.completions += len(batch)
+            for (_, future), out in zip(batch, outs, strict=True):
+                future.set_result(out)
+
+
+def load_teacher(cfg: Any, scfg: ServeConfig) -> TransformersTeacher:
+    """The recipe's base (+ serve.adapter) as a TransformersTeacher; every check runs before weights load."""
+    mcfg = cfg.model
+    device = resolve_device(cfg.device)
+    source, is_local = model_source(mcfg)
+    check_remote_code(mcfg, source, is_local)
+    check_attention(mcfg, device)
+    adapter = adapter_dir(scfg.adapter) if scfg.adapter else None
+    if adapter is not None:
+        check_adapter_base(adapter, source, mcfg.name_or_path)
+    tokenizer = load_tokenizer(mcfg, source)
+    model = load_for_inference(cfg, source, device, adapter)
+    if adapter is not None:
+        log.info("serving the adapter %s on %s", adapter, mcfg.name_or_path)
+    name = scfg.model_name or (mcfg.name_or_path if adapter is None else f"{mcfg.name_or_path}+{scfg.adapter}")
+    return TransformersTeacher(model, tokenizer, name, batch_size=scfg.max_batch)
+
+
+def check_serve_config(scfg: ServeConfig) -> None:
+    if scfg.max_batch < 1:
+        raise KosovError(f"serve.max_batch={scfg.max_batch} is not allowed", fix="use 1 or more")
+    if not 0 <= scfg.port <= 65535:
+        raise KosovError(f"serve.port={scfg.port} is not a TCP port", fix="use 1-65535, or 0 for any free port")
+    if scfg.api_key_env and not os.environ.get(scfg.api_key_env):
+        raise KosovError(f"serve.api_key_env={scfg.api_key_env}, but that environment variable is empty",
+                         fix=f"export {scfg.api_key_env}=<a secret key>, or set serve.api_key_env=null")
+    if not scfg.api_key_env and scfg.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serve.host=%s accepts connections from the network, without an API key (serve.api_key_env)",
+                    scfg.host)
+
+
+def _error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status)
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, param: str | None = None, status: int = 400):
+        self.message, self.param, self.status = message, param, status
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: Optional[str | list[dict[str, Any]]] = None  # a string, or OpenAI's [{"type": "text", "text": ...}]
+    reasoning_content: Optional[str] = None  # an earlier assistant turn's thinking (Qwen3-style templates)
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # unknown parameters are refused by name, never ignored
+    model: Optional[str] = None
+    messages: list[ChatMessage]
+    max_tokens: Optional[int] = Field(None, ge=1)
+    max_completion_tokens: Optional[int] = Field(None, ge=1)  # OpenAI's newer name for max_tokens
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: Optional[int] = None
+    n: int = 1
+    stop: Optional[str | list[str]] = None
+    stream: bool = False
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    user: Optional[str] = None  # a label, accepted and unused
+
+
+def _text(content: Any, param: str) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    if all(part.get("type") == "text" and isinstance(part.get("text"), str) for part in content):
+        return "".join(part["text"] for part in content)
+    raise BadRequest("only text content is supported (a string or parts of type 'text')", param)
+
+
+def to_generation_request(body: ChatRequest, teacher: TransformersTeacher) -> GenerationRequest:
+    """Check an OpenAI chat request and turn it into a GenerationRequest; BadRequest (400) names what is wrong."""
+    if body.stream:
+        raise BadRequest("stream=true is not supported: kosov serve answers with whole completions; "
+                         "send stream=false", "stream")
+    if body.n != 1:
+        raise BadRequest(f"n={body.n} is not supported: send n=1 and one request per sample", "n")
+    unknown = sorted(k for k, v in (body.model_extra or {}).items() if v is not None)
+    if unknown:
+        supported = sorted(set(ChatRequest.model_fields) - {"user"})
+        raise BadRequest(f"unsupported parameters {unknown}; this server takes {supported}", unknown[0])
+    if not body.messages:
+        raise BadRequest("messages must not be empty", "messages")
+    messages = []
+    for i, m in enumerate(body.messages):
+        if m.role not in ROLES:
+            raise BadRequest(f"messages[{i}].role={m.role!r} is not allowed; use one of {list(ROLES)}",
+                             f"messages.{i}.role")
+        turn = {"role": "system" if m.role == "developer" else m.role, "content": _text(m.content, f"messages.{i}")}
+        if m.reasoning_content is not None:
+            turn["reasoning_content"] = m.reasoning_content
+        messages.append(turn)
+    reserved = sorted(RESERVED_TEMPLATE_KWARGS & set(body.chat_template_kwargs))
+    if reserved:
+        raise BadRequest(f"chat_template_kwargs may not set {reserved}", "chat_template_kwargs")
+    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    request = GenerationRequest(messages, 1, body.temperature, body.top_p, body.seed, body.chat_template_kwargs, stop)
+    try:
+        prompt = teacher.render(request)
+    except Exception as e:  # noqa: BLE001 - a jinja error raised by the template for these messages
+        raise BadRequest(f"the chat template cannot render these messages: {e}", "messages") from None
+    prompt_tokens = len(teacher.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    context = getattr(teacher.model.config, "max_position_embeddings", None) or 10**9
+    asked = body.max_completion_tokens or body.max_tokens
+    request.max_new_tokens = asked or context - prompt_tokens  # like vLLM: the rest of the context by default
+    if prompt_tokens + request.max_new_tokens > context:
+        raise BadRequest(f"this model's context is {context} tokens; the prompt has {prompt_tokens} and "
+                         f"max_tokens asks for {request.max_new_tokens} more", "max_tokens")
+    return request
+
+
+def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) -> FastAPI:
+    app = FastAPI(title="kosov serve", version="1")
+    stats = ServerStats()
+    created = int(time.time())
+
+    @app.middleware("http")
+    async def count_and_authorize(request: Request, call_next):
+        if scfg.api_key_env and request.url.path.startswith("/v1/"):
+            sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(sent.encode(), os.environ.get(scfg.api_key_env, "").encode()):
+                return _error(401, "missing or wrong API key (send Authorization: Bearer <key>)", kind="auth_error")
+        if request.url.path != CHAT_PATH:
+            return await call_next(request)
+        stats.requests += 1  # the event loop is one thread: these counters need no lock
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            return await call_next(request)
+        finally:
+            stats.in_flight -= 1
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            return _error(400, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}")
+        param = ".".join(str(p) for p in first["loc"][1:]) or None
+        return _error(400, f"{param}: {first['msg']}" if param else first["msg"], param)
+
+    @app.exception_handler(BadRequest)
+    async def bad(_request, exc: BadRequest):
+        return _error(exc.status, exc.message, exc.param)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/stats")
+    def read_stats() -> dict:
+        return {**vars(stats), "completions": engine.completions, "batches": engine.batches}
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        return {"object": "list", "data": [{"id": teacher.name, "object": "model", "created": created,
+                                            "owned_by": "kosov"}]}
+
+    @app.post(CHAT_PATH)
+    def chat_completions(body: ChatRequest) -> dict:  # a plain def: FastAPI runs it in a worker thread
+        if body.model is not None and body.model != teacher.name:
+            raise BadRequest(f"the model {body.model!r} does not exist here; this server serves {teacher.name!r}",
+                             "model", status=404)
+        request = to_generation_request(body, teacher)
+        try:
+            generation = engine.submit(request)
+        except Exception as e:  # noqa: BLE001 - an engine failure (e.g. out of memory) is the server's error
+            log.exception("generation failed")
+            return _error(500, f"generation failed: {type(e).__name__}: {e}", kind="server_error")
+        message: dict[str, Any] = {"role": "assistant", "content": generation.text}
+        if generation.reasoning is not None:
+            message["reasoning_content"] = generation.reasoning
+        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                "model": teacher.name, "usage": generation.usage,
+                "choices": [{"index": 0, "message": message, "finish_reason": generation.finish_reason}]}
+
+    return app
+
+
+def _bind(scfg: ServeConfig) -> socket.socket:
+    family = socket.AF_INET6 if ":" in scfg.host else socket.AF_INET
+    try:
+        return socket.create_server((scfg.host, scfg.port), family=family)
+    except OSError as e:
+        raise KosovError(f"cannot listen on {scfg.host}:{scfg.port}: {e}",
+                         fix="choose another serve.port (0 = any free one) or stop what uses it") from None
+
+
+def _prepare(cfg: Any, serve_cfg: ServeConfig | None):
+    import uvicorn
+
+    scfg = serve_cfg or getattr(cfg, "serve", None) or ServeConfig()
+    check_serve_config(scfg)
+    sock = _bind(scfg)  # a port in use fails before the weights load
+    try:
+        teacher = load_teacher(cfg, scfg)
+    except BaseException:
+        sock.close()
+        raise
+    engine = Engine(teacher, scfg.max_batch)
+    server = uvicorn.Server(uvicorn.Config(create_app(teacher, engine, scfg), log_config=None, access_log=False))
+    host, port = sock.getsockname()[:2]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
+    return teacher, engine, server, sock, url
+
+
+def serve(cfg: Any, serve_cfg: ServeConfig | None = None) -> None:
+    """Serve until interrupted (Ctrl-C). `serve_cfg` defaults to cfg.serve."""
+    teacher, engine, server, sock, url = _prepare(cfg, serve_cfg)
+    log.info("serving %s at %s (POST %s/chat/completions)", teacher.name, url, url)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C, then raises it again
+        pass
+    finally:
+        engine.close()
+        sock.close()
+    log.info("stopped serving %s", teacher.name)
+
+
+def start_in_thread(cfg: Any, serve_cfg: ServeConfig | None = None) -> tuple[str, Callable[[], None]]:
+    """Start the server in a background thread: (base_url ending in /v1, stop). For tests and notebooks."""
+    teacher, engine, server, sock, url = _prepare(cfg, serve_cfg)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="kosov-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            engine.close()
+            sock.close()
+            raise KosovError(f"the server for {teacher.name} did not start", fix="see the log above")
+        time.sleep(0.01)
+
+    def stop() -> None:
+        server.should_exit = True  # finishes the requests in flight, then returns
+        thread.join()
+        engine.close()
+        sock.close()
+
+    log.info("serving %s at %s", teacher.name, url)
+    return url, stop
