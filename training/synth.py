@@ -154,8 +154,15 @@ def synth(cfg: KosovConfig) -> SynthResult:
     if cfg.synth.decontaminate_with:
         spec["decontaminate"] = {**spec.get("decontaminate", {}),
                                  "eval_files": [str(resolve_path(p)) for p in cfg.synth.decontaminate_with]}
+    judge = None
+    if "judge" in spec:  # the LLM judge scores rows through the same teacher interface
+        from data_tools.gates.judge import teacher_score_fn
+
+        if cfg.synth.teacher.backend == "none":
+            raise KosovError("synth.gates.judge needs a teacher to score rows", fix="set synth.teacher.backend")
+        judge = teacher_score_fn(build_teacher(cfg, out), seed=cfg.seed)
     try:
-        gates = build_gates(spec)
+        gates = build_gates(spec, judge=judge)
     except ValueError as e:
         raise KosovError(f"synth.gates: {e}") from None
     rows = generate_rows(cfg, out)

@@ -12,6 +12,7 @@ from the teacher backend, so the recipe sets only the threshold and the batch si
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -52,3 +53,31 @@ class JudgeGate:
                 else:
                     result.kept.append(row)
         return result
+
+
+JUDGE_PROMPT = ("다음은 한국어 사용자의 요청과 AI의 답변입니다. 답변이 요청에 맞고, 사실에 맞으며, 자연스러운 한국어인지 "
+                "평가해 1점부터 10점 사이의 정수 하나로만 답하세요.\n\n[요청]\n{request}\n\n[답변]\n{answer}\n\n점수:")
+_SCORE = re.compile(r"(?<!\d)(10|[1-9])(?!\d)")
+
+
+def parse_score(text: str) -> float | None:
+    """The first 1-10 integer in the judge's reply, scaled to 0..1 (10 -> 1.0, 1 -> 0.1); None without one."""
+    found = _SCORE.search(text)
+    return int(found.group(1)) / 10 if found else None
+
+
+def teacher_score_fn(teacher, *, max_new_tokens: int = 8, seed: int = 0) -> ScoreFn:
+    """A score_fn that asks a teacher (data_tools.teachers) to rate each row's last answer from 1 to 10."""
+    from data_tools.teachers import GenerationRequest
+
+    def score(rows: list[dict]) -> list[float]:
+        requests = []
+        for i, row in enumerate(rows):
+            request = "\n".join(turn_text(t, include_think=False) for t in selected_turns(row, "user"))
+            answer = "\n".join(turn_text(t, include_think=False) for t in selected_turns(row, "assistant"))
+            requests.append(GenerationRequest([{"role": "user", "content": JUDGE_PROMPT.format(
+                request=request, answer=answer)}], max_new_tokens=max_new_tokens, temperature=0.0, seed=seed + i,
+                chat_template_kwargs={"enable_thinking": False}))
+        return [parse_score(out.text) for out in teacher.generate(requests, progress=False)]
+
+    return score

@@ -83,3 +83,22 @@ def test_magpie_starts_the_user_turn_and_keeps_distinct_requests(tiny_tokenizer)
     teacher = ScriptedTeacher()
     asks = gen.magpie(teacher, 5, seed=2, prefix=prefix)
     assert len(asks) == 5 and all(r.prompt_text == prefix for r in teacher.requests)
+
+
+def test_the_judge_gate_scores_rows_through_a_teacher():
+    from data_tools.gates import build_gates, run_gates
+    from data_tools.gates.judge import parse_score, teacher_score_fn
+
+    class Judge:
+        name = "judge-ko"
+
+        def generate(self, requests, *, progress=True):
+            return [Generation("9점" if "서울입니다" in r.messages[0]["content"] else "점수: 2", None, "stop")
+                    for r in requests]
+
+    rows = [{"messages": [{"role": "user", "content": "한국의 수도는?"}, {"role": "assistant", "content": a}]}
+            for a in ("서울입니다.", "몰라요.")]
+    kept, report = run_gates(rows, build_gates({"judge": {"min_score": 0.5}}, judge=teacher_score_fn(Judge())))
+    assert [r["messages"][1]["content"] for r in kept] == ["서울입니다."]
+    assert report[0]["removed"] == {"judge score < 0.5": 1}
+    assert parse_score("10점입니다") == 1.0 and parse_score("점수 없음") is None and parse_score("123") is None

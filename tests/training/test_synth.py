@@ -76,10 +76,24 @@ def test_distillation_runs_on_a_teacher_in_this_process(tmp_path):
     (["synth.generator=distill"], ["synth.teacher.backend=none", "transformers | vllm | http"]),
     (["synth.generator=self_instruct", "synth.teacher.backend=http"], ["needs synth.inputs"]),
     (["synth.generator=rewrite"], ["synth.generator", "math, self_instruct"]),
-    (["synth.gates={nfc: {}, spellcheck: {}}"], ["spellcheck"]),
+    (["+synth.gates.spellcheck={}"], ["synth.gates", "spellcheck", "near_dedup"]),
 ])
 def test_bad_synth_recipes_say_what_to_fix(tmp_path, overrides, words):
     with pytest.raises(KosovError) as error:
         synth(compose(["experiment=synth-math", f"output_dir={tmp_path / 'out'}", *overrides]))
     for word in words:
         assert word in str(error.value)
+
+
+def test_the_judge_gate_runs_on_the_recipes_teacher(tmp_path):
+    """tiny-ko is a poor judge: it rarely answers with a 1-10 score, so its rows fall to 'no judge score'."""
+    cfg = compose(["experiment=synth-math", "synth.n=6", "synth.teacher.backend=transformers",
+                   "+synth.gates.judge={min_score: 0.1}", f"output_dir={tmp_path / 'out'}"])
+    try:
+        result = synth(cfg)
+        report = result.gate_report
+    except KosovError as error:  # every row removed: the report is in the message
+        assert "'gate': 'judge'" in str(error)
+        return
+    judge = next(r for r in report if r["gate"] == "judge")
+    assert judge["in"] == 6 and judge["out"] + sum(judge["removed"].values()) == 6
