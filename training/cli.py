@@ -90,6 +90,31 @@ def apply_mirror(overrides: list[str]) -> None:
         log.info("reading models and benchmark data from the mirror %s (offline)", folder)
 
 
+def export_slurm_distributed() -> None:
+    """Under Hydra's submitit launcher on SLURM, one task per GPU: give each the torch.distributed variables
+    (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) that accelerate and the Trainer read."""
+    if "SLURM_JOB_ID" not in os.environ or "RANK" in os.environ:
+        return
+    try:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        env = TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    except (ImportError, RuntimeError):  # not a submitit job (e.g. srun kosov ... by hand): leave it alone
+        return
+    log.info("SLURM task %d of %d (master %s:%d)", env.rank, env.world_size, env.master_addr, env.master_port)
+
+
+def objective_value(metrics: dict, key: str) -> float:
+    """A metric for Hydra sweepers (Optuna minimises or maximises what the task returns)."""
+    value: object = metrics
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KosovError(f"objective={key!r} is not in the run's metrics",
+                             fix="use a key of metrics.json, e.g. eval_loss, last_train_loss, rewards.reward.last")
+        value = value[part]
+    return float(value)  # type: ignore[arg-type]
+
+
 def _hydra_argv(overrides: list[str]) -> list[str]:
     """An explicit output_dir is also Hydra's run folder, so Hydra creates no second, empty one."""
     out = list(overrides)
@@ -110,17 +135,25 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
     register_schema()
     status = {"code": 0}
 
-    def task(cfg: DictConfig) -> None:
+    def task(cfg: DictConfig) -> float | None:
         try:
             config = validate(cfg)
             if config.output_dir is None:
+                if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would get its own timestamp
+                    raise KosovError("several processes would each pick their own timestamped run folder",
+                                     fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")
                 config.output_dir = HydraConfig.get().runtime.output_dir
-            _command(command)(config)
+            export_slurm_distributed()
+            result = _command(command)(config)
+            if config.objective:
+                return objective_value(getattr(result, "metrics", {}), config.objective)
+            return None
         except KosovError as e:
             report(e)
             status["code"] = 2
             if HydraConfig.get().mode.name == "RUN":
                 raise SystemExit(2) from None
+            return None
 
     main = hydra.main(config_path=str(recipes_dir()), config_name="config", version_base="1.3")(task)
     saved = sys.argv

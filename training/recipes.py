@@ -76,7 +76,7 @@ def check_override_keys(overrides: list[str]) -> None:
     groups = {p.name for p in recipes_dir().iterdir() if p.is_dir()}
     for override in overrides:
         key, sep, value = override.partition("=")
-        if not sep or key.startswith(("hydra.", "+", "~")):
+        if not sep or key.startswith(("hydra.", "hydra/", "+", "~")):
             continue  # Hydra's own keys and explicit additions / deletions are Hydra's business
         if key in groups:
             _check_group_choice(key, value)

@@ -97,8 +97,11 @@ def default_output_dir(name: str) -> Path:
     return Path("outputs") / name / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool) -> RunDir:
-    """Claim the run folder: refuse an existing run unless overwrite or resume says what to do with it."""
+def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool, is_main: bool = True) -> RunDir:
+    """Claim the run folder: refuse an existing run unless overwrite or resume says what to do with it.
+
+    Every process of a distributed run checks (so all fail together, before anything changes); only the main
+    process deletes and creates. Callers then wait for it (accelerate's wait_for_everyone)."""
     run = RunDir(Path(output_dir))
     if resume:
         found = last_checkpoint(run.checkpoints)
@@ -106,13 +109,13 @@ def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool) -> RunDi
             raise KosovError(f"resume=true, but {run.checkpoints} holds no finished checkpoint",
                              fix="check output_dir, or start a new run without resume=true")
         run.resume_from = found
-    elif run.holds_run():
-        if not overwrite:
-            raise KosovError(
-                f"{run.path} already holds a run",
-                fix="pass resume=true to continue it from its last checkpoint, overwrite=true to replace it, "
-                    "or choose another output_dir",
-            )
+    elif run.holds_run() and not overwrite:
+        raise KosovError(
+            f"{run.path} already holds a run",
+            fix="pass resume=true to continue it from its last checkpoint, overwrite=true to replace it, "
+                "or choose another output_dir",
+        )
+    elif run.holds_run() and is_main:
         log.warning("overwrite=true: deleting the run in %s", run.path)
         for marker in (*RUN_MARKERS, "report.md", "report.png", "wandb", "tensorboard", "train.log"):
             target = run.path / marker
@@ -120,7 +123,8 @@ def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool) -> RunDi
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-    run.path.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        run.path.mkdir(parents=True, exist_ok=True)
     return run
 
 
@@ -154,9 +158,10 @@ def _gpu() -> dict[str, Any] | None:
     return {"name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(), "cuda": torch.version.cuda}
 
 
-def provenance(*, seed: int, data: dict[str, Any], model: dict[str, Any], resumed_from: Path | None = None
-               ) -> dict[str, Any]:
+def provenance(*, seed: int, data: dict[str, Any], model: dict[str, Any], resumed_from: Path | None = None,
+               processes: int = 1) -> dict[str, Any]:
     return {
+        "processes": processes,
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "resumed_from": str(resumed_from) if resumed_from else None,
         "command": " ".join(sys.argv),

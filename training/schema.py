@@ -261,6 +261,7 @@ class KosovConfig:
     resume: bool = False  # continue the run in output_dir from its last checkpoint
     device: str = "auto"
     mirror: Optional[str] = None  # a `kosov mirror` folder: models and benchmark data read from it, offline
+    objective: Optional[str] = None  # a metrics.json key (dotted: rewards.reward.last) returned to Hydra sweepers
     model: ModelConfig = field(default_factory=ModelConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
     method: MethodConfig = field(default_factory=MethodConfig)

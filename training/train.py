@@ -22,6 +22,7 @@ import yaml
 from training import grpo, sft
 from training.config import to_dict
 from training.schema import KosovConfig
+from training.errors import KosovError
 from training.recipes import compose
 from training.models import (adapter_dir, check_attention, check_remote_code, end_of_turn_id, load_adapter,
                              load_base_model, load_tokenizer, lora_config, model_source, resolve_device)
@@ -143,9 +144,12 @@ def train(cfg: KosovConfig) -> TrainResult:
     method = METHODS[cfg.method.name]
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    state = PartialState()
+    state = PartialState(cpu=device == "cpu")  # on CPU: gloo across processes under torchrun / accelerate launch
     is_main = state.is_main_process
     method.preflight(cfg, device, state.num_processes)
+    if state.num_processes > 1 and not cfg.output_dir:
+        raise KosovError(f"{state.num_processes} processes would each pick their own timestamped run folder",
+                         fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")
     output_dir = Path(cfg.output_dir or default_output_dir(cfg.name))
 
     # Where training starts: a base, an adapter to continue, or an SFT stage trained first.
@@ -158,13 +162,15 @@ def train(cfg: KosovConfig) -> TrainResult:
     resume = cfg.resume and not (chained and last_checkpoint(output_dir / "checkpoints") is None)
 
     # Run folder: claimed before anything heavy, so a refused overwrite costs nothing.
-    run = prepare_run_dir(output_dir, overwrite=cfg.overwrite, resume=resume)
+    run = prepare_run_dir(output_dir, overwrite=cfg.overwrite, resume=resume, is_main=is_main)
+    state.wait_for_everyone()  # the main process has cleared / created the folder
     handler = add_file_logging(run) if is_main else None
     if run.resume_from:
         log.info("resuming from %s", run.resume_from)
     try:
         # Tokenizer and data first: a bad row fails before the model loads.
-        source, is_local = model_source(cfg.model)
+        with state.main_process_first():  # tiny-ko is built once, by the main process (only rank 0 may save)
+            source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)
         check_attention(cfg.model, device)
         tokenizer = load_tokenizer(cfg.model, source)
@@ -180,7 +186,8 @@ def train(cfg: KosovConfig) -> TrainResult:
         # Record what this run is before it trains.
         model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "revision": cfg.model.revision,
                       "start_adapter": str(start_adapter) if start_adapter else None}
-        prov = provenance(seed=cfg.seed, data=data.summary, model=model_info, resumed_from=run.resume_from)
+        prov = provenance(seed=cfg.seed, data=data.summary, model=model_info, resumed_from=run.resume_from,
+                          processes=state.num_processes)
         resolved = redact(to_dict(cfg))
         if is_main:
             write_atomic(run.path / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))

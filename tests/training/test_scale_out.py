@@ -1,0 +1,82 @@
+"""Scale-out on existing engines: a real 2-process DDP run on CPU (accelerate launch, gloo), the shipped
+accelerate configs, Hydra's Optuna sweeper optimising a metric, and the submitit launcher's job path."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from training.recipes import recipes_dir
+
+ACCELERATE = recipes_dir() / "accelerate"
+
+
+def kosov_bin() -> str:
+    return shutil.which("kosov") or str(Path(sys.executable).parent / "kosov")
+
+
+def run(args: list[str], cwd: Path, timeout: int = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+def test_two_process_ddp_on_cpu_writes_one_run_folder(tmp_path):
+    out = tmp_path / "run"
+    done = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "cpu-ddp.yaml"),
+                kosov_bin(), "train", "experiment=smoke-sft", f"output_dir={out}", "method.max_steps=20"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["global_step"] == 20 and metrics["eval_loss"] < metrics["first_eval_loss"]
+    assert json.loads((out / "provenance.json").read_text())["processes"] == 2
+    adapters = [p for p in tmp_path.rglob("adapter_config.json") if "checkpoint-" not in str(p)]
+    assert adapters == [out / "adapter" / "adapter_config.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no second, timestamped folder anywhere
+    assert (out / "train.log").read_text().count("done:") == 1  # one process logged the run
+
+
+def test_processes_must_share_an_output_dir(tmp_path):
+    done = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "cpu-ddp.yaml"),
+                kosov_bin(), "train", "experiment=smoke-sft", "method.max_steps=2"], tmp_path)
+    assert done.returncode != 0 and "pass output_dir=DIR" in done.stderr
+
+
+@pytest.mark.parametrize("name, kind", [("ddp", "MULTI_GPU"), ("fsdp2", "FSDP"), ("zero2", "DEEPSPEED"),
+                                        ("zero3-offload", "DEEPSPEED"), ("cpu-ddp", "MULTI_GPU")])
+def test_accelerate_configs_load(name, kind):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(ACCELERATE / f"{name}.yaml"))
+    assert config.distributed_type.value == kind
+    text = (ACCELERATE / f"{name}.yaml").read_text()
+    assert f"--config_file recipes/accelerate/{name}.yaml" in text  # each file says how to launch with it
+    if name == "fsdp2":
+        assert config.fsdp_config["fsdp_version"] == 2
+    if name == "zero3-offload":
+        ds = config.deepspeed_config
+        assert ds["zero_stage"] == 3 and ds["offload_param_device"] == "cpu" and ds["offload_optimizer_device"] == "cpu"
+
+
+def test_optuna_sweeps_the_recipe_for_the_objective(tmp_path):
+    done = run([kosov_bin(), "train", "-m", "experiment=sweep-smoke-sft-optuna", "hydra.sweeper.n_trials=2",
+                "method.max_steps=4", "method.eval_steps=4"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [results] = tmp_path.rglob("optimization_results.yaml")
+    best = yaml.safe_load(results.read_text())
+    trials = [json.loads(p.read_text())["eval_loss"] for p in tmp_path.rglob("metrics.json")]
+    assert len(trials) == 2 and best["best_value"] == pytest.approx(min(trials))
+    assert {"method.learning_rate", "peft.r"} == set(best["best_params"])
+
+
+def test_the_submitit_launcher_runs_each_job_in_its_own_run_folder(tmp_path):
+    done = run([kosov_bin(), "train", "-m", "experiment=smoke-sft", "hydra/launcher=submitit_local",
+                "method.max_steps=2", "peft.r=4,8"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    configs = sorted(tmp_path.rglob("multirun_*/*/config.yaml"))
+    assert len(configs) == 2
+    assert sorted(yaml.safe_load(c.read_text())["peft"]["r"] for c in configs) == [4, 8]
