@@ -50,6 +50,13 @@ def thinking_kwargs(thinking: str, turn: dict) -> dict:
     return {"enable_thinking": thinking == "on"}
 
 
+def _closed_by_next_turn(tokenizer: Any, full: list[int], end_token_id: int, kwargs: dict) -> list[int]:
+    """Templates like GLM's never close an assistant turn: the model stops by writing the token that opens the next
+    user turn. When the end-of-turn token is that opener, it is what the model writes after its answer: train on it."""
+    user_turn = _render_ids(tokenizer, [{"role": "user", "content": "."}], False, kwargs)
+    return [*full, end_token_id] if end_token_id in user_turn else full
+
+
 def _turn(tokenizer: Any, messages: list[dict], index: int, end_token_id: int, kwargs: dict) -> _Turn:
     prompt = _render_ids(tokenizer, messages[:index], True, kwargs)
     full = _render_ids(tokenizer, messages[: index + 1], False, kwargs)
@@ -60,6 +67,8 @@ def _turn(tokenizer: Any, messages: list[dict], index: int, end_token_id: int, k
             f"the same prompt followed by the answer (enable_thinking={kwargs.get('enable_thinking')!r}). A turn "
             "with reasoning_content cannot be rendered with thinking off: use model.thinking=auto or on"
         )
+    if end_token_id not in full[len(prompt):]:
+        full = _closed_by_next_turn(tokenizer, full, end_token_id, kwargs)
     try:
         end = full.index(end_token_id, len(prompt)) + 1
     except ValueError:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "eval": "Korean benchmarks (lm-eval) and kosov's own evals, base vs adapted, with a report",
     "serve": "an OpenAI-compatible server (/v1/chat/completions) for the recipe's model and serve.adapter",
     "publish": "a release folder (adapter, model card, lineage, eval) and, with push=true, the Hub upload",
+    "convert": "a KORMo checkpoint as a plain Llama checkpoint (no remote code): kosov convert kormo SRC DST",
     "mirror": "download a model and benchmark data into one folder for a closed network (kosov mirror --help)",
 }
 
@@ -185,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         report(KosovError(f"unknown command '{command}'", fix=f"use one of: {', '.join(COMMANDS)}"))
         return 2
+    if command == "convert":  # plain arguments: kosov convert kormo SRC DST [--overwrite]
+        from training.convert import main as convert_main
+
+        return convert_main(overrides)
     if command == "mirror":  # plain flags, not a recipe: it runs on a connected machine, before any recipe
         from training.mirror import main as mirror_main
 

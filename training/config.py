@@ -17,8 +17,9 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from training.errors import KosovError, choice_error
 from training.schema import (ATTN_IMPLEMENTATIONS, DEVICES, DTYPES, EVAL_BACKENDS, EVAL_THINKING, GENERATORS,
-                             GRPO_LOSSES, METHODS, ON_BAD_ROW, PEFT_METHODS, SCALE_REWARDS, SFT_TURNS, SYNTH_FORMATS,
-                             TEACHER_BACKENDS, THINKING, TRACKERS, TRACKING_MODES, VLLM_MODES, KosovConfig)
+                             GRPO_GENERATION, GRPO_LOSSES, KERNELS, METHODS, ON_BAD_ROW, PEFT_METHODS, SCALE_REWARDS,
+                             SFT_TURNS, SYNTH_FORMATS, TEACHER_BACKENDS, THINKING, TRACKERS, TRACKING_MODES,
+                             VLLM_MODES, KosovConfig)
 
 
 def field_names(cls: type) -> list[str]:
@@ -77,6 +78,7 @@ def _check_positive(cfg: KosovConfig) -> None:
 def _check_semantics(cfg: KosovConfig) -> None:
     _check("model.dtype", cfg.model.dtype, DTYPES)
     _check("model.thinking", cfg.model.thinking, THINKING)
+    _check("method.kernels", cfg.method.kernels, KERNELS)
     _check("model.attn_implementation", cfg.model.attn_implementation, ATTN_IMPLEMENTATIONS)
     _check("peft.method", cfg.peft.method, PEFT_METHODS)
     _check("method.name", cfg.method.name, METHODS)
@@ -149,6 +151,7 @@ def _check_grpo(cfg: KosovConfig) -> None:
     _check("method.grpo.loss_type", grpo.loss_type, GRPO_LOSSES)
     _check("method.grpo.scale_rewards", grpo.scale_rewards, SCALE_REWARDS)
     _check("method.grpo.vllm_mode", grpo.vllm_mode, VLLM_MODES)
+    _check("method.grpo.generation", grpo.generation, GRPO_GENERATION)
     for key in ("num_generations", "max_prompt_length", "max_completion_length", "num_iterations"):
         if getattr(grpo, key) <= 0:
             raise KosovError(f"method.grpo.{key}={getattr(grpo, key)} must be greater than 0")

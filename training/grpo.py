@@ -67,13 +67,23 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
             fix="make method.per_device_train_batch_size x method.gradient_accumulation_steps a multiple of "
                 "method.grpo.num_generations",
         )
-    if grpo.use_vllm:
+    generation_backend(cfg, device)
+
+
+def generation_backend(cfg: KosovConfig, device: str) -> str:
+    """How GRPO generates: vLLM, transformers continuous batching (both GPU), or plain transformers generate."""
+    choice = cfg.method.grpo.generation
+    if choice == "auto":
         if device != "cuda":
-            raise KosovError("vLLM generation (method.grpo.use_vllm=true) needs a CUDA GPU",
-                             fix="set method.grpo.use_vllm=false on CPU (generation then runs in transformers)")
-        if importlib.util.find_spec("vllm") is None:
-            raise KosovError("method.grpo.use_vllm=true, but vLLM is not installed",
-                             fix="pip install 'kosov[vllm]', or set method.grpo.use_vllm=false")
+            return "transformers"
+        return "vllm" if importlib.util.find_spec("vllm") is not None else "continuous_batching"
+    if choice in ("vllm", "continuous_batching") and device != "cuda":
+        raise KosovError(f"method.grpo.generation={choice} needs a CUDA GPU",
+                         fix="use method.grpo.generation=auto or transformers on CPU")
+    if choice == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise KosovError("method.grpo.generation=vllm, but vLLM is not installed",
+                         fix="pip install 'kosov[vllm]', or use method.grpo.generation=continuous_batching")
+    return choice
 
 
 def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData, peft_config: Any,
@@ -81,6 +91,7 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
     from trl import GRPOConfig, GRPOTrainer
 
     grpo = cfg.method.grpo
+    backend = generation_backend(cfg, "cpu" if common["use_cpu"] else "cuda")
     reward_funcs, weights = build_rewards(cfg.rewards, grpo.max_completion_length)
     has_eval = data.eval is not None
     args = GRPOConfig(
@@ -98,7 +109,8 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         mask_truncated_completions=grpo.mask_truncated_completions,
         reward_weights=weights,
         chat_template_kwargs=thinking_kwargs(cfg),
-        use_vllm=grpo.use_vllm,
+        use_vllm=backend == "vllm",
+        use_transformers_continuous_batching=backend == "continuous_batching",
         vllm_mode=grpo.vllm_mode,
         vllm_gpu_memory_utilization=grpo.vllm_gpu_memory_utilization,
         vllm_enable_sleep_mode=grpo.vllm_enable_sleep_mode,

@@ -78,13 +78,36 @@ def torch_dtype(mcfg: ModelConfig, device: str):
     return getattr(torch, mcfg.dtype)
 
 
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def attention_for(mcfg: ModelConfig, device: str) -> str:
+    """The attention kernel: auto = FlashAttention 2 on a GPU where flash-attn is installed, else SDPA."""
+    if mcfg.attn_implementation != "auto":
+        return mcfg.attn_implementation
+    return "flash_attention_2" if device == "cuda" and installed("flash_attn") else "sdpa"
+
+
+def liger_for(choice: str, device: str) -> bool:
+    """Whether the Trainer patches the model with Liger's fused kernels (method.kernels: auto / liger / off)."""
+    if choice == "liger":
+        if device != "cuda":
+            raise KosovError("Liger kernels (method.kernels=liger) need a CUDA GPU: their Triton kernels do not run "
+                             "on CPU", fix="use method.kernels=off (or auto) on CPU")
+        if not installed("liger_kernel"):
+            raise KosovError("method.kernels=liger, but liger-kernel is not installed", fix="pip install 'kosov[gpu]'")
+        return True
+    return choice == "auto" and device == "cuda" and installed("liger_kernel")
+
+
 def check_attention(mcfg: ModelConfig, device: str) -> None:
     if mcfg.attn_implementation != "flash_attention_2":
         return
     if device != "cuda":
         raise KosovError("FlashAttention 2 (model.attn_implementation=flash_attention_2) needs a CUDA GPU",
                          fix="use model.attn_implementation=sdpa on CPU")
-    if importlib.util.find_spec("flash_attn") is None:
+    if not installed("flash_attn"):
         raise KosovError("FlashAttention 2 was asked for, but the flash-attn package is not installed",
                          fix="pip install 'kosov[gpu]' --no-build-isolation (README: GPU install), or use "
                              "model.attn_implementation=sdpa")
@@ -152,7 +175,7 @@ def load_base_model(cfg: KosovConfig, source: str, device: str):
     kwargs: dict[str, Any] = {
         "revision": mcfg.revision,
         "dtype": torch_dtype(mcfg, device),
-        "attn_implementation": mcfg.attn_implementation,
+        "attn_implementation": attention_for(mcfg, device),
         "trust_remote_code": mcfg.trust_remote_code,
     }
     quant = quantization_config(cfg.peft, device)
@@ -166,7 +189,7 @@ def load_base_model(cfg: KosovConfig, source: str, device: str):
     except (OSError, ValueError) as e:
         raise _load_error("weights", mcfg.name_or_path, e) from None
     log.info("loaded %s (%s, %.1fM parameters, %s)", mcfg.name_or_path, kwargs["dtype"],
-             model.num_parameters() / 1e6, mcfg.attn_implementation)
+             model.num_parameters() / 1e6, kwargs["attn_implementation"])
     return model
 
 
@@ -180,6 +203,27 @@ def linear_module_names(model: Any) -> set[str]:
     return names
 
 
+def check_target_parameters(pcfg: PeftConfig, parameters: list[str], model: Any) -> None:
+    """LoRA on bare parameters (PEFT's ParamWrapper, for fused MoE experts): they must exist, and PEFT supports
+    neither dropout nor DoRA there."""
+    names = [n for n, _ in model.named_parameters()]
+    missing = [t for t in parameters if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        raise KosovError(f"peft.target_parameters names {missing}, which this model does not have",
+                         fix="use parameter names (suffixes) of the model, e.g. mlp.experts.gate_up_proj")
+    if pcfg.dropout:
+        raise KosovError(f"peft.target_parameters with peft.dropout={pcfg.dropout}: PEFT applies LoRA on parameters "
+                         "as a weight update, where dropout is not possible", fix="set peft.dropout=0")
+    if pcfg.method == "dora":
+        raise KosovError("peft=dora with peft.target_parameters: PEFT has no DoRA for parameters",
+                         fix="use peft=lora, or drop peft.target_parameters")
+
+
+def fused_experts(model: Any) -> list[str]:
+    """Names (after the layer index) of 3-D parameters: the fused MoE experts of transformers 5."""
+    return sorted({n.split(".layers.")[-1].split(".", 1)[-1] for n, p in model.named_parameters() if p.dim() == 3})
+
+
 def lora_config(pcfg: PeftConfig, model: Any):
     """The PEFT LoraConfig for lora / dora / qlora, None for a full fine-tune. Unknown targets fail clearly."""
     if pcfg.method == "none":
@@ -187,6 +231,14 @@ def lora_config(pcfg: PeftConfig, model: Any):
     from peft import LoraConfig
 
     targets = pcfg.target_modules
+    fused = fused_experts(model)
+    if targets == "all-linear" and fused and not pcfg.target_parameters:
+        raise KosovError(
+            f"peft.target_modules=all-linear on a model with fused expert weights ({', '.join(fused)}): PEFT would "
+            "also put LoRA on the router and double the rank of the fused gate/up experts, and it refuses "
+            "peft.dropout > 0 there",
+            fix="name the targets: peft.target_modules=[q_proj,k_proj,v_proj,o_proj] "
+                f"peft.target_parameters=[{','.join(fused)}] peft.dropout=0")
     if targets != "all-linear":
         targets = list(targets)
         available = linear_module_names(model)
@@ -194,7 +246,11 @@ def lora_config(pcfg: PeftConfig, model: Any):
         if missing:
             raise KosovError(f"peft.target_modules names {missing}, which this model does not have",
                              fix=f"use 'all-linear' or names from: {', '.join(sorted(available))}")
+    parameters = list(pcfg.target_parameters)
+    if parameters:
+        check_target_parameters(pcfg, parameters, model)
     return LoraConfig(
+        target_parameters=parameters or None,
         r=pcfg.r,
         lora_alpha=pcfg.alpha,
         lora_dropout=pcfg.dropout,

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flash_attention_2")
+KERNELS = ("auto", "liger", "off")
+GRPO_GENERATION = ("auto", "vllm", "continuous_batching", "transformers")
 PEFT_METHODS = ("lora", "dora", "qlora", "none")
 METHODS = ("sft", "grpo")
 GRPO_LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
@@ -76,6 +78,9 @@ class PeftConfig:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: Any = "all-linear"  # "all-linear" or a list of module names
+    # Parameters that are not inside an nn.Linear, e.g. the fused 3-D MoE experts of transformers 5
+    # ([mlp.experts.gate_up_proj, mlp.experts.down_proj] for Qwen3-MoE); PEFT needs dropout 0 and no DoRA for them.
+    target_parameters: list[str] = field(default_factory=list)
     modules_to_save: list[str] = field(default_factory=list)
     use_rslora: bool = False
     quantization: Optional[QuantizationConfig] = None  # set by peft=qlora
@@ -103,7 +108,9 @@ class GRPOOptions:
     epsilon_high: Optional[float] = 0.28  # DAPO clip-higher
     num_iterations: int = 1
     mask_truncated_completions: bool = True
-    use_vllm: bool = False  # generate with vLLM (GPU, `pip install kosov[vllm]`)
+    # auto: vLLM in the training process when installed on a GPU, else transformers continuous batching on a
+    # GPU, else plain transformers generate (CPU). vllm / continuous_batching are GPU-only and fail clearly.
+    generation: str = "auto"
     vllm_mode: str = "colocate"  # colocate: in the training process; server: `trl vllm-serve` elsewhere
     vllm_gpu_memory_utilization: float = 0.3
     vllm_enable_sleep_mode: bool = False
@@ -129,6 +136,7 @@ class MethodConfig:
     gradient_accumulation_steps: int = 1
     activation_checkpointing: bool = False  # recompute activations in backward: less memory, ~20% slower
     optim: str = "adamw_torch"
+    kernels: str = "off"  # fused Liger kernels (GPU): auto = when liger-kernel is installed on a GPU
     bf16: Optional[bool] = None  # None = on when the GPU supports it
     logging_steps: int = 10
     eval_steps: int = 50

@@ -24,7 +24,7 @@ from training.config import to_dict
 from training.schema import KosovConfig
 from training.errors import KosovError
 from training.recipes import compose
-from training.models import (adapter_dir, check_attention, check_remote_code, end_of_turn_id, load_adapter,
+from training.models import (adapter_dir, liger_for, check_attention, check_remote_code, end_of_turn_id, load_adapter,
                              load_base_model, load_tokenizer, lora_config, model_source, resolve_device)
 from training.run_dir import (RunDir, add_file_logging, default_output_dir, last_checkpoint, prepare_run_dir,
                               provenance, redact, write_atomic, write_json)
@@ -74,6 +74,7 @@ def trainer_args(cfg: KosovConfig, run: RunDir, device: str, report_to: list[str
         dataloader_num_workers=m.dataloader_num_workers,
         report_to=report_to,
         disable_tqdm=False,
+        use_liger_kernel=liger_for(m.kernels, device),
     )
 
 
@@ -147,6 +148,7 @@ def train(cfg: KosovConfig) -> TrainResult:
     state = PartialState(cpu=device == "cpu")  # on CPU: gloo across processes under torchrun / accelerate launch
     is_main = state.is_main_process
     method.preflight(cfg, device, state.num_processes)
+    liger_for(cfg.method.kernels, device)  # a GPU-only kernel on CPU fails here, before the run folder exists
     if state.num_processes > 1 and not cfg.output_dir:
         raise KosovError(f"{state.num_processes} processes would each pick their own timestamped run folder",
                          fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")

@@ -76,7 +76,8 @@ def test_an_adapter_of_another_base_is_refused(smoke_run, tmp_path):
 
 @pytest.mark.parametrize("overrides, words", [
     (["method.grpo.num_generations=3"], ["not a multiple of the group size", "num_generations=3"]),
-    (["method.grpo.use_vllm=true", "device=cpu"], ["vLLM", "CUDA GPU", "use_vllm=false"]),
+    (["method.grpo.generation=vllm", "device=cpu"], ["generation=vllm", "CUDA GPU", "generation=auto"]),
+    (["method.kernels=liger", "device=cpu"], ["Liger", "CUDA GPU", "method.kernels=off"]),
 ])
 def test_bad_grpo_setups_fail_before_the_model_loads(tmp_path, overrides, words):
     cfg = compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", *overrides])

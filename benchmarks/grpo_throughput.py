@@ -1,0 +1,76 @@
+"""GRPO half of train_throughput.py: (a) TRL's GRPOTrainer with its defaults (transformers generate) against
+(b) kosov's GRPO recipe (vLLM in the training process when installed, else transformers continuous batching),
+same random-init model, same Korean math prompts, same group size and completion length."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _model_folder(args: Any, device: str) -> str:
+    """GRPO's generation engines load the model by path: save the random-init model once."""
+    from benchmarks.train_throughput import build_model
+    from training.schema import TinyModelConfig
+    from training.tiny_ko import tiny_model_dir
+
+    if args.model == "tiny-ko":
+        return str(tiny_model_dir(TinyModelConfig()))
+    folder = Path(tempfile.mkdtemp(prefix="kosov-bench-grpo-"))
+    build_model(args.model, args.config, device).save_pretrained(folder)
+    return str(folder)
+
+
+def _generated(trainer: Any, warmup: int) -> float:
+    per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
+    return sum(h.get("completions/mean_length", 0) * per_step for h in trainer.state.log_history
+               if h.get("step", 0) > warmup)
+
+
+def run_grpo(args: Any, tokenizer: Any, device: str) -> dict[str, dict[str, float]]:
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    from benchmarks.train_throughput import StepTimer, lora, result
+    from training import grpo
+    from training.recipes import compose
+    from training.rewards import language_consistency
+    from training.run_dir import RunDir
+    from training.train import trainer_args
+
+    folder = _model_folder(args, device)
+    cfg = compose(["experiment=qwen3-1.7b-ko-grpo", "model=tiny-ko", "tracking=none",
+                   f"method.grpo.num_generations={args.group}", f"method.grpo.max_completion_length={args.completion}",
+                   f"method.per_device_train_batch_size={args.group}", "method.gradient_accumulation_steps=1",
+                   "data.max_rows=256", *(["method.kernels=off"] if device == "cpu" else [])])
+    cfg.method.max_steps, cfg.method.logging_steps = args.warmup + args.steps, 1
+    data = grpo.build_data(cfg, tokenizer, tokenizer.eos_token_id)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    rows: dict[str, dict[str, float]] = {}
+    for name in ("a: TRL defaults", "b: kosov recipe"):
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
+        timer = StepTimer(args.warmup)
+        if name.startswith("a"):
+            config = GRPOConfig(output_dir=tempfile.mkdtemp(), max_steps=args.warmup + args.steps, logging_steps=1,
+                                num_generations=args.group, max_completion_length=args.completion,
+                                per_device_train_batch_size=args.group, report_to=[], save_strategy="no",
+                                use_cpu=device == "cpu", bf16=device == "cuda")
+            trainer = GRPOTrainer(model=model, reward_funcs=[language_consistency], args=config,
+                                  train_dataset=data.train, processing_class=tokenizer, peft_config=lora(),
+                                  callbacks=[timer.callback])
+        else:
+            common = trainer_args(cfg, RunDir(Path(tempfile.mkdtemp())), device, [])
+            common.update(save_strategy="no")
+            from training.models import lora_config
+
+            trainer = grpo.build_trainer(cfg, model, tokenizer, data, lora_config(cfg.peft, model), common)
+            trainer.add_callback(timer.callback)
+        trainer.train()
+        rows[name] = result(timer, trainer, args.steps)
+        rows[name]["generated_tokens_per_s"] = _generated(trainer, args.warmup) / (args.steps / rows[name]["steps_per_s"])
+        del trainer, model
+    return rows

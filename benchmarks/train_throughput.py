@@ -1,0 +1,271 @@
+"""Training throughput: a plain TRL trainer with its defaults (a) against kosov's recipe (b), in one run, on the
+same Korean data and the same random-init model of a real architecture (throughput does not depend on weights).
+
+    python benchmarks/train_throughput.py --model qwen3-8b --seq-len 4096 --steps 20          # LoRA SFT, GPU
+    python benchmarks/train_throughput.py --model qwen3-8b --seq-len 4096 --qlora             # QLoRA memory
+    python benchmarks/train_throughput.py --grpo --model qwen3-1.7b --group 8 --completion 256  # GRPO
+    python benchmarks/train_throughput.py --cpu-smoke                                           # CI: it runs
+
+Prints useful (non-pad) tokens/s, peak GPU memory and the ratios b/a, warm-up steps excluded, and with
+--results appends the table (GPU name, versions, date) to benchmarks/RESULTS.md. The data are kosov's Korean
+SFT rows; `--seq-len` merges them into multi-turn conversations of about that many tokens, so both trainers
+see sequences of that length. Model shapes are those of the real configs (--config reads any config.json,
+e.g. KORMo-10B's). The tokenizer is kosov's tiny-ko (ids fit any vocabulary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Shapes of the published configs (Qwen/Qwen3-*/config.json): throughput depends on these, not on weights.
+SHAPES = {
+    "qwen3-0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                       num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True),
+    "qwen3-1.7b": dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+                       num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True),
+    "qwen3-8b": dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+                     num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=False),
+    "tiny-ko": None,  # the embedded CPU model
+}
+
+
+class StepTimer:
+    """A TrainerCallback timing optimizer steps after the warm-up, and the tokens TRL counted in them."""
+
+    def __init__(self, warmup: int):
+        from transformers import TrainerCallback
+
+        self.warmup, self.start, self.tokens0 = warmup, None, 0.0
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                if state.global_step == outer.warmup and outer.start is None:
+                    outer.sync()
+                    outer.start = time.perf_counter()
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "num_tokens" in logs and state.global_step == outer.warmup:
+                    outer.tokens0 = logs["num_tokens"]
+
+        self.callback = _Callback()
+
+    @staticmethod
+    def sync() -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+
+def build_model(name: str, config_path: str | None, device: str, quantize: bool = False, attn: str = "sdpa"):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, Qwen3Config
+
+    from training.schema import TinyModelConfig
+    from training.tiny_ko import tiny_model_dir
+
+    if name == "tiny-ko":
+        return AutoModelForCausalLM.from_pretrained(tiny_model_dir(TinyModelConfig()), attn_implementation=attn)
+    config = AutoConfig.from_pretrained(config_path) if config_path else Qwen3Config(**SHAPES[name])
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    config.torch_dtype = dtype
+    torch.manual_seed(0)
+    if quantize:  # QLoRA: save the random bf16 model once, load it back through bitsandbytes NF4
+        from transformers import BitsAndBytesConfig
+
+        folder = Path(tempfile.mkdtemp(prefix="kosov-bench-"))
+        AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(folder)
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=torch.bfloat16)
+        return AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, device_map={"": 0},
+                                                    attn_implementation=attn)
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+
+
+def korean_rows(tokenizer: Any, seq_len: int | None) -> list[dict]:
+    """kosov's Korean SFT rows; with seq_len, merged into multi-turn conversations of about seq_len tokens."""
+    from data_tools.chat_io import load_chat_files
+    from training.config import resolve_path
+
+    rows = [r.messages for r in load_chat_files([resolve_path("pkg://data_tools/datasets/ko_chat_seed.jsonl"),
+                                                 resolve_path("pkg://data_tools/datasets/ko_math/sft.jsonl")]).rows]
+    rows = [[{k: v for k, v in m.items() if k != "reasoning_content"} for m in r if m["role"] != "system"]
+            for r in rows]
+    if not seq_len:
+        return [{"messages": r} for r in rows]
+    merged, current, length = [], [], 0
+    for turns in rows:
+        n = len(tokenizer.apply_chat_template(turns, tokenize=False)) // 2  # ~tokens; exact length is not needed
+        if current and length + n > seq_len * 0.95:
+            merged.append({"messages": current})
+            current, length = [], 0
+        current, length = current + turns, length + n
+    return merged
+
+
+def result(timer: StepTimer, trainer: Any, steps: int) -> dict[str, float]:
+    import torch
+
+    timer.sync()
+    seconds = time.perf_counter() - timer.start
+    counted = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
+    tokens = counted[-1] - timer.tokens0 if counted else float("nan")
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+    return {"steps_per_s": steps / seconds, "tokens_per_s": tokens / seconds, "peak_gib": peak}
+
+
+def lora(r: int = 16):
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def run_trl_sft(args, tokenizer, device) -> dict[str, float]:
+    """(a) TRL's SFTTrainer with its defaults: conversational rows, padded batches, its own settings."""
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+    model = build_model(args.model, args.config, device, quantize=args.qlora)
+    timer = StepTimer(args.warmup)
+    config = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=args.warmup + args.steps, logging_steps=1,
+                       per_device_train_batch_size=args.batch, max_length=args.seq_len or 1024, report_to=[],
+                       save_strategy="no", use_cpu=device == "cpu", bf16=device == "cuda")
+    trainer = SFTTrainer(model=model, args=config, train_dataset=_dataset(korean_rows(tokenizer, args.seq_len)),
+                         processing_class=tokenizer, peft_config=lora(), callbacks=[timer.callback])
+    trainer.train()
+    out = result(timer, trainer, args.steps)
+    del trainer, model
+    return out
+
+
+def run_kosov_sft(args, tokenizer, device) -> dict[str, float]:
+    """(b) kosov's recipe: its data step (packing, padding-free), attention, kernels and trainer arguments."""
+    import torch
+
+    from training import sft
+    from training.models import lora_config
+    from training.recipes import compose
+    from training.run_dir import RunDir
+    from training.train import trainer_args
+
+    torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+    recipe = "qwen3-8b-ko-qlora-sft" if args.qlora else "qwen3-1.7b-ko-sft"
+    cfg = compose([f"experiment={recipe}", "model=tiny-ko", f"method.per_device_train_batch_size={args.batch}",
+                   "method.gradient_accumulation_steps=1", f"method.sft.max_length={args.seq_len or 1024}",
+                   "data.eval_ratio=0", "data.on_overlong=skip", "peft.r=16", "peft.alpha=32",
+                   *(["method.sft.packing=false", "method.kernels=off"] if device == "cpu" else [])])
+    rows_path = Path(tempfile.mkdtemp()) / "rows.jsonl"
+    rows_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                 for r in korean_rows(tokenizer, args.seq_len)), encoding="utf-8")
+    cfg.data.train_files = [str(rows_path)]
+    cfg.method.max_steps, cfg.method.logging_steps = args.warmup + args.steps, 1
+    from training.models import attention_for
+
+    attn = attention_for(dataclasses.replace(cfg.model, attn_implementation="auto"), device)
+    model = build_model(args.model, args.config, device, quantize=args.qlora, attn=attn)
+    data = sft.build_data(cfg, tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    common = trainer_args(cfg, RunDir(Path(tempfile.mkdtemp())), device, [])
+    common.update(save_strategy="no")
+    trainer = sft.build_trainer(cfg, model, tokenizer, data, lora_config(cfg.peft, model), common)
+    timer = StepTimer(args.warmup)
+    trainer.add_callback(timer.callback)
+    trainer.train()
+    out = result(timer, trainer, args.steps)
+    del trainer, model
+    return out
+
+
+def _dataset(rows: list[dict]):
+    import datasets
+
+    return datasets.Dataset.from_list(rows)
+
+
+def _num(value: float, digits: int = 0) -> str:
+    return "–" if value != value else f"{value:.{digits}f}"  # NaN (no GPU memory on CPU) reads as a dash
+
+
+def table(rows: dict[str, dict[str, float]], header: str) -> str:
+    a, b = rows["a: TRL defaults"], rows["b: kosov recipe"]
+    columns = [("steps/s", "steps_per_s", 3), ("useful tokens/s", "tokens_per_s", 0),
+               ("peak GPU GiB", "peak_gib", 2)]
+    if "generated_tokens_per_s" in a:
+        columns.insert(2, ("generated tokens/s", "generated_tokens_per_s", 0))
+    lines = [header, "", "| run | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---|" * len(columns)]
+    lines += [f"| {name} | " + " | ".join(_num(r[key], d) for _, key, d in columns) + " |" for name, r in rows.items()]
+    ratios = [b[key] / a[key] for _, key, _ in columns]
+    lines.append("| **b / a** | " + " | ".join("–" if r != r else f"{r:.2f}x" for r in ratios) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def emit(text: str, results: str | None) -> None:
+    """Print a result table and, when asked, append it to the results file (benchmarks/RESULTS.md)."""
+    print(text)
+    if results:
+        with open(results, "a", encoding="utf-8") as f:
+            f.write("\n" + text)
+
+
+def environment(device: str) -> str:
+    import torch
+    import transformers
+    import trl
+
+    card = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
+    return (f"{card}; torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}; "
+            f"{dt.date.today().isoformat()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="qwen3-8b", choices=list(SHAPES))
+    parser.add_argument("--config", help="a config.json to build the model from (e.g. KORMo-10B's)")
+    parser.add_argument("--seq-len", type=int, default=4096)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--qlora", action="store_true")
+    parser.add_argument("--grpo", action="store_true")
+    parser.add_argument("--group", type=int, default=8)
+    parser.add_argument("--completion", type=int, default=256)
+    parser.add_argument("--cpu-smoke", action="store_true", help="tiny-ko, a few steps: proves the script runs")
+    parser.add_argument("--results", help="append the table to this Markdown file")
+    args = parser.parse_args(argv)
+    import torch
+
+    from training.tiny_ko import load_tiny_tokenizer
+
+    device = "cuda" if torch.cuda.is_available() and not args.cpu_smoke else "cpu"
+    if args.cpu_smoke:
+        args.model, args.seq_len, args.steps, args.warmup, args.group, args.completion = "tiny-ko", 256, 2, 1, 4, 16
+    tokenizer = load_tiny_tokenizer()
+    if args.grpo:
+        from benchmarks.grpo_throughput import run_grpo
+
+        rows, header = run_grpo(args, tokenizer, device), (
+            f"### GRPO, {args.model} shape, group {args.group}, {args.completion} completion tokens ({environment(device)})")
+    else:
+        rows = {"a: TRL defaults": run_trl_sft(args, tokenizer, device),
+                "b: kosov recipe": run_kosov_sft(args, tokenizer, device)}
+        header = (f"### LoRA{' (QLoRA)' if args.qlora else ''} SFT, {args.config or args.model} shape, "
+                  f"{args.seq_len} tokens per sequence, batch {args.batch} ({environment(device)})")
+    emit(table(rows, header), args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""`kosov convert kormo`: a tiny checkpoint in KORMo's layout (norms named pre_attention_layernorm /
+pre_mlp_layernorm, model_type kormo with an auto_map, two shards and an index) becomes a Llama checkpoint that
+plain `from_pretrained` loads, with exactly the logits of the Llama model the weights came from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from training.convert import INDEX, RECORD, convert_kormo, main, read_header, rewrite_shard
+from training.errors import KosovError
+
+SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
+TO_KORMO = {"input_layernorm": "pre_attention_layernorm", "post_attention_layernorm": "pre_mlp_layernorm"}
+KORMO_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+              "num_key_value_heads", "hidden_act", "max_position_embeddings", "initializer_range", "rms_norm_eps",
+              "use_cache", "pad_token_id", "bos_token_id", "eos_token_id", "pretraining_tp", "tie_word_embeddings",
+              "attention_bias", "attention_dropout", "mlp_bias", "head_dim")
+
+
+def write_kormo_layout(model, tokenizer, out):
+    """Save a Llama model as KORMo ships: renamed norms, two shards + index, a KORMo config with remote code."""
+    state = {".".join(TO_KORMO.get(p, p) for p in k.split(".")): v.contiguous() for k, v in model.state_dict().items()}
+    names = sorted(state)
+    halves = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    out.mkdir(parents=True)
+    for shard, keys in halves.items():
+        save_file({k: state[k] for k in keys}, str(out / shard), metadata={"format": "pt"})
+    index = {"metadata": {"total_size": sum(v.numel() * 4 for v in state.values())},
+             "weight_map": {k: shard for shard, keys in halves.items() for k in keys}}
+    (out / INDEX).write_text(json.dumps(index))
+    c = model.config
+    config = {"architectures": ["KORMoForCausalLM"], "model_type": "kormo",
+              "auto_map": {"AutoConfig": "_configuration_kormo.KORMoConfig",
+                           "AutoModelForCausalLM": "_modeling_kormo.KORMoForCausalLM"},
+              **{k: getattr(c, k) for k in KORMO_KEYS}, "rope_theta": 500000.0, "rope_scaling": None,
+              "mask_type": None, "torch_dtype": "float32", "transformers_version": "4.57.1"}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "_modeling_kormo.py").write_text("raise RuntimeError('remote code must never run')\n")
+    (out / "_configuration_kormo.py").write_text("raise RuntimeError('remote code must never run')\n")
+    model.generation_config.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def llama():
+    """A tiny random Llama (fp32) with random norm weights, so a swapped or missed norm changes the logits."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from training.tiny_ko import load_tiny_tokenizer
+
+    tokenizer = load_tiny_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, rope_theta=500000.0,
+                         tie_word_embeddings=False, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.copy_(1 + 0.5 * torch.randn_like(param))
+    model.generation_config = GenerationConfig(eos_token_id=[tokenizer.eos_token_id], pad_token_id=0)
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def kormo_src(llama, tmp_path_factory):
+    # A Hugging Face cache snapshot path, so the record can name the repo and commit.
+    root = tmp_path_factory.mktemp("hub") / "models--KORMo-Team--KORMo-10B-sft" / "snapshots" / SNAPSHOT
+    return write_kormo_layout(*llama, root)
+
+
+@pytest.fixture(scope="module")
+def converted(kormo_src, tmp_path_factory):
+    dst = tmp_path_factory.mktemp("out") / "kormo-llama"
+    assert main(["kormo", str(kormo_src), str(dst)]) == 0
+    return dst
+
+
+def test_the_converted_checkpoint_is_a_llama_with_the_same_logits(llama, converted):
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+
+    model, tokenizer = llama
+    loaded = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32).eval()  # no trust_remote_code
+    assert type(loaded) is LlamaForCausalLM
+    ids = tokenizer(["서울의 날씨는 맑고 따뜻합니다.", "한국어 문장을 두 개 넣어요"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected, got = model(**ids).logits, loaded(**ids).logits
+    assert torch.equal(got, expected)
+
+
+def test_weights_are_renamed_bit_identical_and_indexed(llama, converted):
+    state = llama[0].state_dict()
+    index = json.loads((converted / INDEX).read_text())
+    assert set(index["weight_map"]) == set(state)
+    assert not any("pre_attention_layernorm" in k or "pre_mlp_layernorm" in k for k in index["weight_map"])
+    for key, shard in index["weight_map"].items():
+        with safe_open(str(converted / shard), framework="pt") as f:
+            assert torch.equal(f.get_tensor(key), state[key]), key
+
+
+def test_config_is_llama_with_every_kormo_value(kormo_src, converted):
+    source = json.loads((kormo_src / "config.json").read_text())
+    config = json.loads((converted / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["architectures"] == ["LlamaForCausalLM"]
+    assert "auto_map" not in config
+    assert {k: v for k, v in source.items() if k not in ("model_type", "architectures", "auto_map")} == \
+           {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
+
+
+def test_tokenizer_template_and_generation_config_travel_and_remote_code_does_not(kormo_src, converted):
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
+        assert (converted / name).read_bytes() == (kormo_src / name).read_bytes(), name
+    assert not list(converted.glob("*.py"))
+
+
+def test_conversion_record(kormo_src, converted):
+    record = json.loads((converted / RECORD).read_text())
+    assert record["source_repo"] == "KORMo-Team/KORMo-10B-sft" and record["source_revision"] == SNAPSHOT
+    assert record["renamed_keys"] == 2 * 2  # two norms in each of two layers
+    assert record["config_keys_not_in_llama"] == ["mask_type"]
+    assert sorted(record["dropped_files"]) == ["_configuration_kormo.py", "_modeling_kormo.py"]
+    on_disk = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in converted.iterdir() if p.name != RECORD}
+    assert record["sha256"] == on_disk
+    shard = "model-00001-of-00002.safetensors"
+    assert record["source_sha256"][shard] == hashlib.sha256((kormo_src / shard).read_bytes()).hexdigest()
+
+
+def test_a_shard_is_streamed_as_a_new_header_and_the_same_data_bytes(kormo_src, tmp_path):
+    shard = kormo_src / "model-00001-of-00002.safetensors"
+    renamed, _, digest = rewrite_shard(shard, tmp_path / "out.safetensors")
+    (_, src_start), (header, dst_start) = read_header(shard), read_header(tmp_path / "out.safetensors")
+    assert shard.read_bytes()[src_start:] == (tmp_path / "out.safetensors").read_bytes()[dst_start:]
+    assert dst_start % 8 == 0 and renamed == sum("layernorm" in k for k in header)
+    assert digest == hashlib.sha256((tmp_path / "out.safetensors").read_bytes()).hexdigest()
+
+
+def test_an_existing_destination_is_kept_unless_overwrite(kormo_src, tmp_path, capsys):
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "keep.txt").write_text("mine")
+    assert main(["kormo", str(kormo_src), str(dst)]) == 2
+    assert "already exists" in capsys.readouterr().err and (dst / "keep.txt").is_file()
+    assert main(["kormo", str(kormo_src), str(dst), "--overwrite"]) == 0
+    assert not (dst / "keep.txt").exists() and (dst / "config.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["dst"]  # no staging or replaced folder left behind
+
+
+def test_a_failure_midway_leaves_no_destination(kormo_src, tmp_path, monkeypatch):
+    import training.convert
+
+    calls = []
+
+    def failing(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return rewrite_shard(src, dst)
+
+    monkeypatch.setattr(training.convert, "rewrite_shard", failing)
+    with pytest.raises(OSError, match="disk full"):
+        convert_kormo(kormo_src, tmp_path / "dst")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _relabel_as_llama(folder):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
+
+
+@pytest.mark.parametrize("damage, words", [
+    (_relabel_as_llama, ["model_type='llama'", "not 'kormo'", "already a Llama checkpoint"]),
+    (lambda d: (d / "config.json").unlink(), ["no config.json"]),
+    (lambda d: (d / "model-00002-of-00002.safetensors").unlink(), ["model-00002-of-00002.safetensors", "shards"]),
+    (lambda d: (d / "tokenizer.json").unlink(), ["no tokenizer"]),
+])
+def test_broken_sources_fail_clearly(kormo_src, tmp_path, damage, words):
+    src = _copy(kormo_src, tmp_path / "src")
+    damage(src)
+    with pytest.raises(KosovError) as error:
+        convert_kormo(src, tmp_path / "dst")
+    for word in words:
+        assert word in str(error.value)
+    assert not (tmp_path / "dst").exists()
+
+
+def test_a_llama_layout_labelled_kormo_is_refused(llama, tmp_path):
+    model, tokenizer = llama
+    src = tmp_path / "src"
+    model.save_pretrained(src)
+    tokenizer.save_pretrained(src)
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**config, "model_type": "kormo"}))
+    with pytest.raises(KosovError, match="no pre_attention_layernorm"):
+        convert_kormo(src, tmp_path / "dst")
+
+
+def test_a_destination_inside_the_source_is_refused(kormo_src, tmp_path):
+    src = _copy(kormo_src, tmp_path / "src")
+    with pytest.raises(KosovError, match="inside"):
+        convert_kormo(src, src / "converted")

@@ -1,0 +1,294 @@
+"""`kosov convert kormo SRC DST`: a KORMo-10B checkpoint rewritten as a plain Llama checkpoint, so it loads with
+`AutoModelForCausalLM.from_pretrained` and no remote code.
+
+    python -m training.convert kormo ~/models/KORMo-10B-sft ~/models/KORMo-10B-sft-llama
+    kosov train experiment=kormo-10b-ko-sft model.name_or_path=~/models/KORMo-10B-sft-llama \
+        model.trust_remote_code=false
+
+KORMo's modeling code (the transformers PR #46427 version) subclasses every Llama class and changes only the
+decoder layer: its two RMSNorms are named `pre_attention_layernorm` / `pre_mlp_layernorm` where Llama has
+`input_layernorm` / `post_attention_layernorm`, applied at the same places. Its config class subclasses
+LlamaConfig (the remote-code one written for transformers 4.57 takes the same keys plus an unused `mask_type`).
+So: rename those two keys, write config.json with model_type "llama", drop the remote code, and the logits are
+those of the KORMo model.
+
+Weights are streamed. A safetensors file is an 8-byte header length, a JSON header (name -> dtype, shape,
+data offsets relative to the end of the header) and the raw data. Each shard is rewritten as a new header
+followed by the unchanged data bytes, copied in 1 MiB chunks: memory use does not grow with the model and every
+tensor is bit-identical. Everything is written into a staging folder next to DST and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import re
+import shutil
+import struct
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from training.errors import KosovError
+
+log = logging.getLogger(__name__)
+
+RENAMES = {"pre_attention_layernorm": "input_layernorm", "pre_mlp_layernorm": "post_attention_layernorm"}
+INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+RECORD = "kosov_conversion.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")  # one of them makes a usable tokenizer
+# Weights are rewritten, config.json and the index regenerated; Python files are the remote code we remove.
+NOT_COPIED = (".safetensors", ".bin", ".pt", ".pth", ".py", ".pyc")
+# Keys of a config.json that are not LlamaConfig fields in every transformers version but mean the same thing.
+GENERIC_KEYS = {"_name_or_path", "architectures", "model_type", "transformers_version", "torch_dtype", "dtype",
+                "rope_theta", "rope_scaling", "auto_map"}
+# Shape fields the converted config must give transformers' LlamaConfig exactly as KORMo states them.
+SHAPE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+              "num_key_value_heads", "head_dim", "rms_norm_eps", "max_position_embeddings", "tie_word_embeddings",
+              "attention_bias", "mlp_bias", "hidden_act")
+CHUNK = 1 << 20
+LAYER_NORM = re.compile(r"(?:^|\.)layers\.(\d+)\.(pre_attention_layernorm|pre_mlp_layernorm)\.")
+
+
+def rename_key(key: str) -> str:
+    """`model.layers.3.pre_mlp_layernorm.weight` -> `model.layers.3.post_attention_layernorm.weight`."""
+    return ".".join(RENAMES.get(part, part) for part in key.split("."))
+
+
+def read_header(path: Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of a safetensors file and the byte offset where its data starts."""
+    with path.open("rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise KosovError(f"{path} is not a safetensors file (shorter than its header)")
+        (length,) = struct.unpack("<Q", raw)
+        if length > min(path.stat().st_size - 8, 1 << 28):
+            raise KosovError(f"{path} is not a safetensors file (header length {length})")
+        try:
+            return json.loads(f.read(length)), 8 + length
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise KosovError(f"{path} is not a safetensors file (unreadable header: {e})") from None
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def rewrite_shard(src: Path, dst: Path) -> tuple[int, str, str]:
+    """Copy a shard with its tensor names renamed. Returns (keys renamed, sha256 of src, sha256 of dst)."""
+    header, data_start = read_header(src)
+    renamed = {rename_key(k): v for k, v in header.items()}
+    count = sum(rename_key(k) != k for k in header)
+    body = json.dumps(renamed, separators=(",", ":")).encode()
+    body += b" " * (-len(body) % 8)  # safetensors pads its header with spaces to keep the data 8-byte aligned
+    src_hash, dst_hash = hashlib.sha256(), hashlib.sha256()
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        src_hash.update(fin.read(data_start))
+        prefix = struct.pack("<Q", len(body)) + body
+        fout.write(prefix)
+        dst_hash.update(prefix)
+        for chunk in iter(lambda: fin.read(CHUNK), b""):
+            fout.write(chunk)
+            src_hash.update(chunk)
+            dst_hash.update(chunk)
+    return count, src_hash.hexdigest(), dst_hash.hexdigest()
+
+
+def _shards(src: Path) -> tuple[list[str], dict[str, Any] | None]:
+    """Shard file names and the index (None for a single model.safetensors). Missing files fail clearly."""
+    if (src / INDEX).is_file():
+        index = json.loads((src / INDEX).read_text(encoding="utf-8"))
+        shards = sorted(set(index.get("weight_map", {}).values()))
+        missing = [s for s in shards if not (src / s).is_file()]
+        if not shards or missing:
+            raise KosovError(f"{src / INDEX} lists shards that are not in {src}: {missing or 'none listed'}",
+                             fix="download the whole checkpoint (every model-*.safetensors file) into SRC")
+        return shards, index
+    if (src / SINGLE).is_file():
+        return [SINGLE], None
+    pickled = sorted(p.name for p in src.glob("*.bin"))
+    raise KosovError(f"no safetensors weights in {src} (no {INDEX}, no {SINGLE})"
+                     + (f"; found PyTorch pickles {pickled}, which kosov does not convert" if pickled else ""),
+                     fix="point SRC at a KORMo checkpoint folder with its .safetensors shards")
+
+
+def check_kormo(src: Path) -> tuple[dict[str, Any], list[str], dict[str, Any] | None]:
+    """(config, shards, index) of a KORMo checkpoint, or a KosovError that says what is wrong with SRC."""
+    if not src.is_dir():
+        raise KosovError(f"{src} is not a folder", fix="give the folder of a downloaded KORMo checkpoint")
+    if not (src / "config.json").is_file():
+        raise KosovError(f"{src} has no config.json", fix="give the folder of a downloaded KORMo checkpoint")
+    config = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") != "kormo":
+        hint = " (already a Llama checkpoint: no conversion needed)" if config.get("model_type") == "llama" else ""
+        raise KosovError(f"{src} is not a KORMo checkpoint: config.json has model_type="
+                         f"{config.get('model_type')!r}, not 'kormo'{hint}")
+    shards, index = _shards(src)
+    layers: dict[str, set[int]] = {name: set() for name in RENAMES}
+    llama_named = []
+    for shard in shards:
+        for key in read_header(src / shard)[0]:
+            if match := LAYER_NORM.search(key):
+                layers[match.group(2)].add(int(match.group(1)))
+            elif set(key.split(".")) & set(RENAMES.values()):
+                llama_named.append(key)
+    if not any(layers.values()):
+        raise KosovError(f"{src} says model_type 'kormo' but its weights have no pre_attention_layernorm / "
+                         f"pre_mlp_layernorm keys (Llama norm names: {len(llama_named)})",
+                         fix="this is not KORMo's layout; nothing to convert")
+    if llama_named:
+        raise KosovError(f"{src} mixes KORMo and Llama norm names ({llama_named[0]})",
+                         fix="convert an unmodified KORMo checkpoint")
+    expected = set(range(int(config.get("num_hidden_layers", 0))))
+    for name, found in layers.items():
+        if found != expected:
+            raise KosovError(f"{src}: {name} found for layers {sorted(found)}, but config.json has "
+                             f"num_hidden_layers={len(expected)}", fix="download the whole checkpoint again")
+    if not any((src / name).is_file() for name in TOKENIZER_FILES):
+        raise KosovError(f"{src} has no tokenizer ({' / '.join(TOKENIZER_FILES)})",
+                         fix="copy the tokenizer files of KORMo-Team/KORMo-tokenizer (or of the model repo) into SRC")
+    return config, shards, index
+
+
+def llama_config(kormo: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """KORMo's config.json as a Llama one: every key carried over with its value (KORMo's keys are Llama's; the
+    4.x names rope_theta / rope_scaling are read by transformers 5 too), model_type and architectures changed,
+    auto_map removed. Returns it and the keys LlamaConfig does not know (kept, unused by Llama)."""
+    from transformers import LlamaConfig
+
+    out = {k: v for k, v in kormo.items() if k != "auto_map"}
+    out.update(model_type="llama", architectures=["LlamaForCausalLM"])
+    unknown = sorted(set(out) - set(LlamaConfig().to_dict()) - GENERIC_KEYS)
+    try:
+        loaded = LlamaConfig.from_dict(dict(out)).to_dict()
+    except (TypeError, ValueError) as e:
+        raise KosovError(f"KORMo's config.json does not make a valid LlamaConfig: {e}") from None
+    for key in SHAPE_KEYS:
+        if kormo.get(key) is not None and loaded.get(key) != kormo[key]:
+            raise KosovError(f"config.json {key}={kormo[key]!r} reads as {loaded.get(key)!r} in LlamaConfig")
+    theta = kormo.get("rope_theta", (kormo.get("rope_parameters") or {}).get("rope_theta"))
+    if theta is not None and (loaded.get("rope_parameters") or {}).get("rope_theta") != theta:
+        raise KosovError(f"config.json rope_theta={theta} is not what LlamaConfig reads")
+    return out, unknown
+
+
+def source_revision(src: Path) -> tuple[str | None, str | None]:
+    """(repo id, commit) when SRC is a Hugging Face cache snapshot (`models--org--name/snapshots/<sha>`)."""
+    resolved = src.resolve()
+    if resolved.parent.name == "snapshots" and resolved.parent.parent.name.startswith("models--"):
+        return resolved.parent.parent.name[len("models--"):].replace("--", "/"), resolved.name
+    return None, None
+
+
+def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
+        raise KosovError(f"DST {dst} is SRC or inside it", fix="write the converted model to another folder")
+    if dst.exists():
+        if not overwrite:
+            raise KosovError(f"{dst} already exists", fix="choose a new DST, or pass --overwrite to replace it")
+        if dst.resolve() in src.resolve().parents:
+            raise KosovError(f"SRC {src} is inside DST {dst}: replacing DST would delete the source")
+
+
+def _write_outputs(src: Path, staging: Path, config: dict, shards: list[str], index: dict | None) -> dict:
+    renamed = 0
+    source_hashes = {}
+    for shard in shards:
+        log.info("renaming the norm keys of %s", shard)
+        count, source_hashes[shard], _ = rewrite_shard(src / shard, staging / shard)
+        renamed += count
+    if index is not None:
+        index = {**index, "weight_map": {rename_key(k): v for k, v in index["weight_map"].items()}}
+        (staging / INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    llama, unknown = llama_config(config)
+    (staging / "config.json").write_text(json.dumps(llama, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    copied, dropped = [], []
+    for path in sorted(src.iterdir()):
+        if not path.is_file() or path.name.startswith(".") or path.name in ("config.json", INDEX, RECORD):
+            continue
+        if path.name in shards:
+            continue
+        if path.name.endswith(NOT_COPIED):
+            dropped.append(path.name)
+            continue
+        shutil.copy2(path, staging / path.name)
+        copied.append(path.name)
+    return {"renamed_keys": renamed, "source_sha256": {**source_hashes, "config.json": _hash_file(src / "config.json")},
+            "copied": copied, "dropped": dropped, "config_keys_not_in_llama": unknown}
+
+
+def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Convert the KORMo checkpoint in SRC into a Llama checkpoint in DST. Returns the conversion record, which
+    is also written to DST/kosov_conversion.json."""
+    src, dst = Path(src).expanduser(), Path(dst).expanduser()
+    config, shards, index = check_kormo(src)
+    _check_destination(src, dst, overwrite)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    staging = dst.parent / f".{dst.name}.converting-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        done = _write_outputs(src, staging, config, shards, index)
+        repo, revision = source_revision(src)
+        record = {
+            "converter": "kosov convert kormo",
+            "source": str(src.resolve()),
+            "source_repo": repo or config.get("_name_or_path") or None,
+            "source_revision": revision,
+            "source_model_type": config.get("model_type"),
+            "source_architectures": config.get("architectures"),
+            "key_renames": RENAMES,
+            "renamed_keys": done["renamed_keys"],
+            "config_keys_not_in_llama": done["config_keys_not_in_llama"],
+            "dropped_files": done["dropped"],
+            "copied_files": done["copied"],
+            "source_sha256": done["source_sha256"],
+            "sha256": {p.name: _hash_file(p) for p in sorted(staging.iterdir())},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        (staging / RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        old = dst.parent / f".{dst.name}.replaced-{uuid.uuid4().hex[:8]}"
+        if dst.exists():
+            dst.rename(old)
+        staging.rename(dst)
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if done["config_keys_not_in_llama"]:
+        log.info("kept config keys Llama does not use: %s", done["config_keys_not_in_llama"])
+    log.info("converted %s -> %s (%d keys renamed, dropped %s)", src, dst, done["renamed_keys"], done["dropped"])
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`kosov convert kormo SRC DST [--overwrite]` (also `python -m training.convert ...`)."""
+    parser = argparse.ArgumentParser(prog="kosov convert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=["kormo"], help="the checkpoint layout to convert from")
+    parser.add_argument("src", help="the downloaded KORMo checkpoint folder")
+    parser.add_argument("dst", help="where the Llama checkpoint is written (must not exist)")
+    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    args = parser.parse_args(argv)
+    try:
+        record = convert_kormo(args.src, args.dst, overwrite=args.overwrite)
+    except KosovError as e:
+        print(e, file=sys.stderr)
+        return 2
+    print(f"{args.dst}: LlamaForCausalLM, {record['renamed_keys']} norm keys renamed "
+          f"(record: {Path(args.dst) / RECORD})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
