@@ -114,6 +114,23 @@ def length_penalty(completions: list, completion_ids: list | None = None, max_to
     return [0.0 if n <= start else -max_penalty * min(1.0, (n - start) / max(buffer, 1)) for n in lengths]
 
 
+def judge(completions: list, prompts: list | None = None, base_url: str | None = None, model: str | None = None,
+          api_key_env: str | None = "OPENAI_API_KEY", timeout_s: float = 60.0, concurrency: int = 8,
+          **_: Any) -> list[float | None]:
+    """A teacher model's 1-10 rating of each answer, scaled to 0..1, through the teacher interface (any
+    OpenAI-compatible endpoint: `kosov serve`, `vllm serve`, a hosted API); None where it gave no score."""
+    from data_tools.gates.judge import teacher_score_fn
+    from data_tools.teacher_http import HTTPTeacher
+
+    if not base_url or not model:
+        raise ValueError("the judge reward needs base_url and model (rewards.judge.base_url / .model)")
+    teacher = HTTPTeacher(base_url, model, api_key_env=api_key_env, timeout_s=timeout_s, concurrency=concurrency)
+    rows = [{"messages": [*(p if isinstance(p, list) else [{"role": "user", "content": str(p)}]),
+                          {"role": "assistant", "content": completion_text(c)}]}
+            for p, c in zip(prompts or [""] * len(completions), completions, strict=True)]
+    return teacher_score_fn(teacher)(rows)
+
+
 @dataclass
 class MathAccuracyParams:
     pass
@@ -144,6 +161,15 @@ class LengthParams:
     max_penalty: float = 1.0
 
 
+@dataclass
+class JudgeParams:
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    model: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout_s: float = 60.0
+    concurrency: int = 8
+
+
 @dataclass(frozen=True)
 class RewardSpec:
     fn: Callable[..., list]
@@ -160,6 +186,7 @@ REWARDS: dict[str, RewardSpec] = {
     "repetition_penalty": RewardSpec(repetition_penalty, RepetitionParams,
                                      choices=(("unit", ("char", "morpheme")),)),
     "length_penalty": RewardSpec(length_penalty, LengthParams),
+    "judge": RewardSpec(judge, JudgeParams),
 }
 
 
@@ -179,6 +206,9 @@ def reward_params(name: str, node: dict[str, Any]) -> tuple[Any, float]:
         raise KosovError(f"rewards.{name} has unknown parameters {unknown}",
                          fix=f"parameters of {name}: {', '.join(['weight', *allowed])}")
     params = spec.params(**node)
+    if name == "judge" and not (params.base_url and params.model):
+        raise KosovError("the judge reward needs a teacher endpoint",
+                         fix="set rewards.judge.base_url=http://host:port/v1 and rewards.judge.model=<served model>")
     for key, values in spec.choices:
         if getattr(params, key) not in values:
             raise KosovError(f"rewards.{name}.{key}={getattr(params, key)!r} is not allowed",

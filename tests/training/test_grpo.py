@@ -11,7 +11,6 @@ from safetensors.torch import load_file
 
 from training.recipes import compose
 from training.errors import KosovError
-from training.rewards import REWARDS
 from training.train import train
 
 
@@ -22,7 +21,7 @@ def grpo_run(tmp_path_factory):
 
 def test_every_reward_is_logged_on_its_own(grpo_run):
     logged = {k for h in grpo_run.trainer.state.log_history for k in h}
-    for name in REWARDS:
+    for name in compose(["experiment=smoke-grpo"]).rewards:
         assert f"rewards/{name}/mean" in logged, name
         assert f"rewards/{name}/mean" in grpo_run.metrics["rewards"]
     assert grpo_run.metrics["global_step"] == 6

@@ -22,8 +22,9 @@ def overrides_for(relative: Path) -> list[str]:
     if relative == Path("config.yaml"):
         return []
     group, option = relative.parts[0], str(relative.with_suffix("").relative_to(relative.parts[0]))
-    if group == "rewards":  # a reward is used by GRPO
-        return ["method=grpo", f"rewards=[{option}]"]
+    if group == "rewards":  # a reward is used by GRPO; the judge needs an endpoint to name
+        endpoint = ["rewards.judge.base_url=http://127.0.0.1:8000/v1", "rewards.judge.model=m"]
+        return ["method=grpo", f"rewards=[{option}]", *(endpoint if option == "judge" else [])]
     return [f"{group}={option}"]
 
 

@@ -81,3 +81,25 @@ def test_rewards_are_added_and_removed_by_name():
     assert list(cfg.rewards) == ["math_accuracy", "language_consistency"]
     funcs, weights = build_rewards(cfg.rewards, 32)
     assert [f.func.__name__ for f in funcs] == ["math_accuracy", "language_consistency"] and weights == [1.0, 0.5]
+
+
+def test_the_judge_reward_asks_a_real_teacher_endpoint(kosov_cache):
+    """kosov serve on tiny-ko as the judge: a random model rarely answers with a score, so most are None, but
+    every completion got a request and an answer of the right shape."""
+    from training.schema import KosovConfig, ServeConfig
+    from training.serve import start_in_thread
+    from training.rewards import judge
+
+    url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, max_batch=4))
+    try:
+        scores = judge([[{"role": "assistant", "content": "서울입니다."}]] * 3,
+                       prompts=[[{"role": "user", "content": "한국의 수도는?"}]] * 3, base_url=url, model="tiny-ko",
+                       api_key_env=None)
+    finally:
+        stop()
+    assert len(scores) == 3 and all(s is None or 0.1 <= s <= 1.0 for s in scores)
+
+
+def test_the_judge_reward_needs_an_endpoint():
+    with pytest.raises(KosovError, match="rewards.judge.base_url"):
+        compose(["experiment=smoke-grpo", "rewards=[math_accuracy,judge]"])
