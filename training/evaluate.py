@@ -25,9 +25,9 @@ from training.evaluation.generative import JOBS, jobs_of, run_generative
 from training.evaluation.harness import cache_file, model_identity, run_tasks
 from training.evaluation.report import build_report, log_to_tracker, write_report
 from training.models import (adapter_dir, check_adapter_base, check_attention, check_remote_code, cuda_available,
-                             load_for_inference, load_tokenizer, model_source, resolve_device)
-from training.run_dir import add_file_logging, default_output_dir, prepare_run_dir, provenance, redact, write_atomic
-from training.run_dir import write_json
+                             installed, load_for_inference, load_tokenizer, model_source, resolve_device)
+from training.run_dir import (add_file_logging, default_output_dir, prepare_run_dir, provenance, redact, write_atomic,
+                              write_json)
 from training.tracking import open_tracker
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,9 @@ class EvalResult:
 def _check_backend(cfg: KosovConfig, device: str) -> None:
     if cfg.eval.backend != "vllm":
         return
-    import importlib.util
-
     if device != "cuda" or not cuda_available():
         raise KosovError("the vLLM eval backend (eval.backend=vllm) needs a CUDA GPU", fix="use eval.backend=hf")
-    if importlib.util.find_spec("vllm") is None:
+    if not installed("vllm"):
         raise KosovError("eval.backend=vllm, but vLLM is not installed", fix="pip install 'kosov[vllm]'")
 
 

@@ -10,7 +10,6 @@ starting from an SFT adapter are shared with SFT (training/train.py).
 from __future__ import annotations
 
 import functools
-import importlib.util
 from collections import Counter
 from typing import Any
 
@@ -18,6 +17,7 @@ from data_tools.chat_io import prompt_row
 from training.schema import KosovConfig
 from training.data_rows import TrainData, fits, load_rows, rows_summary, split_eval
 from training.errors import KosovError
+from training.models import installed
 from training.rewards import build_rewards, required_columns
 
 RESERVED = ("prompt", "completion", "completion_ids", "meta")  # TRL's own keys and provenance stay out
@@ -76,11 +76,11 @@ def generation_backend(cfg: KosovConfig, device: str) -> str:
     if choice == "auto":
         if device != "cuda":
             return "transformers"
-        return "vllm" if importlib.util.find_spec("vllm") is not None else "continuous_batching"
+        return "vllm" if installed("vllm") else "continuous_batching"
     if choice in ("vllm", "continuous_batching") and device != "cuda":
         raise KosovError(f"method.grpo.generation={choice} needs a CUDA GPU",
                          fix="use method.grpo.generation=auto or transformers on CPU")
-    if choice == "vllm" and importlib.util.find_spec("vllm") is None:
+    if choice == "vllm" and not installed("vllm"):
         raise KosovError("method.grpo.generation=vllm, but vLLM is not installed",
                          fix="pip install 'kosov[vllm]', or use method.grpo.generation=continuous_batching")
     return choice

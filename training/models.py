@@ -121,7 +121,7 @@ def quantization_config(pcfg: PeftConfig, device: str):
         raise KosovError("QLoRA (peft=qlora, 4-bit bitsandbytes) needs a CUDA GPU: bitsandbytes has no 4-bit "
                          "backward on CPU and would train silently wrong",
                          fix="use peft=lora on CPU, or run on a GPU machine")
-    if importlib.util.find_spec("bitsandbytes") is None:
+    if not installed("bitsandbytes"):
         raise KosovError("QLoRA needs the bitsandbytes package", fix="pip install 'kosov[gpu]'")
     import torch
     from transformers import BitsAndBytesConfig

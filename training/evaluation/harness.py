@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from training.config import resolve_path
 from training.schema import EvalConfig
 from training.errors import KosovError
 from training.run_dir import write_json
+from training.tiny_ko import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,6 @@ class TaskScore:
     value: float
     stderr: float | None
     n: int | None
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("KOSOV_CACHE", Path.home() / ".cache" / "kosov")).expanduser()
 
 
 def local_task_dir() -> Path:
