@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _model_folder(args: Any, device: str) -> str:
-    """GRPO's generation engines load the model by path: save the random-init model once."""
+def _model_folder(args: Any, tokenizer: Any, device: str) -> str:
+    """GRPO's generation engines load the model by path (vLLM its tokenizer too): save both once."""
     from benchmarks.train_throughput import build_model
     from training.schema import TinyModelConfig
     from training.tiny_ko import tiny_model_dir
@@ -19,16 +19,21 @@ def _model_folder(args: Any, device: str) -> str:
         return str(tiny_model_dir(TinyModelConfig()))
     folder = Path(tempfile.mkdtemp(prefix="kosov-bench-grpo-"))
     build_model(args.model, args.config, device).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return str(folder)
 
 
-def _generated(trainer: Any, warmup: int) -> float:
+def _generated(trainer: Any, warmup: int, steps: int) -> float:
+    """Completion tokens the timed steps trained on: completions per step x their mean length x steps (TRL logs
+    the length only on steps that generated, so average over those)."""
     per_step = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
-    return sum(h.get("completions/mean_length", 0) * per_step for h in trainer.state.log_history
-               if h.get("step", 0) > warmup)
+    lengths = [h["completions/mean_length"] for h in trainer.state.log_history
+               if "completions/mean_length" in h and h.get("step", 0) > warmup]
+    return sum(lengths) / len(lengths) * per_step * steps if lengths else float("nan")
 
 
-def run_grpo(args: Any, tokenizer: Any, device: str) -> dict[str, dict[str, float]]:
+def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str, float]], str]:
+    """(the two rows of the table, what kosov's side did differently in words)."""
     import torch
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
@@ -38,13 +43,18 @@ def run_grpo(args: Any, tokenizer: Any, device: str) -> dict[str, dict[str, floa
     from training.recipes import compose
     from training.rewards import language_consistency
     from training.run_dir import RunDir
+    from training.models import attention_for
     from training.train import trainer_args
 
-    folder = _model_folder(args, device)
+    folder = _model_folder(args, tokenizer, device)
+    recipe = compose(["experiment=qwen3-1.7b-ko-grpo"]).method
+    # the recipe's generation rounds, in optimizer steps, kept at the benchmark's step size (one prompt's group)
+    rounds = (recipe.grpo.generation_batch_size or 0) // (recipe.per_device_train_batch_size
+                                                         * recipe.gradient_accumulation_steps) or 1
     cfg = compose(["experiment=qwen3-1.7b-ko-grpo", "model=tiny-ko", "tracking=none",
                    f"method.grpo.num_generations={args.group}", f"method.grpo.max_completion_length={args.completion}",
                    f"method.per_device_train_batch_size={args.group}", "method.gradient_accumulation_steps=1",
-                   "data.max_rows=256", *(["method.kernels=off"] if device == "cpu" else [])])
+                   f"method.grpo.generation_batch_size={rounds * args.group}", "data.max_rows=256"])
     cfg.method.max_steps, cfg.method.logging_steps = args.warmup + args.steps, 1
     data = grpo.build_data(cfg, tokenizer, tokenizer.eos_token_id)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -52,7 +62,8 @@ def run_grpo(args: Any, tokenizer: Any, device: str) -> dict[str, dict[str, floa
     for name in ("a: TRL defaults", "b: kosov recipe"):
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
+        attn = "sdpa" if name.startswith("a") else attention_for(cfg.model, device)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn).to(device)
         timer = StepTimer(args.warmup)
         if name.startswith("a"):
             config = GRPOConfig(output_dir=tempfile.mkdtemp(), max_steps=args.warmup + args.steps, logging_steps=1,
@@ -71,6 +82,8 @@ def run_grpo(args: Any, tokenizer: Any, device: str) -> dict[str, dict[str, floa
             trainer.add_callback(timer.callback)
         trainer.train()
         rows[name] = result(timer, trainer, args.steps)
-        rows[name]["generated_tokens_per_s"] = _generated(trainer, args.warmup) / (args.steps / rows[name]["steps_per_s"])
+        rows[name]["generated_tokens_per_s"] = _generated(trainer, args.warmup, args.steps) / (args.steps / rows[name]["steps_per_s"])
         del trainer, model
-    return rows
+    note = (f"kosov: {grpo.generation_backend(cfg, device)} generation, {rounds} step(s) per generation round, "
+            f"{attention_for(cfg.model, device)}")
+    return rows, note

@@ -2,15 +2,22 @@
 same Korean data and the same random-init model of a real architecture (throughput does not depend on weights).
 
     python benchmarks/train_throughput.py --model qwen3-8b --seq-len 4096 --steps 20          # LoRA SFT, GPU
+    python benchmarks/train_throughput.py --model qwen3-8b --seq-len 4096 --data merged       # same, no padding
     python benchmarks/train_throughput.py --model qwen3-8b --seq-len 4096 --qlora             # QLoRA memory
     python benchmarks/train_throughput.py --grpo --model qwen3-1.7b --group 8 --completion 256  # GRPO
     python benchmarks/train_throughput.py --cpu-smoke                                           # CI: it runs
 
 Prints useful (non-pad) tokens/s, peak GPU memory and the ratios b/a, warm-up steps excluded, and with
 --results appends the table (GPU name, versions, date) to benchmarks/RESULTS.md. The data are kosov's Korean
-SFT rows; `--seq-len` merges them into multi-turn conversations of about that many tokens, so both trainers
-see sequences of that length. Model shapes are those of the real configs (--config reads any config.json,
-e.g. KORMo-10B's). The tokenizer is kosov's tiny-ko (ids fit any vocabulary).
+SFT rows (chat rows and worked math solutions). Two ways to feed them:
+- `--data rows` (default): the rows as they are, a realistic spread of lengths. kosov's recipe packs them into
+  `--seq-len` blocks, `--batch` blocks per step; the TRL default pads random batches of rows, as many rows per
+  step as hold the same number of real tokens on average, so both trainers see the same text per step.
+- `--data merged`: rows merged into multi-turn conversations of about `--seq-len` tokens, `--batch` of them per
+  step for both trainers: no padding to save, so this isolates attention, kernels and checkpointing.
+kosov's side is the recipe a user of that model would run (--recipe picks another). Model shapes are those of
+the real configs (--config reads any config.json, e.g. KORMo-10B's). The tokenizer is kosov's tiny-ko, so
+lengths are tiny-ko tokens (ids fit any vocabulary).
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ SHAPES = {
                      num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=False),
     "tiny-ko": None,  # the embedded CPU model
 }
+# kosov's side of the comparison: the recipe a user training that model runs (its model is swapped for the shape)
+RECIPES = {"qwen3-0.6b": "qwen3-1.7b-ko-sft", "qwen3-1.7b": "qwen3-1.7b-ko-sft", "qwen3-8b": "qwen3-8b-ko-sft",
+           "tiny-ko": "qwen3-1.7b-ko-sft"}
 
 
 class StepTimer:
@@ -95,7 +105,28 @@ def build_model(name: str, config_path: str | None, device: str, quantize: bool 
         return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
 
 
-def korean_rows(tokenizer: Any, seq_len: int | None) -> list[dict]:
+def model_size(name: str, config_path: str | None) -> str:
+    """Parameters and bf16 weight memory of the shape (built on the meta device): the floor under peak memory."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, Qwen3Config
+
+    from training.schema import TinyModelConfig
+    from training.tiny_ko import tiny_model_dir
+
+    if name == "tiny-ko" and not config_path:
+        config = AutoConfig.from_pretrained(tiny_model_dir(TinyModelConfig()))
+    else:
+        config = AutoConfig.from_pretrained(config_path) if config_path else Qwen3Config(**SHAPES[name])
+    with torch.device("meta"):
+        count = AutoModelForCausalLM.from_config(config).num_parameters()
+    return f"{count / 1e9:.3g}B parameters, {count * 2 / 2**30:.3g} GiB in bf16"
+
+
+def token_count(tokenizer: Any, messages: list[dict]) -> int:
+    return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+
+
+def korean_rows(tokenizer: Any, seq_len: int | None = None) -> list[dict]:
     """kosov's Korean SFT rows; with seq_len, merged into multi-turn conversations of about seq_len tokens."""
     from data_tools.chat_io import load_chat_files
     from training.config import resolve_path
@@ -108,12 +139,22 @@ def korean_rows(tokenizer: Any, seq_len: int | None) -> list[dict]:
         return [{"messages": r} for r in rows]
     merged, current, length = [], [], 0
     for turns in rows:
-        n = len(tokenizer.apply_chat_template(turns, tokenize=False)) // 2  # ~tokens; exact length is not needed
-        if current and length + n > seq_len * 0.95:
+        n = token_count(tokenizer, turns)
+        if current and length + n > seq_len:
             merged.append({"messages": current})
             current, length = [], 0
         current, length = current + turns, length + n
     return merged
+
+
+def plan_batches(args: Any, tokenizer: Any) -> tuple[list[dict], int, int]:
+    """(rows both trainers get, TRL's rows per step, kosov's sequences per step) for --data."""
+    if args.data == "merged":
+        return korean_rows(tokenizer, args.seq_len), args.batch, args.batch
+    rows = korean_rows(tokenizer)
+    lengths = [token_count(tokenizer, r["messages"]) for r in rows]
+    mean = sum(min(n, args.seq_len) for n in lengths) / len(lengths)
+    return rows, max(1, round(args.batch * args.seq_len / mean)), args.batch
 
 
 def result(timer: StepTimer, trainer: Any, steps: int) -> dict[str, float]:
@@ -133,7 +174,7 @@ def lora(r: int = 16):
     return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def run_trl_sft(args, tokenizer, device) -> dict[str, float]:
+def run_trl_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[str, float]:
     """(a) TRL's SFTTrainer with its defaults: conversational rows, padded batches, its own settings."""
     import torch
     from trl import SFTConfig, SFTTrainer
@@ -142,9 +183,9 @@ def run_trl_sft(args, tokenizer, device) -> dict[str, float]:
     model = build_model(args.model, args.config, device, quantize=args.qlora)
     timer = StepTimer(args.warmup)
     config = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=args.warmup + args.steps, logging_steps=1,
-                       per_device_train_batch_size=args.batch, max_length=args.seq_len or 1024, report_to=[],
+                       per_device_train_batch_size=batch, max_length=args.seq_len, report_to=[],
                        save_strategy="no", use_cpu=device == "cpu", bf16=device == "cuda")
-    trainer = SFTTrainer(model=model, args=config, train_dataset=_dataset(korean_rows(tokenizer, args.seq_len)),
+    trainer = SFTTrainer(model=model, args=config, train_dataset=_dataset(rows),
                          processing_class=tokenizer, peft_config=lora(), callbacks=[timer.callback])
     trainer.train()
     out = result(timer, trainer, args.steps)
@@ -152,8 +193,17 @@ def run_trl_sft(args, tokenizer, device) -> dict[str, float]:
     return out
 
 
-def run_kosov_sft(args, tokenizer, device) -> dict[str, float]:
-    """(b) kosov's recipe: its data step (packing, padding-free), attention, kernels and trainer arguments."""
+def kosov_recipe(args) -> str:
+    if args.recipe:
+        return args.recipe
+    if args.qlora:
+        return "qwen3-8b-ko-qlora-sft"
+    return "qwen3-8b-ko-sft" if args.config else RECIPES[args.model]
+
+
+def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[str, float]:
+    """(b) kosov's recipe: its data step (packing, padding-free), attention, kernels, checkpointing, trainer
+    arguments; only the model (the benchmark's shape), the LoRA rank (the baseline's) and the step count differ."""
     import torch
 
     from training import sft
@@ -163,14 +213,12 @@ def run_kosov_sft(args, tokenizer, device) -> dict[str, float]:
     from training.train import trainer_args
 
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
-    recipe = "qwen3-8b-ko-qlora-sft" if args.qlora else "qwen3-1.7b-ko-sft"
-    cfg = compose([f"experiment={recipe}", "model=tiny-ko", f"method.per_device_train_batch_size={args.batch}",
-                   "method.gradient_accumulation_steps=1", f"method.sft.max_length={args.seq_len or 1024}",
-                   "data.eval_ratio=0", "data.on_overlong=skip", "peft.r=16", "peft.alpha=32",
-                   *(["method.sft.packing=false", "method.kernels=off"] if device == "cpu" else [])])
+    cfg = compose([f"experiment={kosov_recipe(args)}", "model=tiny-ko", "tracking=none",
+                   f"method.per_device_train_batch_size={batch}", "method.gradient_accumulation_steps=1",
+                   f"method.sft.max_length={args.seq_len}", "data.eval_ratio=0", "data.on_overlong=skip",
+                   "peft.r=16", "peft.alpha=32"])
     rows_path = Path(tempfile.mkdtemp()) / "rows.jsonl"
-    rows_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                 for r in korean_rows(tokenizer, args.seq_len)), encoding="utf-8")
+    rows_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cfg.data.train_files = [str(rows_path)]
     cfg.method.max_steps, cfg.method.logging_steps = args.warmup + args.steps, 1
     from training.models import attention_for
@@ -235,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="qwen3-8b", choices=list(SHAPES))
     parser.add_argument("--config", help="a config.json to build the model from (e.g. KORMo-10B's)")
     parser.add_argument("--seq-len", type=int, default=4096)
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1,
+                        help="sequences of --seq-len per step (kosov's packed blocks; with --data merged, both)")
+    parser.add_argument("--data", choices=["rows", "merged"], default="rows",
+                        help="rows: the Korean rows as they are (TRL pads, kosov packs); merged: ~seq-len "
+                             "conversations for both (no padding to save)")
+    parser.add_argument("--recipe", help="kosov's experiment to compare (default: the one for --model)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--qlora", action="store_true")
@@ -256,13 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.grpo:
         from benchmarks.grpo_throughput import run_grpo
 
-        rows, header = run_grpo(args, tokenizer, device), (
-            f"### GRPO, {args.model} shape, group {args.group}, {args.completion} completion tokens ({environment(device)})")
+        rows, note = run_grpo(args, tokenizer, device)
+        header = (f"### GRPO, {args.model} shape, group {args.group}, {args.completion} completion tokens; {note} "
+                  f"({model_size(args.model, args.config)}; {environment(device)})")
     else:
-        rows = {"a: TRL defaults": run_trl_sft(args, tokenizer, device),
-                "b: kosov recipe": run_kosov_sft(args, tokenizer, device)}
+        data, trl_batch, kosov_batch = plan_batches(args, tokenizer)
+        rows = {"a: TRL defaults": run_trl_sft(args, tokenizer, device, data, trl_batch),
+                "b: kosov recipe": run_kosov_sft(args, tokenizer, device, data, kosov_batch)}
+        feed = (f"rows as they are: TRL {trl_batch} padded rows per step, kosov {kosov_batch} packed block(s)"
+                if args.data == "rows" else f"~{args.seq_len}-token conversations, batch {args.batch} for both")
         header = (f"### LoRA{' (QLoRA)' if args.qlora else ''} SFT, {args.config or args.model} shape, "
-                  f"{args.seq_len} tokens per sequence, batch {args.batch} ({environment(device)})")
+                  f"{args.seq_len} tokens per sequence, {feed}; kosov recipe {kosov_recipe(args)} "
+                  f"({model_size(args.model, args.config)}; {environment(device)})")
     emit(table(rows, header), args.results)
     return 0
 

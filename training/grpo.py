@@ -67,6 +67,13 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
             fix="make method.per_device_train_batch_size x method.gradient_accumulation_steps a multiple of "
                 "method.grpo.num_generations",
         )
+    if grpo.generation_batch_size is not None and (grpo.generation_batch_size <= 0
+                                                   or grpo.generation_batch_size % completions):
+        raise KosovError(
+            f"method.grpo.generation_batch_size={grpo.generation_batch_size} is not a whole number of optimizer "
+            f"steps: a step trains on {completions} completions",
+            fix=f"use null (one step per generation round) or a multiple of {completions}",
+        )
     generation_backend(cfg, device)
 
 
@@ -111,7 +118,10 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         chat_template_kwargs=thinking_kwargs(cfg),
         use_vllm=backend == "vllm",
         use_transformers_continuous_batching=backend == "continuous_batching",
+        generation_batch_size=grpo.generation_batch_size,
         vllm_mode=grpo.vllm_mode,
+        # vLLM reserves KV cache for its context window: the model's (40k for Qwen3) would waste most of it
+        vllm_max_model_length=grpo.vllm_max_model_length or grpo.max_prompt_length + grpo.max_completion_length,
         vllm_gpu_memory_utilization=grpo.vllm_gpu_memory_utilization,
         vllm_enable_sleep_mode=grpo.vllm_enable_sleep_mode,
         vllm_server_host=grpo.vllm_server_host,

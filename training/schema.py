@@ -111,7 +111,11 @@ class GRPOOptions:
     # auto: vLLM in the training process when installed on a GPU, else transformers continuous batching on a
     # GPU, else plain transformers generate (CPU). vllm / continuous_batching are GPU-only and fail clearly.
     generation: str = "auto"
+    # Completions generated per generation round: null = one optimizer step's (on-policy). A multiple of that
+    # generates for several steps at once (fuller batches for the engine; later steps slightly off-policy).
+    generation_batch_size: Optional[int] = None
     vllm_mode: str = "colocate"  # colocate: in the training process; server: `trl vllm-serve` elsewhere
+    vllm_max_model_length: Optional[int] = None  # null = max_prompt_length + max_completion_length
     vllm_gpu_memory_utilization: float = 0.3
     vllm_enable_sleep_mode: bool = False
     vllm_server_host: str = "0.0.0.0"

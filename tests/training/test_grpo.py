@@ -77,6 +77,7 @@ def test_an_adapter_of_another_base_is_refused(smoke_run, tmp_path):
     (["method.grpo.num_generations=3"], ["not a multiple of the group size", "num_generations=3"]),
     (["method.grpo.generation=vllm", "device=cpu"], ["generation=vllm", "CUDA GPU", "generation=auto"]),
     (["method.kernels=liger", "device=cpu"], ["Liger", "CUDA GPU", "method.kernels=off"]),
+    (["method.grpo.generation_batch_size=12"], ["generation_batch_size=12", "8 completions", "multiple of 8"]),
 ])
 def test_bad_grpo_setups_fail_before_the_model_loads(tmp_path, overrides, words):
     cfg = compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", *overrides])
@@ -85,6 +86,24 @@ def test_bad_grpo_setups_fail_before_the_model_loads(tmp_path, overrides, words)
     for word in words:
         assert word in str(error.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_generation_round_can_feed_several_optimizer_steps(tmp_path, monkeypatch):
+    from trl import GRPOTrainer
+
+    rounds = []
+    original = GRPOTrainer._generate_and_score_completions
+
+    def counted(self, inputs):
+        out = original(self, inputs)
+        rounds.append(len(out["completion_ids"]))
+        return out
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", counted)
+    result = train(compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", "method.max_steps=4",
+                            "method.grpo.generation_batch_size=16"]))
+    assert result.metrics["global_step"] == 4
+    assert rounds == [16, 16]  # two rounds of 16 completions for four steps of 8, not four rounds of 8
 
 
 def test_a_prompt_row_without_the_answer_column_names_its_line(tmp_path):
@@ -107,3 +126,8 @@ def test_a_grpo_run_resumes_from_its_checkpoint(tmp_path):
     assert result.metrics["global_step"] == 6
     steps = [s for s, _ in result.metrics["train_loss_curve"]]
     assert steps == [1, 2, 3, 4, 5, 6]  # one history across both processes' steps
+
+
+def test_vllm_context_is_sized_to_prompt_plus_completion(grpo_run):
+    # vLLM reserves KV cache for its whole context window; the model's own (40k for Qwen3) would waste it
+    assert grpo_run.trainer.args.vllm_max_model_length == 256 + 32
