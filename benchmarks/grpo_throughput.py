@@ -11,16 +11,15 @@ from typing import Any
 
 def _model_folder(args: Any, tokenizer: Any, device: str) -> str:
     """GRPO's generation engines load the model by path (vLLM its tokenizer too): save both once."""
-    from benchmarks.train_throughput import build_model
+    from benchmarks.train_throughput import saved_model
     from training.schema import TinyModelConfig
     from training.tiny_ko import tiny_model_dir
 
     if args.model == "tiny-ko":
         return str(tiny_model_dir(TinyModelConfig()))
-    folder = Path(tempfile.mkdtemp(prefix="kosov-bench-grpo-"))
-    build_model(args.model, args.config, device).save_pretrained(folder)
+    folder = saved_model(args.model, args.config, device)
     tokenizer.save_pretrained(folder)
-    return str(folder)
+    return folder
 
 
 def _generated(trainer: Any, warmup: int, steps: int) -> float:

@@ -81,34 +81,64 @@ class StepTimer:
 
 def build_model(name: str, config_path: str | None, device: str, quantize: bool = False, attn: str = "sdpa"):
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, Qwen3Config
+    from transformers import AutoModelForCausalLM
 
     from training.schema import TinyModelConfig
     from training.tiny_ko import tiny_model_dir
 
     if name == "tiny-ko":
         return AutoModelForCausalLM.from_pretrained(tiny_model_dir(TinyModelConfig()), attn_implementation=attn)
-    config = AutoConfig.from_pretrained(config_path) if config_path else Qwen3Config(**SHAPES[name])
+    config = shape_config(name, config_path)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     config.torch_dtype = dtype
-    torch.manual_seed(0)
-    if quantize:  # QLoRA: save the random bf16 model once, load it back through bitsandbytes NF4
+    if quantize:  # QLoRA: the random bf16 model saved once, loaded back through bitsandbytes NF4 by each trainer
         from transformers import BitsAndBytesConfig
 
-        folder = Path(tempfile.mkdtemp(prefix="kosov-bench-"))
-        AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(folder)
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                    bnb_4bit_compute_dtype=torch.bfloat16)
-        return AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, device_map={"": 0},
-                                                    attn_implementation=attn)
+        return AutoModelForCausalLM.from_pretrained(saved_model(name, config_path, device), quantization_config=quant,
+                                                    device_map={"": 0}, attn_implementation=attn)
+    torch.manual_seed(0)
     with torch.device(device):
         return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+
+
+def shape_config(name: str, config_path: str | None):
+    from transformers import AutoConfig, Qwen3Config
+
+    return AutoConfig.from_pretrained(config_path) if config_path else Qwen3Config(**SHAPES[name])
+
+
+_SAVED: dict[tuple, str] = {}
+
+
+def saved_model(name: str, config_path: str | None, device: str) -> str:
+    """A folder holding the random bf16 model of this shape, built on the device, written once per run and
+    removed at exit (the 8B is 16 GB of disk)."""
+    import atexit
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    key = (name, config_path)
+    if key not in _SAVED:
+        folder = tempfile.mkdtemp(prefix="kosov-bench-model-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(shape_config(name, config_path), dtype=torch.bfloat16)
+        model.save_pretrained(folder)
+        del model
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+        _SAVED[key] = folder
+    return _SAVED[key]
 
 
 def model_size(name: str, config_path: str | None) -> str:
     """Parameters and bf16 weight memory of the shape (built on the meta device): the floor under peak memory."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, Qwen3Config
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from training.schema import TinyModelConfig
     from training.tiny_ko import tiny_model_dir
@@ -116,7 +146,7 @@ def model_size(name: str, config_path: str | None) -> str:
     if name == "tiny-ko" and not config_path:
         config = AutoConfig.from_pretrained(tiny_model_dir(TinyModelConfig()))
     else:
-        config = AutoConfig.from_pretrained(config_path) if config_path else Qwen3Config(**SHAPES[name])
+        config = shape_config(name, config_path)
     with torch.device("meta"):
         count = AutoModelForCausalLM.from_config(config).num_parameters()
     return f"{count / 1e9:.3g}B parameters, {count * 2 / 2**30:.3g} GiB in bf16"

@@ -9,6 +9,7 @@ starting from an SFT adapter are shared with SFT (training/train.py).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import Counter
 from typing import Any
@@ -78,24 +79,64 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
 
 
 def generation_backend(cfg: KosovConfig, device: str) -> str:
-    """How GRPO generates: vLLM, transformers continuous batching (both GPU), or plain transformers generate."""
-    choice = cfg.method.grpo.generation
+    """How GRPO generates: vLLM (GPU), transformers continuous batching, or plain transformers generate."""
+    choice, quantized = cfg.method.grpo.generation, cfg.peft.quantization is not None
     if choice == "auto":
         if device != "cuda":
             return "transformers"
-        return "vllm" if installed("vllm") else "continuous_batching"
-    if choice in ("vllm", "continuous_batching") and device != "cuda":
-        raise KosovError(f"method.grpo.generation={choice} needs a CUDA GPU",
-                         fix="use method.grpo.generation=auto or transformers on CPU")
-    if choice == "vllm" and not installed("vllm"):
-        raise KosovError("method.grpo.generation=vllm, but vLLM is not installed",
-                         fix="pip install 'kosov[vllm]', or use method.grpo.generation=continuous_batching")
+        return "vllm" if installed("vllm") and not quantized else "continuous_batching"
+    if choice == "vllm":
+        if device != "cuda":
+            raise KosovError("method.grpo.generation=vllm needs a CUDA GPU",
+                             fix="use method.grpo.generation=auto or transformers on CPU")
+        if not installed("vllm"):
+            raise KosovError("method.grpo.generation=vllm, but vLLM is not installed",
+                             fix="pip install 'kosov[vllm]', or use method.grpo.generation=continuous_batching")
+        if quantized:
+            raise KosovError(
+                "method.grpo.generation=vllm with a 4-bit QLoRA base (peft=qlora): TRL 1.16 pushes the packed 4-bit "
+                "weights to vLLM without their quantization state and vLLM fails on their shapes "
+                "(huggingface/trl#4973, fix not released)",
+                fix="use method.grpo.generation=auto (continuous batching with QLoRA), or peft=lora with vLLM")
     return choice
+
+
+@contextlib.contextmanager
+def kept_dtypes(model: Any):
+    """Put every parameter and buffer of model back to the tensor it held on entry. TRL 1.16's continuous-batching
+    generation casts the whole policy to bf16 and leaves it so: the fp32 LoRA weights would be rounded at every
+    generation (Adam's small steps vanish without an error) and RoPE's fp32 inv_freq with them."""
+    params = [(p, p.data) for p in model.parameters()]
+    buffers = [(m, name, b) for m in model.modules() for name, b in m._buffers.items() if b is not None]
+    try:
+        yield
+    finally:
+        for p, data in params:
+            if p.data is not data:
+                p.data = data
+        for m, name, b in buffers:
+            m._buffers[name] = b
+
+
+@functools.cache
+def trainer_class():
+    from trl import GRPOTrainer
+
+    class KosovGRPOTrainer(GRPOTrainer):
+        """TRL's GRPOTrainer; its continuous-batching generation keeps the policy's dtypes (kept_dtypes)."""
+
+        def _generate_single_turn(self, *args, **kwargs):
+            if not self.use_transformers_continuous_batching:
+                return super()._generate_single_turn(*args, **kwargs)
+            with kept_dtypes(self.model):
+                return super()._generate_single_turn(*args, **kwargs)
+
+    return KosovGRPOTrainer
 
 
 def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData, peft_config: Any,
                   common: dict[str, Any]):
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     grpo = cfg.method.grpo
     backend = generation_backend(cfg, "cpu" if common["use_cpu"] else "cuda")
@@ -130,5 +171,5 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=cfg.method.eval_steps if has_eval else None,
     )
-    return GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=data.train,
-                       eval_dataset=data.eval, processing_class=tokenizer, peft_config=peft_config)
+    return trainer_class()(model=model, reward_funcs=reward_funcs, args=args, train_dataset=data.train,
+                           eval_dataset=data.eval, processing_class=tokenizer, peft_config=peft_config)

@@ -82,11 +82,27 @@ def installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
+def flash_attention_ready() -> str | None:
+    """None when FlashAttention 2 can run here, else why not: the flash-attn package must import against this
+    torch (transformers checks it) and the GPU must be Ampere or newer (compute capability 8.0+)."""
+    import torch
+    from transformers.utils import is_flash_attn_2_available
+
+    if not installed("flash_attn"):
+        return "the flash-attn package is not installed"
+    if not is_flash_attn_2_available():
+        return "flash-attn is installed but not usable with this torch (transformers finds no CUDA or flash-attn < 2.3.3)"
+    major, minor = torch.cuda.get_device_capability()
+    if major < 8:
+        return f"this GPU ({torch.cuda.get_device_name()}) has compute capability {major}.{minor}; FlashAttention 2 needs 8.0+"
+    return None
+
+
 def attention_for(mcfg: ModelConfig, device: str) -> str:
-    """The attention kernel: auto = FlashAttention 2 on a GPU where flash-attn is installed, else SDPA."""
+    """The attention kernel: auto = FlashAttention 2 on a GPU where it can run, else SDPA."""
     if mcfg.attn_implementation != "auto":
         return mcfg.attn_implementation
-    return "flash_attention_2" if device == "cuda" and installed("flash_attn") else "sdpa"
+    return "flash_attention_2" if device == "cuda" and flash_attention_ready() is None else "sdpa"
 
 
 def liger_for(choice: str, device: str) -> bool:
@@ -107,10 +123,11 @@ def check_attention(mcfg: ModelConfig, device: str) -> None:
     if device != "cuda":
         raise KosovError("FlashAttention 2 (model.attn_implementation=flash_attention_2) needs a CUDA GPU",
                          fix="use model.attn_implementation=sdpa on CPU")
-    if not installed("flash_attn"):
-        raise KosovError("FlashAttention 2 was asked for, but the flash-attn package is not installed",
-                         fix="pip install 'kosov[gpu]' --no-build-isolation (README: GPU install), or use "
-                             "model.attn_implementation=sdpa")
+    problem = flash_attention_ready()
+    if problem:
+        raise KosovError(f"FlashAttention 2 was asked for (model.attn_implementation=flash_attention_2), but {problem}",
+                         fix="pip install 'kosov[gpu]' --no-build-isolation (README: GPU install) on an Ampere or "
+                             "newer GPU, or use model.attn_implementation=sdpa (or auto)")
 
 
 def quantization_config(pcfg: PeftConfig, device: str):

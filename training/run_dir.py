@@ -159,9 +159,10 @@ def _gpu() -> dict[str, Any] | None:
 
 
 def provenance(*, seed: int, data: dict[str, Any], model: dict[str, Any], resumed_from: Path | None = None,
-               processes: int = 1) -> dict[str, Any]:
+               processes: int = 1, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "processes": processes,
+        "runtime": runtime,
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "resumed_from": str(resumed_from) if resumed_from else None,
         "command": " ".join(sys.argv),

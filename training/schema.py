@@ -109,7 +109,8 @@ class GRPOOptions:
     num_iterations: int = 1
     mask_truncated_completions: bool = True
     # auto: vLLM in the training process when installed on a GPU, else transformers continuous batching on a
-    # GPU, else plain transformers generate (CPU). vllm / continuous_batching are GPU-only and fail clearly.
+    # GPU (also with QLoRA: TRL 1.16 cannot sync 4-bit weights to vLLM), else plain transformers generate (CPU).
+    # vllm is GPU-only and fails clearly on CPU; continuous_batching also runs on CPU when asked for.
     generation: str = "auto"
     # Completions generated per generation round: null = one optimizer step's (on-policy). A multiple of that
     # generates for several steps at once (fuller batches for the engine; later steps slightly off-policy).

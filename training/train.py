@@ -42,12 +42,38 @@ class TrainResult:
     trainer: Any  # the TRL trainer, for callers that want to inspect the trained model
 
 
-def trainer_args(cfg: KosovConfig, run: RunDir, device: str, report_to: list[str]) -> dict[str, Any]:
-    """TrainingArguments every TRL trainer gets from a kosov recipe."""
+def mixed_precision(m: Any, device: str) -> str:
+    """bf16 autocast on GPUs that have it, fp16 with loss scaling on older ones (V100, T4), none on CPU;
+    method.bf16=true/false overrides."""
     import torch
 
+    if m.bf16 is not None:
+        return "bf16" if m.bf16 else "no"
+    if device != "cuda":
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def runtime_settings(cfg: KosovConfig, model: Any, device: str) -> dict[str, Any]:
+    """What the recipe's `auto` choices became on this machine, for provenance.json and the log."""
+    quant = cfg.peft.quantization
+    return {
+        "device": device,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "attention": model.config._attn_implementation,
+        "mixed_precision": mixed_precision(cfg.method, device),
+        "liger_kernels": liger_for(cfg.method.kernels, device),
+        "activation_checkpointing": cfg.method.activation_checkpointing,
+        "quantization": f"{quant.quant_type}, double quant {quant.double_quant}, {quant.compute_dtype} compute"
+                        if quant else None,
+        "generation": grpo.generation_backend(cfg, device) if cfg.method.name == "grpo" else None,
+    }
+
+
+def trainer_args(cfg: KosovConfig, run: RunDir, device: str, report_to: list[str]) -> dict[str, Any]:
+    """TrainingArguments every TRL trainer gets from a kosov recipe."""
     m = cfg.method
-    bf16 = m.bf16 if m.bf16 is not None else device == "cuda" and torch.cuda.is_bf16_supported()
+    precision = mixed_precision(m, device)
     return dict(
         output_dir=str(run.checkpoints),
         run_name=run.path.name,
@@ -64,7 +90,8 @@ def trainer_args(cfg: KosovConfig, run: RunDir, device: str, report_to: list[str
         gradient_accumulation_steps=m.gradient_accumulation_steps,
         activation_checkpointing=m.activation_checkpointing,
         optim=m.optim,
-        bf16=bf16,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         use_cpu=device == "cpu",
         logging_steps=m.logging_steps,
         logging_first_step=True,
@@ -188,8 +215,10 @@ def train(cfg: KosovConfig) -> TrainResult:
         # Record what this run is before it trains.
         model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "revision": cfg.model.revision,
                       "start_adapter": str(start_adapter) if start_adapter else None}
+        runtime = runtime_settings(cfg, model, device)
+        log.info("runtime: %s", runtime)
         prov = provenance(seed=cfg.seed, data=data.summary, model=model_info, resumed_from=run.resume_from,
-                          processes=state.num_processes)
+                          processes=state.num_processes, runtime=runtime)
         resolved = redact(to_dict(cfg))
         if is_main:
             write_atomic(run.path / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))

@@ -131,3 +131,27 @@ def test_a_grpo_run_resumes_from_its_checkpoint(tmp_path):
 def test_vllm_context_is_sized_to_prompt_plus_completion(grpo_run):
     # vLLM reserves KV cache for its whole context window; the model's own (40k for Qwen3) would waste it
     assert grpo_run.trainer.args.vllm_max_model_length == 256 + 32
+
+
+def test_continuous_batching_keeps_the_lora_weights_and_rope_in_fp32(tmp_path):
+    # TRL 1.16 casts the whole policy to bf16 for continuous-batching generation and leaves it so; kosov puts the
+    # fp32 tensors back, or Adam's small steps on the LoRA weights would be rounded away after every generation
+    result = train(compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", "method.max_steps=2",
+                            "method.grpo.generation=continuous_batching", "method.bf16=true"]))
+    model = result.trainer.model
+    assert result.trainer.use_transformers_continuous_batching and result.trainer.args.bf16
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    assert {b.dtype for n, b in model.named_buffers() if n.endswith("inv_freq")} == {torch.float32}
+    assert result.metrics["global_step"] == 2
+
+
+def test_generation_auto_does_not_send_a_qlora_base_to_vllm(monkeypatch):
+    from training import grpo
+
+    monkeypatch.setattr(grpo, "installed", lambda package: True)  # as on a GPU server with vLLM installed
+    assert grpo.generation_backend(compose(["experiment=qwen3-1.7b-ko-grpo"]), "cuda") == "vllm"
+    qlora = compose(["experiment=qwen3-8b-ko-qlora-grpo"])
+    assert grpo.generation_backend(qlora, "cuda") == "continuous_batching"
+    qlora.method.grpo.generation = "vllm"
+    with pytest.raises(KosovError, match=r"huggingface/trl#4973"):
+        grpo.generation_backend(qlora, "cuda")

@@ -57,6 +57,10 @@ def test_run_folder_records_config_provenance_and_metrics(smoke_run):
     seed_file = resolve_path("pkg://data_tools/datasets/ko_chat_seed.jsonl")
     assert prov["data"]["sources"][0]["sha256"] == file_sha256(seed_file)
     assert prov["data"]["licenses"] == {"Apache-2.0": prov["data"]["train_rows"]}
+    # what the recipe's auto choices became on this machine
+    assert prov["runtime"] == {"device": "cpu", "dtype": "float32", "attention": "sdpa", "mixed_precision": "no",
+                               "liger_kernels": False, "activation_checkpointing": False, "quantization": None,
+                               "generation": None}
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     for key in ("first_train_loss", "last_train_loss", "eval_loss", "global_step", "tokens_seen", "train_runtime_s"):
         assert metrics[key] is not None, key
@@ -114,3 +118,18 @@ def test_targeted_lora_touches_only_the_named_modules(tmp_path):
     result = train(compose(quick(f"output_dir={tmp_path / 'run'}", "peft.target_modules=[q_proj,v_proj]")))
     names = {n for n, _ in result.trainer.model.named_parameters() if "lora_A" in n}
     assert names and all(".q_proj." in n or ".v_proj." in n for n in names)
+
+
+def test_gpus_without_bf16_train_in_fp16_with_loss_scaling(monkeypatch):
+    import torch
+
+    from training.train import mixed_precision
+
+    method = compose(["experiment=qwen3-1.7b-ko-sft"]).method
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a V100 or T4
+    assert mixed_precision(method, "cuda") == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert mixed_precision(method, "cuda") == "bf16"
+    assert mixed_precision(method, "cpu") == "no"
+    method.bf16 = False
+    assert mixed_precision(method, "cuda") == "no"

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Run on the GPU device machine, from the repo root, in one device `run` call (README.md beside this file):
+#
+#   bash benchmarks/device/run.sh STAGE [STAGE ...]        with carry [".whl"] (made here by kit.sh)
+#
+# Stages: check (imports, bitsandbytes 4-bit and Liger on the GPU: seconds), tests (pytest tests/gpu),
+# sft (LoRA SFT throughput, Qwen3-8B shape, 4096 tokens), qlora (the same through bitsandbytes NF4),
+# grpo (GRPO throughput, Qwen3-1.7B shape, group 8, 256 completion tokens), all (= check tests sft qlora grpo);
+# not in all: sft-b4 (sft with --batch 4) and sft-merged (sft with --data merged), benchmarks/RESULTS.md's other rows.
+# The whole call keeps inside RUN_BUDGET_S (570 s: the device allows 600 s a command); each stage gets at most
+# its own limit (T_CHECK, T_TESTS, T_SFT, T_QLORA, T_GRPO) and what is left, and is skipped when under 45 s is left.
+# Extra arguments per stage: TESTS_ARGS, SFT_ARGS (all three sft stages), QLORA_ARGS, GRPO_ARGS, e.g.
+#   GRPO_ARGS="--steps 20 --warmup 5" bash benchmarks/device/run.sh grpo
+#
+# Result tables accumulate in /tmp/kosov-results.md on the machine (kept while it stays warm; a fresh machine
+# starts an empty one) and come back as $OUT/RESULTS.gpu.md after every call, with env.log (versions, and each
+# stage's exit status and seconds) and the logs of this call's stages ($OUT/<stage>.log).
+# KOSOV_SITE and KIT_DIR (default /tmp/site and .whl) exist for a dry run on another machine.
+set -uo pipefail
+
+START=$SECONDS
+BUDGET=${RUN_BUDGET_S:-570}
+OUT=${OUT:-/tmp/kosov-out}
+LOGS=/tmp/kosov-logs
+RESULTS=/tmp/kosov-results.md
+SITE=${KOSOV_SITE:-/tmp/site}   # the device README's --target; overridable for a dry run elsewhere
+KIT=${KIT_DIR:-.whl}
+mkdir -p "$OUT" "$LOGS"
+touch "$RESULTS"
+
+[ $# -ge 1 ] || { echo "usage: bash benchmarks/device/run.sh check|tests|sft|qlora|grpo|all|sft-b4|sft-merged ..." >&2; exit 2; }
+STAGES=()
+for s in "$@"; do
+  case $s in
+    all) STAGES+=(check tests sft qlora grpo) ;;
+    check|tests|sft|qlora|grpo|sft-b4|sft-merged) STAGES+=("$s") ;;
+    *) echo "unknown stage: $s (check, tests, sft, qlora, grpo, all, sft-b4, sft-merged)" >&2; exit 2 ;;
+  esac
+done
+
+RAN=()
+bring_back() {  # whatever happened, the results (all of this machine's) and this call's logs come back: <= 8 files
+  cp -f "$RESULTS" "$OUT/RESULTS.gpu.md" 2>/dev/null
+  cp -f "$LOGS/env.log" "$OUT"/ 2>/dev/null
+  for s in "${RAN[@]}"; do cp -f "$LOGS/$s.log" "$OUT"/ 2>/dev/null; done
+  true
+}
+trap bring_back EXIT
+
+# The wheels of kit.sh, into /tmp/site once per machine (again only when the kit changed).
+if compgen -G "$KIT/*.whl" >/dev/null; then
+  stamp=$(for f in "$KIT"/*.whl; do echo "$(basename "$f") $(stat -c %s "$f")"; done | md5sum | cut -d' ' -f1)
+  if [ "$(cat "$SITE/.kit-stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$SITE"
+    echo "installing $(ls "$KIT"/*.whl | wc -l) wheels from $KIT into $SITE"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$KIT"/*.whl \
+      || { echo "wheel install failed" >&2; exit 3; }
+    echo "$stamp" > "$SITE/.kit-stamp"
+  fi
+elif [ ! -f "$SITE/.kit-stamp" ]; then
+  echo "no wheels: run benchmarks/device/kit.sh on the CPU machine and name .whl in carry" >&2
+  exit 3
+fi
+
+export KOSOV_SITE="$SITE" PYTHONPATH="$SITE:$PWD" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 \
+  KOSOV_CACHE=/tmp/kosov-cache TOKENIZERS_PARALLELISM=false HF_HUB_DISABLE_TELEMETRY=1 WANDB_MODE=disabled
+
+{
+  echo "=== $(date -u +%FT%TZ) stages: ${STAGES[*]}"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
+  df -h /tmp | tail -1
+  python3 - <<'EOF'
+import importlib, os, sys
+from importlib import metadata
+print("python", sys.version.split()[0], sys.executable)
+DIST = {"liger_kernel": "liger-kernel", "math_verify": "math-verify", "hydra": "hydra-core"}
+for name in ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "huggingface_hub", "tokenizers",
+             "safetensors", "bitsandbytes", "liger_kernel", "triton", "hydra", "omegaconf", "math_verify", "numpy",
+             "pyarrow", "pandas", "fsspec", "regex", "flash_attn", "vllm"):
+    try:
+        m = importlib.import_module(name)
+        where = "kit" if m.__file__ and m.__file__.startswith(os.environ["KOSOV_SITE"] + "/") else "image"
+        version = getattr(m, "__version__", None) or metadata.version(DIST.get(name, name))
+        print(f"  {name:16} {version:22} {where}")
+    except Exception as e:  # missing (flash_attn, vllm) or broken
+        print(f"  {name:16} -- {type(e).__name__}: {str(e)[:120]}")
+import torch
+print("torch cuda", torch.version.cuda, "| device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+EOF
+} 2>&1 | tee -a "$LOGS/env.log"
+
+CHECK_PY=$(cat <<'EOF'
+import torch
+import training.cli, training.grpo, training.rewards, training.train  # noqa: F401  the GPU runs' imports
+from data_tools.math_grader import is_correct
+from training.models import attention_for, liger_for
+from training.schema import ModelConfig
+
+assert torch.cuda.is_available(), "PyTorch sees no GPU"
+assert is_correct("정답: 42", "42"), "math-verify grading"
+print("attention (auto):", attention_for(ModelConfig(attn_implementation="auto"), "cuda"),
+      "| liger (auto):", liger_for("auto", "cuda"))
+import bitsandbytes.functional as F
+x = torch.randn(256, 256, device="cuda", dtype=torch.bfloat16)
+q, state = F.quantize_4bit(x, quant_type="nf4")
+err = (F.dequantize_4bit(q, state) - x).abs().mean().item()
+print(f"bitsandbytes NF4 round trip on the GPU: mean error {err:.3f}")
+assert err < 0.2
+from liger_kernel.transformers import LigerRMSNorm
+norm = LigerRMSNorm(256).to("cuda", torch.bfloat16)
+print("liger RMSNorm on the GPU:", tuple(norm(x).shape))
+print("check: ok")
+EOF
+)
+
+run_stage() {
+  local stage=$1 cap=$2 left
+  left=$((BUDGET - (SECONDS - START) - 10))
+  if [ "$left" -lt 45 ]; then
+    echo "=== $stage: skipped, ${left}s left of the ${BUDGET}s budget" | tee -a "$LOGS/env.log"
+    return
+  fi
+  [ "$cap" -gt "$left" ] && cap=$left
+  shift 2
+  local tmp=/tmp/kosov-tmp/$stage t0=$SECONDS rc cmd="$*"
+  RAN+=("$stage")
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  cmd=${cmd//$'\n'/ }
+  echo "=== $stage (limit ${cap}s): ${cmd:0:240}" | tee "$LOGS/$stage.log"
+  # TMPDIR per stage, emptied afterwards: the QLoRA benchmark saves a 16 GB random model there.
+  TMPDIR=$tmp timeout -k 15 "$cap" "$@" 2>&1 | tee -a "$LOGS/$stage.log"
+  rc=${PIPESTATUS[0]}
+  rm -rf "$tmp"
+  printf '\n=== %s: rc=%s%s in %ss\n' "$stage" "$rc" "$([ "$rc" = 124 ] && echo ' (timed out)')" $((SECONDS - t0)) \
+    | tee -a "$LOGS/$stage.log" "$LOGS/env.log"
+}
+
+BENCH=(python3 benchmarks/train_throughput.py --results "$RESULTS")
+for stage in "${STAGES[@]}"; do
+  case $stage in
+    check) run_stage check "${T_CHECK:-90}" python3 -c "$CHECK_PY" ;;
+    tests) run_stage tests "${T_TESTS:-300}" python3 -m pytest tests/gpu -q -rs -p no:cacheprovider ${TESTS_ARGS:-} ;;
+    sft)   run_stage sft "${T_SFT:-300}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 ${SFT_ARGS:-} ;;
+    sft-b4) run_stage sft-b4 "${T_SFT:-300}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --batch 4 ${SFT_ARGS:-} ;;
+    sft-merged) run_stage sft-merged "${T_SFT:-300}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --data merged \
+             ${SFT_ARGS:-} ;;
+    qlora) run_stage qlora "${T_QLORA:-420}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --qlora ${QLORA_ARGS:-} ;;
+    grpo)  run_stage grpo "${T_GRPO:-420}" "${BENCH[@]}" --grpo --model qwen3-1.7b --group 8 --completion 256 \
+             ${GRPO_ARGS:---steps 10 --warmup 3} ;;
+  esac
+done
+echo "=== results on this machine ($RESULTS):"
+cat "$RESULTS"
