@@ -237,7 +237,7 @@ def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict
     import torch
 
     from training import sft
-    from training.models import lora_config
+    from training.models import attention_for, lora_config
     from training.recipes import compose
     from training.run_dir import RunDir
     from training.train import trainer_args
@@ -251,8 +251,6 @@ def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict
     rows_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cfg.data.train_files = [str(rows_path)]
     cfg.method.max_steps, cfg.method.logging_steps = args.warmup + args.steps, 1
-    from training.models import attention_for
-
     attn = attention_for(dataclasses.replace(cfg.model, attn_implementation="auto"), device)
     model = build_model(args.model, args.config, device, quantize=args.qlora, attn=attn)
     data = sft.build_data(cfg, tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"))

@@ -59,3 +59,24 @@ def free_gpu_memory():
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+@pytest.fixture(autouse=True)
+def bf16_gpu():
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        pytest.skip("these checks expect a bf16 GPU (Ampere or newer), as kosov's GPU recipes do")
+
+
+@pytest.fixture
+def restore_qwen3_modeling():
+    """Liger patches transformers' Qwen3 module for every model built later in the process (its RMSNorm, MLP and
+    rotary classes / functions): put them back so later tests run the model they ask for."""
+    from transformers.models.qwen3 import modeling_qwen3
+
+    saved = dict(vars(modeling_qwen3))
+    forward = modeling_qwen3.Qwen3ForCausalLM.forward
+    yield modeling_qwen3
+    for name, value in saved.items():
+        if getattr(modeling_qwen3, name, None) is not value:
+            setattr(modeling_qwen3, name, value)
+    modeling_qwen3.Qwen3ForCausalLM.forward = forward
