@@ -103,10 +103,34 @@ def build_model(name: str, config_path: str | None, device: str, quantize: bool 
         return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
 
 
-def shape_config(name: str, config_path: str | None):
-    from transformers import AutoConfig, Qwen3Config
+def read_config(config_path: str) -> dict[str, Any]:
+    """The config.json given by --config (the file, or the model folder holding it)."""
+    path = Path(config_path)
+    path = path / "config.json" if path.is_dir() else path
+    if not path.is_file():
+        raise SystemExit(f"--config {config_path}: no config.json there (give the file or a model folder)")
+    return json.loads(path.read_text(encoding="utf-8"))
 
-    return AutoConfig.from_pretrained(config_path) if config_path else Qwen3Config(**SHAPES[name])
+
+def shape_config(name: str, config_path: str | None):
+    """The model's shape: a published Qwen3 shape, or --config's. KORMo's config.json (model_type "kormo", remote
+    code) is read as the Llama config it is (training/convert.py), so no remote code runs."""
+    from transformers import AutoConfig, LlamaConfig, Qwen3Config
+
+    if not config_path:
+        return Qwen3Config(**SHAPES[name])
+    raw = read_config(config_path)
+    if raw.get("model_type") == "kormo":
+        from training.convert import llama_config
+
+        return LlamaConfig.from_dict(llama_config(raw)[0])
+    try:
+        return AutoConfig.for_model(**raw)
+    except (KeyError, TypeError, ValueError):
+        import transformers
+
+        raise SystemExit(f"--config {config_path}: model_type {raw.get('model_type')!r} is not an architecture "
+                         f"transformers {transformers.__version__} knows") from None
 
 
 _SAVED: dict[tuple, str] = {}
@@ -228,7 +252,9 @@ def kosov_recipe(args) -> str:
         return args.recipe
     if args.qlora:
         return "qwen3-8b-ko-qlora-sft"
-    return "qwen3-8b-ko-sft" if args.config else RECIPES[args.model]
+    if args.config:
+        return "kormo-10b-ko-sft" if read_config(args.config).get("model_type") == "kormo" else "qwen3-8b-ko-sft"
+    return RECIPES[args.model]
 
 
 def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[str, float]:
@@ -309,7 +335,8 @@ def environment(device: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="qwen3-8b", choices=list(SHAPES))
-    parser.add_argument("--config", help="a config.json to build the model from (e.g. KORMo-10B's)")
+    parser.add_argument("--config", help="a config.json (or model folder) to build the model from, e.g. "
+                                         "KORMo-10B's, read without its remote code")
     parser.add_argument("--seq-len", type=int, default=4096)
     parser.add_argument("--batch", type=int, default=1,
                         help="sequences of --seq-len per step (kosov's packed blocks; with --data merged, both)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,30 @@ def test_padding_efficiency_is_measured_on_the_korean_data():
     padded = float(out.split("padded to the longest | ")[1].split("%")[0])
     packed = float(out.split("4096-token blocks")[1].split("| ")[1].split("%")[0])
     assert padded < 90 < 99 <= packed  # the point of packing on short Korean rows
+
+
+def test_a_kormo_config_is_benchmarked_as_llama_without_its_remote_code(tmp_path):
+    """KORMo-10B's shape comes from its config.json (model_type "kormo", an auto_map to remote code): the benchmark
+    reads it as the Llama config it is, runs KORMo's recipe, and never imports the remote code beside it."""
+    from transformers import LlamaConfig
+
+    from training.architectures import kormo_config
+    from training.tiny_ko import load_tiny_tokenizer
+
+    shape = LlamaConfig(vocab_size=len(load_tiny_tokenizer()), hidden_size=96, intermediate_size=160,
+                        num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=24)
+    (tmp_path / "config.json").write_text(json.dumps(kormo_config(shape)), encoding="utf-8")
+    (tmp_path / "_configuration_kormo.py").write_text("raise RuntimeError('remote code ran')\n")
+    (tmp_path / "_modeling_kormo.py").write_text("raise RuntimeError('remote code ran')\n")
+    out = bench("benchmarks/train_throughput.py", "--config", str(tmp_path), "--seq-len", "256", "--steps", "2",
+                "--warmup", "1")
+    params = sum(p.numel() for p in __import__("transformers").LlamaForCausalLM(shape).parameters())
+    assert f"{tmp_path} shape" in out and "kosov recipe kormo-10b-ko-sft" in out
+    assert f"{params / 1e9:.3g}B parameters" in out and "| **b / a** |" in out
+
+
+def test_a_config_of_an_unknown_architecture_is_refused_by_name(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "not-a-model", "hidden_size": 8}))
+    done = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--config", str(tmp_path / "config.json"),
+                           "--steps", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "model_type 'not-a-model' is not an architecture" in done.stderr

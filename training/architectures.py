@@ -168,6 +168,24 @@ def build_model(family: str, tokenizer: Any):
     return model
 
 
+def kormo_config(c: Any) -> dict[str, Any]:
+    """A Llama config as KORMo's config.json states it: the keys of KORMo's own (transformers 4.57) config class,
+    with this config's values, model_type "kormo" and an auto_map to remote code."""
+    return {
+        "architectures": ["KORMoForCausalLM"], "model_type": "kormo",
+        "auto_map": {"AutoConfig": "_configuration_kormo.KORMoConfig",
+                     "AutoModelForCausalLM": "_modeling_kormo.KORMoForCausalLM"},
+        **{k: getattr(c, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                      "num_attention_heads", "num_key_value_heads", "hidden_act",
+                                      "max_position_embeddings", "initializer_range", "rms_norm_eps", "use_cache",
+                                      "pad_token_id", "bos_token_id", "eos_token_id", "pretraining_tp",
+                                      "tie_word_embeddings", "attention_bias", "attention_dropout", "mlp_bias",
+                                      "head_dim")},
+        "rope_theta": c.rope_parameters["rope_theta"], "rope_scaling": None, "mask_type": None,
+        "torch_dtype": "float32", "transformers_version": "4.57.1",
+    }
+
+
 def write_kormo_checkpoint(model: Any, tokenizer: Any, out: Path, shards: int = 2) -> Path:
     """A Llama model saved the way KORMo ships: pre_attention_layernorm / pre_mlp_layernorm keys, model_type
     "kormo" with an auto_map to remote code, safetensors shards with an index."""
@@ -187,21 +205,7 @@ def write_kormo_checkpoint(model: Any, tokenizer: Any, out: Path, shards: int = 
     total = sum(v.numel() * v.element_size() for v in state.values())
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    c = model.config
-    config = {  # the keys of KORMo's own (transformers 4.57) config class, with this model's values
-        "architectures": ["KORMoForCausalLM"], "model_type": "kormo",
-        "auto_map": {"AutoConfig": "_configuration_kormo.KORMoConfig",
-                     "AutoModelForCausalLM": "_modeling_kormo.KORMoForCausalLM"},
-        **{k: getattr(c, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                                      "num_attention_heads", "num_key_value_heads", "hidden_act",
-                                      "max_position_embeddings", "initializer_range", "rms_norm_eps", "use_cache",
-                                      "pad_token_id", "bos_token_id", "eos_token_id", "pretraining_tp",
-                                      "tie_word_embeddings", "attention_bias", "attention_dropout", "mlp_bias",
-                                      "head_dim")},
-        "rope_theta": c.rope_parameters["rope_theta"], "rope_scaling": None, "mask_type": None,
-        "torch_dtype": "float32", "transformers_version": "4.57.1",
-    }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (out / "config.json").write_text(json.dumps(kormo_config(model.config), indent=2) + "\n", encoding="utf-8")
     (out / "_configuration_kormo.py").write_text("# KORMo's remote code would be here; kosov never runs it\n")
     model.generation_config.save_pretrained(out)
     tokenizer.save_pretrained(out)

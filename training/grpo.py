@@ -75,6 +75,10 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
             f"steps: a step trains on {completions} completions",
             fix=f"use null (one step per generation round) or a multiple of {completions}",
         )
+    share = grpo.continuous_batching_memory
+    if share is not None and not 0 < share <= 1:
+        raise KosovError(f"method.grpo.continuous_batching_memory={share} is not a share of the free GPU memory",
+                         fix="use a number in (0, 1], e.g. 0.4, or null for TRL's 0.5")
     generation_backend(cfg, device)
 
 
@@ -159,6 +163,8 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         chat_template_kwargs=thinking_kwargs(cfg),
         use_vllm=backend == "vllm",
         use_transformers_continuous_batching=backend == "continuous_batching",
+        transformers_continuous_batching_config=None if grpo.continuous_batching_memory is None
+        else {"max_memory_percent": grpo.continuous_batching_memory},
         generation_batch_size=grpo.generation_batch_size,
         vllm_mode=grpo.vllm_mode,
         # vLLM reserves KV cache for its context window: the model's (40k for Qwen3) would waste most of it

@@ -68,12 +68,17 @@ def check_remote_code(mcfg: ModelConfig, source: str, is_local: bool) -> None:
         )
 
 
-def torch_dtype(mcfg: ModelConfig, device: str):
+def torch_dtype(mcfg: ModelConfig, device: str, trains_all: bool = False):
+    """model.dtype=auto: bf16 on GPUs that have it; on older GPUs (V100, T4) fp16, except for weights that all
+    train (a full fine-tune), which stay fp32 because fp16 AMP keeps fp32 master weights only of what trains;
+    fp32 on CPU."""
     import torch
 
     if mcfg.dtype == "auto":
         if device == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            if torch.cuda.is_bf16_supported():
+                return torch.bfloat16
+            return torch.float32 if trains_all else torch.float16
         return torch.float32
     return getattr(torch, mcfg.dtype)
 
@@ -185,13 +190,14 @@ def end_of_turn_id(mcfg: ModelConfig, tokenizer: Any) -> int:
     return token_id
 
 
-def load_base_model(cfg: KosovConfig, source: str, device: str):
+def load_base_model(cfg: KosovConfig, source: str, device: str, trains_all: bool = False):
+    """The base model, as the recipe asks; trains_all: every weight will train (a full fine-tune)."""
     from transformers import AutoModelForCausalLM
 
     mcfg = cfg.model
     kwargs: dict[str, Any] = {
         "revision": mcfg.revision,
-        "dtype": torch_dtype(mcfg, device),
+        "dtype": torch_dtype(mcfg, device, trains_all),
         "attn_implementation": attention_for(mcfg, device),
         "trust_remote_code": mcfg.trust_remote_code,
     }

@@ -115,6 +115,9 @@ class GRPOOptions:
     # Completions generated per generation round: null = one optimizer step's (on-policy). A multiple of that
     # generates for several steps at once (fuller batches for the engine; later steps slightly off-policy).
     generation_batch_size: Optional[int] = None
+    # Share of the free GPU memory (after the model loads) continuous batching may take for its KV cache;
+    # null = TRL's 0.5, leaving the rest to the training step.
+    continuous_batching_memory: Optional[float] = None
     vllm_mode: str = "colocate"  # colocate: in the training process; server: `trl vllm-serve` elsewhere
     vllm_max_model_length: Optional[int] = None  # null = max_prompt_length + max_completion_length
     vllm_gpu_memory_utilization: float = 0.3

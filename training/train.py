@@ -54,6 +54,16 @@ def mixed_precision(m: Any, device: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def check_precision(cfg: KosovConfig, device: str, full_model: bool) -> None:
+    """fp16 mixed precision scales the loss and unscales fp32 master gradients: a full fine-tune of fp16 weights has
+    none, and would fail at its first optimizer step."""
+    if full_model and cfg.model.dtype == "float16" and mixed_precision(cfg.method, device) == "fp16":
+        raise KosovError("model.dtype=float16 with peft=none trains every weight in fp16, which fp16 mixed "
+                         "precision (this GPU has no bf16) cannot do",
+                         fix="set model.dtype=auto or float32 (fp32 weights, fp16 compute), or train an adapter "
+                             "(peft=lora)")
+
+
 def runtime_settings(cfg: KosovConfig, model: Any, device: str) -> dict[str, Any]:
     """What the recipe's `auto` choices became on this machine, for provenance.json and the log."""
     quant = cfg.peft.quantization
@@ -183,6 +193,8 @@ def train(cfg: KosovConfig) -> TrainResult:
 
     # Where training starts: a base, an adapter to continue, or an SFT stage trained first.
     chained = cfg.method.grpo is not None and bool(cfg.method.grpo.sft_stage)
+    full_model = cfg.peft.method == "none" and not chained and not cfg.method.init_adapter  # every weight trains
+    check_precision(cfg, device, full_model)
     if chained:
         start_adapter: Path | None = run_sft_stage(cfg, output_dir)
     else:
@@ -206,7 +218,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         data = method.build_data(cfg, tokenizer, end_of_turn_id(cfg.model, tokenizer))
         log.info("data %s: %s", cfg.data.name, {k: v for k, v in data.summary.items() if k != "sources"})
 
-        model = load_base_model(cfg, source, device)
+        model = load_base_model(cfg, source, device, trains_all=full_model)
         if start_adapter is not None:
             model, peft_config = load_adapter(model, start_adapter, source, cfg.model.name_or_path), None
         else:
@@ -237,7 +249,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         if data.eval is not None and not any(h.get("step") == trainer.state.global_step and "eval_loss" in h
                                              for h in trainer.state.log_history):
             trainer.evaluate()
-        _save_final(trainer, run, full_model=cfg.peft.method == "none" and start_adapter is None)
+        _save_final(trainer, run, full_model=full_model)
         metrics = summarize(trainer, output, data.summary, started)
         if is_main:
             write_json(run.path / "metrics.json", metrics)

@@ -78,6 +78,7 @@ def test_an_adapter_of_another_base_is_refused(smoke_run, tmp_path):
     (["method.grpo.generation=vllm", "device=cpu"], ["generation=vllm", "CUDA GPU", "generation=auto"]),
     (["method.kernels=liger", "device=cpu"], ["Liger", "CUDA GPU", "method.kernels=off"]),
     (["method.grpo.generation_batch_size=12"], ["generation_batch_size=12", "8 completions", "multiple of 8"]),
+    (["method.grpo.continuous_batching_memory=1.5"], ["continuous_batching_memory=1.5", "(0, 1]"]),
 ])
 def test_bad_grpo_setups_fail_before_the_model_loads(tmp_path, overrides, words):
     cfg = compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", *overrides])
@@ -137,9 +138,11 @@ def test_continuous_batching_keeps_the_lora_weights_and_rope_in_fp32(tmp_path):
     # TRL 1.16 casts the whole policy to bf16 for continuous-batching generation and leaves it so; kosov puts the
     # fp32 tensors back, or Adam's small steps on the LoRA weights would be rounded away after every generation
     result = train(compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", "method.max_steps=2",
-                            "method.grpo.generation=continuous_batching", "method.bf16=true"]))
+                            "method.grpo.generation=continuous_batching", "method.bf16=true",
+                            "method.grpo.continuous_batching_memory=0.4"]))
     model = result.trainer.model
     assert result.trainer.use_transformers_continuous_batching and result.trainer.args.bf16
+    assert result.trainer.continuous_batching_config.max_memory_percent == 0.4  # the KV cache's share
     assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
     assert {b.dtype for n, b in model.named_buffers() if n.endswith("inv_freq")} == {torch.float32}
     assert result.metrics["global_step"] == 2

@@ -3,6 +3,7 @@ adapter reloads and generates, with metrics, provenance and a wandb offline run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -133,3 +134,27 @@ def test_gpus_without_bf16_train_in_fp16_with_loss_scaling(monkeypatch):
     assert mixed_precision(method, "cpu") == "no"
     method.bf16 = False
     assert mixed_precision(method, "cuda") == "no"
+
+
+def test_a_full_fine_tune_on_a_gpu_without_bf16_keeps_fp32_weights(monkeypatch):
+    """fp16 AMP keeps fp32 master copies only of what trains: LoRA's frozen base may be fp16, a full fine-tune's
+    weights must be fp32, and fp16 weights asked for explicitly are refused before anything loads."""
+    import torch
+
+    from training.models import torch_dtype
+    from training.train import check_precision
+
+    cfg = compose(["experiment=smoke-sft", "peft=none", "model.dtype=auto"])
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a V100 or T4
+    assert torch_dtype(cfg.model, "cuda", trains_all=False) == torch.float16
+    assert torch_dtype(cfg.model, "cuda", trains_all=True) == torch.float32
+    check_precision(cfg, "cuda", full_model=True)  # dtype auto: fine
+    cfg.model.dtype = "float16"
+    check_precision(cfg, "cuda", full_model=False)  # LoRA on an fp16 base: fine
+    with pytest.raises(KosovError, match="model.dtype=float16 with peft=none") as e:
+        check_precision(cfg, "cuda", full_model=True)
+    assert "model.dtype=auto or float32" in str(e.value)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert torch_dtype(dataclasses.replace(cfg.model, dtype="auto"), "cuda", trains_all=True) == torch.bfloat16
+    assert torch_dtype(dataclasses.replace(cfg.model, dtype="auto"), "cpu", trains_all=False) == torch.float32
+    check_precision(cfg, "cuda", full_model=True)  # bf16 AMP: no loss scaling to break
