@@ -47,13 +47,17 @@ def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str
 
     folder = _model_folder(args, tokenizer, device)
     recipe = compose(["experiment=qwen3-1.7b-ko-grpo"]).method
-    # the recipe's generation rounds, in optimizer steps, kept at the benchmark's step size (one prompt's group)
-    rounds = (recipe.grpo.generation_batch_size or 0) // (recipe.per_device_train_batch_size
-                                                         * recipe.gradient_accumulation_steps) or 1
+    # The recipe's optimizer step (one prompt's group per micro-step, its gradient accumulation) and its
+    # generation rounds in optimizer steps; both trainers train the same completions per step.
+    accumulation = recipe.gradient_accumulation_steps
+    rounds = (recipe.grpo.generation_batch_size or 0) // (recipe.per_device_train_batch_size * accumulation) or 1
+    # time whole generation rounds only: a round's first step generates, the others reuse it
+    args.warmup, args.steps = (-(-n // rounds) * rounds for n in (args.warmup, args.steps))
     cfg = compose(["experiment=qwen3-1.7b-ko-grpo", "model=tiny-ko", "tracking=none",
                    f"method.grpo.num_generations={args.group}", f"method.grpo.max_completion_length={args.completion}",
-                   f"method.per_device_train_batch_size={args.group}", "method.gradient_accumulation_steps=1",
-                   f"method.grpo.generation_batch_size={rounds * args.group}", "data.max_rows=256"])
+                   f"method.per_device_train_batch_size={args.group}",
+                   f"method.gradient_accumulation_steps={accumulation}",
+                   f"method.grpo.generation_batch_size={rounds * args.group * accumulation}", "data.max_rows=256"])
     cfg.method.max_steps, cfg.method.logging_steps = args.warmup + args.steps, 1
     data = grpo.build_data(cfg, tokenizer, tokenizer.eos_token_id)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -67,7 +71,8 @@ def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str
         if name.startswith("a"):
             config = GRPOConfig(output_dir=tempfile.mkdtemp(), max_steps=args.warmup + args.steps, logging_steps=1,
                                 num_generations=args.group, max_completion_length=args.completion,
-                                per_device_train_batch_size=args.group, report_to=[], save_strategy="no",
+                                per_device_train_batch_size=args.group, gradient_accumulation_steps=accumulation,
+                                report_to=[], save_strategy="no",
                                 use_cpu=device == "cpu", bf16=device == "cuda")
             trainer = GRPOTrainer(model=model, reward_funcs=[language_consistency], args=config,
                                   train_dataset=data.train, processing_class=tokenizer, peft_config=lora(),
@@ -83,6 +88,8 @@ def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str
         rows[name] = result(timer, trainer, args.steps)
         rows[name]["generated_tokens_per_s"] = _generated(trainer, args.warmup, args.steps) / (args.steps / rows[name]["steps_per_s"])
         del trainer, model
-    note = (f"kosov: {grpo.generation_backend(cfg, device)} generation, {rounds} step(s) per generation round, "
-            f"{attention_for(cfg.model, device)}")
+    note = (f"{args.group * accumulation} completions per optimizer step for both ({accumulation} prompts); TRL "
+            f"generates them each step with generate(), kosov with {grpo.generation_backend(cfg, device)}, "
+            f"{rounds} step(s) per generation round, {attention_for(cfg.model, device)}; "
+            f"{args.warmup} warm-up + {args.steps} timed steps")
     return rows, note

@@ -66,7 +66,8 @@ class StepTimer:
                     outer.start = time.perf_counter()
 
             def on_log(self, args, state, control, logs=None, **kwargs):
-                if logs and "num_tokens" in logs and state.global_step == outer.warmup:
+                # the count at the end of the warm-up: GRPO logs it only on steps that generate
+                if logs and "num_tokens" in logs and state.global_step <= outer.warmup:
                     outer.tokens0 = logs["num_tokens"]
 
         self.callback = _Callback()

@@ -24,6 +24,19 @@ def test_the_throughput_benchmark_runs_both_trainers(tmp_path, extra, columns):
     out = bench("benchmarks/train_throughput.py", "--cpu-smoke", "--results", str(results), *extra)
     assert "| a: TRL defaults |" in out and "| b: kosov recipe |" in out and "| **b / a** |" in out
     assert columns in out and out[out.index("### "):].strip() in results.read_text()
+    if extra == ["--grpo"]:  # kosov generates for 2 steps at once: warm-up and timed steps are whole rounds
+        assert "2 step(s) per generation round" in out and "2 warm-up + 2 timed steps" in out
+
+
+def test_tokens_are_counted_from_the_end_of_the_warm_up_when_only_generating_steps_log_them():
+    from types import SimpleNamespace
+
+    from benchmarks.train_throughput import StepTimer
+
+    timer = StepTimer(warmup=2)
+    for step, logs in [(1, {"num_tokens": 100.0}), (2, {"loss": 0.1}), (3, {"num_tokens": 250.0}), (4, {})]:
+        timer.callback.on_log(None, SimpleNamespace(global_step=step), None, logs=logs)
+    assert timer.tokens0 == 100.0  # GRPO with 2-step generation rounds logs num_tokens on steps 1 and 3 only
 
 
 def test_padding_efficiency_is_measured_on_the_korean_data():

@@ -146,7 +146,7 @@ for stage in "${STAGES[@]}"; do
              ${SFT_ARGS:-} ;;
     qlora) run_stage qlora "${T_QLORA:-420}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --qlora ${QLORA_ARGS:-} ;;
     grpo)  run_stage grpo "${T_GRPO:-420}" "${BENCH[@]}" --grpo --model qwen3-1.7b --group 8 --completion 256 \
-             ${GRPO_ARGS:---steps 10 --warmup 3} ;;
+             ${GRPO_ARGS:---steps 8 --warmup 2} ;;
   esac
 done
 echo "=== results on this machine ($RESULTS):"
