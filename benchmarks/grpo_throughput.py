@@ -5,6 +5,7 @@ same random-init model, same Korean math prompts, same group size and completion
 from __future__ import annotations
 
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
-    from benchmarks.train_throughput import StepTimer, lora, result
+    from benchmarks.train_throughput import StepTimer, lora, release, result, shown
     from training import grpo
     from training.recipes import compose
     from training.rewards import language_consistency
@@ -57,7 +58,8 @@ def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str
                    f"method.grpo.num_generations={args.group}", f"method.grpo.max_completion_length={args.completion}",
                    f"method.per_device_train_batch_size={args.group}",
                    f"method.gradient_accumulation_steps={accumulation}",
-                   f"method.grpo.generation_batch_size={rounds * args.group * accumulation}", "data.max_rows=256"])
+                   f"method.grpo.generation_batch_size={rounds * args.group * accumulation}", "data.max_rows=256",
+                   "peft.r=16", "peft.alpha=32"])  # the baseline's LoRA rank, as in the SFT comparison
     cfg.method.max_steps, cfg.method.logging_steps = args.warmup + args.steps, 1
     data = grpo.build_data(cfg, tokenizer, tokenizer.eos_token_id)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -85,11 +87,18 @@ def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str
             trainer = grpo.build_trainer(cfg, model, tokenizer, data, lora_config(cfg.peft, model), common)
             trainer.add_callback(timer.callback)
         trainer.train()
-        rows[name] = result(timer, trainer, args.steps)
-        rows[name]["generated_tokens_per_s"] = _generated(trainer, args.warmup, args.steps) / (args.steps / rows[name]["steps_per_s"])
+        row = result(timer, trainer, args.steps)
+        row["generated_tokens_per_s"] = _generated(trainer, args.warmup, args.steps) / (args.steps / row["steps_per_s"])
+        ref = weakref.ref(model)
         del trainer, model
+        rows[name] = shown(name, row | release(ref))
+    backend = grpo.generation_backend(cfg, device)
     note = (f"{args.group * accumulation} completions per optimizer step for both ({accumulation} prompts); TRL "
-            f"generates them each step with generate(), kosov with {grpo.generation_backend(cfg, device)}, "
-            f"{rounds} step(s) per generation round, {attention_for(cfg.model, device)}; "
+            f"generates them each step with generate(), kosov with {backend}, "
+            f"{rounds} step(s) per generation round, {attention_for(cfg.model, device)}, activation checkpointing "
+            f"{'on' if cfg.method.activation_checkpointing else 'off'} (TRL's default: on); "
             f"{args.warmup} warm-up + {args.steps} timed steps")
+    if backend in ("continuous_batching", "vllm"):
+        note += ("; kosov's peak memory includes the generation engine's KV cache, reserved as a share of the GPU's "
+                 "memory (method.grpo.continuous_batching_memory / vllm_gpu_memory_utilization): not comparable")
     return rows, note

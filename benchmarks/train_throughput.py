@@ -7,14 +7,18 @@ same Korean data and the same random-init model of a real architecture (throughp
     python benchmarks/train_throughput.py --grpo --model qwen3-1.7b --group 8 --completion 256  # GRPO
     python benchmarks/train_throughput.py --cpu-smoke                                           # CI: it runs
 
-Prints useful (non-pad) tokens/s, peak GPU memory and the ratios b/a, warm-up steps excluded, and with
---results appends the table (GPU name, versions, date) to benchmarks/RESULTS.md. The data are kosov's Korean
+Prints useful (non-pad) tokens/s and per step, peak GPU memory and the ratios b/a, warm-up steps excluded, and
+with --results appends the table (GPU name, versions, date) to benchmarks/RESULTS.md (--json: the rows as JSON).
+Each side's row is printed as soon as it finishes, and (a)'s model is collected before (b) builds its own, so
+(b)'s peak memory holds none of (a)'s. The data are kosov's Korean
 SFT rows (chat rows and worked math solutions). Two ways to feed them:
 - `--data rows` (default): the rows as they are, a realistic spread of lengths. kosov's recipe packs them into
   `--seq-len` blocks, `--batch` blocks per step; the TRL default pads random batches of rows, as many rows per
   step as hold the same number of real tokens on average, so both trainers see the same text per step.
 - `--data merged`: rows merged into multi-turn conversations of about `--seq-len` tokens, `--batch` of them per
   step for both trainers: no padding to save, so this isolates attention, kernels and checkpointing.
+kosov's data step trains each conversation once here (`method.sft.turns=last`), as TRL does: with `all`, Qwen3's
+template renders earlier turns differently, and every assistant turn would become a sample repeating its history.
 kosov's side is the recipe a user of that model would run (--recipe picks another). Model shapes are those of
 the real configs (--config reads any config.json, e.g. KORMo-10B's). The tokenizer is kosov's tiny-ko, so
 lengths are tiny-ko tokens (ids fit any vocabulary).
@@ -25,10 +29,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import gc
 import json
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +205,7 @@ def korean_rows(tokenizer: Any, seq_len: int | None = None) -> list[dict]:
             merged.append({"messages": current})
             current, length = [], 0
         current, length = current + turns, length + n
-    return merged
+    return merged + ([{"messages": current}] if current else [])
 
 
 def plan_batches(args: Any, tokenizer: Any) -> tuple[list[dict], int, int]:
@@ -220,7 +226,25 @@ def result(timer: StepTimer, trainer: Any, steps: int) -> dict[str, float]:
     counted = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
     tokens = counted[-1] - timer.tokens0 if counted else float("nan")
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
-    return {"steps_per_s": steps / seconds, "tokens_per_s": tokens / seconds, "peak_gib": peak}
+    return {"steps_per_s": steps / seconds, "tokens_per_s": tokens / seconds, "tokens_per_step": tokens / steps,
+            "peak_gib": peak}
+
+
+def release(model: weakref.ref) -> dict[str, float]:
+    """Collect a finished side's trainer and model before the next side starts; else their GPU memory counts in
+    the next side's peak. `del` alone does not free them: transformers' wrapped forward makes a reference cycle.
+    Returns {"freed": 1.0 when the model is gone, "left_gib": GPU memory still allocated}."""
+    import torch
+
+    gc.collect()
+    left = 0.0
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        left = torch.cuda.memory_allocated() / 2**30
+    if model() is not None:
+        print("warning: the finished run's model is still referenced after gc.collect(); its memory counts in the "
+              "next run's peak", file=sys.stderr)
+    return {"freed": float(model() is None), "left_gib": left}
 
 
 def lora(r: int = 16):
@@ -244,8 +268,9 @@ def run_trl_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[s
                          processing_class=tokenizer, peft_config=lora(), callbacks=[timer.callback])
     trainer.train()
     out = result(timer, trainer, args.steps)
+    ref = weakref.ref(model)
     del trainer, model
-    return out
+    return out | release(ref)
 
 
 def kosov_recipe(args) -> str:
@@ -260,7 +285,8 @@ def kosov_recipe(args) -> str:
 
 def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[str, float]:
     """(b) kosov's recipe: its data step (packing, padding-free), attention, kernels, checkpointing, trainer
-    arguments; only the model (the benchmark's shape), the LoRA rank (the baseline's) and the step count differ."""
+    arguments; only the model (the benchmark's shape), the LoRA rank (the baseline's), the step count and
+    method.sft.turns=last (each conversation once, as TRL trains it) differ."""
     import torch
 
     from training import sft
@@ -272,8 +298,8 @@ def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
     cfg = compose([f"experiment={kosov_recipe(args)}", "model=tiny-ko", "tracking=none",
                    f"method.per_device_train_batch_size={batch}", "method.gradient_accumulation_steps=1",
-                   f"method.sft.max_length={args.seq_len}", "data.eval_ratio=0", "data.on_overlong=skip",
-                   "peft.r=16", "peft.alpha=32"])
+                   f"method.sft.max_length={args.seq_len}", "method.sft.turns=last", "data.eval_ratio=0",
+                   "data.on_overlong=skip", "peft.r=16", "peft.alpha=32"])
     rows_path = Path(tempfile.mkdtemp()) / "rows.jsonl"
     rows_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cfg.data.train_files = [str(rows_path)]
@@ -288,8 +314,18 @@ def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict
     trainer.add_callback(timer.callback)
     trainer.train()
     out = result(timer, trainer, args.steps)
+    out["setup"] = setup(trainer)
+    out["rows"], out["sequences"] = len(rows), data.summary["train_sequences"]  # one sequence per row at most
+    ref = weakref.ref(model)
     del trainer, model
-    return out
+    return out | release(ref)
+
+
+def setup(trainer: Any) -> str:
+    """What kosov's side ran with on this machine, for the table's header."""
+    args = trainer.args
+    return (f"{trainer.model.config._attn_implementation}, Liger {'on' if args.use_liger_kernel else 'off'}, "
+            f"activation checkpointing {'on' if args.activation_checkpointing else 'off'}")
 
 
 def _dataset(rows: list[dict]):
@@ -305,7 +341,7 @@ def _num(value: float, digits: int = 0) -> str:
 def table(rows: dict[str, dict[str, float]], header: str) -> str:
     a, b = rows["a: TRL defaults"], rows["b: kosov recipe"]
     columns = [("steps/s", "steps_per_s", 3), ("useful tokens/s", "tokens_per_s", 0),
-               ("peak GPU GiB", "peak_gib", 2)]
+               ("useful tokens/step", "tokens_per_step", 0), ("peak GPU GiB", "peak_gib", 2)]
     if "generated_tokens_per_s" in a:
         columns.insert(2, ("generated tokens/s", "generated_tokens_per_s", 0))
     lines = [header, "", "| run | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---|" * len(columns)]
@@ -353,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--completion", type=int, default=256)
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny-ko, a few steps: proves the script runs")
     parser.add_argument("--results", help="append the table to this Markdown file")
+    parser.add_argument("--json", help="write the rows and the header to this JSON file")
     args = parser.parse_args(argv)
     import torch
 
@@ -366,19 +403,30 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.grpo_throughput import run_grpo
 
         rows, note = run_grpo(args, tokenizer, device)
-        header = (f"### GRPO, {args.model} shape, group {args.group}, {args.completion} completion tokens; {note} "
-                  f"({model_size(args.model, args.config)}; {environment(device)})")
+        header = (f"### GRPO, {args.config or args.model} shape, group {args.group}, {args.completion} completion "
+                  f"tokens; {note} ({model_size(args.model, args.config)}; {environment(device)})")
     else:
         data, trl_batch, kosov_batch = plan_batches(args, tokenizer)
-        rows = {"a: TRL defaults": run_trl_sft(args, tokenizer, device, data, trl_batch),
-                "b: kosov recipe": run_kosov_sft(args, tokenizer, device, data, kosov_batch)}
+        if args.qlora and device == "cuda":  # built and saved before (a), so that neither side's peak holds it
+            saved_model(args.model, args.config, device)
+        rows = {"a: TRL defaults": shown("a: TRL defaults", run_trl_sft(args, tokenizer, device, data, trl_batch))}
+        rows["b: kosov recipe"] = shown("b: kosov recipe", run_kosov_sft(args, tokenizer, device, data, kosov_batch))
         feed = (f"rows as they are: TRL {trl_batch} padded rows per step, kosov {kosov_batch} packed block(s)"
                 if args.data == "rows" else f"~{args.seq_len}-token conversations, batch {args.batch} for both")
         header = (f"### LoRA{' (QLoRA)' if args.qlora else ''} SFT, {args.config or args.model} shape, "
                   f"{args.seq_len} tokens per sequence, {feed}; kosov recipe {kosov_recipe(args)} "
-                  f"({model_size(args.model, args.config)}; {environment(device)})")
+                  f"({rows['b: kosov recipe']['setup']}) ({model_size(args.model, args.config)}; "
+                  f"{environment(device)})")
     emit(table(rows, header), args.results)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"header": header, "rows": rows}, indent=1), encoding="utf-8")
     return 0
+
+
+def shown(name: str, row: dict[str, Any]) -> dict[str, Any]:
+    """Print a side's numbers as soon as it finishes: a later side that fails or times out loses nothing."""
+    print(f"{name}: {json.dumps(row)}", flush=True)
+    return row
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@
 # grpo (GRPO throughput, Qwen3-1.7B shape, group 8, 256 completion tokens), all (= check tests sft qlora grpo);
 # not in all: sft-b4 (sft with --batch 4) and sft-merged (sft with --data merged), benchmarks/RESULTS.md's other rows.
 # The whole call keeps inside RUN_BUDGET_S (570 s: the device allows 600 s a command); each stage gets at most
-# its own limit (T_CHECK, T_TESTS, T_SFT, T_QLORA, T_GRPO) and what is left, and is skipped when under 45 s is left.
-# Extra arguments per stage: TESTS_ARGS, SFT_ARGS (all three sft stages), QLORA_ARGS, GRPO_ARGS, e.g.
+# its own limit (T_CHECK, T_TESTS, T_SFT, T_QLORA, T_GRPO) and what is left, and is skipped when less is left than
+# it needs to finish at all (45 s for check, 120 s for tests, 180 s for sft and grpo, 300 s for qlora: building
+# and saving the 16 GB model is part of it). Extra arguments per stage, after its defaults (a repeated option wins):
+# TESTS_ARGS, SFT_ARGS (all three sft stages), QLORA_ARGS, GRPO_ARGS, e.g.
 #   GRPO_ARGS="--steps 20 --warmup 5" bash benchmarks/device/run.sh grpo
 #
 # Result tables accumulate in /tmp/kosov-results.md on the machine (kept while it stays warm; a fresh machine
@@ -113,11 +115,14 @@ print("check: ok")
 EOF
 )
 
+declare -A NEEDS=([check]=45 [tests]=120 [sft]=180 [sft-b4]=180 [sft-merged]=180 [qlora]=300 [grpo]=180)
+
 run_stage() {
   local stage=$1 cap=$2 left
   left=$((BUDGET - (SECONDS - START) - 10))
-  if [ "$left" -lt 45 ]; then
-    echo "=== $stage: skipped, ${left}s left of the ${BUDGET}s budget" | tee -a "$LOGS/env.log"
+  if [ "$left" -lt "${NEEDS[$stage]}" ]; then
+    echo "=== $stage: skipped, ${left}s left of the ${BUDGET}s budget (it needs ${NEEDS[$stage]}s): run it in" \
+      "a call of its own" | tee -a "$LOGS/env.log"
     return
   fi
   [ "$cap" -gt "$left" ] && cap=$left
@@ -146,7 +151,7 @@ for stage in "${STAGES[@]}"; do
              ${SFT_ARGS:-} ;;
     qlora) run_stage qlora "${T_QLORA:-420}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --qlora ${QLORA_ARGS:-} ;;
     grpo)  run_stage grpo "${T_GRPO:-420}" "${BENCH[@]}" --grpo --model qwen3-1.7b --group 8 --completion 256 \
-             ${GRPO_ARGS:---steps 8 --warmup 2} ;;
+             --steps 8 --warmup 2 ${GRPO_ARGS:-} ;;
   esac
 done
 echo "=== results on this machine ($RESULTS):"
