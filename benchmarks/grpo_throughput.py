@@ -80,7 +80,7 @@ def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str
                                   train_dataset=data.train, processing_class=tokenizer, peft_config=lora(),
                                   callbacks=[timer.callback])
         else:
-            common = trainer_args(cfg, RunDir(Path(tempfile.mkdtemp())), device, [])
+            common = trainer_args(cfg, RunDir(Path(tempfile.mkdtemp())), device, [], model.config.model_type)
             common.update(save_strategy="no")
             from training.models import lora_config
 

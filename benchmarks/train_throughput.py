@@ -307,7 +307,7 @@ def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict
     attn = attention_for(dataclasses.replace(cfg.model, attn_implementation="auto"), device)
     model = build_model(args.model, args.config, device, quantize=args.qlora, attn=attn)
     data = sft.build_data(cfg, tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"))
-    common = trainer_args(cfg, RunDir(Path(tempfile.mkdtemp())), device, [])
+    common = trainer_args(cfg, RunDir(Path(tempfile.mkdtemp())), device, [], model.config.model_type)
     common.update(save_strategy="no")
     trainer = sft.build_trainer(cfg, model, tokenizer, data, lora_config(cfg.peft, model), common)
     timer = StepTimer(args.warmup)

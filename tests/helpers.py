@@ -33,7 +33,62 @@ def wandb_history(run_file: Path, key: str) -> list[float]:
     return values
 
 
+def lora_b_trained(adapter: Path) -> bool:
+    """LoRA B starts at zero: every B in the saved adapter is non-zero only if training moved it."""
+    from safetensors.torch import load_file
+
+    weights = load_file(adapter / "adapter_model.safetensors")
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
+    return bool(lora_b) and all(v.abs().sum() > 0 for v in lora_b)
+
+
 def quick(*overrides: str) -> list[str]:
     """Overrides for a few-step tiny-ko run (for tests of one behaviour, not of learning)."""
     return ["experiment=smoke-sft", "method.max_steps=3", "method.save_steps=100", "method.eval_steps=100",
             "method.logging_steps=1", "data.max_rows=24", *overrides]
+
+
+def flat_batch(trainer) -> dict:
+    """The trainer's first padding-free batch (its own collator), checked to be one: the sequences flattened into
+    one row with no padding mask, position_ids restarting at each sequence, several sequences in the row."""
+    import torch
+
+    batch = {k: v for k, v in next(iter(trainer.get_train_dataloader())).items() if torch.is_tensor(v)}
+    ids, pos = batch["input_ids"], batch["position_ids"]
+    assert ids.shape[0] == 1 and "attention_mask" not in batch, {k: tuple(v.shape) for k, v in batch.items()}
+    assert pos.shape == ids.shape and pos[0, 0] == 0
+    assert int((pos[0] == 0).sum()) > 3  # several sequences share the row
+    return batch
+
+
+def boundary_leak(trainer) -> tuple[float, float]:
+    """Hidden states of one real padding-free batch (the trainer's own collator: rows flattened, position_ids
+    restarting at each sequence) against each sequence run alone; and, for scale, the same flat row with the
+    boundaries hidden from the attention kernel. Returns (max |packed - alone|, max |leaky - alone|)."""
+    import torch
+
+    model = trainer.model
+    decoder = model.get_base_model().model  # the decoder stack with its LoRA layers, before the (fused) LM head
+    device = next(decoder.parameters()).device
+    batch = {k: v.to(device) for k, v in flat_batch(trainer).items() if k != "labels"}
+    ids, pos = batch["input_ids"], batch["position_ids"]
+    starts = (pos[0] == 0).nonzero().flatten().tolist() + [ids.shape[1]]
+    length = ids.shape[1]
+    if model.config._attn_implementation.startswith("flash"):  # one varlen segment spanning the whole row
+        whole = torch.tensor([0, length], dtype=torch.int32, device=device)
+        leaky = dict(cu_seq_lens_q=whole, cu_seq_lens_k=whole, max_length_q=length, max_length_k=length)
+    else:  # an explicit all-ones mask turns off transformers' packed-sequence detection: plain causal
+        leaky = dict(attention_mask=torch.ones_like(ids))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.args.bf16)):
+            def hidden(**kwargs):
+                return decoder(use_cache=False, **kwargs).last_hidden_state[0].float()
+
+            packed = hidden(**batch)
+            alone = torch.cat([hidden(input_ids=ids[:, s:e]) for s, e in zip(starts, starts[1:])])
+            leaked = hidden(input_ids=ids, position_ids=pos, **leaky)
+    finally:
+        model.train(was_training)
+    return (packed - alone).abs().max().item(), (leaked - alone).abs().max().item()

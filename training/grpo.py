@@ -122,6 +122,19 @@ def kept_dtypes(model: Any):
             m._buffers[name] = b
 
 
+def keep_trainable_fp32(model: Any) -> int:
+    """Put trainable weights back in fp32; returns how many were not. TRL 1.16 casts a quantized policy's LoRA
+    weights to bf16 (the QLoRA paper's choice, at its 2e-4): at GRPO's rates (~1e-5) most of Adam's steps on LoRA A
+    are below half its bf16 rounding step and vanish. LoRA on a bf16 base keeps fp32 weights already (PEFT)."""
+    import torch
+
+    cast = 0
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data, cast = p.data.float(), cast + 1
+    return cast
+
+
 @functools.cache
 def trainer_class():
     from trl import GRPOTrainer
@@ -177,5 +190,8 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=cfg.method.eval_steps if has_eval else None,
     )
-    return trainer_class()(model=model, reward_funcs=reward_funcs, args=args, train_dataset=data.train,
-                           eval_dataset=data.eval, processing_class=tokenizer, peft_config=peft_config)
+    trainer = trainer_class()(model=model, reward_funcs=reward_funcs, args=args, train_dataset=data.train,
+                              eval_dataset=data.eval, processing_class=tokenizer, peft_config=peft_config)
+    if cfg.peft.quantization is not None:
+        keep_trainable_fp32(trainer.model)  # before train() builds the optimizer
+    return trainer

@@ -68,19 +68,35 @@ def check_remote_code(mcfg: ModelConfig, source: str, is_local: bool) -> None:
         )
 
 
+def bf16_gpu() -> bool:
+    """Whether this CUDA GPU computes in bf16 natively (Ampere or newer). torch.cuda.is_bf16_supported() alone
+    also answers True on a V100 or T4, where bf16 only runs emulated and slowly: kosov uses fp16 there."""
+    import torch
+
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def torch_dtype(mcfg: ModelConfig, device: str, trains_all: bool = False):
-    """model.dtype=auto: bf16 on GPUs that have it; on older GPUs (V100, T4) fp16, except for weights that all
-    train (a full fine-tune), which stay fp32 because fp16 AMP keeps fp32 master weights only of what trains;
-    fp32 on CPU."""
+    """model.dtype=auto: a frozen base (LoRA) in bf16 on GPUs that have it, fp16 on older ones (V100, T4); weights
+    that all train (a full fine-tune) in fp32, the master copy that bf16 / fp16 autocast computes from: in bf16,
+    Adam's steps at full fine-tune rates (~1e-5) are mostly below the weights' rounding step and vanish. fp32 on
+    CPU."""
     import torch
 
     if mcfg.dtype == "auto":
-        if device == "cuda":
-            if torch.cuda.is_bf16_supported():
-                return torch.bfloat16
-            return torch.float32 if trains_all else torch.float16
-        return torch.float32
+        if device != "cuda" or trains_all:
+            return torch.float32
+        return torch.bfloat16 if bf16_gpu() else torch.float16
     return getattr(torch, mcfg.dtype)
+
+
+def compute_dtype(quant: Any, device: str):
+    """QLoRA's compute dtype: peft.quantization.compute_dtype, auto = bf16 on GPUs that have it, else fp16."""
+    import torch
+
+    if quant.compute_dtype == "auto":
+        return torch.bfloat16 if device == "cuda" and bf16_gpu() else torch.float16
+    return getattr(torch, quant.compute_dtype)
 
 
 def installed(package: str) -> bool:
@@ -110,16 +126,29 @@ def attention_for(mcfg: ModelConfig, device: str) -> str:
     return "flash_attention_2" if device == "cuda" and flash_attention_ready() is None else "sdpa"
 
 
-def liger_for(choice: str, device: str) -> bool:
-    """Whether the Trainer patches the model with Liger's fused kernels (method.kernels: auto / liger / off)."""
+def liger_supports(model_type: str) -> bool:
+    """Whether liger-kernel (installed) has kernels for this architecture; for others it applies nothing."""
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    return model_type in MODEL_TYPE_TO_APPLY_LIGER_FN
+
+
+def liger_for(choice: str, device: str, model_type: str | None = None) -> bool:
+    """Whether the Trainer patches the model with Liger's fused kernels (method.kernels: auto / liger / off);
+    with the model's type known, only where Liger has kernels for it (e.g. not KORMo's remote-code `kormo`)."""
     if choice == "liger":
         if device != "cuda":
             raise KosovError("Liger kernels (method.kernels=liger) need a CUDA GPU: their Triton kernels do not run "
                              "on CPU", fix="use method.kernels=off (or auto) on CPU")
         if not installed("liger_kernel"):
             raise KosovError("method.kernels=liger, but liger-kernel is not installed", fix="pip install 'kosov[gpu]'")
+        if model_type is not None and not liger_supports(model_type):
+            raise KosovError(f"method.kernels=liger, but liger-kernel has no kernels for model type {model_type!r}",
+                             fix="use method.kernels=auto or off for this model (KORMo: `kosov convert kormo` makes "
+                                 "it a Llama, which Liger supports)")
         return True
-    return choice == "auto" and device == "cuda" and installed("liger_kernel")
+    on = choice == "auto" and device == "cuda" and installed("liger_kernel")
+    return on and (model_type is None or liger_supports(model_type))
 
 
 def check_attention(mcfg: ModelConfig, device: str) -> None:
@@ -136,7 +165,7 @@ def check_attention(mcfg: ModelConfig, device: str) -> None:
 
 
 def quantization_config(pcfg: PeftConfig, device: str):
-    """BitsAndBytesConfig for QLoRA (NF4, double quant, bf16 compute), or None."""
+    """BitsAndBytesConfig for QLoRA (NF4, double quant, compute_dtype), or None."""
     if pcfg.quantization is None:
         return None
     if device != "cuda":
@@ -145,13 +174,12 @@ def quantization_config(pcfg: PeftConfig, device: str):
                          fix="use peft=lora on CPU, or run on a GPU machine")
     if not installed("bitsandbytes"):
         raise KosovError("QLoRA needs the bitsandbytes package", fix="pip install 'kosov[gpu]'")
-    import torch
     from transformers import BitsAndBytesConfig
 
     q = pcfg.quantization
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type,
                               bnb_4bit_use_double_quant=q.double_quant,
-                              bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype))
+                              bnb_4bit_compute_dtype=compute_dtype(q, device))
 
 
 def _load_error(what: str, name: str, error: Exception) -> KosovError:

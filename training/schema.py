@@ -51,7 +51,7 @@ class TinyModelConfig:
 class ModelConfig:
     name_or_path: str = "tiny-ko"  # a hub id, a local folder, or "tiny-ko" (built locally)
     revision: Optional[str] = None  # branch, tag or commit sha; a commit sha when trust_remote_code
-    dtype: str = "auto"  # auto = bfloat16 on a GPU that has it, float32 on CPU
+    dtype: str = "auto"  # auto: a frozen base in bf16 on GPU (fp16 on V100/T4); fp32 on CPU and for peft=none
     attn_implementation: str = "sdpa"
     trust_remote_code: bool = False  # runs Python from the model repo: needs a pinned revision
     # Qwen3-style templates (enable_thinking): auto = each assistant turn rendered in the mode its data implies
@@ -68,7 +68,7 @@ class QuantizationConfig:
 
     quant_type: str = "nf4"
     double_quant: bool = True
-    compute_dtype: str = "bfloat16"
+    compute_dtype: str = "auto"  # auto: bfloat16 on GPUs that have it, float16 on older ones (V100, T4)
 
 
 @dataclass

@@ -24,8 +24,9 @@ from training.config import to_dict
 from training.schema import KosovConfig
 from training.errors import KosovError
 from training.recipes import compose
-from training.models import (adapter_dir, liger_for, check_attention, check_remote_code, end_of_turn_id, load_adapter,
-                             load_base_model, load_tokenizer, lora_config, model_source, resolve_device)
+from training.models import (adapter_dir, bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id,
+                             liger_for, load_adapter, load_base_model, load_tokenizer, lora_config, model_source,
+                             resolve_device)
 from training.run_dir import (RunDir, add_file_logging, default_output_dir, last_checkpoint, prepare_run_dir,
                               provenance, redact, write_atomic, write_json)
 from training.tracking import open_tracker
@@ -45,43 +46,51 @@ class TrainResult:
 def mixed_precision(m: Any, device: str) -> str:
     """bf16 autocast on GPUs that have it, fp16 with loss scaling on older ones (V100, T4), none on CPU;
     method.bf16=true/false overrides."""
-    import torch
-
     if m.bf16 is not None:
         return "bf16" if m.bf16 else "no"
     if device != "cuda":
         return "no"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if bf16_gpu() else "fp16"
 
 
 def check_precision(cfg: KosovConfig, device: str, full_model: bool) -> None:
     """fp16 mixed precision scales the loss and unscales fp32 master gradients: a full fine-tune of fp16 weights has
-    none, and would fail at its first optimizer step."""
-    if full_model and cfg.model.dtype == "float16" and mixed_precision(cfg.method, device) == "fp16":
+    none, and would fail at its first optimizer step. A full fine-tune of bf16 weights runs, but loses most small
+    updates: said once, since it halves the memory and may be what the user chose it for."""
+    if not full_model:
+        return
+    if cfg.model.dtype == "float16" and mixed_precision(cfg.method, device) == "fp16":
         raise KosovError("model.dtype=float16 with peft=none trains every weight in fp16, which fp16 mixed "
                          "precision (this GPU has no bf16) cannot do",
                          fix="set model.dtype=auto or float32 (fp32 weights, fp16 compute), or train an adapter "
                              "(peft=lora)")
+    if cfg.model.dtype == "bfloat16":
+        log.warning("model.dtype=bfloat16 with peft=none: every weight trains in bf16, with no fp32 master copy; "
+                    "Adam's steps below a weight's bf16 rounding step (most at ~1e-5) are lost. model.dtype=auto "
+                    "keeps fp32 weights under bf16 autocast (16 bytes per parameter with Adam; FSDP / ZeRO shard "
+                    "them across GPUs)")
 
 
 def runtime_settings(cfg: KosovConfig, model: Any, device: str) -> dict[str, Any]:
     """What the recipe's `auto` choices became on this machine, for provenance.json and the log."""
     quant = cfg.peft.quantization
+    computes = str(compute_dtype(quant, device)).removeprefix("torch.") if quant else None
     return {
         "device": device,
         "dtype": str(model.dtype).removeprefix("torch."),
         "attention": model.config._attn_implementation,
         "mixed_precision": mixed_precision(cfg.method, device),
-        "liger_kernels": liger_for(cfg.method.kernels, device),
+        "liger_kernels": liger_for(cfg.method.kernels, device, model.config.model_type),
         "activation_checkpointing": cfg.method.activation_checkpointing,
-        "quantization": f"{quant.quant_type}, double quant {quant.double_quant}, {quant.compute_dtype} compute"
+        "quantization": f"{quant.quant_type}, double quant {quant.double_quant}, {computes} compute"
                         if quant else None,
         "generation": grpo.generation_backend(cfg, device) if cfg.method.name == "grpo" else None,
     }
 
 
-def trainer_args(cfg: KosovConfig, run: RunDir, device: str, report_to: list[str]) -> dict[str, Any]:
-    """TrainingArguments every TRL trainer gets from a kosov recipe."""
+def trainer_args(cfg: KosovConfig, run: RunDir, device: str, report_to: list[str], model_type: str | None = None
+                 ) -> dict[str, Any]:
+    """TrainingArguments every TRL trainer gets from a kosov recipe (model_type: the loaded model's, for Liger)."""
     m = cfg.method
     precision = mixed_precision(m, device)
     return dict(
@@ -111,7 +120,7 @@ def trainer_args(cfg: KosovConfig, run: RunDir, device: str, report_to: list[str
         dataloader_num_workers=m.dataloader_num_workers,
         report_to=report_to,
         disable_tqdm=False,
-        use_liger_kernel=liger_for(m.kernels, device),
+        use_liger_kernel=liger_for(m.kernels, device, model_type),
     )
 
 
@@ -238,7 +247,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         tracker = open_tracker(cfg.tracking, run, cfg.name, {"config": resolved, "provenance": prov}, is_main)
 
         trainer = method.build_trainer(cfg, model, tokenizer, data, peft_config,
-                                       trainer_args(cfg, run, device, tracker.report_to))
+                                       trainer_args(cfg, run, device, tracker.report_to, model.config.model_type))
         if cfg.eval.every_n_steps:
             from training.evaluation.callback import SuiteCallback
 

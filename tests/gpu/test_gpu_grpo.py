@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gpu.helpers import GPU, decoder_linears, four_bit_layers, lora_b_trained, needs
+from tests.gpu.helpers import GPU, decoder_linears, four_bit_layers, needs
+from tests.helpers import lora_b_trained
 from training.errors import KosovError
 from training.recipes import compose
 from training.train import train
@@ -105,6 +106,9 @@ def test_qlora_grpo_runs_on_a_4bit_base(tmp_path, generation_calls, generation):
     used, unused = ("generate", "generate_batch") if generation == "transformers" else ("generate_batch", "generate")
     assert generation_calls[used] >= GRPO_STEPS and generation_calls[unused] == 0
     check_grpo_run(out, *grpo_logs(result))
+    # TRL casts a quantized policy's LoRA to bf16; kosov puts it back (training.grpo.keep_trainable_fp32)
+    dtypes = Counter(str(p.dtype) for p in model.parameters() if p.requires_grad)
+    assert dtypes and set(dtypes) == {"torch.float32"}, f"trainable LoRA weights after QLoRA GRPO: {dtypes}"
 
 
 # vLLM runs in a child process: colocated vLLM initialises torch.distributed, sets RANK / WORLD_SIZE / MASTER_* in

@@ -15,9 +15,8 @@ import pytest
 import torch
 import yaml
 
-from tests.gpu.helpers import (GPU, LINEAR, adapter_changes_the_model, decoder_linears, four_bit_layers,
-                               lora_b_trained, needs)
-from tests.helpers import quick
+from tests.gpu.helpers import GPU, LINEAR, adapter_changes_the_model, decoder_linears, four_bit_layers, needs
+from tests.helpers import boundary_leak, lora_b_trained, quick
 from training.grpo import generation_backend
 from training.models import attention_for, flash_attention_ready, installed, liger_for
 from training.recipes import compose
@@ -80,40 +79,6 @@ def test_qlora_sft_trains_lora_on_a_4bit_nf4_base(tmp_path):
     assert len(targets) == len(LINEAR) * layers and {t.rsplit(".", 1)[-1] for t in targets} == set(LINEAR)
     assert lora_b_trained(out / "adapter")
     adapter_changes_the_model(compose(overrides), out / "adapter")  # reloads onto a fresh 4-bit base
-
-
-def boundary_leak(trainer) -> tuple[float, float]:
-    """Hidden states of one real padding-free batch (the trainer's own collator: rows flattened, position_ids
-    restarting at each sequence) against each sequence run alone; and, for scale, the same flat row with the
-    boundaries hidden from the attention kernel. Returns (max |packed - alone|, max |leaky - alone|)."""
-    model = trainer.model
-    decoder = model.get_base_model().model  # the decoder stack with its LoRA layers, before the (fused) LM head
-    device = next(decoder.parameters()).device
-    batch = next(iter(trainer.get_train_dataloader()))
-    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items() if k != "labels"}
-    ids, pos = batch["input_ids"], batch["position_ids"]
-    assert ids.shape[0] == 1 and "attention_mask" not in batch  # padding-free: one flat row, no padding mask
-    starts = (pos[0] == 0).nonzero().flatten().tolist() + [ids.shape[1]]
-    assert len(starts) > 3  # several sequences share the row
-    length = ids.shape[1]
-    if model.config._attn_implementation.startswith("flash"):  # one varlen segment spanning the whole row
-        whole = torch.tensor([0, length], dtype=torch.int32, device=device)
-        leaky = dict(cu_seq_lens_q=whole, cu_seq_lens_k=whole, max_length_q=length, max_length_k=length)
-    else:  # an explicit all-ones mask turns off transformers' packed-sequence detection: plain causal
-        leaky = dict(attention_mask=torch.ones_like(ids))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(trainer.args.bf16)):
-            def hidden(**kwargs):
-                return decoder(use_cache=False, **kwargs).last_hidden_state[0].float()
-
-            packed = hidden(**batch)
-            alone = torch.cat([hidden(input_ids=ids[:, s:e]) for s, e in zip(starts, starts[1:])])
-            leaked = hidden(input_ids=ids, position_ids=pos, **leaky)
-    finally:
-        model.train(was_training)
-    return (packed - alone).abs().max().item(), (leaked - alone).abs().max().item()
 
 
 @pytest.mark.parametrize("attn, precision, tolerance", [
@@ -189,6 +154,8 @@ def test_auto_choices_pick_the_fast_paths_on_cuda():
     assert attention_for(real.model, "cuda") == ("flash_attention_2" if flash else "sdpa")
     assert attention_for(real.model, "cpu") == "sdpa"
     assert liger_for(real.method.kernels, "cuda") is installed("liger_kernel")
+    if installed("liger_kernel"):  # liger-kernel's own table of architectures
+        assert liger_for("auto", "cuda", "qwen3") and not liger_for("auto", "cuda", "kormo")
     assert liger_for(real.method.kernels, "cpu") is False
     grpo = compose(["experiment=qwen3-1.7b-ko-grpo"])
     assert grpo.method.grpo.generation == "auto"

@@ -87,3 +87,20 @@ def test_eval_during_training_logs_the_suite(tmp_path):
     logged = [(h["step"], h) for h in result.trainer.state.log_history if "suite/ko_mini_bench" in h]
     assert [step for step, _ in logged] == [2, 3]  # every 2 steps and at the end
     assert all("suite/ko_math_heldout[off]" in h and "suite/ko_language[off]" in h for _, h in logged)
+
+
+def test_the_generative_metrics_score_known_answers():
+    """The numbers in the report's generative rows, on answers whose right scores are known by hand."""
+    from data_tools.chat_io import ChatRow
+    from training.evaluation.generative import foreign_script_rate, math_accuracy
+
+    answers = ["서울은 한국의 수도입니다.", "수도는 首尔입니다.", "<think>北京? 아니다</think>서울입니다.", "東京です"]
+    rate = foreign_script_rate(answers)
+    assert rate["value"] == 0.5 and rate["n"] == 4  # Chinese characters in one answer, kana in another
+    assert rate["thinking_foreign_script_rate"] == 0.25  # the third thinks in Chinese but answers in Korean
+    assert rate["stderr"] == pytest.approx((0.5 * 0.5 / 4) ** 0.5) and 0 < rate["mean_hangul_share"] < 1
+
+    rows = [ChatRow([{"role": "user", "content": "사과 5개에 100원씩이면?"}], None, f"math.jsonl:{i}", {"answer": 500})
+            for i in range(3)]
+    accuracy = math_accuracy(["계산하면 정답: 500원", "정답: 50", "500"], rows)
+    assert accuracy["value"] == pytest.approx(2 / 3) and accuracy["n"] == 3

@@ -61,7 +61,7 @@ def test_real_recipes_name_hub_models_and_qlora_quantizes():
     cfg = compose(["experiment=qwen3-8b-ko-qlora-sft"])
     assert cfg.model.name_or_path == "Qwen/Qwen3-8B"
     assert cfg.peft.quantization.quant_type == "nf4" and cfg.peft.quantization.double_quant
-    assert cfg.peft.quantization.compute_dtype == "bfloat16"
+    assert cfg.peft.quantization.compute_dtype == "auto"  # bf16, or fp16 on GPUs without bf16
     assert compose(["experiment=kormo-10b-ko-sft"]).model.trust_remote_code
 
 
@@ -86,6 +86,12 @@ def test_a_bad_value_names_key_value_and_choices(override, words):
         compose(["experiment=smoke-sft", override])
     for word in words:
         assert word in str(error.value)
+
+
+def test_a_bad_qlora_compute_dtype_names_the_choices():
+    with pytest.raises(KosovError) as error:
+        compose(["experiment=smoke-sft", "peft=qlora", "peft.quantization.compute_dtype=bf16"])
+    assert "peft.quantization.compute_dtype" in str(error.value) and "auto, bfloat16, float16" in str(error.value)
 
 
 def test_quantization_without_qlora_is_refused():

@@ -90,13 +90,17 @@ def test_the_judge_reward_asks_a_real_teacher_endpoint(kosov_cache):
     from training.serve import start_in_thread
     from training.rewards import judge
 
+    import httpx
+
     url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, max_batch=4))
     try:
         scores = judge([[{"role": "assistant", "content": "서울입니다."}]] * 3,
                        prompts=[[{"role": "user", "content": "한국의 수도는?"}]] * 3, base_url=url, model="tiny-ko",
                        api_key_env=None)
+        stats = httpx.get(url.removesuffix("/v1") + "/stats").json()
     finally:
         stop()
+    assert stats["requests"] == 3 and stats["completions"] == 3  # one rating asked and answered per completion
     assert len(scores) == 3 and all(s is None or 0.1 <= s <= 1.0 for s in scores)
 
 

@@ -3,15 +3,16 @@ adapter reloads and generates, with metrics, provenance and a wandb offline run.
 
 from __future__ import annotations
 
-import dataclasses
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 
 from data_tools.chat_io import file_sha256
-from tests.helpers import quick, wandb_history
+from tests.helpers import boundary_leak, flat_batch, lora_b_trained, quick, wandb_history
 from training.config import resolve_path
 from training.recipes import compose
 from training.errors import KosovError
@@ -78,18 +79,29 @@ def test_wandb_offline_run_holds_the_metrics(smoke_run):
     assert b"provenance" in run_file.read_bytes()  # kosov's recipe and provenance went into the run config
 
 
-def test_packing_fills_blocks_without_padding(tmp_path):
-    result = train(compose(quick(f"output_dir={tmp_path / 'run'}", "method.sft.packing=true",
-                                 "method.sft.max_length=512")))
-    packed = result.trainer.train_dataset
-    assert len(packed) < result.metrics["data"]["train_sequences"]  # several conversations per block
-    assert max(map(len, packed["input_ids"])) <= 512
-    assert result.metrics["global_step"] == 3
+def test_packed_sequences_fill_blocks_and_do_not_attend_across_their_boundaries(tmp_path):
+    """bfd packing on CPU (SDPA, fp32), as tests/gpu checks it with FlashAttention: few enough rows that one batch
+    holds every sequence, packed (blocks of 512) or padded (one row each), so the first step sees the same tokens
+    both ways and its loss may differ only by rounding; then, per token, the packed row's hidden states against
+    each sequence run alone."""
+    common = ["experiment=smoke-sft", "data.max_rows=12", "data.eval_ratio=0", "method.per_device_train_batch_size=32",
+              "method.max_steps=1", "method.logging_steps=1", "method.save_steps=100", "method.sft.max_length=512"]
+    padded = train(compose([*common, f"output_dir={tmp_path / 'padded'}"]))
+    packed = train(compose([*common, f"output_dir={tmp_path / 'packed'}", "method.sft.packing=true"]))
+    blocks, sequences = packed.trainer.train_dataset, packed.metrics["data"]["train_sequences"]
+    assert len(blocks) < sequences <= 32 and max(map(len, blocks["input_ids"])) <= 512
+    assert packed.metrics["tokens_seen"] == padded.metrics["tokens_seen"]  # the same real tokens, no padding
+    assert packed.metrics["first_train_loss"] == pytest.approx(padded.metrics["first_train_loss"], abs=5e-4)
+    error, leak = boundary_leak(packed.trainer)
+    assert leak > 0.5, "the leaky reference should differ from the sequences run alone"
+    assert error < leak / 20, f"packed hidden states differ from the sequences run alone by {error} (leak: {leak})"
 
 
 def test_padding_free_batches_give_the_same_loss_as_padded_ones(tmp_path):
     padded = train(compose(quick(f"output_dir={tmp_path / 'padded'}")))
     flat = train(compose(quick(f"output_dir={tmp_path / 'flat'}", "method.sft.padding_free=true")))
+    assert flat.trainer.data_collator.padding_free and not padded.trainer.data_collator.padding_free
+    flat_batch(flat.trainer)  # one flat row, no padding mask, positions restarting per sequence
     assert flat.metrics["first_train_loss"] == pytest.approx(padded.metrics["first_train_loss"], abs=1e-4)
     assert flat.metrics["tokens_seen"] == padded.metrics["tokens_seen"]  # the same real tokens, no padding
 
@@ -98,14 +110,27 @@ def test_padding_free_batches_give_the_same_loss_as_padded_ones(tmp_path):
     (["peft=dora"], "adapter"),
     (["peft=none", "method.learning_rate=1e-4"], "model"),
 ])
-def test_dora_and_full_finetune_run(tmp_path, overrides, saved):
-    result = train(compose(quick(f"output_dir={tmp_path / 'run'}", *overrides)))
+def test_dora_and_full_finetune_train_what_they_save(tmp_path, overrides, saved):
+    from safetensors.torch import load_file
+
+    from training.models import model_source
+
+    cfg = compose(quick(f"output_dir={tmp_path / 'run'}", *overrides))
+    result = train(cfg)
     assert result.metrics["global_step"] == 3
-    assert (tmp_path / "run" / saved / "config.json" if saved == "model" else
-            tmp_path / "run" / saved / "adapter_config.json").is_file()
-    if saved == "adapter" and "peft=dora" in overrides:
-        config = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
-        assert config["use_dora"] is True
+    out = tmp_path / "run" / saved
+    if saved == "adapter":
+        assert json.loads((out / "adapter_config.json").read_text())["use_dora"] is True
+        assert lora_b_trained(out)
+        magnitudes = [p for n, p in result.trainer.model.named_parameters() if "lora_magnitude_vector" in n]
+        assert magnitudes and all(p.requires_grad for p in magnitudes)
+        return
+    base = load_file(Path(model_source(cfg.model)[0]) / "model.safetensors")
+    trained = load_file(out / "model.safetensors")
+    assert (out / "config.json").is_file() and trained.keys() == base.keys()
+    moved = [k for k in base if not torch.equal(base[k], trained[k].to(base[k].dtype))]
+    assert len(moved) > 0.9 * len(base), f"only {len(moved)} of {len(base)} tensors changed"  # every weight trains
+    assert all(t.dtype == torch.float32 for t in trained.values())
 
 
 def test_named_target_modules_must_exist(tmp_path):
@@ -121,40 +146,105 @@ def test_targeted_lora_touches_only_the_named_modules(tmp_path):
     assert names and all(".q_proj." in n or ".v_proj." in n for n in names)
 
 
-def test_gpus_without_bf16_train_in_fp16_with_loss_scaling(monkeypatch):
-    import torch
-
-    from training.train import mixed_precision
-
-    method = compose(["experiment=qwen3-1.7b-ko-sft"]).method
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a V100 or T4
-    assert mixed_precision(method, "cuda") == "fp16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert mixed_precision(method, "cuda") == "bf16"
-    assert mixed_precision(method, "cpu") == "no"
-    method.bf16 = False
-    assert mixed_precision(method, "cuda") == "no"
+@pytest.fixture
+def gpu_of(monkeypatch):
+    """Make torch report one CUDA GPU of a given compute capability (7 = V100 / T4, 8 = A100 and newer) to the code
+    that picks precisions: torch's own bf16 check runs, nothing runs on the card."""
+    def of(major: int) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *_: SimpleNamespace(major=major, minor=0))
+        monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda *_: True)  # emulated bf16 works
+    return of
 
 
-def test_a_full_fine_tune_on_a_gpu_without_bf16_keeps_fp32_weights(monkeypatch):
-    """fp16 AMP keeps fp32 master copies only of what trains: LoRA's frozen base may be fp16, a full fine-tune's
-    weights must be fp32, and fp16 weights asked for explicitly are refused before anything loads."""
-    import torch
+def test_gpus_without_bf16_train_in_fp16_with_loss_scaling(gpu_of, tmp_path):
+    from training.models import compute_dtype, torch_dtype
+    from training.run_dir import RunDir
+    from training.train import mixed_precision, trainer_args
 
+    cfg = compose(["experiment=qwen3-1.7b-ko-sft"])
+    qlora = compose(["experiment=qwen3-8b-ko-qlora-sft"]).peft.quantization
+    run = RunDir(tmp_path)
+    gpu_of(7)  # a T4: torch answers "bf16 supported" (emulated, slow); kosov must not take that
+    assert torch.cuda.is_bf16_supported()
+    args = trainer_args(cfg, run, "cuda", [])
+    assert (args["fp16"], args["bf16"]) == (True, False)  # fp16 autocast with the Trainer's loss scaling
+    assert torch_dtype(cfg.model, "cuda") == torch.float16 and compute_dtype(qlora, "cuda") == torch.float16
+    gpu_of(8)
+    args = trainer_args(cfg, run, "cuda", [])
+    assert (args["fp16"], args["bf16"]) == (False, True)
+    assert torch_dtype(cfg.model, "cuda") == torch.bfloat16 and compute_dtype(qlora, "cuda") == torch.bfloat16
+    assert mixed_precision(cfg.method, "cpu") == "no"
+    cfg.method.bf16 = False
+    assert mixed_precision(cfg.method, "cuda") == "no"
+
+
+def test_a_full_fine_tune_keeps_fp32_master_weights_on_any_gpu(gpu_of, caplog):
+    """Autocast computes in bf16 / fp16 from fp32 weights: Adam's ~1e-5 steps survive, and fp16's loss scaling has
+    fp32 gradients to unscale. fp16 weights asked for explicitly are refused before anything loads, bf16 ones
+    are allowed (half the memory) with a warning."""
     from training.models import torch_dtype
     from training.train import check_precision
 
     cfg = compose(["experiment=smoke-sft", "peft=none", "model.dtype=auto"])
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a V100 or T4
-    assert torch_dtype(cfg.model, "cuda", trains_all=False) == torch.float16
-    assert torch_dtype(cfg.model, "cuda", trains_all=True) == torch.float32
-    check_precision(cfg, "cuda", full_model=True)  # dtype auto: fine
+    for major in (7, 8):
+        gpu_of(major)
+        assert torch_dtype(cfg.model, "cuda", trains_all=True) == torch.float32
+        check_precision(cfg, "cuda", full_model=True)  # dtype auto: fine
+    assert torch_dtype(cfg.model, "cpu", trains_all=False) == torch.float32
+    gpu_of(7)
     cfg.model.dtype = "float16"
     check_precision(cfg, "cuda", full_model=False)  # LoRA on an fp16 base: fine
     with pytest.raises(KosovError, match="model.dtype=float16 with peft=none") as e:
         check_precision(cfg, "cuda", full_model=True)
     assert "model.dtype=auto or float32" in str(e.value)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert torch_dtype(dataclasses.replace(cfg.model, dtype="auto"), "cuda", trains_all=True) == torch.bfloat16
-    assert torch_dtype(dataclasses.replace(cfg.model, dtype="auto"), "cpu", trains_all=False) == torch.float32
+    gpu_of(8)
     check_precision(cfg, "cuda", full_model=True)  # bf16 AMP: no loss scaling to break
+    cfg.model.dtype = "bfloat16"
+    with caplog.at_level("WARNING"):
+        check_precision(cfg, "cuda", full_model=True)
+    assert "no fp32 master copy" in caplog.text
+
+
+def test_bf16_weights_lose_the_updates_of_a_full_fine_tune():
+    """Why a full fine-tune keeps fp32 weights: one Adam step at 1e-5 on weights of Qwen3's scale (~0.02)."""
+    torch.manual_seed(0)
+    weights = torch.randn(4096) * 0.02
+    kept = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        w = torch.nn.Parameter(weights.to(dtype, copy=True))
+        w.grad = torch.randn(4096).to(dtype)
+        torch.optim.AdamW([w], lr=1e-5, weight_decay=0.0).step()
+        kept[dtype] = (w.detach().float() != weights.to(dtype).float()).float().mean().item()
+    assert kept[torch.float32] == 1.0 and kept[torch.bfloat16] < 0.2
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_auto_picks_the_fast_paths_on_a_gpu_where_they_are_installed(monkeypatch, present):
+    """The real recipes leave attention, kernels and GRPO generation to `auto`: with flash-attn, liger-kernel and vLLM
+    usable they are FlashAttention 2, Liger and vLLM on a GPU; without them SDPA, no Liger and continuous batching.
+    On CPU always SDPA, no Liger, plain generate. (tests/gpu checks the same against the GPU's real packages.)"""
+    from training import grpo, models
+    from training.grpo import generation_backend
+    from training.models import attention_for, liger_for
+
+    monkeypatch.setattr(models, "flash_attention_ready", lambda: None if present else "not installed")
+    monkeypatch.setattr(models, "installed", lambda package: present)
+    monkeypatch.setattr(grpo, "installed", lambda package: present)
+    monkeypatch.setattr(models, "liger_supports", lambda model_type: model_type in ("qwen3", "llama"))  # its table
+    sft_cfg, grpo_cfg = compose(["experiment=qwen3-1.7b-ko-sft"]), compose(["experiment=qwen3-1.7b-ko-grpo"])
+    assert (sft_cfg.model.attn_implementation, sft_cfg.method.kernels, grpo_cfg.method.grpo.generation) == \
+        ("auto", "auto", "auto")
+    assert attention_for(sft_cfg.model, "cuda") == ("flash_attention_2" if present else "sdpa")
+    assert liger_for(sft_cfg.method.kernels, "cuda") is present
+    assert generation_backend(grpo_cfg, "cuda") == ("vllm" if present else "continuous_batching")
+    assert (attention_for(sft_cfg.model, "cpu"), liger_for("auto", "cpu"), generation_backend(grpo_cfg, "cpu")) == \
+        ("sdpa", False, "transformers")
+    # Liger has no kernels for KORMo's remote-code type: auto leaves it off (and says so in provenance), liger refuses
+    assert liger_for("auto", "cuda", "qwen3") is present and liger_for("auto", "cuda", "kormo") is False
+    if present:
+        with pytest.raises(KosovError, match="no kernels for model type 'kormo'"):
+            liger_for("liger", "cuda", "kormo")
+    qlora = compose(["experiment=qwen3-8b-ko-qlora-grpo"])
+    assert generation_backend(qlora, "cuda") == "continuous_batching"  # never vLLM under a 4-bit base (trl#4973)

@@ -85,15 +85,30 @@ def test_bad_synth_recipes_say_what_to_fix(tmp_path, overrides, words):
         assert word in str(error.value)
 
 
-def test_the_judge_gate_runs_on_the_recipes_teacher(tmp_path):
-    """tiny-ko is a poor judge: it rarely answers with a 1-10 score, so its rows fall to 'no judge score'."""
+def test_the_judge_gate_runs_on_the_recipes_teacher(tmp_path, monkeypatch):
+    """tiny-ko is a poor judge: it rarely answers with a 1-10 score, so its rows fall to 'no judge score'. Every row
+    reaching the gate is rated by the recipe's teacher, and what the gate removes follows those ratings."""
+    from data_tools.gates import judge as judge_gate
+
+    real, scored = judge_gate.teacher_score_fn, []
+
+    def recorded(teacher, **kwargs):  # the real teacher's ratings, kept for the checks below
+        score = real(teacher, **kwargs)
+        return lambda rows: scored.extend(score(rows)) or scored[-len(rows):]
+
+    monkeypatch.setattr(judge_gate, "teacher_score_fn", recorded)
     cfg = compose(["experiment=synth-math", "synth.n=6", "synth.teacher.backend=transformers",
                    "+synth.gates.judge={min_score: 0.1}", f"output_dir={tmp_path / 'out'}"])
     try:
-        result = synth(cfg)
-        report = result.gate_report
+        report = synth(cfg).gate_report
     except KosovError as error:  # every row removed: the report is in the message
         assert "'gate': 'judge'" in str(error)
+        report = None
+    unscored = sum(s is None for s in scored)
+    assert len(scored) == 6 and all(s is None or 0.1 <= s <= 1.0 for s in scored)
+    if report is None:
+        assert unscored == 6
         return
     judge = next(r for r in report if r["gate"] == "judge")
-    assert judge["in"] == 6 and judge["out"] + sum(judge["removed"].values()) == 6
+    assert judge["in"] == 6 and judge["out"] == 6 - unscored  # min_score 0.1: only unscored rows go
+    assert judge["removed"].get("no judge score", 0) == unscored
