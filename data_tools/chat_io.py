@@ -64,7 +64,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
         for number, raw in enumerate(f, start=1):
             where = f"{path}:{number}"
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM (Notepad, Excel) is not data
             except UnicodeDecodeError as e:
                 yield where, BadRowError(where, "not UTF-8", f"byte 0x{raw[e.start]:02x} at column {e.start + 1}",
                                          "re-save the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)")
@@ -80,7 +80,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
 
 def _json_array_records(path: Path) -> Iterator[tuple[str, Any]]:
     try:
-        items = json.loads(path.read_bytes().decode("utf-8"))
+        items = json.loads(path.read_bytes().decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         yield str(path), BadRowError(str(path), "malformed JSON", str(e), "the file must be a JSON array of rows")
         return
@@ -102,7 +102,7 @@ def read_records(path: Path) -> Iterator[tuple[str, Any]]:
     """(where, record) pairs; a record that could not be read is a BadRowError in place of the record."""
     if path.suffix == ".parquet":
         return _parquet_records(path)
-    if path.suffix == ".json" and path.read_bytes()[:1024].lstrip().startswith(b"["):
+    if path.suffix == ".json" and path.read_bytes()[:1024].removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
         return _json_array_records(path)
     return _jsonl_records(path)
 

@@ -2,8 +2,9 @@
 
 It finds the final answer in a Korean completion — answer tags, `\\boxed{}`, a final "정답: 42" /
 "정답은 42입니다" / "답은 42개" line, or else the last number of the answer (after any `<think>` block) —
-reads "1,200원", "3/4", "4분의 3", "0.75", "75%" and weekday names, and compares with math-verify, so
-"0.75" equals "3/4".
+reads "1,200원", "3/4", "4분의 3", "0.75", "75%", "3만 원", "1억 2천만", full-width "５００" and weekday
+names, takes what follows the last "=" of a final line ("정답: 3 + 4 = 7"), and compares with math-verify, so
+"0.75" equals "3/4". Numbers written in hangul words ("오백 원") are not read.
 
     >>> extract_answer("사과는 모두 1,200원어치예요. 정답: 1,200원")
     '1200'
@@ -11,6 +12,8 @@ reads "1,200원", "3/4", "4분의 3", "0.75", "75%" and weekday names, and compa
     True
     >>> is_correct("<think>3+4=7</think>\\n답은 8개입니다.", "7")
     False
+    >>> extract_answer("정답: 1만 2천 원")
+    '12000'
 """
 
 from __future__ import annotations
@@ -27,13 +30,39 @@ _FINAL = re.compile(r"(?:최종\s*)?(?:정답|답)\s*(?:은|는|:|：|=)\s*([^\n
 _KO_FRACTION = re.compile(r"(\d[\d,]*)\s*분의\s*(\d[\d,]*)")  # "4분의 3" is 3/4
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?")
 _WEEKDAY = re.compile(r"([월화수목금토일])\s*요일")
+# Korean myriad units: "3만", "1억 2천만", "2.5만" (not "3만큼": as much as 3). 조 is left out: in word problems
+# "4조" is four groups ("3조각": three pieces) far more often than four trillion.
+_KO_UNIT = {"십": 10, "백": 100, "천": 1000, "만": 10**4, "억": 10**8}
+_KO_UNIT_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?\s*(?:[십백천]|[만억](?!큼))(?:\s*(?:\d[\d,]*(?:\.\d+)?)?\s*"
+                             r"(?:[십백천]|[만억](?!큼)))*(?:\s*\d[\d,]*(?![\d.]))?")
+_KO_UNIT_PART = re.compile(r"(\d[\d,]*(?:\.\d+)?)?\s*([십백천만억])?")
+# full-width digits and signs (a Korean IME's "５００"), read as ASCII
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９，．／－＝％", "0123456789,./-=%")
+
+
+def _ko_unit_value(text: str) -> str:
+    """The value of "1억 2천만 5" as digits: small units (십 백 천) add up within a myriad, 만 and 억 scale it."""
+    total, section = 0.0, 0.0
+    for number, unit in _KO_UNIT_PART.findall(text):
+        value = float(number.replace(",", "")) if number else 0.0
+        if unit in ("만", "억"):
+            total += (section + value) * _KO_UNIT[unit]
+            section = 0.0
+        elif unit:
+            section += (value or 1.0) * _KO_UNIT[unit]
+        else:
+            section += value
+    result = total + section
+    return str(int(result)) if result == int(result) else repr(result)
 
 
 def _number_in(span: str, last: bool = False) -> str | None:
     fractions = list(_KO_FRACTION.finditer(span))
+    units = [m for m in _KO_UNIT_NUMBER.finditer(span) if not any(f.start() <= m.start() < f.end() for f in fractions)]
     numbers = list(_NUMBER.finditer(span))
     candidates = [(m.start(), f"{m.group(2)}/{m.group(1)}") for m in fractions]
-    taken = [range(m.start(), m.end()) for m in fractions]
+    candidates += [(m.start(), _ko_unit_value(m.group())) for m in units]
+    taken = [range(m.start(), m.end()) for m in fractions + units]
     candidates += [(m.start(), m.group()) for m in numbers if not any(m.start() in r for r in taken)]
     if not candidates:
         return None
@@ -48,11 +77,11 @@ def _weekday_in(span: str, last: bool = False) -> str | None:
 
 def extract_answer(text: str, kind: str = "number") -> str | None:
     """The final answer in a completion, normalised ("1200", "3/4", "수요일"); None when there is none."""
-    _, answer = split_thinking(nfc(text))
+    _, answer = split_thinking(nfc(text).translate(_FULL_WIDTH))
     find = _weekday_in if kind == "weekday" else _number_in
     for pattern in (_TAG, _BOXED, _FINAL):
         spans = pattern.findall(answer)
-        if spans and (value := find(spans[-1])) is not None:
+        if spans and (value := find(spans[-1].rsplit("=", 1)[-1])) is not None:  # "3 + 4 = 7": the result
             return value
     return find(answer, last=True)
 

@@ -13,6 +13,7 @@ Japanese kana leaking into Korean text, a known failure of Qwen3 adapted to Kore
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections import Counter
 
@@ -51,11 +52,39 @@ def hangul_share(text: str) -> float:
 
 
 def split_thinking(text: str) -> tuple[str, str]:
-    """(thinking, answer): the text inside <think>...</think> and what follows it. No think block: ("", text)."""
+    """(thinking, answer): the text inside <think>...</think> and what follows it. No think block: ("", text).
+    A think block never closed (a completion cut off while thinking) is all thinking and has no answer: a
+    "정답: 12" it was weighing is not the answer.
+
+        >>> split_thinking("<think>정답: 12 인지 확인해 보자. 다시")
+        ('정답: 12 인지 확인해 보자. 다시', '')
+    """
     if THINK_CLOSE not in text:
+        if THINK_OPEN in text:
+            return text.split(THINK_OPEN, 1)[1].strip(), ""
         return "", text
     head, _, answer = text.partition(THINK_CLOSE)
     return head.split(THINK_OPEN, 1)[-1].strip(), answer.strip()
+
+
+_FENCED_CODE = re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S)  # an unclosed fence (cut-off answer) runs to the end
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+# display math, \( \) math, $...$ holding a TeX command, sub/superscript or equation, and bare TeX commands
+_MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]|\\\(.*?\\\)|\$(?=[^$\n]*[\\^_{}=])[^$\n]+\$|\\[A-Za-z]+", re.S)
+
+
+def strip_code(text: str) -> str:
+    """Text without fenced code blocks and `inline code`: a Korean answer with a Python snippet is Korean."""
+    return _INLINE_CODE.sub(" ", _FENCED_CODE.sub("\n", text))
+
+
+def prose(text: str) -> str:
+    """The prose of an answer: without code and TeX math, whose Latin letters say nothing about its language.
+
+        >>> prose("넓이는 $\\frac{1}{2} \\times 6 \\times 4 = 12$ 입니다. `area = 12`")
+        '넓이는   입니다.  '
+    """
+    return _MATH.sub(" ", strip_code(text))
 
 
 def repeated_ngram_share(units: list, n: int) -> float:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable
 
 from data_tools.math_grader import is_correct
-from data_tools.text import repeated_ngram_share, script_counts, split_thinking
+from data_tools.text import prose, repeated_ngram_share, script_counts, split_thinking
 from training.errors import KosovError
 
 
@@ -33,7 +33,7 @@ def math_accuracy(completions: list, answer: list[str], **_: Any) -> list[float 
             for c, gold in zip(completions, answer, strict=True)]
 
 
-_FINAL_LINE = re.compile(r"^\s*(?:최종\s*)?(?:정답|답)\s*[:：]\s*\S")
+_FINAL_LINE = re.compile(r"^[\s*_#>]*(?:최종\s*)?(?:정답|답)\s*[:：]\s*\S")  # also in Markdown: "**정답: 7**"
 
 
 def answer_format(completions: list, style: str = "final_line", **_: Any) -> list[float]:
@@ -63,12 +63,14 @@ def language_consistency(completions: list, include_think: bool = False, foreign
     """Hangul share of the letters, minus `foreign_penalty` times the share of Han ideographs and kana.
 
     In [-foreign_penalty, 1]; an answer with no letters (only numbers) scores 0. The answer is what follows
-    </think>; `include_think` also counts the thinking (Qwen3 tends to think in English or Chinese).
+    </think>, without code and TeX math (their Latin letters are not a language switch); `include_think` also
+    counts the thinking (Qwen3 tends to think in English or Chinese). A completion cut off while thinking has no
+    answer: 0 unless `include_think`.
     """
     scores = []
     for c in completions:
         thinking, answer = split_thinking(completion_text(c))
-        counts = script_counts(f"{thinking}\n{answer}" if include_think else answer)
+        counts = script_counts(prose(f"{thinking}\n{answer}" if include_think else answer))
         letters = sum(counts.values())
         scores.append((counts["hangul"] - foreign_penalty * (counts["han"] + counts["kana"])) / letters
                       if letters else 0.0)
@@ -90,14 +92,16 @@ def _units(text: str, unit: str) -> list[str]:
 
 def repetition_penalty(completions: list, unit: str = "char", n: int = 4, max_penalty: float = 1.0,
                        **_: Any) -> list[float]:
-    """-max_penalty times the share of repeated n-grams (Korean syllables or kiwipiepy morphemes).
+    """-max_penalty times the share of repeated n-grams (Korean syllables or kiwipiepy morphemes) in the answer, or
+    in the thinking of a completion that has none (cut off mid-thought, often in a loop).
 
     >>> repetition_penalty(["좋아요 좋아요 좋아요 좋아요 좋아요"])[0] < repetition_penalty(["오늘은 날씨가 참 맑네요"])[0]
     True
     """
     scores = []
     for c in completions:
-        units = _units(split_thinking(completion_text(c))[1], unit)
+        thinking, answer = split_thinking(completion_text(c))
+        units = _units(answer or thinking, unit)  # no answer (cut off while thinking, in a loop?): the thinking
         scores.append(-max_penalty * repeated_ngram_share(units, n))
     return scores
 

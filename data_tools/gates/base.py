@@ -14,7 +14,6 @@ reason, how many rows it removed or changed, with a few short snippets for the d
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
@@ -145,15 +144,6 @@ def map_turn_texts(row: dict, fields: str, fn: Callable[[str], str]) -> dict:
 
 
 # ---- text for matching rows against rows (dedup) and against benchmarks (decontamination) -------------
-
-_FENCED_CODE = re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S)  # an unclosed fence (cut-off answer) runs to the end
-_INLINE_CODE = re.compile(r"`[^`\n]+`")
-
-
-def strip_code(text: str) -> str:
-    """Text without fenced code blocks and `inline code`: a Korean answer with a Python snippet is Korean."""
-    return _INLINE_CODE.sub(" ", _FENCED_CODE.sub("\n", text))
-
 
 def match_key(text: str) -> str:
     """NFC, case-folded, punctuation turned into spaces, whitespace collapsed: the form two texts are compared in,

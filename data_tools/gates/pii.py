@@ -28,15 +28,16 @@ _ALONE_AFTER = r"(?![0-9])(?![-.][0-9])"
 
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
                     r"\.[A-Za-z]{2,}(?![A-Za-z0-9-])")
-# Mobile: 010-1234-5678, 010 1234 5678, 01012345678, +82 10-1234-5678 (one separator style throughout).
-_MOBILE = re.compile(_ALONE_BEFORE + r"(?:\+82[-. ]?(?:\(0\) ?)?|0)1[016789](?P<sep>[-. ]?)\d{3,4}(?P=sep)\d{4}"
-                     + _ALONE_AFTER)
+# Mobile: 010-1234-5678, 010 1234 5678, 01012345678, +82 10-1234-5678, (010)1234-5678; 01x is distinctive
+# enough to accept mixed separators (010-1234 5678).
+_MOBILE = re.compile(_ALONE_BEFORE + r"(?:\+82[-. ]?(?:\(0\) ?)?1[016789]|01[016789]|\(01[016789]\) ?)[-. ]?\d{3,4}"
+                     r"[-. ]?\d{4}" + _ALONE_AFTER)
 # Landline: 02-123-4567, 031-1234-5678, (02) 123-4567, 070-..., +82 2-...; separators required, since a bare
 # run of 9-10 digits starting with 0 is as likely a code as a phone number.
 _LANDLINE = re.compile(_ALONE_BEFORE + r"(?:\+82[-. ]?(?:\(0\) ?)?|\(?0)(?:2|[3-6][1-5]|70)(?:\) ?|[-. ])"
                        r"\d{3,4}[-. ]\d{4}" + _ALONE_AFTER)
 # RRN: YYMMDD-SNNNNNN; S is 1-4 for citizens (born 1900s/2000s), 5-8 for registered foreigners.
-_RRN = re.compile(_ALONE_BEFORE + r"(\d{2})(\d{2})(\d{2})[- ]?([1-8])\d{6}" + _ALONE_AFTER)
+_RRN = re.compile(_ALONE_BEFORE + r"(\d{2})(\d{2})(\d{2})(?: *- *| ?)([1-8])\d{6}" + _ALONE_AFTER)
 # Cards: 4-4-4-4 (16 digits) or 4-6-5 / 4-6-4 (Amex, Diners), one separator style or none.
 _CARD = re.compile(_ALONE_BEFORE + r"(?:\d{4}(?P<s4>[- ]?)\d{4}(?P=s4)\d{4}(?P=s4)\d{4}"
                    r"|\d{4}(?P<s6>[- ]?)\d{6}(?P=s6)\d{4,5})" + _ALONE_AFTER)
@@ -111,8 +112,15 @@ def _candidates(text: str, kind: str) -> list[tuple[int, int]]:
             near_bank_word(text, s, e)]
 
 
+# Read full-width digits and signs (a Korean IME's "０１０"), dashes and the ideographic space as ASCII: one
+# character for one, so the finds' offsets hold in the original text.
+_FOLD = str.maketrans("０１２３４５６７８９－＋（）．＠\u2010\u2011\u2012\u2013\u2014\u2212\u3000",
+                      "0123456789-+().@------ ")
+
+
 def find_pii(text: str, kinds: tuple[str, ...] | list[str] = KINDS) -> list[PiiMatch]:
     """Non-overlapping finds in text order; where two overlap, the kind earlier in KINDS wins."""
+    text = text.translate(_FOLD)
     taken: list[PiiMatch] = []
     for kind in KINDS:
         if kind not in kinds:

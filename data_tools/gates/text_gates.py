@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from data_tools.gates.base import (FIELDS, GateResult, Verdict, answer_and_thinking, check_choice, check_range,
-                                   filter_rows, selected_turns, strip_code, turn_text)
-from data_tools.text import nfc, repeated_ngram_share, script_counts, script_of
+                                   filter_rows, selected_turns, turn_text)
+from data_tools.text import nfc, repeated_ngram_share, script_counts, script_of, strip_code
 
 
 def _nfc_everywhere(value: Any) -> Any:

@@ -66,6 +66,18 @@ def test_text_is_normalised_to_nfc(tmp_path):
     assert row.messages[0]["content"] == "한국어" and len(row.messages[0]["content"]) == 3
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_a_byte_order_mark_is_not_data(tmp_path, suffix):
+    """Notepad and Excel save UTF-8 with a BOM: the first row must still be read, JSON arrays still recognised."""
+    path = tmp_path / f"train{suffix}"
+    body = (json.dumps([GOOD, GOOD], ensure_ascii=False) if suffix == ".json"
+            else "\n".join([json.dumps(GOOD, ensure_ascii=False)] * 2) + "\n")
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    report = load_chat_files([path], on_bad_row="skip")
+    assert len(report.rows) == 2 and not report.skipped
+    assert report.rows[0].messages == GOOD["messages"]
+
+
 def test_parquet_rows_are_named_by_row_number(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -29,6 +29,37 @@ def test_correct_korean_beats_chinese_contaminated_beats_wrong(recipe):
     assert good > chinese > wrong
 
 
+# The same correct answer with TeX math or a code block: their Latin letters are not a switch out of Korean.
+LATEX = ("삼각형의 넓이는 $\\frac{1}{2} \\times \\text{base} \\times \\text{height}$로 구합니다. "
+         "사과 3개가 1,500원이므로 한 개는 $1500 \\div 3 = 500$원입니다.\n정답: 500원")
+CODE = "사과 한 개의 값을 코드로 계산하면:\n```python\nprice_per_apple = total_price // apple_count\n```\n정답: 500원"
+CUT_OFF = "<think>\n사과 3개가 1,500원이니까 정답: 500원 인지 확인해 보자. 다시 계산하면"  # max length hit mid-thought
+
+
+@pytest.mark.parametrize("recipe", ["smoke-grpo", "qwen3-1.7b-ko-grpo"])
+def test_korean_with_math_or_code_beats_chinese_contamination(recipe):
+    latex, code, chinese = total([LATEX, CODE, CHINESE], recipe)
+    assert latex > chinese and code > chinese
+    assert language_consistency([LATEX, CODE]) == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("recipe", ["smoke-grpo", "qwen3-1.7b-ko-grpo"])
+def test_a_completion_cut_off_while_thinking_has_no_answer_to_reward(recipe):
+    from training.rewards import math_accuracy
+
+    assert math_accuracy([CUT_OFF], answer=["500"]) == [0.0]  # the "정답: 500원" it was weighing is not an answer
+    assert language_consistency([CUT_OFF]) == [0.0] and language_consistency([CUT_OFF], include_think=True)[0] > 0.9
+    cut_off, good = total([CUT_OFF, "<think>\n1500을 3으로 나누면 500.\n</think>\n" + GOOD], recipe)
+    assert good > cut_off + 1.0
+    looping = "<think>\n" + "다시 계산해 보자. " * 30
+    assert repetition_penalty([looping])[0] < -0.5  # a loop in an unclosed thought is still a loop
+
+
+def test_the_final_line_format_may_be_markdown():
+    lines = ["계산하면 7입니다.\n**정답: 7**", "계산하면 7입니다.\n### 최종 답: 7", "계산하면 7입니다.\n정답은 7입니다."]
+    assert answer_format(lines, style="final_line") == [1.0, 1.0, 0.0]  # the asked "정답: ..." line, in any dress
+
+
 def test_language_consistency_penalises_han_and_kana_and_optionally_thinking():
     clean, han, kana = language_consistency(["오늘 날씨가 맑아요.", "오늘 天氣가 맑아요.", "오늘 날씨가 はれ."])
     assert clean == 1.0 and han < clean and kana < clean
