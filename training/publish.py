@@ -50,6 +50,14 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+PRIVATE = ("host", "command")  # the training machine's name and the command line (local paths): not published
+
+
+def _public(prov: dict[str, Any]) -> dict[str, Any]:
+    """A run's provenance for a public release: without PRIVATE keys, in its earlier starts too."""
+    return {k: [_public(p) for p in v] if k == "earlier" else v for k, v in prov.items() if k not in PRIVATE}
+
+
 def _stages(run: Path) -> list[dict[str, Any]]:
     """This run and the runs its adapter started from (an SFT stage before GRPO), oldest first."""
     stages, seen = [], set()
@@ -57,7 +65,8 @@ def _stages(run: Path) -> list[dict[str, Any]]:
         seen.add(run.resolve())
         prov = _read_json(run / "provenance.json")
         config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").is_file() else {}
-        stages.insert(0, {"name": f"{config.get('method', {}).get('name', '?')} ({run.name})", "provenance": prov})
+        stages.insert(0, {"name": f"{config.get('method', {}).get('name', '?')} ({run.name})",
+                          "provenance": _public(prov)})
         start = (prov.get("model") or {}).get("start_adapter")
         run = Path(start).parent if start else None
     return stages
@@ -179,31 +188,37 @@ def publish(cfg: KosovConfig) -> PublishResult:
         raise KosovError(f"{out} already holds files", fix="pass overwrite=true or choose another output_dir")
     if cfg.push and not cfg.repo_id:
         raise KosovError("push=true needs repo_id=<org>/<name>")
+    # Built whole in a staging folder (card, files, merged model, upload plan), then renamed into place: a failed
+    # or killed publish leaves the previous release, or none, never half of one.
     staging = out.with_name(f".{out.name}.building")
     shutil.rmtree(staging, ignore_errors=True)
+    check = None
     try:
         _assemble(cfg, run, adapter, staging)
-        leaked = scan_for_secrets(staging)
+        leaked = scan_for_secrets(staging)  # before the merge: merged weights hold no text of the run's
         if leaked:
             raise KosovError(f"a secret from the environment is in {leaked}; nothing was written or uploaded",
                              fix="remove it from the run's files and publish again")
+        if cfg.publish.merge:
+            from training.merge import merge_adapter
+
+            run_cfg = validate(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")))
+            check = merge_adapter(run_cfg, adapter, staging / "merged", resolve_device(cfg.device))
+            if not check["ok"]:
+                kept = out.with_name(f"{out.name}.merge_check.json")
+                shutil.copyfile(staging / "merged" / "merge_check.json", kept)
+                raise KosovError(f"the merged model's logits differ from base + adapter by "
+                                 f"{check['max_abs_logit_diff']:.2e}; no release was written",
+                                 where=str(kept), fix="publish without publish.merge=true, and report this with "
+                                                      f"{kept.name}")
+        files = upload_list(staging)
+        write_json(staging / "upload_plan.json", {"repo_id": cfg.repo_id, "files": files})
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
-    check = None
-    if cfg.publish.merge:
-        from training.merge import merge_adapter
-
-        run_cfg = validate(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")))
-        check = merge_adapter(run_cfg, adapter, out / "merged", resolve_device(cfg.device))
-        if not check["ok"]:
-            raise KosovError(f"the merged model's logits differ from base + adapter by {check['max_abs_logit_diff']:.2e}",
-                             where=str(out / "merged"), fix="do not ship merged/; report this with merge_check.json")
-    files = upload_list(out)
-    write_json(out / "upload_plan.json", {"repo_id": cfg.repo_id, "files": files})
     log.info("release folder %s; %s:\n  %s", out, "uploading" if cfg.push else
              "push=true repo_id=<org>/<name> would upload", "\n  ".join(files))
     if cfg.push:

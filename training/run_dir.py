@@ -27,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from training.errors import KosovError
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,62 @@ class RunDir:
         return any((self.path / m).exists() for m in RUN_MARKERS)
 
 
+# What a resumed run may change: how long it trains, how often it saves, logs and evaluates, where it reports, the
+# flags that say what to do with the folder, and the sections `kosov train` does not read. Anything else would make
+# one adapter of two recipes, with a record naming only the second.
+RESUME_MAY_CHANGE = ("resume", "overwrite", "output_dir", "device", "mirror", "objective", "tracking", "eval",
+                     "publish", "serve", "synth", "method.max_steps", "method.num_train_epochs", "method.save_steps",
+                     "method.save_total_limit", "method.logging_steps", "method.eval_steps",
+                     "method.dataloader_num_workers", "method.per_device_eval_batch_size")
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, dict) or not value:
+        return {prefix.rstrip("."): value}
+    return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+
+
+def recipe_changes(saved: dict[str, Any], resolved: dict[str, Any]) -> list[str]:
+    """'key: old -> new' for each setting of `resolved` that differs from the `saved` config.yaml, except those a
+    resumed run may change (RESUME_MAY_CHANGE)."""
+    old, new = _flat(saved), _flat(yaml.safe_load(yaml.safe_dump(resolved, allow_unicode=True)))
+    missing = object()
+    changed = [key for key in old.keys() | new.keys()
+               if not any(key == k or key.startswith(k + ".") for k in RESUME_MAY_CHANGE)
+               and old.get(key, missing) != new.get(key, missing)]
+    first = ("name", "method.name", "model.name_or_path", "model.revision", "peft.method", "data.name")
+    changed.sort(key=lambda k: (first.index(k) if k in first else len(first), k))
+
+    def shown(value: Any) -> str:
+        return "(unset)" if value is missing else repr(value)
+
+    return [f"{key}: {shown(old.get(key, missing))} -> {shown(new.get(key, missing))}" for key in changed]
+
+
+def check_same_recipe(folder: Path, resolved: dict[str, Any], doing: str) -> None:
+    """Refuse to continue the run in `folder` (its config.yaml) with a different recipe."""
+    saved = folder / "config.yaml"
+    if not saved.is_file():
+        return
+    changes = recipe_changes(yaml.safe_load(saved.read_text(encoding="utf-8")) or {}, resolved)
+    if changes:
+        more = f"; and {len(changes) - 6} more" if len(changes) > 6 else ""
+        raise KosovError(f"{doing}, but the recipe differs from the one the run in {folder} trained with: "
+                         + "; ".join(changes[:6]) + more,
+                         fix=f"continue it with its own recipe ({saved}; only max_steps, num_train_epochs, save, log "
+                             "and eval steps, tracking and device may change), or start a new run: overwrite=true "
+                             "or another output_dir")
+
+
+def refuse_existing_run(run: RunDir) -> None:
+    if run.holds_run():
+        raise KosovError(
+            f"{run.path} already holds a run",
+            fix="pass resume=true to continue it from its last checkpoint, overwrite=true to replace it, "
+                "or choose another output_dir",
+        )
+
+
 def default_output_dir(name: str) -> Path:
     return Path("outputs") / name / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
@@ -109,12 +167,8 @@ def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool, is_main:
             raise KosovError(f"resume=true, but {run.checkpoints} holds no finished checkpoint",
                              fix="check output_dir, or start a new run without resume=true")
         run.resume_from = found
-    elif run.holds_run() and not overwrite:
-        raise KosovError(
-            f"{run.path} already holds a run",
-            fix="pass resume=true to continue it from its last checkpoint, overwrite=true to replace it, "
-                "or choose another output_dir",
-        )
+    elif not overwrite:
+        refuse_existing_run(run)
     elif run.holds_run() and is_main:
         log.warning("overwrite=true: deleting the run in %s", run.path)
         for marker in (*RUN_MARKERS, "report.md", "report.png", "wandb", "tensorboard", "train.log"):
@@ -160,6 +214,8 @@ def _gpu() -> dict[str, Any] | None:
 
 def provenance(*, seed: int, data: dict[str, Any], model: dict[str, Any], resumed_from: Path | None = None,
                processes: int = 1, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where this run (or this resumption of it) came from; a resumed run keeps the earlier ones' under
+    "earlier" (resume_provenance)."""
     return {
         "processes": processes,
         "runtime": runtime,
@@ -176,6 +232,16 @@ def provenance(*, seed: int, data: dict[str, Any], model: dict[str, Any], resume
         "model": model,
         "data": data,
     }
+
+
+def resume_provenance(prov: dict[str, Any], run: RunDir) -> dict[str, Any]:
+    """A resumed run's provenance, with the folder's earlier provenance (the first run's, then each resumption's)
+    kept under "earlier" instead of replaced."""
+    saved = run.path / "provenance.json"
+    if run.resume_from is None or not saved.is_file():
+        return prov
+    before = json.loads(saved.read_text(encoding="utf-8"))
+    return {**prov, "earlier": [*before.pop("earlier", []), before]}
 
 
 def add_file_logging(run: RunDir) -> logging.Handler:

@@ -27,8 +27,9 @@ from training.recipes import compose
 from training.models import (adapter_dir, bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id,
                              liger_for, load_adapter, load_base_model, load_tokenizer, lora_config, model_source,
                              resolve_device)
-from training.run_dir import (RunDir, add_file_logging, default_output_dir, last_checkpoint, prepare_run_dir,
-                              provenance, redact, write_atomic, write_json)
+from training.run_dir import (RunDir, add_file_logging, check_same_recipe, default_output_dir, last_checkpoint,
+                              prepare_run_dir, provenance, redact, refuse_existing_run, resume_provenance,
+                              write_atomic, write_json)
 from training.tracking import open_tracker
 
 log = logging.getLogger(__name__)
@@ -138,14 +139,21 @@ def _save_final(trainer: Any, run: RunDir, full_model: bool) -> Path:
 
 
 def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
-    """The SFT run a GRPO recipe starts from (method.grpo.sft_stage), in output_dir/sft; reused once finished."""
+    """The SFT run a GRPO recipe starts from (method.grpo.sft_stage), in output_dir/sft; reused once finished,
+    if its recipe is still the one it trained with. It trains the base GRPO loads: at the same revision."""
     stage_dir = output_dir / "sft"
-    if (stage_dir / "metrics.json").is_file() and not cfg.overwrite:
-        log.info("SFT stage already finished in %s: starting GRPO from its adapter", stage_dir)
-        return stage_dir / "adapter"
     resume = cfg.resume and last_checkpoint(stage_dir / "checkpoints") is not None
     stage = compose([*cfg.method.grpo.sft_stage, f"output_dir={stage_dir}", f"overwrite={cfg.overwrite}",
                      f"resume={resume}", f"device={cfg.device}"])
+    if stage.model.name_or_path == cfg.model.name_or_path and stage.model.revision != cfg.model.revision:
+        if stage.model.revision is not None:
+            raise KosovError(f"the SFT stage pins {cfg.model.name_or_path} at {stage.model.revision}, GRPO at "
+                             f"{cfg.model.revision}", fix="pin both to the same commit with model.revision=<sha>")
+        stage.model.revision = cfg.model.revision  # the run's pin holds for its SFT stage too
+    if (stage_dir / "metrics.json").is_file() and not cfg.overwrite:
+        check_same_recipe(stage_dir, redact(to_dict(stage)), f"the finished SFT stage in {stage_dir} would be reused")
+        log.info("SFT stage already finished in %s: starting GRPO from its adapter", stage_dir)
+        return stage_dir / "adapter"
     log.info("SFT stage first: %s", " ".join(cfg.method.grpo.sft_stage))
     return train(stage).run_dir / "adapter"
 
@@ -199,6 +207,13 @@ def train(cfg: KosovConfig) -> TrainResult:
         raise KosovError(f"{state.num_processes} processes would each pick their own timestamped run folder",
                          fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")
     output_dir = Path(cfg.output_dir or default_output_dir(cfg.name))
+    resolved = redact(to_dict(cfg))
+    # Before anything trains (a chained SFT stage included): a run in the folder is continued only with its own
+    # recipe, and replaced only when asked.
+    if cfg.resume:
+        check_same_recipe(output_dir, resolved, "resume=true")
+    elif not cfg.overwrite:
+        refuse_existing_run(RunDir(output_dir))
 
     # Where training starts: a base, an adapter to continue, or an SFT stage trained first.
     chained = cfg.method.grpo is not None and bool(cfg.method.grpo.sft_stage)
@@ -208,11 +223,13 @@ def train(cfg: KosovConfig) -> TrainResult:
         start_adapter: Path | None = run_sft_stage(cfg, output_dir)
     else:
         start_adapter = adapter_dir(cfg.method.init_adapter) if cfg.method.init_adapter else None
-    # A chained run killed during its SFT stage has no GRPO checkpoint yet: GRPO then starts fresh.
+    # A chained run killed before GRPO's first checkpoint: GRPO starts again (what it wrote goes; its SFT stage,
+    # in output_dir/sft, stays).
     resume = cfg.resume and not (chained and last_checkpoint(output_dir / "checkpoints") is None)
+    overwrite = cfg.overwrite or (cfg.resume and not resume)
 
     # Run folder: claimed before anything heavy, so a refused overwrite costs nothing.
-    run = prepare_run_dir(output_dir, overwrite=cfg.overwrite, resume=resume, is_main=is_main)
+    run = prepare_run_dir(output_dir, overwrite=overwrite, resume=resume, is_main=is_main)
     state.wait_for_everyone()  # the main process has cleared / created the folder
     handler = add_file_logging(run) if is_main else None
     if run.resume_from:
@@ -238,9 +255,9 @@ def train(cfg: KosovConfig) -> TrainResult:
                       "start_adapter": str(start_adapter) if start_adapter else None}
         runtime = runtime_settings(cfg, model, device)
         log.info("runtime: %s", runtime)
-        prov = provenance(seed=cfg.seed, data=data.summary, model=model_info, resumed_from=run.resume_from,
-                          processes=state.num_processes, runtime=runtime)
-        resolved = redact(to_dict(cfg))
+        prov = resume_provenance(provenance(seed=cfg.seed, data=data.summary, model=model_info,
+                                            resumed_from=run.resume_from, processes=state.num_processes,
+                                            runtime=runtime), run)
         if is_main:
             write_atomic(run.path / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
             write_json(run.path / "provenance.json", prov)

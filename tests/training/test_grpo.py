@@ -4,6 +4,7 @@ SFT adapter (given, or trained first by the same recipe); bad setups fail before
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -65,6 +66,32 @@ def test_sft_then_grpo_in_one_recipe(tmp_path):
     assert prov["model"]["start_adapter"] == str(out / "sft" / "adapter")
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
 
+    # Killed after its SFT stage, before GRPO's first checkpoint: resume=true starts GRPO again, keeps the stage.
+    shutil.rmtree(out / "checkpoints")
+    stage_done = (out / "sft" / "metrics.json").stat().st_mtime_ns
+    again = train(compose(["experiment=smoke-sft-grpo", f"output_dir={out}", "method.max_steps=2", "resume=true"]))
+    assert again.metrics["global_step"] == 2 and (out / "sft" / "metrics.json").stat().st_mtime_ns == stage_done
+    # A finished stage is reused only with the recipe it trained with (here the GRPO part left no config yet).
+    for name in ("config.yaml", "provenance.json"):
+        (out / name).unlink()
+    with pytest.raises(KosovError, match=r"finished SFT stage .* would be reused.*peft\.r: 8 -> 16"):
+        train(compose(["experiment=smoke-sft-grpo", f"output_dir={out}", "resume=true",
+                       'method.grpo.sft_stage=["experiment=smoke-sft","peft.r=16"]']))
+
+
+def test_a_chained_run_claims_its_folder_before_the_sft_stage_trains(smoke_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(smoke_run.run_dir, out)  # a finished SFT run
+    with pytest.raises(KosovError, match="already holds a run"):
+        train(compose(["experiment=smoke-sft-grpo", f"output_dir={out}"]))
+    with pytest.raises(KosovError, match="resume=true, but the recipe differs.*: name: 'smoke-sft' -> 'smoke-sft-grpo'; "
+                                         "method.name: 'sft' -> 'grpo'; data.name"):
+        train(compose(["experiment=smoke-sft-grpo", f"output_dir={out}", "resume=true"]))  # not its checkpoint
+    assert not (out / "sft").exists()
+    with pytest.raises(KosovError, match="the SFT stage pins tiny-ko at b+, GRPO at a+"):
+        train(compose(["experiment=smoke-sft-grpo", f"output_dir={tmp_path / 'pins'}", f"model.revision={'a' * 40}",
+                       f'method.grpo.sft_stage=["experiment=smoke-sft","model.revision={"b" * 40}"]']))
+
 
 def test_an_adapter_of_another_base_is_refused(smoke_run, tmp_path):
     cfg = compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", "model.tiny.hidden_size=32",
@@ -124,6 +151,7 @@ def test_a_grpo_run_resumes_from_its_checkpoint(tmp_path):
                             "method.save_steps=2", "resume=true"]))
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["resumed_from"].endswith("checkpoint-4")
+    assert [p["resumed_from"] for p in prov["earlier"]] == [None]  # the first run's record is kept
     assert result.metrics["global_step"] == 6
     steps = [s for s, _ in result.metrics["train_loss_curve"]]
     assert steps == [1, 2, 3, 4, 5, 6]  # one history across both processes' steps

@@ -83,6 +83,9 @@ def test_no_secret_from_the_environment_reaches_the_release(release):
         if path.is_file():
             data = path.read_bytes()
             assert HF_SECRET.encode() not in data and WANDB_SECRET.encode() not in data, path
+    stages = json.loads((result.folder / "provenance.json").read_text())["stages"]
+    assert stages and all("host" not in s["provenance"] and "command" not in s["provenance"] for s in stages)
+    assert all(s["provenance"]["data"]["sources"] and s["provenance"]["packages"] for s in stages)  # the lineage
 
 
 def test_push_without_a_token_is_a_clear_error(smoke_run, tmp_path, monkeypatch):
@@ -113,6 +116,25 @@ def test_an_existing_release_folder_is_not_overwritten(release, smoke_run):
     result, _ = release
     with pytest.raises(KosovError, match="already holds files"):
         publish(compose([f"run={smoke_run.run_dir}", f"output_dir={result.folder}"]))
+
+
+def test_a_failed_merge_check_leaves_the_previous_release_whole(release, smoke_run, monkeypatch):
+    """The logits check fails (a merge that changed the model, forced here by scaling the merged logits): the
+    overwrite is refused as a whole, the release already there stays as it was, and the check is kept to report."""
+    from training import merge
+
+    result, _ = release
+    before = sorted(str(p.relative_to(result.folder)) for p in result.folder.rglob("*"))
+    logits = merge._logits
+    monkeypatch.setattr(merge, "_logits", lambda model, inputs: logits(model, inputs) * (1 + 0.5 * ("Peft" not in
+                                                                                          type(model).__name__)))
+    with pytest.raises(KosovError, match="no release was written") as error:
+        publish(compose([f"run={smoke_run.run_dir}", "publish.merge=true", f"output_dir={result.folder}",
+                         "overwrite=true"]))
+    assert sorted(str(p.relative_to(result.folder)) for p in result.folder.rglob("*")) == before
+    kept = result.folder.with_name(f"{result.folder.name}.merge_check.json")
+    assert str(kept) in str(error.value) and json.loads(kept.read_text())["ok"] is False
+    assert not result.folder.with_name(f".{result.folder.name}.building").exists()
 
 
 @pytest.mark.parametrize("licenses, expected", [

@@ -65,6 +65,17 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert steps == sorted(set(steps)) and steps[0] == 1  # one history: logged steps from before the kill kept
 
 
+def test_resume_with_another_recipe_is_refused_and_changes_nothing(tmp_path):
+    out = tmp_path / "run"
+    train(compose(quick(f"output_dir={out}")))
+    before = {name: (out / name).read_bytes() for name in ("config.yaml", "provenance.json")}
+    done = kosov("train", *quick(f"output_dir={out}", "resume=true", "method.learning_rate=0.5", "data=ko-math-sft"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "the recipe differs" in done.stderr and "method.learning_rate: 0.003 -> 0.5" in done.stderr
+    assert "data.name: 'ko-chat-seed' -> 'ko-math-sft'" in done.stderr and "overwrite=true" in done.stderr
+    assert before == {name: (out / name).read_bytes() for name in before}
+
+
 def test_resume_without_a_checkpoint_says_so(tmp_path):
     done = kosov("train", *quick(f"output_dir={tmp_path / 'nothing'}", "resume=true"))
     assert done.returncode == 2 and "no finished checkpoint" in done.stderr and "Traceback" not in done.stderr
