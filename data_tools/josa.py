@@ -98,13 +98,19 @@ def _trailing(text: str, allowed: str) -> str:
     return text[start:]
 
 
-def _latin_reading_end(text: str, powered: bool) -> str:
+def _latin_reading_end(text: str, powered: bool) -> str | None:
+    """The last syllable said for Latin letters ending `text`: a unit ("5km"), or letter by letter for an acronym or
+    a single letter ("URL", "url", "L"); None for a word ("Google", "iPhone"): how it is said is not in its
+    spelling."""
     letters = _trailing(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
     before = text[: len(text) - len(letters)]
     # "5m", "몇 km", "4,100(g)", "cm²" and a bare "km" are units; a bare "L" or "m" is more likely the letter.
     after_number = bool(before) and (before[-1].isdigit() or before[-1].isspace() or before[-1] == "(")
     if letters in UNITS and (after_number or (not before and (powered or len(letters) > 1))):
         return UNITS[letters][-1]
+    spelled = letters.isupper() or len(letters) <= 3 or not any(v in letters.lower() for v in "aeiouy")
+    if not spelled or (not letters.islower() and not letters.isupper()):
+        return None  # a word (Google, iPhone, kakao), not an acronym ("url", "html": still spelled out)
     return LETTERS[letters[-1].upper()][-1]
 
 
@@ -125,7 +131,8 @@ def final_consonant(word: str) -> int | None:
     if last in SYMBOLS:
         return syllable_final(SYMBOLS[last][-1])
     if last.isascii() and last.isalpha():
-        return syllable_final(_latin_reading_end(text, powered))
+        end = _latin_reading_end(text, powered)
+        return syllable_final(end) if end else None
     if last.isascii() and last.isdigit():
         end = number_reading_end(_trailing(text, "0123456789,./"))
         return syllable_final(end) if end else None

@@ -12,7 +12,6 @@ re-pays for them.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from data_tools.chat_io import write_jsonl
+from data_tools.chat_io import BadRowError, read_records, write_jsonl
 from data_tools.datacard import datacard_markdown, histograms
 from training.config import resolve_path, to_dict
 from training.errors import KosovError
@@ -68,30 +67,44 @@ def build_teacher(cfg: KosovConfig, out: Path):
         raise KosovError(e.what, where=e.where, fix=e.fix) from None
 
 
-def _read_inputs(cfg: KosovConfig) -> list[Any]:
-    """The generator's input rows or lines: JSONL rows as dicts, other files as non-empty lines."""
-    items: list[Any] = []
+def _read_inputs(cfg: KosovConfig) -> list[tuple[str, Any]]:
+    """The generator's input rows or lines, each with where it came from ("path:line"): JSONL rows as dicts, other
+    files as non-empty lines. A line that cannot be read fails naming its file and line."""
+    items: list[tuple[str, Any]] = []
     for path in map(resolve_path, cfg.synth.inputs):
         if not path.is_file():
             raise KosovError(f"synth input file not found: {path}", fix="check synth.inputs")
-        text = path.read_text(encoding="utf-8")
         if path.suffix == ".jsonl":
-            items += [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            items += [line.strip() for line in text.splitlines() if line.strip()]
+            for where, record in read_records(path):
+                if isinstance(record, BadRowError):
+                    raise KosovError(f"{record.reason}: {record.detail}", where=where, fix=record.fix)
+                items.append((where, record))
+            continue
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise KosovError(f"not UTF-8: byte 0x{raw[e.start]:02x}", where=f"{path}:{line}",
+                             fix="re-save the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)") from None
+        items += [(f"{path}:{n}", line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not items:
         raise KosovError(f"synth.generator={cfg.synth.generator} needs inputs", fix="set synth.inputs=[file, ...]")
     return items
 
 
-def _prompt_text(item: Any) -> str:
+def _prompt_text(where: str, item: Any) -> str:
     """An instruction from an input line or row (a plain string, a prompt row or a chat row's first user turn)."""
     if isinstance(item, str):
         return item
-    turns = item.get("prompt") or item.get("messages") or []
-    if isinstance(turns, str):
+    turns = item.get("prompt") or item.get("messages") if isinstance(item, dict) else None
+    if isinstance(turns, str) and turns.strip():
         return turns
-    return next(m["content"] for m in turns if m["role"] == "user")
+    for turn in turns if isinstance(turns, list) else []:
+        if isinstance(turn, dict) and turn.get("role") == "user" and isinstance(turn.get("content"), str):
+            return turn["content"]
+    raise KosovError("no instruction in this input row", where=where,
+                     fix='give a line of text, {"prompt": "..."}, or a chat row whose messages have a user turn')
 
 
 def generate_rows(cfg: KosovConfig, out: Path) -> list[dict]:
@@ -112,7 +125,8 @@ def generate_rows(cfg: KosovConfig, out: Path) -> list[dict]:
     answer = dict(seed=cfg.seed, keep_thinking=t.keep_thinking, source=s.source, license_=s.license,
                   max_new_tokens=t.max_new_tokens, thinking=t.thinking == "on", system=s.system)
     if s.generator == "translate":
-        return gen.translate(teacher, _read_inputs(cfg)[: s.n], seed=cfg.seed, source=s.source, license_=s.license)
+        rows = [item for _, item in _read_inputs(cfg)[: s.n]]
+        return gen.translate(teacher, rows, seed=cfg.seed, source=s.source, license_=s.license)
     if s.generator == "magpie":
         if t.backend == "http":
             raise KosovError("Magpie gives the model a raw chat-template prefix, which a chat endpoint cannot take",
@@ -122,12 +136,12 @@ def generate_rows(cfg: KosovConfig, out: Path) -> list[dict]:
         prefix = gen.magpie_prefix(load_tokenizer(cfg.model, model_source(cfg.model)[0]), s.system)
         prompts = gen.magpie(teacher, s.n, seed=cfg.seed, prefix=prefix)
     elif s.generator == "self_instruct":
-        prompts = gen.self_instruct(teacher, [_prompt_text(i) for i in _read_inputs(cfg)], s.n, seed=cfg.seed)
+        prompts = gen.self_instruct(teacher, [_prompt_text(*i) for i in _read_inputs(cfg)], s.n, seed=cfg.seed)
     elif s.generator == "evol_instruct":
-        prompts = gen.evol_instruct(teacher, [_prompt_text(i) for i in _read_inputs(cfg)][: s.n], seed=cfg.seed,
+        prompts = gen.evol_instruct(teacher, [_prompt_text(*i) for i in _read_inputs(cfg)][: s.n], seed=cfg.seed,
                                     rounds=s.evol_rounds, operations=s.evol_operations)
     else:  # distill
-        prompts = [_prompt_text(i) for i in _read_inputs(cfg)][: s.n]
+        prompts = [_prompt_text(*i) for i in _read_inputs(cfg)][: s.n]
     return gen.distill(teacher, prompts, generator=s.generator, **answer)
 
 

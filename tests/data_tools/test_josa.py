@@ -36,6 +36,9 @@ CASES = [
     ("API", "을/를", "API를"), ("URL", "을/를", "URL을"), ("url", "을/를", "url을"), ("SNS", "이/가", "SNS가"),
     ("TV", "을/를", "TV를"), ("HTML", "(으)로", "HTML로"), ("CRM", "이/가", "CRM이"), ("PDF", "(으)로", "PDF로"),
     ("MP3", "을/를", "MP3을"), ("3D", "이/가", "3D가"), ("Q", "이/가", "Q가"), ("R", "(으)로", "R로"),
+    # words are said as words (구글, 아이폰): their spelling does not give the ending, so both forms are written
+    ("Google", "을/를", "Google을(를)"), ("iPhone", "이/가", "iPhone이(가)"), ("LoRA", "(으)로", "LoRA(으)로"),
+    ("kakao", "은/는", "kakao은(는)"), ("html", "(으)로", "html로"),
     # unit symbols after a number (or a space, as in "몇 km") are read as units
     ("5km", "을/를", "5km를"), ("3kg", "을/를", "3kg을"), ("500g", "은/는", "500g은"), ("2L", "을/를", "2L를"),
     ("500mL", "이/가", "500mL가"), ("시속 60km", "(으)로", "시속 60km로"), ("몇 m", "이에요/예요", "몇 m예요"),

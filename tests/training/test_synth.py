@@ -85,6 +85,22 @@ def test_bad_synth_recipes_say_what_to_fix(tmp_path, overrides, words):
         assert word in str(error.value)
 
 
+@pytest.mark.parametrize("name, content, line, words", [
+    ("bad.jsonl", '{"prompt": "서울은?"}\n{"prompt": "부산은?"\n'.encode(), 2, ["malformed JSON"]),
+    ("prompts.txt", "서울은 어때요?\n부산은 어때요?\n".encode("cp949"), 1, ["not UTF-8", "iconv"]),
+    ("system.jsonl", '{"messages": [{"role": "system", "content": "친절하게"}]}\n'.encode(), 1,
+     ["no instruction", "user turn"]),
+    ("list.jsonl", '{"prompt": "서울은?"}\n["서울은?"]\n'.encode(), 2, ["no instruction"]),
+])
+def test_a_bad_synth_input_names_its_file_and_line(tmp_path, name, content, line, words):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(KosovError) as error:
+        synth(compose(["experiment=synth-distill", f"synth.inputs=[{path}]", f"output_dir={tmp_path / 'out'}"]))
+    assert f"{path}:{line}" in str(error.value) and all(word in str(error.value) for word in words)
+    assert not (tmp_path / "out" / "train.jsonl").exists()
+
+
 def test_the_judge_gate_runs_on_the_recipes_teacher(tmp_path, monkeypatch):
     """tiny-ko is a poor judge: it rarely answers with a 1-10 score, so its rows fall to 'no judge score'. Every row
     reaching the gate is rated by the recipe's teacher, and what the gate removes follows those ratings."""
