@@ -99,8 +99,49 @@ def test_the_generative_metrics_score_known_answers():
     assert rate["value"] == 0.5 and rate["n"] == 4  # Chinese characters in one answer, kana in another
     assert rate["thinking_foreign_script_rate"] == 0.25  # the third thinks in Chinese but answers in Korean
     assert rate["stderr"] == pytest.approx((0.5 * 0.5 / 4) ** 0.5) and 0 < rate["mean_hangul_share"] < 1
+    cut_off = foreign_script_rate(["서울입니다.", "<think>北京是中国的首都... 한국의 수도는"])  # token limit mid-thought
+    assert cut_off["value"] == 0.5 and cut_off["unfinished_thinking_rate"] == 0.5  # no answer is no clean answer
 
     rows = [ChatRow([{"role": "user", "content": "사과 5개에 100원씩이면?"}], None, f"math.jsonl:{i}", {"answer": 500})
             for i in range(3)]
     accuracy = math_accuracy(["계산하면 정답: 500원", "정답: 50", "500"], rows)
     assert accuracy["value"] == pytest.approx(2 / 3) and accuracy["n"] == 3
+
+
+def test_the_cache_key_changes_with_every_shard_the_tokenizer_and_how_the_model_loads(tmp_path):
+    from training.evaluation.harness import load_settings, model_identity, settings_of
+    from training.schema import ModelConfig, QuantizationConfig
+
+    for name in ("config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                 "model.safetensors.index.json", "tokenizer.json"):
+        (tmp_path / name).write_text(name)
+    plain = load_settings(ModelConfig(), None)
+    before = model_identity(str(tmp_path), None, None, plain)
+    (tmp_path / "model-00002-of-00002.safetensors").write_text("retrained into the same folder")
+    after_shard = model_identity(str(tmp_path), None, None, plain)
+    (tmp_path / "tokenizer.json").write_text("another tokenizer")
+    after_tokenizer = model_identity(str(tmp_path), None, None, plain)
+    assert len({before["digest"], after_shard["digest"], after_tokenizer["digest"]}) == 3
+    template = tmp_path / "ko.jinja"
+    template.write_text("{{ messages }}")
+    loads = [plain, load_settings(ModelConfig(dtype="bfloat16"), None),
+             load_settings(ModelConfig(chat_template=str(template)), None),
+             load_settings(ModelConfig(), QuantizationConfig())]
+    assert len({json.dumps(s, sort_keys=True) for s in loads}) == 4
+    suite = compose(["experiment=smoke-eval"]).eval
+    assert len(settings_of(suite, "ko_mini_bench")["data_sha256"]) == 64  # kosov's own task data is in the key
+
+
+def test_a_tag_is_scored_as_the_mean_of_its_tasks_and_vllm_gets_the_thinking_mode():
+    from training.evaluation.harness import model_args, primary_score, tag_members, task_manager
+
+    members = tag_members(task_manager(["kbl"]), ["kbl", "ko_mini_bench"])
+    assert list(members) == ["kbl"] and len(members["kbl"]) > 10  # lm-eval's KBL tag has no aggregate of its own
+    first, second = members["kbl"][:2]
+    results = {first: {"exact_match,none": 0.5}, second: {"exact_match,none": 0.25}}
+    score = primary_score("kbl", results, {"kbl": [first, second]})
+    assert (score.metric, score.value) == ("exact_match", 0.375)
+    suite = compose(["experiment=smoke-eval", "eval.apply_chat_template=true", "eval.backend=vllm",
+                     "eval.thinking=[off]"]).eval
+    args = model_args(suite, "tiny-ko", None, None, "auto", False)
+    assert args["enable_thinking"] is False and args["think_end_token"] == "</think>"

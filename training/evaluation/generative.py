@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from data_tools.chat_io import BadRowError, ChatRow, load_chat_files, prompt_row
 from data_tools.math_grader import is_correct
-from data_tools.text import hangul_share, script_counts, split_thinking
+from data_tools.text import THINK_CLOSE, THINK_OPEN, hangul_share, script_counts, split_thinking
 from training.config import resolve_path
 from training.schema import GenerativeEvalConfig
 from training.data_rows import bad_row_error
@@ -72,12 +72,18 @@ def contaminated(text: str) -> bool:
 
 
 def foreign_script_rate(answers: list[str]) -> dict[str, Any]:
-    """Share of answers with Chinese characters or kana after the thinking block (lower is better)."""
+    """Share of answers with Chinese characters or kana after the thinking block (lower is better). An answer cut
+    off while thinking has none to judge and counts as a failure, so thinking to the token limit cannot lower the
+    rate; how many were cut off is reported as well."""
     parts = [split_thinking(a) for a in answers]
-    value, stderr = _rate(sum(contaminated(answer) for _, answer in parts), len(answers))
+    unfinished = [THINK_OPEN in a and THINK_CLOSE not in a for a in answers]
+    failed = sum(cut or contaminated(answer) for cut, (_, answer) in zip(unfinished, parts))
+    value, stderr = _rate(failed, len(answers))
     think_rate, _ = _rate(sum(contaminated(thought) for thought, _ in parts), len(answers))
+    cut_rate, _ = _rate(sum(unfinished), len(answers))
     return {"metric": "foreign_script_rate", "value": value, "stderr": stderr, "n": len(answers),
             "higher_is_better": False, "thinking_foreign_script_rate": think_rate,
+            "unfinished_thinking_rate": cut_rate,
             "mean_hangul_share": sum(hangul_share(a) for _, a in parts) / len(parts) if parts else float("nan")}
 
 

@@ -104,24 +104,41 @@ def primary_score(task: str, results: dict[str, Any], group_subtasks: dict[str, 
 
 
 def files_digest(folder: Path, names: tuple[str, ...]) -> str:
+    """A digest of the named files (glob patterns) in `folder`: their contents, or for files of 1 GiB and more
+    their size and modification time."""
     digest = hashlib.sha256()
-    for name in names:
-        path = folder / name
-        if path.is_file():
-            digest.update(name.encode())
-            digest.update(path.read_bytes() if path.stat().st_size < 2**30 else str(path.stat().st_mtime).encode())
+    for path in sorted({p for name in names for p in folder.glob(name) if p.is_file()}):
+        stat = path.stat()
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes() if stat.st_size < 2**30 else f"{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
 
-def model_identity(source: str, revision: str | None, adapter: Path | None) -> dict[str, Any]:
-    """What the cache key knows of the model: the hub id and revision, or a local folder's file digest."""
+# What a local model folder's scores depend on: weights (every shard), config, tokenizer and chat template.
+MODEL_FILES = ("config.json", "*.safetensors", "*.safetensors.index.json", "*.bin", "tokenizer.json",
+               "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json")
+
+
+def model_identity(source: str, revision: str | None, adapter: Path | None,
+                   settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the cache key knows of the model: the hub id and revision, or a local folder's file digest; the
+    adapter's digest; and how the model is loaded (`settings`: dtype, attention, quantization, chat template)."""
     local = Path(source)
-    ident = {"source": source, "revision": revision}
+    ident = {"source": source, "revision": revision, "load": settings}
     if local.is_dir():
-        ident["digest"] = files_digest(local, ("config.json", "model.safetensors", "model.safetensors.index.json"))
+        ident["digest"] = files_digest(local, MODEL_FILES)
     if adapter is not None:
         ident["adapter"] = files_digest(adapter, ("adapter_config.json", "adapter_model.safetensors"))
     return ident
+
+
+def load_settings(mcfg: Any, quantization: Any) -> dict[str, Any]:
+    """The model settings a score depends on besides its files (for model_identity)."""
+    template = Path(mcfg.chat_template).expanduser() if mcfg.chat_template else None
+    return {"dtype": mcfg.dtype, "attn_implementation": mcfg.attn_implementation,
+            "quantization": asdict(quantization) if quantization is not None else None,
+            "chat_template": hashlib.sha256(template.read_bytes()).hexdigest()[:16]
+            if template is not None and template.is_file() else None}
 
 
 def cache_file(identity: dict, task: str, settings: dict) -> Path:
@@ -132,9 +149,31 @@ def cache_file(identity: dict, task: str, settings: dict) -> Path:
     return cache_root() / "eval_cache" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
 
 
-def settings_of(ecfg: EvalConfig) -> dict[str, Any]:
-    return {"num_fewshot": ecfg.num_fewshot, "limit": ecfg.limit, "apply_chat_template": ecfg.apply_chat_template,
-            "backend": ecfg.backend, "thinking": ecfg.thinking[0] if ecfg.apply_chat_template else None}
+def settings_of(ecfg: EvalConfig, task: str) -> dict[str, Any]:
+    """The run settings a task's score depends on; for kosov's local tasks, their data file's digest too."""
+    settings = {"num_fewshot": ecfg.num_fewshot, "limit": ecfg.limit, "apply_chat_template": ecfg.apply_chat_template,
+                "backend": ecfg.backend, "thinking": ecfg.thinking[0] if ecfg.apply_chat_template else None}
+    if task in LOCAL_TASKS:
+        data = resolve_path(LOCAL_TASKS[task]["data"])
+        settings["data_sha256"] = hashlib.sha256(data.read_bytes()).hexdigest()
+    return settings
+
+
+def thinking_args(ecfg: EvalConfig) -> dict[str, Any]:
+    """lm-eval's chat-template thinking switch (hf and vLLM models alike): the suite's first thinking mode."""
+    if not ecfg.apply_chat_template:
+        return {}
+    return {"enable_thinking": ecfg.thinking[0] == "on", "think_end_token": "</think>"}
+
+
+def tag_members(manager: Any, tasks: list[str]) -> dict[str, list[str]]:
+    """lm-eval tags (e.g. kbl) name tasks without an aggregate of their own: their members, to average."""
+    members = {}
+    for task in tasks:
+        entry = manager.task_index.get(task)
+        if entry is not None and getattr(entry.kind, "name", "") == "TAG":
+            members[task] = sorted(entry.tags)
+    return members
 
 
 def model_args(ecfg: EvalConfig, source: str, revision: str | None, adapter: Path | None, dtype: str,
@@ -146,9 +185,7 @@ def model_args(ecfg: EvalConfig, source: str, revision: str | None, adapter: Pat
         args["lora_local_path" if ecfg.backend == "vllm" else "peft"] = str(adapter)
     if ecfg.backend == "vllm" and adapter is not None:
         args["enable_lora"] = True
-    if ecfg.apply_chat_template and ecfg.backend == "hf":  # lm-eval tasks run in the suite's first thinking mode
-        args.update(enable_thinking=ecfg.thinking[0] == "on", think_end_token="</think>")
-    return args
+    return {**args, **thinking_args(ecfg)}  # lm-eval tasks run in the suite's first thinking mode
 
 
 def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, TaskScore]:
@@ -158,21 +195,23 @@ def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, Tas
 
     if not ecfg.tasks:
         return {}
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg.batch_size)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg.batch_size, **thinking_args(ecfg))
+    manager = task_manager(ecfg.tasks)
     output = lm_eval.simple_evaluate(model=lm, tasks=ecfg.tasks, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
-                                     apply_chat_template=ecfg.apply_chat_template,
-                                     task_manager=task_manager(ecfg.tasks), log_samples=False)
-    return {t: primary_score(t, output["results"], output.get("group_subtasks", {})) for t in ecfg.tasks}
+                                     apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
+                                     log_samples=False)
+    subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, ecfg.tasks)}
+    return {t: primary_score(t, output["results"], subtasks) for t in ecfg.tasks}
 
 
-def run_tasks(ecfg: EvalConfig, *, source: str, revision: str | None, adapter: Path | None, dtype: str,
-              trust_remote_code: bool, device: str) -> tuple[dict[str, TaskScore], list[str]]:
-    """Scores of ecfg.tasks for one model (base or base + adapter); returns (scores, tasks read from cache)."""
+def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], source: str, revision: str | None,
+              adapter: Path | None, dtype: str, trust_remote_code: bool, device: str
+              ) -> tuple[dict[str, TaskScore], list[str]]:
+    """Scores of ecfg.tasks for one model (base or base + adapter, `identity` from model_identity); returns
+    (scores, tasks read from cache)."""
     if not ecfg.tasks:
         return {}, []
-    settings = settings_of(ecfg)
-    identity = model_identity(source, revision, adapter)
-    files = {t: cache_file(identity, t, settings) for t in ecfg.tasks}
+    files = {t: cache_file(identity, t, settings_of(ecfg, t)) for t in ecfg.tasks}
     scores = {t: TaskScore(**json.loads(f.read_text())) for t, f in files.items() if ecfg.cache and f.is_file()}
     cached = list(scores)
     missing = [t for t in ecfg.tasks if t not in scores]
@@ -191,7 +230,11 @@ def run_tasks(ecfg: EvalConfig, *, source: str, revision: str | None, adapter: P
             raise KosovError(f"could not load the benchmark data of {missing}: {e}",
                              fix="check the network and HF_TOKEN; on a closed network, run `kosov mirror` for this "
                                  "suite on a connected machine and point kosov at the mirror folder") from None
+        subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, missing)}
         for task in missing:
-            scores[task] = primary_score(task, output["results"], output.get("group_subtasks", {}))
+            scores[task] = primary_score(task, output["results"], subtasks)
+            if math.isnan(scores[task].value):  # no score to keep: the next run computes it again
+                log.warning("lm-eval gave %s no %s score", task, "/".join(PRIMARY_METRICS))
+                continue
             write_json(files[task], asdict(scores[task]))
     return {t: scores[t] for t in ecfg.tasks}, cached
