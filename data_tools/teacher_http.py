@@ -52,6 +52,9 @@ class HTTPTeacher:
         if concurrency < 1 or max_retries < 0 or timeout_s <= 0:
             raise TeacherError(f"concurrency={concurrency}, max_retries={max_retries}, timeout_s={timeout_s}",
                                fix="use concurrency >= 1, max_retries >= 0 and timeout_s > 0")
+        if not base_url.startswith(("http://", "https://")):
+            raise TeacherError(f"base_url={base_url!r} has no http:// or https://",
+                               fix="give the whole address, e.g. http://127.0.0.1:8000/v1")
         self.base_url, self.name, self.api_key_env = base_url.rstrip("/"), model, api_key_env
         self.concurrency, self.timeout_s = concurrency, timeout_s
         self.max_retries, self.backoff_s = max_retries, backoff_s
@@ -183,8 +186,7 @@ class HTTPTeacher:
                 message = _server_message(response)
                 if response.status_code not in RETRY_STATUS and response.status_code < 500:
                     raise TeacherError(f"{url} answered {response.status_code}: {message}",
-                                       fix="check the request, the model name and the API key "
-                                           f"(${self.api_key_env}); this error is not retried")
+                                       fix=self._client_error_fix(response.status_code))
                 last = f"HTTP {response.status_code}: {message}"
                 retry_after = _retry_after(response)
             if attempt < self.max_retries:
@@ -194,6 +196,18 @@ class HTTPTeacher:
         raise TeacherError(f"{url} failed {self.max_retries + 1} times; last: {last}",
                            fix="check that the server is up and reachable; for slow answers raise timeout_s or "
                                "lower concurrency. Finished rows are cached: rerunning asks only for the rest")
+
+    def _client_error_fix(self, status: int) -> str:
+        """What to check for a 4xx answer (not retried)."""
+        if status == 404 and not self.base_url.endswith("/v1"):
+            return f"base_url={self.base_url!r} usually ends in /v1 (e.g. {self.base_url}/v1); this error is not retried"
+        if self.api_key_env is None:
+            key = "no API key is sent (api_key_env is null)"
+        elif os.environ.get(self.api_key_env):
+            key = f"the API key in ${self.api_key_env}"
+        else:
+            key = f"the API key: ${self.api_key_env} is not set"
+        return f"check the request, the model name and {key}; this error is not retried"
 
     def _parse(self, response: Any) -> Generation:
         try:

@@ -14,6 +14,7 @@ as in-process. One worker thread owns the model: requests queue and are generate
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -31,7 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from data_tools.teachers import RESERVED_TEMPLATE_KWARGS, Generation, GenerationRequest, TransformersTeacher
+from data_tools.teachers import RESERVED_TEMPLATE_KWARGS, GenerationRequest, TransformersTeacher
 from training.errors import KosovError
 from training.schema import ServeConfig
 from training.models import (adapter_dir, check_adapter_base, check_attention, check_remote_code, load_for_inference,
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 
 ROLES = ("system", "developer", "user", "assistant")  # developer: OpenAI's newer name for system
 CHAT_PATH = "/v1/chat/completions"
+
+
+def neutral(key: str, value: Any) -> bool:
+    """OpenAI parameters this server does not implement, accepted at the value that changes nothing."""
+    if key == "logprobs":
+        return value is False
+    return key in ("presence_penalty", "frequency_penalty") and not isinstance(value, bool) and value == 0
 
 
 
@@ -62,10 +70,11 @@ class Engine:
         self.thread = threading.Thread(target=self._run, name="kosov-serve-engine", daemon=True)
         self.thread.start()
 
-    def submit(self, request: GenerationRequest) -> Generation:
+    def submit(self, request: GenerationRequest) -> Future:
+        """Queue a request; the future gets its Generation. A future cancelled before its turn is skipped."""
         future: Future = Future()
         self.queue.put((request, future))
-        return future.result()
+        return future
 
     def close(self) -> None:
         self.queue.put(None)
@@ -79,16 +88,32 @@ class Engine:
                     self.queue.put(None)
                     break
                 batch.append(more)
+            batch = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]  # abandoned: not generated
+            if not batch:
+                continue
             try:
                 outs = self.teacher.generate([r for r, _ in batch], progress=False)
             except Exception as e:  # noqa: BLE001 - handed to the waiting request, which answers 500
-                for _, future in batch:
-                    future.set_exception(e)
+                if len(batch) == 1:
+                    batch[0][1].set_exception(e)
+                else:  # one bad request must not fail the others: each again on its own
+                    for one in batch:
+                        self._alone(*one)
                 continue
             self.batches += 1
             self.completions += len(batch)
             for (_, future), out in zip(batch, outs, strict=True):
                 future.set_result(out)
+
+    def _alone(self, request: GenerationRequest, future: Future) -> None:
+        try:
+            out = self.teacher.generate([request], progress=False)[0]
+        except Exception as e:  # noqa: BLE001 - this request's own failure
+            future.set_exception(e)
+            return
+        self.batches += 1
+        self.completions += 1
+        future.set_result(out)
 
 
 def load_teacher(cfg: Any, scfg: ServeConfig) -> TransformersTeacher:
@@ -144,12 +169,12 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage]
     max_tokens: Optional[int] = Field(None, ge=1)
     max_completion_tokens: Optional[int] = Field(None, ge=1)  # OpenAI's newer name for max_tokens
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    seed: Optional[int] = None
-    n: int = 1
+    temperature: Optional[float] = Field(None, ge=0, le=2)  # null: OpenAI's default, 1
+    top_p: Optional[float] = Field(None, gt=0, le=1)  # null: 1
+    seed: Optional[int] = Field(None, ge=-(2**63), le=2**63 - 1)  # torch's generator seed range
+    n: Optional[int] = None  # null: 1
     stop: Optional[str | list[str]] = None
-    stream: bool = False
+    stream: Optional[bool] = None
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
     user: Optional[str] = None  # a label, accepted and unused
 
@@ -167,9 +192,10 @@ def to_generation_request(body: ChatRequest, teacher: TransformersTeacher) -> Ge
     if body.stream:
         raise BadRequest("stream=true is not supported: kosov serve answers with whole completions; "
                          "send stream=false", "stream")
-    if body.n != 1:
+    if body.n not in (None, 1):
         raise BadRequest(f"n={body.n} is not supported: send n=1 and one request per sample", "n")
-    unknown = sorted(k for k, v in (body.model_extra or {}).items() if v is not None)
+    unknown = sorted(k for k, v in (body.model_extra or {}).items()
+                     if v is not None and not neutral(k, v))
     if unknown:
         supported = sorted(set(ChatRequest.model_fields) - {"user"})
         raise BadRequest(f"unsupported parameters {unknown}; this server takes {supported}", unknown[0])
@@ -188,13 +214,17 @@ def to_generation_request(body: ChatRequest, teacher: TransformersTeacher) -> Ge
     if reserved:
         raise BadRequest(f"chat_template_kwargs may not set {reserved}", "chat_template_kwargs")
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    request = GenerationRequest(messages, 1, body.temperature, body.top_p, body.seed, body.chat_template_kwargs, stop)
+    request = GenerationRequest(messages, 1, 1.0 if body.temperature is None else body.temperature,
+                                1.0 if body.top_p is None else body.top_p, body.seed, body.chat_template_kwargs, stop)
     try:
         prompt = teacher.render(request)
     except Exception as e:  # noqa: BLE001 - a jinja error raised by the template for these messages
         raise BadRequest(f"the chat template cannot render these messages: {e}", "messages") from None
     prompt_tokens = len(teacher.tokenizer(prompt, add_special_tokens=False)["input_ids"])
     context = getattr(teacher.model.config, "max_position_embeddings", None) or 10**9
+    if prompt_tokens >= context:
+        raise BadRequest(f"this model's context is {context} tokens; the prompt alone has {prompt_tokens}",
+                         "messages")
     asked = body.max_completion_tokens or body.max_tokens
     request.max_new_tokens = asked or context - prompt_tokens  # like vLLM: the rest of the context by default
     if prompt_tokens + request.max_new_tokens > context:
@@ -250,13 +280,13 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
                                             "owned_by": "kosov"}]}
 
     @app.post(CHAT_PATH)
-    def chat_completions(body: ChatRequest) -> dict:  # a plain def: FastAPI runs it in a worker thread
+    async def chat_completions(body: ChatRequest) -> dict:  # waits without a thread: /health answers under load
         if body.model is not None and body.model != teacher.name:
             raise BadRequest(f"the model {body.model!r} does not exist here; this server serves {teacher.name!r}",
                              "model", status=404)
         request = to_generation_request(body, teacher)
         try:
-            generation = engine.submit(request)
+            generation = await asyncio.wrap_future(engine.submit(request))  # cancelled here: skipped there
         except Exception as e:  # noqa: BLE001 - an engine failure (e.g. out of memory) is the server's error
             log.exception("generation failed")
             return _error(500, f"generation failed: {type(e).__name__}: {e}", kind="server_error")

@@ -296,6 +296,21 @@ def test_other_4xx_fail_at_once_with_the_servers_message(server):
     assert stats(server)["requests"] - before == 2  # one request each: no retries
 
 
+def test_a_base_url_without_scheme_or_v1_is_named_as_the_problem(server, monkeypatch):
+    with pytest.raises(TeacherError, match="has no http:// or https://") as e:
+        HTTPTeacher(server.removeprefix("http://"), "tiny-ko")  # at once, not after six retries
+    assert "http://127.0.0.1:8000/v1" in e.value.fix
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    root = server.removesuffix("/v1")
+    with pytest.raises(TeacherError, match="answered 404") as e:
+        HTTPTeacher(root, "tiny-ko", backoff_s=0.01).generate(requests(1), progress=False)
+    assert f"{root}/v1" in e.value.fix
+    bad = GenerationRequest([{"role": "bot", "content": "안녕"}], seed=0)
+    with pytest.raises(TeacherError) as e:
+        HTTPTeacher(server, "tiny-ko").generate([bad], progress=False)
+    assert "$OPENAI_API_KEY is not set" in e.value.fix and "$None" not in e.value.fix
+
+
 def test_the_api_key_is_sent_but_never_written_to_the_cache_or_the_log(tmp_path, monkeypatch, caplog):
     secret = "sk-kosov-test-0123456789abcdef"
     monkeypatch.setenv("KOSOV_TEST_KEY", secret)

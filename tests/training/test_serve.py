@@ -98,6 +98,9 @@ BAD = {
                       "only text content"),
     "template arguments": ({"chat_template_kwargs": {"tokenize": True}}, 400, "may not set ['tokenize']"),
     "too long": ({"max_tokens": 5000}, 400, "context is 2048 tokens"),
+    "prompt over the context": ({"messages": [{"role": "user", "content": "서울 " * 2100}]}, 400,
+                                "the prompt alone has"),
+    "seed out of range": ({"seed": 2**64}, 400, "seed"),
     "another model": ({"model": "gpt-4o"}, 404, "the model 'gpt-4o' does not exist here"),
 }
 
@@ -109,6 +112,40 @@ def test_bad_requests_get_an_openai_style_error(server, case):
     assert response.status_code == status
     error = response.json()["error"]
     assert message in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_nulls_and_neutral_openai_parameters_are_accepted(server):
+    """Clients that send every field (None for unset) or OpenAI's neutral values get an answer, not a 400."""
+    body = answer(server, max_tokens=4, temperature=None, top_p=None, n=None, stream=None, seed=None,
+                  presence_penalty=0, frequency_penalty=0.0, logprobs=False)
+    assert body["choices"][0]["finish_reason"] in ("length", "stop")
+    assert chat(server, presence_penalty=0.5).status_code == 400  # a value that would change the output
+
+
+def test_one_failing_request_does_not_fail_the_requests_batched_with_it(monkeypatch):
+    """A generation that fails for one request (here: out of memory for the message with 💥) answers that request
+    with a 500; the others in its batch are generated again on their own and answered."""
+    from data_tools.teachers import TransformersTeacher
+
+    generate = TransformersTeacher.generate
+
+    def failing(self, requests, **kwargs):
+        if any("💥" in m["content"] for r in requests for m in r.messages):
+            raise RuntimeError("CUDA out of memory")
+        return generate(self, requests, **kwargs)
+
+    monkeypatch.setattr(TransformersTeacher, "generate", failing)
+    url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, max_batch=4))
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            slow = pool.submit(chat, url, max_tokens=400, seed=0)  # the queue fills behind it
+            time.sleep(0.2)
+            rest = [pool.submit(chat, url, max_tokens=8, seed=1, messages=[{"role": "user", "content": text}])
+                    for text in ("안녕하세요", "💥", "반가워요")]
+            codes = [f.result().status_code for f in (slow, *rest)]
+    finally:
+        stop()
+    assert codes == [200, 200, 500, 200]
 
 
 def test_a_body_that_is_not_json_gets_a_400(server):
