@@ -233,26 +233,39 @@ def to_generation_request(body: ChatRequest, teacher: TransformersTeacher) -> Ge
     return request
 
 
+class CountAndAuthorize:
+    """The API key check on /v1/* and the request counters of /stats. Plain ASGI, not BaseHTTPMiddleware: under
+    that, a handler watching for its client to leave (Request.is_disconnected) left the middleware waiting."""
+
+    def __init__(self, app: Any, scfg: ServeConfig, stats: ServerStats):
+        self.app, self.scfg, self.stats = app, scfg, stats
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request, key_env, stats = Request(scope), self.scfg.api_key_env, self.stats
+        if key_env and request.url.path.startswith("/v1/"):
+            sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(sent.encode(), os.environ.get(key_env, "").encode()):
+                denied = _error(401, "missing or wrong API key (send Authorization: Bearer <key>)", kind="auth_error")
+                return await denied(scope, receive, send)
+        if request.url.path != CHAT_PATH:
+            return await self.app(scope, receive, send)
+        stats.requests += 1  # the event loop is one thread: these counters need no lock
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            stats.in_flight -= 1
+
+
 def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) -> FastAPI:
     app = FastAPI(title="kosov serve", version="1")
     stats = ServerStats()
     created = int(time.time())
 
-    @app.middleware("http")
-    async def count_and_authorize(request: Request, call_next):
-        if scfg.api_key_env and request.url.path.startswith("/v1/"):
-            sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(sent.encode(), os.environ.get(scfg.api_key_env, "").encode()):
-                return _error(401, "missing or wrong API key (send Authorization: Bearer <key>)", kind="auth_error")
-        if request.url.path != CHAT_PATH:
-            return await call_next(request)
-        stats.requests += 1  # the event loop is one thread: these counters need no lock
-        stats.in_flight += 1
-        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
-        try:
-            return await call_next(request)
-        finally:
-            stats.in_flight -= 1
+    app.add_middleware(CountAndAuthorize, scfg=scfg, stats=stats)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request, exc: RequestValidationError):
@@ -280,13 +293,18 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
                                             "owned_by": "kosov"}]}
 
     @app.post(CHAT_PATH)
-    async def chat_completions(body: ChatRequest) -> dict:  # waits without a thread: /health answers under load
+    async def chat_completions(body: ChatRequest, http: Request):  # waits without a thread: /health answers
         if body.model is not None and body.model != teacher.name:
             raise BadRequest(f"the model {body.model!r} does not exist here; this server serves {teacher.name!r}",
                              "model", status=404)
         request = to_generation_request(body, teacher)
+        waiting = asyncio.wrap_future(engine.submit(request))
+        while not (await asyncio.wait({waiting}, timeout=0.5))[0]:
+            if await http.is_disconnected():  # the client gave up: a request not started yet is never generated
+                waiting.cancel()
+                return _error(499, "the client closed the connection", kind="client_closed")
         try:
-            generation = await asyncio.wrap_future(engine.submit(request))  # cancelled here: skipped there
+            generation = waiting.result()
         except Exception as e:  # noqa: BLE001 - an engine failure (e.g. out of memory) is the server's error
             log.exception("generation failed")
             return _error(500, f"generation failed: {type(e).__name__}: {e}", kind="server_error")

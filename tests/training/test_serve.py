@@ -36,8 +36,8 @@ def tokenizer():
     return load_tokenizer(cfg.model, model_source(cfg.model)[0])
 
 
-def chat(url: str, **body) -> httpx.Response:
-    return httpx.post(f"{url}/chat/completions", json={"model": "tiny-ko", "messages": USER, **body}, timeout=60)
+def chat(url: str, timeout: float = 60, **body) -> httpx.Response:
+    return httpx.post(f"{url}/chat/completions", json={"model": "tiny-ko", "messages": USER, **body}, timeout=timeout)
 
 
 def answer(url: str, **body) -> dict:
@@ -146,6 +146,36 @@ def test_one_failing_request_does_not_fail_the_requests_batched_with_it(monkeypa
     finally:
         stop()
     assert codes == [200, 200, 500, 200]
+
+
+def test_health_answers_under_load_and_abandoned_requests_are_not_generated():
+    """While one long generation runs, /health answers at once; four clients that give up while queued behind it
+    cost no generation (their futures are cancelled before their turn)."""
+    url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, max_batch=1))
+    root = url.removesuffix("/v1")
+
+    def impatient(i: int) -> bool:
+        try:
+            chat(url, max_tokens=1500, seed=i, messages=[{"role": "user", "content": f"{i}번"}], timeout=0.5)
+        except httpx.TimeoutException:
+            return True
+        return False
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            slow = pool.submit(chat, url, max_tokens=2000, seed=0)
+            time.sleep(0.3)
+            started = time.monotonic()
+            assert httpx.get(f"{root}/health", timeout=5).status_code == 200
+            health_s = time.monotonic() - started
+            gave_up = list(pool.map(impatient, range(4)))
+            assert slow.result().status_code == 200
+        time.sleep(1.5)  # the cancelled futures reach the engine
+        stats = httpx.get(f"{root}/stats").json()
+    finally:
+        stop()
+    assert health_s < 2 and all(gave_up)
+    assert stats["completions"] <= 2 and stats["in_flight"] == 0  # the slow one, at most one caught mid-start
 
 
 def test_a_body_that_is_not_json_gets_a_400(server):
