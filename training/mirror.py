@@ -142,7 +142,7 @@ def prepare_dataset(folder: str | Path, repo_id: str, snapshot: Path, commit: st
     if missing:
         raise KosovError(f"{repo_id} at {commit[:12]} has no config {', '.join(missing)}",
                          fix=f"its configs are: {', '.join(map(str, available))}")
-    root = hf_home(folder) / "datasets" / "___".join([*repo_id.split("/")[:-1], name])
+    root = dataset_cache_dir(folder, repo_id)
     prepared = {}
     with tempfile.TemporaryDirectory(prefix="kosov-mirror-") as scratch:
         for config in wanted:
@@ -160,6 +160,19 @@ def prepare_dataset(folder: str | Path, repo_id: str, snapshot: Path, commit: st
                 lock.unlink()
             prepared[builder.config.name] = {s: int(i.num_examples) for s, i in builder.info.splits.items()}
     return prepared
+
+
+def dataset_cache_dir(folder: str | Path, repo_id: str) -> Path:
+    """Where datasets keeps the Arrow cache of a hub repo (the folder load_dataset reads offline)."""
+    from datasets.naming import camelcase_to_snakecase
+
+    name = camelcase_to_snakecase(repo_id.split("/")[-1])
+    return hf_home(folder) / "datasets" / "___".join([*repo_id.split("/")[:-1], name])
+
+
+def _file_records(root: Path, base: Path) -> dict[str, dict[str, Any]]:
+    return {p.relative_to(base).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def hub_download(repo_id: str, *, repo_type: str, revision: str, token: str | None, staging: Path
@@ -202,7 +215,7 @@ def _fetch(folder: Path, download: Download, repo_type: str, repo_id: str, revis
         records = place_repo_files(folder, repo_type, repo_id, commit, files, ref=ref)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"revision": revision or "main", "commit": commit, "mirrored": _now(),
+    return {"revision": revision or "main", "commit": commit, "mirrored": _now(), "ref": ref,
             "bytes": sum(r["size"] for r in records.values()), "files": records}
 
 
@@ -219,6 +232,8 @@ def _mirror_dataset(folder: Path, download: Download, repo_id: str, revision: st
     if configs is not None and before and before.get("configs"):  # keep what an earlier run mirrored
         configs = tuple(dict.fromkeys([*before["configs"], *configs]))
     entry["configs"] = prepare_dataset(folder, repo_id, data, commit, configs, parquet_export=export)
+    # what load_dataset reads offline: verify() checks these too, not only the snapshot they were built from
+    entry["cache_files"] = _file_records(dataset_cache_dir(folder, repo_id), hf_home(folder))
     return entry
 
 
@@ -339,16 +354,28 @@ def _redirected(env: dict[str, str]) -> bool:
     return True
 
 
+def _differs(path: Path, want: dict[str, Any]) -> bool:
+    return not path.is_file() or path.stat().st_size != want["size"] or file_sha256(path) != want["sha256"]
+
+
 def verify(folder: str | Path) -> list[str]:
-    """Problems after a copy: files missing, or with another size or sha256 than when they were mirrored."""
+    """Problems after a copy: files missing, or with another size or sha256 than when they were mirrored (the
+    snapshots, the datasets' Arrow caches that offline loads read), and refs no longer naming their commit."""
     manifest, problems = read_manifest(folder), []
     for repo_type, entries in (("model", manifest["models"]), ("dataset", manifest["datasets"])):
         for repo, entry in entries.items():
             for part in filter(None, (entry, entry.get("parquet_export"))):
                 for rel, want in part["files"].items():
-                    path = snapshot_dir(folder, repo_type, repo, part["commit"]) / rel
-                    if not path.is_file() or path.stat().st_size != want["size"] or file_sha256(path) != want["sha256"]:
+                    if _differs(snapshot_dir(folder, repo_type, repo, part["commit"]) / rel, want):
                         problems.append(f"{repo_type} {repo}: {rel} is missing or differs")
+                ref = part.get("ref")
+                ref_file = repo_dir(folder, repo_type, repo) / "refs" / ref if ref else None
+                if ref and ref != part["commit"] and (not ref_file.is_file()
+                                                      or ref_file.read_text().strip() != part["commit"]):
+                    problems.append(f"{repo_type} {repo}: refs/{ref} is missing or no longer {part['commit'][:12]}")
+            for rel, want in entry.get("cache_files", {}).items():
+                if _differs(hf_home(folder) / rel, want):
+                    problems.append(f"{repo_type} {repo}: the prepared cache file {rel} is missing or differs")
     return problems
 
 

@@ -249,6 +249,17 @@ def test_verify_finds_a_damaged_copy_and_use_mirror_refuses_to_come_too_late(mir
     shutil.copytree(mirrored["folder"], damaged)
     (model_path(damaged, MODEL) / "config.json").write_text("{}")
     assert verify(damaged) == [f"model {MODEL}: config.json is missing or differs"]
+    # what offline loads read besides the snapshots: the prepared Arrow cache and the refs naming the commit
+    from training.mirror import dataset_cache_dir, hf_home, repo_dir
+
+    arrow = next(dataset_cache_dir(damaged, "skt/kobest_v1").rglob("*.arrow"))
+    data = arrow.read_bytes()
+    arrow.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])  # one flipped byte
+    (repo_dir(damaged, "dataset", "skt/kobest_v1") / "refs" / "main").unlink()
+    problems = verify(damaged)
+    assert f"dataset skt/kobest_v1: the prepared cache file {arrow.relative_to(hf_home(damaged)).as_posix()} is " \
+           "missing or differs" in problems
+    assert "dataset skt/kobest_v1: refs/main is missing or no longer 222222222222" in problems
     with pytest.raises(KosovError, match="too late"):
         use_mirror(mirrored["folder"], model=MODEL)
 
