@@ -281,3 +281,14 @@ def test_kosov_eval_runs_a_recipe_from_the_mirror(mirrored, tmp_path):
                               f"mirror={tmp_path / 'not-a-mirror'}", f"output_dir={tmp_path / 'x'}"],
                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "no kosov mirror" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_eval_scores_of_a_hub_model_are_cached_per_commit(mirrored):
+    """A hub id's `main` moves: the eval cache keys scores by the commit it names (here read from the mirror)."""
+    from training.evaluation.harness import hub_commit
+    from training.mirror import hf_home
+
+    hub = hf_home(mirrored["folder"]) / "hub"
+    assert hub_commit(MODEL, None, cache_dir=hub) == "1" * 40 == hub_commit(MODEL, "main", cache_dir=hub)
+    assert hub_commit(MODEL, "a" * 40, cache_dir=hub) == "a" * 40  # a pinned commit is its own answer
+    assert hub_commit("kosov-test/not-mirrored", None, cache_dir=hub) is None

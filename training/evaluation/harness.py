@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from training.config import resolve_path
+from training.models import COMMIT_SHA
 from training.schema import EvalConfig
 from training.errors import KosovError
 from training.run_dir import write_json
@@ -119,14 +120,34 @@ MODEL_FILES = ("config.json", "*.safetensors", "*.safetensors.index.json", "*.bi
                "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json")
 
 
+def hub_commit(repo_id: str, revision: str | None, cache_dir: str | Path | None = None) -> str | None:
+    """The commit a hub id at a revision (a branch such as main moves) stands for now: asked of the Hub when online,
+    else read from the local hub cache (or a kosov mirror); None when neither knows."""
+    if revision and COMMIT_SHA.match(revision):
+        return revision
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.constants import HF_HUB_OFFLINE
+
+    if not HF_HUB_OFFLINE:
+        try:
+            return HfApi().model_info(repo_id, revision=revision).sha
+        except Exception:  # noqa: BLE001 - no network, or no access: the local cache may still know
+            pass
+    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision)
+    return Path(found).parent.name if isinstance(found, str) else None
+
+
 def model_identity(source: str, revision: str | None, adapter: Path | None,
                    settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the cache key knows of the model: the hub id and revision, or a local folder's file digest; the
-    adapter's digest; and how the model is loaded (`settings`: dtype, attention, quantization, chat template)."""
+    """What the cache key knows of the model: a local folder's file digest, or the hub id at the commit its
+    revision names now (so a moved main is evaluated again); the adapter's digest; and how the model is loaded
+    (`settings`: dtype, attention, quantization, chat template)."""
     local = Path(source)
     ident = {"source": source, "revision": revision, "load": settings}
     if local.is_dir():
         ident["digest"] = files_digest(local, MODEL_FILES)
+    else:
+        ident["commit"] = hub_commit(source, revision)
     if adapter is not None:
         ident["adapter"] = files_digest(adapter, ("adapter_config.json", "adapter_model.safetensors"))
     return ident
