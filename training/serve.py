@@ -245,7 +245,9 @@ class CountAndAuthorize:
             return await self.app(scope, receive, send)
         request, key_env, stats = Request(scope), self.scfg.api_key_env, self.stats
         if key_env and request.url.path.startswith("/v1/"):
-            sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            sent = request.headers.get("authorization", "").strip()
+            if sent[:7].lower() == "bearer ":  # the scheme is case-insensitive (RFC 7235)
+                sent = sent[7:].strip()
             if not hmac.compare_digest(sent.encode(), os.environ.get(key_env, "").encode()):
                 denied = _error(401, "missing or wrong API key (send Authorization: Bearer <key>)", kind="auth_error")
                 return await denied(scope, receive, send)

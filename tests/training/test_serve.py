@@ -240,8 +240,8 @@ def test_an_api_key_guards_the_v1_endpoints(monkeypatch):
         assert httpx.get(f"{url}/models").status_code == 401
         wrong = httpx.get(f"{url}/models", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and "API key" in wrong.json()["error"]["message"]
-        right = httpx.get(f"{url}/models", headers={"Authorization": "Bearer sk-serve-test-key"})
-        assert right.status_code == 200
+        for header in ("Bearer sk-serve-test-key", "bearer sk-serve-test-key", "sk-serve-test-key"):
+            assert httpx.get(f"{url}/models", headers={"Authorization": header}).status_code == 200, header
         assert httpx.get(url.removesuffix("/v1") + "/health").json() == {"status": "ok"}
     finally:
         stop()
