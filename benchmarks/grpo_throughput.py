@@ -12,7 +12,7 @@ from typing import Any
 
 def _model_folder(args: Any, tokenizer: Any, device: str) -> str:
     """GRPO's generation engines load the model by path (vLLM its tokenizer too): save both once."""
-    from benchmarks.train_throughput import saved_model
+    from benchmarks.shapes import saved_model
     from training.schema import TinyModelConfig
     from training.tiny_ko import tiny_model_dir
 
