@@ -51,6 +51,11 @@ def hangul_share(text: str) -> float:
     return counts["hangul"] / total if total else 0.0
 
 
+def cut_off_thinking(text: str) -> bool:
+    """A think block opened and never closed: the completion ended (its token limit) while thinking."""
+    return THINK_OPEN in text and THINK_CLOSE not in text
+
+
 def split_thinking(text: str) -> tuple[str, str]:
     """(thinking, answer): the text inside <think>...</think> and what follows it. No think block: ("", text).
     A think block never closed (a completion cut off while thinking) is all thinking and has no answer: a
@@ -59,9 +64,9 @@ def split_thinking(text: str) -> tuple[str, str]:
         >>> split_thinking("<think>정답: 12 인지 확인해 보자. 다시")
         ('정답: 12 인지 확인해 보자. 다시', '')
     """
+    if cut_off_thinking(text):
+        return text.split(THINK_OPEN, 1)[1].strip(), ""
     if THINK_CLOSE not in text:
-        if THINK_OPEN in text:
-            return text.split(THINK_OPEN, 1)[1].strip(), ""
         return "", text
     head, _, answer = text.partition(THINK_CLOSE)
     return head.split(THINK_OPEN, 1)[-1].strip(), answer.strip()

@@ -22,7 +22,7 @@ from training.config import resolve_path, to_dict
 from training.schema import KosovConfig
 from training.errors import KosovError
 from training.evaluation.generative import JOBS, jobs_of, run_generative
-from training.evaluation.harness import cache_file, load_settings, model_identity, run_tasks
+from training.evaluation.harness import adapter_digest, cache_file, load_settings, model_identity, run_tasks
 from training.evaluation.report import build_report, log_to_tracker, write_report
 from training.models import (adapter_dir, check_adapter_base, check_attention, check_remote_code, cuda_available,
                              installed, load_for_inference, load_tokenizer, model_source, resolve_device)
@@ -104,10 +104,10 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         adapter = adapter_dir(ecfg.adapter) if ecfg.adapter else None
         if adapter is not None:
             check_adapter_base(adapter, source, cfg.model.name_or_path)
-        loading = load_settings(cfg.model, cfg.peft.quantization)
-        sides = {"base": model_identity(source, cfg.model.revision, None, loading)}
+        base = model_identity(source, cfg.model.revision, load_settings(cfg.model, cfg.peft.quantization))
+        sides = {"base": base}  # the base's files are hashed (or its commit asked) once for both sides
         if adapter is not None:
-            sides["adapted"] = model_identity(source, cfg.model.revision, adapter, loading)
+            sides["adapted"] = {**base, "adapter": adapter_digest(adapter)}
         harness: dict[str, dict] = {}
         cached: list[str] = []
         for side in sides:

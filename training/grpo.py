@@ -122,17 +122,15 @@ def kept_dtypes(model: Any):
             m._buffers[name] = b
 
 
-def keep_trainable_fp32(model: Any) -> int:
-    """Put trainable weights back in fp32; returns how many were not. TRL 1.16 casts a quantized policy's LoRA
+def keep_trainable_fp32(model: Any) -> None:
+    """Put trainable weights back in fp32. TRL 1.16 casts a quantized policy's LoRA
     weights to bf16 (the QLoRA paper's choice, at its 2e-4): at GRPO's rates (~1e-5) most of Adam's steps on LoRA A
     are below half its bf16 rounding step and vanish. LoRA on a bf16 base keeps fp32 weights already (PEFT)."""
     import torch
 
-    cast = 0
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
-            p.data, cast = p.data.float(), cast + 1
-    return cast
+            p.data = p.data.float()
 
 
 @functools.cache

@@ -24,7 +24,7 @@ import yaml
 from training.config import validate
 from training.schema import KosovConfig
 from training.errors import KosovError
-from training.evaluation.harness import files_digest
+from training.evaluation.harness import adapter_digest
 from training.model_card import derive_license, model_card
 from training.models import adapter_dir, resolve_device
 from training.run_dir import redact, secret_values, write_atomic, write_json
@@ -80,8 +80,7 @@ def _eval_report(cfg: KosovConfig, adapter: Path) -> tuple[dict[str, Any] | None
     report = _read_json(folder / "report.json")
     if not report:
         raise KosovError(f"no kosov eval report at {path}", fix="give the folder `kosov eval` wrote (report.json)")
-    digest = files_digest(adapter, ("adapter_config.json", "adapter_model.safetensors"))
-    if report.get("adapter_digest") != digest:
+    if report.get("adapter_digest") != adapter_digest(adapter):
         raise KosovError(f"the eval report at {folder} evaluated another adapter ({report.get('adapter')})",
                          fix=f"run kosov eval with eval.adapter={adapter.parent}, or leave publish.eval_report unset")
     return report, folder

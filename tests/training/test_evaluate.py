@@ -116,11 +116,11 @@ def test_the_cache_key_changes_with_every_shard_the_tokenizer_and_how_the_model_
                  "model.safetensors.index.json", "tokenizer.json"):
         (tmp_path / name).write_text(name)
     plain = load_settings(ModelConfig(), None)
-    before = model_identity(str(tmp_path), None, None, plain)
+    before = model_identity(str(tmp_path), None, plain)
     (tmp_path / "model-00002-of-00002.safetensors").write_text("retrained into the same folder")
-    after_shard = model_identity(str(tmp_path), None, None, plain)
+    after_shard = model_identity(str(tmp_path), None, plain)
     (tmp_path / "tokenizer.json").write_text("another tokenizer")
-    after_tokenizer = model_identity(str(tmp_path), None, None, plain)
+    after_tokenizer = model_identity(str(tmp_path), None, plain)
     assert len({before["digest"], after_shard["digest"], after_tokenizer["digest"]}) == 3
     template = tmp_path / "ko.jinja"
     template.write_text("{{ messages }}")

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from data_tools.chat_io import BadRowError, ChatRow, load_chat_files, prompt_row
 from data_tools.math_grader import is_correct
-from data_tools.text import THINK_CLOSE, THINK_OPEN, hangul_share, script_counts, split_thinking
+from data_tools.text import cut_off_thinking, hangul_share, script_counts, split_thinking
 from training.config import resolve_path
 from training.schema import GenerativeEvalConfig
 from training.data_rows import bad_row_error
@@ -76,7 +76,7 @@ def foreign_script_rate(answers: list[str]) -> dict[str, Any]:
     off while thinking has none to judge and counts as a failure, so thinking to the token limit cannot lower the
     rate; how many were cut off is reported as well."""
     parts = [split_thinking(a) for a in answers]
-    unfinished = [THINK_OPEN in a and THINK_CLOSE not in a for a in answers]
+    unfinished = [cut_off_thinking(a) for a in answers]
     failed = sum(cut or contaminated(answer) for cut, (_, answer) in zip(unfinished, parts))
     value, stderr = _rate(failed, len(answers))
     think_rate, _ = _rate(sum(contaminated(thought) for thought, _ in parts), len(answers))

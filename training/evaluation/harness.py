@@ -137,19 +137,21 @@ def hub_commit(repo_id: str, revision: str | None, cache_dir: str | Path | None 
     return Path(found).parent.name if isinstance(found, str) else None
 
 
-def model_identity(source: str, revision: str | None, adapter: Path | None,
-                   settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the cache key knows of the model: a local folder's file digest, or the hub id at the commit its
-    revision names now (so a moved main is evaluated again); the adapter's digest; and how the model is loaded
-    (`settings`: dtype, attention, quantization, chat template)."""
+def adapter_digest(adapter: Path) -> str:
+    """An adapter's identity: its config and weights (what an eval report and a release are matched by)."""
+    return files_digest(adapter, ("adapter_config.json", "adapter_model.safetensors"))
+
+
+def model_identity(source: str, revision: str | None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the cache key knows of the base model: a local folder's file digest, or the hub id at the commit its
+    revision names now (so a moved main is evaluated again); and how the model is loaded (`settings`: dtype,
+    attention, quantization, chat template). Base + adapter: this with "adapter": adapter_digest(adapter)."""
     local = Path(source)
     ident = {"source": source, "revision": revision, "load": settings}
     if local.is_dir():
         ident["digest"] = files_digest(local, MODEL_FILES)
     else:
         ident["commit"] = hub_commit(source, revision)
-    if adapter is not None:
-        ident["adapter"] = files_digest(adapter, ("adapter_config.json", "adapter_model.safetensors"))
     return ident
 
 
