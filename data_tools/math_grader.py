@@ -4,7 +4,10 @@ It finds the final answer in a Korean completion — answer tags, `\\boxed{}`, a
 "정답은 42입니다" / "답은 42개" line, or else the last number of the answer (after any `<think>` block) —
 reads "1,200원", "3/4", "4분의 3", "0.75", "75%", "3만 원", "1억 2천만", full-width "５００" and weekday
 names, takes what follows the last "=" of a final line ("정답: 3 + 4 = 7"), and compares with math-verify, so
-"0.75" equals "3/4". Numbers written in hangul words ("오백 원") are not read.
+"0.75" equals "3/4". A final answer written in hangul words is read too — Sino-Korean "오백 원", "이천오백",
+native "스물세 개", "다섯입니다" — but only in an answer tag, `\\boxed{}` or "정답:" line with no digits, and
+a one-syllable or attributive numeral ("이", "세", "한") only before a counter ("세 개"): elsewhere "이" is
+"this", "세" a syllable of "세상", and "네" is "yes".
 
     >>> extract_answer("사과는 모두 1,200원어치예요. 정답: 1,200원")
     '1200'
@@ -14,6 +17,8 @@ names, takes what follows the last "=" of a final line ("정답: 3 + 4 = 7"), an
     False
     >>> extract_answer("정답: 1만 2천 원")
     '12000'
+    >>> extract_answer("정답은 스물세 개입니다.")
+    '23'
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def _ko_unit_value(text: str) -> str:
     for number, unit in _KO_UNIT_PART.findall(text):
         value = float(number.replace(",", "")) if number else 0.0
         if unit in ("만", "억"):
-            total += (section + value) * _KO_UNIT[unit]
+            total += (section + value or 1.0) * _KO_UNIT[unit]  # "만 원" is 10000
             section = 0.0
         elif unit:
             section += (value or 1.0) * _KO_UNIT[unit]
@@ -70,6 +75,71 @@ def _number_in(span: str, last: bool = False) -> str | None:
     return value.replace(",", "").replace(" ", "")
 
 
+# Numbers in hangul words. Sino-Korean: digits 일..구 before 십 백 천 within a myriad, 만 and 억 scale it.
+_SINO_DIGITS = dict(zip("일이삼사오육륙칠팔구", "1234566789"))
+_SINO_SMALL = "(?:[일이삼사오육륙칠팔구]?천)?(?:[일이삼사오육륙칠팔구]?백)?(?:[일이삼사오육륙칠팔구]?십)?[일이삼사오육륙칠팔구]?"
+_SINO = re.compile(f"(?:{_SINO_SMALL}억)?(?:{_SINO_SMALL}만)?{_SINO_SMALL}")
+# Native Korean: the tens, then a unit; the attributive forms ("한 개", "스무 살") stand only before a counter.
+_NATIVE_TENS = {"열": 10, "스물": 20, "스무": 20, "서른": 30, "마흔": 40, "쉰": 50, "예순": 60, "일흔": 70, "여든": 80,
+                "아흔": 90}
+_NATIVE_UNITS = {"하나": 1, "둘": 2, "셋": 3, "넷": 4, "다섯": 5, "여섯": 6, "일곱": 7, "여덟": 8, "아홉": 9}
+_NATIVE_ATTRIBUTIVE = {"한": 1, "두": 2, "세": 3, "석": 3, "서": 3, "네": 4, "넉": 4, "너": 4, "닷": 5, "엿": 6}
+# Counters and units of word problems, and the endings a bare number takes ("다섯입니다").
+_COUNTERS = ("원", "개", "명", "마리", "권", "살", "장", "대", "번", "자루", "송이", "그루", "켤레", "벌", "잔", "병",
+             "봉지", "상자", "쪽", "층", "점", "시간", "분", "초", "일", "주", "달", "개월", "년", "배", "칸", "줄", "곳",
+             "가지", "채", "알", "통", "판", "회", "차", "사람", "쌍", "묶음", "바구니", "팀", "모둠", "반", "학년",
+             "킬로그램", "그램", "킬로미터", "센티미터", "미터", "리터", "밀리리터", "도", "퍼센트", "%")
+_ENDINGS = ("입니다", "이에요", "예요", "이다", "이요", "이며", "이고", "임", "이야", "야", "다", "요", "")
+_PUNCTUATION = ".,!?)]}\"'”’」』·…:;"
+
+
+def _native_value(word: str) -> tuple[int, bool] | None:
+    """(value, whether it stands alone) of a native Korean numeral, e.g. "스물세" is (23, False)."""
+    for tens, ten in (*_NATIVE_TENS.items(), ("", 0)):
+        if not word.startswith(tens):
+            continue
+        rest = word[len(tens):]
+        if rest in _NATIVE_UNITS:
+            return ten + _NATIVE_UNITS[rest], True
+        if rest in _NATIVE_ATTRIBUTIVE:
+            return ten + _NATIVE_ATTRIBUTIVE[rest], False
+        if tens and not rest:
+            return ten, tens not in ("스무",)
+    return None
+
+
+def _hangul_value(word: str) -> tuple[str, bool] | None:
+    """(digits, whether it stands alone) of a whole hangul numeral word; a one-syllable Sino-Korean numeral
+    ("이", "만") does not stand alone."""
+    native = _native_value(word)
+    if native is not None:
+        return str(native[0]), native[1]
+    if _SINO.fullmatch(word):
+        return _ko_unit_value("".join(_SINO_DIGITS.get(c, c) for c in word)), len(word) > 1
+    return None
+
+
+def _counted(text: str) -> bool:
+    """Whether text is a counter with at most an ending: "개", "원입니다", "마리예요"."""
+    return any(text.startswith(c) and text[len(c):] in _ENDINGS for c in _COUNTERS)
+
+
+def _hangul_number_in(span: str) -> str | None:
+    """The first number written in hangul words in a final-answer span, read only where it is a number: a word
+    before a counter ("세 개", "오백원"), or a numeral that stands alone ("다섯입니다", "정답: 이천오백")."""
+    words = [word.strip(_PUNCTUATION) for word in span.split()]
+    for i, word in enumerate(words):
+        following = words[i + 1] if i + 1 < len(words) else ""
+        for cut in range(len(word), 0, -1):  # the longest numeral the word starts with: "이십일 개" is 21
+            value, rest = _hangul_value(word[:cut]), word[cut:]
+            if value is None or (rest and word[cut - 1] == "이" and "이" + rest in _ENDINGS):
+                continue  # not a numeral, or "오백이다": 500 and the copula, not 502
+            digits, alone = value
+            if _counted(rest) or (not rest and _counted(following)) or (alone and rest in _ENDINGS):
+                return digits
+    return None
+
+
 def _weekday_in(span: str, last: bool = False) -> str | None:
     found = _WEEKDAY.findall(span)
     return (found[-1] if last else found[0]) + "요일" if found else None
@@ -81,7 +151,10 @@ def extract_answer(text: str, kind: str = "number") -> str | None:
     find = _weekday_in if kind == "weekday" else _number_in
     for pattern in (_TAG, _BOXED, _FINAL):
         spans = pattern.findall(answer)
-        if spans and (value := find(spans[-1].rsplit("=", 1)[-1])) is not None:  # "3 + 4 = 7": the result
+        if not spans:
+            continue
+        span = spans[-1].rsplit("=", 1)[-1]  # "3 + 4 = 7": the result
+        if (value := find(span)) is not None or (kind == "number" and (value := _hangul_number_in(span))):
             return value
     return find(answer, last=True)
 

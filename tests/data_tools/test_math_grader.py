@@ -45,6 +45,45 @@ def test_wrong_or_missing_answers_are_wrong(completion, gold):
     assert not is_correct(completion, gold)
 
 
+@pytest.mark.parametrize("completion, gold", [
+    ("정답은 오백 원입니다.", "500"),  # Sino-Korean numerals before a counter
+    ("정답: 이천오백", "2500"),  # or standing alone, when more than one syllable
+    ("정답은 이백만 원", "2000000"),
+    ("정답: 만 원", "10000"),
+    ("정답: 이십일 개", "21"),  # the longest numeral, not 20 and a day
+    ("정답은 오백이에요.", "500"),  # the copula's 이, not 502
+    ("정답은 오백이다.", "500"),
+    ("답은 스물세 개입니다.", "23"),  # native numerals, attributive before a counter
+    ("정답은 다섯입니다.", "5"),
+    ("정답: 서른다섯개", "35"),
+    ("<answer>일곱</answer>", "7"),
+    ("\\boxed{아홉}", "9"),
+    ("정답은 사과 세 개입니다.", "3"),  # 사 of 사과 (apple) is not four
+    ("3개씩 4묶음에서 1개를 먹었어요. 정답: 열한 개", "11"),  # the answer line wins over the digits before it
+])
+def test_hangul_number_words_in_the_final_answer_are_read(completion, gold):
+    assert is_correct(completion, gold)
+
+
+@pytest.mark.parametrize("completion", [
+    "정답은 이 책입니다.",  # 이: "this"
+    "정답은 세상에 없어요.",  # 세 of 세상 (world)
+    "정답은 네, 맞아요.",  # 네: "yes"
+    "정답은 한국입니다.",
+    "정답: 스무",  # attributive, with no counter
+    "정답은 다음과 같습니다.",
+])
+def test_hangul_syllables_that_are_not_numbers_are_not_read(completion):
+    assert extract_answer(completion) is None
+
+
+def test_hangul_words_are_read_only_in_the_final_answer():
+    # a hangul numeral in running text is not the answer: the last digits are, as before
+    assert extract_answer("사과가 다섯 개 있었는데 2개를 먹어서 3개가 남았어요.") == "3"
+    assert extract_answer("오백 원짜리 동전이 있어요.") is None
+    assert extract_answer("정답: 오백 원 (500원)") == "500"
+
+
 def test_the_answer_after_thinking_counts():
     completion = "<think>3개씩 4묶음이면 12개, 아니 13개인가?</think>\n정답: 12개"
     assert extract_answer(completion) == "12" and is_correct(completion, "12")
