@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,17 @@ def _check_backend(cfg: KosovConfig, device: str) -> None:
 def _generative_settings(cfg: KosovConfig, name: str, mode: str) -> dict[str, Any]:
     own = getattr(cfg.eval, JOBS[name])
     return {"eval": asdict(own), "thinking": mode, "data_sha256": file_sha256(resolve_path(own.data))}
+
+
+def _lm_eval_tokenizer(cfg: KosovConfig, source: str, folder: Path) -> str | None:
+    """lm-eval loads the tokenizer of the checkpoint, with the checkpoint's own chat template. Where the recipe
+    replaces that template (model.chat_template) and the suite applies chat templates, lm-eval gets a copy of
+    the tokenizer with the recipe's template instead (saved in `folder`), the one training and kosov's own
+    evals use; otherwise None: lm-eval loads the checkpoint's."""
+    if not (cfg.model.chat_template and cfg.eval.apply_chat_template and cfg.eval.tasks):
+        return None
+    load_tokenizer(cfg.model, source).save_pretrained(folder)
+    return str(folder)
 
 
 def _generative(cfg: KosovConfig, source: str, adapter: Path | None, device: str, sides: dict[str, dict]
@@ -97,6 +110,7 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
     run = prepare_run_dir(Path(cfg.output_dir or default_output_dir(cfg.name)), overwrite=cfg.overwrite,
                           resume=False)
     handler = add_file_logging(run)
+    scratch = Path(tempfile.mkdtemp(prefix="kosov-eval-"))
     try:
         source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)
@@ -110,10 +124,12 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
             sides["adapted"] = {**base, "adapter": adapter_digest(adapter)}
         harness: dict[str, dict] = {}
         cached: list[str] = []
+        tokenizer = _lm_eval_tokenizer(cfg, source, scratch / "tokenizer")
         for side in sides:
             scores, hits = run_tasks(ecfg, identity=sides[side], source=source, revision=cfg.model.revision,
                                      adapter=adapter if side == "adapted" else None, dtype=cfg.model.dtype,
-                                     trust_remote_code=cfg.model.trust_remote_code, device=device)
+                                     trust_remote_code=cfg.model.trust_remote_code, device=device,
+                                     tokenizer=tokenizer)
             harness[side] = {t: {**asdict(s), "higher_is_better": True} for t, s in scores.items()}
             cached += [f"{side}:{t}" for t in hits]
         generative, hits = _generative(cfg, source, adapter, device, sides)
@@ -134,5 +150,6 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         log.info("report: %s (%d of the scores came from the cache)", files["md"], len(cached))
         return EvalResult(run_dir=run.path, report=report, files=files)
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         logging.getLogger().removeHandler(handler)
         handler.close()

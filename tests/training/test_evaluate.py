@@ -145,3 +145,28 @@ def test_a_tag_is_scored_as_the_mean_of_its_tasks_and_vllm_gets_the_thinking_mod
                      "eval.thinking=[off]"]).eval
     args = model_args(suite, "tiny-ko", None, None, "auto", False)
     assert args["enable_thinking"] is False and args["think_end_token"] == "</think>"
+
+
+def test_lm_eval_renders_chat_prompts_with_the_recipes_chat_template(tmp_path, monkeypatch):
+    # model.chat_template replaces the checkpoint's template for training and kosov's own evals; lm-eval's
+    # chat-templated tasks must get it too, not the template saved with the checkpoint
+    import tempfile
+
+    from training.tiny_ko import TEMPLATE_PATH
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    failing, working = tmp_path / "failing.jinja", tmp_path / "working.jinja"
+    failing.write_text("{{ raise_exception('the recipe template rendered this prompt') }}", encoding="utf-8")
+    working.write_text(TEMPLATE_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+
+    def suite(template, out):
+        return compose(["experiment=smoke-eval", "eval.apply_chat_template=true", "eval.limit=2", "eval.cache=false",
+                        "eval.math.enabled=false", "eval.language.enabled=false", f"model.chat_template={template}",
+                        f"output_dir={tmp_path / out}"])
+
+    with pytest.raises(Exception, match="the recipe template rendered this prompt"):
+        evaluate(suite(failing, "failing"))
+    assert rows(evaluate(suite(working, "working")))["ko_mini_bench"]["n"] == 2
+    assert not list(scratch.glob("kosov-eval-*"))  # the tokenizer copy lent to lm-eval is gone, after a failure too

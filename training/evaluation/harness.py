@@ -200,10 +200,12 @@ def tag_members(manager: Any, tasks: list[str]) -> dict[str, list[str]]:
 
 
 def model_args(ecfg: EvalConfig, source: str, revision: str | None, adapter: Path | None, dtype: str,
-               trust_remote_code: bool) -> dict[str, Any]:
+               trust_remote_code: bool, tokenizer: str | None = None) -> dict[str, Any]:
     args: dict[str, Any] = {"pretrained": source, "dtype": dtype, "trust_remote_code": trust_remote_code}
     if revision:
         args["revision"] = revision
+    if tokenizer:  # a saved tokenizer with the recipe's chat template (model.chat_template)
+        args["tokenizer"] = tokenizer
     if adapter is not None:
         args["lora_local_path" if ecfg.backend == "vllm" else "peft"] = str(adapter)
     if ecfg.backend == "vllm" and adapter is not None:
@@ -228,10 +230,10 @@ def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, Tas
 
 
 def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], source: str, revision: str | None,
-              adapter: Path | None, dtype: str, trust_remote_code: bool, device: str
+              adapter: Path | None, dtype: str, trust_remote_code: bool, device: str, tokenizer: str | None = None
               ) -> tuple[dict[str, TaskScore], list[str]]:
-    """Scores of ecfg.tasks for one model (base or base + adapter, `identity` from model_identity); returns
-    (scores, tasks read from cache)."""
+    """Scores of ecfg.tasks for one model (base or base + adapter, `identity` from model_identity; `tokenizer`: a
+    tokenizer folder to use instead of the checkpoint's); returns (scores, tasks read from cache)."""
     if not ecfg.tasks:
         return {}, []
     files = {t: cache_file(identity, t, settings_of(ecfg, t)) for t in ecfg.tasks}
@@ -245,7 +247,8 @@ def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], source: str, revisi
         log.info("lm-eval: %s on %s%s", missing, source, f" + {adapter}" if adapter else "")
         try:
             output = lm_eval.simple_evaluate(
-                model=ecfg.backend, model_args=model_args(ecfg, source, revision, adapter, dtype, trust_remote_code),
+                model=ecfg.backend, model_args=model_args(ecfg, source, revision, adapter, dtype, trust_remote_code,
+                                                             tokenizer),
                 tasks=missing, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit, batch_size=ecfg.batch_size,
                 device=device, apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
                 log_samples=False)
