@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_tools.text import nfc
+from data_tools.text import THINK_CLOSE, THINK_OPEN, nfc
 
 ROLES = ("system", "user", "assistant")
 SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -34,6 +34,10 @@ class BadRowError(ValueError):
     def __init__(self, where: str, reason: str, detail: str, fix: str):
         self.where, self.reason, self.detail, self.fix = where, reason, detail, fix
         super().__init__(f"{where}: {reason}: {detail}\nFix: {fix}")
+
+
+class BadFileError(BadRowError):
+    """A whole file that cannot be read as rows: an error even with on_bad_row=skip, which skips rows, not files."""
 
 
 @dataclass
@@ -59,15 +63,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+NOT_UTF8_FIX = "re-save the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)"
+JSON_FILE_FIX = 'write the rows as a JSON array ([{"messages": ...}, ...]) or as JSON lines (one row per line)'
+
+
 def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             where = f"{path}:{number}"
+            if number == 1 and raw.strip() == b"{":  # no JSON line is a lone brace: one object over many lines
+                raise BadFileError(str(path), "not rows", "the file is one JSON object spread over many lines, not "
+                                   "rows", JSON_FILE_FIX)
             try:
                 text = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM (Notepad, Excel) is not data
             except UnicodeDecodeError as e:
                 yield where, BadRowError(where, "not UTF-8", f"byte 0x{raw[e.start]:02x} at column {e.start + 1}",
-                                         "re-save the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)")
+                                         NOT_UTF8_FIX)
                 continue
             if not text.strip():
                 continue
@@ -79,11 +90,18 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _json_array_records(path: Path) -> Iterator[tuple[str, Any]]:
+    # one array is parsed whole: a flaw anywhere loses every row, so it stops the run even with on_bad_row=skip
     try:
         items = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        yield str(path), BadRowError(str(path), "malformed JSON", str(e), "the file must be a JSON array of rows")
-        return
+    except UnicodeDecodeError as e:
+        raise BadFileError(str(path), "not UTF-8", f"byte at offset {e.start} of the JSON array", NOT_UTF8_FIX) from None
+    except json.JSONDecodeError as e:
+        raise BadFileError(str(path), "malformed JSON", f"{e.msg} at line {e.lineno} column {e.colno}; the whole "
+                           "array is unreadable", "fix the JSON there, or write the rows as JSON lines (.jsonl), "
+                           "where one bad line loses one row") from None
+    if not isinstance(items, list):
+        raise BadFileError(str(path), "not rows", f"the file is a JSON {type(items).__name__}, not an array of rows",
+                           JSON_FILE_FIX)
     for number, item in enumerate(items, start=1):
         yield f"{path} item {number}", item
 
@@ -102,8 +120,10 @@ def read_records(path: Path) -> Iterator[tuple[str, Any]]:
     """(where, record) pairs; a record that could not be read is a BadRowError in place of the record."""
     if path.suffix == ".parquet":
         return _parquet_records(path)
-    if path.suffix == ".json" and path.read_bytes()[:1024].removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
-        return _json_array_records(path)
+    if path.suffix == ".json":
+        with path.open("rb") as f:  # the first bytes tell an array from JSON lines; a large file stays on disk
+            if f.read(1024).removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
+                return _json_array_records(path)
     return _jsonl_records(path)
 
 
@@ -144,10 +164,22 @@ def _check_turns(where: str, messages: list[dict[str, str]], last: str = "assist
             reason = "empty assistant turn" if expected == "assistant" else "empty user turn"
             raise BadRowError(where, reason, f"messages[{at}] ({expected}) has no text",
                               "remove the row or write the missing turn")
+        if expected == "assistant" and THINK_CLOSE in message["content"]:
+            _check_inline_thinking(where, at, message)
     if not body or body[-1]["role"] != last:
         raise BadRowError(where, f"no final {last} turn", f"the conversation does not end with a {last} turn",
                           "end every row with the assistant answer to train on" if last == "assistant" else
                           "a prompt ends with the user turn the model answers")
+
+
+def _check_inline_thinking(where: str, at: int, message: dict[str, str]) -> None:
+    """An answer written as "<think>...</think>answer": the answer must be there, and the thinking given once."""
+    if message.get("reasoning_content", "").strip():
+        raise BadRowError(where, "thinking twice", f"messages[{at}] has reasoning_content and a {THINK_OPEN} block "
+                          "in its content", "keep the thinking in one place: reasoning_content, or the block")
+    if not message["content"].rsplit(THINK_CLOSE, 1)[1].strip():
+        raise BadRowError(where, "empty assistant turn", f"messages[{at}] (assistant) has thinking but no answer "
+                          f"after {THINK_CLOSE}", "write the answer after the thinking, or remove the row")
 
 
 def _turns(where: str, record: Any, column: str) -> list[dict[str, str]]:
@@ -182,7 +214,8 @@ def prompt_row(where: str, record: Any, required: tuple[str, ...] = ()) -> ChatR
     if missing:
         raise BadRowError(where, "missing column", f"the row has no {missing}",
                           f"prompt rows for these rewards need the columns {list(required)}")
-    columns = {k: v for k, v in record.items() if k not in ("prompt", "meta")}
+    # the gold answer is compared with NFC completions: "수요일" saved decomposed (NFD) must still match
+    columns = {k: nfc(v) if isinstance(v, str) else v for k, v in record.items() if k not in ("prompt", "meta")}
     meta = record.get("meta")
     return ChatRow(messages=messages, meta=meta if isinstance(meta, dict) else None, where=where, columns=columns)
 

@@ -65,7 +65,8 @@ def _turn(tokenizer: Any, messages: list[dict], index: int, end_token_id: int, k
         raise TemplateMismatch(
             f"the chat template renders the prompt of assistant turn {index} (ending {tail!r}) differently from "
             f"the same prompt followed by the answer (enable_thinking={kwargs.get('enable_thinking')!r}). A turn "
-            "with reasoning_content cannot be rendered with thinking off: use model.thinking=auto or on"
+            "with thinking (reasoning_content, or a <think> block in its content) cannot be rendered with thinking "
+            "off: use model.thinking=auto or on"
         )
     if end_token_id not in full[len(prompt):]:
         full = _closed_by_next_turn(tokenizer, full, end_token_id, kwargs)

@@ -33,6 +33,29 @@ def fits(row: ChatRow, length: int, limit: int, key: str, on_overlong: str, skip
                      fix=f"raise {key}, shorten the row, or set data.on_overlong=skip to drop such rows")
 
 
+def special_tokens(tokenizer: Any) -> frozenset[str]:
+    """The tokenizer's control tokens (<|im_end|>, <|endoftext|>, <s>...): written as text in a row, they are read
+    as the control tokens themselves. Plain added tokens (Qwen3's <think>) are text a row may hold."""
+    marked = {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
+    return frozenset(t for t in marked | set(tokenizer.all_special_tokens) if t)
+
+
+def free_of(row: ChatRow, special: frozenset[str], on_bad_row: str, skipped: Counter) -> bool:
+    """Whether a row's text holds none of the control tokens; one that does is counted (on_bad_row=skip) or an
+    error: an answer quoting "<|im_end|>" would be cut short there and the model taught to stop mid-sentence."""
+    texts = [m.get(k, "") for m in row.messages for k in ("content", "reasoning_content")]
+    found = sorted(t for t in special if any(t in text for text in texts))
+    if not found:
+        return True
+    if on_bad_row == "skip":
+        skipped["special token in text"] += 1
+        return False
+    raise KosovError(f"the row's text holds the tokenizer's control token(s) {found}, which the tokenizer reads as "
+                     "the tokens themselves (an answer would end or break at them)", where=row.where,
+                     fix="write them differently in the data (e.g. with a space: '<| im_end |>'), remove the row, "
+                         "or set data.on_bad_row=skip to drop such rows")
+
+
 def bad_row_error(e: BadRowError) -> KosovError:
     return KosovError(f"{e.reason}: {e.detail}", where=e.where, fix=e.fix)
 

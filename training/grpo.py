@@ -16,7 +16,7 @@ from typing import Any
 
 from data_tools.chat_io import prompt_row
 from training.schema import KosovConfig
-from training.data_rows import TrainData, fits, load_rows, rows_summary, split_eval
+from training.data_rows import TrainData, fits, free_of, load_rows, rows_summary, special_tokens, split_eval
 from training.errors import KosovError
 from training.models import installed
 from training.rewards import build_rewards, required_columns
@@ -29,16 +29,42 @@ def thinking_kwargs(cfg: KosovConfig) -> dict[str, bool]:
     return {} if cfg.model.thinking == "auto" else {"enable_thinking": cfg.model.thinking == "on"}
 
 
+SCALARS = (str, int, float, bool)
+
+
+def _columns(kept: list) -> dict[str, list]:
+    """The prompt rows as columns: every column any row has (None where a row lacks it). A column holding numbers
+    in some rows and text in others ("answer": 1200, "answer": "3/4") becomes text, as the rewards read it; any
+    other mix of types is an error naming the first row that differs."""
+    names = [k for k in dict.fromkeys(k for row in kept for k in row.columns) if k not in RESERVED]
+    columns = {"prompt": [row.messages for row in kept]}
+    for name in names:
+        values = [row.columns.get(name) for row in kept]
+        kinds = [type(v) for v in values if v is not None]
+        if len(set(kinds)) > 1:
+            if not set(kinds) <= set(SCALARS):
+                index = next(i for i, v in enumerate(values) if v is not None and type(v) is not kinds[0])
+                raise KosovError(f"column {name!r} is {kinds[0].__name__} in earlier rows but "
+                                 f"{type(values[index]).__name__} here", where=kept[index].where,
+                                 fix=f"give {name!r} the same type in every row")
+            values = [None if v is None else str(v) for v in values]
+        columns[name] = values
+    return columns
+
+
 def _prompt_dataset(rows: list, tokenizer: Any, cfg: KosovConfig, skipped: Counter):
     import datasets
 
-    limit, kwargs, records = cfg.method.grpo.max_prompt_length, thinking_kwargs(cfg), []
+    limit, kwargs, kept = cfg.method.grpo.max_prompt_length, thinking_kwargs(cfg), []
+    special = special_tokens(tokenizer)
     for row in rows:
+        if not free_of(row, special, cfg.data.on_bad_row, skipped):
+            continue
         text = tokenizer.apply_chat_template(row.messages, tokenize=False, add_generation_prompt=True, **kwargs)
         length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         if fits(row, length, limit, "method.grpo.max_prompt_length", cfg.data.on_overlong, skipped):
-            records.append({"prompt": row.messages, **{k: v for k, v in row.columns.items() if k not in RESERVED}})
-    return datasets.Dataset.from_list(records) if records else None
+            kept.append(row)
+    return datasets.Dataset.from_dict(_columns(kept)) if kept else None
 
 
 def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int) -> TrainData:

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from data_tools.chat_io import ChatRow
 from training.chat_render import TemplateMismatch, render_conversation
 from training.schema import KosovConfig
-from training.data_rows import TrainData, fits, load_rows, rows_summary, split_eval
+from training.data_rows import TrainData, fits, free_of, load_rows, rows_summary, special_tokens, split_eval
 from training.errors import KosovError
 
 def render_rows(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token_id: int, desc: str
@@ -20,7 +20,10 @@ def render_rows(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token
     sft, max_length = cfg.method.sft, cfg.method.sft.max_length
     columns: dict[str, list] = {"input_ids": [], "completion_mask": []}
     skipped: Counter = Counter()
+    special = special_tokens(tokenizer)
     for row in tqdm(rows, desc=desc, unit="row", disable=len(rows) < 500):
+        if not free_of(row, special, cfg.data.on_bad_row, skipped):
+            continue
         try:
             samples = render_conversation(row.messages, tokenizer, end_token_id=end_token_id,
                                           thinking=cfg.model.thinking, turns=sft.turns)

@@ -75,10 +75,13 @@ def _read_inputs(cfg: KosovConfig) -> list[tuple[str, Any]]:
         if not path.is_file():
             raise KosovError(f"synth input file not found: {path}", fix="check synth.inputs")
         if path.suffix == ".jsonl":
-            for where, record in read_records(path):
-                if isinstance(record, BadRowError):
-                    raise KosovError(f"{record.reason}: {record.detail}", where=where, fix=record.fix)
-                items.append((where, record))
+            try:
+                for where, record in read_records(path):
+                    if isinstance(record, BadRowError):
+                        raise record
+                    items.append((where, record))
+            except BadRowError as e:  # a bad line, or a file that is not JSON lines at all
+                raise KosovError(f"{e.reason}: {e.detail}", where=e.where, fix=e.fix) from None
             continue
         raw = path.read_bytes()
         try:

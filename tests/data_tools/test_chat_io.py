@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from data_tools.chat_io import BadRowError, load_chat_files, write_jsonl
+from data_tools.chat_io import BadRowError, load_chat_files, prompt_row, write_jsonl
 
 SEED = Path(__file__).resolve().parents[2] / "data_tools" / "datasets" / "ko_chat_seed.jsonl"
 GOOD = {"messages": [{"role": "user", "content": "안녕?"}, {"role": "assistant", "content": "안녕하세요!"}]}
@@ -25,6 +25,12 @@ BAD_ROWS = {
     "turn order": json.dumps({"messages": [{"role": "assistant", "content": "네"},
                                            {"role": "user", "content": "안녕"}]}).encode(),
     "no final assistant turn": json.dumps({"messages": [{"role": "user", "content": "안녕"}]}).encode(),
+    # thinking with no answer after it would teach the model to think and stop
+    "empty assistant turn ": json.dumps({"messages": [{"role": "user", "content": "안녕"},
+                                                      {"role": "assistant", "content": "<think>인사</think> "}]}).encode(),
+    "thinking twice": json.dumps({"messages": [{"role": "user", "content": "안녕"},
+                                               {"role": "assistant", "content": "<think>A</think>네",
+                                                "reasoning_content": "B"}]}).encode(),
 }
 
 
@@ -41,7 +47,7 @@ def test_a_bad_row_names_file_line_and_fix(tmp_path, reason):
     path = jsonl_with(tmp_path, BAD_ROWS[reason])
     with pytest.raises(BadRowError) as error:
         load_chat_files([path])
-    assert error.value.reason == reason
+    assert error.value.reason == reason.strip()
     assert f"{path}:3" in str(error.value) and "Fix:" in str(error.value)
 
 
@@ -55,6 +61,35 @@ def test_skipping_counts_bad_rows_by_reason_and_keeps_the_good(tmp_path):
     assert report.skipped == {"unknown role": 2, "malformed JSON": 1}
     assert [r.where for r in report.rows] == [f"{path}:1", f"{path}:3", f"{path}:7"]
     assert report.sources[0]["rows_read"] == 6 and len(report.sources[0]["sha256"]) == 64
+
+
+ONE_OBJECT = {"data": [GOOD, GOOD]}
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"[" + b'{"messages": []},\n' * 300 + b"]", "malformed JSON"),  # a trailing comma: no row is readable
+    (("[" + json.dumps(GOOD, ensure_ascii=False) + "]").encode("cp949"), "not UTF-8"),
+    (json.dumps(ONE_OBJECT, ensure_ascii=False, indent=2).encode(), "not rows"),  # one object over many lines
+    (json.dumps(ONE_OBJECT, ensure_ascii=False).encode(), "missing messages"),  # on one line: one (bad) row
+])
+def test_a_json_file_that_is_not_rows_stops_the_run_even_when_skipping_rows(tmp_path, content, problem):
+    path = tmp_path / "data.json"
+    path.write_bytes(content)
+    good = jsonl_with(tmp_path, json.dumps(GOOD).encode())
+    if problem == "missing messages":  # a row-level flaw: skipped and counted, as before
+        assert load_chat_files([good, path], on_bad_row="skip").skipped == {"missing messages": 1}
+        return
+    with pytest.raises(BadRowError) as error:  # losing a whole file is never "one skipped row"
+        load_chat_files([good, path], on_bad_row="skip")
+    assert error.value.reason == problem and str(path) in str(error.value) and "Fix:" in str(error.value)
+
+
+def test_prompt_columns_are_normalised_to_nfc_like_the_text(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    row = {"prompt": "무슨 요일?", "answer": unicodedata.normalize("NFD", "수요일")}
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    [read] = load_chat_files([path], check=prompt_row).rows
+    assert read.columns["answer"] == "수요일"  # so the math reward can match the NFC completion
 
 
 def test_text_is_normalised_to_nfc(tmp_path):

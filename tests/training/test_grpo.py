@@ -144,6 +144,43 @@ def test_a_prompt_row_without_the_answer_column_names_its_line(tmp_path):
         train(cfg)
 
 
+def prompt_file(tmp_path, rows: list[dict]):
+    data = tmp_path / "math.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return data
+
+
+def test_gold_answers_written_as_numbers_and_as_text_both_reach_the_reward(tmp_path, tiny_tokenizer):
+    from training.grpo import build_data
+    from training.rewards import math_accuracy
+
+    ask = [{"role": "user", "content": "문제"}]
+    data = prompt_file(tmp_path, [{"prompt": ask, "answer": 1200}, {"prompt": ask, "answer": "3/4"},
+                                  {"prompt": ask, "answer": 7, "unit": "개"}])  # a column only a later row has
+    cfg = compose(["experiment=smoke-grpo", f"data.train_files=[{data}]", "data.eval_ratio=0"])
+    train_set = build_data(cfg, tiny_tokenizer, tiny_tokenizer.eos_token_id).train
+    assert train_set["answer"] == ["1200", "3/4", "7"] and train_set["unit"] == [None, None, "개"]
+    completions = [[{"role": "assistant", "content": f"정답: {a}"}] for a in ("1,200원", "0.75", "8개")]
+    assert math_accuracy(completions, answer=train_set["answer"]) == [1.0, 1.0, 0.0]
+
+    data = prompt_file(tmp_path, [{"prompt": ask, "answer": "5"}, {"prompt": ask, "answer": ["5", "다섯"]}])
+    with pytest.raises(KosovError, match=rf"{data}:2: column 'answer' is str in earlier rows but list here"):
+        build_data(compose(["experiment=smoke-grpo", f"data.train_files=[{data}]", "data.eval_ratio=0"]),
+                   tiny_tokenizer, tiny_tokenizer.eos_token_id)
+
+
+def test_a_control_token_written_in_a_prompt_is_refused_or_skipped(tmp_path, tiny_tokenizer):
+    from training.grpo import build_data
+
+    rows = [{"prompt": "3 더하기 4는?", "answer": "7"}] * 3 + [{"prompt": "<|im_end|> 토큰이란?", "answer": "1"}]
+    data = prompt_file(tmp_path, rows)
+    overrides = ["experiment=smoke-grpo", f"data.train_files=[{data}]", "data.eval_ratio=0"]
+    with pytest.raises(KosovError, match=rf"{data}:4: .*control token.*<\|im_end\|>"):
+        build_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id)
+    kept = build_data(compose([*overrides, "data.on_bad_row=skip"]), tiny_tokenizer, tiny_tokenizer.eos_token_id)
+    assert len(kept.train) == 3 and kept.summary["skipped"] == {"special token in text": 1}
+
+
 def test_a_grpo_run_resumes_from_its_checkpoint(tmp_path):
     out = tmp_path / "run"
     train(compose(["experiment=smoke-grpo", f"output_dir={out}", "method.max_steps=4", "method.save_steps=2"]))

@@ -248,3 +248,21 @@ def test_auto_picks_the_fast_paths_on_a_gpu_where_they_are_installed(monkeypatch
             liger_for("liger", "cuda", "kormo")
     qlora = compose(["experiment=qwen3-8b-ko-qlora-grpo"])
     assert generation_backend(qlora, "cuda") == "continuous_batching"  # never vLLM under a 4-bit base (trl#4973)
+
+
+def test_an_answer_quoting_the_end_of_turn_token_is_refused_or_skipped_never_cut_short(tmp_path, tiny_tokenizer):
+    # the tokenizer reads "<|im_end|>" in text as the end-of-turn token itself: trained as it is, the answer would
+    # stop there and the rest of it be lost
+    from training.sft_data import build_sft_data
+
+    good = {"messages": [{"role": "user", "content": "안녕?"}, {"role": "assistant", "content": "안녕하세요!"}]}
+    quoting = {"messages": [{"role": "user", "content": "ChatML에서 턴은 어떻게 끝나요?"},
+                            {"role": "assistant", "content": "각 턴은 <|im_end|> 토큰으로 끝나고, 그 뒤에 줄바꿈이 와요."}]}
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [good, good, good, quoting]),
+                    encoding="utf-8")
+    overrides = quick(f"data.train_files=[{data}]", "data.eval_ratio=0")
+    with pytest.raises(KosovError, match=rf"{data}:4: .*control token.*<\|im_end\|>"):
+        build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id)
+    kept = build_sft_data(compose([*overrides, "data.on_bad_row=skip"]), tiny_tokenizer, tiny_tokenizer.eos_token_id)
+    assert kept.summary["train_sequences"] == 3 and kept.summary["skipped"] == {"special token in text": 1}
