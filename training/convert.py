@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from training.errors import KosovError
+from training.run_dir import check_not_holding, swap_into_place
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +196,7 @@ def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     if dst.exists():
         if not overwrite:
             raise KosovError(f"{dst} already exists", fix="choose a new DST, or pass --overwrite to replace it")
-        if dst.resolve() in src.resolve().parents:
-            raise KosovError(f"SRC {src} is inside DST {dst}: replacing DST would delete the source")
+        check_not_holding(dst, {"SRC": src})
 
 
 def _write_outputs(src: Path, staging: Path, config: dict, shards: list[str], index: dict | None) -> dict:
@@ -255,14 +255,7 @@ def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (staging / RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        old = dst.parent / f".{dst.name}.replaced-{uuid.uuid4().hex[:8]}"
-        if dst.exists():
-            dst.rename(old)
-        staging.rename(dst)
-        if old.is_dir():
-            shutil.rmtree(old)
-        elif old.exists():
-            old.unlink()
+        swap_into_place(staging, dst)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

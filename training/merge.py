@@ -8,6 +8,7 @@ config, so its thinking default is the base's (Qwen3: thinking on unless enable_
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import shutil
@@ -16,10 +17,11 @@ from typing import Any
 
 from training.schema import KosovConfig
 from training.models import load_for_inference, load_tokenizer, model_source
-from training.run_dir import write_json
+from training.run_dir import swap_into_place, write_json
 
 log = logging.getLogger(__name__)
 
+RELATIVE_TOLERANCE = 0.05  # of the largest logit, for merges in bf16/fp16
 SAMPLE_PROMPTS = ["한국의 수도는 어디인가요?", "사과 3개가 1,500원이면 한 개는 얼마예요?",
                   "오늘 날씨가 좋아서 공원에 산책하러 갈 거예요. 무엇을 챙기면 좋을까요?"]
 
@@ -27,8 +29,9 @@ SAMPLE_PROMPTS = ["한국의 수도는 어디인가요?", "사과 3개가 1,500�
 def _sample_inputs(tokenizer: Any):
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                            add_generation_prompt=True) for p in SAMPLE_PROMPTS]
-    tokenizer.padding_side = "right"
-    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    padding = copy.deepcopy(tokenizer)  # the saved tokenizer keeps the base's padding side and settings
+    padding.padding_side = "right"
+    return padding(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
 
 def _logits(model: Any, inputs: Any):
@@ -64,15 +67,19 @@ def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -
         GenerationConfig.from_pretrained(source, revision=cfg.model.revision).save_pretrained(staging)
     except OSError:
         log.info("the base has no generation_config.json; the merged model keeps the one transformers wrote")
-    reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=merged.dtype).to(merged.device)
+    reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=merged.dtype,
+                                                    trust_remote_code=cfg.model.trust_remote_code).to(merged.device)
     diff = float((_logits(reloaded, inputs) - expected).abs().max())
-    tolerance = 1e-4 if merged.dtype == torch.float32 else 5e-2  # bf16 rounding of the merged weights
+    scale = float(expected.abs().max())
+    # fp32 merges agree to rounding; bf16/fp16 round the merged weights, an error that grows with the logits (a
+    # real model's reach 20-40, where one bf16 step is 0.125): allowed up to 5% of the largest logit. A merge that
+    # dropped or doubled the adapter moves logits by its whole effect.
+    tolerance = 1e-4 if merged.dtype == torch.float32 else max(5e-2, RELATIVE_TOLERANCE * scale)
     check = {"max_abs_logit_diff": diff, "tolerance": tolerance, "ok": diff <= tolerance, "dtype": str(merged.dtype),
-             "prompts": SAMPLE_PROMPTS, "merged_from": str(adapter), "qlora_merged_onto_bf16": qlora}
+             "largest_logit": scale, "prompts": SAMPLE_PROMPTS, "merged_from": str(adapter),
+             "qlora_merged_onto_bf16": qlora}
     write_json(staging / "merge_check.json", check)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    swap_into_place(staging, out)
     log.info("merged model in %s: max |logit difference| %.2e vs base + adapter (tolerance %.0e)", out, diff,
              tolerance)
     return check

@@ -15,7 +15,9 @@ import yaml
 
 from training.errors import KosovError
 
-BASE_LICENSES = {"Qwen/": "apache-2.0", "KORMo-Team/": "apache-2.0", "tiny-ko": "apache-2.0"}
+# Bases whose license kosov has checked (KOREAN.md). Only Qwen3 under Qwen/: some Qwen2.5 and Qwen1.5 models carry
+# the qwen, qwen-research or tongyi-qianwen licenses, so other Qwen bases need publish.license.
+BASE_LICENSES = {"Qwen/Qwen3-": "apache-2.0", "KORMo-Team/": "apache-2.0", "tiny-ko": "apache-2.0"}
 COMMERCIAL_OK = {"apache-2.0", "mit", "bsd-3-clause", "bsd-2-clause", "cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0"}
 
 
@@ -56,10 +58,17 @@ def _lineage(stages: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _usage(repo: str, base: str) -> list[str]:
+def _load_args(model: dict[str, Any]) -> str:
+    """The base's pinned revision and remote-code switch as the recipe loaded it, for the usage snippets."""
+    args = f', revision="{model["revision"]}"' if model.get("revision") else ""
+    return args + (", trust_remote_code=True" if model.get("trust_remote_code") else "")
+
+
+def _usage(repo: str, base: str, model: dict[str, Any]) -> list[str]:
+    load = _load_args(model)
     return [
         "```python", "from peft import PeftModel", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-        f'base = AutoModelForCausalLM.from_pretrained("{base}", dtype="auto", device_map="auto")',
+        f'base = AutoModelForCausalLM.from_pretrained("{base}"{load}, dtype="auto", device_map="auto")',
         f'model = PeftModel.from_pretrained(base, "{repo}")',
         f'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
         'messages = [{"role": "user", "content": "한국의 수도는 어디인가요?"}]',
@@ -68,7 +77,7 @@ def _usage(repo: str, base: str) -> list[str]:
         "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=256)[0], skip_special_tokens=True))",
         "```", "", "With vLLM (LoRA):", "", "```python", "from vllm import LLM, SamplingParams",
         "from vllm.lora.request import LoRARequest", "",
-        f'llm = LLM(model="{base}", enable_lora=True)',
+        f'llm = LLM(model="{base}"{load}, enable_lora=True)',
         'out = llm.chat([{"role": "user", "content": "한국의 수도는 어디인가요?"}], SamplingParams(max_tokens=256),',
         f'               lora_request=LoRARequest("kosov", 1, "{repo}"))', "```"]
 
@@ -96,7 +105,7 @@ def model_card(*, repo: str, base: str, method: str, config: dict[str, Any], sta
         "아래에 평가 결과, 학습 데이터의 출처와 라이선스, 학습 설정을 모두 밝혀 두었습니다.", "",
         f"**English.** A LoRA adapter adapting `{base}` to Korean, trained with {method.upper()} by kosov. The card "
         "below gives the evaluation, the training data with its sources and licenses, and the full recipe.", "",
-        "## Usage", "", *_usage(repo, base), "",
+        "## Usage", "", *_usage(repo, base, config.get("model", {})), "",
         "## Evaluation", "", report_md or "No evaluation report was given (`publish.eval_report`).", "",
         *([f"![evaluation]({images['report']})", ""] if "report" in images else []),
         "## Training", "",

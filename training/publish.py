@@ -27,7 +27,7 @@ from training.errors import KosovError
 from training.evaluation.harness import adapter_digest
 from training.model_card import derive_license, model_card
 from training.models import adapter_dir, resolve_device
-from training.run_dir import redact, secret_values, write_atomic, write_json
+from training.run_dir import check_not_holding, redact, secret_values, swap_into_place, write_atomic, write_json
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,12 @@ def _public(prov: dict[str, Any]) -> dict[str, Any]:
     return {k: [_public(p) for p in v] if k == "earlier" else v for k, v in prov.items() if k not in PRIVATE}
 
 
+def _run_of(adapter: Path) -> Path:
+    """The run folder an adapter came from: the nearest folder above it with a provenance.json (run/adapter,
+    run/checkpoints/checkpoint-N); else the folder holding it."""
+    return next((f for f in list(adapter.parents)[:3] if (f / "provenance.json").is_file()), adapter.parent)
+
+
 def _stages(run: Path) -> list[dict[str, Any]]:
     """This run and the runs its adapter started from (an SFT stage before GRPO), oldest first."""
     stages, seen = [], set()
@@ -66,9 +72,9 @@ def _stages(run: Path) -> list[dict[str, Any]]:
         prov = _read_json(run / "provenance.json")
         config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").is_file() else {}
         stages.insert(0, {"name": f"{config.get('method', {}).get('name', '?')} ({run.name})",
-                          "provenance": _public(prov)})
+                          "provenance": _public(prov), **({} if prov else {"missing": str(run)})})
         start = (prov.get("model") or {}).get("start_adapter")
-        run = Path(start).parent if start else None
+        run = _run_of(Path(start)) if start else None
     return stages
 
 
@@ -131,6 +137,12 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
         for name, count in stage["provenance"].get("data", {}).get("licenses", {}).items():
             licenses[name] = licenses.get(name, 0) + count
     base = run_cfg["model"]["name_or_path"]
+    unrecorded = [stage["missing"] for stage in stages if "missing" in stage]
+    if unrecorded and not cfg.publish.license:  # that stage's rows and their licenses are unknown
+        raise KosovError(f"the adapter was trained from {unrecorded[0]}, which has no kosov provenance.json (moved, "
+                         "deleted or not a kosov run): the licenses of the data it was trained on are unknown",
+                         fix="put that run folder back where it was, or check its data's licenses and set "
+                             "publish.license=<SPDX id>")
     license_, why = derive_license(base, licenses, cfg.publish.license)
     staging.mkdir(parents=True)
     for name in ADAPTER_FILES:
@@ -182,7 +194,13 @@ def publish(cfg: KosovConfig) -> PublishResult:
         raise KosovError(f"{run} holds a full fine-tune (model/), not an adapter",
                          fix="kosov publish releases adapters; upload model/ with `hf upload` after checking it")
     adapter = adapter_dir(run)
+    if not (run / "config.yaml").is_file():
+        raise KosovError(f"{run} is not a kosov run folder (no config.yaml)",
+                         fix="give run= the folder kosov train wrote (the one holding adapter/), not the adapter")
     out = Path(cfg.output_dir or run / "release")
+    kept = {"the run folder": run, **({"the eval report": Path(cfg.publish.eval_report)}
+                                      if cfg.publish.eval_report else {})}
+    check_not_holding(out, kept)  # overwrite=true replaces the folder: never with the run it releases inside
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise KosovError(f"{out} already holds files", fix="pass overwrite=true or choose another output_dir")
     if cfg.push and not cfg.repo_id:
@@ -215,9 +233,7 @@ def publish(cfg: KosovConfig) -> PublishResult:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    swap_into_place(staging, out)
     log.info("release folder %s; %s:\n  %s", out, "uploading" if cfg.push else
              "push=true repo_id=<org>/<name> would upload", "\n  ".join(files))
     if cfg.push:

@@ -22,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -70,6 +71,27 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(redact(data), ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def swap_into_place(staging: Path, target: Path) -> None:
+    """Rename a finished folder to `target`. An existing target (a folder, a file or a link) is renamed aside first
+    and removed after, so a crash at any point leaves the old target or the new one, never neither."""
+    old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
+    if target.is_symlink() or target.exists():
+        target.rename(old)
+    staging.rename(target)
+    if old.is_symlink() or old.is_file():
+        old.unlink()  # a link is removed, never what it points to
+    elif old.exists():
+        shutil.rmtree(old)
+
+
+def check_not_holding(target: Path, kept: dict[str, Path]) -> None:
+    """Refuse a target folder that is, or holds, something replacing it would delete (named by `kept`)."""
+    for what, path in kept.items():
+        if target.resolve() == path.resolve() or target.resolve() in path.resolve().parents:
+            raise KosovError(f"{target} is {what} or holds it ({path}): replacing it would delete it",
+                             fix="write to another folder")
 
 
 def last_checkpoint(checkpoints: Path) -> Path | None:

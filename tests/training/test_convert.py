@@ -155,6 +155,17 @@ def test_an_existing_destination_is_kept_unless_overwrite(kormo_src, tmp_path, c
     assert [p.name for p in tmp_path.iterdir()] == ["dst"]  # no staging or replaced folder left behind
 
 
+def test_overwriting_a_linked_destination_replaces_the_link_and_keeps_what_it_pointed_to(kormo_src, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "keep.txt").write_text("mine")
+    (tmp_path / "link").symlink_to(real)
+    assert main(["kormo", str(kormo_src), str(tmp_path / "link"), "--overwrite"]) == 0
+    assert not (tmp_path / "link").is_symlink() and (tmp_path / "link" / "config.json").is_file()
+    assert (real / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # nothing left aside
+
+
 def test_a_failure_midway_leaves_no_destination(kormo_src, tmp_path, monkeypatch):
     import training.convert
 

@@ -148,6 +148,87 @@ def test_the_license_is_derived_from_base_and_data(licenses, expected):
 def test_unknown_licenses_stop_the_release():
     with pytest.raises(KosovError, match="carry no license"):
         derive_license("Qwen/Qwen3-8B", {"unknown": 3}, None)
-    with pytest.raises(KosovError, match="publish.license"):
-        derive_license("someone/new-base", {"Apache-2.0": 1}, None)
+    for base in ("someone/new-base", "Qwen/Qwen2.5-72B-Instruct", "Qwen/Qwen1.5-7B-Chat"):  # not all Apache-2.0
+        with pytest.raises(KosovError, match="publish.license"):
+            derive_license(base, {"Apache-2.0": 1}, None)
     assert derive_license("someone/new-base", {"unknown": 3}, "cc-by-nc-4.0")[0] == "cc-by-nc-4.0"
+
+
+def test_publish_never_replaces_the_run_it_releases(smoke_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "runs" / "sft"
+    shutil.copytree(smoke_run.run_dir, run)
+    before = sorted(p.name for p in run.iterdir())
+    for out in (run, run.parent):  # the run folder itself, or a folder holding it (and other runs)
+        with pytest.raises(KosovError, match="replacing it would delete it"):
+            publish(compose([f"run={run}", f"output_dir={out}", "overwrite=true"]))
+    assert sorted(p.name for p in run.iterdir()) == before
+    with pytest.raises(KosovError, match="not a kosov run folder"):  # the adapter folder instead of its run
+        publish(compose([f"run={run / 'adapter'}", f"output_dir={tmp_path / 'release'}"]))
+
+
+def test_a_stage_whose_provenance_is_gone_leaves_the_license_to_the_publisher(smoke_run, tmp_path):
+    import shutil
+
+    from tests.helpers import quick
+    from training.train import train
+
+    first = tmp_path / "first"
+    shutil.copytree(smoke_run.run_dir, first)
+    second = train(compose(quick(f"output_dir={tmp_path / 'second'}", f"method.init_adapter={first}"))).run_dir
+    card = publish(compose([f"run={second}", f"output_dir={tmp_path / 'r1'}"])).folder / "README.md"
+    assert "license: apache-2.0" in card.read_text()
+    shutil.move(first, tmp_path / "moved")  # the first stage's rows (and their licenses) can no longer be read
+    with pytest.raises(KosovError, match="no kosov provenance.json") as error:
+        publish(compose([f"run={second}", f"output_dir={tmp_path / 'r2'}"]))
+    assert "publish.license" in str(error.value) and not (tmp_path / "r2").exists()
+    card = publish(compose([f"run={second}", f"output_dir={tmp_path / 'r3'}", "publish.license=cc-by-nc-4.0"]))
+    assert "license: cc-by-nc-4.0" in (card.folder / "README.md").read_text()
+
+
+def test_a_bf16_merge_passes_its_check_and_keeps_the_base_tokenizer(tmp_path):
+    from tests.helpers import quick
+    from training.train import train
+
+    run = train(compose(quick(f"output_dir={tmp_path / 'run'}", "model.dtype=bfloat16"))).run_dir
+    result = publish(compose([f"run={run}", "publish.merge=true", f"output_dir={tmp_path / 'release'}"]))
+    check = result.merge_check
+    assert check["ok"] and check["dtype"] == "torch.bfloat16" and 0 < check["max_abs_logit_diff"] <= check["tolerance"]
+    saved = json.loads((result.folder / "merged" / "tokenizer.json").read_text())
+    assert saved["padding"] is None  # the logits check's padding is not saved into the released tokenizer
+
+
+def remote_code_base(folder):
+    """tiny-ko as a model whose class lives in its own folder (model_type unknown to transformers), like KORMo."""
+    import shutil
+
+    from tests.helpers import quick
+    from training.models import model_source
+
+    shutil.copytree(model_source(compose(quick()).model)[0], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="kosovtiny", architectures=["KosovTinyForCausalLM"],
+                  auto_map={"AutoConfig": "configuration_kosovtiny.KosovTinyConfig",
+                            "AutoModelForCausalLM": "modeling_kosovtiny.KosovTinyForCausalLM"})
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "configuration_kosovtiny.py").write_text(
+        "from transformers import Qwen3Config\n\n\nclass KosovTinyConfig(Qwen3Config):\n    model_type = 'kosovtiny'\n")
+    (folder / "modeling_kosovtiny.py").write_text(
+        "from transformers import Qwen3ForCausalLM\n\nfrom .configuration_kosovtiny import KosovTinyConfig\n\n\n"
+        "class KosovTinyForCausalLM(Qwen3ForCausalLM):\n    config_class = KosovTinyConfig\n")
+    return folder
+
+
+def test_a_remote_code_base_merges_and_its_card_loads_it_with_remote_code(tmp_path):
+    from tests.helpers import quick
+    from training.train import train
+
+    base = remote_code_base(tmp_path / "base")
+    run = train(compose(quick(f"output_dir={tmp_path / 'run'}", f"model.name_or_path={base}",
+                              "model.trust_remote_code=true"))).run_dir
+    result = publish(compose([f"run={run}", "publish.merge=true", f"output_dir={tmp_path / 'release'}",
+                              "publish.license=apache-2.0"]))
+    assert result.merge_check["ok"]
+    card = (result.folder / "README.md").read_text()
+    assert f'from_pretrained("{base}", trust_remote_code=True' in card and "trust_remote_code=True, enable_lora" in card
