@@ -245,6 +245,10 @@ def load_chat_files(paths: list[Path | str], on_bad_row: str = "error", max_rows
     """Rows of local files; `check` is chat_row (SFT) or a prompt_row partial (GRPO, evaluation)."""
     report = ChatFileReport()
     for path in map(Path, paths):
+        if path.is_dir():
+            raise BadRowError(str(path), "a folder", "data files are JSONL, JSON or Parquet files, not folders",
+                              f"list its files (e.g. data.train_files=[{path}/train.jsonl]), or load the folder "
+                              f"as a dataset: data.hub_id={path} data.train_files=[]")
         if not path.is_file():
             raise FileNotFoundError(f"data file not found: {path}")
         if path.suffix not in SUFFIXES:

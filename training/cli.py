@@ -118,8 +118,9 @@ def objective_value(metrics: dict, key: str) -> float:
 
 def _hydra_argv(overrides: list[str]) -> list[str]:
     """An explicit output_dir is also Hydra's run folder, so Hydra creates no second, empty one."""
-    out = list(overrides)
+    out: list[str] = []
     for item in overrides:
+        out.append(item)  # next to its output_dir=, among the overrides: Hydra's flags (--cfg job) may follow them
         if item.startswith("output_dir=") and not any(o.startswith("hydra.run.dir=") for o in overrides):
             out.append(f"hydra.run.dir={item.partition('=')[2]}")
     return out

@@ -120,7 +120,8 @@ def _check_semantics(cfg: KosovConfig) -> None:
         raise KosovError("no training data: data.train_files is empty and data.hub_id is null",
                          fix="set data.train_files=[path/to/train.jsonl] or data.hub_id=org/dataset")
     if cfg.data.train_files and cfg.data.hub_id:
-        raise KosovError("both data.train_files and data.hub_id are set", fix="use one source per data recipe")
+        raise KosovError("both data.train_files and data.hub_id are set: one source per run",
+                         fix="to read the hub dataset instead of the recipe's files, add data.train_files=[]")
     if cfg.resume and cfg.overwrite:
         raise KosovError("resume=true and overwrite=true contradict each other", fix="choose one")
 
@@ -136,6 +137,16 @@ def _check_synth(cfg: KosovConfig) -> None:
         _check("synth.split", s.split, ("train", "test"))
     if s.n <= 0:
         raise KosovError(f"synth.n={s.n} must be greater than 0")
+    if s.generator == "math":
+        from data_tools.generators.math_ko import FAMILIES
+
+        for family in s.families or ():
+            _check("synth.families", family, FAMILIES)
+        if not s.difficulties:
+            raise KosovError("synth.difficulties is empty", fix="use some of 1, 2, 3, e.g. synth.difficulties=[1,2]")
+        for level in s.difficulties:
+            if level not in (1, 2, 3):
+                raise KosovError(f"synth.difficulties has {level!r}", fix="use some of 1, 2, 3")
     if s.generator != "math" and s.teacher.backend == "none":
         raise KosovError(f"synth.generator={s.generator} writes with an LLM, but synth.teacher.backend=none",
                          fix="set synth.teacher.backend=transformers | vllm | http")
@@ -168,10 +179,29 @@ def _check_grpo(cfg: KosovConfig) -> None:
                          fix="keep one")
 
 
+def _first_unknown_key(tree: Any, path: list[str]) -> str | None:
+    """The first key of a composed recipe that the schema does not have (free-form sections such as rewards are
+    checked by their own code)."""
+    cls = schema_at(path) if path else KosovConfig
+    if cls is None or not isinstance(tree, dict):
+        return None
+    names = field_names(cls)
+    for key, value in tree.items():
+        if key not in names:
+            return ".".join([*path, str(key)])
+        found = _first_unknown_key(value, [*path, str(key)])
+        if found:
+            return found
+    return None
+
+
 def validate(cfg: DictConfig | dict) -> KosovConfig:
     """Merge a composed recipe onto the schema and check every value. Raises KosovError."""
     raw = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
     raw = OmegaConf.masked_copy(raw, [k for k in raw.keys() if k != "hydra"]) if "hydra" in raw else raw
+    unknown = _first_unknown_key(OmegaConf.to_container(raw, resolve=False), [])
+    if unknown:  # a key added with '+' (as Hydra's own error suggests) passes composing but means nothing
+        raise unknown_key_error(unknown)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(KosovConfig), raw)
         config: KosovConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]

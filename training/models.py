@@ -320,7 +320,7 @@ def adapter_dir(path: str | Path) -> Path:
         if (candidate / "adapter_config.json").is_file():
             return candidate
     raise KosovError(f"no LoRA adapter at {path} (no adapter_config.json there or in {path / 'adapter'})",
-                     fix="point method.init_adapter at an adapter folder or a kosov run folder")
+                     fix="give the path of an adapter folder or of the kosov run folder holding it (adapter/)")
 
 
 def check_adapter_base(adapter: Path, source: str, name_or_path: str) -> None:

@@ -10,6 +10,7 @@ its TRL trainer; the run folder, tracking, resume and saving live here once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -138,6 +139,9 @@ def _save_final(trainer: Any, run: RunDir, full_model: bool) -> Path:
     return target
 
 
+STAGE_MODEL_KEYS = ("name_or_path", "revision", "trust_remote_code", "chat_template", "end_of_turn_token", "tiny")
+
+
 def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
     """The SFT run a GRPO recipe starts from (method.grpo.sft_stage), in output_dir/sft; reused once finished,
     if its recipe is still the one it trained with. It trains the base GRPO loads: at the same revision."""
@@ -145,11 +149,15 @@ def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
     resume = cfg.resume and last_checkpoint(stage_dir / "checkpoints") is not None
     stage = compose([*cfg.method.grpo.sft_stage, f"output_dir={stage_dir}", f"overwrite={cfg.overwrite}",
                      f"resume={resume}", f"device={cfg.device}"])
-    if stage.model.name_or_path == cfg.model.name_or_path and stage.model.revision != cfg.model.revision:
-        if stage.model.revision is not None:
-            raise KosovError(f"the SFT stage pins {cfg.model.name_or_path} at {stage.model.revision}, GRPO at "
-                             f"{cfg.model.revision}", fix="pin both to the same commit with model.revision=<sha>")
-        stage.model.revision = cfg.model.revision  # the run's pin holds for its SFT stage too
+    if stage.model.name_or_path == cfg.model.name_or_path and stage.model.revision not in (None, cfg.model.revision):
+        raise KosovError(f"the SFT stage pins {cfg.model.name_or_path} at {stage.model.revision}, GRPO at "
+                         f"{cfg.model.revision}", fix="pin both to the same commit with model.revision=<sha>")
+    if stage.model.name_or_path != cfg.model.name_or_path:
+        log.info("the SFT stage trains the run's base %s (its recipe names %s)", cfg.model.name_or_path,
+                 stage.model.name_or_path)
+    # The stage trains the base GRPO loads, as the run names it (model.name_or_path=/models/Qwen3-1.7B on the
+    # command line holds for both stages): the same weights, revision, code, chat template and end of turn.
+    stage.model = dataclasses.replace(stage.model, **{key: getattr(cfg.model, key) for key in STAGE_MODEL_KEYS})
     if (stage_dir / "metrics.json").is_file() and not cfg.overwrite:
         check_same_recipe(stage_dir, redact(to_dict(stage)), f"the finished SFT stage in {stage_dir} would be reused")
         log.info("SFT stage already finished in %s: starting GRPO from its adapter", stage_dir)

@@ -141,3 +141,9 @@ def test_seed_dataset_is_clean_and_carries_provenance():
         kinds["multi"] += sum(m["role"] == "assistant" for m in row.messages) > 1
         kinds["reasoning"] += any("reasoning_content" in m for m in row.messages)
     assert min(kinds.values()) >= 20, kinds
+
+
+def test_a_folder_given_as_a_data_file_says_it_is_a_folder(tmp_path):
+    with pytest.raises(BadRowError, match="not folders") as error:
+        load_chat_files([tmp_path])
+    assert "data.hub_id" in str(error.value)

@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from training.recipes import compose
@@ -77,6 +78,20 @@ def test_sft_then_grpo_in_one_recipe(tmp_path):
     with pytest.raises(KosovError, match=r"finished SFT stage .* would be reused.*peft\.r: 8 -> 16"):
         train(compose(["experiment=smoke-sft-grpo", f"output_dir={out}", "resume=true",
                        'method.grpo.sft_stage=["experiment=smoke-sft","peft.r=16"]']))
+
+
+def test_the_sft_stage_trains_the_base_the_run_names(tmp_path):
+    # model.name_or_path on the command line names the base of the whole chain, not only of its GRPO part
+    from training.models import model_source
+
+    base = tmp_path / "my-base"
+    shutil.copytree(model_source(compose(["experiment=smoke-sft"]).model)[0], base)
+    out = tmp_path / "run"
+    train(compose(["experiment=smoke-sft-grpo", f"output_dir={out}", "method.max_steps=1", f"model.name_or_path={base}",
+                   'method.grpo.sft_stage=["experiment=smoke-sft","method.max_steps=2"]']))
+    stage = yaml.safe_load((out / "sft" / "config.yaml").read_text())
+    assert stage["model"]["name_or_path"] == str(base)
+    assert json.loads((out / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base)
 
 
 def test_a_chained_run_claims_its_folder_before_the_sft_stage_trains(smoke_run, tmp_path):

@@ -79,6 +79,11 @@ def test_real_recipes_name_hub_models_and_qlora_quantizes():
         ("peft.r=0", ["peft.r", "greater than 0"]),
         ("peft.r=abc", ["peft.r", "abc", "Integer"]),
         ("peft.target_modules=attention", ["peft.target_modules", "attention", "all-linear"]),
+        # with '+' (as Hydra's own error suggests) a misspelt key composes: it must still be refused, not ignored
+        ("+methd.learning_rate=1", ["'methd'", "keys allowed in the top level"]),
+        ("+method.learning_rat=1", ["method.learning_rat", "learning_rate"]),
+        ("+method.sft.max_lenght=8", ["method.sft.max_lenght", "max_length"]),
+        ("+peft.rr=32", ["peft.rr", "alpha"]),
     ],
 )
 def test_a_bad_value_names_key_value_and_choices(override, words):
@@ -129,3 +134,10 @@ def test_remote_code_is_refused_for_a_branch_name(tmp_path):
                    "device=cpu"])
     with pytest.raises(KosovError, match="40-character commit sha"):
         train(cfg)
+
+
+def test_the_hub_dataset_command_of_the_readme_composes():
+    cfg = compose(["experiment=smoke-sft", "data.hub_id=org/name", "data.hub_split=train", "data.train_files=[]"])
+    assert cfg.data.hub_id == "org/name" and cfg.data.train_files == []
+    with pytest.raises(KosovError, match=r"add data.train_files=\[\]"):
+        compose(["experiment=smoke-sft", "data.hub_id=org/name"])

@@ -80,3 +80,12 @@ def test_the_submitit_launcher_runs_each_job_in_its_own_run_folder(tmp_path):
     configs = sorted(tmp_path.rglob("multirun_*/*/config.yaml"))
     assert len(configs) == 2
     assert sorted(yaml.safe_load(c.read_text())["peft"]["r"] for c in configs) == [4, 8]
+
+
+def test_hydra_flags_may_follow_an_output_dir(tmp_path):
+    # kosov adds Hydra's run folder next to output_dir=; a flag such as --cfg job after it must still parse
+    done = run([kosov_bin(), "train", "experiment=smoke-sft", f"output_dir={tmp_path / 'x'}", "--cfg", "job"],
+               tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert yaml.safe_load(done.stdout)["output_dir"] == str(tmp_path / "x")
+

@@ -77,6 +77,8 @@ def test_distillation_runs_on_a_teacher_in_this_process(tmp_path):
     (["synth.generator=self_instruct", "synth.teacher.backend=http"], ["needs synth.inputs"]),
     (["synth.generator=rewrite"], ["synth.generator", "math, self_instruct"]),
     (["+synth.gates.spellcheck={}"], ["synth.gates", "spellcheck", "near_dedup"]),
+    (["synth.families=[shoping]"], ["synth.families", "shoping", "shopping, ages"]),
+    (["synth.difficulties=[4]"], ["synth.difficulties", "4", "1, 2, 3"]),
 ])
 def test_bad_synth_recipes_say_what_to_fix(tmp_path, overrides, words):
     with pytest.raises(KosovError) as error:
