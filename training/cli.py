@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable
 
 from training import __version__
@@ -82,8 +83,8 @@ def apply_mirror(overrides: list[str]) -> None:
     """`mirror=FOLDER` (or KOSOV_MIRROR): point the Hugging Face libraries at a kosov mirror, offline, before any
     of them is imported (they read their cache settings once, at import)."""
     folder = next((o.partition("=")[2] for o in overrides if o.startswith("mirror=")), None)
-    folder = folder or os.environ.get("KOSOV_MIRROR")
-    if folder:
+    folder = os.environ.get("KOSOV_MIRROR") if folder is None else folder
+    if folder and folder not in ("null", "none", "None"):  # mirror=null: the hub, even with KOSOV_MIRROR set
         from training.mirror import mirror_env, read_manifest
 
         read_manifest(folder)  # a clear error when the folder is not a mirror
@@ -121,8 +122,9 @@ def _hydra_argv(overrides: list[str]) -> list[str]:
     out: list[str] = []
     for item in overrides:
         out.append(item)  # next to its output_dir=, among the overrides: Hydra's flags (--cfg job) may follow them
-        if item.startswith("output_dir=") and not any(o.startswith("hydra.run.dir=") for o in overrides):
-            out.append(f"hydra.run.dir={item.partition('=')[2]}")
+        if item.startswith("output_dir="):  # a sweep's jobs go to output_dir/<job number> (see task)
+            out += [f"hydra.{kind}.dir={item.partition('=')[2]}" for kind in ("run", "sweep")
+                    if not any(o.startswith(f"hydra.{kind}.dir=") for o in overrides)]
     return out
 
 
@@ -140,6 +142,8 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
     def task(cfg: DictConfig) -> float | None:
         try:
             config = validate(cfg)
+            if config.output_dir is not None and HydraConfig.get().mode.name == "MULTIRUN":
+                config.output_dir = str(Path(config.output_dir) / str(HydraConfig.get().job.num))  # one per job
             if config.output_dir is None:
                 if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would get its own timestamp
                     raise KosovError("several processes would each pick their own timestamped run folder",

@@ -18,7 +18,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from training.errors import KosovError, choice_error
 from training.schema import (ATTN_IMPLEMENTATIONS, DEVICES, DTYPES, EVAL_BACKENDS, EVAL_THINKING, GENERATORS,
                              GRPO_GENERATION, GRPO_LOSSES, KERNELS, METHODS, ON_BAD_ROW, PEFT_METHODS, SCALE_REWARDS,
-                             SFT_TURNS, SYNTH_FORMATS, TEACHER_BACKENDS, THINKING, TRACKERS, TRACKING_MODES,
+                             METRIC_KEYS, SFT_TURNS, SYNTH_FORMATS, TEACHER_BACKENDS, THINKING, TRACKERS, TRACKING_MODES,
                              VLLM_MODES, KosovConfig)
 
 
@@ -122,6 +122,9 @@ def _check_semantics(cfg: KosovConfig) -> None:
     if cfg.data.train_files and cfg.data.hub_id:
         raise KosovError("both data.train_files and data.hub_id are set: one source per run",
                          fix="to read the hub dataset instead of the recipe's files, add data.train_files=[]")
+    if cfg.objective and cfg.objective.split(".")[0] not in METRIC_KEYS:  # caught before training, not after it
+        raise KosovError(f"objective={cfg.objective!r} names no key of a run's metrics.json",
+                         fix=f"use one of {', '.join(METRIC_KEYS)} (dotted into rewards: rewards.reward.last)")
     if cfg.resume and cfg.overwrite:
         raise KosovError("resume=true and overwrite=true contradict each other", fix="choose one")
 

@@ -268,6 +268,12 @@ class ServeConfig:
     api_key_env: Optional[str] = None  # an environment variable holding the key clients must send; null = none
 
 
+# The top-level keys of a run's metrics.json (train.summarize), which `objective` may name.
+METRIC_KEYS = ("global_step", "epochs", "first_train_loss", "last_train_loss", "train_loss_curve", "first_eval_loss",
+               "eval_loss", "eval_loss_curve", "tokens_seen", "train_runtime_s", "wall_time_s", "trainable_parameters",
+               "rewards", "reward_curve", "data")
+
+
 @dataclass
 class KosovConfig:
     name: str = "default"  # the experiment name: run folders and tracker runs are named by it

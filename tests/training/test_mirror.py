@@ -292,3 +292,14 @@ def test_eval_scores_of_a_hub_model_are_cached_per_commit(mirrored):
     assert hub_commit(MODEL, None, cache_dir=hub) == "1" * 40 == hub_commit(MODEL, "main", cache_dir=hub)
     assert hub_commit(MODEL, "a" * 40, cache_dir=hub) == "a" * 40  # a pinned commit is its own answer
     assert hub_commit("kosov-test/not-mirrored", None, cache_dir=hub) is None
+
+
+def test_mirror_null_turns_off_the_kosov_mirror_environment_variable(tmp_path, monkeypatch):
+    from training.cli import apply_mirror
+
+    monkeypatch.setenv("KOSOV_MIRROR", str(tmp_path / "no-mirror-here"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    with pytest.raises(KosovError):
+        apply_mirror([])  # the variable names a folder that is not a mirror: said clearly
+    apply_mirror(["mirror=null"])  # the command line turns it off: the hub (or its cache), no error
+    assert "HF_HUB_CACHE" not in os.environ

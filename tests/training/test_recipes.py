@@ -141,3 +141,10 @@ def test_the_hub_dataset_command_of_the_readme_composes():
     assert cfg.data.hub_id == "org/name" and cfg.data.train_files == []
     with pytest.raises(KosovError, match=r"add data.train_files=\[\]"):
         compose(["experiment=smoke-sft", "data.hub_id=org/name"])
+
+
+def test_a_misspelt_objective_is_refused_before_training():
+    with pytest.raises(KosovError, match="objective='eval_los' names no key") as error:
+        compose(["experiment=sweep-smoke-sft-optuna", "objective=eval_los"])
+    assert "eval_loss" in str(error.value)
+    assert compose(["experiment=smoke-grpo", "objective=rewards.reward.last"]).objective == "rewards.reward.last"

@@ -89,3 +89,12 @@ def test_hydra_flags_may_follow_an_output_dir(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert yaml.safe_load(done.stdout)["output_dir"] == str(tmp_path / "x")
 
+
+
+def test_a_sweep_with_an_output_dir_gives_each_job_its_own_run_folder(tmp_path):
+    out = tmp_path / "sweep"
+    done = run([kosov_bin(), "train", "-m", "experiment=smoke-sft", "method.max_steps=1", "peft.r=4,8",
+                f"output_dir={out}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [yaml.safe_load((out / job / "config.yaml").read_text())["peft"]["r"] for job in ("0", "1")]
+    assert ranks == [4, 8] and all((out / job / "adapter" / "adapter_config.json").is_file() for job in ("0", "1"))

@@ -70,6 +70,12 @@ def test_run_folder_records_config_provenance_and_metrics(smoke_run):
     assert (run / "checkpoints" / "checkpoint-30" / "trainer_state.json").is_file()
 
 
+def test_a_sweep_objective_may_name_every_metric_a_run_writes(smoke_run):
+    from training.schema import METRIC_KEYS
+
+    assert sorted(json.loads((smoke_run.run_dir / "metrics.json").read_text())) == sorted(METRIC_KEYS)
+
+
 def test_wandb_offline_run_holds_the_metrics(smoke_run):
     [run_file] = (smoke_run.run_dir / "wandb").glob("offline-run-*/run-*.wandb")
     losses = wandb_history(run_file, "train/loss")
