@@ -128,6 +128,18 @@ def scan_for_secrets(folder: Path) -> list[str]:
             and any(s in p.read_bytes() for s in secrets)]
 
 
+def _published_base(cfg: KosovConfig, name_or_path: str) -> str:
+    """The base as the card and the adapter's config name it: publish.base_model, else the run's hub id. A base the
+    run loaded from a folder (a converted KORMo, a local copy) means nothing to anyone else."""
+    if cfg.publish.base_model:
+        return cfg.publish.base_model
+    if name_or_path != "tiny-ko" and Path(name_or_path).expanduser().exists():
+        raise KosovError(f"the run's base is the local folder {name_or_path}: the card cannot tell others where to "
+                         "get it", fix="set publish.base_model=<org>/<name>, the Hub repo of that base (upload a "
+                                       "converted base first), and check its license (publish.license)")
+    return name_or_path
+
+
 def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None:
     run_cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     metrics, stages = _read_json(run / "metrics.json"), _stages(run)
@@ -136,7 +148,7 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
     for stage in stages:
         for name, count in stage["provenance"].get("data", {}).get("licenses", {}).items():
             licenses[name] = licenses.get(name, 0) + count
-    base = run_cfg["model"]["name_or_path"]
+    base = _published_base(cfg, run_cfg["model"]["name_or_path"])
     unrecorded = [stage["missing"] for stage in stages if "missing" in stage]
     if unrecorded and not cfg.publish.license:  # that stage's rows and their licenses are unknown
         raise KosovError(f"the adapter was trained from {unrecorded[0]}, which has no kosov provenance.json (moved, "
@@ -148,6 +160,9 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
     for name in ADAPTER_FILES:
         if (adapter / name).is_file():
             shutil.copy2(adapter / name, staging / name)
+    adapter_config = _read_json(staging / "adapter_config.json")
+    if cfg.publish.base_model and adapter_config:  # PEFT's AutoPeftModel loads the base this names
+        write_json(staging / "adapter_config.json", {**adapter_config, "base_model_name_or_path": base})
     images: dict[str, str] = {}
     if training_curve(metrics, staging / "training_curve.png"):
         images["curve"] = "training_curve.png"

@@ -214,6 +214,7 @@ class PublishConfig:
     merge: bool = False  # also export base + adapter merged into a full model folder (output_dir/merged)
     eval_report: Optional[str] = None  # a kosov eval folder (or its report.json) of this adapter, for the card
     license: Optional[str] = None  # override the license derived from the base and the data
+    base_model: Optional[str] = None  # the Hub id users load the base from; needed when the run's base is a folder
     commit_message: str = "Upload a Korean LoRA adapter trained with kosov"
 
 

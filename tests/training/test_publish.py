@@ -227,8 +227,15 @@ def test_a_remote_code_base_merges_and_its_card_loads_it_with_remote_code(tmp_pa
     base = remote_code_base(tmp_path / "base")
     run = train(compose(quick(f"output_dir={tmp_path / 'run'}", f"model.name_or_path={base}",
                               "model.trust_remote_code=true"))).run_dir
+    with pytest.raises(KosovError, match="base is the local folder") as error:  # nobody else can load that path
+        publish(compose([f"run={run}", f"output_dir={tmp_path / 'release'}", "publish.license=apache-2.0"]))
+    assert "publish.base_model=" in str(error.value)
     result = publish(compose([f"run={run}", "publish.merge=true", f"output_dir={tmp_path / 'release'}",
-                              "publish.license=apache-2.0"]))
+                              "publish.license=apache-2.0", "publish.base_model=kosov-test/tiny-remote"]))
     assert result.merge_check["ok"]
     card = (result.folder / "README.md").read_text()
-    assert f'from_pretrained("{base}", trust_remote_code=True' in card and "trust_remote_code=True, enable_lora" in card
+    assert 'from_pretrained("kosov-test/tiny-remote", trust_remote_code=True' in card
+    assert "trust_remote_code=True, enable_lora" in card and "base_model: kosov-test/tiny-remote" in card
+    adapter_config = json.loads((result.folder / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "kosov-test/tiny-remote"
+    assert str(base) not in card.split("## Evaluation")[0]  # metadata and usage (the recipe keeps what ran)
