@@ -202,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from training.recipes import check_override_keys
 
-        check_override_keys([o for o in overrides if not o.startswith("-")])
+        own_search_path = any(o in ("--config-dir", "-cd") or o.startswith(("--config-dir=", "hydra.searchpath="))
+                               for o in overrides)
+        check_override_keys([o for o in overrides if not o.startswith("-")], own_recipes_only=not own_search_path)
         apply_mirror(overrides)
         return _run_hydra(command, overrides)
     except KosovError as e:

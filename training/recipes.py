@@ -6,6 +6,7 @@ Both register the typed schema first, so every key exists and is type-checked wh
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from training.config import field_names, schema_at, unknown_key_error, validate
@@ -62,6 +63,8 @@ def recipe_options(group: str) -> list[str]:
 
 
 def _check_group_choice(group: str, value: str) -> None:
+    if re.match(r"^\s*\w+\(", value):  # a sweep function (choice(...), glob(...)): Hydra expands it
+        return
     names = [v.strip() for v in value.strip().strip("[]").split(",") if v.strip()]
     options = recipe_options(group)
     for name in names:
@@ -70,16 +73,18 @@ def _check_group_choice(group: str, value: str) -> None:
                              fix=f"use one of: {', '.join(options)}")
 
 
-def check_override_keys(overrides: list[str]) -> None:
+def check_override_keys(overrides: list[str], own_recipes_only: bool = True) -> None:
     """Fail on overrides naming a key the schema does not have, or a recipe file that does not exist
-    (before Hydra composes, so the error lists what is allowed)."""
+    (before Hydra composes, so the error lists what is allowed). With the user's own recipe folders on Hydra's
+    search path (own_recipes_only=False), recipe names are left to Hydra."""
     groups = {p.name for p in recipes_dir().iterdir() if p.is_dir()}
     for override in overrides:
         key, sep, value = override.partition("=")
         if not sep or key.startswith(("hydra.", "hydra/", "+", "~")):
             continue  # Hydra's own keys and explicit additions / deletions are Hydra's business
-        if key in groups:
-            _check_group_choice(key, value)
+        if key in groups or ("." not in key and not own_recipes_only):  # the user's folders may add groups
+            if own_recipes_only:
+                _check_group_choice(key, value)
             continue
         if "." not in key:
             if key not in field_names(KosovConfig):

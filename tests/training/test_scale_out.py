@@ -98,3 +98,16 @@ def test_a_sweep_with_an_output_dir_gives_each_job_its_own_run_folder(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [yaml.safe_load((out / job / "config.yaml").read_text())["peft"]["r"] for job in ("0", "1")]
     assert ranks == [4, 8] and all((out / job / "adapter" / "adapter_config.json").is_file() for job in ("0", "1"))
+
+
+def test_a_users_own_recipe_folder_and_sweep_functions_reach_hydra(tmp_path):
+    mine = tmp_path / "recipes" / "experiment"
+    mine.mkdir(parents=True)
+    (mine / "mine.yaml").write_text("# @package _global_\ndefaults:\n  - smoke-sft\n  - _self_\nname: mine\n")
+    done = run([kosov_bin(), "train", "--config-dir", str(tmp_path / "recipes"), "experiment=mine", "--cfg", "job"],
+               tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert yaml.safe_load(done.stdout)["name"] == "mine"
+    from training.recipes import check_override_keys
+
+    check_override_keys(["peft=choice(lora,dora)", "model=glob(tiny*)"])  # expanded by Hydra, not a file name
