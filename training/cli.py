@@ -206,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
                                for o in overrides)
         check_override_keys([o for o in overrides if not o.startswith("-")], own_recipes_only=not own_search_path)
         apply_mirror(overrides)
+        if not any(o.startswith("-") for o in overrides):  # one run of kosov's own recipes: compose it here first,
+            from training.recipes import compose  # so a recipe mistake is a kosov error (exit 2), not Hydra's
+
+            compose([o for o in overrides if not o.startswith("hydra")])
         return _run_hydra(command, overrides)
     except KosovError as e:
         report(e)

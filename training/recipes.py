@@ -50,9 +50,11 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> KosovConfig:
     with context:
         try:
             composed = hydra_compose(config_name="config", overrides=list(overrides))
-        except HydraException as e:
+        except (HydraException, ValueError) as e:  # ValueError: Hydra's for e.g. a group set to null
             cause = f" ({e.__cause__})" if e.__cause__ else ""
-            raise KosovError(f"the recipe does not compose: {e}{cause}") from None
+            raise KosovError(f"the recipe does not compose: {e}{cause}",
+                             fix="check the value and its type; a list goes in brackets: data.train_files=[a.jsonl]"
+                             ) from None
     return validate(composed)
 
 

@@ -111,3 +111,13 @@ def test_a_users_own_recipe_folder_and_sweep_functions_reach_hydra(tmp_path):
     from training.recipes import check_override_keys
 
     check_override_keys(["peft=choice(lora,dora)", "model=glob(tiny*)"])  # expanded by Hydra, not a file name
+
+
+@pytest.mark.parametrize("override, words", [("peft.r=abc", ["peft.r", "abc"]),
+                                             ("data.train_files=x.jsonl", ["data.train_files", "in brackets"]),
+                                             ("rewards=null", ["does not compose"])])
+def test_a_recipe_mistake_on_the_command_line_is_a_kosov_error(tmp_path, override, words):
+    done = run([kosov_bin(), "train", "experiment=smoke-sft", override, f"output_dir={tmp_path / 'x'}"], tmp_path,
+               timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert all(word in done.stderr for word in words) and not (tmp_path / "x").exists()
