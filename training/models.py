@@ -45,7 +45,16 @@ def model_source(mcfg: ModelConfig) -> tuple[str, bool]:
         return str(tiny_model_dir(mcfg.tiny)), True
     path = Path(mcfg.name_or_path).expanduser()
     if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise KosovError(f"model.name_or_path={mcfg.name_or_path!r} is a folder without a config.json",
+                             fix="give the folder holding the model's config.json and weights")
         return str(path), True
+    if mcfg.name_or_path.startswith(("/", "./", "../", "~")) or mcfg.name_or_path.count("/") > 1:
+        raise KosovError(f"model.name_or_path={mcfg.name_or_path!r}: no such folder",
+                         fix="check the path (relative paths start from the folder you run kosov in)")
+    if path.parent.name and path.parent.is_dir():  # "models/Qwen3-1.7B" reads as a hub id too
+        log.warning("there is no folder %s here (though %s/ exists): loading the hub model %s", path, path.parent,
+                    mcfg.name_or_path)
     if not HUB_ID.match(mcfg.name_or_path):
         raise KosovError(f"model.name_or_path={mcfg.name_or_path!r} is neither a local folder nor a hub id",
                          fix="give an existing folder, a hub id like Qwen/Qwen3-1.7B, or tiny-ko")
@@ -327,11 +336,18 @@ def check_adapter_base(adapter: Path, source: str, name_or_path: str) -> None:
     """An adapter only means something on the base it was trained on: refuse another one before loading."""
     import json
 
+    import yaml
+
     trained_on = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if trained_on not in (source, name_or_path):
+        run_config = adapter.parent / "config.yaml"  # the run's own name for its base (tiny-ko, not its cache path)
+        named = (yaml.safe_load(run_config.read_text(encoding="utf-8")).get("model", {}).get("name_or_path")
+                 if run_config.is_file() else None) or trained_on
         raise KosovError(f"the adapter {adapter} was trained on {trained_on!r}, but this recipe loads "
                          f"{name_or_path!r} ({source})",
-                         fix=f"set model.name_or_path={trained_on} or use an adapter trained on this base")
+                         fix=(f"set model.name_or_path={named} (as its run did)" if named != name_or_path else
+                              f"load the base with the model settings of its run ({run_config})")
+                         + ", or use an adapter trained on this base")
 
 
 def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str):

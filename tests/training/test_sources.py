@@ -33,7 +33,17 @@ def test_an_unreachable_hub_model_is_a_clear_error(tmp_path):
 
 def test_a_path_that_is_neither_folder_nor_hub_id_is_named(tmp_path):
     cfg = compose(quick(f"output_dir={tmp_path / 'run'}", f"model.name_or_path={tmp_path / 'missing'}"))
+    with pytest.raises(KosovError, match="no such folder"):
+        train(cfg)
+    cfg = compose(quick(f"output_dir={tmp_path / 'run'}", "model.name_or_path=not a hub id"))
     with pytest.raises(KosovError, match="neither a local folder nor a hub id"):
+        train(cfg)
+
+
+def test_a_model_folder_without_a_config_says_so(tmp_path):
+    (tmp_path / "empty-model").mkdir()
+    cfg = compose(quick(f"output_dir={tmp_path / 'run'}", f"model.name_or_path={tmp_path / 'empty-model'}"))
+    with pytest.raises(KosovError, match="folder without a config.json"):
         train(cfg)
 
 
