@@ -117,8 +117,12 @@ def objective_value(metrics: dict, key: str) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
-def _hydra_argv(overrides: list[str]) -> list[str]:
-    """An explicit output_dir is also Hydra's run folder, so Hydra creates no second, empty one."""
+def _hydra_argv(overrides: list[str], command: str = "train") -> list[str]:
+    """An explicit output_dir is also Hydra's run folder, so Hydra creates no second, empty one. kosov publish
+    needs no folder of Hydra's (its default is RUN/release, written whole or not at all): Hydra gets '.'."""
+    if command == "publish":
+        return [*overrides, "hydra.run.dir=."] if not any(o.startswith("hydra.run.dir=") for o in overrides) \
+            else list(overrides)
     out: list[str] = []
     for item in overrides:
         out.append(item)  # next to its output_dir=, among the overrides: Hydra's flags (--cfg job) may follow them
@@ -144,7 +148,7 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
             config = validate(cfg)
             if config.output_dir is not None and HydraConfig.get().mode.name == "MULTIRUN":
                 config.output_dir = str(Path(config.output_dir) / str(HydraConfig.get().job.num))  # one per job
-            if config.output_dir is None:
+            if config.output_dir is None and command != "publish":
                 if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each process would get its own timestamp
                     raise KosovError("several processes would each pick their own timestamped run folder",
                                      fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")
@@ -163,7 +167,7 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
 
     main = hydra.main(config_path=str(recipes_dir()), config_name="config", version_base="1.3")(task)
     saved = sys.argv
-    sys.argv = [f"kosov {command}", *_hydra_argv(overrides)]
+    sys.argv = [f"kosov {command}", *_hydra_argv(overrides, command)]
     try:
         main()
     finally:

@@ -239,3 +239,20 @@ def test_a_remote_code_base_merges_and_its_card_loads_it_with_remote_code(tmp_pa
     adapter_config = json.loads((result.folder / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == "kosov-test/tiny-remote"
     assert str(base) not in card.split("## Evaluation")[0]  # metadata and usage (the recipe keeps what ran)
+
+
+def test_the_command_line_publishes_into_the_run_by_default_and_leaves_no_empty_folders(smoke_run, tmp_path):
+    import shutil
+    import subprocess
+
+    from tests.training.test_scale_out import kosov_bin
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run.run_dir, run)
+    done = subprocess.run([kosov_bin(), "publish", f"run={run}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (run / "release" / "README.md").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    failed = subprocess.run([kosov_bin(), "publish", f"run={tmp_path / 'no-run'}", f"output_dir={tmp_path / 'rel'}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2 and not (tmp_path / "rel").exists()  # a failed publish leaves nothing behind
