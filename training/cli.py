@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from training import __version__
 from training.recipes import recipes_dir
@@ -121,8 +121,8 @@ def _hydra_argv(overrides: list[str], command: str = "train") -> list[str]:
     """An explicit output_dir is also Hydra's run folder, so Hydra creates no second, empty one. kosov publish
     needs no folder of Hydra's (its default is RUN/release, written whole or not at all): Hydra gets '.'."""
     if command == "publish":
-        return [*overrides, "hydra.run.dir=."] if not any(o.startswith("hydra.run.dir=") for o in overrides) \
-            else list(overrides)
+        given = any(o.startswith("hydra.run.dir=") for o in overrides)
+        return list(overrides) if given else [*overrides, "hydra.run.dir=."]
     out: list[str] = []
     for item in overrides:
         out.append(item)  # next to its output_dir=, among the overrides: Hydra's flags (--cfg job) may follow them

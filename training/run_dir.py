@@ -75,7 +75,8 @@ def write_json(path: Path, data: Any) -> None:
 
 def swap_into_place(staging: Path, target: Path) -> None:
     """Rename a finished folder to `target`. An existing target (a folder, a file or a link) is renamed aside first
-    and removed after, so a crash at any point leaves the old target or the new one, never neither."""
+    and removed after, so a crash at any point loses neither: the old one is at worst left aside as
+    .NAME.replaced-*, never deleted before the new one is in place."""
     old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
     if target.is_symlink() or target.exists():
         target.rename(old)

@@ -30,7 +30,7 @@ from training.models import (adapter_dir, bf16_gpu, check_attention, check_remot
                              resolve_device)
 from training.run_dir import (RunDir, add_file_logging, check_same_recipe, default_output_dir, last_checkpoint,
                               prepare_run_dir, provenance, redact, refuse_existing_run, resume_provenance,
-                              write_atomic, write_json)
+                              swap_into_place, write_atomic, write_json)
 from training.tracking import open_tracker
 
 log = logging.getLogger(__name__)
@@ -133,9 +133,7 @@ def _save_final(trainer: Any, run: RunDir, full_model: bool) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     trainer.save_model(str(staging))
     if trainer.is_world_process_zero():
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        swap_into_place(staging, target)
     return target
 
 
