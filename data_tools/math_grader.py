@@ -3,8 +3,9 @@
 It finds the final answer in a Korean completion — answer tags, `\\boxed{}`, a final "정답: 42" /
 "정답은 42입니다" / "답은 42개" line, or else the last number of the answer (after any `<think>` block) —
 reads "1,200원", "3/4", "4분의 3", "0.75", "75%", "3만 원", "1억 2천만", full-width "５００" and weekday
-names, takes what follows the last "=" of a final line ("정답: 3 + 4 = 7"), and compares with math-verify, so
-"0.75" equals "3/4". A final answer written in hangul words is read too — Sino-Korean "오백 원", "이천오백",
+names, TeX as Qwen3 writes it (`\\boxed{\\frac{3}{4}}`, "8{,}500"), takes what follows the last "=" of a final
+line ("정답: 3 + 4 = 7") but not a bracketed note after it ("정답: 12개 (검산: 12 ÷ 3 = 4)"), and compares with
+math-verify, so "0.75" equals "3/4". A final answer written in hangul words is read too — Sino-Korean "오백 원", "이천오백",
 native "스물세 개", "다섯입니다" — but only in an answer tag, `\\boxed{}` or "정답:" line with no digits, and
 a one-syllable or attributive numeral ("이", "세", "한") only before a counter ("세 개"): elsewhere "이" is
 "this", "세" a syllable of "세상", and "네" is "yes".
@@ -30,8 +31,18 @@ from data_tools.text import nfc, split_thinking
 
 WEEKDAYS = ("월요일", "화요일", "수요일", "목요일", "금요일", "토요일", "일요일")
 _TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-_FINAL = re.compile(r"(?:최종\s*)?(?:정답|답)\s*(?:은|는|:|：|=)\s*([^\n]+)")
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# "정답:", "답은", "최종 답:", not "대답은" (a reply); the last one in the answer counts, to the end of its line
+_FINAL = re.compile(r"(?<![가-힣])(?:최종\s*)?(?:정답|해답|답)\s*(?:은|는|:|：|=)\s*")
+# TeX as Qwen3 writes answers: \frac{3}{4} is 3/4, 8{,}500 is 8,500, \text{원} is 원, \% is %
+_TEX = ((re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}"), r"\1/\2"),
+        (re.compile(r"\{,\}"), ","),
+        (re.compile(r"\\(?:text|mathrm|textrm|mathbf|textbf|operatorname)\s*\{([^{}]*)\}"), r"\1"),
+        (re.compile(r"\\([%$])"), r"\1"),
+        (re.compile(r"\\[,;:! ]|\\(?:left|right)\b"), " "))
+# a note after the answer, "(검산: 12 ÷ 3 = 4)", and a corrected answer, "12가 아니라 15"
+_NOTE = re.compile(r"[(\[（【][^)\]）】]*[)\]）】]?")
+_NOT_BUT = re.compile(r"(?:이|가)?\s*아니(?:라|고)")
 _KO_FRACTION = re.compile(r"(\d[\d,]*)\s*분의\s*(\d[\d,]*)")  # "4분의 3" is 3/4
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?")
 _WEEKDAY = re.compile(r"([월화수목금토일])\s*요일")
@@ -41,8 +52,8 @@ _KO_UNIT = {"십": 10, "백": 100, "천": 1000, "만": 10**4, "억": 10**8}
 _KO_UNIT_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?\s*(?:[십백천]|[만억](?!큼))(?:\s*(?:\d[\d,]*(?:\.\d+)?)?\s*"
                              r"(?:[십백천]|[만억](?!큼)))*(?:\s*\d[\d,]*(?![\d.]))?")
 _KO_UNIT_PART = re.compile(r"(\d[\d,]*(?:\.\d+)?)?\s*([십백천만억])?")
-# full-width digits and signs (a Korean IME's "５００"), read as ASCII
-_FULL_WIDTH = str.maketrans("０１２３４５６７８９，．／－＝％", "0123456789,./-=%")
+# full-width digits and signs (a Korean IME's "５００") and the TeX / Unicode minus sign, read as ASCII
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９，．／－＝％−﹣", "0123456789,./-=%--")  # and U+2212 minus
 
 
 def _ko_unit_value(text: str) -> str:
@@ -145,28 +156,72 @@ def _weekday_in(span: str, last: bool = False) -> str | None:
     return (found[-1] if last else found[0]) + "요일" if found else None
 
 
+def _detex(text: str) -> str:
+    for pattern, replacement in _TEX:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...}, nested braces included."""
+    found = None
+    for match in _BOXED.finditer(text):
+        depth, end = 1, match.end()
+        while end < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        found = text[match.end() : end - 1 if depth == 0 else end]
+    return found
+
+
+def _final_line(text: str) -> str | None:
+    """What follows the last "정답:" / "답은" of the answer, to the end of its line."""
+    marks = list(_FINAL.finditer(text))
+    return text[marks[-1].end() :].split("\n", 1)[0] if marks else None
+
+
+def _spans(answer: str) -> list[str | None]:
+    """Where a final answer is stated, most explicit first: answer tags, \\boxed{}, a "정답:" line."""
+    tags = _TAG.findall(answer)
+    return [tags[-1] if tags else None, _boxed(answer), _final_line(answer)]
+
+
+def _answer_part(span: str) -> str:
+    """The stated answer of a span: without a note in brackets (when something is left), after "A가 아니라", and
+    after the last "=" ("3 + 4 = 7")."""
+    without_notes = _NOTE.sub(" ", span)
+    if any(ch.isalnum() for ch in without_notes):
+        span = without_notes
+    return _NOT_BUT.split(span)[-1].rsplit("=", 1)[-1]
+
+
 def extract_answer(text: str, kind: str = "number") -> str | None:
     """The final answer in a completion, normalised ("1200", "3/4", "수요일"); None when there is none."""
-    _, answer = split_thinking(nfc(text).translate(_FULL_WIDTH))
+    _, answer = split_thinking(_detex(nfc(text).translate(_FULL_WIDTH)))
     find = _weekday_in if kind == "weekday" else _number_in
-    for pattern in (_TAG, _BOXED, _FINAL):
-        spans = pattern.findall(answer)
-        if not spans:
+    for span in _spans(answer):
+        if span is None:
             continue
-        span = spans[-1].rsplit("=", 1)[-1]  # "3 + 4 = 7": the result
+        span = _answer_part(span)
         if (value := find(span)) is not None or (kind == "number" and (value := _hangul_number_in(span))):
             return value
     return find(answer, last=True)
 
 
+def _gold(gold: str) -> str:
+    """A gold answer as the completions are read: NFC, stripped, full-width and U+2212 signs as ASCII."""
+    return nfc(str(gold)).strip().translate(_FULL_WIDTH)
+
+
 def answer_kind(gold: str) -> str:
-    return "weekday" if gold in WEEKDAYS else "number"
+    return "weekday" if _gold(gold) in WEEKDAYS else "number"
 
 
 def same_answer(prediction: str | None, gold: str) -> bool:
     """Compare an extracted answer with the gold one (math-verify for numbers, exact for weekdays)."""
     if prediction is None:
         return False
+    gold = _gold(gold)
     if answer_kind(gold) == "weekday":
         return prediction == gold
     from math_verify import parse, verify

@@ -32,8 +32,8 @@ def script_of(ch: str) -> str | None:
         return "hangul"
     if 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x2FA1F:
         return "han"  # CJK unified ideographs, extension A, compatibility, and the supplementary planes
-    if 0x3040 <= code <= 0x30FF or 0x31F0 <= code <= 0x31FF or 0xFF66 <= code <= 0xFF9D:
-        return "kana"
+    if (0x3040 <= code <= 0x30FF and code not in (0x30FB, 0x30FC)) or 0x31F0 <= code <= 0x31FF or 0xFF66 <= code <= 0xFF9D:
+        return "kana"  # not the middle dot "・" nor the long-vowel mark "ー": Korean text uses them as punctuation
     if ch.isalpha():
         return "latin" if ch.isascii() or unicodedata.name(ch, "").startswith("LATIN") else "other"
     return None
@@ -76,6 +76,9 @@ _FENCED_CODE = re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S)  # an unclosed fence (
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
 # display math, \( \) math, $...$ holding a TeX command, sub/superscript or equation, and bare TeX commands
 _MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]|\\\(.*?\\\)|\$(?=[^$\n]*[\\^_{}=])[^$\n]+\$|\\[A-Za-z]+", re.S)
+# unit symbols after a number: "1,000mL", "3 kg", "120(km)", "5m²", "60km/h" (Korean writes them in Latin)
+_UNIT = re.compile(r"(?<=\d)\s*\(?\s*(?:km/h|m/s|kWh|kcal|cal|mm|cm|km|m|mg|kg|g|mL|ml|dL|L|l|t|ha|kW|W|V|A|Hz|"
+                   r"GB|MB|KB|TB|min|h|s)(?:[²³]|\^?[23])?\s*\)?(?![A-Za-z])")
 
 
 def strip_code(text: str) -> str:
@@ -84,12 +87,15 @@ def strip_code(text: str) -> str:
 
 
 def prose(text: str) -> str:
-    """The prose of an answer: without code and TeX math, whose Latin letters say nothing about its language.
+    """The prose of an answer: without code, TeX math and unit symbols after numbers, whose Latin letters say
+    nothing about its language.
 
         >>> prose("넓이는 $\\frac{1}{2} \\times 6 \\times 4 = 12$ 입니다. `area = 12`")
         '넓이는   입니다.  '
+        >>> prose("1L는 1,000mL이므로 3 kg")
+        '1 는 1,000 이므로 3 '
     """
-    return _MATH.sub(" ", strip_code(text))
+    return _UNIT.sub(" ", _MATH.sub(" ", strip_code(text)))
 
 
 def repeated_ngram_share(units: list, n: int) -> float:

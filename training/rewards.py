@@ -91,9 +91,12 @@ def _units(text: str, unit: str) -> list[str]:
 
 
 def repetition_penalty(completions: list, unit: str = "char", n: int = 4, max_penalty: float = 1.0,
-                       **_: Any) -> list[float]:
-    """-max_penalty times the share of repeated n-grams (Korean syllables or kiwipiepy morphemes) in the answer, or
-    in the thinking of a completion that has none (cut off mid-thought, often in a loop).
+                       allowance: float = 0.4, **_: Any) -> list[float]:
+    """The share of repeated n-grams (Korean syllables or kiwipiepy morphemes) in the answer, or in the thinking of
+    a completion that has none (cut off mid-thought, often in a loop), beyond `allowance`: 0 up to it, then a ramp
+    to -max_penalty at 1. A worked solution repeats its numbers and phrases ("1,000원", "이므로": up to about a
+    third of kosov's own solutions' 4-grams), a loop nearly everything; without the allowance a bare "정답: 7"
+    would outscore the worked solution that reaches it.
 
     >>> repetition_penalty(["좋아요 좋아요 좋아요 좋아요 좋아요"])[0] < repetition_penalty(["오늘은 날씨가 참 맑네요"])[0]
     True
@@ -102,7 +105,8 @@ def repetition_penalty(completions: list, unit: str = "char", n: int = 4, max_pe
     for c in completions:
         thinking, answer = split_thinking(completion_text(c))
         units = _units(answer or thinking, unit)  # no answer (cut off while thinking, in a loop?): the thinking
-        scores.append(-max_penalty * repeated_ngram_share(units, n))
+        excess = max(0.0, repeated_ngram_share(units, n) - allowance) / (1.0 - allowance)
+        scores.append(-max_penalty * excess)
     return scores
 
 
@@ -156,6 +160,7 @@ class RepetitionParams:
     unit: str = "char"
     n: int = 4
     max_penalty: float = 1.0
+    allowance: float = 0.4  # repeated share without penalty (in [0, 1))
 
 
 @dataclass
@@ -210,6 +215,9 @@ def reward_params(name: str, node: dict[str, Any]) -> tuple[Any, float]:
         raise KosovError(f"rewards.{name} has unknown parameters {unknown}",
                          fix=f"parameters of {name}: {', '.join(['weight', *allowed])}")
     params = spec.params(**node)
+    if name == "repetition_penalty" and not 0.0 <= params.allowance < 1.0:
+        raise KosovError(f"rewards.repetition_penalty.allowance={params.allowance} is outside [0, 1)",
+                         fix="use a share such as 0.4 (0 penalises every repeated n-gram)")
     if name == "judge" and not (params.base_url and params.model):
         raise KosovError("the judge reward needs a teacher endpoint",
                          fix="set rewards.judge.base_url=http://host:port/v1 and rewards.judge.model=<served model>")

@@ -58,11 +58,18 @@ class JudgeGate:
 JUDGE_PROMPT = ("다음은 한국어 사용자의 요청과 AI의 답변입니다. 답변이 요청에 맞고, 사실에 맞으며, 자연스러운 한국어인지 "
                 "평가해 1점부터 10점 사이의 정수 하나로만 답하세요.\n\n[요청]\n{request}\n\n[답변]\n{answer}\n\n점수:")
 _SCORE = re.compile(r"(?<!\d)(10|[1-9])(?!\d)")
+# the scale a reply may name before or after its score: "10점 만점에 3점", "1~10점 중 8점", "8/10"
+_SCALE = re.compile(r"(?:(?<!\d)1\s*[~\-–]\s*)?10\s*점\s*(?:만점|중|사이)\S*|/\s*10(?!\d)|(?<!\d)1\s*[~\-–]\s*10(?!\d)")
 
 
 def parse_score(text: str) -> float | None:
-    """The first 1-10 integer in the judge's reply, scaled to 0..1 (10 -> 1.0, 1 -> 0.1); None without one."""
-    found = _SCORE.search(text)
+    """The first 1-10 integer of the judge's reply that is not its scale ("10점 만점에 3점" is 3, "8/10" is 8),
+    scaled to 0..1 (10 -> 1.0, 1 -> 0.1); None without one.
+
+        >>> parse_score("10점 만점에 3점")
+        0.3
+    """
+    found = _SCORE.search(_SCALE.sub(" ", text))
     return int(found.group(1)) / 10 if found else None
 
 

@@ -102,3 +102,5 @@ def test_the_judge_gate_scores_rows_through_a_teacher():
     assert [r["messages"][1]["content"] for r in kept] == ["서울입니다."]
     assert report[0]["removed"] == {"judge score < 0.5": 1}
     assert parse_score("10점입니다") == 1.0 and parse_score("점수 없음") is None and parse_score("123") is None
+    # the scale a Korean reply names is not its score
+    assert [parse_score(t) for t in ("10점 만점에 3점", "1~10점 중 8점", "8/10", "점수: 7")] == [0.3, 0.8, 0.8, 0.7]

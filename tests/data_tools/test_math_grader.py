@@ -46,6 +46,37 @@ def test_wrong_or_missing_answers_are_wrong(completion, gold):
 
 
 @pytest.mark.parametrize("completion, gold", [
+    ("따라서 답은 \\boxed{\\frac{3}{4}}입니다.", "3/4"),  # Qwen3 writes fractions and thousands in TeX
+    ("따라서 \\(\\boxed{\\dfrac{1}{2}}\\)", "0.5"),
+    ("최종 답: \\boxed{8{,}500}", "8500"),
+    ("$$\\boxed{8500\\text{원}}$$", "8500"),
+    ("정답: $\\frac{3}{4}$", "0.75"),
+    ("정답: $-\\frac{1}{2}$", "-0.5"),
+    ("정답: 50\\%", "50"),
+])
+def test_tex_answers_are_read(completion, gold):
+    assert is_correct(completion, gold)
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 8,500원 (거스름돈 = 10,000 - 1,500)", "8500"),  # a note after the answer is not the answer
+    ("정답: 25% (3,000 ÷ 12,000 = 0.25)", "25"),
+    ("정답: 12개 (검산: 12 ÷ 3 = 4)", "12"),
+    ("처음 답은 7이었지만 다시 계산하면 정답: 8", "8"),  # the last "정답:" of a line, not an earlier "답은"
+    ("정답: 12가 아니라 15입니다", "15"),  # a corrected answer
+    ("정답: (3/4)", "0.75"),  # brackets holding the answer itself stay
+    ("정답: −5", "-5"),  # U+2212, the minus sign of TeX and word processors
+])
+def test_the_stated_answer_of_a_final_line_is_read(completion, gold):
+    assert is_correct(completion, gold)
+
+
+def test_a_negative_answer_is_not_its_absolute_value_and_gold_answers_are_normalised():
+    assert not is_correct("정답: −5", "5")
+    assert is_correct("정답: -5", "−5") and is_correct("정답: 수요일", " 수요일\n") and is_correct("정답: 12", "１２")
+
+
+@pytest.mark.parametrize("completion, gold", [
     ("정답은 오백 원입니다.", "500"),  # Sino-Korean numerals before a counter
     ("정답: 이천오백", "2500"),  # or standing alone, when more than one syllable
     ("정답은 이백만 원", "2000000"),

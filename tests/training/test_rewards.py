@@ -55,6 +55,37 @@ def test_a_completion_cut_off_while_thinking_has_no_answer_to_reward(recipe):
     assert repetition_penalty([looping])[0] < -0.5  # a loop in an unclosed thought is still a loop
 
 
+def test_a_worked_solution_with_units_is_not_ranked_below_its_bare_final_line():
+    """With all completions of a group correct, the small rewards are the only signal: they must not teach the
+    model to drop its reasoning or its unit symbols (kg, mL: Korean writes them in Latin)."""
+    import json
+
+    from training.config import resolve_path
+
+    rows = [json.loads(line) for line in resolve_path("pkg://data_tools/datasets/ko_math/sft.jsonl").open()][:200]
+    worked = [r["messages"][-1]["content"] for r in rows]
+    bare = [w.strip().splitlines()[-1] for w in worked]
+    answers = [w.rsplit("정답:", 1)[1] for w in worked]
+    cfg = compose(["experiment=qwen3-1.7b-ko-grpo"])
+    funcs, weights = build_rewards(cfg.rewards, cfg.method.grpo.max_completion_length)
+
+    def totals(texts):
+        conversational = [[{"role": "assistant", "content": t}] for t in texts]
+        per = [f(conversational, answer=answers, completion_ids=[[0] * 80] * len(texts)) for f in funcs]
+        return [sum(w * p[i] for w, p in zip(weights, per)) for i in range(len(texts))]
+
+    assert sum(w < b for w, b in zip(totals(worked), totals(bare))) == 0
+    with_units = "1L는 1,000mL이므로 3L는 3,000mL입니다. 가방은 2.5 kg, 거리는 120(km)예요.\n정답: 3000"
+    assert language_consistency([with_units]) == [1.0]
+    assert language_consistency(["1L는 1,000mL이므로 3L는 3,000毫升입니다.\n정답: 3000"])[0] < 0.9
+    assert language_consistency(["서울・부산・대구를 차례로 지나 갑니다."]) == [1.0]  # "・" is punctuation, not kana
+
+
+def test_repetition_allowance_is_checked():
+    with pytest.raises(KosovError, match="allowance"):
+        reward_params("repetition_penalty", {"weight": 0.5, "allowance": 1.0})
+
+
 def test_the_final_line_format_may_be_markdown():
     lines = ["계산하면 7입니다.\n**정답: 7**", "계산하면 7입니다.\n### 최종 답: 7", "계산하면 7입니다.\n정답은 7입니다."]
     assert answer_format(lines, style="final_line") == [1.0, 1.0, 0.0]  # the asked "정답: ..." line, in any dress
