@@ -23,7 +23,7 @@ from data_tools.chat_io import file_sha256
 from training.config import resolve_path, to_dict
 from training.schema import KosovConfig
 from training.errors import KosovError
-from training.evaluation.generative import JOBS, jobs_of, run_generative
+from training.evaluation.generative import JOBS, code_digest, jobs_of, prompt_limit, run_generative
 from training.evaluation.harness import adapter_digest, cache_file, load_settings, model_identity, run_tasks
 from training.evaluation.report import build_report, log_to_tracker, write_report
 from training.models import (adapter_dir, check_adapter_base, check_attention, check_remote_code, cuda_available,
@@ -53,7 +53,8 @@ def _check_backend(cfg: KosovConfig, device: str) -> None:
 
 def _generative_settings(cfg: KosovConfig, name: str, mode: str) -> dict[str, Any]:
     own = getattr(cfg.eval, JOBS[name])
-    return {"eval": asdict(own), "thinking": mode, "data_sha256": file_sha256(resolve_path(own.data))}
+    return {"eval": asdict(own), "limit": prompt_limit(own, cfg.eval.limit), "thinking": mode,
+            "data_sha256": file_sha256(resolve_path(own.data)), "code": code_digest()}
 
 
 def _lm_eval_tokenizer(cfg: KosovConfig, source: str, folder: Path) -> str | None:

@@ -200,7 +200,8 @@ class EvalConfig:
     apply_chat_template: bool = False
     backend: str = "hf"  # hf (transformers + PEFT) or vllm (GPU)
     adapter: Optional[str] = None  # an adapter (or run folder) to compare with the base; null = base only
-    thinking: list[str] = field(default_factory=lambda: ["off"])  # modes for the generative evals: off, on
+    thinking: list[str] = field(default_factory=lambda: ["off"])  # modes (off, on) of the generative evals and of
+    # chat-templated lm-eval tasks
     math: GenerativeEvalConfig = field(default_factory=GenerativeEvalConfig)  # held-out Korean math accuracy
     language: GenerativeEvalConfig = field(default_factory=GenerativeEvalConfig)  # foreign-script rate
     cache: bool = True  # reuse results for the same (model, adapter, task, settings)

@@ -130,7 +130,7 @@ def test_the_cache_key_changes_with_every_shard_the_tokenizer_and_how_the_model_
              load_settings(ModelConfig(), QuantizationConfig())]
     assert len({json.dumps(s, sort_keys=True) for s in loads}) == 4
     suite = compose(["experiment=smoke-eval"]).eval
-    assert len(settings_of(suite, "ko_mini_bench")["data_sha256"]) == 64  # kosov's own task data is in the key
+    assert len(settings_of(suite, "ko_mini_bench", None)["data_sha256"]) == 64  # kosov's own task data is in the key
 
 
 def test_a_tag_is_scored_as_the_mean_of_its_tasks_and_vllm_gets_the_thinking_mode():
@@ -144,7 +144,7 @@ def test_a_tag_is_scored_as_the_mean_of_its_tasks_and_vllm_gets_the_thinking_mod
     assert (score.metric, score.value) == ("exact_match", 0.375)
     suite = compose(["experiment=smoke-eval", "eval.apply_chat_template=true", "eval.backend=vllm",
                      "eval.thinking=[off]"]).eval
-    args = model_args(suite, "tiny-ko", None, None, "auto", False)
+    args = model_args(suite, "tiny-ko", None, None, "auto", False, mode="off")
     assert args["enable_thinking"] is False and args["think_end_token"] == "</think>"
 
 
@@ -171,3 +171,37 @@ def test_lm_eval_renders_chat_prompts_with_the_recipes_chat_template(tmp_path, m
         evaluate(suite(failing, "failing"))
     assert rows(evaluate(suite(working, "working")))["ko_mini_bench"]["n"] == 2
     assert not list(scratch.glob("kosov-eval-*"))  # the tokenizer copy lent to lm-eval is gone, after a failure too
+
+
+def test_eval_limit_also_limits_kosovs_own_evals_and_a_grader_change_is_not_served_from_the_cache(tmp_path,
+                                                                                                  monkeypatch):
+    import training.evaluate
+
+    def run(out, *extra):
+        return evaluate(compose(["experiment=smoke-eval", "eval.tasks=[]", "eval.math.limit=null",
+                                 "eval.language.limit=null", f"output_dir={tmp_path / out}", *extra]))
+
+    first = run("n3", "eval.limit=3")
+    assert [rows(first)[t]["n"] for t in ("ko_math_heldout[off]", "ko_language[off]")] == [3, 3]
+    share = run("share", "eval.limit=0.01")  # a share, as lm-eval reads it: 1% of 300 and of 134 prompts
+    assert [rows(share)[t]["n"] for t in ("ko_math_heldout[off]", "ko_language[off]")] == [3, 2]
+    assert run("again", "eval.limit=3").report["cached_tasks"] == ["base:ko_math_heldout[off]", "base:ko_language[off]"]
+    monkeypatch.setattr(training.evaluate, "code_digest", lambda: "a kosov release that grades differently")
+    assert run("upgraded", "eval.limit=3").report["cached_tasks"] == []
+
+
+def test_generative_lm_eval_tasks_run_in_every_thinking_mode_of_the_suite_and_multiple_choice_in_off(tmp_path):
+    from training.evaluation.harness import lm_eval_jobs, model_args, task_label, task_manager
+
+    suite = compose(["experiment=smoke-eval", "eval=ko-math", "eval.tasks=[hrm8k,kbl,kmmlu,ko_mini_bench]"]).eval
+    jobs = lm_eval_jobs(suite, task_manager(suite.tasks))  # the task index only: no benchmark data is read
+    assert jobs == [("hrm8k", "off"), ("hrm8k", "on"), ("kbl", "off"), ("kbl", "on"), ("kmmlu", "off"),
+                    ("ko_mini_bench", "off")]
+    assert [task_label(t, m, jobs) for t, m in jobs[:2] + jobs[-1:]] == ["hrm8k[off]", "hrm8k[on]", "ko_mini_bench"]
+    assert [model_args(suite, "tiny-ko", None, None, "auto", False, mode=m)["enable_thinking"]
+            for m in ("off", "on")] == [False, True]
+    # lm-eval refuses thinking for likelihood tasks: a thinking suite scores them once, in "off"
+    result = evaluate(compose(["experiment=smoke-eval", "eval.apply_chat_template=true", "eval.limit=2",
+                               "eval.thinking=[off,on]", "eval.math.enabled=false", "eval.language.enabled=false",
+                               f"output_dir={tmp_path / 'modes'}"]))
+    assert {task: row["n"] for task, row in rows(result).items()} == {"ko_mini_bench": 2}

@@ -11,11 +11,15 @@ each in the thinking modes the suite asks for (Qwen3-style templates: enable_thi
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+import data_tools.math_grader
+import data_tools.text
 from data_tools.chat_io import BadRowError, ChatRow, load_chat_files, prompt_row
 from data_tools.math_grader import is_correct
 from data_tools.text import cut_off_thinking, hangul_share, script_counts, split_thinking
@@ -24,12 +28,29 @@ from training.schema import GenerativeEvalConfig
 from training.data_rows import bad_row_error
 
 
-def load_prompts(ecfg: GenerativeEvalConfig, required: tuple[str, ...] = ()) -> list[ChatRow]:
+def prompt_limit(own: GenerativeEvalConfig, suite_limit: float | None) -> float | None:
+    """How many prompts an eval takes: its own `limit`, else the suite's `eval.limit` (N, or a share when < 1)."""
+    return own.limit if own.limit is not None else suite_limit
+
+
+def load_prompts(ecfg: GenerativeEvalConfig, required: tuple[str, ...] = (), suite_limit: float | None = None
+                 ) -> list[ChatRow]:
     check = functools.partial(prompt_row, required=required)
+    limit = prompt_limit(ecfg, suite_limit)
     try:
-        return load_chat_files([resolve_path(ecfg.data)], max_rows=ecfg.limit, check=check).rows
+        rows = load_chat_files([resolve_path(ecfg.data)], max_rows=int(limit) if limit and limit >= 1 else None,
+                               check=check).rows
     except BadRowError as e:
         raise bad_row_error(e) from None
+    return rows[: max(1, math.ceil(limit * len(rows)))] if limit and limit < 1 else rows
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A digest of the code that renders, reads and grades these evals (the grader, the Korean text rules, this
+    module), for the score cache: a kosov upgrade that grades differently does not reuse scores graded before."""
+    files = (data_tools.math_grader.__file__, data_tools.text.__file__, __file__)
+    return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()[:16]
 
 
 def generate(model: Any, tokenizer: Any, rows: list[ChatRow], *, thinking: str, max_new_tokens: int,
@@ -101,7 +122,7 @@ def run_generative(model: Any, tokenizer: Any, ecfg: Any, jobs: list[tuple[str, 
     results: dict[str, dict[str, Any]] = {}
     for name, mode in jobs:
         own: GenerativeEvalConfig = getattr(ecfg, JOBS[name])
-        rows = load_prompts(own, required=("answer",) if name == "ko_math_heldout" else ())
+        rows = load_prompts(own, required=("answer",) if name == "ko_math_heldout" else (), suite_limit=ecfg.limit)
         answers = generate(model, tokenizer, rows, thinking=mode, max_new_tokens=own.max_new_tokens,
                            desc=f"{label}: {name} (thinking {mode})")
         results[f"{name}[{mode}]"] = (math_accuracy(answers, rows) if name == "ko_math_heldout"

@@ -172,21 +172,54 @@ def cache_file(identity: dict, task: str, settings: dict) -> Path:
     return cache_root() / "eval_cache" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
 
 
-def settings_of(ecfg: EvalConfig, task: str) -> dict[str, Any]:
-    """The run settings a task's score depends on; for kosov's local tasks, their data file's digest too."""
+def generates(manager: Any, task: str) -> bool:
+    """Whether an lm-eval task generates its answers (output_type generate_until), or every task of a group or
+    tag does: only those can think first; a likelihood task (multiple choice) scores its choices directly."""
+    entry = manager.task_index.get(task)
+    kind = getattr(getattr(entry, "kind", None), "name", "")
+    if kind == "TASK":
+        return entry.cfg.get("output_type") == "generate_until"
+    members = (sorted(entry.tags) if kind == "TAG" else
+               [m for m in entry.cfg.get("task", []) if isinstance(m, str)] if kind == "GROUP" else [])
+    return bool(members) and all(generates(manager, m) for m in members)
+
+
+def needs_task_types(ecfg: EvalConfig) -> bool:
+    return ecfg.apply_chat_template and "on" in ecfg.thinking
+
+
+def lm_eval_jobs(ecfg: EvalConfig, manager: Any = None) -> list[tuple[str, str | None]]:
+    """(task, thinking mode) pairs. Without chat templates a task runs once, with no mode. With them a generative
+    task (HRM8K) runs in each of the suite's thinking modes, a likelihood task in "off" only (lm-eval refuses
+    thinking there: there is no room to think before a choice's likelihood); `manager` (task_manager) tells
+    which is which when the suite thinks."""
+    if not ecfg.apply_chat_template:
+        return [(t, None) for t in ecfg.tasks]
+    return [(t, mode) for t in ecfg.tasks
+            for mode in (ecfg.thinking if not needs_task_types(ecfg) or generates(manager, t) else ["off"])]
+
+
+def task_label(task: str, mode: str | None, jobs: list[tuple[str, str | None]]) -> str:
+    """A task's name in reports: "hrm8k", or "hrm8k[on]" when the suite runs it in several thinking modes."""
+    return f"{task}[{mode}]" if sum(t == task for t, _ in jobs) > 1 else task
+
+
+def settings_of(ecfg: EvalConfig, task: str, mode: str | None) -> dict[str, Any]:
+    """The run settings a task's score depends on (`mode`: its thinking mode, see lm_eval_jobs); for kosov's
+    local tasks, their data file's digest too."""
     settings = {"num_fewshot": ecfg.num_fewshot, "limit": ecfg.limit, "apply_chat_template": ecfg.apply_chat_template,
-                "backend": ecfg.backend, "thinking": ecfg.thinking[0] if ecfg.apply_chat_template else None}
+                "backend": ecfg.backend, "thinking": mode}
     if task in LOCAL_TASKS:
         data = resolve_path(LOCAL_TASKS[task]["data"])
         settings["data_sha256"] = hashlib.sha256(data.read_bytes()).hexdigest()
     return settings
 
 
-def thinking_args(ecfg: EvalConfig) -> dict[str, Any]:
-    """lm-eval's chat-template thinking switch (hf and vLLM models alike): the suite's first thinking mode."""
-    if not ecfg.apply_chat_template:
+def thinking_args(mode: str | None) -> dict[str, Any]:
+    """lm-eval's chat-template thinking switch (hf and vLLM models alike); None: no chat template, no switch."""
+    if mode is None:
         return {}
-    return {"enable_thinking": ecfg.thinking[0] == "on", "think_end_token": "</think>"}
+    return {"enable_thinking": mode == "on", "think_end_token": "</think>"}
 
 
 def tag_members(manager: Any, tasks: list[str]) -> dict[str, list[str]]:
@@ -200,7 +233,7 @@ def tag_members(manager: Any, tasks: list[str]) -> dict[str, list[str]]:
 
 
 def model_args(ecfg: EvalConfig, source: str, revision: str | None, adapter: Path | None, dtype: str,
-               trust_remote_code: bool, tokenizer: str | None = None) -> dict[str, Any]:
+               trust_remote_code: bool, tokenizer: str | None = None, mode: str | None = None) -> dict[str, Any]:
     args: dict[str, Any] = {"pretrained": source, "dtype": dtype, "trust_remote_code": trust_remote_code}
     if revision:
         args["revision"] = revision
@@ -210,7 +243,7 @@ def model_args(ecfg: EvalConfig, source: str, revision: str | None, adapter: Pat
         args["lora_local_path" if ecfg.backend == "vllm" else "peft"] = str(adapter)
     if ecfg.backend == "vllm" and adapter is not None:
         args["enable_lora"] = True
-    return {**args, **thinking_args(ecfg)}  # lm-eval tasks run in the suite's first thinking mode
+    return {**args, **thinking_args(mode)}
 
 
 def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, TaskScore]:
@@ -220,13 +253,18 @@ def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, Tas
 
     if not ecfg.tasks:
         return {}
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg.batch_size, **thinking_args(ecfg))
     manager = task_manager(ecfg.tasks)
-    output = lm_eval.simple_evaluate(model=lm, tasks=ecfg.tasks, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
-                                     apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
-                                     log_samples=False)
-    subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, ecfg.tasks)}
-    return {t: primary_score(t, output["results"], subtasks) for t in ecfg.tasks}
+    jobs = lm_eval_jobs(ecfg, manager)
+    scores = {}
+    for mode in dict.fromkeys(m for _, m in jobs):
+        tasks = [t for t, m in jobs if m == mode]
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg.batch_size, **thinking_args(mode))
+        output = lm_eval.simple_evaluate(model=lm, tasks=tasks, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
+                                         apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
+                                         log_samples=False)
+        subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, tasks)}
+        scores.update({task_label(t, mode, jobs): primary_score(t, output["results"], subtasks) for t in tasks})
+    return scores
 
 
 def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], source: str, revision: str | None,
@@ -236,19 +274,24 @@ def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], source: str, revisi
     tokenizer folder to use instead of the checkpoint's); returns (scores, tasks read from cache)."""
     if not ecfg.tasks:
         return {}, []
-    files = {t: cache_file(identity, t, settings_of(ecfg, t)) for t in ecfg.tasks}
-    scores = {t: TaskScore(**json.loads(f.read_text())) for t, f in files.items() if ecfg.cache and f.is_file()}
-    cached = list(scores)
-    missing = [t for t in ecfg.tasks if t not in scores]
-    if missing:
+    manager = task_manager(ecfg.tasks) if needs_task_types(ecfg) else None
+    jobs = lm_eval_jobs(ecfg, manager)
+    files = {(t, mode): cache_file(identity, t, settings_of(ecfg, t, mode)) for t, mode in jobs}
+    scores = {job: TaskScore(**json.loads(f.read_text())) for job, f in files.items() if ecfg.cache and f.is_file()}
+    cached = [task_label(t, mode, jobs) for t, mode in scores]
+    for mode in dict.fromkeys(m for _, m in jobs):
+        missing = [t for t, m in jobs if m == mode and (t, m) not in scores]
+        if not missing:
+            continue
         import lm_eval
 
-        manager = task_manager(missing)
-        log.info("lm-eval: %s on %s%s", missing, source, f" + {adapter}" if adapter else "")
+        manager = manager or task_manager(ecfg.tasks)
+        log.info("lm-eval: %s on %s%s%s", missing, source, f" + {adapter}" if adapter else "",
+                 f", thinking {mode}" if mode is not None else "")
         try:
             output = lm_eval.simple_evaluate(
                 model=ecfg.backend, model_args=model_args(ecfg, source, revision, adapter, dtype, trust_remote_code,
-                                                             tokenizer),
+                                                             tokenizer, mode),
                 tasks=missing, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit, batch_size=ecfg.batch_size,
                 device=device, apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
                 log_samples=False)
@@ -258,9 +301,9 @@ def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], source: str, revisi
                                  "suite on a connected machine and point kosov at the mirror folder") from None
         subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, missing)}
         for task in missing:
-            scores[task] = primary_score(task, output["results"], subtasks)
-            if math.isnan(scores[task].value):  # no score to keep: the next run computes it again
+            score = scores[(task, mode)] = primary_score(task, output["results"], subtasks)
+            if math.isnan(score.value):  # no score to keep: the next run computes it again
                 log.warning("lm-eval gave %s no %s score", task, "/".join(PRIMARY_METRICS))
                 continue
-            write_json(files[task], asdict(scores[task]))
-    return {t: scores[t] for t in ecfg.tasks}, cached
+            write_json(files[(task, mode)], asdict(score))
+    return {task_label(t, mode, jobs): scores[(t, mode)] for t, mode in jobs}, cached
