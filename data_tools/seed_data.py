@@ -4,7 +4,7 @@
     python -m data_tools.seed_data check      # exit 1 when a committed file differs from a rebuild
 
     ko_math/train.jsonl   GRPO prompt rows, train split of the Korean math generator
-    ko_math/test.jsonl    GRPO prompt rows, the held-out split (disjoint by template instance): evaluation only
+    ko_math/test.jsonl    GRPO prompt rows, the held-out split (disjoint by exercise): evaluation only
     ko_math/sft.jsonl     chat rows with worked solutions ending "정답: ...", train split
 
 The hand-written sets next to them (ko_chat_seed.jsonl, ko_mini_bench.jsonl) are not generated.

@@ -243,7 +243,7 @@ class SynthConfig:
     generator: str = "math"
     n: int = 1000  # rows to write (before the quality gates)
     format: str = "sft"  # math: sft (worked solutions) or grpo (prompts with an answer column)
-    split: Optional[str] = None  # math: train | test (held out by template instance) | null (both)
+    split: Optional[str] = None  # math: train | test (held out by exercise: template and numbers) | null (both)
     families: list[str] = field(default_factory=list)  # math families; [] = all twelve
     difficulties: list[int] = field(default_factory=lambda: [1, 2, 3])
     style: str = "mixed"  # math: formal (합쇼체) | plain (해요체) | mixed

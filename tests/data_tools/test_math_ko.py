@@ -1,6 +1,6 @@
 """The Korean math generator: deterministic, distinct, spread over 12 families and 3 difficulties, answers that
 check out when recomputed here from the slots or the question text, particles and counters a Korean reader
-expects, a held-out split by template instance, and rows the chat loader accepts."""
+expects, a held-out split by exercise, and rows the chat loader accepts."""
 
 from __future__ import annotations
 
@@ -188,18 +188,24 @@ def test_answers_recomputed_from_the_question_text():
     assert len(seen) == 5 and min(seen.values()) >= 5, seen
 
 
-def test_split_is_by_instance_key_and_near_the_share(big):
+def test_split_is_by_exercise_and_near_the_share(big):
     problems, _ = big
-    keys = [p.instance_key for p in problems]
+    keys = [p.split_key for p in problems]
     share = sum(split_of(k) == "test" for k in keys) / len(keys)
     assert 0.09 < share < 0.11
     assert 0.45 < sum(split_of(k, 0.5) == "test" for k in keys) / len(keys) < 0.55
     assert all(split_of(k, 0.0) == "train" for k in keys[:1000])
     test = generate(1_000, seed=3, split="test")
     train = generate(5_000, seed=4, split="train")
-    assert {split_of(p.instance_key) for p in test} == {"test"}
-    assert {split_of(p.instance_key) for p in train} == {"train"}
+    assert {split_of(p.split_key) for p in test} == {"test"}
+    assert {split_of(p.split_key) for p in train} == {"train"}
     assert not {p.instance_key for p in test} & {p.instance_key for p in train}
+    # no test exercise in train with only another name, item, place or style: the same template, the same
+    # numbers in the question, the same answer
+    def exercise(p):
+        return p.template_id, tuple(re.findall(r"\d+", p.question.replace(",", ""))), p.answer
+
+    assert not {exercise(p) for p in test} & {exercise(p) for p in train}
     assert not {p.question for p in test} & {p.question for p in train}
 
 
@@ -309,7 +315,7 @@ def test_sft_and_grpo_rows_carry_provenance(sample):
     sft, grpo = to_sft_row(p, seed=11), to_grpo_row(p, seed=11)
     meta = {"source": "kosov/math_ko", "generator": "data_tools.generators.math_ko", "teacher_model": None,
             "license": "Apache-2.0", "seed": 11, "family": p.family, "difficulty": p.difficulty,
-            "template_id": p.template_id, "split": split_of(p.instance_key)}
+            "template_id": p.template_id, "split": split_of(p.split_key)}
     assert sft == {"messages": [{"role": "user", "content": p.question},
                                 {"role": "assistant", "content": p.solution}], "meta": meta}
     assert chat_row("math_ko", json.loads(json.dumps(sft, ensure_ascii=False))).messages == sft["messages"]

@@ -2,8 +2,9 @@
 (ints and Fractions), every particle comes from `data_tools.josa`, every thing has its own counter.
 
 Twelve families (FAMILIES) at three difficulties, 합쇼체 or 해요체; a worked solution ends with the line
-"정답: <answer><unit>". The held-out split is a pure function of the template instance (`split_of`), so test
-problems never appear in train, whatever the seed.
+"정답: <answer><unit>". The held-out split is a pure function of the exercise — the template and the numbers of
+its question and answer (`MathProblem.split_key`) — so a test problem never appears in train, whatever the seed,
+not even with another name, item or style.
 
     >>> from data_tools.generators.math_ko import display_answer, generate, to_grpo_row
     >>> problems = generate(24, seed=0)
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,13 +59,24 @@ class MathProblem:
     family: str  # one of FAMILIES
     difficulty: int  # 1 one operation, 2 two steps or larger numbers, 3 three or more steps
     template_id: str  # "shopping/2"
-    instance_key: str  # template id and slot values, canonical JSON: the unit of dedup and of the split
+    instance_key: str  # template id and slot values, canonical JSON: the unit of dedup
     style: str  # "formal" (합쇼체) or "plain" (해요체)
 
+    @property
+    def split_key(self) -> str:
+        """The unit of the split: the template and the numbers of the question and the answer. Instances that
+        differ only in a name, an item, a place or the style are the same exercise, so they land on one side."""
+        numbers = ",".join(n.replace(",", "") for n in _NUMBERS.findall(self.question))
+        return f"{self.template_id}:{numbers}:{self.answer}"
 
-def split_of(instance_key: str, test_share: float = TEST_SHARE) -> str:
-    """"train" or "test" from the key's sha256 alone, so a template instance lands on one side for every seed."""
-    draw = int.from_bytes(hashlib.sha256(instance_key.encode("utf-8")).digest()[:8], "big") / 2**64
+
+_NUMBERS = re.compile(r"\d[\d,]*(?:[./]\d+)?")
+
+
+def split_of(split_key: str, test_share: float = TEST_SHARE) -> str:
+    """"train" or "test" from the key's sha256 alone (MathProblem.split_key), so an exercise lands on one side for
+    every seed."""
+    draw = int.from_bytes(hashlib.sha256(split_key.encode("utf-8")).digest()[:8], "big") / 2**64
     return "test" if draw < test_share else "train"
 
 
@@ -106,11 +119,11 @@ def _draw_new(rng: random.Random, cell: list[Template], style: str, split: str |
         template = cell[rng.randrange(len(cell))]
         slots = template.sample(rng)
         key = instance_key(template, slots)
-        if key in keys or (split is not None and split_of(key) != split):
+        if key in keys:
             continue
         chosen = style if style != "mixed" else STYLES[rng.randrange(2)]
         problem = make_problem(template, slots, chosen)
-        if problem.question in questions:
+        if problem.question in questions or (split is not None and split_of(problem.split_key) != split):
             continue
         keys.add(key)
         questions.add(problem.question)
@@ -153,7 +166,7 @@ def generate(n: int, *, seed: int, families: Sequence[str] | None = None, diffic
 
 def _meta(p: MathProblem, seed: int) -> dict:
     return {**META, "seed": seed, "family": p.family, "difficulty": p.difficulty, "template_id": p.template_id,
-            "split": split_of(p.instance_key)}
+            "split": split_of(p.split_key)}
 
 
 def to_sft_row(p: MathProblem, *, seed: int) -> dict:
