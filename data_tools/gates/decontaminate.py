@@ -6,7 +6,10 @@ question, choices, prompt turns, messages, query, paragraph...) or plain text (e
 whitespace words (`unit="word"`, n=13 as in GPT-3's decontamination) or characters without spaces
 (`unit="char"`, n=50): a Korean word carries its particles, so Korean has fewer, longer words and a 13-word
 window is a long stretch of Korean text. A benchmark string shorter than n units but at least `min_units`
-long (a short KMMLU question) counts whole: a row that contains it verbatim is contaminated.
+long (a short KMMLU question) counts whole: a row that contains it verbatim is contaminated. What `boilerplate`
+or more distinct benchmark strings share (the instruction every prompt of a benchmark ends with, "풀이 과정을
+쓰고, 마지막 줄에 ...") is the benchmark's format, not an item, and is not matched: a training row written in the
+same format is not a copy of an item.
 
     >>> gate = DecontaminateGate(eval_files=["kmmlu_test.jsonl"])   # doctest: +SKIP
     >>> dict(gate(rows).removed)   # {'overlaps kmmlu_test.jsonl': 2}  # doctest: +SKIP
@@ -15,6 +18,8 @@ long (a short KMMLU question) counts whole: a row that contains it verbatim is c
 from __future__ import annotations
 
 import json
+import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +35,7 @@ STRUCTURED = (".jsonl", ".json", ".parquet")  # anything else is read as plain t
 DEFAULT_N = {"word": 13, "char": 50}
 DEFAULT_MIN_UNITS = {"word": 8, "char": 25}  # shorter strings ("다음 중 옳은 것은?", a choice) are too generic
 PROGRESS_FROM = 5000
+log = logging.getLogger(__name__)
 
 
 def strings_in(value: Any) -> Iterator[str]:
@@ -77,6 +83,7 @@ class DecontaminateGate:
     unit: str = "word"
     n: int | None = None  # None: 13 words or 50 characters
     min_units: int | None = None  # None: 8 words or 25 characters
+    boilerplate: int = 3  # text shared by this many distinct benchmark strings is format, not an item
     fields: str = "all"
     name: ClassVar[str] = "decontaminate"
 
@@ -87,6 +94,7 @@ class DecontaminateGate:
         self.min_units = DEFAULT_MIN_UNITS[self.unit] if self.min_units is None else self.min_units
         check_range(self.name, "n", self.n, 1)
         check_range(self.name, "min_units", self.min_units, 1, self.n)
+        check_range(self.name, "boilerplate", self.boilerplate, 2)
         if not self.eval_files:
             raise ValueError("gate 'decontaminate' needs eval_files: the benchmark files to check against")
         self._build_index()
@@ -94,16 +102,33 @@ class DecontaminateGate:
     def _build_index(self) -> None:
         # n-gram -> file, and for short strings: their first min_units units -> [(whole string, file)], so a
         # row is scanned once for each and a prefix hit is confirmed by comparing the whole string.
+        # An n-gram counts once per distinct benchmark string; a short string once per record field it fills (an
+        # instruction field every record repeats). What `boilerplate` or more share is dropped afterwards.
         self._grams: dict[Any, str] = {}
         self._short: dict[Any, list[tuple[Any, str]]] = {}
+        shared: Counter = Counter()
+        seen: set = set()
         for path in map(str, self.eval_files):
             for text in eval_strings(Path(path)):
                 seq = units(text, self.unit)
-                if len(seq) >= self.n:
-                    for i in range(len(seq) - self.n + 1):
-                        self._grams.setdefault(seq[i : i + self.n], path)
-                elif len(seq) >= self.min_units:
-                    self._short.setdefault(seq[: self.min_units], []).append((seq, path))
+                if self.min_units <= len(seq) < self.n:
+                    shared[seq] += 1
+                    if shared[seq] == 1:
+                        self._short.setdefault(seq[: self.min_units], []).append((seq, path))
+                elif len(seq) >= self.n and seq not in seen:
+                    seen.add(seq)
+                    grams = {seq[i : i + self.n] for i in range(len(seq) - self.n + 1)}
+                    shared.update(grams)
+                    for gram in grams:
+                        self._grams.setdefault(gram, path)
+        format_grams = [gram for gram in self._grams if shared[gram] >= self.boilerplate]
+        for gram in format_grams:
+            del self._grams[gram]
+        for key in list(self._short):
+            self._short[key] = [(whole, path) for whole, path in self._short[key] if shared[whole] < self.boilerplate]
+        if format_grams:
+            log.info("decontaminate: %d n-grams shared by %d or more benchmark strings are the benchmark's format, "
+                     "not an item's text, and are not matched", len(format_grams), self.boilerplate)
 
     def overlap(self, text: str) -> tuple[str, str] | None:
         """(file, the shared text) for the first benchmark overlap in `text`, else None."""

@@ -262,6 +262,27 @@ def test_decontaminate_by_characters_survives_changed_spacing(kmmlu, tmp_path):
             f"overlaps {path}": 1}
 
 
+def test_decontaminate_ignores_the_format_every_benchmark_prompt_shares(tmp_path):
+    """A benchmark whose prompts all end with one instruction: a training row in the same format is not a copy of
+    an item; a row copying an item's own text still is."""
+    instruction = "풀이 과정을 쓰고, 마지막 줄에 \"정답: (답)\" 형식으로 답을 쓰십시오. 계산 과정은 자세히 쓰십시오."
+    questions = ["민수는 사과를 3개 샀고 지호는 배를 5개 샀습니다. 두 사람이 산 과일은 모두 몇 개입니까?",
+                 "기차가 오전 9시에 출발해서 오후 1시에 도착했습니다. 기차를 탄 시간은 몇 시간입니까?",
+                 "한 변이 7센티미터인 정사각형의 둘레는 몇 센티미터입니까?",
+                 "서연이는 도서관에서 빌린 동화책을 하루에 12쪽씩 읽습니다. 월요일부터 일요일까지 하루도 빠짐없이 "
+                 "읽었다면 일주일 동안 읽은 쪽수는 모두 몇 쪽입니까?"]
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"prompt": f"{q}\n\n{instruction}", "instruction": instruction},
+                                        ensure_ascii=False) + "\n" for q in questions), encoding="utf-8")
+    new = sft("정답: 10", f"연필이 한 자루에 500원입니다. 연필 20자루의 값은 모두 얼마입니까?\n\n{instruction}")
+    copied = sft("정답: 84", f"{questions[3]} 빨리 답해 주세요.")
+    result = gate("decontaminate", eval_files=[str(bench)])([new, copied])
+    assert result.kept == [new] and dict(result.removed) == {f"overlaps {bench}": 1}
+    assert gate("decontaminate", eval_files=[str(bench)], unit="char")([new, copied]).kept == [new]
+    with pytest.raises(ValueError, match="boilerplate"):
+        gate("decontaminate", eval_files=[str(bench)], boilerplate=1)
+
+
 def test_decontaminate_needs_readable_eval_files(tmp_path):
     with pytest.raises(ValueError, match="needs eval_files"):
         gate("decontaminate")
