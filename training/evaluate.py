@@ -146,7 +146,11 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         write_atomic(run.path / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
         write_json(run.path / "provenance.json", prov)
         tracker = open_tracker(cfg.tracking, run, cfg.name, {"config": resolved, "provenance": prov})
-        log_to_tracker(tracker.run, report, files["png"])
+        try:
+            log_to_tracker(tracker.run, report, files["png"])
+        except BaseException:
+            tracker.finish(run, failed=True)
+            raise
         tracker.finish(run)
         log.info("report: %s (%d of the scores came from the cache)", files["md"], len(cached))
         return EvalResult(run_dir=run.path, report=report, files=files)

@@ -46,13 +46,17 @@ class Tracker:
     report_to: list[str]
     run: Any = None  # the wandb run, when there is one
 
-    def finish(self, run_dir: RunDir) -> None:
+    def finish(self, run_dir: RunDir, failed: bool = False) -> None:
+        """Close the tracker run; `failed`: the job stopped with an error (wandb shows the run as failed)."""
         if self.run is None:
             return
         offline = self.run.settings.mode == "offline" or getattr(self.run, "offline", False)
         run_path = Path(self.run.dir).parent
-        self.run.finish()
-        if offline:
+        self.run.finish(exit_code=1 if failed else None)
+        self.run = None
+        if failed:
+            log.info("wandb run %s closed as failed", run_path)
+        elif offline:
             log.info("wandb ran offline; the run is in %s. Upload it later with: wandb sync %s", run_path, run_path)
         else:
             log.info("wandb run: %s", getattr(self.run, "url", run_path))
@@ -67,7 +71,8 @@ def _open_wandb(tcfg: TrackingConfig, run_dir: RunDir, name: str, payload: dict[
     try:
         run = wandb.init(project=tcfg.project, entity=tcfg.entity, name=name, dir=str(run_dir.path), mode=mode,
                          tags=list(tcfg.tags) or None, config=payload, id=previous.get("id"),
-                         resume="allow" if previous else None)
+                         resume="allow" if previous else None,
+                         reinit="finish_previous")  # a sweep's jobs share a process: never log into the last job's run
     except Exception as e:  # wandb raises its own error types for auth and network
         raise KosovError(f"wandb could not start a run ({mode}): {e}",
                          fix="check WANDB_API_KEY / wandb login and the network, or use tracking.mode=offline") from None

@@ -31,7 +31,7 @@ from training.models import (adapter_dir, bf16_gpu, check_attention, check_remot
 from training.run_dir import (RunDir, add_file_logging, check_same_recipe, default_output_dir, last_checkpoint,
                               prepare_run_dir, provenance, redact, refuse_existing_run, resume_provenance,
                               swap_into_place, write_atomic, write_json)
-from training.tracking import open_tracker
+from training.tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,7 @@ def train(cfg: KosovConfig) -> TrainResult:
     handler = add_file_logging(run) if is_main else None
     if run.resume_from:
         log.info("resuming from %s", run.resume_from)
+    tracker: Tracker | None = None
     try:
         # Tokenizer and data first: a bad row fails before the model loads.
         with state.main_process_first():  # tiny-ko is built once, by the main process (only rank 0 may save)
@@ -289,6 +290,10 @@ def train(cfg: KosovConfig) -> TrainResult:
         log.info("done: %s (train loss %s -> %s, eval loss %s)", run.path, metrics["first_train_loss"],
                  metrics["last_train_loss"], metrics["eval_loss"])
         return TrainResult(run_dir=run.path, metrics=metrics, trainer=trainer)
+    except BaseException:  # out of memory, a bad eval task, Ctrl-C: the tracker run is closed as failed
+        if tracker is not None:
+            tracker.finish(run, failed=True)
+        raise
     finally:
         if handler is not None:
             logging.getLogger().removeHandler(handler)

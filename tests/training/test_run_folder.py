@@ -125,6 +125,22 @@ def test_secrets_reach_no_file_of_the_run_folder(tmp_path, monkeypatch):
         assert hf.encode() not in data and wb.encode() not in data, path
 
 
+def test_a_failed_job_closes_its_wandb_run_and_the_next_job_in_the_process_gets_its_own(tmp_path):
+    """A sweep (kosov train -m) runs its jobs in one process: a job that fails must not leave its wandb run open
+    for the next job to log into."""
+    import wandb
+
+    def job(name, *extra):
+        return compose(quick(f"output_dir={tmp_path / name}", "tracking=wandb", "tracking.mode=offline", *extra))
+
+    with pytest.raises(KosovError, match="no_such_task"):  # fails at the first step, after wandb started
+        train(job("failed", "eval=smoke", "eval.tasks=[no_such_task]", "eval.every_n_steps=1"))
+    assert wandb.run is None
+    train(job("next"))
+    ids = [json.loads((tmp_path / name / "wandb_run.json").read_text())["id"] for name in ("failed", "next")]
+    assert ids[0] != ids[1]
+
+
 def test_wandb_goes_offline_by_itself_without_a_key(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
