@@ -83,14 +83,17 @@ class HangulShareGate:
         return filter_rows(rows, self.verdict)
 
 
-# A Hanja gloss right after the Korean word it spells: 사자성어(四字成語), 경제 (經濟).
-_PARENS_AFTER_HANGUL = re.compile(r"(?<=[가-힣]) ?\(([^()\n]{1,30})\)")
+# A Hanja gloss right after the Korean word it spells: 사자성어(四字成語), 경제 (經濟). One Hanja is one syllable, so
+# a gloss has no more Hanja than the word before it has syllables: "수도입니다(首尔是韩国的首都城市)" is Chinese.
+_PARENS_AFTER_HANGUL = re.compile(r"([가-힣]+) ?\(([^()\n]{1,30})\)")
 
 
 def _without_hanja_glosses(text: str) -> str:
     def gloss(match: re.Match) -> str:
-        scripts = {script_of(ch) for ch in match.group(1)} - {None}
-        return "" if scripts == {"han"} else match.group(0)
+        word, inside = match.groups()
+        scripts = {script_of(ch) for ch in inside} - {None}
+        han = sum(script_of(ch) == "han" for ch in inside)
+        return word if scripts == {"han"} and han <= len(word) else match.group(0)
 
     return _PARENS_AFTER_HANGUL.sub(gloss, text)
 

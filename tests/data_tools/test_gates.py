@@ -73,6 +73,11 @@ def test_foreign_script_catches_language_confusion_but_not_hanja_glosses_or_code
     strict = gate("foreign_script", allow_hanja_in_parens=False, include_think=True)(rows)
     assert dict(strict.removed) == {"more than 0 han ideographs": 3, "more than 0 kana": 1}
     assert dict(gate("foreign_script", max_han=2)(rows).removed) == {"more than 0 kana": 1}
+    # a Chinese sentence in brackets is no gloss (one Hanja per syllable of the word before it); "・" is no kana
+    in_brackets = sft("서울은 한국의 수도입니다(首尔是韩国的首都城市).")
+    dots = sft("한・중・일 정상회의가 서울에서 열립니다. 경제 (經濟) 협력이 주제입니다.")
+    result = gate("foreign_script")([in_brackets, dots])
+    assert result.kept == [dots] and dict(result.removed) == {"more than 0 han ideographs": 1}
 
 
 def test_length_bounds_answers_prompts_and_thinking():
