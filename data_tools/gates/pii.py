@@ -29,9 +29,9 @@ _ALONE_AFTER = r"(?![0-9])(?![-.][0-9])"
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
                     r"\.[A-Za-z]{2,}(?![A-Za-z0-9-])")
 # Mobile: 010-1234-5678, 010 1234 5678, 01012345678, +82 10-1234-5678, (010)1234-5678; 01x is distinctive
-# enough to accept mixed separators (010-1234 5678).
-_MOBILE = re.compile(_ALONE_BEFORE + r"(?:\+82[-. ]?(?:\(0\) ?)?1[016789]|01[016789]|\(01[016789]\) ?)[-. ]?\d{3,4}"
-                     r"[-. ]?\d{4}" + _ALONE_AFTER)
+# enough to accept mixed separators (010-1234 5678) and spaced dashes (010 - 1234 - 5678).
+_MOBILE = re.compile(_ALONE_BEFORE + r"(?:\+82[-. ]?(?:\(0\) ?)?1[016789]|01[016789]|\(01[016789]\) ?)(?: ?[-.] ?| )?"
+                     r"\d{3,4}(?: ?[-.] ?| )?\d{4}" + _ALONE_AFTER)
 # Landline: 02-123-4567, 031-1234-5678, (02) 123-4567, 070-..., +82 2-...; separators required, since a bare
 # run of 9-10 digits starting with 0 is as likely a code as a phone number.
 _LANDLINE = re.compile(_ALONE_BEFORE + r"(?:\+82[-. ]?(?:\(0\) ?)?|\(?0)(?:2|[3-6][1-5]|70)(?:\) ?|[-. ])"
@@ -112,10 +112,10 @@ def _candidates(text: str, kind: str) -> list[tuple[int, int]]:
             near_bank_word(text, s, e)]
 
 
-# Read full-width digits and signs (a Korean IME's "０１０"), dashes and the ideographic space as ASCII: one
-# character for one, so the finds' offsets hold in the original text.
-_FOLD = str.maketrans("０１２３４５６７８９－＋（）．＠\u2010\u2011\u2012\u2013\u2014\u2212\u3000",
-                      "0123456789-+().@------ ")
+# Read full-width digits and signs (a Korean IME's "０１０"), dashes (and "ㅡ", the vowel Korean typists use as
+# one) and the ideographic space as ASCII: one character for one, so the finds' offsets hold in the original text.
+_FOLD = str.maketrans("０１２３４５６７８９－＋（）．＠\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u3161\u3000",
+                      "0123456789-+().@-------- ")
 
 
 def find_pii(text: str, kinds: tuple[str, ...] | list[str] = KINDS) -> list[PiiMatch]:

@@ -175,6 +175,8 @@ PII_FOUND = [
     ("번호 010-1234 5678", "번호 [PHONE]", "phone"),
     ("주민등록번호: 900101 - 1234567", "주민등록번호: [RRN]", "rrn"),
     ("주민번호 ９００１０１-１２３４５６７", "주민번호 [RRN]", "rrn"),
+    ("연락처 010 - 1234 - 5678 입니다", "연락처 [PHONE] 입니다", "phone"),  # spaced dashes
+    ("010ㅡ1234ㅡ5678로 전화 주세요", "[PHONE]로 전화 주세요", "phone"),  # the vowel ㅡ typed as a dash
 ]
 PII_LOOKALIKES = [
     "회의는 2026-11-25 오후 3시에 열립니다.",  # a date
@@ -187,6 +189,7 @@ PII_LOOKALIKES = [
     "4111 1111 1111 1112",  # fails the Luhn check
     "참고 번호 110-123-456789",  # an account shape with no bank word nearby
     "ISBN 978-89-1234-567-8, 버전 3.10.12, 대표번호 1588-1234",
+    "주문번호 1010 - 1234 - 5678, 점수는 10 - 12 - 2026 순서",
 ]
 
 
