@@ -25,8 +25,10 @@ RESERVED = ("prompt", "completion", "completion_ids", "meta")  # TRL's own keys 
 
 
 def thinking_kwargs(cfg: KosovConfig) -> dict[str, bool]:
-    """enable_thinking for generation prompts: on / off, or auto = the template's default."""
-    return {} if cfg.model.thinking == "auto" else {"enable_thinking": cfg.model.thinking == "on"}
+    """enable_thinking for generation prompts: on, or off for off and auto. auto means what it means in SFT, where
+    a turn without reasoning_content is rendered in non-thinking mode: a prompt row carries no thinking to give.
+    (Qwen3's template would otherwise default to thinking, which GRPO's short completion budgets cut off.)"""
+    return {"enable_thinking": cfg.model.thinking == "on"}
 
 
 SCALARS = (str, int, float, bool)

@@ -238,3 +238,16 @@ def test_generation_auto_does_not_send_a_qlora_base_to_vllm(monkeypatch):
     qlora.method.grpo.generation = "vllm"
     with pytest.raises(KosovError, match=r"huggingface/trl#4973"):
         grpo.generation_backend(qlora, "cuda")
+
+
+def test_thinking_auto_generates_in_non_thinking_mode_as_sft_trains_rows_without_reasoning(tiny_tokenizer):
+    """model.thinking=auto (the model recipes' default): an SFT turn without reasoning_content is rendered in
+    non-thinking mode; GRPO's prompts carry no reasoning either, so they must not be left to the template's
+    default (thinking, for Qwen3), which a short completion budget cuts off mid-thought."""
+    from training.grpo import thinking_kwargs
+
+    messages = [{"role": "user", "content": "사과 3개가 1,500원이면 한 개는 얼마예요?"}]
+    prompts = {mode: tiny_tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True,
+        **thinking_kwargs(compose(["experiment=smoke-grpo", f"model.thinking={mode}"]))) for mode in ("auto", "on")}
+    assert prompts["auto"].endswith("<think>\n\n</think>\n\n") and not prompts["on"].endswith("</think>\n\n")
