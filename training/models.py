@@ -309,13 +309,22 @@ def lora_config(pcfg: PeftConfig, model: Any):
     parameters = list(pcfg.target_parameters)
     if parameters:
         check_target_parameters(pcfg, parameters, model)
+    saved = list(pcfg.modules_to_save)
+    modules = [name for name, _ in model.named_modules()]
+    unknown = [t for t in saved if not any(n == t or n.endswith("." + t) for n in modules)]
+    if unknown:  # PEFT would train nothing extra, silently
+        raise KosovError(f"peft.modules_to_save names {unknown}, which this model does not have",
+                         fix="use module names (suffixes) of the model, e.g. embed_tokens, lm_head")
+    # a tied model (Qwen3 up to 4B) keeps embed_tokens and lm_head one matrix when either is trained in full
+    tied = bool(getattr(model.config, "tie_word_embeddings", False)) and bool({"embed_tokens", "lm_head"} & set(saved))
     return LoraConfig(
         target_parameters=parameters or None,
         r=pcfg.r,
         lora_alpha=pcfg.alpha,
         lora_dropout=pcfg.dropout,
         target_modules=targets,
-        modules_to_save=list(pcfg.modules_to_save) or None,
+        modules_to_save=saved or None,
+        ensure_weight_tying=tied,
         use_rslora=pcfg.use_rslora,
         use_dora=pcfg.method == "dora",
         task_type="CAUSAL_LM",

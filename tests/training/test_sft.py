@@ -146,6 +146,18 @@ def test_named_target_modules_must_exist(tmp_path):
     assert "attn_qkv" in str(error.value) and "v_proj" in str(error.value)
 
 
+def test_modules_to_save_must_exist_and_tied_embeddings_stay_tied(tmp_path):
+    """Training the embeddings for Korean vocabulary: a misspelt module trained nothing, silently; on a tied model
+    (tiny-ko, Qwen3 up to 4B) the output layer kept the old embeddings."""
+    with pytest.raises(KosovError, match="embed_token'\\]"):
+        train(compose(quick(f"output_dir={tmp_path / 'typo'}", "peft.modules_to_save=[embed_token]")))
+    result = train(compose(quick(f"output_dir={tmp_path / 'run'}", "peft.modules_to_save=[embed_tokens]")))
+    model = result.trainer.model
+    embeddings = model.get_input_embeddings().modules_to_save["default"].weight
+    assert not torch.equal(embeddings, model.get_input_embeddings().original_module.weight)  # it trained
+    assert torch.equal(model.get_output_embeddings().modules_to_save["default"].weight, embeddings)
+
+
 def test_targeted_lora_touches_only_the_named_modules(tmp_path):
     result = train(compose(quick(f"output_dir={tmp_path / 'run'}", "peft.target_modules=[q_proj,v_proj]")))
     names = {n for n, _ in result.trainer.model.named_parameters() if "lora_A" in n}
