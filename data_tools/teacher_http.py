@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 
 RETRY_STATUS = frozenset({408, 409, 429})  # plus every 5xx
+# This one request cannot be answered (a prompt longer than the context, say): a failed generation, not a failed
+# job. Any other 4xx (401, 403, 404: the key, the model name, the address) is wrong for every request: the job stops.
+REFUSED_STATUS = frozenset({400, 413, 422})
 MAX_BACKOFF_S = 60.0
 
 
@@ -35,15 +38,18 @@ class HTTPTeacher:
 
     - at most `concurrency` requests in flight; each gets `timeout_s` (connect, read and write);
     - 429, 408, 5xx, timeouts and connection errors are retried up to `max_retries` times, waiting
-      `backoff_s * 2**attempt` (times a random 0.5-1.5, at least the server's Retry-After); any other 4xx fails
-      at once with the server's message;
+      `backoff_s * 2**attempt` (times a random 0.5-1.5, at least the server's Retry-After);
+    - a 400, 413 or 422 refuses that one request: it comes back as a Generation with finish_reason "error" (not
+      cached, so a rerun asks again), is counted in `refused` and the first is logged; any other 4xx (401, 403,
+      404) fails the job at once with the server's message;
     - with `cache_dir`, each finished generation is one small JSON file named by the sha256 of (model, messages,
       sampling settings, seed), written atomically: a repeated or crashed job asks only for the rows it lacks,
       whatever the base_url. Sampled requests without a seed are never cached (a cache hit would repeat a sample).
 
     The API key is read from the environment variable `api_key_env` when a request is sent; it is never stored.
-    chat_template_kwargs and stop are sent only when set (vLLM, SGLang and `kosov serve` take
-    chat_template_kwargs; hosted APIs may reject it).
+    chat_template_kwargs and stop are sent only when set. vLLM, SGLang and `kosov serve` take chat_template_kwargs;
+    a hosted API that refuses it (api.openai.com: "Unrecognized request argument supplied: chat_template_kwargs")
+    is asked again without it, and so is every later request of this teacher (one warning).
     """
 
     def __init__(self, base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY", concurrency: int = 8,
@@ -59,6 +65,10 @@ class HTTPTeacher:
         self.concurrency, self.timeout_s = concurrency, timeout_s
         self.max_retries, self.backoff_s = max_retries, backoff_s
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
+        self.send_template_kwargs = True  # until the endpoint refuses chat_template_kwargs
+        self.asked = 0  # requests given to generate(), cache hits included
+        self.refused: list[tuple[str | None, str]] = []  # (where, the server's message) of each refused request
+        self._lock = threading.Lock()
 
     # -- cache -----------------------------------------------------------------------------------------------
 
@@ -110,6 +120,7 @@ class HTTPTeacher:
         if any(r.prompt_text is not None for r in requests):
             raise TeacherError("an OpenAI chat endpoint takes messages, not a raw prompt (prompt_text)",
                                fix="run prompt_text generators (Magpie) with the transformers or vLLM teacher")
+        self.asked += len(requests)
         results: list[Generation | None] = [None] * len(requests)
         todo: dict[str, list[int]] = {}  # one HTTP request per distinct key; unkeyed requests get their own
         for i, r in enumerate(requests):
@@ -142,7 +153,8 @@ class HTTPTeacher:
                 for future in futures:
                     future.cancel()
                 raise
-        log.info("%s: %d rows, %d from the cache", self.name, len(requests), hits)
+        refused = sum(g.finish_reason == "error" for g in results if g is not None)
+        log.info("%s: %d rows, %d from the cache, %d refused", self.name, len(requests), hits, refused)
         return results  # type: ignore[return-value]
 
     def _headers(self) -> dict[str, str]:
@@ -159,20 +171,20 @@ class HTTPTeacher:
             body["seed"] = r.seed
         if r.stop:
             body["stop"] = r.stop
-        if r.chat_template_kwargs:
+        if r.chat_template_kwargs and self.send_template_kwargs:
             body["chat_template_kwargs"] = r.chat_template_kwargs
         return body
 
     def _fetch(self, client: Any, request: GenerationRequest, key: str, abort: threading.Event) -> Generation:
         import httpx
 
-        url, last = f"{self.base_url}/chat/completions", ""
-        for attempt in range(self.max_retries + 1):
+        url, last, attempt = f"{self.base_url}/chat/completions", "", 0
+        while True:
             if abort.is_set():
                 raise TeacherError("cancelled: another request of this job failed")
-            retry_after = 0.0
+            retry_after, body = 0.0, self._body(request)
             try:
-                response = client.post(url, json=self._body(request), headers=self._headers())
+                response = client.post(url, json=body, headers=self._headers())
             except httpx.TimeoutException:
                 last = f"no answer within timeout_s={self.timeout_s:g}"
             except httpx.TransportError as e:
@@ -184,18 +196,44 @@ class HTTPTeacher:
                         self._write_cache(key, request, generation)
                     return generation
                 message = _server_message(response)
+                if response.status_code in REFUSED_STATUS and "chat_template_kwargs" in body \
+                        and "chat_template_kwargs" in message:
+                    self._drop_template_kwargs(message)
+                    continue  # the same request at once, without it: not a retry
+                if response.status_code in REFUSED_STATUS:
+                    return self._refuse(request, f"HTTP {response.status_code}: {message}")
                 if response.status_code not in RETRY_STATUS and response.status_code < 500:
                     raise TeacherError(f"{url} answered {response.status_code}: {message}",
                                        fix=self._client_error_fix(response.status_code))
                 last = f"HTTP {response.status_code}: {message}"
                 retry_after = _retry_after(response)
-            if attempt < self.max_retries:
-                delay = min(MAX_BACKOFF_S, max(retry_after, self.backoff_s * 2**attempt * random.uniform(0.5, 1.5)))
-                log.debug("retrying %s in %.2fs (attempt %d): %s", url, delay, attempt + 1, last)
-                abort.wait(delay)
+            if attempt >= self.max_retries:
+                break
+            delay = min(MAX_BACKOFF_S, max(retry_after, self.backoff_s * 2**attempt * random.uniform(0.5, 1.5)))
+            log.debug("retrying %s in %.2fs (attempt %d): %s", url, delay, attempt + 1, last)
+            abort.wait(delay)
+            attempt += 1
         raise TeacherError(f"{url} failed {self.max_retries + 1} times; last: {last}",
                            fix="check that the server is up and reachable; for slow answers raise timeout_s or "
                                "lower concurrency. Finished rows are cached: rerunning asks only for the rest")
+
+    def _drop_template_kwargs(self, message: str) -> None:
+        with self._lock:
+            if self.send_template_kwargs:
+                self.send_template_kwargs = False
+                log.warning("%s does not take chat_template_kwargs (%s): sending every request without it, so the "
+                            "endpoint's own defaults apply (e.g. its thinking mode)", self.base_url, message)
+
+    def _refuse(self, request: GenerationRequest, message: str) -> Generation:
+        """A failed generation for a request the endpoint refused; the first refusal is logged with its input."""
+        with self._lock:
+            self.refused.append((request.where, message))
+            first = len(self.refused) == 1
+        if first:
+            log.warning("%s refused a request%s, which is skipped (and asked again on a rerun; later refusals are "
+                        "only counted, in the data card): %s", self.name,
+                        f" from {request.where}" if request.where else "", message)
+        return Generation("", None, "error", False, {}, error=message)
 
     def _client_error_fix(self, status: int) -> str:
         """What to check for a 4xx answer (not retried)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,15 +60,19 @@ class GenerationRequest:
     # A raw prompt instead of rendered messages (Magpie: the chat template up to where a user's words begin).
     # In-process teachers only: an OpenAI chat endpoint takes messages.
     prompt_text: str | None = None
+    where: str | None = None  # the input it came from ("file:line"), named when the teacher refuses it
 
 
 @dataclass
 class Generation:
     text: str  # the answer, without the <think> block
     reasoning: str | None  # the <think> block's content, None when the answer has none
-    finish_reason: str  # "stop" (end of turn or a stop string) or "length" (max_new_tokens reached)
+    # "stop" (end of turn or a stop string), "length" (max_new_tokens reached) or "error" (the endpoint refused
+    # this one request, e.g. a prompt longer than its context: no answer, and generators skip it)
+    finish_reason: str
     cached: bool = False  # True when an HTTPTeacher read it from its cache instead of asking the endpoint
     usage: dict = field(default_factory=dict)  # prompt_tokens, completion_tokens, total_tokens
+    error: str | None = None  # with finish_reason "error": the endpoint's message
 
 
 class Teacher(Protocol):
@@ -119,6 +124,23 @@ def cut_at_stop(text: str, stop: list[str]) -> str | None:
     return text[: min(hits)] if hits else None
 
 
+def template_end_of_turn(tokenizer: Any) -> int | None:
+    """The special token the chat template puts right after an assistant's answer (<|im_end|>, <|eot_id|>,
+    <end_of_turn>), or None when the template closes a turn otherwise or cannot render one."""
+    marker = "\u2063KOSOV\u2063"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "."},
+                                              {"role": "assistant", "content": marker}], tokenize=False)
+    except Exception:  # noqa: BLE001 - a template with rules of its own: no extra stop token
+        return None
+    if not isinstance(text, str) or marker not in text:
+        return None
+    after = tokenizer(text.split(marker, 1)[1], add_special_tokens=False)["input_ids"]
+    special = {*tokenizer.all_special_ids,
+               *(i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False))}
+    return after[0] if after and after[0] in special else None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # A model loaded in this process
 
@@ -132,11 +154,15 @@ class TransformersTeacher:
     padded batch (bf16 on a GPU) can still move a near-tie.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, name: str, batch_size: int = 8):
+    def __init__(self, model: Any, tokenizer: Any, name: str, batch_size: int = 8,
+                 stop_token_ids: Sequence[int] = ()):
         self.model, self.tokenizer, self.name, self.batch_size = model, tokenizer, name, batch_size
         ids = model.generation_config.eos_token_id
         ids = ids if isinstance(ids, list) else [ids]
-        self.eos_ids = {i for i in [*ids, tokenizer.eos_token_id] if i is not None}
+        # A base checkpoint (eos <|endoftext|>) fine-tuned to close its turns with <|im_end|> must stop there too:
+        # the recipe's end of turn (stop_token_ids) and the token the chat template closes a turn with.
+        extra = [*stop_token_ids, template_end_of_turn(tokenizer)]
+        self.eos_ids = {i for i in [*ids, tokenizer.eos_token_id, *extra] if i is not None}
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
 
     def render(self, request: GenerationRequest) -> str:
@@ -260,7 +286,8 @@ class VLLMTeacher:
     `engine_kwargs` go to `vllm.LLM` (e.g. gpu_memory_utilization=0.8, max_model_len=8192, tensor_parallel_size=2).
     """
 
-    def __init__(self, model_id: str, revision: str | None = None, lora_path: str | None = None, **engine_kwargs):
+    def __init__(self, model_id: str, revision: str | None = None, lora_path: str | None = None,
+                 stop_token_ids: Sequence[int] = (), **engine_kwargs):
         import importlib.util
 
         import torch
@@ -283,6 +310,7 @@ class VLLMTeacher:
             engine_kwargs.setdefault("max_lora_rank", max(8, 1 << (int(rank) - 1).bit_length()))
             self.lora = LoRARequest("kosov-adapter", 1, str(lora_path))
         self.name = model_id if not lora_path else f"{model_id}+{lora_path}"
+        self.stop_token_ids = list(stop_token_ids)  # the recipe's end of turn, besides the model's own eos
         self.llm = LLM(model=model_id, revision=revision, **engine_kwargs)
 
     def generate(self, requests: list[GenerationRequest], *, progress: bool = True) -> list[Generation]:
@@ -296,7 +324,8 @@ class VLLMTeacher:
             groups.setdefault(key, []).append(i)
         for kwargs, indices in groups.items():
             params = [SamplingParams(n=1, max_tokens=requests[i].max_new_tokens, temperature=requests[i].temperature,
-                                     top_p=requests[i].top_p, seed=requests[i].seed, stop=requests[i].stop or None)
+                                     top_p=requests[i].top_p, seed=requests[i].seed, stop=requests[i].stop or None,
+                                     stop_token_ids=self.stop_token_ids or None)
                       for i in indices]
             if kwargs == "raw":  # raw prompts (Magpie) go to generate(), which applies no template
                 outputs = self.llm.generate([requests[i].prompt_text for i in indices], sampling_params=params,

@@ -233,7 +233,7 @@ class TeacherConfig:
     max_retries: int = 5
     batch_size: int = 8  # transformers: prompts per generate() call
     max_new_tokens: int = 1024
-    temperature: float = 0.7
+    temperature: Optional[float] = None  # null: each generator's own (distill 0.7, self_instruct 1.0, translate 0.2...)
     thinking: str = "off"  # the teacher's thinking mode (Qwen3-style templates): off | on
     keep_thinking: bool = False  # keep the teacher's thinking as reasoning_content, or strip it
 

@@ -10,12 +10,15 @@ Endpoints: `GET /v1/models`, `POST /v1/chat/completions` (OpenAI schema, no stre
 
 Generation goes through `data_tools.teachers.TransformersTeacher`, so a seeded request gives the same text here
 as in-process. One worker thread owns the model: requests queue and are generated `serve.max_batch` at a time.
+An adapter of a kosov run is served with the chat template and end of turn its run trained with. Ctrl-C answers
+the requests in flight; a second Ctrl-C drops the queued ones and exits once the batch under way ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import os
 import queue
@@ -24,19 +27,23 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable, Optional
 
+import yaml
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from data_tools.teachers import RESERVED_TEMPLATE_KWARGS, GenerationRequest, TransformersTeacher
+from data_tools.text import nfc
 from training.errors import KosovError
-from training.schema import ServeConfig
-from training.models import (adapter_dir, check_adapter_base, check_attention, check_remote_code, load_for_inference,
-                             load_tokenizer, model_source, resolve_device)
+from training.schema import ModelConfig, ServeConfig
+from training.models import (adapter_dir, check_adapter_base, check_attention, check_remote_code, end_of_turn_id,
+                             load_for_inference, load_tokenizer, model_source, resolve_device)
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +51,15 @@ ROLES = ("system", "developer", "user", "assistant")  # developer: OpenAI's newe
 CHAT_PATH = "/v1/chat/completions"
 
 
+# OpenAI parameters this server does not implement, accepted at the one value that changes nothing.
+NEUTRAL: dict[str, Any] = {"logprobs": False, "top_logprobs": 0, "presence_penalty": 0, "frequency_penalty": 0,
+                           "logit_bias": {}, "tools": [], "tool_choice": "none", "response_format": {"type": "text"}}
+
+
 def neutral(key: str, value: Any) -> bool:
-    """OpenAI parameters this server does not implement, accepted at the value that changes nothing."""
-    if key == "logprobs":
-        return value is False
-    return key in ("presence_penalty", "frequency_penalty") and not isinstance(value, bool) and value == 0
-
-
+    """True for a NEUTRAL value (a bool is not a number here: presence_penalty=false is refused)."""
+    want = NEUTRAL.get(key, object())
+    return value == want and isinstance(value, bool) == isinstance(want, bool)
 
 
 @dataclass
@@ -66,19 +75,47 @@ class Engine:
     def __init__(self, teacher: TransformersTeacher, max_batch: int):
         self.teacher, self.max_batch = teacher, max_batch
         self.batches = self.completions = 0  # written by the engine thread only
+        self.closed = False
+        self.lock = threading.Lock()  # submit() never queues behind close()'s end marker
         self.queue: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="kosov-serve-engine", daemon=True)
         self.thread.start()
 
     def submit(self, request: GenerationRequest) -> Future:
-        """Queue a request; the future gets its Generation. A future cancelled before its turn is skipped."""
+        """Queue a request; the future gets its Generation. A future cancelled before its turn is skipped, and
+        one submitted after close() comes back cancelled."""
         future: Future = Future()
-        self.queue.put((request, future))
+        with self.lock:
+            if self.closed:
+                future.cancel()
+            else:
+                self.queue.put((request, future))
         return future
 
     def close(self) -> None:
-        self.queue.put(None)
+        """Stop: the queued requests are cancelled, never generated; the batch being generated runs to its end
+        (a thread cannot be stopped inside generate(), and one left running aborts the interpreter's exit)."""
+        cancelled = 0
+        with self.lock:
+            self.closed = True  # from here the engine thread also cancels whatever it takes off the queue
+            while True:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None and not item[1].done():  # not already cancelled by its client
+                    item[1].cancel()
+                    cancelled += 1
+            self.queue.put(None)
+        if cancelled:
+            log.info("cancelled %d queued request(s)", cancelled)
         self.thread.join()
+
+    def _starts(self, future: Future) -> bool:
+        """Claim a request's turn: False for one its client abandoned, or one still queued at close()."""
+        if self.closed:
+            future.cancel()
+        return future.set_running_or_notify_cancel()
 
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
@@ -88,7 +125,7 @@ class Engine:
                     self.queue.put(None)
                     break
                 batch.append(more)
-            batch = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]  # abandoned: not generated
+            batch = [(r, f) for r, f in batch if self._starts(f)]  # abandoned or shut down: not generated
             if not batch:
                 continue
             try:
@@ -116,6 +153,45 @@ class Engine:
         future.set_result(out)
 
 
+def _template_text(path: str | Path | None) -> str | None:
+    path = Path(path).expanduser() if path else None
+    return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
+
+
+def served_model_config(mcfg: ModelConfig, adapter: Path) -> ModelConfig:
+    """The model settings to serve `adapter` with. An adapter of a kosov run answers in the prompt format it was
+    trained with: its run's model.chat_template and end_of_turn_token, where this recipe sets none; one this recipe
+    sets differently wins, with a warning naming both."""
+    run = next((f for f in (adapter.parent, adapter.parent.parent) if (f / "config.yaml").is_file()), None)
+    trained = (yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") if run else None
+    if not isinstance(trained, dict):  # a bare adapter folder: nothing recorded to follow
+        return mcfg
+    changes: dict[str, Any] = {}
+    template = trained.get("chat_template")
+    if template:  # the copy saved with the adapter is found wherever the run was trained
+        saved = adapter / "chat_template.jinja"
+        template = str(saved) if saved.is_file() else template
+        if _template_text(template) is None:
+            raise KosovError(f"the run {run} was trained with model.chat_template={trained['chat_template']!r}, "
+                             "which is not a file here, and its adapter holds no chat_template.jinja",
+                             fix="set model.chat_template=<the template it was trained with>")
+    if mcfg.chat_template is None and template:
+        changes["chat_template"] = template
+    elif _template_text(mcfg.chat_template) != _template_text(template):
+        log.warning("the adapter of %s was trained with model.chat_template=%s; this recipe's %s is used instead",
+                    run, trained.get("chat_template") or "(the tokenizer's own)",
+                    mcfg.chat_template or "(the tokenizer's own)")
+    end = trained.get("end_of_turn_token")
+    if mcfg.end_of_turn_token is None and end:
+        changes["end_of_turn_token"] = end
+    elif mcfg.end_of_turn_token != end:
+        log.warning("the adapter of %s was trained with model.end_of_turn_token=%s; this recipe's %s is used "
+                    "instead", run, end or "(the tokenizer's eos)", mcfg.end_of_turn_token)
+    if changes:
+        log.info("serving with the settings the adapter was trained with (%s): %s", run / "config.yaml", changes)
+    return replace(mcfg, **changes)
+
+
 def load_teacher(cfg: Any, scfg: ServeConfig) -> TransformersTeacher:
     """The recipe's base (+ serve.adapter) as a TransformersTeacher; every check runs before weights load."""
     mcfg = cfg.model
@@ -126,12 +202,15 @@ def load_teacher(cfg: Any, scfg: ServeConfig) -> TransformersTeacher:
     adapter = adapter_dir(scfg.adapter) if scfg.adapter else None
     if adapter is not None:
         check_adapter_base(adapter, source, mcfg.name_or_path)
+        mcfg = served_model_config(mcfg, adapter)
     tokenizer = load_tokenizer(mcfg, source)
+    end_of_turn = end_of_turn_id(mcfg, tokenizer)
     model = load_for_inference(cfg, source, device, adapter)
     if adapter is not None:
         log.info("serving the adapter %s on %s", adapter, mcfg.name_or_path)
     name = scfg.model_name or (mcfg.name_or_path if adapter is None else f"{mcfg.name_or_path}+{scfg.adapter}")
-    return TransformersTeacher(model, tokenizer, name, batch_size=scfg.max_batch)
+    # an answer ends with its turn (<|im_end|>), also where the base's eos is another token
+    return TransformersTeacher(model, tokenizer, name, batch_size=scfg.max_batch, stop_token_ids=[end_of_turn])
 
 
 def check_serve_config(scfg: ServeConfig) -> None:
@@ -175,15 +254,16 @@ class ChatRequest(BaseModel):
     n: Optional[int] = None  # null: 1
     stop: Optional[str | list[str]] = None
     stream: Optional[bool] = None
-    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    chat_template_kwargs: Optional[dict[str, Any]] = None
     user: Optional[str] = None  # a label, accepted and unused
 
 
 def _text(content: Any, param: str) -> str:
+    """A message's text, NFC-normalised (the model writes NFC: an NFD turn or stop string would match nothing)."""
     if content is None or isinstance(content, str):
-        return content or ""
+        return nfc(content or "")
     if all(part.get("type") == "text" and isinstance(part.get("text"), str) for part in content):
-        return "".join(part["text"] for part in content)
+        return nfc("".join(part["text"] for part in content))
     raise BadRequest("only text content is supported (a string or parts of type 'text')", param)
 
 
@@ -198,7 +278,9 @@ def to_generation_request(body: ChatRequest, teacher: TransformersTeacher) -> Ge
                      if v is not None and not neutral(k, v))
     if unknown:
         supported = sorted(set(ChatRequest.model_fields) - {"user"})
-        raise BadRequest(f"unsupported parameters {unknown}; this server takes {supported}", unknown[0])
+        only = "; ".join(f"{k} is accepted only as {json.dumps(NEUTRAL[k])}" for k in unknown if k in NEUTRAL)
+        raise BadRequest(f"unsupported parameters {unknown}; this server takes {supported}"
+                         + (f" ({only})" if only else ""), unknown[0])
     if not body.messages:
         raise BadRequest("messages must not be empty", "messages")
     messages = []
@@ -208,14 +290,15 @@ def to_generation_request(body: ChatRequest, teacher: TransformersTeacher) -> Ge
                              f"messages.{i}.role")
         turn = {"role": "system" if m.role == "developer" else m.role, "content": _text(m.content, f"messages.{i}")}
         if m.reasoning_content is not None:
-            turn["reasoning_content"] = m.reasoning_content
+            turn["reasoning_content"] = nfc(m.reasoning_content)
         messages.append(turn)
-    reserved = sorted(RESERVED_TEMPLATE_KWARGS & set(body.chat_template_kwargs))
+    template_kwargs = body.chat_template_kwargs or {}
+    reserved = sorted(RESERVED_TEMPLATE_KWARGS & set(template_kwargs))
     if reserved:
         raise BadRequest(f"chat_template_kwargs may not set {reserved}", "chat_template_kwargs")
-    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    stop = [nfc(s) for s in ([body.stop] if isinstance(body.stop, str) else body.stop or [])]
     request = GenerationRequest(messages, 1, 1.0 if body.temperature is None else body.temperature,
-                                1.0 if body.top_p is None else body.top_p, body.seed, body.chat_template_kwargs, stop)
+                                1.0 if body.top_p is None else body.top_p, body.seed, template_kwargs, stop)
     try:
         prompt = teacher.render(request)
     except Exception as e:  # noqa: BLE001 - a jinja error raised by the template for these messages
@@ -277,6 +360,16 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
         param = ".".join(str(p) for p in first["loc"][1:]) or None
         return _error(400, f"{param}: {first['msg']}" if param else first["msg"], param)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request, exc: StarletteHTTPException):  # FastAPI's own 4xx (unknown path, bad body)
+        cause = exc.__cause__
+        message = (f"the request body is not valid JSON: {cause}" if isinstance(cause, UnicodeDecodeError)
+                   else str(exc.detail))
+        response = _error(exc.status_code, message, kind="invalid_request_error" if exc.status_code < 500
+                          else "server_error")
+        response.headers.update(exc.headers or {})
+        return response
+
     @app.exception_handler(BadRequest)
     async def bad(_request, exc: BadRequest):
         return _error(exc.status, exc.message, exc.param)
@@ -300,11 +393,18 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
             raise BadRequest(f"the model {body.model!r} does not exist here; this server serves {teacher.name!r}",
                              "model", status=404)
         request = to_generation_request(body, teacher)
-        waiting = asyncio.wrap_future(engine.submit(request))
-        while not (await asyncio.wait({waiting}, timeout=0.5))[0]:
-            if await http.is_disconnected():  # the client gave up: a request not started yet is never generated
-                waiting.cancel()
-                return _error(499, "the client closed the connection", kind="client_closed")
+        future = engine.submit(request)
+        waiting = asyncio.wrap_future(future)
+        try:
+            while not (await asyncio.wait({waiting}, timeout=0.5))[0]:
+                if await http.is_disconnected():  # the client gave up: a request not started yet is never generated
+                    future.cancel()
+                    return _error(499, "the client closed the connection", kind="client_closed")
+        except asyncio.CancelledError:  # a forced shutdown (second Ctrl-C) cancels this handler: drop the request
+            future.cancel()
+            raise
+        if waiting.cancelled():  # the engine closed before its turn
+            return _error(503, "the server is shutting down", kind="server_error")
         try:
             generation = waiting.result()
         except Exception as e:  # noqa: BLE001 - an engine failure (e.g. out of memory) is the server's error
@@ -347,17 +447,33 @@ def _prepare(cfg: Any, serve_cfg: ServeConfig | None):
     return teacher, engine, server, sock, url
 
 
+class _QuietCancelled(logging.Filter):
+    """uvicorn logs every request a forced shutdown (second Ctrl-C) cancels as 'Exception in ASGI application'
+    with a traceback, and the cancelled lifespan as traceback text: that is the shutdown asked for, not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+            return False
+        return not (isinstance(record.msg, str) and record.msg.startswith("Traceback")
+                    and record.msg.rstrip().endswith("CancelledError"))
+
+
 def serve(cfg: Any, serve_cfg: ServeConfig | None = None) -> None:
     """Serve until interrupted (Ctrl-C). `serve_cfg` defaults to cfg.serve."""
     teacher, engine, server, sock, url = _prepare(cfg, serve_cfg)
     log.info("serving %s at %s (POST %s/chat/completions)", teacher.name, url, url)
+    quiet = _QuietCancelled()
+    logging.getLogger("uvicorn.error").addFilter(quiet)
     try:
         server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C, then raises it again
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C (a second one forces it), then re-raises it
         pass
     finally:
+        if server.force_exit:
+            log.info("forced shutdown: the queued requests are dropped; finishing the batch being generated")
         engine.close()
         sock.close()
+        logging.getLogger("uvicorn.error").removeFilter(quiet)
     log.info("stopped serving %s", teacher.name)
 
 

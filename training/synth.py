@@ -3,9 +3,11 @@
     kosov synth experiment=synth-math output_dir=data/ko-math          # rule-based, no LLM
     kosov synth experiment=synth-distill-http synth.teacher.base_url=http://127.0.0.1:8000/v1 output_dir=data/d
 
-Writes DIR/train.jsonl and DIR/train.parquet (and test.* for the math generator's held-out split), every row
-with a `meta` record (source, generator, teacher model, license, seed), DIR/DATACARD.md with its histograms,
-DIR/config.yaml and DIR/provenance.json. LLM-driven generators use the teacher of `synth.teacher`; an HTTP
+Writes DIR/train.jsonl and DIR/train.parquet (test.* for synth.split=test, and both for the math generator's
+held-out split), every row with a `meta` record (source, generator, teacher model, license, seed),
+DIR/DATACARD.md with its histograms, DIR/config.yaml and DIR/provenance.json. The dataset is written into a
+staging folder and swapped into place whole, so overwrite=true leaves nothing of the previous dataset behind.
+LLM-driven generators use the teacher of `synth.teacher` (built once, and shared with the judge gate); an HTTP
 teacher caches every finished row under DIR/teacher_cache, so a crashed or repeated job neither regenerates nor
 re-pays for them.
 """
@@ -13,21 +15,27 @@ re-pays for them.
 from __future__ import annotations
 
 import logging
+import shutil
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from data_tools.chat_io import BadRowError, read_records, write_jsonl
+from data_tools.chat_io import BadRowError, chat_row, read_records, write_jsonl
 from data_tools.datacard import datacard_markdown, histograms
 from training.config import resolve_path, to_dict
 from training.errors import KosovError
-from training.run_dir import default_output_dir, provenance, redact, write_atomic, write_json
+from training.run_dir import (RUN_MARKERS, check_not_holding, default_output_dir, provenance, redact,
+                              swap_into_place, write_atomic, write_json)
 from training.schema import KosovConfig
 
 log = logging.getLogger(__name__)
-OUTPUT_MARKERS = ("train.jsonl", "DATACARD.md")
+DATASET_MARKERS = ("DATACARD.md", "train.jsonl", "test.jsonl")
+# What only a training or eval run folder holds (a dataset has its own config.yaml and provenance.json too).
+RUN_ONLY_MARKERS = tuple(m for m in RUN_MARKERS if m not in ("config.yaml", "provenance.json")) + ("train.log",)
+CACHE = "teacher_cache"
 
 
 @dataclass
@@ -50,19 +58,22 @@ def build_teacher(cfg: KosovConfig, out: Path):
             return HTTPTeacher(t.base_url, t.model or cfg.model.name_or_path, api_key_env=t.api_key_env,
                                concurrency=t.concurrency, timeout_s=t.timeout_s, max_retries=t.max_retries,
                                cache_dir=out / "teacher_cache")
-        from training.models import (adapter_dir, check_adapter_base, check_remote_code, load_for_inference,
-                                     load_tokenizer, model_source, resolve_device)
+        from training.models import (adapter_dir, check_adapter_base, check_remote_code, end_of_turn_id,
+                                     load_for_inference, load_tokenizer, model_source, resolve_device)
 
         source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)
         adapter = adapter_dir(t.adapter) if t.adapter else None
+        tokenizer = load_tokenizer(cfg.model, source)
+        stop_ids = [end_of_turn_id(cfg.model, tokenizer)]  # where training taught the model to end its turn
         if t.backend == "vllm":
             if adapter is not None:
                 check_adapter_base(adapter, source, cfg.model.name_or_path)
-            return VLLMTeacher(source, revision=cfg.model.revision, lora_path=str(adapter) if adapter else None)
+            return VLLMTeacher(source, revision=cfg.model.revision, lora_path=str(adapter) if adapter else None,
+                               stop_token_ids=stop_ids)
         model = load_for_inference(cfg, source, resolve_device(cfg.device), adapter)
         name = cfg.model.name_or_path + (f"+{adapter}" if adapter else "")
-        return TransformersTeacher(model, load_tokenizer(cfg.model, source), name, batch_size=t.batch_size)
+        return TransformersTeacher(model, tokenizer, name, batch_size=t.batch_size, stop_token_ids=stop_ids)
     except TeacherError as e:
         raise KosovError(e.what, where=e.where, fix=e.fix) from None
 
@@ -97,9 +108,13 @@ def _read_inputs(cfg: KosovConfig) -> list[tuple[str, Any]]:
 
 
 def _prompt_text(where: str, item: Any) -> str:
-    """An instruction from an input line or row (a plain string, a prompt row or a chat row's first user turn)."""
+    """An instruction from an input line or row (a plain string, a prompt row, an Alpaca row's instruction and
+    input, or a chat row's first user turn)."""
     if isinstance(item, str):
         return item
+    if isinstance(item, dict) and isinstance(item.get("instruction"), str) and item["instruction"].strip():
+        extra = item.get("input")
+        return item["instruction"] + (f"\n\n{extra}" if isinstance(extra, str) and extra.strip() else "")
     turns = item.get("prompt") or item.get("messages") if isinstance(item, dict) else None
     if isinstance(turns, str) and turns.strip():
         return turns
@@ -107,11 +122,33 @@ def _prompt_text(where: str, item: Any) -> str:
         if isinstance(turn, dict) and turn.get("role") == "user" and isinstance(turn.get("content"), str):
             return turn["content"]
     raise KosovError("no instruction in this input row", where=where,
-                     fix='give a line of text, {"prompt": "..."}, or a chat row whose messages have a user turn')
+                     fix='give a line of text, {"prompt": "..."}, {"instruction": "...", "input": "..."}, or a chat '
+                         'row whose messages have a user turn')
 
 
-def generate_rows(cfg: KosovConfig, out: Path) -> list[dict]:
-    """Rows from the configured generator (before the quality gates)."""
+def _conversation(where: str, item: Any) -> list[dict]:
+    """The turns `translate` rewrites: a chat row's messages; an Alpaca row (instruction, input, output) or a
+    prompt row with a completion as a user and an assistant turn; a line of text or an instruction alone as one
+    user turn (answered once translated, like the other generators' instructions)."""
+    if isinstance(item, dict) and "messages" in item:
+        try:
+            return chat_row(where, item).messages
+        except BadRowError as e:
+            raise KosovError(f"{e.reason}: {e.detail}", where=e.where, fix=e.fix) from None
+    answer = next((item[k] for k in ("output", "completion", "response") if isinstance(item, dict)
+                   and isinstance(item.get(k), str) and item[k].strip()), None)
+    try:
+        question = _prompt_text(where, item)
+    except KosovError:
+        raise KosovError("nothing to translate in this input row", where=where,
+                         fix='give a line of English text, {"prompt": "..."} (optionally with "completion"), an '
+                             'Alpaca row {"instruction": "...", "input": "...", "output": "..."}, or a chat row '
+                             '{"messages": [...]}') from None
+    return [{"role": "user", "content": question}, *([{"role": "assistant", "content": answer}] if answer else [])]
+
+
+def generate_rows(cfg: KosovConfig, teacher: Any = None) -> list[dict]:
+    """Rows from the configured generator (before the quality gates); LLM-driven generators ask `teacher`."""
     s = cfg.synth
     if s.generator == "math":
         from data_tools.generators.math_ko import generate, to_grpo_row, to_sft_row
@@ -123,13 +160,21 @@ def generate_rows(cfg: KosovConfig, out: Path) -> list[dict]:
 
     from data_tools.generators import instructions as gen
 
-    teacher = build_teacher(cfg, out)
     t = s.teacher
     answer = dict(seed=cfg.seed, keep_thinking=t.keep_thinking, source=s.source, license_=s.license,
-                  max_new_tokens=t.max_new_tokens, thinking=t.thinking == "on", system=s.system)
+                  max_new_tokens=t.max_new_tokens, thinking=t.thinking == "on", system=s.system,
+                  temperature=t.temperature)
     if s.generator == "translate":
-        rows = [item for _, item in _read_inputs(cfg)[: s.n]]
-        return gen.translate(teacher, rows, seed=cfg.seed, source=s.source, license_=s.license)
+        items = _read_inputs(cfg)[: s.n]
+        rows = gen.translate(teacher, [{"messages": _conversation(*i)} for i in items], seed=cfg.seed,
+                             source=s.source, license_=s.license, temperature=t.temperature,
+                             wheres=[where for where, _ in items])
+        asks = [r["messages"][-1]["content"] for r in rows if r["messages"][-1]["role"] == "user"]
+        answered = gen.distill(teacher, asks, generator="translate", **answer) if asks else []
+        for row in answered:
+            row["meta"]["translated_from"] = "en"
+        return [r for r in rows if r["messages"][-1]["role"] == "assistant"] + answered
+    wheres = None
     if s.generator == "magpie":
         if t.backend == "http":
             raise KosovError("Magpie gives the model a raw chat-template prefix, which a chat endpoint cannot take",
@@ -137,15 +182,40 @@ def generate_rows(cfg: KosovConfig, out: Path) -> list[dict]:
         from training.models import load_tokenizer, model_source
 
         prefix = gen.magpie_prefix(load_tokenizer(cfg.model, model_source(cfg.model)[0]), s.system)
-        prompts = gen.magpie(teacher, s.n, seed=cfg.seed, prefix=prefix)
+        prompts = gen.magpie(teacher, s.n, seed=cfg.seed, prefix=prefix, temperature=t.temperature)
     elif s.generator == "self_instruct":
-        prompts = gen.self_instruct(teacher, [_prompt_text(*i) for i in _read_inputs(cfg)], s.n, seed=cfg.seed)
+        prompts = gen.self_instruct(teacher, [_prompt_text(*i) for i in _read_inputs(cfg)], s.n, seed=cfg.seed,
+                                    temperature=t.temperature)
     elif s.generator == "evol_instruct":
         prompts = gen.evol_instruct(teacher, [_prompt_text(*i) for i in _read_inputs(cfg)][: s.n], seed=cfg.seed,
-                                    rounds=s.evol_rounds, operations=s.evol_operations)
+                                    rounds=s.evol_rounds, operations=s.evol_operations, temperature=t.temperature)
     else:  # distill
-        prompts = [_prompt_text(*i) for i in _read_inputs(cfg)][: s.n]
-    return gen.distill(teacher, prompts, generator=s.generator, **answer)
+        items = _read_inputs(cfg)
+        prompts = [_prompt_text(*i) for i in items][: s.n]
+        wheres = [where for where, _ in items][: s.n]
+    return gen.distill(teacher, prompts, generator=s.generator, wheres=wheres, **answer)
+
+
+def check_output_dir(out: Path, cfg: KosovConfig) -> None:
+    """Refuse a folder that swapping the new dataset in would wrongly replace: a training or eval run, a folder of
+    other files, a dataset without overwrite=true, or one holding this job's inputs or the current folder. A folder
+    holding only an earlier job's teacher_cache is fine (the cache carries over)."""
+    if out.exists() and not out.is_dir():
+        raise KosovError(f"output_dir {out} is a file", fix="choose a folder for the dataset")
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".")} if out.is_dir() else set()
+    if names & set(RUN_ONLY_MARKERS) or ("config.yaml" in names and "DATACARD.md" not in names):
+        raise KosovError(f"{out} holds a kosov training or eval run, not a dataset",
+                         fix="write the dataset to another output_dir (even overwrite=true does not replace a run)")
+    if names & set(DATASET_MARKERS):
+        if not cfg.overwrite:
+            raise KosovError(f"{out} already holds a dataset", fix="pass overwrite=true or choose another output_dir")
+    elif names - {CACHE}:
+        shown = ", ".join(sorted(names - {CACHE})[:5])
+        raise KosovError(f"{out} holds files that are not a kosov dataset ({shown})",
+                         fix="choose a new or empty output_dir: the dataset replaces the whole folder")
+    kept = {"the current folder": Path.cwd()}
+    kept.update({f"the synth input {p}": resolve_path(p) for p in [*cfg.synth.inputs, *cfg.synth.decontaminate_with]})
+    check_not_holding(out, kept)
 
 
 def _write(rows: list[dict], out: Path, name: str) -> int:
@@ -153,53 +223,86 @@ def _write(rows: list[dict], out: Path, name: str) -> int:
     import pyarrow.parquet as pq
 
     write_jsonl(rows, out / f"{name}.jsonl")
-    tmp = out / f".{name}.parquet.tmp"
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    tmp.replace(out / f"{name}.parquet")
+    pq.write_table(pa.Table.from_pylist(rows), out / f"{name}.parquet")
     return len(rows)
+
+
+def _teacher_report(teacher: Any) -> list[dict]:
+    """A data-card line for the requests the teacher refused (HTTP 400/413/422), when there were any."""
+    refused = list(getattr(teacher, "refused", []))
+    if not refused:
+        return []
+    examples = [f"{where}: {message}" if where else message for where, message in refused[:3]]
+    asked = getattr(teacher, "asked", len(refused))
+    return [{"gate": "teacher", "in": asked, "out": asked - len(refused), "removed": {"teacher refused": len(refused)},
+             "changed": {}, "examples": {"teacher refused": examples}}]
 
 
 def synth(cfg: KosovConfig) -> SynthResult:
     """Generate, gate and write one dataset with its card. User errors raise KosovError."""
     from data_tools.gates import build_gates, run_gates
+    from data_tools.teachers import TeacherError
 
-    out = Path(cfg.output_dir or default_output_dir(cfg.name))
-    if any((out / m).exists() for m in OUTPUT_MARKERS) and not cfg.overwrite:
-        raise KosovError(f"{out} already holds a dataset", fix="pass overwrite=true or choose another output_dir")
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.output_dir or default_output_dir(cfg.name)).expanduser().absolute()
+    check_output_dir(out, cfg)
     spec = dict(cfg.synth.gates)
     if cfg.synth.decontaminate_with:
         spec["decontaminate"] = {**spec.get("decontaminate", {}),
                                  "eval_files": [str(resolve_path(p)) for p in cfg.synth.decontaminate_with]}
+    if "judge" in spec and cfg.synth.teacher.backend == "none":
+        raise KosovError("synth.gates.judge needs a teacher to score rows", fix="set synth.teacher.backend")
+    # One teacher for generation and the judge: an in-process model is loaded once.
+    teacher = build_teacher(cfg, out) if cfg.synth.generator != "math" or "judge" in spec else None
     judge = None
     if "judge" in spec:  # the LLM judge scores rows through the same teacher interface
         from data_tools.gates.judge import teacher_score_fn
 
-        if cfg.synth.teacher.backend == "none":
-            raise KosovError("synth.gates.judge needs a teacher to score rows", fix="set synth.teacher.backend")
-        judge = teacher_score_fn(build_teacher(cfg, out), seed=cfg.seed)
+        judge = teacher_score_fn(teacher, seed=cfg.seed)
     try:
         gates = build_gates(spec, judge=judge)
     except ValueError as e:
         raise KosovError(f"synth.gates: {e}") from None
-    rows = generate_rows(cfg, out)
-    if not rows:
-        raise KosovError(f"the {cfg.synth.generator} generator wrote no usable rows",
-                         fix="the teacher's outputs were cut at max_new_tokens or were not Korean: raise "
-                             "synth.teacher.max_new_tokens, or use a stronger teacher model")
-    log.info("%s wrote %d rows; quality gates: %s", cfg.synth.generator, len(rows), list(spec) or "none")
-    kept, report = run_gates(rows, gates)
-    splits = {"train": kept}
+    try:
+        rows = generate_rows(cfg, teacher)
+        teacher_report = _teacher_report(teacher)  # before the judge asks the same teacher
+        if not rows:
+            refused = "".join(f"; the teacher refused {r['removed']['teacher refused']} requests, the first: "
+                              f"{r['examples']['teacher refused'][0]}" for r in teacher_report)
+            raise KosovError(f"the {cfg.synth.generator} generator wrote no usable rows{refused}",
+                             fix="the teacher's outputs were refused, cut at max_new_tokens or not Korean: see the "
+                                 "log; raise synth.teacher.max_new_tokens, or use a stronger teacher model")
+        log.info("%s wrote %d rows; quality gates: %s", cfg.synth.generator, len(rows), list(spec) or "none")
+        kept, report = run_gates(rows, gates)
+    except TeacherError as e:  # the endpoint, the key or the model name is wrong for every request
+        raise KosovError(e.what, where=e.where, fix=e.fix) from None
+    report = teacher_report + report
+    name = cfg.synth.split or "train"
+    splits = {name: kept}
     if cfg.synth.generator == "math" and cfg.synth.split is None:  # keep the held-out split apart
         splits = {name: [r for r in kept if r["meta"]["split"] == name] for name in ("train", "test")}
-    files = {f"{name}.jsonl": _write(part, out, name) for name, part in splits.items() if part}
-    if not files:
+    if not any(splits.values()):
         raise KosovError("every row was removed by the quality gates", fix=f"see the gate report: {report}")
-    settings = {"generator": cfg.synth.generator, "seed": cfg.seed, **redact(asdict(cfg.synth))}
-    card = datacard_markdown(cfg.name, kept, report, settings, histograms(kept, out))
-    write_atomic(out / "DATACARD.md", card)
-    write_atomic(out / "config.yaml", yaml.safe_dump(redact(to_dict(cfg)), allow_unicode=True, sort_keys=False))
-    write_json(out / "provenance.json", provenance(seed=cfg.seed, data={"written": files, "gates": report},
-                                                   model={"teacher": cfg.synth.teacher.backend}))
+    staging = out.with_name(f".{out.name}.staging-{uuid.uuid4().hex[:8]}")
+    staging.mkdir(parents=True)
+    cache, moved = out / CACHE, staging / CACHE
+    try:
+        files = {f"{name}.jsonl": _write(part, staging, name) for name, part in splits.items() if part}
+        settings = {"generator": cfg.synth.generator, "seed": cfg.seed, **redact(asdict(cfg.synth))}
+        card = datacard_markdown(cfg.name, kept, report, settings, histograms(kept, staging))
+        write_atomic(staging / "DATACARD.md", card)
+        write_atomic(staging / "config.yaml",
+                     yaml.safe_dump(redact(to_dict(cfg)), allow_unicode=True, sort_keys=False))
+        write_json(staging / "provenance.json", provenance(seed=cfg.seed, data={"written": files, "gates": report},
+                                                           model={"teacher": cfg.synth.teacher.backend}))
+        if cache.is_dir():  # the HTTP teacher's cache goes with the dataset: a rerun pays for nothing twice
+            cache.rename(moved)
+        if out.is_dir() and any(out.iterdir()):
+            log.warning("replacing the dataset in %s", out)
+        swap_into_place(staging, out)
+    except BaseException:
+        if moved.is_dir() and not cache.exists():
+            moved.rename(cache)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     log.info("dataset in %s: %s", out, files)
     return SynthResult(out_dir=out, files=files, gate_report=report)

@@ -35,6 +35,10 @@ EVOLVE = {
     "broaden": ("다음 한국어 요청과 같은 분야이지만 더 드물고 새로운 요청을 하나 만드세요. 길이와 난이도는 비슷하게 하고, "
                 "새 요청 문장만 쓰세요.\n\n요청: {instruction}"),
 }
+# Each generator's sampling temperature when the recipe leaves synth.teacher.temperature null: new tasks want
+# variety, a translation wants fidelity.
+DEFAULT_TEMPERATURE = {"distill": 0.7, "self_instruct": 1.0, "evol_instruct": 0.7, "magpie": 1.0, "translate": 0.2}
+
 TRANSLATE = ("다음 영어 텍스트를 자연스러운 한국어로 옮기세요. 코드, 수식, 숫자, 고유명사 표기는 그대로 두고, "
              "설명 없이 번역문만 쓰세요.\n\n{text}")
 
@@ -49,6 +53,10 @@ def _meta(source: str, generator: str, teacher: Teacher, license_: str, seed: in
             "teacher_model": teacher.name, "license": license_, "seed": seed, **extra}
 
 
+def _temperature(generator: str, temperature: float | None) -> float:
+    return DEFAULT_TEMPERATURE[generator] if temperature is None else temperature
+
+
 def _usable(text: str, min_share: float = 0.5) -> bool:
     """A Korean instruction worth answering: some length, mostly Hangul, no template leftovers."""
     return 5 <= len(text) <= 1000 and hangul_share(text) >= min_share and "{" not in text and "요청:" not in text
@@ -56,16 +64,20 @@ def _usable(text: str, min_share: float = 0.5) -> bool:
 
 def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinking: bool, source: str,
             license_: str, generator: str = "distill", max_new_tokens: int = 1024, thinking: bool = False,
-            system: str | None = None) -> list[dict]:
-    """Answer each prompt: SFT rows (question, the teacher's answer; its thinking kept or stripped)."""
+            system: str | None = None, temperature: float | None = None,
+            wheres: Sequence[str] | None = None) -> list[dict]:
+    """Answer each prompt: SFT rows (question, the teacher's answer; its thinking kept or stripped). `wheres`
+    (file:line of each prompt) names the input of a request the teacher refuses."""
     head = [{"role": "system", "content": system}] if system else []
     requests = [GenerationRequest(head + [{"role": "user", "content": p}], max_new_tokens=max_new_tokens,
-                                  seed=seed + i, chat_template_kwargs={"enable_thinking": thinking})
+                                  temperature=_temperature("distill", temperature), seed=seed + i,
+                                  chat_template_kwargs={"enable_thinking": thinking},
+                                  where=wheres[i] if wheres else None)
                 for i, p in enumerate(prompts)]
     rows = []
     for i, (prompt, out) in enumerate(zip(prompts, teacher.generate(requests), strict=True)):
         if out.finish_reason != "stop" or not out.text.strip():
-            continue  # a cut-off or empty answer teaches the wrong thing
+            continue  # a refused, cut-off or empty answer teaches the wrong thing
         answer = {"role": "assistant", "content": nfc(out.text.strip())}
         if keep_thinking and out.reasoning:
             answer["reasoning_content"] = nfc(out.reasoning)
@@ -75,7 +87,7 @@ def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinkin
 
 
 def self_instruct(teacher: Teacher, seed_tasks: Sequence[str], n: int, *, seed: int, per_request: int = 5,
-                  examples: int = 4, max_rounds: int = 20) -> list[str]:
+                  examples: int = 4, max_rounds: int = 20, temperature: float | None = None) -> list[str]:
     """Up to `n` new Korean instructions, none repeating a seed task or each other."""
     rng, seen = random.Random(seed), {nfc(t) for t in seed_tasks}
     found: list[str] = []
@@ -88,7 +100,8 @@ def self_instruct(teacher: Teacher, seed_tasks: Sequence[str], n: int, *, seed: 
             shown = rng.sample(list(seed_tasks), min(examples, len(seed_tasks)))
             listed = "\n".join(f"{j + 1}. {t}" for j, t in enumerate(shown))
             requests.append(GenerationRequest([{"role": "user", "content": SELF_INSTRUCT.format(
-                examples=listed, k=per_request)}], temperature=1.0, seed=seed * 1000 + round_ * 100 + i,
+                examples=listed, k=per_request)}], temperature=_temperature("self_instruct", temperature),
+                seed=seed * 1000 + round_ * 100 + i,
                 chat_template_kwargs={"enable_thinking": False}))
         for out in teacher.generate(requests):
             for item in parse_numbered(out.text):
@@ -99,13 +112,14 @@ def self_instruct(teacher: Teacher, seed_tasks: Sequence[str], n: int, *, seed: 
 
 
 def evol_instruct(teacher: Teacher, instructions: Sequence[str], *, seed: int, rounds: int = 1,
-                  operations: Sequence[str] = ("deepen", "broaden")) -> list[str]:
+                  operations: Sequence[str] = ("deepen", "broaden"), temperature: float | None = None) -> list[str]:
     """Each instruction evolved `rounds` times by a randomly chosen operation; failed evolutions are dropped."""
     rng, current = random.Random(seed), list(instructions)
     for round_ in range(rounds):
         ops = [rng.choice(list(operations)) for _ in current]
         requests = [GenerationRequest([{"role": "user", "content": EVOLVE[op].format(instruction=text)}],
                                       seed=seed * 1000 + round_ * 100_000 + i,
+                                      temperature=_temperature("evol_instruct", temperature),
                                       chat_template_kwargs={"enable_thinking": False})
                     for i, (op, text) in enumerate(zip(ops, current, strict=True))]
         evolved = [nfc(out.text.strip()) for out in teacher.generate(requests)]
@@ -121,11 +135,12 @@ def magpie_prefix(tokenizer: Any, system: str | None = None) -> str:
     return text.split(marker)[0]
 
 
-def magpie(teacher: Teacher, n: int, *, seed: int, prefix: str, max_new_tokens: int = 256) -> list[str]:
+def magpie(teacher: Teacher, n: int, *, seed: int, prefix: str, max_new_tokens: int = 256,
+           temperature: float | None = None) -> list[str]:
     """Up to `n` distinct Korean user requests a chat model writes when given only the start of a user turn
     (`prefix`, from magpie_prefix): the model's own idea of what users ask, in its own chat format."""
-    requests = [GenerationRequest([], prompt_text=prefix, temperature=1.0, top_p=1.0, seed=seed + i,
-                                  max_new_tokens=max_new_tokens) for i in range(n)]
+    requests = [GenerationRequest([], prompt_text=prefix, temperature=_temperature("magpie", temperature), top_p=1.0,
+                                  seed=seed + i, max_new_tokens=max_new_tokens) for i in range(n)]
     seen: set[str] = set()
     found = []
     for out in teacher.generate(requests):
@@ -136,13 +151,16 @@ def magpie(teacher: Teacher, n: int, *, seed: int, prefix: str, max_new_tokens: 
     return found
 
 
-def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str, license_: str) -> list[dict]:
-    """English chat rows rewritten in Korean, turn by turn; a row with any failed turn is dropped."""
+def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str, license_: str,
+              temperature: float | None = None, wheres: Sequence[str] | None = None) -> list[dict]:
+    """English chat rows rewritten in Korean, turn by turn; a row with any failed turn is dropped. `wheres`
+    (file:line of each row) names the input of a request the teacher refuses."""
     turns = [(i, j, m) for i, row in enumerate(rows) for j, m in enumerate(row["messages"])]
     requests = [GenerationRequest([{"role": "user", "content": TRANSLATE.format(text=m["content"])}],
-                                  temperature=0.2, seed=seed + k, max_new_tokens=2048,
-                                  chat_template_kwargs={"enable_thinking": False})
-                for k, (_, _, m) in enumerate(turns)]
+                                  temperature=_temperature("translate", temperature), seed=seed + k,
+                                  max_new_tokens=2048, chat_template_kwargs={"enable_thinking": False},
+                                  where=wheres[i] if wheres else None)
+                for k, (i, _, m) in enumerate(turns)]
     outs = teacher.generate(requests)
     translated: dict[int, list[dict]] = {i: [dict(m) for m in row["messages"]] for i, row in enumerate(rows)}
     failed = set()

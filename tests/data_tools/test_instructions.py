@@ -104,3 +104,25 @@ def test_the_judge_gate_scores_rows_through_a_teacher():
     assert parse_score("10점입니다") == 1.0 and parse_score("점수 없음") is None and parse_score("123") is None
     # the scale a Korean reply names is not its score
     assert [parse_score(t) for t in ("10점 만점에 3점", "1~10점 중 8점", "8/10", "점수: 7")] == [0.3, 0.8, 0.8, 0.7]
+
+
+def test_the_recipes_temperature_reaches_every_generators_requests():
+    """synth.teacher.temperature, when set, is what every generator samples at; null keeps each one's own."""
+    rows = [{"messages": [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi."}]}]
+    runs = {
+        "distill": lambda t, temp: gen.distill(t, ["도와주실 수 있나요?"], seed=0, keep_thinking=False, source="t",
+                                               license_="x", temperature=temp),
+        "self_instruct": lambda t, temp: gen.self_instruct(t, ["김치찌개 끓이는 법을 알려 주세요."], 3, seed=0,
+                                                           temperature=temp),
+        "evol_instruct": lambda t, temp: gen.evol_instruct(t, ["한국의 사계절을 설명해 주세요."], seed=0,
+                                                           temperature=temp),
+        "magpie": lambda t, temp: gen.magpie(t, 2, seed=0, prefix="<|im_start|>user\n", temperature=temp),
+        "translate": lambda t, temp: gen.translate(t, rows, seed=0, source="t", license_="x", temperature=temp),
+    }
+    for name, run in runs.items():
+        chosen, default = ScriptedTeacher(), ScriptedTeacher()
+        run(chosen, 0.0)
+        run(default, None)
+        assert {r.temperature for r in chosen.requests} == {0.0}, name
+        assert {r.temperature for r in default.requests} == {gen.DEFAULT_TEMPERATURE[name]}, name
+    assert gen.DEFAULT_TEMPERATURE["translate"] == 0.2 and gen.DEFAULT_TEMPERATURE["self_instruct"] == 1.0

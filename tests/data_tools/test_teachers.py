@@ -124,6 +124,43 @@ def test_the_think_block_is_split_off_as_reasoning():
     assert split_reasoning("36입니다.") == (None, "36입니다.")
 
 
+def base_like(model, tokenizer):
+    """tiny-ko as a base checkpoint (eos <|endoftext|>, as Qwen3-*-Base ships) fine-tuned to close its turns with
+    <|im_end|>: its head prefers <|im_end|>, which is no longer its eos."""
+    import copy
+
+    import torch
+
+    model, tokenizer = copy.deepcopy(model), copy.deepcopy(tokenizer)
+    tokenizer.eos_token = "<|endoftext|>"
+    im_end, eot = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(model.get_input_embeddings().weight)
+        head.weight[im_end] *= 30
+    model.lm_head, model.config.tie_word_embeddings = head, False
+    model.config.eos_token_id = model.generation_config.eos_token_id = eot
+    return model, tokenizer, im_end
+
+
+def test_a_base_checkpoint_stops_at_the_end_of_its_turn_not_only_at_its_eos(tiny):
+    """What `kosov serve` builds (no stop ids given): the token the chat template closes a turn with still ends
+    the answer, instead of generating past it to max_new_tokens."""
+    model, tokenizer, im_end = base_like(*tiny)
+    request = requests(1, max_new_tokens=40, temperature=0.0)[0]
+    enc = tokenizer(TransformersTeacher(model, tokenizer, "x").render(request), return_tensors="pt",
+                    add_special_tokens=False)
+    raw = model.generate(**enc, do_sample=False, max_new_tokens=40, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.eos_token_id)[0, enc["input_ids"].shape[1]:].tolist()
+    assert im_end in raw[:20]  # the model ends its turn early; its eos alone would not stop it
+    for teacher in (TransformersTeacher(model, tokenizer, "base-like"),
+                    TransformersTeacher(model, tokenizer, "base-like", stop_token_ids=[im_end])):
+        assert im_end in teacher.eos_ids
+        [g] = teacher.generate([request], progress=False)
+        assert g.finish_reason == "stop" and g.usage["completion_tokens"] == raw.index(im_end) + 1
+        assert g.text == tokenizer.decode(raw[: raw.index(im_end)], skip_special_tokens=True)
+
+
 def test_the_vllm_teacher_refuses_clearly_without_a_gpu():
     with pytest.raises(TeacherError) as e:
         VLLMTeacher("Qwen/Qwen3-8B")
@@ -206,7 +243,21 @@ def test_a_crashed_job_reruns_only_the_rows_it_lacks(tmp_path, teacher):
     assert texts(rerun) == texts(teacher.generate(batch, progress=False))  # as if it had never crashed
 
 
-class FaultProxy:
+class LocalHTTP:
+    """A local HTTP server on a free port, in a thread: `url` is its /v1 base."""
+
+    def serve(self, handler: type) -> None:
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.http.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/v1"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.http.shutdown()
+        self.http.server_close()
+
+
+class FaultProxy(LocalHTTP):
     """A local HTTP proxy in front of the real server that first answers with the given faults
     ((status, retry_after) pairs), or holds each request for `delay_s` before forwarding it."""
 
@@ -239,14 +290,7 @@ class FaultProxy:
                 except (OSError, httpx.HTTPError):  # the client gave up waiting, or the test is over
                     pass
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/v1"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.http.shutdown()
-        self.http.server_close()
+        self.serve(Handler)
 
 
 def test_503_and_429_are_retried_with_exponential_backoff_and_retry_after(server, teacher):
@@ -288,11 +332,11 @@ def test_a_timeout_is_retried_then_raises_a_clear_error(server):
 
 def test_other_4xx_fail_at_once_with_the_servers_message(server):
     before = stats(server)["requests"]
-    bad = GenerationRequest([{"role": "bot", "content": "안녕"}], seed=0)
-    with pytest.raises(TeacherError, match=r"answered 400: messages\[0\]\.role='bot' is not allowed"):
-        HTTPTeacher(server, "tiny-ko", backoff_s=0.01).generate([bad], progress=False)
     with pytest.raises(TeacherError, match="answered 404: the model 'gpt-x' does not exist"):
         HTTPTeacher(server, "gpt-x", backoff_s=0.01).generate(requests(1), progress=False)
+    bad = GenerationRequest([{"role": "bot", "content": "안녕"}], seed=0)  # 400: this request only, not the job
+    [refused] = HTTPTeacher(server, "tiny-ko", backoff_s=0.01).generate([bad], progress=False)
+    assert refused.finish_reason == "error" and "messages[0].role='bot' is not allowed" in refused.error
     assert stats(server)["requests"] - before == 2  # one request each: no retries
 
 
@@ -305,9 +349,12 @@ def test_a_base_url_without_scheme_or_v1_is_named_as_the_problem(server, monkeyp
     with pytest.raises(TeacherError, match="answered 404") as e:
         HTTPTeacher(root, "tiny-ko", backoff_s=0.01).generate(requests(1), progress=False)
     assert f"{root}/v1" in e.value.fix
-    bad = GenerationRequest([{"role": "bot", "content": "안녕"}], seed=0)
-    with pytest.raises(TeacherError) as e:
-        HTTPTeacher(server, "tiny-ko").generate([bad], progress=False)
+    proxy = FaultProxy(server, faults=[(403, None)])
+    try:
+        with pytest.raises(TeacherError, match="answered 403") as e:
+            HTTPTeacher(proxy.url, "tiny-ko").generate(requests(1), progress=False)
+    finally:
+        proxy.close()
     assert "$OPENAI_API_KEY is not set" in e.value.fix and "$None" not in e.value.fix
 
 
@@ -329,3 +376,95 @@ def test_the_api_key_is_sent_but_never_written_to_the_cache_or_the_log(tmp_path,
     assert secret not in caplog.text
     record = json.loads(files[0].read_text())
     assert set(record) == {"model", "request", "generation", "created"} and record["model"] == "tiny-ko"
+
+
+class StrictOpenAI(LocalHTTP):
+    """A local stand-in for a hosted OpenAI API: like api.openai.com it refuses request arguments it does not know
+    (400 "Unrecognized request argument supplied"), answers 400 for a prompt over its context (a user turn with
+    LONG), 401 without the right key; every request body is kept in `bodies`. refuse_unknown=False: like vLLM,
+    it ignores arguments it does not know."""
+
+    KNOWN = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "seed", "stop",
+             "stream", "presence_penalty", "frequency_penalty", "logit_bias", "user", "response_format"}
+
+    def __init__(self, key: str | None = None, refuse_unknown: bool = True):
+        self.bodies: list[dict] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def answer(self, status: int, data: dict) -> None:
+                raw = json.dumps(data, ensure_ascii=False).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                fake.bodies.append(body)
+                unknown = sorted(set(body) - StrictOpenAI.KNOWN)
+                text = body["messages"][-1]["content"]
+                if key and self.headers.get("authorization") != f"Bearer {key}":
+                    return self.answer(401, {"error": {"message": "Incorrect API key provided"}})
+                if unknown and refuse_unknown:
+                    return self.answer(400, {"error": {"message": f"Unrecognized request argument supplied: "
+                                                                  f"{unknown[0]}", "type": "invalid_request_error"}})
+                if "LONG" in text:
+                    return self.answer(400, {"error": {"message": "This model's maximum context length is 4096 "
+                                                                  "tokens. However, you requested 9000 tokens."}})
+                return self.answer(200, {"choices": [{"message": {"role": "assistant", "content":
+                                                                  f"좋은 질문입니다. {text[:12]}에 답하면 이렇습니다."},
+                                                      "finish_reason": "stop"}],
+                                         "usage": {"prompt_tokens": 10, "completion_tokens": 10}})
+
+        self.serve(Handler)
+
+
+@pytest.fixture
+def strict():
+    fake = StrictOpenAI()
+    yield fake
+    fake.close()
+
+
+def test_a_hosted_api_that_refuses_chat_template_kwargs_is_asked_again_without_it(strict, caplog):
+    batch = requests(3, chat_template_kwargs={"enable_thinking": False})
+    teacher = HTTPTeacher(strict.url, "gpt-x", concurrency=1, max_retries=0)
+    with caplog.at_level("WARNING"):
+        first = teacher.generate(batch, progress=False)
+        again = teacher.generate(requests(2, seed0=10, chat_template_kwargs={"enable_thinking": False}),
+                                 progress=False)
+    assert [g.finish_reason for g in first + again] == ["stop"] * 5 and all("좋은 질문" in g.text for g in first)
+    assert ["chat_template_kwargs" in b for b in strict.bodies] == [True] + [False] * 5  # one refusal, then never
+    assert caplog.text.count("does not take chat_template_kwargs") == 1
+
+
+def test_a_request_the_endpoint_refuses_is_a_failed_generation_not_a_failed_job(strict, tmp_path, caplog):
+    batch = requests(4)
+    batch[2].messages[-1]["content"] = "LONG " * 20
+    batch[2].where = "prompts.jsonl:3"
+    teacher = HTTPTeacher(strict.url, "gpt-x", cache_dir=tmp_path)
+    with caplog.at_level("WARNING"):
+        out = teacher.generate(batch, progress=False)
+    assert [g.finish_reason for g in out] == ["stop", "stop", "error", "stop"]
+    assert out[2].text == "" and "maximum context length" in out[2].error
+    assert len(teacher.refused) == 1 and teacher.refused[0][0] == "prompts.jsonl:3"
+    assert "prompts.jsonl:3" in caplog.text and "maximum context length" in caplog.text
+    assert len(cache_files(tmp_path)) == 3  # the refusal is not cached: a rerun (say with a longer context) asks it
+    sent = len(strict.bodies)
+    HTTPTeacher(strict.url, "gpt-x", cache_dir=tmp_path).generate(batch, progress=False)
+    assert len(strict.bodies) - sent == 1
+
+
+def test_a_wrong_api_key_still_stops_the_job():
+    fake = StrictOpenAI(key="sk-right")
+    try:
+        with pytest.raises(TeacherError, match="answered 401: Incorrect API key") as e:
+            HTTPTeacher(fake.url, "gpt-x", api_key_env="NO_SUCH_VARIABLE").generate(requests(3), progress=False)
+    finally:
+        fake.close()
+    assert "API key" in e.value.fix

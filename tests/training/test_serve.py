@@ -1,23 +1,33 @@
 """`kosov serve` on tiny-ko over real HTTP: the OpenAI schema, sampling settings, stop strings, thinking kwargs,
-an adapter, micro-batching, the API key, and a clear OpenAI-style error for every bad request."""
+an adapter (with the chat template its run trained with), micro-batching, the API key, shutdown with requests
+queued, and a clear OpenAI-style error for every bad request."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+import logging
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import unicodedata
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from data_tools.teachers import Generation, GenerationRequest
+from tests.helpers import quick
 from training.config import KosovConfig
 from training.errors import KosovError
 from training.models import load_base_model, load_tokenizer, model_source
-from training.serve import ServeConfig, start_in_thread
+from training.recipes import compose
+from training.serve import Engine, ServeConfig, create_app, load_teacher, start_in_thread
+from training.tiny_ko import TEMPLATE_PATH
 
 USER = [{"role": "system", "content": "당신은 친절한 한국어 도우미입니다."},
         {"role": "user", "content": "경복궁은 언제 지어졌나요?"}]
@@ -79,6 +89,20 @@ def test_stop_strings_cut_the_answer(server):
     assert cut["message"]["content"] == full[: full.index(stop)]
 
 
+def test_an_nfd_stop_string_and_nfd_messages_match_the_nfc_text(server):
+    """Korean typed or pasted on macOS arrives decomposed (NFD: 한 as three jamo); the model writes NFC."""
+    full = answer(server, max_tokens=40, seed=2)["choices"][0]["message"]["content"]
+    stop = next(full[i : i + 2] for i in range(len(full) - 1) if all("가" <= c <= "힣" for c in full[i : i + 2]))
+    nfd = unicodedata.normalize("NFD", stop)
+    assert nfd != stop
+    cut = answer(server, max_tokens=40, seed=2, stop=[nfd])["choices"][0]
+    assert cut["message"]["content"] == full[: full.index(stop)] and cut["finish_reason"] == "stop"
+    decomposed = [{**m, "content": unicodedata.normalize("NFD", m["content"])} for m in USER]
+    same = answer(server, max_tokens=40, seed=2, messages=decomposed)
+    assert same["choices"][0]["message"]["content"] == full
+    assert same["usage"]["prompt_tokens"] == answer(server, max_tokens=1)["usage"]["prompt_tokens"]
+
+
 def test_chat_template_kwargs_switch_thinking_off_in_the_prompt(server, tokenizer):
     plain = answer(server, max_tokens=2, seed=0)["usage"]["prompt_tokens"]
     off = answer(server, max_tokens=2, seed=0, chat_template_kwargs={"enable_thinking": False})["usage"]
@@ -93,6 +117,10 @@ BAD = {
     "stream": ({"stream": True}, 400, "stream=true is not supported"),
     "n": ({"n": 3}, 400, "n=3 is not supported"),
     "unknown parameter": ({"logprobs": True}, 400, "unsupported parameters ['logprobs']"),
+    "json mode": ({"response_format": {"type": "json_object"}}, 400,
+                  "response_format is accepted only as {\"type\": \"text\"}"),
+    "top logprobs": ({"top_logprobs": 2}, 400, "unsupported parameters ['top_logprobs']"),
+    "tools": ({"tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "unsupported parameters ['tools']"),
     "bad temperature": ({"temperature": -1}, 400, "temperature"),
     "image content": ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, 400,
                       "only text content"),
@@ -117,9 +145,11 @@ def test_bad_requests_get_an_openai_style_error(server, case):
 def test_nulls_and_neutral_openai_parameters_are_accepted(server):
     """Clients that send every field (None for unset) or OpenAI's neutral values get an answer, not a 400."""
     body = answer(server, max_tokens=4, temperature=None, top_p=None, n=None, stream=None, seed=None,
-                  presence_penalty=0, frequency_penalty=0.0, logprobs=False)
+                  presence_penalty=0, frequency_penalty=0.0, logprobs=False, chat_template_kwargs=None,
+                  response_format={"type": "text"}, logit_bias={}, tools=[], top_logprobs=0)
     assert body["choices"][0]["finish_reason"] in ("length", "stop")
     assert chat(server, presence_penalty=0.5).status_code == 400  # a value that would change the output
+    assert chat(server, presence_penalty=False).status_code == 400  # a bool is not the number 0
 
 
 def test_one_failing_request_does_not_fail_the_requests_batched_with_it(monkeypatch):
@@ -182,6 +212,17 @@ def test_a_body_that_is_not_json_gets_a_400(server):
     response = httpx.post(f"{server}/chat/completions", content=b"{not json",
                           headers={"content-type": "application/json"})
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
+
+
+def test_a_body_that_is_not_utf8_and_an_unknown_path_get_openai_style_errors(server):
+    broken = b'{"messages": [{"role": "user", "content": "\xed\x95"}]}'  # half of a Hangul syllable
+    response = httpx.post(f"{server}/chat/completions", content=broken, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "not valid JSON" in error["message"] and "utf-8" in error["message"]
+    assert error["type"] == "invalid_request_error"
+    missing = httpx.get(f"{server}/completions")
+    assert missing.status_code in (404, 405) and "message" in missing.json()["error"]
 
 
 def test_micro_batching_serves_the_same_seeded_answers(server):
@@ -281,3 +322,133 @@ def test_serve_blocks_until_ctrl_c_then_exits_cleanly():
         assert process.wait(timeout=30) == 0
     finally:
         process.kill()
+
+
+class GatedTeacher:
+    """A teacher whose generate() blocks until released: a long generation the queue waits behind."""
+
+    def __init__(self):
+        self.started, self.release, self.generated = threading.Event(), threading.Event(), []
+
+    def generate(self, requests, *, progress=True):
+        self.started.set()
+        assert self.release.wait(60)
+        self.generated += [r.messages[-1]["content"] for r in requests]
+        return [Generation(r.messages[-1]["content"], None, "stop") for r in requests]
+
+
+def ask(text: str) -> GenerationRequest:
+    return GenerationRequest([{"role": "user", "content": text}], max_new_tokens=2)
+
+
+def test_closing_the_engine_cancels_the_queued_requests_instead_of_generating_them():
+    """Ctrl-C with requests queued behind a long generation: they are cancelled at once, never generated; close()
+    returns when the generation under way ends."""
+    teacher = GatedTeacher()
+    engine = Engine(teacher, max_batch=1)
+    first = engine.submit(ask("먼저"))
+    assert teacher.started.wait(30)
+    queued = [engine.submit(ask(f"{i}번")) for i in range(4)]
+    closing = threading.Thread(target=engine.close)
+    closing.start()
+    try:
+        for future in queued:
+            with pytest.raises(CancelledError):
+                future.result(timeout=20)
+    finally:
+        teacher.release.set()
+    closing.join(20)
+    assert not closing.is_alive() and first.result(timeout=20).text == "먼저"
+    assert teacher.generated == ["먼저"]
+    assert engine.submit(ask("늦게")).cancelled()  # after close: refused, not queued forever
+
+
+def test_a_cancelled_request_handler_cancels_its_queued_request():
+    """uvicorn cancels the handlers of requests still waiting when the server is forced down (a second Ctrl-C):
+    their requests must not be generated afterwards."""
+    teacher = load_teacher(KosovConfig(), ServeConfig())
+    gate = GatedTeacher()
+    teacher.generate = gate.generate
+    engine = Engine(teacher, max_batch=1)
+    app = create_app(teacher, engine, ServeConfig())
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kosov", timeout=60) as client:
+            def post(text):
+                body = {"messages": [{"role": "user", "content": text}], "max_tokens": 2}
+                return asyncio.create_task(client.post("/v1/chat/completions", json=body))
+
+            first = post("먼저")
+            deadline = time.monotonic() + 30
+            while not gate.started.is_set():
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            waiting = [post(f"{i}번") for i in range(3)]
+            while engine.queue.qsize() < 3:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+            gate.release.set()
+            return (await first).status_code
+
+    try:
+        assert asyncio.run(scenario()) == 200
+    finally:
+        gate.release.set()
+        engine.close()
+    assert gate.generated == ["먼저"]
+
+
+CUSTOM_SYSTEM = "당신은 한국어로만 답하는 도우미입니다."
+
+
+@pytest.fixture(scope="module")
+def custom_template_run(tmp_path_factory):
+    """A smoke-sft run trained with its own chat template: a default system turn the base template lacks."""
+    from training.train import train
+
+    folder = tmp_path_factory.mktemp("custom-template")
+    template = folder / "custom.jinja"
+    default_system = ("{%- if messages[0].role != 'system' %}{{- '<|im_start|>system\\n" + CUSTOM_SYSTEM
+                      + "<|im_end|>\\n' }}{%- endif %}\n")
+    template.write_text(default_system + TEMPLATE_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    run = folder / "run"
+    train(compose(quick(f"output_dir={run}", f"model.chat_template={template}")))
+    return run, template
+
+
+def test_an_adapter_is_served_with_the_chat_template_its_run_trained_with(custom_template_run):
+    run, template = custom_template_run
+    question = [{"role": "user", "content": "경복궁은 언제 지어졌나요?"}]
+    tokenizer = load_tokenizer(dataclasses.replace(KosovConfig().model, chat_template=str(template)),
+                               model_source(KosovConfig().model)[0])
+    trained = tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
+    assert CUSTOM_SYSTEM in trained
+    url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, adapter=str(run)))  # the recipe sets no template
+    try:
+        served = answer(url, model=f"tiny-ko+{run}", messages=question, max_tokens=1)["usage"]["prompt_tokens"]
+    finally:
+        stop()
+    assert served == len(tokenizer(trained, add_special_tokens=False)["input_ids"])
+
+
+def test_a_recipe_template_other_than_the_runs_wins_with_a_warning(custom_template_run, tmp_path, caplog):
+    from training.serve import served_model_config
+
+    run, template = custom_template_run
+    mcfg = KosovConfig().model
+    with caplog.at_level(logging.WARNING, logger="training.serve"):
+        same = served_model_config(dataclasses.replace(mcfg, chat_template=str(template)), run / "adapter")
+    assert same.chat_template == str(template) and not caplog.records  # the same template: nothing to say
+    other = tmp_path / "other.jinja"
+    other.write_text(TEMPLATE_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="training.serve"):
+        chosen = served_model_config(dataclasses.replace(mcfg, chat_template=str(other)), run / "adapter")
+    assert chosen.chat_template == str(other)
+    assert str(template) in caplog.text and str(other) in caplog.text
+    # the recipe names no end of turn: the run's own closes an answer
+    assert served_model_config(dataclasses.replace(mcfg, end_of_turn_token=None), run / "adapter"
+                               ).end_of_turn_token == "<|im_end|>"

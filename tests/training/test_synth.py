@@ -130,3 +130,181 @@ def test_the_judge_gate_runs_on_the_recipes_teacher(tmp_path, monkeypatch):
     judge = next(r for r in report if r["gate"] == "judge")
     assert judge["in"] == 6 and judge["out"] == 6 - unscored  # min_score 0.1: only unscored rows go
     assert judge["removed"].get("no judge score", 0) == unscored
+
+
+def test_an_in_process_teacher_stops_where_the_recipe_ends_a_turn(tmp_path):
+    """A base checkpoint (eos <|endoftext|>) fine-tuned with model.end_of_turn_token=<|im_end|>: the teacher stops
+    at <|im_end|>, as training taught it, instead of writing past its turn to max_new_tokens."""
+    from data_tools.teachers import GenerationRequest
+    from tests.data_tools.test_teachers import base_like
+    from training.models import end_of_turn_id, load_base_model, load_tokenizer, model_source
+    from training.schema import KosovConfig
+    from training.synth import build_teacher
+
+    plain = KosovConfig()
+    source, _ = model_source(plain.model)
+    model, tokenizer, im_end = base_like(load_base_model(plain, source, "cpu"), load_tokenizer(plain.model, source))
+    model.save_pretrained(tmp_path / "base-like")
+    tokenizer.save_pretrained(tmp_path / "base-like")
+    cfg = compose(["experiment=synth-distill", f"model.name_or_path={tmp_path / 'base-like'}",
+                   "model.end_of_turn_token='<|im_end|>'", f"output_dir={tmp_path / 'out'}"])
+    teacher = build_teacher(cfg, tmp_path / "out")
+    assert end_of_turn_id(cfg.model, teacher.tokenizer) == im_end and im_end in teacher.eos_ids
+    [g] = teacher.generate([GenerationRequest([{"role": "user", "content": "안녕?"}], max_new_tokens=40,
+                                              temperature=0.0)], progress=False)
+    assert g.finish_reason == "stop" and g.usage["completion_tokens"] < 40
+
+
+# --- an HTTP teacher: a local stand-in for a hosted OpenAI API ------------------------------------------------
+
+HTTP = ["experiment=synth-self-instruct-http", "synth.generator=distill", "~synth.gates.exact_dedup",
+        "~synth.gates.near_dedup",
+        "synth.decontaminate_with=[]", "synth.teacher.model=gpt-x", "synth.teacher.max_retries=0",
+        "synth.teacher.concurrency=1"]
+PROMPTS = ["서울의 날씨는 어때요?", "김치찌개는 어떻게 끓여요?", "LONG " * 50, "세종대왕은 무엇을 만들었나요?"]
+
+
+@pytest.fixture(params=[True])
+def hosted(request, monkeypatch):
+    """Refuses request arguments it does not know (chat_template_kwargs; not with params=[False]), a prompt with
+    LONG (over its context) and any key but sk-test-key."""
+    from tests.data_tools.test_teachers import StrictOpenAI
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    fake = StrictOpenAI(key="sk-test-key", refuse_unknown=request.param)
+    yield fake
+    fake.close()
+
+
+lenient = pytest.mark.parametrize("hosted", [False], indirect=True, ids=["lenient"])
+
+
+def write_prompts(path, prompts=PROMPTS):
+    path.write_text("".join(json.dumps({"prompt": p}, ensure_ascii=False) + "\n" for p in prompts), encoding="utf-8")
+    return path
+
+
+def test_an_http_job_on_a_hosted_api_skips_and_counts_a_refused_request(hosted, tmp_path, caplog):
+    prompts = write_prompts(tmp_path / "prompts.jsonl")
+    overrides = [*HTTP, f"synth.inputs=[{prompts}]", "synth.n=4", f"synth.teacher.base_url={hosted.url}",
+                 f"output_dir={tmp_path / 'out'}"]
+    with caplog.at_level("WARNING"):
+        result = synth(compose(overrides))
+    assert result.files == {"train.jsonl": 3}
+    # chat_template_kwargs was refused once, then never sent again
+    assert sum("chat_template_kwargs" in body for body in hosted.bodies) == 1
+    assert caplog.text.count("does not take chat_template_kwargs") == 1
+    # the refused prompt is named with its file and line, once, and counted in the data card
+    assert f"{prompts}:3" in caplog.text and caplog.text.count("maximum context length") == 1
+    card = (result.out_dir / "DATACARD.md").read_text(encoding="utf-8")
+    assert "| teacher | 4 | 3 | teacher refused: 1 |" in card
+    # a rerun (overwrite=true) keeps the teacher cache: only the refused prompt is asked again
+    sent = len(hosted.bodies)
+    again = synth(compose([*overrides, "overwrite=true"]))
+    assert again.files == {"train.jsonl": 3}
+    assert {b["messages"][-1]["content"] for b in hosted.bodies[sent:]} == {PROMPTS[2]}
+    assert len(list((result.out_dir / "teacher_cache").rglob("*.json"))) == 3
+
+
+def test_a_wrong_api_key_stops_an_http_job_with_a_fix(hosted, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key")
+    prompts = write_prompts(tmp_path / "prompts.jsonl")
+    with pytest.raises(KosovError) as error:
+        synth(compose([*HTTP, f"synth.inputs=[{prompts}]", "synth.n=4", f"synth.teacher.base_url={hosted.url}",
+                       f"output_dir={tmp_path / 'out'}"]))
+    assert "answered 401: Incorrect API key" in str(error.value) and "API key" in error.value.fix
+    assert not (tmp_path / "out" / "train.jsonl").exists()
+
+
+@lenient
+def test_the_recipes_temperature_reaches_the_teacher(hosted, tmp_path):
+    prompts = write_prompts(tmp_path / "prompts.jsonl", PROMPTS[:2])
+    synth(compose([*HTTP, f"synth.inputs=[{prompts}]", "synth.n=2", "synth.teacher.temperature=0.0",
+                   f"synth.teacher.base_url={hosted.url}", f"output_dir={tmp_path / 'out'}"]))
+    assert {body["temperature"] for body in hosted.bodies} == {0.0}
+
+
+@lenient
+def test_translate_takes_alpaca_rows_and_lines_of_text(hosted, tmp_path):
+    alpaca = tmp_path / "alpaca.jsonl"
+    alpaca.write_text(json.dumps({"instruction": "Say hello.", "input": "", "output": "Hello!"}) + "\n"
+                      + json.dumps({"instruction": "Add.", "input": "2 + 3", "output": "5"}) + "\n", encoding="utf-8")
+    lines = tmp_path / "english.txt"
+    lines.write_text("What is the capital of Korea?\nName a Korean dish.\n", encoding="utf-8")
+    result = synth(compose([*HTTP, "synth.generator=translate", f"synth.inputs=[{alpaca},{lines}]", "synth.n=4",
+                            f"synth.teacher.base_url={hosted.url}", f"output_dir={tmp_path / 'out'}"]))
+    rows = [json.loads(line) for line in (result.out_dir / "train.jsonl").open(encoding="utf-8")]
+    assert len(rows) == 4 and all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
+    assert all(r["meta"]["generator"].endswith("translate") and r["meta"]["translated_from"] == "en" for r in rows)
+    translated = [b["messages"][-1]["content"] for b in hosted.bodies]
+    assert any("2 + 3" in t and "Add." in t for t in translated)  # the Alpaca input went with its instruction
+
+
+def test_translate_names_a_row_it_cannot_read(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"instruction": "Say hello.", "output": "Hello!"}) + "\n"
+                    + json.dumps({"text": "Hello there"}) + "\n", encoding="utf-8")
+    with pytest.raises(KosovError) as error:
+        synth(compose([*HTTP, "synth.generator=translate", f"synth.inputs=[{rows}]",
+                       "synth.teacher.base_url=http://127.0.0.1:9/v1", f"output_dir={tmp_path / 'out'}"]))
+    assert f"{rows}:2" in str(error.value) and '"instruction"' in error.value.fix and '"messages"' in error.value.fix
+
+
+# --- the output folder ---------------------------------------------------------------------------------------
+
+
+def test_overwrite_replaces_the_whole_dataset_and_the_split_names_the_file(tmp_path):
+    import datasets
+
+    out = tmp_path / "out"
+    first = synth(compose(["experiment=synth-math", "synth.n=60", f"output_dir={out}"]))
+    assert set(first.files) == {"train.jsonl", "test.jsonl"}
+    again = synth(compose(["experiment=synth-math", "synth.n=40", "synth.split=train", "overwrite=true",
+                           f"output_dir={out}"]))
+    assert again.files == {"train.jsonl": 40}
+    assert not (out / "test.jsonl").exists() and not (out / "test.parquet").exists()
+    assert {k: v.num_rows for k, v in datasets.load_dataset(str(out)).items()} == {"train": 40}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging or replaced folder left
+    held_out = synth(compose(["experiment=synth-math", "synth.n=20", "synth.split=test", "overwrite=true",
+                              f"output_dir={out}"]))
+    assert held_out.files == {"test.jsonl": 20} and not (out / "train.jsonl").exists()
+    assert {m["split"] for m in datasets.load_dataset(str(out), split="test")["meta"]} == {"test"}
+
+
+@pytest.mark.parametrize("kind", ["training run", "eval run", "other files"])
+def test_a_folder_that_is_not_a_dataset_is_never_replaced(tmp_path, kind):
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    files = {"training run": ["config.yaml", "provenance.json", "metrics.json"],
+             "eval run": ["config.yaml", "provenance.json", "report.json"], "other files": ["notes.md"]}[kind]
+    if kind != "training run":
+        (run / "adapter").rmdir()
+    for name in files:
+        (run / name).write_text("kept\n", encoding="utf-8")
+    for overwrite in ("false", "true"):
+        with pytest.raises(KosovError) as error:
+            synth(compose(["experiment=synth-math", "synth.n=10", f"overwrite={overwrite}", f"output_dir={run}"]))
+        assert ("kosov training or eval run" if kind != "other files" else "not a kosov dataset") in str(error.value)
+    assert sorted(p.name for p in run.iterdir()) == sorted([*files, *(["adapter"] if kind == "training run" else [])])
+    assert all((run / name).read_text(encoding="utf-8") == "kept\n" for name in files)
+
+
+def test_the_judge_shares_the_generators_teacher(tmp_path, monkeypatch):
+    """distill + judge with the in-process teacher: the model is loaded once, not once for each."""
+    import training.models as models
+
+    real, loads = models.load_for_inference, []
+
+    def counting(*args, **kwargs):
+        loads.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "load_for_inference", counting)
+    cfg = compose(["experiment=synth-distill", "synth.n=2", "synth.gates={}", "synth.decontaminate_with=[]",
+                   "+synth.gates.judge={min_score: 0.0}", "synth.teacher.max_new_tokens=16",
+                   f"output_dir={tmp_path / 'out'}"])
+    try:
+        synth(cfg)
+    except KosovError as error:  # tiny-ko may write no usable row: the teacher was still built
+        assert "no usable rows" in str(error) or "removed by the quality gates" in str(error)
+    assert len(loads) == 1
