@@ -36,3 +36,22 @@ def smoke_run(tmp_path_factory, kosov_cache):
     cfg = compose(["experiment=smoke-sft", "tracking=wandb", f"output_dir={out}"])
     return train(cfg)
 
+
+CUSTOM_SYSTEM = "당신은 한국어로만 답하는 도우미입니다."
+
+
+@pytest.fixture(scope="session")
+def custom_template_run(tmp_path_factory):
+    """A smoke-sft run trained with its own chat template: a default system turn the base template lacks."""
+    from tests.helpers import quick
+    from training.tiny_ko import TEMPLATE_PATH
+    from training.train import train
+
+    folder = tmp_path_factory.mktemp("custom-template")
+    template = folder / "custom.jinja"
+    default_system = ("{%- if messages[0].role != 'system' %}{{- '<|im_start|>system\\n" + CUSTOM_SYSTEM
+                      + "<|im_end|>\\n' }}{%- endif %}\n")
+    template.write_text(default_system + TEMPLATE_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    run = folder / "run"
+    train(compose(quick(f"output_dir={run}", f"model.chat_template={template}")))
+    return run, template

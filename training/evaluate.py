@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,9 @@ from training.errors import KosovError
 from training.evaluation.generative import JOBS, code_digest, jobs_of, prompt_limit, run_generative
 from training.evaluation.harness import adapter_digest, cache_file, load_settings, model_identity, run_tasks
 from training.evaluation.report import build_report, log_to_tracker, write_report
-from training.models import (adapter_dir, check_adapter_base, check_attention, check_remote_code, cuda_available,
-                             installed, load_for_inference, load_tokenizer, model_source, resolve_device)
+from training.models import (adapter_dir, adapter_model_config, check_adapter_base, check_attention, check_remote_code,
+                             cuda_available, installed, load_for_inference, load_tokenizer, model_source,
+                             resolve_device)
 from training.run_dir import (add_file_logging, default_output_dir, prepare_run_dir, provenance, redact, write_atomic,
                               write_json)
 from training.tracking import open_tracker
@@ -117,8 +118,9 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         check_remote_code(cfg.model, source, is_local)
         check_attention(cfg.model, device)
         adapter = adapter_dir(ecfg.adapter) if ecfg.adapter else None
-        if adapter is not None:
+        if adapter is not None:  # both sides are prompted in the format the adapter was trained with
             check_adapter_base(adapter, source, cfg.model.name_or_path)
+            cfg = replace(cfg, model=adapter_model_config(cfg.model, adapter))
         base = model_identity(source, cfg.model.revision, load_settings(cfg.model, cfg.peft.quantization))
         sides = {"base": base}  # the base's files are hashed (or its commit asked) once for both sides
         if adapter is not None:

@@ -8,10 +8,14 @@ plus a pinned commit.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from training.schema import KosovConfig, ModelConfig, PeftConfig
 from training.errors import KosovError
@@ -61,20 +65,54 @@ def model_source(mcfg: ModelConfig) -> tuple[str, bool]:
     return mcfg.name_or_path, False
 
 
+def _code_elsewhere(mcfg: ModelConfig, source: str, is_local: bool) -> list[str]:
+    """auto_map entries of the model's config and tokenizer config that name code in another repo
+    ("other/repo--module.Class"): transformers loads those from the other repo's latest commit, not the pinned one."""
+    found = []
+    for name in ("config.json", "tokenizer_config.json"):
+        if is_local:
+            path: Path | None = Path(source) / name
+        else:
+            from huggingface_hub import hf_hub_download
+
+            try:
+                path = Path(hf_hub_download(source, name, revision=mcfg.revision))
+            except Exception:  # noqa: BLE001 - missing or unreachable: loading reports it, with its own fix
+                path = None
+        if path is None or not path.is_file():
+            continue
+        try:
+            auto_map = json.loads(path.read_text(encoding="utf-8")).get("auto_map") or {}
+        except (ValueError, AttributeError):
+            continue
+        for value in auto_map.values():
+            for ref in value if isinstance(value, list) else [value]:
+                if isinstance(ref, str) and "--" in ref and ref.split("--", 1)[0] != source:
+                    found.append(f"{name}: {ref}")
+    return found
+
+
 def check_remote_code(mcfg: ModelConfig, source: str, is_local: bool) -> None:
-    """Remote code runs only when the recipe asks for it, pinned to a commit of the model repo."""
+    """Remote code runs only when the recipe asks for it, pinned to a commit of the model repo, and only code of
+    that repo (or folder): an auto_map naming another repo would run that repo's latest code, pinned to nothing."""
     if not mcfg.trust_remote_code:
         return
-    if is_local:
-        code = sorted(p.name for p in Path(source).glob("*.py"))
-        log.warning("model.trust_remote_code=true: running the Python files of %s: %s", source, code or "none")
-        return
-    if not (mcfg.revision and COMMIT_SHA.match(mcfg.revision)):
+    if not is_local and not (mcfg.revision and COMMIT_SHA.match(mcfg.revision)):
         raise KosovError(
             f"model.trust_remote_code=true for {mcfg.name_or_path} with model.revision={mcfg.revision!r}",
             fix="remote code runs Python from the model repo, so kosov runs it only pinned to a reviewed commit: "
                 "set model.revision to the full 40-character commit sha you have read",
         )
+    elsewhere = _code_elsewhere(mcfg, source, is_local)
+    if elsewhere:
+        raise KosovError(
+            f"model.trust_remote_code=true, but {mcfg.name_or_path} takes its code from another repo: {elsewhere}; "
+            "transformers would run that repo's latest code, which no revision here pins",
+            fix="copy the code files into a local folder with the model (and auto_map without 'repo--'), or use a "
+                "model whose code lives in its own repo")
+    if is_local:
+        code = sorted(p.name for p in Path(source).glob("*.py"))
+        log.warning("model.trust_remote_code=true: running the Python files of %s: %s", source, code or "none")
 
 
 def bf16_gpu() -> bool:
@@ -341,11 +379,48 @@ def adapter_dir(path: str | Path) -> Path:
                      fix="give the path of an adapter folder or of the kosov run folder holding it (adapter/)")
 
 
+def _template_text(path: str | Path | None) -> str | None:
+    path = Path(path).expanduser() if path else None
+    return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
+
+
+def adapter_model_config(mcfg: ModelConfig, adapter: Path) -> ModelConfig:
+    """The model settings to serve or evaluate `adapter` with. An adapter of a kosov run answers in the prompt format
+    it was trained with: its run's model.chat_template and end_of_turn_token, where this recipe sets none; one this recipe
+    sets differently wins, with a warning naming both."""
+    run = next((f for f in (adapter.parent, adapter.parent.parent) if (f / "config.yaml").is_file()), None)
+    trained = (yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") if run else None
+    if not isinstance(trained, dict):  # a bare adapter folder: nothing recorded to follow
+        return mcfg
+    changes: dict[str, Any] = {}
+    template = trained.get("chat_template")
+    if template:  # the copy saved with the adapter is found wherever the run was trained
+        saved = adapter / "chat_template.jinja"
+        template = str(saved) if saved.is_file() else template
+        if _template_text(template) is None:
+            raise KosovError(f"the run {run} was trained with model.chat_template={trained['chat_template']!r}, "
+                             "which is not a file here, and its adapter holds no chat_template.jinja",
+                             fix="set model.chat_template=<the template it was trained with>")
+    if mcfg.chat_template is None and template:
+        changes["chat_template"] = template
+    elif _template_text(mcfg.chat_template) != _template_text(template):
+        log.warning("the adapter of %s was trained with model.chat_template=%s; this recipe's %s is used instead",
+                    run, trained.get("chat_template") or "(the tokenizer's own)",
+                    mcfg.chat_template or "(the tokenizer's own)")
+    end = trained.get("end_of_turn_token")
+    if mcfg.end_of_turn_token is None and end:
+        changes["end_of_turn_token"] = end
+    elif mcfg.end_of_turn_token != end:
+        log.warning("the adapter of %s was trained with model.end_of_turn_token=%s; this recipe's %s is used "
+                    "instead", run, end or "(the tokenizer's eos)", mcfg.end_of_turn_token)
+    if changes:
+        log.info("using the settings the adapter was trained with (%s): %s", run / "config.yaml", changes)
+    return replace(mcfg, **changes)
+
+
 def check_adapter_base(adapter: Path, source: str, name_or_path: str) -> None:
     """An adapter only means something on the base it was trained on: refuse another one before loading."""
     import json
-
-    import yaml
 
     trained_on = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if trained_on not in (source, name_or_path):

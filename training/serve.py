@@ -27,11 +27,9 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-import yaml
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -41,9 +39,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from data_tools.teachers import RESERVED_TEMPLATE_KWARGS, GenerationRequest, TransformersTeacher
 from data_tools.text import nfc
 from training.errors import KosovError
-from training.schema import ModelConfig, ServeConfig
-from training.models import (adapter_dir, check_adapter_base, check_attention, check_remote_code, end_of_turn_id,
-                             load_for_inference, load_tokenizer, model_source, resolve_device)
+from training.schema import ServeConfig
+from training.models import (adapter_dir, adapter_model_config, check_adapter_base, check_attention,
+                             check_remote_code, end_of_turn_id, load_for_inference, load_tokenizer, model_source,
+                             resolve_device)
 
 log = logging.getLogger(__name__)
 
@@ -153,45 +152,6 @@ class Engine:
         future.set_result(out)
 
 
-def _template_text(path: str | Path | None) -> str | None:
-    path = Path(path).expanduser() if path else None
-    return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
-
-
-def served_model_config(mcfg: ModelConfig, adapter: Path) -> ModelConfig:
-    """The model settings to serve `adapter` with. An adapter of a kosov run answers in the prompt format it was
-    trained with: its run's model.chat_template and end_of_turn_token, where this recipe sets none; one this recipe
-    sets differently wins, with a warning naming both."""
-    run = next((f for f in (adapter.parent, adapter.parent.parent) if (f / "config.yaml").is_file()), None)
-    trained = (yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") if run else None
-    if not isinstance(trained, dict):  # a bare adapter folder: nothing recorded to follow
-        return mcfg
-    changes: dict[str, Any] = {}
-    template = trained.get("chat_template")
-    if template:  # the copy saved with the adapter is found wherever the run was trained
-        saved = adapter / "chat_template.jinja"
-        template = str(saved) if saved.is_file() else template
-        if _template_text(template) is None:
-            raise KosovError(f"the run {run} was trained with model.chat_template={trained['chat_template']!r}, "
-                             "which is not a file here, and its adapter holds no chat_template.jinja",
-                             fix="set model.chat_template=<the template it was trained with>")
-    if mcfg.chat_template is None and template:
-        changes["chat_template"] = template
-    elif _template_text(mcfg.chat_template) != _template_text(template):
-        log.warning("the adapter of %s was trained with model.chat_template=%s; this recipe's %s is used instead",
-                    run, trained.get("chat_template") or "(the tokenizer's own)",
-                    mcfg.chat_template or "(the tokenizer's own)")
-    end = trained.get("end_of_turn_token")
-    if mcfg.end_of_turn_token is None and end:
-        changes["end_of_turn_token"] = end
-    elif mcfg.end_of_turn_token != end:
-        log.warning("the adapter of %s was trained with model.end_of_turn_token=%s; this recipe's %s is used "
-                    "instead", run, end or "(the tokenizer's eos)", mcfg.end_of_turn_token)
-    if changes:
-        log.info("serving with the settings the adapter was trained with (%s): %s", run / "config.yaml", changes)
-    return replace(mcfg, **changes)
-
-
 def load_teacher(cfg: Any, scfg: ServeConfig) -> TransformersTeacher:
     """The recipe's base (+ serve.adapter) as a TransformersTeacher; every check runs before weights load."""
     mcfg = cfg.model
@@ -202,7 +162,7 @@ def load_teacher(cfg: Any, scfg: ServeConfig) -> TransformersTeacher:
     adapter = adapter_dir(scfg.adapter) if scfg.adapter else None
     if adapter is not None:
         check_adapter_base(adapter, source, mcfg.name_or_path)
-        mcfg = served_model_config(mcfg, adapter)
+        mcfg = adapter_model_config(mcfg, adapter)
     tokenizer = load_tokenizer(mcfg, source)
     end_of_turn = end_of_turn_id(mcfg, tokenizer)
     model = load_for_inference(cfg, source, device, adapter)

@@ -205,3 +205,15 @@ def test_generative_lm_eval_tasks_run_in_every_thinking_mode_of_the_suite_and_mu
                                "eval.thinking=[off,on]", "eval.math.enabled=false", "eval.language.enabled=false",
                                f"output_dir={tmp_path / 'modes'}"]))
     assert {task: row["n"] for task, row in rows(result).items()} == {"ko_mini_bench": 2}
+
+
+def test_an_adapter_and_its_base_are_evaluated_in_the_prompt_format_the_run_trained_with(custom_template_run, tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    run, template = custom_template_run
+    result = evaluate(compose(["experiment=smoke-eval", f"eval.adapter={run}", "eval.tasks=[]", "eval.math.limit=2",
+                               "eval.language.limit=2", f"output_dir={tmp_path / 'eval'}"]))
+    used = yaml.safe_load((result.run_dir / "config.yaml").read_text(encoding="utf-8"))["model"]["chat_template"]
+    assert Path(used).read_text(encoding="utf-8") == template.read_text(encoding="utf-8")

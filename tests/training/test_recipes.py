@@ -148,3 +148,27 @@ def test_a_misspelt_objective_is_refused_before_training():
         compose(["experiment=sweep-smoke-sft-optuna", "objective=eval_los"])
     assert "eval_loss" in str(error.value)
     assert compose(["experiment=smoke-grpo", "objective=rewards.reward.last"]).objective == "rewards.reward.last"
+
+
+def test_remote_code_from_another_repo_is_refused_even_with_a_pinned_revision(tmp_path, monkeypatch):
+    """auto_map "other/repo--module.Class" makes transformers run the other repo's latest code: the pinned
+    revision pins nothing there. Shown on an offline hub cache and on a local folder."""
+    import json
+
+    sha = "a" * 40
+    config = {"model_type": "kormo", "auto_map": {"AutoConfig": "someone-else/kormo-code--configuration_kormo.C"}}
+    snapshot = tmp_path / "hub" / "models--KORMo-Team--KORMo-10B-sft" / "snapshots" / sha
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps(config))
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text(sha)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for i, overrides in enumerate(([f"model.revision={sha}"], [f"model.name_or_path={snapshot}"])):
+        cfg = compose(["experiment=kormo-10b-ko-sft", f"output_dir={tmp_path / f'run{i}'}", "device=cpu", *overrides])
+        with pytest.raises(KosovError, match="someone-else/kormo-code--configuration_kormo.C") as error:
+            train(cfg)
+        assert "another repo" in str(error.value)
+        assert not (tmp_path / f"run{i}" / "checkpoints").exists()

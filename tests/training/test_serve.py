@@ -21,11 +21,9 @@ import httpx
 import pytest
 
 from data_tools.teachers import Generation, GenerationRequest
-from tests.helpers import quick
 from training.config import KosovConfig
 from training.errors import KosovError
 from training.models import load_base_model, load_tokenizer, model_source
-from training.recipes import compose
 from training.serve import Engine, ServeConfig, create_app, load_teacher, start_in_thread
 from training.tiny_ko import TEMPLATE_PATH
 
@@ -402,31 +400,13 @@ def test_a_cancelled_request_handler_cancels_its_queued_request():
     assert gate.generated == ["먼저"]
 
 
-CUSTOM_SYSTEM = "당신은 한국어로만 답하는 도우미입니다."
-
-
-@pytest.fixture(scope="module")
-def custom_template_run(tmp_path_factory):
-    """A smoke-sft run trained with its own chat template: a default system turn the base template lacks."""
-    from training.train import train
-
-    folder = tmp_path_factory.mktemp("custom-template")
-    template = folder / "custom.jinja"
-    default_system = ("{%- if messages[0].role != 'system' %}{{- '<|im_start|>system\\n" + CUSTOM_SYSTEM
-                      + "<|im_end|>\\n' }}{%- endif %}\n")
-    template.write_text(default_system + TEMPLATE_PATH.read_text(encoding="utf-8"), encoding="utf-8")
-    run = folder / "run"
-    train(compose(quick(f"output_dir={run}", f"model.chat_template={template}")))
-    return run, template
-
-
 def test_an_adapter_is_served_with_the_chat_template_its_run_trained_with(custom_template_run):
     run, template = custom_template_run
     question = [{"role": "user", "content": "경복궁은 언제 지어졌나요?"}]
     tokenizer = load_tokenizer(dataclasses.replace(KosovConfig().model, chat_template=str(template)),
                                model_source(KosovConfig().model)[0])
     trained = tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
-    assert CUSTOM_SYSTEM in trained
+    assert "당신은 한국어로만 답하는 도우미입니다." in trained  # the run's template adds it
     url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, adapter=str(run)))  # the recipe sets no template
     try:
         served = answer(url, model=f"tiny-ko+{run}", messages=question, max_tokens=1)["usage"]["prompt_tokens"]
@@ -436,19 +416,19 @@ def test_an_adapter_is_served_with_the_chat_template_its_run_trained_with(custom
 
 
 def test_a_recipe_template_other_than_the_runs_wins_with_a_warning(custom_template_run, tmp_path, caplog):
-    from training.serve import served_model_config
+    from training.models import adapter_model_config
 
     run, template = custom_template_run
     mcfg = KosovConfig().model
-    with caplog.at_level(logging.WARNING, logger="training.serve"):
-        same = served_model_config(dataclasses.replace(mcfg, chat_template=str(template)), run / "adapter")
+    with caplog.at_level(logging.WARNING, logger="training.models"):
+        same = adapter_model_config(dataclasses.replace(mcfg, chat_template=str(template)), run / "adapter")
     assert same.chat_template == str(template) and not caplog.records  # the same template: nothing to say
     other = tmp_path / "other.jinja"
     other.write_text(TEMPLATE_PATH.read_text(encoding="utf-8"), encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="training.serve"):
-        chosen = served_model_config(dataclasses.replace(mcfg, chat_template=str(other)), run / "adapter")
+    with caplog.at_level(logging.WARNING, logger="training.models"):
+        chosen = adapter_model_config(dataclasses.replace(mcfg, chat_template=str(other)), run / "adapter")
     assert chosen.chat_template == str(other)
     assert str(template) in caplog.text and str(other) in caplog.text
     # the recipe names no end of turn: the run's own closes an answer
-    assert served_model_config(dataclasses.replace(mcfg, end_of_turn_token=None), run / "adapter"
+    assert adapter_model_config(dataclasses.replace(mcfg, end_of_turn_token=None), run / "adapter"
                                ).end_of_turn_token == "<|im_end|>"
