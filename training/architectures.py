@@ -105,7 +105,8 @@ SPECS: dict[str, Family] = {
     "kormo": replace(
         QWEN3, architecture="LlamaForCausalLM", config_class="LlamaConfig",
         config={"tie_word_embeddings": False, "rope_theta": 500000.0},
-        template_source="Qwen3-style stand-in (trl qwen3.jinja); KORMo's own ships in its tokenizer",
+        template_source="Qwen3-style stand-in for the test (trl qwen3.jinja); a KORMo checkpoint renders with its "
+                        "own template and ends turns at its tokenizer's eos (the recipe's end_of_turn_token: null)",
         verified="built in KORMo's key layout, converted by kosov convert; SFT + GRPO, label mask, adapter reload"),
 }
 

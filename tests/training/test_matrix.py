@@ -147,3 +147,12 @@ def test_the_label_mask_is_exactly_the_answers_and_their_end_of_turn_token(famil
         spans += masked_spans(sample.input_ids, sample.completion_mask)
     eot, prefix = SPECS[family].end_of_turn, ANSWER_PREFIX.get(family, "")
     assert [tokenizer.decode(span) for span in spans] == [prefix + answer + eot for answer in answers]
+
+
+def test_the_readme_table_is_the_one_the_matrix_prints():
+    from pathlib import Path
+
+    from training.architectures import markdown_table
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in readme, "regenerate the Base models table: python -m training.architectures"
