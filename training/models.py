@@ -230,6 +230,11 @@ def quantization_config(pcfg: PeftConfig, device: str):
 
 
 def _load_error(what: str, name: str, error: Exception) -> KosovError:
+    if "custom code" in str(error) or "trust_remote_code" in str(error):  # a model type transformers lacks (KORMo)
+        return KosovError(f"could not load the {what} of {name}: its architecture exists only as remote code in the "
+                          "checkpoint, and model.trust_remote_code is false",
+                          fix="for KORMo: kosov convert kormo SRC DST makes a plain Llama checkpoint (no remote code); "
+                              "or set model.trust_remote_code=true with model.revision=<the commit sha you reviewed>")
     return KosovError(f"could not load the {what} of {name}: {type(error).__name__}: {error}",
                       fix="check model.name_or_path and model.revision, your network and HF_TOKEN, or point "
                           "model.name_or_path at a local folder (offline machines: download it first)")

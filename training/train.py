@@ -27,7 +27,7 @@ from training.errors import KosovError
 from training.recipes import compose
 from training.models import (adapter_dir, bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id,
                              liger_for, load_adapter, load_base_model, load_tokenizer, lora_config, model_source,
-                             resolve_device)
+                             quantization_config, resolve_device)
 from training.run_dir import (RunDir, add_file_logging, check_same_recipe, default_output_dir, last_checkpoint,
                               prepare_run_dir, provenance, redact, refuse_existing_run, resume_provenance,
                               swap_into_place, write_atomic, write_json)
@@ -209,6 +209,7 @@ def train(cfg: KosovConfig) -> TrainResult:
     is_main = state.is_main_process
     method.preflight(cfg, device, state.num_processes)
     liger_for(cfg.method.kernels, device)  # a GPU-only kernel on CPU fails here, before the run folder exists
+    quantization_config(cfg.peft, device)  # so does QLoRA: before the data is read and the model loads
     if state.num_processes > 1 and not cfg.output_dir:
         raise KosovError(f"{state.num_processes} processes would each pick their own timestamped run folder",
                          fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")

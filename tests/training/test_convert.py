@@ -224,3 +224,14 @@ def test_a_destination_inside_the_source_is_refused(kormo_src, tmp_path):
     src = _copy(kormo_src, tmp_path / "src")
     with pytest.raises(KosovError, match="inside"):
         convert_kormo(src, src / "converted")
+
+
+def test_a_kormo_checkpoint_without_remote_code_points_to_the_converter(kormo_src, tmp_path):
+    from training.recipes import compose
+    from training.train import train
+
+    cfg = compose(["experiment=smoke-sft", f"model.name_or_path={kormo_src}", "model.trust_remote_code=false",
+                   f"output_dir={tmp_path / 'run'}"])
+    with pytest.raises(KosovError) as error:
+        train(cfg)
+    assert "remote code" in str(error.value) and "kosov convert kormo" in str(error.value)
