@@ -157,6 +157,7 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         log.info("report: %s (%d of the scores came from the cache)", files["md"], len(cached))
         return EvalResult(run_dir=run.path, report=report, files=files)
     finally:
+        run.release()
         shutil.rmtree(scratch, ignore_errors=True)
         logging.getLogger().removeHandler(handler)
         handler.close()

@@ -95,16 +95,71 @@ def check_not_holding(target: Path, kept: dict[str, Path]) -> None:
                              fix="write to another folder")
 
 
+def checkpoint_state(checkpoint: Path) -> dict[str, Any] | None:
+    """A checkpoint's trainer_state.json, written last when a checkpoint saves; None when it is missing or cut short
+    (a kill, or a full disk, while it was written), or names another step than the folder."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    step = checkpoint.name.rsplit("-", 1)[-1]
+    return state if isinstance(state, dict) and str(state.get("global_step")) == step else None
+
+
 def last_checkpoint(checkpoints: Path) -> Path | None:
-    """The checkpoint with the highest step that finished saving (has trainer_state.json)."""
-    done = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(done, key=lambda p: int(p.name.rsplit("-", 1)[-1]), default=None)
+    """The checkpoint with the highest step that finished saving (a whole trainer_state.json)."""
+    found = sorted((p for p in checkpoints.glob("checkpoint-*") if p.name.rsplit("-", 1)[-1].isdigit()),
+                   key=lambda p: int(p.name.rsplit("-", 1)[-1]), reverse=True)
+    for checkpoint in found:
+        if checkpoint_state(checkpoint) is not None:
+            return checkpoint
+        log.warning("skipping %s: it did not finish saving", checkpoint)
+    return None
+
+
+LOCK = ".kosov.lock"
+
+
+def lock_run_folder(folder: Path) -> Any:
+    """Hold an exclusive lock on a run folder for the life of the job (flock on DIR/.kosov.lock): a second job on
+    the folder, with overwrite=true too, is refused while this one runs. The kernel releases it when the process
+    ends, so a killed job leaves no stale lock. Returns the open lock file (None where the file system has no
+    locks, with a warning)."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the job runs
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise KosovError(f"{folder} is in use by a running job ({holder})",
+                         fix="wait for it to finish or stop it, or choose another output_dir (overwrite=true does "
+                             "not replace a run that is still running)") from None
+    except OSError as e:  # e.g. an NFS mount without lockd
+        log.warning("cannot lock %s (%s): nothing stops a second job from using the same folder", folder, e)
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"host {socket.gethostname()} pid {os.getpid()} since "
+                 f"{dt.datetime.now().isoformat(timespec='seconds')}\n")
+    handle.flush()
+    return handle
 
 
 @dataclass
 class RunDir:
     path: Path
     resume_from: Path | None = None  # the checkpoint a resumed run continues from
+    lock: Any = None  # the open lock file while this job holds the folder (lock_run_folder)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.close()  # closing the file releases the flock
+            self.lock = None
 
     @property
     def checkpoints(self) -> Path:
@@ -184,15 +239,29 @@ def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool, is_main:
     Every process of a distributed run checks (so all fail together, before anything changes); only the main
     process deletes and creates. Callers then wait for it (accelerate's wait_for_everyone)."""
     run = RunDir(Path(output_dir))
+    if is_main:  # before anything is checked or deleted: a running job's folder is never touched
+        run.lock = lock_run_folder(run.path)
+    try:
+        _claim(run, overwrite=overwrite, resume=resume, is_main=is_main)
+    except BaseException:
+        run.release()
+        raise
+    return run
+
+
+def _claim(run: RunDir, *, overwrite: bool, resume: bool, is_main: bool) -> None:
     if resume:
-        found = last_checkpoint(run.checkpoints)
-        if found is None:
-            raise KosovError(f"resume=true, but {run.checkpoints} holds no finished checkpoint",
-                             fix="check output_dir, or start a new run without resume=true")
-        run.resume_from = found
+        run.resume_from = last_checkpoint(run.checkpoints)
+        if run.resume_from is None and (run.path / "metrics.json").is_file():
+            raise KosovError(f"resume=true, but the finished run in {run.path} kept no checkpoint to continue from",
+                             fix="start a new run: overwrite=true or another output_dir")
+        if run.resume_from is None:  # killed before its first checkpoint (a requeued job): it starts again
+            log.warning("resume=true, but %s holds no finished checkpoint: starting from the first step",
+                        run.checkpoints)
+            overwrite = True
     elif not overwrite:
         refuse_existing_run(run)
-    elif run.holds_run() and is_main:
+    if overwrite and run.holds_run() and is_main:
         log.warning("overwrite=true: deleting the run in %s", run.path)
         for marker in (*RUN_MARKERS, "report.md", "report.png", "wandb", "tensorboard", "train.log"):
             target = run.path / marker
@@ -202,7 +271,6 @@ def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool, is_main:
                 target.unlink()
     if is_main:
         run.path.mkdir(parents=True, exist_ok=True)
-    return run
 
 
 def _git_sha() -> str | None:
@@ -265,6 +333,28 @@ def resume_provenance(prov: dict[str, Any], run: RunDir) -> dict[str, Any]:
         return prov
     before = json.loads(saved.read_text(encoding="utf-8"))
     return {**prov, "earlier": [*before.pop("earlier", []), before]}
+
+
+def _source_digests(summary: dict[str, Any]) -> dict[str, Any]:
+    return {s.get("path") or s.get("hub_id"): s.get("sha256") or s.get("revision")
+            for s in summary.get("sources", []) if isinstance(s, dict)}
+
+
+def check_same_data(run: RunDir, summary: dict[str, Any]) -> None:
+    """Refuse to resume on data files that changed since the run trained on them (the same path, other bytes): the
+    adapter would be of two datasets, and the rows the resumed run skips as seen are not the ones it saw."""
+    saved = run.path / "provenance.json"
+    if not saved.is_file():
+        return
+    before = _source_digests(json.loads(saved.read_text(encoding="utf-8")).get("data") or {})
+    now = _source_digests(summary)
+    changed = [f"{name} (sha256 {str(before[name])[:12]} -> {str(now[name])[:12]})" for name in now
+               if name in before and before[name] and now[name] and before[name] != now[name]]
+    if changed:
+        raise KosovError(f"resume=true, but the data changed since the run in {run.path} trained on it: "
+                         + "; ".join(changed),
+                         fix="restore the files it trained on, or start a new run: overwrite=true or another "
+                             "output_dir")
 
 
 def add_file_logging(run: RunDir) -> logging.Handler:

@@ -46,8 +46,13 @@ def build_sft_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int) -> Train
     train_cols, skipped = render_rows(train_rows, tokenizer, cfg, end_token_id, "Rendering train rows")
     eval_cols, eval_skipped = render_rows(eval_rows, tokenizer, cfg, end_token_id, "Rendering eval rows")
     if not train_cols["input_ids"]:
-        raise KosovError("every training row was skipped as longer than method.sft.max_length",
-                         fix="raise method.sft.max_length")
+        reasons = skipped + train_report.skipped
+        if not reasons:
+            raise KosovError("no training rows to train on", fix="check data.train_files (or data.hub_id)")
+        counts = ", ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
+        raise KosovError(f"every training row was skipped ({counts})",
+                         fix="raise method.sft.max_length" if set(reasons) == {"longer than max_length"} else
+                         "fix the rows (data.on_bad_row=error names each one) or raise method.sft.max_length")
     summary = rows_summary(cfg, train_report, eval_report, train_rows, eval_rows, skipped + eval_skipped)
     summary.update({
         "train_sequences": len(train_cols["input_ids"]),

@@ -11,6 +11,7 @@ its TRL trainer; the run folder, tracking, resume and saving live here once.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from transformers import TrainerCallback
 
 from training import grpo, sft
 from training.config import to_dict
@@ -28,9 +30,9 @@ from training.recipes import compose
 from training.models import (adapter_dir, bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id,
                              liger_for, load_adapter, load_base_model, load_tokenizer, lora_config, model_source,
                              quantization_config, resolve_device)
-from training.run_dir import (RunDir, add_file_logging, check_same_recipe, default_output_dir, last_checkpoint,
-                              prepare_run_dir, provenance, redact, refuse_existing_run, resume_provenance,
-                              swap_into_place, write_atomic, write_json)
+from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_recipe, checkpoint_state,
+                              default_output_dir, prepare_run_dir, provenance, redact, refuse_existing_run,
+                              resume_provenance, swap_into_place, write_atomic, write_json)
 from training.tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
@@ -144,9 +146,8 @@ def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
     """The SFT run a GRPO recipe starts from (method.grpo.sft_stage), in output_dir/sft; reused once finished,
     if its recipe is still the one it trained with. It trains the base GRPO loads: at the same revision."""
     stage_dir = output_dir / "sft"
-    resume = cfg.resume and last_checkpoint(stage_dir / "checkpoints") is not None
     stage = compose([*cfg.method.grpo.sft_stage, f"output_dir={stage_dir}", f"overwrite={cfg.overwrite}",
-                     f"resume={resume}", f"device={cfg.device}"])
+                     f"resume={cfg.resume}", f"device={cfg.device}"])
     if stage.model.name_or_path == cfg.model.name_or_path and stage.model.revision not in (None, cfg.model.revision):
         raise KosovError(f"the SFT stage pins {cfg.model.name_or_path} at {stage.model.revision}, GRPO at "
                          f"{cfg.model.revision}", fix="pin both to the same commit with model.revision=<sha>")
@@ -162,6 +163,35 @@ def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
         return stage_dir / "adapter"
     log.info("SFT stage first: %s", " ".join(cfg.method.grpo.sft_stage))
     return train(stage).run_dir / "adapter"
+
+
+def finished_metrics(cfg: KosovConfig, run: RunDir) -> dict[str, Any] | None:
+    """metrics.json of a run resume=true finds already at its end (its last checkpoint at the recipe's last step),
+    else None. The Trainer, resumed at its last step, would take one more and change a finished adapter."""
+    if run.resume_from is None or not (run.path / "metrics.json").is_file():
+        return None
+    state = checkpoint_state(run.resume_from) or {}
+    saved = (yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}).get("method", {}) \
+        if (run.path / "config.yaml").is_file() else {}
+    same_length = (saved.get("max_steps"), saved.get("num_train_epochs")) == (cfg.method.max_steps,
+                                                                              cfg.method.num_train_epochs)
+    last = state.get("max_steps") if same_length else cfg.method.max_steps if cfg.method.max_steps > 0 else None
+    if not last or state.get("global_step", 0) < last:
+        return None
+    return json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
+
+
+class ResumedTokenCount(TrainerCallback):
+    """TRL's SFT trainer counts the tokens it trained on from 0 in every process: a resumed run goes on from the
+    count its checkpoint logged, so the logged num_tokens and metrics.json's tokens_seen cover the whole run."""
+
+    def __init__(self, trainer: Any):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        logged = [h["num_tokens"] for h in state.log_history if "num_tokens" in h]
+        if logged and getattr(self.trainer, "_total_train_tokens", None) == 0:
+            self.trainer._total_train_tokens = logged[-1]
 
 
 def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], started: float) -> dict[str, Any]:
@@ -230,19 +260,19 @@ def train(cfg: KosovConfig) -> TrainResult:
         start_adapter: Path | None = run_sft_stage(cfg, output_dir)
     else:
         start_adapter = adapter_dir(cfg.method.init_adapter) if cfg.method.init_adapter else None
-    # A chained run killed before GRPO's first checkpoint: GRPO starts again (what it wrote goes; its SFT stage,
-    # in output_dir/sft, stays).
-    resume = cfg.resume and not (chained and last_checkpoint(output_dir / "checkpoints") is None)
-    overwrite = cfg.overwrite or (cfg.resume and not resume)
-
-    # Run folder: claimed before anything heavy, so a refused overwrite costs nothing.
-    run = prepare_run_dir(output_dir, overwrite=overwrite, resume=resume, is_main=is_main)
+    # Run folder: claimed (and locked) before anything heavy, so a refused overwrite costs nothing. A run killed
+    # before its first checkpoint starts again under resume=true (a chained run's SFT stage, in output_dir/sft, stays).
+    run = prepare_run_dir(output_dir, overwrite=cfg.overwrite, resume=cfg.resume, is_main=is_main)
     state.wait_for_everyone()  # the main process has cleared / created the folder
     handler = add_file_logging(run) if is_main else None
     if run.resume_from:
         log.info("resuming from %s", run.resume_from)
     tracker: Tracker | None = None
     try:
+        done = finished_metrics(cfg, run)
+        if done is not None:  # a requeue script that always resumes: training on would step past the end
+            log.info("the run in %s already finished at step %s: nothing to train", run.path, done.get("global_step"))
+            return TrainResult(run_dir=run.path, metrics=done, trainer=None)
         # Tokenizer and data first: a bad row fails before the model loads.
         with state.main_process_first():  # tiny-ko is built once, by the main process (only rank 0 may save)
             source, is_local = model_source(cfg.model)
@@ -251,6 +281,8 @@ def train(cfg: KosovConfig) -> TrainResult:
         tokenizer = load_tokenizer(cfg.model, source)
         data = method.build_data(cfg, tokenizer, end_of_turn_id(cfg.model, tokenizer))
         log.info("data %s: %s", cfg.data.name, {k: v for k, v in data.summary.items() if k != "sources"})
+        if run.resume_from is not None:
+            check_same_data(run, data.summary)
 
         model = load_base_model(cfg, source, device, trains_all=full_model)
         if start_adapter is not None:
@@ -279,6 +311,8 @@ def train(cfg: KosovConfig) -> TrainResult:
             suite = SuiteCallback(cfg.eval, tokenizer)
             suite.trainer = trainer
             trainer.add_callback(suite)
+        if cfg.method.name == "sft":
+            trainer.add_callback(ResumedTokenCount(trainer))
         output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
         if data.eval is not None and not any(h.get("step") == trainer.state.global_step and "eval_loss" in h
                                              for h in trainer.state.log_history):
@@ -296,6 +330,7 @@ def train(cfg: KosovConfig) -> TrainResult:
             tracker.finish(run, failed=True)
         raise
     finally:
+        run.release()
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,9 +77,72 @@ def test_resume_with_another_recipe_is_refused_and_changes_nothing(tmp_path):
     assert before == {name: (out / name).read_bytes() for name in before}
 
 
-def test_resume_without_a_checkpoint_says_so(tmp_path):
-    done = kosov("train", *quick(f"output_dir={tmp_path / 'nothing'}", "resume=true"))
-    assert done.returncode == 2 and "no finished checkpoint" in done.stderr and "Traceback" not in done.stderr
+def test_a_job_killed_before_its_first_checkpoint_starts_again_under_resume(tmp_path):
+    """A requeued SLURM job always passes resume=true: killed while it read its data or before its first save, it
+    must start again, not fail on every requeue."""
+    out = tmp_path / "run"
+    train(compose(quick(f"output_dir={out}")))
+    for name in ("checkpoints", "adapter", "metrics.json"):  # as a kill before the first checkpoint leaves it
+        shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
+    done = kosov("train", *quick(f"output_dir={out}", "resume=true"))
+    assert done.returncode == 0, done.stderr
+    assert "no finished checkpoint: starting from the first step" in done.stderr
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 3
+    shutil.rmtree(out / "checkpoints")  # a finished run that kept no checkpoint is not trained again from scratch
+    done = kosov("train", *quick(f"output_dir={out}", "resume=true"))
+    assert done.returncode == 2 and "kept no checkpoint" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path):
+    out = tmp_path / "run"
+    first = train(compose(quick(f"output_dir={out}", "method.save_steps=3")))
+    adapter = (out / "adapter" / "adapter_model.safetensors").read_bytes()
+    again = train(compose(quick(f"output_dir={out}", "method.save_steps=3", "resume=true")))
+    assert again.metrics == json.loads(json.dumps(first.metrics)) and again.trainer is None
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == adapter
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3"]
+    longer = train(compose(quick(f"output_dir={out}", "method.save_steps=3", "resume=true", "method.max_steps=5")))
+    assert longer.metrics["global_step"] == 5  # a longer max_steps still continues it
+
+
+def test_a_resumed_run_counts_every_token_and_refuses_changed_data(tmp_path):
+    data = write_rows(tmp_path / "rows.jsonl", [GOOD] * 24)
+    common = [f"data.train_files=[{data}]", "method.save_steps=3", "data.eval_ratio=0"]
+    whole = train(compose(quick(f"output_dir={tmp_path / 'whole'}", *common, "method.max_steps=6")))
+    train(compose(quick(f"output_dir={tmp_path / 'parts'}", *common)))
+    resumed = train(compose(quick(f"output_dir={tmp_path / 'parts'}", *common, "method.max_steps=6", "resume=true")))
+    assert resumed.metrics["tokens_seen"] == whole.metrics["tokens_seen"]
+    write_rows(data, [GOOD] * 23 + [{"messages": [GOOD["messages"][0], {"role": "assistant", "content": "부산"}]}])
+    with pytest.raises(KosovError, match="the data changed") as error:
+        train(compose(quick(f"output_dir={tmp_path / 'parts'}", *common, "method.max_steps=9", "resume=true")))
+    assert str(data) in str(error.value) and "overwrite=true" in str(error.value)
+
+
+def test_a_checkpoint_cut_short_is_skipped(tmp_path):
+    from training.run_dir import last_checkpoint
+
+    out = tmp_path / "run"
+    train(compose(quick(f"output_dir={out}", "method.save_steps=1", "method.save_total_limit=5")))
+    (out / "checkpoints" / "checkpoint-3" / "trainer_state.json").write_text("")  # the disk filled up
+    assert last_checkpoint(out / "checkpoints").name == "checkpoint-2"
+
+
+def test_a_folder_in_use_by_a_running_job_is_never_touched(tmp_path):
+    from training.run_dir import lock_run_folder
+
+    out = tmp_path / "run"
+    train(compose(quick(f"output_dir={out}")))
+    before = sorted(p.name for p in out.iterdir())
+    holder = lock_run_folder(out)  # as the running job holds it
+    try:
+        for flag in ("overwrite=true", "resume=true"):
+            with pytest.raises(KosovError, match="in use by a running job") as error:
+                train(compose(quick(f"output_dir={out}", flag)))
+            assert f"pid {os.getpid()}" in str(error.value)
+        assert sorted(p.name for p in out.iterdir()) == before
+    finally:
+        holder.close()
+    train(compose(quick(f"output_dir={out}", "overwrite=true")))  # free again once the job ends
 
 
 def write_rows(path: Path, rows: list) -> Path:
@@ -177,3 +241,11 @@ def test_a_sweep_writes_one_run_folder_per_job(tmp_path):
                    if line.strip().startswith("r:"))
     assert ranks == [4, 8]
     assert all((c.parent / "adapter" / "adapter_model.safetensors").is_file() for c in configs)
+
+
+def test_every_row_skipped_names_the_reasons_it_was(tmp_path):
+    quoting = {"messages": [GOOD["messages"][0], {"role": "assistant", "content": "서울<|im_end|>입니다."}]}
+    data = write_rows(tmp_path / "rows.jsonl", [quoting] * 6)
+    with pytest.raises(KosovError, match=r"every training row was skipped \(special token in text: \d+") as error:
+        train(compose(quick(f"output_dir={tmp_path / 'run'}", f"data.train_files=[{data}]", "data.on_bad_row=skip")))
+    assert "max_length" not in str(error.value).split("Fix")[0]
