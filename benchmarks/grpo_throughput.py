@@ -1,6 +1,7 @@
 """GRPO half of train_throughput.py: (a) TRL's GRPOTrainer with its defaults (transformers generate) against
-(b) kosov's GRPO recipe (vLLM in the training process when installed, else transformers continuous batching),
-same random-init model, same Korean math prompts, same group size and completion length."""
+(b) kosov's GRPO recipe (qwen3-1.7b-ko-grpo; qwen3-8b-ko-qlora-grpo with --qlora; kormo-10b-ko-grpo for KORMo's
+--config): vLLM in the training process when installed, else transformers continuous batching. Same random-init
+model (in NF4 for both with --qlora), same Korean math prompts, group size, completion length and LoRA."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _model_folder(args: Any, tokenizer: Any, device: str) -> str:
     from training.schema import TinyModelConfig
     from training.tiny_ko import tiny_model_dir
 
-    if args.model == "tiny-ko":
+    if args.model == "tiny-ko" and not args.config:
         return str(tiny_model_dir(TinyModelConfig()))
     folder = saved_model(args.model, args.config, device)
     tokenizer.save_pretrained(folder)
@@ -32,70 +33,89 @@ def _generated(trainer: Any, warmup: int, steps: int) -> float:
     return sum(lengths) / len(lengths) * per_step * steps if lengths else float("nan")
 
 
-def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str, float]], str]:
-    """(the two rows of the table, what kosov's side did differently in words)."""
-    import torch
-    from transformers import AutoModelForCausalLM
+def _timed(trainer: Any, timer: Any, args: Any) -> dict[str, float]:
+    from benchmarks.train_throughput import result
+
+    trainer.train()
+    row = result(timer, trainer, args.steps)
+    row["generated_tokens_per_s"] = _generated(trainer, args.warmup, args.steps) / (args.steps / row["steps_per_s"])
+    return row
+
+
+def run_trl_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, tokenizer: Any) -> dict[str, float]:
+    """(a) TRL's GRPOTrainer with its defaults (generate(), activation checkpointing, SDPA), the recipe's LoRA."""
     from trl import GRPOConfig, GRPOTrainer
 
-    from benchmarks.train_throughput import StepTimer, lora, release, result, shown
-    from training import grpo
-    from training.recipes import compose
+    from benchmarks.shapes import load_saved
+    from benchmarks.train_throughput import StepTimer, release
+    from training.models import lora_config
     from training.rewards import language_consistency
+
+    model = load_saved(folder, device, args.qlora, "sdpa")
+    timer = StepTimer(args.warmup)
+    config = GRPOConfig(output_dir=tempfile.mkdtemp(), max_steps=args.warmup + args.steps, logging_steps=1,
+                        num_generations=args.group, max_completion_length=args.completion,
+                        per_device_train_batch_size=args.group,
+                        gradient_accumulation_steps=cfg.method.gradient_accumulation_steps,
+                        report_to=[], save_strategy="no", use_cpu=device == "cpu", bf16=device == "cuda")
+    trainer = GRPOTrainer(model=model, reward_funcs=[language_consistency], args=config, train_dataset=data.train,
+                          processing_class=tokenizer, peft_config=lora_config(args.peft, model),
+                          callbacks=[timer.callback])
+    row = _timed(trainer, timer, args)
+    ref = weakref.ref(model)
+    del trainer, model
+    return row | release(ref)
+
+
+def run_kosov_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, tokenizer: Any) -> dict[str, float]:
+    """(b) kosov's recipe: its generation engine, rewards, attention, kernels, checkpointing, trainer arguments."""
+    from benchmarks.shapes import load_saved
+    from benchmarks.train_throughput import StepTimer, release
+    from training import grpo
+    from training.models import lora_config
     from training.run_dir import RunDir
-    from training.models import attention_for
     from training.train import trainer_args
 
+    model = load_saved(folder, device, args.qlora, args.attn)
+    timer = StepTimer(args.warmup)
+    common = trainer_args(cfg, RunDir(Path(tempfile.mkdtemp())), device, [], model.config.model_type)
+    common.update(save_strategy="no")
+    trainer = grpo.build_trainer(cfg, model, tokenizer, data, lora_config(args.peft, model), common)
+    trainer.add_callback(timer.callback)
+    row = _timed(trainer, timer, args)
+    ref = weakref.ref(model)
+    del trainer, model
+    return row | release(ref)
+
+
+def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str, Any]], str]:
+    """(the two rows of the table, what kosov's side did differently in words). args.recipe, args.peft and
+    args.attn come from train_throughput.resolve_recipe."""
+    from benchmarks.train_throughput import A, B, run_side
+    from training import grpo
+    from training.recipes import compose
+
     folder = _model_folder(args, tokenizer, device)
-    recipe = compose(["experiment=qwen3-1.7b-ko-grpo"]).method
+    recipe = compose([f"experiment={args.recipe}", "tracking=none"]).method
     # The recipe's optimizer step (one prompt's group per micro-step, its gradient accumulation) and its
     # generation rounds in optimizer steps; both trainers train the same completions per step.
     accumulation = recipe.gradient_accumulation_steps
     rounds = (recipe.grpo.generation_batch_size or 0) // (recipe.per_device_train_batch_size * accumulation) or 1
     # time whole generation rounds only: a round's first step generates, the others reuse it
     args.warmup, args.steps = (-(-n // rounds) * rounds for n in (args.warmup, args.steps))
-    cfg = compose(["experiment=qwen3-1.7b-ko-grpo", "model=tiny-ko", "tracking=none",
+    cfg = compose([f"experiment={args.recipe}", "model=tiny-ko", "tracking=none",
                    f"method.grpo.num_generations={args.group}", f"method.grpo.max_completion_length={args.completion}",
                    f"method.per_device_train_batch_size={args.group}",
                    f"method.gradient_accumulation_steps={accumulation}",
-                   f"method.grpo.generation_batch_size={rounds * args.group * accumulation}", "data.max_rows=256",
-                   "peft.r=16", "peft.alpha=32"])  # the baseline's LoRA rank, as in the SFT comparison
+                   f"method.grpo.generation_batch_size={rounds * args.group * accumulation}", "data.max_rows=256"])
     cfg.method.max_steps, cfg.method.logging_steps = args.warmup + args.steps, 1
     data = grpo.build_data(cfg, tokenizer, tokenizer.eos_token_id)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    rows: dict[str, dict[str, float]] = {}
-    for name in ("a: TRL defaults", "b: kosov recipe"):
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        attn = "sdpa" if name.startswith("a") else attention_for(cfg.model, device)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn).to(device)
-        timer = StepTimer(args.warmup)
-        if name.startswith("a"):
-            config = GRPOConfig(output_dir=tempfile.mkdtemp(), max_steps=args.warmup + args.steps, logging_steps=1,
-                                num_generations=args.group, max_completion_length=args.completion,
-                                per_device_train_batch_size=args.group, gradient_accumulation_steps=accumulation,
-                                report_to=[], save_strategy="no",
-                                use_cpu=device == "cpu", bf16=device == "cuda")
-            trainer = GRPOTrainer(model=model, reward_funcs=[language_consistency], args=config,
-                                  train_dataset=data.train, processing_class=tokenizer, peft_config=lora(),
-                                  callbacks=[timer.callback])
-        else:
-            common = trainer_args(cfg, RunDir(Path(tempfile.mkdtemp())), device, [], model.config.model_type)
-            common.update(save_strategy="no")
-            from training.models import lora_config
-
-            trainer = grpo.build_trainer(cfg, model, tokenizer, data, lora_config(cfg.peft, model), common)
-            trainer.add_callback(timer.callback)
-        trainer.train()
-        row = result(timer, trainer, args.steps)
-        row["generated_tokens_per_s"] = _generated(trainer, args.warmup, args.steps) / (args.steps / row["steps_per_s"])
-        ref = weakref.ref(model)
-        del trainer, model
-        rows[name] = shown(name, row | release(ref))
+    rows = {A: run_side(A, run_trl_grpo, args, cfg, folder, device, data, tokenizer)}
+    rows[B] = run_side(B, run_kosov_grpo, args, cfg, folder, device, data, tokenizer)
     backend = grpo.generation_backend(cfg, device)
     note = (f"{args.group * accumulation} completions per optimizer step for both ({accumulation} prompts); TRL "
             f"generates them each step with generate(), kosov with {backend}, "
-            f"{rounds} step(s) per generation round, {attention_for(cfg.model, device)}, activation checkpointing "
+            f"{rounds} step(s) per generation round, {args.attn}, activation checkpointing "
             f"{'on' if cfg.method.activation_checkpointing else 'off'} (TRL's default: on); "
             f"{args.warmup} warm-up + {args.steps} timed steps")
     if backend in ("continuous_batching", "vllm"):

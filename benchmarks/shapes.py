@@ -4,6 +4,7 @@ and for QLoRA the random model saved once and loaded back through bitsandbytes N
 
 from __future__ import annotations
 
+import gc
 import json
 import tempfile
 from pathlib import Path
@@ -21,6 +22,12 @@ SHAPES = {
 }
 
 
+KORMO_HELP = ("KORMo-10B's shape is read from its own config.json, which this repo does not hold and the benchmark "
+              "never downloads (the GPU machine has no network). Where the Hub is reachable, fetch the 1 KB file into "
+              "the checkout: `hf download KORMo-Team/KORMo-10B-sft config.json --local-dir kormo-10b`, then pass "
+              "--config kormo-10b (the folder, or the file). Its header should read about 10.8B parameters.")
+
+
 def build_model(name: str, config_path: str | None, device: str, quantize: bool = False, attn: str = "sdpa"):
     import torch
     from transformers import AutoModelForCausalLM
@@ -28,21 +35,38 @@ def build_model(name: str, config_path: str | None, device: str, quantize: bool 
     from training.schema import TinyModelConfig
     from training.tiny_ko import tiny_model_dir
 
-    if name == "tiny-ko":
+    if name == "tiny-ko" and not config_path:
         return AutoModelForCausalLM.from_pretrained(tiny_model_dir(TinyModelConfig()), attn_implementation=attn)
+    if quantize:  # QLoRA: the random bf16 model saved once, loaded back through bitsandbytes NF4 by each trainer
+        return load_saved(saved_model(name, config_path, device), device, quantize, attn)
     config = shape_config(name, config_path)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     config.torch_dtype = dtype
-    if quantize:  # QLoRA: the random bf16 model saved once, loaded back through bitsandbytes NF4 by each trainer
-        from transformers import BitsAndBytesConfig
-
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=torch.bfloat16)
-        return AutoModelForCausalLM.from_pretrained(saved_model(name, config_path, device), quantization_config=quant,
-                                                    device_map={"": 0}, attn_implementation=attn)
     torch.manual_seed(0)
     with torch.device(device):
         return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+
+
+def nf4():
+    """The 4-bit base both sides of a QLoRA run load: kosov's peft=qlora settings on a bf16 GPU (NF4, double
+    quantization, bf16 compute)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_saved(folder: str, device: str, quantize: bool, attn: str):
+    """A saved model folder on the device: in bf16 (fp32 on CPU), or through bitsandbytes NF4 (QLoRA, GPU only)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if quantize:
+        return AutoModelForCausalLM.from_pretrained(folder, quantization_config=nf4(), device_map={"": 0},
+                                                    attn_implementation=attn)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn).to(device)
 
 
 def read_config(config_path: str) -> dict[str, Any]:
@@ -50,7 +74,8 @@ def read_config(config_path: str) -> dict[str, Any]:
     path = Path(config_path)
     path = path / "config.json" if path.is_dir() else path
     if not path.is_file():
-        raise SystemExit(f"--config {config_path}: no config.json there (give the file or a model folder)")
+        raise SystemExit(f"--config {config_path}: no config.json there (give the file or a model folder). "
+                         f"For KORMo-10B: {KORMO_HELP}")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -96,6 +121,7 @@ def saved_model(name: str, config_path: str | None, device: str) -> str:
             model = AutoModelForCausalLM.from_config(shape_config(name, config_path), dtype=torch.bfloat16)
         model.save_pretrained(folder)
         del model
+        gc.collect()  # `del` alone leaves it alive (a reference cycle): its 16 GB would sit in both sides' peaks
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
         _SAVED[key] = folder
     return _SAVED[key]

@@ -7,11 +7,12 @@ same Korean data and the same random-init model of a real architecture (throughp
     python benchmarks/train_throughput.py --grpo --model qwen3-1.7b --group 8 --completion 256  # GRPO
     python benchmarks/train_throughput.py --cpu-smoke                                           # CI: it runs
 
-Prints useful (non-pad) tokens/s and per step, peak GPU memory and the ratios b/a, warm-up steps excluded, and
-with --results appends the table (GPU name, versions, date) to benchmarks/RESULTS.md (--json: the rows as JSON).
-Each side's row is printed as soon as it finishes, and (a)'s model is collected before (b) builds its own, so
-(b)'s peak memory holds none of (a)'s. The data are kosov's Korean
-SFT rows (chat rows and worked math solutions). Two ways to feed them:
+Prints useful (non-pad) tokens/s and per step, peak GPU memory (allocated, and reserved: what the card must
+have) and the ratios b/a, warm-up steps excluded, and with --results appends the table (GPU name, versions, date)
+to benchmarks/RESULTS.md (--json: the rows as JSON). Each side's row is printed as soon as it finishes, (a)'s model
+is collected before (b) builds its own, so (b)'s peak memory holds none of (a)'s, and a side that runs out of GPU
+memory is recorded as OOM while the other still runs. The data are kosov's Korean SFT rows (chat rows and worked
+math solutions). Two ways to feed them:
 - `--data rows` (default): the rows as they are, a realistic spread of lengths. kosov's recipe packs them into
   `--seq-len` blocks, `--batch` blocks per step; the TRL default pads random batches of rows, as many rows per
   step as hold the same number of real tokens on average, so both trainers see the same text per step.
@@ -19,15 +20,16 @@ SFT rows (chat rows and worked math solutions). Two ways to feed them:
   step for both trainers: no padding to save, so this isolates attention, kernels and checkpointing.
 kosov's data step trains each conversation once here (`method.sft.turns=last`), as TRL does: with `all`, Qwen3's
 template renders earlier turns differently, and every assistant turn would become a sample repeating its history.
-kosov's side is the recipe a user of that model would run (--recipe picks another). Model shapes are those of
-the real configs (--config reads any config.json, e.g. KORMo-10B's). The tokenizer is kosov's tiny-ko, so
-lengths are tiny-ko tokens (ids fit any vocabulary).
+kosov's side is the recipe a user of that model would run (--recipe picks another; --qlora and KORMo's config pick
+their own), with the recipe's attention; both sides train the recipe's LoRA (r, alpha, dropout, targets), so the
+trainers alone differ. Model shapes are those of the real configs (--config reads any config.json, e.g.
+KORMo-10B's: shapes.KORMO_HELP). The tokenizer is kosov's tiny-ko, so lengths are tiny-ko tokens (ids fit any
+vocabulary).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import gc
 import json
@@ -41,11 +43,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.shapes import SHAPES, build_model, model_size, read_config, saved_model  # noqa: E402
+from benchmarks.shapes import KORMO_HELP, SHAPES, build_model, model_size, read_config, saved_model  # noqa: E402
 
-# kosov's side of the comparison: the recipe a user training that model runs (its model is swapped for the shape)
-RECIPES = {"qwen3-0.6b": "qwen3-1.7b-ko-sft", "qwen3-1.7b": "qwen3-1.7b-ko-sft", "qwen3-8b": "qwen3-8b-ko-sft",
-           "tiny-ko": "qwen3-1.7b-ko-sft"}
+A, B = "a: TRL defaults", "b: kosov recipe"
+# kosov's side: the recipe a user training that model runs (its model swapped for the benchmark's shape). There is
+# one bf16 LoRA GRPO recipe (the 1.7B's); --qlora and KORMo have their own recipes for both methods.
+RECIPES = {"sft": {"qwen3-0.6b": "qwen3-1.7b-ko-sft", "qwen3-1.7b": "qwen3-1.7b-ko-sft", "qwen3-8b": "qwen3-8b-ko-sft",
+                   "tiny-ko": "qwen3-1.7b-ko-sft", "qlora": "qwen3-8b-ko-qlora-sft", "kormo": "kormo-10b-ko-sft"},
+           "grpo": {"qwen3-0.6b": "qwen3-1.7b-ko-grpo", "qwen3-1.7b": "qwen3-1.7b-ko-grpo",
+                    "qwen3-8b": "qwen3-1.7b-ko-grpo", "tiny-ko": "qwen3-1.7b-ko-grpo",
+                    "qlora": "qwen3-8b-ko-qlora-grpo", "kormo": "kormo-10b-ko-grpo"}}
+GIB_16GB = 16e9 / 2**30  # the QLoRA target, "fits in 16 GB", in the tables' unit: 14.90 GiB
 
 
 class StepTimer:
@@ -114,53 +122,124 @@ def plan_batches(args: Any, tokenizer: Any) -> tuple[list[dict], int, int]:
 
 
 def result(timer: StepTimer, trainer: Any, steps: int) -> dict[str, float]:
+    """Speed of the timed steps, and the side's peak GPU memory two ways: allocated (what tensors held) and reserved
+    (what PyTorch's caching allocator took from the card, >= allocated: what a smaller card must have free)."""
     import torch
 
     timer.sync()
     seconds = time.perf_counter() - timer.start
     counted = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
     tokens = counted[-1] - timer.tokens0 if counted else float("nan")
-    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+    cuda = torch.cuda.is_available()
     return {"steps_per_s": steps / seconds, "tokens_per_s": tokens / seconds, "tokens_per_step": tokens / steps,
-            "peak_gib": peak}
+            "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
+            "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if cuda else float("nan")}
+
+
+def collect() -> float:
+    """gc and hand cached GPU memory back; returns the GPU memory still allocated (GiB)."""
+    import torch
+
+    gc.collect()
+    if not torch.cuda.is_available():
+        return 0.0
+    torch.cuda.empty_cache()
+    return torch.cuda.memory_allocated() / 2**30
 
 
 def release(model: weakref.ref) -> dict[str, float]:
     """Collect a finished side's trainer and model before the next side starts; else their GPU memory counts in
     the next side's peak. `del` alone does not free them: transformers' wrapped forward makes a reference cycle.
     Returns {"freed": 1.0 when the model is gone, "left_gib": GPU memory still allocated}."""
-    import torch
-
-    gc.collect()
-    left = 0.0
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        left = torch.cuda.memory_allocated() / 2**30
+    left = collect()
     if model() is not None:
         print("warning: the finished run's model is still referenced after gc.collect(); its memory counts in the "
               "next run's peak", file=sys.stderr)
     return {"freed": float(model() is None), "left_gib": left}
 
 
-def lora(r: int = 16):
-    from peft import LoraConfig
+def out_of_memory(error: BaseException) -> bool:
+    import torch
 
-    return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def run_side(name: str, side: Any, *args: Any) -> dict[str, Any]:
+    """One side's row, printed as soon as it finishes. A side that runs out of GPU memory (the TRL baseline may, at
+    --batch 4) is recorded as OOM and its memory freed, so the other side still runs and the table is written."""
+    import torch
+
+    torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+    try:
+        row = side(*args)
+    except RuntimeError as e:  # torch.OutOfMemoryError is one; so is CUDA's "out of memory" from elsewhere
+        if not out_of_memory(e):
+            raise
+        row = {"oom": str(e).strip().splitlines()[0][:200]}
+    if "oom" in row:  # out of the except block: the traceback, and the model its frames held, are gone
+        row["left_gib"] = collect()
+    print(f"{name}: {json.dumps(row)}", flush=True)
+    return row
+
+
+def kosov_recipe(args: Any) -> str:
+    method = "grpo" if args.grpo else "sft"
+    if args.recipe:
+        return args.recipe
+    if args.qlora:
+        return RECIPES[method]["qlora"]
+    if args.config and read_config(args.config).get("model_type") == "kormo":
+        return RECIPES[method]["kormo"]
+    return RECIPES[method]["qwen3-8b" if args.config else args.model]
+
+
+def resolve_recipe(args: Any, device: str) -> None:
+    """Pick kosov's recipe and refuse what would not measure what was asked, before anything loads. Sets
+    args.recipe, args.peft (the recipe's LoRA: both sides train it, so only the trainers differ) and args.attn (the
+    recipe's attention on this machine: `auto` is FlashAttention 2 where it can run, else SDPA)."""
+    from training.errors import KosovError
+    from training.models import attention_for
+    from training.recipes import compose
+
+    if args.model == "kormo-10b" and not args.config:
+        raise SystemExit(f"--model kormo-10b: {KORMO_HELP}")
+    if args.qlora and device != "cuda":
+        raise SystemExit("--qlora needs a CUDA GPU: bitsandbytes has no 4-bit backward on CPU (drop --qlora with "
+                         "--cpu-smoke)")
+    method, recipe = ("grpo" if args.grpo else "sft"), kosov_recipe(args)
+    try:
+        real = compose([f"experiment={recipe}", "tracking=none"])
+    except KosovError as e:
+        raise SystemExit(f"--recipe {recipe}: {e}") from None
+    quantized = real.peft.quantization is not None
+    if real.method.name != method:
+        raise SystemExit(f"--recipe {recipe} is a {real.method.name} recipe, and this run compares {method} "
+                         f"({'with' if args.grpo else 'without'} --grpo): give a {method} recipe, e.g. "
+                         f"{RECIPES[method]['qlora' if args.qlora else 'qwen3-8b']}")
+    if real.peft.method not in ("lora", "qlora", "dora"):
+        raise SystemExit(f"--recipe {recipe} trains peft={real.peft.method}: the TRL baseline trains an adapter, so "
+                         "only an adapter recipe compares")
+    if quantized != args.qlora:
+        raise SystemExit(f"--recipe {recipe} is {'a QLoRA' if quantized else 'a bf16 LoRA'} recipe; "
+                         + ("add --qlora, so that the TRL baseline loads the same 4-bit base" if quantized else
+                            f"--qlora wants a QLoRA recipe ({RECIPES[method]['qlora']})"))
+    args.recipe, args.peft, args.attn = recipe, real.peft, attention_for(real.model, device)
 
 
 def run_trl_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[str, float]:
-    """(a) TRL's SFTTrainer with its defaults: conversational rows, padded batches, its own settings."""
-    import torch
+    """(a) TRL's SFTTrainer with its defaults (conversational rows, padded batches, its own settings), training
+    the recipe's LoRA (rank, alpha, dropout, target modules): the adapter is the same on both sides."""
     from trl import SFTConfig, SFTTrainer
 
-    torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+    from training.models import lora_config
+
     model = build_model(args.model, args.config, device, quantize=args.qlora)
     timer = StepTimer(args.warmup)
     config = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=args.warmup + args.steps, logging_steps=1,
                        per_device_train_batch_size=batch, max_length=args.seq_len, report_to=[],
                        save_strategy="no", use_cpu=device == "cpu", bf16=device == "cuda")
-    trainer = SFTTrainer(model=model, args=config, train_dataset=_dataset(rows),
-                         processing_class=tokenizer, peft_config=lora(), callbacks=[timer.callback])
+    trainer = SFTTrainer(model=model, args=config, train_dataset=_dataset(rows), processing_class=tokenizer,
+                         peft_config=lora_config(args.peft, model), callbacks=[timer.callback])
     trainer.train()
     out = result(timer, trainer, args.steps)
     ref = weakref.ref(model)
@@ -168,43 +247,29 @@ def run_trl_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[s
     return out | release(ref)
 
 
-def kosov_recipe(args) -> str:
-    if args.recipe:
-        return args.recipe
-    if args.qlora:
-        return "qwen3-8b-ko-qlora-sft"
-    if args.config:
-        return "kormo-10b-ko-sft" if read_config(args.config).get("model_type") == "kormo" else "qwen3-8b-ko-sft"
-    return RECIPES[args.model]
-
-
 def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[str, float]:
     """(b) kosov's recipe: its data step (packing, padding-free), attention, kernels, checkpointing, trainer
-    arguments; only the model (the benchmark's shape), the LoRA rank (the baseline's), the step count and
-    method.sft.turns=last (each conversation once, as TRL trains it) differ."""
-    import torch
-
+    arguments and LoRA; only the model (the benchmark's shape), the step count and method.sft.turns=last (each
+    conversation once, as TRL trains it) differ."""
     from training import sft
-    from training.models import attention_for, lora_config
+    from training.models import lora_config
     from training.recipes import compose
     from training.run_dir import RunDir
     from training.train import trainer_args
 
-    torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
-    cfg = compose([f"experiment={kosov_recipe(args)}", "model=tiny-ko", "tracking=none",
+    cfg = compose([f"experiment={args.recipe}", "model=tiny-ko", "tracking=none",
                    f"method.per_device_train_batch_size={batch}", "method.gradient_accumulation_steps=1",
                    f"method.sft.max_length={args.seq_len}", "method.sft.turns=last", "data.eval_ratio=0",
-                   "data.on_overlong=skip", "peft.r=16", "peft.alpha=32"])
+                   "data.on_overlong=skip"])
     rows_path = Path(tempfile.mkdtemp()) / "rows.jsonl"
     rows_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cfg.data.train_files = [str(rows_path)]
     cfg.method.max_steps, cfg.method.logging_steps = args.warmup + args.steps, 1
-    attn = attention_for(dataclasses.replace(cfg.model, attn_implementation="auto"), device)
-    model = build_model(args.model, args.config, device, quantize=args.qlora, attn=attn)
+    model = build_model(args.model, args.config, device, quantize=args.qlora, attn=args.attn)
     data = sft.build_data(cfg, tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"))
     common = trainer_args(cfg, RunDir(Path(tempfile.mkdtemp())), device, [], model.config.model_type)
     common.update(save_strategy="no")
-    trainer = sft.build_trainer(cfg, model, tokenizer, data, lora_config(cfg.peft, model), common)
+    trainer = sft.build_trainer(cfg, model, tokenizer, data, lora_config(args.peft, model), common)
     timer = StepTimer(args.warmup)
     trainer.add_callback(timer.callback)
     trainer.train()
@@ -223,6 +288,11 @@ def setup(trainer: Any) -> str:
             f"activation checkpointing {'on' if args.activation_checkpointing else 'off'}")
 
 
+def lora_text(peft: Any) -> str:
+    targets = peft.target_modules if isinstance(peft.target_modules, str) else ",".join(peft.target_modules)
+    return f"LoRA r {peft.r}, alpha {peft.alpha}, dropout {peft.dropout}, {targets} on both"
+
+
 def _dataset(rows: list[dict]):
     import datasets
 
@@ -233,17 +303,40 @@ def _num(value: float, digits: int = 0) -> str:
     return "–" if value != value else f"{value:.{digits}f}"  # NaN (no GPU memory on CPU) reads as a dash
 
 
-def table(rows: dict[str, dict[str, float]], header: str) -> str:
-    a, b = rows["a: TRL defaults"], rows["b: kosov recipe"]
+def table(rows: dict[str, dict[str, Any]], header: str, generated: bool = False, qlora: bool = False) -> str:
+    """The Markdown table: a row per side (OOM for a side that ran out of GPU memory), the ratios b/a and, for
+    QLoRA, whether kosov's side fits the 16 GB target, judged on reserved memory (what the card must have)."""
+    a, b = rows[A], rows[B]
     columns = [("steps/s", "steps_per_s", 3), ("useful tokens/s", "tokens_per_s", 0),
-               ("useful tokens/step", "tokens_per_step", 0), ("peak GPU GiB", "peak_gib", 2)]
-    if "generated_tokens_per_s" in a:
+               ("useful tokens/step", "tokens_per_step", 0), ("peak allocated GiB", "peak_allocated_gib", 2),
+               ("peak reserved GiB", "peak_reserved_gib", 2)]
+    if generated:
         columns.insert(2, ("generated tokens/s", "generated_tokens_per_s", 0))
     lines = [header, "", "| run | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---|" * len(columns)]
-    lines += [f"| {name} | " + " | ".join(_num(r[key], d) for _, key, d in columns) + " |" for name, r in rows.items()]
-    ratios = [b[key] / a[key] for _, key, _ in columns]
-    lines.append("| **b / a** | " + " | ".join("–" if r != r else f"{r:.2f}x" for r in ratios) + " |")
+    lines += [f"| {name} | " + " | ".join("OOM" if "oom" in r else _num(r[key], d) for _, key, d in columns) + " |"
+              for name, r in rows.items()]
+    if "oom" in a or "oom" in b:
+        ratios = ["n/a (" + ("both OOM" if "oom" in a and "oom" in b else "baseline OOM" if "oom" in a
+                             else "kosov OOM") + ")"] * len(columns)
+    else:
+        ratios = ["–" if r != r else f"{r:.2f}x" for r in (b[key] / a[key] for _, key, _ in columns)]
+    lines.append("| **b / a** | " + " | ".join(ratios) + " |")
+    if qlora:
+        lines += ["", fits_16gb(b)]
     return "\n".join(lines) + "\n"
+
+
+def fits_16gb(row: dict[str, Any]) -> str:
+    """The QLoRA target's verdict, on peak reserved memory: allocated understates what the card needs."""
+    target = f"QLoRA target, kosov's peak reserved GPU memory <= 16 GB ({GIB_16GB:.2f} GiB)"
+    if "oom" in row:
+        return f"{target}: ran out of memory, does not fit"
+    reserved, allocated = row["peak_reserved_gib"], row["peak_allocated_gib"]
+    if reserved != reserved:
+        return f"{target}: not measured (no GPU)"
+    verdict = "fits" if reserved <= GIB_16GB else "does not fit"
+    return (f"{target}: {reserved:.2f} GiB reserved ({allocated:.2f} allocated), {verdict}; the CUDA context "
+            "(~0.5 GiB) comes on top")
 
 
 def emit(text: str, results: str | None) -> None:
@@ -266,7 +359,8 @@ def environment(device: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="qwen3-8b", choices=list(SHAPES))
+    parser.add_argument("--model", default="qwen3-8b", choices=[*SHAPES, "kormo-10b"],
+                        help="a published shape; kormo-10b needs --config (its config.json: README)")
     parser.add_argument("--config", help="a config.json (or model folder) to build the model from, e.g. "
                                          "KORMo-10B's, read without its remote code")
     parser.add_argument("--seq-len", type=int, default=4096)
@@ -275,14 +369,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", choices=["rows", "merged"], default="rows",
                         help="rows: the Korean rows as they are (TRL pads, kosov packs); merged: ~seq-len "
                              "conversations for both (no padding to save)")
-    parser.add_argument("--recipe", help="kosov's experiment to compare (default: the one for --model)")
+    parser.add_argument("--recipe", help="kosov's experiment to compare (default: the one for --model, --qlora, "
+                                         "KORMo's --config, --grpo)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--qlora", action="store_true")
+    parser.add_argument("--qlora", action="store_true", help="both sides on the same 4-bit NF4 base (GPU)")
     parser.add_argument("--grpo", action="store_true")
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--completion", type=int, default=256)
-    parser.add_argument("--cpu-smoke", action="store_true", help="tiny-ko, a few steps: proves the script runs")
+    parser.add_argument("--cpu-smoke", action="store_true",
+                        help="tiny-ko (or --config's shape), a few steps: proves the script runs")
     parser.add_argument("--results", help="append the table to this Markdown file")
     parser.add_argument("--json", help="write the rows and the header to this JSON file")
     args = parser.parse_args(argv)
@@ -292,36 +388,34 @@ def main(argv: list[str] | None = None) -> int:
 
     device = "cuda" if torch.cuda.is_available() and not args.cpu_smoke else "cpu"
     if args.cpu_smoke:
-        args.model, args.seq_len, args.steps, args.warmup, args.group, args.completion = "tiny-ko", 256, 2, 1, 4, 16
+        args.model = args.model if args.config else "tiny-ko"
+        args.seq_len, args.steps, args.warmup, args.group, args.completion = 256, 2, 1, 4, 16
+    resolve_recipe(args, device)
     tokenizer = load_tiny_tokenizer()
+    shape = f"{args.config or args.model} shape"
     if args.grpo:
         from benchmarks.grpo_throughput import run_grpo
 
         rows, note = run_grpo(args, tokenizer, device)
-        header = (f"### GRPO, {args.config or args.model} shape, group {args.group}, {args.completion} completion "
-                  f"tokens; {note} ({model_size(args.model, args.config)}; {environment(device)})")
+        header = (f"### GRPO{' (QLoRA)' if args.qlora else ''}, {shape}, group {args.group}, {args.completion} "
+                  f"completion tokens; kosov recipe {args.recipe}; {note}; {lora_text(args.peft)} "
+                  f"({model_size(args.model, args.config)}; {environment(device)})")
     else:
         data, trl_batch, kosov_batch = plan_batches(args, tokenizer)
-        if args.qlora and device == "cuda":  # built and saved before (a), so that neither side's peak holds it
+        if args.qlora:  # built and saved before (a), so that neither side's peak holds it
             saved_model(args.model, args.config, device)
-        rows = {"a: TRL defaults": shown("a: TRL defaults", run_trl_sft(args, tokenizer, device, data, trl_batch))}
-        rows["b: kosov recipe"] = shown("b: kosov recipe", run_kosov_sft(args, tokenizer, device, data, kosov_batch))
+        rows = {A: run_side(A, run_trl_sft, args, tokenizer, device, data, trl_batch)}
+        rows[B] = run_side(B, run_kosov_sft, args, tokenizer, device, data, kosov_batch)
         feed = (f"rows as they are: TRL {trl_batch} padded rows per step, kosov {kosov_batch} packed block(s)"
                 if args.data == "rows" else f"~{args.seq_len}-token conversations, batch {args.batch} for both")
-        header = (f"### LoRA{' (QLoRA)' if args.qlora else ''} SFT, {args.config or args.model} shape, "
-                  f"{args.seq_len} tokens per sequence, {feed}; kosov recipe {kosov_recipe(args)} "
-                  f"({rows['b: kosov recipe']['setup']}) ({model_size(args.model, args.config)}; "
-                  f"{environment(device)})")
-    emit(table(rows, header), args.results)
+        setup_text = rows[B].get("setup", f"{args.attn}; out of memory before its setup was read")
+        header = (f"### LoRA{' (QLoRA)' if args.qlora else ''} SFT, {shape}, {args.seq_len} tokens per sequence, "
+                  f"{feed}; kosov recipe {args.recipe} ({setup_text}); {lora_text(args.peft)} "
+                  f"({model_size(args.model, args.config)}; {environment(device)})")
+    emit(table(rows, header, generated=args.grpo, qlora=args.qlora), args.results)
     if args.json:
         Path(args.json).write_text(json.dumps({"header": header, "rows": rows}, indent=1), encoding="utf-8")
     return 0
-
-
-def shown(name: str, row: dict[str, Any]) -> dict[str, Any]:
-    """Print a side's numbers as soon as it finishes: a later side that fails or times out loses nothing."""
-    print(f"{name}: {json.dumps(row)}", flush=True)
-    return row
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from training import grpo, sft
 from training.config import to_dict
 from training.schema import KosovConfig
 from training.errors import KosovError
+from training.preemption import StopOnSigterm
 from training.recipes import compose
 from training.models import (adapter_dir, bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id,
                              liger_for, load_adapter, load_base_model, load_tokenizer, lora_config, model_source,
@@ -313,7 +314,17 @@ def train(cfg: KosovConfig) -> TrainResult:
             trainer.add_callback(suite)
         if cfg.method.name == "sft":
             trainer.add_callback(ResumedTokenCount(trainer))
-        output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+        sigterm = StopOnSigterm()
+        trainer.add_callback(sigterm)
+        try:
+            output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+        finally:
+            sigterm.restore()
+        if sigterm.stopped_at is not None and trainer.state.global_step < trainer.state.max_steps:
+            raise KosovError(f"stopped by SIGTERM at step {sigterm.stopped_at}, with a checkpoint "
+                             f"({run.checkpoints / f'checkpoint-{sigterm.stopped_at}'})",
+                             fix="continue it with the same command and resume=true (a requeued job: always pass "
+                                 "resume=true)")
         if data.eval is not None and not any(h.get("step") == trainer.state.global_step and "eval_loss" in h
                                              for h in trainer.state.log_history):
             trainer.evaluate()

@@ -66,6 +66,31 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert steps == sorted(set(steps)) and steps[0] == 1  # one history: logged steps from before the kill kept
 
 
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
+    """SLURM preemption, scancel and time limits send SIGTERM: the step under way ends with a checkpoint, the job
+    stops with exit status 2 saying how to continue, and resume=true finishes."""
+    import re
+
+    out = tmp_path / "run"
+    args = ["train", "experiment=smoke-sft", f"output_dir={out}", "method.max_steps=60", "method.save_steps=7",
+            "method.eval_steps=1000", "method.logging_steps=1", "method.save_total_limit=100"]
+    proc = subprocess.Popen([sys.executable, "-m", "training.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "checkpoints" / "checkpoint-7" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "resume=true" in stderr, stderr
+    step = int(re.search(r"stopped by SIGTERM at step (\d+)", stderr).group(1))
+    assert 7 <= step < 60 and (out / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").is_file()
+    assert not (out / "adapter").exists()
+    done = kosov(*args, "resume=true")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 60
+
+
 def test_resume_with_another_recipe_is_refused_and_changes_nothing(tmp_path):
     out = tmp_path / "run"
     train(compose(quick(f"output_dir={out}")))
