@@ -201,8 +201,6 @@ def resolve_recipe(args: Any, device: str) -> None:
     from training.models import attention_for
     from training.recipes import compose
 
-    if args.model == "kormo-10b" and not args.config:
-        raise SystemExit(f"--model kormo-10b: {KORMO_HELP}")
     if args.qlora and device != "cuda":
         raise SystemExit("--qlora needs a CUDA GPU: bitsandbytes has no 4-bit backward on CPU (drop --qlora with "
                          "--cpu-smoke)")
@@ -382,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", help="append the table to this Markdown file")
     parser.add_argument("--json", help="write the rows and the header to this JSON file")
     args = parser.parse_args(argv)
+    if args.model == "kormo-10b" and not args.config:
+        raise SystemExit(f"--model kormo-10b: {KORMO_HELP}")
     import torch
 
     from training.tiny_ko import load_tiny_tokenizer

@@ -1,15 +1,22 @@
-"""The benchmarks run on CPU (tiny-ko, a few steps): CI proves they work and measure fairly; no timing is asserted."""
+"""The benchmarks run on CPU (tiny-ko, a few steps): CI proves they work and measure fairly; no timing is asserted.
+The GPU-only paths (out of memory, peak memory, the device script's budget) are driven with injected stand-ins."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+import weakref
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
 def bench(*args: str) -> str:
@@ -18,29 +25,56 @@ def bench(*args: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("extra, columns", [
-    ([], "useful tokens/s"), (["--data", "merged"], "useful tokens/s"), (["--grpo"], "generated tokens/s")])
-def test_the_throughput_benchmark_runs_both_trainers(tmp_path, extra, columns):
+def lora_of(cfg) -> tuple:
+    return cfg.r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules
+
+
+@pytest.fixture
+def trainers_built(monkeypatch) -> list:
+    """The LoRA of every TRL trainer built (SFTTrainer, GRPOTrainer and kosov's subclass of it), as passed (PEFT
+    later resolves "all-linear" in place)."""
+    import trl
+
+    seen = []
+    for cls in (trl.SFTTrainer, trl.GRPOTrainer):
+        def spy(self, *args, _original=cls.__init__, **kwargs):
+            seen.append(lora_of(kwargs["peft_config"]))
+            _original(self, *args, **kwargs)
+        monkeypatch.setattr(cls, "__init__", spy)
+    return seen
+
+
+@pytest.mark.parametrize("extra, recipe", [
+    ([], "qwen3-1.7b-ko-sft"), (["--data", "merged"], "qwen3-1.7b-ko-sft"), (["--grpo"], "qwen3-1.7b-ko-grpo")])
+def test_the_throughput_benchmark_runs_both_trainers_on_the_recipes_lora(tmp_path, capsys, trainers_built, extra,
+                                                                         recipe):
+    from benchmarks.train_throughput import main
+    from training.recipes import compose
+
     results, rows = tmp_path / "RESULTS.md", tmp_path / "rows.json"
-    out = bench("benchmarks/train_throughput.py", "--cpu-smoke", "--results", str(results), "--json", str(rows), *extra)
+    assert main(["--cpu-smoke", "--results", str(results), "--json", str(rows), *extra]) == 0
+    out = capsys.readouterr().out
     assert "| a: TRL defaults |" in out and "| b: kosov recipe |" in out and "| **b / a** |" in out
-    assert columns in out and out[out.index("### "):].strip() in results.read_text()
+    assert "| peak allocated GiB | peak reserved GiB |" in out and out[out.index("### "):].strip() in results.read_text()
     measured = json.loads(rows.read_text())["rows"]
     for side in measured.values():
         assert side["freed"] == 1.0  # collected before the next side: its memory is not in that side's peak
         assert 0 < side["tokens_per_s"] < float("inf") and side["tokens_per_step"] > 0
+    # the same LoRA on both sides, the recipe's (r, alpha, dropout, targets): only the trainers differ
+    peft = compose([f"experiment={recipe}", "tracking=none"]).peft
+    assert trainers_built == [(peft.r, peft.alpha, peft.dropout, peft.target_modules)] * 2
+    assert f"LoRA r {peft.r}, alpha {peft.alpha}, dropout {peft.dropout}, all-linear on both" in out
     if extra == ["--grpo"]:  # kosov generates for 2 steps at once: warm-up and timed steps are whole rounds
+        assert f"kosov recipe {recipe};" in out
         assert "2 step(s) per generation round" in out and "2 warm-up + 2 timed steps" in out
-        assert all(side["generated_tokens_per_s"] > 0 for side in measured.values())
+        assert "| generated tokens/s |" in out and all(side["generated_tokens_per_s"] > 0 for side in measured.values())
     else:  # each conversation trains once, as in TRL: multi-turn rows are not split into a sample per turn
         kosov = measured["b: kosov recipe"]
         assert 0 < kosov["sequences"] <= kosov["rows"]
-        assert "kosov recipe qwen3-1.7b-ko-sft (sdpa, Liger off" in out
+        assert f"kosov recipe {recipe} (sdpa, Liger off" in out
 
 
 def test_tokens_are_counted_from_the_end_of_the_warm_up_when_only_generating_steps_log_them():
-    from types import SimpleNamespace
-
     from benchmarks.train_throughput import StepTimer
 
     timer = StepTimer(warmup=2)
@@ -56,28 +90,257 @@ def test_padding_efficiency_is_measured_on_the_korean_data():
     assert padded < 90 < 99 <= packed  # the point of packing on short Korean rows
 
 
-def test_a_kormo_config_is_benchmarked_as_llama_without_its_remote_code(tmp_path):
-    """KORMo-10B's shape comes from its config.json (model_type "kormo", an auto_map to remote code): the benchmark
-    reads it as the Llama config it is, runs KORMo's recipe, and never imports the remote code beside it."""
-    from transformers import LlamaConfig
+def kormo_checkpoint(folder: Path) -> tuple[Path, int]:
+    """A tiny KORMo checkpoint as kosov's architecture tests write it (KORMo's keys, model_type "kormo", an
+    auto_map to remote code that must never run): (its config.json, its parameter count)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from training.architectures import kormo_config
+    from training.architectures import write_kormo_checkpoint
     from training.tiny_ko import load_tiny_tokenizer
 
-    shape = LlamaConfig(vocab_size=len(load_tiny_tokenizer()), hidden_size=96, intermediate_size=160,
-                        num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=24)
-    (tmp_path / "config.json").write_text(json.dumps(kormo_config(shape)), encoding="utf-8")
-    (tmp_path / "_configuration_kormo.py").write_text("raise RuntimeError('remote code ran')\n")
-    (tmp_path / "_modeling_kormo.py").write_text("raise RuntimeError('remote code ran')\n")
-    out = bench("benchmarks/train_throughput.py", "--config", str(tmp_path), "--seq-len", "256", "--steps", "2",
-                "--warmup", "1")
-    params = sum(p.numel() for p in __import__("transformers").LlamaForCausalLM(shape).parameters())
-    assert f"{tmp_path} shape" in out and "kosov recipe kormo-10b-ko-sft" in out
+    tokenizer = load_tiny_tokenizer()
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=96, intermediate_size=160,
+                                         num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                         head_dim=24))
+    write_kormo_checkpoint(model, tokenizer, folder)
+    for code in ("_configuration_kormo.py", "_modeling_kormo.py"):
+        (folder / code).write_text("raise RuntimeError('remote code ran')\n")
+    return folder / "config.json", sum(p.numel() for p in model.parameters())
+
+
+def test_a_kormo_config_json_is_benchmarked_as_llama_with_kormos_recipe(tmp_path, capsys):
+    """KORMo-10B's shape comes from its config.json (the file or its folder): read as the Llama config it is, no
+    remote code, compared against kormo-10b-ko-sft with that recipe's attention (sdpa)."""
+    from benchmarks.train_throughput import main
+
+    config, params = kormo_checkpoint(tmp_path / "kormo")
+    assert main(["--cpu-smoke", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"{config} shape" in out and "kosov recipe kormo-10b-ko-sft (sdpa" in out
     assert f"{params / 1e9:.3g}B parameters" in out and "| **b / a** |" in out
 
 
+def test_kormo_10b_without_its_config_says_how_to_bring_it():
+    from benchmarks.train_throughput import main
+
+    with pytest.raises(SystemExit, match="hf download KORMo-Team/KORMo-10B-sft config.json --local-dir kormo-10b"):
+        main(["--model", "kormo-10b", "--cpu-smoke"])
+
+
 def test_a_config_of_an_unknown_architecture_is_refused_by_name(tmp_path):
+    from benchmarks.train_throughput import main
+
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "not-a-model", "hidden_size": 8}))
-    done = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--config", str(tmp_path / "config.json"),
-                           "--steps", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode != 0 and "model_type 'not-a-model' is not an architecture" in done.stderr
+    with pytest.raises(SystemExit, match="model_type 'not-a-model' is not an architecture"):
+        main(["--cpu-smoke", "--config", str(tmp_path / "config.json")])
+
+
+class Loaded(Exception):
+    """A model started loading: the flags were accepted."""
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--grpo", "--qlora"], "--qlora needs a CUDA GPU"),
+    (["--grpo", "--recipe", "qwen3-8b-ko-sft"], "qwen3-8b-ko-sft is a sft recipe, and this run compares grpo"),
+    (["--recipe", "qwen3-1.7b-ko-grpo"], "qwen3-1.7b-ko-grpo is a grpo recipe, and this run compares sft"),
+    (["--grpo", "--recipe", "qwen3-8b-ko-qlora-grpo"], "add --qlora"),
+    (["--recipe", "qwen3-8b-ko-qlora-sft"], "add --qlora"),
+    (["--recipe", "no-such-recipe"], "there is no recipe experiment/no-such-recipe"),
+])
+def test_flags_the_benchmark_would_not_measure_as_asked_are_refused_before_loading(monkeypatch, argv, message):
+    """--grpo used to ignore --qlora and --recipe: an 8B QLoRA GRPO run measured plain LoRA under the 1.7B recipe."""
+    import transformers
+
+    import benchmarks.shapes as shapes
+    from benchmarks.train_throughput import main
+
+    def loaded(*args, **kwargs):
+        raise Loaded
+    monkeypatch.setattr(shapes, "build_model", loaded)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", loaded)
+    with pytest.raises(SystemExit, match=message):
+        main(["--cpu-smoke", *argv])
+
+
+@pytest.mark.parametrize("grpo, qlora, kormo, recipe, attention", [
+    (True, False, False, "qwen3-1.7b-ko-grpo", "flash_attention_2"),
+    (True, True, False, "qwen3-8b-ko-qlora-grpo", "flash_attention_2"),
+    (True, False, True, "kormo-10b-ko-grpo", "sdpa"),
+    (False, False, False, "qwen3-8b-ko-sft", "flash_attention_2"),
+    (False, True, False, "qwen3-8b-ko-qlora-sft", "flash_attention_2"),
+    (False, False, True, "kormo-10b-ko-sft", "sdpa"),
+])
+def test_kosovs_side_runs_the_recipe_for_the_method_qlora_and_kormo_with_its_attention(
+        monkeypatch, tmp_path, grpo, qlora, kormo, recipe, attention):
+    """On a GPU where FlashAttention 2 runs, both methods take the recipe's attention (auto: FlashAttention 2; KORMo's
+    recipe: sdpa), not tiny-ko's, and QLoRA's recipe is quantized."""
+    import training.models as models
+    from benchmarks.train_throughput import resolve_recipe
+
+    monkeypatch.setattr(models, "flash_attention_ready", lambda: None)
+    config = None
+    if kormo:
+        from training.architectures import kormo_config
+        from transformers import LlamaConfig
+
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps(kormo_config(LlamaConfig(head_dim=128))), encoding="utf-8")
+    args = SimpleNamespace(grpo=grpo, qlora=qlora, recipe=None, config=config and str(config), model="qwen3-8b")
+    resolve_recipe(args, "cuda")
+    assert (args.recipe, args.attn, args.peft.quantization is not None) == (recipe, attention, qlora)
+
+
+def stand_in_row(**extra) -> dict:
+    nan = float("nan")
+    return {"steps_per_s": 1.0, "tokens_per_s": 100.0, "tokens_per_step": 100.0, "peak_allocated_gib": nan,
+            "peak_reserved_gib": nan, "generated_tokens_per_s": 10.0, **extra}
+
+
+@pytest.mark.parametrize("grpo", [False, True])
+def test_a_side_out_of_gpu_memory_is_recorded_and_the_other_side_still_runs(monkeypatch, tmp_path, capsys, grpo):
+    """The TRL baseline may not fit at --batch 4: its OOM must not lose kosov's side or the table, and its memory
+    is freed before kosov's side starts. kosov's side running out is recorded the same way."""
+    import torch
+
+    import benchmarks.grpo_throughput as gt
+    import benchmarks.train_throughput as tt
+
+    held = []
+
+    def out_of_memory(*args):
+        model = torch.nn.Linear(4, 4)  # stands in for the side's model, held by the traceback's frames
+        held.append(weakref.ref(model))
+        if grpo:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 9.27 GiB")
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.27 GiB")
+
+    def runs(*args):
+        assert all(ref() is None for ref in held), "the OOM side's model was not freed before this side ran"
+        return stand_in_row(setup="sdpa, Liger off, activation checkpointing on", rows=1, sequences=1)
+
+    if grpo:  # kosov's side runs out (after TRL's ran)
+        monkeypatch.setattr(gt, "run_trl_grpo", runs)
+        monkeypatch.setattr(gt, "run_kosov_grpo", out_of_memory)
+    else:
+        monkeypatch.setattr(tt, "run_trl_sft", out_of_memory)
+        monkeypatch.setattr(tt, "run_kosov_sft", runs)
+    results = tmp_path / "RESULTS.md"
+    assert tt.main(["--cpu-smoke", "--results", str(results), *(["--grpo"] if grpo else [])]) == 0
+    table = results.read_text()
+    oom, ran, why = ("b: kosov recipe", "a: TRL defaults", "kosov OOM") if grpo else \
+        ("a: TRL defaults", "b: kosov recipe", "baseline OOM")
+    assert f"| {oom} | OOM | OOM |" in table and f"| {ran} | 1.000 | 100 |" in table
+    assert f"| **b / a** | n/a ({why}) |" in table and held and held[0]() is None
+
+
+def test_peak_memory_is_reported_allocated_and_reserved_and_qlora_fits_are_judged_on_reserved(monkeypatch):
+    """max_memory_allocated understates what a 16 GB card needs: the caching allocator's reserve is what it must
+    have free. 14 GiB allocated under 17 GiB reserved does not fit."""
+    import torch
+
+    from benchmarks.train_throughput import A, B, result, table
+
+    for name, value in [("is_available", lambda: True), ("synchronize", lambda *a: None),
+                        ("max_memory_allocated", lambda *a: 14 * 2**30),
+                        ("max_memory_reserved", lambda *a: 17 * 2**30)]:
+        monkeypatch.setattr(torch.cuda, name, value)
+    timer = SimpleNamespace(sync=lambda: None, start=time.perf_counter() - 10, tokens0=0)
+    trainer = SimpleNamespace(state=SimpleNamespace(log_history=[{"num_tokens": 4096.0}]))
+    row = result(timer, trainer, 1)
+    assert (row["peak_allocated_gib"], row["peak_reserved_gib"]) == (14.0, 17.0)
+    text = table({A: stand_in_row(peak_allocated_gib=16.0, peak_reserved_gib=20.0), B: row}, "### t", qlora=True)
+    assert "| peak allocated GiB | peak reserved GiB |" in text and "| 14.00 | 17.00 |" in text
+    assert "17.00 GiB reserved (14.00 allocated), does not fit" in text
+    fits = table({A: row, B: row | {"peak_reserved_gib": 14.5}}, "### t", qlora=True)
+    assert "14.50 GiB reserved (14.00 allocated), fits" in fits
+
+
+def test_the_saved_qlora_model_is_collected_before_either_side_starts(monkeypatch, tmp_path):
+    """shapes.saved_model builds the random bf16 model to save it: left alive, its 16 GB would sit in both peaks."""
+    from transformers import AutoModelForCausalLM
+
+    import benchmarks.shapes as shapes
+
+    config, _ = kormo_checkpoint(tmp_path / "kormo")
+    built, build = [], AutoModelForCausalLM.from_config
+
+    def spy(*args, **kwargs):
+        model = build(*args, **kwargs)
+        built.append(weakref.ref(model))
+        return model
+    monkeypatch.setattr(AutoModelForCausalLM, "from_config", spy)
+    monkeypatch.setattr(shapes, "_SAVED", {})
+    assert (Path(shapes.saved_model("qwen3-8b", str(config), "cpu")) / "config.json").is_file()
+    assert built and built[0]() is None
+
+
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+# python3 for a dry run of run.sh: a benchmark appends a table to --results (or hangs, as a stage killed at the
+# call's limit does), check exits with FAKE_CHECK_RC, pytest prints a summary.
+case "$1" in
+  -) cat >/dev/null; echo "python (fake)"; exit 0 ;;
+  -c) echo "check (fake)"; exit "${FAKE_CHECK_RC:-0}" ;;
+  -m) echo "1 passed (fake)"; exit 0 ;;
+esac
+what=sft; results=
+while [ $# -gt 0 ]; do
+  case $1 in --grpo) what=grpo ;; --qlora) what=qlora ;; --results) results=$2; shift ;; esac; shift
+done
+if [ "$what" = "${FAKE_HANG:-}" ]; then echo $$ > "$FAKE_DIR/hanging"; exec sleep 300; fi
+printf '\n### %s table\n' "$what" >> "$results"
+"""
+
+
+def dry_run(tmp_path: Path, *stages: str, **env: str) -> tuple[subprocess.Popen, Path]:
+    """run.sh on this machine with a fake python3 and no kit: its own process group, its $OUT returned."""
+    fake, out, site = tmp_path / "bin", tmp_path / "out", tmp_path / "site"
+    for folder in (fake, out, site, tmp_path / "kit"):
+        folder.mkdir(exist_ok=True)
+    (fake / "python3").write_text(FAKE_PYTHON)
+    (fake / "python3").chmod(0o755)
+    (site / ".kit-stamp").write_text("dry\n")
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "OUT": str(out), "KOSOV_SITE": str(site),
+           "KIT_DIR": str(tmp_path / "kit"), "KOSOV_LOGS": str(tmp_path / "logs"),
+           "KOSOV_RESULTS": str(tmp_path / "results.md"), "FAKE_DIR": str(tmp_path), **env}
+    process = subprocess.Popen(["bash", "benchmarks/device/run.sh", *stages], cwd=ROOT, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    return process, out
+
+
+def test_the_device_script_runs_the_targets_first_within_the_budget_and_tests_last(tmp_path):
+    """15 minutes of device time in all: sft, grpo and qlora come before the GPU tests, a stage that cannot finish
+    in what is left of RUN_BUDGET_S is skipped (not killed half-way), and no stage's limit passes the budget."""
+    process, out = dry_run(tmp_path, "all", RUN_BUDGET_S="195")
+    log = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, log
+    env = (out / "env.log").read_text()
+    assert "stages: check sft grpo qlora tests" in env
+    order = [line.split()[1].rstrip(":") for line in env.splitlines() if line.startswith("=== ") and "rc=" in line]
+    assert order == ["check", "sft", "tests"]  # grpo (180 s) and qlora (210 s) did not fit in what sft left
+    assert "=== grpo: skipped" in env and "=== qlora: skipped" in env
+    limits = [int(line.split("limit ")[1].split("s)")[0]) for line in log.splitlines() if "(limit " in line]
+    assert limits and max(limits) <= 195 - 20
+    assert "### sft table" in (out / "RESULTS.gpu.md").read_text()
+
+
+def test_a_failed_check_skips_the_stages_that_would_fail_the_same_way(tmp_path):
+    process, out = dry_run(tmp_path, "check", "sft", FAKE_CHECK_RC="1")
+    process.communicate(timeout=120)
+    env = (out / "env.log").read_text()
+    assert "=== check: rc=1" in env and "=== sft: skipped, check failed" in env
+    assert not (out / "sft.log").exists()
+
+
+def test_tables_finished_before_a_call_is_killed_come_back(tmp_path):
+    """The device kills a command at its limit with SIGKILL (rc 137): no exit trap runs, so each finished stage's
+    table and log must already be in $OUT."""
+    process, out = dry_run(tmp_path, "sft", "grpo", FAKE_HANG="grpo")
+    deadline = time.time() + 60
+    while not (tmp_path / "hanging").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # bash and tee; `timeout` keeps its own process group:
+    os.kill(int((tmp_path / "hanging").read_text()), signal.SIGKILL)  # the hanging stage
+    process.communicate(timeout=30)
+    assert "### sft table" in (out / "RESULTS.gpu.md").read_text()
+    assert "=== sft: rc=0" in (out / "sft.log").read_text() and "=== sft: rc=0" in (out / "env.log").read_text()
+    assert "=== grpo (limit" in (out / "grpo.log").read_text()  # the killed stage's log so far

@@ -155,7 +155,11 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
             raise
         tracker.finish(run)
         log.info("report: %s (%d of the scores came from the cache)", files["md"], len(cached))
+        run.drop_replaced()
         return EvalResult(run_dir=run.path, report=report, files=files)
+    except BaseException:
+        run.restore_replaced()  # overwrite=true: the earlier report comes back
+        raise
     finally:
         run.release()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -150,16 +150,42 @@ def lock_run_folder(folder: Path) -> Any:
     return handle
 
 
+# What overwrite=true replaces (train.log stays: it is the log of every run in the folder).
+REPLACED = (*RUN_MARKERS, "report.md", "report.png", "wandb", "tensorboard", "wandb_run.json")
+
+
 @dataclass
 class RunDir:
     path: Path
     resume_from: Path | None = None  # the checkpoint a resumed run continues from
     lock: Any = None  # the open lock file while this job holds the folder (lock_run_folder)
+    replaced: Path | None = None  # overwrite=true: the earlier run, set aside until the new one is under way
 
     def release(self) -> None:
         if self.lock is not None:
             self.lock.close()  # closing the file releases the flock
             self.lock = None
+
+    def drop_replaced(self) -> None:
+        """The new run is under way: the run it replaces goes."""
+        if self.replaced is not None:
+            shutil.rmtree(self.replaced, ignore_errors=True)
+            self.replaced = None
+
+    def restore_replaced(self) -> None:
+        """The new run failed before it got under way: the run it was to replace comes back, whole."""
+        if self.replaced is None:
+            return
+        for item in self.replaced.iterdir():
+            target = self.path / item.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.is_symlink() or target.exists():
+                target.unlink()
+            item.rename(target)
+        self.replaced.rmdir()
+        log.warning("the new run failed: the earlier run in %s is back", self.path)
+        self.replaced = None
 
     @property
     def checkpoints(self) -> Path:
@@ -262,13 +288,13 @@ def _claim(run: RunDir, *, overwrite: bool, resume: bool, is_main: bool) -> None
     elif not overwrite:
         refuse_existing_run(run)
     if overwrite and run.holds_run() and is_main:
-        log.warning("overwrite=true: deleting the run in %s", run.path)
-        for marker in (*RUN_MARKERS, "report.md", "report.png", "wandb", "tensorboard", "train.log"):
-            target = run.path / marker
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        run.replaced = run.path / f".replaced-{uuid.uuid4().hex[:8]}"
+        log.warning("overwrite=true: the run in %s is set aside (%s) and deleted once the new one has loaded its "
+                    "data and model; if the new one fails before, it is put back", run.path, run.replaced.name)
+        run.replaced.mkdir()
+        for marker in REPLACED:
+            if (run.path / marker).is_symlink() or (run.path / marker).exists():
+                (run.path / marker).rename(run.replaced / marker)
     if is_main:
         run.path.mkdir(parents=True, exist_ok=True)
 

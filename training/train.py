@@ -316,6 +316,7 @@ def train(cfg: KosovConfig) -> TrainResult:
             trainer.add_callback(ResumedTokenCount(trainer))
         sigterm = StopOnSigterm()
         trainer.add_callback(sigterm)
+        run.drop_replaced()  # data, model and trainer are ready: the run this one replaces (overwrite=true) goes
         try:
             output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
         finally:
@@ -339,6 +340,8 @@ def train(cfg: KosovConfig) -> TrainResult:
     except BaseException:  # out of memory, a bad eval task, Ctrl-C: the tracker run is closed as failed
         if tracker is not None:
             tracker.finish(run, failed=True)
+        if is_main:
+            run.restore_replaced()  # failed before it got under way: the run it was to replace comes back
         raise
     finally:
         run.release()

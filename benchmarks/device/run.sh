@@ -1,50 +1,53 @@
 #!/usr/bin/env bash
 # Run on the GPU device machine, from the repo root, in one device `run` call (README.md beside this file):
 #
-#   bash benchmarks/device/run.sh STAGE [STAGE ...]        with carry [".whl"] (made here by kit.sh)
+#   RUN_BUDGET_S=<seconds> bash benchmarks/device/run.sh STAGE [STAGE ...]   with carry [".whl"] (made by kit.sh)
 #
-# Stages: check (imports, bitsandbytes 4-bit and Liger on the GPU: seconds), tests (pytest tests/gpu),
-# sft (LoRA SFT throughput, Qwen3-8B shape, 4096 tokens), qlora (the same through bitsandbytes NF4),
-# grpo (GRPO throughput, Qwen3-1.7B shape, group 8, 256 completion tokens), all (= check tests sft qlora grpo);
-# not in all: sft-b4 (sft with --batch 4) and sft-merged (sft with --data merged), benchmarks/RESULTS.md's other rows.
-# The whole call keeps inside RUN_BUDGET_S (570 s: the device allows 600 s a command); each stage gets at most
-# its own limit (T_CHECK, T_TESTS, T_SFT, T_QLORA, T_GRPO) and what is left, and is skipped when less is left than
-# it needs to finish at all (45 s for check, 120 s for tests, 180 s for sft and grpo, 300 s for qlora: building
-# and saving the 16 GB model is part of it). Extra arguments per stage, after its defaults (a repeated option wins):
-# TESTS_ARGS, SFT_ARGS (all three sft stages), QLORA_ARGS, GRPO_ARGS, e.g.
-#   GRPO_ARGS="--steps 20 --warmup 5" bash benchmarks/device/run.sh grpo
+# Stages: check (imports, bitsandbytes 4-bit and Liger on the GPU: seconds), sft (LoRA SFT throughput, Qwen3-8B
+# shape, 4096 tokens), grpo (GRPO throughput, Qwen3-1.7B shape, group 8, 256 completion tokens), qlora (the SFT
+# through bitsandbytes NF4), tests (pytest tests/gpu); all = check sft grpo qlora tests: the targets first, the
+# tests last, with what time is left. Not in all: sft-b4 (sft with --batch 4), sft-merged (sft with --data merged).
+# A session gets 15 minutes of device time in all, so the whole call keeps inside RUN_BUDGET_S seconds (default
+# 570: the device allows 600 s a command). Give it what the session has left: the last reply's
+# lease.budget_left_s minus ~60 s (transfers, and a fresh machine's start), and the call a timeout_s 20 s above it.
+# Each stage gets at most its own limit (T_CHECK, T_SFT, T_GRPO, T_QLORA, T_TESTS) and what is left, and is
+# skipped, saying so, when less is left than it needs to finish at all (NEEDS below); a failed check skips the
+# rest (they would fail the same way; CONTINUE_AFTER_CHECK=1 runs them anyway). Extra arguments per stage, after
+# its defaults (a repeated option wins): SFT_ARGS (all three sft stages), QLORA_ARGS, GRPO_ARGS, TESTS_ARGS, e.g.
+#   GRPO_ARGS="--steps 8 --warmup 2" bash benchmarks/device/run.sh grpo
 #
 # Result tables accumulate in /tmp/kosov-results.md on the machine (kept while it stays warm; a fresh machine
-# starts an empty one) and come back as $OUT/RESULTS.gpu.md after every call, with env.log (versions, and each
-# stage's exit status and seconds) and the logs of this call's stages ($OUT/<stage>.log).
-# KOSOV_SITE and KIT_DIR (default /tmp/site and .whl) exist for a dry run on another machine.
+# starts an empty one). Each finished stage copies them to $OUT/RESULTS.gpu.md at once, with env.log (versions,
+# and each stage's exit status and seconds); each stage logs straight into $OUT/<stage>.log. So a call killed at
+# its limit (rc 137) still brings back every table finished before. Files back: at most 8 (6 stages a call).
+# KOSOV_SITE, KIT_DIR, KOSOV_LOGS and KOSOV_RESULTS (default /tmp/site, .whl, /tmp/kosov-logs and
+# /tmp/kosov-results.md) exist for a dry run on another machine (tests/test_benchmarks.py runs one, python3 faked).
 set -uo pipefail
 
 START=$SECONDS
 BUDGET=${RUN_BUDGET_S:-570}
+[[ $BUDGET =~ ^[0-9]+$ ]] || { echo "RUN_BUDGET_S=$BUDGET is not a number of seconds" >&2; exit 2; }
 OUT=${OUT:-/tmp/kosov-out}
-LOGS=/tmp/kosov-logs
-RESULTS=/tmp/kosov-results.md
-SITE=${KOSOV_SITE:-/tmp/site}   # the device README's --target; overridable for a dry run elsewhere
+LOGS=${KOSOV_LOGS:-/tmp/kosov-logs}
+RESULTS=${KOSOV_RESULTS:-/tmp/kosov-results.md}
+SITE=${KOSOV_SITE:-/tmp/site}   # the device README's --target; these four are overridable for a dry run elsewhere
 KIT=${KIT_DIR:-.whl}
 mkdir -p "$OUT" "$LOGS"
 touch "$RESULTS"
 
-[ $# -ge 1 ] || { echo "usage: bash benchmarks/device/run.sh check|tests|sft|qlora|grpo|all|sft-b4|sft-merged ..." >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: bash benchmarks/device/run.sh check|sft|grpo|qlora|tests|all|sft-b4|sft-merged ..." >&2; exit 2; }
 STAGES=()
 for s in "$@"; do
   case $s in
-    all) STAGES+=(check tests sft qlora grpo) ;;
+    all) STAGES+=(check sft grpo qlora tests) ;;
     check|tests|sft|qlora|grpo|sft-b4|sft-merged) STAGES+=("$s") ;;
-    *) echo "unknown stage: $s (check, tests, sft, qlora, grpo, all, sft-b4, sft-merged)" >&2; exit 2 ;;
+    *) echo "unknown stage: $s (check, sft, grpo, qlora, tests, all, sft-b4, sft-merged)" >&2; exit 2 ;;
   esac
 done
 
-RAN=()
-bring_back() {  # whatever happened, the results (all of this machine's) and this call's logs come back: <= 8 files
+bring_back() {  # the results (all of this machine's) and env.log, into $OUT now: a later SIGKILL loses neither
   cp -f "$RESULTS" "$OUT/RESULTS.gpu.md" 2>/dev/null
   cp -f "$LOGS/env.log" "$OUT"/ 2>/dev/null
-  for s in "${RAN[@]}"; do cp -f "$LOGS/$s.log" "$OUT"/ 2>/dev/null; done
   true
 }
 trap bring_back EXIT
@@ -90,6 +93,7 @@ import torch
 print("torch cuda", torch.version.cuda, "| device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
 EOF
 } 2>&1 | tee -a "$LOGS/env.log"
+bring_back
 
 CHECK_PY=$(cat <<'EOF'
 import torch
@@ -115,11 +119,19 @@ print("check: ok")
 EOF
 )
 
-declare -A NEEDS=([check]=45 [tests]=120 [sft]=180 [sft-b4]=180 [sft-merged]=180 [qlora]=300 [grpo]=180)
+# Seconds a stage needs to finish at all (skipped below that) and its default limit: estimates from the shapes'
+# arithmetic (benchmarks/device/README.md), not measurements.
+declare -A NEEDS=([check]=45 [sft]=150 [sft-b4]=150 [sft-merged]=150 [grpo]=180 [qlora]=210 [tests]=120)
 
+FAILED_CHECK=0
 run_stage() {
   local stage=$1 cap=$2 left
-  left=$((BUDGET - (SECONDS - START) - 10))
+  left=$((BUDGET - (SECONDS - START) - 20))  # 20 s: timeout's 15 s grace before its kill, and the copies
+  if [ "$FAILED_CHECK" = 1 ] && [ "${CONTINUE_AFTER_CHECK:-0}" != 1 ]; then
+    echo "=== $stage: skipped, check failed (read check.log; CONTINUE_AFTER_CHECK=1 runs it anyway)" \
+      | tee -a "$LOGS/env.log"
+    return
+  fi
   if [ "$left" -lt "${NEEDS[$stage]}" ]; then
     echo "=== $stage: skipped, ${left}s left of the ${BUDGET}s budget (it needs ${NEEDS[$stage]}s): run it in" \
       "a call of its own" | tee -a "$LOGS/env.log"
@@ -127,31 +139,35 @@ run_stage() {
   fi
   [ "$cap" -gt "$left" ] && cap=$left
   shift 2
-  local tmp=/tmp/kosov-tmp/$stage t0=$SECONDS rc cmd="$*"
-  RAN+=("$stage")
+  local tmp=/tmp/kosov-tmp/$stage t0=$SECONDS rc cmd="$*" log="$OUT/$stage.log"
   rm -rf "$tmp" && mkdir -p "$tmp"
   cmd=${cmd//$'\n'/ }
-  echo "=== $stage (limit ${cap}s): ${cmd:0:240}" | tee "$LOGS/$stage.log"
+  echo "=== $stage (limit ${cap}s): ${cmd:0:240}" | tee "$log"
   # TMPDIR per stage, emptied afterwards: the QLoRA benchmark saves a 16 GB random model there.
-  TMPDIR=$tmp timeout -k 15 "$cap" "$@" 2>&1 | tee -a "$LOGS/$stage.log"
+  TMPDIR=$tmp timeout -k 15 "$cap" "$@" 2>&1 | tee -a "$log"
   rc=${PIPESTATUS[0]}
   rm -rf "$tmp"
   printf '\n=== %s: rc=%s%s in %ss\n' "$stage" "$rc" "$([ "$rc" = 124 ] && echo ' (timed out)')" $((SECONDS - t0)) \
-    | tee -a "$LOGS/$stage.log" "$LOGS/env.log"
+    | tee -a "$log" "$LOGS/env.log"
+  [ "$stage" = check ] && [ "$rc" != 0 ] && FAILED_CHECK=1
+  bring_back  # this stage's table (if it wrote one) and env.log are in $OUT before the next stage starts
 }
 
 BENCH=(python3 benchmarks/train_throughput.py --results "$RESULTS")
 for stage in "${STAGES[@]}"; do
   case $stage in
     check) run_stage check "${T_CHECK:-90}" python3 -c "$CHECK_PY" ;;
-    tests) run_stage tests "${T_TESTS:-300}" python3 -m pytest tests/gpu -q -rs -p no:cacheprovider ${TESTS_ARGS:-} ;;
-    sft)   run_stage sft "${T_SFT:-300}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 ${SFT_ARGS:-} ;;
-    sft-b4) run_stage sft-b4 "${T_SFT:-300}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --batch 4 ${SFT_ARGS:-} ;;
-    sft-merged) run_stage sft-merged "${T_SFT:-300}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --data merged \
+    sft)   run_stage sft "${T_SFT:-240}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --steps 10 --warmup 3 \
              ${SFT_ARGS:-} ;;
-    qlora) run_stage qlora "${T_QLORA:-420}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --qlora ${QLORA_ARGS:-} ;;
-    grpo)  run_stage grpo "${T_GRPO:-420}" "${BENCH[@]}" --grpo --model qwen3-1.7b --group 8 --completion 256 \
-             --steps 8 --warmup 2 ${GRPO_ARGS:-} ;;
+    sft-b4) run_stage sft-b4 "${T_SFT:-240}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --batch 4 --steps 10 \
+             --warmup 3 ${SFT_ARGS:-} ;;
+    sft-merged) run_stage sft-merged "${T_SFT:-240}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --data merged \
+             --steps 10 --warmup 3 ${SFT_ARGS:-} ;;
+    grpo)  run_stage grpo "${T_GRPO:-270}" "${BENCH[@]}" --grpo --model qwen3-1.7b --group 8 --completion 256 \
+             --steps 4 --warmup 2 ${GRPO_ARGS:-} ;;
+    qlora) run_stage qlora "${T_QLORA:-300}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --qlora --steps 10 \
+             --warmup 3 ${QLORA_ARGS:-} ;;
+    tests) run_stage tests "${T_TESTS:-300}" python3 -m pytest tests/gpu -q -rs -p no:cacheprovider ${TESTS_ARGS:-} ;;
   esac
 done
 echo "=== results on this machine ($RESULTS):"

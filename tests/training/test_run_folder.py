@@ -35,9 +35,16 @@ def test_an_existing_run_is_not_overwritten_unless_asked(tmp_path):
     assert "already holds a run" in done.stderr and "overwrite=true" in done.stderr
     assert "Traceback" not in done.stderr
     assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == before
+    # overwrite=true with a mistake the new run finds while loading (a missing data file): the old run stays whole
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "train.log")
+    done = kosov("train", *quick(f"output_dir={out}", "overwrite=true", f"data.train_files=[{tmp_path / 'no.jsonl'}]"))
+    assert done.returncode == 2 and "no.jsonl" in done.stderr
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "train.log") == files
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == before
     done = kosov("train", *quick(f"output_dir={out}", "method.learning_rate=0.05", "overwrite=true"))
     assert done.returncode == 0, done.stderr
     assert (out / "adapter" / "adapter_model.safetensors").read_bytes() != before
+    assert not list(out.glob(".replaced-*"))  # the replaced run is gone once the new one got under way
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
