@@ -241,6 +241,10 @@ def train(cfg: KosovConfig) -> TrainResult:
     method.preflight(cfg, device, state.num_processes)
     liger_for(cfg.method.kernels, device)  # a GPU-only kernel on CPU fails here, before the run folder exists
     quantization_config(cfg.peft, device)  # so does QLoRA: before the data is read and the model loads
+    if cfg.eval.every_n_steps:
+        from training.evaluation.callback import check_unsharded
+
+        check_unsharded()
     if state.num_processes > 1 and not cfg.output_dir:
         raise KosovError(f"{state.num_processes} processes would each pick their own timestamped run folder",
                          fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")

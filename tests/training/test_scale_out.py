@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training.recipes import recipes_dir
+from tests.helpers import quick
+from training.errors import KosovError
+from training.recipes import compose, recipes_dir
+from training.train import train
 
 ACCELERATE = recipes_dir() / "accelerate"
 
@@ -121,3 +124,13 @@ def test_a_recipe_mistake_on_the_command_line_is_a_kosov_error(tmp_path, overrid
                timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert all(word in done.stderr for word in words) and not (tmp_path / "x").exists()
+
+
+def test_eval_during_training_is_refused_where_the_main_process_holds_only_a_shard(tmp_path, monkeypatch):
+    from training.evaluation.callback import check_unsharded
+
+    check_unsharded({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"})  # ZeRO-2: whole
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what accelerate launch --config_file fsdp2.yaml sets
+    with pytest.raises(KosovError, match="under FSDP") as error:
+        train(compose(quick(f"output_dir={tmp_path / 'run'}", "eval=smoke", "eval.every_n_steps=2")))
+    assert "eval.every_n_steps=0" in str(error.value) and not (tmp_path / "run").exists()

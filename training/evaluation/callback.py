@@ -9,15 +9,30 @@ Scores are logged through the trainer (so they reach wandb / tensorboard and the
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from transformers import TrainerCallback
 
+from training.errors import KosovError
 from training.schema import EvalConfig
 from training.evaluation.generative import jobs_of, run_generative
 from training.evaluation.harness import evaluate_live
 
 log = logging.getLogger(__name__)
+
+
+def check_unsharded(environ: dict[str, str] | None = None) -> None:
+    """The suite runs on the main process alone, on its copy of the model: under FSDP or ZeRO-3 that copy is a
+    shard, and its forward pass would wait forever for the other processes (accelerate launch says which)."""
+    env = os.environ if environ is None else environ
+    sharded = ("FSDP" if env.get("ACCELERATE_USE_FSDP", "").lower() in ("true", "1") else
+               "DeepSpeed ZeRO-3" if env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" else None)
+    if sharded:
+        raise KosovError(f"eval.every_n_steps runs the suite on the main process alone, which under {sharded} holds "
+                         "only a shard of the model",
+                         fix="set eval.every_n_steps=0 and evaluate the saved adapter with kosov eval, or train with "
+                             "DDP / ZeRO-2 (recipes/accelerate/ddp.yaml, zero2.yaml)")
 
 
 class SuiteCallback(TrainerCallback):
