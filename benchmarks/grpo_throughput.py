@@ -34,7 +34,7 @@ def _generated(trainer: Any, warmup: int, steps: int) -> float:
 
 
 def _timed(trainer: Any, timer: Any, args: Any) -> dict[str, float]:
-    from benchmarks.train_throughput import result
+    from benchmarks.measure import result
 
     trainer.train()
     row = result(timer, trainer, args.steps)
@@ -47,7 +47,7 @@ def run_trl_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, token
     from trl import GRPOConfig, GRPOTrainer
 
     from benchmarks.shapes import load_saved
-    from benchmarks.train_throughput import StepTimer, release
+    from benchmarks.measure import StepTimer, release
     from training.models import lora_config
     from training.rewards import language_consistency
 
@@ -70,7 +70,7 @@ def run_trl_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, token
 def run_kosov_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, tokenizer: Any) -> dict[str, float]:
     """(b) kosov's recipe: its generation engine, rewards, attention, kernels, checkpointing, trainer arguments."""
     from benchmarks.shapes import load_saved
-    from benchmarks.train_throughput import StepTimer, release
+    from benchmarks.measure import StepTimer, release
     from training import grpo
     from training.models import lora_config
     from training.run_dir import RunDir
@@ -91,7 +91,8 @@ def run_kosov_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, tok
 def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str, Any]], str]:
     """(the two rows of the table, what kosov's side did differently in words). args.recipe, args.peft and
     args.attn come from train_throughput.resolve_recipe."""
-    from benchmarks.train_throughput import A, B, run_side
+    from benchmarks.measure import run_side
+    from benchmarks.report import A, B
     from training import grpo
     from training.recipes import compose
 

@@ -121,7 +121,7 @@ def saved_model(name: str, config_path: str | None, device: str) -> str:
             model = AutoModelForCausalLM.from_config(shape_config(name, config_path), dtype=torch.bfloat16)
         model.save_pretrained(folder)
         del model
-        gc.collect()  # `del` alone leaves it alive (a reference cycle): its 16 GB would sit in both sides' peaks
+        gc.collect()  # gone before either side starts, should a reference cycle hold it: its 16 GB is no peak
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
         _SAVED[key] = folder
     return _SAVED[key]

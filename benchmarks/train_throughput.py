@@ -30,12 +30,9 @@ vocabulary).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import gc
 import json
 import sys
 import tempfile
-import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -44,8 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.shapes import KORMO_HELP, SHAPES, build_model, model_size, read_config, saved_model  # noqa: E402
+from benchmarks.measure import StepTimer, release, result, run_side  # noqa: E402
+from benchmarks.report import A, B, emit, environment, table  # noqa: E402
 
-A, B = "a: TRL defaults", "b: kosov recipe"
 # kosov's side: the recipe a user training that model runs (its model swapped for the benchmark's shape). There is
 # one bf16 LoRA GRPO recipe (the 1.7B's); --qlora and KORMo have their own recipes for both methods.
 RECIPES = {"sft": {"qwen3-0.6b": "qwen3-1.7b-ko-sft", "qwen3-1.7b": "qwen3-1.7b-ko-sft", "qwen3-8b": "qwen3-8b-ko-sft",
@@ -53,37 +51,6 @@ RECIPES = {"sft": {"qwen3-0.6b": "qwen3-1.7b-ko-sft", "qwen3-1.7b": "qwen3-1.7b-
            "grpo": {"qwen3-0.6b": "qwen3-1.7b-ko-grpo", "qwen3-1.7b": "qwen3-1.7b-ko-grpo",
                     "qwen3-8b": "qwen3-1.7b-ko-grpo", "tiny-ko": "qwen3-1.7b-ko-grpo",
                     "qlora": "qwen3-8b-ko-qlora-grpo", "kormo": "kormo-10b-ko-grpo"}}
-GIB_16GB = 16e9 / 2**30  # the QLoRA target, "fits in 16 GB", in the tables' unit: 14.90 GiB
-
-
-class StepTimer:
-    """A TrainerCallback timing optimizer steps after the warm-up, and the tokens TRL counted in them."""
-
-    def __init__(self, warmup: int):
-        from transformers import TrainerCallback
-
-        self.warmup, self.start, self.tokens0 = warmup, None, 0.0
-        outer = self
-
-        class _Callback(TrainerCallback):
-            def on_step_begin(self, args, state, control, **kwargs):
-                if state.global_step == outer.warmup and outer.start is None:
-                    outer.sync()
-                    outer.start = time.perf_counter()
-
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                # the count at the end of the warm-up: GRPO logs it only on steps that generate
-                if logs and "num_tokens" in logs and state.global_step <= outer.warmup:
-                    outer.tokens0 = logs["num_tokens"]
-
-        self.callback = _Callback()
-
-    @staticmethod
-    def sync() -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
 
 
 def token_count(tokenizer: Any, messages: list[dict]) -> int:
@@ -119,67 +86,6 @@ def plan_batches(args: Any, tokenizer: Any) -> tuple[list[dict], int, int]:
     lengths = [token_count(tokenizer, r["messages"]) for r in rows]
     mean = sum(min(n, args.seq_len) for n in lengths) / len(lengths)
     return rows, max(1, round(args.batch * args.seq_len / mean)), args.batch
-
-
-def result(timer: StepTimer, trainer: Any, steps: int) -> dict[str, float]:
-    """Speed of the timed steps, and the side's peak GPU memory two ways: allocated (what tensors held) and reserved
-    (what PyTorch's caching allocator took from the card, >= allocated: what a smaller card must have free)."""
-    import torch
-
-    timer.sync()
-    seconds = time.perf_counter() - timer.start
-    counted = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
-    tokens = counted[-1] - timer.tokens0 if counted else float("nan")
-    cuda = torch.cuda.is_available()
-    return {"steps_per_s": steps / seconds, "tokens_per_s": tokens / seconds, "tokens_per_step": tokens / steps,
-            "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
-            "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if cuda else float("nan")}
-
-
-def collect() -> float:
-    """gc and hand cached GPU memory back; returns the GPU memory still allocated (GiB)."""
-    import torch
-
-    gc.collect()
-    if not torch.cuda.is_available():
-        return 0.0
-    torch.cuda.empty_cache()
-    return torch.cuda.memory_allocated() / 2**30
-
-
-def release(model: weakref.ref) -> dict[str, float]:
-    """Collect a finished side's trainer and model before the next side starts; else their GPU memory counts in
-    the next side's peak. `del` alone does not free them: transformers' wrapped forward makes a reference cycle.
-    Returns {"freed": 1.0 when the model is gone, "left_gib": GPU memory still allocated}."""
-    left = collect()
-    if model() is not None:
-        print("warning: the finished run's model is still referenced after gc.collect(); its memory counts in the "
-              "next run's peak", file=sys.stderr)
-    return {"freed": float(model() is None), "left_gib": left}
-
-
-def out_of_memory(error: BaseException) -> bool:
-    import torch
-
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
-
-
-def run_side(name: str, side: Any, *args: Any) -> dict[str, Any]:
-    """One side's row, printed as soon as it finishes. A side that runs out of GPU memory (the TRL baseline may, at
-    --batch 4) is recorded as OOM and its memory freed, so the other side still runs and the table is written."""
-    import torch
-
-    torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
-    try:
-        row = side(*args)
-    except RuntimeError as e:  # torch.OutOfMemoryError is one; so is CUDA's "out of memory" from elsewhere
-        if not out_of_memory(e):
-            raise
-        row = {"oom": str(e).strip().splitlines()[0][:200]}
-    if "oom" in row:  # out of the except block: the traceback, and the model its frames held, are gone
-        row["left_gib"] = collect()
-    print(f"{name}: {json.dumps(row)}", flush=True)
-    return row
 
 
 def kosov_recipe(args: Any) -> str:
@@ -295,64 +201,6 @@ def _dataset(rows: list[dict]):
     import datasets
 
     return datasets.Dataset.from_list(rows)
-
-
-def _num(value: float, digits: int = 0) -> str:
-    return "–" if value != value else f"{value:.{digits}f}"  # NaN (no GPU memory on CPU) reads as a dash
-
-
-def table(rows: dict[str, dict[str, Any]], header: str, generated: bool = False, qlora: bool = False) -> str:
-    """The Markdown table: a row per side (OOM for a side that ran out of GPU memory), the ratios b/a and, for
-    QLoRA, whether kosov's side fits the 16 GB target, judged on reserved memory (what the card must have)."""
-    a, b = rows[A], rows[B]
-    columns = [("steps/s", "steps_per_s", 3), ("useful tokens/s", "tokens_per_s", 0),
-               ("useful tokens/step", "tokens_per_step", 0), ("peak allocated GiB", "peak_allocated_gib", 2),
-               ("peak reserved GiB", "peak_reserved_gib", 2)]
-    if generated:
-        columns.insert(2, ("generated tokens/s", "generated_tokens_per_s", 0))
-    lines = [header, "", "| run | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---|" * len(columns)]
-    lines += [f"| {name} | " + " | ".join("OOM" if "oom" in r else _num(r[key], d) for _, key, d in columns) + " |"
-              for name, r in rows.items()]
-    if "oom" in a or "oom" in b:
-        ratios = ["n/a (" + ("both OOM" if "oom" in a and "oom" in b else "baseline OOM" if "oom" in a
-                             else "kosov OOM") + ")"] * len(columns)
-    else:
-        ratios = ["–" if r != r else f"{r:.2f}x" for r in (b[key] / a[key] for _, key, _ in columns)]
-    lines.append("| **b / a** | " + " | ".join(ratios) + " |")
-    if qlora:
-        lines += ["", fits_16gb(b)]
-    return "\n".join(lines) + "\n"
-
-
-def fits_16gb(row: dict[str, Any]) -> str:
-    """The QLoRA target's verdict, on peak reserved memory: allocated understates what the card needs."""
-    target = f"QLoRA target, kosov's peak reserved GPU memory <= 16 GB ({GIB_16GB:.2f} GiB)"
-    if "oom" in row:
-        return f"{target}: ran out of memory, does not fit"
-    reserved, allocated = row["peak_reserved_gib"], row["peak_allocated_gib"]
-    if reserved != reserved:
-        return f"{target}: not measured (no GPU)"
-    verdict = "fits" if reserved <= GIB_16GB else "does not fit"
-    return (f"{target}: {reserved:.2f} GiB reserved ({allocated:.2f} allocated), {verdict}; the CUDA context "
-            "(~0.5 GiB) comes on top")
-
-
-def emit(text: str, results: str | None) -> None:
-    """Print a result table and, when asked, append it to the results file (benchmarks/RESULTS.md)."""
-    print(text)
-    if results:
-        with open(results, "a", encoding="utf-8") as f:
-            f.write("\n" + text)
-
-
-def environment(device: str) -> str:
-    import torch
-    import transformers
-    import trl
-
-    card = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
-    return (f"{card}; torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}; "
-            f"{dt.date.today().isoformat()}")
 
 
 def main(argv: list[str] | None = None) -> int:

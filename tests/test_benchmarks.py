@@ -53,17 +53,18 @@ def test_the_throughput_benchmark_runs_both_trainers_on_the_recipes_lora(tmp_pat
 
     results, rows = tmp_path / "RESULTS.md", tmp_path / "rows.json"
     assert main(["--cpu-smoke", "--results", str(results), "--json", str(rows), *extra]) == 0
+    # the same LoRA on both sides, the recipe's (r, alpha, dropout, targets): only the trainers differ
+    peft = compose([f"experiment={recipe}", "tracking=none"]).peft
+    assert trainers_built == [(peft.r, peft.alpha, peft.dropout, peft.target_modules)] * 2
     out = capsys.readouterr().out
+    assert f"LoRA r {peft.r}, alpha {peft.alpha}, dropout {peft.dropout}, all-linear on both" in out
     assert "| a: TRL defaults |" in out and "| b: kosov recipe |" in out and "| **b / a** |" in out
-    assert "| peak allocated GiB | peak reserved GiB |" in out and out[out.index("### "):].strip() in results.read_text()
+    assert "| peak allocated GiB | peak reserved GiB |" in out
+    assert out[out.index("### "):].strip() in results.read_text()
     measured = json.loads(rows.read_text())["rows"]
     for side in measured.values():
         assert side["freed"] == 1.0  # collected before the next side: its memory is not in that side's peak
         assert 0 < side["tokens_per_s"] < float("inf") and side["tokens_per_step"] > 0
-    # the same LoRA on both sides, the recipe's (r, alpha, dropout, targets): only the trainers differ
-    peft = compose([f"experiment={recipe}", "tracking=none"]).peft
-    assert trainers_built == [(peft.r, peft.alpha, peft.dropout, peft.target_modules)] * 2
-    assert f"LoRA r {peft.r}, alpha {peft.alpha}, dropout {peft.dropout}, all-linear on both" in out
     if extra == ["--grpo"]:  # kosov generates for 2 steps at once: warm-up and timed steps are whole rounds
         assert f"kosov recipe {recipe};" in out
         assert "2 step(s) per generation round" in out and "2 warm-up + 2 timed steps" in out
@@ -75,7 +76,7 @@ def test_the_throughput_benchmark_runs_both_trainers_on_the_recipes_lora(tmp_pat
 
 
 def test_tokens_are_counted_from_the_end_of_the_warm_up_when_only_generating_steps_log_them():
-    from benchmarks.train_throughput import StepTimer
+    from benchmarks.measure import StepTimer
 
     timer = StepTimer(warmup=2)
     for step, logs in [(1, {"num_tokens": 100.0}), (2, {"loss": 0.1}), (3, {"num_tokens": 250.0}), (4, {})]:
@@ -193,44 +194,47 @@ def test_kosovs_side_runs_the_recipe_for_the_method_qlora_and_kormo_with_its_att
 def stand_in_row(**extra) -> dict:
     nan = float("nan")
     return {"steps_per_s": 1.0, "tokens_per_s": 100.0, "tokens_per_step": 100.0, "peak_allocated_gib": nan,
-            "peak_reserved_gib": nan, "generated_tokens_per_s": 10.0, **extra}
+            "peak_reserved_gib": nan, **extra}
 
 
-@pytest.mark.parametrize("grpo", [False, True])
-def test_a_side_out_of_gpu_memory_is_recorded_and_the_other_side_still_runs(monkeypatch, tmp_path, capsys, grpo):
-    """The TRL baseline may not fit at --batch 4: its OOM must not lose kosov's side or the table, and its memory
-    is freed before kosov's side starts. kosov's side running out is recorded the same way."""
+def test_the_baseline_out_of_gpu_memory_is_recorded_and_kosovs_side_still_runs(monkeypatch, tmp_path):
+    """The TRL baseline may not fit at --batch 4: its OOM must lose neither kosov's side nor the table, and its model
+    is freed before kosov's side trains."""
     import torch
+    import trl
 
-    import benchmarks.grpo_throughput as gt
-    import benchmarks.train_throughput as tt
+    from benchmarks.train_throughput import main
 
-    held = []
+    train, models = trl.SFTTrainer.train, []
 
-    def out_of_memory(*args):
-        model = torch.nn.Linear(4, 4)  # stands in for the side's model, held by the traceback's frames
-        held.append(weakref.ref(model))
-        if grpo:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 9.27 GiB")
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.27 GiB")
-
-    def runs(*args):
-        assert all(ref() is None for ref in held), "the OOM side's model was not freed before this side ran"
-        return stand_in_row(setup="sdpa, Liger off, activation checkpointing on", rows=1, sequences=1)
-
-    if grpo:  # kosov's side runs out (after TRL's ran)
-        monkeypatch.setattr(gt, "run_trl_grpo", runs)
-        monkeypatch.setattr(gt, "run_kosov_grpo", out_of_memory)
-    else:
-        monkeypatch.setattr(tt, "run_trl_sft", out_of_memory)
-        monkeypatch.setattr(tt, "run_kosov_sft", runs)
+    def first_runs_out(self, *args, **kwargs):
+        if not models:  # the baseline trains first
+            models.append(weakref.ref(self.model))
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.27 GiB")
+        assert models[0]() is None, "the baseline's model was not freed before kosov's side ran"
+        return train(self, *args, **kwargs)
+    monkeypatch.setattr(trl.SFTTrainer, "train", first_runs_out)
     results = tmp_path / "RESULTS.md"
-    assert tt.main(["--cpu-smoke", "--results", str(results), *(["--grpo"] if grpo else [])]) == 0
+    assert main(["--cpu-smoke", "--results", str(results)]) == 0
     table = results.read_text()
-    oom, ran, why = ("b: kosov recipe", "a: TRL defaults", "kosov OOM") if grpo else \
-        ("a: TRL defaults", "b: kosov recipe", "baseline OOM")
-    assert f"| {oom} | OOM | OOM |" in table and f"| {ran} | 1.000 | 100 |" in table
-    assert f"| **b / a** | n/a ({why}) |" in table and held and held[0]() is None
+    assert "| a: TRL defaults | OOM | OOM | OOM | OOM | OOM |" in table
+    assert "| b: kosov recipe | OOM" not in table and "| **b / a** | n/a (baseline OOM) |" in table
+
+
+def test_grpo_sides_out_of_gpu_memory_still_write_the_table(monkeypatch, tmp_path):
+    """CUDA's out-of-memory RuntimeError (raised outside torch's allocator) counts too, on either side."""
+    import trl
+
+    from benchmarks.train_throughput import main
+
+    def runs_out(self, *args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(trl.GRPOTrainer, "train", runs_out)
+    results = tmp_path / "RESULTS.md"
+    assert main(["--cpu-smoke", "--grpo", "--results", str(results)]) == 0
+    table = results.read_text()
+    assert "| a: TRL defaults | OOM |" in table and "| b: kosov recipe | OOM |" in table
+    assert "| **b / a** | n/a (both OOM) |" in table
 
 
 def test_peak_memory_is_reported_allocated_and_reserved_and_qlora_fits_are_judged_on_reserved(monkeypatch):
@@ -238,7 +242,8 @@ def test_peak_memory_is_reported_allocated_and_reserved_and_qlora_fits_are_judge
     have free. 14 GiB allocated under 17 GiB reserved does not fit."""
     import torch
 
-    from benchmarks.train_throughput import A, B, result, table
+    from benchmarks.measure import result
+    from benchmarks.report import table
 
     for name, value in [("is_available", lambda: True), ("synchronize", lambda *a: None),
                         ("max_memory_allocated", lambda *a: 14 * 2**30),
@@ -247,31 +252,15 @@ def test_peak_memory_is_reported_allocated_and_reserved_and_qlora_fits_are_judge
     timer = SimpleNamespace(sync=lambda: None, start=time.perf_counter() - 10, tokens0=0)
     trainer = SimpleNamespace(state=SimpleNamespace(log_history=[{"num_tokens": 4096.0}]))
     row = result(timer, trainer, 1)
-    assert (row["peak_allocated_gib"], row["peak_reserved_gib"]) == (14.0, 17.0)
-    text = table({A: stand_in_row(peak_allocated_gib=16.0, peak_reserved_gib=20.0), B: row}, "### t", qlora=True)
+    assert (row.get("peak_allocated_gib"), row.get("peak_reserved_gib")) == (14.0, 17.0)
+    baseline = stand_in_row(peak_allocated_gib=16.0, peak_reserved_gib=20.0)
+    text = table({"a: TRL defaults": baseline, "b: kosov recipe": row}, "### t", qlora=True)
     assert "| peak allocated GiB | peak reserved GiB |" in text and "| 14.00 | 17.00 |" in text
     assert "17.00 GiB reserved (14.00 allocated), does not fit" in text
-    fits = table({A: row, B: row | {"peak_reserved_gib": 14.5}}, "### t", qlora=True)
+    fits = table({"a: TRL defaults": row, "b: kosov recipe": row | {"peak_reserved_gib": 14.5}}, "### t", qlora=True)
     assert "14.50 GiB reserved (14.00 allocated), fits" in fits
-
-
-def test_the_saved_qlora_model_is_collected_before_either_side_starts(monkeypatch, tmp_path):
-    """shapes.saved_model builds the random bf16 model to save it: left alive, its 16 GB would sit in both peaks."""
-    from transformers import AutoModelForCausalLM
-
-    import benchmarks.shapes as shapes
-
-    config, _ = kormo_checkpoint(tmp_path / "kormo")
-    built, build = [], AutoModelForCausalLM.from_config
-
-    def spy(*args, **kwargs):
-        model = build(*args, **kwargs)
-        built.append(weakref.ref(model))
-        return model
-    monkeypatch.setattr(AutoModelForCausalLM, "from_config", spy)
-    monkeypatch.setattr(shapes, "_SAVED", {})
-    assert (Path(shapes.saved_model("qwen3-8b", str(config), "cpu")) / "config.json").is_file()
-    assert built and built[0]() is None
+    kosov_oom = table({"a: TRL defaults": row, "b: kosov recipe": {"oom": "CUDA out of memory"}}, "### t", qlora=True)
+    assert "| **b / a** | n/a (kosov OOM) |" in kosov_oom and "ran out of memory, does not fit" in kosov_oom
 
 
 FAKE_PYTHON = r"""#!/usr/bin/env bash
@@ -301,7 +290,8 @@ def dry_run(tmp_path: Path, *stages: str, **env: str) -> tuple[subprocess.Popen,
     (site / ".kit-stamp").write_text("dry\n")
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "OUT": str(out), "KOSOV_SITE": str(site),
            "KIT_DIR": str(tmp_path / "kit"), "KOSOV_LOGS": str(tmp_path / "logs"),
-           "KOSOV_RESULTS": str(tmp_path / "results.md"), "FAKE_DIR": str(tmp_path), **env}
+           "KOSOV_RESULTS": str(tmp_path / "results.md"), "KOSOV_TMP": str(tmp_path / "tmp"),
+           "FAKE_DIR": str(tmp_path), **env}
     process = subprocess.Popen(["bash", "benchmarks/device/run.sh", *stages], cwd=ROOT, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     return process, out
@@ -324,8 +314,9 @@ def test_the_device_script_runs_the_targets_first_within_the_budget_and_tests_la
 
 
 def test_a_failed_check_skips_the_stages_that_would_fail_the_same_way(tmp_path):
-    process, out = dry_run(tmp_path, "check", "sft", FAKE_CHECK_RC="1")
-    process.communicate(timeout=120)
+    process, out = dry_run(tmp_path, "check", "sft", FAKE_CHECK_RC="1", RUN_BUDGET_S="900")
+    assert "RUN_BUDGET_S=900: the device runs a command 600 s at most; keeping to 570" in process.communicate(
+        timeout=120)[0]
     env = (out / "env.log").read_text()
     assert "=== check: rc=1" in env and "=== sft: skipped, check failed" in env
     assert not (out / "sft.log").exists()

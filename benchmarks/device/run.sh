@@ -20,16 +20,22 @@
 # starts an empty one). Each finished stage copies them to $OUT/RESULTS.gpu.md at once, with env.log (versions,
 # and each stage's exit status and seconds); each stage logs straight into $OUT/<stage>.log. So a call killed at
 # its limit (rc 137) still brings back every table finished before. Files back: at most 8 (6 stages a call).
-# KOSOV_SITE, KIT_DIR, KOSOV_LOGS and KOSOV_RESULTS (default /tmp/site, .whl, /tmp/kosov-logs and
-# /tmp/kosov-results.md) exist for a dry run on another machine (tests/test_benchmarks.py runs one, python3 faked).
+# KOSOV_SITE, KIT_DIR, KOSOV_LOGS, KOSOV_RESULTS and KOSOV_TMP (default /tmp/site, .whl, /tmp/kosov-logs,
+# /tmp/kosov-results.md, /tmp/kosov-tmp) exist for a dry run on another machine (tests/test_benchmarks.py runs one,
+# with a fake python3).
 set -uo pipefail
 
 START=$SECONDS
 BUDGET=${RUN_BUDGET_S:-570}
 [[ $BUDGET =~ ^[0-9]+$ ]] || { echo "RUN_BUDGET_S=$BUDGET is not a number of seconds" >&2; exit 2; }
+if [ "$BUDGET" -gt 570 ]; then
+  echo "RUN_BUDGET_S=$BUDGET: the device runs a command 600 s at most; keeping to 570" >&2
+  BUDGET=570
+fi
 OUT=${OUT:-/tmp/kosov-out}
 LOGS=${KOSOV_LOGS:-/tmp/kosov-logs}
 RESULTS=${KOSOV_RESULTS:-/tmp/kosov-results.md}
+TMPS=${KOSOV_TMP:-/tmp/kosov-tmp}
 SITE=${KOSOV_SITE:-/tmp/site}   # the device README's --target; these four are overridable for a dry run elsewhere
 KIT=${KIT_DIR:-.whl}
 mkdir -p "$OUT" "$LOGS"
@@ -139,7 +145,7 @@ run_stage() {
   fi
   [ "$cap" -gt "$left" ] && cap=$left
   shift 2
-  local tmp=/tmp/kosov-tmp/$stage t0=$SECONDS rc cmd="$*" log="$OUT/$stage.log"
+  local tmp=$TMPS/$stage t0=$SECONDS rc cmd="$*" log="$OUT/$stage.log"
   rm -rf "$tmp" && mkdir -p "$tmp"
   cmd=${cmd//$'\n'/ }
   echo "=== $stage (limit ${cap}s): ${cmd:0:240}" | tee "$log"
@@ -147,7 +153,7 @@ run_stage() {
   TMPDIR=$tmp timeout -k 15 "$cap" "$@" 2>&1 | tee -a "$log"
   rc=${PIPESTATUS[0]}
   rm -rf "$tmp"
-  printf '\n=== %s: rc=%s%s in %ss\n' "$stage" "$rc" "$([ "$rc" = 124 ] && echo ' (timed out)')" $((SECONDS - t0)) \
+  printf '\n=== %s: rc=%s%s in %ss\n' "$stage" "$rc" "$([ "$rc" = 124 ] || [ "$rc" = 137 ] && echo ' (timed out)')" $((SECONDS - t0)) \
     | tee -a "$log" "$LOGS/env.log"
   [ "$stage" = check ] && [ "$rc" != 0 ] && FAILED_CHECK=1
   bring_back  # this stage's table (if it wrote one) and env.log are in $OUT before the next stage starts

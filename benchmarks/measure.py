@@ -1,0 +1,98 @@
+"""How the throughput benchmarks measure one side (a trainer): optimizer steps timed after the warm-up with the
+tokens TRL counted in them, peak GPU memory allocated and reserved, and a side that runs out of GPU memory recorded
+as OOM (its memory freed) so the other side still runs."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+import weakref
+from typing import Any
+
+
+class StepTimer:
+    """A TrainerCallback timing optimizer steps after the warm-up, and the tokens TRL counted in them."""
+
+    def __init__(self, warmup: int):
+        from transformers import TrainerCallback
+
+        self.warmup, self.start, self.tokens0 = warmup, None, 0.0
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                if state.global_step == outer.warmup and outer.start is None:
+                    outer.sync()
+                    outer.start = time.perf_counter()
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                # the count at the end of the warm-up: GRPO logs it only on steps that generate
+                if logs and "num_tokens" in logs and state.global_step <= outer.warmup:
+                    outer.tokens0 = logs["num_tokens"]
+
+        self.callback = _Callback()
+
+    @staticmethod
+    def sync() -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+def result(timer: StepTimer, trainer: Any, steps: int) -> dict[str, float]:
+    """Speed of the timed steps, and the side's peak GPU memory two ways: allocated (what tensors held) and reserved
+    (what PyTorch's caching allocator took from the card, >= allocated: what a smaller card must have free)."""
+    import torch
+
+    timer.sync()
+    seconds = time.perf_counter() - timer.start
+    counted = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
+    tokens = counted[-1] - timer.tokens0 if counted else float("nan")
+    cuda = torch.cuda.is_available()
+    return {"steps_per_s": steps / seconds, "tokens_per_s": tokens / seconds, "tokens_per_step": tokens / steps,
+            "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
+            "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if cuda else float("nan")}
+
+def collect() -> float:
+    """gc and hand cached GPU memory back; returns the GPU memory still allocated (GiB)."""
+    import torch
+
+    gc.collect()
+    if not torch.cuda.is_available():
+        return 0.0
+    torch.cuda.empty_cache()
+    return torch.cuda.memory_allocated() / 2**30
+
+def release(model: weakref.ref) -> dict[str, float]:
+    """Collect a finished side's trainer and model before the next side starts; else their GPU memory counts in
+    the next side's peak. `del` alone does not free them: transformers' wrapped forward makes a reference cycle.
+    Returns {"freed": 1.0 when the model is gone, "left_gib": GPU memory still allocated}."""
+    left = collect()
+    if model() is not None:
+        print("warning: the finished run's model is still referenced after gc.collect(); its memory counts in the "
+              "next run's peak", file=sys.stderr)
+    return {"freed": float(model() is None), "left_gib": left}
+
+def out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+def run_side(name: str, side: Any, *args: Any) -> dict[str, Any]:
+    """One side's row, printed as soon as it finishes. A side that runs out of GPU memory (the TRL baseline may, at
+    --batch 4) is recorded as OOM and its memory freed, so the other side still runs and the table is written."""
+    import torch
+
+    torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
+    try:
+        row = side(*args)
+    except RuntimeError as e:  # torch.OutOfMemoryError is one; so is CUDA's "out of memory" from elsewhere
+        if not out_of_memory(e):
+            raise
+        row = {"oom": str(e).strip().splitlines()[0][:200]}
+    if "oom" in row:  # out of the except block: the traceback, and the model its frames held, are gone
+        row["left_gib"] = collect()
+    print(f"{name}: {json.dumps(row)}", flush=True)
+    return row

@@ -1,0 +1,65 @@
+"""The benchmarks' result table: each side's row, the ratios b/a, the QLoRA 16 GB verdict, and where it ran
+(GPU, versions, date), printed and appended to a Markdown file."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+A, B = "a: TRL defaults", "b: kosov recipe"
+GIB_16GB = 16e9 / 2**30  # the QLoRA target, "fits in 16 GB", in the tables' unit: 14.90 GiB
+
+
+def _num(value: float, digits: int = 0) -> str:
+    return "–" if value != value else f"{value:.{digits}f}"  # NaN (no GPU memory on CPU) reads as a dash
+
+def table(rows: dict[str, dict[str, Any]], header: str, generated: bool = False, qlora: bool = False) -> str:
+    """The Markdown table: a row per side (OOM for a side that ran out of GPU memory), the ratios b/a and, for
+    QLoRA, whether kosov's side fits the 16 GB target, judged on reserved memory (what the card must have)."""
+    a, b, nan = rows[A], rows[B], float("nan")
+    columns = [("steps/s", "steps_per_s", 3), ("useful tokens/s", "tokens_per_s", 0),
+               ("useful tokens/step", "tokens_per_step", 0), ("peak allocated GiB", "peak_allocated_gib", 2),
+               ("peak reserved GiB", "peak_reserved_gib", 2)]
+    if generated:
+        columns.insert(2, ("generated tokens/s", "generated_tokens_per_s", 0))
+    lines = [header, "", "| run | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---|" * len(columns)]
+    lines += [f"| {name} | " + " | ".join("OOM" if "oom" in r else _num(r.get(key, nan), d) for _, key, d in columns)
+              + " |" for name, r in rows.items()]
+    if "oom" in a or "oom" in b:
+        ratios = ["n/a (" + ("both OOM" if "oom" in a and "oom" in b else "baseline OOM" if "oom" in a
+                             else "kosov OOM") + ")"] * len(columns)
+    else:
+        ratios = [b.get(key, nan) / a.get(key, nan) for _, key, _ in columns]
+        ratios = ["–" if r != r else f"{r:.2f}x" for r in ratios]
+    lines.append("| **b / a** | " + " | ".join(ratios) + " |")
+    if qlora:
+        lines += ["", fits_16gb(b)]
+    return "\n".join(lines) + "\n"
+
+def fits_16gb(row: dict[str, Any]) -> str:
+    """The QLoRA target's verdict, on peak reserved memory: allocated understates what the card needs."""
+    target = f"QLoRA target, kosov's peak reserved GPU memory <= 16 GB ({GIB_16GB:.2f} GiB)"
+    if "oom" in row:
+        return f"{target}: ran out of memory, does not fit"
+    reserved, allocated = row.get("peak_reserved_gib", float("nan")), row.get("peak_allocated_gib", float("nan"))
+    if reserved != reserved:
+        return f"{target}: not measured (no GPU)"
+    verdict = "fits" if reserved <= GIB_16GB else "does not fit"
+    return (f"{target}: {reserved:.2f} GiB reserved ({allocated:.2f} allocated), {verdict}; the CUDA context "
+            "(~0.5 GiB) comes on top")
+
+def emit(text: str, results: str | None) -> None:
+    """Print a result table and, when asked, append it to the results file (benchmarks/RESULTS.md)."""
+    print(text)
+    if results:
+        with open(results, "a", encoding="utf-8") as f:
+            f.write("\n" + text)
+
+def environment(device: str) -> str:
+    import torch
+    import transformers
+    import trl
+
+    card = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
+    return (f"{card}; torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}; "
+            f"{dt.date.today().isoformat()}")
