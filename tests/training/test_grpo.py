@@ -68,7 +68,9 @@ def test_sft_then_grpo_in_one_recipe(tmp_path):
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
 
     # Killed after its SFT stage, before GRPO's first checkpoint: resume=true starts GRPO again, keeps the stage.
-    shutil.rmtree(out / "checkpoints")
+    for name in ("checkpoints", "adapter"):
+        shutil.rmtree(out / name)
+    (out / "metrics.json").unlink()
     stage_done = (out / "sft" / "metrics.json").stat().st_mtime_ns
     again = train(compose(["experiment=smoke-sft-grpo", f"output_dir={out}", "method.max_steps=2", "resume=true"]))
     assert again.metrics["global_step"] == 2 and (out / "sft" / "metrics.json").stat().st_mtime_ns == stage_done
