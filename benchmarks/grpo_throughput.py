@@ -48,7 +48,7 @@ def run_trl_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, token
 
     from benchmarks.shapes import load_saved
     from benchmarks.measure import StepTimer, release
-    from training.models import lora_config
+    from training.adapters import lora_config
     from training.rewards import language_consistency
 
     model = load_saved(folder, device, args.qlora, "sdpa")
@@ -72,7 +72,7 @@ def run_kosov_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, tok
     from benchmarks.shapes import load_saved
     from benchmarks.measure import StepTimer, release
     from training import grpo
-    from training.models import lora_config
+    from training.adapters import lora_config
     from training.run_dir import RunDir
     from training.train import trainer_args
 

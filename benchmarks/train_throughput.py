@@ -135,7 +135,7 @@ def run_trl_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[s
     the recipe's LoRA (rank, alpha, dropout, target modules): the adapter is the same on both sides."""
     from trl import SFTConfig, SFTTrainer
 
-    from training.models import lora_config
+    from training.adapters import lora_config
 
     model = build_model(args.model, args.config, device, quantize=args.qlora)
     timer = StepTimer(args.warmup)
@@ -156,7 +156,7 @@ def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict
     arguments and LoRA; only the model (the benchmark's shape), the step count and method.sft.turns=last (each
     conversation once, as TRL trains it) differ."""
     from training import sft
-    from training.models import lora_config
+    from training.adapters import lora_config
     from training.recipes import compose
     from training.run_dir import RunDir
     from training.train import trainer_args

@@ -26,9 +26,9 @@ from training.errors import KosovError
 from training.evaluation.generative import JOBS, code_digest, jobs_of, prompt_limit, run_generative
 from training.evaluation.harness import adapter_digest, cache_file, load_settings, model_identity, run_tasks
 from training.evaluation.report import build_report, log_to_tracker, write_report
-from training.models import (adapter_dir, adapter_model_config, check_adapter_base, check_attention, check_remote_code,
-                             cuda_available, installed, load_for_inference, load_tokenizer, model_source,
-                             resolve_device)
+from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
+from training.models import (check_attention, check_remote_code, cuda_available, installed, load_for_inference,
+                             load_tokenizer, model_source, resolve_device)
 from training.run_dir import (add_file_logging, default_output_dir, prepare_run_dir, provenance, redact, write_atomic,
                               write_json)
 from training.tracking import open_tracker

@@ -11,13 +11,11 @@ import importlib.util
 import json
 import logging
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from training.schema import KosovConfig, ModelConfig, PeftConfig
+from training.adapters import check_adapter_base
 from training.errors import KosovError
 
 log = logging.getLogger(__name__)
@@ -294,158 +292,6 @@ def load_base_model(cfg: KosovConfig, source: str, device: str, trains_all: bool
     log.info("loaded %s (%s, %.1fM parameters, %s)", mcfg.name_or_path, kwargs["dtype"],
              model.num_parameters() / 1e6, kwargs["attn_implementation"])
     return model
-
-
-def linear_module_names(model: Any) -> set[str]:
-    import torch
-
-    names = set()
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) or type(module).__name__.startswith("Linear"):
-            names.add(name.rsplit(".", 1)[-1])
-    return names
-
-
-def check_target_parameters(pcfg: PeftConfig, parameters: list[str], model: Any) -> None:
-    """LoRA on bare parameters (PEFT's ParamWrapper, for fused MoE experts): they must exist, and PEFT supports
-    neither dropout nor DoRA there."""
-    names = [n for n, _ in model.named_parameters()]
-    missing = [t for t in parameters if not any(n == t or n.endswith("." + t) for n in names)]
-    if missing:
-        raise KosovError(f"peft.target_parameters names {missing}, which this model does not have",
-                         fix="use parameter names (suffixes) of the model, e.g. mlp.experts.gate_up_proj")
-    if pcfg.dropout:
-        raise KosovError(f"peft.target_parameters with peft.dropout={pcfg.dropout}: PEFT applies LoRA on parameters "
-                         "as a weight update, where dropout is not possible", fix="set peft.dropout=0")
-    if pcfg.method == "dora":
-        raise KosovError("peft=dora with peft.target_parameters: PEFT has no DoRA for parameters",
-                         fix="use peft=lora, or drop peft.target_parameters")
-
-
-def fused_experts(model: Any) -> list[str]:
-    """Names (after the layer index) of 3-D parameters: the fused MoE experts of transformers 5."""
-    return sorted({n.split(".layers.")[-1].split(".", 1)[-1] for n, p in model.named_parameters() if p.dim() == 3})
-
-
-def lora_config(pcfg: PeftConfig, model: Any):
-    """The PEFT LoraConfig for lora / dora / qlora, None for a full fine-tune. Unknown targets fail clearly."""
-    if pcfg.method == "none":
-        return None
-    from peft import LoraConfig
-
-    targets = pcfg.target_modules
-    fused = fused_experts(model)
-    if targets == "all-linear" and fused and not pcfg.target_parameters:
-        raise KosovError(
-            f"peft.target_modules=all-linear on a model with fused expert weights ({', '.join(fused)}): PEFT would "
-            "also put LoRA on the router and double the rank of the fused gate/up experts, and it refuses "
-            "peft.dropout > 0 there",
-            fix="name the targets: peft.target_modules=[q_proj,k_proj,v_proj,o_proj] "
-                f"peft.target_parameters=[{','.join(fused)}] peft.dropout=0")
-    if targets != "all-linear":
-        targets = list(targets)
-        available = linear_module_names(model)
-        missing = [t for t in targets if t not in available]
-        if missing:
-            raise KosovError(f"peft.target_modules names {missing}, which this model does not have",
-                             fix=f"use 'all-linear' or names from: {', '.join(sorted(available))}")
-    parameters = list(pcfg.target_parameters)
-    if parameters:
-        check_target_parameters(pcfg, parameters, model)
-    saved = list(pcfg.modules_to_save)
-    modules = [name for name, _ in model.named_modules()]
-    unknown = [t for t in saved if not any(n == t or n.endswith("." + t) for n in modules)]
-    if unknown:  # PEFT would train nothing extra, silently
-        raise KosovError(f"peft.modules_to_save names {unknown}, which this model does not have",
-                         fix="use module names (suffixes) of the model, e.g. embed_tokens, lm_head")
-    # a tied model (Qwen3 up to 4B) keeps embed_tokens and lm_head one matrix when either is trained in full
-    tied = bool(getattr(model.config, "tie_word_embeddings", False)) and bool({"embed_tokens", "lm_head"} & set(saved))
-    return LoraConfig(
-        target_parameters=parameters or None,
-        r=pcfg.r,
-        lora_alpha=pcfg.alpha,
-        lora_dropout=pcfg.dropout,
-        target_modules=targets,
-        modules_to_save=saved or None,
-        ensure_weight_tying=tied,
-        use_rslora=pcfg.use_rslora,
-        use_dora=pcfg.method == "dora",
-        task_type="CAUSAL_LM",
-    )
-
-
-def adapter_dir(path: str | Path) -> Path:
-    """An adapter folder, given it or a run folder that holds one in adapter/."""
-    path = Path(path).expanduser()
-    for candidate in (path, path / "adapter"):
-        if (candidate / "adapter_config.json").is_file():
-            return candidate
-    raise KosovError(f"no LoRA adapter at {path} (no adapter_config.json there or in {path / 'adapter'})",
-                     fix="give the path of an adapter folder or of the kosov run folder holding it (adapter/)")
-
-
-def _template_text(path: str | Path | None) -> str | None:
-    path = Path(path).expanduser() if path else None
-    return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
-
-
-def adapter_model_config(mcfg: ModelConfig, adapter: Path) -> ModelConfig:
-    """The model settings to serve or evaluate `adapter` with. An adapter of a kosov run answers in the prompt format
-    it was trained with: its run's model.chat_template and end_of_turn_token, where this recipe sets none; one this recipe
-    sets differently wins, with a warning naming both."""
-    run = next((f for f in (adapter.parent, adapter.parent.parent) if (f / "config.yaml").is_file()), None)
-    trained = (yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") if run else None
-    if not isinstance(trained, dict):  # a bare adapter folder: nothing recorded to follow
-        return mcfg
-    changes: dict[str, Any] = {}
-    template = trained.get("chat_template")
-    if template:  # the copy saved with the adapter is found wherever the run was trained
-        saved = adapter / "chat_template.jinja"
-        template = str(saved) if saved.is_file() else template
-        if _template_text(template) is None:
-            raise KosovError(f"the run {run} was trained with model.chat_template={trained['chat_template']!r}, "
-                             "which is not a file here, and its adapter holds no chat_template.jinja",
-                             fix="set model.chat_template=<the template it was trained with>")
-    if mcfg.chat_template is None and template:
-        changes["chat_template"] = template
-    elif _template_text(mcfg.chat_template) != _template_text(template):
-        log.warning("the adapter of %s was trained with model.chat_template=%s; this recipe's %s is used instead",
-                    run, trained.get("chat_template") or "(the tokenizer's own)",
-                    mcfg.chat_template or "(the tokenizer's own)")
-    end = trained.get("end_of_turn_token")
-    if mcfg.end_of_turn_token is None and end:
-        changes["end_of_turn_token"] = end
-    elif mcfg.end_of_turn_token != end:
-        log.warning("the adapter of %s was trained with model.end_of_turn_token=%s; this recipe's %s is used "
-                    "instead", run, end or "(the tokenizer's eos)", mcfg.end_of_turn_token)
-    if changes:
-        log.info("using the settings the adapter was trained with (%s): %s", run / "config.yaml", changes)
-    return replace(mcfg, **changes)
-
-
-def check_adapter_base(adapter: Path, source: str, name_or_path: str) -> None:
-    """An adapter only means something on the base it was trained on: refuse another one before loading."""
-    import json
-
-    trained_on = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    if trained_on not in (source, name_or_path):
-        run_config = adapter.parent / "config.yaml"  # the run's own name for its base (tiny-ko, not its cache path)
-        named = (yaml.safe_load(run_config.read_text(encoding="utf-8")).get("model", {}).get("name_or_path")
-                 if run_config.is_file() else None) or trained_on
-        raise KosovError(f"the adapter {adapter} was trained on {trained_on!r}, but this recipe loads "
-                         f"{name_or_path!r} ({source})",
-                         fix=(f"set model.name_or_path={named} (as its run did)" if named != name_or_path else
-                              f"load the base with the model settings of its run ({run_config})")
-                         + ", or use an adapter trained on this base")
-
-
-def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str):
-    """Wrap the base in a trainable PeftModel from `adapter`, after checking it was trained on this base."""
-    from peft import PeftModel
-
-    check_adapter_base(adapter, source, name_or_path)
-    log.info("continuing training of the adapter %s", adapter)
-    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
 
 
 def load_for_inference(cfg: KosovConfig, source: str, device: str, adapter: Path | None = None):

@@ -26,7 +26,8 @@ from training.schema import KosovConfig
 from training.errors import KosovError
 from training.evaluation.harness import adapter_digest
 from training.model_card import derive_license, model_card
-from training.models import adapter_dir, resolve_device
+from training.adapters import adapter_dir
+from training.models import resolve_device
 from training.run_dir import check_not_holding, redact, secret_values, swap_into_place, write_atomic, write_json
 
 log = logging.getLogger(__name__)

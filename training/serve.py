@@ -40,9 +40,9 @@ from data_tools.teachers import RESERVED_TEMPLATE_KWARGS, GenerationRequest, Tra
 from data_tools.text import nfc
 from training.errors import KosovError
 from training.schema import ServeConfig
-from training.models import (adapter_dir, adapter_model_config, check_adapter_base, check_attention,
-                             check_remote_code, end_of_turn_id, load_for_inference, load_tokenizer, model_source,
-                             resolve_device)
+from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
+from training.models import (check_attention, check_remote_code, end_of_turn_id, load_for_inference, load_tokenizer,
+                             model_source, resolve_device)
 
 log = logging.getLogger(__name__)
 

@@ -58,8 +58,9 @@ def build_teacher(cfg: KosovConfig, out: Path):
             return HTTPTeacher(t.base_url, t.model or cfg.model.name_or_path, api_key_env=t.api_key_env,
                                concurrency=t.concurrency, timeout_s=t.timeout_s, max_retries=t.max_retries,
                                cache_dir=out / "teacher_cache")
-        from training.models import (adapter_dir, check_adapter_base, check_remote_code, end_of_turn_id,
-                                     load_for_inference, load_tokenizer, model_source, resolve_device)
+        from training.adapters import adapter_dir, check_adapter_base
+        from training.models import (check_remote_code, end_of_turn_id, load_for_inference, load_tokenizer,
+                                     model_source, resolve_device)
 
         source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)

@@ -28,9 +28,9 @@ from training.schema import KosovConfig
 from training.errors import KosovError
 from training.preemption import StopOnSigterm
 from training.recipes import compose
-from training.models import (adapter_dir, bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id,
-                             liger_for, load_adapter, load_base_model, load_tokenizer, lora_config, model_source,
-                             quantization_config, resolve_device)
+from training.adapters import adapter_dir, load_adapter, lora_config
+from training.models import (bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id, liger_for,
+                             load_base_model, load_tokenizer, model_source, quantization_config, resolve_device)
 from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_recipe, checkpoint_state,
                               default_output_dir, prepare_run_dir, provenance, redact, refuse_existing_run,
                               resume_provenance, swap_into_place, write_atomic, write_json)

@@ -14,7 +14,8 @@ import training.train
 from tests.helpers import quick
 from training.architectures import FAMILIES, SPECS, lora_targets, tiny_model_dir
 from training.chat_render import render_conversation
-from training.models import end_of_turn_id, linear_module_names, load_tokenizer, model_source
+from training.adapters import linear_module_names
+from training.models import end_of_turn_id, load_tokenizer, model_source
 from training.recipes import compose
 from training.train import train
 

@@ -416,16 +416,16 @@ def test_an_adapter_is_served_with_the_chat_template_its_run_trained_with(custom
 
 
 def test_a_recipe_template_other_than_the_runs_wins_with_a_warning(custom_template_run, tmp_path, caplog):
-    from training.models import adapter_model_config
+    from training.adapters import adapter_model_config
 
     run, template = custom_template_run
     mcfg = KosovConfig().model
-    with caplog.at_level(logging.WARNING, logger="training.models"):
+    with caplog.at_level(logging.WARNING, logger="training.adapters"):
         same = adapter_model_config(dataclasses.replace(mcfg, chat_template=str(template)), run / "adapter")
     assert same.chat_template == str(template) and not caplog.records  # the same template: nothing to say
     other = tmp_path / "other.jinja"
     other.write_text(TEMPLATE_PATH.read_text(encoding="utf-8"), encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="training.models"):
+    with caplog.at_level(logging.WARNING, logger="training.adapters"):
         chosen = adapter_model_config(dataclasses.replace(mcfg, chat_template=str(other)), run / "adapter")
     assert chosen.chat_template == str(other)
     assert str(template) in caplog.text and str(other) in caplog.text
