@@ -37,6 +37,7 @@ _FINAL = re.compile(r"(?<![가-힣])(?:최종\s*)?(?:정답|해답|답)\s*(?:은
 # TeX as Qwen3 writes answers: \frac{3}{4} is 3/4, 8{,}500 is 8,500, \text{원} is 원, \% is %
 _TEX = ((re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}"), r"\1/\2"),
         (re.compile(r"\{,\}"), ","),
+        (re.compile(r"(?<=\d)\\[,;! ](?=\d{3}(?!\d))"), ""),  # 8\,500: a thin space between thousands
         (re.compile(r"\\(?:text|mathrm|textrm|mathbf|textbf|operatorname)\s*\{([^{}]*)\}"), r"\1"),
         (re.compile(r"\\([%$])"), r"\1"),
         (re.compile(r"\\[,;:! ]|\\(?:left|right)\b"), " "))

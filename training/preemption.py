@@ -25,8 +25,11 @@ class StopOnSigterm(TrainerCallback):
         self.asked = False
         self.stopped_at: int | None = None  # the step whose checkpoint was saved on the way out
         self.previous: Any = None
+        self.installed = False
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            self.previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+            self.previous = signal.SIG_DFL if previous is None else previous  # None: set outside Python
+            self.installed = True
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping (another SIGTERM stops "
@@ -35,9 +38,9 @@ class StopOnSigterm(TrainerCallback):
         self.restore()  # a second SIGTERM does what it did before
 
     def restore(self) -> None:
-        if self.previous is not None and threading.current_thread() is threading.main_thread():
+        if self.installed and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.previous)
-            self.previous = None
+            self.installed = False
 
     def _anyone_asked(self, args: Any) -> bool:
         import torch.distributed as dist

@@ -176,15 +176,19 @@ class RunDir:
         """The new run failed before it got under way: the run it was to replace comes back, whole."""
         if self.replaced is None:
             return
-        for item in self.replaced.iterdir():
-            target = self.path / item.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.is_symlink() or target.exists():
-                target.unlink()
-            item.rename(target)
-        self.replaced.rmdir()
-        log.warning("the new run failed: the earlier run in %s is back", self.path)
+        try:
+            for name in REPLACED:  # what the failed run wrote goes, whether the earlier run had it or not
+                target = self.path / name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                elif target.is_symlink() or target.exists():
+                    target.unlink()
+            for item in self.replaced.iterdir():
+                item.rename(self.path / item.name)
+            self.replaced.rmdir()
+            log.warning("the new run failed: the earlier run in %s is back", self.path)
+        except OSError as e:  # never hide the failure being handled
+            log.error("could not put the earlier run back from %s: %s", self.replaced, e)
         self.replaced = None
 
     @property
@@ -259,17 +263,21 @@ def default_output_dir(name: str) -> Path:
     return Path("outputs") / name / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool, is_main: bool = True) -> RunDir:
+def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool, is_main: bool = True,
+                    lock: Any = None) -> RunDir:
     """Claim the run folder: refuse an existing run unless overwrite or resume says what to do with it.
 
     Every process of a distributed run checks (so all fail together, before anything changes); only the main
-    process deletes and creates. Callers then wait for it (accelerate's wait_for_everyone)."""
+    process deletes and creates. Callers then wait for it (accelerate's wait_for_everyone). `lock`: the folder's
+    lock, when the caller took it earlier (lock_run_folder)."""
     run = RunDir(Path(output_dir))
     if is_main:  # before anything is checked or deleted: a running job's folder is never touched
-        run.lock = lock_run_folder(run.path)
+        run.lock = lock if lock is not None else lock_run_folder(run.path)
     try:
         _claim(run, overwrite=overwrite, resume=resume, is_main=is_main)
     except BaseException:
+        if is_main:
+            run.restore_replaced()
         run.release()
         raise
     return run

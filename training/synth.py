@@ -58,15 +58,17 @@ def build_teacher(cfg: KosovConfig, out: Path):
             return HTTPTeacher(t.base_url, t.model or cfg.model.name_or_path, api_key_env=t.api_key_env,
                                concurrency=t.concurrency, timeout_s=t.timeout_s, max_retries=t.max_retries,
                                cache_dir=out / "teacher_cache")
-        from training.adapters import adapter_dir, check_adapter_base
+        from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
         from training.models import (check_remote_code, end_of_turn_id, load_for_inference, load_tokenizer,
                                      model_source, resolve_device)
 
         source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)
         adapter = adapter_dir(t.adapter) if t.adapter else None
-        tokenizer = load_tokenizer(cfg.model, source)
-        stop_ids = [end_of_turn_id(cfg.model, tokenizer)]  # where training taught the model to end its turn
+        # an adapter is prompted as its run trained it (chat template, end of turn), as kosov serve and eval do
+        mcfg = adapter_model_config(cfg.model, adapter) if adapter is not None else cfg.model
+        tokenizer = load_tokenizer(mcfg, source)
+        stop_ids = [end_of_turn_id(mcfg, tokenizer)]  # where training taught the model to end its turn
         if t.backend == "vllm":
             if adapter is not None:
                 check_adapter_base(adapter, source, cfg.model.name_or_path)
@@ -302,8 +304,14 @@ def synth(cfg: KosovConfig) -> SynthResult:
         swap_into_place(staging, out)
     except BaseException:
         if moved.is_dir() and not cache.exists():
-            moved.rename(cache)
-        shutil.rmtree(staging, ignore_errors=True)
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                moved.rename(cache)  # the teacher cache outlives a failed write
+            except OSError as e:  # never hide the failure being handled
+                log.error("could not put the teacher cache back from %s: %s", moved, e)
+                moved = None
+        if moved is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     log.info("dataset in %s: %s", out, files)
     return SynthResult(out_dir=out, files=files, gate_report=report)

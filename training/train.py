@@ -32,8 +32,8 @@ from training.adapters import adapter_dir, load_adapter, lora_config
 from training.models import (bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id, liger_for,
                              load_base_model, load_tokenizer, model_source, quantization_config, resolve_device)
 from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_recipe, checkpoint_state,
-                              default_output_dir, prepare_run_dir, provenance, redact, refuse_existing_run,
-                              resume_provenance, swap_into_place, write_atomic, write_json)
+                              default_output_dir, lock_run_folder, prepare_run_dir, provenance, redact,
+                              refuse_existing_run, resume_provenance, swap_into_place, write_atomic, write_json)
 from training.tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
@@ -261,13 +261,20 @@ def train(cfg: KosovConfig) -> TrainResult:
     chained = cfg.method.grpo is not None and bool(cfg.method.grpo.sft_stage)
     full_model = cfg.peft.method == "none" and not chained and not cfg.method.init_adapter  # every weight trains
     check_precision(cfg, device, full_model)
-    if chained:
-        start_adapter: Path | None = run_sft_stage(cfg, output_dir)
-    else:
-        start_adapter = adapter_dir(cfg.method.init_adapter) if cfg.method.init_adapter else None
+    # A chained run holds its folder from before its SFT stage: a second job must not retrain a running job's stage.
+    held = lock_run_folder(output_dir) if chained and is_main else None
+    try:
+        if chained:
+            start_adapter: Path | None = run_sft_stage(cfg, output_dir)
+        else:
+            start_adapter = adapter_dir(cfg.method.init_adapter) if cfg.method.init_adapter else None
+    except BaseException:
+        if held is not None:
+            held.close()
+        raise
     # Run folder: claimed (and locked) before anything heavy, so a refused overwrite costs nothing. A run killed
     # before its first checkpoint starts again under resume=true (a chained run's SFT stage, in output_dir/sft, stays).
-    run = prepare_run_dir(output_dir, overwrite=cfg.overwrite, resume=cfg.resume, is_main=is_main)
+    run = prepare_run_dir(output_dir, overwrite=cfg.overwrite, resume=cfg.resume, is_main=is_main, lock=held)
     state.wait_for_everyone()  # the main process has cleared / created the folder
     handler = add_file_logging(run) if is_main else None
     if run.resume_from:
@@ -318,10 +325,10 @@ def train(cfg: KosovConfig) -> TrainResult:
             trainer.add_callback(suite)
         if cfg.method.name == "sft":
             trainer.add_callback(ResumedTokenCount(trainer))
-        sigterm = StopOnSigterm()
-        trainer.add_callback(sigterm)
         run.drop_replaced()  # data, model and trainer are ready: the run this one replaces (overwrite=true) goes
+        sigterm = StopOnSigterm()
         try:
+            trainer.add_callback(sigterm)
             output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
         finally:
             sigterm.restore()

@@ -102,19 +102,22 @@ class DecontaminateGate:
     def _build_index(self) -> None:
         # n-gram -> file, and for short strings: their first min_units units -> [(whole string, file)], so a
         # row is scanned once for each and a prefix hit is confirmed by comparing the whole string.
-        # An n-gram counts once per distinct benchmark string; a short string once per record field it fills (an
-        # instruction field every record repeats). What `boilerplate` or more share is dropped afterwards.
+        # An n-gram counts once per distinct benchmark string; a short string by how often one file repeats it (an
+        # instruction field every record has; the same item in test, dev and val files stays an item). What
+        # `boilerplate` or more share is dropped afterwards.
         self._grams: dict[Any, str] = {}
         self._short: dict[Any, list[tuple[Any, str]]] = {}
         shared: Counter = Counter()
+        in_file: Counter = Counter()
         seen: set = set()
         for path in map(str, self.eval_files):
             for text in eval_strings(Path(path)):
                 seq = units(text, self.unit)
                 if self.min_units <= len(seq) < self.n:
-                    shared[seq] += 1
-                    if shared[seq] == 1:
+                    if not shared[seq]:
                         self._short.setdefault(seq[: self.min_units], []).append((seq, path))
+                    in_file[(seq, path)] += 1
+                    shared[seq] = max(shared[seq], in_file[(seq, path)])
                 elif len(seq) >= self.n and seq not in seen:
                     seen.add(seq)
                     grams = {seq[i : i + self.n] for i in range(len(seq) - self.n + 1)}

@@ -289,6 +289,13 @@ def test_decontaminate_ignores_the_format_every_benchmark_prompt_shares(tmp_path
     assert gate("decontaminate", eval_files=[str(bench)], unit="char")([new, copied]).kept == [new]
     with pytest.raises(ValueError, match="boilerplate"):
         gate("decontaminate", eval_files=[str(bench)], boilerplate=1)
+    # one short item in the test, dev and val files of a benchmark is still an item, not its format
+    splits = [tmp_path / f"{split}.jsonl" for split in ("test", "dev", "val")]
+    short = "조선을 세운 태조 이성계가 도읍을 한양으로 옮긴 해는 몇 년입니까?"  # 10 words: matched whole
+    for split in splits:
+        split.write_text(json.dumps({"question": short}, ensure_ascii=False) + "\n", encoding="utf-8")
+    copied_short = sft("1394년", short)
+    assert gate("decontaminate", eval_files=[str(f) for f in splits])([copied_short]).kept == []
 
 
 def test_decontaminate_needs_readable_eval_files(tmp_path):

@@ -49,6 +49,7 @@ def test_wrong_or_missing_answers_are_wrong(completion, gold):
     ("따라서 답은 \\boxed{\\frac{3}{4}}입니다.", "3/4"),  # Qwen3 writes fractions and thousands in TeX
     ("따라서 \\(\\boxed{\\dfrac{1}{2}}\\)", "0.5"),
     ("최종 답: \\boxed{8{,}500}", "8500"),
+    ("따라서 \\boxed{8\\,500}", "8500"),  # a thin space between thousands
     ("$$\\boxed{8500\\text{원}}$$", "8500"),
     ("정답: $\\frac{3}{4}$", "0.75"),
     ("정답: $-\\frac{1}{2}$", "-0.5"),

@@ -281,3 +281,31 @@ def test_every_row_skipped_names_the_reasons_it_was(tmp_path):
     with pytest.raises(KosovError, match=r"every training row was skipped \(special token in text: \d+") as error:
         train(compose(quick(f"output_dir={tmp_path / 'run'}", f"data.train_files=[{data}]", "data.on_bad_row=skip")))
     assert "max_length" not in str(error.value).split("Fix")[0]
+
+
+def test_a_failed_overwrite_puts_the_earlier_run_back_without_what_the_failed_one_wrote(tmp_path):
+    from training.run_dir import prepare_run_dir
+
+    out = tmp_path / "run"
+    (out / "adapter").mkdir(parents=True)
+    (out / "adapter" / "adapter_model.safetensors").write_bytes(b"the earlier adapter")
+    run = prepare_run_dir(out, overwrite=True, resume=False)
+    (out / "wandb").mkdir()  # the failed run's tracker folder, which the earlier run did not have
+    run.restore_replaced()
+    run.release()
+    assert sorted(p.name for p in out.iterdir() if p.name != ".kosov.lock") == ["adapter"]
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == b"the earlier adapter"
+
+
+def test_a_chained_run_holds_its_folder_before_its_sft_stage_trains(tmp_path):
+    from training.run_dir import lock_run_folder
+
+    out = tmp_path / "run"
+    holder = lock_run_folder(out)  # a running chained job (in its GRPO part: its sft/ folder is free)
+    try:
+        with pytest.raises(KosovError, match="in use by a running job"):
+            train(compose(["experiment=smoke-sft-grpo", f"output_dir={out}", "overwrite=true"]))
+        assert not (out / "sft").exists()  # the stage was never (re)trained
+    finally:
+        holder.close()
+

@@ -308,3 +308,16 @@ def test_the_judge_shares_the_generators_teacher(tmp_path, monkeypatch):
     except KosovError as error:  # tiny-ko may write no usable row: the teacher was still built
         assert "no usable rows" in str(error) or "removed by the quality gates" in str(error)
     assert len(loads) == 1
+
+
+def test_an_in_process_teacher_with_an_adapter_is_prompted_as_its_run_trained_it(custom_template_run, tmp_path):
+    from data_tools.teachers import GenerationRequest
+    from tests.conftest import CUSTOM_SYSTEM
+    from training.synth import build_teacher
+
+    run, _ = custom_template_run
+    cfg = compose(["experiment=synth-distill", f"synth.teacher.adapter={run}", f"output_dir={tmp_path / 'd'}"])
+    teacher = build_teacher(cfg, tmp_path / "d")
+    prompt = teacher.render(GenerationRequest([{"role": "user", "content": "안녕하세요?"}], max_new_tokens=4))
+    assert CUSTOM_SYSTEM in prompt
+
