@@ -176,7 +176,10 @@ def finished_metrics(cfg: KosovConfig, run: RunDir) -> dict[str, Any] | None:
         if (run.path / "config.yaml").is_file() else {}
     same_length = (saved.get("max_steps"), saved.get("num_train_epochs")) == (cfg.method.max_steps,
                                                                               cfg.method.num_train_epochs)
-    last = state.get("max_steps") if same_length else cfg.method.max_steps if cfg.method.max_steps > 0 else None
+    if same_length:
+        last = state.get("max_steps")  # the step count the run was set up for
+    else:  # a longer (or shorter) max_steps on resume; epochs changed: unknown, so train on
+        last = cfg.method.max_steps if cfg.method.max_steps > 0 else None
     if not last or state.get("global_step", 0) < last:
         return None
     return json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
