@@ -33,16 +33,17 @@ def _generated(trainer: Any, warmup: int, steps: int) -> float:
     return sum(lengths) / len(lengths) * per_step * steps if lengths else float("nan")
 
 
-def _timed(trainer: Any, timer: Any, args: Any) -> dict[str, float]:
+def _timed(trainer: Any, timer: Any, warmup: int, steps: int) -> dict[str, float]:
     from benchmarks.measure import result
 
     trainer.train()
-    row = result(timer, trainer, args.steps)
-    row["generated_tokens_per_s"] = _generated(trainer, args.warmup, args.steps) / (args.steps / row["steps_per_s"])
+    row = result(timer, trainer, steps)
+    row["generated_tokens_per_s"] = _generated(trainer, warmup, steps) / (steps / row["steps_per_s"])
     return row
 
 
-def run_trl_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, tokenizer: Any) -> dict[str, float]:
+def run_trl_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, tokenizer: Any,
+                 warmup: int, steps: int) -> dict[str, float]:
     """(a) TRL's GRPOTrainer with its defaults (generate(), activation checkpointing, SDPA), the recipe's LoRA."""
     from trl import GRPOConfig, GRPOTrainer
 
@@ -52,8 +53,8 @@ def run_trl_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, token
     from training.rewards import language_consistency
 
     model = load_saved(folder, device, args.qlora, "sdpa")
-    timer = StepTimer(args.warmup)
-    config = GRPOConfig(output_dir=tempfile.mkdtemp(), max_steps=args.warmup + args.steps, logging_steps=1,
+    timer = StepTimer(warmup)
+    config = GRPOConfig(output_dir=tempfile.mkdtemp(), max_steps=warmup + steps, logging_steps=1,
                         num_generations=args.group, max_completion_length=args.completion,
                         per_device_train_batch_size=args.group,
                         gradient_accumulation_steps=cfg.method.gradient_accumulation_steps,
@@ -61,14 +62,16 @@ def run_trl_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, token
     trainer = GRPOTrainer(model=model, reward_funcs=[language_consistency], args=config, train_dataset=data.train,
                           processing_class=tokenizer, peft_config=lora_config(args.peft, model),
                           callbacks=[timer.callback])
-    row = _timed(trainer, timer, args)
+    row = _timed(trainer, timer, warmup, steps)
     ref = weakref.ref(model)
     del trainer, model
     return row | release(ref)
 
 
-def run_kosov_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, tokenizer: Any) -> dict[str, float]:
-    """(b) kosov's recipe: its generation engine, rewards, attention, kernels, checkpointing, trainer arguments."""
+def run_kosov_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, tokenizer: Any, attn: str,
+                   warmup: int, steps: int) -> dict[str, float]:
+    """(b) kosov's recipe: its generation engine, rewards, attention, kernels, checkpointing, trainer arguments
+    (c, d, ...: with a --variant's overrides)."""
     from benchmarks.shapes import load_saved
     from benchmarks.measure import StepTimer, release
     from training import grpo
@@ -76,50 +79,68 @@ def run_kosov_grpo(args: Any, cfg: Any, folder: str, device: str, data: Any, tok
     from training.run_dir import RunDir
     from training.train import trainer_args
 
-    model = load_saved(folder, device, args.qlora, args.attn)
-    timer = StepTimer(args.warmup)
+    model = load_saved(folder, device, args.qlora, attn)
+    timer = StepTimer(warmup)
     common = trainer_args(cfg, RunDir(Path(tempfile.mkdtemp())), device, [], model.config.model_type)
     common.update(save_strategy="no")
     trainer = grpo.build_trainer(cfg, model, tokenizer, data, lora_config(args.peft, model), common)
     trainer.add_callback(timer.callback)
-    row = _timed(trainer, timer, args)
+    row = _timed(trainer, timer, warmup, steps)
     ref = weakref.ref(model)
     del trainer, model
     return row | release(ref)
 
 
+def _whole_rounds(n: int, rounds: int) -> int:
+    return -(-n // rounds) * rounds
+
+
 def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str, Any]], str]:
-    """(the two rows of the table, what kosov's side did differently in words). args.recipe, args.peft and
-    args.attn come from train_throughput.resolve_recipe."""
+    """(the rows of the table, what kosov's sides did differently in words). args.recipe, args.peft, args.attn and
+    args.sides come from train_throughput.resolve_recipe."""
     from benchmarks.measure import run_side
     from benchmarks.report import A, B
     from training import grpo
     from training.recipes import compose
 
     folder = _model_folder(args, tokenizer, device)
-    recipe = compose([f"experiment={args.recipe}", "tracking=none"]).method
-    # The recipe's optimizer step (one prompt's group per micro-step, its gradient accumulation) and its
-    # generation rounds in optimizer steps; both trainers train the same completions per step.
-    accumulation = recipe.gradient_accumulation_steps
-    rounds = (recipe.grpo.generation_batch_size or 0) // (recipe.per_device_train_batch_size * accumulation) or 1
-    # time whole generation rounds only: a round's first step generates, the others reuse it
-    args.warmup, args.steps = (-(-n // rounds) * rounds for n in (args.warmup, args.steps))
-    cfg = compose([f"experiment={args.recipe}", "model=tiny-ko", "tracking=none",
-                   f"method.grpo.num_generations={args.group}", f"method.grpo.max_completion_length={args.completion}",
-                   f"method.per_device_train_batch_size={args.group}",
-                   f"method.gradient_accumulation_steps={accumulation}",
-                   f"method.grpo.generation_batch_size={rounds * args.group * accumulation}", "data.max_rows=256"])
-    cfg.method.max_steps, cfg.method.logging_steps = args.warmup + args.steps, 1
-    data = grpo.build_data(cfg, tokenizer, tokenizer.eos_token_id)
-    rows = {A: run_side(A, run_trl_grpo, args, cfg, folder, device, data, tokenizer)}
-    rows[B] = run_side(B, run_kosov_grpo, args, cfg, folder, device, data, tokenizer)
-    backend = grpo.generation_backend(cfg, device)
-    note = (f"{args.group * accumulation} completions per optimizer step for both ({accumulation} prompts); TRL "
-            f"generates them each step with generate(), kosov with {backend}, "
-            f"{rounds} step(s) per generation round, {args.attn}, activation checkpointing "
-            f"{'on' if cfg.method.activation_checkpointing else 'off'} (TRL's default: on); "
-            f"{args.warmup} warm-up + {args.steps} timed steps")
-    if backend in ("continuous_batching", "vllm"):
+    accumulation = compose([f"experiment={args.recipe}", "tracking=none"]).method.gradient_accumulation_steps
+    plans = []  # (row, its cfg, attention, optimizer steps per generation round)
+    for name, overrides, attn in args.sides:
+        recipe = compose([f"experiment={args.recipe}", "tracking=none", *overrides]).method
+        # The recipe's optimizer step (one prompt's group per micro-step, its gradient accumulation) and its
+        # generation rounds in optimizer steps; every trainer trains the same completions per optimizer step.
+        rounds = (recipe.grpo.generation_batch_size or 0) // (recipe.per_device_train_batch_size * accumulation) or 1
+        # A random-init model never ends a completion: the recipe's mask_truncated_completions would mask every one
+        # (zero loss, zero gradient: an update that did nothing). TRL's default, False, trains them all on both sides.
+        cfg = compose([f"experiment={args.recipe}", "model=tiny-ko", "tracking=none", *overrides,
+                       f"method.grpo.num_generations={args.group}", f"method.grpo.max_completion_length={args.completion}",
+                       f"method.per_device_train_batch_size={args.group}",
+                       f"method.gradient_accumulation_steps={accumulation}",
+                       f"method.grpo.generation_batch_size={rounds * args.group * accumulation}",
+                       "method.grpo.mask_truncated_completions=false", "data.max_rows=256"])
+        plans.append((name, cfg, attn, rounds))
+    # TRL generates every step; kosov's sides are timed over whole generation rounds (a round's first step
+    # generates, the others reuse it): their warm-up and timed steps are rounded up to whole rounds each.
+    base = plans[0][1]
+    base.method.max_steps, base.method.logging_steps = args.warmup + args.steps, 1
+    data = grpo.build_data(base, tokenizer, tokenizer.eos_token_id)
+    rows = {A: run_side(A, run_trl_grpo, args, base, folder, device, data, tokenizer, args.warmup, args.steps)}
+    notes = []
+    for name, cfg, attn, rounds in plans:
+        warmup, steps = _whole_rounds(args.warmup, rounds), _whole_rounds(args.steps, rounds)
+        cfg.method.max_steps, cfg.method.logging_steps = warmup + steps, 1
+        rows[name] = run_side(name, run_kosov_grpo, args, cfg, folder, device, data, tokenizer, attn, warmup, steps,
+                              tolerate=name != B)
+        backend = grpo.generation_backend(cfg, device)
+        notes.append(f"{name.split(':')[0]}: {backend}, {rounds} step(s) per generation round, {attn}, activation "
+                     f"checkpointing {'on' if cfg.method.activation_checkpointing else 'off'}, {warmup} warm-up + "
+                     f"{steps} timed steps")
+    note = (f"{args.group * accumulation} completions per optimizer step on every side ({accumulation} prompts), "
+            f"truncated completions trained (a random model never stops); a: TRL generates them each step with "
+            f"generate(), activation checkpointing on, {args.warmup} warm-up + {args.steps} timed steps; "
+            + "; ".join(notes))
+    if any(grpo.generation_backend(cfg, device) in ("continuous_batching", "vllm") for _, cfg, _, _ in plans):
         note += ("; kosov's peak memory includes the generation engine's KV cache, reserved as a share of the GPU's "
                  "memory (method.grpo.continuous_batching_memory / vllm_gpu_memory_utilization): not comparable")
     return rows, note

@@ -8,6 +8,7 @@ import gc
 import json
 import sys
 import time
+import traceback
 import weakref
 from typing import Any
 
@@ -80,19 +81,25 @@ def out_of_memory(error: BaseException) -> bool:
 
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
-def run_side(name: str, side: Any, *args: Any) -> dict[str, Any]:
+def run_side(name: str, side: Any, *args: Any, tolerate: bool = False) -> dict[str, Any]:
     """One side's row, printed as soon as it finishes. A side that runs out of GPU memory (the TRL baseline may, at
-    --batch 4) is recorded as OOM and its memory freed, so the other side still runs and the table is written."""
+    --batch 4) is recorded as OOM and its memory freed, so the other side still runs and the table is written. With
+    tolerate (a --variant's row: a candidate setting, e.g. a kernel that may not compile on this card), any error is
+    recorded as the row's failure, its traceback printed, and the rows measured before it are kept."""
     import torch
 
     torch.cuda.reset_peak_memory_stats() if torch.cuda.is_available() else None
     try:
         row = side(*args)
-    except RuntimeError as e:  # torch.OutOfMemoryError is one; so is CUDA's "out of memory" from elsewhere
-        if not out_of_memory(e):
+    except Exception as e:  # torch.OutOfMemoryError is a RuntimeError; so is CUDA's "out of memory" from elsewhere
+        if out_of_memory(e):
+            row = {"oom": str(e).strip().splitlines()[0][:200]}
+        elif tolerate:
+            traceback.print_exc()
+            row = {"failed": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"}
+        else:
             raise
-        row = {"oom": str(e).strip().splitlines()[0][:200]}
-    if "oom" in row:  # out of the except block: the traceback, and the model its frames held, are gone
+    if "oom" in row or "failed" in row:  # out of the except block: the traceback, and the model its frames held, are gone
         row["left_gib"] = collect()
     print(f"{name}: {json.dumps(row)}", flush=True)
     return row

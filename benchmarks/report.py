@@ -10,30 +10,48 @@ A, B = "a: TRL defaults", "b: kosov recipe"
 GIB_16GB = 16e9 / 2**30  # the QLoRA target, "fits in 16 GB", in the tables' unit: 14.90 GiB
 
 
+def variant_name(index: int, name: str) -> str:
+    """The row of the index-th --variant: c, d, ... after the baseline (a) and the recipe (b)."""
+    return f"{chr(ord('c') + index)}: kosov recipe + {name}"
+
+def _letter(row: str) -> str:
+    return row.split(":", 1)[0]
+
+def _cell(row: dict[str, Any]) -> str:
+    """What a side that did not finish shows instead of numbers: OOM, or failed (a --variant's error)."""
+    return "OOM" if "oom" in row else "failed" if "failed" in row else ""
+
 def _num(value: float, digits: int = 0) -> str:
     return "–" if value != value else f"{value:.{digits}f}"  # NaN (no GPU memory on CPU) reads as a dash
 
 def table(rows: dict[str, dict[str, Any]], header: str, generated: bool = False, qlora: bool = False) -> str:
-    """The Markdown table: a row per side (OOM for a side that ran out of GPU memory), the ratios b/a and, for
-    QLoRA, whether kosov's side fits the 16 GB target, judged on reserved memory (what the card must have)."""
-    a, b, nan = rows[A], rows[B], float("nan")
+    """The Markdown table: a row per side (OOM for a side that ran out of GPU memory), the ratios of each kosov row
+    to the baseline (b/a, then c/a, ... for --variant rows) and, for QLoRA, whether kosov's recipe fits the 16 GB
+    target, judged on reserved memory (what the card must have)."""
+    a, nan = rows[A], float("nan")
     columns = [("steps/s", "steps_per_s", 3), ("useful tokens/s", "tokens_per_s", 0),
                ("useful tokens/step", "tokens_per_step", 0), ("peak allocated GiB", "peak_allocated_gib", 2),
                ("peak reserved GiB", "peak_reserved_gib", 2)]
     if generated:
         columns.insert(2, ("generated tokens/s", "generated_tokens_per_s", 0))
     lines = [header, "", "| run | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---|" * len(columns)]
-    lines += [f"| {name} | " + " | ".join("OOM" if "oom" in r else _num(r.get(key, nan), d) for _, key, d in columns)
+    lines += [f"| {name} | " + " | ".join(_cell(r) or _num(r.get(key, nan), d) for _, key, d in columns)
               + " |" for name, r in rows.items()]
-    if "oom" in a or "oom" in b:
-        ratios = ["n/a (" + ("both OOM" if "oom" in a and "oom" in b else "baseline OOM" if "oom" in a
-                             else "kosov OOM") + ")"] * len(columns)
-    else:
-        ratios = [b.get(key, nan) / a.get(key, nan) for _, key, _ in columns]
-        ratios = ["–" if r != r else f"{r:.2f}x" for r in ratios]
-    lines.append("| **b / a** | " + " | ".join(ratios) + " |")
+    for name, row in rows.items():
+        if name == A:
+            continue
+        if "failed" in row:
+            why = row["failed"][:120].replace("|", "/")
+            ratios = [f"n/a ({_letter(name)} failed: {why})"] + ["n/a"] * (len(columns) - 1)
+        elif "oom" in a or "oom" in row:
+            ratios = ["n/a (" + ("both OOM" if "oom" in a and "oom" in row else "baseline OOM" if "oom" in a
+                                 else "kosov OOM") + ")"] * len(columns)
+        else:
+            ratios = [row.get(key, nan) / a.get(key, nan) for _, key, _ in columns]
+            ratios = ["–" if r != r else f"{r:.2f}x" for r in ratios]
+        lines.append(f"| **{_letter(name)} / a** | " + " | ".join(ratios) + " |")
     if qlora:
-        lines += ["", fits_16gb(b)]
+        lines += ["", fits_16gb(rows[B])]
     return "\n".join(lines) + "\n"
 
 def fits_16gb(row: dict[str, Any]) -> str:

@@ -6,6 +6,11 @@ same Korean data and the same random-init model of a real architecture (throughp
     python benchmarks/train_throughput.py --model qwen3-8b --seq-len 4096 --qlora             # QLoRA memory
     python benchmarks/train_throughput.py --grpo --model qwen3-1.7b --group 8 --completion 256  # GRPO
     python benchmarks/train_throughput.py --cpu-smoke                                           # CI: it runs
+    python benchmarks/train_throughput.py --model qwen3-8b --variant no-ckpt method.activation_checkpointing=false
+
+--variant NAME OVERRIDE... (repeatable) adds a row c, d, ...: kosov's recipe with those Hydra overrides, trained
+after (b) in the same run against the same baseline, with its own ratio row: a candidate setting is measured
+beside the recipe as shipped before it becomes a default. The LoRA stays the recipe's (peft.* is refused).
 
 Prints useful (non-pad) tokens/s and per step, peak GPU memory (allocated, and reserved: what the card must
 have) and the ratios b/a, warm-up steps excluded, and with --results appends the table (GPU name, versions, date)
@@ -42,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.shapes import KORMO_HELP, SHAPES, build_model, model_size, read_config, saved_model  # noqa: E402
 from benchmarks.measure import StepTimer, release, result, run_side  # noqa: E402
-from benchmarks.report import A, B, emit, environment, table  # noqa: E402
+from benchmarks.report import A, B, emit, environment, table, variant_name  # noqa: E402
 
 # kosov's side: the recipe a user training that model runs (its model swapped for the benchmark's shape). There is
 # one bf16 LoRA GRPO recipe (the 1.7B's); --qlora and KORMo have their own recipes for both methods.
@@ -101,10 +106,11 @@ def kosov_recipe(args: Any) -> str:
 
 def resolve_recipe(args: Any, device: str) -> None:
     """Pick kosov's recipe and refuse what would not measure what was asked, before anything loads. Sets
-    args.recipe, args.peft (the recipe's LoRA: both sides train it, so only the trainers differ) and args.attn (the
-    recipe's attention on this machine: `auto` is FlashAttention 2 where it can run, else SDPA)."""
+    args.recipe, args.peft (the recipe's LoRA: both sides train it, so only the trainers differ), args.attn (the
+    recipe's attention on this machine: `auto` is FlashAttention 2 where it can run, else SDPA) and args.sides
+    (kosov's rows: the recipe, then each --variant, as (row name, overrides, attention))."""
     from training.errors import KosovError
-    from training.models import attention_for
+    from training.models import attention_for, check_attention
     from training.recipes import compose
 
     if args.qlora and device != "cuda":
@@ -128,6 +134,20 @@ def resolve_recipe(args: Any, device: str) -> None:
                          + ("add --qlora, so that the TRL baseline loads the same 4-bit base" if quantized else
                             f"--qlora wants a QLoRA recipe ({RECIPES[method]['qlora']})"))
     args.recipe, args.peft, args.attn = recipe, real.peft, attention_for(real.model, device)
+    args.sides = [(B, [], args.attn)]
+    for i, (name, *overrides) in enumerate(getattr(args, "variant", None) or []):
+        bad = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in ("peft", "experiment", "model")
+               and not o.lstrip("+~").startswith("model.attn_implementation=")]
+        if not overrides or bad:
+            raise SystemExit(f"--variant {name}: " + (f"{' '.join(bad)} would change what both sides train (the "
+                             "LoRA, the model); a variant changes kosov's trainer only, e.g. --variant no-ckpt "
+                             "method.activation_checkpointing=false" if bad else "give it at least one Hydra override"))
+        try:
+            variant = compose([f"experiment={recipe}", "tracking=none", *overrides])
+            check_attention(variant.model, device)  # e.g. FlexAttention on CPU: no backward there
+        except KosovError as e:
+            raise SystemExit(f"--variant {name}: {e}") from None
+        args.sides.append((variant_name(i, name), overrides, attention_for(variant.model, device)))
 
 
 def run_trl_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[str, float]:
@@ -151,10 +171,11 @@ def run_trl_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[s
     return out | release(ref)
 
 
-def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict[str, float]:
+def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int, overrides: list[str],
+                  attn: str) -> dict[str, float]:
     """(b) kosov's recipe: its data step (packing, padding-free), attention, kernels, checkpointing, trainer
     arguments and LoRA; only the model (the benchmark's shape), the step count and method.sft.turns=last (each
-    conversation once, as TRL trains it) differ."""
+    conversation once, as TRL trains it) differ. A --variant's overrides come last (c, d, ...)."""
     from training import sft
     from training.adapters import lora_config
     from training.recipes import compose
@@ -164,12 +185,12 @@ def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int) -> dict
     cfg = compose([f"experiment={args.recipe}", "model=tiny-ko", "tracking=none",
                    f"method.per_device_train_batch_size={batch}", "method.gradient_accumulation_steps=1",
                    f"method.sft.max_length={args.seq_len}", "method.sft.turns=last", "data.eval_ratio=0",
-                   "data.on_overlong=skip"])
+                   "data.on_overlong=skip", *overrides])
     rows_path = Path(tempfile.mkdtemp()) / "rows.jsonl"
     rows_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cfg.data.train_files = [str(rows_path)]
     cfg.method.max_steps, cfg.method.logging_steps = args.warmup + args.steps, 1
-    model = build_model(args.model, args.config, device, quantize=args.qlora, attn=args.attn)
+    model = build_model(args.model, args.config, device, quantize=args.qlora, attn=attn)
     data = sft.build_data(cfg, tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"))
     common = trainer_args(cfg, RunDir(Path(tempfile.mkdtemp())), device, [], model.config.model_type)
     common.update(save_strategy="no")
@@ -223,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpo", action="store_true")
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--completion", type=int, default=256)
+    parser.add_argument("--variant", nargs="+", action="append", metavar=("NAME", "OVERRIDE"),
+                        help="another kosov row: the recipe with these Hydra overrides, against the same baseline "
+                             "(repeatable), e.g. --variant no-ckpt method.activation_checkpointing=false")
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="tiny-ko (or --config's shape), a few steps: proves the script runs")
     parser.add_argument("--results", help="append the table to this Markdown file")
@@ -253,10 +277,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.qlora:  # built and saved before (a), so that neither side's peak holds it
             saved_model(args.model, args.config, device)
         rows = {A: run_side(A, run_trl_sft, args, tokenizer, device, data, trl_batch)}
-        rows[B] = run_side(B, run_kosov_sft, args, tokenizer, device, data, kosov_batch)
+        for name, overrides, attn in args.sides:
+            rows[name] = run_side(name, run_kosov_sft, args, tokenizer, device, data, kosov_batch, overrides, attn,
+                                  tolerate=name != B)
         feed = (f"rows as they are: TRL {trl_batch} padded rows per step, kosov {kosov_batch} packed block(s)"
                 if args.data == "rows" else f"~{args.seq_len}-token conversations, batch {args.batch} for both")
         setup_text = rows[B].get("setup", f"{args.attn}; out of memory before its setup was read")
+        setup_text += "".join(f"; {name.split(':')[0]}: {' '.join(o)} ({rows[name].get('setup', attn)})"
+                              for name, o, attn in args.sides[1:])
         header = (f"### LoRA{' (QLoRA)' if args.qlora else ''} SFT, {shape}, {args.seq_len} tokens per sequence, "
                   f"{feed}; kosov recipe {args.recipe} ({setup_text}); {lora_text(args.peft)} "
                   f"({model_size(args.model, args.config)}; {environment(device)})")

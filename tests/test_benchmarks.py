@@ -75,6 +75,93 @@ def test_the_throughput_benchmark_runs_both_trainers_on_the_recipes_lora(tmp_pat
         assert f"kosov recipe {recipe} (sdpa, Liger off" in out
 
 
+@pytest.fixture
+def grpo_histories(monkeypatch) -> list:
+    """Each GRPO trainer's log history once it has trained (TRL's and kosov's sides, in order)."""
+    import trl
+
+    seen, train = [], trl.GRPOTrainer.train
+
+    def spy(self, *args, **kwargs):
+        out = train(self, *args, **kwargs)
+        seen.append(list(self.state.log_history))
+        return out
+    monkeypatch.setattr(trl.GRPOTrainer, "train", spy)
+    return seen
+
+
+def test_kosovs_grpo_side_trains_on_the_random_models_completions(tmp_path, grpo_histories):
+    """A random-init model never ends a completion: with the recipe's mask_truncated_completions every completion
+    was masked, and kosov's side was timed on updates with zero loss and zero gradient (seen on an H200)."""
+    from benchmarks.train_throughput import main
+
+    assert main(["--cpu-smoke", "--grpo"]) == 0
+    baseline, kosov = grpo_histories
+    for history in (baseline, kosov):
+        norms = [h["grad_norm"] for h in history if "grad_norm" in h]
+        assert norms and all(n > 0 for n in norms)
+
+
+def test_variants_are_measured_against_the_same_baseline_in_one_run(tmp_path, capsys, trainers_built):
+    """--variant adds kosov rows with Hydra overrides (c, d, ...), each with its ratio to the one baseline."""
+    from benchmarks.train_throughput import main
+
+    rows = tmp_path / "rows.json"
+    assert main(["--cpu-smoke", "--json", str(rows), "--variant", "ckpt", "method.activation_checkpointing=true",
+                 "--variant", "eager", "model.attn_implementation=eager"]) == 0
+    out = capsys.readouterr().out
+    assert len(trainers_built) == 4  # one baseline, the recipe and two variants
+    measured = json.loads(rows.read_text())["rows"]
+    assert list(measured) == ["a: TRL defaults", "b: kosov recipe", "c: kosov recipe + ckpt", "d: kosov recipe + eager"]
+    assert measured["b: kosov recipe"]["setup"] == "sdpa, Liger off, activation checkpointing off"
+    assert measured["c: kosov recipe + ckpt"]["setup"] == "sdpa, Liger off, activation checkpointing on"
+    assert measured["d: kosov recipe + eager"]["setup"].startswith("eager,")
+    for ratio in ("| **b / a** |", "| **c / a** |", "| **d / a** |"):
+        assert ratio in out
+    assert "; c: method.activation_checkpointing=true (sdpa, Liger off, activation checkpointing on)" in out
+
+
+def test_a_grpo_variant_is_timed_over_its_own_whole_generation_rounds(capsys):
+    from benchmarks.train_throughput import main
+
+    assert main(["--cpu-smoke", "--grpo", "--variant", "gen4", "method.grpo.generation_batch_size=128"]) == 0
+    out = capsys.readouterr().out
+    assert "1 warm-up + 2 timed steps; b: " in out  # TRL generates every step: its warm-up is one step
+    assert "b: continuous_batching, 2 step(s) per generation round" in out or "b: transformers, 2 step(s)" in out
+    assert "2 warm-up + 2 timed steps; c: " in out
+    assert "4 step(s) per generation round" in out and "4 warm-up + 4 timed steps" in out
+    assert "| **c / a** |" in out
+
+
+def test_a_variant_that_fails_is_recorded_and_the_rows_before_it_are_kept(monkeypatch, tmp_path):
+    """A candidate setting may not run on the card (a kernel that does not compile): its row reads failed, the table
+    is still written. The recipe's own row (b) failing stays an error."""
+    from benchmarks.train_throughput import main
+    from training import sft
+
+    build, built = sft.build_trainer, []
+
+    def second_fails(*args, **kwargs):
+        built.append(1)
+        if len(built) == 2:
+            raise ValueError("triton kernel did not compile | sm_90")
+        return build(*args, **kwargs)
+    monkeypatch.setattr(sft, "build_trainer", second_fails)
+    results = tmp_path / "RESULTS.md"
+    assert main(["--cpu-smoke", "--results", str(results), "--variant", "ckpt",
+                 "method.activation_checkpointing=true"]) == 0
+    table = results.read_text()
+    assert "| c: kosov recipe + ckpt | failed | failed |" in table
+    assert "| **c / a** | n/a (c failed: ValueError: triton kernel did not compile / sm_90) |" in table
+    assert "| **b / a** | " in table and "| **b / a** | n/a" not in table
+
+    def broken(*args, **kwargs):
+        raise ValueError("broken recipe")
+    monkeypatch.setattr(sft, "build_trainer", broken)
+    with pytest.raises(ValueError, match="broken recipe"):
+        main(["--cpu-smoke"])
+
+
 def test_tokens_are_counted_from_the_end_of_the_warm_up_when_only_generating_steps_log_them():
     from benchmarks.measure import StepTimer
 
@@ -147,6 +234,12 @@ class Loaded(Exception):
     (["--grpo", "--recipe", "qwen3-8b-ko-qlora-grpo"], "add --qlora"),
     (["--recipe", "qwen3-8b-ko-qlora-sft"], "add --qlora"),
     (["--recipe", "no-such-recipe"], "there is no recipe experiment/no-such-recipe"),
+    # a variant compares kosov's trainer settings: it may not change what both sides train, and must compose
+    (["--variant", "lowrank", "peft.r=4"], "peft.r=4 would change what both sides train"),
+    (["--variant", "bigger", "model=qwen3-8b"], "model=qwen3-8b would change what both sides train"),
+    (["--variant", "empty"], "give it at least one Hydra override"),
+    (["--variant", "typo", "method.no_such_key=1"], "--variant typo:"),
+    (["--variant", "flex", "model.attn_implementation=flex_attention"], "--variant flex: FlexAttention .* GPU path"),
 ])
 def test_flags_the_benchmark_would_not_measure_as_asked_are_refused_before_loading(monkeypatch, argv, message):
     """--grpo used to ignore --qlora and --recipe: an 8B QLoRA GRPO run measured plain LoRA under the 1.7B recipe."""
@@ -304,10 +397,10 @@ def test_the_device_script_runs_the_targets_first_within_the_budget_and_tests_la
     log = process.communicate(timeout=120)[0]
     assert process.returncode == 0, log
     env = (out / "env.log").read_text()
-    assert "stages: check sft grpo qlora tests" in env
+    assert "stages: check grpo sft sft-b4 qlora tests" in env
     order = [line.split()[1].rstrip(":") for line in env.splitlines() if line.startswith("=== ") and "rc=" in line]
-    assert order == ["check", "sft", "tests"]  # grpo (180 s) and qlora (210 s) did not fit in what sft left
-    assert "=== grpo: skipped" in env and "=== qlora: skipped" in env
+    assert order == ["check", "sft", "sft-b4", "qlora", "tests"]  # grpo needs 300 s: more than the call had
+    assert "=== grpo: skipped" in env
     limits = [int(line.split("limit ")[1].split("s)")[0]) for line in log.splitlines() if "(limit " in line]
     assert limits and max(limits) <= 195 - 20
     assert "### sft table" in (out / "RESULTS.gpu.md").read_text()

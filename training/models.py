@@ -197,6 +197,11 @@ def liger_for(choice: str, device: str, model_type: str | None = None) -> bool:
 
 
 def check_attention(mcfg: ModelConfig, device: str) -> None:
+    if mcfg.attn_implementation == "flex_attention" and device != "cuda":
+        # PyTorch's FlexAttention runs forward on CPU but has no backward there ("FlexAttention does not support
+        # backward on CPU"): a training run would fail at its first step, after loading everything.
+        raise KosovError("FlexAttention (model.attn_implementation=flex_attention) is a GPU path: PyTorch has no "
+                         "FlexAttention backward on CPU", fix="use model.attn_implementation=sdpa (or auto) on CPU")
     if mcfg.attn_implementation != "flash_attention_2":
         return
     if device != "cuda":

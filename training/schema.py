@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flash_attention_2")
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flash_attention_2", "flex_attention")
 KERNELS = ("auto", "liger", "off")
 GRPO_GENERATION = ("auto", "vllm", "continuous_batching", "transformers")
 PEFT_METHODS = ("lora", "dora", "qlora", "none")

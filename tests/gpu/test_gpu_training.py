@@ -1,6 +1,6 @@
 """The GPU training paths, each run the way `kosov train` runs it (compose a recipe, then train()) on the embedded
-tiny-ko model with device=cuda: bf16 LoRA SFT, QLoRA (bitsandbytes NF4), padding-free packing with SDPA and
-FlashAttention 2, Liger kernels and the `auto` choices. GRPO's generation engines: test_gpu_grpo.py.
+tiny-ko model with device=cuda: bf16 LoRA SFT, QLoRA (bitsandbytes NF4), padding-free packing with SDPA,
+FlexAttention and FlashAttention 2, Liger kernels and the `auto` choices. GRPO's generation engines: test_gpu_grpo.py.
 
     pytest tests/gpu -rs     # on a GPU machine, after: pip install -e ".[gpu,vllm]" --no-build-isolation
 """
@@ -83,6 +83,8 @@ def test_qlora_sft_trains_lora_on_a_4bit_nf4_base(tmp_path):
 
 @pytest.mark.parametrize("attn, precision, tolerance", [
     pytest.param("sdpa", ["method.bf16=false"], 5e-4, id="sdpa-fp32"),
+    # FlexAttention: block-sparse masks skip the blocks between packed sequences that SDPA's dense mask computes.
+    pytest.param("flex_attention", ["method.bf16=false"], 5e-4, id="flex-attention-fp32"),
     # FlashAttention needs 16-bit inputs: fp32 weights under bf16 autocast.
     pytest.param("flash_attention_2", [], 2e-3, id="flash-attention-2-bf16", marks=needs("flash_attn")),
 ])
@@ -97,7 +99,7 @@ def test_packed_sequences_do_not_attend_across_their_boundaries(tmp_path, attn, 
     assert packed.trainer.model.config._attn_implementation == attn
     sequences = packed.metrics["data"]["train_sequences"]
     assert len(packed.trainer.train_dataset) < sequences <= 32  # several sequences per block; one batch for all
-    assert packed.trainer.args.bf16 == (attn != "sdpa")
+    assert packed.trainer.args.bf16 == (attn == "flash_attention_2")
     assert packed.metrics["tokens_seen"] == padded.metrics["tokens_seen"]  # the same real tokens, no padding
     # A packed batch attending across boundaries moves this loss by ~3e-3 on tiny-ko (measured on CPU, fp32).
     assert packed.metrics["first_train_loss"] == pytest.approx(padded.metrics["first_train_loss"], abs=tolerance)

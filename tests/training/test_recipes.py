@@ -110,6 +110,8 @@ def test_quantization_without_qlora_is_refused():
     [
         (["peft=qlora"], ["QLoRA", "CUDA GPU", "peft=lora"]),
         (["model.attn_implementation=flash_attention_2"], ["FlashAttention 2", "sdpa"]),
+        # FlexAttention has a forward on CPU but no backward: it used to fail at the first step, after loading.
+        (["model.attn_implementation=flex_attention"], ["FlexAttention", "no FlexAttention backward on CPU", "sdpa"]),
         (["device=cuda"], ["device=cuda", "no CUDA GPU"]),
     ],
 )
