@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def _model_folder(args: Any, tokenizer: Any, device: str) -> str:
@@ -95,8 +95,10 @@ def _whole_rounds(n: int, rounds: int) -> int:
     return -(-n // rounds) * rounds
 
 
-def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str, Any]], str]:
-    """(the rows of the table, what kosov's sides did differently in words). args.recipe, args.peft, args.attn and
+def run_grpo(args: Any, tokenizer: Any, device: str, rows: dict[str, dict[str, Any]],
+             publish: Callable[[list[str], str], None]) -> None:
+    """Measure the baseline and each kosov side into rows, publishing (a, b) as soon as b is measured and each
+    variant against (a) after it, with what the side did in words. args.recipe, args.peft, args.attn and
     args.sides come from train_throughput.resolve_recipe."""
     from benchmarks.measure import run_side
     from benchmarks.report import A, B
@@ -106,41 +108,42 @@ def run_grpo(args: Any, tokenizer: Any, device: str) -> tuple[dict[str, dict[str
     folder = _model_folder(args, tokenizer, device)
     accumulation = compose([f"experiment={args.recipe}", "tracking=none"]).method.gradient_accumulation_steps
     plans = []  # (row, its cfg, attention, optimizer steps per generation round)
-    for name, overrides, attn in args.sides:
+    for name, overrides, attn in args.sides:  # a variant cannot change the batch: resolve_recipe refuses it
         recipe = compose([f"experiment={args.recipe}", "tracking=none", *overrides]).method
         # The recipe's optimizer step (one prompt's group per micro-step, its gradient accumulation) and its
-        # generation rounds in optimizer steps; every trainer trains the same completions per optimizer step.
-        rounds = (recipe.grpo.generation_batch_size or 0) // (recipe.per_device_train_batch_size * accumulation) or 1
+        # generation rounds in optimizer steps (each round's completions trained num_iterations times); every
+        # trainer trains the same completions per optimizer step.
+        steps_per_generation = (recipe.grpo.generation_batch_size or 0) // (
+            recipe.per_device_train_batch_size * accumulation) or 1
+        rounds = steps_per_generation * recipe.grpo.num_iterations
         # A random-init model never ends a completion: the recipe's mask_truncated_completions would mask every one
         # (zero loss, zero gradient: an update that did nothing). TRL's default, False, trains them all on both sides.
         cfg = compose([f"experiment={args.recipe}", "model=tiny-ko", "tracking=none", *overrides,
                        f"method.grpo.num_generations={args.group}", f"method.grpo.max_completion_length={args.completion}",
                        f"method.per_device_train_batch_size={args.group}",
                        f"method.gradient_accumulation_steps={accumulation}",
-                       f"method.grpo.generation_batch_size={rounds * args.group * accumulation}",
+                       f"method.grpo.generation_batch_size={steps_per_generation * args.group * accumulation}",
                        "method.grpo.mask_truncated_completions=false", "data.max_rows=256"])
-        plans.append((name, cfg, attn, rounds))
+        plans.append((name, overrides, cfg, attn, rounds))
     # TRL generates every step; kosov's sides are timed over whole generation rounds (a round's first step
     # generates, the others reuse it): their warm-up and timed steps are rounded up to whole rounds each.
-    base = plans[0][1]
+    base = plans[0][2]
     base.method.max_steps, base.method.logging_steps = args.warmup + args.steps, 1
     data = grpo.build_data(base, tokenizer, tokenizer.eos_token_id)
-    rows = {A: run_side(A, run_trl_grpo, args, base, folder, device, data, tokenizer, args.warmup, args.steps)}
-    notes = []
-    for name, cfg, attn, rounds in plans:
+    rows[A] = run_side(A, run_trl_grpo, args, base, folder, device, data, tokenizer, args.warmup, args.steps)
+    common = (f"{args.group * accumulation} completions per optimizer step on every side ({accumulation} prompts), "
+              f"truncated completions trained (a random model never stops); a: TRL generates them each step with "
+              f"generate(), activation checkpointing on, {args.warmup} warm-up + {args.steps} timed steps")
+    for name, overrides, cfg, attn, rounds in plans:
         warmup, steps = _whole_rounds(args.warmup, rounds), _whole_rounds(args.steps, rounds)
         cfg.method.max_steps, cfg.method.logging_steps = warmup + steps, 1
         rows[name] = run_side(name, run_kosov_grpo, args, cfg, folder, device, data, tokenizer, attn, warmup, steps,
                               tolerate=name != B)
         backend = grpo.generation_backend(cfg, device)
-        notes.append(f"{name.split(':')[0]}: {backend}, {rounds} step(s) per generation round, {attn}, activation "
-                     f"checkpointing {'on' if cfg.method.activation_checkpointing else 'off'}, {warmup} warm-up + "
-                     f"{steps} timed steps")
-    note = (f"{args.group * accumulation} completions per optimizer step on every side ({accumulation} prompts), "
-            f"truncated completions trained (a random model never stops); a: TRL generates them each step with "
-            f"generate(), activation checkpointing on, {args.warmup} warm-up + {args.steps} timed steps; "
-            + "; ".join(notes))
-    if any(grpo.generation_backend(cfg, device) in ("continuous_batching", "vllm") for _, cfg, _, _ in plans):
-        note += ("; kosov's peak memory includes the generation engine's KV cache, reserved as a share of the GPU's "
-                 "memory (method.grpo.continuous_batching_memory / vllm_gpu_memory_utilization): not comparable")
-    return rows, note
+        side = (f"{name.split(':')[0]}: {backend}, {rounds} step(s) per generation round, {attn}, activation "
+                f"checkpointing {'on' if cfg.method.activation_checkpointing else 'off'}, {warmup} warm-up + "
+                f"{steps} timed steps")
+        if backend in ("continuous_batching", "vllm"):
+            side += (" (its peak memory includes the generation engine's KV cache, reserved as a share of the GPU's "
+                     "memory: method.grpo.continuous_batching_memory / vllm_gpu_memory_utilization; not comparable)")
+        publish([A, name], f"{common}; {side}" if name == B else f"the recipe with {' '.join(overrides)}; {side}")

@@ -25,9 +25,9 @@ def _num(value: float, digits: int = 0) -> str:
     return "–" if value != value else f"{value:.{digits}f}"  # NaN (no GPU memory on CPU) reads as a dash
 
 def table(rows: dict[str, dict[str, Any]], header: str, generated: bool = False, qlora: bool = False) -> str:
-    """The Markdown table: a row per side (OOM for a side that ran out of GPU memory), the ratios of each kosov row
-    to the baseline (b/a, then c/a, ... for --variant rows) and, for QLoRA, whether kosov's recipe fits the 16 GB
-    target, judged on reserved memory (what the card must have)."""
+    """The Markdown table: a row per side (OOM for a side that ran out of GPU memory, failed for a --variant that
+    did not run), the ratio of each kosov row to the baseline (b / a; c / a in a variant's table) and, for QLoRA,
+    whether kosov's row fits the 16 GB target, judged on reserved memory (what the card must have)."""
     a, nan = rows[A], float("nan")
     columns = [("steps/s", "steps_per_s", 3), ("useful tokens/s", "tokens_per_s", 0),
                ("useful tokens/step", "tokens_per_step", 0), ("peak allocated GiB", "peak_allocated_gib", 2),
@@ -50,8 +50,8 @@ def table(rows: dict[str, dict[str, Any]], header: str, generated: bool = False,
             ratios = [row.get(key, nan) / a.get(key, nan) for _, key, _ in columns]
             ratios = ["–" if r != r else f"{r:.2f}x" for r in ratios]
         lines.append(f"| **{_letter(name)} / a** | " + " | ".join(ratios) + " |")
-    if qlora:
-        lines += ["", fits_16gb(rows[B])]
+    if qlora:  # the verdict on the table's first kosov row: the recipe's, or a variant's in its own table
+        lines += ["", fits_16gb(next(r for n, r in rows.items() if n != A))]
     return "\n".join(lines) + "\n"
 
 def fits_16gb(row: dict[str, Any]) -> str:

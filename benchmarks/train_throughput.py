@@ -104,6 +104,22 @@ def kosov_recipe(args: Any) -> str:
     return RECIPES[method]["qwen3-8b" if args.config else args.model]
 
 
+# What the benchmark sets for both sides or builds itself (the model, its LoRA, the data, the batch, the steps): a
+# --variant's override of these would not apply, or would change what both sides are compared on.
+FIXED = {"all": ("peft", "model", "experiment", "device", "data", "tracking", "output_dir", "method.init_adapter",
+                 "method.max_steps", "method.logging_steps", "method.per_device_train_batch_size",
+                 "method.gradient_accumulation_steps"),
+         "sft": ("method.sft.max_length", "method.sft.turns"),
+         "grpo": ("method.grpo.num_generations", "method.grpo.max_completion_length",
+                  "method.grpo.mask_truncated_completions")}
+
+
+def fixed_by_benchmark(key: str, method: str) -> bool:
+    if key == "model.attn_implementation":  # the model is built with the variant's attention
+        return False
+    return any(key == f or key.startswith(f + ".") for f in (*FIXED["all"], *FIXED[method]))
+
+
 def resolve_recipe(args: Any, device: str) -> None:
     """Pick kosov's recipe and refuse what would not measure what was asked, before anything loads. Sets
     args.recipe, args.peft (the recipe's LoRA: both sides train it, so only the trainers differ), args.attn (the
@@ -136,12 +152,12 @@ def resolve_recipe(args: Any, device: str) -> None:
     args.recipe, args.peft, args.attn = recipe, real.peft, attention_for(real.model, device)
     args.sides = [(B, [], args.attn)]
     for i, (name, *overrides) in enumerate(getattr(args, "variant", None) or []):
-        bad = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in ("peft", "experiment", "model")
-               and not o.lstrip("+~").startswith("model.attn_implementation=")]
+        bad = [o for o in overrides if fixed_by_benchmark(o.lstrip("+~").split("=")[0], method)]
         if not overrides or bad:
-            raise SystemExit(f"--variant {name}: " + (f"{' '.join(bad)} would change what both sides train (the "
-                             "LoRA, the model); a variant changes kosov's trainer only, e.g. --variant no-ckpt "
-                             "method.activation_checkpointing=false" if bad else "give it at least one Hydra override"))
+            raise SystemExit(f"--variant {name}: " + (
+                f"{' '.join(bad)}: the benchmark sets this for both sides (or builds it itself), so a variant cannot "
+                "change it; a variant changes kosov's trainer settings, e.g. --variant no-ckpt "
+                "method.activation_checkpointing=false" if bad else "give it at least one Hydra override"))
         try:
             variant = compose([f"experiment={recipe}", "tracking=none", *overrides])
             check_attention(variant.model, device)  # e.g. FlexAttention on CPU: no backward there
@@ -175,17 +191,17 @@ def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int, overrid
                   attn: str) -> dict[str, float]:
     """(b) kosov's recipe: its data step (packing, padding-free), attention, kernels, checkpointing, trainer
     arguments and LoRA; only the model (the benchmark's shape), the step count and method.sft.turns=last (each
-    conversation once, as TRL trains it) differ. A --variant's overrides come last (c, d, ...)."""
+    conversation once, as TRL trains it) differ. A --variant's overrides (c, d, ...) come before those."""
     from training import sft
     from training.adapters import lora_config
     from training.recipes import compose
     from training.run_dir import RunDir
     from training.train import trainer_args
 
-    cfg = compose([f"experiment={args.recipe}", "model=tiny-ko", "tracking=none",
+    cfg = compose([f"experiment={args.recipe}", *overrides, "model=tiny-ko", "tracking=none",
                    f"method.per_device_train_batch_size={batch}", "method.gradient_accumulation_steps=1",
                    f"method.sft.max_length={args.seq_len}", "method.sft.turns=last", "data.eval_ratio=0",
-                   "data.on_overlong=skip", *overrides])
+                   "data.on_overlong=skip"])
     rows_path = Path(tempfile.mkdtemp()) / "rows.jsonl"
     rows_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     cfg.data.train_files = [str(rows_path)]
@@ -265,32 +281,48 @@ def main(argv: list[str] | None = None) -> int:
     resolve_recipe(args, device)
     tokenizer = load_tiny_tokenizer()
     shape = f"{args.config or args.model} shape"
+    rows: dict[str, dict[str, Any]] = {}
+    headers: list[str] = []
+
+    def publish(names: list[str], header: str) -> None:
+        """A table as soon as its rows are measured: (a) and (b) first, then each variant's against (a), so a run
+        stopped at its time limit keeps every table finished before."""
+        emit(table({n: rows[n] for n in names}, header, generated=args.grpo, qlora=args.qlora), args.results)
+        headers.append(header)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"header": headers[0], "headers": headers, "rows": rows}, indent=1),
+                                       encoding="utf-8")
+
+    size = f"{model_size(args.model, args.config)}; {environment(device)}"
     if args.grpo:
         from benchmarks.grpo_throughput import run_grpo
 
-        rows, note = run_grpo(args, tokenizer, device)
-        header = (f"### GRPO{' (QLoRA)' if args.qlora else ''}, {shape}, group {args.group}, {args.completion} "
-                  f"completion tokens; kosov recipe {args.recipe}; {note}; {lora_text(args.peft)} "
-                  f"({model_size(args.model, args.config)}; {environment(device)})")
+        def grpo_table(names: list[str], note: str) -> None:
+            variant = names[-1] != B
+            title = (f"#### {names[-1]}: {note}; against (a) of the table above" if variant else
+                     f"### GRPO{' (QLoRA)' if args.qlora else ''}, {shape}, group {args.group}, {args.completion} "
+                     f"completion tokens; kosov recipe {args.recipe}; {note}; {lora_text(args.peft)} ({size})")
+            publish(names, title)
+
+        run_grpo(args, tokenizer, device, rows, grpo_table)
     else:
         data, trl_batch, kosov_batch = plan_batches(args, tokenizer)
         if args.qlora:  # built and saved before (a), so that neither side's peak holds it
             saved_model(args.model, args.config, device)
-        rows = {A: run_side(A, run_trl_sft, args, tokenizer, device, data, trl_batch)}
+        feed = (f"rows as they are: TRL {trl_batch} padded rows per step, kosov {kosov_batch} packed block(s)"
+                if args.data == "rows" else f"~{args.seq_len}-token conversations, batch {args.batch} for both")
+        rows[A] = run_side(A, run_trl_sft, args, tokenizer, device, data, trl_batch)
         for name, overrides, attn in args.sides:
             rows[name] = run_side(name, run_kosov_sft, args, tokenizer, device, data, kosov_batch, overrides, attn,
                                   tolerate=name != B)
-        feed = (f"rows as they are: TRL {trl_batch} padded rows per step, kosov {kosov_batch} packed block(s)"
-                if args.data == "rows" else f"~{args.seq_len}-token conversations, batch {args.batch} for both")
-        setup_text = rows[B].get("setup", f"{args.attn}; out of memory before its setup was read")
-        setup_text += "".join(f"; {name.split(':')[0]}: {' '.join(o)} ({rows[name].get('setup', attn)})"
-                              for name, o, attn in args.sides[1:])
-        header = (f"### LoRA{' (QLoRA)' if args.qlora else ''} SFT, {shape}, {args.seq_len} tokens per sequence, "
-                  f"{feed}; kosov recipe {args.recipe} ({setup_text}); {lora_text(args.peft)} "
-                  f"({model_size(args.model, args.config)}; {environment(device)})")
-    emit(table(rows, header, generated=args.grpo, qlora=args.qlora), args.results)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"header": header, "rows": rows}, indent=1), encoding="utf-8")
+            if name == B:
+                setup_text = rows[B].get("setup", f"{args.attn}; out of memory before its setup was read")
+                publish([A, B], f"### LoRA{' (QLoRA)' if args.qlora else ''} SFT, {shape}, {args.seq_len} tokens per "
+                                f"sequence, {feed}; kosov recipe {args.recipe} ({setup_text}); "
+                                f"{lora_text(args.peft)} ({size})")
+            else:
+                publish([A, name], f"#### {name}: the recipe with {' '.join(overrides)} "
+                                   f"({rows[name].get('setup', attn)}); against (a) of the table above")
     return 0
 
 

@@ -103,11 +103,13 @@ def test_kosovs_grpo_side_trains_on_the_random_models_completions(tmp_path, grpo
 
 
 def test_variants_are_measured_against_the_same_baseline_in_one_run(tmp_path, capsys, trainers_built):
-    """--variant adds kosov rows with Hydra overrides (c, d, ...), each with its ratio to the one baseline."""
+    """--variant adds kosov rows with Hydra overrides (c, d, ...), each in its own table against the one baseline,
+    written as soon as it is measured; the benchmark's own batch settings still hold for every row."""
     from benchmarks.train_throughput import main
 
-    rows = tmp_path / "rows.json"
-    assert main(["--cpu-smoke", "--json", str(rows), "--variant", "ckpt", "method.activation_checkpointing=true",
+    rows, results = tmp_path / "rows.json", tmp_path / "RESULTS.md"
+    assert main(["--cpu-smoke", "--json", str(rows), "--results", str(results),
+                 "--variant", "ckpt", "method.activation_checkpointing=true",
                  "--variant", "eager", "model.attn_implementation=eager"]) == 0
     out = capsys.readouterr().out
     assert len(trainers_built) == 4  # one baseline, the recipe and two variants
@@ -116,21 +118,28 @@ def test_variants_are_measured_against_the_same_baseline_in_one_run(tmp_path, ca
     assert measured["b: kosov recipe"]["setup"] == "sdpa, Liger off, activation checkpointing off"
     assert measured["c: kosov recipe + ckpt"]["setup"] == "sdpa, Liger off, activation checkpointing on"
     assert measured["d: kosov recipe + eager"]["setup"].startswith("eager,")
-    for ratio in ("| **b / a** |", "| **c / a** |", "| **d / a** |"):
-        assert ratio in out
-    assert "; c: method.activation_checkpointing=true (sdpa, Liger off, activation checkpointing on)" in out
+    assert len({side["tokens_per_step"] for side in list(measured.values())[1:]}) == 1  # the same packed blocks
+    text = results.read_text()
+    assert text.count("| a: TRL defaults |") == 3 and "| **b / a** |" in text
+    assert ("#### c: kosov recipe + ckpt: the recipe with method.activation_checkpointing=true (sdpa, Liger off, "
+            "activation checkpointing on); against (a) of the table above") in text
+    assert "| **c / a** |" in text and "| **d / a** |" in text
+    assert text.index("| **b / a** |") < text.index("#### c:") < text.index("#### d:")
+    assert "#### c: kosov recipe + ckpt" in out  # printed as well
 
 
-def test_a_grpo_variant_is_timed_over_its_own_whole_generation_rounds(capsys):
+def test_a_grpo_variant_is_timed_over_its_own_whole_generation_rounds(tmp_path):
     from benchmarks.train_throughput import main
 
-    assert main(["--cpu-smoke", "--grpo", "--variant", "gen4", "method.grpo.generation_batch_size=128"]) == 0
-    out = capsys.readouterr().out
-    assert "1 warm-up + 2 timed steps; b: " in out  # TRL generates every step: its warm-up is one step
-    assert "b: continuous_batching, 2 step(s) per generation round" in out or "b: transformers, 2 step(s)" in out
-    assert "2 warm-up + 2 timed steps; c: " in out
-    assert "4 step(s) per generation round" in out and "4 warm-up + 4 timed steps" in out
-    assert "| **c / a** |" in out
+    results = tmp_path / "RESULTS.md"
+    assert main(["--cpu-smoke", "--grpo", "--results", str(results),
+                 "--variant", "gen4", "method.grpo.generation_batch_size=128"]) == 0
+    text = results.read_text()
+    assert "1 warm-up + 2 timed steps; b: transformers, 2 step(s) per generation round" in text  # TRL: 1 a round
+    assert "2 warm-up + 2 timed steps" in text
+    variant = text[text.index("#### c: kosov recipe + gen4"):]
+    assert "the recipe with method.grpo.generation_batch_size=128; c: transformers, 4 step(s) per generation " \
+           "round" in variant and "4 warm-up + 4 timed steps" in variant and "| **c / a** |" in variant
 
 
 def test_a_variant_that_fails_is_recorded_and_the_rows_before_it_are_kept(monkeypatch, tmp_path):
@@ -160,6 +169,26 @@ def test_a_variant_that_fails_is_recorded_and_the_rows_before_it_are_kept(monkey
     monkeypatch.setattr(sft, "build_trainer", broken)
     with pytest.raises(ValueError, match="broken recipe"):
         main(["--cpu-smoke"])
+
+
+def test_the_recipes_table_is_on_disk_before_a_variant_starts(monkeypatch, tmp_path):
+    """run.sh kills a stage at its time limit (the first GRPO stage on a GPU was): every table finished before must
+    be in --results, the (a, b) one first of all."""
+    from benchmarks.train_throughput import main
+    from training import sft
+
+    build, built = sft.build_trainer, []
+
+    def killed_in_the_variant(*args, **kwargs):
+        built.append(1)
+        if len(built) == 2:
+            raise KeyboardInterrupt  # as the SIGTERM of `timeout` ends the process: nothing after this runs
+        return build(*args, **kwargs)
+    monkeypatch.setattr(sft, "build_trainer", killed_in_the_variant)
+    results = tmp_path / "RESULTS.md"
+    with pytest.raises(KeyboardInterrupt):
+        main(["--cpu-smoke", "--results", str(results), "--variant", "ckpt", "method.activation_checkpointing=true"])
+    assert "| b: kosov recipe |" in results.read_text() and "| **b / a** |" in results.read_text()
 
 
 def test_tokens_are_counted_from_the_end_of_the_warm_up_when_only_generating_steps_log_them():
@@ -235,8 +264,12 @@ class Loaded(Exception):
     (["--recipe", "qwen3-8b-ko-qlora-sft"], "add --qlora"),
     (["--recipe", "no-such-recipe"], "there is no recipe experiment/no-such-recipe"),
     # a variant compares kosov's trainer settings: it may not change what both sides train, and must compose
-    (["--variant", "lowrank", "peft.r=4"], "peft.r=4 would change what both sides train"),
-    (["--variant", "bigger", "model=qwen3-8b"], "model=qwen3-8b would change what both sides train"),
+    (["--variant", "lowrank", "peft.r=4"], "peft.r=4: the benchmark sets this for both sides"),
+    (["--variant", "bigger", "model=qwen3-8b"], "model=qwen3-8b: the benchmark sets this"),
+    # settings the benchmark fixes for every row were silently overridden (SFT) or silently dropped (GRPO)
+    (["--variant", "accum", "method.gradient_accumulation_steps=8"], "gradient_accumulation_steps=8: the benchmark"),
+    (["--grpo", "--variant", "g16", "method.grpo.num_generations=16"], "num_generations=16: the benchmark sets"),
+    (["--variant", "evals", "data.eval_ratio=0.05"], "data.eval_ratio=0.05: the benchmark sets"),
     (["--variant", "empty"], "give it at least one Hydra override"),
     (["--variant", "typo", "method.no_such_key=1"], "--variant typo:"),
     (["--variant", "flex", "model.attn_implementation=flex_attention"], "--variant flex: FlexAttention .* GPU path"),
@@ -397,9 +430,9 @@ def test_the_device_script_runs_the_targets_first_within_the_budget_and_tests_la
     log = process.communicate(timeout=120)[0]
     assert process.returncode == 0, log
     env = (out / "env.log").read_text()
-    assert "stages: check grpo sft sft-b4 qlora tests" in env
+    assert "stages: check grpo sft sft-b4 tests qlora" in env
     order = [line.split()[1].rstrip(":") for line in env.splitlines() if line.startswith("=== ") and "rc=" in line]
-    assert order == ["check", "sft", "sft-b4", "qlora", "tests"]  # grpo needs 300 s: more than the call had
+    assert order == ["check", "sft", "sft-b4", "tests", "qlora"]  # grpo needs 330 s: more than the call had
     assert "=== grpo: skipped" in env
     limits = [int(line.split("limit ")[1].split("s)")[0]) for line in log.splitlines() if "(limit " in line]
     assert limits and max(limits) <= 195 - 20

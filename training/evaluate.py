@@ -116,7 +116,7 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
     try:
         source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)
-        check_attention(cfg.model, device)
+        check_attention(cfg.model, device, training=False)
         adapter = adapter_dir(ecfg.adapter) if ecfg.adapter else None
         if adapter is not None:  # both sides are prompted in the format the adapter was trained with
             check_adapter_base(adapter, source, cfg.model.name_or_path)

@@ -107,7 +107,14 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
     if share is not None and not 0 < share <= 1:
         raise KosovError(f"method.grpo.continuous_batching_memory={share} is not a share of the free GPU memory",
                          fix="use a number in (0, 1], e.g. 0.4, or null for TRL's 0.5")
-    generation_backend(cfg, device)
+    backend = generation_backend(cfg, device)
+    if backend == "continuous_batching" and cfg.model.attn_implementation == "flex_attention":
+        # transformers' continuous batching takes eager, SDPA or FlashAttention ("Implementation flex_attention is
+        # not supported for continuous batching"): it would fail at the first generation round, after loading.
+        raise KosovError("model.attn_implementation=flex_attention with GRPO generating by transformers continuous "
+                         "batching, which does not support FlexAttention",
+                         fix="use model.attn_implementation=auto (or sdpa) for GRPO, or method.grpo.generation=vllm "
+                             "or transformers")
 
 
 def generation_backend(cfg: KosovConfig, device: str) -> str:

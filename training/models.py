@@ -196,10 +196,10 @@ def liger_for(choice: str, device: str, model_type: str | None = None) -> bool:
     return on and (model_type is None or liger_supports(model_type))
 
 
-def check_attention(mcfg: ModelConfig, device: str) -> None:
-    if mcfg.attn_implementation == "flex_attention" and device != "cuda":
-        # PyTorch's FlexAttention runs forward on CPU but has no backward there ("FlexAttention does not support
-        # backward on CPU"): a training run would fail at its first step, after loading everything.
+def check_attention(mcfg: ModelConfig, device: str, training: bool = True) -> None:
+    if mcfg.attn_implementation == "flex_attention" and device != "cuda" and training:
+        # PyTorch's FlexAttention runs forward on CPU (eval and serve may use it) but has no backward there
+        # ("FlexAttention does not support backward on CPU"): training would fail at its first step, after loading.
         raise KosovError("FlexAttention (model.attn_implementation=flex_attention) is a GPU path: PyTorch has no "
                          "FlexAttention backward on CPU", fix="use model.attn_implementation=sdpa (or auto) on CPU")
     if mcfg.attn_implementation != "flash_attention_2":

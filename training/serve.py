@@ -73,7 +73,7 @@ def load_teacher(cfg: Any, scfg: ServeConfig) -> TransformersTeacher:
     device = resolve_device(cfg.device)
     source, is_local = model_source(mcfg)
     check_remote_code(mcfg, source, is_local)
-    check_attention(mcfg, device)
+    check_attention(mcfg, device, training=False)
     adapter = adapter_dir(scfg.adapter) if scfg.adapter else None
     if adapter is not None:
         check_adapter_base(adapter, source, mcfg.name_or_path)

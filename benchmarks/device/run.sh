@@ -6,12 +6,14 @@
 # Stages: check (imports, bitsandbytes 4-bit and Liger on the GPU: seconds), grpo (GRPO throughput, Qwen3-1.7B
 # shape, group 8, 256 completion tokens, with the GRPO_VARIANTS row), sft (LoRA SFT throughput, Qwen3-8B shape, 4096
 # tokens, with the SFT_VARIANTS rows), sft-b4 (the same at --batch 4: where the memory target can be judged),
-# qlora (the SFT through bitsandbytes NF4), tests (pytest tests/gpu); all = check grpo sft sft-b4 qlora tests:
-# what is least measured first (the order of benchmarks/RESULTS.md's "Next GPU session"), the tests last, with
-# what time is left. Not in all: sft-merged (sft with --data merged).
+# tests (pytest tests/gpu), qlora (the SFT through bitsandbytes NF4); all = check grpo sft sft-b4 tests qlora:
+# what is least measured first (benchmarks/RESULTS.md's "Next GPU session"; qlora's target is met), with what time
+# is left. Not in all: sft-merged (sft with --data merged). Each benchmark writes its (a, b) table as soon as (b)
+# is measured and each variant's table after it, so a stage stopped at its limit keeps what it finished.
 # A session gets 15 minutes of device time in all, so the whole call keeps inside RUN_BUDGET_S seconds (default
 # 570: the device allows 600 s a command). Give it what the session has left: the last reply's
-# lease.budget_left_s minus ~60 s (transfers, and a fresh machine's start), and the call a timeout_s 20 s above it.
+# lease.budget_left_s minus ~40 s (transfers: ~30 s on the first GPU run; a fresh machine's start costs more), and
+# the call a timeout_s 20 s above it.
 # Each stage gets at most its own limit (T_CHECK, T_SFT, T_GRPO, T_QLORA, T_TESTS) and what is left, and is
 # skipped, saying so, when less is left than it needs to finish at all (NEEDS below); a failed check skips the
 # rest (they would fail the same way; CONTINUE_AFTER_CHECK=1 runs them anyway). Extra arguments per stage, after
@@ -47,7 +49,7 @@ touch "$RESULTS"
 STAGES=()
 for s in "$@"; do
   case $s in
-    all) STAGES+=(check grpo sft sft-b4 qlora tests) ;;
+    all) STAGES+=(check grpo sft sft-b4 tests qlora) ;;
     check|tests|sft|qlora|grpo|sft-b4|sft-merged) STAGES+=("$s") ;;
     *) echo "unknown stage: $s (check, sft, grpo, qlora, tests, all, sft-b4, sft-merged)" >&2; exit 2 ;;
   esac
@@ -130,7 +132,7 @@ EOF
 # Seconds a stage needs to finish at all (skipped below that) and its default limit: from the first GPU run
 # (NVIDIA H200, 2026-11-26: check 21 s, sft 75 s for two rows, qlora 96 s, tests 100 s; grpo timed out at 270 s
 # with --steps 4 --warmup 2, TRL ~23 s a step, kosov ~43 s a 64-completion round) plus the variants' rows.
-declare -A NEEDS=([check]=45 [sft]=150 [sft-b4]=150 [sft-merged]=120 [grpo]=300 [qlora]=120 [tests]=120)
+declare -A NEEDS=([check]=45 [sft]=150 [sft-b4]=130 [sft-merged]=120 [grpo]=330 [qlora]=120 [tests]=120)
 
 FAILED_CHECK=0
 run_stage() {
@@ -167,6 +169,7 @@ BENCH=(python3 benchmarks/train_throughput.py --results "$RESULTS")
 # why these); SFT_VARIANTS= / GRPO_VARIANTS= (empty) drops them.
 SFT_VARIANTS=${SFT_VARIANTS---variant flex model.attn_implementation=flex_attention --variant no-ckpt method.activation_checkpointing=false}
 GRPO_VARIANTS=${GRPO_VARIANTS---variant gen128 method.grpo.generation_batch_size=128}
+set -f  # the variants and *_ARGS are split into words unquoted: no glob may expand in them (rewards=[a] is one)
 for stage in "${STAGES[@]}"; do
   case $stage in
     check) run_stage check "${T_CHECK:-90}" python3 -c "$CHECK_PY" ;;
@@ -176,7 +179,7 @@ for stage in "${STAGES[@]}"; do
              --warmup 2 ${SFT_ARGS:-} ;;
     sft-merged) run_stage sft-merged "${T_SFT:-240}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --data merged \
              --steps 10 --warmup 3 ${SFT_ARGS:-} ;;
-    grpo)  run_stage grpo "${T_GRPO:-360}" "${BENCH[@]}" --grpo --model qwen3-1.7b --group 8 --completion 256 \
+    grpo)  run_stage grpo "${T_GRPO:-420}" "${BENCH[@]}" --grpo --model qwen3-1.7b --group 8 --completion 256 \
              --steps 2 --warmup 1 $GRPO_VARIANTS ${GRPO_ARGS:-} ;;
     qlora) run_stage qlora "${T_QLORA:-300}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --qlora --steps 10 \
              --warmup 3 ${QLORA_ARGS:-} ;;

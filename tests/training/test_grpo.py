@@ -242,6 +242,18 @@ def test_generation_auto_does_not_send_a_qlora_base_to_vllm(monkeypatch):
         grpo.generation_backend(qlora, "cuda")
 
 
+def test_flex_attention_is_refused_before_loading_where_continuous_batching_would_generate():
+    """transformers' continuous batching takes eager, SDPA or FlashAttention: a QLoRA GRPO run (which generates that
+    way) with FlexAttention failed at its first generation round, after loading the model."""
+    from training import grpo
+
+    cfg = compose(["experiment=qwen3-8b-ko-qlora-grpo", "model.attn_implementation=flex_attention"])
+    with pytest.raises(KosovError, match="continuous batching, which does not support FlexAttention"):
+        grpo.preflight(cfg, "cuda", 1)
+    cfg.method.grpo.generation = "transformers"  # plain generate() takes FlexAttention
+    grpo.preflight(cfg, "cuda", 1)
+
+
 def test_thinking_auto_generates_in_non_thinking_mode_as_sft_trains_rows_without_reasoning(tiny_tokenizer):
     """model.thinking=auto (the model recipes' default): an SFT turn without reasoning_content is rendered in
     non-thinking mode; GRPO's prompts carry no reasoning either, so they must not be left to the template's

@@ -126,6 +126,17 @@ def test_gpu_only_features_fail_clearly_on_cpu_before_training(tmp_path, overrid
         assert not (tmp_path / "run").exists()
 
 
+def test_flex_attention_is_refused_on_cpu_for_training_only():
+    """PyTorch's FlexAttention has a forward on CPU (eval and serve run it) but no backward."""
+    from training.models import check_attention
+
+    model = compose(["experiment=smoke-sft", "model.attn_implementation=flex_attention"]).model
+    check_attention(model, "cpu", training=False)
+    check_attention(model, "cuda")
+    with pytest.raises(KosovError, match="no FlexAttention backward on CPU"):
+        check_attention(model, "cpu")
+
+
 def test_remote_code_needs_a_pinned_commit_before_any_download(tmp_path):
     cfg = compose(["experiment=kormo-10b-ko-sft", f"output_dir={tmp_path / 'run'}", "device=cpu"])
     with pytest.raises(KosovError) as error:
