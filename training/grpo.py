@@ -117,6 +117,13 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
                              "or transformers")
 
 
+def continuous_batching_config(grpo: Any) -> dict[str, Any] | None:
+    """The recipe's settings for transformers continuous batching (TRL fills in the rest: a 0.5 KV-cache share)."""
+    config = {"max_memory_percent": grpo.continuous_batching_memory,
+              "use_cuda_graph": grpo.continuous_batching_cuda_graphs}
+    return {k: v for k, v in config.items() if v is not None} or None
+
+
 def generation_backend(cfg: KosovConfig, device: str) -> str:
     """How GRPO generates: vLLM (GPU), transformers continuous batching, or plain transformers generate."""
     choice, quantized = cfg.method.grpo.generation, cfg.peft.quantization is not None
@@ -209,8 +216,7 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         chat_template_kwargs=thinking_kwargs(cfg),
         use_vllm=backend == "vllm",
         use_transformers_continuous_batching=backend == "continuous_batching",
-        transformers_continuous_batching_config=None if grpo.continuous_batching_memory is None
-        else {"max_memory_percent": grpo.continuous_batching_memory},
+        transformers_continuous_batching_config=continuous_batching_config(grpo),
         generation_batch_size=grpo.generation_batch_size,
         vllm_mode=grpo.vllm_mode,
         # vLLM reserves KV cache for its context window: the model's (40k for Qwen3) would waste most of it

@@ -4,7 +4,7 @@
 #   RUN_BUDGET_S=<seconds> bash benchmarks/device/run.sh STAGE [STAGE ...]   with carry [".whl"] (made by kit.sh)
 #
 # Stages: check (imports, bitsandbytes 4-bit and Liger on the GPU: seconds), grpo (GRPO throughput, Qwen3-1.7B
-# shape, group 8, 256 completion tokens, with the GRPO_VARIANTS row), sft (LoRA SFT throughput, Qwen3-8B shape, 4096
+# shape, group 8, 256 completion tokens, with the GRPO_VARIANTS rows), sft (LoRA SFT throughput, Qwen3-8B shape, 4096
 # tokens, with the SFT_VARIANTS rows), sft-b4 (the same at --batch 4: where the memory target can be judged),
 # tests (pytest tests/gpu), qlora (the SFT through bitsandbytes NF4); all = check grpo sft sft-b4 tests qlora:
 # what is least measured first (benchmarks/RESULTS.md's "Next GPU session"; qlora's target is met), with what time
@@ -168,7 +168,7 @@ BENCH=(python3 benchmarks/train_throughput.py --results "$RESULTS")
 # Candidate settings measured beside the recipe, against the same baseline (rows c, d: benchmarks/RESULTS.md says
 # why these); SFT_VARIANTS= / GRPO_VARIANTS= (empty) drops them.
 SFT_VARIANTS=${SFT_VARIANTS---variant flex model.attn_implementation=flex_attention --variant no-ckpt method.activation_checkpointing=false}
-GRPO_VARIANTS=${GRPO_VARIANTS---variant gen128 method.grpo.generation_batch_size=128}
+GRPO_VARIANTS=${GRPO_VARIANTS---variant graphs method.grpo.continuous_batching_cuda_graphs=true --variant gen128 method.grpo.generation_batch_size=128}
 set -f  # the variants and *_ARGS are split into words unquoted: no glob may expand in them (rewards=[a] is one)
 for stage in "${STAGES[@]}"; do
   case $stage in
@@ -179,7 +179,7 @@ for stage in "${STAGES[@]}"; do
              --warmup 2 ${SFT_ARGS:-} ;;
     sft-merged) run_stage sft-merged "${T_SFT:-240}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --data merged \
              --steps 10 --warmup 3 ${SFT_ARGS:-} ;;
-    grpo)  run_stage grpo "${T_GRPO:-420}" "${BENCH[@]}" --grpo --model qwen3-1.7b --group 8 --completion 256 \
+    grpo)  run_stage grpo "${T_GRPO:-480}" "${BENCH[@]}" --grpo --model qwen3-1.7b --group 8 --completion 256 \
              --steps 2 --warmup 1 $GRPO_VARIANTS ${GRPO_ARGS:-} ;;
     qlora) run_stage qlora "${T_QLORA:-300}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --qlora --steps 10 \
              --warmup 3 ${QLORA_ARGS:-} ;;

@@ -221,10 +221,14 @@ def test_continuous_batching_keeps_the_lora_weights_and_rope_in_fp32(tmp_path):
     # fp32 tensors back, or Adam's small steps on the LoRA weights would be rounded away after every generation
     result = train(compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", "method.max_steps=2",
                             "method.grpo.generation=continuous_batching", "method.bf16=true",
-                            "method.grpo.continuous_batching_memory=0.4"]))
+                            "method.grpo.continuous_batching_memory=0.4",
+                            "method.grpo.continuous_batching_cuda_graphs=true"]))
     model = result.trainer.model
     assert result.trainer.use_transformers_continuous_batching and result.trainer.args.bf16
     assert result.trainer.continuous_batching_config.max_memory_percent == 0.4  # the KV cache's share
+    # asked for, and on CPU turned off by transformers (no graph backend), which writes its decision in place
+    assert result.trainer.args.transformers_continuous_batching_config["use_cuda_graph"] is True
+    assert result.trainer.continuous_batching_config.use_cuda_graph in (True, (False, False))
     assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
     assert {b.dtype for n, b in model.named_buffers() if n.endswith("inv_freq")} == {torch.float32}
     assert result.metrics["global_step"] == 2
