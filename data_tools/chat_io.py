@@ -127,6 +127,14 @@ def read_records(path: Path) -> Iterator[tuple[str, Any]]:
     return _jsonl_records(path)
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _message(where: str, index: int, message: Any) -> dict[str, str]:
     at = f"messages[{index}]"
     if not isinstance(message, dict):
@@ -138,6 +146,11 @@ def _message(where: str, index: int, message: Any) -> dict[str, str]:
     if not isinstance(content, str):
         raise BadRowError(where, "bad message", f"{at} ({role}) content is {type(content).__name__}, not text",
                           "content must be a string")
+    for name in ("content", "reasoning_content"):  # JSON's "\ud83d" alone: a half emoji no tokenizer can encode
+        text = message.get(name)
+        if isinstance(text, str) and not _encodable(text):
+            raise BadRowError(where, "not UTF-8", f"{at} ({role}) {name} holds a lone surrogate (half of an emoji "
+                              "or a broken \\u escape)", "re-export the row as UTF-8, or remove the broken character")
     extra = {k for k, v in message.items() if k not in ("role", "content", "reasoning_content") and v is not None}
     if extra:
         raise BadRowError(where, "bad message", f"{at} has unsupported keys {sorted(extra)}",

@@ -114,6 +114,10 @@ def objective_value(metrics: dict, key: str) -> float:
             raise KosovError(f"objective={key!r} is not in the run's metrics",
                              fix="use a key of metrics.json, e.g. eval_loss, last_train_loss, rewards.reward.last")
         value = value[part]
+    if value is None:  # e.g. eval_loss of a run without an eval split (data.eval_ratio=0)
+        raise KosovError(f"objective={key!r} has no value in this run's metrics (null)",
+                         fix="give the run what the metric needs (eval_loss: data.eval_ratio > 0 or eval files), "
+                             "or choose another objective, e.g. last_train_loss")
     return float(value)  # type: ignore[arg-type]
 
 

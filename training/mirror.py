@@ -410,6 +410,13 @@ def main(argv: list[str] | None = None) -> int:
             problems = verify(args.folder)
             print("\n".join(problems) or f"{args.folder}: every file as mirrored", file=sys.stderr if problems else sys.stdout)
             return 1 if problems else 0
+        elif args.revision and not args.model:
+            raise KosovError("--revision is the model's revision, and no --model was given",
+                             fix="kosov mirror FOLDER --model org/name --revision <commit>")
+        elif not (args.model or args.dataset or args.task or args.suite):
+            raise KosovError("nothing to mirror: no --model, --dataset, --task or --suite",
+                             fix="kosov mirror FOLDER --model org/name --task kobest_boolq (see README: closed "
+                                 "networks), or --verify / --env for a mirror already made")
         else:
             mirror(args.folder, model=args.model, revision=args.revision, datasets=args.dataset,
                    tasks=args.task + args.suite, token=args.token)

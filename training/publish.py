@@ -28,7 +28,8 @@ from training.evaluation.harness import adapter_digest
 from training.model_card import derive_license, model_card
 from training.adapters import adapter_dir
 from training.models import resolve_device
-from training.run_dir import check_not_holding, redact, secret_values, swap_into_place, write_atomic, write_json
+from training.run_dir import (check_not_holding, redact, redact_urls, secret_values, swap_into_place, write_atomic,
+                              write_json)
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +123,25 @@ def upload_list(folder: Path) -> list[str]:
                                         for pat in NEVER_UPLOAD)]
 
 
+TEXT_SUFFIXES = (".md", ".json", ".yaml", ".yml", ".txt", ".jinja", ".log")
+
+
 def scan_for_secrets(folder: Path) -> list[str]:
-    """Files that contain a secret from the environment (HF_TOKEN, WANDB_API_KEY, ...)."""
-    secrets = [s.encode() for s in secret_values()]
-    return [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
-            and any(s in p.read_bytes() for s in secrets)]
+    """Files that contain a secret: one from the environment (HF_TOKEN, WANDB_API_KEY, ...), the Hub token
+    `hf auth login` stored (the one a push uses), or credentials inside a URL (user:password@, ?api_key=)."""
+    from huggingface_hub import get_token
+
+    login = get_token()
+    secrets = [s.encode() for s in {*secret_values(), *([login] if login and len(login) >= 8 else [])}]
+    leaked = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file():
+            continue
+        data = p.read_bytes()
+        text = data.decode("utf-8", errors="ignore") if p.suffix in TEXT_SUFFIXES else ""
+        if any(s in data for s in secrets) or (text and redact_urls(text) != text):
+            leaked.append(str(p.relative_to(folder)))
+    return leaked
 
 
 def _published_base(cfg: KosovConfig, name_or_path: str) -> str:
@@ -201,6 +216,23 @@ def _push(cfg: KosovConfig, folder: Path, files: list[str]) -> None:
              f", tagged {cfg.publish.tag}" if cfg.publish.tag else "")
 
 
+def check_release_folder(out: Path, overwrite: bool) -> None:
+    """overwrite=true replaces a previous release (it has the upload plan every release writes) and nothing else:
+    a mistyped output_dir must not delete other runs or files."""
+    if out.exists() and not out.is_dir():
+        raise KosovError(f"output_dir {out} is a file", fix="choose a folder for the release")
+    names = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not names:
+        return
+    if "upload_plan.json" not in names:
+        raise KosovError(f"{out} holds files that are not a kosov release ({', '.join(names[:5])}"
+                         f"{', ...' if len(names) > 5 else ''})",
+                         fix="choose a new or empty output_dir: a release replaces the whole folder, so even "
+                             "overwrite=true only replaces an earlier release")
+    if not overwrite:
+        raise KosovError(f"{out} already holds a release", fix="pass overwrite=true or choose another output_dir")
+
+
 def publish(cfg: KosovConfig) -> PublishResult:
     """Assemble the release folder of cfg.run; push it when asked. User errors raise KosovError."""
     if not cfg.run:
@@ -217,8 +249,7 @@ def publish(cfg: KosovConfig) -> PublishResult:
     kept = {"the run folder": run, **({"the eval report": Path(cfg.publish.eval_report)}
                                       if cfg.publish.eval_report else {})}
     check_not_holding(out, kept)  # overwrite=true replaces the folder: never with the run it releases inside
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise KosovError(f"{out} already holds files", fix="pass overwrite=true or choose another output_dir")
+    check_release_folder(out, cfg.overwrite)
     if cfg.push and not cfg.repo_id:
         raise KosovError("push=true needs repo_id=<org>/<name>")
     # Built whole in a staging folder (card, files, merged model, upload plan), then renamed into place: a failed
@@ -230,8 +261,10 @@ def publish(cfg: KosovConfig) -> PublishResult:
         _assemble(cfg, run, adapter, staging)
         leaked = scan_for_secrets(staging)  # before the merge: merged weights hold no text of the run's
         if leaked:
-            raise KosovError(f"a secret from the environment is in {leaked}; nothing was written or uploaded",
-                             fix="remove it from the run's files and publish again")
+            raise KosovError(f"a secret (from the environment, the Hub login, or credentials inside a URL) is in "
+                             f"{leaked}; nothing was written or uploaded",
+                             fix="remove it from the run's files (config.yaml: put keys in environment variables, "
+                                 "not in URLs) and publish again")
         if cfg.publish.merge:
             from training.merge import merge_adapter
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from training.config import field_names, schema_at, unknown_key_error, validate
 from training.schema import KosovConfig
@@ -50,12 +51,68 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> KosovConfig:
     with context:
         try:
             composed = hydra_compose(config_name="config", overrides=list(overrides))
-        except (HydraException, ValueError) as e:  # ValueError: Hydra's for e.g. a group set to null
+        except Exception as e:
+            # A key inside a section the recipe leaves null (peft.quantization without peft=qlora) fails in
+            # OmegaConf with a bare AssertionError ("Unexpected type for root: NoneType"): name the section.
+            null_section = null_section_error(list(overrides), hydra_compose)
+            if null_section is not None:
+                raise null_section from None
+            if not isinstance(e, (HydraException, ValueError)):  # ValueError: Hydra's for e.g. a group set to null
+                raise
             cause = f" ({e.__cause__})" if e.__cause__ else ""
             raise KosovError(f"the recipe does not compose: {e}{cause}",
                              fix="check the value and its type; a list goes in brackets: data.train_files=[a.jsonl]"
                              ) from None
     return validate(composed)
+
+
+# Sections the schema makes Optional and recipes leave null unless a config group choice fills them in.
+_NULL_SECTION_FIXES = {
+    "peft.quantization": "4-bit quantization is QLoRA's: add peft=qlora (its quantization section takes {key})",
+    "method.grpo": "method.grpo is GRPO's section, not SFT's: use a GRPO recipe (e.g. experiment=smoke-grpo) "
+                   "or add method=grpo",
+    "method.sft": "method.sft is SFT's section, not GRPO's: use an SFT recipe (e.g. experiment=smoke-sft) "
+                  "or add method=sft",
+}
+
+
+def _value_override_key(override: str, groups: set[str]) -> str | None:
+    """The dotted key that a value override sets (peft.r=8 -> 'peft.r'; +/++ too), else None."""
+    key, sep, _ = override.partition("=")
+    key = key.lstrip("+")
+    if not sep or "." not in key or key.startswith(("hydra.", "~")) or "/" in key or "@" in key or key in groups:
+        return None
+    return key
+
+
+def null_section_error(overrides: list[str], hydra_compose: Any) -> KosovError | None:
+    """The error for an override of a key whose section (a parent) is null in the recipe composed without the
+    dotted key overrides, or None when no override does that. Call it inside Hydra's initialised context."""
+    groups = {p.name for p in recipes_dir().iterdir() if p.is_dir()}
+    keys = [_value_override_key(o, groups) for o in overrides]
+    try:
+        base = hydra_compose(config_name="config", overrides=[o for o, k in zip(overrides, keys) if k is None])
+    except Exception:  # noqa: BLE001 - the recipe fails without them too: not this mistake
+        return None
+    from omegaconf import OmegaConf
+
+    absent = object()
+    for key in filter(None, keys):
+        parts = key.split(".")
+        for depth in range(1, len(parts)):
+            section = ".".join(parts[:depth])
+            value = OmegaConf.select(base, section, default=absent, throw_on_resolution_failure=False)
+            if value is absent:
+                break  # a misspelt or new key: check_override_keys and Hydra report those
+            if value is None:
+                group = parts[0] if parts[0] in groups else None
+                fix = _NULL_SECTION_FIXES.get(section) or (
+                    f"choose a recipe that sets `{section}` through its config group "
+                    f"({group}=...: {', '.join(recipe_options(group))})" if group
+                    else f"set `{section}` in the recipe before overriding its keys")
+                return KosovError(f"cannot set '{key}': `{section}` is null in this recipe (the section is absent), "
+                                  "so it has no keys to override", fix=fix.format(key=key))
+    return None
 
 
 def recipe_options(group: str) -> list[str]:

@@ -48,8 +48,20 @@ def secret_values() -> list[str]:
     return [v for k in SECRET_ENV if len(v := os.environ.get(k, "")) >= 8]
 
 
+# Credentials inside URLs: user:password@ before the host, and query values named like keys (?api_key=..., &sig=...).
+URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
+URL_SECRET_QUERY = re.compile(r"(?P<name>[?&](?:[a-z0-9_-]*(?:key|token|secret|password|passwd|sig|signature)"
+                              r"[a-z0-9_-]*)=)[^&#\s]+", re.IGNORECASE)
+
+
+def redact_urls(text: str) -> str:
+    """'https://user:sk-...@proxy/v1?api_key=sk-...' -> 'https://***@proxy/v1?api_key=***'."""
+    return URL_SECRET_QUERY.sub(r"\g<name>***", URL_USERINFO.sub(r"\g<scheme>***@", text))
+
+
 def redact(value: Any, key: str = "") -> Any:
-    """Replace values under secret-looking keys, and any secret from the environment inside strings."""
+    """Replace values under secret-looking keys, credentials inside URLs, and any secret from the environment
+    inside strings."""
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
@@ -59,6 +71,8 @@ def redact(value: Any, key: str = "") -> Any:
             return "***"
         for secret in secret_values():
             value = value.replace(secret, "***")
+        if "://" in value:
+            value = redact_urls(value)
     return value
 
 

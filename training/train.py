@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from training import grpo, sft
 from training.config import to_dict
@@ -185,17 +186,34 @@ def finished_metrics(cfg: KosovConfig, run: RunDir) -> dict[str, Any] | None:
     return json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
 
 
-class ResumedTokenCount(TrainerCallback):
+class ResumedTokenCount(TrainerCallback, ExportableState):
     """TRL's SFT trainer counts the tokens it trained on from 0 in every process: a resumed run goes on from the
-    count its checkpoint logged, so the logged num_tokens and metrics.json's tokens_seen cover the whole run."""
+    count its checkpoint holds, so the logged num_tokens and metrics.json's tokens_seen cover the whole run.
 
-    def __init__(self, trainer: Any):
+    The count (TRL gathers it across processes, so every process holds the same total) is saved with each
+    checkpoint in trainer_state.json's stateful_callbacks, exactly at the checkpoint's step. A checkpoint saved
+    before kosov recorded it falls back to the last logged num_tokens, which may be a few steps older."""
+
+    def __init__(self, trainer: Any = None):
         self.trainer = trainer
 
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"total_train_tokens": getattr(self.trainer, "_total_train_tokens", None)}}
+
     def on_train_begin(self, args, state, control, **kwargs):
-        logged = [h["num_tokens"] for h in state.log_history if "num_tokens" in h]
-        if logged and getattr(self.trainer, "_total_train_tokens", None) == 0:
-            self.trainer._total_train_tokens = logged[-1]
+        name = type(self).__name__
+        saved = state.stateful_callbacks.get(name)
+        recorded = saved.get("attributes", {}).get("total_train_tokens") if isinstance(saved, dict) else None
+        if saved is None:  # an older checkpoint: Trainer._save_checkpoint expects every stateful callback's entry
+            state.stateful_callbacks[name] = self.state()
+        if getattr(self.trainer, "_total_train_tokens", None) != 0:
+            return
+        if recorded is not None:
+            self.trainer._total_train_tokens = recorded
+        else:
+            logged = [h["num_tokens"] for h in state.log_history if "num_tokens" in h]
+            if logged:
+                self.trainer._total_train_tokens = logged[-1]
 
 
 def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], started: float) -> dict[str, Any]:

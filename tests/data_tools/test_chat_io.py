@@ -22,6 +22,8 @@ BAD_ROWS = {
     "empty assistant turn": json.dumps({"messages": [{"role": "user", "content": "안녕"},
                                                      {"role": "assistant", "content": "  "}]}).encode(),
     "not UTF-8": "안녕하세요".encode("cp949"),
+    # valid JSON, but half an emoji: loading passed it and training crashed in the tokenizer, naming no row
+    "not UTF-8 ": b'{"messages": [{"role": "user", "content": "hi \\ud83d"}, {"role": "assistant", "content": "ok"}]}',
     "turn order": json.dumps({"messages": [{"role": "assistant", "content": "네"},
                                            {"role": "user", "content": "안녕"}]}).encode(),
     "no final assistant turn": json.dumps({"messages": [{"role": "user", "content": "안녕"}]}).encode(),

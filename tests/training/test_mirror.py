@@ -303,3 +303,15 @@ def test_mirror_null_turns_off_the_kosov_mirror_environment_variable(tmp_path, m
         apply_mirror([])  # the variable names a folder that is not a mirror: said clearly
     apply_mirror(["mirror=null"])  # the command line turns it off: the hub (or its cache), no error
     assert "HF_HUB_CACHE" not in os.environ
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "nothing to mirror"),
+    (["--revision", "main"], "--revision is the model's revision, and no --model was given"),
+])
+def test_a_mirror_call_with_nothing_to_do_is_refused_and_writes_nothing(tmp_path, capsys, argv, message):
+    """Both exited 0 and wrote an empty manifest, which mirror=FOLDER then accepted as a mirror."""
+    from training.mirror import main
+
+    assert main([str(tmp_path / "m"), *argv]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "m").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 import torch
 
 from training.errors import KosovError
@@ -112,10 +113,48 @@ def test_an_eval_report_of_another_adapter_is_refused(release, tmp_path):
                          f"output_dir={tmp_path / 'release'}"]))
 
 
+def test_credentials_inside_a_url_reach_no_file_of_the_release(smoke_run, tmp_path):
+    """A hand-edited (or older) config.yaml with a key inside a URL: the recipe and card are written redacted, and a
+    file copied as it is that still holds one stops the release before anything is written."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run.run_dir, run)
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    config["synth"]["teacher"]["base_url"] = "https://kosov:sk-proj-ABCDEF1234567890@llm-proxy.example/v1"
+    (run / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    result = publish(compose([f"run={run}", f"output_dir={tmp_path / 'release'}"]))
+    assert "https://***@llm-proxy.example/v1" in (result.folder / "kosov_recipe.yaml").read_text(encoding="utf-8")
+    for path in result.folder.rglob("*"):
+        assert not path.is_file() or b"sk-proj-ABCDEF1234567890" not in path.read_bytes(), path
+    template = run / "adapter" / "chat_template.jinja"  # copied into the release as it is
+    template.write_text(template.read_text(encoding="utf-8") + "{# https://kosov:sk-proj-ABCDEF1234567890@proxy #}",
+                        encoding="utf-8")
+    with pytest.raises(KosovError, match="credentials inside a URL") as error:
+        publish(compose([f"run={run}", f"output_dir={tmp_path / 'release2'}"]))
+    assert "chat_template.jinja" in str(error.value) and not (tmp_path / "release2").exists()
+
+
 def test_an_existing_release_folder_is_not_overwritten(release, smoke_run):
     result, _ = release
-    with pytest.raises(KosovError, match="already holds files"):
+    with pytest.raises(KosovError, match="already holds a release"):
         publish(compose([f"run={smoke_run.run_dir}", f"output_dir={result.folder}"]))
+
+
+def test_overwrite_replaces_an_earlier_release_and_nothing_else(smoke_run, tmp_path):
+    """A mistyped output_dir with overwrite=true deleted whatever folder it named (other runs, notes)."""
+    import shutil
+
+    work = tmp_path / "mywork"
+    shutil.copytree(smoke_run.run_dir, work / "another_run")
+    (work / "notes.txt").write_text("실험 메모", encoding="utf-8")
+    with pytest.raises(KosovError, match=r"not a kosov release \(another_run, notes.txt\)"):
+        publish(compose([f"run={smoke_run.run_dir}", f"output_dir={work}", "overwrite=true"]))
+    assert (work / "notes.txt").read_text(encoding="utf-8") == "실험 메모" and (work / "another_run" / "adapter").is_dir()
+    out = tmp_path / "release"
+    publish(compose([f"run={smoke_run.run_dir}", f"output_dir={out}"]))
+    publish(compose([f"run={smoke_run.run_dir}", f"output_dir={out}", "overwrite=true"]))  # a release: replaced
+    assert (out / "upload_plan.json").is_file()
 
 
 def test_a_failed_merge_check_leaves_the_previous_release_whole(release, smoke_run, monkeypatch):

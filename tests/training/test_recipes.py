@@ -93,6 +93,26 @@ def test_a_bad_value_names_key_value_and_choices(override, words):
         assert word in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["experiment=smoke-sft", "peft.quantization.compute_dtype=float16"],
+         ["peft.quantization.compute_dtype", "`peft.quantization` is null", "peft=qlora"]),
+        (["experiment=smoke-sft", "method.grpo.num_generations=4"],
+         ["method.grpo.num_generations", "`method.grpo` is null", "GRPO recipe", "method=grpo"]),
+        (["experiment=smoke-grpo", "method.sft.max_length=64"],
+         ["method.sft.max_length", "`method.sft` is null", "SFT recipe", "method=sft"]),
+    ],
+)
+def test_a_key_inside_a_section_the_recipe_leaves_null_names_the_section_and_the_fix(overrides, words):
+    """Hydra's own failure here is an AssertionError ('Unexpected type for root: NoneType') with a traceback."""
+    with pytest.raises(KosovError) as error:
+        compose(overrides)
+    for word in words:
+        assert word in str(error.value)
+    assert "Fix:" in str(error.value)
+
+
 def test_a_bad_qlora_compute_dtype_names_the_choices():
     with pytest.raises(KosovError) as error:
         compose(["experiment=smoke-sft", "peft=qlora", "peft.quantization.compute_dtype=bf16"])
@@ -187,3 +207,13 @@ def test_remote_code_from_another_repo_is_refused_even_with_a_pinned_revision(tm
             train(cfg)
         assert "another repo" in str(error.value)
         assert not (tmp_path / f"run{i}" / "checkpoints").exists()
+
+
+def test_an_objective_without_a_value_is_a_clear_error_not_a_traceback():
+    """objective=eval_loss on a run without an eval split ended a sweep trial in float(None)'s TypeError."""
+    from training.cli import objective_value
+
+    assert objective_value({"eval_loss": 1.5, "rewards": {"reward": {"last": 0.7}}}, "rewards.reward.last") == 0.7
+    with pytest.raises(KosovError, match="objective='eval_loss' has no value") as error:
+        objective_value({"eval_loss": None}, "eval_loss")
+    assert "data.eval_ratio" in error.value.fix

@@ -150,6 +150,27 @@ def test_a_resumed_run_counts_every_token_and_refuses_changed_data(tmp_path):
     assert str(data) in str(error.value) and "overwrite=true" in str(error.value)
 
 
+def test_a_run_resumed_from_a_checkpoint_between_logs_counts_the_tokens_since_its_last_log(tmp_path):
+    """checkpoint-3 is saved a step after the last log (step 2): the resumed run counts on from step 3's total."""
+    common = ["method.save_steps=3", "method.logging_steps=2", "data.eval_ratio=0"]
+    whole = train(compose(quick(f"output_dir={tmp_path / 'whole'}", *common, "method.max_steps=6")))
+    train(compose(quick(f"output_dir={tmp_path / 'parts'}", *common)))  # stops at max_steps=3: checkpoint-3
+    state = json.loads((tmp_path / "parts" / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert [h["step"] for h in state["log_history"] if "num_tokens" in h][-1] == 2
+    resumed = train(compose(quick(f"output_dir={tmp_path / 'parts'}", *common, "method.max_steps=6", "resume=true")))
+    assert resumed.metrics["tokens_seen"] == whole.metrics["tokens_seen"]
+    # a checkpoint saved before the count was recorded still resumes, from its last logged count
+    old = tmp_path / "old"
+    train(compose(quick(f"output_dir={old}", *common)))
+    path = old / "checkpoints" / "checkpoint-3" / "trainer_state.json"
+    state = json.loads(path.read_text())
+    state["stateful_callbacks"].pop("ResumedTokenCount", None)
+    path.write_text(json.dumps(state))
+    again = train(compose(quick(f"output_dir={old}", *common, "method.max_steps=6", "resume=true")))
+    assert 0 < again.metrics["tokens_seen"] < whole.metrics["tokens_seen"]
+
+
+
 def test_a_checkpoint_cut_short_is_skipped(tmp_path):
     from training.run_dir import last_checkpoint
 
@@ -219,6 +240,19 @@ def test_secrets_reach_no_file_of_the_run_folder(tmp_path, monkeypatch):
     for path in files:
         data = path.read_bytes()
         assert hf.encode() not in data and wb.encode() not in data, path
+
+
+def test_credentials_inside_urls_are_redacted_in_saved_configs():
+    """A judge or teacher behind a proxy is often given as https://user:key@host or ...?api_key=...: not a key the
+    environment holds, so it reached config.yaml, the card and the upload."""
+    from training.run_dir import redact
+
+    saved = redact({"judge": {"base_url": "https://kosov:sk-proj-ABCDEF1234567890@llm-proxy.example/v1"},
+                    "teacher": {"base_url": "http://10.0.0.5:8000/v1?api_key=sk-live-XYZ123&model=qwen"},
+                    "model": {"name_or_path": "Qwen/Qwen3-8B"}, "data": {"hub_id": "hf://datasets/kosov/ko@main"}})
+    assert saved["judge"]["base_url"] == "https://***@llm-proxy.example/v1"
+    assert saved["teacher"]["base_url"] == "http://10.0.0.5:8000/v1?api_key=***&model=qwen"
+    assert saved["model"]["name_or_path"] == "Qwen/Qwen3-8B" and saved["data"]["hub_id"] == "hf://datasets/kosov/ko@main"
 
 
 def test_a_failed_job_closes_its_wandb_run_and_the_next_job_in_the_process_gets_its_own(tmp_path):
