@@ -80,7 +80,8 @@ def _stages(run: Path) -> list[dict[str, Any]]:
     return stages
 
 
-def _eval_report(cfg: KosovConfig, adapter: Path) -> tuple[dict[str, Any] | None, Path | None]:
+def _eval_report(cfg: KosovConfig, adapter: Path, run_model: dict[str, Any]) -> tuple[dict[str, Any] | None,
+                                                                                     Path | None]:
     if not cfg.publish.eval_report:
         return None, None
     path = Path(cfg.publish.eval_report)
@@ -91,6 +92,13 @@ def _eval_report(cfg: KosovConfig, adapter: Path) -> tuple[dict[str, Any] | None
     if report.get("adapter_digest") != adapter_digest(adapter):
         raise KosovError(f"the eval report at {folder} evaluated another adapter ({report.get('adapter')})",
                          fix=f"run kosov eval with eval.adapter={adapter.parent}, or leave publish.eval_report unset")
+    evaluated = report.get("model") or {}
+    for key in ("name_or_path", "revision"):  # the same adapter on another base (or commit of it) scores otherwise
+        if key in evaluated and evaluated[key] != run_model.get(key):
+            raise KosovError(f"the eval report at {folder} evaluated the adapter on model.{key}={evaluated[key]!r}, "
+                             f"and the run trained on {run_model.get(key)!r}: the card would show another model's "
+                             "scores", fix=f"run kosov eval with model.{key}={run_model.get(key)} (the run's "
+                                           "config.yaml), or leave publish.eval_report unset")
     return report, folder
 
 
@@ -159,7 +167,7 @@ def _published_base(cfg: KosovConfig, name_or_path: str) -> str:
 def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None:
     run_cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     metrics, stages = _read_json(run / "metrics.json"), _stages(run)
-    report, report_dir = _eval_report(cfg, adapter)
+    report, report_dir = _eval_report(cfg, adapter, run_cfg["model"])
     licenses: dict[str, int] = {}
     for stage in stages:
         for name, count in stage["provenance"].get("data", {}).get("licenses", {}).items():

@@ -82,13 +82,14 @@ def build_teacher(cfg: KosovConfig, out: Path):
 
 
 def _read_inputs(cfg: KosovConfig) -> list[tuple[str, Any]]:
-    """The generator's input rows or lines, each with where it came from ("path:line"): JSONL rows as dicts, other
-    files as non-empty lines. A line that cannot be read fails naming its file and line."""
+    """The generator's input rows or lines, each with where it came from ("path:line"): JSONL, JSON (an array or
+    JSON lines) and Parquet rows as dicts, other files as non-empty lines. A line that cannot be read fails naming
+    its file and line."""
     items: list[tuple[str, Any]] = []
     for path in map(resolve_path, cfg.synth.inputs):
         if not path.is_file():
             raise KosovError(f"synth input file not found: {path}", fix="check synth.inputs")
-        if path.suffix == ".jsonl":
+        if path.suffix in (".jsonl", ".json", ".parquet"):  # an Alpaca .json array was read as text lines
             try:
                 for where, record in read_records(path):
                     if isinstance(record, BadRowError):

@@ -135,6 +135,22 @@ def test_credentials_inside_a_url_reach_no_file_of_the_release(smoke_run, tmp_pa
     assert "chat_template.jinja" in str(error.value) and not (tmp_path / "release2").exists()
 
 
+def test_an_eval_report_of_the_adapter_on_another_base_commit_is_refused(release, smoke_run, tmp_path):
+    """Only the adapter was compared: its scores on another revision of the base went into the card."""
+    import shutil
+
+    _, report = release
+    other = tmp_path / "eval"
+    shutil.copytree(report.run_dir, other)
+    data = json.loads((other / "report.json").read_text(encoding="utf-8"))
+    data["model"]["revision"] = "0123456789abcdef0123456789abcdef01234567"
+    (other / "report.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(KosovError, match="model.revision='0123456789abcdef") as error:
+        publish(compose([f"run={smoke_run.run_dir}", f"publish.eval_report={other}",
+                         f"output_dir={tmp_path / 'release'}"]))
+    assert "the run trained on None" in str(error.value) and not (tmp_path / "release").exists()
+
+
 def test_an_existing_release_folder_is_not_overwritten(release, smoke_run):
     result, _ = release
     with pytest.raises(KosovError, match="already holds a release"):

@@ -225,10 +225,14 @@ def test_the_recipes_temperature_reaches_the_teacher(hosted, tmp_path):
 
 
 @lenient
-def test_translate_takes_alpaca_rows_and_lines_of_text(hosted, tmp_path):
-    alpaca = tmp_path / "alpaca.jsonl"
-    alpaca.write_text(json.dumps({"instruction": "Say hello.", "input": "", "output": "Hello!"}) + "\n"
-                      + json.dumps({"instruction": "Add.", "input": "2 + 3", "output": "5"}) + "\n", encoding="utf-8")
+@pytest.mark.parametrize("name", ["alpaca.jsonl", "alpaca_data.json"])  # .json: Alpaca's own one array, indented
+def test_translate_takes_alpaca_rows_and_lines_of_text(hosted, tmp_path, name):
+    """An Alpaca .json array used to be read as lines of text: '[', '{', '"instruction": ...' went to the teacher."""
+    alpaca = tmp_path / name
+    rows = [{"instruction": "Say hello.", "input": "", "output": "Hello!"},
+            {"instruction": "Add.", "input": "2 + 3", "output": "5"}]
+    alpaca.write_text("".join(json.dumps(r) + "\n" for r in rows) if name.endswith(".jsonl")
+                      else json.dumps(rows, indent=4), encoding="utf-8")
     lines = tmp_path / "english.txt"
     lines.write_text("What is the capital of Korea?\nName a Korean dish.\n", encoding="utf-8")
     result = synth(compose([*HTTP, "synth.generator=translate", f"synth.inputs=[{alpaca},{lines}]", "synth.n=4",
@@ -238,6 +242,7 @@ def test_translate_takes_alpaca_rows_and_lines_of_text(hosted, tmp_path):
     assert all(r["meta"]["generator"].endswith("translate") and r["meta"]["translated_from"] == "en" for r in rows)
     translated = [b["messages"][-1]["content"] for b in hosted.bodies]
     assert any("2 + 3" in t and "Add." in t for t in translated)  # the Alpaca input went with its instruction
+    assert not any(t.strip() in ("[", "{", "}", "]") or '"instruction"' in t for t in translated)
 
 
 def test_translate_names_a_row_it_cannot_read(tmp_path):
