@@ -284,7 +284,8 @@ def load_chat_hub(hub_id: str, *, split: str, config: str | None = None, revisio
     report = ChatFileReport()
     read = collect_rows(records, report, on_bad_row, max_rows, check)
     report.sources.append({"hub_id": hub_id, "config": config, "split": split, "revision": revision,
-                           "fingerprint": fingerprint, "rows_read": read})
+                           "fingerprint": fingerprint, "rows_read": read,
+                           "local": Path(hub_id).expanduser().exists()})  # a dataset folder, not a Hub id
     return report
 
 

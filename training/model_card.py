@@ -46,12 +46,35 @@ def derive_license(base: str, data_licenses: dict[str, int], override: str | Non
                      fix="check them and set publish.license explicitly")
 
 
+def _source_text(source: dict[str, Any]) -> str:
+    """A data source as the card shows it: a file by name and hash, a Hub dataset by id and revision, a local
+    dataset folder by name; each with what pins its content."""
+    if not source.get("hub_id"):
+        return source.get("path", "?").rsplit("/", 1)[-1] + f" (sha256 {source.get('sha256', '?')[:12]}…)"
+    pins = [f"revision {source['revision']}" if source.get("revision") else "",
+            f"fingerprint {source['fingerprint'][:12]}…" if source.get("fingerprint") else ""]
+    name = (source["hub_id"].rstrip("/").rsplit("/", 1)[-1] + ", local dataset folder" if is_local(source)
+            else source["hub_id"])
+    return f"{name} ({'; '.join(p for p in pins if p) or 'unpinned'})"
+
+
+def is_local(source: dict[str, Any]) -> bool:
+    """A data.hub_id that named a local dataset folder (recorded since 2026-11; older runs: a path-like id)."""
+    hub_id = source.get("hub_id") or ""
+    return bool(source.get("local")) or hub_id.startswith(("/", ".", "~")) or "/" not in hub_id
+
+
+def hub_datasets(stages: list[dict[str, Any]]) -> list[str]:
+    """The Hub datasets the card's front matter links (the Hub shows them as the model's training data)."""
+    return sorted({s["hub_id"] for st in stages for s in st["provenance"].get("data", {}).get("sources", [])
+                   if s.get("hub_id") and not is_local(s)})
+
+
 def _lineage(stages: list[dict[str, Any]]) -> list[str]:
     lines = ["| stage | dataset | source | rows | licenses |", "|---|---|---|---|---|"]
     for stage in stages:
         data = stage["provenance"].get("data", {})
-        sources = ", ".join(s.get("hub_id") or s.get("path", "?").rsplit("/", 1)[-1] + f" (sha256 {s['sha256'][:12]}…)"
-                            for s in data.get("sources", []))
+        sources = ", ".join(_source_text(s) for s in data.get("sources", []))
         licenses = ", ".join(f"{k}: {v}" for k, v in data.get("licenses", {}).items())
         lines.append(f"| {stage['name']} | {data.get('name', '?')} | {sources} | {data.get('train_rows', '?')} | "
                      f"{licenses} |")
@@ -88,14 +111,12 @@ def model_card(*, repo: str, base: str, method: str, config: dict[str, Any], sta
     """The card's full text (YAML front matter + Markdown)."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    hub_datasets = sorted({s["hub_id"] for st in stages for s in st["provenance"].get("data", {}).get("sources", [])
-                           if s.get("hub_id") and "/" in s["hub_id"] and not s["hub_id"].startswith("/")})
     results = [EvalResult(task_type="text-generation", dataset_type=r["task"], dataset_name=r["task"],
                           metric_type=r["metric"], metric_value=r["adapted"], metric_name=r["metric"])
                for r in (report or {}).get("rows", []) if r.get("adapted") is not None]
     data = ModelCardData(base_model=base, library_name="peft", language=["ko"], license=license_,
                          license_name="kosov-noncommercial" if license_ == "other" else None,
-                         datasets=hub_datasets or None, pipeline_tag="text-generation",
+                         datasets=hub_datasets(stages) or None, pipeline_tag="text-generation",
                          tags=["kosov", "korean", "lora", "peft", method, "trl"], model_name=repo,
                          eval_results=results or None)
     curve = f"![training curve]({images['curve']})" if "curve" in images else ""

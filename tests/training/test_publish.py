@@ -311,3 +311,19 @@ def test_the_command_line_publishes_into_the_run_by_default_and_leaves_no_empty_
     failed = subprocess.run([kosov_bin(), "publish", f"run={tmp_path / 'no-run'}", f"output_dir={tmp_path / 'rel'}"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert failed.returncode == 2 and not (tmp_path / "rel").exists()  # a failed publish leaves nothing behind
+
+
+def test_the_card_links_hub_datasets_only_and_pins_each_source():
+    """data.hub_id=data/ko-math (a local dataset folder) was linked as someone's Hub dataset, and a Hub source's
+    revision and fingerprint were dropped from the lineage."""
+    from training.model_card import _lineage, hub_datasets
+
+    sources = [{"hub_id": "data/ko-math", "local": True, "fingerprint": "abcdef0123456789", "revision": None},
+               {"hub_id": "kosov/ko-chat", "local": False, "revision": "v1.2", "fingerprint": "0123456789abcdef"},
+               {"path": "/data/rows.jsonl", "sha256": "f" * 64}]
+    stages = [{"name": "sft", "provenance": {"data": {"name": "mix", "sources": sources, "train_rows": 10,
+                                                      "licenses": {"Apache-2.0": 10}}}}]
+    assert hub_datasets(stages) == ["kosov/ko-chat"]
+    row = _lineage(stages)[2]
+    assert "ko-math, local dataset folder (fingerprint abcdef012345…)" in row
+    assert "kosov/ko-chat (revision v1.2; fingerprint 0123456789ab…)" in row and "rows.jsonl (sha256 ffffffffffff…)" in row
