@@ -101,7 +101,7 @@ def run_grpo(args: Any, tokenizer: Any, device: str, rows: dict[str, dict[str, A
     variant against (a) after it, with what the side did in words. args.recipe, args.peft, args.attn and
     args.sides come from train_throughput.resolve_recipe."""
     from benchmarks.measure import run_side
-    from benchmarks.report import A, B
+    from benchmarks.report import A, B, row_letter
     from training import grpo
     from training.recipes import compose
 
@@ -140,7 +140,7 @@ def run_grpo(args: Any, tokenizer: Any, device: str, rows: dict[str, dict[str, A
         rows[name] = run_side(name, run_kosov_grpo, args, cfg, folder, device, data, tokenizer, attn, warmup, steps,
                               tolerate=name != B)
         backend = grpo.generation_backend(cfg, device)
-        side = (f"{name.split(':')[0]}: {backend}, {rounds} step(s) per generation round, {attn}, activation "
+        side = (f"{row_letter(name)}: {backend}, {rounds} step(s) per generation round, {attn}, activation "
                 f"checkpointing {'on' if cfg.method.activation_checkpointing else 'off'}, {warmup} warm-up + "
                 f"{steps} timed steps")
         if backend in ("continuous_batching", "vllm"):

@@ -14,7 +14,7 @@ def variant_name(index: int, name: str) -> str:
     """The row of the index-th --variant: c, d, ... after the baseline (a) and the recipe (b)."""
     return f"{chr(ord('c') + index)}: kosov recipe + {name}"
 
-def _letter(row: str) -> str:
+def row_letter(row: str) -> str:
     return row.split(":", 1)[0]
 
 def _cell(row: dict[str, Any]) -> str:
@@ -42,14 +42,14 @@ def table(rows: dict[str, dict[str, Any]], header: str, generated: bool = False,
             continue
         if "failed" in row:
             why = row["failed"][:120].replace("|", "/")
-            ratios = [f"n/a ({_letter(name)} failed: {why})"] + ["n/a"] * (len(columns) - 1)
+            ratios = [f"n/a ({row_letter(name)} failed: {why})"] + ["n/a"] * (len(columns) - 1)
         elif "oom" in a or "oom" in row:
             ratios = ["n/a (" + ("both OOM" if "oom" in a and "oom" in row else "baseline OOM" if "oom" in a
                                  else "kosov OOM") + ")"] * len(columns)
         else:
             ratios = [row.get(key, nan) / a.get(key, nan) for _, key, _ in columns]
             ratios = ["–" if r != r else f"{r:.2f}x" for r in ratios]
-        lines.append(f"| **{_letter(name)} / a** | " + " | ".join(ratios) + " |")
+        lines.append(f"| **{row_letter(name)} / a** | " + " | ".join(ratios) + " |")
     if qlora:  # the verdict on the table's first kosov row: the recipe's, or a variant's in its own table
         lines += ["", fits_16gb(next(r for n, r in rows.items() if n != A))]
     return "\n".join(lines) + "\n"

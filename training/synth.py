@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from data_tools.chat_io import BadRowError, chat_row, read_records, write_jsonl
+from data_tools.chat_io import SUFFIXES, BadRowError, chat_row, read_records, write_jsonl
 from data_tools.datacard import datacard_markdown, histograms
 from training.config import resolve_path, to_dict
 from training.errors import KosovError
@@ -89,7 +89,7 @@ def _read_inputs(cfg: KosovConfig) -> list[tuple[str, Any]]:
     for path in map(resolve_path, cfg.synth.inputs):
         if not path.is_file():
             raise KosovError(f"synth input file not found: {path}", fix="check synth.inputs")
-        if path.suffix in (".jsonl", ".json", ".parquet"):  # an Alpaca .json array was read as text lines
+        if path.suffix in SUFFIXES:  # rows, as training reads them (an Alpaca .json array is not text lines)
             try:
                 for where, record in read_records(path):
                     if isinstance(record, BadRowError):
