@@ -211,12 +211,30 @@ def _turns(where: str, record: Any, column: str) -> list[dict[str, str]]:
     return [_message(where, i, m) for i, m in enumerate(raw)]
 
 
+META_FIX = 'meta must be an object (e.g. "meta": {"source": "mine"}), the JSON text of one, or null'
+
+
+def _meta(where: str, record: dict[str, Any]) -> dict[str, Any] | None:
+    """A row's meta: an object, or the JSON text of one (Hub and Parquet exports often store it so)."""
+    meta = record.get("meta")
+    if isinstance(meta, str):
+        try:
+            decoded = json.loads(meta)
+        except json.JSONDecodeError:
+            decoded = None
+        if isinstance(decoded, dict):
+            return decoded
+        raise BadRowError(where, "bad meta", f"'meta' is text that is not a JSON object: {meta[:60]!r}", META_FIX)
+    if meta is None or isinstance(meta, dict):
+        return meta
+    raise BadRowError(where, "bad meta", f"'meta' is {type(meta).__name__}, not an object", META_FIX)
+
+
 def chat_row(where: str, record: Any) -> ChatRow:
     """Check one SFT record and return it as a ChatRow; raises BadRowError naming `where`."""
     messages = _turns(where, record, "messages")
     _check_turns(where, messages)
-    meta = record.get("meta")
-    return ChatRow(messages=messages, meta=meta if isinstance(meta, dict) else None, where=where)
+    return ChatRow(messages=messages, meta=_meta(where, record), where=where)
 
 
 def prompt_row(where: str, record: Any, required: tuple[str, ...] = ()) -> ChatRow:
@@ -229,8 +247,7 @@ def prompt_row(where: str, record: Any, required: tuple[str, ...] = ()) -> ChatR
                           f"prompt rows for these rewards need the columns {list(required)}")
     # the gold answer is compared with NFC completions: "수요일" saved decomposed (NFD) must still match
     columns = {k: nfc(v) if isinstance(v, str) else v for k, v in record.items() if k not in ("prompt", "meta")}
-    meta = record.get("meta")
-    return ChatRow(messages=messages, meta=meta if isinstance(meta, dict) else None, where=where, columns=columns)
+    return ChatRow(messages=messages, meta=_meta(where, record), where=where, columns=columns)
 
 
 RowCheck = Callable[[str, Any], ChatRow]

@@ -7,7 +7,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-for _secret in ("WANDB_API_KEY", "HF_TOKEN", "WANDB_MODE"):  # the tests set these themselves where they matter
+# The tests set these themselves where they matter (a developer's KOSOV_MIRROR would become every recipe's mirror).
+for _secret in ("WANDB_API_KEY", "HF_TOKEN", "WANDB_MODE", "KOSOV_MIRROR"):
     os.environ.pop(_secret, None)
 
 import pytest  # noqa: E402

@@ -47,7 +47,7 @@ def setup_logging() -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    for noisy in ("httpx", "urllib3", "filelock", "datasets", "fsspec"):
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "fsspec", "alembic"):  # alembic: Optuna's
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -85,7 +85,7 @@ def apply_mirror(overrides: list[str]) -> None:
     folder = next((o.partition("=")[2] for o in overrides if o.startswith("mirror=")), None)
     folder = os.environ.get("KOSOV_MIRROR") if folder is None else folder
     if folder and folder not in ("null", "none", "None"):  # mirror=null: the hub, even with KOSOV_MIRROR set
-        from training.mirror import mirror_env, read_manifest
+        from training.mirror_check import mirror_env, read_manifest
 
         read_manifest(folder)  # a clear error when the folder is not a mirror
         os.environ.update(mirror_env(folder))
@@ -136,6 +136,15 @@ def _hydra_argv(overrides: list[str], command: str = "train") -> list[str]:
     return out
 
 
+def _trial_failed() -> type[Exception]:
+    from hydra.errors import CompactHydraException
+
+    class TrialFailed(CompactHydraException):
+        """Hydra prints a CompactHydraException as one line, without the traceback."""
+
+    return TrialFailed
+
+
 def _run_hydra(command: str, overrides: list[str]) -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -146,6 +155,7 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
 
     register_schema()
     status = {"code": 0}
+    TrialFailed = _trial_failed()
 
     def task(cfg: DictConfig) -> float | None:
         try:
@@ -167,6 +177,10 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
             status["code"] = 2
             if HydraConfig.get().mode.name == "RUN":
                 raise SystemExit(2) from None
+            if cfg.get("objective") and not HydraConfig.get().sweeper._target_.endswith("BasicSweeper"):
+                # An optimising sweeper (Optuna) needs a value: its failed trial, beyond max_failure_rate, ends
+                # the sweep with this one line instead of a traceback from study.best_trial.
+                raise TrialFailed(f"a trial of the sweep failed: {e.what}") from None
             return None
 
     main = hydra.main(config_path=str(recipes_dir()), config_name="config", version_base="1.3")(task)
@@ -174,6 +188,9 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
     sys.argv = [f"kosov {command}", *_hydra_argv(overrides, command)]
     try:
         main()
+    except SystemExit:  # Hydra exits 1 after a failed trial; the kosov error above was reported already
+        if not status["code"]:
+            raise
     finally:
         sys.argv = saved
     return status["code"]
@@ -214,10 +231,15 @@ def main(argv: list[str] | None = None) -> int:
                                for o in overrides)
         check_override_keys([o for o in overrides if not o.startswith("-")], own_recipes_only=not own_search_path)
         apply_mirror(overrides)
-        if not any(o.startswith("-") for o in overrides):  # one run of kosov's own recipes: compose it here first,
-            from training.recipes import compose  # so a recipe mistake is a kosov error (exit 2), not Hydra's
+        flags = {o for o in overrides if o.startswith("-")}
+        if flags <= {"-m", "--multirun"}:  # kosov's own recipes: compose the run (each run of a sweep) here first,
+            from training.recipes import compose, compose_sweep  # so a recipe mistake is a kosov error (exit 2)
 
-            compose([o for o in overrides if not o.startswith("hydra")])
+            values = [o for o in overrides if not o.startswith(("-", "hydra"))]
+            if flags:
+                compose_sweep(values)
+            else:
+                compose(values)
         return _run_hydra(command, overrides)
     except KosovError as e:
         report(e)

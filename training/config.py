@@ -214,6 +214,8 @@ def validate(cfg: DictConfig | dict) -> KosovConfig:
         raise KosovError(f"recipe key '{e.full_key}': {e.msg}") from None
     except OmegaConfBaseException as e:
         raise KosovError(f"recipe could not be resolved: {e.msg}", where=str(getattr(e, "full_key", "") or "")) from None
+    if config.mirror in ("", "none", "None"):  # as apply_mirror reads them: no mirror (Hydra keeps them as text)
+        config.mirror = None
     _check_semantics(config)
     return config
 

@@ -3,8 +3,9 @@
     kosov eval experiment=smoke-eval output_dir=DIR
     kosov eval experiment=qwen3-8b-ko-eval eval.adapter=outputs/qwen3-8b-ko-qlora-sft/<run>
 
-Phases: run folder -> model and adapter checks (an adapter of another base fails before anything loads) ->
-lm-eval tasks (cached) -> kosov's generative evals (cached) -> report (json, md, png) -> tracker.
+Phases: mirror check (mirror=FOLDER holds, undamaged, the model and tasks) -> run folder -> model and adapter
+checks (an adapter of another base fails before anything loads) -> lm-eval tasks (cached) -> kosov's generative
+evals (cached) -> report (json, md, png) -> tracker.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from training.evaluation.report import build_report, log_to_tracker, write_repor
 from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
 from training.models import (check_attention, check_remote_code, cuda_available, installed, load_for_inference,
                              load_tokenizer, model_source, resolve_device)
-from training.run_dir import (add_file_logging, default_output_dir, prepare_run_dir, provenance, redact, write_atomic,
-                              write_json)
+from training.provenance import provenance
+from training.redaction import redact
+from training.run_dir import add_file_logging, default_output_dir, prepare_run_dir, write_atomic, write_json
 from training.tracking import open_tracker
 
 log = logging.getLogger(__name__)
@@ -101,9 +103,9 @@ def _generative(cfg: KosovConfig, source: str, adapter: Path | None, device: str
 def evaluate(cfg: KosovConfig) -> EvalResult:
     """Evaluate the recipe's model (and eval.adapter) on its suite. User errors raise KosovError."""
     if cfg.mirror:  # the CLI applied it already; a Python caller gets it here, or a clear "too late"
-        from training.mirror import use_mirror
+        from training.mirror_check import check_mirror  # first: what the mirror lacks, named before any load
 
-        use_mirror(cfg.mirror)
+        check_mirror(cfg, "eval")
     ecfg = cfg.eval
     if not ecfg.tasks and not jobs_of(ecfg):
         raise KosovError("the eval suite has no tasks", fix="choose a suite, e.g. eval=ko-core or eval=smoke")

@@ -17,6 +17,7 @@ How the closed side reads it (HF_HOME=MIRROR/hf_home, HF_HUB_OFFLINE=1, HF_DATAS
 
 Layout of MIRROR: hf_home/hub (hub cache: raw repo files, real files, no symlinks), hf_home/datasets (Arrow cache),
 kosov-mirror.json (manifest: what, revisions, commits, sizes, sha256, when). Tokens are never written.
+Using it (the layout's paths, --env, --verify, the checks before a recipe loads anything) is training/mirror_check.py.
 """
 
 from __future__ import annotations
@@ -40,13 +41,13 @@ from typing import Any
 
 from data_tools.chat_io import file_sha256
 from training.errors import KosovError
-from training.mirror_tasks import SUITE_FAMILIES, by_repo, parse_dataset, suite_datasets, task_datasets, task_index
+from training.mirror_check import MANIFEST, hf_home, mirror_env, read_manifest, repo_dir, snapshot_dir, verify
+from training.mirror_tasks import SUITE_FAMILIES, by_repo, parse_dataset, suite_datasets, task_datasets
 from training.models import COMMIT_SHA
 from training.run_dir import write_atomic
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "kosov-mirror.json"
 FORMAT = 1
 PARQUET_EXPORT = "refs/convert/parquet"  # the Hub's own parquet conversion of every dataset repo
 # Formats transformers does not load, and PyTorch pickles when the repo has safetensors.
@@ -61,18 +62,6 @@ def __getattr__(name: str) -> Any:
     if name == "SUITE_DATASETS":  # computed on first use: reading lm-eval's YAML files takes about a second
         return suite_datasets()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def hf_home(folder: str | Path) -> Path:
-    return Path(folder).expanduser().resolve() / "hf_home"
-
-
-def mirror_env(folder: str | Path) -> dict[str, str]:
-    """The environment that makes huggingface_hub, transformers, datasets and lm-eval read only the mirror.
-    All three cache variables are set, so a user's own HF_HUB_CACHE / HF_DATASETS_CACHE cannot win over HF_HOME."""
-    home = hf_home(folder)
-    return {"HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"), "HF_DATASETS_CACHE": str(home / "datasets"),
-            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def place_repo_files(folder: str | Path, repo_type: str, repo_id: str, commit: str,
@@ -104,16 +93,6 @@ def place_repo_files(folder: str | Path, repo_type: str, repo_id: str, commit: s
     if replaced and replaced not in still_used:  # one version per ref: the one it points at now
         shutil.rmtree(repo / "snapshots" / replaced, ignore_errors=True)
     return records
-
-
-def repo_dir(folder: str | Path, repo_type: str, repo_id: str) -> Path:
-    """hub/<type>s--org--name, as huggingface_hub's repo_folder_name() names it (not imported: use_mirror() must
-    run before huggingface_hub is imported)."""
-    return hf_home(folder) / "hub" / "--".join([f"{repo_type}s", *repo_id.split("/")])
-
-
-def snapshot_dir(folder: str | Path, repo_type: str, repo_id: str, commit: str) -> Path:
-    return repo_dir(folder, repo_type, repo_id) / "snapshots" / commit
 
 
 def _export_data_files(snapshot: Path) -> dict[str, dict[str, list[str]]]:
@@ -237,15 +216,6 @@ def _mirror_dataset(folder: Path, download: Download, repo_id: str, revision: st
     return entry
 
 
-def read_manifest(folder: str | Path) -> dict[str, Any]:
-    path = Path(folder).expanduser() / MANIFEST
-    if not path.is_file():
-        raise KosovError(f"no kosov mirror at {folder} ({MANIFEST} is missing)",
-                         fix=f"create one on a connected machine with `kosov mirror {folder} --model ... --task ...` "
-                             "and copy the whole folder here")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def mirror(folder: str | Path, *, model: str | None = None, revision: str | None = None,
            datasets: Iterable[str] = (), tasks: Iterable[str] = (), token: str | None = None,
            download: Download = hub_download) -> dict[str, Any]:
@@ -277,106 +247,6 @@ def mirror(folder: str | Path, *, model: str | None = None, revision: str | None
     save()
     shutil.rmtree(folder / ".staging", ignore_errors=True)
     return manifest
-
-
-def model_path(folder: str | Path, repo_id: str, revision: str | None = None) -> Path:
-    """The mirrored snapshot folder of a model (for tools that want a path; from_pretrained(repo_id) also works)."""
-    entry = read_manifest(folder)["models"].get(repo_id)
-    if entry is None or (revision and COMMIT_SHA.match(revision) and revision != entry["commit"]):
-        held = f" (it holds {entry['commit'][:12]})" if entry else ""
-        raise _not_mirrored(folder, f"model {repo_id}" + (f"@{revision}" if revision else "") + held,
-                            f"--model {repo_id}" + (f" --revision {revision}" if revision else ""))
-    return snapshot_dir(folder, "model", repo_id, entry["commit"])
-
-
-def require(folder: str | Path, *, model: str | None = None, revision: str | None = None,
-            datasets: Iterable[str] = (), tasks: Iterable[str] = ()) -> None:
-    """Raise a KosovError naming everything asked for that the mirror at `folder` does not hold."""
-    manifest = read_manifest(folder)
-    if model:
-        model_path(folder, model, revision)
-    held = manifest["datasets"]
-    missing: dict[str, str] = {}  # what is missing -> the flag that mirrors it
-    for spec in datasets:
-        repo, rev, configs = parse_dataset(spec)
-        entry = held.get(repo, {})
-        if not entry or any(c not in entry["configs"] for c in configs or ()) or (
-                rev and COMMIT_SHA.match(rev) and rev != entry["commit"]):
-            missing[f"dataset {spec}"] = f"--dataset {spec}"
-    tasks = [t for t in tasks if t not in manifest["tasks"]]  # leaf tasks mirrored by name need no lm-eval
-    index = task_index(tasks) if tasks else {}
-    for task in tasks:
-        for leaf, (repo, config) in task_datasets([task], index).items():
-            if repo not in held or (config is not None and config not in held[repo]["configs"]):
-                missing[f"task {leaf} (dataset {repo}" + (f", config {config})" if config else ")")] = f"--task {task}"
-    if missing:
-        raise _not_mirrored(folder, "; ".join(missing), " ".join(dict.fromkeys(missing.values())))
-
-
-def _not_mirrored(folder: str | Path, what: str, flags: str) -> KosovError:
-    return KosovError(f"not in the mirror at {folder}: {what}",
-                      fix=f"run `kosov mirror {folder} {flags}` on a connected machine, then copy the folder here again")
-
-
-def use_mirror(folder: str | Path, *, model: str | None = None, revision: str | None = None,
-               datasets: Iterable[str] = (), tasks: Iterable[str] = ()) -> dict[str, str]:
-    """Check the mirror holds what is asked for, then point this process at it, offline. Call it before
-    huggingface_hub / datasets / transformers / lm_eval are imported: they read these variables once."""
-    env = mirror_env(folder)
-    if not _redirected(env):
-        early = [m for m in ("huggingface_hub", "datasets", "transformers", "lm_eval") if m in sys.modules]
-        raise KosovError(f"use_mirror() ran after {', '.join(early)} was imported, too late to redirect it",
-                         fix=f"call it first, or set the variables before starting Python: "
-                             f"eval \"$(kosov mirror {folder} --env)\"")
-    before = dict(os.environ)
-    os.environ.update(env)  # first: checking task names imports lm-eval, which imports datasets
-    try:
-        require(folder, model=model, revision=revision, datasets=datasets, tasks=tasks)
-    except KosovError:
-        os.environ.clear()
-        os.environ.update(before)
-        raise
-    return env
-
-
-def _redirected(env: dict[str, str]) -> bool:
-    """Whether libraries imported already read the mirror's settings (nothing imported yet counts as yes)."""
-    same = lambda a, b: Path(str(a)).resolve() == Path(b)  # noqa: E731
-    if "huggingface_hub" in sys.modules:
-        import huggingface_hub.constants as hub
-
-        if not (same(hub.HF_HUB_CACHE, env["HF_HUB_CACHE"]) and hub.HF_HUB_OFFLINE):
-            return False
-    if "datasets" in sys.modules:
-        import datasets.config as ds
-
-        return same(ds.HF_DATASETS_CACHE, env["HF_DATASETS_CACHE"]) and bool(ds.HF_HUB_OFFLINE)
-    return True
-
-
-def _differs(path: Path, want: dict[str, Any]) -> bool:
-    return not path.is_file() or path.stat().st_size != want["size"] or file_sha256(path) != want["sha256"]
-
-
-def verify(folder: str | Path) -> list[str]:
-    """Problems after a copy: files missing, or with another size or sha256 than when they were mirrored (the
-    snapshots, the datasets' Arrow caches that offline loads read), and refs no longer naming their commit."""
-    manifest, problems = read_manifest(folder), []
-    for repo_type, entries in (("model", manifest["models"]), ("dataset", manifest["datasets"])):
-        for repo, entry in entries.items():
-            for part in filter(None, (entry, entry.get("parquet_export"))):
-                for rel, want in part["files"].items():
-                    if _differs(snapshot_dir(folder, repo_type, repo, part["commit"]) / rel, want):
-                        problems.append(f"{repo_type} {repo}: {rel} is missing or differs")
-                ref = part.get("ref")
-                ref_file = repo_dir(folder, repo_type, repo) / "refs" / ref if ref else None
-                if ref and ref != part["commit"] and (not ref_file.is_file()
-                                                      or ref_file.read_text().strip() != part["commit"]):
-                    problems.append(f"{repo_type} {repo}: refs/{ref} is missing or no longer {part['commit'][:12]}")
-            for rel, want in entry.get("cache_files", {}).items():
-                if _differs(hf_home(folder) / rel, want):
-                    problems.append(f"{repo_type} {repo}: the prepared cache file {rel} is missing or differs")
-    return problems
 
 
 def _now() -> str:

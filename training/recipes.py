@@ -7,6 +7,7 @@ Both register the typed schema first, so every key exists and is type-checked wh
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +37,12 @@ def register_schema() -> None:
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> KosovConfig:
     """Compose recipes/config.yaml with overrides, as `kosov <command>` does, and validate it."""
-    import contextlib
-
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, OverrideParseException
 
     check_override_keys(list(overrides))
     register_schema()
-    # Inside a running `kosov` command Hydra is already initialised on the same recipe tree.
-    context = (contextlib.nullcontext() if GlobalHydra.instance().is_initialized()
-               else initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3"))
-    with context:
+    with _recipe_context():
         try:
             composed = hydra_compose(config_name="config", overrides=list(overrides))
         except Exception as e:
@@ -60,10 +54,71 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> KosovConfig:
             if not isinstance(e, (HydraException, ValueError)):  # ValueError: Hydra's for e.g. a group set to null
                 raise
             cause = f" ({e.__cause__})" if e.__cause__ else ""
-            raise KosovError(f"the recipe does not compose: {e}{cause}",
-                             fix="check the value and its type; a list goes in brackets: data.train_files=[a.jsonl]"
-                             ) from None
+            fix = ("write the override as key=value in Hydra's override grammar; quote a value with spaces or "
+                   "other special characters: 'name=\"my run\"'" if isinstance(e, OverrideParseException) else
+                   "check the value and its type; a list goes in brackets: data.train_files=[a.jsonl]")
+            raise KosovError(f"the recipe does not compose: {e}{cause}", fix=fix) from None
     return validate(composed)
+
+
+def _recipe_context() -> Any:
+    """Hydra initialised on the recipe tree; inside a running `kosov` command it already is."""
+    import contextlib
+
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return contextlib.nullcontext()
+    return initialize_config_dir(config_dir=str(recipes_dir()), version_base="1.3")
+
+
+def sweep_runs(overrides: list[str], limit: int = 32) -> list[list[str]]:
+    """The runs of a sweep (`kosov <command> -m`), to compose before its first job: every combination of the
+    values of comma lists and choice(...) (peft.r=4,8 peft=lora,dora: four runs), or each value once when there
+    are more than `limit` combinations. Hydra's own settings (hydra.sweeper.*, hydra/launcher=...) are left out,
+    and so is a value swept over range(...) or interval(...) (the recipe's value stands in); a config group swept
+    by such a function (experiment=glob(*)) leaves the whole sweep to Hydra: no runs."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return [list(overrides)]  # composing says what does not parse
+    groups = {p.name for p in recipes_dir().iterdir() if p.is_dir()}
+    choices: list[list[str]] = []
+    for text, override in zip(overrides, parsed):
+        if override.is_hydra_override():
+            continue
+        if not override.is_sweep_override():
+            choices.append([text])
+        elif override.value_type in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP):
+            choices.append([f"{override.get_key_element()}={v}" for v in override.sweep_string_iterator()])
+        elif override.key_or_group in groups:
+            return []
+    runs = list(itertools.islice(itertools.product(*choices), limit + 1))
+    if len(runs) <= limit:
+        return [list(run) for run in runs]
+    firsts = [values[0] for values in choices]
+    return [[*firsts[:i], value, *firsts[i + 1:]] for i, values in enumerate(choices) for value in values
+            if len(values) > 1]
+
+
+def compose_sweep(overrides: list[str]) -> None:
+    """Compose and validate every run of a sweep (see sweep_runs): a mistake in any of its values is a KosovError
+    naming the run, before the first job starts."""
+    with _recipe_context():
+        for run in sweep_runs(overrides):
+            try:
+                compose(run)
+            except KosovError as e:
+                swept = " ".join(o for o in run if o not in overrides)
+                where = ", ".join(filter(None, [f"the sweep's run {swept}" if swept else None, e.where]))
+                raise KosovError(e.what, where=where or None, fix=e.fix) from None
 
 
 # Sections the schema makes Optional and recipes leave null unless a config group choice fills them in.
@@ -97,9 +152,12 @@ def null_section_error(overrides: list[str], hydra_compose: Any) -> KosovError |
     from omegaconf import OmegaConf
 
     absent = object()
-    for key in filter(None, keys):
+    for override, key in zip(overrides, keys):
+        if key is None:
+            continue
         parts = key.split(".")
-        for depth in range(1, len(parts)):
+        whole = override.partition("=")[2].lstrip().startswith("{")  # peft.quantization={...}: the section itself
+        for depth in range(1, len(parts) + whole):
             section = ".".join(parts[:depth])
             value = OmegaConf.select(base, section, default=absent, throw_on_resolution_failure=False)
             if value is absent:
@@ -110,6 +168,11 @@ def null_section_error(overrides: list[str], hydra_compose: Any) -> KosovError |
                     f"choose a recipe that sets `{section}` through its config group "
                     f"({group}=...: {', '.join(recipe_options(group))})" if group
                     else f"set `{section}` in the recipe before overriding its keys")
+                if section == key:  # Hydra cannot merge a dict into a null section: name its keys instead
+                    names = ", ".join(field_names(schema_at(parts)) if schema_at(parts) else [])
+                    return KosovError(f"cannot set '{key}' as a whole: `{section}` is null in this recipe (the "
+                                      "section is absent), so there is nothing to merge it into",
+                                      fix=fix.format(key=f"{key}.KEY=VALUE for {names or 'its keys'}"))
                 return KosovError(f"cannot set '{key}': `{section}` is null in this recipe (the section is absent), "
                                   "so it has no keys to override", fix=fix.format(key=key))
     return None
@@ -132,6 +195,30 @@ def _check_group_choice(group: str, value: str) -> None:
                              fix=f"use one of: {', '.join(options)}")
 
 
+def _takes_list(key: str) -> bool:
+    """Whether the schema types this key as a list (data.train_files: list[str])."""
+    parts = key.lstrip("+").split(".")
+    cls = schema_at(parts[:-1])
+    hint = typing.get_type_hints(cls).get(parts[-1]) if cls else None
+    return any(typing.get_origin(h) is list for h in (hint, *typing.get_args(hint)))
+
+
+def _check_unquoted_letters(key: str, value: str) -> None:
+    """Hydra's override grammar takes only ASCII letters outside quotes: output_dir=결과/실행1 stops its parser at
+    '결' (LexerNoViableAltException). Such a value must be quoted: output_dir="결과/실행1"."""
+    if re.sub(r"'[^']*'|\"[^\"]*\"|\$\{[^}]*\}", "", value).isascii():
+        return
+    if re.search(r"['\"{}]", value):  # quotes or a dict already: show the rule on a plain example
+        example = 'output_dir="결과/실행1"'
+    else:  # each bare word that has non-ASCII letters in double quotes: [데이터/학습.jsonl] -> ["데이터/학습.jsonl"]
+        quoted = re.sub(r"[^\[\](),]+", lambda m: m[0] if m[0].isascii() else f'"{m[0].strip()}"', value)
+        example = f"{key}=[{quoted}]" if _takes_list(key) and not value.startswith("[") else f"{key}={quoted}"
+    raise KosovError(f"{key}={value}: Hydra reads letters outside quotes in ASCII only, so a value with Korean "
+                     "(or other non-ASCII) letters must be quoted",
+                     fix=f"put the value (each item of a list) in double quotes, and the whole override in single "
+                         f"quotes for the shell: '{example}'")
+
+
 def check_override_keys(overrides: list[str], own_recipes_only: bool = True) -> None:
     """Fail on overrides naming a key the schema does not have, or a recipe file that does not exist
     (before Hydra composes, so the error lists what is allowed). With the user's own recipe folders on Hydra's
@@ -139,6 +226,8 @@ def check_override_keys(overrides: list[str], own_recipes_only: bool = True) -> 
     groups = {p.name for p in recipes_dir().iterdir() if p.is_dir()}
     for override in overrides:
         key, sep, value = override.partition("=")
+        if sep:
+            _check_unquoted_letters(key, value)
         if not sep or key.startswith(("hydra.", "hydra/", "+", "~")):
             continue  # Hydra's own keys and explicit additions / deletions are Hydra's business
         if key in groups or ("." not in key and not own_recipes_only):  # the user's folders may add groups

@@ -7,98 +7,101 @@
     DIR/metrics.json      losses, steps, tokens, runtime
     DIR/train.log         the log of every run in this folder
 
-Files are written atomically (a temporary file renamed into place), so a killed run never leaves half a file.
+Files are written atomically (a temporary file, flushed to disk, renamed into place), so a killed run or a power
+loss never leaves half a file. What a job killed while it replaced something leaves behind is put right by the next
+job to hold the folder (tidy_leftovers).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import json
 import logging
 import os
-import platform
-import re
 import shutil
 import socket
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from training.errors import KosovError
+from training.redaction import redact
 
 log = logging.getLogger(__name__)
 
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY", "OPENAI_API_KEY")
-# Keys whose values are secrets wherever they appear (not e.g. end_of_turn_token, which names a vocabulary item).
-SECRET_KEY = re.compile(r"^(.*_)?(token|hf_token|hub_token|auth_token|access_token|api_key|apikey|secret|password)$",
-                        re.IGNORECASE)
-TOKEN_NAMES = re.compile(r"(end_of_turn|eos|bos|pad|unk|sep|cls|mask)_token$", re.IGNORECASE)
 RUN_MARKERS = ("config.yaml", "provenance.json", "checkpoints", "adapter", "model", "metrics.json", "report.json")
-PACKAGES = ("kosov", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "hydra-core", "omegaconf",
-            "tokenizers", "wandb", "bitsandbytes", "flash-attn", "liger-kernel", "vllm")
-
-
-def secret_values() -> list[str]:
-    return [v for k in SECRET_ENV if len(v := os.environ.get(k, "")) >= 8]
-
-
-# Credentials inside URLs: user:password@ before the host, and query values named like keys (?api_key=..., &sig=...).
-URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
-URL_SECRET_QUERY = re.compile(r"(?P<name>[?&](?:[a-z0-9_-]*(?:key|token|secret|password|passwd|sig|signature)"
-                              r"[a-z0-9_-]*)=)[^&#\s]+", re.IGNORECASE)
-
-
-def redact_urls(text: str) -> str:
-    """'https://user:sk-...@proxy/v1?api_key=sk-...' -> 'https://***@proxy/v1?api_key=***'."""
-    return URL_SECRET_QUERY.sub(r"\g<name>***", URL_USERINFO.sub(r"\g<scheme>***@", text))
-
-
-def redact(value: Any, key: str = "") -> Any:
-    """Replace values under secret-looking keys, credentials inside URLs, and any secret from the environment
-    inside strings."""
-    if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    if isinstance(value, str):
-        if key and SECRET_KEY.match(key) and not TOKEN_NAMES.search(key) and value:
-            return "***"
-        for secret in secret_values():
-            value = value.replace(secret, "***")
-        if "://" in value:
-            value = redact_urls(value)
-    return value
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to a temporary file, fsync it, rename it into place and fsync the folder: without the fsyncs a
+    power loss can leave the renamed file empty, or the old one back."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     tmp.replace(path)
+    if os.name == "posix":  # the rename itself is durable once the folder's entry is
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        except OSError:  # some file systems cannot fsync a folder
+            pass
+        finally:
+            os.close(folder)
 
 
 def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(redact(data), ensure_ascii=False, indent=2, default=str) + "\n")
 
 
+def _present(path: Path) -> bool:
+    return path.is_symlink() or path.exists()
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()  # a link is removed, never what it points to
+    elif path.exists():
+        shutil.rmtree(path)
+
+
 def swap_into_place(staging: Path, target: Path) -> None:
     """Rename a finished folder to `target`. An existing target (a folder, a file or a link) is renamed aside first
     and removed after, so a crash at any point loses neither: the old one is at worst left aside as
-    .NAME.replaced-*, never deleted before the new one is in place."""
+    .NAME.replaced-*, never deleted before the new one is in place (tidy_swap puts it right later)."""
     old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
-    if target.is_symlink() or target.exists():
+    if _present(target):
         target.rename(old)
     staging.rename(target)
-    if old.is_symlink() or old.is_file():
-        old.unlink()  # a link is removed, never what it points to
-    elif old.exists():
-        shutil.rmtree(old)
+    _remove(old)
+    tidy_swap(target)  # what an earlier swap, killed half-way, left beside it
+
+
+def tidy_swap(target: Path) -> None:
+    """Put right what swap_into_place left beside `target` when it was killed: the earlier content, set aside as
+    .NAME.replaced-*. Killed between its two renames, nothing took the earlier one's place (`target` is missing) and
+    it goes back; else the new one is in place and the earlier one goes."""
+    left = sorted(target.parent.glob(f".{glob.escape(target.name)}.replaced-*"))
+    if not left:
+        return
+    if _present(target):
+        for old in left:
+            _remove(old)
+            log.warning("removed %s: an earlier %s a killed job had set aside; the new one is in place", old,
+                        target.name)
+    elif len(left) == 1:
+        left[0].rename(target)
+        log.warning("put %s back as %s: a job was killed before its new %s got into place", left[0], target,
+                    target.name)
+    else:  # which of them was set aside last cannot be told: each may be the only copy of what the user wants
+        log.warning("%s is missing and %d earlier copies of it are left aside (%s): move the one to keep to %s "
+                    "(the next job removes the others)", target, len(left), ", ".join(p.name for p in left), target)
 
 
 def check_not_holding(target: Path, kept: dict[str, Path]) -> None:
@@ -137,8 +140,8 @@ LOCK = ".kosov.lock"
 def lock_run_folder(folder: Path) -> Any:
     """Hold an exclusive lock on a run folder for the life of the job (flock on DIR/.kosov.lock): a second job on
     the folder, with overwrite=true too, is refused while this one runs. The kernel releases it when the process
-    ends, so a killed job leaves no stale lock. Returns the open lock file (None where the file system has no
-    locks, with a warning)."""
+    ends, so a killed job leaves no stale lock; holding it, it first puts right what a killed job left in the folder
+    (tidy_leftovers). Returns the open lock file (None where the file system has no locks, with a warning)."""
     import fcntl
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -161,11 +164,55 @@ def lock_run_folder(folder: Path) -> Any:
     handle.write(f"host {socket.gethostname()} pid {os.getpid()} since "
                  f"{dt.datetime.now().isoformat(timespec='seconds')}\n")
     handle.flush()
+    try:
+        tidy_leftovers(folder)  # no job runs in it now: what a killed one left can be put right
+    except BaseException:
+        handle.close()
+        raise
     return handle
 
 
 # What overwrite=true replaces (train.log stays: it is the log of every run in the folder).
 REPLACED = (*RUN_MARKERS, "report.md", "report.png", "wandb", "tensorboard", "wandb_run.json")
+# overwrite=true sets the earlier run aside in a hidden folder whose name says how far it got, so a job killed at any
+# point leaves a state the next one can read (tidy_leftovers):
+SETTING_ASIDE = ".setting-aside-"  # its files are being moved in: the rest are still in the folder, and nothing new
+SET_ASIDE = ".set-aside-"  # all of them are in: the folder holds only what the new run wrote while it loaded
+DELETING = ".deleting-"  # the new run got under way: the earlier one is being deleted
+SWAPPED = ("adapter", "model")  # what the run swaps into place when it ends (swap_into_place)
+
+
+def put_back(aside: Path, folder: Path) -> None:
+    """Move an earlier run set aside by overwrite=true back into `folder`. Once all of it was set aside, whatever of
+    the REPLACED names the folder holds is the new run's, which never got under way: it goes first."""
+    if aside.name.startswith(SET_ASIDE):
+        for name in REPLACED:
+            _remove(folder / name)
+    for item in aside.iterdir():
+        item.rename(folder / item.name)
+    aside.rmdir()
+
+
+def tidy_leftovers(folder: Path) -> None:
+    """Put right what a job killed while it replaced something left in its run folder (call it holding the folder's
+    lock): an earlier run set aside by overwrite=true comes back if the new run never got under way, or goes if it
+    did; an adapter/ or model/ set aside by a swap comes back, or goes, as tidy_swap finds."""
+    for aside in sorted(folder.glob(f"{DELETING}*")):
+        shutil.rmtree(aside, ignore_errors=True)
+        log.warning("removed %s: the run a killed overwrite=true job replaced (the new run had got under way)", aside)
+    asides = sorted([*folder.glob(f"{SETTING_ASIDE}*"), *folder.glob(f"{SET_ASIDE}*")])
+    if len(asides) > 1:  # only without locks (a second job did not tidy first): which came last cannot be told
+        log.warning("%s holds %d runs set aside by killed overwrite=true jobs (%s): move back the one to keep",
+                    folder, len(asides), ", ".join(p.name for p in asides))
+    elif asides:
+        put_back(asides[0], folder)
+        log.warning("put the earlier run in %s back from %s: the overwrite=true job that set it aside was killed "
+                    "before it got under way", folder, asides[0].name)
+    for name in SWAPPED:
+        tidy_swap(folder / name)
+    for legacy in folder.glob(".replaced-*"):  # an older kosov's: how far it got cannot be told
+        log.warning("%s was left by a kosov job killed during overwrite=true; it may hold the only copy of files of "
+                    "the earlier run. Look at it, then move them back or delete it", legacy)
 
 
 @dataclass
@@ -181,9 +228,11 @@ class RunDir:
             self.lock = None
 
     def drop_replaced(self) -> None:
-        """The new run is under way: the run it replaces goes."""
+        """The new run is under way: the run it replaces goes (renamed first, so a kill while it is deleted leaves
+        a folder the next job knows to delete, not one it would put back)."""
         if self.replaced is not None:
-            shutil.rmtree(self.replaced, ignore_errors=True)
+            deleting = self.replaced.rename(self.path / self.replaced.name.replace(SET_ASIDE, DELETING))
+            shutil.rmtree(deleting, ignore_errors=True)
             self.replaced = None
 
     def restore_replaced(self) -> None:
@@ -191,15 +240,7 @@ class RunDir:
         if self.replaced is None:
             return
         try:
-            for name in REPLACED:  # what the failed run wrote goes, whether the earlier run had it or not
-                target = self.path / name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                elif target.is_symlink() or target.exists():
-                    target.unlink()
-            for item in self.replaced.iterdir():
-                item.rename(self.path / item.name)
-            self.replaced.rmdir()
+            put_back(self.replaced, self.path)  # what the failed run wrote goes, whether the earlier run had it or not
             log.warning("the new run failed: the earlier run in %s is back", self.path)
         except OSError as e:  # never hide the failure being handled
             log.error("could not put the earlier run back from %s: %s", self.replaced, e)
@@ -310,77 +351,17 @@ def _claim(run: RunDir, *, overwrite: bool, resume: bool, is_main: bool) -> None
     elif not overwrite:
         refuse_existing_run(run)
     if overwrite and run.holds_run() and is_main:
-        run.replaced = run.path / f".replaced-{uuid.uuid4().hex[:8]}"
-        log.warning("overwrite=true: the run in %s is set aside (%s) and deleted once the new one has loaded its "
-                    "data and model; if the new one fails before, it is put back", run.path, run.replaced.name)
+        suffix = uuid.uuid4().hex[:8]
+        run.replaced = run.path / f"{SETTING_ASIDE}{suffix}"
+        log.warning("overwrite=true: the run in %s is set aside (%s%s) and deleted once the new one has loaded its "
+                    "data and model; if the new one fails before, it is put back", run.path, SET_ASIDE, suffix)
         run.replaced.mkdir()
         for marker in REPLACED:
-            if (run.path / marker).is_symlink() or (run.path / marker).exists():
+            if _present(run.path / marker):
                 (run.path / marker).rename(run.replaced / marker)
+        run.replaced = run.replaced.rename(run.path / f"{SET_ASIDE}{suffix}")
     if is_main:
         run.path.mkdir(parents=True, exist_ok=True)
-
-
-def _git_sha() -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=True)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True,
-                               timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def _gpu() -> dict[str, Any] | None:
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    return {"name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(), "cuda": torch.version.cuda}
-
-
-def provenance(*, seed: int, data: dict[str, Any], model: dict[str, Any], resumed_from: Path | None = None,
-               processes: int = 1, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Where this run (or this resumption of it) came from; a resumed run keeps the earlier ones' under
-    "earlier" (resume_provenance)."""
-    return {
-        "processes": processes,
-        "runtime": runtime,
-        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "resumed_from": str(resumed_from) if resumed_from else None,
-        "command": " ".join(sys.argv),
-        "git_sha": _git_sha(),
-        "seed": seed,
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "gpu": _gpu(),
-        "packages": _versions(),
-        "model": model,
-        "data": data,
-    }
-
-
-def resume_provenance(prov: dict[str, Any], run: RunDir) -> dict[str, Any]:
-    """A resumed run's provenance, with the folder's earlier provenance (the first run's, then each resumption's)
-    kept under "earlier" instead of replaced."""
-    saved = run.path / "provenance.json"
-    if run.resume_from is None or not saved.is_file():
-        return prov
-    before = json.loads(saved.read_text(encoding="utf-8"))
-    return {**prov, "earlier": [*before.pop("earlier", []), before]}
 
 
 def _source_digests(summary: dict[str, Any]) -> dict[str, Any]:

@@ -214,7 +214,8 @@ class EvalConfig:
 
 @dataclass
 class PublishConfig:
-    private: bool = True  # a new Hub repo is private until you make it public
+    private: Optional[bool] = None  # null: a new Hub repo is private, an existing one keeps its visibility;
+    # true / false: the repo must be (or is created) private / public, and an existing repo that is not is refused
     tag: Optional[str] = None  # a git tag for the uploaded revision (e.g. v1); null = none
     merge: bool = False  # also export base + adapter merged into a full model folder (output_dir/merged)
     eval_report: Optional[str] = None  # a kosov eval folder (or its report.json) of this adapter, for the card

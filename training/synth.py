@@ -27,8 +27,10 @@ from data_tools.chat_io import SUFFIXES, BadRowError, chat_row, read_records, wr
 from data_tools.datacard import datacard_markdown, histograms
 from training.config import resolve_path, to_dict
 from training.errors import KosovError
-from training.run_dir import (RUN_MARKERS, check_not_holding, default_output_dir, provenance, redact,
-                              swap_into_place, write_atomic, write_json)
+from training.provenance import provenance
+from training.redaction import redact
+from training.run_dir import (RUN_MARKERS, check_not_holding, default_output_dir, swap_into_place, write_atomic,
+                              write_json)
 from training.schema import KosovConfig
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ import yaml
 
 from training.schema import TrackingConfig
 from training.errors import KosovError
-from training.run_dir import RunDir, redact, write_json
+from training.redaction import redact
+from training.run_dir import RunDir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,19 @@ class Tracker:
         if self.run is None:
             return
         offline = self.run.settings.mode == "offline" or getattr(self.run, "offline", False)
-        run_path = Path(self.run.dir).parent
+        run_path, url = Path(self.run.dir).parent, getattr(self.run, "url", None)
+        # wandb writes one offline folder per segment of a resumed run, all under the run's id: `wandb sync` uploads
+        # them, in order, into the one run
+        segments = " ".join(str(p) for p in sorted(run_path.parent.glob(f"offline-run-*-{self.run.id}")))
         self.run.finish(exit_code=1 if failed else None)
         self.run = None
         if failed:
             log.info("wandb run %s closed as failed", run_path)
         elif offline:
-            log.info("wandb ran offline; the run is in %s. Upload it later with: wandb sync %s", run_path, run_path)
+            log.info("wandb ran offline; the run is in %s. Upload it later with: wandb sync %s", run_path,
+                     segments or run_path)
         else:
-            log.info("wandb run: %s", getattr(self.run, "url", run_path))
+            log.info("wandb run: %s", url or run_path)
 
 
 def _open_wandb(tcfg: TrackingConfig, run_dir: RunDir, name: str, payload: dict[str, Any]) -> Any:
@@ -77,7 +82,8 @@ def _open_wandb(tcfg: TrackingConfig, run_dir: RunDir, name: str, payload: dict[
         raise KosovError(f"wandb could not start a run ({mode}): {e}",
                          fix="check WANDB_API_KEY / wandb login and the network, or use tracking.mode=offline") from None
     write_json(state_file, {"id": run.id, "project": tcfg.project, "mode": mode})
-    log.info("wandb %s run %s in %s", mode, run.id, run_dir.path / "wandb")
+    log.info("wandb %s run %s in %s%s", mode, run.id, run_dir.path / "wandb",
+             " (resumed: the same run goes on)" if previous else "")
     return run
 
 

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from transformers import TrainerCallback
-from transformers.trainer_callback import ExportableState
 
 from training import grpo, sft
 from training.config import to_dict
@@ -32,9 +30,12 @@ from training.recipes import compose
 from training.adapters import adapter_dir, load_adapter, lora_config
 from training.models import (bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id, liger_for,
                              load_base_model, load_tokenizer, model_source, quantization_config, resolve_device)
+from training.provenance import provenance, resume_provenance
+from training.redaction import redact
+from training.resume_state import ResumedTokenCount, ResumedTrainTime
 from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_recipe, checkpoint_state,
-                              default_output_dir, lock_run_folder, prepare_run_dir, provenance, redact,
-                              refuse_existing_run, resume_provenance, swap_into_place, write_atomic, write_json)
+                              default_output_dir, lock_run_folder, prepare_run_dir, refuse_existing_run,
+                              swap_into_place, write_atomic, write_json)
 from training.tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
@@ -186,37 +187,9 @@ def finished_metrics(cfg: KosovConfig, run: RunDir) -> dict[str, Any] | None:
     return json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
 
 
-class ResumedTokenCount(TrainerCallback, ExportableState):
-    """TRL's SFT trainer counts the tokens it trained on from 0 in every process: a resumed run goes on from the
-    count its checkpoint holds, so the logged num_tokens and metrics.json's tokens_seen cover the whole run.
-
-    The count (TRL gathers it across processes, so every process holds the same total) is saved with each
-    checkpoint in trainer_state.json's stateful_callbacks, exactly at the checkpoint's step. A checkpoint saved
-    before kosov recorded it falls back to the last logged num_tokens, which may be a few steps older."""
-
-    def __init__(self, trainer: Any = None):
-        self.trainer = trainer
-
-    def state(self) -> dict:
-        return {"args": {}, "attributes": {"total_train_tokens": getattr(self.trainer, "_total_train_tokens", None)}}
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        name = type(self).__name__
-        saved = state.stateful_callbacks.get(name)
-        recorded = saved.get("attributes", {}).get("total_train_tokens") if isinstance(saved, dict) else None
-        if saved is None:  # an older checkpoint: Trainer._save_checkpoint expects every stateful callback's entry
-            state.stateful_callbacks[name] = self.state()
-        if getattr(self.trainer, "_total_train_tokens", None) != 0:
-            return
-        if recorded is not None:
-            self.trainer._total_train_tokens = recorded
-        else:
-            logged = [h["num_tokens"] for h in state.log_history if "num_tokens" in h]
-            if logged:
-                self.trainer._total_train_tokens = logged[-1]
-
-
-def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], started: float) -> dict[str, Any]:
+def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], started: float,
+              earlier_train_s: float = 0.0) -> dict[str, Any]:
+    """metrics.json; earlier_train_s: the training seconds of the segments before a resume (ResumedTrainTime)."""
     history = trainer.state.log_history
     train_losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
     eval_losses = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
@@ -225,6 +198,7 @@ def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], sta
                if k == "reward" or (k.startswith("rewards/") and k.endswith("/mean"))}
     reward_curve = [(h["step"], h["reward"]) for h in history if "reward" in h]
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    runtime = train_output.metrics.get("train_runtime")
     return {
         "global_step": trainer.state.global_step,
         "epochs": trainer.state.epoch,
@@ -235,7 +209,7 @@ def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], sta
         "eval_loss": eval_losses[-1][1] if eval_losses else None,
         "eval_loss_curve": eval_losses,
         "tokens_seen": tokens[-1] if tokens else None,
-        "train_runtime_s": train_output.metrics.get("train_runtime"),
+        "train_runtime_s": round(earlier_train_s + runtime, 4) if runtime is not None else None,
         "wall_time_s": round(time.time() - started, 2),
         "trainable_parameters": trainable,
         "rewards": {k: {"first": v[0], "last": v[-1], "mean": sum(v) / len(v)} for k, v in rewards.items()},
@@ -250,9 +224,9 @@ def train(cfg: KosovConfig) -> TrainResult:
     from transformers import set_seed
 
     if cfg.mirror:  # the CLI applied it already; a Python caller gets it here, or a clear "too late"
-        from training.mirror import use_mirror
+        from training.mirror_check import check_mirror  # first: a model, dataset or task not in the mirror, named
 
-        use_mirror(cfg.mirror)
+        check_mirror(cfg, "train")
     started = time.time()
     method = METHODS[cfg.method.name]
     set_seed(cfg.seed)
@@ -271,20 +245,20 @@ def train(cfg: KosovConfig) -> TrainResult:
                          fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")
     output_dir = Path(cfg.output_dir or default_output_dir(cfg.name))
     resolved = redact(to_dict(cfg))
-    # Before anything trains (a chained SFT stage included): a run in the folder is continued only with its own
-    # recipe, and replaced only when asked.
-    if cfg.resume:
-        check_same_recipe(output_dir, resolved, "resume=true")
-    elif not cfg.overwrite:
-        refuse_existing_run(RunDir(output_dir))
-
-    # Where training starts: a base, an adapter to continue, or an SFT stage trained first.
     chained = cfg.method.grpo is not None and bool(cfg.method.grpo.sft_stage)
     full_model = cfg.peft.method == "none" and not chained and not cfg.method.init_adapter  # every weight trains
     check_precision(cfg, device, full_model)
-    # A chained run holds its folder from before its SFT stage: a second job must not retrain a running job's stage.
-    held = lock_run_folder(output_dir) if chained and is_main else None
+    # The folder is held from here, before it is judged: what a killed job left in it is put right first (an
+    # overwrite cut short puts the earlier run back), and a second job must not retrain a running job's SFT stage.
+    held = lock_run_folder(output_dir) if is_main else None
     try:
+        # Before anything trains (a chained SFT stage included): a run in the folder is continued only with its own
+        # recipe, and replaced only when asked.
+        if cfg.resume:
+            check_same_recipe(output_dir, resolved, "resume=true")
+        elif not cfg.overwrite:
+            refuse_existing_run(RunDir(output_dir))
+        # Where training starts: a base, an adapter to continue, or an SFT stage trained first.
         if chained:
             start_adapter: Path | None = run_sft_stage(cfg, output_dir)
         else:
@@ -346,6 +320,8 @@ def train(cfg: KosovConfig) -> TrainResult:
             trainer.add_callback(suite)
         if cfg.method.name == "sft":
             trainer.add_callback(ResumedTokenCount(trainer))
+        clock = ResumedTrainTime()
+        trainer.add_callback(clock)
         run.drop_replaced()  # data, model and trainer are ready: the run this one replaces (overwrite=true) goes
         sigterm = StopOnSigterm()
         try:
@@ -362,7 +338,7 @@ def train(cfg: KosovConfig) -> TrainResult:
                                              for h in trainer.state.log_history):
             trainer.evaluate()
         _save_final(trainer, run, full_model=full_model)
-        metrics = summarize(trainer, output, data.summary, started)
+        metrics = summarize(trainer, output, data.summary, started, clock.earlier)
         if is_main:
             write_json(run.path / "metrics.json", metrics)
         tracker.finish(run)

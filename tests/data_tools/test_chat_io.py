@@ -149,3 +149,29 @@ def test_a_folder_given_as_a_data_file_says_it_is_a_folder(tmp_path):
     with pytest.raises(BadRowError, match="not folders") as error:
         load_chat_files([tmp_path])
     assert "data.hub_id" in str(error.value)
+
+
+def test_a_meta_stored_as_json_text_is_read_as_an_object(tmp_path):
+    """Hub and Parquet exports often store meta as JSON text: it used to be dropped silently, provenance and all."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = json.dumps({"source": "hub-export", "license": "CC-BY-4.0", "answer": "700"}, ensure_ascii=False)
+    path = tmp_path / "prompts.parquet"
+    pq.write_table(pa.Table.from_pylist([{"prompt": "1,000원에서 300원을 쓰면 얼마가 남아요?", "answer": "700",
+                                          "meta": meta}]), path)
+    [row] = load_chat_files([path], check=prompt_row).rows
+    assert row.meta == {"source": "hub-export", "license": "CC-BY-4.0", "answer": "700"}
+    assert row.columns["answer"] == "700"
+    sft = jsonl_with(tmp_path, json.dumps({**GOOD, "meta": meta}, ensure_ascii=False).encode())
+    assert load_chat_files([sft]).rows[2].meta["license"] == "CC-BY-4.0"
+
+
+@pytest.mark.parametrize("meta", [["수학"], 1200, "정답: 1200", '["1200"]'],
+                         ids=["list", "number", "text", "text of a JSON list"])
+def test_a_meta_that_is_not_an_object_names_the_row_and_what_meta_must_be(tmp_path, meta):
+    path = jsonl_with(tmp_path, json.dumps({**GOOD, "meta": meta}, ensure_ascii=False).encode())
+    with pytest.raises(BadRowError) as error:
+        load_chat_files([path])
+    assert f"{path}:3: bad meta" in str(error.value) and "meta must be an object" in error.value.fix
+    assert prompt_row("p.jsonl:7", {"prompt": "질문", "meta": None}).meta is None  # null is no meta, not a bad row

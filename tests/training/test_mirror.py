@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from training.errors import KosovError
-from training.mirror import PARQUET_EXPORT, mirror, model_path, read_manifest, require, use_mirror, verify
+from training.mirror import PARQUET_EXPORT, mirror
+from training.mirror_check import model_path, read_manifest, require, use_mirror, verify
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hf_kosovTestSecretToken0123456789"
@@ -135,7 +136,7 @@ def mirrored(tmp_path_factory, kosov_cache):
 
 OFFLINE_RUN = """
 import json, sys
-from training.mirror import use_mirror
+from training.mirror_check import use_mirror
 folder, tasks, out = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 use_mirror(folder, model="kosov-test/tiny-ko", tasks=tasks)  # before datasets / lm_eval are imported
 import lm_eval
@@ -250,7 +251,8 @@ def test_verify_finds_a_damaged_copy_and_use_mirror_refuses_to_come_too_late(mir
     (model_path(damaged, MODEL) / "config.json").write_text("{}")
     assert verify(damaged) == [f"model {MODEL}: config.json is missing or differs"]
     # what offline loads read besides the snapshots: the prepared Arrow cache and the refs naming the commit
-    from training.mirror import dataset_cache_dir, hf_home, repo_dir
+    from training.mirror import dataset_cache_dir
+    from training.mirror_check import hf_home, repo_dir
 
     arrow = next(dataset_cache_dir(damaged, "skt/kobest_v1").rglob("*.arrow"))
     data = arrow.read_bytes()
@@ -286,7 +288,7 @@ def test_kosov_eval_runs_a_recipe_from_the_mirror(mirrored, tmp_path):
 def test_eval_scores_of_a_hub_model_are_cached_per_commit(mirrored):
     """A hub id's `main` moves: the eval cache keys scores by the commit it names (here read from the mirror)."""
     from training.evaluation.harness import hub_commit
-    from training.mirror import hf_home
+    from training.mirror_check import hf_home
 
     hub = hf_home(mirrored["folder"]) / "hub"
     assert hub_commit(MODEL, None, cache_dir=hub) == "1" * 40 == hub_commit(MODEL, "main", cache_dir=hub)

@@ -96,10 +96,12 @@ def test_push_without_a_token_is_a_clear_error(smoke_run, tmp_path, monkeypatch)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     # No stored `hf auth login` token either, even on a developer's machine.
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # a machine that reaches the Hub
     cfg = compose([f"run={smoke_run.run_dir}", f"output_dir={tmp_path / 'release'}", "push=true",
                    "repo_id=kosov-test/tiny-ko-lora"])
     with pytest.raises(KosovError, match="no Hugging Face token"):
         publish(cfg)
+    assert not (tmp_path / "release").exists()  # checked before the folder is built, not after
 
 
 def test_an_eval_report_of_another_adapter_is_refused(release, tmp_path):
@@ -327,3 +329,16 @@ def test_the_card_links_hub_datasets_only_and_pins_each_source():
     row = _lineage(stages)[2]
     assert "ko-math, local dataset folder (fingerprint abcdef012345…)" in row
     assert "kosov/ko-chat (revision v1.2; fingerprint 0123456789ab…)" in row and "rows.jsonl (sha256 ffffffffffff…)" in row
+
+
+def test_a_release_a_killed_publish_set_aside_comes_back_and_is_not_replaced_unasked(smoke_run, tmp_path):
+    """Killed between setting the earlier release aside and renaming the new one into place, a publish left no
+    release folder: the next publish puts the earlier one back and, without overwrite=true, keeps it."""
+    out = tmp_path / "release"
+    publish(compose([f"run={smoke_run.run_dir}", f"output_dir={out}"]))
+    card = (out / "README.md").read_text(encoding="utf-8")
+    out.rename(tmp_path / ".release.replaced-0badc0de")
+    with pytest.raises(KosovError, match="already holds a release"):
+        publish(compose([f"run={smoke_run.run_dir}", f"output_dir={out}"]))
+    assert (out / "README.md").read_text(encoding="utf-8") == card
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["release"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,13 @@ def test_a_bad_value_names_key_value_and_choices(override, words):
          ["method.grpo.num_generations", "`method.grpo` is null", "GRPO recipe", "method=grpo"]),
         (["experiment=smoke-grpo", "method.sft.max_length=64"],
          ["method.sft.max_length", "`method.sft` is null", "SFT recipe", "method=sft"]),
+        # the whole section at once: OmegaConf's AttributeError ('NoneType' object has no attribute 'get')
+        (["experiment=smoke-sft", "peft.quantization={load_in_4bit:true}"],
+         ["'peft.quantization' as a whole", "`peft.quantization` is null", "peft=qlora", "compute_dtype"]),
+        (["experiment=smoke-sft", "+peft.quantization={quant_type:nf4}"],
+         ["'peft.quantization' as a whole", "`peft.quantization` is null", "peft=qlora"]),
+        (["experiment=smoke-sft", "method.grpo={num_generations:4}"],
+         ["'method.grpo' as a whole", "`method.grpo` is null", "method=grpo"]),
     ],
 )
 def test_a_key_inside_a_section_the_recipe_leaves_null_names_the_section_and_the_fix(overrides, words):
@@ -111,6 +120,58 @@ def test_a_key_inside_a_section_the_recipe_leaves_null_names_the_section_and_the
     for word in words:
         assert word in str(error.value)
     assert "Fix:" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "override, quoted",
+    [
+        ("data.train_files=[데이터/학습.jsonl]", 'data.train_files=["데이터/학습.jsonl"]'),
+        ("data.train_files=데이터/학습.jsonl", 'data.train_files=["데이터/학습.jsonl"]'),
+        ("output_dir=결과/실행1", 'output_dir="결과/실행1"'),
+    ],
+)
+def test_a_korean_path_without_quotes_says_to_quote_it_and_the_quoted_form_works(override, quoted):
+    """Hydra's grammar takes ASCII letters only outside quotes; the hint used to be 'a list goes in brackets'."""
+    with pytest.raises(KosovError) as error:
+        compose(["experiment=smoke-sft", override])
+    assert "must be quoted" in str(error.value) and "in brackets" not in str(error.value)
+    assert f"'{quoted}'" in error.value.fix  # single quotes keep the double quotes from the shell
+    cfg = compose(["experiment=smoke-sft", quoted])
+    assert cfg.data.train_files == ["데이터/학습.jsonl"] or cfg.output_dir == "결과/실행1"
+
+
+def kosov(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(
+    "sweep, words",
+    [
+        (["peft.r=4,abc"], ["the sweep's run peft.r=abc", "Integer"]),
+        (["peft.r=4,8", "data.eval_ratio=0.1,2"], ["data.eval_ratio=2", "must be in [0, 1)"]),
+        (["peft.r=4,8", "output_dir=결과/실행1"], ["must be quoted", '\'output_dir="결과/실행1"\'']),
+    ],
+)
+def test_a_mistake_in_any_value_of_a_sweep_is_a_kosov_error_before_the_first_job(tmp_path, sweep, words):
+    """Under -m these were Hydra's own errors (exit 1), or an error per job after the sweep had started."""
+    done = kosov("train", "-m", "experiment=smoke-sft", "method.max_steps=1", *sweep, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert all(word in done.stderr for word in words), done.stderr[-2000:]
+    assert "Launching" not in done.stderr and not any(tmp_path.iterdir())
+
+
+def test_a_sweep_composes_each_run_and_leaves_hydras_settings_and_search_spaces_to_the_sweeper():
+    from training.recipes import compose_sweep, sweep_runs
+
+    runs = sweep_runs(["experiment=smoke-sft", "peft.r=4,8", "peft=lora,dora", "hydra/launcher=submitit_local",
+                       "hydra.sweeper.n_trials=2", "method.learning_rate=tag(log, interval(1e-4, 1e-3))"])
+    assert runs == [["experiment=smoke-sft", f"peft.r={r}", f"peft={p}"] for r in (4, 8) for p in ("lora", "dora")]
+    assert sweep_runs(["experiment=glob(smoke-s*)", "peft.r=4,8"]) == []  # a group swept by a function: Hydra's
+    big = sweep_runs(["peft.r=1,2,3,4,5,6", "peft.alpha=1,2,3,4,5,6", "method.learning_rate=0.1,0.2"])
+    assert len(big) == 6 + 6 + 2  # too many combinations: each value once
+    compose_sweep(["experiment=sweep-smoke-sft-optuna", "hydra.sweeper.n_trials=2", "peft.r=choice(4,8)",
+                   "method.learning_rate=interval(1e-4,1e-3)", "data.max_rows=range(8,32,8)"])
 
 
 def test_a_bad_qlora_compute_dtype_names_the_choices():

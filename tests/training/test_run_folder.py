@@ -44,13 +44,14 @@ def test_an_existing_run_is_not_overwritten_unless_asked(tmp_path):
     done = kosov("train", *quick(f"output_dir={out}", "method.learning_rate=0.05", "overwrite=true"))
     assert done.returncode == 0, done.stderr
     assert (out / "adapter" / "adapter_model.safetensors").read_bytes() != before
-    assert not list(out.glob(".replaced-*"))  # the replaced run is gone once the new one got under way
+    # the replaced run is gone once the new one got under way
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".kosov.lock"]
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     args = ["train", "experiment=smoke-sft", f"output_dir={out}", "method.max_steps=40", "method.save_steps=5",
-            "method.eval_steps=100", "method.logging_steps=1"]
+            "method.eval_steps=100", "method.logging_steps=1", "tracking=wandb"]
     proc = subprocess.Popen([sys.executable, "-m", "training.cli", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -71,6 +72,13 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert metrics["global_step"] == 40  # the step count continued to the end, not 40 more
     steps = [s for s, _ in metrics["train_loss_curve"]]
     assert steps == sorted(set(steps)) and steps[0] == 1  # one history: logged steps from before the kill kept
+    # one wandb run (offline: no key here): wandb writes a folder per segment, under the run's one id, and the
+    # command the log gives uploads them all into it
+    segments = sorted((out / "wandb").glob("offline-run-*"))
+    run_id = json.loads((out / "wandb_run.json").read_text())["id"]
+    assert len(segments) == 2 and {p.name.rsplit("-", 1)[1] for p in segments} == {run_id}
+    [sync] = [line for line in (out / "train.log").read_text().splitlines() if "wandb sync" in line]
+    assert sync.endswith("wandb sync " + " ".join(map(str, segments)))
 
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
@@ -170,6 +178,30 @@ def test_a_run_resumed_from_a_checkpoint_between_logs_counts_the_tokens_since_it
     assert 0 < again.metrics["tokens_seen"] < whole.metrics["tokens_seen"]
 
 
+def test_a_resumed_run_reports_the_training_time_of_every_segment(tmp_path):
+    """metrics.json's train_runtime_s covers the steps trained before the resume too: 8 steps, then 1 more."""
+    common = ["method.save_steps=8", "data.eval_ratio=0"]
+    first = train(compose(quick(f"output_dir={tmp_path / 'run'}", *common, "method.max_steps=8")))
+    resumed = train(compose(quick(f"output_dir={tmp_path / 'run'}", *common, "method.max_steps=9", "resume=true")))
+    assert resumed.metrics["global_step"] == 9
+    assert resumed.metrics["train_runtime_s"] > first.metrics["train_runtime_s"]
+
+
+def test_files_reach_the_disk_before_they_are_renamed_into_place(tmp_path, monkeypatch):
+    """A power loss after the rename must not leave an empty metrics.json: the file is fsynced before the rename,
+    and the folder (the rename itself) after."""
+    from training.run_dir import write_json
+
+    events = []
+    fsync, replace = os.fsync, Path.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+                        or fsync(fd))
+    monkeypatch.setattr(Path, "replace", lambda self, to: events.append(("rename", str(to))) or replace(self, to))
+    write_json(tmp_path / "metrics.json", {"global_step": 3})
+    assert events == [("fsync", str(tmp_path / ".metrics.json.tmp")), ("rename", str(tmp_path / "metrics.json")),
+                      ("fsync", str(tmp_path))]
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"global_step": 3}
+
 
 def test_a_checkpoint_cut_short_is_skipped(tmp_path):
     from training.run_dir import last_checkpoint
@@ -245,7 +277,7 @@ def test_secrets_reach_no_file_of_the_run_folder(tmp_path, monkeypatch):
 def test_credentials_inside_urls_are_redacted_in_saved_configs():
     """A judge or teacher behind a proxy is often given as https://user:key@host or ...?api_key=...: not a key the
     environment holds, so it reached config.yaml, the card and the upload."""
-    from training.run_dir import redact
+    from training.redaction import redact
 
     saved = redact({"judge": {"base_url": "https://kosov:sk-proj-ABCDEF1234567890@llm-proxy.example/v1"},
                     "teacher": {"base_url": "http://10.0.0.5:8000/v1?api_key=sk-live-XYZ123&model=qwen"},

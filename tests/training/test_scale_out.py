@@ -76,6 +76,14 @@ def test_optuna_sweeps_the_recipe_for_the_objective(tmp_path):
     assert {"method.learning_rate", "peft.r"} == set(best["best_params"])
 
 
+def test_an_optuna_sweep_whose_trial_fails_ends_with_the_kosov_error_not_a_traceback(tmp_path):
+    done = run([kosov_bin(), "train", "-m", "experiment=sweep-smoke-sft-optuna", "hydra.sweeper.n_trials=2",
+                f"model.name_or_path={tmp_path / 'no-such-model'}"], tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "no-such-model" in done.stderr and "no such folder" in done.stderr
+    assert "Traceback" not in done.stderr and "No trials are completed" not in done.stderr
+
+
 def test_the_submitit_launcher_runs_each_job_in_its_own_run_folder(tmp_path):
     done = run([kosov_bin(), "train", "-m", "experiment=smoke-sft", "hydra/launcher=submitit_local",
                 "method.max_steps=2", "peft.r=4,8"], tmp_path)

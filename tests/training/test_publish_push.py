@@ -1,0 +1,130 @@
+"""`kosov publish push=true` against an in-memory Hub (this machine cannot reach the real one): a repo never mixes
+two releases, its visibility is never changed behind the user's back, and every refusal comes before anything is
+built or uploaded."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx2
+import pytest
+
+from training.errors import KosovError
+from training.publish import publish
+from training.recipes import compose
+
+
+class MemoryHub:
+    """The part of huggingface_hub.HfApi a push uses, with the semantics of the real one: upload_folder commits the
+    allowed files and deletes remote files matching delete_patterns unless the commit uploads them."""
+
+    repos: dict[str, dict] = {}
+
+    def __init__(self, token=None):
+        assert token, "a push must use the configured token"
+
+    def repo_info(self, repo_id):
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        if repo_id not in self.repos:
+            request = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo_id}")
+            raise RepositoryNotFoundError("404", response=httpx2.Response(404, request=request))
+        return SimpleNamespace(private=self.repos[repo_id]["private"])
+
+    def list_repo_refs(self, repo_id):
+        return SimpleNamespace(tags=[SimpleNamespace(name=t) for t in self.repos[repo_id]["tags"]])
+
+    def list_repo_files(self, repo_id):
+        return sorted(self.repos[repo_id]["files"])
+
+    def create_repo(self, repo_id, private=None, exist_ok=False):
+        self.repos.setdefault(repo_id, {"private": bool(private), "files": {".gitattributes": b""}, "tags": {}})
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, folder_path, repo_id, allow_patterns, delete_patterns=None, commit_message=""):
+        files = self.repos[repo_id]["files"]
+        for name in list(files):
+            if name != ".gitattributes" and any(fnmatch.fnmatch(name, p) for p in delete_patterns or []):
+                del files[name]
+        for name in allow_patterns:
+            files[name] = (Path(folder_path) / name).read_bytes()
+        oid = f"commit-{len(self.repos[repo_id]['tags'])}-{len(files)}"
+        return SimpleNamespace(oid=oid)
+
+    def create_tag(self, repo_id, tag, revision):
+        assert tag not in self.repos[repo_id]["tags"]
+        self.repos[repo_id]["tags"][tag] = revision
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", MemoryHub)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # tests run offline; this Hub is local
+    monkeypatch.setattr(MemoryHub, "repos", {})
+    monkeypatch.setenv("HF_TOKEN", "hf_kosovPushTest0123456789abcdefgh")
+    return MemoryHub.repos
+
+
+def push(run, out: Path, *overrides: str):
+    return publish(compose([f"run={run}", f"output_dir={out}", "push=true", "repo_id=kosov-test/tiny-ko-lora",
+                            "overwrite=true", *overrides]))
+
+
+def test_a_new_repo_is_private_and_holds_exactly_the_upload_plan(hub, smoke_run, tmp_path):
+    result = push(smoke_run.run_dir, tmp_path / "release", "publish.tag=v1")
+    repo = hub["kosov-test/tiny-ko-lora"]
+    assert result.pushed and repo["private"] and set(repo["tags"]) == {"v1"}
+    assert set(repo["files"]) - {".gitattributes"} == set(result.upload)
+    assert repo["files"]["README.md"] == (result.folder / "README.md").read_bytes()
+
+
+def test_a_second_release_deletes_what_the_first_left_and_keeps_the_users_own_files(hub, smoke_run, tmp_path):
+    push(smoke_run.run_dir, tmp_path / "release", "publish.tag=v1")
+    repo = hub["kosov-test/tiny-ko-lora"]
+    repo["files"]["eval_report.json"] = b'{"rows": []}'  # the first release had an eval report, the second has none
+    repo["files"]["tokenizer.model"] = b"old"
+    repo["files"]["gguf/model-q4.gguf"] = b"the user's own upload"
+    result = push(smoke_run.run_dir, tmp_path / "release", "publish.tag=v2")
+    assert "eval_report.json" not in repo["files"] and "tokenizer.model" not in repo["files"]
+    assert repo["files"]["gguf/model-q4.gguf"] == b"the user's own upload" and ".gitattributes" in repo["files"]
+    assert set(repo["files"]) - {".gitattributes", "gguf/model-q4.gguf"} == set(result.upload)
+    assert set(repo["tags"]) == {"v1", "v2"}
+
+
+def test_an_existing_tag_is_refused_before_anything_is_built(hub, smoke_run, tmp_path):
+    push(smoke_run.run_dir, tmp_path / "first", "publish.tag=v1")
+    before = dict(hub["kosov-test/tiny-ko-lora"]["files"])
+    with pytest.raises(KosovError, match="already has the tag v1"):
+        push(smoke_run.run_dir, tmp_path / "second", "publish.tag=v1")
+    assert not (tmp_path / "second").exists() and hub["kosov-test/tiny-ko-lora"]["files"] == before
+
+
+@pytest.mark.parametrize("existing_private, asked", [(False, "true"), (True, "false")])
+def test_a_repo_of_the_other_visibility_is_refused_and_left_as_it_is(hub, smoke_run, tmp_path, existing_private,
+                                                                      asked):
+    hub["kosov-test/tiny-ko-lora"] = {"private": existing_private, "files": {".gitattributes": b""}, "tags": {}}
+    with pytest.raises(KosovError, match="kosov never changes a repo's visibility"):
+        push(smoke_run.run_dir, tmp_path / "release", f"publish.private={asked}")
+    assert hub["kosov-test/tiny-ko-lora"] == {"private": existing_private, "files": {".gitattributes": b""},
+                                              "tags": {}}
+    assert not (tmp_path / "release").exists()
+
+
+def test_unset_private_publishes_into_an_existing_public_repo(hub, smoke_run, tmp_path):
+    hub["kosov-test/tiny-ko-lora"] = {"private": False, "files": {".gitattributes": b""}, "tags": {}}
+    result = push(smoke_run.run_dir, tmp_path / "release")
+    assert not hub["kosov-test/tiny-ko-lora"]["private"] and "README.md" in hub["kosov-test/tiny-ko-lora"]["files"]
+    assert result.pushed
+
+
+def test_push_under_hub_offline_mode_is_refused_before_building(hub, smoke_run, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(KosovError, match="HF_HUB_OFFLINE"):
+        push(smoke_run.run_dir, tmp_path / "release")
+    assert not (tmp_path / "release").exists() and not hub

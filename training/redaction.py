@@ -1,0 +1,45 @@
+"""Secrets kept out of everything kosov writes: values under secret-looking keys, the secrets in the environment
+(HF_TOKEN, WANDB_API_KEY, ...) wherever they appear, and credentials inside URLs."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY", "OPENAI_API_KEY")
+# Keys whose values are secrets wherever they appear (not e.g. end_of_turn_token, which names a vocabulary item).
+SECRET_KEY = re.compile(r"^(.*_)?(token|hf_token|hub_token|auth_token|access_token|api_key|apikey|secret|password)$",
+                        re.IGNORECASE)
+TOKEN_NAMES = re.compile(r"(end_of_turn|eos|bos|pad|unk|sep|cls|mask)_token$", re.IGNORECASE)
+
+def secret_values() -> list[str]:
+    return [v for k in SECRET_ENV if len(v := os.environ.get(k, "")) >= 8]
+
+
+# Credentials inside URLs: user:password@ before the host, and query values named like keys (?api_key=..., &sig=...).
+URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
+URL_SECRET_QUERY = re.compile(r"(?P<name>[?&](?:[a-z0-9_-]*(?:key|token|secret|password|passwd|sig|signature)"
+                              r"[a-z0-9_-]*)=)[^&#\s]+", re.IGNORECASE)
+
+
+def redact_urls(text: str) -> str:
+    """'https://user:sk-...@proxy/v1?api_key=sk-...' -> 'https://***@proxy/v1?api_key=***'."""
+    return URL_SECRET_QUERY.sub(r"\g<name>***", URL_USERINFO.sub(r"\g<scheme>***@", text))
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Replace values under secret-looking keys, credentials inside URLs, and any secret from the environment
+    inside strings."""
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if isinstance(value, str):
+        if key and SECRET_KEY.match(key) and not TOKEN_NAMES.search(key) and value:
+            return "***"
+        for secret in secret_values():
+            value = value.replace(secret, "***")
+        if "://" in value:
+            value = redact_urls(value)
+    return value

@@ -1,0 +1,68 @@
+"""What the Trainer restarts from 0 on every trainer.train call and a resumed run must carry on: the tokens trained
+on and the training time. Each callback saves its value with every checkpoint (trainer_state.json's
+stateful_callbacks, exactly at the checkpoint's step) and reads it back when a run resumes from one."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+
+
+class CarriedAcrossResume(TrainerCallback, ExportableState):
+    """A value saved with each checkpoint under this class's name; `saved(state, key)` reads it on resume."""
+
+    def saved(self, state: Any, key: str) -> Any:
+        """The value the checkpoint resumed from holds, or None (a new run, or a checkpoint saved before kosov
+        recorded it)."""
+        name = type(self).__name__
+        entry = state.stateful_callbacks.get(name)
+        if entry is None:  # an older checkpoint: Trainer._save_checkpoint expects every stateful callback's entry
+            state.stateful_callbacks[name] = self.state()
+        return entry.get("attributes", {}).get(key) if isinstance(entry, dict) else None
+
+
+class ResumedTokenCount(CarriedAcrossResume):
+    """TRL's SFT trainer counts the tokens it trained on from 0 in every process: a resumed run goes on from the
+    count its checkpoint holds, so the logged num_tokens and metrics.json's tokens_seen cover the whole run.
+
+    TRL gathers the count across processes, so every process holds the same total. A checkpoint saved before kosov
+    recorded it falls back to the last logged num_tokens, which may be a few steps older."""
+
+    def __init__(self, trainer: Any = None):
+        self.trainer = trainer
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"total_train_tokens": getattr(self.trainer, "_total_train_tokens", None)}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        recorded = self.saved(state, "total_train_tokens")
+        if getattr(self.trainer, "_total_train_tokens", None) != 0:
+            return
+        if recorded is not None:
+            self.trainer._total_train_tokens = recorded
+        else:
+            logged = [h["num_tokens"] for h in state.log_history if "num_tokens" in h]
+            if logged:
+                self.trainer._total_train_tokens = logged[-1]
+
+
+class ResumedTrainTime(CarriedAcrossResume):
+    """The Trainer times each trainer.train call from 0: a resumed run adds the training seconds its checkpoint
+    holds, so metrics.json's train_runtime_s covers every segment of the run. What a killed segment trained after
+    its last checkpoint is not counted: those steps were trained again. A checkpoint saved before kosov recorded the
+    time adds nothing."""
+
+    def __init__(self):
+        self.earlier = 0.0  # the seconds the segments before this one trained, up to the checkpoint it resumed from
+        self.started: float | None = None
+
+    def state(self) -> dict:
+        now = self.earlier + (time.time() - self.started if self.started is not None else 0.0)
+        return {"args": {}, "attributes": {"train_seconds": round(now, 3)}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        recorded = self.saved(state, "train_seconds")
+        self.earlier, self.started = float(recorded or 0.0), time.time()
