@@ -52,8 +52,11 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     args = ["train", "experiment=smoke-sft", f"output_dir={out}", "method.max_steps=40", "method.save_steps=5",
             "method.eval_steps=100", "method.logging_steps=1", "tracking=wandb"]
+    # Each job its own wandb service, as two jobs of a requeue have (not the one this pytest process started:
+    # there the killed job's run would stay registered, "in use").
+    own_wandb = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     proc = subprocess.Popen([sys.executable, "-m", "training.cli", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env=own_wandb)
     deadline = time.time() + 240
     while not (out / "checkpoints" / "checkpoint-10" / "trainer_state.json").exists():
         assert proc.poll() is None and time.time() < deadline, "the run ended before its second checkpoint"
@@ -62,7 +65,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     proc.wait()
     assert not (out / "metrics.json").exists()
 
-    done = kosov(*args, "resume=true")
+    done = subprocess.run([sys.executable, "-m", "training.cli", *args, "resume=true"], capture_output=True,
+                          text=True, env=own_wandb, timeout=300)
     assert done.returncode == 0, done.stderr
     resumed_from = [line for line in (out / "train.log").read_text().splitlines() if "resuming from" in line]
     assert resumed_from and "checkpoint-" in resumed_from[0]
