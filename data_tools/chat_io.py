@@ -215,14 +215,17 @@ META_FIX = 'meta must be an object (e.g. "meta": {"source": "mine"}), the JSON t
 
 
 def _meta(where: str, record: dict[str, Any]) -> dict[str, Any] | None:
-    """A row's meta: an object, or the JSON text of one (Hub and Parquet exports often store it so)."""
+    """A row's meta: an object, or the JSON text of one (Hub and Parquet exports often store it so). Empty text,
+    blanks and "null" are no meta, as such exports store a missing one."""
     meta = record.get("meta")
     if isinstance(meta, str):
+        if not meta.strip():
+            return None
         try:
             decoded = json.loads(meta)
         except json.JSONDecodeError:
-            decoded = None
-        if isinstance(decoded, dict):
+            decoded = meta  # not JSON at all: refused below
+        if decoded is None or isinstance(decoded, dict):  # "null": no meta
             return decoded
         raise BadRowError(where, "bad meta", f"'meta' is text that is not a JSON object: {meta[:60]!r}", META_FIX)
     if meta is None or isinstance(meta, dict):

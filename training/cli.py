@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from training import __version__
+from training.config import MIRROR_OFF
 from training.recipes import recipes_dir
 from training.errors import KosovError
 
@@ -84,7 +85,7 @@ def apply_mirror(overrides: list[str]) -> None:
     of them is imported (they read their cache settings once, at import)."""
     folder = next((o.partition("=")[2] for o in overrides if o.startswith("mirror=")), None)
     folder = os.environ.get("KOSOV_MIRROR") if folder is None else folder
-    if folder and folder not in ("null", "none", "None"):  # mirror=null: the hub, even with KOSOV_MIRROR set
+    if folder not in (None, *MIRROR_OFF):  # mirror=null: the hub, even with KOSOV_MIRROR set
         from training.mirror_check import mirror_env, read_manifest
 
         read_manifest(folder)  # a clear error when the folder is not a mirror
@@ -136,13 +137,19 @@ def _hydra_argv(overrides: list[str], command: str = "train") -> list[str]:
     return out
 
 
-def _trial_failed() -> type[Exception]:
+def __getattr__(name: str) -> type[Exception]:
+    """training.cli.TrialFailed, a subclass of Hydra's CompactHydraException (printed as one line, without the
+    traceback), made on first use so that importing the CLI does not import Hydra. It lives here, under its own name,
+    so that a launcher pickling a job's result with the standard pickle finds it."""
+    if name != "TrialFailed":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from hydra.errors import CompactHydraException
 
-    class TrialFailed(CompactHydraException):
-        """Hydra prints a CompactHydraException as one line, without the traceback."""
-
-    return TrialFailed
+    trial_failed = type("TrialFailed", (CompactHydraException,), {
+        "__module__": "training.cli", "__qualname__": "TrialFailed",
+        "__doc__": "A trial of an optimising sweep (Optuna) failed with a kosov error."})
+    globals()["TrialFailed"] = trial_failed  # made once: later lookups find the module attribute
+    return trial_failed
 
 
 def _run_hydra(command: str, overrides: list[str]) -> int:
@@ -155,7 +162,7 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
 
     register_schema()
     status = {"code": 0}
-    TrialFailed = _trial_failed()
+    from training.cli import TrialFailed  # this module's (under `python -m training.cli` too): made on first use
 
     def task(cfg: DictConfig) -> float | None:
         try:

@@ -21,6 +21,9 @@ from training.schema import (ATTN_IMPLEMENTATIONS, DEVICES, DTYPES, EVAL_BACKEND
                              METRIC_KEYS, SFT_TURNS, SYNTH_FORMATS, TEACHER_BACKENDS, THINKING, TRACKERS, TRACKING_MODES,
                              VLLM_MODES, KosovConfig)
 
+# mirror= values (and KOSOV_MIRROR values) that mean no mirror, the Hub: Hydra and oc.env keep them as text.
+MIRROR_OFF = ("", "null", "none", "None")
+
 
 def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
@@ -214,7 +217,7 @@ def validate(cfg: DictConfig | dict) -> KosovConfig:
         raise KosovError(f"recipe key '{e.full_key}': {e.msg}") from None
     except OmegaConfBaseException as e:
         raise KosovError(f"recipe could not be resolved: {e.msg}", where=str(getattr(e, "full_key", "") or "")) from None
-    if config.mirror in ("", "none", "None"):  # as apply_mirror reads them: no mirror (Hydra keeps them as text)
+    if config.mirror in MIRROR_OFF:  # as apply_mirror reads them: no mirror (KOSOV_MIRROR=null is the text 'null')
         config.mirror = None
     _check_semantics(config)
     return config

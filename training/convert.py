@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from training.errors import KosovError
-from training.run_dir import check_not_holding, swap_into_place
+from training.safe_write import check_not_holding, swap_into_place
 
 log = logging.getLogger(__name__)
 

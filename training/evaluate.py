@@ -32,7 +32,8 @@ from training.models import (check_attention, check_remote_code, cuda_available,
                              load_tokenizer, model_source, resolve_device)
 from training.provenance import provenance
 from training.redaction import redact
-from training.run_dir import add_file_logging, default_output_dir, prepare_run_dir, write_atomic, write_json
+from training.run_dir import add_file_logging, default_output_dir, prepare_run_dir
+from training.safe_write import write_atomic, write_json
 from training.tracking import open_tracker
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 
 from training.schema import KosovConfig
 from training.models import load_for_inference, load_tokenizer, model_source
-from training.run_dir import swap_into_place, write_json
+from training.safe_write import swap_into_place, write_json
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ from training.errors import KosovError
 from training.mirror_check import MANIFEST, hf_home, mirror_env, read_manifest, repo_dir, snapshot_dir, verify
 from training.mirror_tasks import SUITE_FAMILIES, by_repo, parse_dataset, suite_datasets, task_datasets
 from training.models import COMMIT_SHA
-from training.run_dir import write_atomic
+from training.safe_write import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,12 @@ from training.config import validate
 from training.schema import KosovConfig
 from training.errors import KosovError
 from training.evaluation.harness import adapter_digest
+from training.hub_push import hub_target, push_release
 from training.model_card import derive_license, model_card
 from training.adapters import adapter_dir
 from training.models import resolve_device
 from training.redaction import redact, redact_urls, secret_values
-from training.run_dir import check_not_holding, swap_into_place, tidy_swap, write_atomic, write_json
+from training.safe_write import check_not_holding, swap_into_place, tidy_swap, write_atomic, write_json
 
 log = logging.getLogger(__name__)
 
@@ -205,75 +206,6 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
         images=images))
 
 
-RELEASE_FILES = ("README.md", "kosov_recipe.yaml", "provenance.json", "training_curve.png", "eval_report.json",
-                 "eval_report.png")  # what _assemble writes besides the adapter's ADAPTER_FILES
-
-
-@dataclass
-class HubTarget:
-    """The Hub repo a push goes to, checked before anything is built: token, visibility, tag."""
-
-    api: Any
-    repo_id: str
-    private: bool | None  # None: an existing repo keeps its visibility; a new one is private
-    exists: bool
-    stale: list[str]  # files of an earlier kosov release in the repo; deleted unless this release has them too
-
-
-def hub_target(cfg: KosovConfig) -> HubTarget:
-    """Check a push=true before the release folder is built: a missing token, an unreachable Hub, a repo whose
-    visibility is not the one publish.private asks for, or a tag the repo already has stop it with nothing built."""
-    from huggingface_hub import HfApi, constants, get_token
-    from huggingface_hub.errors import HTTPError, RepositoryNotFoundError
-
-    if not cfg.repo_id:
-        raise KosovError("push=true needs repo_id=<org>/<name>")
-    if constants.HF_HUB_OFFLINE:
-        raise KosovError("push=true, but HF_HUB_OFFLINE=1 keeps this process off the Hub; nothing was built",
-                         fix="unset HF_HUB_OFFLINE on a machine that reaches the Hub, or publish without push=true "
-                             "and upload the folder from one that does")
-    token = get_token()  # HF_TOKEN, or the token `hf auth login` stored
-    if not token:
-        raise KosovError("push=true, but no Hugging Face token is configured",
-                         fix="export HF_TOKEN=<a write token> or run `hf auth login`; nothing was built or uploaded")
-    api, wanted = HfApi(token=token), cfg.publish.private
-    try:
-        try:
-            info = api.repo_info(cfg.repo_id)
-        except RepositoryNotFoundError:
-            return HubTarget(api, cfg.repo_id, wanted, exists=False, stale=[])
-        tags = {t.name for t in api.list_repo_refs(cfg.repo_id).tags} if cfg.publish.tag else set()
-        remote = api.list_repo_files(cfg.repo_id)
-    except (HTTPError, OSError) as e:
-        raise KosovError(f"could not check {cfg.repo_id} on the Hub: {e}",
-                         fix="check the network and that the token may write to the repo; nothing was built") from e
-    if wanted is not None and bool(info.private) != wanted:
-        shown = "private" if info.private else "public"
-        raise KosovError(f"{cfg.repo_id} exists and is {shown}, and publish.private={str(wanted).lower()} asks for "
-                         f"{'private' if wanted else 'public'}: kosov never changes a repo's visibility; nothing was "
-                         "built", fix=f"change it in the repo's settings on the Hub, or leave publish.private unset "
-                                      f"to publish into the {shown} repo")
-    if cfg.publish.tag in tags:
-        raise KosovError(f"{cfg.repo_id} already has the tag {cfg.publish.tag}, which names an earlier release",
-                         fix="choose another publish.tag (e.g. the next version); nothing was built")
-    stale = sorted(set(remote) & {*ADAPTER_FILES, *RELEASE_FILES})
-    return HubTarget(api, cfg.repo_id, bool(info.private), exists=True, stale=stale)
-
-
-def _push(cfg: KosovConfig, target: HubTarget, folder: Path, files: list[str]) -> None:
-    """One commit with the release; files an earlier kosov release put there and this one lacks (an eval report,
-    a tokenizer file) are deleted in it, so the repo never mixes two releases. Files kosov never writes stay."""
-    gone = [f for f in target.stale if f not in files]
-    url = target.api.create_repo(target.repo_id, private=target.private is not False, exist_ok=True)
-    commit = target.api.upload_folder(folder_path=str(folder), repo_id=target.repo_id, allow_patterns=files,
-                                      delete_patterns=gone or None, commit_message=cfg.publish.commit_message)
-    if cfg.publish.tag:
-        target.api.create_tag(target.repo_id, tag=cfg.publish.tag, revision=commit.oid)
-    log.info("pushed %d files to %s (%s)%s%s", len(files), url, "private" if target.private is not False else
-             "public", f", tagged {cfg.publish.tag}" if cfg.publish.tag else "",
-             f"; deleted the earlier release's {', '.join(gone)}" if gone else "")
-
-
 def check_release_folder(out: Path, overwrite: bool) -> None:
     """overwrite=true replaces a previous release (it has the upload plan every release writes) and nothing else:
     a mistyped output_dir must not delete other runs or files."""
@@ -309,7 +241,7 @@ def publish(cfg: KosovConfig) -> PublishResult:
     check_not_holding(out, kept)  # overwrite=true replaces the folder: never with the run it releases inside
     tidy_swap(out)  # a publish killed while it swapped: the earlier release back (so overwrite=false refuses it)
     check_release_folder(out, cfg.overwrite)
-    target = hub_target(cfg) if cfg.push else None
+    target = hub_target(cfg, ADAPTER_FILES) if cfg.push else None
     # Built whole in a staging folder (card, files, merged model, upload plan), then renamed into place: a failed
     # or killed publish leaves the previous release, or none, never half of one.
     staging = out.with_name(f".{out.name}.building")
@@ -344,5 +276,5 @@ def publish(cfg: KosovConfig) -> PublishResult:
     log.info("release folder %s; %s:\n  %s", out, "uploading" if cfg.push else
              "push=true repo_id=<org>/<name> would upload", "\n  ".join(files))
     if target is not None:
-        _push(cfg, target, out, files)
+        push_release(cfg, target, out, files)
     return PublishResult(folder=out, upload=files, pushed=cfg.push, merge_check=check)

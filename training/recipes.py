@@ -6,6 +6,8 @@ Both register the typed schema first, so every key exists and is type-checked wh
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import typing
 from pathlib import Path
@@ -14,6 +16,8 @@ from typing import Any
 from training.config import field_names, schema_at, unknown_key_error, validate
 from training.schema import KosovConfig
 from training.errors import KosovError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_NAME = "kosov_schema"
 
@@ -75,11 +79,14 @@ def _recipe_context() -> Any:
 
 def sweep_runs(overrides: list[str], limit: int = 32) -> list[list[str]]:
     """The runs of a sweep (`kosov <command> -m`), to compose before its first job: every combination of the
-    values of comma lists and choice(...) (peft.r=4,8 peft=lora,dora: four runs), or each value once when there
-    are more than `limit` combinations. Hydra's own settings (hydra.sweeper.*, hydra/launcher=...) are left out,
-    and so is a value swept over range(...) or interval(...) (the recipe's value stands in); a config group swept
-    by such a function (experiment=glob(*)) leaves the whole sweep to Hydra: no runs."""
+    values of comma lists and choice(...) (peft.r=4,8 peft=lora,dora: four runs). Above `limit` combinations, each
+    value once (the others at their first value), the swept keys taking turns, and never more than `limit` runs: a
+    150-value seed sweep composes 32 of them here, and each job checks its own. Hydra's own settings
+    (hydra.sweeper.*, hydra/launcher=...) are left out, and so is a value swept over range(...) or interval(...)
+    (the recipe's value stands in); a config group swept by such a function (experiment=glob(*)) leaves the whole
+    sweep to Hydra: no runs."""
     import itertools
+    import math
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ValueType
@@ -104,21 +111,55 @@ def sweep_runs(overrides: list[str], limit: int = 32) -> list[list[str]]:
     if len(runs) <= limit:
         return [list(run) for run in runs]
     firsts = [values[0] for values in choices]
-    return [[*firsts[:i], value, *firsts[i + 1:]] for i, values in enumerate(choices) for value in values
-            if len(values) > 1]
+    one_value_each = itertools.chain([firsts], (  # value j of each swept key in turn, then value j + 1
+        [*firsts[:i], values[j], *firsts[i + 1:]] for j in range(1, max(map(len, choices)))
+        for i, values in enumerate(choices) if j < len(values)))
+    picked = list(itertools.islice(one_value_each, limit))
+    distinct = 1 + sum(len(values) - 1 for values in choices)  # the run of first values, then one per other value
+    log.info("the sweep has %d runs: checking %d of them here (%s); its jobs check the rest",
+             math.prod(map(len, choices)), len(picked),
+             "each value once" if len(picked) == distinct else f"{len(picked) - 1} of its {distinct - 1} other values")
+    return picked
+
+
+_MISSING_ENV = re.compile(r"Environment variable '(.+)' not found")
+
+
+def _missing_env_var(error: BaseException) -> str | None:
+    """The environment variable an ${oc.env:NAME} in the recipe read and this machine does not set, when that is
+    why `error` was raised (OmegaConf's KeyError, somewhere in its chain of causes); else None."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, KeyError) and cause.args and isinstance(cause.args[0], str):
+            found = _MISSING_ENV.fullmatch(cause.args[0])
+            if found and found[1] not in os.environ:
+                return found[1]
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def compose_sweep(overrides: list[str]) -> None:
     """Compose and validate every run of a sweep (see sweep_runs): a mistake in any of its values is a KosovError
-    naming the run, before the first job starts."""
+    naming the run, before the first job starts. A run that reads an environment variable this machine does not set
+    (output_dir=${oc.env:SLURM_SUBMIT_DIR}/runs) is left to its job: the compute node it runs on may set it."""
+    left_to_jobs: dict[str, int] = {}  # variable -> runs not checked here
     with _recipe_context():
         for run in sweep_runs(overrides):
             try:
                 compose(run)
             except KosovError as e:
+                missing = _missing_env_var(e)
+                if missing is not None:
+                    left_to_jobs[missing] = left_to_jobs.get(missing, 0) + 1
+                    continue
                 swept = " ".join(o for o in run if o not in overrides)
                 where = ", ".join(filter(None, [f"the sweep's run {swept}" if swept else None, e.where]))
                 raise KosovError(e.what, where=where or None, fix=e.fix) from None
+    for name, runs in left_to_jobs.items():
+        log.info("%d run(s) of the sweep read the environment variable %s, which this machine does not set: their "
+                 "jobs check them where they run", runs, name)
 
 
 # Sections the schema makes Optional and recipes leave null unless a config group choice fills them in.
@@ -203,11 +244,22 @@ def _takes_list(key: str) -> bool:
     return any(typing.get_origin(h) is list for h in (hint, *typing.get_args(hint)))
 
 
-def _check_unquoted_letters(key: str, value: str) -> None:
+def _check_unquoted_letters(override: str, parser: Any) -> None:
     """Hydra's override grammar takes only ASCII letters outside quotes: output_dir=결과/실행1 stops its parser at
-    '결' (LexerNoViableAltException). Such a value must be quoted: output_dir="결과/실행1"."""
-    if re.sub(r"'[^']*'|\"[^\"]*\"|\$\{[^}]*\}", "", value).isascii():
+    '결' (LexerNoViableAltException). Such a value must be quoted: output_dir="결과/실행1". Only an override that
+    Hydra's own parser refuses gets this hint (name="say \\"안녕\\"" is a valid quoted value)."""
+    from hydra.errors import HydraException
+
+    key, _, value = override.partition("=")
+    if value.isascii():
         return
+    try:
+        parser.parse_override(override)
+        return
+    except HydraException:
+        pass
+    if re.sub(r"'[^']*'|\"[^\"]*\"|\$\{[^}]*\}", "", value).isascii():
+        return  # not the letters: composing says what does not parse
     if re.search(r"['\"{}]", value):  # quotes or a dict already: show the rule on a plain example
         example = 'output_dir="결과/실행1"'
     else:  # each bare word that has non-ASCII letters in double quotes: [데이터/학습.jsonl] -> ["데이터/학습.jsonl"]
@@ -223,11 +275,14 @@ def check_override_keys(overrides: list[str], own_recipes_only: bool = True) -> 
     """Fail on overrides naming a key the schema does not have, or a recipe file that does not exist
     (before Hydra composes, so the error lists what is allowed). With the user's own recipe folders on Hydra's
     search path (own_recipes_only=False), recipe names are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     groups = {p.name for p in recipes_dir().iterdir() if p.is_dir()}
+    parser = OverridesParser.create()
     for override in overrides:
         key, sep, value = override.partition("=")
         if sep:
-            _check_unquoted_letters(key, value)
+            _check_unquoted_letters(override, parser)
         if not sep or key.startswith(("hydra.", "hydra/", "+", "~")):
             continue  # Hydra's own keys and explicit additions / deletions are Hydra's business
         if key in groups or ("." not in key and not own_recipes_only):  # the user's folders may add groups

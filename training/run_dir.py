@@ -15,7 +15,6 @@ job to hold the folder (tidy_leftovers).
 from __future__ import annotations
 
 import datetime as dt
-import glob
 import json
 import logging
 import os
@@ -29,87 +28,11 @@ from typing import Any
 import yaml
 
 from training.errors import KosovError
-from training.redaction import redact
+from training.safe_write import exists_or_link, remove_path, tidy_swap
 
 log = logging.getLogger(__name__)
 
 RUN_MARKERS = ("config.yaml", "provenance.json", "checkpoints", "adapter", "model", "metrics.json", "report.json")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file, fsync it, rename it into place and fsync the folder: without the fsyncs a
-    power loss can leave the renamed file empty, or the old one back."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    if os.name == "posix":  # the rename itself is durable once the folder's entry is
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        except OSError:  # some file systems cannot fsync a folder
-            pass
-        finally:
-            os.close(folder)
-
-
-def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(redact(data), ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-def _present(path: Path) -> bool:
-    return path.is_symlink() or path.exists()
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()  # a link is removed, never what it points to
-    elif path.exists():
-        shutil.rmtree(path)
-
-
-def swap_into_place(staging: Path, target: Path) -> None:
-    """Rename a finished folder to `target`. An existing target (a folder, a file or a link) is renamed aside first
-    and removed after, so a crash at any point loses neither: the old one is at worst left aside as
-    .NAME.replaced-*, never deleted before the new one is in place (tidy_swap puts it right later)."""
-    old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
-    if _present(target):
-        target.rename(old)
-    staging.rename(target)
-    _remove(old)
-    tidy_swap(target)  # what an earlier swap, killed half-way, left beside it
-
-
-def tidy_swap(target: Path) -> None:
-    """Put right what swap_into_place left beside `target` when it was killed: the earlier content, set aside as
-    .NAME.replaced-*. Killed between its two renames, nothing took the earlier one's place (`target` is missing) and
-    it goes back; else the new one is in place and the earlier one goes."""
-    left = sorted(target.parent.glob(f".{glob.escape(target.name)}.replaced-*"))
-    if not left:
-        return
-    if _present(target):
-        for old in left:
-            _remove(old)
-            log.warning("removed %s: an earlier %s a killed job had set aside; the new one is in place", old,
-                        target.name)
-    elif len(left) == 1:
-        left[0].rename(target)
-        log.warning("put %s back as %s: a job was killed before its new %s got into place", left[0], target,
-                    target.name)
-    else:  # which of them was set aside last cannot be told: each may be the only copy of what the user wants
-        log.warning("%s is missing and %d earlier copies of it are left aside (%s): move the one to keep to %s "
-                    "(the next job removes the others)", target, len(left), ", ".join(p.name for p in left), target)
-
-
-def check_not_holding(target: Path, kept: dict[str, Path]) -> None:
-    """Refuse a target folder that is, or holds, something replacing it would delete (named by `kept`)."""
-    for what, path in kept.items():
-        if target.resolve() == path.resolve() or target.resolve() in path.resolve().parents:
-            raise KosovError(f"{target} is {what} or holds it ({path}): replacing it would delete it",
-                             fix="write to another folder")
 
 
 def checkpoint_state(checkpoint: Path) -> dict[str, Any] | None:
@@ -187,7 +110,7 @@ def put_back(aside: Path, folder: Path) -> None:
     the REPLACED names the folder holds is the new run's, which never got under way: it goes first."""
     if aside.name.startswith(SET_ASIDE):
         for name in REPLACED:
-            _remove(folder / name)
+            remove_path(folder / name)
     for item in aside.iterdir():
         item.rename(folder / item.name)
     aside.rmdir()
@@ -357,7 +280,7 @@ def _claim(run: RunDir, *, overwrite: bool, resume: bool, is_main: bool) -> None
                     "data and model; if the new one fails before, it is put back", run.path, SET_ASIDE, suffix)
         run.replaced.mkdir()
         for marker in REPLACED:
-            if _present(run.path / marker):
+            if exists_or_link(run.path / marker):
                 (run.path / marker).rename(run.replaced / marker)
         run.replaced = run.replaced.rename(run.path / f"{SET_ASIDE}{suffix}")
     if is_main:

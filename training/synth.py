@@ -29,8 +29,8 @@ from training.config import resolve_path, to_dict
 from training.errors import KosovError
 from training.provenance import provenance
 from training.redaction import redact
-from training.run_dir import (RUN_MARKERS, check_not_holding, default_output_dir, swap_into_place, write_atomic,
-                              write_json)
+from training.run_dir import RUN_MARKERS, default_output_dir
+from training.safe_write import check_not_holding, swap_into_place, write_atomic, write_json
 from training.schema import KosovConfig
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from collections import Counter
 from pathlib import Path
 
 from data_tools.text import nfc
-from training.run_dir import write_atomic
+from training.safe_write import write_atomic
 
 log = logging.getLogger("kosov")
 

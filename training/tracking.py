@@ -19,7 +19,8 @@ import yaml
 from training.schema import TrackingConfig
 from training.errors import KosovError
 from training.redaction import redact
-from training.run_dir import RunDir, write_json
+from training.run_dir import RunDir
+from training.safe_write import write_json
 
 log = logging.getLogger(__name__)
 

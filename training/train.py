@@ -34,8 +34,8 @@ from training.provenance import provenance, resume_provenance
 from training.redaction import redact
 from training.resume_state import ResumedTokenCount, ResumedTrainTime
 from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_recipe, checkpoint_state,
-                              default_output_dir, lock_run_folder, prepare_run_dir, refuse_existing_run,
-                              swap_into_place, write_atomic, write_json)
+                              default_output_dir, lock_run_folder, prepare_run_dir, refuse_existing_run)
+from training.safe_write import swap_into_place, write_atomic, write_json
 from training.tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
@@ -252,6 +252,7 @@ def train(cfg: KosovConfig) -> TrainResult:
     # overwrite cut short puts the earlier run back), and a second job must not retrain a running job's SFT stage.
     held = lock_run_folder(output_dir) if is_main else None
     try:
+        state.wait_for_everyone()  # the main process holds the folder and has tidied it: now every process reads it
         # Before anything trains (a chained SFT stage included): a run in the folder is continued only with its own
         # recipe, and replaced only when asked.
         if cfg.resume:

@@ -175,3 +175,18 @@ def test_a_meta_that_is_not_an_object_names_the_row_and_what_meta_must_be(tmp_pa
         load_chat_files([path])
     assert f"{path}:3: bad meta" in str(error.value) and "meta must be an object" in error.value.fix
     assert prompt_row("p.jsonl:7", {"prompt": "질문", "meta": None}).meta is None  # null is no meta, not a bad row
+
+
+@pytest.mark.parametrize("meta", ["", "  \n", "null"], ids=["empty text", "blanks", "the text null"])
+def test_a_meta_stored_as_empty_text_or_null_text_is_no_meta(tmp_path, meta):
+    """pandas and Parquet exports store a row without meta so: it was refused as a bad row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "prompts.parquet"
+    pq.write_table(pa.Table.from_pylist([{"prompt": "사과가 3개 있어요. 2개를 먹으면?", "answer": "1", "meta": meta}]),
+                   path)
+    [row] = load_chat_files([path], check=prompt_row).rows
+    assert row.meta is None and row.columns["answer"] == "1"
+    sft = jsonl_with(tmp_path, json.dumps({**GOOD, "meta": meta}, ensure_ascii=False).encode())
+    assert load_chat_files([sft]).rows[2].meta is None

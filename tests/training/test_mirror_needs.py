@@ -174,3 +174,13 @@ def test_kosov_eval_names_what_the_mirror_lacks_without_a_traceback(small_mirror
     assert f"model {OTHER}" in run.stderr and "task kobest_copa (dataset skt/kobest_v1, config copa)" in run.stderr
     assert f"kosov mirror {small_mirror} --model {OTHER} --task kobest_copa`" in run.stderr
     assert not (tmp_path / "eval" / "report.json").exists()
+
+
+@pytest.mark.parametrize("off", ["null", "none", "None", ""])
+def test_kosov_mirror_set_to_null_is_no_mirror_for_the_recipe_as_for_the_cli(off, monkeypatch):
+    """KOSOV_MIRROR=null reached the recipe as the text 'null' (the CLI read it as off): no kosov mirror at null."""
+    from training.cli import apply_mirror
+
+    monkeypatch.setenv("KOSOV_MIRROR", off)
+    apply_mirror(["experiment=smoke-eval"])  # taken as a folder, it would fail: "not a kosov mirror"
+    assert compose(["experiment=smoke-eval"]).mirror is None

@@ -21,9 +21,14 @@ class MemoryHub:
     allowed files and deletes remote files matching delete_patterns unless the commit uploads them."""
 
     repos: dict[str, dict] = {}
+    me = {"name": "kosov-dev", "orgs": [{"name": "kosov-test"}], "auth": {"accessToken": {"role": "write"}}}
+    fail_upload = False
 
     def __init__(self, token=None):
         assert token, "a push must use the configured token"
+
+    def whoami(self):
+        return self.me
 
     def repo_info(self, repo_id):
         from huggingface_hub.errors import RepositoryNotFoundError
@@ -44,6 +49,11 @@ class MemoryHub:
         return f"https://huggingface.co/{repo_id}"
 
     def upload_folder(self, folder_path, repo_id, allow_patterns, delete_patterns=None, commit_message=""):
+        if self.fail_upload:
+            from huggingface_hub.errors import HfHubHTTPError
+
+            request = httpx2.Request("POST", f"https://huggingface.co/api/models/{repo_id}/commit/main")
+            raise HfHubHTTPError("403 Forbidden", response=httpx2.Response(403, request=request))
         files = self.repos[repo_id]["files"]
         for name in list(files):
             if name != ".gitattributes" and any(fnmatch.fnmatch(name, p) for p in delete_patterns or []):
@@ -65,6 +75,7 @@ def hub(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "HfApi", MemoryHub)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # tests run offline; this Hub is local
     monkeypatch.setattr(MemoryHub, "repos", {})
+    monkeypatch.setattr(MemoryHub, "me", dict(MemoryHub.me))
     monkeypatch.setenv("HF_TOKEN", "hf_kosovPushTest0123456789abcdefgh")
     return MemoryHub.repos
 
@@ -128,3 +139,41 @@ def test_push_under_hub_offline_mode_is_refused_before_building(hub, smoke_run, 
     with pytest.raises(KosovError, match="HF_HUB_OFFLINE"):
         push(smoke_run.run_dir, tmp_path / "release")
     assert not (tmp_path / "release").exists() and not hub
+
+
+def test_a_repo_that_never_held_a_kosov_release_loses_none_of_its_files(hub, smoke_run, tmp_path):
+    """The same names (tokenizer.model, added_tokens.json) in a full model's repo are that model's, not stale."""
+    model_files = {".gitattributes": b"", "config.json": b"{}", "tokenizer.model": b"sp", "added_tokens.json": b"{}"}
+    hub["kosov-test/tiny-ko-lora"] = {"private": True, "files": dict(model_files), "tags": {}}
+    result = push(smoke_run.run_dir, tmp_path / "release")
+    files = hub["kosov-test/tiny-ko-lora"]["files"]
+    assert {k: files[k] for k in model_files} == model_files and set(result.upload) <= set(files)
+
+
+def test_a_read_token_or_a_foreign_namespace_is_refused_before_anything_is_built(hub, smoke_run, tmp_path):
+    MemoryHub.me["auth"] = {"accessToken": {"role": "read"}}
+    with pytest.raises(KosovError, match="is a read token"):
+        push(smoke_run.run_dir, tmp_path / "release")
+    MemoryHub.me["auth"] = {"accessToken": {"role": "write"}}
+    with pytest.raises(KosovError, match="someone-else is neither that user nor one of its orgs"):
+        publish(compose([f"run={smoke_run.run_dir}", f"output_dir={tmp_path / 'release'}", "push=true",
+                         "repo_id=someone-else/tiny-ko-lora"]))
+    assert not (tmp_path / "release").exists() and not hub
+
+
+def test_a_failed_upload_is_a_kosov_error_naming_the_finished_folder(hub, smoke_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(MemoryHub, "fail_upload", True)
+    with pytest.raises(KosovError, match="the upload to kosov-test/tiny-ko-lora failed") as error:
+        push(smoke_run.run_dir, tmp_path / "release")
+    assert error.value.where == str(tmp_path / "release") and (tmp_path / "release" / "README.md").is_file()
+
+
+def test_a_bad_repo_id_or_a_mirror_is_named_before_anything_is_built(hub, smoke_run, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    with pytest.raises(KosovError, match="is not a Hub repo id"):
+        push(smoke_run.run_dir, tmp_path / "release", "repo_id=kosov-test/bad name")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as a mirror sets it
+    with pytest.raises(KosovError, match="pass mirror=null"):
+        push(smoke_run.run_dir, tmp_path / "release", f"mirror={tmp_path / 'mirror'}")
+    assert not (tmp_path / "release").exists()

@@ -169,9 +169,44 @@ def test_a_sweep_composes_each_run_and_leaves_hydras_settings_and_search_spaces_
     assert runs == [["experiment=smoke-sft", f"peft.r={r}", f"peft={p}"] for r in (4, 8) for p in ("lora", "dora")]
     assert sweep_runs(["experiment=glob(smoke-s*)", "peft.r=4,8"]) == []  # a group swept by a function: Hydra's
     big = sweep_runs(["peft.r=1,2,3,4,5,6", "peft.alpha=1,2,3,4,5,6", "method.learning_rate=0.1,0.2"])
-    assert len(big) == 6 + 6 + 2  # too many combinations: each value once
+    assert len(big) == 1 + 5 + 5 + 1  # too many combinations: the first values, then each other value once
     compose_sweep(["experiment=sweep-smoke-sft-optuna", "hydra.sweeper.n_trials=2", "peft.r=choice(4,8)",
                    "method.learning_rate=interval(1e-4,1e-3)", "data.max_rows=range(8,32,8)"])
+
+
+def test_a_long_sweep_composes_at_most_32_runs_here_each_swept_key_among_them():
+    """Above 32 combinations each value was still composed once: a 150-value seed sweep composed 150 times."""
+    from training.recipes import sweep_runs
+
+    seeds = ",".join(map(str, range(150)))
+    assert len(sweep_runs([f"seed={seeds}"])) == 32
+    runs = sweep_runs(["experiment=smoke-sft", f"seed={seeds}", "peft.r=4,8"])
+    assert len(runs) == 32 and ["experiment=smoke-sft", "seed=0", "peft.r=8"] in runs  # the keys take turns
+    assert len({tuple(run) for run in runs}) == 32  # no run twice
+
+
+def test_a_sweep_may_read_an_environment_variable_its_jobs_have_and_this_machine_lacks(monkeypatch):
+    """A SLURM job resolves ${oc.env:...} on its compute node: the sweep was refused on the submitting machine."""
+    from training.recipes import compose_sweep
+
+    monkeypatch.delenv("KOSOV_TEST_SUBMIT_DIR", raising=False)
+    sweep = ["experiment=smoke-sft", "peft.r=4,8", "output_dir=${oc.env:KOSOV_TEST_SUBMIT_DIR}/runs"]
+    compose_sweep(sweep)
+    with pytest.raises(KosovError, match="the sweep's run peft.r=4 peft.alpha=abc"):  # any other mistake is one
+        compose_sweep([*sweep, "peft.alpha=16,abc"])
+    with pytest.raises(KosovError, match="could not be resolved"):  # a single run composed here reads it here
+        compose(sweep[::2])
+    monkeypatch.setenv("KOSOV_TEST_SUBMIT_DIR", "/scratch/me")
+    assert compose(sweep[::2]).output_dir == "/scratch/me/runs"
+
+
+def test_a_quoted_value_with_escaped_quotes_and_korean_is_hydras_not_a_missing_quote():
+    """Hydra parses name="say \\"안녕\\"": kosov's quoting hint refused it; a bare Korean path still gets it."""
+    cfg = compose(["experiment=smoke-sft", 'name="say \\"안녕\\""'])
+    assert cfg.name == 'say "안녕"'
+    with pytest.raises(KosovError, match="must be quoted") as error:
+        compose(["experiment=smoke-sft", "output_dir=결과/실행1"])
+    assert "'output_dir=\"결과/실행1\"'" in error.value.fix
 
 
 def test_a_bad_qlora_compute_dtype_names_the_choices():

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tests.helpers import quick
 from training.recipes import compose
-from training.run_dir import lock_run_folder, swap_into_place
+from training.run_dir import lock_run_folder
+from training.safe_write import swap_into_place
 from training.train import train
 
 KILL = """
@@ -35,6 +36,12 @@ def kill_after_rename(to):  # SIGKILL right after the rename whose new name hold
 
 def kill_on_delete():  # SIGKILL as a folder starts being deleted
     shutil.rmtree = lambda *a, **k: kill()
+
+def kill_part_way_through_delete():  # SIGKILL once a folder being deleted has lost its first file
+    def rmtree(path, *args, **kwargs):
+        next(p for p in sorted(Path(path).rglob("*")) if p.is_file()).unlink()
+        kill()
+    shutil.rmtree = rmtree
 """
 
 
@@ -124,7 +131,7 @@ def test_a_swap_killed_before_the_new_adapter_got_into_place_puts_the_earlier_on
     (out / ".adapter.saving" / "adapter_model.safetensors").write_text("new")
     killed(f"""
         kill_after_rename(".replaced-")
-        from training.run_dir import swap_into_place
+        from training.safe_write import swap_into_place
         swap_into_place(Path({str(out)!r}) / ".adapter.saving", Path({str(out)!r}) / "adapter")
     """)
     assert not (out / "adapter").exists()
@@ -147,14 +154,40 @@ def test_a_swap_killed_after_the_new_one_got_into_place_leaves_only_the_new_one(
         (staging / "weights").write_text("new")
         killed(f"""
             kill_on_delete()
-            from training.run_dir import swap_into_place
+            from training.safe_write import swap_into_place
             swap_into_place(Path({str(staging)!r}), Path({str(out / name)!r}))
         """)
-    assert [h.split(".replaced-")[0] for h in hidden(out)] == [".adapter", ".release"]
+    assert [h.rsplit(".", 1)[0] for h in hidden(out)] == [".adapter", ".release"]
     lock_run_folder(out).close()  # the next training job: its own adapter
-    assert [h.split(".replaced-")[0] for h in hidden(out)] == [".release"]
+    assert [h.rsplit(".", 1)[0] for h in hidden(out)] == [".release"]
     staging.mkdir()
     (staging / "weights").write_text("newer")
     swap_into_place(staging, out / "release")  # the next publish
     assert hidden(out) == [] and (out / "release" / "weights").read_text() == "newer"
     assert (out / "adapter" / "weights").read_text() == "new"
+
+
+def test_an_adapter_a_killed_swap_was_deleting_is_never_put_back(tmp_path, caplog):
+    """Deleting the earlier adapter (a merged model: seconds) is killed part-way; later a second swap is killed
+    before its new adapter got into place. The part left of the first is removed, not put back as the adapter (it
+    kept the name that tidy_swap restores): the whole adapter the second swap set aside comes back."""
+    out = tmp_path / "run"
+    earlier_run(out)
+    (out / "adapter" / "adapter_config.json").write_text("earlier")
+    for name, text, kill in (("saving", "new", "kill_part_way_through_delete()"),
+                             ("saving-again", "newer", 'kill_after_rename(".replaced-")')):
+        staging = out / f".adapter.{name}"
+        staging.mkdir()
+        for file in ("adapter_model.safetensors", "adapter_config.json"):
+            (staging / file).write_text(text)
+        killed(f"""
+            {kill}
+            from training.safe_write import swap_into_place
+            swap_into_place(Path({str(staging)!r}), Path({str(out / "adapter")!r}))
+        """)
+    assert not (out / "adapter").exists()
+    with caplog.at_level(logging.WARNING, logger="training.run_dir"):
+        lock_run_folder(out).close()
+    assert {p.name: p.read_text() for p in (out / "adapter").iterdir()} == {
+        "adapter_model.safetensors": "new", "adapter_config.json": "new"}
+    assert hidden(out) == [".adapter.saving-again"] and "back" in caplog.text

@@ -194,7 +194,7 @@ def test_a_resumed_run_reports_the_training_time_of_every_segment(tmp_path):
 def test_files_reach_the_disk_before_they_are_renamed_into_place(tmp_path, monkeypatch):
     """A power loss after the rename must not leave an empty metrics.json: the file is fsynced before the rename,
     and the folder (the rename itself) after."""
-    from training.run_dir import write_json
+    from training.safe_write import write_json
 
     events = []
     fsync, replace = os.fsync, Path.replace

@@ -84,6 +84,22 @@ def test_an_optuna_sweep_whose_trial_fails_ends_with_the_kosov_error_not_a_trace
     assert "Traceback" not in done.stderr and "No trials are completed" not in done.stderr
 
 
+def test_a_failed_trial_survives_the_standard_pickle_a_launcher_sends_job_results_with():
+    """TrialFailed was a class made inside a function: pickle.dumps failed ("Can't pickle local object")."""
+    import pickle
+
+    import training.cli as cli
+    from hydra.errors import CompactHydraException
+
+    failed = cli.TrialFailed("a trial of the sweep failed: no such folder")
+    back = pickle.loads(pickle.dumps(failed))
+    assert type(back) is cli.TrialFailed and isinstance(back, CompactHydraException)
+    assert str(back) == str(failed) and cli.TrialFailed is cli.TrialFailed  # made once
+    imported = subprocess.run([sys.executable, "-c", "import sys, training.cli; print('hydra' in sys.modules)"],
+                              capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "False"  # the CLI still imports Hydra only when it runs a command
+
+
 def test_the_submitit_launcher_runs_each_job_in_its_own_run_folder(tmp_path):
     done = run([kosov_bin(), "train", "-m", "experiment=smoke-sft", "hydra/launcher=submitit_local",
                 "method.max_steps=2", "peft.r=4,8"], tmp_path)

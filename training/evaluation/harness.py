@@ -22,7 +22,7 @@ from training.config import resolve_path
 from training.models import COMMIT_SHA
 from training.schema import EvalConfig
 from training.errors import KosovError
-from training.run_dir import write_json
+from training.safe_write import write_json
 from training.tiny_ko import cache_root
 
 log = logging.getLogger(__name__)

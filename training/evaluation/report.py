@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from training.run_dir import write_atomic, write_json
+from training.safe_write import write_atomic, write_json
 
 
 def _row(name: str, base: dict | None, adapted: dict | None, kind: str) -> dict[str, Any]:

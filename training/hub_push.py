@@ -1,0 +1,130 @@
+"""`kosov publish push=true`: the release folder to a Hub repo, as one commit, after checks that come before the
+folder is built (a wrong token, tag or visibility costs nothing) and never leaving a repo with two releases mixed."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.errors import KosovError
+from training.schema import KosovConfig
+
+log = logging.getLogger(__name__)
+
+RELEASE_FILES = ("README.md", "kosov_recipe.yaml", "provenance.json", "training_curve.png", "eval_report.json",
+                 "eval_report.png")  # what publish writes besides the adapter's own files
+KOSOV_MARKER = "kosov_recipe.yaml"  # a repo holding it holds a kosov release: its files may be replaced
+
+
+@dataclass
+class HubTarget:
+    """The Hub repo a push goes to, checked before anything is built."""
+
+    api: Any
+    repo_id: str
+    private: bool | None  # None: a new repo is private
+    exists: bool
+    stale: list[str]  # files of an earlier kosov release in the repo; deleted unless this release has them too
+
+
+def _offline_error(cfg: KosovConfig) -> KosovError:
+    mirror = cfg.mirror or os.environ.get("KOSOV_MIRROR")
+    if mirror:  # the mirror (apply_mirror) set HF_HUB_OFFLINE, not the user
+        return KosovError(f"push=true, but the mirror {mirror} (mirror= or KOSOV_MIRROR) keeps this process off the "
+                          "Hub; nothing was built", fix="pass mirror=null to publish from a machine that reaches the "
+                                                        "Hub, or publish without push=true and upload the folder there")
+    return KosovError("push=true, but HF_HUB_OFFLINE=1 keeps this process off the Hub; nothing was built",
+                      fix="unset HF_HUB_OFFLINE on a machine that reaches the Hub, or publish without push=true and "
+                          "upload the folder from one that does")
+
+
+def _check_write_access(api: Any, repo_id: str, exists: bool) -> None:
+    """A read token, or a new repo in a namespace that is neither the token's user nor one of its orgs, would fail
+    at the upload: after the release was built. A fine-grained token's scopes are left to the Hub."""
+    me = api.whoami()
+    role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise KosovError(f"push=true, but the Hugging Face token of {me.get('name')} is a read token: it cannot "
+                         f"write to {repo_id}; nothing was built",
+                         fix="use a token with write access (huggingface.co/settings/tokens): export HF_TOKEN=... "
+                             "or `hf auth login`")
+    namespace = repo_id.split("/")[0] if "/" in repo_id else me.get("name")
+    mine = {me.get("name"), *(org.get("name") for org in me.get("orgs") or [])}
+    if not exists and role != "fineGrained" and namespace not in mine:
+        raise KosovError(f"{repo_id} does not exist (or this token cannot see it), and the token's user "
+                         f"{me.get('name')} cannot create it: {namespace} is neither that user nor one of its orgs "
+                         f"({', '.join(sorted(filter(None, mine)))}); nothing was built",
+                         fix="check repo_id, or use a token of a member of that org")
+
+
+def hub_target(cfg: KosovConfig, adapter_files: tuple[str, ...]) -> HubTarget:
+    """Check a push=true before the release folder is built: no token or a read one, an unreachable Hub, a repo
+    the token cannot create, a repo whose visibility is not the one publish.private asks for, or a tag the repo
+    already has stop it with nothing built."""
+    from huggingface_hub import HfApi, constants, get_token
+    from huggingface_hub.errors import HFValidationError, HTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not cfg.repo_id:
+        raise KosovError("push=true needs repo_id=<org>/<name>")
+    try:
+        validate_repo_id(cfg.repo_id)
+    except HFValidationError as e:
+        raise KosovError(f"repo_id={cfg.repo_id!r} is not a Hub repo id: {e}",
+                         fix="use <org or user>/<name>: letters, digits, '-', '_', '.'") from None
+    if constants.HF_HUB_OFFLINE:
+        raise _offline_error(cfg)
+    token = get_token()  # HF_TOKEN, or the token `hf auth login` stored
+    if not token:
+        raise KosovError("push=true, but no Hugging Face token is configured",
+                         fix="export HF_TOKEN=<a write token> or run `hf auth login`; nothing was built or uploaded")
+    api, wanted = HfApi(token=token), cfg.publish.private
+    try:
+        try:
+            info = api.repo_info(cfg.repo_id)
+        except RepositoryNotFoundError:  # a gated or private repo the token cannot see reads so too
+            _check_write_access(api, cfg.repo_id, exists=False)
+            return HubTarget(api, cfg.repo_id, wanted, exists=False, stale=[])
+        _check_write_access(api, cfg.repo_id, exists=True)
+        tags = {t.name for t in api.list_repo_refs(cfg.repo_id).tags} if cfg.publish.tag else set()
+        remote = api.list_repo_files(cfg.repo_id)
+    except (HTTPError, OSError) as e:
+        raise KosovError(f"could not check {cfg.repo_id} on the Hub: {e}",
+                         fix="check the network and the token (`hf auth whoami`); nothing was built") from e
+    if wanted is not None and bool(info.private) != wanted:
+        shown = "private" if info.private else "public"
+        raise KosovError(f"{cfg.repo_id} exists and is {shown}, and publish.private={str(wanted).lower()} asks for "
+                         f"{'private' if wanted else 'public'}: kosov never changes a repo's visibility; nothing was "
+                         "built", fix=f"change it in the repo's settings on the Hub, or leave publish.private unset "
+                                      f"to publish into the {shown} repo")
+    if cfg.publish.tag in tags:
+        raise KosovError(f"{cfg.repo_id} already has the tag {cfg.publish.tag}, which names an earlier release",
+                         fix="choose another publish.tag (e.g. the next version); nothing was built")
+    # Only a repo an earlier kosov release went to: elsewhere the same names (tokenizer.model, README.md) are
+    # someone's full model or notes.
+    stale = sorted(set(remote) & {*adapter_files, *RELEASE_FILES}) if KOSOV_MARKER in remote else []
+    return HubTarget(api, cfg.repo_id, bool(info.private), exists=True, stale=stale)
+
+
+def push_release(cfg: KosovConfig, target: HubTarget, folder: Path, files: list[str]) -> None:
+    """One commit with the release; files an earlier kosov release put there and this one lacks (an eval report,
+    a tokenizer file) are deleted in it, so the repo never mixes two releases. Files kosov never writes stay."""
+    from huggingface_hub.errors import HTTPError
+
+    gone = [f for f in target.stale if f not in files]
+    try:
+        url = target.api.create_repo(target.repo_id, private=target.private is not False, exist_ok=True)
+        commit = target.api.upload_folder(folder_path=str(folder), repo_id=target.repo_id, allow_patterns=files,
+                                          delete_patterns=gone or None, commit_message=cfg.publish.commit_message)
+        if cfg.publish.tag:
+            target.api.create_tag(target.repo_id, tag=cfg.publish.tag, revision=commit.oid)
+    except (HTTPError, OSError) as e:
+        raise KosovError(f"the upload to {target.repo_id} failed: {e}", where=str(folder),
+                         fix="the release folder is complete; check the token's write access and the network, then "
+                             "publish again with push=true overwrite=true") from e
+    log.info("pushed %d files to %s (%s)%s%s", len(files), url, "private" if target.private is not False else
+             "public", f", tagged {cfg.publish.tag}" if cfg.publish.tag else "",
+             f"; deleted the earlier release's {', '.join(gone)}" if gone else "")
