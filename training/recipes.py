@@ -57,12 +57,42 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> KosovConfig:
                 raise null_section from None
             if not isinstance(e, (HydraException, ValueError)):  # ValueError: Hydra's for e.g. a group set to null
                 raise
+            value_error = _value_error(e.__cause__)
+            if value_error is not None:
+                raise value_error from None
             cause = f" ({e.__cause__})" if e.__cause__ else ""
             fix = ("write the override as key=value in Hydra's override grammar; quote a value with spaces or "
                    "other special characters: 'name=\"my run\"'" if isinstance(e, OverrideParseException) else
                    "check the value and its type; a list goes in brackets: data.train_files=[a.jsonl]")
             raise KosovError(f"the recipe does not compose: {e}{cause}", fix=fix) from None
     return validate(composed)
+
+
+TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+
+
+def _value_error(cause: BaseException | None) -> KosovError | None:
+    """An override OmegaConf refused, named by its key: a key inside a dict value the schema does not have
+    (peft.quantization={load_in_4bit: true}), or a value of another type than the key takes (peft.r=abc)."""
+    from omegaconf.errors import ConfigKeyError, ValidationError
+
+    key = getattr(cause, "full_key", None)
+    if not key:
+        return None
+    if isinstance(cause, ConfigKeyError):
+        return unknown_key_error(key)
+    if not isinstance(cause, ValidationError):
+        return None
+    parts = key.split(".")
+    cls = schema_at(parts[:-1])
+    hint = typing.get_type_hints(cls).get(parts[-1]) if cls else None
+    kinds = [h for h in (hint, *typing.get_args(hint)) if h is not type(None)]
+    if _takes_list(key):
+        wants = f"a list, in brackets: {key}=[a, b]"
+    else:
+        wants = next((TYPE_WORDS[k] for k in kinds if k in TYPE_WORDS), "a value of its type")
+    return KosovError(f"recipe key '{key}': {str(getattr(cause, 'msg', cause)).splitlines()[0]}",
+                      fix=f"{key} takes {wants}")
 
 
 def _recipe_context() -> Any:

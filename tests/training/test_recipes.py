@@ -313,3 +313,19 @@ def test_an_objective_without_a_value_is_a_clear_error_not_a_traceback():
     with pytest.raises(KosovError, match="objective='eval_loss' has no value") as error:
         objective_value({"eval_loss": None}, "eval_loss")
     assert "data.eval_ratio" in error.value.fix
+
+
+@pytest.mark.parametrize("override, said, fix", [
+    ("peft.r=abc", "recipe key 'peft.r'", "peft.r takes a whole number"),
+    ("method.learning_rate=[1]", "recipe key 'method.learning_rate'", "takes a number"),
+    ("data.train_files=a.jsonl", "recipe key 'data.train_files'", "data.train_files takes a list, in brackets"),
+    ("peft.quantization={load_in_4bit:true}", "unknown recipe key 'peft.quantization.load_in_4bit'",
+     "quant_type, double_quant, compute_dtype"),
+])
+def test_a_value_of_the_wrong_type_names_its_key_and_what_the_key_takes(override, said, fix):
+    """Not the generic "a list goes in brackets" for a number, nor for a key inside a dict value."""
+    with pytest.raises(KosovError) as error:
+        compose(["experiment=smoke-sft", "peft=qlora", override])
+    assert said in str(error.value) and fix in str(error.value)
+    if "list" not in fix:
+        assert "brackets" not in str(error.value)
