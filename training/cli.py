@@ -210,6 +210,26 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+# Hydra's flags that leave the recipe as it is (a sweep; printing the composed config): kosov composes it first.
+CHECKED_FLAGS = {"-m", "--multirun", "--cfg", "-c", "--resolve", "--package", "-p"}
+FLAG_ARGUMENT = {"--cfg", "-c", "--package", "-p", "--config-dir", "-cd", "--config-path", "-cp", "--config-name",
+                 "-cn", "--experimental-rerun"}  # flags followed by their value (--cfg job)
+
+
+def _flags_and_values(overrides: list[str]) -> tuple[set[str], list[str]]:
+    """Hydra's flags (without the values some take: --cfg job) and the key=value overrides."""
+    flags, values, arg = set(), [], False
+    for item in overrides:
+        if arg:
+            arg = False
+        elif item.startswith("-"):
+            flags.add(item.partition("=")[0])
+            arg = item in FLAG_ARGUMENT
+        else:
+            values.append(item)
+    return flags, values
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -238,12 +258,12 @@ def main(argv: list[str] | None = None) -> int:
                                for o in overrides)
         check_override_keys([o for o in overrides if not o.startswith("-")], own_recipes_only=not own_search_path)
         apply_mirror(overrides)
-        flags = {o for o in overrides if o.startswith("-")}
-        if flags <= {"-m", "--multirun"}:  # kosov's own recipes: compose the run (each run of a sweep) here first,
-            from training.recipes import compose, compose_sweep  # so a recipe mistake is a kosov error (exit 2)
+        flags, values = _flags_and_values(overrides)
+        if flags <= CHECKED_FLAGS:  # kosov's own recipes: compose the run (each run of a sweep) here first, so a
+            from training.recipes import compose, compose_sweep  # recipe mistake is a kosov error (exit 2)
 
-            values = [o for o in overrides if not o.startswith(("-", "hydra"))]
-            if flags:
+            values = [o for o in values if not o.startswith("hydra")]
+            if flags & {"-m", "--multirun"}:
                 compose_sweep(values)
             else:
                 compose(values)

@@ -115,6 +115,9 @@ def test_hydra_flags_may_follow_an_output_dir(tmp_path):
                tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert yaml.safe_load(done.stdout)["output_dir"] == str(tmp_path / "x")
+    # printing the recipe with a mistake in it: the same kosov error as a run gets, not Hydra's (exit 1)
+    done = run([kosov_bin(), "train", "experiment=smoke-sft", "peft.r=abc", "--cfg", "job"], tmp_path, timeout=120)
+    assert done.returncode == 2 and "peft.r takes a whole number" in done.stderr, done.stderr[-2000:]
 
 
 
