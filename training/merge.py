@@ -42,6 +42,18 @@ def _logits(model: Any, inputs: Any):
     return out * inputs["attention_mask"].unsqueeze(-1).to(out.device)  # padding positions do not count
 
 
+def _stored_dtype(cfg: KosovConfig, source: str) -> Any:
+    """The floating dtype the base's weights are stored in (its config.json), or None when it does not say."""
+    import torch
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source, revision=cfg.model.revision,
+                                        trust_remote_code=cfg.model.trust_remote_code)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    return dtype if dtype in (torch.float32, torch.bfloat16, torch.float16) else None
+
+
 def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -> dict[str, Any]:
     """Write base + adapter merged into `out` (safetensors shards, tokenizer, generation config); returns the
     logits check, also written to out/merge_check.json."""
@@ -58,6 +70,10 @@ def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -
     inputs = _sample_inputs(tokenizer)
     expected = _logits(combined, inputs)
     merged = combined.merge_and_unload()
+    stored = _stored_dtype(cfg, source)
+    if stored is not None and stored != merged.dtype:  # merged in fp32 on CPU: saved as the base is, not twice its size
+        log.info("merged in %s; saved in the base's %s", merged.dtype, stored)
+        merged = merged.to(stored)
 
     staging = out.with_name(f".{out.name}.building")
     shutil.rmtree(staging, ignore_errors=True)

@@ -1,9 +1,12 @@
 """SIGTERM (SLURM preemption, `scancel`, a time limit, Kubernetes eviction) ends a training job with a checkpoint.
 
 The default for SIGTERM is to die at once, losing every step since the last checkpoint. Instead the job finishes the
-optimizer step under way, saves a checkpoint, and stops with an error saying `resume=true` continues it; a second
-SIGTERM kills it at once. SLURM waits KillWait (30 s by default) between SIGTERM and SIGKILL: for long steps, ask
-for the signal earlier (`#SBATCH --signal=TERM@120`).
+optimizer step under way, saves a checkpoint, and stops with an error saying `resume=true` continues it. A second
+SIGTERM within REPEAT_S of the first is the same request passed on (torchrun / accelerate launch forward the
+SIGTERM SLURM sent to the whole job step, so each worker gets it twice) and is ignored; a later one kills the job at
+once. SLURM waits KillWait (30 s by default) between SIGTERM and SIGKILL: for long steps, ask for the signal earlier
+(`#SBATCH --signal=TERM@120`); under torchrun the agent also kills its workers TORCH_ELASTIC_SHUTDOWN_TIMEOUT
+(30 s) after passing SIGTERM on.
 
 Every process of a distributed job stops at the same step: the flag is reduced across processes at each step.
 """
@@ -11,18 +14,23 @@ Every process of a distributed job stops at the same step: the flag is reduced a
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
 from typing import Any
 
 from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
 
+REPEAT_S = 10.0  # a SIGTERM this soon after the first is the launcher passing the same one on
+
 
 class StopOnSigterm(TrainerCallback):
     def __init__(self) -> None:
         self.asked = False
+        self.asked_at = 0.0  # time.monotonic() of the first SIGTERM
         self.stopped_at: int | None = None  # the step whose checkpoint was saved on the way out
         self.previous: Any = None
         self.installed = False
@@ -32,10 +40,22 @@ class StopOnSigterm(TrainerCallback):
             self.installed = True
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping (another SIGTERM stops "
-                    "at once)")
-        self.asked = True
-        self.restore()  # a second SIGTERM does what it did before
+        now = time.monotonic()
+        if not self.asked:
+            log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping (another SIGTERM "
+                        "%.0f s or more from now stops at once)", REPEAT_S)
+            self.asked, self.asked_at = True, now
+        elif now - self.asked_at < REPEAT_S:
+            log.info("SIGTERM again, %.1f s after the first (a launcher passing it on): still saving",
+                     now - self.asked_at)
+        else:  # the user means it: what SIGTERM did before
+            log.warning("second SIGTERM: stopping at once, without the checkpoint")
+            previous = self.previous
+            self.restore()
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                os.kill(os.getpid(), signal.SIGTERM)  # SIG_DFL restored: the process ends as SIGTERM ends it
 
     def restore(self) -> None:
         if self.installed and threading.current_thread() is threading.main_thread():

@@ -62,4 +62,7 @@ class SuiteCallback(TrainerCallback):
             self._run(state, model)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
+        if state.max_steps and state.global_step < state.max_steps:  # stopped early (SIGTERM): SLURM's KillWait
+            log.info("training stopped at step %d of %d: no suite run at the end", state.global_step, state.max_steps)
+            return  # is for the checkpoint and the exit, not for a whole suite's generation
         self._run(state, model)
