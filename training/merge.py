@@ -71,7 +71,9 @@ def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -
     expected = _logits(combined, inputs)
     merged = combined.merge_and_unload()
     stored = _stored_dtype(cfg, source)
-    if stored is not None and stored != merged.dtype:  # merged in fp32 on CPU: saved as the base is, not twice its size
+    # Merged in fp32 (CPU) onto a bf16 base: saved as the base is, not at twice its size. Never widened: a bf16 merge
+    # of an fp32 base (model.dtype=bfloat16) gains nothing from fp32.
+    if stored is not None and stored.itemsize < merged.dtype.itemsize:
         log.info("merged in %s; saved in the base's %s", merged.dtype, stored)
         merged = merged.to(stored)
 
