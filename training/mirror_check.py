@@ -142,9 +142,9 @@ def _damaged(folder: str | Path, manifest: dict[str, Any], needed: Mapping[tuple
         entry = manifest[f"{repo_type}s"][repo]
         if repo_type == "model":
             base, records = snapshot_dir(folder, "model", repo, entry["commit"]), entry["files"]
-            ref = repo_dir(folder, "model", repo) / "refs" / entry.get("ref", "main")
-            if through_ref and (not ref.is_file() or ref.read_text().strip() != entry["commit"]):
-                found.append(f"model {repo}: refs/{ref.name} is missing or no longer {entry['commit'][:12]}")
+            ref = entry.get("ref", "main")
+            if through_ref and _ref_broken(folder, "model", repo, ref, entry["commit"]):
+                found.append(f"model {repo}: refs/{ref} is missing or no longer {entry['commit'][:12]}")
         else:
             base, records = home, entry.get("cache_files", {})
         for rel, want in records.items():
@@ -238,6 +238,12 @@ def _redirected(env: dict[str, str]) -> bool:
     return True
 
 
+def _ref_broken(folder: str | Path, repo_type: str, repo: str, ref: str, commit: str) -> bool:
+    """Whether refs/<ref>, which offline loads of a branch or tag go through, is missing or names another commit."""
+    ref_file = repo_dir(folder, repo_type, repo) / "refs" / ref
+    return not ref_file.is_file() or ref_file.read_text().strip() != commit
+
+
 def _differs(path: Path, want: dict[str, Any]) -> bool:
     return not path.is_file() or path.stat().st_size != want["size"] or file_sha256(path) != want["sha256"]
 
@@ -253,9 +259,7 @@ def verify(folder: str | Path) -> list[str]:
                     if _differs(snapshot_dir(folder, repo_type, repo, part["commit"]) / rel, want):
                         problems.append(f"{repo_type} {repo}: {rel} is missing or differs")
                 ref = part.get("ref")
-                ref_file = repo_dir(folder, repo_type, repo) / "refs" / ref if ref else None
-                if ref and ref != part["commit"] and (not ref_file.is_file()
-                                                      or ref_file.read_text().strip() != part["commit"]):
+                if ref and ref != part["commit"] and _ref_broken(folder, repo_type, repo, ref, part["commit"]):
                     problems.append(f"{repo_type} {repo}: refs/{ref} is missing or no longer {part['commit'][:12]}")
             for rel, want in entry.get("cache_files", {}).items():
                 if _differs(hf_home(folder) / rel, want):
