@@ -25,8 +25,8 @@
 # and each stage's exit status and seconds); each stage logs straight into $OUT/<stage>.log. So a call killed at
 # its limit (rc 137) still brings back every table finished before. Files back: at most 8 (6 stages a call).
 # KOSOV_SITE, KIT_DIR, KOSOV_LOGS, KOSOV_RESULTS and KOSOV_TMP (default /tmp/site, .whl, /tmp/kosov-logs,
-# /tmp/kosov-results.md, /tmp/kosov-tmp) exist for a dry run on another machine (tests/test_benchmarks.py runs one,
-# with a fake python3).
+# /tmp/kosov-results.md, /tmp/kosov-tmp) exist for a dry run on another machine
+# (tests/test_benchmark_device_script.py runs one, with a fake python3).
 set -uo pipefail
 
 START=$SECONDS

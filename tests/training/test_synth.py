@@ -168,7 +168,7 @@ PROMPTS = ["서울의 날씨는 어때요?", "김치찌개는 어떻게 끓여�
 def hosted(request, monkeypatch):
     """Refuses request arguments it does not know (chat_template_kwargs; not with params=[False]), a prompt with
     LONG (over its context) and any key but sk-test-key."""
-    from tests.data_tools.test_teachers import StrictOpenAI
+    from tests.data_tools.teacher_helpers import StrictOpenAI
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
     fake = StrictOpenAI(key="sk-test-key", refuse_unknown=request.param)

@@ -1,0 +1,85 @@
+"""benchmarks/device/run.sh dry-run with a fake python3: stage order, the budget, a failed check, a killed call."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.benchmark_helpers import ROOT
+
+
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+# python3 for a dry run of run.sh: a benchmark appends a table to --results (or hangs, as a stage killed at the
+# call's limit does), check exits with FAKE_CHECK_RC, pytest prints a summary.
+case "$1" in
+  -) cat >/dev/null; echo "python (fake)"; exit 0 ;;
+  -c) echo "check (fake)"; exit "${FAKE_CHECK_RC:-0}" ;;
+  -m) echo "1 passed (fake)"; exit 0 ;;
+esac
+what=sft; results=
+while [ $# -gt 0 ]; do
+  case $1 in --grpo) what=grpo ;; --qlora) what=qlora ;; --results) results=$2; shift ;; esac; shift
+done
+if [ "$what" = "${FAKE_HANG:-}" ]; then echo $$ > "$FAKE_DIR/hanging"; exec sleep 300; fi
+printf '\n### %s table\n' "$what" >> "$results"
+"""
+
+
+def dry_run(tmp_path: Path, *stages: str, **env: str) -> tuple[subprocess.Popen, Path]:
+    """run.sh on this machine with a fake python3 and no kit: its own process group, its $OUT returned."""
+    fake, out, site = tmp_path / "bin", tmp_path / "out", tmp_path / "site"
+    for folder in (fake, out, site, tmp_path / "kit"):
+        folder.mkdir(exist_ok=True)
+    (fake / "python3").write_text(FAKE_PYTHON)
+    (fake / "python3").chmod(0o755)
+    (site / ".kit-stamp").write_text("dry\n")
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "OUT": str(out), "KOSOV_SITE": str(site),
+           "KIT_DIR": str(tmp_path / "kit"), "KOSOV_LOGS": str(tmp_path / "logs"),
+           "KOSOV_RESULTS": str(tmp_path / "results.md"), "KOSOV_TMP": str(tmp_path / "tmp"),
+           "FAKE_DIR": str(tmp_path), **env}
+    process = subprocess.Popen(["bash", "benchmarks/device/run.sh", *stages], cwd=ROOT, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    return process, out
+
+
+def test_the_device_script_runs_the_targets_first_within_the_budget_and_tests_last(tmp_path):
+    """15 minutes of device time in all: sft, grpo and qlora come before the GPU tests, a stage that cannot finish
+    in what is left of RUN_BUDGET_S is skipped (not killed half-way), and no stage's limit passes the budget."""
+    process, out = dry_run(tmp_path, "all", RUN_BUDGET_S="195")
+    log = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, log
+    env = (out / "env.log").read_text()
+    assert "stages: check grpo sft sft-b4 tests qlora" in env
+    order = [line.split()[1].rstrip(":") for line in env.splitlines() if line.startswith("=== ") and "rc=" in line]
+    assert order == ["check", "sft", "sft-b4", "tests", "qlora"]  # grpo needs 330 s: more than the call had
+    assert "=== grpo: skipped" in env
+    limits = [int(line.split("limit ")[1].split("s)")[0]) for line in log.splitlines() if "(limit " in line]
+    assert limits and max(limits) <= 195 - 20
+    assert "### sft table" in (out / "RESULTS.gpu.md").read_text()
+
+
+def test_a_failed_check_skips_the_stages_that_would_fail_the_same_way(tmp_path):
+    process, out = dry_run(tmp_path, "check", "sft", FAKE_CHECK_RC="1", RUN_BUDGET_S="900")
+    assert "RUN_BUDGET_S=900: the device runs a command 600 s at most; keeping to 570" in process.communicate(
+        timeout=120)[0]
+    env = (out / "env.log").read_text()
+    assert "=== check: rc=1" in env and "=== sft: skipped, check failed" in env
+    assert not (out / "sft.log").exists()
+
+
+def test_tables_finished_before_a_call_is_killed_come_back(tmp_path):
+    """The device kills a command at its limit with SIGKILL (rc 137): no exit trap runs, so each finished stage's
+    table and log must already be in $OUT."""
+    process, out = dry_run(tmp_path, "sft", "grpo", FAKE_HANG="grpo")
+    deadline = time.time() + 60
+    while not (tmp_path / "hanging").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # bash and tee; `timeout` keeps its own process group:
+    os.kill(int((tmp_path / "hanging").read_text()), signal.SIGKILL)  # the hanging stage
+    process.communicate(timeout=30)
+    assert "### sft table" in (out / "RESULTS.gpu.md").read_text()
+    assert "=== sft: rc=0" in (out / "sft.log").read_text() and "=== sft: rc=0" in (out / "env.log").read_text()
+    assert "=== grpo (limit" in (out / "grpo.log").read_text()  # the killed stage's log so far

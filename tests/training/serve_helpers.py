@@ -1,0 +1,18 @@
+"""Helpers for the `kosov serve` tests: a Korean chat and its request to the server, checked for a 200."""
+
+from __future__ import annotations
+
+import httpx
+
+USER = [{"role": "system", "content": "당신은 친절한 한국어 도우미입니다."},
+        {"role": "user", "content": "경복궁은 언제 지어졌나요?"}]
+
+
+def chat(url: str, timeout: float = 60, **body) -> httpx.Response:
+    return httpx.post(f"{url}/chat/completions", json={"model": "tiny-ko", "messages": USER, **body}, timeout=timeout)
+
+
+def answer(url: str, **body) -> dict:
+    response = chat(url, **body)
+    assert response.status_code == 200, response.text
+    return response.json()

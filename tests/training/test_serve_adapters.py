@@ -1,0 +1,85 @@
+"""`kosov serve` with a LoRA adapter: its answers, another base refused, the chat template its run trained with."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import httpx
+import pytest
+
+from tests.training.serve_helpers import answer
+from training.config import KosovConfig
+from training.errors import KosovError
+from training.models import load_base_model, load_tokenizer, model_source
+from training.serve import ServeConfig, start_in_thread
+from training.tiny_ko import TEMPLATE_PATH
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    """A LoRA adapter on tiny-ko with random (non-zero) weights: it changes what the model says."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = KosovConfig()
+    model = load_base_model(cfg, model_source(cfg.model)[0], "cpu")
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    folder = tmp_path_factory.mktemp("run") / "adapter"
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+def test_serving_a_base_with_an_adapter(server, adapter):
+    url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, adapter=str(adapter.parent)))  # the run folder
+    try:
+        served = f"tiny-ko+{adapter.parent}"
+        assert [m["id"] for m in httpx.get(f"{url}/models").json()["data"]] == [served]
+        adapted = answer(url, model=served, max_tokens=12, temperature=0)["choices"][0]["message"]["content"]
+    finally:
+        stop()
+    base = answer(server, max_tokens=12, temperature=0)["choices"][0]["message"]["content"]
+    assert adapted != base
+
+
+def test_an_adapter_of_another_base_is_refused_before_loading(adapter, tmp_path):
+    other = tmp_path / "adapter"
+    other.mkdir()
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (other / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "Qwen/Qwen3-8B"}))
+    with pytest.raises(KosovError, match="was trained on 'Qwen/Qwen3-8B'"):
+        start_in_thread(KosovConfig(), ServeConfig(port=0, adapter=str(other)))
+
+
+def test_an_adapter_is_served_with_the_chat_template_its_run_trained_with(custom_template_run):
+    run, template = custom_template_run
+    question = [{"role": "user", "content": "경복궁은 언제 지어졌나요?"}]
+    tokenizer = load_tokenizer(dataclasses.replace(KosovConfig().model, chat_template=str(template)),
+                               model_source(KosovConfig().model)[0])
+    trained = tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
+    assert "당신은 한국어로만 답하는 도우미입니다." in trained  # the run's template adds it
+    url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, adapter=str(run)))  # the recipe sets no template
+    try:
+        served = answer(url, model=f"tiny-ko+{run}", messages=question, max_tokens=1)["usage"]["prompt_tokens"]
+    finally:
+        stop()
+    assert served == len(tokenizer(trained, add_special_tokens=False)["input_ids"])
+
+
+def test_a_recipe_template_other_than_the_runs_wins_with_a_warning(custom_template_run, tmp_path, caplog):
+    from training.adapters import adapter_model_config
+
+    run, template = custom_template_run
+    mcfg = KosovConfig().model
+    with caplog.at_level(logging.WARNING, logger="training.adapters"):
+        same = adapter_model_config(dataclasses.replace(mcfg, chat_template=str(template)), run / "adapter")
+    assert same.chat_template == str(template) and not caplog.records  # the same template: nothing to say
+    other = tmp_path / "other.jinja"
+    other.write_text(TEMPLATE_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="training.adapters"):
+        chosen = adapter_model_config(dataclasses.replace(mcfg, chat_template=str(other)), run / "adapter")
+    assert chosen.chat_template == str(other)
+    assert str(template) in caplog.text and str(other) in caplog.text
+    # the recipe names no end of turn: the run's own closes an answer
+    assert adapter_model_config(dataclasses.replace(mcfg, end_of_turn_token=None), run / "adapter"
+                               ).end_of_turn_token == "<|im_end|>"

@@ -1,0 +1,220 @@
+"""`kosov serve` at work: micro-batching, failures and load, the API key, bad settings, shutdown with a queue."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import CancelledError, ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from data_tools.teachers import Generation, GenerationRequest
+from tests.training.serve_helpers import answer, chat
+from training.config import KosovConfig
+from training.errors import KosovError
+from training.serve import Engine, ServeConfig, create_app, load_teacher, start_in_thread
+
+
+def test_one_failing_request_does_not_fail_the_requests_batched_with_it(monkeypatch):
+    """A generation that fails for one request (here: out of memory for the message with 💥) answers that request
+    with a 500; the others in its batch are generated again on their own and answered."""
+    from data_tools.teachers import TransformersTeacher
+
+    generate = TransformersTeacher.generate
+
+    def failing(self, requests, **kwargs):
+        if any("💥" in m["content"] for r in requests for m in r.messages):
+            raise RuntimeError("CUDA out of memory")
+        return generate(self, requests, **kwargs)
+
+    monkeypatch.setattr(TransformersTeacher, "generate", failing)
+    url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, max_batch=4))
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            slow = pool.submit(chat, url, max_tokens=400, seed=0)  # the queue fills behind it
+            time.sleep(0.2)
+            rest = [pool.submit(chat, url, max_tokens=8, seed=1, messages=[{"role": "user", "content": text}])
+                    for text in ("안녕하세요", "💥", "반가워요")]
+            codes = [f.result().status_code for f in (slow, *rest)]
+    finally:
+        stop()
+    assert codes == [200, 200, 500, 200]
+
+
+def test_health_answers_under_load_and_abandoned_requests_are_not_generated():
+    """While one long generation runs, /health answers at once; four clients that give up while queued behind it
+    cost no generation (their futures are cancelled before their turn)."""
+    url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, max_batch=1))
+    root = url.removesuffix("/v1")
+
+    def impatient(i: int) -> bool:
+        try:
+            chat(url, max_tokens=1500, seed=i, messages=[{"role": "user", "content": f"{i}번"}], timeout=0.5)
+        except httpx.TimeoutException:
+            return True
+        return False
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            slow = pool.submit(chat, url, max_tokens=2000, seed=0)
+            time.sleep(0.3)
+            started = time.monotonic()
+            assert httpx.get(f"{root}/health", timeout=5).status_code == 200
+            health_s = time.monotonic() - started
+            gave_up = list(pool.map(impatient, range(4)))
+            assert slow.result().status_code == 200
+        time.sleep(1.5)  # the cancelled futures reach the engine
+        stats = httpx.get(f"{root}/stats").json()
+    finally:
+        stop()
+    assert health_s < 2 and all(gave_up)
+    assert stats["completions"] <= 2 and stats["in_flight"] == 0  # the slow one, at most one caught mid-start
+
+
+def test_micro_batching_serves_the_same_seeded_answers(server):
+    bodies = [{"max_tokens": 12, "seed": s, "messages": [{"role": "user", "content": f"{s}번째 질문입니다."}]}
+              for s in range(8)]
+    serial = [answer(server, **b)["choices"][0]["message"]["content"] for b in bodies]
+    url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, max_batch=4))
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            batched = list(pool.map(lambda b: answer(url, **b)["choices"][0]["message"]["content"], bodies))
+        stats = httpx.get(url.removesuffix("/v1") + "/stats").json()
+    finally:
+        stop()
+    assert batched == serial
+    assert stats["completions"] == 8 and stats["batches"] < 8  # some requests were generated together
+
+
+def test_an_api_key_guards_the_v1_endpoints(monkeypatch):
+    monkeypatch.setenv("KOSOV_SERVE_TEST_KEY", "sk-serve-test-key")
+    url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, api_key_env="KOSOV_SERVE_TEST_KEY"))
+    try:
+        assert httpx.get(f"{url}/models").status_code == 401
+        wrong = httpx.get(f"{url}/models", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and "API key" in wrong.json()["error"]["message"]
+        for header in ("Bearer sk-serve-test-key", "bearer sk-serve-test-key", "sk-serve-test-key"):
+            assert httpx.get(f"{url}/models", headers={"Authorization": header}).status_code == 200, header
+        assert httpx.get(url.removesuffix("/v1") + "/health").json() == {"status": "ok"}
+    finally:
+        stop()
+
+
+def test_bad_serve_settings_fail_before_the_model_loads(monkeypatch):
+    monkeypatch.delenv("KOSOV_EMPTY_KEY", raising=False)
+    with pytest.raises(KosovError, match="serve.api_key_env=KOSOV_EMPTY_KEY"):
+        start_in_thread(KosovConfig(), ServeConfig(port=0, api_key_env="KOSOV_EMPTY_KEY"))
+    with pytest.raises(KosovError, match="serve.max_batch=0"):
+        start_in_thread(KosovConfig(), ServeConfig(port=0, max_batch=0))
+
+
+def test_a_port_in_use_fails_before_the_model_loads():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        with pytest.raises(KosovError, match="cannot listen on 127.0.0.1"):
+            start_in_thread(KosovConfig(), ServeConfig(port=taken.getsockname()[1]))
+
+
+def test_serve_blocks_until_ctrl_c_then_exits_cleanly():
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    code = ("from training.config import KosovConfig; from training.serve import ServeConfig, serve; "
+            f"serve(KosovConfig(), ServeConfig(port={port}))")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()
+                time.sleep(0.1)
+        assert answer(f"http://127.0.0.1:{port}/v1", max_tokens=4, seed=0)["usage"]["completion_tokens"] >= 1
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+
+
+class GatedTeacher:
+    """A teacher whose generate() blocks until released: a long generation the queue waits behind."""
+
+    def __init__(self):
+        self.started, self.release, self.generated = threading.Event(), threading.Event(), []
+
+    def generate(self, requests, *, progress=True):
+        self.started.set()
+        assert self.release.wait(60)
+        self.generated += [r.messages[-1]["content"] for r in requests]
+        return [Generation(r.messages[-1]["content"], None, "stop") for r in requests]
+
+
+def ask(text: str) -> GenerationRequest:
+    return GenerationRequest([{"role": "user", "content": text}], max_new_tokens=2)
+
+
+def test_closing_the_engine_cancels_the_queued_requests_instead_of_generating_them():
+    """Ctrl-C with requests queued behind a long generation: they are cancelled at once, never generated; close()
+    returns when the generation under way ends."""
+    teacher = GatedTeacher()
+    engine = Engine(teacher, max_batch=1)
+    first = engine.submit(ask("먼저"))
+    assert teacher.started.wait(30)
+    queued = [engine.submit(ask(f"{i}번")) for i in range(4)]
+    closing = threading.Thread(target=engine.close)
+    closing.start()
+    try:
+        for future in queued:
+            with pytest.raises(CancelledError):
+                future.result(timeout=20)
+    finally:
+        teacher.release.set()
+    closing.join(20)
+    assert not closing.is_alive() and first.result(timeout=20).text == "먼저"
+    assert teacher.generated == ["먼저"]
+    assert engine.submit(ask("늦게")).cancelled()  # after close: refused, not queued forever
+
+
+def test_a_cancelled_request_handler_cancels_its_queued_request():
+    """uvicorn cancels the handlers of requests still waiting when the server is forced down (a second Ctrl-C):
+    their requests must not be generated afterwards."""
+    teacher = load_teacher(KosovConfig(), ServeConfig())
+    gate = GatedTeacher()
+    teacher.generate = gate.generate
+    engine = Engine(teacher, max_batch=1)
+    app = create_app(teacher, engine, ServeConfig())
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kosov", timeout=60) as client:
+            def post(text):
+                body = {"messages": [{"role": "user", "content": text}], "max_tokens": 2}
+                return asyncio.create_task(client.post("/v1/chat/completions", json=body))
+
+            first = post("먼저")
+            deadline = time.monotonic() + 30
+            while not gate.started.is_set():
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            waiting = [post(f"{i}번") for i in range(3)]
+            while engine.queue.qsize() < 3:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+            gate.release.set()
+            return (await first).status_code
+
+    try:
+        assert asyncio.run(scenario()) == 200
+    finally:
+        gate.release.set()
+        engine.close()
+    assert gate.generated == ["먼저"]
