@@ -290,13 +290,38 @@ def load_base_model(cfg: KosovConfig, source: str, device: str, trains_all: bool
 
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": PartialState().local_process_index}
+    zero3 = zero3_init(kwargs["dtype"]) if quant is None else None  # alive while from_pretrained reads it
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as e:
         raise _load_error("weights", mcfg.name_or_path, e) from None
-    log.info("loaded %s (%s, %.1fM parameters, %s)", mcfg.name_or_path, kwargs["dtype"],
-             model.num_parameters() / 1e6, kwargs["attn_implementation"])
+    sharded = sum(getattr(p, "ds_numel", 0) for p in model.parameters())  # ZeRO-3: a shard per process
+    log.info("loaded %s (%s, %.1fM parameters, %s%s)", mcfg.name_or_path, kwargs["dtype"],
+             (sharded or model.num_parameters()) / 1e6, kwargs["attn_implementation"],
+             ", partitioned across processes as it loaded (ZeRO-3)" if sharded else "")
+    del zero3
     return model
+
+
+def zero3_init(dtype: Any) -> Any:
+    """Under `accelerate launch` with a DeepSpeed ZeRO-3 config whose zero3_init_flag is true, from_pretrained must
+    know before it builds the model: then each process loads only its shard (deepspeed.zero.Init), not the whole
+    model into host memory once per GPU. TrainingArguments would say so, but kosov builds them after the model (they
+    depend on it). Returns what keeps the setting alive (transformers holds a weak reference), or None."""
+    import os
+
+    from accelerate.utils import DeepSpeedPlugin, str_to_bool
+
+    if not str_to_bool(os.environ.get("ACCELERATE_USE_DEEPSPEED", "false")):
+        return None
+    plugin = DeepSpeedPlugin()  # reads the ACCELERATE_DEEPSPEED_* settings accelerate launch exported
+    if plugin.zero_stage != 3 or not plugin.zero3_init_flag:
+        return None
+    import torch
+
+    plugin.set_mixed_precision({torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no"))
+    plugin.set_deepspeed_weakref()
+    return plugin
 
 
 def load_for_inference(cfg: KosovConfig, source: str, device: str, adapter: Path | None = None):

@@ -8,6 +8,12 @@ once. SLURM waits KillWait (30 s by default) between SIGTERM and SIGKILL: for lo
 (`#SBATCH --signal=TERM@120`); under torchrun the agent also kills its workers TORCH_ELASTIC_SHUTDOWN_TIMEOUT
 (30 s) after passing SIGTERM on.
 
+Under Hydra's submitit launcher, SLURM warns the job with SIGUSR2 (`SUBMITIT_PREEMPT_SIGNAL`) `signal_delay_s`
+before its time limit, and on preemption where the cluster sends the user signal. submitit's own handler would requeue
+the job at once (rank 0 exits mid-step, other ranks hang, no checkpoint). kosov takes the signal over: the step under
+way ends with a checkpoint, then submitit's handler runs as it would have (rank 0 dumps the submission and
+`scontrol requeue`s the job, or says why it is not requeued), and the requeued job continues with `resume: true`.
+
 Every process of a distributed job stops at the same step: the flag is reduced across processes at each step.
 """
 
@@ -34,10 +40,16 @@ class StopOnSigterm(TrainerCallback):
         self.stopped_at: int | None = None  # the step whose checkpoint was saved on the way out
         self.previous: Any = None
         self.installed = False
+        self.requeue: Any = None  # submitit's handler of its preempt signal, run after the checkpoint
+        self.requeue_signal: int | None = None  # that signal
+        self.requeue_asked = False  # the stop came from that signal: hand the job to submitit's requeue
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
             previous = signal.signal(signal.SIGTERM, self._on_sigterm)
             self.previous = signal.SIG_DFL if previous is None else previous  # None: set outside Python
             self.installed = True
+            usr = submitit_preempt_signal()
+            if usr is not None:
+                self.requeue, self.requeue_signal = signal.signal(usr, self._on_preempt_warning), usr
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         now = time.monotonic()
@@ -57,21 +69,60 @@ class StopOnSigterm(TrainerCallback):
             else:
                 os.kill(os.getpid(), signal.SIGTERM)  # SIG_DFL restored: the process ends as SIGTERM ends it
 
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.requeue_signal).name if self.requeue_asked and self.requeue_signal else "SIGTERM"
+
+    def _on_preempt_warning(self, signum: int, frame: Any) -> None:
+        if not self.requeue_asked:
+            log.warning("%s from SLURM through submitit (time limit or preemption ahead): saving a checkpoint at "
+                        "the end of this step, then handing the job to submitit to requeue", signal.Signals(signum).name)
+        self.requeue_asked = True
+        if not self.asked:
+            self.asked, self.asked_at = True, time.monotonic()
+
     def restore(self) -> None:
         if self.installed and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.previous)
+            if self.requeue_signal is not None:
+                signal.signal(self.requeue_signal, self.requeue)
             self.installed = False
 
+    def hand_over(self, resume: bool, checkpoint: Any) -> None:
+        """After the checkpoint of a stop that submitit's signal asked for: run submitit's handler as the signal
+        would have. Rank 0 requeues the job and exits (SystemExit); the other ranks return (SLURM ends them with the
+        requeue). A job submitit will not requeue (out of requeues, `max_num_timeout`) gets a kosov error."""
+        if not (self.requeue_asked and callable(self.requeue)):
+            return
+        from training.errors import KosovError
+
+        if not resume:  # requeued without it, the job would stop at once on its own folder
+            raise KosovError(f"SLURM's time-limit/preemption warning stopped the run with a checkpoint ({checkpoint})"
+                             ", but the job was not requeued: a requeued job starts again with the same recipe, "
+                             "and without resume=true it would refuse its own run folder",
+                             fix="resubmit with resume=true, and set `resume: true` in recipes you run under the "
+                                 "submitit launcher (as experiment=qwen3-8b-ko-sft-slurm does)")
+        log.warning("%s saved: submitit requeues the job, which continues from it", checkpoint)
+        try:
+            self.requeue(self.requeue_signal, None)
+        except Exception as e:  # submitit's UncompletedJobError: e.g. "timed-out too many times"
+            raise KosovError(f"stopped with a checkpoint ({checkpoint}); submitit did not requeue the job: {e}",
+                             fix="resubmit the same command (resume=true continues it), or allow more requeues "
+                                 "with hydra.launcher.max_num_timeout") from None
+
     def _anyone_asked(self, args: Any) -> bool:
+        """Whether any process was asked to stop; every process learns whether it was submitit's warning (one
+        process's is enough: rank 0 is the one that requeues)."""
         import torch.distributed as dist
 
-        if not (dist.is_available() and dist.is_initialized()):
-            return self.asked
-        import torch
+        if dist.is_available() and dist.is_initialized():
+            import torch
 
-        flag = torch.tensor([1 if self.asked else 0], device=args.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+            flag = torch.tensor([2 if self.requeue_asked else 1 if self.asked else 0], device=args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.requeue_asked = self.requeue_asked or flag.item() == 2
+            return flag.item() > 0
+        return self.asked
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._anyone_asked(args):
@@ -82,3 +133,20 @@ class StopOnSigterm(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.restore()
+
+
+def submitit_preempt_signal() -> int | None:
+    """The signal submitit's job handler requeues on (SIGUSR2 unless SUBMITIT_PREEMPT_SIGNAL says), when this process
+    is a submitit job that installed that handler; else None."""
+    import sys
+
+    if "submitit" not in sys.modules:  # only a submitit job runs with submitit imported and its handler set
+        return None
+    from submitit.core.job_environment import JobEnvironment, SignalHandler
+
+    try:
+        usr = JobEnvironment._usr_sig()
+    except RuntimeError:  # an unknown signal name in SUBMITIT_PREEMPT_SIGNAL: submitit itself fails on it
+        return None
+    handler = signal.getsignal(usr)
+    return usr if isinstance(getattr(handler, "__self__", None), SignalHandler) else None

@@ -4,11 +4,15 @@ stateful_callbacks, exactly at the checkpoint's step) and reads it back when a r
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
+
+log = logging.getLogger(__name__)
 
 
 class CarriedAcrossResume(TrainerCallback, ExportableState):
@@ -66,3 +70,28 @@ class ResumedTrainTime(CarriedAcrossResume):
     def on_train_begin(self, args, state, control, **kwargs):
         recorded = self.saved(state, "train_seconds")
         self.earlier, self.started = float(recorded or 0.0), time.time()
+
+
+def finish_at_checkpoint(trainer: Any, checkpoint: Path) -> Any:
+    """A run killed after its last checkpoint but before its adapter and metrics.json were saved (in the end-of-
+    training eval suite, say): trainer.train would take one step past the end. Load the checkpoint's weights and
+    state instead and run the callbacks of a train call that takes no step (the end-of-training suite among them).
+    Returns the train output, or None where the weights load only inside trainer.train (FSDP, DeepSpeed)."""
+    from transformers.trainer_callback import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        log.warning("%s is at the run's last step, but under FSDP/DeepSpeed its weights load only as training "
+                    "resumes: the Trainer takes one step more", checkpoint)
+        return None
+    log.info("%s is at the run's last step: finishing the run from it (no further step)", checkpoint)
+    trainer._load_from_checkpoint(str(checkpoint))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    trainer.state.is_local_process_zero = trainer.is_local_process_zero()  # the JSON holds the saving process's
+    trainer.state.is_world_process_zero = trainer.is_world_process_zero()
+    handler, args = trainer.callback_handler, trainer.args
+    trainer.control = handler.on_train_begin(args, trainer.state, trainer.control)
+    trainer.control = handler.on_train_end(args, trainer.state, trainer.control)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return TrainOutput(trainer.state.global_step, sum(losses) / len(losses) if losses else 0.0,
+                       {"train_runtime": 0.0})

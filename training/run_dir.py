@@ -267,10 +267,12 @@ def _claim(run: RunDir, *, overwrite: bool, resume: bool, is_main: bool) -> None
         if run.resume_from is None and (run.path / "metrics.json").is_file():
             raise KosovError(f"resume=true, but the finished run in {run.path} kept no checkpoint to continue from",
                              fix="start a new run: overwrite=true or another output_dir")
-        if run.resume_from is None:  # killed before its first checkpoint (a requeued job): it starts again
+        if run.resume_from is None and run.holds_run():  # killed before its first checkpoint: it starts again
             log.warning("resume=true, but %s holds no finished checkpoint: starting from the first step",
                         run.checkpoints)
             overwrite = True
+        elif run.resume_from is None:  # the first start of a recipe that always resumes (a submitit job's)
+            log.info("resume=true: %s holds no run yet, starting one", run.path)
     elif not overwrite:
         refuse_existing_run(run)
     if overwrite and run.holds_run() and is_main:
@@ -309,9 +311,12 @@ def check_same_data(run: RunDir, summary: dict[str, Any]) -> None:
                              "output_dir")
 
 
-def add_file_logging(run: RunDir) -> logging.Handler:
-    """Append this process's log records to DIR/train.log (secrets never reach the log: we never log them)."""
+def add_file_logging(run: RunDir, earlier: list[logging.LogRecord] | None = None) -> logging.Handler:
+    """Append this process's log records to DIR/train.log (secrets never reach the log: we never log them), after
+    `earlier`: records logged before the file could be opened (what putting a killed job's leftovers right did)."""
     handler = logging.FileHandler(run.path / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for record in earlier or ():
+        handler.handle(record)
     logging.getLogger().addHandler(handler)
     return handler

@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+from logging.handlers import BufferingHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from training.models import (bf16_gpu, check_attention, check_remote_code, compu
                              load_base_model, load_tokenizer, model_source, quantization_config, resolve_device)
 from training.provenance import provenance, resume_provenance
 from training.redaction import redact
-from training.resume_state import ResumedTokenCount, ResumedTrainTime
+from training.resume_state import ResumedTokenCount, ResumedTrainTime, finish_at_checkpoint
 from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_recipe, checkpoint_state,
                               default_output_dir, lock_run_folder, prepare_run_dir, refuse_existing_run)
 from training.safe_write import swap_into_place, write_atomic, write_json
@@ -168,11 +169,11 @@ def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
     return train(stage).run_dir / "adapter"
 
 
-def finished_metrics(cfg: KosovConfig, run: RunDir) -> dict[str, Any] | None:
-    """metrics.json of a run resume=true finds already at its end (its last checkpoint at the recipe's last step),
-    else None. The Trainer, resumed at its last step, would take one more and change a finished adapter."""
-    if run.resume_from is None or not (run.path / "metrics.json").is_file():
-        return None
+def checkpoint_at_end(cfg: KosovConfig, run: RunDir) -> bool:
+    """Whether the checkpoint resume=true continues from is at the run's last step: the Trainer, resumed there,
+    would take one step more and change what the run trained."""
+    if run.resume_from is None:
+        return False
     state = checkpoint_state(run.resume_from) or {}
     saved = (yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}).get("method", {}) \
         if (run.path / "config.yaml").is_file() else {}
@@ -182,9 +183,17 @@ def finished_metrics(cfg: KosovConfig, run: RunDir) -> dict[str, Any] | None:
         last = state.get("max_steps")  # the step count the run was set up for
     else:  # a longer (or shorter) max_steps on resume; epochs changed: unknown, so train on
         last = cfg.method.max_steps if cfg.method.max_steps > 0 else None
-    if not last or state.get("global_step", 0) < last:
+    return bool(last) and state.get("global_step", 0) >= last
+
+
+def finished_metrics(cfg: KosovConfig, run: RunDir) -> dict[str, Any] | None:
+    """metrics.json of a run resume=true finds already finished: its last checkpoint at the recipe's last step, and
+    metrics.json written after it (one from before names an earlier step: the job was killed while it finished)."""
+    if not checkpoint_at_end(cfg, run) or not (run.path / "metrics.json").is_file():
         return None
-    return json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
+    metrics = json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
+    return metrics if metrics.get("global_step") == (checkpoint_state(run.resume_from) or {}).get("global_step") \
+        else None
 
 
 def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], started: float,
@@ -250,7 +259,12 @@ def train(cfg: KosovConfig) -> TrainResult:
     check_precision(cfg, device, full_model)
     # The folder is held from here, before it is judged: what a killed job left in it is put right first (an
     # overwrite cut short puts the earlier run back), and a second job must not retrain a running job's SFT stage.
-    held = lock_run_folder(output_dir) if is_main else None
+    tidy_log = BufferingHandler(10_000)  # what putting the folder right logs, kept for train.log once it is open
+    logging.getLogger().addHandler(tidy_log)
+    try:
+        held = lock_run_folder(output_dir) if is_main else None
+    finally:
+        logging.getLogger().removeHandler(tidy_log)
     try:
         state.wait_for_everyone()  # the main process holds the folder and has tidied it: now every process reads it
         # Before anything trains (a chained SFT stage included): a run in the folder is continued only with its own
@@ -272,7 +286,7 @@ def train(cfg: KosovConfig) -> TrainResult:
     # before its first checkpoint starts again under resume=true (a chained run's SFT stage, in output_dir/sft, stays).
     run = prepare_run_dir(output_dir, overwrite=cfg.overwrite, resume=cfg.resume, is_main=is_main, lock=held)
     state.wait_for_everyone()  # the main process has cleared / created the folder
-    handler = add_file_logging(run) if is_main else None
+    handler = add_file_logging(run, earlier=tidy_log.buffer) if is_main else None
     if run.resume_from:
         log.info("resuming from %s", run.resume_from)
     tracker: Tracker | None = None
@@ -281,6 +295,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         if done is not None:  # a requeue script that always resumes: training on would step past the end
             log.info("the run in %s already finished at step %s: nothing to train", run.path, done.get("global_step"))
             return TrainResult(run_dir=run.path, metrics=done, trainer=None)
+        at_end = checkpoint_at_end(cfg, run)  # killed after its last checkpoint, before it finished: finish it
         # Tokenizer and data first: a bad row fails before the model loads.
         with state.main_process_first():  # tiny-ko is built once, by the main process (only rank 0 may save)
             source, is_local = model_source(cfg.model)
@@ -327,12 +342,16 @@ def train(cfg: KosovConfig) -> TrainResult:
         sigterm = StopOnSigterm()
         try:
             trainer.add_callback(sigterm)
-            output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+            output = finish_at_checkpoint(trainer, run.resume_from) if at_end else None
+            if output is None:
+                output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
         finally:
             sigterm.restore()
         if sigterm.stopped_at is not None and trainer.state.global_step < trainer.state.max_steps:
-            raise KosovError(f"stopped by SIGTERM at step {sigterm.stopped_at}, with a checkpoint "
-                             f"({run.checkpoints / f'checkpoint-{sigterm.stopped_at}'})",
+            checkpoint = run.checkpoints / f"checkpoint-{sigterm.stopped_at}"
+            sigterm.hand_over(cfg.resume, checkpoint)  # submitit's warning: rank 0 requeues the job and exits
+            raise KosovError(f"stopped by {sigterm.signal_name} at step {sigterm.stopped_at}, with a checkpoint "
+                             f"({checkpoint})",
                              fix="continue it with the same command and resume=true (a requeued job: always pass "
                                  "resume=true)")
         if data.eval is not None and not any(h.get("step") == trainer.state.global_step and "eval_loss" in h

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,7 @@ def test_an_overwrite_killed_before_it_got_under_way_gives_the_earlier_run_back(
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["resumed_from"] == str(out / "checkpoints" / "checkpoint-3") and len(prov["earlier"]) == 1
     assert resumed.metrics["global_step"] == 6 and resumed.metrics["train_loss_curve"][0][0] == 1
+    assert "put the earlier run in" in (out / "train.log").read_text()  # the run's own log says what was put right
     assert (out / "adapter" / "adapter_model.safetensors").read_bytes() != adapter  # trained on to step 6
 
 
@@ -191,3 +193,46 @@ def test_an_adapter_a_killed_swap_was_deleting_is_never_put_back(tmp_path, caplo
     assert {p.name: p.read_text() for p in (out / "adapter").iterdir()} == {
         "adapter_model.safetensors": "new", "adapter_config.json": "new"}
     assert hidden(out) == [".adapter.saving-again"] and "back" in caplog.text
+
+
+def adapter_weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "adapter_model.safetensors")
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_a_run_killed_after_its_last_checkpoint_finishes_from_it_without_another_step(tmp_path):
+    """Killed after the checkpoint at its last step (in the end-of-training eval suite, say), before the adapter and
+    metrics.json: resume=true must finish from that checkpoint. The Trainer resumed there takes one step more."""
+    out = tmp_path / "run"
+    args = quick(f"output_dir={out}", "method.save_steps=3", "data.eval_ratio=0")
+    train(compose(args))
+    shutil.rmtree(out / "adapter")
+    (out / "metrics.json").unlink()
+    resumed = train(compose([*args, "resume=true"]))
+    assert resumed.metrics["global_step"] == 3 and not (out / "checkpoints" / "checkpoint-4").exists()
+    assert same_weights(adapter_weights(out / "adapter"), adapter_weights(out / "checkpoints" / "checkpoint-3"))
+    assert json.loads((out / "metrics.json").read_text())["train_loss_curve"][-1][0] == 3
+
+
+def test_a_longer_run_killed_while_it_swapped_its_adapter_in_is_not_taken_as_finished(tmp_path):
+    """A run trained on to step 6 is killed after its last checkpoint, while it swapped the new adapter in: the next
+    job puts step 3's adapter back, and metrics.json is still step 3's. That run has not finished at step 6."""
+    out = tmp_path / "run"
+    common = ["method.save_steps=3", "data.eval_ratio=0"]
+    train(compose(quick(f"output_dir={out}", *common)))
+    longer = quick(f"output_dir={out}", *common, "method.max_steps=6", "resume=true")
+    killed(f"""
+        kill_after_rename(".replaced-")  # step 3's adapter set aside, step 6's not yet in place
+        from training.recipes import compose
+        from training.train import train
+        train(compose({longer!r}))
+    """)
+    resumed = train(compose(longer))
+    assert resumed.metrics["global_step"] == 6 and not (out / "checkpoints" / "checkpoint-7").exists()
+    assert same_weights(adapter_weights(out / "adapter"), adapter_weights(out / "checkpoints" / "checkpoint-6"))
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 6

@@ -65,6 +65,30 @@ def test_accelerate_configs_load(name, kind):
         assert ds["zero_stage"] == 3 and ds["offload_param_device"] == "cpu" and ds["offload_optimizer_device"] == "cpu"
 
 
+def test_zero3_loads_each_process_a_shard_and_saves_the_whole_adapter(tmp_path):
+    """The shipped ZeRO-3 config on 2 CPU processes (offload off: DeepSpeed's CPU Adam would compile for minutes).
+    zero3_init_flag must reach from_pretrained, which kosov calls before the training arguments exist: else every
+    process loads the whole model into host memory (8 copies of a 32B on an 8-GPU node)."""
+    config = yaml.safe_load((ACCELERATE / "zero3-offload.yaml").read_text())
+    config["deepspeed_config"].update(offload_optimizer_device="none", offload_param_device="none")
+    config.update(num_processes=2, use_cpu=True, mixed_precision="no")
+    (tmp_path / "zero3-cpu.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    done = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(tmp_path / "zero3-cpu.yaml"),
+                kosov_bin(), "train", "experiment=smoke-sft", f"output_dir={out}", "method.max_steps=5"], tmp_path,
+               timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("partitioned across processes as it loaded (ZeRO-3)") == 2  # each process, its shard
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["last_train_loss"] < metrics["first_train_loss"]
+    from safetensors.torch import load_file
+
+    adapter = load_file(out / "adapter" / "adapter_model.safetensors")  # gathered from the shards, not empty ones
+    rank = yaml.safe_load((out / "config.yaml").read_text())["peft"]["r"]
+    assert adapter and all(t.numel() > 0 and rank in t.shape for t in adapter.values())
+    assert any(k.endswith("lora_B.weight") and t.abs().sum() > 0 for k, t in adapter.items())  # B starts at 0
+
+
 def test_optuna_sweeps_the_recipe_for_the_objective(tmp_path):
     done = run([kosov_bin(), "train", "-m", "experiment=sweep-smoke-sft-optuna", "hydra.sweeper.n_trials=2",
                 "method.max_steps=4", "method.eval_steps=4"], tmp_path)
