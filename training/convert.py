@@ -15,12 +15,14 @@ those of the KORMo model.
 Weights are streamed. A safetensors file is an 8-byte header length, a JSON header (name -> dtype, shape,
 data offsets relative to the end of the header) and the raw data. Each shard is rewritten as a new header
 followed by the unchanged data bytes, copied in 1 MiB chunks: memory use does not grow with the model and every
-tensor is bit-identical. Everything is written into a staging folder next to DST and renamed into place.
+tensor is bit-identical. Everything is written into a staging folder next to DST (.DST.converting-*, locked while
+the conversion runs) and renamed into place; the next conversion to DST deletes what a killed one left there.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import json
 import logging
@@ -33,8 +35,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub.errors import StrictDataclassError
+
 from training.errors import KosovError
-from training.safe_write import check_not_holding, swap_into_place
+from training.run_dir import LOCK, lock_run_folder
+from training.safe_write import check_not_holding, swap_into_place, tidy_swap
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,9 @@ GENERIC_KEYS = {"_name_or_path", "architectures", "model_type", "transformers_ve
 SHAPE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
               "num_key_value_heads", "head_dim", "rms_norm_eps", "max_position_embeddings", "tie_word_embeddings",
               "attention_bias", "mlp_bias", "hidden_act")
+# Sizes the weights are built from: a checkpoint's config.json always states them, as whole numbers.
+SIZE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+REDOWNLOAD = "download this file of the checkpoint again (a download cut short, or an edit, can break it)"
 CHUNK = 1 << 20
 LAYER_NORM = re.compile(r"(?:^|\.)layers\.(\d+)\.(pre_attention_layernorm|pre_mlp_layernorm)\.")
 
@@ -71,9 +79,24 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
         if length > min(path.stat().st_size - 8, 1 << 28):
             raise KosovError(f"{path} is not a safetensors file (header length {length})")
         try:
-            return json.loads(f.read(length)), 8 + length
+            header = json.loads(f.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise KosovError(f"{path} is not a safetensors file (unreadable header: {e})") from None
+    if not isinstance(header, dict):
+        raise KosovError(f"{path} is not a safetensors file (its header is a JSON {type(header).__name__})",
+                         fix=REDOWNLOAD)
+    return header, 8 + length
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON file (config.json, the index) as a dict, or a KosovError that names the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise KosovError(f"cannot be read as JSON ({e})", where=str(path), fix=REDOWNLOAD) from None
+    if not isinstance(data, dict):
+        raise KosovError(f"holds a JSON {type(data).__name__}, not an object", where=str(path), fix=REDOWNLOAD)
+    return data
 
 
 def _hash_file(path: Path) -> str:
@@ -107,8 +130,12 @@ def rewrite_shard(src: Path, dst: Path) -> tuple[int, str, str]:
 def _shards(src: Path) -> tuple[list[str], dict[str, Any] | None]:
     """Shard file names and the index (None for a single model.safetensors). Missing files fail clearly."""
     if (src / INDEX).is_file():
-        index = json.loads((src / INDEX).read_text(encoding="utf-8"))
-        shards = sorted(set(index.get("weight_map", {}).values()))
+        index = read_json(src / INDEX)
+        weight_map = index.get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            state = "missing" if weight_map is None else "not a map of tensor names to shard file names"
+            raise KosovError(f"weight_map is {state}", where=str(src / INDEX), fix=REDOWNLOAD)
+        shards = sorted(set(weight_map.values()))
         missing = [s for s in shards if not (src / s).is_file()]
         if not shards or missing:
             raise KosovError(f"{src / INDEX} lists shards that are not in {src}: {missing or 'none listed'}",
@@ -128,11 +155,17 @@ def check_kormo(src: Path) -> tuple[dict[str, Any], list[str], dict[str, Any] | 
         raise KosovError(f"{src} is not a folder", fix="give the folder of a downloaded KORMo checkpoint")
     if not (src / "config.json").is_file():
         raise KosovError(f"{src} has no config.json", fix="give the folder of a downloaded KORMo checkpoint")
-    config = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    config = read_json(src / "config.json")
     if config.get("model_type") != "kormo":
         hint = " (already a Llama checkpoint: no conversion needed)" if config.get("model_type") == "llama" else ""
         raise KosovError(f"{src} is not a KORMo checkpoint: config.json has model_type="
                          f"{config.get('model_type')!r}, not 'kormo'{hint}")
+    for key in SIZE_KEYS:
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise KosovError(f"{key} is {'missing' if key not in config else repr(value)}; it must be a whole "
+                             "number above 0", where=str(src / "config.json"),
+                             fix=f"set {key} as the model repo's config.json states it, or {REDOWNLOAD}")
     shards, index = _shards(src)
     layers: dict[str, set[int]] = {name: set() for name in RENAMES}
     llama_named = []
@@ -149,7 +182,7 @@ def check_kormo(src: Path) -> tuple[dict[str, Any], list[str], dict[str, Any] | 
     if llama_named:
         raise KosovError(f"{src} mixes KORMo and Llama norm names ({llama_named[0]})",
                          fix="convert an unmodified KORMo checkpoint")
-    expected = set(range(int(config.get("num_hidden_layers", 0))))
+    expected = set(range(config["num_hidden_layers"]))
     for name, found in layers.items():
         if found != expected:
             raise KosovError(f"{src}: {name} found for layers {sorted(found)}, but config.json has "
@@ -160,10 +193,11 @@ def check_kormo(src: Path) -> tuple[dict[str, Any], list[str], dict[str, Any] | 
     return config, shards, index
 
 
-def llama_config(kormo: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def llama_config(kormo: dict[str, Any], where: str = "config.json") -> tuple[dict[str, Any], list[str]]:
     """KORMo's config.json as a Llama one: every key carried over with its value (KORMo's keys are Llama's; the
     4.x names rope_theta / rope_scaling are read by transformers 5 too), model_type and architectures changed,
-    auto_map removed. Returns it and the keys LlamaConfig does not know (kept, unused by Llama)."""
+    auto_map removed. Returns it and the keys LlamaConfig does not know (kept, unused by Llama). `where`: the
+    file the errors name."""
     from transformers import LlamaConfig
 
     out = {k: v for k, v in kormo.items() if k != "auto_map"}
@@ -171,14 +205,16 @@ def llama_config(kormo: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     unknown = sorted(set(out) - set(LlamaConfig().to_dict()) - GENERIC_KEYS)
     try:
         loaded = LlamaConfig.from_dict(dict(out)).to_dict()
-    except (TypeError, ValueError) as e:
-        raise KosovError(f"KORMo's config.json does not make a valid LlamaConfig: {e}") from None
+    except (TypeError, ValueError, KeyError, StrictDataclassError) as e:  # a value of the wrong type, a bad rope
+        raise KosovError(f"does not make a valid LlamaConfig: {' '.join(str(e).split())}", where=where,
+                         fix=f"correct the key it names as the model repo's config.json has it, or {REDOWNLOAD}"
+                         ) from None
     for key in SHAPE_KEYS:
         if kormo.get(key) is not None and loaded.get(key) != kormo[key]:
-            raise KosovError(f"config.json {key}={kormo[key]!r} reads as {loaded.get(key)!r} in LlamaConfig")
+            raise KosovError(f"{key}={kormo[key]!r} reads as {loaded.get(key)!r} in LlamaConfig", where=where)
     theta = kormo.get("rope_theta", (kormo.get("rope_parameters") or {}).get("rope_theta"))
     if theta is not None and (loaded.get("rope_parameters") or {}).get("rope_theta") != theta:
-        raise KosovError(f"config.json rope_theta={theta} is not what LlamaConfig reads")
+        raise KosovError(f"rope_theta={theta} is not what LlamaConfig reads", where=where)
     return out, unknown
 
 
@@ -190,6 +226,24 @@ def source_revision(src: Path) -> tuple[str | None, str | None]:
     return None, None
 
 
+def tidy_conversions(dst: Path) -> None:
+    """Put right what conversions to DST killed midway left: a DST set aside by --overwrite comes back or goes
+    (tidy_swap); a staging folder goes, unless a conversion still running holds its lock (lock_run_folder)."""
+    tidy_swap(dst)
+    for staging in sorted(dst.parent.glob(f"{glob.escape(f'.{dst.name}')}.converting-*")):
+        try:
+            lock = lock_run_folder(staging)
+        except KosovError as e:
+            log.info("kept %s: a conversion still running writes it (%s)", staging, e.what)
+            continue
+        if lock is None:  # no locks on this file system: a running conversion cannot be told from a killed one
+            log.warning("kept %s: delete it if no conversion to %s is running", staging, dst)
+            continue
+        shutil.rmtree(staging, ignore_errors=True)
+        lock.close()
+        log.warning("removed %s: what a conversion to %s killed midway left", staging, dst)
+
+
 def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise KosovError(f"DST {dst} is SRC or inside it", fix="write the converted model to another folder")
@@ -199,7 +253,7 @@ def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
         check_not_holding(dst, {"SRC": src})
 
 
-def _write_outputs(src: Path, staging: Path, config: dict, shards: list[str], index: dict | None) -> dict:
+def _write_outputs(src: Path, staging: Path, llama: dict, shards: list[str], index: dict | None) -> dict:
     renamed = 0
     source_hashes = {}
     for shard in shards:
@@ -209,7 +263,6 @@ def _write_outputs(src: Path, staging: Path, config: dict, shards: list[str], in
     if index is not None:
         index = {**index, "weight_map": {rename_key(k): v for k, v in index["weight_map"].items()}}
         (staging / INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    llama, unknown = llama_config(config)
     (staging / "config.json").write_text(json.dumps(llama, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     copied, dropped = [], []
     for path in sorted(src.iterdir()):
@@ -223,7 +276,7 @@ def _write_outputs(src: Path, staging: Path, config: dict, shards: list[str], in
         shutil.copy2(path, staging / path.name)
         copied.append(path.name)
     return {"renamed_keys": renamed, "source_sha256": {**source_hashes, "config.json": _hash_file(src / "config.json")},
-            "copied": copied, "dropped": dropped, "config_keys_not_in_llama": unknown}
+            "copied": copied, "dropped": dropped}
 
 
 def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
@@ -231,12 +284,14 @@ def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
     is also written to DST/kosov_conversion.json."""
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
     config, shards, index = check_kormo(src)
+    llama, unknown = llama_config(config, str(src / "config.json"))  # before any shard is copied
+    tidy_conversions(dst)
     _check_destination(src, dst, overwrite)
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    # Locked until DST is in place, so a conversion started meanwhile never deletes it as a killed one's.
     staging = dst.parent / f".{dst.name}.converting-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    lock = lock_run_folder(staging)
     try:
-        done = _write_outputs(src, staging, config, shards, index)
+        done = _write_outputs(src, staging, llama, shards, index)
         repo, revision = source_revision(src)
         record = {
             "converter": "kosov convert kormo",
@@ -247,20 +302,24 @@ def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
             "source_architectures": config.get("architectures"),
             "key_renames": RENAMES,
             "renamed_keys": done["renamed_keys"],
-            "config_keys_not_in_llama": done["config_keys_not_in_llama"],
+            "config_keys_not_in_llama": unknown,
             "dropped_files": done["dropped"],
             "copied_files": done["copied"],
             "source_sha256": done["source_sha256"],
-            "sha256": {p.name: _hash_file(p) for p in sorted(staging.iterdir())},
+            "sha256": {p.name: _hash_file(p) for p in sorted(staging.iterdir()) if p.name != LOCK},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (staging / RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         swap_into_place(staging, dst)
+        (dst / LOCK).unlink(missing_ok=True)  # renamed in with DST, still held: no one takes it for a leftover
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if done["config_keys_not_in_llama"]:
-        log.info("kept config keys Llama does not use: %s", done["config_keys_not_in_llama"])
+    finally:
+        if lock is not None:
+            lock.close()
+    if unknown:
+        log.info("kept config keys Llama does not use: %s", unknown)
     log.info("converted %s -> %s (%d keys renamed, dropped %s)", src, dst, done["renamed_keys"], done["dropped"])
     return record
 

@@ -12,7 +12,8 @@ Every number is counted on NFC text, each text encoded on its own without specia
 - tokens_per_char = tokens / characters; tokens_per_eojeol = tokens / eojeol.
 - byte piece: a token whose raw bytes are not complete UTF-8 characters on their own. The raw bytes come from
   the vocabulary, never from decoding the text: byte-level BPE (GPT-2, Qwen, Llama 3) maps each token string
-  back through GPT-2's byte table; SentencePiece byte fallback spells a byte as `<0xEA>`.
+  back through GPT-2's byte table; SentencePiece byte fallback spells a byte as `<0xEA>` (only when the tokenizer
+  has byte fallback on: tokenizer.json's model.byte_fallback, or the SentencePiece model's trainer spec).
   byte_fallback_rate = byte pieces / tokens.
 - a Hangul syllable (U+AC00-U+D7A3) is whole when its bytes all sit in one token (alone or inside a longer
   token) and in byte pieces when they are spread over several tokens ("가" as ["ê", "°Ģ"] or
@@ -80,16 +81,26 @@ def byte_level_alphabet() -> dict[str, int]:
 
 def byte_mode(tokenizer) -> str:
     """How the tokenizer writes text it has no piece for: "byte-level" (every token is bytes, GPT-2 style),
-    "byte-fallback" (SentencePiece <0x..> tokens) or "none" (an unknown token, or characters only)."""
+    "byte-fallback" (SentencePiece with byte fallback on: <0x..> tokens) or "none" (an unknown token, or characters
+    only). Byte fallback is read from the tokenizer's own setting, never guessed from the vocabulary: a SentencePiece
+    model trained without it may still list <0x..> pieces, and then writes an unknown syllable as <unk>."""
     backend = getattr(tokenizer, "backend_tokenizer", None)  # a fast tokenizer (TokenizersBackend in 5.x)
     if backend is not None:
         spec = json.loads(backend.to_str())
         # The decoder is what turns token strings back into text, so it says how to read them.
         if '"ByteLevel"' in json.dumps([spec.get("decoder"), spec.get("pre_tokenizer")]):
             return "byte-level"
+        fallback = (spec.get("model") or {}).get("byte_fallback")  # tokenizer.json's model.byte_fallback (BPE, Unigram)
     elif hasattr(tokenizer, "byte_decoder"):  # a slow GPT-2-style tokenizer
         return "byte-level"
-    return "byte-fallback" if "<0xEA>" in tokenizer.get_vocab() else "none"  # 0xEA opens most Hangul syllables
+    elif hasattr(tokenizer, "sp_model"):  # a slow SentencePiece tokenizer: its model's trainer spec says
+        from transformers.convert_slow_tokenizer import import_protobuf
+
+        proto = import_protobuf().ModelProto.FromString(tokenizer.sp_model.serialized_model_proto())
+        fallback = proto.trainer_spec.byte_fallback
+    else:
+        fallback = False
+    return "byte-fallback" if fallback else "none"
 
 
 def token_bytes(token: str, mode: str, alphabet: dict[str, int]) -> tuple[bytes, bool]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
+import struct
 
 import pytest
 import torch
@@ -207,6 +209,83 @@ def test_broken_sources_fail_clearly(kormo_src, tmp_path, damage, words):
     for word in words:
         assert word in str(error.value)
     assert not (tmp_path / "dst").exists()
+
+
+def _edit_config(change):
+    def damage(folder):
+        config = json.loads((folder / "config.json").read_text())
+        change(config)
+        (folder / "config.json").write_text(json.dumps(config))
+    return damage
+
+
+SHARD = "model-00001-of-00002.safetensors"
+
+
+@pytest.mark.parametrize("damage, file, words", [
+    (lambda d: (d / "config.json").write_text('{"model_type": "kormo",'), "config.json", ["cannot be read as JSON"]),
+    (lambda d: (d / "config.json").write_text("[]"), "config.json", ["JSON list, not an object"]),
+    (_edit_config(lambda c: c.update(num_hidden_layers=None)), "config.json", ["num_hidden_layers is None"]),
+    (_edit_config(lambda c: c.pop("num_hidden_layers")), "config.json", ["num_hidden_layers is missing"]),
+    (_edit_config(lambda c: c.update(hidden_act=None)), "config.json", ["hidden_act"]),
+    (lambda d: (d / INDEX).write_text((d / INDEX).read_text()[:50]), INDEX, ["cannot be read as JSON"]),
+    (lambda d: (d / INDEX).write_text('{"metadata": {}}'), INDEX, ["weight_map is missing"]),
+    (lambda d: (d / SHARD).write_bytes(struct.pack("<Q", 6) + b"[1, 2]"), SHARD, ["header is a JSON list"]),
+], ids=["config-cut-short", "config-a-list", "layers-null", "layers-missing", "hidden_act-null", "index-cut-short",
+        "index-without-weight_map", "shard-header-a-list"])
+def test_malformed_source_json_is_an_error_naming_the_file_and_key_not_a_traceback(kormo_src, tmp_path, capsys,
+                                                                                   damage, file, words):
+    src = _copy(kormo_src, tmp_path / "src")
+    damage(src)
+    assert main(["kormo", str(src), str(tmp_path / "dst")]) == 2
+    err = capsys.readouterr().err
+    assert str(src / file) in err and "Fix:" in err
+    for word in words:
+        assert word in err
+    assert [p.name for p in tmp_path.iterdir()] == ["src"]  # nothing written, no staging folder
+
+
+def test_the_next_conversion_deletes_a_killed_ones_staging_folder_and_keeps_a_running_ones(kormo_src, tmp_path,
+                                                                                          caplog):
+    from training.run_dir import lock_run_folder
+
+    killed = tmp_path / ".dst.converting-dead0000"
+    lock_run_folder(killed).close()  # its lock file, released when the conversion was killed
+    (killed / SHARD).write_bytes(b"half a shard")
+    running = tmp_path / ".dst.converting-live0000"
+    holder = lock_run_folder(running)  # held, as a conversion still writing it holds it
+    other = tmp_path / ".other.converting-dead0000"  # a conversion to another destination: not this one's to tidy
+    other.mkdir()
+    try:
+        with caplog.at_level(logging.INFO, logger="training.convert"):
+            assert main(["kormo", str(kormo_src), str(tmp_path / "dst")]) == 0
+    finally:
+        holder.close()
+    assert not killed.exists() and f"removed {killed}" in caplog.text
+    assert running.is_dir() and f"kept {running}" in caplog.text and other.is_dir()
+    assert not (tmp_path / "dst" / ".kosov.lock").exists()
+
+
+def test_a_running_conversion_holds_its_staging_folder_against_a_second_one(kormo_src, tmp_path, monkeypatch):
+    import training.convert
+
+    def second_conversion_starts(src, dst):
+        training.convert.tidy_conversions(tmp_path / "dst")  # what a second `kosov convert` to the same DST does first
+        return rewrite_shard(src, dst)
+
+    monkeypatch.setattr(training.convert, "rewrite_shard", second_conversion_starts)
+    assert main(["kormo", str(kormo_src), str(tmp_path / "dst")]) == 0
+    record = json.loads((tmp_path / "dst" / RECORD).read_text())
+    assert set(record["sha256"]) == {p.name for p in (tmp_path / "dst").iterdir()} - {RECORD}
+
+
+def test_a_destination_a_killed_overwrite_had_set_aside_comes_back(kormo_src, tmp_path, capsys):
+    aside = tmp_path / ".dst.replaced-dead0000"  # killed between renaming DST aside and the new one into place
+    aside.mkdir()
+    (aside / "keep.txt").write_text("mine")
+    assert main(["kormo", str(kormo_src), str(tmp_path / "dst")]) == 2  # no --overwrite this time: DST is kept
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "dst" / "keep.txt").read_text() == "mine" and not aside.exists()
 
 
 def test_a_llama_layout_labelled_kormo_is_refused(llama, tmp_path):

@@ -42,10 +42,13 @@ def word_level():
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
 
 
-def sentencepiece_with_byte_fallback():
-    """Llama-2 / Gemma style: a piece per known syllable, "▁" for spaces, <0x..> for bytes of anything else."""
+def sentencepiece_with_byte_fallback(byte_fallback=True, unigram=False):
+    """Llama-2 / Gemma style: a piece per known syllable, "▁" for spaces, <0x..> for bytes of anything else (with
+    byte_fallback=False the <0x..> pieces stay in the vocabulary, as SentencePiece lists them, but are never used)."""
     pieces = ["<unk>", *(f"<0x{byte:02X}>" for byte in range(256)), "▁", *"안녕하세요반갑습니다"]
-    tok = Tokenizer(models.BPE({p: i for i, p in enumerate(pieces)}, [], unk_token="<unk>", byte_fallback=True))
+    tok = Tokenizer(models.Unigram([(p, -1.0) for p in pieces], unk_id=0, byte_fallback=byte_fallback) if unigram
+                    else models.BPE({p: i for i, p in enumerate(pieces)}, [], unk_token="<unk>",
+                                    byte_fallback=byte_fallback))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
@@ -118,6 +121,29 @@ def test_sentencepiece_byte_fallback_tokens():
     assert (stats["tokens"], stats["byte_pieces"], stats["unknown_tokens"]) == (11 + 6, 3, 0)
     assert stats["byte_fallback_rate"] == 3 / 17 and stats["tokens_per_char"] == 17 / 13
     assert (stats["hangul_syllables_whole"], stats["hangul_syllables_in_byte_pieces"]) == (12, 1)
+
+
+@pytest.mark.parametrize("unigram", [False, True], ids=["bpe", "unigram"])
+def test_byte_fallback_is_read_from_the_tokenizers_setting_not_guessed_from_byte_pieces_in_its_vocabulary(unigram):
+    assert byte_mode(sentencepiece_with_byte_fallback(True, unigram)) == "byte-fallback"
+    tokenizer = sentencepiece_with_byte_fallback(False, unigram)  # <0x..> pieces listed, byte fallback off
+    assert byte_mode(tokenizer) == "none"
+    stats = korean_fertility(tokenizer, ["안녕 뷁"])  # 뷁 is lost as <unk>, not spelled in bytes
+    assert (stats["byte_pieces"], stats["byte_fallback_rate"], stats["unknown_tokens"]) == (0, 0.0, 1)
+
+
+@pytest.mark.parametrize("byte_fallback", [True, False])
+def test_a_slow_sentencepiece_tokenizer_is_labelled_by_its_trainer_spec(byte_fallback):
+    from types import SimpleNamespace
+
+    from transformers.convert_slow_tokenizer import import_protobuf
+
+    proto = import_protobuf().ModelProto()
+    proto.trainer_spec.byte_fallback = byte_fallback
+    proto.pieces.add(piece="<0xEA>", score=0.0, type=proto.SentencePiece.BYTE)
+    slow = SimpleNamespace(sp_model=SimpleNamespace(serialized_model_proto=proto.SerializeToString),
+                           get_vocab=lambda: {"<0xEA>": 0})  # what byte_mode sees of one (sentencepiece not needed)
+    assert byte_mode(slow) == ("byte-fallback" if byte_fallback else "none")
 
 
 @pytest.fixture(scope="module")
