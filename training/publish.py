@@ -263,8 +263,8 @@ def publish(cfg: KosovConfig) -> PublishResult:
             if not check["ok"]:
                 kept = out.with_name(f"{out.name}.merge_check.json")
                 shutil.copyfile(staging / "merged" / "merge_check.json", kept)
-                raise KosovError(f"the merged model's logits differ from base + adapter by "
-                                 f"{check['max_abs_logit_diff']:.2e}; no release was written",
+                raise KosovError(f"the merged model is not base + adapter: {check['problem']}; no release was "
+                                 "written",
                                  where=str(kept), fix="publish without publish.merge=true, and report this with "
                                                       f"{kept.name}")
         files = upload_list(staging)
