@@ -44,7 +44,8 @@ def check_target_parameters(pcfg: PeftConfig, parameters: list[str], model: Any)
 
 def fused_experts(model: Any) -> list[str]:
     """Names (after the layer index) of 3-D parameters: the fused MoE experts of transformers 5."""
-    return sorted({n.split(".layers.")[-1].split(".", 1)[-1] for n, p in model.named_parameters() if p.dim() == 3})
+    return sorted({n.split(".layers.")[-1].split(".", 1)[-1] for n, p in model.named_parameters()
+                   if len(getattr(p, "ds_shape", p.shape)) == 3})  # ds_shape: ZeRO-3 holds a 1-D shard
 
 def lora_config(pcfg: PeftConfig, model: Any):
     """The PEFT LoraConfig for lora / dora / qlora, None for a full fine-tune. Unknown targets fail clearly."""

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from training import __version__
@@ -152,6 +153,63 @@ def __getattr__(name: str) -> type[Exception]:
     return trial_failed
 
 
+FAILED_TRIAL = "a trial of the sweep failed: "
+
+
+@contextmanager
+def optuna_failures_reported(status: dict[str, int]) -> Iterator[None]:
+    """With hydra.sweeper.max_failure_rate letting failed trials through, Hydra's Optuna sweeper ends a sweep whose
+    every trial failed with a traceback from study.best_trial ("No trials are completed yet"). Watch the trials it
+    launches: such a sweep ends with one kosov error naming the first failure (a bug: its traceback); a sweep that
+    found its best trial despite some failed ones succeeds (exit 0) and says how many failed."""
+    try:
+        from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+    except ImportError:  # no cluster extra, no Optuna sweeps
+        yield
+        return
+    from hydra.core.utils import JobStatus
+
+    from training.cli import TrialFailed
+    sweep = OptunaSweeper.sweep
+
+    def watched_sweep(self, arguments: list[str]) -> None:
+        launcher, jobs = self.sweeper.launcher, []
+        launch = launcher.launch
+
+        def launch_and_keep(*args, **kwargs):  # runs here, in the sweep's process, whichever launcher runs the trials
+            jobs.extend(done := launch(*args, **kwargs))
+            return done
+
+        launcher.launch = launch_and_keep
+        try:
+            sweep(self, arguments)
+        except TrialFailed:  # max_failure_rate ended the sweep at a failed trial: its error, one line
+            status["code"] = 2
+            raise
+        except Exception:
+            if not jobs or any(job.status is not JobStatus.FAILED for job in jobs):
+                raise  # not the trials' failure
+            first = getattr(jobs[0], "_return_value", None)  # its exception (JobReturn.return_value raises it)
+            if not isinstance(first, TrialFailed):
+                if isinstance(first, BaseException):
+                    raise first from None  # a bug: its traceback
+                raise
+            status["code"] = 2
+            what, _, fix = str(first).removeprefix(FAILED_TRIAL).partition("\nFix: ")
+            raise TrialFailed(str(KosovError(f"all {len(jobs)} trials of the sweep failed; the first: {what}",
+                                             fix=f"{fix or 'fix what failed'}, then run the sweep again"))) from None
+        if failed := sum(job.status is JobStatus.FAILED for job in jobs):
+            log.warning("%d of %d trials of the sweep failed (hydra.sweeper.max_failure_rate=%s): the best trial is "
+                        "the best of the others", failed, len(jobs), self.sweeper.max_failure_rate)
+        status["code"] = 0  # within max_failure_rate: the sweep found its best trial
+
+    OptunaSweeper.sweep = watched_sweep
+    try:
+        yield
+    finally:
+        OptunaSweeper.sweep = sweep
+
+
 def _run_hydra(command: str, overrides: list[str]) -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -165,6 +223,8 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
     from training.cli import TrialFailed  # this module's (under `python -m training.cli` too): made on first use
 
     def task(cfg: DictConfig) -> float | None:
+        if not logging.getLogger().handlers:  # a process of its own (a submitit job on SLURM): kosov's log here too
+            setup_logging()
         try:
             config = validate(cfg)
             if config.output_dir is not None and HydraConfig.get().mode.name == "MULTIRUN":
@@ -187,14 +247,15 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
             if cfg.get("objective") and not HydraConfig.get().sweeper._target_.endswith("BasicSweeper"):
                 # An optimising sweeper (Optuna) needs a value: its failed trial, beyond max_failure_rate, ends
                 # the sweep with this one line instead of a traceback from study.best_trial.
-                raise TrialFailed(f"a trial of the sweep failed: {e.what}") from None
+                raise TrialFailed(f"{FAILED_TRIAL}{e}") from None
             return None
 
     main = hydra.main(config_path=str(recipes_dir()), config_name="config", version_base="1.3")(task)
     saved = sys.argv
     sys.argv = [f"kosov {command}", *_hydra_argv(overrides, command)]
     try:
-        main()
+        with optuna_failures_reported(status):
+            main()
     except SystemExit:  # Hydra exits 1 after a failed trial; the kosov error above was reported already
         if not status["code"]:
             raise

@@ -290,7 +290,6 @@ def load_base_model(cfg: KosovConfig, source: str, device: str, trains_all: bool
 
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": PartialState().local_process_index}
-    zero3 = zero3_init(kwargs["dtype"]) if quant is None else None  # alive while from_pretrained reads it
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as e:
@@ -299,15 +298,16 @@ def load_base_model(cfg: KosovConfig, source: str, device: str, trains_all: bool
     log.info("loaded %s (%s, %.1fM parameters, %s%s)", mcfg.name_or_path, kwargs["dtype"],
              (sharded or model.num_parameters()) / 1e6, kwargs["attn_implementation"],
              ", partitioned across processes as it loaded (ZeRO-3)" if sharded else "")
-    del zero3
     return model
 
 
-def zero3_init(dtype: Any) -> Any:
+def zero3_init(precision: str) -> Any:
     """Under `accelerate launch` with a DeepSpeed ZeRO-3 config whose zero3_init_flag is true, from_pretrained must
     know before it builds the model: then each process loads only its shard (deepspeed.zero.Init), not the whole
     model into host memory once per GPU. TrainingArguments would say so, but kosov builds them after the model (they
-    depend on it). Returns what keeps the setting alive (transformers holds a weak reference), or None."""
+    depend on it). `precision`: the Trainer's mixed precision (bf16 / fp16 / no), which zero.Init partitions in.
+    Returns what keeps the setting alive (transformers holds a weak reference): hold it until the trainer exists
+    (loading an adapter to continue, DoRA among them, reads it too), or None."""
     import os
 
     from accelerate.utils import DeepSpeedPlugin, str_to_bool
@@ -317,9 +317,7 @@ def zero3_init(dtype: Any) -> Any:
     plugin = DeepSpeedPlugin()  # reads the ACCELERATE_DEEPSPEED_* settings accelerate launch exported
     if plugin.zero_stage != 3 or not plugin.zero3_init_flag:
         return None
-    import torch
-
-    plugin.set_mixed_precision({torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no"))
+    plugin.set_mixed_precision(precision)
     plugin.set_deepspeed_weakref()
     return plugin
 

@@ -83,9 +83,8 @@ class StopOnSigterm(TrainerCallback):
 
     def restore(self) -> None:
         if self.installed and threading.current_thread() is threading.main_thread():
+            self._give_back_requeue_signal()
             signal.signal(signal.SIGTERM, self.previous)
-            if self.requeue_signal is not None:
-                signal.signal(self.requeue_signal, self.requeue)
             self.installed = False
 
     def hand_over(self, resume: bool, checkpoint: Any) -> None:
@@ -129,7 +128,14 @@ class StopOnSigterm(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
             self.stopped_at = state.global_step
+        elif state.max_steps and state.global_step >= state.max_steps:
+            self._give_back_requeue_signal()  # no step left to end with a checkpoint: submitit's own handling
         return control
+
+    def _give_back_requeue_signal(self) -> None:
+        if self.requeue_signal is not None and self.installed and \
+                threading.current_thread() is threading.main_thread():
+            signal.signal(self.requeue_signal, self.requeue)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.restore()

@@ -72,6 +72,23 @@ class ResumedTrainTime(CarriedAcrossResume):
         self.earlier, self.started = float(recorded or 0.0), time.time()
 
 
+class TrainedForEpochs(CarriedAcrossResume):
+    """The recipe's num_train_epochs, saved with each checkpoint: whether an epoch-based run's checkpoint is at its
+    end is judged against the length it trained toward (config.yaml is rewritten as soon as a resumed run starts)."""
+
+    def __init__(self, epochs: float):
+        self.epochs = epochs
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"num_train_epochs": self.epochs}}
+
+
+def saved_epochs(checkpoint_state: dict[str, Any]) -> Any:
+    """TrainedForEpochs' record in a checkpoint's trainer_state.json, or None (saved before kosov recorded it)."""
+    entry = (checkpoint_state.get("stateful_callbacks") or {}).get(TrainedForEpochs.__name__)
+    return entry.get("attributes", {}).get("num_train_epochs") if isinstance(entry, dict) else None
+
+
 def finish_at_checkpoint(trainer: Any, checkpoint: Path) -> Any:
     """A run killed after its last checkpoint but before its adapter and metrics.json were saved (in the end-of-
     training eval suite, say): trainer.train would take one step past the end. Load the checkpoint's weights and

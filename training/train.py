@@ -30,10 +30,12 @@ from training.preemption import StopOnSigterm
 from training.recipes import compose
 from training.adapters import adapter_dir, load_adapter, lora_config
 from training.models import (bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id, liger_for,
-                             load_base_model, load_tokenizer, model_source, quantization_config, resolve_device)
+                             load_base_model, load_tokenizer, model_source, quantization_config, resolve_device,
+                             zero3_init)
 from training.provenance import provenance, resume_provenance
 from training.redaction import redact
-from training.resume_state import ResumedTokenCount, ResumedTrainTime, finish_at_checkpoint
+from training.resume_state import (ResumedTokenCount, ResumedTrainTime, TrainedForEpochs, finish_at_checkpoint,
+                                   saved_epochs)
 from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_recipe, checkpoint_state,
                               default_output_dir, lock_run_folder, prepare_run_dir, refuse_existing_run)
 from training.safe_write import swap_into_place, write_atomic, write_json
@@ -171,18 +173,19 @@ def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
 
 def checkpoint_at_end(cfg: KosovConfig, run: RunDir) -> bool:
     """Whether the checkpoint resume=true continues from is at the run's last step: the Trainer, resumed there,
-    would take one step more and change what the run trained."""
+    would take one step more and change what the run trained. The last step is the recipe's max_steps; for an
+    epoch-based run, the checkpoint's own step count when the recipe's epochs are the ones it trained toward."""
     if run.resume_from is None:
         return False
     state = checkpoint_state(run.resume_from) or {}
-    saved = (yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}).get("method", {}) \
-        if (run.path / "config.yaml").is_file() else {}
-    same_length = (saved.get("max_steps"), saved.get("num_train_epochs")) == (cfg.method.max_steps,
-                                                                              cfg.method.num_train_epochs)
-    if same_length:
-        last = state.get("max_steps")  # the step count the run was set up for
-    else:  # a longer (or shorter) max_steps on resume; epochs changed: unknown, so train on
-        last = cfg.method.max_steps if cfg.method.max_steps > 0 else None
+    if cfg.method.max_steps > 0:
+        last = cfg.method.max_steps
+    else:
+        epochs = saved_epochs(state)
+        if epochs is None and (run.path / "config.yaml").is_file():  # a checkpoint from before kosov recorded it
+            saved = yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}
+            epochs = saved.get("method", {}).get("num_train_epochs")
+        last = state.get("max_steps") if epochs == cfg.method.num_train_epochs else None  # changed: train on
     return bool(last) and state.get("global_step", 0) >= last
 
 
@@ -307,6 +310,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         if run.resume_from is not None:
             check_same_data(run, data.summary)
 
+        zero3 = zero3_init(mixed_precision(cfg.method, device)) if cfg.peft.quantization is None else None
         model = load_base_model(cfg, source, device, trains_all=full_model)
         if start_adapter is not None:
             model, peft_config = load_adapter(model, start_adapter, source, cfg.model.name_or_path), None
@@ -328,6 +332,7 @@ def train(cfg: KosovConfig) -> TrainResult:
 
         trainer = method.build_trainer(cfg, model, tokenizer, data, peft_config,
                                        trainer_args(cfg, run, device, tracker.report_to, model.config.model_type))
+        del zero3  # the trainer's own arguments hold ZeRO-3's settings from here
         if cfg.eval.every_n_steps:
             from training.evaluation.callback import SuiteCallback
 
@@ -338,8 +343,11 @@ def train(cfg: KosovConfig) -> TrainResult:
             trainer.add_callback(ResumedTokenCount(trainer))
         clock = ResumedTrainTime()
         trainer.add_callback(clock)
+        trainer.add_callback(TrainedForEpochs(cfg.method.num_train_epochs))
         run.drop_replaced()  # data, model and trainer are ready: the run this one replaces (overwrite=true) goes
         sigterm = StopOnSigterm()
+        if cfg.eval.every_n_steps:
+            suite.stop = sigterm  # a job SLURM's warning hands to submitit leaves the end-of-training suite to its requeue
         try:
             trainer.add_callback(sigterm)
             output = finish_at_checkpoint(trainer, run.resume_from) if at_end else None
@@ -347,7 +355,9 @@ def train(cfg: KosovConfig) -> TrainResult:
                 output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
         finally:
             sigterm.restore()
-        if sigterm.stopped_at is not None and trainer.state.global_step < trainer.state.max_steps:
+        early = trainer.state.global_step < trainer.state.max_steps
+        if sigterm.stopped_at is not None and (early or (sigterm.requeue_asked and cfg.resume)):
+            # SLURM's warning at the last step too: the requeued job finishes from the checkpoint in its own time
             checkpoint = run.checkpoints / f"checkpoint-{sigterm.stopped_at}"
             sigterm.hand_over(cfg.resume, checkpoint)  # submitit's warning: rank 0 requeues the job and exits
             raise KosovError(f"stopped by {sigterm.signal_name} at step {sigterm.stopped_at}, with a checkpoint "

@@ -4,11 +4,18 @@ well after the first still stops the job at once."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import re
 import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
+from tests.training.test_scale_out import kosov_bin
 from training import preemption
 from training.preemption import StopOnSigterm
 
@@ -51,3 +58,106 @@ def test_a_run_stopped_early_spends_its_grace_period_on_the_checkpoint_not_the_e
     suite.on_train_end(None, SimpleNamespace(global_step=7, max_steps=40), None)  # SIGTERM at step 7
     suite.on_train_end(None, SimpleNamespace(global_step=40, max_steps=40), None)  # the end of training
     assert ran == [40]
+
+
+def _submitit_tasks(folder: Path) -> list[int]:
+    """The pids of the submitit job tasks working from `folder` (their command line names it)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone, or not a process
+            continue
+        if b"submitit.core._submit" in cmd and any(str(folder).encode() in part for part in cmd):
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_slurms_warning_through_submitit_ends_with_a_checkpoint_and_the_requeued_job_resumes(tmp_path):
+    """Under Hydra's submitit launcher SLURM warns with SIGUSR2 before a time limit or preemption; submitit's own
+    handler requeued the job at once, mid-step and without a checkpoint. Here the local submitit executor, which
+    runs a requeued job again as SLURM does, gets the warning after the first checkpoint."""
+    out, folder = tmp_path / "run", tmp_path / "submitit"
+    proc = subprocess.Popen(
+        [kosov_bin(), "train", "-m", "experiment=smoke-sft", "hydra/launcher=submitit_local",
+         f"hydra.launcher.submitit_folder={folder}", f"output_dir={out}", "resume=true", "method.max_steps=60",
+         "method.save_steps=7", "method.eval_steps=1000", "method.logging_steps=1", "method.save_total_limit=100"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "0" / "checkpoints" / "checkpoint-7" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the job ended before its first checkpoint"
+        time.sleep(0.2)
+    for pid in _submitit_tasks(folder):
+        os.kill(pid, signal.SIGUSR2)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    log = "\n".join(p.read_text() for p in sorted(folder.rglob("*_log.*")))
+    assert "SIGUSR2 from SLURM through submitit" in log and "Requeued job" in log, log[-3000:]
+    saved = re.search(r"(\S+checkpoint-(\d+)) saved: submitit requeues the job", log)
+    assert saved and 7 <= int(saved.group(2)) < 60, log[-3000:]
+    assert f"resuming from {saved.group(1)}" in log  # the requeued job continued from the warning's checkpoint
+    assert json.loads((out / "0" / "metrics.json").read_text())["global_step"] == 60
+
+
+def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(tmp_path, monkeypatch, caplog):
+    """The warning can come during the last step: its checkpoint is saved, the job is handed to submitit (here its
+    local executor's environment, whose requeue exits 144) without the end-of-training suite, and the requeued job
+    finishes from that checkpoint without another step."""
+    from submitit.core.utils import DelayedSubmission, JobPaths
+    from transformers import TrainerCallback
+
+    from tests.helpers import quick
+    from training.recipes import compose
+    from training.train import train
+
+    for key, value in dict(SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_JOB_ID="7", SUBMITIT_LOCAL_NTASKS="1",
+                           SUBMITIT_LOCAL_JOB_NUM_NODES="1", SUBMITIT_LOCAL_NODEID="0", SUBMITIT_LOCAL_GLOBALID="0",
+                           SUBMITIT_LOCAL_LOCALID="0").items():
+        monkeypatch.setenv(key, value)
+    from submitit import JobEnvironment
+
+    class Job:  # what submitit asks of a requeueable callable
+        def __call__(self):
+            return None
+
+        def checkpoint(self):
+            return DelayedSubmission(self)
+
+    paths = JobPaths(tmp_path / "submitit", job_id="7")
+    paths.folder.mkdir(parents=True)
+    old = signal.getsignal(signal.SIGUSR2), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
+    submission = DelayedSubmission(Job())
+    submission.set_timeout(60, 3)  # a 60-minute limit, 3 requeues after time limits
+    JobEnvironment()._handle_signals(paths, submission)  # as submitit does before the job runs
+    out = tmp_path / "run"
+    args = quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "eval=smoke",
+                 "eval.every_n_steps=100", "resume=true")
+
+    class WarnAtTheLastStep(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == state.max_steps - 1:
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+    from training import train as train_module
+
+    build = train_module.METHODS["sft"].build_trainer
+
+    def build_and_warn(*a, **k):
+        trainer = build(*a, **k)
+        trainer.add_callback(WarnAtTheLastStep())
+        return trainer
+    try:
+        monkeypatch.setattr(train_module.METHODS["sft"], "build_trainer", build_and_warn)
+        caplog.set_level(logging.INFO, logger="training.evaluation.callback")
+        with pytest.raises(SystemExit) as requeued:
+            train(compose(args))
+        assert requeued.value.code == 144 and paths.submitted_pickle.is_file()  # submitit requeued the job
+        assert (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
+        assert not (out / "metrics.json").exists() and "suite smoke at step" not in caplog.text  # left to the requeue
+        monkeypatch.setattr(train_module.METHODS["sft"], "build_trainer", build)
+        finished = train(compose(args))
+    finally:
+        for signum, handler in zip((signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT), old):
+            signal.signal(signum, handler)
+    assert finished.metrics["global_step"] == 4 and not (out / "checkpoints" / "checkpoint-5").exists()
+    assert "suite smoke at step 4" in caplog.text  # the requeued job ran the end-of-training suite

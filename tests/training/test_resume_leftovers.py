@@ -236,3 +236,26 @@ def test_a_longer_run_killed_while_it_swapped_its_adapter_in_is_not_taken_as_fin
     assert resumed.metrics["global_step"] == 6 and not (out / "checkpoints" / "checkpoint-7").exists()
     assert same_weights(adapter_weights(out / "adapter"), adapter_weights(out / "checkpoints" / "checkpoint-6"))
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 6
+
+
+def test_a_longer_run_killed_before_its_first_new_checkpoint_trains_on(tmp_path):
+    """A finished 3-step run resumed for 6 steps is killed once it has rewritten config.yaml, before checkpoint-6:
+    the next resume must train on to step 6, not take the run as finished at step 3 on every requeue."""
+    out = tmp_path / "run"
+    common = ["method.save_steps=3", "data.eval_ratio=0"]
+    train(compose(quick(f"output_dir={out}", *common)))
+    longer = quick(f"output_dir={out}", *common, "method.max_steps=6", "resume=true")
+    killed(f"""
+        replace = Path.replace
+        def replaced(self, target):  # written atomically: killed once the longer recipe is recorded
+            done = replace(self, target)
+            if Path(target).name == "config.yaml":
+                kill()
+            return done
+        Path.replace = replaced
+        from training.recipes import compose
+        from training.train import train
+        train(compose({longer!r}))
+    """)
+    resumed = train(compose(longer))
+    assert resumed.trainer is not None and resumed.metrics["global_step"] == 6

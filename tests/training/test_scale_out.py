@@ -89,6 +89,35 @@ def test_zero3_loads_each_process_a_shard_and_saves_the_whole_adapter(tmp_path):
     assert any(k.endswith("lora_B.weight") and t.abs().sum() > 0 for k, t in adapter.items())  # B starts at 0
 
 
+def test_zero3_partitions_in_the_trainers_precision_and_its_shards_still_show_fused_experts(monkeypatch):
+    """zero.Init partitions in the precision of the DeepSpeed config it reads: the Trainer's (bf16), not the load
+    dtype (a full fine-tune loads fp32 and would train in fp32). A partitioned parameter is 1-D: the MoE guard reads
+    the shape ZeRO-3 records (ds_shape), or Qwen3-30B-A3B's fused experts pass `all-linear` unrefused."""
+    import torch
+    from transformers.integrations.deepspeed import deepspeed_config, is_deepspeed_zero3_enabled
+
+    from training.adapters import fused_experts
+    from training.models import zero3_init
+
+    for key, value in dict(ACCELERATE_USE_DEEPSPEED="true", ACCELERATE_DEEPSPEED_ZERO_STAGE="3",
+                           ACCELERATE_DEEPSPEED_ZERO3_INIT="true").items():
+        monkeypatch.setenv(key, value)
+    held = zero3_init("bf16")
+    assert is_deepspeed_zero3_enabled() and deepspeed_config()["bf16"]["enabled"] is True
+    del held
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO3_INIT", "false")
+    assert zero3_init("bf16") is None
+
+    model = torch.nn.Module()
+    model.model = torch.nn.Module()
+    model.model.layers = torch.nn.ModuleList([torch.nn.Module()])
+    model.model.layers[0].experts = torch.nn.Module()
+    shard = torch.nn.Parameter(torch.zeros(0))
+    shard.ds_shape = torch.Size([8, 64, 32])  # what ZeRO-3 leaves on a partitioned 3-D parameter
+    model.model.layers[0].experts.register_parameter("gate_up_proj", shard)
+    assert fused_experts(model) == ["experts.gate_up_proj"]
+
+
 def test_optuna_sweeps_the_recipe_for_the_objective(tmp_path):
     done = run([kosov_bin(), "train", "-m", "experiment=sweep-smoke-sft-optuna", "hydra.sweeper.n_trials=2",
                 "method.max_steps=4", "method.eval_steps=4"], tmp_path)

@@ -40,6 +40,7 @@ class SuiteCallback(TrainerCallback):
         self.ecfg, self.tokenizer = ecfg, tokenizer
         self.trainer: Any = None  # set by train.py once the trainer exists: scores are logged through it
         self.last_step = -1
+        self.stop: Any = None  # train.py's StopOnSigterm: a job handed to submitit to requeue skips the end suite
 
     def _run(self, state: Any, model: Any) -> None:
         if not state.is_world_process_zero or state.global_step == self.last_step or self.trainer is None:
@@ -65,4 +66,7 @@ class SuiteCallback(TrainerCallback):
         if state.max_steps and state.global_step < state.max_steps:  # stopped early (SIGTERM): SLURM's KillWait
             log.info("training stopped at step %d of %d: no suite run at the end", state.global_step, state.max_steps)
             return  # is for the checkpoint and the exit, not for a whole suite's generation
+        if self.stop is not None and self.stop.requeue_asked:
+            log.info("SLURM's warning came at the last step: the requeued job runs the end-of-training suite")
+            return
         self._run(state, model)

@@ -1,0 +1,65 @@
+"""An Optuna sweep whose max_failure_rate lets failed trials through: when every trial fails it ends with one kosov
+error (exit 2) naming the first failure, not a traceback from study.best_trial; when one trial succeeds, the sweep
+succeeds and reports it as the best. The real CLI runs both sweeps on the tiny model; a bug keeps its traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.training.test_scale_out import kosov_bin, run
+
+OPTUNA = ["train", "-m", "experiment=sweep-smoke-sft-optuna", "hydra.sweeper.max_failure_rate=1.0",
+          "method.max_steps=2", "method.eval_steps=2"]
+
+
+def test_an_optuna_sweep_whose_every_trial_fails_ends_with_a_kosov_error(tmp_path):
+    done = run([kosov_bin(), *OPTUNA, "hydra.sweeper.n_trials=2", f"model.name_or_path={tmp_path / 'no-such-model'}"],
+               tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "No trials are completed" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr[done.stderr.index("all 2 trials of the sweep failed"):]  # the error ends the output
+    assert "no-such-model" in last and "no such folder" in last and "Fix:" in last
+    assert not list(tmp_path.rglob("optimization_results.yaml"))
+
+
+def test_an_optuna_sweep_with_some_failed_trials_reports_the_best_of_the_others(tmp_path):
+    # The recipe's seeded sampler tries both models: the missing one fails in its job, tiny-ko trains.
+    done = run([kosov_bin(), *OPTUNA, "hydra.sweeper.n_trials=2",
+                f"model.name_or_path=choice(tiny-ko,{tmp_path / 'no-such-model'})"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no such folder" in done.stderr and "1 of 2 trials of the sweep failed" in done.stderr
+    [results] = tmp_path.rglob("optimization_results.yaml")
+    best = yaml.safe_load(results.read_text())
+    [metrics] = tmp_path.rglob("metrics.json")
+    assert best["best_params"]["model.name_or_path"] == "tiny-ko"
+    assert best["best_value"] == json.loads(metrics.read_text())["eval_loss"]
+
+
+def test_every_trial_failing_on_a_bug_ends_with_the_first_trials_exception_not_optunas():
+    from hydra.core.utils import JobReturn, JobStatus
+    from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    from training.cli import optuna_failures_reported
+
+    bug = RuntimeError("a bug in the trial")
+
+    class Launcher:
+        def launch(self, job_overrides, initial_job_idx):
+            return [JobReturn(status=JobStatus.FAILED, _return_value=bug) for _ in job_overrides]
+
+    class Optuna:  # the sweeper's own loop, reduced: two failed trials let through, then study.best_trial
+        launcher, max_failure_rate = Launcher(), 1.0
+
+        def sweep(self, arguments):
+            self.launcher.launch([["peft.r=4"], ["peft.r=8"]], initial_job_idx=0)
+            raise ValueError("No trials are completed yet.")
+
+    sweeper, status, plain = OptunaSweeper.__new__(OptunaSweeper), {"code": 0}, OptunaSweeper.sweep
+    sweeper.sweeper = Optuna()
+    with pytest.raises(RuntimeError) as raised, optuna_failures_reported(status):
+        sweeper.sweep([])
+    assert raised.value is bug and status["code"] == 0  # a bug keeps its traceback and Hydra's exit status 1
+    assert OptunaSweeper.sweep is plain  # put back after the sweep
