@@ -36,11 +36,12 @@ def check_unsharded(environ: dict[str, str] | None = None) -> None:
 
 
 class SuiteCallback(TrainerCallback):
+    stop: Any = None  # train.py's StopOnSigterm: a job handed to submitit to requeue skips the end suite
+
     def __init__(self, ecfg: EvalConfig, tokenizer: Any):
         self.ecfg, self.tokenizer = ecfg, tokenizer
         self.trainer: Any = None  # set by train.py once the trainer exists: scores are logged through it
         self.last_step = -1
-        self.stop: Any = None  # train.py's StopOnSigterm: a job handed to submitit to requeue skips the end suite
 
     def _run(self, state: Any, model: Any) -> None:
         if not state.is_world_process_zero or state.global_step == self.last_step or self.trainer is None:
