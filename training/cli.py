@@ -225,8 +225,13 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
     def task(cfg: DictConfig) -> float | None:
         if not logging.getLogger().handlers:  # a process of its own (a submitit job on SLURM): kosov's log here too
             setup_logging()
+        optimising = not HydraConfig.get().sweeper._target_.endswith("BasicSweeper")  # Optuna: needs a value
         try:
             config = validate(cfg)
+            if optimising and not config.objective:
+                raise KosovError("Hydra's Optuna sweeper optimises the value each run returns, but objective is null",
+                                 fix="set objective= to a key of metrics.json, e.g. objective=eval_loss (with "
+                                     "hydra.sweeper.direction=minimize)")
             if config.output_dir is not None and HydraConfig.get().mode.name == "MULTIRUN":
                 config.output_dir = str(Path(config.output_dir) / str(HydraConfig.get().job.num))  # one per job
             if config.output_dir is None and command != "publish":
@@ -244,7 +249,7 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
             status["code"] = 2
             if HydraConfig.get().mode.name == "RUN":
                 raise SystemExit(2) from None
-            if cfg.get("objective") and not HydraConfig.get().sweeper._target_.endswith("BasicSweeper"):
+            if optimising:
                 # An optimising sweeper (Optuna) needs a value: its failed trial, beyond max_failure_rate, ends
                 # the sweep with this one line instead of a traceback from study.best_trial.
                 raise TrialFailed(f"{FAILED_TRIAL}{e}") from None

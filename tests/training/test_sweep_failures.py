@@ -25,6 +25,14 @@ def test_an_optuna_sweep_whose_every_trial_fails_ends_with_a_kosov_error(tmp_pat
     assert not list(tmp_path.rglob("optimization_results.yaml"))
 
 
+def test_an_optuna_sweep_without_an_objective_is_refused_before_anything_trains(tmp_path):
+    done = run([kosov_bin(), "train", "-m", "experiment=sweep-smoke-sft-optuna", "objective=null",
+                "hydra.sweeper.n_trials=2"], tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "objective is null" in done.stderr and "objective=eval_loss" in done.stderr
+    assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("checkpoint-*"))
+
+
 def test_an_optuna_sweep_with_some_failed_trials_reports_the_best_of_the_others(tmp_path):
     # The recipe's seeded sampler tries both models: the missing one fails in its job, tiny-ko trains.
     done = run([kosov_bin(), *OPTUNA, "hydra.sweeper.n_trials=2",
