@@ -65,18 +65,23 @@ def test_accelerate_configs_load(name, kind):
         assert ds["zero_stage"] == 3 and ds["offload_param_device"] == "cpu" and ds["offload_optimizer_device"] == "cpu"
 
 
-def test_zero3_loads_each_process_a_shard_and_saves_the_whole_adapter(tmp_path):
-    """The shipped ZeRO-3 config on 2 CPU processes (offload off: DeepSpeed's CPU Adam would compile for minutes).
-    zero3_init_flag must reach from_pretrained, which kosov calls before the training arguments exist: else every
-    process loads the whole model into host memory (8 copies of a 32B on an 8-GPU node)."""
+def zero3_on_cpu(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """kosov train experiment=smoke-sft under the shipped ZeRO-3 config, on 2 CPU processes with offload off
+    (DeepSpeed's CPU Adam would compile for minutes)."""
     config = yaml.safe_load((ACCELERATE / "zero3-offload.yaml").read_text())
     config["deepspeed_config"].update(offload_optimizer_device="none", offload_param_device="none")
     config.update(num_processes=2, use_cpu=True, mixed_precision="no")
     (tmp_path / "zero3-cpu.yaml").write_text(yaml.safe_dump(config))
+    return run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(tmp_path / "zero3-cpu.yaml"),
+                kosov_bin(), "train", "experiment=smoke-sft", *overrides], tmp_path, timeout=900)
+
+
+def test_zero3_loads_each_process_a_shard_and_saves_the_whole_adapter(tmp_path):
+    """The shipped ZeRO-3 config on 2 CPU processes (offload off: DeepSpeed's CPU Adam would compile for minutes).
+    zero3_init_flag must reach from_pretrained, which kosov calls before the training arguments exist: else every
+    process loads the whole model into host memory (8 copies of a 32B on an 8-GPU node)."""
     out = tmp_path / "run"
-    done = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(tmp_path / "zero3-cpu.yaml"),
-                kosov_bin(), "train", "experiment=smoke-sft", f"output_dir={out}", "method.max_steps=5"], tmp_path,
-               timeout=900)
+    done = zero3_on_cpu(tmp_path, f"output_dir={out}", "method.max_steps=5")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("partitioned across processes as it loaded (ZeRO-3)") == 2  # each process, its shard
     metrics = json.loads((out / "metrics.json").read_text())
@@ -87,6 +92,15 @@ def test_zero3_loads_each_process_a_shard_and_saves_the_whole_adapter(tmp_path):
     rank = yaml.safe_load((out / "config.yaml").read_text())["peft"]["r"]
     assert adapter and all(t.numel() > 0 and rank in t.shape for t in adapter.values())
     assert any(k.endswith("lora_B.weight") and t.abs().sum() > 0 for k, t in adapter.items())  # B starts at 0
+
+
+def test_zero3_continues_a_dora_adapter(tmp_path):
+    """Loading an adapter to continue happens between the model's load and the trainer's arguments: DoRA reads the
+    base weights there, which ZeRO-3 holds as shards, and needs ZeRO-3's setting still in force to gather them."""
+    dora = train(compose(quick(f"output_dir={tmp_path / 'dora'}", "peft=dora"))).run_dir
+    done = zero3_on_cpu(tmp_path, f"output_dir={tmp_path / 'run'}", f"method.init_adapter={dora}", "method.max_steps=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
 
 
 def test_zero3_partitions_in_the_trainers_precision_and_its_shards_still_show_fused_experts(monkeypatch):
