@@ -28,6 +28,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from training.errors import KosovError
+
 log = logging.getLogger(__name__)
 
 REPEAT_S = 10.0  # a SIGTERM this soon after the first is the launcher passing the same one on
@@ -93,8 +95,6 @@ class StopOnSigterm(TrainerCallback):
         requeue). A job submitit will not requeue (out of requeues, `max_num_timeout`) gets a kosov error."""
         if not (self.requeue_asked and callable(self.requeue)):
             return
-        from training.errors import KosovError
-
         if not resume:  # requeued without it, the job would stop at once on its own folder
             raise KosovError(f"SLURM's time-limit/preemption warning stopped the run with a checkpoint ({checkpoint})"
                              ", but the job was not requeued: a requeued job starts again with the same recipe, "

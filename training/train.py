@@ -189,10 +189,10 @@ def checkpoint_at_end(cfg: KosovConfig, run: RunDir) -> bool:
     return bool(last) and state.get("global_step", 0) >= last
 
 
-def finished_metrics(cfg: KosovConfig, run: RunDir) -> dict[str, Any] | None:
-    """metrics.json of a run resume=true finds already finished: its last checkpoint at the recipe's last step, and
-    metrics.json written after it (one from before names an earlier step: the job was killed while it finished)."""
-    if not checkpoint_at_end(cfg, run) or not (run.path / "metrics.json").is_file():
+def finished_metrics(run: RunDir) -> dict[str, Any] | None:
+    """metrics.json of a run whose checkpoint is at its last step (checkpoint_at_end), when written after that
+    checkpoint: the run finished (one from before names an earlier step: the job was killed while it finished)."""
+    if not (run.path / "metrics.json").is_file():
         return None
     metrics = json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
     return metrics if metrics.get("global_step") == (checkpoint_state(run.resume_from) or {}).get("global_step") \
@@ -294,11 +294,12 @@ def train(cfg: KosovConfig) -> TrainResult:
         log.info("resuming from %s", run.resume_from)
     tracker: Tracker | None = None
     try:
-        done = finished_metrics(cfg, run)
+        at_end = checkpoint_at_end(cfg, run)
+        done = finished_metrics(run) if at_end else None
         if done is not None:  # a requeue script that always resumes: training on would step past the end
             log.info("the run in %s already finished at step %s: nothing to train", run.path, done.get("global_step"))
             return TrainResult(run_dir=run.path, metrics=done, trainer=None)
-        at_end = checkpoint_at_end(cfg, run)  # killed after its last checkpoint, before it finished: finish it
+        # at_end and not finished: killed after its last checkpoint, before its adapter and metrics.json: finish it
         # Tokenizer and data first: a bad row fails before the model loads.
         with state.main_process_first():  # tiny-ko is built once, by the main process (only rank 0 may save)
             source, is_local = model_source(cfg.model)
