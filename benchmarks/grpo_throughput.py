@@ -140,10 +140,15 @@ def run_grpo(args: Any, tokenizer: Any, device: str, rows: dict[str, dict[str, A
         rows[name] = run_side(name, run_kosov_grpo, args, cfg, folder, device, data, tokenizer, attn, warmup, steps,
                               tolerate=name != B)
         backend = grpo.generation_backend(cfg, device)
+        if backend == "continuous_batching":
+            graphs = grpo.cuda_graphs(cfg.method.grpo.continuous_batching_cuda_graphs, device,
+                                      quantized=cfg.peft.quantization is not None)
+            backend += {True: " with CUDA graphs", False: " without CUDA graphs",
+                        None: " (CUDA graphs: transformers decides)"}[graphs]
         side = (f"{row_letter(name)}: {backend}, {rounds} step(s) per generation round, {attn}, activation "
                 f"checkpointing {'on' if cfg.method.activation_checkpointing else 'off'}, {warmup} warm-up + "
                 f"{steps} timed steps")
-        if backend in ("continuous_batching", "vllm"):
+        if backend.startswith(("continuous_batching", "vllm")):
             side += (" (its peak memory includes the generation engine's KV cache, reserved as a share of the GPU's "
                      "memory: method.grpo.continuous_batching_memory / vllm_gpu_memory_utilization; not comparable)")
         publish([A, name], f"{common}; {side}" if name == B else f"the recipe with {' '.join(overrides)}; {side}")

@@ -87,8 +87,17 @@ def boundary_leak(trainer) -> tuple[float, float]:
                 return decoder(use_cache=False, **kwargs).last_hidden_state[0].float()
 
             packed = hidden(**batch)
-            alone = torch.cat([hidden(input_ids=ids[:, s:e]) for s, e in zip(starts, starts[1:])])
             leaked = hidden(input_ids=ids, position_ids=pos, **leaky)
+            # The reference, each sequence alone, through SDPA when the kernel under test is FlexAttention: on short
+            # rows inductor picks its flex-decoding kernel, which has no fp32 variant for tiny-ko's 16-wide heads
+            # (NoValidChoicesError, seen on an H100); the reference needs no particular kernel.
+            kernel = decoder.config._attn_implementation
+            if kernel == "flex_attention":
+                decoder.set_attn_implementation("sdpa")
+            try:
+                alone = torch.cat([hidden(input_ids=ids[:, s:e]) for s, e in zip(starts, starts[1:])])
+            finally:
+                decoder.set_attn_implementation(kernel)
     finally:
         model.train(was_training)
     return (packed - alone).abs().max().item(), (leaked - alone).abs().max().item()

@@ -108,6 +108,10 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
         raise KosovError(f"method.grpo.continuous_batching_memory={share} is not a share of the free GPU memory",
                          fix="use a number in (0, 1], e.g. 0.4, or null for TRL's 0.5")
     backend = generation_backend(cfg, device)
+    if grpo.continuous_batching_cuda_graphs and device != "cuda" and backend == "continuous_batching":
+        # transformers would turn them off with a warning (no graph backend): kosov says so before anything loads
+        raise KosovError("method.grpo.continuous_batching_cuda_graphs=true on the CPU: CUDA graphs need a GPU",
+                         fix="leave it null (on by itself with a GPU) or run with device=cuda")
     if backend == "continuous_batching" and cfg.model.attn_implementation == "flex_attention":
         # transformers' continuous batching takes eager, SDPA or FlashAttention ("Implementation flex_attention is
         # not supported for continuous batching"): it would fail at the first generation round, after loading.
@@ -117,11 +121,23 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
                              "or transformers")
 
 
-def continuous_batching_config(grpo: Any) -> dict[str, Any] | None:
+def continuous_batching_config(cfg: KosovConfig, device: str) -> dict[str, Any] | None:
     """The recipe's settings for transformers continuous batching (TRL fills in the rest: a 0.5 KV-cache share)."""
+    grpo = cfg.method.grpo
     config = {"max_memory_percent": grpo.continuous_batching_memory,
-              "use_cuda_graph": grpo.continuous_batching_cuda_graphs}
+              "use_cuda_graph": cuda_graphs(grpo.continuous_batching_cuda_graphs, device,
+                                            quantized=cfg.peft.quantization is not None)}
     return {k: v for k, v in config.items() if v is not None} or None
+
+
+def cuda_graphs(setting: bool | None, device: str, *, quantized: bool) -> bool | None:
+    """Whether continuous batching replays its forward passes as CUDA graphs. null: on a GPU, unless the base is 4-bit
+    (3.72x TRL's steps/s against 1.28x without, Qwen3-1.7B shape on an H100, benchmarks/RESULTS.md: decoding is
+    bound by kernel launches, which a graph replays at once); a 4-bit base is left to transformers (off with SDPA),
+    as graphs over bitsandbytes' kernels are not measured yet. true / false: as asked (true needs a GPU)."""
+    if setting is not None:
+        return setting
+    return True if device == "cuda" and not quantized else None
 
 
 def generation_backend(cfg: KosovConfig, device: str) -> str:
@@ -196,7 +212,8 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
     from trl import GRPOConfig
 
     grpo = cfg.method.grpo
-    backend = generation_backend(cfg, "cpu" if common["use_cpu"] else "cuda")
+    device = "cpu" if common["use_cpu"] else "cuda"
+    backend = generation_backend(cfg, device)
     reward_funcs, weights = build_rewards(cfg.rewards, grpo.max_completion_length)
     has_eval = data.eval is not None
     args = GRPOConfig(
@@ -216,7 +233,7 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         chat_template_kwargs=thinking_kwargs(cfg),
         use_vllm=backend == "vllm",
         use_transformers_continuous_batching=backend == "continuous_batching",
-        transformers_continuous_batching_config=continuous_batching_config(grpo),
+        transformers_continuous_batching_config=continuous_batching_config(cfg, device),
         generation_batch_size=grpo.generation_batch_size,
         vllm_mode=grpo.vllm_mode,
         # vLLM reserves KV cache for its context window: the model's (40k for Qwen3) would waste most of it

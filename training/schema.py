@@ -118,9 +118,9 @@ class GRPOOptions:
     # Share of the free GPU memory (after the model loads) continuous batching may take for its KV cache;
     # null = TRL's 0.5, leaving the rest to the training step.
     continuous_batching_memory: Optional[float] = None
-    # CUDA graphs for continuous batching's forward passes: null = transformers decides (off with SDPA, whose
-    # masks pad the captured shapes; on with FlashAttention); true replays each step's kernels in one launch,
-    # for decoding that is bound by Python and kernel launches. No effect off a GPU.
+    # CUDA graphs for continuous batching's forward passes (a decoding step's kernels replayed in one launch):
+    # null = on a GPU unless the base is 4-bit (measured 2.9x faster GRPO steps on an H100), left to transformers
+    # for a 4-bit base (off with SDPA); true / false force them (true needs a GPU).
     continuous_batching_cuda_graphs: Optional[bool] = None
     vllm_mode: str = "colocate"  # colocate: in the training process; server: `trl vllm-serve` elsewhere
     vllm_max_model_length: Optional[int] = None  # null = max_prompt_length + max_completion_length

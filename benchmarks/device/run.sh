@@ -6,10 +6,12 @@
 # Stages: check (imports, bitsandbytes 4-bit and Liger on the GPU: seconds), grpo (GRPO throughput, Qwen3-1.7B
 # shape, group 8, 256 completion tokens, with the GRPO_VARIANTS rows), sft (LoRA SFT throughput, Qwen3-8B shape, 4096
 # tokens, with the SFT_VARIANTS rows), sft-b4 (the same at --batch 4: where the memory target can be judged),
-# tests (pytest tests/gpu), qlora (the SFT through bitsandbytes NF4); all = check grpo sft sft-b4 tests qlora:
-# what is least measured first (benchmarks/RESULTS.md's "Next GPU session"; qlora's target is met), with what time
-# is left. Not in all: sft-merged (sft with --data merged). Each benchmark writes its (a, b) table as soon as (b)
-# is measured and each variant's table after it, so a stage stopped at its limit keeps what it finished.
+# tests (pytest tests/gpu), qlora (the SFT through bitsandbytes NF4); all = check sft-b4 grpo tests qlora sft:
+# what is least measured first (benchmarks/RESULTS.md's "Next GPU session": sft-b4's FlexAttention row, GRPO with
+# CUDA graphs by default, the GPU tests of both; qlora's target is met, sft measured), with what time is left. At
+# 570 s call 1 fits check, sft-b4 and grpo; a second call at once, with what is left, runs the tests. Not in all:
+# sft-merged (sft with --data merged). Each benchmark writes its (a, b) table as soon as (b) is measured and each
+# variant's table after it, so a stage stopped at its limit keeps what it finished.
 # A session gets 15 minutes of device time in all, so the whole call keeps inside RUN_BUDGET_S seconds (default
 # 570: the device allows 600 s a command). Give it what the session has left: the last reply's
 # lease.budget_left_s minus ~40 s (transfers: ~30 s on the first GPU run; a fresh machine's start costs more), and
@@ -49,7 +51,7 @@ touch "$RESULTS"
 STAGES=()
 for s in "$@"; do
   case $s in
-    all) STAGES+=(check grpo sft sft-b4 tests qlora) ;;
+    all) STAGES+=(check sft-b4 grpo tests qlora sft) ;;
     check|tests|sft|qlora|grpo|sft-b4|sft-merged) STAGES+=("$s") ;;
     *) echo "unknown stage: $s (check, sft, grpo, qlora, tests, all, sft-b4, sft-merged)" >&2; exit 2 ;;
   esac
@@ -129,10 +131,11 @@ print("check: ok")
 EOF
 )
 
-# Seconds a stage needs to finish at all (skipped below that) and its default limit: from the first GPU run
-# (NVIDIA H200, 2026-11-26: check 21 s, sft 75 s for two rows, qlora 96 s, tests 100 s; grpo timed out at 270 s
-# with --steps 4 --warmup 2, TRL ~23 s a step, kosov ~43 s a 64-completion round) plus the variants' rows.
-declare -A NEEDS=([check]=45 [sft]=150 [sft-b4]=130 [sft-merged]=120 [grpo]=330 [qlora]=120 [tests]=120)
+# Seconds a stage needs to finish at all (skipped below that) and its default limit: from the GPU runs (NVIDIA
+# H200, 2026-11-26: check 21 s, sft 75 s for two rows, qlora 96 s, tests 100 s; NVIDIA H100, 2026-11-26: check
+# 18 s, grpo 317 s for four rows, sft 125 s for four, sft-b4 126 s for two, tests 158 s) plus the variants' rows
+# (grpo: three rows now, TRL's ~100 s, the recipe's with CUDA graphs ~50 s, 128-completion rounds with them ~80 s).
+declare -A NEEDS=([check]=45 [sft]=120 [sft-b4]=190 [sft-merged]=120 [grpo]=240 [qlora]=120 [tests]=200)
 
 FAILED_CHECK=0
 run_stage() {
@@ -166,20 +169,21 @@ run_stage() {
 
 BENCH=(python3 benchmarks/train_throughput.py --results "$RESULTS")
 # Candidate settings measured beside the recipe, against the same baseline (rows c, d: benchmarks/RESULTS.md says
-# why these); SFT_VARIANTS= / GRPO_VARIANTS= (empty) drops them.
-SFT_VARIANTS=${SFT_VARIANTS---variant flex model.attn_implementation=flex_attention --variant no-ckpt method.activation_checkpointing=false}
-GRPO_VARIANTS=${GRPO_VARIANTS---variant graphs method.grpo.continuous_batching_cuda_graphs=true --variant gen128 method.grpo.generation_batch_size=128}
+# why these); SFT_VARIANTS= / SFT_B4_VARIANTS= / GRPO_VARIANTS= (empty) drops them.
+SFT_VARIANTS=${SFT_VARIANTS---variant flex model.attn_implementation=flex_attention}
+SFT_B4_VARIANTS=${SFT_B4_VARIANTS---variant flex model.attn_implementation=flex_attention}
+GRPO_VARIANTS=${GRPO_VARIANTS---variant gen128 method.grpo.generation_batch_size=128}
 set -f  # the variants and *_ARGS are split into words unquoted: no glob may expand in them (rewards=[a] is one)
 for stage in "${STAGES[@]}"; do
   case $stage in
     check) run_stage check "${T_CHECK:-90}" python3 -c "$CHECK_PY" ;;
     sft)   run_stage sft "${T_SFT:-240}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --steps 10 --warmup 3 \
              $SFT_VARIANTS ${SFT_ARGS:-} ;;
-    sft-b4) run_stage sft-b4 "${T_SFT:-240}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --batch 4 --steps 6 \
-             --warmup 2 ${SFT_ARGS:-} ;;
+    sft-b4) run_stage sft-b4 "${T_SFT:-270}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --batch 4 --steps 6 \
+             --warmup 2 $SFT_B4_VARIANTS ${SFT_ARGS:-} ;;
     sft-merged) run_stage sft-merged "${T_SFT:-240}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --data merged \
              --steps 10 --warmup 3 ${SFT_ARGS:-} ;;
-    grpo)  run_stage grpo "${T_GRPO:-480}" "${BENCH[@]}" --grpo --model qwen3-1.7b --group 8 --completion 256 \
+    grpo)  run_stage grpo "${T_GRPO:-360}" "${BENCH[@]}" --grpo --model qwen3-1.7b --group 8 --completion 256 \
              --steps 2 --warmup 1 $GRPO_VARIANTS ${GRPO_ARGS:-} ;;
     qlora) run_stage qlora "${T_QLORA:-300}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --qlora --steps 10 \
              --warmup 3 ${QLORA_ARGS:-} ;;

@@ -102,7 +102,9 @@ def test_slurms_warning_through_submitit_ends_with_a_checkpoint_and_the_requeued
 def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(tmp_path, monkeypatch, caplog):
     """The warning can come during the last step: its checkpoint is saved, the job is handed to submitit (here its
     local executor's environment, whose requeue exits 144) without the end-of-training suite, and the requeued job
-    finishes from that checkpoint without another step."""
+    finishes from that checkpoint without another step. A warning as that job comes to its end suite (no step left
+    to end with a checkpoint) is submitit's again and requeues it at once: kosov used to hold it, and the suite ran
+    on until SLURM's kill, with no requeue."""
     from submitit.core.utils import DelayedSubmission, JobPaths
     from transformers import TrainerCallback
 
@@ -138,22 +140,34 @@ def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(t
             if state.global_step == state.max_steps - 1:
                 os.kill(os.getpid(), signal.SIGUSR2)
 
+    class WarnAtTheEnd(TrainerCallback):  # added before kosov's callbacks: just before the end suite
+        def on_train_end(self, args, state, control, **kwargs):
+            os.kill(os.getpid(), signal.SIGUSR2)
+
     from training import train as train_module
 
     build = train_module.METHODS["sft"].build_trainer
 
-    def build_and_warn(*a, **k):
-        trainer = build(*a, **k)
-        trainer.add_callback(WarnAtTheLastStep())
-        return trainer
-    try:
+    def warning(callback):
+        def build_and_warn(*a, **k):
+            trainer = build(*a, **k)
+            trainer.add_callback(callback)
+            return trainer
         monkeypatch.setattr(train_module.METHODS["sft"], "build_trainer", build_and_warn)
+    try:
+        warning(WarnAtTheLastStep())
         caplog.set_level(logging.INFO, logger="training.evaluation.callback")
         with pytest.raises(SystemExit) as requeued:
             train(compose(args))
         assert requeued.value.code == 144 and paths.submitted_pickle.is_file()  # submitit requeued the job
         assert (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
         assert not (out / "metrics.json").exists() and "suite smoke at step" not in caplog.text  # left to the requeue
+        paths.submitted_pickle.unlink()
+        warning(WarnAtTheEnd())
+        with pytest.raises(SystemExit) as again:
+            train(compose(args))
+        assert again.value.code == 144 and paths.submitted_pickle.is_file()  # requeued again, before the suite
+        assert not (out / "metrics.json").exists() and "suite smoke at step" not in caplog.text
         monkeypatch.setattr(train_module.METHODS["sft"], "build_trainer", build)
         finished = train(compose(args))
     finally:
