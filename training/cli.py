@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from training import __version__
 from training.config import MIRROR_OFF
@@ -148,12 +149,37 @@ def __getattr__(name: str) -> type[Exception]:
 
     trial_failed = type("TrialFailed", (CompactHydraException,), {
         "__module__": "training.cli", "__qualname__": "TrialFailed",
-        "__doc__": "A trial of an optimising sweep (Optuna) failed with a kosov error."})
+        "__doc__": "A trial of an optimising sweep (Optuna), or a job the submitit launcher ran in a process of its "
+                   "own, failed with a kosov error."})
     globals()["TrialFailed"] = trial_failed  # made once: later lookups find the module attribute
     return trial_failed
 
 
 FAILED_TRIAL = "a trial of the sweep failed: "
+FAILED_JOB = "a job of the sweep failed: "
+
+
+@contextmanager
+def job_failures_reported(status: dict[str, int]) -> Iterator[None]:
+    """A job the submitit launcher ran (a SLURM job) that failed with a kosov error comes back to this process as its
+    TrialFailed, which Hydra's basic sweeper raises: one line, and exit 2 as for any kosov error (Hydra exits 1)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    from training.cli import TrialFailed
+    sweep = BasicSweeper.sweep
+
+    def watched_sweep(self, arguments: list[str]) -> Any:
+        try:
+            return sweep(self, arguments)
+        except TrialFailed:
+            status["code"] = 2
+            raise
+
+    BasicSweeper.sweep = watched_sweep
+    try:
+        yield
+    finally:
+        BasicSweeper.sweep = sweep
 
 
 @contextmanager
@@ -253,13 +279,16 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
                 # An optimising sweeper (Optuna) needs a value: its failed trial, beyond max_failure_rate, ends
                 # the sweep with this one line instead of a traceback from study.best_trial.
                 raise TrialFailed(f"{FAILED_TRIAL}{e}") from None
+            if "submitit" in HydraConfig.get().launcher._target_:
+                # A job in a process of its own (SLURM): returning would tell the sweep's process it succeeded.
+                raise TrialFailed(f"{FAILED_JOB}{e}") from None
             return None
 
     main = hydra.main(config_path=str(recipes_dir()), config_name="config", version_base="1.3")(task)
     saved = sys.argv
     sys.argv = [f"kosov {command}", *_hydra_argv(overrides, command)]
     try:
-        with optuna_failures_reported(status):
+        with optuna_failures_reported(status), job_failures_reported(status):
             main()
     except SystemExit:  # Hydra exits 1 after a failed trial; the kosov error above was reported already
         if not status["code"]:

@@ -1,6 +1,7 @@
 """An Optuna sweep whose max_failure_rate lets failed trials through: when every trial fails it ends with one kosov
 error (exit 2) naming the first failure, not a traceback from study.best_trial; when one trial succeeds, the sweep
-succeeds and reports it as the best. The real CLI runs both sweeps on the tiny model; a bug keeps its traceback."""
+succeeds and reports it as the best. The real CLI runs both sweeps on the tiny model; a bug keeps its traceback.
+A job of the submitit launcher (SLURM) that fails with a kosov error fails the submitting command the same way."""
 
 from __future__ import annotations
 
@@ -71,3 +72,17 @@ def test_every_trial_failing_on_a_bug_ends_with_the_first_trials_exception_not_o
         sweeper.sweep([])
     assert raised.value is bug and status["code"] == 0  # a bug keeps its traceback and Hydra's exit status 1
     assert OptunaSweeper.sweep is plain  # put back after the sweep
+
+
+def test_a_kosov_error_in_a_submitit_job_fails_the_command_that_submitted_it(tmp_path):
+    # The submitit launcher (SLURM; here its local executor) runs each job in a process of its own: a job that
+    # reported its kosov error and returned told the submitting command it had succeeded (exit 0).
+    done = run([kosov_bin(), "train", "-m", "experiment=smoke-sft", "hydra/launcher=submitit_local",
+                f"model.name_or_path={tmp_path / 'no-such-model'}"], tmp_path)  # found missing in the job
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr[done.stderr.index("a job of the sweep failed"):]  # the error ends the output
+    assert "no-such-model" in last and "no such folder" in last and "Fix:" in last
+    logs = "\n".join(p.read_text() for p in tmp_path.rglob("*_log.err"))
+    assert "no-such-model': no such folder" in logs  # and the job's own log says so, on the cluster
+    assert not list(tmp_path.rglob("checkpoint-*"))
