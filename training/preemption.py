@@ -123,17 +123,18 @@ class StopOnSigterm(TrainerCallback):
             return flag.item() > 0
         return self.asked
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        if state.max_steps and state.global_step >= state.max_steps:  # a run finishing from its last checkpoint
-            self._give_back_requeue_signal()  # no step left to end with a checkpoint: a warning in the end suite
-            if self.requeue_asked and callable(self.requeue):  # requeues at once; one that came while it loaded too
-                log.warning("%s came before the run's end suite: submitit requeues the job, which finishes from "
-                            "its last checkpoint", signal.Signals(self.requeue_signal).name)
-                try:
-                    self.requeue(self.requeue_signal, None)
-                except Exception as e:  # out of requeues: finish here while the time limit allows
-                    log.warning("submitit did not requeue the job (%s): finishing the run in this one", e)
-        return control
+    def no_step_left(self) -> None:
+        """A run finishing from its last checkpoint without a step (resume_state.finish_at_checkpoint): there is no
+        step to end with a checkpoint, so SLURM's warning in its end suite is submitit's again, which requeues the
+        job at once; one that came while the job loaded is handed to submitit now."""
+        self._give_back_requeue_signal()
+        if self.requeue_asked and callable(self.requeue):
+            log.warning("%s came before the run's end suite: submitit requeues the job, which finishes from its last "
+                        "checkpoint", signal.Signals(self.requeue_signal).name)
+            try:
+                self.requeue(self.requeue_signal, None)
+            except Exception as e:  # out of requeues: finish here while the time limit allows
+                log.warning("submitit did not requeue the job (%s): finishing the run in this one", e)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._anyone_asked(args):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +90,12 @@ def saved_epochs(checkpoint_state: dict[str, Any]) -> Any:
     return entry.get("attributes", {}).get("num_train_epochs") if isinstance(entry, dict) else None
 
 
-def finish_at_checkpoint(trainer: Any, checkpoint: Path) -> Any:
+def finish_at_checkpoint(trainer: Any, checkpoint: Path, no_step_left: Callable[[], None] | None = None) -> Any:
     """A run killed after its last checkpoint but before its adapter and metrics.json were saved (in the end-of-
     training eval suite, say): trainer.train would take one step past the end. Load the checkpoint's weights and
     state instead and run the callbacks of a train call that takes no step (the end-of-training suite among them).
-    Returns the train output, or None where the weights load only inside trainer.train (FSDP, DeepSpeed)."""
+    `no_step_left` is called before those callbacks. Returns the train output, or None where the weights load only
+    inside trainer.train (FSDP, DeepSpeed)."""
     from transformers.trainer_callback import TrainerState
     from transformers.trainer_utils import TrainOutput
 
@@ -106,6 +108,10 @@ def finish_at_checkpoint(trainer: Any, checkpoint: Path) -> Any:
     trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
     trainer.state.is_local_process_zero = trainer.is_local_process_zero()  # the JSON holds the saving process's
     trainer.state.is_world_process_zero = trainer.is_world_process_zero()
+    if trainer.args.max_steps > 0:  # the recipe's last step, where the checkpoint is: not the run's longer plan
+        trainer.state.max_steps = trainer.args.max_steps
+    if no_step_left is not None:
+        no_step_left()
     handler, args = trainer.callback_handler, trainer.args
     trainer.control = handler.on_train_begin(args, trainer.state, trainer.control)
     trainer.control = handler.on_train_end(args, trainer.state, trainer.control)

@@ -351,7 +351,7 @@ def train(cfg: KosovConfig) -> TrainResult:
             suite.stop = sigterm  # a job SLURM's warning hands to submitit leaves the end-of-training suite to its requeue
         try:
             trainer.add_callback(sigterm)
-            output = finish_at_checkpoint(trainer, run.resume_from) if at_end else None
+            output = finish_at_checkpoint(trainer, run.resume_from, sigterm.no_step_left) if at_end else None
             if output is None:
                 output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
         finally:

@@ -47,6 +47,32 @@ def test_a_second_sigterm_well_after_the_first_stops_at_once(before, monkeypatch
     assert before == [signal.SIGTERM] and not stop.installed
 
 
+@pytest.mark.parametrize("requeue_left", [True, False])
+def test_a_warning_that_came_while_a_finished_job_loaded_is_handed_to_submitit(before, caplog, requeue_left):
+    # A requeued job finishing from its last checkpoint takes no step: a warning that came while it loaded goes to
+    # submitit's handler before the end suite (here a recording one); out of requeues, the job finishes in itself.
+    calls, old = [], signal.getsignal(signal.SIGUSR2)
+
+    def submitit_handler(signum, frame):
+        calls.append(signum)
+        if not requeue_left:
+            raise RuntimeError("Job has timed-out too many times")  # as submitit's UncompletedJobError says
+
+    stop = StopOnSigterm()
+    stop.requeue, stop.requeue_signal = submitit_handler, signal.SIGUSR2
+    signal.signal(signal.SIGUSR2, stop._on_preempt_warning)
+    try:
+        os.kill(os.getpid(), signal.SIGUSR2)  # while the job loaded
+        assert stop.requeue_asked and calls == []
+        stop.no_step_left()
+        assert calls == [signal.SIGUSR2]
+        assert signal.getsignal(signal.SIGUSR2) is submitit_handler  # a later warning is submitit's own
+        assert ("finishing the run in this one" in caplog.text) is not requeue_left
+    finally:
+        stop.restore()
+        signal.signal(signal.SIGUSR2, old)
+
+
 def test_a_run_stopped_early_spends_its_grace_period_on_the_checkpoint_not_the_eval_suite():
     from types import SimpleNamespace
 

@@ -219,6 +219,22 @@ def test_a_run_killed_after_its_last_checkpoint_finishes_from_it_without_another
     assert json.loads((out / "metrics.json").read_text())["train_loss_curve"][-1][0] == 3
 
 
+def test_a_run_ended_early_at_its_checkpoint_finishes_there_with_its_end_suite(tmp_path, caplog):
+    """A 6-step run killed after checkpoint-3 and resumed with max_steps=3 (ending it there) finishes from that
+    checkpoint, whose saved state still plans 6 steps: the end-of-training suite runs (it was skipped, the run being
+    taken as stopped at step 3 of 6)."""
+    out = tmp_path / "run"
+    common = [f"output_dir={out}", "method.save_steps=3", "data.eval_ratio=0", "eval=smoke", "eval.every_n_steps=100"]
+    train(compose(quick(*common, "method.max_steps=6")))
+    for leftover in (out / "checkpoints" / "checkpoint-6", out / "adapter"):
+        shutil.rmtree(leftover)
+    (out / "metrics.json").unlink()
+    caplog.set_level(logging.INFO, logger="training.evaluation.callback")
+    resumed = train(compose(quick(*common, "method.max_steps=3", "resume=true")))
+    assert resumed.metrics["global_step"] == 3 and not (out / "checkpoints" / "checkpoint-4").exists()
+    assert "suite smoke at step 3" in caplog.text and "no suite run at the end" not in caplog.text
+
+
 def test_a_longer_run_killed_while_it_swapped_its_adapter_in_is_not_taken_as_finished(tmp_path):
     """A run trained on to step 6 is killed after its last checkpoint, while it swapped the new adapter in: the next
     job puts step 3's adapter back, and metrics.json is still step 3's. That run has not finished at step 6."""
