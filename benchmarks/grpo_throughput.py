@@ -141,8 +141,7 @@ def run_grpo(args: Any, tokenizer: Any, device: str, rows: dict[str, dict[str, A
                               tolerate=name != B)
         backend = grpo.generation_backend(cfg, device)
         if backend == "continuous_batching":
-            graphs = grpo.cuda_graphs(cfg.method.grpo.continuous_batching_cuda_graphs, device,
-                                      quantized=cfg.peft.quantization is not None)
+            graphs = (grpo.continuous_batching_config(cfg, device) or {}).get("use_cuda_graph")
             backend += {True: " with CUDA graphs", False: " without CUDA graphs",
                         None: " (CUDA graphs: transformers decides)"}[graphs]
         side = (f"{row_letter(name)}: {backend}, {rounds} step(s) per generation round, {attn}, activation "
