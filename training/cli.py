@@ -11,6 +11,7 @@ to fix, without a traceback, and exit with status 2.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -155,6 +156,33 @@ def __getattr__(name: str) -> type[Exception]:
     return trial_failed
 
 
+JOB_EXIT = {"code": 0, "watched": False}  # a submitit job's exit status (exit_status_for_slurm)
+
+
+def exit_status_for_slurm() -> None:
+    """Called as a job of the submitit launcher starts, in its own process. A job that fails with a kosov error hands
+    its TrialFailed to submitit, which pickles it for the submitting command, and then the process exits 0: SLURM
+    would record the job as COMPLETED (sacct, --mail-type=FAIL, afterok dependencies). The exit status of a failed
+    job (job_failed) is set by the exit handler registered here, first, so that it runs after the others."""
+    if not JOB_EXIT["watched"]:
+        JOB_EXIT["watched"] = True
+        atexit.register(_exit_with_job_status)
+
+
+def job_failed(code: int = 2) -> None:
+    JOB_EXIT["code"] = code
+
+
+def _exit_with_job_status() -> None:
+    if not JOB_EXIT["code"]:
+        return
+    for handler in logging.getLogger().handlers:  # logging's own exit handler, registered before, does not run
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(JOB_EXIT["code"])  # the job's result is pickled already: only the status changes
+
+
 FAILED_TRIAL = "a trial of the sweep failed: "
 FAILED_JOB = "a job of the sweep failed: "
 
@@ -251,6 +279,9 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
     def task(cfg: DictConfig) -> float | None:
         if not logging.getLogger().handlers:  # a process of its own (a submitit job on SLURM): kosov's log here too
             setup_logging()
+        in_job = "submitit" in HydraConfig.get().launcher._target_  # in the job's own process
+        if in_job:
+            exit_status_for_slurm()
         optimising = not HydraConfig.get().sweeper._target_.endswith("BasicSweeper")  # Optuna: needs a value
         try:
             config = validate(cfg)
@@ -273,16 +304,22 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
         except KosovError as e:
             report(e)
             status["code"] = 2
+            if in_job:
+                job_failed(2)  # SLURM records the job as failed (submitit would exit 0 with its result)
             if HydraConfig.get().mode.name == "RUN":
                 raise SystemExit(2) from None
             if optimising:
                 # An optimising sweeper (Optuna) needs a value: its failed trial, beyond max_failure_rate, ends
                 # the sweep with this one line instead of a traceback from study.best_trial.
                 raise TrialFailed(f"{FAILED_TRIAL}{e}") from None
-            if "submitit" in HydraConfig.get().launcher._target_:
+            if in_job:
                 # A job in a process of its own (SLURM): returning would tell the sweep's process it succeeded.
                 raise TrialFailed(f"{FAILED_JOB}{e}") from None
             return None
+        except Exception:  # a bug: Hydra's run_job keeps its traceback for the sweep's process
+            if in_job:
+                job_failed(1)
+            raise
 
     main = hydra.main(config_path=str(recipes_dir()), config_name="config", version_base="1.3")(task)
     saved = sys.argv

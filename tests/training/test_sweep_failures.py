@@ -6,6 +6,10 @@ A job of the submitit launcher (SLURM) that fails with a kosov error fails the s
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -86,3 +90,35 @@ def test_a_kosov_error_in_a_submitit_job_fails_the_command_that_submitted_it(tmp
     logs = "\n".join(p.read_text() for p in tmp_path.rglob("*_log.err"))
     assert "no-such-model': no such folder" in logs  # and the job's own log says so, on the cluster
     assert not list(tmp_path.rglob("checkpoint-*"))
+    # On SLURM, srun runs the job's process: its exit status is what sacct, --mail-type=FAIL and afterok read.
+    # Run that process again, as the cluster would: it exits 2 (it exited 0 and the job was recorded as COMPLETED).
+    [submitted] = tmp_path.rglob("*_submitted.pkl")
+    job = run_job_process(submitted, tmp_path)
+    assert job.returncode == 2, job.stderr[-3000:]
+    assert "no-such-model': no such folder" in job.stderr and "Traceback" not in job.stderr, job.stderr[-3000:]
+    assert pickle.loads((submitted.parent / f"{submitted.parent.name}_0_result.pkl").read_bytes())[0] == "success"
+
+
+def test_a_bug_in_a_submitit_job_fails_the_job_process():
+    # A bug (not a kosov error) is kept by Hydra's run_job for the submitting command: the job's process exits 1.
+    done = subprocess.run([sys.executable, "-c", JOB_STATUS_AFTER_A_BUG], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == "last words\n", (done.returncode, done.stdout, done.stderr)
+
+
+JOB_STATUS_AFTER_A_BUG = """
+from training.cli import exit_status_for_slurm, job_failed
+exit_status_for_slurm()
+exit_status_for_slurm()  # once per process
+job_failed(1)
+print("last words", end="\\n")  # flushed before the process ends
+"""
+
+
+def run_job_process(submitted, cwd) -> subprocess.CompletedProcess:
+    """The job's process as submitit's local executor starts it (on SLURM, srun starts the same command)."""
+    folder = submitted.parent
+    env = dict(os.environ, SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_JOB_ID=folder.name, SUBMITIT_LOCAL_NTASKS="1",
+               SUBMITIT_LOCAL_GLOBALID="0", SUBMITIT_LOCAL_LOCALID="0", SUBMITIT_LOCAL_NODEID="0",
+               SUBMITIT_LOCAL_JOB_NUM_NODES="1")
+    return subprocess.run([sys.executable, "-u", "-m", "submitit.core._submit", str(folder.parent / "%j")], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=400)
