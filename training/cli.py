@@ -188,20 +188,68 @@ FAILED_JOB = "a job of the sweep failed: "
 
 
 @contextmanager
+def launches_watched(launcher: Any, watch: Callable[[list[Any], int], list[Any]]) -> Iterator[None]:
+    """Each batch of jobs the launcher ran passes through watch(jobs, number of the first), in the sweep's process,
+    whichever launcher runs them. Patched on its class: the launcher the submitit launcher pickles for each job
+    carries nothing of it (not the jobs seen so far)."""
+    cls = type(launcher)
+    own, plain = cls.__dict__.get("launch"), cls.launch
+
+    def launch(self: Any, job_overrides: Any, initial_job_idx: int) -> Any:
+        done = plain(self, job_overrides, initial_job_idx=initial_job_idx)
+        return watch(done, initial_job_idx) if self is launcher else done
+
+    cls.launch = launch
+    try:
+        yield
+    finally:
+        if own is None:
+            del cls.launch  # inherited again
+        else:
+            cls.launch = own
+
+
+@contextmanager
 def job_failures_reported(status: dict[str, int]) -> Iterator[None]:
-    """A job the submitit launcher ran (a SLURM job) that failed with a kosov error comes back to this process as its
-    TrialFailed, which Hydra's basic sweeper raises: one line, and exit 2 as for any kosov error (Hydra exits 1)."""
+    """Jobs the submitit launcher ran (SLURM jobs) that failed with a kosov error come back to this process as their
+    TrialFailed. Hydra's basic sweeper would raise the first and launch no later batch (hydra.sweeper.max_batch_size):
+    instead every batch runs, as under the basic launcher, each failed job is logged here with its overrides, and the
+    sweep ends with one line naming them all and the first's fix: exit 2 as for any kosov error (Hydra exits 1)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.utils import JobStatus, filter_overrides
 
     from training.cli import TrialFailed
     sweep = BasicSweeper.sweep
 
     def watched_sweep(self, arguments: list[str]) -> Any:
-        try:
-            return sweep(self, arguments)
-        except TrialFailed:
+        failed, total = [], [0]
+
+        def go_on(done: list[Any], initial_job_idx: int) -> list[Any]:
+            total[0] += len(done)
+            kept = []
+            for number, job in enumerate(done, initial_job_idx):
+                error = getattr(job, "_return_value", None)
+                if job.status is JobStatus.FAILED and isinstance(error, TrialFailed):
+                    failed.append((number, str(error).removeprefix(FAILED_JOB)))
+                    log.error("job #%d of the sweep (%s) failed: %s", number, " ".join(filter_overrides(job.overrides)),
+                              failed[-1][1].partition("\nFix: ")[0])
+                else:
+                    kept.append(job)  # a bug's FAILED job: the sweeper raises its exception, with its traceback
+            return kept
+
+        with launches_watched(self.launcher, go_on):
+            returns = sweep(self, arguments)
+        if failed:
             status["code"] = 2
-            raise
+            first, what = failed[0]
+            if len(failed) == 1:
+                raise TrialFailed(f"{FAILED_JOB}{what}")
+            what, _, fix = what.partition("\nFix: ")
+            numbers = ", ".join(f"#{n}" for n, _ in failed)
+            raise TrialFailed(str(KosovError(
+                f"{len(failed)} of {total[0]} jobs of the sweep failed ({numbers}); the first, #{first}: {what}",
+                fix=f"{fix or 'fix what failed'}; the others' errors are logged above and in their SLURM logs")))
+        return returns
 
     BasicSweeper.sweep = watched_sweep
     try:
@@ -227,16 +275,15 @@ def optuna_failures_reported(status: dict[str, int]) -> Iterator[None]:
     sweep = OptunaSweeper.sweep
 
     def watched_sweep(self, arguments: list[str]) -> None:
-        launcher, jobs = self.sweeper.launcher, []
-        launch = launcher.launch
+        jobs: list[Any] = []
 
-        def launch_and_keep(*args, **kwargs):  # runs here, in the sweep's process, whichever launcher runs the trials
-            jobs.extend(done := launch(*args, **kwargs))
+        def keep(done: list[Any], initial_job_idx: int) -> list[Any]:
+            jobs.extend(done)
             return done
 
-        launcher.launch = launch_and_keep
         try:
-            sweep(self, arguments)
+            with launches_watched(self.sweeper.launcher, keep):
+                sweep(self, arguments)
         except TrialFailed:  # max_failure_rate ended the sweep at a failed trial: its error, one line
             status["code"] = 2
             raise

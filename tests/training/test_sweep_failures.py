@@ -99,6 +99,22 @@ def test_a_kosov_error_in_a_submitit_job_fails_the_command_that_submitted_it(tmp
     assert pickle.loads((submitted.parent / f"{submitted.parent.name}_0_result.pkl").read_bytes())[0] == "success"
 
 
+def test_a_submitit_sweep_runs_every_batch_and_names_every_failed_job(tmp_path):
+    # With hydra.sweeper.max_batch_size, Hydra's sweeper raised the first failed job's error and launched no later
+    # batch: a second job never ran, and only the first error reached the command.
+    bad = [tmp_path / "no-such-model", tmp_path / "no-such-model-either"]
+    done = run([kosov_bin(), "train", "-m", "experiment=smoke-sft", "hydra/launcher=submitit_local",
+                "hydra.sweeper.max_batch_size=1", f"model.name_or_path={bad[0]},{bad[1]}"], tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(list(tmp_path.rglob("*_submitted.pkl"))) == 2  # both batches ran
+    for number, model in enumerate(bad):  # each failed job named here, with its overrides and its error
+        assert f"job #{number} of the sweep (experiment=smoke-sft model.name_or_path={model}) failed: model.name_or_path='{model}'" \
+            in done.stderr, done.stderr[-3000:]
+    last = done.stderr[done.stderr.index("2 of 2 jobs of the sweep failed"):]  # the error ends the output
+    assert "(#0, #1); the first, #0:" in last and "no-such-model'" in last and "Fix:" in last
+
+
 def test_a_bug_in_a_submitit_job_fails_the_job_process():
     # A bug (not a kosov error) is kept by Hydra's run_job for the submitting command: the job's process exits 1.
     done = subprocess.run([sys.executable, "-c", JOB_STATUS_AFTER_A_BUG], capture_output=True, text=True, timeout=60)
