@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections import Counter
 from typing import Any
 
@@ -18,7 +19,7 @@ from data_tools.chat_io import prompt_row
 from training.schema import KosovConfig
 from training.data_rows import TrainData, fits, free_of, load_rows, rows_summary, special_tokens, split_eval
 from training.errors import KosovError
-from training.models import installed
+from training.models import installed, sharded_by
 from training.rewards import build_rewards, required_columns
 
 RESERVED = ("prompt", "completion", "completion_ids", "meta")  # TRL's own keys and provenance stay out
@@ -103,6 +104,16 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
             f"steps: a step trains on {completions} completions",
             fix=f"use null (one step per generation round) or a multiple of {completions}",
         )
+    evaluating = bool(cfg.data.eval_files) or cfg.data.eval_ratio > 0
+    if evaluating and (m.per_device_eval_batch_size * processes) % grpo.num_generations:
+        # TRL's GRPOConfig refuses it, but only once the data and the model are loaded: whole groups are evaluated
+        raise KosovError(
+            f"an eval batch holds {m.per_device_eval_batch_size * processes} completions "
+            f"(method.per_device_eval_batch_size={m.per_device_eval_batch_size} x {processes} processes), not a "
+            f"multiple of the group size method.grpo.num_generations={grpo.num_generations}",
+            fix=f"set method.per_device_eval_batch_size to a multiple of "
+                f"{grpo.num_generations // math.gcd(grpo.num_generations, processes)}, or evaluate without generating during training: data.eval_ratio=0 and no data.eval_files",
+        )
     share = grpo.continuous_batching_memory
     if share is not None and not 0 < share <= 1:
         raise KosovError(f"method.grpo.continuous_batching_memory={share} is not a share of the free GPU memory",
@@ -133,27 +144,46 @@ def continuous_batching_config(cfg: KosovConfig, device: str) -> dict[str, Any] 
 def cuda_graphs(setting: bool | None, device: str, *, quantized: bool) -> bool | None:
     """Whether continuous batching replays its forward passes as CUDA graphs. null: on a GPU, unless the base is 4-bit
     (3.72x TRL's steps/s against 1.28x without, Qwen3-1.7B shape on an H100, benchmarks/RESULTS.md: decoding is
-    bound by kernel launches, which a graph replays at once); a 4-bit base is left to transformers (off with SDPA),
-    as graphs over bitsandbytes' kernels are not measured yet. true / false: as asked (true needs a GPU)."""
+    bound by kernel launches, which a graph replays at once); off with a 4-bit base, as graphs over bitsandbytes'
+    kernels are not measured yet (left to transformers, they would be on wherever flash-attn is installed: it
+    switches to FlashAttention first). On the CPU, transformers decides (no graphs there). true / false: as asked."""
     if setting is not None:
         return setting
-    return True if device == "cuda" and not quantized else None
+    if device != "cuda":
+        return None
+    return not quantized
 
 
 def generation_backend(cfg: KosovConfig, device: str) -> str:
     """How GRPO generates: vLLM (GPU), transformers continuous batching, or plain transformers generate."""
-    choice, quantized = cfg.method.grpo.generation, cfg.peft.quantization is not None
+    choice, quantized, grpo = cfg.method.grpo.generation, cfg.peft.quantization is not None, cfg.method.grpo
+    sharded = sharded_by()
     if choice == "auto":
         if device != "cuda":
             return "transformers"
-        return "vllm" if installed("vllm") and not quantized else "continuous_batching"
+        if grpo.vllm_mode == "server":  # the user's `trl vllm-serve`: vLLM (installed here too, TRL's client needs it)
+            choice = "vllm"
+        elif installed("vllm") and not quantized:
+            return "vllm"
+        else:  # under FSDP, plain generate keeps the GPUs in step (synced_gpus): continuous batching does not
+            return "transformers" if sharded == "FSDP" else "continuous_batching"
+    if choice == "continuous_batching" and sharded == "FSDP":
+        raise KosovError(
+            "method.grpo.generation=continuous_batching under FSDP: each GPU decodes its own prompts for as many steps "
+            "as they need, while every forward pass gathers the sharded weights from all GPUs, so they wait on each "
+            "other (transformers: \"FSDP is not compatible with continuous batching\")",
+            fix="use method.grpo.generation=auto (plain generate, kept in step across GPUs, or vLLM when installed), "
+                "or train with DDP / DeepSpeed (recipes/accelerate/ddp.yaml, zero2.yaml)")
     if choice == "vllm":
         if device != "cuda":
             raise KosovError("method.grpo.generation=vllm needs a CUDA GPU",
                              fix="use method.grpo.generation=auto or transformers on CPU")
         if not installed("vllm"):
-            raise KosovError("method.grpo.generation=vllm, but vLLM is not installed",
-                             fix="pip install 'kosov[vllm]', or use method.grpo.generation=continuous_batching")
+            asked = ("method.grpo.generation=vllm" if grpo.generation == "vllm" else
+                     "method.grpo.vllm_mode=server (TRL's client to `trl vllm-serve` needs vLLM here too)")
+            raise KosovError(f"{asked}, but vLLM is not installed",
+                             fix="pip install 'kosov[vllm]', or generate in this process: method.grpo.vllm_mode="
+                                 "colocate with method.grpo.generation=auto or continuous_batching")
         if quantized:
             raise KosovError(
                 "method.grpo.generation=vllm with a 4-bit QLoRA base (peft=qlora): TRL 1.16 pushes the packed 4-bit "

@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +148,15 @@ def compute_dtype(quant: Any, device: str):
 
 def installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
+
+
+def sharded_by(environ: Mapping[str, str] | None = None) -> str | None:
+    """What shards the model's weights across the processes, as accelerate launch tells them: "FSDP",
+    "DeepSpeed ZeRO-3", or None (one process, DDP, ZeRO-1/2: each process holds the whole model)."""
+    env = os.environ if environ is None else environ
+    if env.get("ACCELERATE_USE_FSDP", "").lower() in ("true", "1"):
+        return "FSDP"
+    return "DeepSpeed ZeRO-3" if env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" else None
 
 
 def flash_attention_ready() -> str | None:
@@ -308,8 +319,6 @@ def zero3_init(precision: str) -> Any:
     depend on it). `precision`: the Trainer's mixed precision (bf16 / fp16 / no), which zero.Init partitions in.
     Returns what keeps the setting alive (transformers holds a weak reference): hold it until the trainer exists
     (loading an adapter to continue, DoRA among them, reads it too), or None."""
-    import os
-
     from accelerate.utils import DeepSpeedPlugin, str_to_bool
 
     if not str_to_bool(os.environ.get("ACCELERATE_USE_DEEPSPEED", "false")):

@@ -123,6 +123,9 @@ def test_an_adapter_of_another_base_is_refused(smoke_run, tmp_path):
     (["method.kernels=liger", "device=cpu"], ["Liger", "CUDA GPU", "method.kernels=off"]),
     (["method.grpo.generation_batch_size=12"], ["generation_batch_size=12", "8 completions", "multiple of 8"]),
     (["method.grpo.continuous_batching_memory=1.5"], ["continuous_batching_memory=1.5", "(0, 1]"]),
+    # TRL refused it too, but only in build_trainer, with the data and the model loaded and the run folder written
+    (["data.eval_ratio=0.2", "method.per_device_eval_batch_size=6"],
+     ["eval batch holds 6 completions", "num_generations=4", "per_device_eval_batch_size to a multiple of 4"]),
 ])
 def test_bad_grpo_setups_fail_before_the_model_loads(tmp_path, overrides, words):
     cfg = compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", *overrides])
@@ -244,7 +247,8 @@ def test_cuda_graphs_on_the_cpu_are_refused_before_anything_loads(tmp_path):
 @pytest.mark.parametrize("recipe, setting, graphs", [
     ("qwen3-1.7b-ko-grpo", "null", True),         # measured: 3.72x TRL's steps/s with graphs, 1.28x without
     ("qwen3-1.7b-ko-grpo", "false", False),       # switchable
-    ("qwen3-8b-ko-qlora-grpo", "null", None),     # a 4-bit base: left to transformers (graphs not measured there)
+    ("qwen3-8b-ko-qlora-grpo", "null", False),    # a 4-bit base: off (graphs over bitsandbytes not measured), not
+                                                  # left to transformers, which turns them on with flash-attn
     ("qwen3-8b-ko-qlora-grpo", "true", True),
 ])
 def test_continuous_batching_replays_cuda_graphs_by_default_on_a_gpu(recipe, setting, graphs):
@@ -266,6 +270,38 @@ def test_generation_auto_does_not_send_a_qlora_base_to_vllm(monkeypatch):
     qlora.method.grpo.generation = "vllm"
     with pytest.raises(KosovError, match=r"huggingface/trl#4973"):
         grpo.generation_backend(qlora, "cuda")
+
+
+def test_under_fsdp_grpo_generates_in_step_across_gpus_not_by_continuous_batching(monkeypatch):
+    """Continuous batching decodes each GPU's prompts for as many steps as they need, while under FSDP every forward
+    pass gathers the sharded weights from all GPUs: auto chose it there. Plain generate keeps the GPUs in step."""
+    from training import grpo
+
+    monkeypatch.setattr(grpo, "installed", lambda package: False)  # no vLLM
+    cfg = compose(["experiment=qwen3-1.7b-ko-grpo"])
+    assert grpo.generation_backend(cfg, "cuda") == "continuous_batching"  # one GPU, DDP
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")  # TRL gathers the whole model to generate
+    assert grpo.generation_backend(cfg, "cuda") == "continuous_batching"
+    monkeypatch.delenv("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what accelerate launch --config_file fsdp2.yaml sets
+    assert grpo.generation_backend(cfg, "cuda") == "transformers"
+    cfg.method.grpo.generation = "continuous_batching"
+    with pytest.raises(KosovError, match="continuous_batching under FSDP") as error:
+        grpo.preflight(cfg, "cuda", 2)
+    assert "generation=auto" in error.value.fix
+
+
+def test_a_vllm_server_is_not_replaced_by_in_process_generation(monkeypatch):
+    """generation=auto with vllm_mode=server and no vLLM installed here chose continuous batching in the training
+    process, without a word, leaving the user's `trl vllm-serve` unused. TRL's client needs vLLM installed too."""
+    from training import grpo
+
+    cfg = compose(["experiment=qwen3-1.7b-ko-grpo", "method.grpo.vllm_mode=server"])
+    monkeypatch.setattr(grpo, "installed", lambda package: False)
+    with pytest.raises(KosovError, match=r"vllm_mode=server \(TRL's client .* needs vLLM here too\), but vLLM is not"):
+        grpo.generation_backend(cfg, "cuda")
+    monkeypatch.setattr(grpo, "installed", lambda package: True)
+    assert grpo.generation_backend(cfg, "cuda") == "vllm"
 
 
 def test_flex_attention_is_refused_before_loading_where_continuous_batching_would_generate():

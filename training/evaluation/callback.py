@@ -9,12 +9,13 @@ Scores are logged through the trainer (so they reach wandb / tensorboard and the
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Mapping
 from typing import Any
 
 from transformers import TrainerCallback
 
 from training.errors import KosovError
+from training.models import sharded_by
 from training.schema import EvalConfig
 from training.evaluation.generative import jobs_of, run_generative
 from training.evaluation.harness import evaluate_live
@@ -22,13 +23,10 @@ from training.evaluation.harness import evaluate_live
 log = logging.getLogger(__name__)
 
 
-def check_unsharded(environ: dict[str, str] | None = None) -> None:
+def check_unsharded(environ: Mapping[str, str] | None = None) -> None:
     """The suite runs on the main process alone, on its copy of the model: under FSDP or ZeRO-3 that copy is a
     shard, and its forward pass would wait forever for the other processes (accelerate launch says which)."""
-    env = os.environ if environ is None else environ
-    sharded = ("FSDP" if env.get("ACCELERATE_USE_FSDP", "").lower() in ("true", "1") else
-               "DeepSpeed ZeRO-3" if env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" else None)
-    if sharded:
+    if sharded := sharded_by(environ):
         raise KosovError(f"eval.every_n_steps runs the suite on the main process alone, which under {sharded} holds "
                          "only a shard of the model",
                          fix="set eval.every_n_steps=0 and evaluate the saved adapter with kosov eval, or train with "
