@@ -129,8 +129,12 @@ def _hydra_argv(overrides: list[str], command: str = "train") -> list[str]:
     """An explicit output_dir is also Hydra's run folder, so Hydra creates no second, empty one. kosov publish
     needs no folder of Hydra's (its default is RUN/release, written whole or not at all): Hydra gets '.'."""
     if command == "publish":
-        given = any(o.startswith("hydra.run.dir=") for o in overrides)
-        return list(overrides) if given else [*overrides, "hydra.run.dir=."]
+        if any(o.startswith("hydra.run.dir=") for o in overrides):
+            return list(overrides)
+        # next to the first override, among the others (argparse takes them as one run of words): not after --cfg job
+        at = next((i + 1 for i, o in enumerate(overrides) if not o.startswith("-")
+                   and (i == 0 or overrides[i - 1] not in FLAG_ARGUMENT)), len(overrides))
+        return [*overrides[:at], "hydra.run.dir=.", *overrides[at:]]
     out: list[str] = []
     for item in overrides:
         out.append(item)  # next to its output_dir=, among the overrides: Hydra's flags (--cfg job) may follow them

@@ -62,7 +62,8 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> KosovConfig:
                 raise value_error from None
             cause = f" ({e.__cause__})" if e.__cause__ else ""
             fix = ("write the override as key=value in Hydra's override grammar; quote a value with spaces or "
-                   "other special characters: 'name=\"my run\"'" if isinstance(e, OverrideParseException) else
+                   "other special characters: 'name=\"my run\"', and each item of a list holding = or spaces: "
+                   "'method.grpo.sft_stage=[\"experiment=smoke-sft\"]'" if isinstance(e, OverrideParseException) else
                    "check the value and its type; a list goes in brackets: data.train_files=[a.jsonl]")
             raise KosovError(f"the recipe does not compose: {e}{cause}", fix=fix) from None
     return validate(composed)

@@ -187,6 +187,15 @@ def test_hydra_flags_may_follow_an_output_dir(tmp_path):
     assert done.returncode == 2 and "peft.r takes a whole number" in done.stderr, done.stderr[-2000:]
 
 
+@pytest.mark.parametrize("words", [["experiment=smoke-sft", "--cfg", "job"], ["--cfg", "job", "experiment=smoke-sft"]])
+def test_publish_prints_its_recipe_with_hydras_flags_anywhere(tmp_path, words):
+    # kosov publish gives Hydra no run folder of its own (hydra.run.dir=.): it was added after --cfg job, which
+    # argparse refused ("unrecognized arguments: hydra.run.dir=.")
+    done = run([kosov_bin(), "publish", *words], tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "publish" in yaml.safe_load(done.stdout) and not list(tmp_path.iterdir())  # no folder made
+
+
 
 def test_a_sweep_with_an_output_dir_gives_each_job_its_own_run_folder(tmp_path):
     out = tmp_path / "sweep"
