@@ -91,8 +91,10 @@ class StopOnSigterm(TrainerCallback):
 
     def hand_over(self, resume: bool, checkpoint: Any) -> None:
         """After the checkpoint of a stop that submitit's signal asked for: run submitit's handler as the signal
-        would have. Rank 0 requeues the job and exits (SystemExit); the other ranks return (SLURM ends them with the
-        requeue). A job submitit will not requeue (out of requeues, `max_num_timeout`) gets a kosov error."""
+        would have. Rank 0 requeues the job and exits (SystemExit); on the other ranks submitit's handler returns,
+        and they end too, with status 0: not with a kosov error saying to resume, which would fail the job (and on
+        a cluster with KillOnBadExit, kill rank 0 before it requeued). A job submitit will not requeue (out of
+        requeues, `max_num_timeout`) gets a kosov error."""
         if not (self.requeue_asked and callable(self.requeue)):
             return
         if not resume:  # requeued without it, the job would stop at once on its own folder
@@ -108,6 +110,8 @@ class StopOnSigterm(TrainerCallback):
             raise KosovError(f"stopped with a checkpoint ({checkpoint}); submitit did not requeue the job: {e}",
                              fix="resubmit the same command (resume=true continues it), or allow more requeues "
                                  "with hydra.launcher.max_num_timeout") from None
+        log.info("the job's first process requeues it: this one (rank %s) ends here", os.environ.get("RANK", "?"))
+        raise SystemExit(0)
 
     def _anyone_asked(self, args: Any) -> bool:
         """Whether any process was asked to stop; every process learns whether it was submitit's warning (one

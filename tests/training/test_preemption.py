@@ -131,32 +131,13 @@ def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(t
     finishes from that checkpoint without another step. A warning as that job comes to its end suite (no step left
     to end with a checkpoint) is submitit's again and requeues it at once: kosov used to hold it, and the suite ran
     on until SLURM's kill, with no requeue."""
-    from submitit.core.utils import DelayedSubmission, JobPaths
     from transformers import TrainerCallback
 
     from tests.helpers import quick
     from training.recipes import compose
     from training.train import train
 
-    for key, value in dict(SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_JOB_ID="7", SUBMITIT_LOCAL_NTASKS="1",
-                           SUBMITIT_LOCAL_JOB_NUM_NODES="1", SUBMITIT_LOCAL_NODEID="0", SUBMITIT_LOCAL_GLOBALID="0",
-                           SUBMITIT_LOCAL_LOCALID="0").items():
-        monkeypatch.setenv(key, value)
-    from submitit import JobEnvironment
-
-    class Job:  # what submitit asks of a requeueable callable
-        def __call__(self):
-            return None
-
-        def checkpoint(self):
-            return DelayedSubmission(self)
-
-    paths = JobPaths(tmp_path / "submitit", job_id="7")
-    paths.folder.mkdir(parents=True)
-    old = signal.getsignal(signal.SIGUSR2), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
-    submission = DelayedSubmission(Job())
-    submission.set_timeout(60, 3)  # a 60-minute limit, 3 requeues after time limits
-    JobEnvironment()._handle_signals(paths, submission)  # as submitit does before the job runs
+    paths, old = as_a_submitit_job(tmp_path, monkeypatch, rank=0)
     out = tmp_path / "run"
     args = quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "eval=smoke",
                  "eval.every_n_steps=100", "resume=true")
@@ -201,3 +182,70 @@ def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(t
             signal.signal(signum, handler)
     assert finished.metrics["global_step"] == 4 and not (out / "checkpoints" / "checkpoint-5").exists()
     assert "suite smoke at step 4" in caplog.text  # the requeued job ran the end-of-training suite
+
+
+def as_a_submitit_job(tmp_path, monkeypatch, rank: int):
+    """This process as task `rank` of a job of submitit's local executor, with submitit's signal handlers set as it
+    sets them before the job runs. Returns the job's paths and the handlers to put back."""
+    from submitit import JobEnvironment
+    from submitit.core.utils import DelayedSubmission, JobPaths
+
+    for key, value in dict(SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_JOB_ID="7", SUBMITIT_LOCAL_NTASKS="2",
+                           SUBMITIT_LOCAL_JOB_NUM_NODES="1", SUBMITIT_LOCAL_NODEID="0",
+                           SUBMITIT_LOCAL_GLOBALID=str(rank), SUBMITIT_LOCAL_LOCALID=str(rank)).items():
+        monkeypatch.setenv(key, value)
+
+    class Job:  # what submitit asks of a requeueable callable
+        def __call__(self):
+            return None
+
+        def checkpoint(self):
+            return DelayedSubmission(self)
+
+    paths = JobPaths(tmp_path / "submitit", job_id="7")
+    paths.folder.mkdir(parents=True)
+    old = signal.getsignal(signal.SIGUSR2), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
+    submission = DelayedSubmission(Job())
+    submission.set_timeout(60, 3)  # a 60-minute limit, 3 requeues after time limits
+    JobEnvironment()._handle_signals(paths, submission)
+    return paths, old
+
+
+def test_the_other_ranks_of_a_requeued_job_end_quietly(tmp_path, monkeypatch, caplog):
+    """On ranks other than 0 submitit's handler leaves the requeue to rank 0 and returns: kosov then raised its
+    "stopped ... resume=true" error there, which fails the task (and, where SLURM kills a job step on a failed task,
+    KillOnBadExit, could end rank 0 before it requeued). Such a rank now ends with status 0 after the checkpoint."""
+    from transformers import TrainerCallback
+
+    from tests.helpers import quick
+    from training.recipes import compose
+    from training.train import train
+
+    class WarnAtStep2(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+    from training import train as train_module
+
+    build = train_module.METHODS["sft"].build_trainer
+
+    def build_and_warn(*a, **k):
+        trainer = build(*a, **k)
+        trainer.add_callback(WarnAtStep2())
+        return trainer
+
+    monkeypatch.setattr(train_module.METHODS["sft"], "build_trainer", build_and_warn)
+    paths, old = as_a_submitit_job(tmp_path, monkeypatch, rank=1)
+    out = tmp_path / "run"
+    caplog.set_level(logging.INFO)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            train(compose(quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "resume=true")))
+    finally:
+        for signum, handler in zip((signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT), old):
+            signal.signal(signum, handler)
+    assert ended.value.code == 0
+    assert (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()  # the step's checkpoint first
+    assert "this one (rank" in caplog.text and "stopped by" not in caplog.text
+    assert not paths.submitted_pickle.exists() and not (out / "metrics.json").exists()  # rank 0 requeues, not this
