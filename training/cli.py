@@ -15,6 +15,7 @@ import atexit
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -180,11 +181,30 @@ def job_failed(code: int = 2) -> None:
 def _exit_with_job_status() -> None:
     if not JOB_EXIT["code"]:
         return
+    siblings_done()
     for handler in logging.getLogger().handlers:  # logging's own exit handler, registered before, does not run
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(JOB_EXIT["code"])  # the job's result is pickled already: only the status changes
+
+
+def siblings_done(timeout_s: float = 60.0) -> None:
+    """Where SLURM ends a job step at its first failed task (KillOnBadExit=1), a task exiting non-zero could end the
+    others before submitit wrote their results, which the sweep's process reads (every task's, not only rank 0's):
+    wait, at most timeout_s, until each task of this job has written its own."""
+    try:
+        from submitit import JobEnvironment
+        from submitit.core.utils import JobPaths
+
+        env = JobEnvironment()
+        results = [JobPaths(os.environ["SUBMITIT_FOLDER"], job_id=env.job_id, task_id=task).result_pickle
+                   for task in range(env.num_tasks)]
+    except Exception:  # not a submitit job after all: nothing to wait for
+        return
+    deadline = time.monotonic() + timeout_s
+    while not all(path.exists() for path in results) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 FAILED_TRIAL = "a trial of the sweep failed: "
@@ -353,6 +373,11 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
                 return objective_value(getattr(result, "metrics", {}), config.objective)
             return None
         except KosovError as e:
+            from training.preemption import LeftToRankZero
+
+            if isinstance(e, LeftToRankZero):  # rank 0 requeues the job, or reports why it could not
+                log.info("%s", e)
+                return None
             report(e)
             status["code"] = 2
             if in_job:

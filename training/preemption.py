@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 REPEAT_S = 10.0  # a SIGTERM this soon after the first is the launcher passing the same one on
 
 
+class LeftToRankZero(KosovError):
+    """A rank other than 0 of a submitit job stopped by SLURM's warning, with its checkpoint: rank 0 requeues the job
+    or fails with the reason it could not. The CLI ends such a rank quietly, with status 0 and a result for submitit:
+    a kosov error saying to resume would fail the task (and where SLURM ends a job step at its first failed task,
+    KillOnBadExit, end rank 0 before it requeued)."""
+
+
 class StopOnSigterm(TrainerCallback):
     def __init__(self) -> None:
         self.asked = False
@@ -91,10 +98,9 @@ class StopOnSigterm(TrainerCallback):
 
     def hand_over(self, resume: bool, checkpoint: Any) -> None:
         """After the checkpoint of a stop that submitit's signal asked for: run submitit's handler as the signal
-        would have. Rank 0 requeues the job and exits (SystemExit); on the other ranks submitit's handler returns,
-        and they end too, with status 0: not with a kosov error saying to resume, which would fail the job (and on
-        a cluster with KillOnBadExit, kill rank 0 before it requeued). A job submitit will not requeue (out of
-        requeues, `max_num_timeout`) gets a kosov error."""
+        would have. Rank 0 requeues the job and exits (SystemExit); on the other ranks submitit's handler returns
+        (they cannot tell whether rank 0 can requeue) and they end with LeftToRankZero. A job submitit will not
+        requeue (out of requeues, `max_num_timeout`) gets a kosov error on rank 0."""
         if not (self.requeue_asked and callable(self.requeue)):
             return
         if not resume:  # requeued without it, the job would stop at once on its own folder
@@ -110,8 +116,8 @@ class StopOnSigterm(TrainerCallback):
             raise KosovError(f"stopped with a checkpoint ({checkpoint}); submitit did not requeue the job: {e}",
                              fix="resubmit the same command (resume=true continues it), or allow more requeues "
                                  "with hydra.launcher.max_num_timeout") from None
-        log.info("the job's first process requeues it: this one (rank %s) ends here", os.environ.get("RANK", "?"))
-        raise SystemExit(0)
+        raise LeftToRankZero(f"stopped with a checkpoint ({checkpoint}): the job's first process requeues the job, "
+                             f"or says why it could not; this one (rank {os.environ.get('RANK', '?')}) ends here")
 
     def _anyone_asked(self, args: Any) -> bool:
         """Whether any process was asked to stop; every process learns whether it was submitit's warning (one

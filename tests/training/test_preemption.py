@@ -99,16 +99,21 @@ def _submitit_tasks(folder: Path) -> list[int]:
     return pids
 
 
-def test_slurms_warning_through_submitit_ends_with_a_checkpoint_and_the_requeued_job_resumes(tmp_path):
+@pytest.mark.parametrize("tasks", [1, 2])
+def test_slurms_warning_through_submitit_ends_with_a_checkpoint_and_the_requeued_job_resumes(tmp_path, tasks):
     """Under Hydra's submitit launcher SLURM warns with SIGUSR2 before a time limit or preemption; submitit's own
     handler requeued the job at once, mid-step and without a checkpoint. Here the local submitit executor, which
-    runs a requeued job again as SLURM does, gets the warning after the first checkpoint."""
+    runs a requeued job again as SLURM does, gets the warning after the first checkpoint. With two tasks (one per
+    GPU on a cluster; DDP over gloo here, SLURM_JOB_ID set so that each task gets torch.distributed's variables as
+    on SLURM) rank 1 leaves the requeue to rank 0 and ends quietly: it ended with a kosov error saying to resume."""
     out, folder = tmp_path / "run", tmp_path / "submitit"
+    env = dict(os.environ, **({"SLURM_JOB_ID": "4242"} if tasks > 1 else {}))
     proc = subprocess.Popen(
         [kosov_bin(), "train", "-m", "experiment=smoke-sft", "hydra/launcher=submitit_local",
+         f"hydra.launcher.tasks_per_node={tasks}",
          f"hydra.launcher.submitit_folder={folder}", f"output_dir={out}", "resume=true", "method.max_steps=60",
          "method.save_steps=7", "method.eval_steps=1000", "method.logging_steps=1", "method.save_total_limit=100"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 240
     while not (out / "0" / "checkpoints" / "checkpoint-7" / "trainer_state.json").exists():
         assert proc.poll() is None and time.time() < deadline, "the job ended before its first checkpoint"
@@ -123,6 +128,11 @@ def test_slurms_warning_through_submitit_ends_with_a_checkpoint_and_the_requeued
     assert saved and 7 <= int(saved.group(2)) < 60, log[-3000:]
     assert f"resuming from {saved.group(1)}" in log  # the requeued job continued from the warning's checkpoint
     assert json.loads((out / "0" / "metrics.json").read_text())["global_step"] == 60
+    assert json.loads((out / "0" / "provenance.json").read_text())["processes"] == tasks
+    if tasks > 1:
+        rank1 = "\n".join(p.read_text() for p in sorted(folder.rglob("*_1_log.*")))
+        assert "SLURM task 1 of 2" in rank1 and "this one (rank 1) ends here" in rank1, rank1[-3000:]
+        assert " ERROR " not in rank1 and "stopped by" not in rank1, rank1[-3000:]
 
 
 def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(tmp_path, monkeypatch, caplog):
@@ -214,7 +224,9 @@ def as_a_submitit_job(tmp_path, monkeypatch, rank: int):
 def test_the_other_ranks_of_a_requeued_job_end_quietly(tmp_path, monkeypatch, caplog):
     """On ranks other than 0 submitit's handler leaves the requeue to rank 0 and returns: kosov then raised its
     "stopped ... resume=true" error there, which fails the task (and, where SLURM kills a job step on a failed task,
-    KillOnBadExit, could end rank 0 before it requeued). Such a rank now ends with status 0 after the checkpoint."""
+    KillOnBadExit, could end rank 0 before it requeued). Such a rank now ends with LeftToRankZero after the
+    checkpoint, which the CLI ends with status 0 (the two-task job above)."""
+    from training.preemption import LeftToRankZero
     from transformers import TrainerCallback
 
     from tests.helpers import quick
@@ -240,12 +252,10 @@ def test_the_other_ranks_of_a_requeued_job_end_quietly(tmp_path, monkeypatch, ca
     out = tmp_path / "run"
     caplog.set_level(logging.INFO)
     try:
-        with pytest.raises(SystemExit) as ended:
+        with pytest.raises(LeftToRankZero, match=r"first process requeues the job, or says why it could not"):
             train(compose(quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "resume=true")))
     finally:
         for signum, handler in zip((signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT), old):
             signal.signal(signum, handler)
-    assert ended.value.code == 0
     assert (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()  # the step's checkpoint first
-    assert "this one (rank" in caplog.text and "stopped by" not in caplog.text
     assert not paths.submitted_pickle.exists() and not (out / "metrics.json").exists()  # rank 0 requeues, not this

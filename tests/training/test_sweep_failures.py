@@ -121,6 +121,29 @@ def test_a_bug_in_a_submitit_job_fails_the_job_process():
     assert done.returncode == 1 and done.stdout == "last words\n", (done.returncode, done.stdout, done.stderr)
 
 
+def test_a_failed_task_exits_only_once_every_task_of_its_job_has_its_result(tmp_path, monkeypatch):
+    # Where SLURM ends a job step at its first failed task (KillOnBadExit=1), task 0 exiting 2 could end task 1
+    # before submitit wrote its result, and the sweep's process, which reads every task's, would fail on it.
+    import threading
+
+    from submitit.core.utils import JobPaths
+
+    from training.cli import siblings_done
+
+    for key, value in dict(SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_JOB_ID="9", SUBMITIT_LOCAL_NTASKS="2",
+                           SUBMITIT_LOCAL_GLOBALID="0", SUBMITIT_LOCAL_LOCALID="0", SUBMITIT_LOCAL_NODEID="0",
+                           SUBMITIT_LOCAL_JOB_NUM_NODES="1", SUBMITIT_FOLDER=str(tmp_path / "%j")).items():
+        monkeypatch.setenv(key, value)
+    own, sibling = (JobPaths(tmp_path / "%j", job_id="9", task_id=task).result_pickle for task in (0, 1))
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"")  # submitit wrote this task's result before the exit handlers run
+    threading.Timer(0.5, sibling.write_bytes, (b"",)).start()  # task 1 is still writing its own
+    siblings_done(timeout_s=60)
+    assert sibling.exists()  # waited for it (not the whole minute: it returns as soon as both are there)
+    sibling.unlink()
+    siblings_done(timeout_s=0.3)  # a task that never writes one (killed, hung) costs at most timeout_s
+
+
 JOB_STATUS_AFTER_A_BUG = """
 from training.cli import exit_status_for_slurm, job_failed
 exit_status_for_slurm()
