@@ -198,12 +198,14 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def recipe_changes(saved: dict[str, Any], resolved: dict[str, Any]) -> list[str]:
     """'key: old -> new' for each setting of `resolved` that differs from the `saved` config.yaml, except those a
-    resumed run may change (RESUME_MAY_CHANGE)."""
+    resumed run may change (RESUME_MAY_CHANGE). A key one side lacks and the other holds as null is no change: a
+    setting kosov added since the run was saved (null: as before) does not stop it resuming after an upgrade."""
     old, new = _flat(saved), _flat(yaml.safe_load(yaml.safe_dump(resolved, allow_unicode=True)))
     missing = object()
     changed = [key for key in old.keys() | new.keys()
                if not any(key == k or key.startswith(k + ".") for k in RESUME_MAY_CHANGE)
-               and old.get(key, missing) != new.get(key, missing)]
+               and old.get(key, missing) != new.get(key, missing)
+               and not (key not in old and new[key] is None or key not in new and old[key] is None)]
     first = ("name", "method.name", "model.name_or_path", "model.revision", "peft.method", "data.name")
     changed.sort(key=lambda k: (first.index(k) if k in first else len(first), k))
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import quick
 from training.recipes import compose
@@ -119,6 +120,20 @@ def test_resume_with_another_recipe_is_refused_and_changes_nothing(tmp_path):
     assert "the recipe differs" in done.stderr and "method.learning_rate: 0.003 -> 0.5" in done.stderr
     assert "data.name: 'ko-chat-seed' -> 'ko-math-sft'" in done.stderr and "overwrite=true" in done.stderr
     assert before == {name: (out / name).read_bytes() for name in before}
+
+
+def test_a_setting_added_since_the_run_was_saved_does_not_stop_it_resuming():
+    """A run saved by an older kosov has no key for a setting added since (null: as before): resuming it after an
+    upgrade was refused as "method.grpo.optimizer_steps_per_generation: (unset) -> None"."""
+    from training.config import to_dict
+    from training.run_dir import recipe_changes
+
+    recipe = to_dict(compose(["experiment=smoke-grpo"]))
+    saved = yaml.safe_load(yaml.safe_dump(recipe))
+    del saved["method"]["grpo"]["optimizer_steps_per_generation"]
+    assert recipe_changes(saved, recipe) == []
+    recipe["method"]["grpo"]["optimizer_steps_per_generation"] = 2  # set: a change all the same
+    assert recipe_changes(saved, recipe) == ["method.grpo.optimizer_steps_per_generation: (unset) -> 2"]
 
 
 def test_a_job_killed_before_its_first_checkpoint_starts_again_under_resume(tmp_path):
