@@ -29,7 +29,7 @@ from training.evaluation.harness import adapter_digest, cache_file, load_setting
 from training.evaluation.report import build_report, log_to_tracker, write_report
 from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
 from training.models import (check_attention, check_remote_code, cuda_available, installed, load_for_inference,
-                             load_tokenizer, model_source, resolve_device)
+                             load_tokenizer, model_source, resolve_device, stop_ids, torch_dtype)
 from training.provenance import provenance
 from training.redaction import redact
 from training.run_dir import add_file_logging, default_output_dir, prepare_run_dir
@@ -61,6 +61,17 @@ def _generative_settings(cfg: KosovConfig, name: str, mode: str) -> dict[str, An
             "data_sha256": file_sha256(resolve_path(own.data)), "code": code_digest()}
 
 
+def report_settings(cfg: KosovConfig, dtype: str, device: str) -> dict[str, Any]:
+    """What the report's scores were computed with, kept in it (and in the card): a score on a subset (eval.limit)
+    or with other shots is not one on the full benchmark."""
+    ecfg = cfg.eval
+    return {"limit": ecfg.limit, "num_fewshot": ecfg.num_fewshot, "thinking": list(ecfg.thinking),
+            "apply_chat_template": ecfg.apply_chat_template, "backend": ecfg.backend, "dtype": dtype, "device": device,
+            "kosov_evals": {name: {"limit": prompt_limit(getattr(ecfg, JOBS[name]), ecfg.limit),
+                                   "max_new_tokens": getattr(ecfg, JOBS[name]).max_new_tokens}
+                            for name in dict.fromkeys(n for n, _ in jobs_of(ecfg))}}
+
+
 def _lm_eval_tokenizer(cfg: KosovConfig, source: str, folder: Path) -> str | None:
     """lm-eval loads the tokenizer of the checkpoint, with the checkpoint's own chat template. Where the recipe
     replaces that template (model.chat_template) and the suite applies chat templates, lm-eval gets a copy of
@@ -88,13 +99,15 @@ def _generative(cfg: KosovConfig, source: str, adapter: Path | None, device: str
     cached = [f"{side}:{k}" for side, scores in results.items() for k in scores]
     if any(todo.values()):
         tokenizer = load_tokenizer(cfg.model, source)
+        stops = stop_ids(cfg.model, tokenizer)  # answers end with their turn, as training taught them
         model = load_for_inference(cfg, source, device)
         for side in sides:
             if side == "adapted":
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, str(adapter))
-            new = run_generative(model, tokenizer, cfg.eval, [(n, m) for n, m, _ in todo[side]], side)
+            new = run_generative(model, tokenizer, cfg.eval, [(n, m) for n, m, _ in todo[side]], side,
+                                 stop_ids=stops)
             for (name, mode, file), key in zip(todo[side], new, strict=True):
                 write_json(file, new[key])
             results[side].update(new)
@@ -124,7 +137,11 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         if adapter is not None:  # both sides are prompted in the format the adapter was trained with
             check_adapter_base(adapter, source, cfg.model.name_or_path)
             cfg = replace(cfg, model=adapter_model_config(cfg.model, adapter))
-        base = model_identity(source, cfg.model.revision, load_settings(cfg.model, cfg.peft.quantization))
+        # model.dtype=auto as it resolves here, for lm-eval as for kosov's own evals (lm-eval's own auto would take
+        # the checkpoint's dtype, bf16 even on a V100 or a CPU) and for the cache key
+        dtype = str(torch_dtype(cfg.model, device)).removeprefix("torch.")
+        base = model_identity(source, cfg.model.revision,
+                              load_settings(cfg.model, cfg.peft.quantization, dtype=dtype, device=device))
         sides = {"base": base}  # the base's files are hashed (or its commit asked) once for both sides
         if adapter is not None:
             sides["adapted"] = {**base, "adapter": adapter_digest(adapter)}
@@ -133,7 +150,7 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         tokenizer = _lm_eval_tokenizer(cfg, source, scratch / "tokenizer")
         for side in sides:
             scores, hits = run_tasks(ecfg, identity=sides[side], source=source, revision=cfg.model.revision,
-                                     adapter=adapter if side == "adapted" else None, dtype=cfg.model.dtype,
+                                     adapter=adapter if side == "adapted" else None, dtype=dtype,
                                      trust_remote_code=cfg.model.trust_remote_code, device=device,
                                      tokenizer=tokenizer)
             harness[side] = {t: {**asdict(s), "higher_is_better": True} for t, s in scores.items()}
@@ -144,7 +161,8 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         report = build_report(suite=ecfg.suite, model={"name_or_path": cfg.model.name_or_path, "source": source,
                                                       "revision": cfg.model.revision},
                               adapter=str(adapter) if adapter else None, harness=harness, generative=generative,
-                              cached=cached, adapter_digest=sides.get("adapted", {}).get("adapter"))
+                              cached=cached, adapter_digest=sides.get("adapted", {}).get("adapter"),
+                              settings=report_settings(cfg, dtype, device))
         files = write_report(report, run.path)
         resolved = redact(to_dict(cfg))
         prov = provenance(seed=cfg.seed, data={"suite": ecfg.suite}, model=report["model"])

@@ -284,6 +284,13 @@ def end_of_turn_id(mcfg: ModelConfig, tokenizer: Any) -> int:
     return token_id
 
 
+def stop_ids(mcfg: ModelConfig, tokenizer: Any) -> list[int]:
+    """Where generation stops: the end of an assistant turn, as training taught it, and the tokenizer's end of text
+    (a base checkpoint's generation config may name only the latter: <|endoftext|> where turns end <|im_end|>)."""
+    ids = [end_of_turn_id(mcfg, tokenizer)]
+    return ids + [tokenizer.eos_token_id] if tokenizer.eos_token_id not in (None, ids[0]) else ids
+
+
 def load_base_model(cfg: KosovConfig, source: str, device: str, trains_all: bool = False):
     """The base model, as the recipe asks; trains_all: every weight will train (a full fine-tune)."""
     from transformers import AutoModelForCausalLM

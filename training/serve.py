@@ -40,7 +40,7 @@ from training.errors import KosovError
 from training.serve_engine import Engine
 from training.schema import ServeConfig
 from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
-from training.models import (check_attention, check_remote_code, end_of_turn_id, load_for_inference, load_tokenizer,
+from training.models import (check_attention, check_remote_code, load_for_inference, load_tokenizer, stop_ids,
                              model_source, resolve_device)
 
 log = logging.getLogger(__name__)
@@ -79,13 +79,14 @@ def load_teacher(cfg: Any, scfg: ServeConfig) -> TransformersTeacher:
         check_adapter_base(adapter, source, mcfg.name_or_path)
         mcfg = adapter_model_config(mcfg, adapter)
     tokenizer = load_tokenizer(mcfg, source)
-    end_of_turn = end_of_turn_id(mcfg, tokenizer)
+    stops = stop_ids(mcfg, tokenizer)  # an unknown end-of-turn token fails here, before the model loads
     model = load_for_inference(cfg, source, device, adapter)
     if adapter is not None:
         log.info("serving the adapter %s on %s", adapter, mcfg.name_or_path)
     name = scfg.model_name or (mcfg.name_or_path if adapter is None else f"{mcfg.name_or_path}+{scfg.adapter}")
     # an answer ends with its turn (<|im_end|>), also where the base's eos is another token
-    return TransformersTeacher(model, tokenizer, name, batch_size=scfg.max_batch, stop_token_ids=[end_of_turn])
+    return TransformersTeacher(model, tokenizer, name, batch_size=scfg.max_batch,
+                               stop_token_ids=stops)
 
 
 def check_serve_config(scfg: ServeConfig) -> None:

@@ -61,8 +61,8 @@ def build_teacher(cfg: KosovConfig, out: Path):
                                concurrency=t.concurrency, timeout_s=t.timeout_s, max_retries=t.max_retries,
                                cache_dir=out / "teacher_cache")
         from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
-        from training.models import (check_remote_code, end_of_turn_id, load_for_inference, load_tokenizer,
-                                     model_source, resolve_device)
+        from training.models import (check_remote_code, load_for_inference, load_tokenizer, model_source,
+                                     resolve_device, stop_ids)
 
         source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)
@@ -70,15 +70,15 @@ def build_teacher(cfg: KosovConfig, out: Path):
         # an adapter is prompted as its run trained it (chat template, end of turn), as kosov serve and eval do
         mcfg = adapter_model_config(cfg.model, adapter) if adapter is not None else cfg.model
         tokenizer = load_tokenizer(mcfg, source)
-        stop_ids = [end_of_turn_id(mcfg, tokenizer)]  # where training taught the model to end its turn
+        stops = stop_ids(mcfg, tokenizer)  # where training taught the model to end its turn
         if t.backend == "vllm":
             if adapter is not None:
                 check_adapter_base(adapter, source, cfg.model.name_or_path)
             return VLLMTeacher(source, revision=cfg.model.revision, lora_path=str(adapter) if adapter else None,
-                               stop_token_ids=stop_ids)
+                               stop_token_ids=stops)
         model = load_for_inference(cfg, source, resolve_device(cfg.device), adapter)
         name = cfg.model.name_or_path + (f"+{adapter}" if adapter else "")
-        return TransformersTeacher(model, tokenizer, name, batch_size=t.batch_size, stop_token_ids=stop_ids)
+        return TransformersTeacher(model, tokenizer, name, batch_size=t.batch_size, stop_token_ids=stops)
     except TeacherError as e:
         raise KosovError(e.what, where=e.where, fix=e.fix) from None
 

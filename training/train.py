@@ -31,7 +31,7 @@ from training.recipes import compose
 from training.adapters import adapter_dir, load_adapter, lora_config
 from training.models import (bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id, liger_for,
                              load_base_model, load_tokenizer, model_source, quantization_config, resolve_device,
-                             zero3_init)
+                             stop_ids, zero3_init)
 from training.provenance import provenance, resume_provenance
 from training.redaction import redact
 from training.resume_state import (ResumedTokenCount, ResumedTrainTime, TrainedForEpochs, finish_at_checkpoint,
@@ -337,7 +337,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         if cfg.eval.every_n_steps:
             from training.evaluation.callback import SuiteCallback
 
-            suite = SuiteCallback(cfg.eval, tokenizer)
+            suite = SuiteCallback(cfg.eval, tokenizer, stop_ids(cfg.model, tokenizer))
             suite.trainer = trainer
             trainer.add_callback(suite)
         if cfg.method.name == "sft":

@@ -44,7 +44,11 @@ def test_three_report_files_and_the_tracker(report):
     files = report.files
     assert json.loads(files["json"].read_text())["suite"] == "smoke"
     markdown = files["md"].read_text()
-    assert "| task | metric | base | adapted | delta |" in markdown and "ko_mini_bench" in markdown
+    assert "| task | metric | n | base | adapted | delta |" in markdown and "| ko_mini_bench | acc | 182 |" in markdown
+    settings = report.report["settings"]  # what the scores were computed with, kept with them
+    assert settings["dtype"] == "float32" and settings["device"] == "cpu" and settings["limit"] is None
+    assert settings["kosov_evals"]["ko_math_heldout"] == {"limit": 16, "max_new_tokens": 48}
+    assert "Settings: few-shot: each task default; thinking: off;" in markdown and "Subset" not in markdown
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     [run_file] = (report.run_dir / "wandb").glob("offline-run-*/run-*.wandb")
     assert b"eval/smoke/report" in run_file.read_bytes() and b"eval/smoke/chart" in run_file.read_bytes()
@@ -122,15 +126,57 @@ def test_the_cache_key_changes_with_every_shard_the_tokenizer_and_how_the_model_
     after_shard = model_identity(str(tmp_path), None, plain)
     (tmp_path / "tokenizer.json").write_text("another tokenizer")
     after_tokenizer = model_identity(str(tmp_path), None, plain)
-    assert len({before["digest"], after_shard["digest"], after_tokenizer["digest"]}) == 3
+    (tmp_path / "modeling_kormo.py").write_text("# the remote code a trust_remote_code checkpoint runs")
+    after_code = model_identity(str(tmp_path), None, plain)
+    (tmp_path / "merges.txt").write_text("a BPE tokenizer's merges")
+    after_merges = model_identity(str(tmp_path), None, plain)
+    digests = {i["digest"] for i in (before, after_shard, after_tokenizer, after_code, after_merges)}
+    assert len(digests) == 5
     template = tmp_path / "ko.jinja"
     template.write_text("{{ messages }}")
     loads = [plain, load_settings(ModelConfig(dtype="bfloat16"), None),
              load_settings(ModelConfig(chat_template=str(template)), None),
-             load_settings(ModelConfig(), QuantizationConfig())]
-    assert len({json.dumps(s, sort_keys=True) for s in loads}) == 4
+             load_settings(ModelConfig(), QuantizationConfig()),
+             # model.dtype=auto as it resolved: fp32 on a CPU is not bf16 on a GPU (the cache is shared)
+             load_settings(ModelConfig(), None, dtype="float32", device="cpu"),
+             load_settings(ModelConfig(), None, dtype="bfloat16", device="cuda"),
+             load_settings(ModelConfig(end_of_turn_token="<|eot_id|>"), None)]
+    assert len({json.dumps(s, sort_keys=True) for s in loads}) == 7
     suite = compose(["experiment=smoke-eval"]).eval
     assert len(settings_of(suite, "ko_mini_bench", None)["data_sha256"]) == 64  # kosov's own task data is in the key
+
+
+def test_an_adapter_saved_as_bin_is_told_apart_by_its_weights(tmp_path):
+    from training.evaluation.harness import adapter_digest
+
+    (tmp_path / "adapter_config.json").write_text("{}")
+    (tmp_path / "adapter_model.bin").write_bytes(b"one")
+    first = adapter_digest(tmp_path)
+    (tmp_path / "adapter_model.bin").write_bytes(b"another")
+    assert adapter_digest(tmp_path) != first
+
+
+def test_kosovs_own_answers_end_with_their_turn_where_the_base_ends_text_with_another_token(tiny_tokenizer):
+    """A base checkpoint's generation config may end text with <|endoftext|> where turns end with <|im_end|>:
+    kosov's own evals generated past the turn, inventing further turns that the graders read as the answer."""
+    from data_tools.chat_io import ChatRow
+    from training.evaluation.generative import generate
+    from training.models import stop_ids
+    from training.schema import ModelConfig
+
+    turn = tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert stop_ids(ModelConfig(end_of_turn_token="<|im_end|>"), tiny_tokenizer)[0] == turn
+
+    class Model:  # records what generation is asked to stop at
+        device, asked = "cpu", {}
+
+        def generate(self, input_ids, **kwargs):
+            self.asked.update(kwargs)
+            return input_ids
+
+    rows = [ChatRow([{"role": "user", "content": "안녕하세요"}], None, "x.jsonl:1", {})]
+    generate(Model(), tiny_tokenizer, rows, thinking="off", max_new_tokens=4, stop_ids=[turn])
+    assert Model.asked["eos_token_id"] == [turn]
 
 
 def test_a_tag_is_scored_as_the_mean_of_its_tasks_and_vllm_gets_the_thinking_mode():
@@ -217,3 +263,47 @@ def test_an_adapter_and_its_base_are_evaluated_in_the_prompt_format_the_run_trai
                                "eval.language.limit=2", f"output_dir={tmp_path / 'eval'}"]))
     used = yaml.safe_load((result.run_dir / "config.yaml").read_text(encoding="utf-8"))["model"]["chat_template"]
     assert Path(used).read_text(encoding="utf-8") == template.read_text(encoding="utf-8")
+
+
+def test_a_task_without_a_score_is_null_and_both_averages_cover_the_same_tasks():
+    """lm-eval can give a task none of the headline metrics kosov knows: its NaN went into report.json (not strict
+    JSON) and the card, and when one side had it, the two averages covered different tasks."""
+    from training.evaluation.report import build_report, to_markdown
+
+    nan = float("nan")
+    harness = {"base": {"a": {"metric": "acc", "value": 0.5, "stderr": 0.03, "n": 100},
+                        "b": {"metric": "none", "value": nan, "stderr": None, "n": None}},
+               "adapted": {"a": {"metric": "acc", "value": 0.6, "stderr": 0.04, "n": 100},
+                           "b": {"metric": "acc", "value": 0.9, "stderr": None, "n": 100}}}
+    report = build_report(suite="s", model={"name_or_path": "m"}, adapter="/a", harness=harness, generative={},
+                          cached=[])
+    json.dumps(report, allow_nan=False)  # strict JSON
+    b = {r["task"]: r for r in report["rows"]}["b"]
+    assert b["base"] is None and b["delta"] is None and b["adapted"] == 0.9
+    assert report["suite_average"] == pytest.approx({"base": 0.5, "adapted": 0.6, "delta": 0.1})  # "a" alone
+    a = {r["task"]: r for r in report["rows"]}["a"]
+    assert a["delta_stderr"] == pytest.approx(0.05)  # sqrt(0.03² + 0.04²): is the gain more than noise?
+    assert "| +0.1000 ± 0.0500 |" in to_markdown(report)
+
+
+def test_scores_on_a_subset_say_so_and_stay_out_of_the_cards_metadata():
+    """A run with eval.limit=50 went into the card's model-index as plain "kmmlu acc", read as the benchmark's."""
+    from huggingface_hub import ModelCard
+
+    from training.evaluation.report import build_report, to_markdown
+    from training.model_card import model_card
+
+    harness = {"base": {"kmmlu": {"metric": "acc", "value": 0.4, "stderr": 0.07, "n": 50}},
+               "adapted": {"kmmlu": {"metric": "acc", "value": 0.5, "stderr": 0.07, "n": 50}}}
+
+    def card(limit):
+        report = build_report(suite="ko-core", model={"name_or_path": "m"}, adapter="/a", harness=harness,
+                              generative={}, cached=[], settings={"limit": limit, "num_fewshot": 5})
+        text = model_card(repo="me/m-ko", base="m", method="sft", config={}, metrics={}, report=report,
+                          report_md=to_markdown(report), license_="apache-2.0", license_why="the base's", images={},
+                          stages=[{"name": "sft", "provenance": {"packages": {}}}])
+        return ModelCard(text)
+
+    full, subset = card(None), card(50)
+    assert [r.metric_value for r in full.data.eval_results] == [0.5] and "few-shot: 5" in full.text
+    assert not subset.data.eval_results and "**Subset:** `eval.limit=50` per task" in subset.text

@@ -36,8 +36,8 @@ def check_unsharded(environ: Mapping[str, str] | None = None) -> None:
 class SuiteCallback(TrainerCallback):
     stop: Any = None  # train.py's StopOnSigterm: a job handed to submitit to requeue skips the end suite
 
-    def __init__(self, ecfg: EvalConfig, tokenizer: Any):
-        self.ecfg, self.tokenizer = ecfg, tokenizer
+    def __init__(self, ecfg: EvalConfig, tokenizer: Any, stop_ids: list[int] | None = None):
+        self.ecfg, self.tokenizer, self.stop_ids = ecfg, tokenizer, stop_ids  # stop_ids: where an answer ends
         self.trainer: Any = None  # set by train.py once the trainer exists: scores are logged through it
         self.last_step = -1
 
@@ -51,7 +51,8 @@ class SuiteCallback(TrainerCallback):
         model.eval()
         with torch.no_grad():
             scores = {f"suite/{t}": s.value for t, s in evaluate_live(self.ecfg, model, self.tokenizer).items()}
-            own = run_generative(model, self.tokenizer, self.ecfg, jobs_of(self.ecfg), f"step {state.global_step}")
+            own = run_generative(model, self.tokenizer, self.ecfg, jobs_of(self.ecfg), f"step {state.global_step}",
+                                 stop_ids=self.stop_ids)
         scores.update({f"suite/{name}": score["value"] for name, score in own.items()})
         model.train(was_training)
         log.info("suite %s at step %d: %s", self.ecfg.suite, state.global_step, scores)

@@ -54,8 +54,9 @@ def code_digest() -> str:
 
 
 def generate(model: Any, tokenizer: Any, rows: list[ChatRow], *, thinking: str, max_new_tokens: int,
-             batch_size: int = 8, desc: str = "Generating") -> list[str]:
-    """Greedy answers to prompt rows, rendered with the chat template in the given thinking mode."""
+             batch_size: int = 8, desc: str = "Generating", stop_ids: list[int] | None = None) -> list[str]:
+    """Greedy answers to prompt rows, rendered with the chat template in the given thinking mode; each ends at the
+    first of `stop_ids` (models.stop_ids: the end of the turn), else at the model's generation config's end."""
     import torch
 
     texts = [tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True,
@@ -68,7 +69,8 @@ def generate(model: Any, tokenizer: Any, rows: list[ChatRow], *, thinking: str, 
                               add_special_tokens=False).to(model.device)
             with torch.no_grad():
                 out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
+                                     pad_token_id=tokenizer.pad_token_id,
+                                     **({"eos_token_id": stop_ids} if stop_ids else {}))
             answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side
@@ -116,15 +118,15 @@ def jobs_of(ecfg: Any) -> list[tuple[str, str]]:
     return [(name, mode) for mode in ecfg.thinking for name, field in JOBS.items() if getattr(ecfg, field).enabled]
 
 
-def run_generative(model: Any, tokenizer: Any, ecfg: Any, jobs: list[tuple[str, str]], label: str
-                   ) -> dict[str, dict[str, Any]]:
-    """{"ko_math_heldout[off]": score, "ko_language[off]": score, ...} for one model."""
+def run_generative(model: Any, tokenizer: Any, ecfg: Any, jobs: list[tuple[str, str]], label: str,
+                   stop_ids: list[int] | None = None) -> dict[str, dict[str, Any]]:
+    """{"ko_math_heldout[off]": score, "ko_language[off]": score, ...} for one model; answers end at stop_ids."""
     results: dict[str, dict[str, Any]] = {}
     for name, mode in jobs:
         own: GenerativeEvalConfig = getattr(ecfg, JOBS[name])
         rows = load_prompts(own, required=("answer",) if name == "ko_math_heldout" else (), suite_limit=ecfg.limit)
         answers = generate(model, tokenizer, rows, thinking=mode, max_new_tokens=own.max_new_tokens,
-                           desc=f"{label}: {name} (thinking {mode})")
+                           desc=f"{label}: {name} (thinking {mode})", stop_ids=stop_ids)
         results[f"{name}[{mode}]"] = (math_accuracy(answers, rows) if name == "ko_math_heldout"
                                       else foreign_script_rate(answers))
     return results

@@ -45,7 +45,9 @@ LOCAL_TASKS: dict[str, dict[str, Any]] = {
         },
     },
 }
-PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "f1", "mcc")
+# The headline metric of a task: the first of these it reports (all higher-is-better).
+PRIMARY_METRICS = ("acc", "exact_match", "acc_norm", "f1", "mcc", "prompt_level_strict_acc", "pass@1", "pass_at_1",
+                   "bleu", "chrf")
 
 
 @dataclass
@@ -115,9 +117,11 @@ def files_digest(folder: Path, names: tuple[str, ...]) -> str:
     return digest.hexdigest()[:16]
 
 
-# What a local model folder's scores depend on: weights (every shard), config, tokenizer and chat template.
+# What a local model folder's scores depend on: weights (every shard), config, tokenizer (in each of its
+# formats), chat template, and the model code a trust_remote_code checkpoint runs (*.py).
 MODEL_FILES = ("config.json", "*.safetensors", "*.safetensors.index.json", "*.bin", "tokenizer.json",
-               "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json")
+               "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json",
+               "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json", "*.py")
 
 
 def hub_commit(repo_id: str, revision: str | None, cache_dir: str | Path | None = None) -> str | None:
@@ -139,7 +143,7 @@ def hub_commit(repo_id: str, revision: str | None, cache_dir: str | Path | None 
 
 def adapter_digest(adapter: Path) -> str:
     """An adapter's identity: its config and weights (what an eval report and a release are matched by)."""
-    return files_digest(adapter, ("adapter_config.json", "adapter_model.safetensors"))
+    return files_digest(adapter, ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"))
 
 
 def model_identity(source: str, revision: str | None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -155,10 +159,14 @@ def model_identity(source: str, revision: str | None, settings: dict[str, Any] |
     return ident
 
 
-def load_settings(mcfg: Any, quantization: Any) -> dict[str, Any]:
-    """The model settings a score depends on besides its files (for model_identity)."""
+def load_settings(mcfg: Any, quantization: Any, dtype: str | None = None, device: str | None = None
+                  ) -> dict[str, Any]:
+    """The model settings a score depends on besides its files (for model_identity). `dtype`: what model.dtype=auto
+    resolved to on `device` (bf16 on a recent GPU, fp16 on a V100, fp32 on CPU): a score computed in one is not
+    served to a run in another through the shared cache."""
     template = Path(mcfg.chat_template).expanduser() if mcfg.chat_template else None
-    return {"dtype": mcfg.dtype, "attn_implementation": mcfg.attn_implementation,
+    return {"dtype": dtype or mcfg.dtype, "device": device, "attn_implementation": mcfg.attn_implementation,
+            "end_of_turn_token": mcfg.end_of_turn_token,
             "quantization": asdict(quantization) if quantization is not None else None,
             "chat_template": hashlib.sha256(template.read_bytes()).hexdigest()[:16]
             if template is not None and template.is_file() else None}
@@ -303,7 +311,10 @@ def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], source: str, revisi
         for task in missing:
             score = scores[(task, mode)] = primary_score(task, output["results"], subtasks)
             if math.isnan(score.value):  # no score to keep: the next run computes it again
-                log.warning("lm-eval gave %s no %s score", task, "/".join(PRIMARY_METRICS))
+                given = sorted({k.split(",")[0] for k, v in output["results"].get(task, {}).items()
+                                if isinstance(v, (int, float)) and "_stderr" not in k})
+                log.warning("lm-eval gave %s no %s score (it gave %s): the report shows it as –, outside the "
+                            "suite average", task, "/".join(PRIMARY_METRICS), ", ".join(given) or "nothing")
                 continue
             write_json(files[(task, mode)], asdict(score))
     return {task_label(t, mode, jobs): scores[(t, mode)] for t, mode in jobs}, cached

@@ -14,36 +14,63 @@ from typing import Any
 from training.safe_write import write_atomic, write_json
 
 
+def _number(value: Any) -> float | None:
+    """A score, or None for none (lm-eval's NaN: strict JSON has no NaN, and a card must not publish one)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
 def _row(name: str, base: dict | None, adapted: dict | None, kind: str) -> dict[str, Any]:
     ref = base or adapted or {}
     row = {"task": name, "kind": kind, "metric": ref.get("metric"), "higher_is_better": ref.get("higher_is_better", True),
            "n": ref.get("n"), "base": None, "base_stderr": None, "adapted": None, "adapted_stderr": None,
-           "delta": None}
+           "delta": None, "delta_stderr": None}
     for side, score in (("base", base), ("adapted", adapted)):
         if score is not None:
-            row[side], row[f"{side}_stderr"] = score.get("value"), score.get("stderr")
+            row[side], row[f"{side}_stderr"] = _number(score.get("value")), _number(score.get("stderr"))
     if row["base"] is not None and row["adapted"] is not None:
         row["delta"] = row["adapted"] - row["base"]
+        if row["base_stderr"] is not None and row["adapted_stderr"] is not None:  # the two as independent samples
+            row["delta_stderr"] = math.sqrt(row["base_stderr"] ** 2 + row["adapted_stderr"] ** 2)
     return row
 
 
 def build_report(*, suite: str, model: dict[str, Any], adapter: str | None, harness: dict[str, dict],
-                 generative: dict[str, dict], cached: list[str], adapter_digest: str | None = None
-                 ) -> dict[str, Any]:
-    """harness / generative: {"base": {task: score dict}, "adapted": {...}} (adapted empty without an adapter)."""
+                 generative: dict[str, dict], cached: list[str], adapter_digest: str | None = None,
+                 settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """harness / generative: {"base": {task: score dict}, "adapted": {...}} (adapted empty without an adapter).
+    settings: what the scores were computed with (limit, few-shot, thinking, dtype ...), kept with them."""
     rows = []
     for kind, scores in (("lm-eval", harness), ("kosov", generative)):
         names = list(dict.fromkeys([*scores.get("base", {}), *scores.get("adapted", {})]))
         rows += [_row(n, scores.get("base", {}).get(n), scores.get("adapted", {}).get(n), kind) for n in names]
     averaged = [r for r in rows if r["kind"] == "lm-eval"]
+    if adapter is not None:  # both averages over the same tasks: those scored on both sides
+        averaged = [r for r in averaged if r["base"] is not None and r["adapted"] is not None]
     average = {}
     for side in ("base", "adapted"):
         values = [r[side] for r in averaged if r[side] is not None and not math.isnan(r[side])]
         average[side] = sum(values) / len(values) if values else None
     average["delta"] = (average["adapted"] - average["base"]
                         if average["base"] is not None and average["adapted"] is not None else None)
-    return {"suite": suite, "model": model, "adapter": adapter, "adapter_digest": adapter_digest, "rows": rows,
-            "suite_average": average, "cached_tasks": cached}
+    return {"suite": suite, "model": model, "adapter": adapter, "adapter_digest": adapter_digest,
+            "settings": settings or {}, "rows": rows, "suite_average": average, "cached_tasks": cached}
+
+
+def settings_line(settings: dict[str, Any]) -> list[str]:
+    """The report's settings in words, and a warning when the scores are of a subset (eval.limit)."""
+    if not settings:
+        return []
+    shots = settings.get("num_fewshot")
+    words = [f"few-shot: {'each task default' if shots is None else shots}",
+             f"thinking: {', '.join(settings.get('thinking') or []) or '-'}",
+             f"chat template: {'applied' if settings.get('apply_chat_template') else 'not applied'}",
+             f"backend: {settings.get('backend')}", f"dtype: {settings.get('dtype')}",
+             f"device: {settings.get('device')}"]
+    lines = ["Settings: " + "; ".join(words) + ".", ""]
+    if settings.get("limit") is not None:
+        lines += [f"**Subset:** `eval.limit={settings['limit']}` per task: not comparable with scores on the full "
+                  "benchmarks.", ""]
+    return lines
 
 
 def _fmt(value: float | None, stderr: float | None = None, signed: bool = False) -> str:
@@ -57,14 +84,16 @@ def to_markdown(report: dict[str, Any]) -> str:
     adapter = report["adapter"]
     lines = [f"### Evaluation: {report['suite']}", "",
              f"Base: `{report['model']['name_or_path']}`" + (f"; adapter: `{adapter}`" if adapter else ""), "",
-             "| task | metric | base | adapted | delta |", "|---|---|---|---|---|"]
+             *settings_line(report.get("settings", {})),
+             "| task | metric | n | base | adapted | delta |", "|---|---|---|---|---|---|"]
     for r in report["rows"]:
         better = "" if r["higher_is_better"] else " (lower is better)"
-        lines.append(f"| {r['task']} | {r['metric']}{better} | {_fmt(r['base'], r['base_stderr'])} | "
-                     f"{_fmt(r['adapted'], r['adapted_stderr'])} | {_fmt(r['delta'], signed=True)} |")
+        lines.append(f"| {r['task']} | {r['metric']}{better} | {r.get('n') or '–'} | "
+                     f"{_fmt(r['base'], r['base_stderr'])} | {_fmt(r['adapted'], r['adapted_stderr'])} | "
+                     f"{_fmt(r['delta'], r.get('delta_stderr'), signed=True)} |")
     avg = report["suite_average"]
-    lines.append(f"| **{report['suite']} average** (lm-eval tasks) | | {_fmt(avg['base'])} | {_fmt(avg['adapted'])} | "
-                 f"{_fmt(avg['delta'], signed=True)} |")
+    lines.append(f"| **{report['suite']} average** (lm-eval tasks{' scored on both sides' if adapter else ''}) | | | "
+                 f"{_fmt(avg['base'])} | {_fmt(avg['adapted'])} | {_fmt(avg['delta'], signed=True)} |")
     return "\n".join(lines) + "\n"
 
 
