@@ -109,12 +109,13 @@ def run_grpo(args: Any, tokenizer: Any, device: str, rows: dict[str, dict[str, A
     accumulation = compose([f"experiment={args.recipe}", "tracking=none"]).method.gradient_accumulation_steps
     plans = []  # (row, its cfg, attention, optimizer steps per generation round)
     for name, overrides, attn in args.sides:  # a variant cannot change the batch: resolve_recipe refuses it
-        recipe = compose([f"experiment={args.recipe}", "tracking=none", *overrides]).method
+        composed = compose([f"experiment={args.recipe}", "tracking=none", *overrides])
+        recipe = composed.method
         # The recipe's optimizer step (one prompt's group per micro-step, its gradient accumulation) and its
         # generation rounds in optimizer steps (each round's completions trained num_iterations times); every
         # trainer trains the same completions per optimizer step.
-        steps_per_generation = (recipe.grpo.generation_batch_size or 0) // (
-            recipe.per_device_train_batch_size * accumulation) or 1
+        per_step = recipe.per_device_train_batch_size * accumulation  # on one GPU, as the benchmark runs
+        steps_per_generation = (grpo.generation_batch(composed, 1) or per_step) // per_step
         rounds = steps_per_generation * recipe.grpo.num_iterations
         # A random-init model never ends a completion: the recipe's mask_truncated_completions would mask every one
         # (zero loss, zero gradient: an update that did nothing). TRL's default, False, trains them all on both sides.
@@ -122,7 +123,8 @@ def run_grpo(args: Any, tokenizer: Any, device: str, rows: dict[str, dict[str, A
                        f"method.grpo.num_generations={args.group}", f"method.grpo.max_completion_length={args.completion}",
                        f"method.per_device_train_batch_size={args.group}",
                        f"method.gradient_accumulation_steps={accumulation}",
-                       f"method.grpo.generation_batch_size={steps_per_generation * args.group * accumulation}",
+                       f"method.grpo.optimizer_steps_per_generation={steps_per_generation}",
+                       "method.grpo.generation_batch_size=null",
                        "method.grpo.mask_truncated_completions=false", "data.max_rows=256"])
         plans.append((name, overrides, cfg, attn, rounds))
     # TRL generates every step; kosov's sides are timed over whole generation rounds (a round's first step

@@ -118,14 +118,14 @@ def test_a_grpo_variant_is_timed_over_its_own_whole_generation_rounds(tmp_path):
 
     results = tmp_path / "RESULTS.md"
     assert main(["--cpu-smoke", "--grpo", "--results", str(results),
-                 "--variant", "gen4", "method.grpo.generation_batch_size=128",
+                 "--variant", "gen4", "method.grpo.optimizer_steps_per_generation=4",
                  "--variant", "cb", "method.grpo.generation=continuous_batching"]) == 0
     text = results.read_text()
     assert "1 warm-up + 2 timed steps; b: transformers, 2 step(s) per generation round" in text  # TRL: 1 a round
     assert "2 warm-up + 2 timed steps" in text
     variant = text[text.index("#### c: kosov recipe + gen4"):]
-    assert "the recipe with method.grpo.generation_batch_size=128; c: transformers, 4 step(s) per generation " \
-           "round" in variant and "4 warm-up + 4 timed steps" in variant and "| **c / a** |" in variant
+    assert "the recipe with method.grpo.optimizer_steps_per_generation=4; c: transformers, 4 step(s) per " \
+           "generation round" in variant and "4 warm-up + 4 timed steps" in variant and "| **c / a** |" in variant
     # the header says how each side generated: on the CPU, continuous batching without a say on CUDA graphs
     assert "d: continuous_batching (CUDA graphs: transformers decides), 2 step(s) per generation round" in text
 

@@ -97,6 +97,7 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
             fix="make method.per_device_train_batch_size x method.gradient_accumulation_steps a multiple of "
                 "method.grpo.num_generations",
         )
+    generation_batch(cfg, processes)  # optimizer_steps_per_generation: 1 or more, not with generation_batch_size
     if grpo.generation_batch_size is not None and (grpo.generation_batch_size <= 0
                                                    or grpo.generation_batch_size % completions):
         raise KosovError(
@@ -112,7 +113,8 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
             f"(method.per_device_eval_batch_size={m.per_device_eval_batch_size} x {processes} processes), not a "
             f"multiple of the group size method.grpo.num_generations={grpo.num_generations}",
             fix=f"set method.per_device_eval_batch_size to a multiple of "
-                f"{grpo.num_generations // math.gcd(grpo.num_generations, processes)}, or evaluate without generating during training: data.eval_ratio=0 and no data.eval_files",
+                f"{grpo.num_generations // math.gcd(grpo.num_generations, processes)}, or evaluate without "
+                "generating during training: data.eval_ratio=0 and no data.eval_files",
         )
     share = grpo.continuous_batching_memory
     if share is not None and not 0 < share <= 1:
@@ -130,6 +132,24 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
                          "batching, which does not support FlexAttention",
                          fix="use model.attn_implementation=auto (or sdpa) for GRPO, or method.grpo.generation=vllm "
                              "or transformers")
+
+
+def generation_batch(cfg: KosovConfig, processes: int) -> int | None:
+    """Completions per generation round, over all processes (TRL's generation_batch_size): the recipe's
+    generation_batch_size, or optimizer_steps_per_generation steps' worth on this many processes; None: one step's."""
+    m, grpo = cfg.method, cfg.method.grpo
+    steps = grpo.optimizer_steps_per_generation
+    if steps is None:
+        return grpo.generation_batch_size
+    if steps <= 0:
+        raise KosovError(f"method.grpo.optimizer_steps_per_generation={steps} is not a number of optimizer steps",
+                         fix="use 1 or more, or null")
+    if grpo.generation_batch_size is not None:
+        raise KosovError(f"method.grpo.generation_batch_size={grpo.generation_batch_size} and "
+                         f"method.grpo.optimizer_steps_per_generation={steps} both size a generation round",
+                         fix="set one of them and the other to null, e.g. "
+                             "method.grpo.optimizer_steps_per_generation=null with generation_batch_size")
+    return steps * m.per_device_train_batch_size * m.gradient_accumulation_steps * processes
 
 
 def continuous_batching_config(cfg: KosovConfig, device: str) -> dict[str, Any] | None:
@@ -239,6 +259,7 @@ def trainer_class():
 
 def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData, peft_config: Any,
                   common: dict[str, Any]):
+    from accelerate import PartialState
     from trl import GRPOConfig
 
     grpo = cfg.method.grpo
@@ -264,7 +285,7 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         use_vllm=backend == "vllm",
         use_transformers_continuous_batching=backend == "continuous_batching",
         transformers_continuous_batching_config=continuous_batching_config(cfg, device),
-        generation_batch_size=grpo.generation_batch_size,
+        generation_batch_size=generation_batch(cfg, PartialState().num_processes),
         vllm_mode=grpo.vllm_mode,
         # vLLM reserves KV cache for its context window: the model's (40k for Qwen3) would waste most of it
         vllm_max_model_length=grpo.vllm_max_model_length or grpo.max_prompt_length + grpo.max_completion_length,

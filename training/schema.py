@@ -115,12 +115,15 @@ class GRPOOptions:
     # Completions generated per generation round: null = one optimizer step's (on-policy). A multiple of that
     # generates for several steps at once (fuller batches for the engine; later steps slightly off-policy).
     generation_batch_size: Optional[int] = None
+    # The same in optimizer steps: a round generates that many steps' completions on any number of GPUs (each GPU
+    # generates its share, so its load stays the same). Set one of the two; null here = generation_batch_size's.
+    optimizer_steps_per_generation: Optional[int] = None
     # Share of the free GPU memory (after the model loads) continuous batching may take for its KV cache;
     # null = TRL's 0.5, leaving the rest to the training step.
     continuous_batching_memory: Optional[float] = None
     # CUDA graphs for continuous batching's forward passes (a decoding step's kernels replayed in one launch):
-    # null = on a GPU unless the base is 4-bit (measured 2.9x faster GRPO steps on an H100), left to transformers
-    # for a 4-bit base (off with SDPA); true / false force them (true needs a GPU).
+    # null = on a GPU unless the base is 4-bit (3.72x TRL's GRPO steps/s against 1.28x without, on an H100), off
+    # for a 4-bit base (not measured); true / false force them (true needs a GPU).
     continuous_batching_cuda_graphs: Optional[bool] = None
     vllm_mode: str = "colocate"  # colocate: in the training process; server: `trl vllm-serve` elsewhere
     vllm_max_model_length: Optional[int] = None  # null = max_prompt_length + max_completion_length

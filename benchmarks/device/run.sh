@@ -172,7 +172,7 @@ BENCH=(python3 benchmarks/train_throughput.py --results "$RESULTS")
 # why these); SFT_VARIANTS= / SFT_B4_VARIANTS= / GRPO_VARIANTS= (empty) drops them.
 SFT_VARIANTS=${SFT_VARIANTS---variant flex model.attn_implementation=flex_attention}
 SFT_B4_VARIANTS=${SFT_B4_VARIANTS---variant flex model.attn_implementation=flex_attention}
-GRPO_VARIANTS=${GRPO_VARIANTS---variant gen128 method.grpo.generation_batch_size=128}
+GRPO_VARIANTS=${GRPO_VARIANTS---variant gen128 method.grpo.optimizer_steps_per_generation=4}
 set -f  # the variants and *_ARGS are split into words unquoted: no glob may expand in them (rewards=[a] is one)
 for stage in "${STAGES[@]}"; do
   case $stage in

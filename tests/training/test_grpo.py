@@ -272,6 +272,28 @@ def test_generation_auto_does_not_send_a_qlora_base_to_vllm(monkeypatch):
         grpo.generation_backend(qlora, "cuda")
 
 
+@pytest.mark.parametrize("gpus", [1, 2, 4, 8])
+def test_the_17b_recipe_generates_two_steps_per_round_on_any_number_of_gpus(gpus):
+    """Its round was 64 completions (2 steps on one GPU): from 4 GPUs on, where a step takes 128, preflight refused
+    the shipped recipe. In optimizer steps it holds on every count, and each GPU generates the same share."""
+    from training import grpo
+
+    cfg = compose(["experiment=qwen3-1.7b-ko-grpo"])
+    grpo.preflight(cfg, "cuda", gpus)
+    assert grpo.generation_batch(cfg, gpus) == 2 * 32 * gpus
+
+
+def test_a_round_sized_twice_is_refused():
+    from training import grpo
+
+    cfg = compose(["experiment=qwen3-1.7b-ko-grpo", "method.grpo.generation_batch_size=128"])
+    with pytest.raises(KosovError, match="both size a generation round"):
+        grpo.preflight(cfg, "cuda", 1)
+    cfg.method.grpo.optimizer_steps_per_generation = None  # as the error's fix says
+    grpo.preflight(cfg, "cuda", 1)
+    assert grpo.generation_batch(cfg, 1) == 128
+
+
 def test_under_fsdp_grpo_generates_in_step_across_gpus_not_by_continuous_batching(monkeypatch):
     """Continuous batching decodes each GPU's prompts for as many steps as they need, while under FSDP every forward
     pass gathers the sharded weights from all GPUs: auto chose it there. Plain generate keeps the GPUs in step."""

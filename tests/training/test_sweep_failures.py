@@ -109,8 +109,8 @@ def test_a_submitit_sweep_runs_every_batch_and_names_every_failed_job(tmp_path):
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert len(list(tmp_path.rglob("*_submitted.pkl"))) == 2  # both batches ran
     for number, model in enumerate(bad):  # each failed job named here, with its overrides and its error
-        assert f"job #{number} of the sweep (experiment=smoke-sft model.name_or_path={model}) failed: model.name_or_path='{model}'" \
-            in done.stderr, done.stderr[-3000:]
+        named = f"job #{number} of the sweep (experiment=smoke-sft model.name_or_path={model}) failed: "
+        assert f"{named}model.name_or_path='{model}'" in done.stderr, done.stderr[-3000:]
     last = done.stderr[done.stderr.index("2 of 2 jobs of the sweep failed"):]  # the error ends the output
     assert "(#0, #1); the first, #0:" in last and "no-such-model'" in last and "Fix:" in last
 
