@@ -307,3 +307,20 @@ def test_scores_on_a_subset_say_so_and_stay_out_of_the_cards_metadata():
     full, subset = card(None), card(50)
     assert [r.metric_value for r in full.data.eval_results] == [0.5] and "few-shot: 5" in full.text
     assert not subset.data.eval_results and "**Subset:** `eval.limit=50` per task" in subset.text
+
+
+def test_a_completion_cut_off_while_thinking_has_no_answer_in_lm_eval_either():
+    """lm-eval kept the whole text of a completion cut off while thinking, and HRM8K's parser took the last number
+    of the unfinished reasoning as its answer; kosov's own math eval counts it as unanswered."""
+    import lm_eval.models.huggingface as hf
+
+    from training.evaluation.harness import cut_off_thoughts_unanswered
+
+    cut, done = "<think>사과가 5개, 100원씩이면 500", "<think>5 x 100</think>\n\n정답: 500"
+    assert hf.postprocess_generated_text(cut, None, "</think>") == cut  # lm-eval alone
+    with cut_off_thoughts_unanswered("on"):
+        assert hf.postprocess_generated_text(cut, None, "</think>") == ""
+        assert hf.postprocess_generated_text(done, None, "</think>") == "정답: 500"
+    with cut_off_thoughts_unanswered("off"):  # thinking off: lm-eval's own handling
+        assert hf.postprocess_generated_text(cut, None, "</think>") == cut
+    assert hf.postprocess_generated_text(cut, None, "</think>") == cut  # put back

@@ -12,12 +12,15 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from data_tools.text import cut_off_thinking
 from training.config import resolve_path
 from training.models import COMMIT_SHA
 from training.schema import EvalConfig
@@ -217,6 +220,8 @@ def settings_of(ecfg: EvalConfig, task: str, mode: str | None) -> dict[str, Any]
     local tasks, their data file's digest too."""
     settings = {"num_fewshot": ecfg.num_fewshot, "limit": ecfg.limit, "apply_chat_template": ecfg.apply_chat_template,
                 "backend": ecfg.backend, "thinking": mode}
+    if mode == "on":  # graded as kosov grades it since (cut_off_thoughts_unanswered): not a score cached before
+        settings["cut_off_thinking"] = "unanswered"
     if task in LOCAL_TASKS:
         data = resolve_path(LOCAL_TASKS[task]["data"])
         settings["data_sha256"] = hashlib.sha256(data.read_bytes()).hexdigest()
@@ -228,6 +233,39 @@ def thinking_args(mode: str | None) -> dict[str, Any]:
     if mode is None:
         return {}
     return {"enable_thinking": mode == "on", "think_end_token": "</think>"}
+
+
+@contextmanager
+def cut_off_thoughts_unanswered(mode: str | None) -> Iterator[None]:
+    """With thinking on, lm-eval keeps the whole text of a completion cut off while thinking (it has no </think> to
+    split at), and a task's parser then takes the last number of the unfinished reasoning as its answer (HRM8K).
+    kosov's own math eval counts such a completion as unanswered (data_tools.text.split_thinking): so does lm-eval
+    here, its answer empty, for the hf and vLLM backends."""
+    if mode != "on":
+        yield
+        return
+    import importlib
+
+    from lm_eval.models import utils
+
+    plain = utils.postprocess_generated_text
+
+    def postprocess(generation: str, stop: Any, think_end_token: Any) -> str:
+        return "" if cut_off_thinking(generation) else plain(generation, stop, think_end_token)
+
+    modules = []
+    for name in ("lm_eval.models.huggingface", "lm_eval.models.vllm_causallms"):
+        try:
+            modules.append(importlib.import_module(name))  # imported first: they bind the function at import
+        except ImportError:  # vLLM not installed: no vLLM backend to patch
+            continue
+    for module in modules:
+        module.postprocess_generated_text = postprocess
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.postprocess_generated_text = plain
 
 
 def tag_members(manager: Any, tasks: list[str]) -> dict[str, list[str]]:
@@ -267,9 +305,10 @@ def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, Tas
     for mode in dict.fromkeys(m for _, m in jobs):
         tasks = [t for t, m in jobs if m == mode]
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg.batch_size, **thinking_args(mode))
-        output = lm_eval.simple_evaluate(model=lm, tasks=tasks, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
-                                         apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
-                                         log_samples=False)
+        with cut_off_thoughts_unanswered(mode):
+            output = lm_eval.simple_evaluate(model=lm, tasks=tasks, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
+                                             apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
+                                             log_samples=False)
         subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, tasks)}
         scores.update({task_label(t, mode, jobs): primary_score(t, output["results"], subtasks) for t in tasks})
     return scores
@@ -297,12 +336,13 @@ def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], source: str, revisi
         log.info("lm-eval: %s on %s%s%s", missing, source, f" + {adapter}" if adapter else "",
                  f", thinking {mode}" if mode is not None else "")
         try:
-            output = lm_eval.simple_evaluate(
-                model=ecfg.backend, model_args=model_args(ecfg, source, revision, adapter, dtype, trust_remote_code,
-                                                             tokenizer, mode),
-                tasks=missing, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit, batch_size=ecfg.batch_size,
-                device=device, apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
-                log_samples=False)
+            with cut_off_thoughts_unanswered(mode):
+                output = lm_eval.simple_evaluate(
+                    model=ecfg.backend, model_args=model_args(ecfg, source, revision, adapter, dtype,
+                                                              trust_remote_code, tokenizer, mode),
+                    tasks=missing, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit, batch_size=ecfg.batch_size,
+                    device=device, apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
+                    log_samples=False)
         except (ConnectionError, FileNotFoundError) as e:  # datasets' errors for a hub dataset it cannot reach
             raise KosovError(f"could not load the benchmark data of {missing}: {e}",
                              fix="check the network and HF_TOKEN; on a closed network, run `kosov mirror` for this "
