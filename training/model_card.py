@@ -111,10 +111,16 @@ def model_card(*, repo: str, base: str, method: str, config: dict[str, Any], sta
     """The card's full text (YAML front matter + Markdown)."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    subset = (report or {}).get("settings", {}).get("limit") is not None  # eval.limit: not the benchmarks' scores
+    settings = (report or {}).get("settings", {})
+    subset = settings.get("limit") is not None  # eval.limit: not the benchmarks' scores
+    limited = {name for name, own in settings.get("kosov_evals", {}).items() if own.get("limit") is not None}
+
+    def whole(row: dict[str, Any]) -> bool:  # scored on a whole benchmark or held-out split, not a subset of it
+        return not (subset if row.get("kind", "lm-eval") == "lm-eval" else row["task"].split("[")[0] in limited)
+
     results = [EvalResult(task_type="text-generation", dataset_type=r["task"], dataset_name=r["task"],
                           metric_type=r["metric"], metric_value=r["adapted"], metric_name=r["metric"])
-               for r in (report or {}).get("rows", []) if r.get("adapted") is not None and not subset]
+               for r in (report or {}).get("rows", []) if r.get("adapted") is not None and whole(r)]
     data = ModelCardData(base_model=base, library_name="peft", language=["ko"], license=license_,
                          license_name="kosov-noncommercial" if license_ == "other" else None,
                          datasets=hub_datasets(stages) or None, pipeline_tag="text-generation",
@@ -129,8 +135,8 @@ def model_card(*, repo: str, base: str, method: str, config: dict[str, Any], sta
         "below gives the evaluation, the training data with its sources and licenses, and the full recipe.", "",
         "## Usage", "", *_usage(repo, base, config.get("model", {})), "",
         "## Evaluation", "", report_md or "No evaluation report was given (`publish.eval_report`).", "",
-        *(["Scores on a subset of each benchmark are left out of the card's model-index metadata.", ""]
-          if subset else []),
+        *(["Scores on a subset (a limit on the examples or prompts) are left out of the card's model-index "
+           "metadata.", ""] if subset or limited else []),
         *([f"![evaluation]({images['report']})", ""] if "report" in images else []),
         "## Training", "",
         f"- method: {method}; steps: {metrics.get('global_step')}; tokens seen: {metrics.get('tokens_seen')}",

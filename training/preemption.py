@@ -58,7 +58,9 @@ class StopOnSigterm(TrainerCallback):
             self.installed = True
             usr = submitit_preempt_signal()
             if usr is not None:
-                self.requeue, self.requeue_signal = signal.signal(usr, self._on_preempt_warning), usr
+                previous = signal.signal(usr, self._on_preempt_warning)
+                self.requeue = previous.handler if isinstance(previous, CarryOnUnlessRequeued) else previous
+                self.requeue_signal = usr
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         now = time.monotonic()
@@ -141,10 +143,7 @@ class StopOnSigterm(TrainerCallback):
         if self.requeue_asked and callable(self.requeue):
             log.warning("%s came before the run's end suite: submitit requeues the job, which finishes from its last "
                         "checkpoint", signal.Signals(self.requeue_signal).name)
-            try:
-                self.requeue(self.requeue_signal, None)
-            except Exception as e:  # out of requeues: finish here while the time limit allows
-                log.warning("submitit did not requeue the job (%s): finishing the run in this one", e)
+            CarryOnUnlessRequeued(self.requeue)(self.requeue_signal, None)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._anyone_asked(args):
@@ -156,9 +155,28 @@ class StopOnSigterm(TrainerCallback):
         return control
 
     def _give_back_requeue_signal(self) -> None:
+        """submitit's handler back, for a warning that comes when no step is left to end with a checkpoint (the end
+        suite, the final save): it requeues the job at once, or out of requeues lets the run finish in this one."""
         if self.requeue_signal is not None and self.installed and \
                 threading.current_thread() is threading.main_thread():
-            signal.signal(self.requeue_signal, self.requeue)
+            signal.signal(self.requeue_signal, CarryOnUnlessRequeued(self.requeue))
+
+
+class CarryOnUnlessRequeued:
+    """submitit's handler of SLURM's warning, where the run has no step left to end with a checkpoint. It requeues
+    the job and exits; out of requeues (`hydra.launcher.max_num_timeout`) it raised in the middle of the end suite
+    or the final save, ending the job with its traceback: the run now finishes in this job while the time limit
+    allows (the warning comes `signal_delay_s` before it), and is resumable if it does not."""
+
+    def __init__(self, handler: Any):
+        self.handler = handler
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        try:
+            self.handler(signum, frame)
+        except Exception as e:  # submitit's UncompletedJobError ("timed-out too many times")
+            log.warning("%s: submitit did not requeue the job (%s): finishing the run in this one",
+                        signal.Signals(signum).name, e)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.restore()
@@ -178,4 +196,6 @@ def submitit_preempt_signal() -> int | None:
     except RuntimeError:  # an unknown signal name in SUBMITIT_PREEMPT_SIGNAL: submitit itself fails on it
         return None
     handler = signal.getsignal(usr)
+    if isinstance(handler, CarryOnUnlessRequeued):  # an earlier run in this job (a chained SFT stage) gave it back
+        handler = handler.handler
     return usr if isinstance(getattr(handler, "__self__", None), SignalHandler) else None

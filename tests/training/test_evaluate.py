@@ -178,6 +178,12 @@ def test_kosovs_own_answers_end_with_their_turn_where_the_base_ends_text_with_an
     generate(Model(), tiny_tokenizer, rows, thinking="off", max_new_tokens=4, stop_ids=[turn])
     assert Model.asked["eos_token_id"] == [turn]
 
+    class Gemma(Model):  # ends of its own, which eos_token_id would replace: kept with the turn's
+        generation_config = type("Config", (), {"eos_token_id": [1, 107]})()
+
+    generate(Gemma(), tiny_tokenizer, rows, thinking="off", max_new_tokens=4, stop_ids=[turn])
+    assert Gemma.asked["eos_token_id"] == [turn, 1, 107]
+
 
 def test_a_tag_is_scored_as_the_mean_of_its_tasks_and_vllm_gets_the_thinking_mode():
     from training.evaluation.harness import model_args, primary_score, tag_members, task_manager

@@ -66,7 +66,8 @@ def test_a_warning_that_came_while_a_finished_job_loaded_is_handed_to_submitit(b
         assert stop.requeue_asked and calls == []
         stop.no_step_left()
         assert calls == [signal.SIGUSR2]
-        assert signal.getsignal(signal.SIGUSR2) is submitit_handler  # a later warning is submitit's own
+        given_back = signal.getsignal(signal.SIGUSR2)  # a later warning is submitit's own, out of requeues too
+        assert isinstance(given_back, preemption.CarryOnUnlessRequeued) and given_back.handler is submitit_handler
         assert ("finishing the run in this one" in caplog.text) is not requeue_left
     finally:
         stop.restore()
@@ -194,7 +195,7 @@ def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(t
     assert "suite smoke at step 4" in caplog.text  # the requeued job ran the end-of-training suite
 
 
-def as_a_submitit_job(tmp_path, monkeypatch, rank: int):
+def as_a_submitit_job(tmp_path, monkeypatch, rank: int, requeues: int = 3):
     """This process as task `rank` of a job of submitit's local executor, with submitit's signal handlers set as it
     sets them before the job runs. Returns the job's paths and the handlers to put back."""
     from submitit import JobEnvironment
@@ -216,7 +217,7 @@ def as_a_submitit_job(tmp_path, monkeypatch, rank: int):
     paths.folder.mkdir(parents=True)
     old = signal.getsignal(signal.SIGUSR2), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
     submission = DelayedSubmission(Job())
-    submission.set_timeout(60, 3)  # a 60-minute limit, 3 requeues after time limits
+    submission.set_timeout(60, requeues)  # a 60-minute limit, requeues after time limits
     JobEnvironment()._handle_signals(paths, submission)
     return paths, old
 
@@ -259,3 +260,41 @@ def test_the_other_ranks_of_a_requeued_job_end_quietly(tmp_path, monkeypatch, ca
             signal.signal(signum, handler)
     assert (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()  # the step's checkpoint first
     assert not paths.submitted_pickle.exists() and not (out / "metrics.json").exists()  # rank 0 requeues, not this
+
+
+def test_out_of_requeues_a_warning_during_the_end_suite_lets_the_run_finish(tmp_path, monkeypatch, caplog):
+    """With no requeue left (hydra.launcher.max_num_timeout), submitit's handler raised its UncompletedJobError in
+    the middle of the end-of-training suite: the job ended with a traceback, unfinished. It now finishes in this
+    job, which the warning leaves signal_delay_s for."""
+    from transformers import TrainerCallback
+
+    from tests.helpers import quick
+    from training import train as train_module
+    from training.recipes import compose
+    from training.train import train
+
+    class WarnAtTheEnd(TrainerCallback):  # added before kosov's callbacks: just before the end suite
+        def on_train_end(self, args, state, control, **kwargs):
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    build = train_module.METHODS["sft"].build_trainer
+
+    def build_and_warn(*a, **k):
+        trainer = build(*a, **k)
+        trainer.add_callback(WarnAtTheEnd())
+        return trainer
+
+    monkeypatch.setattr(train_module.METHODS["sft"], "build_trainer", build_and_warn)
+    paths, old = as_a_submitit_job(tmp_path, monkeypatch, rank=0, requeues=0)
+    signal.getsignal(signal.SIGUSR2).__self__._start_time -= 3600  # an hour in: at its time limit, out of requeues
+    out = tmp_path / "run"
+    caplog.set_level(logging.INFO)
+    try:
+        done = train(compose(quick(f"output_dir={out}", "method.max_steps=3", "eval=smoke", "eval.every_n_steps=100",
+                                   "resume=true")))
+    finally:
+        for signum, handler in zip((signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT), old):
+            signal.signal(signum, handler)
+    assert "SIGUSR2: submitit did not requeue the job" in caplog.text and "timed-out too many times" in caplog.text
+    assert done.metrics["global_step"] == 3 and (out / "metrics.json").is_file()
+    assert "suite smoke at step 3" in caplog.text  # the end suite ran to its end

@@ -56,11 +56,15 @@ def code_digest() -> str:
 def generate(model: Any, tokenizer: Any, rows: list[ChatRow], *, thinking: str, max_new_tokens: int,
              batch_size: int = 8, desc: str = "Generating", stop_ids: list[int] | None = None) -> list[str]:
     """Greedy answers to prompt rows, rendered with the chat template in the given thinking mode; each ends at the
-    first of `stop_ids` (models.stop_ids: the end of the turn), else at the model's generation config's end."""
+    first of `stop_ids` (models.stop_ids: the end of the turn) or of the model's generation config's ends."""
     import torch
 
     texts = [tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True,
                                            enable_thinking=thinking == "on") for r in rows]
+    if stop_ids:  # with the model's own ends (eos_token_id replaces them): Gemma's <end_of_turn>, Llama's <|eom_id|>
+        own = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        own = [own] if isinstance(own, int) else list(own or [])
+        stop_ids = list(dict.fromkeys([*stop_ids, *own]))
     side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation continues on the right
     answers: list[str] = []
     try:

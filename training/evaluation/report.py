@@ -70,6 +70,10 @@ def settings_line(settings: dict[str, Any]) -> list[str]:
     if settings.get("limit") is not None:
         lines += [f"**Subset:** `eval.limit={settings['limit']}` per task: not comparable with scores on the full "
                   "benchmarks.", ""]
+    limited = {name: own["limit"] for name, own in settings.get("kosov_evals", {}).items() if own.get("limit")}
+    if limited:
+        lines += ["kosov's own evals on part of their prompts: "
+                  + ", ".join(f"{name} {limit}" for name, limit in limited.items()) + " (`limit`).", ""]
     return lines
 
 
