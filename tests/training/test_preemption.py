@@ -162,18 +162,8 @@ def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(t
         def on_train_end(self, args, state, control, **kwargs):
             os.kill(os.getpid(), signal.SIGUSR2)
 
-    from training import train as train_module
-
-    build = train_module.METHODS["sft"].build_trainer
-
-    def warning(callback):
-        def build_and_warn(*a, **k):
-            trainer = build(*a, **k)
-            trainer.add_callback(callback)
-            return trainer
-        monkeypatch.setattr(train_module.METHODS["sft"], "build_trainer", build_and_warn)
     try:
-        warning(WarnAtTheLastStep())
+        trainers_warned_by(monkeypatch, WarnAtTheLastStep())
         caplog.set_level(logging.INFO, logger="training.evaluation.callback")
         with pytest.raises(SystemExit) as requeued:
             train(compose(args))
@@ -181,18 +171,35 @@ def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(t
         assert (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
         assert not (out / "metrics.json").exists() and "suite smoke at step" not in caplog.text  # left to the requeue
         paths.submitted_pickle.unlink()
-        warning(WarnAtTheEnd())
+        trainers_warned_by(monkeypatch, WarnAtTheEnd())
         with pytest.raises(SystemExit) as again:
             train(compose(args))
         assert again.value.code == 144 and paths.submitted_pickle.is_file()  # requeued again, before the suite
         assert not (out / "metrics.json").exists() and "suite smoke at step" not in caplog.text
-        monkeypatch.setattr(train_module.METHODS["sft"], "build_trainer", build)
+        trainers_warned_by(monkeypatch, None)
         finished = train(compose(args))
     finally:
         for signum, handler in zip((signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT), old):
             signal.signal(signum, handler)
     assert finished.metrics["global_step"] == 4 and not (out / "checkpoints" / "checkpoint-5").exists()
     assert "suite smoke at step 4" in caplog.text  # the requeued job ran the end-of-training suite
+
+
+def trainers_warned_by(monkeypatch, callback) -> None:
+    """SFT trainers built from here on also get `callback` (which sends SLURM's warning), added before kosov's own
+    callbacks; None: as they are."""
+    from training import train as train_module
+
+    method = train_module.METHODS["sft"]
+    build = getattr(method.build_trainer, "plain", method.build_trainer)
+
+    def build_and_warn(*a, **k):
+        trainer = build(*a, **k)
+        trainer.add_callback(callback)
+        return trainer
+
+    build_and_warn.plain = build
+    monkeypatch.setattr(method, "build_trainer", build if callback is None else build_and_warn)
 
 
 def as_a_submitit_job(tmp_path, monkeypatch, rank: int, requeues: int = 3):
@@ -239,16 +246,7 @@ def test_the_other_ranks_of_a_requeued_job_end_quietly(tmp_path, monkeypatch, ca
             if state.global_step == 1:
                 os.kill(os.getpid(), signal.SIGUSR2)
 
-    from training import train as train_module
-
-    build = train_module.METHODS["sft"].build_trainer
-
-    def build_and_warn(*a, **k):
-        trainer = build(*a, **k)
-        trainer.add_callback(WarnAtStep2())
-        return trainer
-
-    monkeypatch.setattr(train_module.METHODS["sft"], "build_trainer", build_and_warn)
+    trainers_warned_by(monkeypatch, WarnAtStep2())
     paths, old = as_a_submitit_job(tmp_path, monkeypatch, rank=1)
     out = tmp_path / "run"
     caplog.set_level(logging.INFO)
@@ -269,7 +267,6 @@ def test_out_of_requeues_a_warning_during_the_end_suite_lets_the_run_finish(tmp_
     from transformers import TrainerCallback
 
     from tests.helpers import quick
-    from training import train as train_module
     from training.recipes import compose
     from training.train import train
 
@@ -277,14 +274,7 @@ def test_out_of_requeues_a_warning_during_the_end_suite_lets_the_run_finish(tmp_
         def on_train_end(self, args, state, control, **kwargs):
             os.kill(os.getpid(), signal.SIGUSR2)
 
-    build = train_module.METHODS["sft"].build_trainer
-
-    def build_and_warn(*a, **k):
-        trainer = build(*a, **k)
-        trainer.add_callback(WarnAtTheEnd())
-        return trainer
-
-    monkeypatch.setattr(train_module.METHODS["sft"], "build_trainer", build_and_warn)
+    trainers_warned_by(monkeypatch, WarnAtTheEnd())
     paths, old = as_a_submitit_job(tmp_path, monkeypatch, rank=0, requeues=0)
     signal.getsignal(signal.SIGUSR2).__self__._start_time -= 3600  # an hour in: at its time limit, out of requeues
     out = tmp_path / "run"
