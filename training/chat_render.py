@@ -37,10 +37,17 @@ class _Turn:
     end: int  # one past the end-of-turn token
 
 
-def _render_ids(tokenizer: Any, messages: list[dict], add_generation_prompt: bool, kwargs: dict) -> list[int]:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+def _render_text(tokenizer: Any, messages: list[dict], add_generation_prompt: bool, kwargs: dict) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
                                          **kwargs)
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _render_ids(tokenizer: Any, messages: list[dict], add_generation_prompt: bool, kwargs: dict) -> list[int]:
+    return _ids(tokenizer, _render_text(tokenizer, messages, add_generation_prompt, kwargs))
 
 
 def thinking_kwargs(thinking: str, turn: dict) -> dict:
@@ -58,8 +65,14 @@ def _closed_by_next_turn(tokenizer: Any, full: list[int], end_token_id: int, kwa
 
 
 def _turn(tokenizer: Any, messages: list[dict], index: int, end_token_id: int, kwargs: dict) -> _Turn:
-    prompt = _render_ids(tokenizer, messages[:index], True, kwargs)
-    full = _render_ids(tokenizer, messages[: index + 1], False, kwargs)
+    prompt_text = _render_text(tokenizer, messages[:index], True, kwargs)
+    full_text = _render_text(tokenizer, messages[: index + 1], False, kwargs)
+    prompt, full = _ids(tokenizer, prompt_text), _ids(tokenizer, full_text)
+    if full[: len(prompt)] != prompt and full_text.startswith(prompt_text):
+        # The answer's first characters merged with the prompt's last token (an answer starting with a newline after
+        # the template's "assistant\n": one "\n\n" token). Inference writes the answer after the prompt's own tokens:
+        # so does training, the answer tokenized on its own.
+        full = prompt + _ids(tokenizer, full_text[len(prompt_text):])
     if full[: len(prompt)] != prompt:
         tail = tokenizer.decode(prompt[-8:])
         raise TemplateMismatch(

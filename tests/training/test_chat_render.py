@@ -94,3 +94,22 @@ def test_a_template_without_the_end_token_is_a_clear_error(tiny_tokenizer):
     no_end = "{% for m in messages %}{{ m.role + ': ' + m.content + '\n' }}{% endfor %}"
     with pytest.raises(TemplateMismatch, match="end_of_turn_token"):
         render(tiny_tokenizer, SINGLE, no_end)
+
+
+def test_an_answer_starting_with_a_newline_trains_as_inference_writes_it(tiny_tokenizer):
+    """Templates that keep an answer as written (Qwen2.5, Qwen3-2507-Instruct) put a leading newline right after
+    "assistant\\n", and BPE tokenizers with a "\\n\\n" token merge the two: the prompt was no longer a token prefix,
+    and the whole run stopped on a message about thinking. The answer is now tokenized after the prompt's own
+    tokens, as inference writes it."""
+    import copy
+
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.add_tokens(["\n\n"])  # as Qwen's BPE merges two newlines into one token
+    plain = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    messages = [{"role": "user", "content": "안녕하세요?"}, {"role": "assistant", "content": "\n네, 안녕하세요!"}]
+    [sample] = render(tokenizer, messages, plain)
+    prompt = tokenizer(tokenizer.apply_chat_template(messages[:1], chat_template=plain, tokenize=False,
+                                                     add_generation_prompt=True), add_special_tokens=False)
+    assert sample.input_ids[: len(prompt["input_ids"])] == prompt["input_ids"]  # the context inference gives
+    assert trained_text(tokenizer, sample) == "\n네, 안녕하세요!<|im_end|>"
