@@ -51,6 +51,9 @@ def setup_logging() -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    from training.redaction import RedactingFilter
+
+    handler.addFilter(RedactingFilter())  # the terminal too: wandb's console capture uploads it
     logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "fsspec", "alembic"):  # alembic: Optuna's
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any
@@ -17,8 +18,10 @@ def secret_values() -> list[str]:
     return [v for k in SECRET_ENV if len(v := os.environ.get(k, "")) >= 8]
 
 
-# Credentials inside URLs: user:password@ before the host, and query values named like keys (?api_key=..., &sig=...).
-URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.IGNORECASE)
+# Credentials inside URLs: whatever comes before the host's @ (user:password, a token alone, a password holding @,
+# or after user: a /), but not a hub path's @revision (hf://datasets/org/name@main); and query values named like keys
+# (?api_key=..., &sig=...).
+URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?:[^\s/?#]*@|[^\s/?#@]*:[^\s?#]*@)", re.IGNORECASE)
 URL_SECRET_QUERY = re.compile(r"(?P<name>[?&](?:[a-z0-9_-]*(?:key|token|secret|password|passwd|sig|signature)"
                               r"[a-z0-9_-]*)=)[^&#\s]+", re.IGNORECASE)
 
@@ -26,6 +29,19 @@ URL_SECRET_QUERY = re.compile(r"(?P<name>[?&](?:[a-z0-9_-]*(?:key|token|secret|p
 def redact_urls(text: str) -> str:
     """'https://user:sk-...@proxy/v1?api_key=sk-...' -> 'https://***@proxy/v1?api_key=***'."""
     return URL_SECRET_QUERY.sub(r"\g<name>***", URL_USERINFO.sub(r"\g<scheme>***@", text))
+
+
+class RedactingFilter(logging.Filter):
+    """Secrets out of log records, for every handler they reach (train.log, the terminal, and through it wandb's
+    console capture): an error of a teacher or judge naming its base_url with credentials, a secret from the
+    environment in a message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
 
 
 def redact(value: Any, key: str = "") -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from training.errors import KosovError
+from training.redaction import RedactingFilter
 from training.safe_write import exists_or_link, remove_path, tidy_swap
 
 log = logging.getLogger(__name__)
@@ -314,10 +315,11 @@ def check_same_data(run: RunDir, summary: dict[str, Any]) -> None:
 
 
 def add_file_logging(run: RunDir, earlier: list[logging.LogRecord] | None = None) -> logging.Handler:
-    """Append this process's log records to DIR/train.log (secrets never reach the log: we never log them), after
+    """Append this process's log records to DIR/train.log (secrets redacted: RedactingFilter), after
     `earlier`: records logged before the file could be opened (what putting a killed job's leftovers right did)."""
     handler = logging.FileHandler(run.path / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
     for record in earlier or ():
         handler.handle(record)
     logging.getLogger().addHandler(handler)

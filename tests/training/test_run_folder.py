@@ -304,6 +304,28 @@ def test_credentials_inside_urls_are_redacted_in_saved_configs():
     assert saved["judge"]["base_url"] == "https://***@llm-proxy.example/v1"
     assert saved["teacher"]["base_url"] == "http://10.0.0.5:8000/v1?api_key=***&model=qwen"
     assert saved["model"]["name_or_path"] == "Qwen/Qwen3-8B" and saved["data"]["hub_id"] == "hf://datasets/kosov/ko@main"
+    # a token alone, a password holding / or @: they went through (or left half the password)
+    for url in ("https://sk-live-0123456789abcdef@llm-proxy/v1", "https://kosov:Zm9v/YmFy+c2VjcmV0@judge/v1",
+                "https://bob:p@ssw0rd-secret@host:8000/v1"):
+        host = url.rsplit("@", 1)[1]
+        assert redact({"base_url": url})["base_url"] == f"https://***@{host}", url
+
+
+def test_a_log_line_naming_a_url_with_credentials_is_redacted_in_train_log(tmp_path):
+    """A teacher or judge error names its base_url: train.log (and the terminal wandb captures) got the key."""
+    import logging
+
+    from training.run_dir import RunDir, add_file_logging
+
+    run = RunDir(tmp_path)
+    handler = add_file_logging(run)
+    try:
+        logging.getLogger("kosov.test").warning("the judge at %s did not answer", "https://me:sk-judge-0123456789@j/v1")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    text = (tmp_path / "train.log").read_text()
+    assert "the judge at https://***@j/v1 did not answer" in text and "sk-judge" not in text
 
 
 def test_a_failed_job_closes_its_wandb_run_and_the_next_job_in_the_process_gets_its_own(tmp_path):
