@@ -104,7 +104,14 @@ def hub_target(cfg: KosovConfig, adapter_files: tuple[str, ...]) -> HubTarget:
         raise KosovError(f"{cfg.repo_id} already has the tag {cfg.publish.tag}, which names an earlier release",
                          fix="choose another publish.tag (e.g. the next version); nothing was built")
     # Only a repo an earlier kosov release went to: elsewhere the same names (tokenizer.model, README.md) are
-    # someone's full model or notes.
+    # someone's full model or notes, which a release would overwrite (and its adapter_config.json would make
+    # transformers load the repo as an adapter).
+    foreign = sorted(f for f in remote if f != ".gitattributes")
+    if foreign and KOSOV_MARKER not in remote:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise KosovError(f"{cfg.repo_id} holds files that are not a kosov release ({shown}): a release would "
+                         "replace its README.md and tokenizer files and add an adapter to it; nothing was built",
+                         fix="publish to a new repo_id (kosov creates it), or empty that repo on the Hub first")
     stale = sorted(set(remote) & {*adapter_files, *RELEASE_FILES}) if KOSOV_MARKER in remote else []
     return HubTarget(api, cfg.repo_id, bool(info.private), exists=True, stale=stale)
 

@@ -56,9 +56,30 @@ def _read_json(path: Path) -> dict[str, Any]:
 PRIVATE = ("host", "command")  # the training machine's name and the command line (local paths): not published
 
 
+def _local_name(path: Any) -> Any:
+    """A local path as its last part: the file or folder name says what it was; the rest names the machine's users
+    and disks (/home/alice/...), which a public release does not."""
+    return Path(path).name if isinstance(path, str) and Path(path).is_absolute() else path
+
+
 def _public(prov: dict[str, Any]) -> dict[str, Any]:
-    """A run's provenance for a public release: without PRIVATE keys, in its earlier starts too."""
-    return {k: [_public(p) for p in v] if k == "earlier" else v for k, v in prov.items() if k not in PRIVATE}
+    """A run's provenance for a public release: without PRIVATE keys and with local paths as names (data files, the
+    model's folder, the adapter it started from, the checkpoint it resumed from), in its earlier starts too."""
+    public: dict[str, Any] = {}
+    for key, value in prov.items():
+        if key in PRIVATE:
+            continue
+        if key == "earlier":
+            value = [_public(p) for p in value]
+        elif key == "resumed_from":
+            value = _local_name(value)
+        elif key == "model" and isinstance(value, dict):
+            value = {k: _local_name(v) if k in ("source", "start_adapter") else v for k, v in value.items()}
+        elif key == "data" and isinstance(value, dict) and isinstance(value.get("sources"), list):
+            value = {**value, "sources": [{**s, "path": _local_name(s.get("path"))} if isinstance(s, dict) and "path"
+                                          in s else s for s in value["sources"]]}
+        public[key] = value
+    return public
 
 
 def _run_of(adapter: Path) -> Path:
@@ -75,7 +96,7 @@ def _stages(run: Path) -> list[dict[str, Any]]:
         prov = _read_json(run / "provenance.json")
         config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").is_file() else {}
         stages.insert(0, {"name": f"{config.get('method', {}).get('name', '?')} ({run.name})",
-                          "provenance": _public(prov), **({} if prov else {"missing": str(run)})})
+                          "provenance": _public(prov), **({} if prov else {"missing": run.name})})
         start = (prov.get("model") or {}).get("start_adapter")
         run = _run_of(Path(start)) if start else None
     return stages
@@ -193,15 +214,22 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
         images["curve"] = "training_curve.png"
     report_md = None
     if report_dir is not None:
+        # the adapter evaluated is this release's, named so: its local path (/home/alice/...) is not published
+        shown = cfg.repo_id or run.name
         report_md = (report_dir / "report.md").read_text(encoding="utf-8")
-        shutil.copy2(report_dir / "report.json", staging / "eval_report.json")
+        if report.get("adapter"):
+            report_md = report_md.replace(f"adapter: `{report['adapter']}`", f"adapter: `{shown}`")
+        model = report.get("model") or {}
+        write_json(staging / "eval_report.json", {**report, "adapter": shown if report.get("adapter") else None,
+                                                  "model": {**model, "source": _local_name(model.get("source"))}})
         if (report_dir / "report.png").is_file():
             shutil.copy2(report_dir / "report.png", staging / "eval_report.png")
             images["report"] = "eval_report.png"
-    write_atomic(staging / "kosov_recipe.yaml", yaml.safe_dump(redact(run_cfg), allow_unicode=True, sort_keys=False))
-    write_json(staging / "provenance.json", {"stages": stages, "metrics": metrics})
+    recipe = {**redact(run_cfg), "output_dir": _local_name(run_cfg.get("output_dir"))}  # the run folder's name only
+    write_atomic(staging / "kosov_recipe.yaml", yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))
+    write_json(staging / "provenance.json", {"stages": stages, "metrics": _public(metrics)})  # its data summary too
     write_atomic(staging / "README.md", model_card(
-        repo=cfg.repo_id or run.name, base=base, method=run_cfg["method"]["name"], config=redact(run_cfg),
+        repo=cfg.repo_id or run.name, base=base, method=run_cfg["method"]["name"], config=recipe,
         stages=stages, metrics=metrics, report=report, report_md=report_md, license_=license_, license_why=why,
         images=images))
 

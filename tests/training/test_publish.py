@@ -4,6 +4,7 @@ matches base + adapter, the upload list keeps checkpoints and secrets out, and n
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -47,6 +48,22 @@ def test_the_card_parses_and_carries_the_eval_numbers(release):
     assert "| ko_mini_bench | acc |" in text and "## Data lineage" in text and "ko-chat-seed" in text
     assert "한국어" in text and "PeftModel.from_pretrained" in text and "LoRARequest" in text
     assert (result.folder / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_local_path_of_the_training_machine_reaches_the_release(release, smoke_run):
+    """The eval table named the adapter by its local path (/home/alice/...), and provenance.json kept the data
+    files', the model folder's and the run folder's: a public release names them by their last part only."""
+    import training
+
+    result, report = release
+    local = [str(smoke_run.run_dir.parent), str(Path(training.__file__).parents[1])]  # tmp folders, the checkout
+    for name in ("README.md", "provenance.json", "eval_report.json", "kosov_recipe.yaml"):
+        text = (result.folder / name).read_text(encoding="utf-8")
+        assert not [p for p in local if p in text], (name, local)
+    assert "adapter: `kosov-test/tiny-ko-lora`" in (result.folder / "README.md").read_text(encoding="utf-8")
+    published = json.loads((result.folder / "provenance.json").read_text())["stages"][-1]["provenance"]
+    source = published["data"]["sources"][0]
+    assert source["path"] == "ko_chat_seed.jsonl" and len(source["sha256"]) == 64  # named, and pinned as before
 
 
 def test_the_merged_model_matches_base_plus_adapter(release, smoke_run):

@@ -141,13 +141,18 @@ def test_push_under_hub_offline_mode_is_refused_before_building(hub, smoke_run, 
     assert not (tmp_path / "release").exists() and not hub
 
 
-def test_a_repo_that_never_held_a_kosov_release_loses_none_of_its_files(hub, smoke_run, tmp_path):
-    """The same names (tokenizer.model, added_tokens.json) in a full model's repo are that model's, not stale."""
-    model_files = {".gitattributes": b"", "config.json": b"{}", "tokenizer.model": b"sp", "added_tokens.json": b"{}"}
+def test_a_repo_that_never_held_a_kosov_release_is_refused_before_anything_is_built(hub, smoke_run, tmp_path):
+    """A full model's repo (or anyone's notes): a release overwrote its README.md and tokenizer files, and its
+    adapter_config.json made transformers load the repo as an adapter. A repo holding only .gitattributes (as the
+    Hub's web page creates it) takes the release."""
+    model_files = {".gitattributes": b"", "config.json": b"{}", "README.md": b"# my model", "tokenizer.json": b"{}"}
     hub["kosov-test/tiny-ko-lora"] = {"private": True, "files": dict(model_files), "tags": {}}
+    with pytest.raises(KosovError, match=r"holds files that are not a kosov release \(README.md, config.json"):
+        push(smoke_run.run_dir, tmp_path / "release")
+    assert hub["kosov-test/tiny-ko-lora"]["files"] == model_files and not (tmp_path / "release").exists()
+    hub["kosov-test/tiny-ko-lora"]["files"] = {".gitattributes": b""}
     result = push(smoke_run.run_dir, tmp_path / "release")
-    files = hub["kosov-test/tiny-ko-lora"]["files"]
-    assert {k: files[k] for k in model_files} == model_files and set(result.upload) <= set(files)
+    assert set(result.upload) <= set(hub["kosov-test/tiny-ko-lora"]["files"])
 
 
 def test_a_read_token_or_a_foreign_namespace_is_refused_before_anything_is_built(hub, smoke_run, tmp_path):
