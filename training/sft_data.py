@@ -15,11 +15,13 @@ from training.data_rows import TrainData, fits, free_of, load_rows, rows_summary
 from training.errors import KosovError
 
 def render_rows(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token_id: int, desc: str
-                ) -> tuple[dict[str, list], Counter]:
-    """Token ids and completion masks for the rows; overlong rows fail or are skipped by data.on_overlong."""
+                ) -> tuple[dict[str, list], Counter, list[ChatRow]]:
+    """Token ids and completion masks for the rows; overlong rows fail or are skipped by data.on_overlong.
+    Returns the columns, the skipped rows by reason, and the rows kept (what the data summary counts)."""
     sft, max_length = cfg.method.sft, cfg.method.sft.max_length
     columns: dict[str, list] = {"input_ids": [], "completion_mask": []}
     skipped: Counter = Counter()
+    kept: list[ChatRow] = []
     special = special_tokens(tokenizer)
     for row in tqdm(rows, desc=desc, unit="row", disable=len(rows) < 500):
         if not free_of(row, special, cfg.data.on_bad_row, skipped):
@@ -32,10 +34,11 @@ def render_rows(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token
         longest = max(len(s.input_ids) for s in samples)
         if not fits(row, longest, max_length, "method.sft.max_length", cfg.data.on_overlong, skipped):
             continue
+        kept.append(row)
         for s in samples:
             columns["input_ids"].append(s.input_ids)
             columns["completion_mask"].append(s.completion_mask)
-    return columns, skipped
+    return columns, skipped, kept
 
 
 def build_sft_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int) -> TrainData:
@@ -43,8 +46,8 @@ def build_sft_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int) -> Train
 
     train_report, eval_report = load_rows(cfg)
     train_rows, eval_rows = split_eval(train_report, eval_report, cfg.data.eval_ratio, cfg.seed)
-    train_cols, skipped = render_rows(train_rows, tokenizer, cfg, end_token_id, "Rendering train rows")
-    eval_cols, eval_skipped = render_rows(eval_rows, tokenizer, cfg, end_token_id, "Rendering eval rows")
+    train_cols, skipped, train_kept = render_rows(train_rows, tokenizer, cfg, end_token_id, "Rendering train rows")
+    eval_cols, eval_skipped, eval_kept = render_rows(eval_rows, tokenizer, cfg, end_token_id, "Rendering eval rows")
     if not train_cols["input_ids"]:
         reasons = skipped + train_report.skipped
         if not reasons:
@@ -53,7 +56,8 @@ def build_sft_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int) -> Train
         raise KosovError(f"every training row was skipped ({counts})",
                          fix="raise method.sft.max_length" if set(reasons) == {"longer than max_length"} else
                          "fix the rows (data.on_bad_row=error names each one) or raise method.sft.max_length")
-    summary = rows_summary(cfg, train_report, eval_report, train_rows, eval_rows, skipped + eval_skipped)
+    # the rows that trained (and were held out) and their licenses: not those rendering then skipped
+    summary = rows_summary(cfg, train_report, eval_report, train_kept, eval_kept, skipped + eval_skipped)
     summary.update({
         "train_sequences": len(train_cols["input_ids"]),
         "eval_sequences": len(eval_cols["input_ids"]),

@@ -277,7 +277,11 @@ def test_overlong_rows_fail_by_line_or_are_skipped_and_counted(tmp_path):
         train(cfg)
     result = train(compose(quick(f"output_dir={tmp_path / 'b'}", f"data.train_files=[{data}]",
                                  "method.sft.max_length=256", "data.on_overlong=skip", "data.on_bad_row=skip")))
-    assert result.metrics["data"]["skipped"] == {"longer than max_length": 1}
+    data_summary = result.metrics["data"]
+    assert data_summary["skipped"] == {"longer than max_length": 1}
+    # the counts are of the rows that trained or were held out: the skipped one was counted among them too
+    assert data_summary["train_rows"] + data_summary["eval_rows"] == 6
+    assert sum(data_summary["licenses"].values()) == data_summary["train_rows"]
 
 
 def test_secrets_reach_no_file_of_the_run_folder(tmp_path, monkeypatch):
