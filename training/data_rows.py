@@ -3,6 +3,8 @@ prompt rows for GRPO), hold out an eval split, and summarise counts and licenses
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -13,6 +15,8 @@ from data_tools.chat_io import (BadRowError, ChatFileReport, ChatRow, RowCheck, 
 from training.config import resolve_path
 from training.schema import KosovConfig
 from training.errors import KosovError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,17 +100,43 @@ def load_rows(cfg: KosovConfig, check: RowCheck = chat_row) -> tuple[ChatFileRep
     return train, evals
 
 
+def _content(row: ChatRow) -> str:
+    """What makes two rows the same example: the conversation and, for prompt rows, the other columns (answer)."""
+    return json.dumps([row.messages, row.columns], sort_keys=True, ensure_ascii=False, default=str)
+
+
 def split_eval(train: ChatFileReport, evals: ChatFileReport | None, ratio: float, seed: int
                ) -> tuple[list[ChatRow], list[ChatRow]]:
-    """The recipe's eval rows, or whole conversations held out of train (never turns of one on both sides)."""
+    """The recipe's eval rows, or whole conversations held out of train (never turns of one on both sides). Copies
+    of one row stay on one side: a held-out copy of a row that trains measures memory, not generalisation."""
     if evals is not None:
+        trained = {_content(r) for r in train.rows}
+        shared = sum(_content(r) in trained for r in evals.rows)
+        if shared:
+            log.warning("%d of the %d eval rows (data.eval_files) are also in the training data: their eval loss "
+                        "measures memory, not generalisation", shared, len(evals.rows))
         return train.rows, evals.rows
     rows = train.rows
     if ratio <= 0 or len(rows) < 2:
         return rows, []
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    held = set(order[: max(1, round(len(rows) * ratio))])
+    copies: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        copies.setdefault(_content(row), []).append(i)
+    groups = list(copies.values())
+    if len(groups) < 2:
+        log.warning("all %d training rows are the same conversation: nothing is held out for eval", len(rows))
+        return rows, []
+    if len(groups) < len(rows):
+        log.info("%d training rows are copies of others; each row's copies are kept on one side of the eval split",
+                 len(rows) - len(groups))
+    random.Random(seed).shuffle(groups)  # without copies, the same split as holding out shuffled rows
+    want = max(1, round(len(rows) * ratio))
+    held: set[int] = set()
+    for group in groups:  # whole groups, never past the share asked for (a row copied many times waits)
+        if len(held) + len(group) <= want:
+            held.update(group)
+    if not held:  # every row has more copies than the share: the smallest group, never all rows
+        held.update(min(groups, key=len))
     return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
 
@@ -121,4 +151,14 @@ def rows_summary(cfg: KosovConfig, train: ChatFileReport, evals: ChatFileReport 
         "eval_rows": len(eval_rows),
         "skipped": dict(skipped),
         "licenses": dict(Counter(str((row.meta or {}).get("license", "unknown")) for row in train_rows)),
+        "license_sources": _license_sources(train_rows),
     }
+
+
+def _license_sources(rows: list[ChatRow]) -> dict[str, dict[str, int]]:
+    """license -> the rows' meta.source -> rows: whom a release must credit (CC BY) and for which rows."""
+    found: dict[str, Counter] = {}
+    for row in rows:
+        meta = row.meta or {}
+        found.setdefault(str(meta.get("license", "unknown")), Counter())[str(meta.get("source", "unknown"))] += 1
+    return {license_: dict(sources) for license_, sources in found.items()}

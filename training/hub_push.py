@@ -128,8 +128,8 @@ def push_release(cfg: KosovConfig, target: HubTarget, folder: Path, files: list[
                                           delete_patterns=gone or None, commit_message=cfg.publish.commit_message)
         if cfg.publish.tag:
             target.api.create_tag(target.repo_id, tag=cfg.publish.tag, revision=commit.oid)
-    except (HTTPError, OSError) as e:
-        raise KosovError(f"the upload to {target.repo_id} failed: {e}", where=str(folder),
+    except (HTTPError, OSError, RuntimeError) as e:  # hf_xet's transfer errors are RuntimeErrors
+        raise KosovError(f"the upload to {target.repo_id} failed: {type(e).__name__}: {e}", where=str(folder),
                          fix="the release folder is complete; check the token's write access and the network, then "
                              "publish again with push=true overwrite=true") from e
     log.info("pushed %d files to %s (%s)%s%s", len(files), url, "private" if target.private is not False else

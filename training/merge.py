@@ -104,7 +104,11 @@ def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     qlora = run_cfg.peft.quantization is not None
-    model_cfg = dataclasses.replace(run_cfg.model, dtype="bfloat16" if qlora else run_cfg.model.dtype)
+    # The chat template the adapter was trained with, as saved beside it: the recipe's model.chat_template file
+    # may have been edited or moved since.
+    saved = adapter / "chat_template.jinja"
+    model_cfg = dataclasses.replace(run_cfg.model, dtype="bfloat16" if qlora else run_cfg.model.dtype,
+                                    **({"chat_template": str(saved)} if saved.is_file() else {}))
     cfg = dataclasses.replace(run_cfg, model=model_cfg, peft=dataclasses.replace(run_cfg.peft, quantization=None,
                                                                                  method="lora"))
     source, _ = model_source(cfg.model)

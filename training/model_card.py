@@ -81,6 +81,36 @@ def _lineage(stages: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _attribution(stages: list[dict[str, Any]]) -> list[str]:
+    """The card's credit for training rows under a Creative Commons Attribution license (CC BY, BY-SA, BY-NC...):
+    those licenses require whoever shares material adapted from the data to credit its creators."""
+    rows: dict[tuple[str, str], int] = {}
+    for stage in stages:
+        data = stage["provenance"].get("data", {})
+        for license_, count in data.get("licenses", {}).items():
+            if not license_.lower().startswith("cc-by"):
+                continue
+            # meta.source of the rows, recorded since 2026-11-26; before, the stage's data files or datasets
+            recorded = (data.get("license_sources") or {}).get(license_) or {
+                ", ".join(_source_text(s) for s in data.get("sources", [])) or data.get("name", "?"): count}
+            for source, n in recorded.items():
+                rows[(license_, source)] = rows.get((license_, source), 0) + n
+    if not rows:
+        return []
+    licenses = sorted({license_.lower() for license_, _ in rows})
+    lines = ["## Attribution", "",
+             f"Part of the training data is licensed {', '.join(licenses)}. These licenses require credit to the "
+             "data's creators when material adapted from it is shared: keep this section when you redistribute the "
+             "adapter or a model merged with it.", "",
+             "| license | source | rows |", "|---|---|---|",
+             *[f"| {license_} | {source} | {n} |" for (license_, source), n in sorted(rows.items())], ""]
+    if any("-sa" in license_ for license_ in licenses):
+        lines += ["ShareAlike (BY-SA) data also asks that adaptations be shared under the same license. Whether that "
+                  "reaches model weights is a legal question kosov does not decide: check it before you relicense.",
+                  ""]
+    return lines
+
+
 def _load_args(model: dict[str, Any]) -> str:
     """The base's pinned revision and remote-code switch as the recipe loaded it, for the usage snippets."""
     args = f', revision="{model["revision"]}"' if model.get("revision") else ""
@@ -144,6 +174,7 @@ def model_card(*, repo: str, base: str, method: str, config: dict[str, Any], sta
         f"eval loss: {metrics.get('first_eval_loss')} → {metrics.get('eval_loss')}", "", curve, "",
         "## Data lineage", "", *_lineage(stages), "",
         f"License: `{license_}` ({license_why}).", "",
+        *_attribution(stages),
         "## Provenance", "",
         *[f"- {st['name']}: git {st['provenance'].get('git_sha')}, started {st['provenance'].get('started')}, seed "
           f"{st['provenance'].get('seed')}, GPU {(st['provenance'].get('gpu') or {}).get('name', 'none')}" for st in stages],

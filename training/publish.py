@@ -28,7 +28,7 @@ from training.evaluation.harness import adapter_digest
 from training.hub_push import hub_target, push_release
 from training.model_card import derive_license, model_card
 from training.adapters import adapter_dir
-from training.models import resolve_device
+from training.models import HUB_ID, resolve_device
 from training.redaction import redact, redact_urls, secret_values
 from training.safe_write import check_not_holding, swap_into_place, tidy_swap, write_atomic, write_json
 
@@ -59,27 +59,26 @@ PRIVATE = ("host", "command")  # the training machine's name and the command lin
 def _local_name(path: Any) -> Any:
     """A local path as its last part: the file or folder name says what it was; the rest names the machine's users
     and disks (/home/alice/...), which a public release does not."""
-    return Path(path).name if isinstance(path, str) and Path(path).is_absolute() else path
+    return Path(path).name if isinstance(path, str) and (Path(path).is_absolute() or path.startswith("~/")) else path
+
+
+def _names_only(value: Any) -> Any:
+    """A recipe with every value that is a local path (/data/x.jsonl, ~/models/base) as its last part. One part
+    under / is left alone: that is text ("/no_think" in a system prompt), not a folder anyone trains from."""
+    if isinstance(value, dict):
+        return {k: _names_only(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_names_only(v) for v in value]
+    if isinstance(value, str) and "\n" not in value and (value.startswith("~/") or len(Path(value).parts) > 2):
+        return _local_name(value)
+    return value
 
 
 def _public(prov: dict[str, Any]) -> dict[str, Any]:
     """A run's provenance for a public release: without PRIVATE keys and with local paths as names (data files, the
     model's folder, the adapter it started from, the checkpoint it resumed from), in its earlier starts too."""
-    public: dict[str, Any] = {}
-    for key, value in prov.items():
-        if key in PRIVATE:
-            continue
-        if key == "earlier":
-            value = [_public(p) for p in value]
-        elif key == "resumed_from":
-            value = _local_name(value)
-        elif key == "model" and isinstance(value, dict):
-            value = {k: _local_name(v) if k in ("source", "start_adapter") else v for k, v in value.items()}
-        elif key == "data" and isinstance(value, dict) and isinstance(value.get("sources"), list):
-            value = {**value, "sources": [{**s, "path": _local_name(s.get("path"))} if isinstance(s, dict) and "path"
-                                          in s else s for s in value["sources"]]}
-        public[key] = value
-    return public
+    return _names_only({key: [_public(p) for p in value] if key == "earlier" else value
+                        for key, value in prov.items() if key not in PRIVATE})
 
 
 def _run_of(adapter: Path) -> Path:
@@ -174,12 +173,20 @@ def scan_for_secrets(folder: Path) -> list[str]:
     return leaked
 
 
-def _published_base(cfg: KosovConfig, name_or_path: str) -> str:
+def _loaded_from_folder(name_or_path: str, recorded: dict[str, Any]) -> bool:
+    """Whether the run loaded its base from a local folder: as its provenance records it, or (runs before 2026-11-26)
+    a folder that is still here or a name that is no hub id (a folder since moved or deleted)."""
+    if recorded.get("local") is not None:
+        return bool(recorded["local"])
+    return Path(name_or_path).expanduser().exists() or not HUB_ID.match(name_or_path)
+
+
+def _published_base(cfg: KosovConfig, name_or_path: str, recorded: dict[str, Any]) -> str:
     """The base as the card and the adapter's config name it: publish.base_model, else the run's hub id. A base the
     run loaded from a folder (a converted KORMo, a local copy) means nothing to anyone else."""
     if cfg.publish.base_model:
         return cfg.publish.base_model
-    if name_or_path != "tiny-ko" and Path(name_or_path).expanduser().exists():
+    if name_or_path != "tiny-ko" and _loaded_from_folder(name_or_path, recorded):
         raise KosovError(f"the run's base is the local folder {name_or_path}: the card cannot tell others where to "
                          "get it", fix="set publish.base_model=<org>/<name>, the Hub repo of that base (upload a "
                                        "converted base first), and check its license (publish.license)")
@@ -194,7 +201,8 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
     for stage in stages:
         for name, count in stage["provenance"].get("data", {}).get("licenses", {}).items():
             licenses[name] = licenses.get(name, 0) + count
-    base = _published_base(cfg, run_cfg["model"]["name_or_path"])
+    recorded = _read_json(run / "provenance.json").get("model") or {}
+    base = _published_base(cfg, run_cfg["model"]["name_or_path"], recorded)
     unrecorded = [stage["missing"] for stage in stages if "missing" in stage]
     if unrecorded and not cfg.publish.license:  # that stage's rows and their licenses are unknown
         raise KosovError(f"the adapter was trained from {unrecorded[0]}, which has no kosov provenance.json (moved, "
@@ -225,7 +233,7 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
         if (report_dir / "report.png").is_file():
             shutil.copy2(report_dir / "report.png", staging / "eval_report.png")
             images["report"] = "eval_report.png"
-    recipe = {**redact(run_cfg), "output_dir": _local_name(run_cfg.get("output_dir"))}  # the run folder's name only
+    recipe = _names_only(redact(run_cfg))  # data files, the base's folder, the run folder: by name
     write_atomic(staging / "kosov_recipe.yaml", yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))
     write_json(staging / "provenance.json", {"stages": stages, "metrics": _public(metrics)})  # its data summary too
     write_atomic(staging / "README.md", model_card(

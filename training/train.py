@@ -319,8 +319,8 @@ def train(cfg: KosovConfig) -> TrainResult:
             peft_config = lora_config(cfg.peft, model)
 
         # Record what this run is before it trains.
-        model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "revision": cfg.model.revision,
-                      "start_adapter": str(start_adapter) if start_adapter else None}
+        model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "local": is_local,
+                      "revision": cfg.model.revision, "start_adapter": str(start_adapter) if start_adapter else None}
         runtime = runtime_settings(cfg, model, device)
         log.info("runtime: %s", runtime)
         prov = resume_provenance(provenance(seed=cfg.seed, data=data.summary, model=model_info,

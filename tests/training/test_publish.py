@@ -314,7 +314,7 @@ def test_a_remote_code_base_merges_and_its_card_loads_it_with_remote_code(tmp_pa
     assert "trust_remote_code=True, enable_lora" in card and "base_model: kosov-test/tiny-remote" in card
     adapter_config = json.loads((result.folder / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == "kosov-test/tiny-remote"
-    assert str(base) not in card.split("## Evaluation")[0]  # metadata and usage (the recipe keeps what ran)
+    assert str(base) not in card  # metadata, usage, and the recipe (by the folder's name)
 
 
 def test_the_command_line_publishes_into_the_run_by_default_and_leaves_no_empty_folders(smoke_run, tmp_path):
@@ -361,3 +361,65 @@ def test_a_release_a_killed_publish_set_aside_comes_back_and_is_not_replaced_una
         publish(compose([f"run={smoke_run.run_dir}", f"output_dir={out}"]))
     assert (out / "README.md").read_text(encoding="utf-8") == card
     assert sorted(p.name for p in tmp_path.iterdir()) == ["release"]
+
+
+def test_a_run_on_local_files_is_released_by_names_with_the_template_it_trained_with(tmp_path):
+    """Trained from a local base folder, with a data file and a chat template given by absolute paths: the release
+    names them by their last part only and credits the CC BY rows' source; the merged model gets the template saved
+    with the adapter though the recipe's file was edited since; and once the base folder is gone, its path is still
+    not published as a Hub id."""
+    import shutil
+
+    from tests.helpers import quick
+    from training.models import model_source
+    from training.train import train
+
+    base = tmp_path / "models" / "tiny-base"
+    shutil.copytree(model_source(compose(quick()).model)[0], base)
+    template = tmp_path / "templates" / "chat.jinja"
+    template.parent.mkdir()
+    shutil.copyfile(Path(training_root(), "training/assets/chat_templates/tiny_ko.jinja"), template)
+    seed = Path(training_root(), "data_tools/datasets/ko_chat_seed.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in seed[:24]]
+    for i, row in enumerate(rows):
+        row["meta"] = ({"source": "ko-wiki-qa", "license": "CC-BY-SA-4.0"} if i % 2 else
+                       {"source": "kosov-seed", "license": "Apache-2.0"})
+    data = tmp_path / "data" / "rows.jsonl"
+    data.parent.mkdir()
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    run = train(compose(quick(f"output_dir={tmp_path / 'run'}", f"model.name_or_path={base}",
+                              f"model.chat_template={template}", f"data.train_files=[{data}]"))).run_dir
+    trained = (run / "adapter" / "chat_template.jinja").read_text(encoding="utf-8")
+    template.write_text("{{ 'edited after training' }}", encoding="utf-8")
+
+    result = publish(compose([f"run={run}", "publish.merge=true", f"output_dir={tmp_path / 'release'}",
+                              "publish.base_model=kosov-test/tiny-local", "publish.license=apache-2.0"]))
+    assert result.merge_check["ok"]
+    assert (result.folder / "merged" / "chat_template.jinja").read_text(encoding="utf-8") == trained
+    for name in ("README.md", "kosov_recipe.yaml", "provenance.json"):
+        assert str(tmp_path) not in (result.folder / name).read_text(encoding="utf-8"), name
+    recipe = yaml.safe_load((result.folder / "kosov_recipe.yaml").read_text(encoding="utf-8"))
+    assert recipe["data"]["train_files"] == ["rows.jsonl"] and recipe["model"]["chat_template"] == "chat.jinja"
+    card = (result.folder / "README.md").read_text(encoding="utf-8")
+    credited = json.loads((run / "provenance.json").read_text())["data"]["license_sources"]["CC-BY-SA-4.0"]
+    assert "## Attribution" in card and f"| CC-BY-SA-4.0 | ko-wiki-qa | {credited['ko-wiki-qa']} |" in card
+    assert "ShareAlike" in card and "kosov-seed" not in card.split("## Attribution")[1].split("## ")[0]
+
+    shutil.rmtree(base)
+    with pytest.raises(KosovError, match="base is the local folder"):
+        publish(compose([f"run={run}", f"output_dir={tmp_path / 'r2'}", "publish.license=apache-2.0"]))
+    saved = json.loads((run / "provenance.json").read_text())
+    del saved["model"]["local"]  # a run from before provenance recorded it: the gone folder's path is no hub id
+    (run / "provenance.json").write_text(json.dumps(saved))
+    with pytest.raises(KosovError, match="base is the local folder"):
+        publish(compose([f"run={run}", f"output_dir={tmp_path / 'r2'}", "publish.license=apache-2.0"]))
+
+
+def test_the_smoke_release_under_apache_credits_nobody(release):
+    assert "## Attribution" not in (release[0].folder / "README.md").read_text(encoding="utf-8")
+
+
+def training_root() -> Path:
+    import training
+
+    return Path(training.__file__).parents[1]

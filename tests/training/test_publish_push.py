@@ -22,7 +22,7 @@ class MemoryHub:
 
     repos: dict[str, dict] = {}
     me = {"name": "kosov-dev", "orgs": [{"name": "kosov-test"}], "auth": {"accessToken": {"role": "write"}}}
-    fail_upload = False
+    fail_upload: str | None = None  # "http": the Hub refuses the commit; "xet": the file transfer fails
 
     def __init__(self, token=None):
         assert token, "a push must use the configured token"
@@ -49,11 +49,13 @@ class MemoryHub:
         return f"https://huggingface.co/{repo_id}"
 
     def upload_folder(self, folder_path, repo_id, allow_patterns, delete_patterns=None, commit_message=""):
-        if self.fail_upload:
+        if self.fail_upload == "http":
             from huggingface_hub.errors import HfHubHTTPError
 
             request = httpx2.Request("POST", f"https://huggingface.co/api/models/{repo_id}/commit/main")
             raise HfHubHTTPError("403 Forbidden", response=httpx2.Response(403, request=request))
+        if self.fail_upload == "xet":  # what hf_xet raises for a failed transfer (its Rust errors)
+            raise RuntimeError("Data processing error: CAS service error : Reqwest Error: error sending request")
         files = self.repos[repo_id]["files"]
         for name in list(files):
             if name != ".gitattributes" and any(fnmatch.fnmatch(name, p) for p in delete_patterns or []):
@@ -166,8 +168,9 @@ def test_a_read_token_or_a_foreign_namespace_is_refused_before_anything_is_built
     assert not (tmp_path / "release").exists() and not hub
 
 
-def test_a_failed_upload_is_a_kosov_error_naming_the_finished_folder(hub, smoke_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(MemoryHub, "fail_upload", True)
+@pytest.mark.parametrize("failure", ["http", "xet"])
+def test_a_failed_upload_is_a_kosov_error_naming_the_finished_folder(hub, smoke_run, tmp_path, monkeypatch, failure):
+    monkeypatch.setattr(MemoryHub, "fail_upload", failure)
     with pytest.raises(KosovError, match="the upload to kosov-test/tiny-ko-lora failed") as error:
         push(smoke_run.run_dir, tmp_path / "release")
     assert error.value.where == str(tmp_path / "release") and (tmp_path / "release" / "README.md").is_file()

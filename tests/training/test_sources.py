@@ -64,3 +64,45 @@ def test_a_dataset_folder_loads_through_the_hub_path(tmp_path):
                                  f"data.hub_id={folder}")))
     assert result.metrics["data"]["train_rows"] + result.metrics["data"]["eval_rows"] == 12
     assert result.metrics["data"]["sources"][0]["hub_id"] == str(folder)
+
+
+def _rows(texts: list[str]):
+    from data_tools.chat_io import ChatFileReport, ChatRow
+
+    return ChatFileReport(rows=[ChatRow(messages=[{"role": "user", "content": t}, {"role": "assistant",
+                                                                                  "content": f"{t}에 답합니다."}],
+                                        meta=None, where=f"rows.jsonl:{i + 1}") for i, t in enumerate(texts)])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_copies_of_a_row_never_land_on_both_sides_of_the_eval_split(seed):
+    """A dataset holding the same conversation several times (merged sources, an unchecked generator): a held-out
+    copy of a row that also trains makes eval loss measure memory."""
+    from training.data_rows import split_eval
+
+    texts = [f"질문 {i}" for i in range(40)] + [f"질문 {i}" for i in range(12)] * 2  # 12 rows three times over
+    train, held = split_eval(_rows(texts), None, 0.2, seed)
+    trained = {r.messages[0]["content"] for r in train}
+    assert not trained & {r.messages[0]["content"] for r in held}
+    assert 0 < len(held) <= round(len(texts) * 0.2) and len(train) + len(held) == len(texts)
+
+
+def test_without_copies_the_eval_split_is_the_one_earlier_versions_made():
+    """A run resumed after upgrading kosov must hold out the same rows it held out before."""
+    import random
+
+    from training.data_rows import split_eval
+
+    texts = [f"질문 {i}" for i in range(60)]
+    order = list(range(60))
+    random.Random(3).shuffle(order)
+    _, held = split_eval(_rows(texts), None, 0.1, 3)
+    assert [r.where for r in held] == [f"rows.jsonl:{i + 1}" for i in sorted(order[:6])]
+
+
+def test_eval_files_sharing_rows_with_the_training_data_are_named(caplog):
+    from training.data_rows import split_eval
+
+    with caplog.at_level("WARNING", logger="training.data_rows"):
+        split_eval(_rows(["가", "나", "다"]), _rows(["나", "라"]), 0.0, 0)
+    assert "1 of the 2 eval rows (data.eval_files) are also in the training data" in caplog.text
