@@ -174,6 +174,8 @@ class TransformersTeacher:
 
     def generate(self, requests: list[GenerationRequest], *, progress: bool = True) -> list[Generation]:
         check_requests(requests)
+        if not requests:
+            return []
         texts = [self.render(r) for r in requests]
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(requests)), key=lambda i: lengths[i])  # similar lengths share a batch: less padding

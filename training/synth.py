@@ -47,6 +47,17 @@ class SynthResult:
     gate_report: list[dict]
 
 
+def teacher_tokenizer(cfg: KosovConfig) -> tuple[Path | None, Any, Any]:
+    """(the teacher's adapter, the model settings it is prompted with, its tokenizer). An adapter is prompted as its
+    run trained it (chat template, end of turn), as kosov serve and eval do."""
+    from training.adapters import adapter_dir, adapter_model_config
+    from training.models import load_tokenizer, model_source
+
+    adapter = adapter_dir(cfg.synth.teacher.adapter) if cfg.synth.teacher.adapter else None
+    mcfg = adapter_model_config(cfg.model, adapter) if adapter is not None else cfg.model
+    return adapter, mcfg, load_tokenizer(mcfg, model_source(cfg.model)[0])
+
+
 def build_teacher(cfg: KosovConfig, out: Path):
     """The teacher of `synth.teacher`: the recipe's model (+ adapter) in this process, vLLM, or an HTTP endpoint."""
     from data_tools.teacher_http import HTTPTeacher
@@ -60,16 +71,12 @@ def build_teacher(cfg: KosovConfig, out: Path):
             return HTTPTeacher(t.base_url, t.model or cfg.model.name_or_path, api_key_env=t.api_key_env,
                                concurrency=t.concurrency, timeout_s=t.timeout_s, max_retries=t.max_retries,
                                cache_dir=out / "teacher_cache")
-        from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
-        from training.models import (check_remote_code, load_for_inference, load_tokenizer, model_source,
-                                     resolve_device, stop_ids)
+        from training.adapters import check_adapter_base
+        from training.models import check_remote_code, load_for_inference, model_source, resolve_device, stop_ids
 
         source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)
-        adapter = adapter_dir(t.adapter) if t.adapter else None
-        # an adapter is prompted as its run trained it (chat template, end of turn), as kosov serve and eval do
-        mcfg = adapter_model_config(cfg.model, adapter) if adapter is not None else cfg.model
-        tokenizer = load_tokenizer(mcfg, source)
+        adapter, mcfg, tokenizer = teacher_tokenizer(cfg)
         stops = stop_ids(mcfg, tokenizer)  # where training taught the model to end its turn
         if t.backend == "vllm":
             if adapter is not None:
@@ -185,9 +192,7 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None) -> list[dict]:
         if t.backend == "http":
             raise KosovError("Magpie gives the model a raw chat-template prefix, which a chat endpoint cannot take",
                              fix="set synth.teacher.backend=transformers or vllm")
-        from training.models import load_tokenizer, model_source
-
-        prefix = gen.magpie_prefix(load_tokenizer(cfg.model, model_source(cfg.model)[0]), s.system)
+        prefix = gen.magpie_prefix(teacher_tokenizer(cfg)[2], s.system)  # the teacher's own chat format
         prompts = gen.magpie(teacher, s.n, seed=cfg.seed, prefix=prefix, temperature=t.temperature)
     elif s.generator == "self_instruct":
         prompts = gen.self_instruct(teacher, [_prompt_text(*i) for i in _read_inputs(cfg)], s.n, seed=cfg.seed,
@@ -199,6 +204,11 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None) -> list[dict]:
         items = _read_inputs(cfg)
         prompts = [_prompt_text(*i) for i in items][: s.n]
         wheres = [where for where, _ in items][: s.n]
+    if not prompts:
+        raise KosovError(f"the {s.generator} generator wrote no requests for the teacher to answer (synth.n={s.n})",
+                         fix="check synth.inputs" if s.generator != "magpie" else
+                         "Magpie keeps only distinct Korean requests: use a chat model that writes Korean (tiny-ko "
+                         "writes noise), or raise synth.n")
     return gen.distill(teacher, prompts, generator=s.generator, wheres=wheres, **answer)
 
 
@@ -295,6 +305,10 @@ def synth(cfg: KosovConfig) -> SynthResult:
         files = {f"{name}.jsonl": _write(part, staging, name) for name, part in splits.items() if part}
         settings = {"generator": cfg.synth.generator, "seed": cfg.seed, **redact(asdict(cfg.synth))}
         card = datacard_markdown(cfg.name, kept, report, settings, histograms(kept, staging))
+        if cache.is_dir():
+            card += ("\n## Before you share this folder\n\n`teacher_cache/` holds the teacher's raw answers: rows the "
+                     "quality gates removed and personal data the pii gate scrubbed too. Leave it out of what you "
+                     "upload (`hf upload <repo> " + str(out) + " --exclude 'teacher_cache/*'`).\n")
         write_atomic(staging / "DATACARD.md", card)
         write_atomic(staging / "config.yaml",
                      yaml.safe_dump(redact(to_dict(cfg)), allow_unicode=True, sort_keys=False))

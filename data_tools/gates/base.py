@@ -145,9 +145,20 @@ def map_turn_texts(row: dict, fields: str, fn: Callable[[str], str]) -> dict:
 
 # ---- text for matching rows against rows (dedup) and against benchmarks (decontamination) -------------
 
+def _in_number(text: str, i: int) -> bool:
+    """Whether the punctuation at text[i] belongs to a number: a minus sign (-3) or a separator between digits
+    (3.14, 3,14, 1,500), which tell -3 from 3 and 3.14 from 3,14."""
+    before, after = text[i - 1 : i], text[i + 1 : i + 2]
+    if text[i] == "-":
+        return after.isdigit() and not before.isalnum()
+    return text[i] in ".," and before.isdigit() and after.isdigit()
+
+
 def match_key(text: str) -> str:
-    """NFC, case-folded, punctuation turned into spaces, whitespace collapsed: the form two texts are compared in,
-    so "안녕하세요!" and "안녕하세요" match, but "a,b" and "ab" do not."""
+    """NFC, case-folded, punctuation turned into spaces (but not a number's sign or separators), whitespace
+    collapsed: the form two texts are compared in, so "안녕하세요!" and "안녕하세요" match, but "a,b" and "ab" do
+    not, nor "-3도" and "3도"."""
     folded = nfc(text).casefold()
-    spaced = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in folded)
+    spaced = "".join(" " if unicodedata.category(ch).startswith("P") and not _in_number(folded, i) else ch
+                     for i, ch in enumerate(folded))
     return " ".join(spaced.split())

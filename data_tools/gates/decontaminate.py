@@ -6,10 +6,13 @@ question, choices, prompt turns, messages, query, paragraph...) or plain text (e
 whitespace words (`unit="word"`, n=13 as in GPT-3's decontamination) or characters without spaces
 (`unit="char"`, n=50): a Korean word carries its particles, so Korean has fewer, longer words and a 13-word
 window is a long stretch of Korean text. A benchmark string shorter than n units but at least `min_units`
-long (a short KMMLU question) counts whole: a row that contains it verbatim is contaminated. What `boilerplate`
-or more distinct benchmark strings share (the instruction every prompt of a benchmark ends with, "풀이 과정을
-쓰고, 마지막 줄에 ...") is the benchmark's format, not an item, and is not matched: a training row written in the
-same format is not a copy of an item.
+long (a short KMMLU question) counts whole: a row that contains it verbatim is contaminated. A shorter one of at
+least 3 words (8 characters), such as "'밥'의 높임말로 알맞은 것은?", counts when a whole line of a turn is that
+string: contained in a longer text it would be too generic to say anything. What `boilerplate` or more distinct
+benchmark strings, and at least `format_share` of a file's long strings, share (the instruction every prompt of a
+benchmark ends with, "풀이 과정을 쓰고, 마지막 줄에 ...") is the benchmark's format, not an item, and is not
+matched: a training row written in the same format is not a copy of an item. A reading passage that a few of a
+benchmark's questions share is an item's text, and is matched.
 
     >>> gate = DecontaminateGate(eval_files=["kmmlu_test.jsonl"])   # doctest: +SKIP
     >>> dict(gate(rows).removed)   # {'overlaps kmmlu_test.jsonl': 2}  # doctest: +SKIP
@@ -34,6 +37,7 @@ from data_tools.gates.base import selected_turns, turn_text
 STRUCTURED = (".jsonl", ".json", ".parquet")  # anything else is read as plain text, one string per line
 DEFAULT_N = {"word": 13, "char": 50}
 DEFAULT_MIN_UNITS = {"word": 8, "char": 25}  # shorter strings ("다음 중 옳은 것은?", a choice) are too generic
+WHOLE_LINE_UNITS = {"word": 3, "char": 8}  # ... to find inside a text, but not as a whole line of a turn
 PROGRESS_FROM = 5000
 log = logging.getLogger(__name__)
 
@@ -83,7 +87,8 @@ class DecontaminateGate:
     unit: str = "word"
     n: int | None = None  # None: 13 words or 50 characters
     min_units: int | None = None  # None: 8 words or 25 characters
-    boilerplate: int = 3  # text shared by this many distinct benchmark strings is format, not an item
+    boilerplate: int = 3  # text shared by this many distinct benchmark strings ...
+    format_share: float = 0.5  # ... and by this share of a file's long strings is format, not an item
     fields: str = "all"
     name: ClassVar[str] = "decontaminate"
 
@@ -95,43 +100,55 @@ class DecontaminateGate:
         check_range(self.name, "n", self.n, 1)
         check_range(self.name, "min_units", self.min_units, 1, self.n)
         check_range(self.name, "boilerplate", self.boilerplate, 2)
+        check_range(self.name, "format_share", self.format_share, 0.0, 1.0)
         if not self.eval_files:
             raise ValueError("gate 'decontaminate' needs eval_files: the benchmark files to check against")
         self._build_index()
 
     def _build_index(self) -> None:
         # n-gram -> file, and for short strings: their first min_units units -> [(whole string, file)], so a
-        # row is scanned once for each and a prefix hit is confirmed by comparing the whole string.
-        # An n-gram counts once per distinct benchmark string; a short string by how often one file repeats it (an
-        # instruction field every record has; the same item in test, dev and val files stays an item). What
-        # `boilerplate` or more share is dropped afterwards.
+        # row is scanned once for each and a prefix hit is confirmed by comparing the whole string; strings too
+        # short for that: the whole string -> file, looked up by each line of a turn.
+        # An n-gram counts once per distinct benchmark string, in each file; a short string by how often one file
+        # repeats it (an instruction field every record has; the same item in test, dev and val files stays an
+        # item). What is format (_is_format) is dropped afterwards.
         self._grams: dict[Any, str] = {}
         self._short: dict[Any, list[tuple[Any, str]]] = {}
+        self._lines: dict[Any, str] = {}
         shared: Counter = Counter()
-        in_file: Counter = Counter()
+        in_file: Counter = Counter()  # (n-gram or short string, file) -> distinct strings of the file holding it
+        long_strings: Counter = Counter()  # file -> its distinct strings of n units or more
         seen: set = set()
+        whole_line = WHOLE_LINE_UNITS[self.unit]
         for path in map(str, self.eval_files):
             for text in eval_strings(Path(path)):
                 seq = units(text, self.unit)
-                if self.min_units <= len(seq) < self.n:
+                if whole_line <= len(seq) < self.min_units:
+                    self._lines.setdefault(seq, path)
+                    in_file[(seq, path)] += 1
+                    shared[seq] = max(shared[seq], in_file[(seq, path)])
+                elif self.min_units <= len(seq) < self.n:
                     if not shared[seq]:
                         self._short.setdefault(seq[: self.min_units], []).append((seq, path))
                     in_file[(seq, path)] += 1
                     shared[seq] = max(shared[seq], in_file[(seq, path)])
-                elif len(seq) >= self.n and seq not in seen:
-                    seen.add(seq)
-                    grams = {seq[i : i + self.n] for i in range(len(seq) - self.n + 1)}
-                    shared.update(grams)
-                    for gram in grams:
+                elif len(seq) >= self.n and (seq, path) not in seen:
+                    seen.add((seq, path))
+                    long_strings[path] += 1
+                    for gram in {seq[i : i + self.n] for i in range(len(seq) - self.n + 1)}:
+                        in_file[(gram, path)] += 1
                         self._grams.setdefault(gram, path)
-        format_grams = [gram for gram in self._grams if shared[gram] >= self.boilerplate]
+        format_grams = {gram for (gram, path), count in in_file.items() if gram in self._grams and count >=
+                        max(self.boilerplate, self.format_share * long_strings[path])}
         for gram in format_grams:
             del self._grams[gram]
         for key in list(self._short):
             self._short[key] = [(whole, path) for whole, path in self._short[key] if shared[whole] < self.boilerplate]
+        self._lines = {seq: path for seq, path in self._lines.items() if shared[seq] < self.boilerplate}
         if format_grams:
-            log.info("decontaminate: %d n-grams shared by %d or more benchmark strings are the benchmark's format, "
-                     "not an item's text, and are not matched", len(format_grams), self.boilerplate)
+            log.info("decontaminate: %d n-grams shared by %d or more benchmark strings (and %.0f%% of a file's) are "
+                     "the benchmark's format, not an item's text, and are not matched", len(format_grams),
+                     self.boilerplate, 100 * self.format_share)
 
     def overlap(self, text: str) -> tuple[str, str] | None:
         """(file, the shared text) for the first benchmark overlap in `text`, else None."""
@@ -144,6 +161,10 @@ class DecontaminateGate:
             for whole, path in self._short.get(seq[i : i + self.min_units], ()):
                 if seq[i : i + len(whole)] == whole:
                     return path, joiner.join(whole)
+        for line in text.splitlines():
+            path = self._lines.get(units(line, self.unit))
+            if path is not None:
+                return path, line.strip()
         return None
 
     def __call__(self, rows: list[dict]) -> GateResult:

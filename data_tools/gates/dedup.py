@@ -23,8 +23,8 @@ SEED = 1  # MinHash permutations: fixed, so the same rows are kept on every run 
 PROGRESS_FROM = 5000  # rows; smaller runs finish before a bar would help
 
 
-def row_texts(row: dict, fields: str) -> list[str]:
-    return [turn_text(turn) for turn in selected_turns(row, fields)]
+def row_texts(row: dict, fields: str, system: bool = True) -> list[str]:
+    return [turn_text(turn) for turn in selected_turns(row, fields) if system or turn.get("role") != "system"]
 
 
 @dataclass
@@ -62,8 +62,8 @@ def shingles(text: str, size: int) -> set[bytes]:
 
 @dataclass
 class NearDedupGate:
-    """Drop rows whose estimated Jaccard similarity of character shingles to an earlier kept row reaches
-    `threshold`. Only kept rows are indexed, so each survivor represents its cluster (a chain A~B~C where
+    """Drop rows whose estimated Jaccard similarity of character shingles (system turns left out) to an earlier
+    kept row reaches `threshold`. Only kept rows are indexed, so each survivor represents its cluster (a chain A~B~C where
     C is not near A keeps A and C)."""
 
     shingle: int = 5
@@ -97,7 +97,9 @@ class NearDedupGate:
         kept_signatures: dict[str, MinHash] = {}
         result = GateResult()
         for index, row in enumerate(tqdm(rows, desc="near_dedup", disable=len(rows) < PROGRESS_FROM)):
-            text = "\n".join(row_texts(row, self.fields))
+            # Without the system turn: one long system prompt on every row (synth.system) would make unrelated
+            # conversations near duplicates. Exact dedup keeps it: there the rest must match too.
+            text = "\n".join(row_texts(row, self.fields, system=False))
             signature = MinHash(num_perm=self.num_perm, seed=SEED, permutations=template.permutations,
                                 scheme=template.scheme)
             signature.update_batch(sorted(shingles(text, self.shingle)))

@@ -46,6 +46,7 @@ _ACCOUNT = re.compile(_ALONE_BEFORE + r"\d{3,6}(?:-\d{2,7}){1,3}" + _ALONE_AFTER
 BANK_WORDS = ("계좌", "은행", "입금", "송금", "이체", "예금주", "뱅크", "농협", "신협", "수협", "새마을금고",
               "우체국", "증권", "bank", "account")
 NOT_ACCOUNT_WORDS = ("주문", "송장", "운송장", "사업자", "등록번호", "전화", "연락처", "휴대폰", "팩스", "order")
+RRN_WORDS = ("주민", "등록번호", "외국인등록", "생년월일", "rrn")
 WORD_WINDOW = 20  # characters either side of a number where a label counts as "nearby"
 
 
@@ -103,8 +104,9 @@ def _candidates(text: str, kind: str) -> list[tuple[int, int]]:
         return [m.span() for m in _EMAIL.finditer(text)]
     if kind == "phone":
         return [m.span() for pattern in (_MOBILE, _LANDLINE) for m in pattern.finditer(text)]
-    if kind == "rrn":
-        return [m.span() for m in _RRN.finditer(text) if valid_rrn(m)]
+    if kind == "rrn":  # 13 digits run together are as likely a barcode (880...): those need a label nearby
+        return [m.span() for m in _RRN.finditer(text) if valid_rrn(m) and (not m.group(0).isdigit() or any(
+            word in text[max(m.start() - WORD_WINDOW, 0) : m.end() + WORD_WINDOW].lower() for word in RRN_WORDS))]
     if kind == "card":
         return [m.span() for m in _CARD.finditer(text) if luhn_ok(m.group(0))]
     spans = [m.span() for m in _ACCOUNT.finditer(text)]

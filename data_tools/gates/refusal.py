@@ -21,16 +21,22 @@ from data_tools.gates.base import FIELDS, GateResult, Verdict, answer_and_thinki
 from data_tools.gates.base import filter_rows, selected_turns
 
 REFUSAL_PATTERNS = (
-    # 죄송하지만 ... 할 수 없습니다 / 도와드릴 수 없습니다; not "...알 수 없습니다" (honest uncertainty is no refusal)
-    r"죄송(?:하지만|합니다|해요|하나|스럽지만)[^\n]{0,80}?(?:할|드릴)\s*수\s*(?:가\s*)?없",
-    r"도와\s*드릴\s*수\s*(?:가\s*)?없|도움을\s*드릴\s*수\s*(?:가\s*)?없",
+    # 죄송하지만 ... 도와드릴/답변할/제공할 수 없습니다: the assistant declining to help. Not "...알 수 없습니다" (honest
+    # uncertainty), not "참석할 수 없을 것 같습니다" (an apology the user asked to have written), not "없었다" (a story)
+    r"죄송(?:하지만|합니다|해요|하나|스럽지만)[^\n]{0,80}?(?:도와|도움을|답변(?:을|해)?|답해|응해|제공해|안내해|알려|"
+    r"말씀(?:해)?|처리해)\s*드릴\s*수\s*(?:가\s*)?없(?!었)",
+    r"죄송(?:하지만|합니다|해요|하나|스럽지만)[^\n]{0,80}?(?:답변|제공)할\s*수\s*(?:가\s*)?없(?!었)",
+    r"도와\s*드릴\s*수\s*(?:가\s*)?없(?!었)|도움을\s*드릴\s*수\s*(?:가\s*)?없(?!었)",
     r"답변(?:을|해)?\s*드리기\s*(?:가\s*)?(?:어렵|곤란)",
-    r"(?:답변|응답|대답)(?:해\s*)?(?:드릴|할)\s*수\s*(?:가\s*)?없",
+    # 답변할 수 없습니다 / 응답해 드릴 수 없습니다; not "서버가 요청에 응답할 수 없는 상태" or "대답할 수 없었다"
+    r"(?:답변(?:해\s*)?(?:드릴|할)|(?:응답|대답)(?:해\s*)?드릴)\s*수\s*(?:가\s*)?없(?!었)",
     r"(?:요청|질문)(?:에는|에|은|는)\s*(?:응할|응해\s*드릴|답할|답해\s*드릴)\s*수\s*(?:가\s*)?없",
     r"\bI(?:'m|’m| am) (?:sorry|afraid)\b[^\n]{0,60}?\b(?:can(?:no|'|’)t|unable|won(?:'|’)t|not able)\b",
     r"\bI can(?:no|'|’)t (?:help|assist|comply|provide|fulfill)\b",
     r"\bI(?:'m|’m| am) (?:unable|not able) to (?:help|assist|comply|provide|fulfill)\b",
 )
+
+QUOTES = "'\"‘“「『"
 
 BOILERPLATE_PATTERNS = (
     r"\bas an ai(?: language)? model\b",
@@ -77,7 +83,9 @@ class RefusalGate:
             for reason, patterns, text in (("refusal", self._refusals, answer[: self.head_chars]),
                                            ("boilerplate", self._boilerplate, answer)):
                 for pattern in patterns:
-                    found = pattern.search(text)
+                    # a refusal quoted in the answer ("'I'm sorry, but I can't come'로 번역됩니다") is not one
+                    found = next((m for m in pattern.finditer(text) if not m.start() or text[m.start() - 1] not in QUOTES),
+                                 None)
                     if found:
                         return reason, answer[max(found.start() - 20, 0) :]
         return None

@@ -51,6 +51,9 @@ class NfcGate:
         return result
 
 
+_LATIN_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ɏ]+")  # a run of Latin letters (accented too): one English word
+
+
 def _letters_text(turn: dict, include_think: bool, ignore_code: bool) -> str:
     text = turn_text(turn, include_think)
     return strip_code(text) if ignore_code else text
@@ -59,11 +62,14 @@ def _letters_text(turn: dict, include_think: bool, ignore_code: bool) -> str:
 @dataclass
 class HangulShareGate:
     """Drop rows where a turn's Hangul share of letters is below `min_share`. A turn with no letters at all
-    (a number, a code-only answer) has no share to judge and passes."""
+    (a number, a code-only answer) has no share to judge and passes. With `latin_by_word` (the default) an English
+    word counts once, as a Hangul syllable block does: "Python에서 list comprehension을 쓰면" is Korean prose with
+    English terms, which counting every Latin letter would drop."""
 
     min_share: float = 0.5
     ignore_code: bool = True
     include_think: bool = False
+    latin_by_word: bool = True
     fields: str = "assistant"
     name: ClassVar[str] = "hangul_share"
 
@@ -73,7 +79,10 @@ class HangulShareGate:
 
     def verdict(self, row: dict) -> Verdict:
         for turn in selected_turns(row, self.fields):
-            counts = script_counts(_letters_text(turn, self.include_think, self.ignore_code))
+            text = _letters_text(turn, self.include_think, self.ignore_code)
+            counts = script_counts(text)
+            if self.latin_by_word:
+                counts["latin"] = len(_LATIN_WORD.findall(text))
             letters = sum(counts.values())
             if letters and counts["hangul"] / letters < self.min_share:
                 return f"hangul share < {self.min_share}", turn_text(turn, self.include_think)
@@ -83,17 +92,21 @@ class HangulShareGate:
         return filter_rows(rows, self.verdict)
 
 
-# A Hanja gloss right after the Korean word it spells: 사자성어(四字成語), 경제 (經濟). One Hanja is one syllable, so
-# a gloss has no more Hanja than the word before it has syllables: "수도입니다(首尔是韩国的首都城市)" is Chinese.
-_PARENS_AFTER_HANGUL = re.compile(r"([가-힣]+) ?\(([^()\n]{1,30})\)")
+# A Hanja gloss right after the Korean word it spells: 사자성어(四字成語), 경제 (經濟), 인공 지능(人工知能), '사면초가'
+# (四面楚歌). One Hanja is one syllable, so a gloss has no more Hanja than the word before it has syllables, or exactly
+# as many as the last few words: "수도입니다(首尔是韩国的首都城市)" is Chinese.
+_PARENS_AFTER_HANGUL = re.compile(r"((?:[가-힣]+ ){0,3}[가-힣]+)(['\"‘’“”」』]?) ?\(([^()\n]{1,30})\)")
 
 
 def _without_hanja_glosses(text: str) -> str:
     def gloss(match: re.Match) -> str:
-        word, inside = match.groups()
+        words, quote, inside = match.groups()
+        words_list = words.split()
         scripts = {script_of(ch) for ch in inside} - {None}
         han = sum(script_of(ch) == "han" for ch in inside)
-        return word if scripts == {"han"} and han <= len(word) else match.group(0)
+        spelled = han <= len(words_list[-1]) or any(sum(map(len, words_list[-k:])) == han
+                                                    for k in range(2, len(words_list) + 1))
+        return words + quote if scripts == {"han"} and spelled else match.group(0)
 
     return _PARENS_AFTER_HANGUL.sub(gloss, text)
 

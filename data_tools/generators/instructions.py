@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from data_tools.teachers import GenerationRequest, Teacher
-from data_tools.text import hangul_share, nfc
+from data_tools.text import hangul_share, nfc, prose
 
 _NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.+?)\s*$")
 
@@ -151,6 +151,14 @@ def magpie(teacher: Teacher, n: int, *, seed: int, prefix: str, max_new_tokens: 
     return found
 
 
+def _translated(text: str, source: str) -> bool:
+    """Whether a turn came back in Korean: Korean prose, or a turn with nothing to translate (a number, code, a
+    formula) returned as it was."""
+    letters = prose(text)
+    return (not any(map(str.isalpha, letters)) or hangul_share(letters) >= 0.3
+            or text == nfc(source.strip()))
+
+
 def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str, license_: str,
               temperature: float | None = None, wheres: Sequence[str] | None = None) -> list[dict]:
     """English chat rows rewritten in Korean, turn by turn; a row with any failed turn is dropped. `wheres`
@@ -164,9 +172,9 @@ def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str,
     outs = teacher.generate(requests)
     translated: dict[int, list[dict]] = {i: [dict(m) for m in row["messages"]] for i, row in enumerate(rows)}
     failed = set()
-    for (i, j, _), out in zip(turns, outs, strict=True):
+    for (i, j, m), out in zip(turns, outs, strict=True):
         text = nfc(out.text.strip())
-        if out.finish_reason != "stop" or hangul_share(text) < 0.3:
+        if out.finish_reason != "stop" or not _translated(text, m["content"]):
             failed.add(i)
         translated[i][j] = {**translated[i][j], "content": text}
     return [{"messages": translated[i], "meta": _meta(source, "translate", teacher, license_, seed + i,

@@ -54,9 +54,19 @@ def test_hangul_share_ignores_code_and_thinking_by_default():
     result = gate("hangul_share")(rows)
     assert dict(result.removed) == {"hangul share < 0.5": 1}
     assert answers(result.kept) == [KOREAN, CODE_ANSWER, "1,200", KOREAN]  # no letters: nothing to judge
-    assert dict(gate("hangul_share", ignore_code=False)(rows).removed) == {"hangul share < 0.5": 2}
-    assert dict(gate("hangul_share", include_think=True)(rows).removed) == {"hangul share < 0.5": 2}
+    assert dict(gate("hangul_share", ignore_code=False, latin_by_word=False)(rows).removed) == {"hangul share < 0.5": 2}
+    assert dict(gate("hangul_share", include_think=True, latin_by_word=False)(rows).removed) == {"hangul share < 0.5": 2}
     assert dict(gate("hangul_share", min_share=0.0)(rows).removed) == {}
+
+
+def test_hangul_share_keeps_korean_prose_with_english_terms():
+    """Korean tech writing keeps English terms in Latin letters; counting every letter made these "not Korean"."""
+    tech = [sft("Python에서 list comprehension을 사용하면 코드를 간결하게 쓸 수 있습니다."),
+            sft("Docker container를 실행하려면 docker run 명령어를 사용하세요.")]
+    english = sft("Sure, here is how you run a Docker container: use docker run 명령.")
+    result = gate("hangul_share")([*tech, english])
+    assert result.kept == tech and dict(result.removed) == {"hangul share < 0.5": 1}
+    assert len(gate("hangul_share", latin_by_word=False)(tech).kept) == 0  # every Latin letter counted
 
 
 def test_foreign_script_catches_language_confusion_but_not_hanja_glosses_or_code():
@@ -78,6 +88,10 @@ def test_foreign_script_catches_language_confusion_but_not_hanja_glosses_or_code
     dots = sft("한・중・일 정상회의가 서울에서 열립니다. 경제 (經濟) 협력이 주제입니다.")
     result = gate("foreign_script")([in_brackets, dots])
     assert result.kept == [dots] and dict(result.removed) == {"more than 0 han ideographs": 1}
+    # a gloss of words written apart, or of a quoted word, is a gloss too
+    spaced = [sft("인공 지능(人工知能)은 사람의 학습 능력을 흉내 냅니다."), sft("국제 연합(國際聯合)은 1945년에 생겼습니다."),
+              sft("이런 처지를 '사면초가'(四面楚歌)라고 합니다.")]
+    assert gate("foreign_script")(spaced).kept == spaced
 
 
 def test_length_bounds_answers_prompts_and_thinking():
@@ -110,6 +124,8 @@ def test_repetition_drops_loops_and_repeated_lines_but_not_prose_or_code():
     ("그 질문에는 답변드리기 어렵습니다.", "refusal"),
     ("I'm sorry, but I can't help with that request.", "refusal"),
     ("I cannot assist with creating malware.", "refusal"),
+    ("죄송하지만 그 정보는 제공할 수 없습니다.", "refusal"),
+    ("죄송하지만 요청하신 내용에는 답해 드릴 수 없어요.", "refusal"),
     ("AI 언어 모델로서 저는 개인적인 의견이 없습니다. 다만 일반적으로는...", "boilerplate"),
     ("저는 AI라서 맛을 느낄 수는 없지만, 많은 분들이 이 메뉴를 좋아합니다.", "boilerplate"),
     ("As an AI language model, I don't have feelings.", "boilerplate"),
@@ -130,6 +146,16 @@ def test_refusal_keeps_helpful_answers_and_takes_extra_patterns():
         gate("refusal", extra_patterns=["(unclosed"])
 
 
+@pytest.mark.parametrize("answer", [
+    "죄송하지만 내일 회의에 참석할 수 없을 것 같습니다. 일정을 다시 잡아 주시면 감사하겠습니다.",  # an email asked for
+    "HTTP 503은 서버가 일시적으로 요청에 응답할 수 없는 상태를 뜻합니다.",
+    "아이는 너무 놀라서 아무 말도 대답할 수 없었습니다.",
+    "이 문장은 'I'm sorry, but I can't come to the party.'로 번역됩니다.",  # a refusal quoted, not made
+])
+def test_refusal_keeps_answers_that_only_sound_like_one(answer):
+    assert gate("refusal")([sft(answer)]).kept == [sft(answer)]
+
+
 def test_exact_dedup_normalises_before_comparing_and_keeps_the_first():
     rows = [sft("서울입니다.", "한국의 수도는?"), sft("서울입니다!!", "한국의  수도는"),
             sft(unicodedata.normalize("NFD", "서울입니다."), "한국의 수도는?"), sft("SEOUL.", "Capital?"),
@@ -137,6 +163,10 @@ def test_exact_dedup_normalises_before_comparing_and_keeps_the_first():
     result = gate("exact_dedup")(rows)
     assert dict(result.removed) == {"exact duplicate": 3} and result.kept == [rows[0], rows[3], rows[5]]
     assert len(gate("exact_dedup", fields="assistant")(rows).kept) == 2
+    # numbers that differ only in a sign or a separator are different rows (a math set's answers)
+    numbers = [sft("정답: -3도", "최저 기온은 몇 도?"), sft("정답: 3도", "최저 기온은 몇 도?"),
+               sft("3.14입니다.", "원주율은?"), sft("3,14입니다.", "원주율은?")]
+    assert gate("exact_dedup")(numbers).kept == numbers
 
 
 RECIPE = ("김치찌개를 맛있게 끓이려면 잘 익은 김치를 먼저 돼지고기와 함께 충분히 볶아 주세요. 그다음 물을 붓고 중간 "
@@ -155,6 +185,23 @@ def test_near_dedup_catches_a_light_edit_but_keeps_a_different_answer():
     with pytest.raises(ValueError, match="threshold=0.99 with num_perm=128"):
         gate("near_dedup", threshold=0.99)
     assert gate("near_dedup")(list(reversed(rows))).kept == [rows[2], rows[1]]  # the first of a cluster wins
+
+
+def test_near_dedup_keeps_different_conversations_that_share_a_long_system_prompt():
+    """synth.system puts the same system prompt on every generated row; with it, unrelated answers read as one."""
+    rules = ["존댓말로 답하세요.", "모르는 것은 모른다고 말하세요.", "숫자에는 단위를 붙이세요.", "출처가 있으면 밝히세요.",
+             "목록은 세 항목을 넘기지 마세요.", "전문 용어는 쉬운 말로 풀어 주세요.", "질문을 되묻기 전에 먼저 답하세요.",
+             "개인정보는 묻지 마세요.", "날짜는 연월일 순서로 쓰세요.", "외래어는 표준 표기를 따르세요."]
+    system = {"role": "system", "content": "당신은 한국어 비서입니다. " + " ".join(
+        f"{i}번째 규칙: {rule} 이 규칙은 {i}번 항목으로 기억하세요." for i, rule in enumerate(rules * 2, 1))}
+    pairs = [("찌개 끓이는 법을 알려 주세요.", RECIPE), ("한국의 수도는 어디인가요?", "한국의 수도는 서울입니다."),
+             ("비 오는 날 읽을 만한 책을 추천해 주세요.", "박완서의 소설집이나 김영하의 산문집을 추천합니다."),
+             ("물을 하루에 얼마나 마셔야 하나요?", "성인은 보통 하루 1.5~2리터 정도를 권장합니다.")]
+    rows = [{"messages": [system, {"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for q, a in pairs]
+    assert gate("near_dedup")(rows).kept == rows
+    copy = {"messages": [system, *rows[0]["messages"][1:]]}
+    assert dict(gate("near_dedup")([*rows, copy]).removed) == {"near duplicate": 1}
 
 
 PII_FOUND = [
@@ -177,6 +224,7 @@ PII_FOUND = [
     ("주민번호 ９００１０１-１２３４５６７", "주민번호 [RRN]", "rrn"),
     ("연락처 010 - 1234 - 5678 입니다", "연락처 [PHONE] 입니다", "phone"),  # spaced dashes
     ("010ㅡ1234ㅡ5678로 전화 주세요", "[PHONE]로 전화 주세요", "phone"),  # the vowel ㅡ typed as a dash
+    ("제 주민번호는 9001011234567입니다.", "제 주민번호는 [RRN]입니다.", "rrn"),  # run together, but labelled
 ]
 PII_LOOKALIKES = [
     "회의는 2026-11-25 오후 3시에 열립니다.",  # a date
@@ -190,6 +238,7 @@ PII_LOOKALIKES = [
     "참고 번호 110-123-456789",  # an account shape with no bank word nearby
     "ISBN 978-89-1234-567-8, 버전 3.10.12, 대표번호 1588-1234",
     "주문번호 1010 - 1234 - 5678, 점수는 10 - 12 - 2026 순서",
+    "신라면 바코드는 8801043014809입니다.",  # a Korean EAN-13 (880...), shaped like an RRN run together
 ]
 
 
@@ -296,6 +345,25 @@ def test_decontaminate_ignores_the_format_every_benchmark_prompt_shares(tmp_path
         split.write_text(json.dumps({"question": short}, ensure_ascii=False) + "\n", encoding="utf-8")
     copied_short = sft("1394년", short)
     assert gate("decontaminate", eval_files=[str(f) for f in splits])([copied_short]).kept == []
+
+
+def test_decontaminate_catches_a_short_question_copied_as_a_line_and_a_passage_some_questions_share(tmp_path):
+    """A 5-word question is too generic to find inside a text, but a turn (or line) that is exactly it is a copy; a
+    reading passage three questions share is an item's text, not the benchmark's format."""
+    passage = ("지난해 우리 마을에서는 버려진 폐교를 주민 도서관으로 고쳐 쓰자는 의견이 나왔다. 주민들은 여러 차례 "
+               "회의를 열어 운영 시간과 관리 방법을 정하고, 아이들이 방과 후에 머물 수 있는 공간도 만들기로 했다.")
+    records = [{"question": "'밥'의 높임말로 알맞은 것은?", "choices": ["진지", "식사", "밥상", "끼니"]}]
+    records += [{"prompt": f"{passage}\n\n질문: {q}"} for q in ("주민들이 정한 것은?", "도서관은 무엇을 고친 것인가?",
+                                                             "아이들을 위해 만들기로 한 것은?")]
+    records += [{"prompt": f"{i}번 문제: 다음 글과 관계없는 낱말을 찾아 번호와 함께 쓰고 그 까닭을 한 문장으로 설명하시오."}
+                for i in range(12)]
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    as_line = sft("진지입니다.", "다음 문제를 풀어 주세요.\n'밥'의 높임말로 알맞은 것은?")
+    inside = sft("진지입니다.", "오늘 수업에서 '밥'의 높임말로 알맞은 것은 무엇인지 배웠어요. 뭐였죠?")
+    quoted = sft("주민 도서관으로 고쳤다는 내용입니다.", f"이 글을 요약해 주세요: {passage}")
+    result = gate("decontaminate", eval_files=[str(bench)])([as_line, inside, quoted])
+    assert result.kept == [inside] and dict(result.removed) == {f"overlaps {bench}": 2}
 
 
 def test_decontaminate_needs_readable_eval_files(tmp_path):

@@ -30,6 +30,9 @@ class ScriptedTeacher:
         if text.startswith("다음 한국어 요청과 같은 분야"):
             return Generation("not Korean at all", None, "stop")  # a failed evolution: dropped
         if text.startswith("다음 영어 텍스트를"):
+            source = text.split("\n\n", 1)[1]
+            if source.startswith(("def ", "42", "Untranslated")):  # code and numbers come back as they were
+                return Generation("Left in English." if source.startswith("Untranslated") else source, None, "stop")
             return Generation("안녕하세요, 반갑습니다." if "Hello" in text else "좋은 하루 보내세요.", None, "stop")
         if "길게" in text:
             return Generation("끝나지 않은 답", None, "length")
@@ -75,6 +78,14 @@ def test_translate_rewrites_every_turn():
     [row] = gen.translate(ScriptedTeacher(), rows, seed=0, source="en-set", license_="Apache-2.0")
     assert [m["content"] for m in row["messages"]] == ["안녕하세요, 반갑습니다.", "좋은 하루 보내세요."]
     assert row["meta"]["translated_from"] == "en"
+
+
+def test_translate_keeps_code_and_number_answers_and_drops_untranslated_prose():
+    row = lambda q, a: {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+    rows = [row("Hello! Square a number in Python.", "def square(x):\n    return x * x"),
+            row("Hello! What is six times seven?", "42"), row("Hello!", "Untranslated prose stays English.")]
+    kept = gen.translate(ScriptedTeacher(), rows, seed=0, source="en-set", license_="Apache-2.0")
+    assert [r["messages"][1]["content"] for r in kept] == ["def square(x):\n    return x * x", "42"]
 
 
 def test_magpie_starts_the_user_turn_and_keeps_distinct_requests(tiny_tokenizer):

@@ -198,6 +198,7 @@ def test_an_http_job_on_a_hosted_api_skips_and_counts_a_refused_request(hosted, 
     assert f"{prompts}:3" in caplog.text and caplog.text.count("maximum context length") == 1
     card = (result.out_dir / "DATACARD.md").read_text(encoding="utf-8")
     assert "| teacher | 4 | 3 | teacher refused: 1 |" in card
+    assert "--exclude 'teacher_cache/*'" in card  # the raw answers (PII before scrubbing) stay home
     # a rerun (overwrite=true) keeps the teacher cache: only the refused prompt is asked again
     sent = len(hosted.bodies)
     again = synth(compose([*overrides, "overwrite=true"]))
@@ -326,3 +327,18 @@ def test_an_in_process_teacher_with_an_adapter_is_prompted_as_its_run_trained_it
     prompt = teacher.render(GenerationRequest([{"role": "user", "content": "안녕하세요?"}], max_new_tokens=4))
     assert CUSTOM_SYSTEM in prompt
 
+
+
+def test_magpie_starts_an_adapters_user_turn_in_the_chat_format_its_run_trained(custom_template_run, tmp_path,
+                                                                                 monkeypatch):
+    from data_tools.generators import instructions
+    from tests.conftest import CUSTOM_SYSTEM
+    from training.synth import synth
+
+    prefixes = []
+    monkeypatch.setattr(instructions, "magpie", lambda teacher, n, **kw: prefixes.append(kw["prefix"]) or [])
+    run, _ = custom_template_run
+    with pytest.raises(KosovError, match="magpie generator wrote no requests"):  # none written here
+        synth(compose(["experiment=synth-magpie", f"synth.teacher.adapter={run}", "synth.system=null",
+                       f"output_dir={tmp_path / 'd'}"]))
+    assert len(prefixes) == 1 and CUSTOM_SYSTEM in prefixes[0]
