@@ -155,8 +155,9 @@ class TransformersTeacher:
     """
 
     def __init__(self, model: Any, tokenizer: Any, name: str, batch_size: int = 8,
-                 stop_token_ids: Sequence[int] = ()):
+                 stop_token_ids: Sequence[int] = (), template_defaults: dict[str, Any] | None = None):
         self.model, self.tokenizer, self.name, self.batch_size = model, tokenizer, name, batch_size
+        self.template_defaults = dict(template_defaults or {})  # chat template kwargs a request may override
         ids = model.generation_config.eos_token_id
         ids = ids if isinstance(ids, list) else [ids]
         # A base checkpoint (eos <|endoftext|>) fine-tuned to close its turns with <|im_end|> must stop there too:
@@ -170,7 +171,7 @@ class TransformersTeacher:
         if request.prompt_text is not None:
             return request.prompt_text
         return self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True,
-                                                  **request.chat_template_kwargs)
+                                                  **{**self.template_defaults, **request.chat_template_kwargs})
 
     def generate(self, requests: list[GenerationRequest], *, progress: bool = True) -> list[Generation]:
         check_requests(requests)

@@ -106,13 +106,19 @@ def _template_text(path: str | Path | None) -> str | None:
     path = Path(path).expanduser() if path else None
     return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
 
+def _trained_model(adapter: Path) -> tuple[Path | None, dict[str, Any] | None]:
+    """(the kosov run folder of `adapter`, the model settings it trained with); None for a bare adapter folder."""
+    run = next((f for f in (adapter.parent, adapter.parent.parent) if (f / "config.yaml").is_file()), None)
+    trained = (yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") if run else None
+    return run, trained if isinstance(trained, dict) else None
+
+
 def adapter_model_config(mcfg: ModelConfig, adapter: Path) -> ModelConfig:
     """The model settings to serve or evaluate `adapter` with. An adapter of a kosov run answers in the prompt format
     it was trained with: its run's model.chat_template and end_of_turn_token, where this recipe sets none; one this
     recipe sets differently wins, with a warning naming both."""
-    run = next((f for f in (adapter.parent, adapter.parent.parent) if (f / "config.yaml").is_file()), None)
-    trained = (yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") if run else None
-    if not isinstance(trained, dict):  # a bare adapter folder: nothing recorded to follow
+    run, trained = _trained_model(adapter)
+    if trained is None:  # a bare adapter folder: nothing recorded to follow
         return mcfg
     changes: dict[str, Any] = {}
     template = trained.get("chat_template")
@@ -138,6 +144,14 @@ def adapter_model_config(mcfg: ModelConfig, adapter: Path) -> ModelConfig:
     if changes:
         log.info("using the settings the adapter was trained with (%s): %s", run / "config.yaml", changes)
     return replace(mcfg, **changes)
+
+def trained_thinking(adapter: Path) -> bool | None:
+    """enable_thinking for a new turn, as the adapter's kosov run trained its answers: "on" thinks; "off", and "auto"
+    on turns without reasoning, trained the model to answer after an empty think block. None: not recorded (a bare
+    adapter folder)."""
+    mode = (_trained_model(adapter)[1] or {}).get("thinking")
+    return None if mode is None else mode == "on"
+
 
 def check_adapter_base(adapter: Path, source: str, name_or_path: str) -> None:
     """An adapter only means something on the base it was trained on: refuse another one before loading."""

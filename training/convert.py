@@ -22,6 +22,7 @@ the conversion runs) and renamed into place; the next conversion to DST deletes 
 from __future__ import annotations
 
 import argparse
+import copy
 import glob
 import hashlib
 import json
@@ -204,7 +205,7 @@ def llama_config(kormo: dict[str, Any], where: str = "config.json") -> tuple[dic
     out.update(model_type="llama", architectures=["LlamaForCausalLM"])
     unknown = sorted(set(out) - set(LlamaConfig().to_dict()) - GENERIC_KEYS)
     try:
-        loaded = LlamaConfig.from_dict(dict(out)).to_dict()
+        loaded = LlamaConfig.from_dict(copy.deepcopy(out)).to_dict()  # it edits nested dicts (rope_scaling)
     except (TypeError, ValueError, KeyError, StrictDataclassError) as e:  # a value of the wrong type, a bad rope
         raise KosovError(f"does not make a valid LlamaConfig: {' '.join(str(e).split())}", where=where,
                          fix=f"correct the key it names as the model repo's config.json has it, or {REDOWNLOAD}"

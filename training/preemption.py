@@ -154,6 +154,9 @@ class StopOnSigterm(TrainerCallback):
             self._give_back_requeue_signal()  # no step left to end with a checkpoint: submitit's own handling
         return control
 
+    def on_train_end(self, args, state, control, **kwargs):
+        self.restore()
+
     def _give_back_requeue_signal(self) -> None:
         """submitit's handler back, for a warning that comes when no step is left to end with a checkpoint (the end
         suite, the final save): it requeues the job at once, or out of requeues lets the run finish in this one."""
@@ -177,9 +180,6 @@ class CarryOnUnlessRequeued:
         except Exception as e:  # submitit's UncompletedJobError ("timed-out too many times")
             log.warning("%s: submitit did not requeue the job (%s): finishing the run in this one",
                         signal.Signals(signum).name, e)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.restore()
 
 
 def submitit_preempt_signal() -> int | None:

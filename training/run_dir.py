@@ -231,6 +231,21 @@ def check_same_recipe(folder: Path, resolved: dict[str, Any], doing: str) -> Non
                              "or another output_dir")
 
 
+def check_same_processes(folder: Path, processes: int) -> None:
+    """Refuse to continue a run from a checkpoint on another number of processes: a step trains processes x
+    per-device batch x accumulation rows, so the resumed run would skip other rows as seen than those it trained on
+    (training some twice, some never) and change the batch its recipe records."""
+    saved = folder / "provenance.json"
+    before = json.loads(saved.read_text(encoding="utf-8")).get("processes") if saved.is_file() else None
+    if not before or before == processes or not any((folder / "checkpoints").glob("checkpoint-*")):
+        return
+    raise KosovError(f"resume=true on {processes} process(es), but the run in {folder} trained on {before}: the "
+                     "global batch would change and the rows the resumed run skips as seen would not be those it "
+                     "trained on", fix=f"resume on {before} process(es) (torchrun --nproc_per_node, accelerate "
+                                       "launch --num_processes, the SLURM job's tasks), or start a new run: "
+                                       "overwrite=true or another output_dir")
+
+
 def refuse_existing_run(run: RunDir) -> None:
     if run.holds_run():
         raise KosovError(

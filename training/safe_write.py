@@ -23,20 +23,46 @@ def write_atomic(path: Path, text: str) -> None:
     """Write `text` to a temporary file, fsync it, rename it into place and fsync the folder: without the fsyncs a
     power loss can leave the renamed file empty, or the old one back."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    if os.name == "posix":  # the rename itself is durable once the folder's entry is
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        except OSError:  # some file systems cannot fsync a folder
-            pass
-        finally:
-            os.close(folder)
+    # a name of its own: two writers of one file (two jobs filling a shared mirror) never write into each other's
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)  # the rename itself is durable once the folder's entry is
+
+
+def _fsync_folder(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Every file under `folder` and the folders themselves on disk: what a rename then puts in place survives a
+    crash whole (an adapter's weights, a converted model's shards), not as empty files."""
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_folder(Path(root))
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -60,9 +86,12 @@ def swap_into_place(staging: Path, target: Path) -> None:
     .NAME.replaced-*, never deleted before the new one is in place; it is renamed to .NAME.deleting-* before it is
     deleted, so a kill while it is deleted leaves a part that is never put back (tidy_swap puts both right later)."""
     old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
+    if staging.is_dir():
+        _fsync_tree(staging)
     if exists_or_link(target):
         target.rename(old)
     staging.rename(target)
+    _fsync_folder(target.parent)  # the new one in place on disk before the old one goes
     if exists_or_link(old):
         _delete_aside(old, target)
     tidy_swap(target)  # what an earlier swap, killed half-way, left beside it

@@ -39,7 +39,7 @@ from data_tools.text import nfc
 from training.errors import KosovError
 from training.serve_engine import Engine
 from training.schema import ServeConfig
-from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
+from training.adapters import adapter_dir, adapter_model_config, check_adapter_base, trained_thinking
 from training.models import (check_attention, check_remote_code, load_for_inference, load_tokenizer, stop_ids,
                              model_source, resolve_device)
 
@@ -84,9 +84,12 @@ def load_teacher(cfg: Any, scfg: ServeConfig) -> TransformersTeacher:
     if adapter is not None:
         log.info("serving the adapter %s on %s", adapter, mcfg.name_or_path)
     name = scfg.model_name or (mcfg.name_or_path if adapter is None else f"{mcfg.name_or_path}+{scfg.adapter}")
+    # An adapter answers in the thinking mode its run trained (a request's enable_thinking wins): the template's
+    # own default (Qwen3: thinking on) would prompt an adapter trained with thinking off as it never was.
+    thinking = trained_thinking(adapter) if adapter is not None else None
     # an answer ends with its turn (<|im_end|>), also where the base's eos is another token
-    return TransformersTeacher(model, tokenizer, name, batch_size=scfg.max_batch,
-                               stop_token_ids=stops)
+    return TransformersTeacher(model, tokenizer, name, batch_size=scfg.max_batch, stop_token_ids=stops,
+                               template_defaults=None if thinking is None else {"enable_thinking": thinking})
 
 
 def check_serve_config(scfg: ServeConfig) -> None:
@@ -229,10 +232,15 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
     app.add_middleware(CountAndAuthorize, scfg=scfg, stats=stats)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request, exc: RequestValidationError):
+    async def invalid(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         if first.get("type") == "json_invalid":
             return _error(400, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}")
+        content_type = request.headers.get("content-type", "")
+        if tuple(first.get("loc", ())) == ("body",) and "json" not in content_type:  # curl -d sends a form type
+            return _error(400, f"the request body was sent as {content_type or 'no content type'}: send it as JSON "
+                               "with the header Content-Type: application/json (curl: -H 'Content-Type: "
+                               "application/json')")
         param = ".".join(str(p) for p in first["loc"][1:]) or None
         return _error(400, f"{param}: {first['msg']}" if param else first["msg"], param)
 

@@ -36,7 +36,8 @@ from training.provenance import provenance, resume_provenance
 from training.redaction import redact
 from training.resume_state import (ResumedTokenCount, ResumedTrainTime, TrainedForEpochs, finish_at_checkpoint,
                                    saved_epochs)
-from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_recipe, checkpoint_state,
+from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_processes, check_same_recipe,
+                              checkpoint_state,
                               default_output_dir, lock_run_folder, prepare_run_dir, refuse_existing_run)
 from training.safe_write import swap_into_place, write_atomic, write_json
 from training.tracking import Tracker, open_tracker
@@ -274,6 +275,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         # recipe, and replaced only when asked.
         if cfg.resume:
             check_same_recipe(output_dir, resolved, "resume=true")
+            check_same_processes(output_dir, state.num_processes)
         elif not cfg.overwrite:
             refuse_existing_run(RunDir(output_dir))
         # Where training starts: a base, an adapter to continue, or an SFT stage trained first.
@@ -357,8 +359,9 @@ def train(cfg: KosovConfig) -> TrainResult:
         finally:
             sigterm.restore()
         early = trainer.state.global_step < trainer.state.max_steps
-        if sigterm.stopped_at is not None and (early or (sigterm.requeue_asked and cfg.resume)):
-            # SLURM's warning at the last step too: the requeued job finishes from the checkpoint in its own time
+        if sigterm.stopped_at is not None and (early or not sigterm.requeue_asked or cfg.resume):
+            # At the last step too: the resumed (or requeued) job finishes from the checkpoint in its own time, end
+            # suite included. Only a warning submitit cannot requeue without resume=true finishes the run here.
             checkpoint = run.checkpoints / f"checkpoint-{sigterm.stopped_at}"
             sigterm.hand_over(cfg.resume, checkpoint)  # submitit's warning: rank 0 requeues the job and exits
             raise KosovError(f"stopped by {sigterm.signal_name} at step {sigterm.stopped_at}, with a checkpoint "

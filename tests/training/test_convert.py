@@ -119,6 +119,18 @@ def test_config_is_llama_with_every_kormo_value(kormo_src, converted):
            {k: v for k, v in config.items() if k not in ("model_type", "architectures")}
 
 
+def test_a_rope_scaling_is_carried_over_as_the_source_has_it(kormo_src):
+    """LlamaConfig edits the rope_scaling dict it is given (adds rope_theta, rope_type): the written config must
+    still hold the source's."""
+    from training.convert import llama_config
+
+    source = json.loads((kormo_src / "config.json").read_text())
+    for scaling in ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 1024},
+                    {"type": "linear", "factor": 2.0}):
+        out, _ = llama_config({**source, "rope_scaling": dict(scaling)})
+        assert out["rope_scaling"] == scaling
+
+
 def test_tokenizer_template_and_generation_config_travel_and_remote_code_does_not(kormo_src, converted):
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"):
         assert (converted / name).read_bytes() == (kormo_src / name).read_bytes(), name

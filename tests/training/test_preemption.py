@@ -185,6 +185,39 @@ def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(t
     assert "suite smoke at step 4" in caplog.text  # the requeued job ran the end-of-training suite
 
 
+def test_a_sigterm_during_the_last_step_stops_with_its_checkpoint_and_the_resumed_run_finishes(
+        tmp_path, monkeypatch, caplog, before):
+    """SIGTERM during the last step (scancel, a time limit): its checkpoint is saved and the job stops with status 2
+    without the end-of-training suite, as at any other step; SLURM's grace period is too short for a suite. kosov's
+    handler used to stay installed through the suite, which ran on until SIGKILL."""
+    from transformers import TrainerCallback
+
+    from tests.helpers import quick
+    from training.errors import KosovError
+    from training.recipes import compose
+    from training.train import train
+
+    out = tmp_path / "run"
+    args = quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "eval=smoke",
+                 "eval.every_n_steps=100")
+
+    class TermAtTheLastStep(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == state.max_steps - 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    trainers_warned_by(monkeypatch, TermAtTheLastStep())
+    caplog.set_level(logging.INFO, logger="training.evaluation.callback")
+    with pytest.raises(KosovError, match="stopped by SIGTERM at step 4"):
+        train(compose(args))
+    assert before == []  # the SIGTERM went to kosov, not to what handled it before
+    assert (out / "checkpoints" / "checkpoint-4").is_dir() and not (out / "metrics.json").exists()
+    assert "suite smoke at step" not in caplog.text
+    trainers_warned_by(monkeypatch, None)
+    finished = train(compose([*args, "resume=true"]))
+    assert finished.metrics["global_step"] == 4 and "suite smoke at step 4" in caplog.text
+
+
 def trainers_warned_by(monkeypatch, callback) -> None:
     """SFT trainers built from here on also get `callback` (which sends SLURM's warning), added before kosov's own
     callbacks; None: as they are."""

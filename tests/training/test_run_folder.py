@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -217,9 +218,33 @@ def test_files_reach_the_disk_before_they_are_renamed_into_place(tmp_path, monke
                         or fsync(fd))
     monkeypatch.setattr(Path, "replace", lambda self, to: events.append(("rename", str(to))) or replace(self, to))
     write_json(tmp_path / "metrics.json", {"global_step": 3})
-    assert events == [("fsync", str(tmp_path / ".metrics.json.tmp")), ("rename", str(tmp_path / "metrics.json")),
-                      ("fsync", str(tmp_path))]
+    (kind, written), *rest = events
+    assert kind == "fsync" and re.fullmatch(r"\.metrics\.json\.\d+-[0-9a-f]{8}\.tmp", Path(written).name)
+    assert rest == [("rename", str(tmp_path / "metrics.json")), ("fsync", str(tmp_path))]
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"global_step": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_folder_swapped_into_place_is_on_disk_before_the_earlier_one_goes(tmp_path, monkeypatch):
+    """An adapter (or a converted model) renamed into place with its files still in the page cache: a crash after
+    the earlier copy was deleted could leave empty weights and nothing to go back to."""
+    from training.safe_write import swap_into_place
+
+    target, staging = tmp_path / "adapter", tmp_path / ".adapter.building"
+    (target / "old.bin").parent.mkdir()
+    (target / "old.bin").write_bytes(b"old")
+    (staging / "sub").mkdir(parents=True)
+    (staging / "adapter_model.safetensors").write_bytes(b"new")
+    (staging / "sub" / "config.json").write_text("{}")
+    events = []
+    fsync, rmtree = os.fsync, shutil.rmtree
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+                        or fsync(fd))
+    monkeypatch.setattr(shutil, "rmtree", lambda path, *a, **k: events.append(("delete", "old")) or rmtree(path, *a, **k))
+    swap_into_place(staging, target)
+    synced = {Path(p).name for kind, p in events[: events.index(("delete", "old"))] if kind == "fsync"}
+    assert {"adapter_model.safetensors", "config.json", "sub", str(tmp_path.name)} <= synced
+    assert sorted(p.name for p in target.iterdir()) == ["adapter_model.safetensors", "sub"]
 
 
 def test_a_checkpoint_cut_short_is_skipped(tmp_path):

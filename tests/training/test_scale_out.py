@@ -41,6 +41,14 @@ def test_two_process_ddp_on_cpu_writes_one_run_folder(tmp_path):
     assert adapters == [out / "adapter" / "adapter_config.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no second, timestamped folder anywhere
     assert (out / "train.log").read_text().count("done:") == 1  # one process logged the run
+    # resumed on one process, each step would train half the rows and skip others than it trained as seen
+    from training.errors import KosovError
+    from training.recipes import compose
+    from training.train import train
+
+    with pytest.raises(KosovError, match=r"resume=true on 1 process\(es\), but the run .* trained on 2"):
+        train(compose(["experiment=smoke-sft", f"output_dir={out}", "method.max_steps=24", "resume=true"]))
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 20
 
 
 def test_processes_must_share_an_output_dir(tmp_path):

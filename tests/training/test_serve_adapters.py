@@ -51,19 +51,28 @@ def test_an_adapter_of_another_base_is_refused_before_loading(adapter, tmp_path)
         start_in_thread(KosovConfig(), ServeConfig(port=0, adapter=str(other)))
 
 
-def test_an_adapter_is_served_with_the_chat_template_its_run_trained_with(custom_template_run):
+def test_an_adapter_is_served_with_the_chat_template_and_thinking_mode_its_run_trained_with(custom_template_run):
+    """The run's own template, and its thinking mode: model.thinking=auto trained answers without reasoning after an
+    empty think block, which the template's default (thinking on) leaves out. A request's enable_thinking wins."""
     run, template = custom_template_run
     question = [{"role": "user", "content": "경복궁은 언제 지어졌나요?"}]
     tokenizer = load_tokenizer(dataclasses.replace(KosovConfig().model, chat_template=str(template)),
                                model_source(KosovConfig().model)[0])
-    trained = tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
-    assert "당신은 한국어로만 답하는 도우미입니다." in trained  # the run's template adds it
+
+    def tokens(**kwargs) -> int:
+        text = tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True, **kwargs)
+        assert "당신은 한국어로만 답하는 도우미입니다." in text  # the run's template adds it
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    assert tokens(enable_thinking=False) != tokens(enable_thinking=True)
     url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0, adapter=str(run)))  # the recipe sets no template
     try:
         served = answer(url, model=f"tiny-ko+{run}", messages=question, max_tokens=1)["usage"]["prompt_tokens"]
+        thinking = answer(url, model=f"tiny-ko+{run}", messages=question, max_tokens=1,
+                          chat_template_kwargs={"enable_thinking": True})["usage"]["prompt_tokens"]
     finally:
         stop()
-    assert served == len(tokenizer(trained, add_special_tokens=False)["input_ids"])
+    assert served == tokens(enable_thinking=False) and thinking == tokens(enable_thinking=True)
 
 
 def test_a_recipe_template_other_than_the_runs_wins_with_a_warning(custom_template_run, tmp_path, caplog):

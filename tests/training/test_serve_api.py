@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import unicodedata
 
 import httpx
@@ -118,6 +119,15 @@ def test_a_body_that_is_not_json_gets_a_400(server):
     response = httpx.post(f"{server}/chat/completions", content=b"{not json",
                           headers={"content-type": "application/json"})
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_json_body_sent_as_another_content_type_is_told_to_say_json(server, content_type):
+    """curl -d without -H sends a form: the body is good JSON, and the error must say what is wrong with it."""
+    body = json.dumps({"messages": [{"role": "user", "content": "안녕하세요"}], "max_tokens": 2}).encode()
+    response = httpx.post(f"{server}/chat/completions", content=body,
+                          headers={"content-type": content_type} if content_type else {})
+    assert response.status_code == 400 and "Content-Type: application/json" in response.json()["error"]["message"]
 
 
 def test_a_body_that_is_not_utf8_and_an_unknown_path_get_openai_style_errors(server):

@@ -66,7 +66,8 @@ class SuiteCallback(TrainerCallback):
         if state.max_steps and state.global_step < state.max_steps:  # stopped early (SIGTERM): SLURM's KillWait
             log.info("training stopped at step %d of %d: no suite run at the end", state.global_step, state.max_steps)
             return  # is for the checkpoint and the exit, not for a whole suite's generation
-        if self.stop is not None and self.stop.requeue_asked:
-            log.info("SLURM's warning came at the last step: the requeued job runs the end-of-training suite")
+        if self.stop is not None and self.stop.asked:  # SIGTERM, or SLURM's warning, during the last step
+            log.info("%s came at the last step: the resumed (or requeued) job runs the end-of-training suite",
+                     self.stop.signal_name)
             return
         self._run(state, model)
