@@ -25,6 +25,7 @@ a one-syllable or attributive numeral ("이", "세", "한") only before a counte
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 from data_tools.text import nfc, split_thinking
@@ -70,6 +71,8 @@ def _ko_unit_value(text: str) -> str:
         else:
             section += value
     result = total + section
+    if not math.isfinite(result):  # hundreds of digits (a generation loop): no answer equals it
+        return "inf"
     return str(int(result)) if result == int(result) else repr(result)
 
 

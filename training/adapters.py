@@ -146,11 +146,17 @@ def adapter_model_config(mcfg: ModelConfig, adapter: Path) -> ModelConfig:
     return replace(mcfg, **changes)
 
 def trained_thinking(adapter: Path) -> bool | None:
-    """enable_thinking for a new turn, as the adapter's kosov run trained its answers: "on" thinks; "off", and "auto"
-    on turns without reasoning, trained the model to answer after an empty think block. None: not recorded (a bare
-    adapter folder)."""
-    mode = (_trained_model(adapter)[1] or {}).get("thinking")
-    return None if mode is None else mode == "on"
+    """enable_thinking for a new turn, as the adapter's kosov run trained its answers: "on" thinks; "off" answers
+    after an empty think block, and so does "auto" when no training row carried thinking. None (the template's own
+    default): "auto" on data with thinking in some rows (both modes trained), or nothing recorded."""
+    run, trained = _trained_model(adapter)
+    mode = (trained or {}).get("thinking")
+    if mode != "auto":
+        return None if mode is None else mode == "on"
+    saved = run / "provenance.json"
+    rows = (json.loads(saved.read_text(encoding="utf-8")).get("data") or {}).get("thinking_rows") \
+        if saved.is_file() else None
+    return False if rows == 0 else None
 
 
 def check_adapter_base(adapter: Path, source: str, name_or_path: str) -> None:

@@ -179,7 +179,7 @@ def _check_grpo(cfg: KosovConfig) -> None:
     if not cfg.rewards:
         raise KosovError("GRPO needs at least one reward", fix="e.g. rewards=[math_accuracy,language_consistency]")
     for name, node in cfg.rewards.items():
-        reward_params(name, node if isinstance(node, dict) else {})
+        reward_params(name, node if isinstance(node, dict) else {}, grpo.max_completion_length)
     if grpo.sft_stage and cfg.method.init_adapter:
         raise KosovError("method.grpo.sft_stage and method.init_adapter both name a starting adapter",
                          fix="keep one")

@@ -3,6 +3,7 @@ prompt rows for GRPO), hold out an eval split, and summarise counts and licenses
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -152,7 +153,16 @@ def rows_summary(cfg: KosovConfig, train: ChatFileReport, evals: ChatFileReport 
         "skipped": dict(skipped),
         "licenses": dict(Counter(str((row.meta or {}).get("license", "unknown")) for row in train_rows)),
         "license_sources": _license_sources(train_rows),
+        "thinking_rows": sum(_thinks(row) for row in train_rows),  # what model.thinking=auto trained thinking on
+        # which rows were held out: a resumed run must hold out the same ones (run_dir.check_same_data)
+        "eval_sha256": hashlib.sha256("\n".join(map(_content, eval_rows)).encode("utf-8")).hexdigest(),
     }
+
+
+def _thinks(row: ChatRow) -> bool:
+    """Whether an answer of the row carries thinking (model.thinking=auto renders that turn with thinking on)."""
+    return any(m.get("role") == "assistant" and ((m.get("reasoning_content") or "").strip()
+                                                 or "</think>" in (m.get("content") or "")) for m in row.messages)
 
 
 def _license_sources(rows: list[ChatRow]) -> dict[str, dict[str, int]]:

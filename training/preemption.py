@@ -80,6 +80,12 @@ class StopOnSigterm(TrainerCallback):
             else:
                 os.kill(os.getpid(), signal.SIGTERM)  # SIG_DFL restored: the process ends as SIGTERM ends it
 
+    def stops_run(self, resume: bool) -> bool:
+        """Whether the run stops with the checkpoint of the step a stop was asked in (and is resumed or requeued to
+        finish), rather than finishing here: at any step, except for a SLURM warning that submitit cannot requeue
+        without resume=true (that run finishes in this job while the time limit allows)."""
+        return self.stopped_at is not None and (not self.requeue_asked or resume)
+
     @property
     def signal_name(self) -> str:
         return signal.Signals(self.requeue_signal).name if self.requeue_asked and self.requeue_signal else "SIGTERM"

@@ -29,6 +29,7 @@ from training.hub_push import hub_target, push_release
 from training.model_card import derive_license, model_card
 from training.adapters import adapter_dir
 from training.models import HUB_ID, resolve_device
+from training.redaction import local_name, names_only
 from training.redaction import redact, redact_urls, secret_values
 from training.safe_write import check_not_holding, swap_into_place, tidy_swap, write_atomic, write_json
 
@@ -56,28 +57,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 PRIVATE = ("host", "command")  # the training machine's name and the command line (local paths): not published
 
 
-def _local_name(path: Any) -> Any:
-    """A local path as its last part: the file or folder name says what it was; the rest names the machine's users
-    and disks (/home/alice/...), which a public release does not."""
-    return Path(path).name if isinstance(path, str) and (Path(path).is_absolute() or path.startswith("~/")) else path
-
-
-def _names_only(value: Any) -> Any:
-    """A recipe with every value that is a local path (/data/x.jsonl, ~/models/base) as its last part. One part
-    under / is left alone: that is text ("/no_think" in a system prompt), not a folder anyone trains from."""
-    if isinstance(value, dict):
-        return {k: _names_only(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_names_only(v) for v in value]
-    if isinstance(value, str) and "\n" not in value and (value.startswith("~/") or len(Path(value).parts) > 2):
-        return _local_name(value)
-    return value
-
-
 def _public(prov: dict[str, Any]) -> dict[str, Any]:
     """A run's provenance for a public release: without PRIVATE keys and with local paths as names (data files, the
     model's folder, the adapter it started from, the checkpoint it resumed from), in its earlier starts too."""
-    return _names_only({key: [_public(p) for p in value] if key == "earlier" else value
+    return names_only({key: [_public(p) for p in value] if key == "earlier" else value
                         for key, value in prov.items() if key not in PRIVATE})
 
 
@@ -229,11 +212,11 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
             report_md = report_md.replace(f"adapter: `{report['adapter']}`", f"adapter: `{shown}`")
         model = report.get("model") or {}
         write_json(staging / "eval_report.json", {**report, "adapter": shown if report.get("adapter") else None,
-                                                  "model": {**model, "source": _local_name(model.get("source"))}})
+                                                  "model": {**model, "source": local_name(model.get("source"))}})
         if (report_dir / "report.png").is_file():
             shutil.copy2(report_dir / "report.png", staging / "eval_report.png")
             images["report"] = "eval_report.png"
-    recipe = _names_only(redact(run_cfg))  # data files, the base's folder, the run folder: by name
+    recipe = names_only(redact(run_cfg))  # data files, the base's folder, the run folder: by name
     write_atomic(staging / "kosov_recipe.yaml", yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))
     write_json(staging / "provenance.json", {"stages": stages, "metrics": _public(metrics)})  # its data summary too
     write_atomic(staging / "README.md", model_card(

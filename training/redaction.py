@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY", "OPENAI_API_KEY")
@@ -58,4 +59,22 @@ def redact(value: Any, key: str = "") -> Any:
             value = value.replace(secret, "***")
         if "://" in value:
             value = redact_urls(value)
+    return value
+
+
+def local_name(path: Any) -> Any:
+    """A local path as its last part: the file or folder name says what it was; the rest names the machine's users
+    and disks (/home/alice/...), which a public release does not."""
+    return Path(path).name if isinstance(path, str) and (Path(path).is_absolute() or path.startswith("~/")) else path
+
+
+def names_only(value: Any) -> Any:
+    """A recipe with every value that is a local path (/data/x.jsonl, ~/models/base) as its last part. One part
+    under / is left alone: that is text ("/no_think" in a system prompt), not a folder anyone trains from."""
+    if isinstance(value, dict):
+        return {k: names_only(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [names_only(v) for v in value]
+    if isinstance(value, str) and "\n" not in value and (value.startswith("~/") or len(Path(value).parts) > 2):
+        return local_name(value)
     return value

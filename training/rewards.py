@@ -33,7 +33,8 @@ def math_accuracy(completions: list, answer: list[str], **_: Any) -> list[float 
             for c, gold in zip(completions, answer, strict=True)]
 
 
-_FINAL_LINE = re.compile(r"^[\s*_#>]*(?:최종\s*)?(?:정답|답)\s*[:：]\s*\S")  # also in Markdown: "**정답: 7**"
+# also in Markdown: "**정답: 7**", "**정답**: 7", "- 정답: 7", "1. 정답: 7", "> **최종 정답**: 7"
+_FINAL_LINE = re.compile(r"^[\s*_#>\-]*(?:\d+[.)]\s*)?[*_]*(?:최종\s*)?(?:정답|답)[\s*_]*[:：]\s*\S")
 
 
 def answer_format(completions: list, style: str = "final_line", **_: Any) -> list[float]:
@@ -46,9 +47,10 @@ def answer_format(completions: list, style: str = "final_line", **_: Any) -> lis
     [1.0]
     """
     def ok(text: str) -> bool:
-        if style == "think":
+        if style == "think":  # an empty think block is Qwen3's non-thinking output, not the asked structure
             thinking, answer = split_thinking(text)
-            return text.count("<think>") <= 1 and text.count("</think>") == 1 and bool(answer)
+            return (text.count("<think>") <= 1 and text.count("</think>") == 1 and bool(thinking.strip())
+                    and bool(answer))
         if style == "answer_tags":
             found = re.findall(r"<answer>(.*?)</answer>", text, flags=re.S)
             return len(found) == 1 and bool(found[0].strip())
@@ -63,14 +65,18 @@ def language_consistency(completions: list, include_think: bool = False, foreign
     """Hangul share of the letters, minus `foreign_penalty` times the share of Han ideographs and kana.
 
     In [-foreign_penalty, 1]; an answer with no letters (only numbers) scores 0. The answer is what follows
-    </think>, without code and TeX math (their Latin letters are not a language switch); `include_think` also
+    </think>, without code and TeX math for its Latin letters (they are not a language switch); Han and kana are
+    counted everywhere, code and TeX included, where a model could otherwise hide Chinese. `include_think` also
     counts the thinking (Qwen3 tends to think in English or Chinese). A completion cut off while thinking has no
     answer: 0 unless `include_think`.
     """
     scores = []
     for c in completions:
         thinking, answer = split_thinking(completion_text(c))
-        counts = script_counts(prose(f"{thinking}\n{answer}" if include_think else answer))
+        text = f"{thinking}\n{answer}" if include_think else answer
+        counts = script_counts(prose(text))
+        raw = script_counts(text)
+        counts["han"], counts["kana"] = raw["han"], raw["kana"]
         letters = sum(counts.values())
         scores.append((counts["hangul"] - foreign_penalty * (counts["han"] + counts["kana"])) / letters
                       if letters else 0.0)
@@ -110,12 +116,18 @@ def repetition_penalty(completions: list, unit: str = "char", n: int = 4, max_pe
     return scores
 
 
+def default_buffer(max_tokens: int) -> int:
+    """length_penalty's ramp when the recipe sets none: the last quarter of the completion budget, at most 128."""
+    return min(max(max_tokens // 4, 1), 128)
+
+
 def length_penalty(completions: list, completion_ids: list | None = None, max_tokens: int | None = None,
-                   buffer: int = 128, max_penalty: float = 1.0, **_: Any) -> list[float]:
+                   buffer: int | None = 128, max_penalty: float = 1.0, **_: Any) -> list[float]:
     """DAPO's soft overlong penalty: 0 up to max_tokens - buffer, then a linear ramp to -max_penalty at
     max_tokens (default: method.grpo.max_completion_length). Counts tokens when TRL passes completion_ids."""
     if max_tokens is None:
         raise ValueError("length_penalty needs max_tokens")
+    buffer = default_buffer(max_tokens) if buffer is None else buffer
     lengths = ([len(ids) for ids in completion_ids] if completion_ids is not None
                else [len(completion_text(c)) for c in completions])
     start = max(max_tokens - buffer, 0)
@@ -166,7 +178,7 @@ class RepetitionParams:
 @dataclass
 class LengthParams:
     max_tokens: int | None = None
-    buffer: int = 128
+    buffer: int | None = None  # None: a quarter of max_tokens, at most 128
     max_penalty: float = 1.0
 
 
@@ -199,8 +211,9 @@ REWARDS: dict[str, RewardSpec] = {
 }
 
 
-def reward_params(name: str, node: dict[str, Any]) -> tuple[Any, float]:
-    """Check one `rewards.<name>` node: (typed parameters, weight). Raises KosovError naming the bad key."""
+def reward_params(name: str, node: dict[str, Any], max_completion_length: int | None = None) -> tuple[Any, float]:
+    """Check one `rewards.<name>` node: (typed parameters, weight). Raises KosovError naming the bad key.
+    `max_completion_length`: the recipe's, which length_penalty's max_tokens defaults to."""
     if name not in REWARDS:
         raise KosovError(f"unknown reward '{name}'", fix=f"use one of: {', '.join(REWARDS)}")
     spec = REWARDS[name]
@@ -218,6 +231,14 @@ def reward_params(name: str, node: dict[str, Any]) -> tuple[Any, float]:
     if name == "repetition_penalty" and not 0.0 <= params.allowance < 1.0:
         raise KosovError(f"rewards.repetition_penalty.allowance={params.allowance} is outside [0, 1)",
                          fix="use a share such as 0.4 (0 penalises every repeated n-gram)")
+    if name == "length_penalty" and max_completion_length is not None:
+        limit = params.max_tokens or max_completion_length
+        if params.buffer is None:
+            params.buffer = default_buffer(limit)
+        if params.buffer >= limit:
+            raise KosovError(f"rewards.length_penalty.buffer={params.buffer} is not below its max_tokens={limit}: "
+                             "every token of every completion would be penalised, a plain shorter-is-better reward",
+                             fix=f"set rewards.length_penalty.buffer to a part of it, e.g. {max(limit // 4, 1)}")
     if name == "judge" and not (params.base_url and params.model):
         raise KosovError("the judge reward needs a teacher endpoint",
                          fix="set rewards.judge.base_url=http://host:port/v1 and rewards.judge.model=<served model>")
@@ -233,13 +254,23 @@ def build_rewards(nodes: dict[str, dict[str, Any]], max_completion_length: int
     """The reward callables (named after their recipe node, so TRL logs rewards/<name>) and their weights."""
     funcs, weights = [], []
     for name, node in nodes.items():
-        params, weight = reward_params(name, node)
+        params, weight = reward_params(name, node, max_completion_length)
         kwargs = asdict(params)
         if name == "length_penalty" and kwargs["max_tokens"] is None:
             kwargs["max_tokens"] = max_completion_length
-        funcs.append(functools.partial(REWARDS[name].fn, **kwargs))
+        funcs.append(_bound(REWARDS[name].fn, name, kwargs))
         weights.append(weight)
     return funcs, weights
+
+
+def _bound(fn: Callable[..., list], name: str, params: dict[str, Any]) -> Callable[..., list]:
+    """`fn` with the recipe's parameters. TRL passes every dataset column as a keyword, and with functools.partial a
+    column named like a parameter (unit, n, max_tokens) replaced the recipe's value, or broke the reward."""
+    def reward(*args: Any, **columns: Any) -> list:
+        return fn(*args, **{**columns, **params})
+
+    reward.__name__ = reward.__qualname__ = name  # TRL logs rewards/<name>
+    return reward
 
 
 def required_columns(nodes: dict[str, Any]) -> set[str]:

@@ -318,15 +318,19 @@ def check_same_data(run: RunDir, summary: dict[str, Any]) -> None:
     saved = run.path / "provenance.json"
     if not saved.is_file():
         return
-    before = _source_digests(json.loads(saved.read_text(encoding="utf-8")).get("data") or {})
+    saved_data = json.loads(saved.read_text(encoding="utf-8")).get("data") or {}
+    before = _source_digests(saved_data)
     now = _source_digests(summary)
     changed = [f"{name} (sha256 {str(before[name])[:12]} -> {str(now[name])[:12]})" for name in now
                if name in before and before[name] and now[name] and before[name] != now[name]]
+    if not changed and saved_data.get("eval_sha256") not in (None, summary.get("eval_sha256")):
+        changed = ["the rows held out for eval (the same files and recipe; another kosov version splits them "
+                   "otherwise)"]
     if changed:
         raise KosovError(f"resume=true, but the data changed since the run in {run.path} trained on it: "
                          + "; ".join(changed),
-                         fix="restore the files it trained on, or start a new run: overwrite=true or another "
-                             "output_dir")
+                         fix="restore the files it trained on (and the kosov version it started with), or start "
+                             "a new run: overwrite=true or another output_dir")
 
 
 def add_file_logging(run: RunDir, earlier: list[logging.LogRecord] | None = None) -> logging.Handler:

@@ -28,7 +28,7 @@ from data_tools.datacard import datacard_markdown, histograms
 from training.config import resolve_path, to_dict
 from training.errors import KosovError
 from training.provenance import provenance
-from training.redaction import redact
+from training.redaction import names_only, redact
 from training.run_dir import RUN_MARKERS, default_output_dir
 from training.safe_write import check_not_holding, swap_into_place, write_atomic, write_json
 from training.schema import KosovConfig
@@ -303,12 +303,14 @@ def synth(cfg: KosovConfig) -> SynthResult:
     cache, moved = out / CACHE, staging / CACHE
     try:
         files = {f"{name}.jsonl": _write(part, staging, name) for name, part in splits.items() if part}
-        settings = {"generator": cfg.synth.generator, "seed": cfg.seed, **redact(asdict(cfg.synth))}
+        # the card goes out with the dataset: input files and folders by name, not this machine's paths
+        settings = {"generator": cfg.synth.generator, "seed": cfg.seed, **names_only(redact(asdict(cfg.synth)))}
         card = datacard_markdown(cfg.name, kept, report, settings, histograms(kept, staging))
         if cache.is_dir():
             card += ("\n## Before you share this folder\n\n`teacher_cache/` holds the teacher's raw answers: rows the "
                      "quality gates removed and personal data the pii gate scrubbed too. Leave it out of what you "
-                     "upload (`hf upload <repo> " + str(out) + " --exclude 'teacher_cache/*'`).\n")
+                     "upload: from this folder, `hf upload <org>/<dataset> . --repo-type dataset --exclude "
+                     "'teacher_cache/*'`.\n")
         write_atomic(staging / "DATACARD.md", card)
         write_atomic(staging / "config.yaml",
                      yaml.safe_dump(redact(to_dict(cfg)), allow_unicode=True, sort_keys=False))

@@ -350,7 +350,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         run.drop_replaced()  # data, model and trainer are ready: the run this one replaces (overwrite=true) goes
         sigterm = StopOnSigterm()
         if cfg.eval.every_n_steps:
-            suite.stop = sigterm  # a job SLURM's warning hands to submitit leaves the end-of-training suite to its requeue
+            suite.stop, suite.resume = sigterm, cfg.resume  # a run stopped at its last step leaves the suite to its resumption
         try:
             trainer.add_callback(sigterm)
             output = finish_at_checkpoint(trainer, run.resume_from, sigterm.no_step_left) if at_end else None
@@ -359,7 +359,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         finally:
             sigterm.restore()
         early = trainer.state.global_step < trainer.state.max_steps
-        if sigterm.stopped_at is not None and (early or not sigterm.requeue_asked or cfg.resume):
+        if sigterm.stopped_at is not None and early or sigterm.stops_run(cfg.resume):
             # At the last step too: the resumed (or requeued) job finishes from the checkpoint in its own time, end
             # suite included. Only a warning submitit cannot requeue without resume=true finishes the run here.
             checkpoint = run.checkpoints / f"checkpoint-{sigterm.stopped_at}"

@@ -51,9 +51,6 @@ class NfcGate:
         return result
 
 
-_LATIN_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ɏ]+")  # a run of Latin letters (accented too): one English word
-
-
 def _letters_text(turn: dict, include_think: bool, ignore_code: bool) -> str:
     text = turn_text(turn, include_think)
     return strip_code(text) if ignore_code else text
@@ -62,28 +59,26 @@ def _letters_text(turn: dict, include_think: bool, ignore_code: bool) -> str:
 @dataclass
 class HangulShareGate:
     """Drop rows where a turn's Hangul share of letters is below `min_share`. A turn with no letters at all
-    (a number, a code-only answer) has no share to judge and passes. With `latin_by_word` (the default) an English
-    word counts once, as a Hangul syllable block does: "Python에서 list comprehension을 쓰면" is Korean prose with
-    English terms, which counting every Latin letter would drop."""
+    (a number, a code-only answer) has no share to judge and passes. A Latin letter counts `latin_weight` of a Hangul
+    syllable (0.4: a syllable block spells what takes two or three Latin letters): "Python에서 list comprehension을
+    쓰면" is Korean prose with English terms, which counting every Latin letter as a syllable (1.0) would drop."""
 
     min_share: float = 0.5
     ignore_code: bool = True
     include_think: bool = False
-    latin_by_word: bool = True
+    latin_weight: float = 0.4
     fields: str = "assistant"
     name: ClassVar[str] = "hangul_share"
 
     def __post_init__(self) -> None:
         check_range(self.name, "min_share", self.min_share, 0.0, 1.0)
+        check_range(self.name, "latin_weight", self.latin_weight, 0.0, 1.0)
         check_choice(self.name, "fields", self.fields, FIELDS)
 
     def verdict(self, row: dict) -> Verdict:
         for turn in selected_turns(row, self.fields):
-            text = _letters_text(turn, self.include_think, self.ignore_code)
-            counts = script_counts(text)
-            if self.latin_by_word:
-                counts["latin"] = len(_LATIN_WORD.findall(text))
-            letters = sum(counts.values())
+            counts = script_counts(_letters_text(turn, self.include_think, self.ignore_code))
+            letters = sum(counts.values()) - (1.0 - self.latin_weight) * counts["latin"]
             if letters and counts["hangul"] / letters < self.min_share:
                 return f"hangul share < {self.min_share}", turn_text(turn, self.include_think)
         return None
@@ -95,18 +90,21 @@ class HangulShareGate:
 # A Hanja gloss right after the Korean word it spells: 사자성어(四字成語), 경제 (經濟), 인공 지능(人工知能), '사면초가'
 # (四面楚歌). One Hanja is one syllable, so a gloss has no more Hanja than the word before it has syllables, or exactly
 # as many as the last few words: "수도입니다(首尔是韩国的首都城市)" is Chinese.
-_PARENS_AFTER_HANGUL = re.compile(r"((?:[가-힣]+ ){0,3}[가-힣]+)(['\"‘’“”」』]?) ?\(([^()\n]{1,30})\)")
+_PARENS_AFTER_HANGUL = re.compile(r"((?:[가-힣]+ ){0,3}[가-힣]+)(['\"‘’“”」』]?)( ?)\(([^()\n]{1,30})\)")
+_SENTENCE_END = ("다", "요", "죠", "까", "네")  # "날씨가 좋네요 (今天天气很好)" is a sentence, not a term
 
 
 def _without_hanja_glosses(text: str) -> str:
     def gloss(match: re.Match) -> str:
-        words, quote, inside = match.groups()
+        words, quote, space, inside = match.groups()
         words_list = words.split()
         scripts = {script_of(ch) for ch in inside} - {None}
         han = sum(script_of(ch) == "han" for ch in inside)
-        spelled = han <= len(words_list[-1]) or any(sum(map(len, words_list[-k:])) == han
-                                                    for k in range(2, len(words_list) + 1))
-        return words + quote if scripts == {"han"} and spelled else match.group(0)
+        # a term of several words ("인공 지능") glossed right after its last word, with as many Hanja as syllables
+        term = not space and not words_list[-1].endswith(_SENTENCE_END) and any(
+            sum(map(len, words_list[-k:])) == han for k in range(2, len(words_list) + 1))
+        spelled = han <= len(words_list[-1]) or term
+        return words + quote + space if scripts == {"han"} and spelled else match.group(0)
 
     return _PARENS_AFTER_HANGUL.sub(gloss, text)
 

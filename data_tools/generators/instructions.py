@@ -151,12 +151,17 @@ def magpie(teacher: Teacher, n: int, *, seed: int, prefix: str, max_new_tokens: 
     return found
 
 
+_CODE_LINE = re.compile(r"^\s*(?:def |class |import |from \S+ import |return\b|print\(|#include|function |const |let |"
+                        r"var |public |SELECT |[A-Za-z_]\w*\s*=\s*\S)|[;{}]\s*$", re.M)
+
+
 def _translated(text: str, source: str) -> bool:
-    """Whether a turn came back in Korean: Korean prose, or a turn with nothing to translate (a number, code, a
-    formula) returned as it was."""
+    """Whether a turn came back in Korean: Korean prose, or a turn with nothing to translate (a number, a formula,
+    code) returned as it was. English prose returned as it was is a translation that failed."""
     letters = prose(text)
-    return (not any(map(str.isalpha, letters)) or hangul_share(letters) >= 0.3
-            or text == nfc(source.strip()))
+    if not any(map(str.isalpha, letters)) or hangul_share(letters) >= 0.3:
+        return True
+    return text == nfc(source.strip()) and bool(_CODE_LINE.search(source))
 
 
 def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str, license_: str,

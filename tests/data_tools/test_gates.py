@@ -54,8 +54,8 @@ def test_hangul_share_ignores_code_and_thinking_by_default():
     result = gate("hangul_share")(rows)
     assert dict(result.removed) == {"hangul share < 0.5": 1}
     assert answers(result.kept) == [KOREAN, CODE_ANSWER, "1,200", KOREAN]  # no letters: nothing to judge
-    assert dict(gate("hangul_share", ignore_code=False, latin_by_word=False)(rows).removed) == {"hangul share < 0.5": 2}
-    assert dict(gate("hangul_share", include_think=True, latin_by_word=False)(rows).removed) == {"hangul share < 0.5": 2}
+    assert dict(gate("hangul_share", ignore_code=False, latin_weight=1.0)(rows).removed) == {"hangul share < 0.5": 2}
+    assert dict(gate("hangul_share", include_think=True, latin_weight=1.0)(rows).removed) == {"hangul share < 0.5": 2}
     assert dict(gate("hangul_share", min_share=0.0)(rows).removed) == {}
 
 
@@ -63,10 +63,11 @@ def test_hangul_share_keeps_korean_prose_with_english_terms():
     """Korean tech writing keeps English terms in Latin letters; counting every letter made these "not Korean"."""
     tech = [sft("Python에서 list comprehension을 사용하면 코드를 간결하게 쓸 수 있습니다."),
             sft("Docker container를 실행하려면 docker run 명령어를 사용하세요.")]
-    english = sft("Sure, here is how you run a Docker container: use docker run 명령.")
-    result = gate("hangul_share")([*tech, english])
-    assert result.kept == tech and dict(result.removed) == {"hangul share < 0.5": 1}
-    assert len(gate("hangul_share", latin_by_word=False)(tech).kept) == 0  # every Latin letter counted
+    english = [sft("Sure, here is how you run a Docker container: use docker run 명령."),
+               sft("The answer is 서울특별시, the capital city of 대한민국.")]
+    result = gate("hangul_share")([*tech, *english])
+    assert result.kept == tech and dict(result.removed) == {"hangul share < 0.5": 2}
+    assert len(gate("hangul_share", latin_weight=1.0)(tech).kept) == 0  # every Latin letter as a syllable
 
 
 def test_foreign_script_catches_language_confusion_but_not_hanja_glosses_or_code():
@@ -92,6 +93,8 @@ def test_foreign_script_catches_language_confusion_but_not_hanja_glosses_or_code
     spaced = [sft("인공 지능(人工知能)은 사람의 학습 능력을 흉내 냅니다."), sft("국제 연합(國際聯合)은 1945년에 생겼습니다."),
               sft("이런 처지를 '사면초가'(四面楚歌)라고 합니다.")]
     assert gate("foreign_script")(spaced).kept == spaced
+    sentence = sft("오늘 날씨가 좋네요 (今天天气很好).")  # as many Hanja as the syllables before it, but Chinese
+    assert gate("foreign_script")([sentence]).kept == []
 
 
 def test_length_bounds_answers_prompts_and_thinking():
@@ -126,6 +129,9 @@ def test_repetition_drops_loops_and_repeated_lines_but_not_prose_or_code():
     ("I cannot assist with creating malware.", "refusal"),
     ("죄송하지만 그 정보는 제공할 수 없습니다.", "refusal"),
     ("죄송하지만 요청하신 내용에는 답해 드릴 수 없어요.", "refusal"),
+    ("죄송하지만 그 요청은 수행할 수 없습니다.", "refusal"),
+    ("죄송하지만 그런 글은 작성할 수 없습니다.", "refusal"),
+    ("죄송하지만 그건 할 수 없습니다.", "refusal"),
     ("AI 언어 모델로서 저는 개인적인 의견이 없습니다. 다만 일반적으로는...", "boilerplate"),
     ("저는 AI라서 맛을 느낄 수는 없지만, 많은 분들이 이 메뉴를 좋아합니다.", "boilerplate"),
     ("As an AI language model, I don't have feelings.", "boilerplate"),
@@ -362,8 +368,24 @@ def test_decontaminate_catches_a_short_question_copied_as_a_line_and_a_passage_s
     as_line = sft("진지입니다.", "다음 문제를 풀어 주세요.\n'밥'의 높임말로 알맞은 것은?")
     inside = sft("진지입니다.", "오늘 수업에서 '밥'의 높임말로 알맞은 것은 무엇인지 배웠어요. 뭐였죠?")
     quoted = sft("주민 도서관으로 고쳤다는 내용입니다.", f"이 글을 요약해 주세요: {passage}")
-    result = gate("decontaminate", eval_files=[str(bench)])([as_line, inside, quoted])
-    assert result.kept == [inside] and dict(result.removed) == {f"overlaps {bench}": 2}
+    answer_line = sft("'밥'의 높임말로 알맞은 것은?\n진지입니다.", "높임말 문제를 하나 내고 답해 주세요.")  # not a prompt
+    result = gate("decontaminate", eval_files=[str(bench)])([as_line, inside, quoted, answer_line])
+    assert result.kept == [inside, answer_line] and dict(result.removed) == {f"overlaps {bench}": 2}
+
+
+def test_decontaminate_counts_a_benchmarks_format_by_records_not_by_fields(tmp_path):
+    """Records with long explanation and rationale fields besides the question: the instruction every question ends
+    with is in a third of the file's strings but in every record, so it is still the format."""
+    instruction = "풀이 과정을 쓰고, 마지막 줄에 \"정답: (답)\" 형식으로 답을 쓰십시오. 계산 과정은 자세히 쓰십시오."
+    records = [{"question": f"상자 {i}개에 사과가 {i + 3}개씩 들어 있습니다. 사과는 모두 몇 개입니까?\n{instruction}",
+                "explanation": f"상자 하나에 사과가 {i + 3}개씩 있고 상자가 {i}개 있으므로 두 수를 곱하면 전체 사과의 수를 "
+                               f"구할 수 있습니다. 따라서 {i}에 {i + 3}을 곱합니다.",
+                "rationale": f"곱셈은 같은 수를 여러 번 더하는 것과 같으므로 {i + 3}을 {i}번 더해도 같은 답이 나옵니다. "
+                             "이렇게 두 방법으로 확인하면 계산 실수를 줄일 수 있습니다."} for i in range(1, 11)]
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    new = sft("정답: 10", f"연필이 한 자루에 500원입니다. 연필 20자루의 값은 모두 얼마입니까?\n{instruction}")
+    assert gate("decontaminate", eval_files=[str(bench)])([new]).kept == [new]
 
 
 def test_decontaminate_needs_readable_eval_files(tmp_path):

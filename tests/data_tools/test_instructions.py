@@ -31,7 +31,7 @@ class ScriptedTeacher:
             return Generation("not Korean at all", None, "stop")  # a failed evolution: dropped
         if text.startswith("다음 영어 텍스트를"):
             source = text.split("\n\n", 1)[1]
-            if source.startswith(("def ", "42", "Untranslated")):  # code and numbers come back as they were
+            if source.startswith(("def ", "42", "Untranslated", "Echoed")):  # code, numbers, English returned
                 return Generation("Left in English." if source.startswith("Untranslated") else source, None, "stop")
             return Generation("안녕하세요, 반갑습니다." if "Hello" in text else "좋은 하루 보내세요.", None, "stop")
         if "길게" in text:
@@ -83,7 +83,8 @@ def test_translate_rewrites_every_turn():
 def test_translate_keeps_code_and_number_answers_and_drops_untranslated_prose():
     row = lambda q, a: {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
     rows = [row("Hello! Square a number in Python.", "def square(x):\n    return x * x"),
-            row("Hello! What is six times seven?", "42"), row("Hello!", "Untranslated prose stays English.")]
+            row("Hello! What is six times seven?", "42"), row("Hello!", "Untranslated prose stays English."),
+            row("Hello!", "Echoed back as it was, in English.")]
     kept = gen.translate(ScriptedTeacher(), rows, seed=0, source="en-set", license_="Apache-2.0")
     assert [r["messages"][1]["content"] for r in kept] == ["def square(x):\n    return x * x", "42"]
 

@@ -87,6 +87,27 @@ def test_a_run_stopped_early_spends_its_grace_period_on_the_checkpoint_not_the_e
     assert ran == [40]
 
 
+@pytest.mark.parametrize("stopped_at, requeue, resume, runs", [
+    (40, False, False, False),  # SIGTERM during the last step: the run stops with its checkpoint; resumed, it runs
+    (40, True, True, False),  # SLURM's warning, requeued with resume=true: the requeued job runs it
+    (40, True, False, True),  # SLURM's warning submitit cannot requeue (no resume=true): the run finishes here
+    (None, False, False, True),  # SIGTERM after the last step's end: no checkpoint to stop with, the run finishes
+])
+def test_the_end_suite_is_skipped_exactly_when_the_run_stops_instead_of_finishing(stopped_at, requeue, resume, runs):
+    from types import SimpleNamespace
+
+    from training.evaluation.callback import SuiteCallback
+
+    suite = SuiteCallback.__new__(SuiteCallback)
+    ran = []
+    suite._run = lambda state, model: ran.append(state.global_step)
+    stop = StopOnSigterm.__new__(StopOnSigterm)  # its decision only: no signal handlers installed
+    stop.asked, stop.stopped_at, stop.requeue_asked, stop.requeue_signal = True, stopped_at, requeue, None
+    suite.stop, suite.resume = stop, resume
+    suite.on_train_end(None, SimpleNamespace(global_step=40, max_steps=40), None)
+    assert (ran == [40]) is runs and stop.stops_run(resume) is not runs
+
+
 def _submitit_tasks(folder: Path) -> list[int]:
     """The pids of the submitit job tasks working from `folder` (their command line names it)."""
     pids = []

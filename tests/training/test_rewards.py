@@ -89,6 +89,47 @@ def test_repetition_allowance_is_checked():
 def test_the_final_line_format_may_be_markdown():
     lines = ["계산하면 7입니다.\n**정답: 7**", "계산하면 7입니다.\n### 최종 답: 7", "계산하면 7입니다.\n정답은 7입니다."]
     assert answer_format(lines, style="final_line") == [1.0, 1.0, 0.0]  # the asked "정답: ..." line, in any dress
+    dressed = ["**정답**: 700원", "- 정답: 700원", "1. 정답: 700원", "**최종 정답**: 700원", "> **정답**: 700원"]
+    assert answer_format([f"계산하면 700원입니다.\n{line}" for line in dressed]) == [1.0] * 5
+    assert answer_format(["계산하면 700원입니다.\n답변: 잘 모르겠어요"]) == [0.0]
+
+
+def test_dataset_columns_never_replace_a_rewards_parameters():
+    """TRL passes every dataset column to every reward: a column named like a parameter (the test data's own `unit`,
+    an `n`, a `max_tokens`) replaced the recipe's value, or stopped training with a TypeError."""
+    cfg = compose(["experiment=smoke-grpo", "rewards=[repetition_penalty,length_penalty]",
+                   "rewards.repetition_penalty.unit=morpheme", "rewards.repetition_penalty.n=3"])
+    repetition, length = build_rewards(cfg.rewards, 32)[0]
+    loop = ["정말 감사합니다. " * 6]
+    expected = repetition_penalty(loop, unit="morpheme", n=3)
+    assert repetition(loop, unit=["원"], n=[9]) == expected != repetition_penalty(loop, unit="char", n=9)
+    assert length(loop, completion_ids=[[0] * 40], max_tokens=["많이"], buffer=[None]) == [-1.0]
+
+
+def test_a_length_penalty_buffer_as_long_as_the_completions_is_refused():
+    with pytest.raises(KosovError, match=r"buffer=32 is not below its max_tokens=32.*shorter-is-better"):
+        compose(["experiment=smoke-grpo", "rewards.length_penalty.buffer=32"])
+
+
+def test_an_empty_think_block_is_not_the_think_format():
+    """Qwen3's non-thinking output is an empty think block: rewarding it would teach a thinking model to stop."""
+    empty = ["<think></think>\n7", "<think>\n\n</think>\n\n정답: 7", "</think>\n정답: 7"]
+    assert answer_format(empty, style="think") == [0.0, 0.0, 0.0]
+
+
+def test_chinese_hidden_in_code_or_tex_still_costs_language_consistency():
+    in_code = "계산은 아래와 같습니다.\n```\n# 苹果的价格是七百韩元\nx = 700\n```\n정답: 700원"
+    in_tex = "$1000-300=700\\text{韩元}$ 정답: 700원"
+    clean = "계산하면 1000원에서 300원을 빼서 700원입니다.\n정답: 700원"
+    hidden_code, hidden_tex, korean = language_consistency([in_code, in_tex, clean])
+    assert korean == 1.0 and hidden_code < 0.9 and hidden_tex < 0.9
+
+
+def test_a_runaway_digit_string_gets_no_reward_and_stops_nothing():
+    from training.rewards import math_accuracy
+
+    loops = ["정답: 1" + "0" * 400 + "만 원", "계산하면 1" + "0" * 320 + " 천천히 다시 보자"]
+    assert math_accuracy(loops, answer=["700", "700"]) == [0.0, 0.0]
 
 
 def test_language_consistency_penalises_han_and_kana_and_optionally_thinking():
@@ -142,7 +183,7 @@ def test_rewards_are_added_and_removed_by_name():
     cfg = compose(["experiment=smoke-grpo", "rewards=[math_accuracy,language_consistency]"])
     assert list(cfg.rewards) == ["math_accuracy", "language_consistency"]
     funcs, weights = build_rewards(cfg.rewards, 32)
-    assert [f.func.__name__ for f in funcs] == ["math_accuracy", "language_consistency"] and weights == [1.0, 0.5]
+    assert [f.__name__ for f in funcs] == ["math_accuracy", "language_consistency"] and weights == [1.0, 0.5]
 
 
 def test_the_judge_reward_asks_a_real_teacher_endpoint(kosov_cache):

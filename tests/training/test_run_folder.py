@@ -178,6 +178,19 @@ def test_a_resumed_run_counts_every_token_and_refuses_changed_data(tmp_path):
     assert str(data) in str(error.value) and "overwrite=true" in str(error.value)
 
 
+def test_a_run_whose_eval_split_would_hold_out_other_rows_is_not_resumed(tmp_path):
+    """The same files and recipe, split otherwise (another kosov version: copies of a row now stay on one side):
+    the resumed run would train on other rows than the ones it skips as seen."""
+    out = tmp_path / "run"
+    train(compose(quick(f"output_dir={out}", "method.save_steps=3")))
+    saved = json.loads((out / "provenance.json").read_text())
+    assert len(saved["data"]["eval_sha256"]) == 64
+    saved["data"]["eval_sha256"] = "0" * 64  # as a version that held out other rows recorded it
+    (out / "provenance.json").write_text(json.dumps(saved))
+    with pytest.raises(KosovError, match="the rows held out for eval"):
+        train(compose(quick(f"output_dir={out}", "method.save_steps=3", "method.max_steps=5", "resume=true")))
+
+
 def test_a_run_resumed_from_a_checkpoint_between_logs_counts_the_tokens_since_its_last_log(tmp_path):
     """checkpoint-3 is saved a step after the last log (step 2): the resumed run counts on from step 3's total."""
     common = ["method.save_steps=3", "method.logging_steps=2", "data.eval_ratio=0"]

@@ -51,10 +51,19 @@ def test_an_adapter_of_another_base_is_refused_before_loading(adapter, tmp_path)
         start_in_thread(KosovConfig(), ServeConfig(port=0, adapter=str(other)))
 
 
-def test_an_adapter_is_served_with_the_chat_template_and_thinking_mode_its_run_trained_with(custom_template_run):
-    """The run's own template, and its thinking mode: model.thinking=auto trained answers without reasoning after an
-    empty think block, which the template's default (thinking on) leaves out. A request's enable_thinking wins."""
-    run, template = custom_template_run
+def test_an_adapter_is_served_with_the_chat_template_and_thinking_mode_its_run_trained_with(custom_template_run,
+                                                                                             tmp_path):
+    """The run's own template, and its thinking mode: model.thinking=auto on data without reasoning trained every
+    answer after an empty think block, which the template's default (thinking on) leaves out. A request's
+    enable_thinking wins."""
+    import shutil
+
+    trained_run, template = custom_template_run
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    provenance = json.loads((run / "provenance.json").read_text())
+    provenance["data"]["thinking_rows"] = 0  # as if its rows carried no reasoning
+    (run / "provenance.json").write_text(json.dumps(provenance))
     question = [{"role": "user", "content": "경복궁은 언제 지어졌나요?"}]
     tokenizer = load_tokenizer(dataclasses.replace(KosovConfig().model, chat_template=str(template)),
                                model_source(KosovConfig().model)[0])
@@ -92,3 +101,19 @@ def test_a_recipe_template_other_than_the_runs_wins_with_a_warning(custom_templa
     # the recipe names no end of turn: the run's own closes an answer
     assert adapter_model_config(dataclasses.replace(mcfg, end_of_turn_token=None), run / "adapter"
                                ).end_of_turn_token == "<|im_end|>"
+
+
+@pytest.mark.parametrize("mode, thinking_rows, expected", [
+    ("on", 5, True), ("off", 5, False), ("auto", 0, False),  # auto on data without reasoning: empty think blocks
+    ("auto", 5, None), ("auto", None, None),  # both modes trained, or not recorded: the template's own default
+])
+def test_the_thinking_mode_an_adapter_is_served_in_follows_its_training(tmp_path, mode, thinking_rows, expected):
+    import yaml
+
+    from training.adapters import trained_thinking
+
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"model": {"thinking": mode}}))
+    data = {} if thinking_rows is None else {"thinking_rows": thinking_rows}
+    (tmp_path / "provenance.json").write_text(json.dumps({"data": data}))
+    assert trained_thinking(tmp_path / "adapter") is expected

@@ -198,7 +198,8 @@ def test_an_http_job_on_a_hosted_api_skips_and_counts_a_refused_request(hosted, 
     assert f"{prompts}:3" in caplog.text and caplog.text.count("maximum context length") == 1
     card = (result.out_dir / "DATACARD.md").read_text(encoding="utf-8")
     assert "| teacher | 4 | 3 | teacher refused: 1 |" in card
-    assert "--exclude 'teacher_cache/*'" in card  # the raw answers (PII before scrubbing) stay home
+    assert "--repo-type dataset --exclude 'teacher_cache/*'" in card  # the raw answers (PII before scrubbing)
+    assert str(tmp_path) not in card  # the card is for sharing: no path of this machine
     # a rerun (overwrite=true) keeps the teacher cache: only the refused prompt is asked again
     sent = len(hosted.bodies)
     again = synth(compose([*overrides, "overwrite=true"]))

@@ -34,7 +34,8 @@ def check_unsharded(environ: Mapping[str, str] | None = None) -> None:
 
 
 class SuiteCallback(TrainerCallback):
-    stop: Any = None  # train.py's StopOnSigterm: a job handed to submitit to requeue skips the end suite
+    stop: Any = None  # train.py's StopOnSigterm: a run it stops at its last step skips the end suite
+    resume: bool = False  # the recipe's resume flag, which decides whether a SLURM warning stops the run
 
     def __init__(self, ecfg: EvalConfig, tokenizer: Any, stop_ids: list[int] | None = None):
         self.ecfg, self.tokenizer, self.stop_ids = ecfg, tokenizer, stop_ids  # stop_ids: where an answer ends
@@ -66,7 +67,7 @@ class SuiteCallback(TrainerCallback):
         if state.max_steps and state.global_step < state.max_steps:  # stopped early (SIGTERM): SLURM's KillWait
             log.info("training stopped at step %d of %d: no suite run at the end", state.global_step, state.max_steps)
             return  # is for the checkpoint and the exit, not for a whole suite's generation
-        if self.stop is not None and self.stop.asked:  # SIGTERM, or SLURM's warning, during the last step
+        if self.stop is not None and self.stop.stops_run(self.resume):  # asked during the last step: it stops
             log.info("%s came at the last step: the resumed (or requeued) job runs the end-of-training suite",
                      self.stop.signal_name)
             return
