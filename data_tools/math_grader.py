@@ -33,8 +33,10 @@ from data_tools.text import nfc, split_thinking
 WEEKDAYS = ("월요일", "화요일", "수요일", "목요일", "금요일", "토요일", "일요일")
 _TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-# "정답:", "답은", "최종 답:", not "대답은" (a reply); the last one in the answer counts, to the end of its line
-_FINAL = re.compile(r"(?<![가-힣])(?:최종\s*)?(?:정답|해답|답)\s*(?:은|는|:|：|=)\s*")
+# "정답:", "답은", "최종 답:", "정답이 ...", "[정답] ...", "**정답**\n...", "정답 700원"; not "대답은" (a reply) nor "이 답은"
+# (a reference to it); the last one in the answer counts, to the end of its line
+_FINAL = re.compile(r"(?<![가-힣])(?:최종\s*)?(?:(?:정답|해답)(?:[\]】*_]*\s*(?:은|는|이|:|：|=|→)|[\]】*_]+|\s+(?=-?\d))"
+                    r"|(?<![이그] )답\s*(?:은|는|:|：|=))\s*")
 # TeX as Qwen3 writes answers: \frac{3}{4} is 3/4, 8{,}500 is 8,500, \text{원} is 원, \% is %
 _TEX = ((re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}"), r"\1/\2"),
         (re.compile(r"\{,\}"), ","),

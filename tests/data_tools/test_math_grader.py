@@ -72,6 +72,18 @@ def test_the_stated_answer_of_a_final_line_is_read(completion, gold):
     assert is_correct(completion, gold)
 
 
+CHECK = "\n(검산: 700 + 300 = 1000)"  # a check line after the answer: its last number is not the answer
+
+
+@pytest.mark.parametrize("completion", [
+    "정답이 700원입니다" + CHECK, "[정답] 700원" + CHECK, "【정답】 700원" + CHECK, "**정답**\n700원" + CHECK,
+    "### 정답\n700원" + CHECK, "정답 700원" + CHECK, "정답 → 700원" + CHECK,
+    "정답: 700원\n이 답은 1000원에서 300원을 빼서 구했습니다.",  # "이 답은" refers to the answer, it states none
+])
+def test_common_wordings_of_the_answer_line_are_read(completion):
+    assert is_correct(completion, "700")
+
+
 def test_a_negative_answer_is_not_its_absolute_value_and_gold_answers_are_normalised():
     assert not is_correct("정답: −5", "5")
     assert is_correct("정답: -5", "−5") and is_correct("정답: 수요일", " 수요일\n") and is_correct("정답: 12", "１２")
