@@ -37,8 +37,8 @@ from training.redaction import redact
 from training.resume_state import (ResumedTokenCount, ResumedTrainTime, TrainedForEpochs, finish_at_checkpoint,
                                    saved_epochs)
 from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_processes, check_same_recipe,
-                              checkpoint_state,
-                              default_output_dir, lock_run_folder, prepare_run_dir, refuse_existing_run)
+                              checkpoint_state, default_output_dir, lock_run_folder, prepare_run_dir,
+                              refuse_existing_run)
 from training.safe_write import swap_into_place, write_atomic, write_json
 from training.tracking import Tracker, open_tracker
 
@@ -350,7 +350,8 @@ def train(cfg: KosovConfig) -> TrainResult:
         run.drop_replaced()  # data, model and trainer are ready: the run this one replaces (overwrite=true) goes
         sigterm = StopOnSigterm()
         if cfg.eval.every_n_steps:
-            suite.stop, suite.resume = sigterm, cfg.resume  # a run stopped at its last step leaves the suite to its resumption
+            suite.stop, suite.resume = sigterm, cfg.resume  # a run stopped at its last step leaves the suite to
+            # its resumption
         try:
             trainer.add_callback(sigterm)
             output = finish_at_checkpoint(trainer, run.resume_from, sigterm.no_step_left) if at_end else None
@@ -359,7 +360,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         finally:
             sigterm.restore()
         early = trainer.state.global_step < trainer.state.max_steps
-        if sigterm.stopped_at is not None and early or sigterm.stops_run(cfg.resume):
+        if (sigterm.stopped_at is not None and early) or sigterm.stops_run(cfg.resume):
             # At the last step too: the resumed (or requeued) job finishes from the checkpoint in its own time, end
             # suite included. Only a warning submitit cannot requeue without resume=true finishes the run here.
             checkpoint = run.checkpoints / f"checkpoint-{sigterm.stopped_at}"

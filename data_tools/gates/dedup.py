@@ -63,8 +63,8 @@ def shingles(text: str, size: int) -> set[bytes]:
 @dataclass
 class NearDedupGate:
     """Drop rows whose estimated Jaccard similarity of character shingles (system turns left out) to an earlier
-    kept row reaches `threshold`. Only kept rows are indexed, so each survivor represents its cluster (a chain A~B~C where
-    C is not near A keeps A and C)."""
+    kept row reaches `threshold`. Only kept rows are indexed, so each survivor represents its cluster (a chain
+    A~B~C where C is not near A keeps A and C)."""
 
     shingle: int = 5
     num_perm: int = 128

@@ -87,8 +87,8 @@ class RefusalGate:
                                            ("boilerplate", self._boilerplate, answer)):
                 for pattern in patterns:
                     # a refusal quoted in the answer ("'I'm sorry, but I can't come'로 번역됩니다") is not one
-                    found = next((m for m in pattern.finditer(text) if not m.start() or text[m.start() - 1] not in QUOTES),
-                                 None)
+                    found = next((m for m in pattern.finditer(text)
+                                  if not m.start() or text[m.start() - 1] not in QUOTES), None)
                     if found:
                         return reason, answer[max(found.start() - 20, 0) :]
         return None

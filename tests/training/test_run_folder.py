@@ -253,7 +253,8 @@ def test_a_folder_swapped_into_place_is_on_disk_before_the_earlier_one_goes(tmp_
     fsync, rmtree = os.fsync, shutil.rmtree
     monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
                         or fsync(fd))
-    monkeypatch.setattr(shutil, "rmtree", lambda path, *a, **k: events.append(("delete", "old")) or rmtree(path, *a, **k))
+    monkeypatch.setattr(shutil, "rmtree",
+                        lambda path, *a, **k: events.append(("delete", "old")) or rmtree(path, *a, **k))
     swap_into_place(staging, target)
     synced = {Path(p).name for kind, p in events[: events.index(("delete", "old"))] if kind == "fsync"}
     assert {"adapter_model.safetensors", "config.json", "sub", str(tmp_path.name)} <= synced
