@@ -13,6 +13,7 @@ from typing import Any
 
 from data_tools.chat_io import (BadRowError, ChatFileReport, ChatRow, RowCheck, chat_row, load_chat_files,
                                 load_chat_hub)
+from training.chat_render import thinking_kwargs
 from training.config import resolve_path
 from training.schema import KosovConfig
 from training.errors import KosovError
@@ -161,8 +162,7 @@ def rows_summary(cfg: KosovConfig, train: ChatFileReport, evals: ChatFileReport 
 
 def _thinks(row: ChatRow) -> bool:
     """Whether an answer of the row carries thinking (model.thinking=auto renders that turn with thinking on)."""
-    return any(m.get("role") == "assistant" and ((m.get("reasoning_content") or "").strip()
-                                                 or "</think>" in (m.get("content") or "")) for m in row.messages)
+    return any(m.get("role") == "assistant" and thinking_kwargs("auto", m)["enable_thinking"] for m in row.messages)
 
 
 def _license_sources(rows: list[ChatRow]) -> dict[str, dict[str, int]]:

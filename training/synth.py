@@ -192,7 +192,9 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None) -> list[dict]:
         if t.backend == "http":
             raise KosovError("Magpie gives the model a raw chat-template prefix, which a chat endpoint cannot take",
                              fix="set synth.teacher.backend=transformers or vllm")
-        prefix = gen.magpie_prefix(teacher_tokenizer(cfg)[2], s.system)  # the teacher's own chat format
+        # the teacher's own chat format: the in-process teacher's tokenizer, loaded again only for vLLM
+        tokenizer = getattr(teacher, "tokenizer", None) or teacher_tokenizer(cfg)[2]
+        prefix = gen.magpie_prefix(tokenizer, s.system)
         prompts = gen.magpie(teacher, s.n, seed=cfg.seed, prefix=prefix, temperature=t.temperature)
     elif s.generator == "self_instruct":
         prompts = gen.self_instruct(teacher, [_prompt_text(*i) for i in _read_inputs(cfg)], s.n, seed=cfg.seed,
