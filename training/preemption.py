@@ -24,6 +24,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from transformers import TrainerCallback
@@ -42,8 +44,14 @@ class LeftToRankZero(KosovError):
     KillOnBadExit, end rank 0 before it requeued)."""
 
 
+class SuiteStopped(BaseException):
+    """A stop asked for while an eval suite ran: the suite is given up for the checkpoint. A BaseException, like
+    KeyboardInterrupt, so that lm-eval's and the tokenizers' `except Exception` do not swallow it."""
+
+
 class StopOnSigterm(TrainerCallback):
     def __init__(self) -> None:
+        self.in_suite = False  # an eval suite runs (stoppable): a stop asked now gives it up
         self.asked = False
         self.asked_at = 0.0  # time.monotonic() of the first SIGTERM
         self.stopped_at: int | None = None  # the step whose checkpoint was saved on the way out
@@ -68,6 +76,7 @@ class StopOnSigterm(TrainerCallback):
             log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping (another SIGTERM "
                         "%.0f s or more from now stops at once)", REPEAT_S)
             self.asked, self.asked_at = True, now
+            self._give_up_suite()
         elif now - self.asked_at < REPEAT_S:
             log.info("SIGTERM again, %.1f s after the first (a launcher passing it on): still saving",
                      now - self.asked_at)
@@ -97,6 +106,25 @@ class StopOnSigterm(TrainerCallback):
         self.requeue_asked = True
         if not self.asked:
             self.asked, self.asked_at = True, time.monotonic()
+            self._give_up_suite()
+
+    @contextmanager
+    def stoppable(self) -> Iterator[None]:
+        """Run an eval suite so that a stop gives it up (SuiteStopped) instead of waiting for it: a suite's
+        generation takes minutes, SLURM's grace period 30 s. A stop asked before the suite began skips it."""
+        if self.asked:
+            raise SuiteStopped()
+        self.in_suite = True
+        try:
+            yield
+        finally:
+            self.in_suite = False
+
+    def _give_up_suite(self) -> None:
+        if self.in_suite:
+            self.in_suite = False
+            log.warning("giving up the eval suite under way for the checkpoint")
+            raise SuiteStopped()
 
     def restore(self) -> None:
         if self.installed and threading.current_thread() is threading.main_thread():

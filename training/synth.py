@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -160,9 +161,22 @@ def _conversation(where: str, item: Any) -> list[dict]:
     return [{"role": "user", "content": question}, *([{"role": "assistant", "content": answer}] if answer else [])]
 
 
-def generate_rows(cfg: KosovConfig, teacher: Any = None) -> list[dict]:
-    """Rows from the configured generator (before the quality gates); LLM-driven generators ask `teacher`."""
+def _dropped_line(step: str, kept: int, dropped: Counter) -> list[dict]:
+    """A data-card line for what a generator step dropped before the gates, when it dropped anything."""
+    dropped = Counter({why: n for why, n in dropped.items() if why != "teacher refused"})  # on the teacher's line
+    if not dropped:
+        return []
+    log.info("%s: %d kept, dropped %s", step, kept, dict(dropped.most_common()))
+    return [{"gate": step, "in": kept + sum(dropped.values()), "out": kept, "removed": dict(dropped.most_common()),
+             "changed": {}, "examples": {}}]
+
+
+def generate_rows(cfg: KosovConfig, teacher: Any = None, report: list[dict] | None = None) -> list[dict]:
+    """Rows from the configured generator (before the quality gates); LLM-driven generators ask `teacher`. What a
+    generator step dropped (an answer cut off, a translation that came back in English) is added to `report`."""
     s = cfg.synth
+    report = [] if report is None else report
+    lost, unanswered = Counter(), Counter()  # instructions the generator dropped; prompts left without an answer
     if s.generator == "math":
         from data_tools.generators.math_ko import generate, to_grpo_row, to_sft_row
 
@@ -181,9 +195,11 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None) -> list[dict]:
         items = _read_inputs(cfg)[: s.n]
         rows = gen.translate(teacher, [{"messages": _conversation(*i)} for i in items], seed=cfg.seed,
                              source=s.source, license_=s.license, temperature=t.temperature,
-                             wheres=[where for where, _ in items])
+                             wheres=[where for where, _ in items], dropped=lost)
+        report += _dropped_line("translate", len(rows), lost)
         asks = [r["messages"][-1]["content"] for r in rows if r["messages"][-1]["role"] == "user"]
-        answered = gen.distill(teacher, asks, generator="translate", **answer) if asks else []
+        answered = gen.distill(teacher, asks, generator="translate", dropped=unanswered, **answer) if asks else []
+        report += _dropped_line("teacher answers", len(answered), unanswered)
         for row in answered:
             row["meta"]["translated_from"] = "en"
         return [r for r in rows if r["messages"][-1]["role"] == "assistant"] + answered
@@ -195,13 +211,14 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None) -> list[dict]:
         # the teacher's own chat format: the in-process teacher's tokenizer, loaded again only for vLLM
         tokenizer = getattr(teacher, "tokenizer", None) or teacher_tokenizer(cfg)[2]
         prefix = gen.magpie_prefix(tokenizer, s.system)
-        prompts = gen.magpie(teacher, s.n, seed=cfg.seed, prefix=prefix, temperature=t.temperature)
+        prompts = gen.magpie(teacher, s.n, seed=cfg.seed, prefix=prefix, temperature=t.temperature, dropped=lost)
     elif s.generator == "self_instruct":
         prompts = gen.self_instruct(teacher, [_prompt_text(*i) for i in _read_inputs(cfg)], s.n, seed=cfg.seed,
-                                    temperature=t.temperature)
+                                    temperature=t.temperature, dropped=lost)
     elif s.generator == "evol_instruct":
         prompts = gen.evol_instruct(teacher, [_prompt_text(*i) for i in _read_inputs(cfg)][: s.n], seed=cfg.seed,
-                                    rounds=s.evol_rounds, operations=s.evol_operations, temperature=t.temperature)
+                                    rounds=s.evol_rounds, operations=s.evol_operations, temperature=t.temperature,
+                                    dropped=lost)
     else:  # distill
         items = _read_inputs(cfg)
         prompts = [_prompt_text(*i) for i in items][: s.n]
@@ -211,7 +228,10 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None) -> list[dict]:
                          fix="check synth.inputs" if s.generator != "magpie" else
                          "Magpie keeps only distinct Korean requests: use a chat model that writes Korean (tiny-ko "
                          "writes noise), or raise synth.n")
-    return gen.distill(teacher, prompts, generator=s.generator, wheres=wheres, **answer)
+    report += _dropped_line(f"{s.generator} instructions", len(prompts), lost)
+    rows = gen.distill(teacher, prompts, generator=s.generator, wheres=wheres, dropped=unanswered, **answer)
+    report += _dropped_line("teacher answers", len(rows), unanswered)
+    return rows
 
 
 def check_output_dir(out: Path, cfg: KosovConfig) -> None:
@@ -281,11 +301,15 @@ def synth(cfg: KosovConfig) -> SynthResult:
     except ValueError as e:
         raise KosovError(f"synth.gates: {e}") from None
     try:
-        rows = generate_rows(cfg, teacher)
+        generator_report: list[dict] = []
+        rows = generate_rows(cfg, teacher, generator_report)
         teacher_report = _teacher_report(teacher)  # before the judge asks the same teacher
         if not rows:
             refused = "".join(f"; the teacher refused {r['removed']['teacher refused']} requests, the first: "
                               f"{r['examples']['teacher refused'][0]}" for r in teacher_report)
+            refused += "".join(f"; {r['gate']} dropped {r['in'] - r['out']} of {r['in']} ("
+                               + ", ".join(f"{k}: {v}" for k, v in r["removed"].items()) + ")"
+                               for r in generator_report)
             raise KosovError(f"the {cfg.synth.generator} generator wrote no usable rows{refused}",
                              fix="the teacher's outputs were refused, cut at max_new_tokens or not Korean: see the "
                                  "log; raise synth.teacher.max_new_tokens, or use a stronger teacher model")
@@ -293,7 +317,7 @@ def synth(cfg: KosovConfig) -> SynthResult:
         kept, report = run_gates(rows, gates)
     except TeacherError as e:  # the endpoint, the key or the model name is wrong for every request
         raise KosovError(e.what, where=e.where, fix=e.fix) from None
-    report = teacher_report + report
+    report = teacher_report + generator_report + report
     name = cfg.synth.split or "train"
     splits = {name: kept}
     if cfg.synth.generator == "math" and cfg.synth.split is None:  # keep the held-out split apart

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +58,12 @@ def _temperature(generator: str, temperature: float | None) -> float:
     return DEFAULT_TEMPERATURE[generator] if temperature is None else temperature
 
 
+def _unfinished(finish_reason: str) -> str:
+    """Why a generation that did not stop on its own is dropped, as the data card says it."""
+    return {"length": "cut off at max_new_tokens", "error": "teacher refused"}.get(finish_reason,
+                                                                                   f"ended by {finish_reason}")
+
+
 def _usable(text: str, min_share: float = 0.5) -> bool:
     """A Korean instruction worth answering: some length, mostly Hangul, no template leftovers."""
     return 5 <= len(text) <= 1000 and hangul_share(text) >= min_share and "{" not in text and "요청:" not in text
@@ -65,9 +72,11 @@ def _usable(text: str, min_share: float = 0.5) -> bool:
 def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinking: bool, source: str,
             license_: str, generator: str = "distill", max_new_tokens: int = 1024, thinking: bool = False,
             system: str | None = None, temperature: float | None = None,
-            wheres: Sequence[str] | None = None) -> list[dict]:
+            wheres: Sequence[str] | None = None, dropped: Counter | None = None) -> list[dict]:
     """Answer each prompt: SFT rows (question, the teacher's answer; its thinking kept or stripped). `wheres`
-    (file:line of each prompt) names the input of a request the teacher refuses."""
+    (file:line of each prompt) names the input of a request the teacher refuses; `dropped` counts the prompts left
+    without a row, by reason."""
+    dropped = Counter() if dropped is None else dropped
     head = [{"role": "system", "content": system}] if system else []
     requests = [GenerationRequest(head + [{"role": "user", "content": p}], max_new_tokens=max_new_tokens,
                                   temperature=_temperature("distill", temperature), seed=seed + i,
@@ -76,8 +85,9 @@ def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinkin
                 for i, p in enumerate(prompts)]
     rows = []
     for i, (prompt, out) in enumerate(zip(prompts, teacher.generate(requests), strict=True)):
-        if out.finish_reason != "stop" or not out.text.strip():
-            continue  # a refused, cut-off or empty answer teaches the wrong thing
+        if out.finish_reason != "stop" or not out.text.strip():  # refused, cut off or empty: a wrong lesson
+            dropped[_unfinished(out.finish_reason) if out.finish_reason != "stop" else "empty answer"] += 1
+            continue
         answer = {"role": "assistant", "content": nfc(out.text.strip())}
         if keep_thinking and out.reasoning:
             answer["reasoning_content"] = nfc(out.reasoning)
@@ -87,9 +97,12 @@ def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinkin
 
 
 def self_instruct(teacher: Teacher, seed_tasks: Sequence[str], n: int, *, seed: int, per_request: int = 5,
-                  examples: int = 4, max_rounds: int = 20, temperature: float | None = None) -> list[str]:
-    """Up to `n` new Korean instructions, none repeating a seed task or each other."""
+                  examples: int = 4, max_rounds: int = 20, temperature: float | None = None,
+                  dropped: Counter | None = None) -> list[str]:
+    """Up to `n` new Korean instructions, none repeating a seed task or each other; `dropped` counts the listed
+    instructions not kept, by reason."""
     rng, seen = random.Random(seed), {nfc(t) for t in seed_tasks}
+    dropped = Counter() if dropped is None else dropped
     found: list[str] = []
     for round_ in range(max_rounds):
         if len(found) >= n:
@@ -104,17 +117,30 @@ def self_instruct(teacher: Teacher, seed_tasks: Sequence[str], n: int, *, seed: 
                 seed=seed * 1000 + round_ * 100 + i,
                 chat_template_kwargs={"enable_thinking": False}))
         for out in teacher.generate(requests):
-            for item in parse_numbered(out.text):
-                if item not in seen and _usable(item):
+            items = parse_numbered(out.text)
+            if out.finish_reason != "stop" and (items or out.finish_reason != "length"):
+                dropped[_unfinished(out.finish_reason)] += 1
+                items = items[:-1]  # cut off: its last line may be half an instruction
+            for item in items:
+                if item in seen:
+                    dropped["repeated"] += 1
+                elif _usable(item):
                     seen.add(item)
                     found.append(item)
+                else:
+                    dropped["not a usable Korean request"] += 1
+    if len(found) > n:
+        dropped[f"beyond synth.n={n}"] += len(found) - n
     return found[:n]
 
 
 def evol_instruct(teacher: Teacher, instructions: Sequence[str], *, seed: int, rounds: int = 1,
-                  operations: Sequence[str] = ("deepen", "broaden"), temperature: float | None = None) -> list[str]:
-    """Each instruction evolved `rounds` times by a randomly chosen operation; failed evolutions are dropped."""
+                  operations: Sequence[str] = ("deepen", "broaden"), temperature: float | None = None,
+                  dropped: Counter | None = None) -> list[str]:
+    """Each instruction evolved `rounds` times by a randomly chosen operation; failed evolutions are dropped (and
+    counted in `dropped`, by reason)."""
     rng, current = random.Random(seed), list(instructions)
+    dropped = Counter() if dropped is None else dropped
     for round_ in range(rounds):
         ops = [rng.choice(list(operations)) for _ in current]
         requests = [GenerationRequest([{"role": "user", "content": EVOLVE[op].format(instruction=text)}],
@@ -122,8 +148,16 @@ def evol_instruct(teacher: Teacher, instructions: Sequence[str], *, seed: int, r
                                       temperature=_temperature("evol_instruct", temperature),
                                       chat_template_kwargs={"enable_thinking": False})
                     for i, (op, text) in enumerate(zip(ops, current, strict=True))]
-        evolved = [nfc(out.text.strip()) for out in teacher.generate(requests)]
-        current = [new for new, old in zip(evolved, current, strict=True) if new != old and _usable(new)]
+        kept = []
+        for out, old in zip(teacher.generate(requests), current, strict=True):
+            new = nfc(out.text.strip())
+            why = (_unfinished(out.finish_reason) if out.finish_reason != "stop" else "returned unchanged"
+                   if new == old else None if _usable(new) else "not a usable Korean request")
+            if why:
+                dropped[why] += 1
+            else:
+                kept.append(new)
+        current = kept
     return current
 
 
@@ -136,16 +170,22 @@ def magpie_prefix(tokenizer: Any, system: str | None = None) -> str:
 
 
 def magpie(teacher: Teacher, n: int, *, seed: int, prefix: str, max_new_tokens: int = 256,
-           temperature: float | None = None) -> list[str]:
+           temperature: float | None = None, dropped: Counter | None = None) -> list[str]:
     """Up to `n` distinct Korean user requests a chat model writes when given only the start of a user turn
-    (`prefix`, from magpie_prefix): the model's own idea of what users ask, in its own chat format."""
+    (`prefix`, from magpie_prefix): the model's own idea of what users ask, in its own chat format. `dropped`
+    counts the rest, by reason."""
+    dropped = Counter() if dropped is None else dropped
     requests = [GenerationRequest([], prompt_text=prefix, temperature=_temperature("magpie", temperature), top_p=1.0,
                                   seed=seed + i, max_new_tokens=max_new_tokens) for i in range(n)]
     seen: set[str] = set()
     found = []
     for out in teacher.generate(requests):
         text = nfc(out.text.strip())
-        if out.finish_reason == "stop" and text not in seen and _usable(text):
+        why = (_unfinished(out.finish_reason) if out.finish_reason != "stop" else "repeated" if text in seen
+               else None if _usable(text) else "not a usable Korean request")
+        if why:
+            dropped[why] += 1
+        else:
             seen.add(text)
             found.append(text)
     return found
@@ -165,9 +205,12 @@ def _translated(text: str, source: str) -> bool:
 
 
 def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str, license_: str,
-              temperature: float | None = None, wheres: Sequence[str] | None = None) -> list[dict]:
-    """English chat rows rewritten in Korean, turn by turn; a row with any failed turn is dropped. `wheres`
-    (file:line of each row) names the input of a request the teacher refuses."""
+              temperature: float | None = None, wheres: Sequence[str] | None = None,
+              dropped: Counter | None = None) -> list[dict]:
+    """English chat rows rewritten in Korean, turn by turn; a row with any failed turn is dropped (counted in
+    `dropped` by the reason of its first failed turn). `wheres` (file:line of each row) names the input of a request
+    the teacher refuses."""
+    dropped = Counter() if dropped is None else dropped
     turns = [(i, j, m) for i, row in enumerate(rows) for j, m in enumerate(row["messages"])]
     requests = [GenerationRequest([{"role": "user", "content": TRANSLATE.format(text=m["content"])}],
                                   temperature=_temperature("translate", temperature), seed=seed + k,
@@ -176,12 +219,15 @@ def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str,
                 for k, (i, _, m) in enumerate(turns)]
     outs = teacher.generate(requests)
     translated: dict[int, list[dict]] = {i: [dict(m) for m in row["messages"]] for i, row in enumerate(rows)}
-    failed = set()
+    failed: dict[int, str] = {}  # row -> why its first failed turn failed
     for (i, j, m), out in zip(turns, outs, strict=True):
         text = nfc(out.text.strip())
-        if out.finish_reason != "stop" or not _translated(text, m["content"]):
-            failed.add(i)
+        if out.finish_reason != "stop":
+            failed.setdefault(i, _unfinished(out.finish_reason))
+        elif not _translated(text, m["content"]):
+            failed.setdefault(i, "not translated into Korean")
         translated[i][j] = {**translated[i][j], "content": text}
+    dropped.update(failed.values())
     return [{"messages": translated[i], "meta": _meta(source, "translate", teacher, license_, seed + i,
                                                      translated_from="en")}
             for i in range(len(rows)) if i not in failed]

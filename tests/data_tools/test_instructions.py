@@ -4,6 +4,7 @@ teacher standing in for the LLM (the end-to-end path runs on tiny-ko in tests/tr
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from data_tools.generators import instructions as gen
 from data_tools.teachers import Generation, GenerationRequest
@@ -52,10 +53,25 @@ def test_self_instruct_writes_new_distinct_tasks():
     assert sum(s in shown for s in seeds) == 3 and "5개 작성하세요" in shown
 
 
+def test_self_instruct_counts_what_it_leaves_out_and_drops_the_last_item_of_a_cut_off_list():
+    class CutOff(ScriptedTeacher):
+        def reply(self, r):
+            listed = super().reply(r).text.replace("\n끝.", "") + "\n6. 반복되는 요청입니다. 반복되는 요청입니다.\n7. 잘린 요"
+            return Generation(listed, None, "length")
+
+    dropped = Counter()
+    tasks = gen.self_instruct(CutOff(), ["김치찌개 끓이는 법을 알려 주세요."], 3, seed=1, per_request=5,
+                              dropped=dropped)
+    assert len(tasks) == 3 and not any(t.startswith("잘린") for t in tasks)
+    assert dropped == {"cut off at max_new_tokens": 1, "beyond synth.n=3": 3}
+
+
 def test_evol_instruct_keeps_only_real_korean_evolutions():
     teacher = ScriptedTeacher()
-    evolved = gen.evol_instruct(teacher, ["한국의 사계절을 설명해 주세요."] * 20, seed=3, rounds=1)
+    dropped = Counter()
+    evolved = gen.evol_instruct(teacher, ["한국의 사계절을 설명해 주세요."] * 20, seed=3, rounds=1, dropped=dropped)
     assert 0 < len(evolved) < 20  # "broaden" answers in English here and is dropped
+    assert dropped == {"not a usable Korean request": 20 - len(evolved)}  # counted for the data card
     assert all(e.endswith("세 문장 이내로 답하세요.") for e in evolved)
 
 

@@ -239,6 +239,38 @@ def test_a_sigterm_during_the_last_step_stops_with_its_checkpoint_and_the_resume
     assert finished.metrics["global_step"] == 4 and "suite smoke at step 4" in caplog.text
 
 
+@pytest.mark.parametrize("every, stop_step", [(100, 4), (2, 2)])  # the end-of-training suite; one mid-run
+def test_a_sigterm_during_an_eval_suite_gives_it_up_for_the_checkpoint(tmp_path, monkeypatch, caplog, before, every,
+                                                                       stop_step):
+    """A suite's generation runs for minutes, SLURM's grace period 30 s: a SIGTERM while it runs gives it up, and the
+    job stops with the checkpoint of that step (status 2). The end suite used to run on until SIGKILL."""
+    from tests.helpers import quick
+    from training.errors import KosovError
+    from training.evaluation import callback
+    from training.recipes import compose
+    from training.train import train
+
+    out = tmp_path / "run"
+    args = quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "eval=smoke",
+                 f"eval.every_n_steps={every}")
+    real = callback.evaluate_live
+
+    def terminated_while_scoring(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **k)
+
+    monkeypatch.setattr(callback, "evaluate_live", terminated_while_scoring)
+    caplog.set_level(logging.INFO, logger="training.evaluation.callback")
+    with pytest.raises(KosovError, match=f"stopped by SIGTERM at step {stop_step}"):
+        train(compose(args))
+    assert before == []
+    assert (out / "checkpoints" / f"checkpoint-{stop_step}").is_dir() and not (out / "metrics.json").exists()
+    assert "suite smoke at step" not in caplog.text and f"SIGTERM: no suite at step {stop_step}" in caplog.text
+    monkeypatch.setattr(callback, "evaluate_live", real)
+    finished = train(compose([*args, "resume=true"]))
+    assert finished.metrics["global_step"] == 4 and "suite smoke at step 4" in caplog.text
+
+
 def trainers_warned_by(monkeypatch, callback) -> None:
     """SFT trainers built from here on also get `callback` (which sends SLURM's warning), added before kosov's own
     callbacks; None: as they are."""

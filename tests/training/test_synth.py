@@ -247,6 +247,29 @@ def test_translate_takes_alpaca_rows_and_lines_of_text(hosted, tmp_path, name):
     assert not any(t.strip() in ("[", "{", "}", "]") or '"instruction"' in t for t in translated)
 
 
+@lenient
+def test_the_data_card_counts_what_the_generator_dropped_before_the_gates(hosted, tmp_path):
+    """A translation that came back in English, a translation or an answer cut off at max_new_tokens: rows lost
+    before the quality gates are counted in the card too, not only what the gates removed."""
+    english = tmp_path / "english.txt"
+    english.write_text("What is the capital of Korea?\nName a Korean dish. CUT\nSay it in ENGLISH.\n"
+                       "Name a river.\n", encoding="utf-8")
+    translated = synth(compose([*HTTP, "synth.generator=translate", f"synth.inputs=[{english}]", "synth.n=4",
+                                f"synth.teacher.base_url={hosted.url}", f"output_dir={tmp_path / 'tr'}"]))
+    card = (translated.out_dir / "DATACARD.md").read_text(encoding="utf-8")
+    assert translated.files == {"train.jsonl": 2}
+    assert "| translate | 4 | 2 | cut off at max_new_tokens: 1, not translated into Korean: 1 |" in card
+    prompts = write_prompts(tmp_path / "prompts.jsonl", [PROMPTS[0], "김치찌개 CUT", PROMPTS[3]])
+    distilled = synth(compose([*HTTP, f"synth.inputs=[{prompts}]", "synth.n=3",
+                               f"synth.teacher.base_url={hosted.url}", f"output_dir={tmp_path / 'di'}"]))
+    card = (distilled.out_dir / "DATACARD.md").read_text(encoding="utf-8")
+    assert distilled.files == {"train.jsonl": 2} and "| teacher answers | 3 | 2 | cut off at max_new_tokens: 1 |" in card
+    cut_only = write_prompts(tmp_path / "cut.jsonl", ["김치찌개 CUT"])
+    with pytest.raises(KosovError, match=r"teacher answers dropped 1 of 1 \(cut off at max_new_tokens: 1\)"):
+        synth(compose([*HTTP, f"synth.inputs=[{cut_only}]", "synth.n=1", f"synth.teacher.base_url={hosted.url}",
+                       f"output_dir={tmp_path / 'none'}"]))
+
+
 def test_translate_names_a_row_it_cannot_read(tmp_path):
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"instruction": "Say hello.", "output": "Hello!"}) + "\n"

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
 from training.errors import KosovError
 from training.models import sharded_by
+from training.preemption import SuiteStopped
 from training.schema import EvalConfig
 from training.evaluation.generative import jobs_of, run_generative
 from training.evaluation.harness import evaluate_live
@@ -50,18 +52,34 @@ class SuiteCallback(TrainerCallback):
         self.last_step = state.global_step
         was_training = model.training
         model.eval()
-        with torch.no_grad():
-            scores = {f"suite/{t}": s.value for t, s in evaluate_live(self.ecfg, model, self.tokenizer).items()}
-            own = run_generative(model, self.tokenizer, self.ecfg, jobs_of(self.ecfg), f"step {state.global_step}",
-                                 stop_ids=self.stop_ids)
+        try:
+            with torch.no_grad():
+                scores = {f"suite/{t}": s.value for t, s in evaluate_live(self.ecfg, model, self.tokenizer).items()}
+                own = run_generative(model, self.tokenizer, self.ecfg, jobs_of(self.ecfg),
+                                     f"step {state.global_step}", stop_ids=self.stop_ids)
+        finally:
+            model.train(was_training)
         scores.update({f"suite/{name}": score["value"] for name, score in own.items()})
-        model.train(was_training)
         log.info("suite %s at step %d: %s", self.ecfg.suite, state.global_step, scores)
         self.trainer.log(scores)
 
+    def _run_stoppable(self, state: Any, model: Any) -> bool:
+        """The suite, given up if a stop (SIGTERM, SLURM's warning) is asked before or while it runs: SLURM's grace
+        period is for the checkpoint, not for a suite's generation. Returns whether it was given up."""
+        if self.stop is None:
+            self._run(state, model)
+            return False
+        try:
+            with self.stop.stoppable():
+                self._run(state, model)
+        except SuiteStopped:
+            log.warning("%s: no suite at step %d", self.stop.signal_name, state.global_step)
+            return True
+        return False
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.ecfg.every_n_steps and state.global_step % self.ecfg.every_n_steps == 0:
-            self._run(state, model)
+            self._run_stoppable(state, model)  # given up: StopOnSigterm, after this callback, saves and stops
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if state.max_steps and state.global_step < state.max_steps:  # stopped early (SIGTERM): SLURM's KillWait
@@ -71,4 +89,11 @@ class SuiteCallback(TrainerCallback):
             log.info("%s came at the last step: the resumed (or requeued) job runs the end-of-training suite",
                      self.stop.signal_name)
             return
-        self._run(state, model)
+        finishes_here = self.stop is not None and self.stop.requeue_asked and not self.resume  # the time limit
+        # allows it: SLURM's warning that submitit cannot requeue lets the run finish in this job, suite included
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}" if args is not None else None
+        if finishes_here or checkpoint is None or not checkpoint.is_dir():
+            self._run(state, model)
+        elif self._run_stoppable(state, model):  # stopped after the last step's end, before or during the suite:
+            self.stop.stopped_at = state.global_step  # the run stops with that step's checkpoint (train.py), and
+            # the resumed run finishes from it, suite included
