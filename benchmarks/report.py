@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 A, B = "a: TRL defaults", "b: kosov recipe"
@@ -50,6 +51,8 @@ def table(rows: dict[str, dict[str, Any]], header: str, generated: bool = False,
             ratios = [row.get(key, nan) / a.get(key, nan) for _, key, _ in columns]
             ratios = ["–" if r != r else f"{r:.2f}x" for r in ratios]
         lines.append(f"| **{row_letter(name)} / a** | " + " | ".join(ratios) + " |")
+    lines += [f"\n{row_letter(name)}: {row['held_before_gib']:.2f} GiB an earlier side left allocated is not in its "
+              "peak allocated (it is in its peak reserved)" for name, row in rows.items() if "held_before_gib" in row]
     if qlora:  # the verdict on the table's first kosov row: the recipe's, or a variant's in its own table
         lines += ["", fits_16gb(next(r for n, r in rows.items() if n != A))]
     return "\n".join(lines) + "\n"
@@ -66,12 +69,21 @@ def fits_16gb(row: dict[str, Any]) -> str:
     return (f"{target}: {reserved:.2f} GiB reserved ({allocated:.2f} allocated), {verdict}; the CUDA context "
             "(~0.5 GiB) comes on top")
 
+# In benchmarks/RESULTS.md: where new tables go, at the end of its measurements (the planning notes follow them)
+NEW_TABLES = "<!-- new tables go above this line (benchmarks/report.py) -->"
+
+
 def emit(text: str, results: str | None) -> None:
-    """Print a result table and, when asked, append it to the results file (benchmarks/RESULTS.md)."""
+    """Print a result table and, when asked, add it to the results file: above its NEW_TABLES line, or at its end
+    (a file without one, as the GPU machine's). Written whole and renamed into place: a kill never halves it."""
+    from training.safe_write import write_atomic
+
     print(text)
     if results:
-        with open(results, "a", encoding="utf-8") as f:
-            f.write("\n" + text)
+        path = Path(results)
+        old = path.read_text(encoding="utf-8") if path.is_file() else ""
+        head, marker, tail = old.partition(NEW_TABLES)
+        write_atomic(path, f"{head.rstrip()}\n\n{text.rstrip()}\n\n{marker}{tail}" if marker else f"{old}\n{text}")
 
 def environment(device: str) -> str:
     import torch

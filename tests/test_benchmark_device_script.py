@@ -61,6 +61,17 @@ def test_the_device_script_runs_the_targets_first_within_the_budget_and_tests_la
     assert "### sft table" in (out / "RESULTS.gpu.md").read_text()
 
 
+def test_a_stage_leaves_the_next_one_the_time_it_needs(tmp_path):
+    """sft-b4's own limit (270 s) used to be capped only by what was left: a slow FlexAttention compile could then
+    skip the GRPO target stage after it."""
+    process, out = dry_run(tmp_path, "sft-b4", "grpo", RUN_BUDGET_S="500")
+    log = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, log
+    limits = {line.split()[1]: int(line.split("limit ")[1].split("s)")[0]) for line in log.splitlines()
+              if "(limit " in line}
+    assert limits["sft-b4"] <= 500 - 20 - 240 and limits["grpo"] >= 240
+
+
 def test_a_failed_check_skips_the_stages_that_would_fail_the_same_way(tmp_path):
     process, out = dry_run(tmp_path, "check", "sft", FAKE_CHECK_RC="1", RUN_BUDGET_S="900")
     assert "RUN_BUDGET_S=900: the device runs a command 600 s at most; keeping to 570" in process.communicate(

@@ -62,3 +62,33 @@ def test_peak_memory_is_reported_allocated_and_reserved_and_qlora_fits_are_judge
     assert "14.50 GiB reserved (14.00 allocated), fits" in fits
     kosov_oom = table({"a: TRL defaults": row, "b: kosov recipe": {"oom": "CUDA out of memory"}}, "### t", qlora=True)
     assert "| **b / a** | n/a (kosov OOM) |" in kosov_oom and "ran out of memory, does not fit" in kosov_oom
+
+
+def test_a_new_table_goes_under_the_measurements_not_under_the_planning_notes(tmp_path):
+    """RESULTS.md ends with the next GPU session's plan: tables appended at the end landed under it."""
+    from benchmarks.report import NEW_TABLES, emit
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text(f"## Measurements\n\n### old table\n\n{NEW_TABLES}\n\n### Next GPU session\n\nplan\n")
+    emit("### new table\n| a | b |", str(results))
+    text = results.read_text()
+    assert text.index("### old table") < text.index("### new table") < text.index(NEW_TABLES) < text.index("plan")
+    machine = tmp_path / "kosov-results.md"  # the GPU machine's file has no such line: the table goes at its end
+    emit("### first", str(machine))
+    emit("### second", str(machine))
+    assert machine.read_text().split() == ["###", "first", "###", "second"]
+    assert "### Next GPU session" in (ROOT / "benchmarks" / "RESULTS.md").read_text().split(NEW_TABLES)[1]
+
+
+def test_memory_an_earlier_side_left_allocated_is_not_counted_in_the_next_sides_peak(monkeypatch, capsys):
+    """run_side resets the peak counters, but what an earlier side left allocated (a model a traceback kept alive)
+    used to count silently in the next side's peak allocated memory."""
+    from benchmarks import measure
+    from benchmarks.report import table
+
+    monkeypatch.setattr(measure, "collect", lambda: 1.5)
+    row = measure.run_side("b: kosov recipe", lambda: stand_in_row(peak_allocated_gib=10.0, peak_reserved_gib=12.0))
+    assert row["peak_allocated_gib"] == 8.5 and row["peak_reserved_gib"] == 12.0
+    assert "1.50 GiB was still allocated when b: kosov recipe started" in capsys.readouterr().err
+    text = table({"a: TRL defaults": stand_in_row(), "b: kosov recipe": row}, "### t")
+    assert "b: 1.50 GiB an earlier side left allocated is not in its peak allocated" in text

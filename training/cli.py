@@ -41,7 +41,7 @@ COMMANDS: dict[str, str] = {
 
 def setup_logging() -> None:
     """Log to stderr: rich on a terminal, plain unwrapped lines when piped (CI, SLURM logs, tests)."""
-    level = os.environ.get("KOSOV_LOG_LEVEL", "INFO").upper()
+    level, bad = log_level(os.environ.get("KOSOV_LOG_LEVEL", "INFO"))
     if sys.stderr.isatty():
         from rich.console import Console
         from rich.logging import RichHandler
@@ -55,8 +55,21 @@ def setup_logging() -> None:
 
     handler.addFilter(RedactingFilter())  # the terminal too: wandb's console capture uploads it
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    if bad:
+        log.warning("KOSOV_LOG_LEVEL=%s is not a log level (DEBUG, INFO, WARNING, ERROR or a number): logging at INFO",
+                    bad)
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "fsspec", "alembic"):  # alembic: Optuna's
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def log_level(value: str) -> tuple[int, str | None]:
+    """KOSOV_LOG_LEVEL as a level (a name, any case, or a number), and the value itself when it is neither (INFO
+    then: a typo in an environment variable must not stop every command)."""
+    value = value.strip()
+    if value.isdigit():
+        return int(value), None
+    level = logging.getLevelName(value.upper())
+    return (level, None) if isinstance(level, int) else (logging.INFO, value)
 
 
 def report(error: KosovError) -> None:

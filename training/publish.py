@@ -29,8 +29,8 @@ from training.hub_push import hub_target, push_release
 from training.model_card import derive_license, model_card
 from training.adapters import adapter_dir
 from training.models import HUB_ID, resolve_device
-from training.redaction import local_name, names_only
-from training.redaction import redact, redact_urls, secret_values
+from training.evaluation.report import to_markdown
+from training.redaction import names_only, redact, redact_urls, secret_values
 from training.safe_write import check_not_holding, swap_into_place, tidy_swap, write_atomic, write_json
 
 log = logging.getLogger(__name__)
@@ -205,14 +205,11 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
         images["curve"] = "training_curve.png"
     report_md = None
     if report_dir is not None:
-        # the adapter evaluated is this release's, named so: its local path (/home/alice/...) is not published
-        shown = cfg.repo_id or run.name
-        report_md = (report_dir / "report.md").read_text(encoding="utf-8")
-        if report.get("adapter"):
-            report_md = report_md.replace(f"adapter: `{report['adapter']}`", f"adapter: `{shown}`")
-        model = report.get("model") or {}
-        write_json(staging / "eval_report.json", {**report, "adapter": shown if report.get("adapter") else None,
-                                                  "model": {**model, "source": local_name(model.get("source"))}})
+        # the adapter evaluated is this release's, named so, and local paths (/home/alice/models/base) by their
+        # last part: the card's table is rendered from the report as published, not copied from report.md
+        report = names_only({**report, "adapter": (cfg.repo_id or run.name) if report.get("adapter") else None})
+        report_md = to_markdown(report)
+        write_json(staging / "eval_report.json", report)
         if (report_dir / "report.png").is_file():
             shutil.copy2(report_dir / "report.png", staging / "eval_report.png")
             images["report"] = "eval_report.png"

@@ -53,7 +53,8 @@ COLUMNS = [  # (title, key, format) of the markdown table
     ("tokens/char", "tokens_per_char", "{:.3f}"),
     ("tokens/eojeol", "tokens_per_eojeol", "{:.2f}"),
     ("byte-fallback rate", "byte_fallback_rate", "{:.2%}"),
-    ("Hangul in byte pieces", "hangul_syllables_in_byte_pieces_share", "{:.2%}"),
+    ("Hangul whole", "hangul_syllables_whole_share", "{:.2%}"),  # a tokenizer that splits syllables into jamo
+    ("Hangul in byte pieces", "hangul_syllables_in_byte_pieces_share", "{:.2%}"),  # (NFD) has neither
     ("unk rate", "unk_rate", "{:.2%}"),
 ]
 

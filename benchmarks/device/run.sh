@@ -16,7 +16,8 @@
 # 570: the device allows 600 s a command). Give it what the session has left: the last reply's
 # lease.budget_left_s minus ~40 s (transfers: ~30 s on the first GPU run; a fresh machine's start costs more), and
 # the call a timeout_s 20 s above it.
-# Each stage gets at most its own limit (T_CHECK, T_SFT, T_GRPO, T_QLORA, T_TESTS) and what is left, and is
+# Each stage gets at most its own limit (T_CHECK, T_SFT, T_GRPO, T_QLORA, T_TESTS) and what is left (less what the
+# next stage needs, while this one still fits beside it), and is
 # skipped, saying so, when less is left than it needs to finish at all (NEEDS below); a failed check skips the
 # rest (they would fail the same way; CONTINUE_AFTER_CHECK=1 runs them anyway). Extra arguments per stage, after
 # its defaults (a repeated option wins): SFT_ARGS (all three sft stages), QLORA_ARGS, GRPO_ARGS, TESTS_ARGS, e.g.
@@ -80,7 +81,8 @@ elif [ ! -f "$SITE/.kit-stamp" ]; then
 fi
 
 export KOSOV_SITE="$SITE" PYTHONPATH="$SITE:$PWD" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 \
-  KOSOV_CACHE=/tmp/kosov-cache TOKENIZERS_PARALLELISM=false HF_HUB_DISABLE_TELEMETRY=1 WANDB_MODE=disabled
+  KOSOV_CACHE=/tmp/kosov-cache TOKENIZERS_PARALLELISM=false HF_HUB_DISABLE_TELEMETRY=1 WANDB_MODE=disabled \
+  TORCHINDUCTOR_CACHE_DIR=/tmp/kosov-inductor  # compiled kernels outlive a stage's TMPDIR: FlexAttention compiles once
 
 {
   echo "=== $(date -u +%FT%TZ) stages: ${STAGES[*]}"
@@ -151,7 +153,11 @@ run_stage() {
       "a call of its own" | tee -a "$LOGS/env.log"
     return
   fi
-  [ "$cap" -gt "$left" ] && cap=$left
+  # The next stage's time is kept back while this one still fits beside it: a slow row here must not skip a
+  # target row there
+  local reserve=${NEEDS[${NEXT:-none}]:-0}
+  [ $((left - reserve)) -lt "${NEEDS[$stage]}" ] && reserve=0
+  [ "$cap" -gt $((left - reserve)) ] && cap=$((left - reserve))
   shift 2
   local tmp=$TMPS/$stage t0=$SECONDS rc cmd="$*" log="$OUT/$stage.log"
   rm -rf "$tmp" && mkdir -p "$tmp"
@@ -174,7 +180,8 @@ SFT_VARIANTS=${SFT_VARIANTS---variant flex model.attn_implementation=flex_attent
 SFT_B4_VARIANTS=${SFT_B4_VARIANTS---variant flex model.attn_implementation=flex_attention}
 GRPO_VARIANTS=${GRPO_VARIANTS---variant gen128 method.grpo.optimizer_steps_per_generation=4}
 set -f  # the variants and *_ARGS are split into words unquoted: no glob may expand in them (rewards=[a] is one)
-for stage in "${STAGES[@]}"; do
+for i in "${!STAGES[@]}"; do
+  stage=${STAGES[$i]} NEXT=${STAGES[$((i + 1))]:-}
   case $stage in
     check) run_stage check "${T_CHECK:-90}" python3 -c "$CHECK_PY" ;;
     sft)   run_stage sft "${T_SFT:-240}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --steps 10 --warmup 3 \

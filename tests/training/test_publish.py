@@ -66,6 +66,28 @@ def test_no_local_path_of_the_training_machine_reaches_the_release(release, smok
     assert source["path"] == "ko_chat_seed.jsonl" and len(source["sha256"]) == 64  # named, and pinned as before
 
 
+def test_a_local_base_is_named_by_its_folder_in_the_eval_table_and_report(release, smoke_run, tmp_path):
+    """The eval table's "Base:" line and eval_report.json kept the evaluated base's local path
+    (/home/alice/models/...), though the recipe section already named it by its folder."""
+    import shutil
+
+    result, report = release
+    alice = "/home/alice/models/tiny-base"
+    run, evaluated = tmp_path / "run", tmp_path / "eval"
+    shutil.copytree(smoke_run.run_dir, run)
+    shutil.copytree(report.run_dir, evaluated)
+    for path in (run / "config.yaml", evaluated / "report.json"):
+        data = yaml.safe_load(path.read_text()) if path.suffix == ".yaml" else json.loads(path.read_text())
+        data["model"]["name_or_path"] = alice  # as if both had loaded the base from Alice's folder
+        path.write_text(yaml.safe_dump(data) if path.suffix == ".yaml" else json.dumps(data))
+    published = publish(compose([f"run={run}", f"publish.eval_report={evaluated}", f"output_dir={tmp_path / 'rel'}",
+                                 "publish.base_model=kosov-test/tiny-base", "publish.license=apache-2.0"]))
+    card = (published.folder / "README.md").read_text(encoding="utf-8")
+    shown = json.loads((published.folder / "eval_report.json").read_text(encoding="utf-8"))
+    assert alice not in card and "Base: `tiny-base`" in card and "| ko_mini_bench | acc |" in card
+    assert shown["model"]["name_or_path"] == "tiny-base" and alice not in json.dumps(shown)
+
+
 def test_the_merged_model_matches_base_plus_adapter(release, smoke_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -307,6 +307,15 @@ def test_a_malformed_row_stops_the_cli_with_file_and_line(tmp_path):
     assert not (tmp_path / "run" / "adapter").exists()
 
 
+@pytest.mark.parametrize("level, shown", [("verbose", "KOSOV_LOG_LEVEL=verbose is not a log level"),
+                                          ("10", "ERROR kosov")])
+def test_a_mistyped_log_level_is_named_and_does_not_stop_the_command(tmp_path, level, shown):
+    """KOSOV_LOG_LEVEL=verbose (or a number) used to make every kosov command fail with "Unknown level"."""
+    done = kosov("train", "experiment=no-such-recipe", cwd=tmp_path, env={"KOSOV_LOG_LEVEL": level})
+    assert done.returncode == 2 and "no-such-recipe" in done.stderr and "Unknown level" not in done.stderr
+    assert shown in done.stderr
+
+
 def test_overlong_rows_fail_by_line_or_are_skipped_and_counted(tmp_path):
     long_answer = "가나다라마바사 " * 300
     data = write_rows(tmp_path / "train.jsonl", [GOOD] * 6 + [

@@ -100,6 +100,27 @@ def test_nfd_input_is_counted_as_nfc():
     assert korean_fertility(byte_level_bpe(), [nfd]) == korean_fertility(byte_level_bpe(), [GREETING])
 
 
+def test_a_tokenizer_that_splits_syllables_into_jamo_shows_no_whole_syllables_in_the_table():
+    """An NFD normaliser (mBERT-uncased's accent stripping) spells every syllable with jamo: neither whole nor in
+    byte pieces, which the table showed as 0.00% Hangul in byte pieces, a perfect score."""
+    import unicodedata
+
+    from tokenizers import normalizers
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFD()
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")  # one token per jamo
+    jamo = sorted({ch for ch in unicodedata.normalize("NFD", GREETING) if not ch.isspace()})
+    tok.add_tokens(jamo)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+    stats = korean_fertility(tokenizer, [GREETING])
+    assert stats["hangul_syllables"] == 10 and stats["hangul_syllables_whole_share"] == 0.0
+    row = {"tokenizer": "jamo", "source": "-", "available": True, "vocab_size": len(tokenizer), **stats}
+    header, _, line = to_markdown([row]).splitlines()
+    cells = dict(zip(header.split("|"), line.split("|")))
+    assert cells[" Hangul whole "].strip() == "0.00%"
+
+
 def test_word_level_has_no_byte_pieces_and_counts_unknown_tokens():
     tokenizer = word_level()
     assert byte_mode(tokenizer) == "none"
