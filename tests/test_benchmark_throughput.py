@@ -137,33 +137,29 @@ def test_a_variant_that_fails_is_recorded_and_the_rows_before_it_are_kept(monkey
     from benchmarks.train_throughput import main
     from training import sft
 
-    build, built = sft.build_trainer, []
+    def failing_at(call: int, error: Exception):
+        """sft.build_trainer, raising `error` at its call-th call (b's trainer is the first, c's the second)."""
+        build, built = sft.build_trainer, []
 
-    def second_fails(*args, **kwargs):
-        built.append(1)
-        if len(built) == 2:
-            raise ValueError("triton kernel did not compile | sm_90")
-        return build(*args, **kwargs)
-    monkeypatch.setattr(sft, "build_trainer", second_fails)
-    results = tmp_path / "RESULTS.md"
-    assert main(["--cpu-smoke", "--results", str(results), "--variant", "ckpt",
-                 "method.activation_checkpointing=true"]) == 0
+        def build_or_fail(*args, **kwargs):
+            built.append(1)
+            if len(built) == call:
+                raise error
+            return build(*args, **kwargs)
+        return build_or_fail
+
+    results, argv = tmp_path / "RESULTS.md", ["--variant", "ckpt", "method.activation_checkpointing=true"]
+    with monkeypatch.context() as patch:
+        patch.setattr(sft, "build_trainer", failing_at(2, ValueError("triton kernel did not compile | sm_90")))
+        assert main(["--cpu-smoke", "--results", str(results), *argv]) == 0
     table = results.read_text()
     assert "| c: kosov recipe + ckpt | failed | failed |" in table
     assert "| **c / a** | n/a (c failed: ValueError: triton kernel did not compile / sm_90) |" in table
     assert "| **b / a** | " in table and "| **b / a** | n/a" not in table
 
-    built.clear()
-
-    def recipe_fails(*args, **kwargs):
-        built.append(1)
-        if len(built) == 1:
-            raise ValueError("broken recipe")
-        return build(*args, **kwargs)
-    monkeypatch.setattr(sft, "build_trainer", recipe_fails)
     results.unlink()
-    assert main(["--cpu-smoke", "--results", str(results), "--variant", "ckpt",
-                 "method.activation_checkpointing=true"]) == 1
+    monkeypatch.setattr(sft, "build_trainer", failing_at(1, ValueError("broken recipe")))
+    assert main(["--cpu-smoke", "--results", str(results), *argv]) == 1
     table = results.read_text()
     assert "| **b / a** | n/a (b failed: ValueError: broken recipe) |" in table
     assert "| c: kosov recipe + ckpt |" in table and "| **c / a** | n/a" not in table  # measured all the same
