@@ -16,83 +16,47 @@ How the closed side reads it (HF_HOME=MIRROR/hf_home, HF_HUB_OFFLINE=1, HF_DATAS
   unchanged tasks (`dataset_path: skt/kobest_v1`, `dataset_name: boolq`) load it with plain load_dataset(path, name).
 
 Layout of MIRROR: hf_home/hub (hub cache: raw repo files, real files, no symlinks), hf_home/datasets (Arrow cache),
-kosov-mirror.json (manifest: what, revisions, commits, sizes, sha256, when). Tokens are never written.
+kosov-mirror.json (manifest: what, revisions, commits, sizes, sha256, when), .kosov-mirror.lock (held by the one run
+writing the folder), .staging/ (downloads not yet moved in: kept when one fails, so running again resumes it; the
+fetching is training/mirror_fetch.py). Each repo goes in whole or not at all: downloaded, its configs built and
+checked in .staging, then moved in. Tokens are never written.
 Using it (the layout's paths, --env, --verify, the checks before a recipe loads anything) is training/mirror_check.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import json
 import logging
-import os
 import shlex
 import shutil
 import sys
 import tempfile
-import uuid
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from data_tools.chat_io import file_sha256
 from training.errors import KosovError
-from training.mirror_check import MANIFEST, hf_home, mirror_env, read_manifest, repo_dir, snapshot_dir, verify
+from training.mirror_check import FORMAT, MANIFEST, hf_home, mirror_env, partial_splits, read_manifest, verify
+from training.mirror_fetch import Download, Staged, clear_staging, disk_full_told, fetch, hub_download, now, place
 from training.mirror_tasks import SUITE_FAMILIES, by_repo, parse_dataset, suite_datasets, task_datasets
-from training.models import COMMIT_SHA
-from training.safe_write import write_atomic
+from training.models import HUB_ID
+from training.safe_write import swap_into_place, write_atomic
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
 PARQUET_EXPORT = "refs/convert/parquet"  # the Hub's own parquet conversion of every dataset repo
-# Formats transformers does not load, and PyTorch pickles when the repo has safetensors.
-MODEL_SKIP = ["*.gguf", "*.onnx", "onnx/*", "*.h5", "*.msgpack", "*.ot", "original/*"]
-PICKLED_WEIGHTS = ["*.bin", "*.pth", "*.pt"]
+LOCK = ".kosov-mirror.lock"
 LIBRARIES = ("datasets", "huggingface_hub", "lm_eval", "transformers")
-
-Download = Callable[..., tuple[str, dict[str, Path]]]
 
 
 def __getattr__(name: str) -> Any:
     if name == "SUITE_DATASETS":  # computed on first use: reading lm-eval's YAML files takes about a second
         return suite_datasets()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def place_repo_files(folder: str | Path, repo_type: str, repo_id: str, commit: str,
-                     files: Mapping[str, bytes | Path], *, ref: str = "main") -> dict[str, dict[str, Any]]:
-    """Put a repo's files where huggingface_hub's cache has them: hub/<type>s--org--name/snapshots/<commit>/<path>
-    and refs/<ref> = commit. Real files instead of blob symlinks (huggingface_hub's own layout where symlinks are
-    unsupported), so the folder survives any copy tool. Paths are moved in (same disk: no second copy of a model)."""
-    repo = repo_dir(folder, repo_type, repo_id)
-    snapshot = repo / "snapshots" / commit
-    ref_file = repo / "refs" / ref
-    replaced = ref_file.read_text().strip() if ref != commit and ref_file.is_file() else None
-    records = {}
-    for rel, source in sorted(files.items()):
-        parts = PurePosixPath(rel).parts
-        if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
-            raise KosovError(f"{repo_id}: refusing the file path {rel!r}, which leaves the repo folder")
-        target = snapshot.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(source, bytes):
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_bytes(source)
-            os.replace(tmp, target)
-        else:
-            shutil.move(str(source), target)
-        records[rel] = {"size": target.stat().st_size, "sha256": file_sha256(target)}
-    if ref != commit:
-        write_atomic(ref_file, commit)
-    still_used = {f.read_text().strip() for f in (repo / "refs").rglob("*") if f.is_file()}
-    if replaced and replaced not in still_used:  # one version per ref: the one it points at now
-        shutil.rmtree(repo / "snapshots" / replaced, ignore_errors=True)
-    return records
 
 
 def _export_data_files(snapshot: Path) -> dict[str, dict[str, list[str]]]:
@@ -104,11 +68,22 @@ def _export_data_files(snapshot: Path) -> dict[str, dict[str, list[str]]]:
     return configs
 
 
-def prepare_dataset(folder: str | Path, repo_id: str, snapshot: Path, commit: str,
-                    configs: Iterable[str] | None = None, *, parquet_export: bool = False) -> dict[str, dict[str, int]]:
-    """Build the Arrow cache that load_dataset(repo_id, config) reads offline, from the repo's files on disk.
-    The configs come from the repo exactly as datasets reads a hub repo (README `configs:`, else inferred files);
-    the cache folder and file names are the ones datasets writes for that repo. Returns {config: {split: rows}}."""
+def _partial_splits(snapshot: Path) -> dict[str, list[str]]:
+    """{config: [split]} of a parquet export's `partial-<split>` folders: the Hub converts only the first ~5 GB of
+    a large split, so those rows are not the whole split."""
+    partial: dict[str, list[str]] = {}
+    for split in sorted(snapshot.glob("*/partial-*")):
+        partial.setdefault(split.parent.name, []).append(split.name.removeprefix("partial-"))
+    return partial
+
+
+def prepare_dataset(root: Path, repo_id: str, snapshot: Path, commit: str, configs: Iterable[str] | None = None,
+                    *, parquet_export: bool = False) -> dict[str, dict[str, int]]:
+    """Build, under `root`, the Arrow cache that load_dataset(repo_id, config) reads offline, from the repo's files
+    on disk. `root` is a staging folder that mirror() swaps in as dataset_cache_dir() once every config was built:
+    a missing config or a failed build leaves the mirror's cache as it was. The configs come from the repo exactly
+    as datasets reads a hub repo (README `configs:`, else inferred files); the cache folder and file names are the
+    ones datasets writes for that repo. Returns {config: {split: rows}}."""
     from datasets.load import dataset_module_factory, get_dataset_builder_class
     from datasets.naming import camelcase_to_snakecase
 
@@ -120,8 +95,7 @@ def prepare_dataset(folder: str | Path, repo_id: str, snapshot: Path, commit: st
     missing = [c for c in wanted if c not in available]
     if missing:
         raise KosovError(f"{repo_id} at {commit[:12]} has no config {', '.join(missing)}",
-                         fix=f"its configs are: {', '.join(map(str, available))}")
-    root = dataset_cache_dir(folder, repo_id)
+                         fix=f"its configs are: {', '.join(map(str, available))}; the mirror is left as it was")
     prepared = {}
     with tempfile.TemporaryDirectory(prefix="kosov-mirror-") as scratch:
         for config in wanted:
@@ -131,9 +105,8 @@ def prepare_dataset(folder: str | Path, repo_id: str, snapshot: Path, commit: st
                 cache_dir=scratch, dataset_name=name, config_name=config, hash=commit,
                 base_path=module.builder_kwargs.get("base_path"), data_files=module.builder_kwargs.get("data_files"),
                 info=(module.dataset_infos or {}).get(config))
+            # one commit per config: another commit's Arrow files beside it would be read instead (the newest wins)
             out = root / builder.config.name / str(builder.config.version) / commit
-            if out.parent.is_dir():  # another commit's Arrow files would be read instead (the newest wins)
-                shutil.rmtree(out.parent)
             builder.download_and_prepare(output_dir=str(out))
             for lock in out.parent.glob("*.lock"):
                 lock.unlink()
@@ -154,103 +127,139 @@ def _file_records(root: Path, base: Path) -> dict[str, dict[str, Any]]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def hub_download(repo_id: str, *, repo_type: str, revision: str, token: str | None, staging: Path
-                 ) -> tuple[str, dict[str, Path]]:
-    """Fetch a repo at a revision into `staging`: (commit, {path in repo: file}). Needs the network."""
-    from huggingface_hub import HfApi, snapshot_download
-
-    try:
-        info = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, token=token)
-        names = [s.rfilename for s in info.siblings or []]
-        skip = MODEL_SKIP + (PICKLED_WEIGHTS if any(n.endswith(".safetensors") for n in names) else [])
-        local = Path(snapshot_download(repo_id, repo_type=repo_type, revision=info.sha, local_dir=staging,
-                                       token=token, ignore_patterns=skip if repo_type == "model" else None))
-    except _network_errors() as e:
-        raise KosovError(f"could not download the {repo_type} {repo_id}@{revision}: {type(e).__name__}: {e}",
-                         fix="check the id and revision and the network; for a gated repo accept its terms on the "
-                             "Hub page and set HF_TOKEN (or pass --token)") from None
-    return info.sha, {p.relative_to(local).as_posix(): p for p in local.rglob("*")
-                      if p.is_file() and p.relative_to(local).parts[0] != ".cache"}
-
-
-def _network_errors() -> tuple[type[Exception], ...]:
-    """huggingface_hub's HTTP errors and those of its HTTP client (httpx; httpx2 in huggingface_hub 2.x)."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    errors: list[type[Exception]] = [HfHubHTTPError, OSError]
-    for client in ("httpx2", "httpx"):
-        with contextlib.suppress(ImportError):
-            errors.append(importlib.import_module(client).HTTPError)
-    return tuple(errors)
-
-
-def _fetch(folder: Path, download: Download, repo_type: str, repo_id: str, revision: str | None,
-           token: str | None) -> dict[str, Any]:
-    staging = folder / ".staging" / uuid.uuid4().hex  # inside the mirror: moving the files in is a rename
-    try:
-        commit, files = download(repo_id, repo_type=repo_type, revision=revision or "main", token=token,
-                                 staging=staging)
-        ref = revision if revision and not COMMIT_SHA.match(revision) else "main"  # a pinned sha is the mirror's main
-        records = place_repo_files(folder, repo_type, repo_id, commit, files, ref=ref)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return {"revision": revision or "main", "commit": commit, "mirrored": _now(), "ref": ref,
-            "bytes": sum(r["size"] for r in records.values()), "files": records}
+def _parquet_export(folder: Path, download: Download, main: Staged, configs: tuple[str, ...] | None,
+                    token: str | None) -> Staged | None:
+    """The Hub's parquet export of a dataset that a loading script defines (datasets 5 runs no loading scripts; the
+    export holds the same rows), staged; None for any other dataset. The export is of the latest version only, so
+    a pinned revision is refused rather than recorded for rows that are not of it."""
+    script = f"{main.repo_id.split('/')[-1]}.py"
+    if script not in main.files:
+        return None
+    if main.revision not in (None, "main"):
+        spec = main.repo_id + (f":{','.join(configs)}" if configs else "")
+        raise KosovError(f"the dataset {main.repo_id} is defined by a loading script ({script}), so its rows come from "
+                         f"the Hub's parquet export ({PARQUET_EXPORT}), which holds only its latest version, not "
+                         f"{main.revision}", fix=f"mirror it without a revision (--dataset {spec}): the manifest then "
+                                                 "records the export's commit as its revision")
+    log.warning("%s is defined by a loading script (%s): mirroring its parquet export instead", main.repo_id, script)
+    return fetch(folder, download, "dataset", main.repo_id, PARQUET_EXPORT, token)
 
 
 def _mirror_dataset(folder: Path, download: Download, repo_id: str, revision: str | None,
                     configs: tuple[str, ...] | None, token: str | None, before: dict | None) -> dict[str, Any]:
-    entry = _fetch(folder, download, "dataset", repo_id, revision, token)
-    data, commit, export = snapshot_dir(folder, "dataset", repo_id, entry["commit"]), entry["commit"], False
-    script = f"{repo_id.split('/')[-1]}.py"
-    if script in entry["files"]:  # datasets 5 runs no loading scripts; the Hub's parquet export holds the same rows
-        log.warning("%s is defined by a loading script (%s): mirroring its parquet export instead", repo_id, script)
-        entry["parquet_export"] = _fetch(folder, download, "dataset", repo_id, PARQUET_EXPORT, token)
-        commit, export = entry["parquet_export"]["commit"], True
-        data = snapshot_dir(folder, "dataset", repo_id, commit)
+    """Stage the repo (and its parquet export, for a loading script), build the Arrow cache of its configs from the
+    staged files, and only then move it all in: a config it lacks, a pin the export cannot give or a failed build
+    leaves the mirror exactly as it was (an update that fails never breaks a mirror that was fine)."""
+    main = fetch(folder, download, "dataset", repo_id, revision, token)
+    export = _parquet_export(folder, download, main, configs, token)
+    data = export or main
     if configs is not None and before and before.get("configs"):  # keep what an earlier run mirrored
         configs = tuple(dict.fromkeys([*before["configs"], *configs]))
-    entry["configs"] = prepare_dataset(folder, repo_id, data, commit, configs, parquet_export=export)
+    cache = data.folder.with_name(f"{data.folder.name}.arrow")
+    shutil.rmtree(cache, ignore_errors=True)  # a build a killed run left half-done
+    cache.mkdir(parents=True)
+    prepared = prepare_dataset(cache, repo_id, data.folder, data.commit, configs, parquet_export=export is not None)
+    partial = {c: splits for c, splits in _partial_splits(data.folder).items() if c in prepared} if export else {}
+    for config, splits in partial.items():
+        log.warning("%s: the Hub's parquet export holds only the first ~5 GB of %s/%s (partial-...): mirrored as it "
+                    "is, marked partial in the manifest", repo_id, config, ",".join(splits))
+    entry = place(folder, main)
+    if export:
+        entry["parquet_export"] = place(folder, export)
+        entry["revision"] = export.commit  # the version of the rows, not the pin-less "main" of the script
+    target = dataset_cache_dir(folder, repo_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    swap_into_place(cache, target)
+    entry["configs"] = prepared
+    if partial:
+        entry["partial"] = partial
     # what load_dataset reads offline: verify() checks these too, not only the snapshot they were built from
-    entry["cache_files"] = _file_records(dataset_cache_dir(folder, repo_id), hf_home(folder))
+    entry["cache_files"] = _file_records(target, hf_home(folder))
     return entry
+
+
+def _check_hub_id(kind: str, repo_id: str) -> None:
+    """Before anything is created: a local path or a malformed id is refused here, not as huggingface_hub's
+    validation traceback after the mirror folder was made."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+        valid = bool(HUB_ID.match(repo_id))
+    except HFValidationError:
+        valid = False
+    if not valid:
+        on_disk = " (a model folder on disk needs no mirror: copy it to the closed network as it is)"
+        raise KosovError(f"--{kind} {repo_id!r} is not a Hugging Face Hub {kind} id",
+                         fix="write org/name as on huggingface.co" + (on_disk if kind == "model" else ""))
+
+
+def _wanted_datasets(datasets: Iterable[str], task_map: dict[str, tuple[str, str | None]]
+                     ) -> dict[str, tuple[str | None, tuple[str, ...] | None]]:
+    """{repo: (revision, configs or None for all)} of --dataset specs and the datasets behind the tasks."""
+    wanted: dict[str, tuple[str | None, tuple[str, ...] | None]] = {
+        repo: (None, configs) for repo, configs in by_repo(task_map.values()).items()}
+    for repo, rev, configs in map(parse_dataset, datasets):
+        _check_hub_id("dataset", repo)
+        old = wanted.get(repo, (None, ()))[1]
+        wanted[repo] = (rev, None if configs is None or old is None else tuple(dict.fromkeys([*old, *configs])))
+    return wanted
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One `kosov mirror` at a time per folder: two would each rewrite the manifest they read at the start (the
+    last one's wins) and could move files the other is still staging. The OS drops the lock of a killed run."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(folder / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise KosovError(f"another `kosov mirror` is writing to {folder} (it holds {folder / LOCK})",
+                         fix="wait until it ends and run this again (what it mirrors is kept), or mirror into "
+                             "another folder") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def mirror(folder: str | Path, *, model: str | None = None, revision: str | None = None,
            datasets: Iterable[str] = (), tasks: Iterable[str] = (), token: str | None = None,
            download: Download = hub_download) -> dict[str, Any]:
     """Download a model, datasets ('org/name[@rev][:config,...]') and the datasets behind lm-eval tasks into
-    `folder`, adding to what it holds. The manifest is rewritten atomically after every repo."""
+    `folder`, adding to what it holds. Every id is checked before anything is created; the run holds the folder's
+    lock throughout; each repo goes in whole or not at all, and the manifest is rewritten atomically after it."""
     folder = Path(folder).expanduser().resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(folder) if (folder / MANIFEST).is_file() else {
-        "format": FORMAT, "created": _now(), "models": {}, "datasets": {}, "tasks": {}}
-    task_map = task_datasets(tasks) if tasks else {}
-    wanted: dict[str, tuple[str | None, tuple[str, ...] | None]] = {
-        repo: (None, configs) for repo, configs in by_repo(task_map.values()).items()}
-    for repo, rev, configs in map(parse_dataset, datasets):
-        old = wanted.get(repo, (None, ()))[1]
-        wanted[repo] = (rev, None if configs is None or old is None else tuple(dict.fromkeys([*old, *configs])))
-
-    def save() -> None:
-        manifest.update(updated=_now(), kosov=_version("kosov"), libraries={n: _version(n) for n in LIBRARIES})
-        write_atomic(folder / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
-
     if model:
-        manifest["models"][model] = _fetch(folder, download, "model", model, revision, token)
+        _check_hub_id("model", model)
+    task_map = task_datasets(tasks) if tasks else {}
+    wanted = _wanted_datasets(datasets, task_map)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder):
+        manifest = read_manifest(folder) if (folder / MANIFEST).is_file() else {
+            "format": FORMAT, "created": now(), "models": {}, "datasets": {}, "tasks": {}}
+
+        def save() -> None:
+            manifest.update(updated=now(), kosov=_version("kosov"), libraries={n: _version(n) for n in LIBRARIES})
+            write_atomic(folder / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
+
+        if model:
+            with disk_full_told(folder, f"the model {model}"):
+                manifest["models"][model] = place(folder, fetch(folder, download, "model", model, revision, token))
+                clear_staging(folder, "model", model)
+                save()
+        for repo, (rev, configs) in wanted.items():
+            with disk_full_told(folder, f"the dataset {repo}"):
+                manifest["datasets"][repo] = _mirror_dataset(folder, download, repo, rev, configs, token,
+                                                             manifest["datasets"].get(repo))
+                clear_staging(folder, "dataset", repo)
+                save()
+        manifest["tasks"].update({task: list(pair) for task, pair in task_map.items()})
         save()
-    for repo, (rev, configs) in wanted.items():
-        manifest["datasets"][repo] = _mirror_dataset(folder, download, repo, rev, configs, token,
-                                                     manifest["datasets"].get(repo))
-        save()
-    manifest["tasks"].update({task: list(pair) for task, pair in task_map.items()})
-    save()
-    shutil.rmtree(folder / ".staging", ignore_errors=True)
     return manifest
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _version(dist: str) -> str | None:
@@ -258,7 +267,6 @@ def _version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
-
 
 def main(argv: list[str] | None = None) -> int:
     """`kosov mirror FOLDER [--model ID] [--task T] [--suite S] [--dataset D]`, or FOLDER --env / FOLDER --verify."""
@@ -273,12 +281,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="store_true", help="print the shell exports that use FOLDER offline")
     parser.add_argument("--verify", action="store_true", help="check every file against the manifest")
     args = parser.parse_args(argv)
+    downloads = [flag for flag, value in (("--model", args.model), ("--revision", args.revision),
+                                          ("--dataset", args.dataset), ("--task", args.task), ("--suite", args.suite))
+                 if value]
     try:
+        if args.env + args.verify > 1 or (args.env or args.verify) and downloads:
+            used = [f for f, on in (("--env", args.env), ("--verify", args.verify)) if on] + downloads
+            raise KosovError(f"{' with '.join(used)}: --env and --verify read a mirror already made and download "
+                             "nothing", fix=f"mirror first, then run `kosov mirror {args.folder} --verify` and "
+                                            f"`kosov mirror {args.folder} --env` each on its own")
         if args.env:
+            read_manifest(args.folder)  # the exports of a folder that is no mirror would only fail later, offline
             print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in mirror_env(args.folder).items()))
         elif args.verify:
             problems = verify(args.folder)
-            print("\n".join(problems) or f"{args.folder}: every file as mirrored", file=sys.stderr if problems else sys.stdout)
+            print("\n".join(problems) or "\n".join([f"{args.folder}: every file as mirrored",
+                                                    *partial_splits(read_manifest(args.folder))]),
+                  file=sys.stderr if problems else sys.stdout)
             return 1 if problems else 0
         elif args.revision and not args.model:
             raise KosovError("--revision is the model's revision, and no --model was given",

@@ -28,6 +28,7 @@ from training.models import HUB_ID
 from training.schema import KosovConfig
 
 MANIFEST = "kosov-mirror.json"
+FORMAT = 1  # of the manifest
 
 
 def hf_home(folder: str | Path) -> Path:
@@ -59,10 +60,39 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
                          fix=f"create one on a connected machine with `kosov mirror {folder} --model ... --task ...` "
                              "and copy the whole folder here")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:  # a copy cut short
         raise KosovError(f"the mirror's manifest {path} is damaged ({e})",
                          fix="copy the folder from the connected machine again") from None
+    problems = _manifest_problems(manifest)
+    if problems:
+        raise KosovError(f"the mirror's manifest {path} is not one kosov can read: {'; '.join(problems)}",
+                         fix="copy the folder from the connected machine again (or mirror again there); a manifest "
+                             "of a newer format needs the kosov that wrote it")
+    return manifest
+
+
+def _manifest_problems(manifest: Any) -> list[str]:
+    """The keys every reader relies on, checked once here: a hand-edited or foreign file is named, not a KeyError."""
+    if not isinstance(manifest, dict):
+        return ["it is not a JSON object"]
+    problems = [] if manifest.get("format") == FORMAT else [f"format {manifest.get('format')!r}, not {FORMAT}"]
+    problems += [f"{key!r} is missing" for key in ("models", "datasets", "tasks")
+                 if not isinstance(manifest.get(key), dict)]
+    for kind, keys in (("models", ("commit", "files")), ("datasets", ("commit", "files", "configs"))):
+        for repo, entry in (manifest.get(kind) if isinstance(manifest.get(kind), dict) else {}).items():
+            lacking = [k for k in keys if not isinstance(entry, dict) or k not in entry]
+            if lacking:
+                problems.append(f"{kind} {repo!r} lacks {', '.join(map(repr, lacking))}")
+    return problems
+
+
+def partial_splits(manifest: dict[str, Any]) -> list[str]:
+    """Mirrored splits that hold only part of their rows: the Hub converts only the first ~5 GB of a large split
+    (its `partial-<split>` folders), and a dataset defined by a loading script is mirrored from that conversion."""
+    return [f"dataset {repo}: {config}/{split} is partial (the Hub's parquet export holds only its first ~5 GB)"
+            for repo, entry in manifest["datasets"].items()
+            for config, splits in entry.get("partial", {}).items() for split in splits]
 
 
 def model_path(folder: str | Path, repo_id: str, revision: str | None = None) -> Path:

@@ -105,17 +105,17 @@ def fake_hub(model_dir: Path) -> dict:
 
 
 def fake_download(hub: dict, calls: list):
-    """hub_download's contract without the network: files written to `staging` as snapshot_download(local_dir=)
+    """hub_download's contract without the network: files written to staging(commit) as snapshot_download(local_dir=)
     writes them, then mirror() moves them into the hub cache and builds the Arrow cache as for real."""
 
     def download(repo_id, *, repo_type, revision, token, staging):
         calls.append((repo_type, repo_id, revision, token))
         commit, files = hub[(repo_type, repo_id, revision)]
-        out = {}
+        local, out = staging(commit), {}
         for rel, data in files.items():
-            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-            (staging / rel).write_bytes(data)
-            out[rel] = staging / rel
+            (local / rel).parent.mkdir(parents=True, exist_ok=True)
+            (local / rel).write_bytes(data)
+            out[rel] = local / rel
         return commit, out
 
     return download

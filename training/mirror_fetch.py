@@ -1,0 +1,188 @@
+"""Fetching repos into a `kosov mirror` folder (training/mirror.py runs it): each repo is downloaded into a staging
+folder of its own inside the mirror, named by repo and commit (FOLDER/.staging/<type>s--org--name--<commit>), so a
+download cut short is kept and the next run resumes it where it stopped (snapshot_download(local_dir=) skips the
+files it has). Nothing is moved into huggingface_hub's cache layout until every check of the repo has passed; then
+the files are renamed in (same disk: no second copy of a model) and the staging folder goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from data_tools.chat_io import file_sha256
+from training.errors import KosovError
+from training.mirror_check import repo_dir
+from training.models import COMMIT_SHA
+from training.safe_write import write_atomic
+
+log = logging.getLogger(__name__)
+
+STAGING = ".staging"
+# Formats transformers does not load, and PyTorch pickles when the repo has safetensors.
+MODEL_SKIP = ["*.gguf", "*.onnx", "onnx/*", "*.h5", "*.msgpack", "*.ot", "original/*"]
+PICKLED_WEIGHTS = ["*.bin", "*.pth", "*.pt"]
+
+# download(repo_id, repo_type=, revision=, token=, staging=) -> (commit, {path in repo: file}); staging(commit) is
+# the folder to download that commit into.
+Download = Callable[..., tuple[str, dict[str, Path]]]
+
+
+@dataclass
+class Staged:
+    """A repo downloaded into its staging folder, not yet in the mirror."""
+    repo_type: str
+    repo_id: str
+    revision: str | None  # as asked for; None: main
+    commit: str
+    files: dict[str, Path]  # path in the repo -> the file in `folder`
+    folder: Path
+
+    @property
+    def ref(self) -> str:
+        """The ref the mirror writes: the branch or tag asked for; a pinned commit is the mirror's main."""
+        return self.revision if self.revision and not COMMIT_SHA.match(self.revision) else "main"
+
+
+def staging_dir(folder: str | Path, repo_type: str, repo_id: str, commit: str) -> Path:
+    """The same folder for the same repo and commit in every run: a second run resumes what the first left."""
+    return Path(folder) / STAGING / f"{repo_dir(folder, repo_type, repo_id).name}--{commit}"
+
+
+def fetch(folder: Path, download: Download, repo_type: str, repo_id: str, revision: str | None,
+          token: str | None) -> Staged:
+    staging = partial(staging_dir, folder, repo_type, repo_id)  # staging(commit)
+    commit, files = download(repo_id, repo_type=repo_type, revision=revision or "main", token=token, staging=staging)
+    return Staged(repo_type, repo_id, revision, commit, files, staging(commit))
+
+
+def place(folder: Path, staged: Staged) -> dict[str, Any]:
+    """Move a staged repo into the mirror: its manifest entry."""
+    records = place_repo_files(folder, staged.repo_type, staged.repo_id, staged.commit, staged.files, ref=staged.ref)
+    return {"revision": staged.revision or "main", "commit": staged.commit, "mirrored": now(), "ref": staged.ref,
+            "bytes": sum(r["size"] for r in records.values()), "files": records}
+
+
+def clear_staging(folder: Path, repo_type: str, repo_id: str) -> None:
+    """After a repo is in place: its staging folders go, this run's and those older runs left at other commits
+    (under the mirror's lock no other run is using them). .staging itself goes once empty."""
+    for left in (Path(folder) / STAGING).glob(f"{repo_dir(folder, repo_type, repo_id).name}--*"):
+        shutil.rmtree(left, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (Path(folder) / STAGING).rmdir()
+
+
+def place_repo_files(folder: str | Path, repo_type: str, repo_id: str, commit: str,
+                     files: Mapping[str, bytes | Path], *, ref: str = "main") -> dict[str, dict[str, Any]]:
+    """Put a repo's files where huggingface_hub's cache has them: hub/<type>s--org--name/snapshots/<commit>/<path>
+    and refs/<ref> = commit. Real files instead of blob symlinks (huggingface_hub's own layout where symlinks are
+    unsupported), so the folder survives any copy tool. Paths are moved in (same disk: no second copy of a model).
+    One version per ref: when the ref moves, the snapshot it named goes (a warning names both commits)."""
+    repo = repo_dir(folder, repo_type, repo_id)
+    snapshot = repo / "snapshots" / commit
+    ref_file = repo / "refs" / ref
+    replaced = ref_file.read_text().strip() if ref != commit and ref_file.is_file() else None
+    records = {}
+    for rel, source in sorted(files.items()):
+        parts = PurePosixPath(rel).parts
+        if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
+            raise KosovError(f"{repo_id}: refusing the file path {rel!r}, which leaves the repo folder")
+        target = snapshot.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, bytes):
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+            tmp.write_bytes(source)
+            os.replace(tmp, target)
+        else:
+            shutil.move(str(source), target)
+        records[rel] = {"size": target.stat().st_size, "sha256": file_sha256(target)}
+    if ref != commit:
+        write_atomic(ref_file, commit)
+    still_used = {f.read_text().strip() for f in (repo / "refs").rglob("*") if f.is_file()}
+    if replaced and replaced != commit and replaced not in still_used:
+        back = f"; `--model {repo_id} --revision {replaced}` mirrors it again" if repo_type == "model" else ""
+        log.warning("%s %s: %s moved upstream from %s to %s; the mirror now holds %s and drops %s (a mirror keeps one "
+                    "commit per ref%s)", repo_type, repo_id, ref, replaced[:12], commit[:12], commit[:12],
+                    replaced[:12], back)
+        shutil.rmtree(repo / "snapshots" / replaced, ignore_errors=True)
+    return records
+
+
+def hub_download(repo_id: str, *, repo_type: str, revision: str, token: str | None,
+                 staging: Callable[[str], Path]) -> tuple[str, dict[str, Path]]:
+    """Fetch a repo at a revision into staging(commit): (commit, {path in repo: file}). Needs the network."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.utils import filter_repo_objects
+
+    local, needed = None, None
+    try:
+        info = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, token=token, files_metadata=True)
+        names = [s.rfilename for s in info.siblings or []]
+        skip = MODEL_SKIP + (PICKLED_WEIGHTS if any(n.endswith(".safetensors") for n in names) else [])
+        skip = skip if repo_type == "model" else None
+        kept = filter_repo_objects(info.siblings or [], ignore_patterns=skip, key=lambda s: s.rfilename)
+        sizes = [s.size for s in kept]
+        needed = sum(sizes) if None not in sizes else None
+        local = staging(info.sha)
+        snapshot_download(repo_id, repo_type=repo_type, revision=info.sha, local_dir=local, token=token,
+                          ignore_patterns=skip)
+    except _network_errors() as e:
+        if local and getattr(e, "errno", None) == errno.ENOSPC:  # local: FOLDER/.staging/<repo>--<commit>
+            raise no_space(local.parents[1], f"the {repo_type} {repo_id}", needed) from None
+        resume = (f"; running the same command again resumes the download (what came so far is kept in {local})"
+                if local and local.is_dir() else "")
+        raise KosovError(f"could not download the {repo_type} {repo_id}@{revision}: {type(e).__name__}: {e}",
+                         fix="check the id and revision and the network; for a gated repo accept its terms on the "
+                             "Hub page and set HF_TOKEN (or pass --token)" + resume) from None
+    return info.sha, {p.relative_to(local).as_posix(): p for p in local.rglob("*")
+                      if p.is_file() and p.relative_to(local).parts[0] != ".cache"}
+
+
+def _network_errors() -> tuple[type[Exception], ...]:
+    """huggingface_hub's HTTP errors and those of its HTTP client (httpx; httpx2 in huggingface_hub 2.x)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[Exception]] = [HfHubHTTPError, OSError]
+    for client in ("httpx2", "httpx"):
+        with contextlib.suppress(ImportError):
+            errors.append(importlib.import_module(client).HTTPError)
+    return tuple(errors)
+
+
+def no_space(where: Path, what: str, needed: int | None = None) -> KosovError:
+    """A full disk, told as such (not as a network or id problem), with the space the repo needs when known."""
+    free = shutil.disk_usage(where).free
+    need = f"; it needs {_gb(needed)} in all, {_gb(free)} is free now" if needed else f"; {_gb(free)} is free now"
+    return KosovError(f"no space left on the disk of {where} for {what}{need}",
+                      fix="free space there, or mirror into a folder on a larger disk; running the same command again "
+                          "resumes the download (what came so far is kept)")
+
+
+@contextlib.contextmanager
+def disk_full_told(where: Path, what: str) -> Iterator[None]:
+    """A full disk while the mirror's files are written (the Arrow cache, the manifest) as no_space()."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise no_space(where, what) from None
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size} bytes"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
