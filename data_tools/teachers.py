@@ -283,6 +283,14 @@ class _RowStop:
 # vLLM offline batch (CUDA GPU)
 
 
+def vllm_max_lora_rank(adapter: str | Path) -> int:
+    """The max_lora_rank vLLM must be started with for `adapter`: its rank (adapter_config.json's r), rounded up to
+    a rank vLLM accepts (8, 16, 32, ... 512). vLLM's default is 16, and it refuses an adapter of a larger rank (the
+    recipes train r=32): "LoRA rank 32 is greater than max_lora_rank 16"."""
+    rank = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("r", 16)
+    return max(8, 1 << (int(rank) - 1).bit_length())
+
+
 class VLLMTeacher:
     """vLLM's offline engine (`vllm.LLM(...).chat(...)`), with a LoRA adapter when `lora_path` is given.
 
@@ -308,9 +316,8 @@ class VLLMTeacher:
         if lora_path:
             from vllm.lora.request import LoRARequest
 
-            rank = json.loads((Path(lora_path) / "adapter_config.json").read_text()).get("r", 16)
             engine_kwargs.setdefault("enable_lora", True)
-            engine_kwargs.setdefault("max_lora_rank", max(8, 1 << (int(rank) - 1).bit_length()))
+            engine_kwargs.setdefault("max_lora_rank", vllm_max_lora_rank(lora_path))
             self.lora = LoRARequest("kosov-adapter", 1, str(lora_path))
         self.name = model_id if not lora_path else f"{model_id}+{lora_path}"
         self.stop_token_ids = list(stop_token_ids)  # the recipe's end of turn, besides the model's own eos

@@ -56,6 +56,17 @@ def cut_off_thinking(text: str) -> bool:
     return THINK_OPEN in text and THINK_CLOSE not in text
 
 
+def ends_in_thinking(prompt: str) -> bool:
+    """The rendered prompt ends inside a think block: the chat template opened it itself (Qwen3-Thinking-2507 and
+    DeepSeek-R1 distills end the generation prompt with "<think>\\n"), so the completion starts mid-thought with no
+    <think> of its own, and a completion cut off while thinking would read as an answer.
+
+        >>> ends_in_thinking("<|im_start|>assistant\\n<think>\\n"), ends_in_thinking("<think>\\n\\n</think>\\n\\n")
+        (True, False)
+    """
+    return prompt.rfind(THINK_OPEN) > prompt.rfind(THINK_CLOSE)
+
+
 def split_thinking(text: str) -> tuple[str, str]:
     """(thinking, answer): the text inside <think>...</think> and what follows it. No think block: ("", text).
     A think block never closed (a completion cut off while thinking) is all thinking and has no answer: a

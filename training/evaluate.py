@@ -4,8 +4,9 @@
     kosov eval experiment=qwen3-8b-ko-eval eval.adapter=outputs/qwen3-8b-ko-qlora-sft/<run>
 
 Phases: mirror check (mirror=FOLDER holds, undamaged, the model and tasks) -> run folder -> model and adapter
-checks (an adapter of another base fails before anything loads) -> lm-eval tasks (cached) -> kosov's generative
-evals (cached) -> report (json, md, png) -> tracker.
+checks (an adapter of another base, or of another vocabulary size, fails before anything loads) -> per side, base
+then base + adapter: lm-eval tasks and kosov's generative evals (cached), both on the one model kosov loads (with
+eval.backend=vllm, lm-eval's vLLM runs both sides first) -> report (json, md, png) -> tracker.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -25,7 +27,8 @@ from training.config import resolve_path, to_dict
 from training.schema import KosovConfig
 from training.errors import KosovError
 from training.evaluation.generative import JOBS, code_digest, jobs_of, prompt_limit, run_generative
-from training.evaluation.harness import adapter_digest, cache_file, load_settings, model_identity, run_tasks
+from training.evaluation.harness import (adapter_digest, cache_file, hf_lm, load_settings, model_args, model_identity,
+                                         run_tasks)
 from training.evaluation.report import build_report, log_to_tracker, write_report
 from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
 from training.models import (check_attention, check_remote_code, cuda_available, installed, load_for_inference,
@@ -63,55 +66,126 @@ def _generative_settings(cfg: KosovConfig, name: str, mode: str) -> dict[str, An
 
 def report_settings(cfg: KosovConfig, dtype: str, device: str) -> dict[str, Any]:
     """What the report's scores were computed with, kept in it (and in the card): a score on a subset (eval.limit)
-    or with other shots is not one on the full benchmark."""
+    or with other shots is not one on the full benchmark; one in 4-bit is not one in bf16."""
     ecfg = cfg.eval
+    quant = cfg.peft.quantization
     return {"limit": ecfg.limit, "num_fewshot": ecfg.num_fewshot, "thinking": list(ecfg.thinking),
             "apply_chat_template": ecfg.apply_chat_template, "backend": ecfg.backend, "dtype": dtype, "device": device,
+            "quantization": f"4-bit {quant.quant_type}" if quant is not None else None,
             "kosov_evals": {name: {"limit": prompt_limit(getattr(ecfg, JOBS[name]), ecfg.limit),
                                    "max_new_tokens": getattr(ecfg, JOBS[name]).max_new_tokens}
                             for name in dict.fromkeys(n for n, _ in jobs_of(ecfg))}}
 
 
-def _lm_eval_tokenizer(cfg: KosovConfig, source: str, folder: Path) -> str | None:
-    """lm-eval loads the tokenizer of the checkpoint, with the checkpoint's own chat template. Where the recipe
-    replaces that template (model.chat_template) and the suite applies chat templates, lm-eval gets a copy of
-    the tokenizer with the recipe's template instead (saved in `folder`), the one training and kosov's own
-    evals use; otherwise None: lm-eval loads the checkpoint's."""
+def _vllm_tokenizer(cfg: KosovConfig, source: str, folder: Path) -> str | None:
+    """vLLM loads the tokenizer of the checkpoint, with the checkpoint's own chat template. Where the recipe
+    replaces that template (model.chat_template) and the suite applies chat templates, vLLM gets a copy of the
+    tokenizer with the recipe's template instead (saved in `folder`), the one training and kosov's own evals use;
+    otherwise None: vLLM loads the checkpoint's. (The hf backend gets kosov's tokenizer itself.)"""
     if not (cfg.model.chat_template and cfg.eval.apply_chat_template and cfg.eval.tasks):
         return None
     load_tokenizer(cfg.model, source).save_pretrained(folder)
     return str(folder)
 
 
-def _generative(cfg: KosovConfig, source: str, adapter: Path | None, device: str, sides: dict[str, dict]
-                ) -> tuple[dict[str, dict], list[str]]:
-    """Generative scores per side ("base", "adapted"), computing only what the cache lacks."""
-    jobs = jobs_of(cfg.eval)
-    results: dict[str, dict] = {side: {} for side in sides}
-    todo: dict[str, list] = {side: [] for side in sides}
-    for side, identity in sides.items():
-        for name, mode in jobs:
-            file = cache_file(identity, name, _generative_settings(cfg, name, mode))
-            if cfg.eval.cache and file.is_file():
-                results[side][f"{name}[{mode}]"] = json.loads(file.read_text())
-            else:
-                todo[side].append((name, mode, file))
-    cached = [f"{side}:{k}" for side, scores in results.items() for k in scores]
-    if any(todo.values()):
-        tokenizer = load_tokenizer(cfg.model, source)
-        stops = stop_ids(cfg.model, tokenizer)  # answers end with their turn, as training taught them
-        model = load_for_inference(cfg, source, device)
-        for side in sides:
-            if side == "adapted":
-                from peft import PeftModel
+class _Model:
+    """The model both engines score, loaded once by kosov's loader (load_for_inference: the recipe's dtype,
+    quantization and attention), and only when a score is not cached: the base, then the same weights with the
+    adapter put on, never resized. Sides come in order: the base is not scored after the adapter is on."""
 
-                model = PeftModel.from_pretrained(model, str(adapter))
-            new = run_generative(model, tokenizer, cfg.eval, [(n, m) for n, m, _ in todo[side]], side,
-                                 stop_ids=stops)
-            for (name, mode, file), key in zip(todo[side], new, strict=True):
-                write_json(file, new[key])
-            results[side].update(new)
+    def __init__(self, cfg: KosovConfig, source: str, adapter: Path | None, device: str):
+        self.cfg, self.source, self.adapter, self.device = cfg, source, adapter, device
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self.side = "base"
+
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.cfg.model, self.source)
+        return self._tokenizer
+
+    def on(self, side: str) -> Any:
+        if self._model is None:
+            self._model = load_for_inference(self.cfg, self.source, self.device)
+        if side != self.side:
+            if side != "adapted":
+                raise RuntimeError("the base side is scored before the adapter is put on")
+            from peft import PeftModel
+
+            self._model, self.side = PeftModel.from_pretrained(self._model, str(self.adapter)).eval(), side
+        return self._model
+
+
+def _engine(cfg: KosovConfig, models: _Model, side: str, dtype: str, device: str, tokenizer: str | None
+            ) -> Callable[[str | None], dict[str, Any]]:
+    """simple_evaluate's model arguments for one side and thinking mode: the hf backend scores the model kosov
+    loaded (hf_lm), vLLM loads its own from the checkpoint (and the adapter, at its rank)."""
+    ecfg = cfg.eval
+    if ecfg.backend == "hf":
+        return lambda mode: {"model": hf_lm(ecfg, models.on(side), models.tokenizer(), mode)}
+    adapter = models.adapter if side == "adapted" else None
+    return lambda mode: {"model": "vllm", "batch_size": ecfg.batch_size, "device": device,
+                         "model_args": model_args(ecfg, models.source, cfg.model.revision, adapter, dtype,
+                                                  cfg.model.trust_remote_code, tokenizer, mode)}
+
+
+def _harness(cfg: KosovConfig, models: _Model, side: str, identity: dict, dtype: str, device: str,
+             tokenizer: str | None) -> tuple[dict[str, dict], list[str]]:
+    """lm-eval scores of one side, computing only what the cache lacks."""
+    label = models.source + (f" + {models.adapter}" if side == "adapted" else "")
+    scores, hits = run_tasks(cfg.eval, identity=identity, label=label, tokenizer=models.tokenizer,
+                             engine=_engine(cfg, models, side, dtype, device, tokenizer))
+    return {t: {**asdict(s), "higher_is_better": True} for t, s in scores.items()}, [f"{side}:{t}" for t in hits]
+
+
+def _generative(cfg: KosovConfig, models: _Model, side: str, identity: dict) -> tuple[dict[str, dict], list[str]]:
+    """kosov's generative scores of one side, computing only what the cache lacks."""
+    results: dict[str, dict] = {}
+    todo = []
+    for name, mode in jobs_of(cfg.eval):
+        file = cache_file(identity, name, _generative_settings(cfg, name, mode))
+        if cfg.eval.cache and file.is_file():
+            results[f"{name}[{mode}]"] = json.loads(file.read_text())
+        else:
+            todo.append((name, mode, file))
+    cached = [f"{side}:{k}" for k in results]
+    if todo:
+        stops = stop_ids(cfg.model, models.tokenizer())  # answers end with their turn, as training taught them
+        new = run_generative(models.on(side), models.tokenizer(), cfg.eval, [(n, m) for n, m, _ in todo], side,
+                             stop_ids=stops)
+        for (name, mode, file), key in zip(todo, new, strict=True):
+            write_json(file, new[key])
+        results.update(new)
     return results, cached
+
+
+def _check_adapter_vocab(cfg: KosovConfig, source: str, adapter: Path) -> None:
+    """An adapter that saved whole embeddings (peft.modules_to_save) of another vocabulary size than the base's
+    config (trained on a resized base) cannot load on it: refused here, before the base side runs, not with a size
+    mismatch after it."""
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    weights = adapter / "adapter_model.safetensors"
+    if not weights.is_file():
+        return
+    with safe_open(str(weights), framework="pt") as f:
+        rows = {k: f.get_slice(k).get_shape()[0] for k in f.keys()
+                if k.endswith((".embed_tokens.weight", ".lm_head.weight"))}
+    if not rows:  # LoRA alone: it loads on any vocabulary
+        return
+    try:
+        config = AutoConfig.from_pretrained(source, revision=cfg.model.revision,
+                                            trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError):  # loading the model says what is wrong, in kosov's words
+        return
+    vocab = getattr(getattr(config, "text_config", config), "vocab_size", None)
+    wrong = {k: n for k, n in rows.items() if vocab is not None and n != vocab}
+    if wrong:
+        raise KosovError(f"the adapter {adapter} holds embeddings of another vocabulary size than the base's "
+                         f"{vocab} ({', '.join(f'{k}: {n}' for k, n in wrong.items())}): it was trained on a base "
+                         "with resized embeddings", fix="evaluate it on the base it was trained on (the same "
+                                                        "vocab_size in config.json)")
 
 
 def evaluate(cfg: KosovConfig) -> EvalResult:
@@ -144,19 +218,22 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
                               load_settings(cfg.model, cfg.peft.quantization, dtype=dtype, device=device))
         sides = {"base": base}  # the base's files are hashed (or its commit asked) once for both sides
         if adapter is not None:
+            _check_adapter_vocab(cfg, source, adapter)
             sides["adapted"] = {**base, "adapter": adapter_digest(adapter)}
-        harness: dict[str, dict] = {}
+        models = _Model(cfg, source, adapter, device)
+        tokenizer = _vllm_tokenizer(cfg, source, scratch / "tokenizer") if ecfg.backend == "vllm" else None
+        # vLLM holds most of the GPU while it runs: it scores both sides before kosov's evals load the model
+        order = ([("lm-eval", s) for s in sides] + [("kosov", s) for s in sides] if ecfg.backend == "vllm" else
+                 [(engine, s) for s in sides for engine in ("lm-eval", "kosov")])
+        harness: dict[str, dict] = {side: {} for side in sides}
+        generative: dict[str, dict] = {side: {} for side in sides}
         cached: list[str] = []
-        tokenizer = _lm_eval_tokenizer(cfg, source, scratch / "tokenizer")
-        for side in sides:
-            scores, hits = run_tasks(ecfg, identity=sides[side], source=source, revision=cfg.model.revision,
-                                     adapter=adapter if side == "adapted" else None, dtype=dtype,
-                                     trust_remote_code=cfg.model.trust_remote_code, device=device,
-                                     tokenizer=tokenizer)
-            harness[side] = {t: {**asdict(s), "higher_is_better": True} for t, s in scores.items()}
-            cached += [f"{side}:{t}" for t in hits]
-        generative, hits = _generative(cfg, source, adapter, device, sides)
-        cached += hits
+        for engine, side in order:
+            if engine == "lm-eval":
+                harness[side], hits = _harness(cfg, models, side, sides[side], dtype, device, tokenizer)
+            else:
+                generative[side], hits = _generative(cfg, models, side, sides[side])
+            cached += hits
 
         report = build_report(suite=ecfg.suite, model={"name_or_path": cfg.model.name_or_path, "source": source,
                                                       "revision": cfg.model.revision},

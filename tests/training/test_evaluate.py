@@ -288,8 +288,8 @@ def test_a_task_without_a_score_is_null_and_both_averages_cover_the_same_tasks()
     assert b["base"] is None and b["delta"] is None and b["adapted"] == 0.9
     assert report["suite_average"] == pytest.approx({"base": 0.5, "adapted": 0.6, "delta": 0.1})  # "a" alone
     a = {r["task"]: r for r in report["rows"]}["a"]
-    assert a["delta_stderr"] == pytest.approx(0.05)  # sqrt(0.03² + 0.04²): is the gain more than noise?
-    assert "| +0.1000 ± 0.0500 |" in to_markdown(report)
+    assert a["delta_stderr"] == pytest.approx(0.05)  # sqrt(0.03² + 0.04²) without per-item outcomes: unpaired
+    assert "| +0.1000 ± 0.0500† |" in to_markdown(report)
 
 
 def test_scores_on_a_subset_say_so_and_stay_out_of_the_cards_metadata():

@@ -22,7 +22,7 @@ import data_tools.math_grader
 import data_tools.text
 from data_tools.chat_io import BadRowError, ChatRow, load_chat_files, prompt_row
 from data_tools.math_grader import is_correct
-from data_tools.text import cut_off_thinking, hangul_share, script_counts, split_thinking
+from data_tools.text import THINK_OPEN, cut_off_thinking, ends_in_thinking, hangul_share, script_counts, split_thinking
 from training.config import resolve_path
 from training.schema import GenerativeEvalConfig
 from training.data_rows import bad_row_error
@@ -56,7 +56,9 @@ def code_digest() -> str:
 def generate(model: Any, tokenizer: Any, rows: list[ChatRow], *, thinking: str, max_new_tokens: int,
              batch_size: int = 8, desc: str = "Generating", stop_ids: list[int] | None = None) -> list[str]:
     """Greedy answers to prompt rows, rendered with the chat template in the given thinking mode; each ends at the
-    first of `stop_ids` (models.stop_ids: the end of the turn) or of the model's generation config's ends."""
+    first of `stop_ids` (models.stop_ids: the end of the turn) or of the model's generation config's ends. Where the
+    template itself opens the think block (data_tools.text.ends_in_thinking), the answer gets that <think> back:
+    the graders then see a completion cut off mid-thought as one, not its last number as the answer."""
     import torch
 
     texts = [tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True,
@@ -78,7 +80,7 @@ def generate(model: Any, tokenizer: Any, rows: list[ChatRow], *, thinking: str, 
             answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side
-    return answers
+    return [THINK_OPEN + a if ends_in_thinking(t) else a for t, a in zip(texts, answers, strict=True)]
 
 
 def _rate(hits: int, n: int) -> tuple[float, float | None]:
@@ -87,10 +89,12 @@ def _rate(hits: int, n: int) -> tuple[float, float | None]:
 
 
 def math_accuracy(answers: list[str], rows: list[ChatRow]) -> dict[str, Any]:
-    """Share of answers whose final answer equals the row's `answer` (binomial standard error)."""
-    correct = sum(is_correct(a, str(r.columns["answer"])) for a, r in zip(answers, rows, strict=True))
-    value, stderr = _rate(correct, len(rows))
-    return {"metric": "accuracy", "value": value, "stderr": stderr, "n": len(rows), "higher_is_better": True}
+    """Share of answers whose final answer equals the row's `answer` (binomial standard error); `items`: each
+    prompt's outcome (1 correct), for the paired standard error of base vs adapted on the same prompts."""
+    items = [int(is_correct(a, str(r.columns["answer"]))) for a, r in zip(answers, rows, strict=True)]
+    value, stderr = _rate(sum(items), len(rows))
+    return {"metric": "accuracy", "value": value, "stderr": stderr, "n": len(rows), "higher_is_better": True,
+            "items": items}
 
 
 def contaminated(text: str) -> bool:
@@ -101,16 +105,16 @@ def contaminated(text: str) -> bool:
 def foreign_script_rate(answers: list[str]) -> dict[str, Any]:
     """Share of answers with Chinese characters or kana after the thinking block (lower is better). An answer cut
     off while thinking has none to judge and counts as a failure, so thinking to the token limit cannot lower the
-    rate; how many were cut off is reported as well."""
+    rate; how many were cut off is reported as well. `items`: each answer's outcome (1 failed), as in math_accuracy."""
     parts = [split_thinking(a) for a in answers]
     unfinished = [cut_off_thinking(a) for a in answers]
-    failed = sum(cut or contaminated(answer) for cut, (_, answer) in zip(unfinished, parts))
-    value, stderr = _rate(failed, len(answers))
+    items = [int(cut or contaminated(answer)) for cut, (_, answer) in zip(unfinished, parts)]
+    value, stderr = _rate(sum(items), len(answers))
     think_rate, _ = _rate(sum(contaminated(thought) for thought, _ in parts), len(answers))
     cut_rate, _ = _rate(sum(unfinished), len(answers))
     return {"metric": "foreign_script_rate", "value": value, "stderr": stderr, "n": len(answers),
             "higher_is_better": False, "thinking_foreign_script_rate": think_rate,
-            "unfinished_thinking_rate": cut_rate,
+            "unfinished_thinking_rate": cut_rate, "items": items,
             "mean_hangul_share": sum(hangul_share(a) for _, a in parts) / len(parts) if parts else float("nan")}
 
 

@@ -1,8 +1,9 @@
 """lm-evaluation-harness as the engine: kosov's own local tasks, task-name checks, and a result cache.
 
 Built-in tasks (kmmlu, kobest, haerae, click, hrm8k, ...) run unchanged; kosov's local tasks (the Korean mini
-benchmark) are lm-eval task YAMLs written at run time next to the data they read. Results are cached per
-(model, adapter hash, task, settings), so a re-run only computes what changed.
+benchmark) are lm-eval task YAMLs written at run time next to the data they read. The hf backend scores the model
+kosov loaded (hf_lm), the one kosov's own evals score; vLLM loads its own. Results are cached per (model, adapter
+hash, task, settings) with each item's outcome (for a paired delta), so a re-run only computes what changed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,12 +21,13 @@ from typing import Any
 
 import yaml
 
-from data_tools.text import cut_off_thinking
+from data_tools.teachers import vllm_max_lora_rank
+from data_tools.text import THINK_OPEN, cut_off_thinking, ends_in_thinking
 from training.config import resolve_path
 from training.models import COMMIT_SHA
 from training.schema import EvalConfig
 from training.errors import KosovError
-from training.safe_write import write_json
+from training.safe_write import write_atomic, write_json
 from training.tiny_ko import cache_root
 
 log = logging.getLogger(__name__)
@@ -60,20 +62,23 @@ class TaskScore:
     value: float
     stderr: float | None
     n: int | None
+    items: list[float] | None = None  # each item's outcome, ordered by task and doc (item_outcomes)
 
 
 def local_task_dir() -> Path:
-    """Write kosov's local task YAMLs (with absolute data paths) into the cache; returns the folder."""
+    """Write kosov's local task YAMLs (with absolute data paths) into the cache; returns the folder. Each file is
+    checked and written whole (write_atomic): a job killed while writing them left an empty folder, or a cut file,
+    that every later run read as "unknown lm-eval task"."""
     tasks = {}
     for name, spec in LOCAL_TASKS.items():
         data = resolve_path(spec["data"])
         tasks[name] = {**spec["task"], "dataset_kwargs": {"data_files": {"test": str(data)}}}
     digest = hashlib.sha256(json.dumps(tasks, sort_keys=True).encode()).hexdigest()[:16]
     folder = cache_root() / "lm_eval_tasks" / digest
-    if not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, task in tasks.items():
-            (folder / f"{name}.yaml").write_text(yaml.safe_dump(task, allow_unicode=True), encoding="utf-8")
+    for name, task in tasks.items():
+        path, text = folder / f"{name}.yaml", yaml.safe_dump(task, allow_unicode=True)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            write_atomic(path, text)
     return folder
 
 
@@ -92,21 +97,45 @@ def task_manager(tasks: list[str]):
     return manager
 
 
-def primary_score(task: str, results: dict[str, Any], group_subtasks: dict[str, list[str]]) -> TaskScore:
-    """The task's headline metric; for a group without its own aggregate, the mean of its subtasks."""
+def primary_score(task: str, results: dict[str, Any], group_subtasks: dict[str, list[str]],
+                  samples: dict[str, list[dict]] | None = None) -> TaskScore:
+    """The task's headline metric; for a group without its own aggregate, the mean of its subtasks. With lm-eval's
+    logged `samples`, each item's outcome too (item_outcomes)."""
     entry = results.get(task, {})
     for metric in PRIMARY_METRICS:
         for key, value in entry.items():
             if key.split(",")[0] == metric and isinstance(value, (int, float)):
                 stderr = entry.get(key.replace(metric, f"{metric}_stderr", 1))
                 stderr = stderr if isinstance(stderr, (int, float)) and not math.isnan(stderr) else None
-                return TaskScore(task, metric, float(value), stderr, entry.get("sample_len"))
-    subs = [primary_score(s, results, group_subtasks) for s in group_subtasks.get(task, [])]
+                found = [s for leaf in sorted(_leaves(task, group_subtasks)) for s in sorted(
+                    (s for s in (samples or {}).get(leaf, []) if s.get("filter") == key.partition(",")[2]),
+                    key=lambda s: s["doc_id"])]
+                return TaskScore(task, metric, float(value), stderr, entry.get("sample_len"),
+                                 item_outcomes([s.get(metric) for s in found], float(value)))
+    subs = [primary_score(s, results, group_subtasks, samples) for s in group_subtasks.get(task, [])]
     subs = [s for s in subs if not math.isnan(s.value)]
     if not subs:
         return TaskScore(task, "none", float("nan"), None, None)
-    return TaskScore(task, subs[0].metric, sum(s.value for s in subs) / len(subs), None,
-                     sum(s.n or 0 for s in subs) or None)
+    mean = sum(s.value for s in subs) / len(subs)
+    items = None if any(s.items is None for s in subs) else [i for s in subs for i in s.items]
+    return TaskScore(task, subs[0].metric, mean, None, sum(s.n or 0 for s in subs) or None,
+                     item_outcomes(items, mean) if items is not None else None)
+
+
+def _leaves(task: str, group_subtasks: dict[str, list[str]]) -> list[str]:
+    """The tasks that hold the items of a task or group (lm-eval logs samples per task, not per group)."""
+    subs = group_subtasks.get(task)
+    return [leaf for sub in subs for leaf in _leaves(sub, group_subtasks)] if subs else [task]
+
+
+def item_outcomes(values: list[Any], score: float) -> list[float] | None:
+    """Per-item outcomes (lm-eval's logged samples) for a paired standard error of base vs adapted, who answer the
+    same items; kept only where they average to the score itself. None where they do not: a corpus-level metric
+    (f1, bleu: no number per item), or a group that weights its tasks equally, not its items."""
+    if not values or not all(isinstance(v, (int, float)) for v in values):
+        return None
+    items = [float(v) for v in values]
+    return items if math.isclose(sum(items) / len(items), score, rel_tol=1e-9, abs_tol=1e-9) else None
 
 
 def files_digest(folder: Path, names: tuple[str, ...]) -> str:
@@ -220,8 +249,10 @@ def settings_of(ecfg: EvalConfig, task: str, mode: str | None) -> dict[str, Any]
     local tasks, their data file's digest too."""
     settings = {"num_fewshot": ecfg.num_fewshot, "limit": ecfg.limit, "apply_chat_template": ecfg.apply_chat_template,
                 "backend": ecfg.backend, "thinking": mode}
-    if mode == "on":  # graded as kosov grades it since (cut_off_thoughts_unanswered): not a score cached before
-        settings["cut_off_thinking"] = "unanswered"
+    if ecfg.backend == "hf":  # on the model kosov loads (hf_lm): lm-eval's own loading differed (no 4-bit, resizes)
+        settings["loaded_by"] = "kosov"
+    if mode is not None:  # graded as kosov grades it since (cut_off_thoughts_unanswered, a think block the template
+        settings["cut_off_thinking"] = "unanswered, template-opened too"  # opened too): not a score cached before
     if task in LOCAL_TASKS:
         data = resolve_path(LOCAL_TASKS[task]["data"])
         settings["data_sha256"] = hashlib.sha256(data.read_bytes()).hexdigest()
@@ -235,13 +266,24 @@ def thinking_args(mode: str | None) -> dict[str, Any]:
     return {"enable_thinking": mode == "on", "think_end_token": "</think>"}
 
 
+def template_opens_thinking(tokenizer: Any, mode: str | None) -> bool:
+    """Whether the chat template, in this thinking mode, opens the think block in the generation prompt itself
+    (data_tools.text.ends_in_thinking): lm-eval's completions then start mid-thought, with no <think>."""
+    if mode is None:  # no chat template applied
+        return False
+    probe = tokenizer.apply_chat_template([{"role": "user", "content": "1 + 1은?"}], tokenize=False,
+                                          add_generation_prompt=True, enable_thinking=mode == "on")
+    return ends_in_thinking(probe)
+
+
 @contextmanager
-def cut_off_thoughts_unanswered(mode: str | None) -> Iterator[None]:
+def cut_off_thoughts_unanswered(mode: str | None, opens_thinking: bool = False) -> Iterator[None]:
     """With thinking on, lm-eval keeps the whole text of a completion cut off while thinking (it has no </think> to
     split at), and a task's parser then takes the last number of the unfinished reasoning as its answer (HRM8K).
     kosov's own math eval counts such a completion as unanswered (data_tools.text.split_thinking): so does lm-eval
-    here, its answer empty, for the hf and vLLM backends."""
-    if mode != "on":
+    here, its answer empty, for the hf and vLLM backends. `opens_thinking` (template_opens_thinking): the prompt
+    opened the think block, so a completion is read as starting inside it, in either mode."""
+    if mode != "on" and not opens_thinking:
         yield
         return
     import importlib
@@ -251,7 +293,8 @@ def cut_off_thoughts_unanswered(mode: str | None) -> Iterator[None]:
     plain = utils.postprocess_generated_text
 
     def postprocess(generation: str, stop: Any, think_end_token: Any) -> str:
-        return "" if cut_off_thinking(generation) else plain(generation, stop, think_end_token)
+        whole = THINK_OPEN + generation if opens_thinking else generation
+        return "" if cut_off_thinking(whole) else plain(generation, stop, think_end_token)
 
     modules = []
     for name in ("lm_eval.models.huggingface", "lm_eval.models.vllm_causallms"):
@@ -280,22 +323,38 @@ def tag_members(manager: Any, tasks: list[str]) -> dict[str, list[str]]:
 
 def model_args(ecfg: EvalConfig, source: str, revision: str | None, adapter: Path | None, dtype: str,
                trust_remote_code: bool, tokenizer: str | None = None, mode: str | None = None) -> dict[str, Any]:
+    """lm-eval's model_args for the vLLM backend, which loads the model itself (the hf backend scores the model kosov
+    loaded: hf_lm). An adapter's rank sets max_lora_rank: vLLM's default of 16 refuses the recipes' r=32."""
     args: dict[str, Any] = {"pretrained": source, "dtype": dtype, "trust_remote_code": trust_remote_code}
     if revision:
         args["revision"] = revision
     if tokenizer:  # a saved tokenizer with the recipe's chat template (model.chat_template)
         args["tokenizer"] = tokenizer
     if adapter is not None:
-        args["lora_local_path" if ecfg.backend == "vllm" else "peft"] = str(adapter)
-    if ecfg.backend == "vllm" and adapter is not None:
-        args["enable_lora"] = True
+        args.update(lora_local_path=str(adapter), enable_lora=True, max_lora_rank=vllm_max_lora_rank(adapter))
     return {**args, **thinking_args(mode)}
+
+
+def hf_lm(ecfg: EvalConfig, model: Any, tokenizer: Any, mode: str | None) -> Any:
+    """lm-eval's hf backend on a model already loaded, by kosov's loader (load_for_inference): the dtype,
+    quantization and attention kosov's own evals score, the adapter on the base as it trained. lm-eval's own loading
+    (pretrained=DIR,peft=ADAPTER) loads no 4-bit and resizes the embeddings of the adapted side alone where the
+    config's vocab_size is not the tokenizer's length (every Qwen3): the two sides then differed in vocabulary."""
+    from lm_eval.models.huggingface import HFLM
+
+    # HFLM ties the weights of a model it is given again. The loader tied them, and transformers cannot tie them
+    # again through PEFT's trained copy of tied embeddings (modules_to_save=[embed_tokens], ensure_weight_tying, as
+    # kosov trains a tied Qwen3): KeyError "attribute 'weight' already exists". So it is not asked to.
+    model.tie_weights = lambda *args, **kwargs: None
+    try:
+        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg.batch_size, **thinking_args(mode))
+    finally:
+        del model.tie_weights
 
 
 def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, TaskScore]:
     """The suite's lm-eval tasks on a model already in memory (eval during training; no cache)."""
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
 
     if not ecfg.tasks:
         return {}
@@ -304,8 +363,8 @@ def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, Tas
     scores = {}
     for mode in dict.fromkeys(m for _, m in jobs):
         tasks = [t for t, m in jobs if m == mode]
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=ecfg.batch_size, **thinking_args(mode))
-        with cut_off_thoughts_unanswered(mode):
+        lm = hf_lm(ecfg, model, tokenizer, mode)
+        with cut_off_thoughts_unanswered(mode, template_opens_thinking(tokenizer, mode)):
             output = lm_eval.simple_evaluate(model=lm, tasks=tasks, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
                                              apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
                                              log_samples=False)
@@ -314,11 +373,13 @@ def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, Tas
     return scores
 
 
-def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], source: str, revision: str | None,
-              adapter: Path | None, dtype: str, trust_remote_code: bool, device: str, tokenizer: str | None = None
+def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], label: str,
+              engine: Callable[[str | None], dict[str, Any]], tokenizer: Callable[[], Any]
               ) -> tuple[dict[str, TaskScore], list[str]]:
-    """Scores of ecfg.tasks for one model (base or base + adapter, `identity` from model_identity; `tokenizer`: a
-    tokenizer folder to use instead of the checkpoint's); returns (scores, tasks read from cache)."""
+    """Scores of ecfg.tasks for one model (base or base + adapter: `identity` from model_identity, `label` its name
+    in the log); returns (scores, tasks read from cache). `engine(mode)`: simple_evaluate's model arguments (an
+    hf_lm, or vLLM's model_args), asked for only when a score is not cached; `tokenizer()`: the tokenizer whose
+    chat template renders the prompts (template_opens_thinking)."""
     if not ecfg.tasks:
         return {}, []
     manager = task_manager(ecfg.tasks) if needs_task_types(ecfg) else None
@@ -333,23 +394,21 @@ def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], source: str, revisi
         import lm_eval
 
         manager = manager or task_manager(ecfg.tasks)
-        log.info("lm-eval: %s on %s%s%s", missing, source, f" + {adapter}" if adapter else "",
-                 f", thinking {mode}" if mode is not None else "")
+        log.info("lm-eval: %s on %s%s", missing, label, f", thinking {mode}" if mode is not None else "")
+        model = engine(mode)
+        opens = mode is not None and template_opens_thinking(tokenizer(), mode)
         try:
-            with cut_off_thoughts_unanswered(mode):
+            with cut_off_thoughts_unanswered(mode, opens):
                 output = lm_eval.simple_evaluate(
-                    model=ecfg.backend, model_args=model_args(ecfg, source, revision, adapter, dtype,
-                                                              trust_remote_code, tokenizer, mode),
-                    tasks=missing, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit, batch_size=ecfg.batch_size,
-                    device=device, apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
-                    log_samples=False)
+                    **model, tasks=missing, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
+                    apply_chat_template=ecfg.apply_chat_template, task_manager=manager, log_samples=True)
         except (ConnectionError, FileNotFoundError) as e:  # datasets' errors for a hub dataset it cannot reach
             raise KosovError(f"could not load the benchmark data of {missing}: {e}",
                              fix="check the network and HF_TOKEN; on a closed network, run `kosov mirror` for this "
                                  "suite on a connected machine and point kosov at the mirror folder") from None
         subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, missing)}
         for task in missing:
-            score = scores[(task, mode)] = primary_score(task, output["results"], subtasks)
+            score = scores[(task, mode)] = primary_score(task, output["results"], subtasks, output.get("samples"))
             if math.isnan(score.value):  # no score to keep: the next run computes it again
                 given = sorted({k.split(",")[0] for k, v in output["results"].get(task, {}).items()
                                 if isinstance(v, (int, float)) and "_stderr" not in k})

@@ -1,6 +1,7 @@
 """The evaluation report: what an adaptation gained in Korean and what it cost elsewhere.
 
-    DIR/report.json   every score: base, adapted, delta, stderr, per task and suite average
+    DIR/report.json   every score: base, adapted, delta, stderr, per task and suite average; the delta's standard
+                      error paired over the items both sides answered, where each item's outcome is known
     DIR/report.md     the same as a Markdown table (kosov publish puts it into the model card)
     DIR/report.png    a bar chart, base vs adapted
 """
@@ -19,18 +20,33 @@ def _number(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+def paired_stderr(base: list[float], adapted: list[float]) -> float | None:
+    """The standard error of the mean per-item difference (adapted - base) over the same items. Base and adapted
+    answer the same items, so their errors are correlated: sqrt(se_base² + se_adapted²) treats them as independent
+    samples and gives a model scored against itself ± 0.05 on 100 items, where this gives 0."""
+    if len(base) != len(adapted) or len(base) < 2:
+        return None
+    diffs = [a - b for b, a in zip(base, adapted)]
+    mean = sum(diffs) / len(diffs)
+    return math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+
+
 def _row(name: str, base: dict | None, adapted: dict | None, kind: str) -> dict[str, Any]:
     ref = base or adapted or {}
     row = {"task": name, "kind": kind, "metric": ref.get("metric"), "higher_is_better": ref.get("higher_is_better", True),
            "n": ref.get("n"), "base": None, "base_stderr": None, "adapted": None, "adapted_stderr": None,
-           "delta": None, "delta_stderr": None}
+           "delta": None, "delta_stderr": None, "delta_stderr_kind": None}
     for side, score in (("base", base), ("adapted", adapted)):
         if score is not None:
             row[side], row[f"{side}_stderr"] = _number(score.get("value")), _number(score.get("stderr"))
     if row["base"] is not None and row["adapted"] is not None:
         row["delta"] = row["adapted"] - row["base"]
-        if row["base_stderr"] is not None and row["adapted_stderr"] is not None:  # the two as independent samples
+        paired = paired_stderr(base.get("items") or [], adapted.get("items") or [])  # type: ignore[union-attr]
+        if paired is not None:
+            row["delta_stderr"], row["delta_stderr_kind"] = paired, "paired"
+        elif row["base_stderr"] is not None and row["adapted_stderr"] is not None:  # no per-item outcomes
             row["delta_stderr"] = math.sqrt(row["base_stderr"] ** 2 + row["adapted_stderr"] ** 2)
+            row["delta_stderr_kind"] = "unpaired"
     return row
 
 
@@ -56,6 +72,19 @@ def build_report(*, suite: str, model: dict[str, Any], adapter: str | None, harn
             "settings": settings or {}, "rows": rows, "suite_average": average, "cached_tasks": cached}
 
 
+def _engines(settings: dict[str, Any]) -> list[str]:
+    """Which engine applies what: kosov's own evals always prompt through the chat template and score the model
+    kosov loads; lm-eval's tasks use the template only with eval.apply_chat_template, and with the vLLM backend
+    load their own model (vLLM has no 4-bit bitsandbytes: the recipe's dtype)."""
+    template = "applied" if settings.get("apply_chat_template") else "not applied"
+    weights = f"{settings.get('dtype')}" + (f", {settings['quantization']}" if settings.get("quantization") else "")
+    if settings.get("backend") == "vllm":
+        loaded = f"lm-eval: vLLM, {settings.get('dtype')}; kosov's evals: transformers, {weights}"
+    else:
+        loaded = f"lm-eval (hf) and kosov's evals: one model loaded by kosov, {weights}"
+    return [f"chat template: lm-eval tasks {template}, kosov's evals applied", f"model: {loaded}"]
+
+
 def settings_line(settings: dict[str, Any]) -> list[str]:
     """The report's settings in words, and a warning when the scores are of a subset (eval.limit)."""
     if not settings:
@@ -63,9 +92,7 @@ def settings_line(settings: dict[str, Any]) -> list[str]:
     shots = settings.get("num_fewshot")
     words = [f"few-shot: {'each task default' if shots is None else shots}",
              f"thinking: {', '.join(settings.get('thinking') or []) or '-'}",
-             f"chat template: {'applied' if settings.get('apply_chat_template') else 'not applied'}",
-             f"backend: {settings.get('backend')}", f"dtype: {settings.get('dtype')}",
-             f"device: {settings.get('device')}"]
+             *_engines(settings), f"device: {settings.get('device')}"]
     lines = ["Settings: " + "; ".join(words) + ".", ""]
     if settings.get("limit") is not None:
         lines += [f"**Subset:** `eval.limit={settings['limit']}` per task: not comparable with scores on the full "
@@ -77,11 +104,18 @@ def settings_line(settings: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _fmt(value: float | None, stderr: float | None = None, signed: bool = False) -> str:
+UNPAIRED = "†"  # marks a delta's standard error computed as if the two sides were independent samples
+UNPAIRED_NOTE = (f"{UNPAIRED} unpaired standard error, sqrt(se_base² + se_adapted²): per-item outcomes were not "
+                 "available (a corpus metric, a group weighting its tasks equally, a score cached before), so it "
+                 "ignores that both sides answered the same items; usually an upper bound. The others are paired "
+                 "over the items.")
+
+
+def _fmt(value: float | None, stderr: float | None = None, signed: bool = False, mark: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     text = f"{value:+.4f}" if signed else f"{value:.4f}"
-    return f"{text} ± {stderr:.4f}" if stderr is not None else text
+    return f"{text} ± {stderr:.4f}{mark}" if stderr is not None else text
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -94,11 +128,17 @@ def to_markdown(report: dict[str, Any]) -> str:
         better = "" if r["higher_is_better"] else " (lower is better)"
         lines.append(f"| {r['task']} | {r['metric']}{better} | {r.get('n') or '–'} | "
                      f"{_fmt(r['base'], r['base_stderr'])} | {_fmt(r['adapted'], r['adapted_stderr'])} | "
-                     f"{_fmt(r['delta'], r.get('delta_stderr'), signed=True)} |")
+                     f"{_fmt(r['delta'], r.get('delta_stderr'), signed=True, mark=_mark(r))} |")
     avg = report["suite_average"]
     lines.append(f"| **{report['suite']} average** (lm-eval tasks{' scored on both sides' if adapter else ''}) | | | "
                  f"{_fmt(avg['base'])} | {_fmt(avg['adapted'])} | {_fmt(avg['delta'], signed=True)} |")
+    if any(_mark(r) for r in report["rows"]):
+        lines += ["", UNPAIRED_NOTE]
     return "\n".join(lines) + "\n"
+
+
+def _mark(row: dict[str, Any]) -> str:
+    return UNPAIRED if row.get("delta_stderr_kind") == "unpaired" and row.get("delta_stderr") is not None else ""
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -111,9 +151,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(rows) + 1), 3.6))
     xs = range(len(rows))
     for offset, side, color in ((-0.2, "base", "#9aa5b1"), (0.2, "adapted", "#2f6fdf")):
-        values = [r[side] if r[side] is not None else 0.0 for r in rows]
-        errors = [r[f"{side}_stderr"] or 0.0 for r in rows]
+        # a score lm-eval did not give is no bar (NaN) and says n/a: a bar at 0 reads as a score of 0
+        values = [r[side] if r[side] is not None else math.nan for r in rows]
+        errors = [(r[f"{side}_stderr"] or 0.0) if r[side] is not None else 0.0 for r in rows]
         ax.bar([x + offset for x in xs], values, width=0.4, yerr=errors, color=color, label=side, capsize=2)
+        for x, r in zip(xs, rows):
+            if r[side] is None:
+                ax.annotate("n/a", (x + offset, 0), ha="center", va="bottom", fontsize=7, color=color)
     ax.set_xticks(list(xs), [r["task"] for r in rows], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("score")
     ax.set_title(f"{report['suite']}: base vs adapted")
