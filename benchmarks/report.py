@@ -62,6 +62,8 @@ def fits_16gb(row: dict[str, Any]) -> str:
     target = f"QLoRA target, kosov's peak reserved GPU memory <= 16 GB ({GIB_16GB:.2f} GiB)"
     if "oom" in row:
         return f"{target}: ran out of memory, does not fit"
+    if "failed" in row:
+        return f"{target}: not measured, the run failed ({row['failed'][:120]})"
     reserved, allocated = row.get("peak_reserved_gib", float("nan")), row.get("peak_allocated_gib", float("nan"))
     if reserved != reserved:
         return f"{target}: not measured (no GPU)"

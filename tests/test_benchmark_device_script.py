@@ -69,7 +69,7 @@ def test_a_stage_leaves_the_next_one_the_time_it_needs(tmp_path):
     assert process.returncode == 0, log
     limits = {line.split()[1]: int(line.split("limit ")[1].split("s)")[0]) for line in log.splitlines()
               if "(limit " in line}
-    assert limits["sft-b4"] <= 500 - 20 - 240 and limits["grpo"] >= 240
+    assert limits["sft-b4"] <= 500 - 20 - 240 - 20 and limits["grpo"] >= 240
 
 
 def test_a_failed_check_skips_the_stages_that_would_fail_the_same_way(tmp_path):

@@ -62,6 +62,9 @@ def test_peak_memory_is_reported_allocated_and_reserved_and_qlora_fits_are_judge
     assert "14.50 GiB reserved (14.00 allocated), fits" in fits
     kosov_oom = table({"a: TRL defaults": row, "b: kosov recipe": {"oom": "CUDA out of memory"}}, "### t", qlora=True)
     assert "| **b / a** | n/a (kosov OOM) |" in kosov_oom and "ran out of memory, does not fit" in kosov_oom
+    failed = table({"a: TRL defaults": row, "b: kosov recipe": {"failed": "RuntimeError: CUDA error"}}, "### t",
+                   qlora=True)
+    assert "not measured, the run failed (RuntimeError: CUDA error)" in failed and "no GPU" not in failed
 
 
 def test_a_new_table_goes_under_the_measurements_not_under_the_planning_notes(tmp_path):

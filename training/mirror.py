@@ -41,7 +41,8 @@ from typing import Any
 from data_tools.chat_io import file_sha256
 from training.errors import KosovError
 from training.mirror_check import FORMAT, MANIFEST, hf_home, mirror_env, partial_splits, read_manifest, verify
-from training.mirror_fetch import Download, Staged, clear_staging, disk_full_told, fetch, hub_download, now, place
+from training.mirror_fetch import (Download, Staged, clear_staging, disk_full_told, fetch, hub_download, now, place,
+                                   prune_snapshots, staging_kept_only_to_resume)
 from training.mirror_tasks import SUITE_FAMILIES, by_repo, parse_dataset, suite_datasets, task_datasets
 from training.models import HUB_ID
 from training.safe_write import swap_into_place, write_atomic
@@ -245,14 +246,15 @@ def mirror(folder: str | Path, *, model: str | None = None, revision: str | None
         def save() -> None:
             manifest.update(updated=now(), kosov=_version("kosov"), libraries={n: _version(n) for n in LIBRARIES})
             write_atomic(folder / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
+            prune_snapshots(folder, manifest)  # commits a moved ref left: only once the manifest no longer names them
 
         if model:
-            with disk_full_told(folder, f"the model {model}"):
+            with disk_full_told(folder, f"the model {model}"), staging_kept_only_to_resume(folder, "model", model):
                 manifest["models"][model] = place(folder, fetch(folder, download, "model", model, revision, token))
                 clear_staging(folder, "model", model)
                 save()
         for repo, (rev, configs) in wanted.items():
-            with disk_full_told(folder, f"the dataset {repo}"):
+            with disk_full_told(folder, f"the dataset {repo}"), staging_kept_only_to_resume(folder, "dataset", repo):
                 manifest["datasets"][repo] = _mirror_dataset(folder, download, repo, rev, configs, token,
                                                              manifest["datasets"].get(repo))
                 clear_staging(folder, "dataset", repo)

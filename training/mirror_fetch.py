@@ -23,7 +23,7 @@ from typing import Any
 
 from data_tools.chat_io import file_sha256
 from training.errors import KosovError
-from training.mirror_check import repo_dir
+from training.mirror_check import hf_home, repo_dir
 from training.models import COMMIT_SHA
 from training.safe_write import write_atomic
 
@@ -110,13 +110,26 @@ def place_repo_files(folder: str | Path, repo_type: str, repo_id: str, commit: s
     if ref != commit:
         write_atomic(ref_file, commit)
     still_used = {f.read_text().strip() for f in (repo / "refs").rglob("*") if f.is_file()}
-    if replaced and replaced != commit and replaced not in still_used:
+    if replaced and replaced != commit and replaced not in still_used:  # dropped by prune_snapshots, once the
+        # manifest names the new commit: a run killed before that leaves the old snapshot, not a manifest naming
+        # a deleted one
         back = f"; `--model {repo_id} --revision {replaced}` mirrors it again" if repo_type == "model" else ""
         log.warning("%s %s: %s moved upstream from %s to %s; the mirror now holds %s and drops %s (a mirror keeps one "
                     "commit per ref%s)", repo_type, repo_id, ref, replaced[:12], commit[:12], commit[:12],
                     replaced[:12], back)
-        shutil.rmtree(repo / "snapshots" / replaced, ignore_errors=True)
     return records
+
+
+def prune_snapshots(folder: Path, manifest: dict[str, Any]) -> None:
+    """After the manifest is saved: the snapshots no ref and no manifest entry names any more (a ref moved
+    upstream) go, one commit per ref kept."""
+    named = {e.get("commit") for kind in ("models", "datasets") for e in manifest[kind].values()}
+    named |= {e["parquet_export"].get("commit") for e in manifest["datasets"].values() if "parquet_export" in e}
+    for snapshots in (hf_home(folder) / "hub").glob("*/snapshots"):
+        refs = {f.read_text().strip() for f in (snapshots.parent / "refs").rglob("*") if f.is_file()}
+        for snapshot in snapshots.iterdir():
+            if snapshot.name not in refs | named:
+                shutil.rmtree(snapshot, ignore_errors=True)
 
 
 def hub_download(repo_id: str, *, repo_type: str, revision: str, token: str | None,
@@ -142,9 +155,10 @@ def hub_download(repo_id: str, *, repo_type: str, revision: str, token: str | No
             raise no_space(local.parents[1], f"the {repo_type} {repo_id}", needed) from None
         resume = (f"; running the same command again resumes the download (what came so far is kept in {local})"
                 if local and local.is_dir() else "")
-        raise KosovError(f"could not download the {repo_type} {repo_id}@{revision}: {type(e).__name__}: {e}",
-                         fix="check the id and revision and the network; for a gated repo accept its terms on the "
-                             "Hub page and set HF_TOKEN (or pass --token)" + resume) from None
+        raise resumable(KosovError(f"could not download the {repo_type} {repo_id}@{revision}: {type(e).__name__}: "
+                                   f"{e}", fix="check the id and revision and the network; for a gated repo accept "
+                                               "its terms on the Hub page and set HF_TOKEN (or pass --token)"
+                                               + resume)) from None
     return info.sha, {p.relative_to(local).as_posix(): p for p in local.rglob("*")
                       if p.is_file() and p.relative_to(local).parts[0] != ".cache"}
 
@@ -164,9 +178,27 @@ def no_space(where: Path, what: str, needed: int | None = None) -> KosovError:
     """A full disk, told as such (not as a network or id problem), with the space the repo needs when known."""
     free = shutil.disk_usage(where).free
     need = f"; it needs {_gb(needed)} in all, {_gb(free)} is free now" if needed else f"; {_gb(free)} is free now"
-    return KosovError(f"no space left on the disk of {where} for {what}{need}",
-                      fix="free space there, or mirror into a folder on a larger disk; running the same command again "
-                          "resumes the download (what came so far is kept)")
+    return resumable(KosovError(f"no space left on the disk of {where} for {what}{need}",
+                                fix="free space there, or mirror into a folder on a larger disk; running the same "
+                                    "command again resumes the download (what came so far is kept)"))
+
+
+def resumable(error: KosovError) -> KosovError:
+    """An error after which the repo's staging folder is kept: running the command again resumes from it."""
+    error.resumable = True
+    return error
+
+
+@contextlib.contextmanager
+def staging_kept_only_to_resume(folder: Path, repo_type: str, repo_id: str) -> Iterator[None]:
+    """A repo refused after its download (a config it lacks, a pin its parquet export cannot give) leaves no staging
+    folder behind, which nothing would resume and which a copy of the mirror would carry to the closed network."""
+    try:
+        yield
+    except KosovError as e:
+        if not getattr(e, "resumable", False):
+            clear_staging(folder, repo_type, repo_id)
+        raise
 
 
 @contextlib.contextmanager
@@ -174,10 +206,20 @@ def disk_full_told(where: Path, what: str) -> Iterator[None]:
     """A full disk while the mirror's files are written (the Arrow cache, the manifest) as no_space()."""
     try:
         yield
-    except OSError as e:
-        if e.errno != errno.ENOSPC:
+    except Exception as e:  # datasets wraps the OSError in its DatasetGenerationError: its causes are looked at too
+        if isinstance(e, KosovError) or not _disk_full(e):  # a KosovError says it already (no_space from a download)
             raise
         raise no_space(where, what) from None
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return False
 
 
 def _gb(size: int) -> str:

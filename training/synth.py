@@ -223,12 +223,14 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None, report: list[dict] | No
         items = _read_inputs(cfg)
         prompts = [_prompt_text(*i) for i in items][: s.n]
         wheres = [where for where, _ in items][: s.n]
+    report += _dropped_line(f"{s.generator} instructions", len(prompts), lost)
     if not prompts:
-        raise KosovError(f"the {s.generator} generator wrote no requests for the teacher to answer (synth.n={s.n})",
-                         fix="check synth.inputs" if s.generator != "magpie" else
+        dropped = "".join(f" ({', '.join(f'{k}: {v}' for k, v in r['removed'].items())})" for r in report)
+        raise KosovError(f"the {s.generator} generator wrote no requests for the teacher to answer (synth.n={s.n})"
+                         f"{dropped}", fix="check synth.inputs, and raise synth.teacher.max_new_tokens if they were "
+                                           "cut off" if s.generator != "magpie" else
                          "Magpie keeps only distinct Korean requests: use a chat model that writes Korean (tiny-ko "
                          "writes noise), or raise synth.n")
-    report += _dropped_line(f"{s.generator} instructions", len(prompts), lost)
     rows = gen.distill(teacher, prompts, generator=s.generator, wheres=wheres, dropped=unanswered, **answer)
     report += _dropped_line("teacher answers", len(rows), unanswered)
     return rows

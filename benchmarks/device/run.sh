@@ -155,7 +155,7 @@ run_stage() {
   fi
   # The next stage's time is kept back while this one still fits beside it: a slow row here must not skip a
   # target row there
-  local reserve=${NEEDS[${NEXT:-none}]:-0}
+  local reserve=$((${NEEDS[${NEXT:-none}]:-0} + 20))  # + the 20 s its own `left` keeps back
   [ $((left - reserve)) -lt "${NEEDS[$stage]}" ] && reserve=0
   [ "$cap" -gt $((left - reserve)) ] && cap=$((left - reserve))
   shift 2

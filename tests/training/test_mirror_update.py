@@ -101,6 +101,7 @@ def test_a_pinned_revision_of_a_script_dataset_is_refused_not_recorded(hub, tmp_
     assert "loading script" in str(error.value) and PARQUET_EXPORT in str(error.value)
     assert f"mirror it without a revision (--dataset {HAE}:history)" in str(error.value)
     assert not (folder / "kosov-mirror.json").exists()
+    assert not (folder / ".staging").exists()  # refused after the download: nothing to resume, nothing to carry
     entry = mirror(folder, datasets=[f"{HAE}:history"], download=fake_download(hub, []))["datasets"][HAE]
     assert entry["revision"] == "5" * 40 == entry["parquet_export"]["commit"]  # the export's own commit
     require(folder, datasets=[f"{HAE}@{'5' * 40}:history"])
@@ -153,6 +154,42 @@ def test_mirroring_a_model_again_names_the_commit_it_leaves(hub, tmp_path, caplo
     assert "main moved upstream from 111111111111 to 777777777777" in caplog.text
     assert f"--model {MODEL} --revision {'1' * 40}" in caplog.text
     assert manifest["models"][MODEL]["commit"] == "7" * 40 and verify(folder) == []
+    assert [p.name for p in (repo_dir(folder, "model", MODEL) / "snapshots").iterdir()] == ["7" * 40]
+
+
+def test_the_snapshot_a_moved_ref_leaves_goes_only_once_the_manifest_names_the_new_one(hub, tmp_path, monkeypatch):
+    """It was deleted as the new files moved in: a run killed before the manifest was saved left a manifest naming
+    a deleted commit, and the mirror read as damaged."""
+    from training import mirror as mirror_module
+
+    folder = tmp_path / "m"
+    mirror(folder, model=MODEL, download=fake_download(hub, []))
+    hub["model", MODEL, "main"] = ("7" * 40, hub["model", MODEL, "main"][1])
+    monkeypatch.setattr(mirror_module, "write_atomic", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):  # killed between moving the files in and saving the manifest
+        mirror(folder, model=MODEL, download=fake_download(hub, []))
+    snapshots = repo_dir(folder, "model", MODEL) / "snapshots"
+    assert read_manifest(folder)["models"][MODEL]["commit"] == "1" * 40 and (snapshots / ("1" * 40)).is_dir()
+    monkeypatch.undo()
+    mirror(folder, model=MODEL, download=fake_download(hub, []))  # the same command again sets it right
+    assert verify(folder) == [] and [p.name for p in snapshots.iterdir()] == ["7" * 40]
+
+
+def test_a_full_disk_while_the_arrow_cache_is_built_is_told_as_one(hub, tmp_path, monkeypatch):
+    """datasets wraps the OSError in its DatasetGenerationError: it went out as a traceback, exit status 1."""
+    from datasets.exceptions import DatasetGenerationError
+
+    from training import mirror as mirror_module
+
+    def full(*args, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e:
+            raise DatasetGenerationError("An error occurred while generating the dataset") from e
+
+    monkeypatch.setattr(mirror_module, "prepare_dataset", full)
+    with pytest.raises(KosovError, match=r"no space left on the disk of .* for the dataset skt/kobest_v1"):
+        mirror(tmp_path / "m", datasets=[f"{KOBEST}:boolq"], download=fake_download(hub, []))
 
 
 def test_env_and_verify_read_a_mirror_and_mix_with_no_download(tmp_path, capsys):

@@ -271,6 +271,45 @@ def test_a_sigterm_during_an_eval_suite_gives_it_up_for_the_checkpoint(tmp_path,
     assert finished.metrics["global_step"] == 4 and "suite smoke at step 4" in caplog.text
 
 
+@pytest.mark.parametrize("case", ["warned during the last step's suite", "sigterm after the last step's suite"])
+def test_a_stop_that_does_not_stop_the_run_leaves_it_its_end_suite(tmp_path, monkeypatch, caplog, case):
+    """SLURM's warning during the suite of the last step, which submitit cannot requeue without resume=true: the run
+    finishes in this job, and its end suite used to be skipped as "already run at this step" though it had been given
+    up. A SIGTERM after that suite had run (in the last checkpoint's save) stopped a finished run with status 2."""
+    from transformers import TrainerCallback
+
+    from tests.helpers import quick
+    from training.evaluation import callback
+    from training.recipes import compose
+    from training.train import train
+
+    out, real, calls = tmp_path / "run", callback.evaluate_live, []
+
+    def scoring(*a, **k):
+        calls.append(1)
+        if case.startswith("warned") and len(calls) == 2:  # the suite of step 4, the last
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return real(*a, **k)
+
+    class TermInTheLastSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if case.startswith("sigterm") and state.global_step == state.max_steps:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(callback, "evaluate_live", scoring)
+    trainers_warned_by(monkeypatch, TermInTheLastSave())
+    paths, old = as_a_submitit_job(tmp_path, monkeypatch, rank=0)
+    caplog.set_level(logging.INFO, logger="training.evaluation.callback")
+    try:
+        done = train(compose(quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "eval=smoke",
+                                   "eval.every_n_steps=2")))
+    finally:
+        for signum, handler in zip((signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT), old):
+            signal.signal(signum, handler)
+    assert done.metrics["global_step"] == 4 and (out / "metrics.json").is_file() and (out / "adapter").is_dir()
+    assert "suite smoke at step 4" in caplog.text and len(calls) == 3 - case.startswith("sigterm")
+
+
 def trainers_warned_by(monkeypatch, callback) -> None:
     """SFT trainers built from here on also get `callback` (which sends SLURM's warning), added before kosov's own
     callbacks; None: as they are."""

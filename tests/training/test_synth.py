@@ -366,3 +366,20 @@ def test_magpie_starts_an_adapters_user_turn_in_the_chat_format_its_run_trained(
         synth(compose(["experiment=synth-magpie", f"synth.teacher.adapter={run}", "synth.system=null",
                        f"output_dir={tmp_path / 'd'}"]))
     assert len(prefixes) == 1 and CUSTOM_SYSTEM in prefixes[0]
+
+
+def test_a_generator_that_keeps_no_instruction_says_why_it_dropped_them(tmp_path):
+    """The error said only "check synth.inputs": the drop counts the data card would show were not in it."""
+    from data_tools.teachers import Generation
+    from training.synth import generate_rows
+
+    class EnglishLists:
+        name = "english-lists"
+
+        def generate(self, requests, *, progress=True):
+            return [Generation("1. Write a poem.\n2. Explain tides.", None, "stop") for _ in requests]
+
+    seeds = write_prompts(tmp_path / "seeds.jsonl", PROMPTS[:2])
+    cfg = compose([*HTTP, "synth.generator=self_instruct", f"synth.inputs=[{seeds}]", "synth.n=2"])
+    with pytest.raises(KosovError, match=r"wrote no requests .*\(not a usable Korean request: \d+\)"):
+        generate_rows(cfg, EnglishLists())

@@ -44,12 +44,15 @@ class SuiteCallback(TrainerCallback):
         self.trainer: Any = None  # set by train.py once the trainer exists: scores are logged through it
         self.last_step = -1
 
+    def _runs(self, state: Any) -> bool:
+        """Whether this process runs the suite at this step: the main process, once per step."""
+        return state.is_world_process_zero and state.global_step != self.last_step and self.trainer is not None
+
     def _run(self, state: Any, model: Any) -> None:
-        if not state.is_world_process_zero or state.global_step == self.last_step or self.trainer is None:
+        if not self._runs(state):
             return
         import torch
 
-        self.last_step = state.global_step
         was_training = model.training
         model.eval()
         try:
@@ -62,11 +65,12 @@ class SuiteCallback(TrainerCallback):
         scores.update({f"suite/{name}": score["value"] for name, score in own.items()})
         log.info("suite %s at step %d: %s", self.ecfg.suite, state.global_step, scores)
         self.trainer.log(scores)
+        self.last_step = state.global_step  # only a suite that finished: one given up runs again at the end
 
     def _run_stoppable(self, state: Any, model: Any) -> bool:
         """The suite, given up if a stop (SIGTERM, SLURM's warning) is asked before or while it runs: SLURM's grace
         period is for the checkpoint, not for a suite's generation. Returns whether it was given up."""
-        if self.stop is None:
+        if self.stop is None or not self._runs(state):  # no suite here: nothing to give up, and no reason to stop
             self._run(state, model)
             return False
         try:
