@@ -157,7 +157,8 @@ def test_slurms_warning_through_submitit_ends_with_a_checkpoint_and_the_requeued
         assert " ERROR " not in rank1 and "stopped by" not in rank1, rank1[-3000:]
 
 
-def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(tmp_path, monkeypatch, caplog):
+def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(tmp_path, monkeypatch, caplog,
+                                                                              kept_signals):
     """The warning can come during the last step: its checkpoint is saved, the job is handed to submitit (here its
     local executor's environment, whose requeue exits 144) without the end-of-training suite, and the requeued job
     finishes from that checkpoint without another step. A warning as that job comes to its end suite (no step left
@@ -169,7 +170,7 @@ def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(t
     from training.recipes import compose
     from training.train import train
 
-    paths, old = as_a_submitit_job(tmp_path, monkeypatch, rank=0)
+    paths = as_a_submitit_job(tmp_path, monkeypatch, rank=0)
     out = tmp_path / "run"
     args = quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "eval=smoke",
                  "eval.every_n_steps=100", "resume=true")
@@ -183,25 +184,21 @@ def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(t
         def on_train_end(self, args, state, control, **kwargs):
             os.kill(os.getpid(), signal.SIGUSR2)
 
-    try:
-        trainers_warned_by(monkeypatch, WarnAtTheLastStep())
-        caplog.set_level(logging.INFO, logger="training.evaluation.callback")
-        with pytest.raises(SystemExit) as requeued:
-            train(compose(args))
-        assert requeued.value.code == 144 and paths.submitted_pickle.is_file()  # submitit requeued the job
-        assert (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
-        assert not (out / "metrics.json").exists() and "suite smoke at step" not in caplog.text  # left to the requeue
-        paths.submitted_pickle.unlink()
-        trainers_warned_by(monkeypatch, WarnAtTheEnd())
-        with pytest.raises(SystemExit) as again:
-            train(compose(args))
-        assert again.value.code == 144 and paths.submitted_pickle.is_file()  # requeued again, before the suite
-        assert not (out / "metrics.json").exists() and "suite smoke at step" not in caplog.text
-        trainers_warned_by(monkeypatch, None)
-        finished = train(compose(args))
-    finally:
-        for signum, handler in zip((signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT), old):
-            signal.signal(signum, handler)
+    trainers_warned_by(monkeypatch, WarnAtTheLastStep())
+    caplog.set_level(logging.INFO, logger="training.evaluation.callback")
+    with pytest.raises(SystemExit) as requeued:
+        train(compose(args))
+    assert requeued.value.code == 144 and paths.submitted_pickle.is_file()  # submitit requeued the job
+    assert (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
+    assert not (out / "metrics.json").exists() and "suite smoke at step" not in caplog.text  # left to the requeue
+    paths.submitted_pickle.unlink()
+    trainers_warned_by(monkeypatch, WarnAtTheEnd())
+    with pytest.raises(SystemExit) as again:
+        train(compose(args))
+    assert again.value.code == 144 and paths.submitted_pickle.is_file()  # requeued again, before the suite
+    assert not (out / "metrics.json").exists() and "suite smoke at step" not in caplog.text
+    trainers_warned_by(monkeypatch, None)
+    finished = train(compose(args))
     assert finished.metrics["global_step"] == 4 and not (out / "checkpoints" / "checkpoint-5").exists()
     assert "suite smoke at step 4" in caplog.text  # the requeued job ran the end-of-training suite
 
@@ -272,7 +269,8 @@ def test_a_sigterm_during_an_eval_suite_gives_it_up_for_the_checkpoint(tmp_path,
 
 
 @pytest.mark.parametrize("case", ["warned during the last step's suite", "sigterm after the last step's suite"])
-def test_a_stop_that_does_not_stop_the_run_leaves_it_its_end_suite(tmp_path, monkeypatch, caplog, case):
+def test_a_stop_that_does_not_stop_the_run_leaves_it_its_end_suite(tmp_path, monkeypatch, caplog, kept_signals,
+                                                                   case):
     """SLURM's warning during the suite of the last step, which submitit cannot requeue without resume=true: the run
     finishes in this job, and its end suite used to be skipped as "already run at this step" though it had been given
     up. A SIGTERM after that suite had run (in the last checkpoint's save) stopped a finished run with status 2."""
@@ -298,14 +296,10 @@ def test_a_stop_that_does_not_stop_the_run_leaves_it_its_end_suite(tmp_path, mon
 
     monkeypatch.setattr(callback, "evaluate_live", scoring)
     trainers_warned_by(monkeypatch, TermInTheLastSave())
-    paths, old = as_a_submitit_job(tmp_path, monkeypatch, rank=0)
+    as_a_submitit_job(tmp_path, monkeypatch, rank=0)
     caplog.set_level(logging.INFO, logger="training.evaluation.callback")
-    try:
-        done = train(compose(quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "eval=smoke",
-                                   "eval.every_n_steps=2")))
-    finally:
-        for signum, handler in zip((signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT), old):
-            signal.signal(signum, handler)
+    done = train(compose(quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "eval=smoke",
+                               "eval.every_n_steps=2")))
     assert done.metrics["global_step"] == 4 and (out / "metrics.json").is_file() and (out / "adapter").is_dir()
     assert "suite smoke at step 4" in caplog.text and len(calls) == 3 - case.startswith("sigterm")
 
@@ -327,9 +321,19 @@ def trainers_warned_by(monkeypatch, callback) -> None:
     monkeypatch.setattr(method, "build_trainer", build if callback is None else build_and_warn)
 
 
+@pytest.fixture
+def kept_signals():
+    """The handlers of SIGUSR2, SIGTERM and SIGCONT (submitit's job sets all three), put back after the test."""
+    old = {signum: signal.getsignal(signum) for signum in (signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT)}
+    yield
+    for signum, handler in old.items():
+        signal.signal(signum, handler)
+
+
 def as_a_submitit_job(tmp_path, monkeypatch, rank: int, requeues: int = 3):
     """This process as task `rank` of a job of submitit's local executor, with submitit's signal handlers set as it
-    sets them before the job runs. Returns the job's paths and the handlers to put back."""
+    sets them before the job runs (the test takes kept_signals, which puts the handlers back). Returns the job's
+    paths."""
     from submitit import JobEnvironment
     from submitit.core.utils import DelayedSubmission, JobPaths
 
@@ -347,14 +351,13 @@ def as_a_submitit_job(tmp_path, monkeypatch, rank: int, requeues: int = 3):
 
     paths = JobPaths(tmp_path / "submitit", job_id="7")
     paths.folder.mkdir(parents=True)
-    old = signal.getsignal(signal.SIGUSR2), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
     submission = DelayedSubmission(Job())
     submission.set_timeout(60, requeues)  # a 60-minute limit, requeues after time limits
     JobEnvironment()._handle_signals(paths, submission)
-    return paths, old
+    return paths
 
 
-def test_the_other_ranks_of_a_requeued_job_end_quietly(tmp_path, monkeypatch, caplog):
+def test_the_other_ranks_of_a_requeued_job_end_quietly(tmp_path, monkeypatch, caplog, kept_signals):
     """On ranks other than 0 submitit's handler leaves the requeue to rank 0 and returns: kosov then raised its
     "stopped ... resume=true" error there, which fails the task (and, where SLURM kills a job step on a failed task,
     KillOnBadExit, could end rank 0 before it requeued). Such a rank now ends with LeftToRankZero after the
@@ -372,20 +375,17 @@ def test_the_other_ranks_of_a_requeued_job_end_quietly(tmp_path, monkeypatch, ca
                 os.kill(os.getpid(), signal.SIGUSR2)
 
     trainers_warned_by(monkeypatch, WarnAtStep2())
-    paths, old = as_a_submitit_job(tmp_path, monkeypatch, rank=1)
+    paths = as_a_submitit_job(tmp_path, monkeypatch, rank=1)
     out = tmp_path / "run"
     caplog.set_level(logging.INFO)
-    try:
-        with pytest.raises(LeftToRankZero, match=r"first process requeues the job, or says why it could not"):
-            train(compose(quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "resume=true")))
-    finally:
-        for signum, handler in zip((signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT), old):
-            signal.signal(signum, handler)
+    with pytest.raises(LeftToRankZero, match=r"first process requeues the job, or says why it could not"):
+        train(compose(quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "resume=true")))
     assert (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()  # the step's checkpoint first
     assert not paths.submitted_pickle.exists() and not (out / "metrics.json").exists()  # rank 0 requeues, not this
 
 
-def test_out_of_requeues_a_warning_during_the_end_suite_lets_the_run_finish(tmp_path, monkeypatch, caplog):
+def test_out_of_requeues_a_warning_during_the_end_suite_lets_the_run_finish(tmp_path, monkeypatch, caplog,
+                                                                          kept_signals):
     """With no requeue left (hydra.launcher.max_num_timeout), submitit's handler raised its UncompletedJobError in
     the middle of the end-of-training suite: the job ended with a traceback, unfinished. It now finishes in this
     job, which the warning leaves signal_delay_s for."""
@@ -400,16 +400,12 @@ def test_out_of_requeues_a_warning_during_the_end_suite_lets_the_run_finish(tmp_
             os.kill(os.getpid(), signal.SIGUSR2)
 
     trainers_warned_by(monkeypatch, WarnAtTheEnd())
-    paths, old = as_a_submitit_job(tmp_path, monkeypatch, rank=0, requeues=0)
+    as_a_submitit_job(tmp_path, monkeypatch, rank=0, requeues=0)
     signal.getsignal(signal.SIGUSR2).__self__._start_time -= 3600  # an hour in: at its time limit, out of requeues
     out = tmp_path / "run"
     caplog.set_level(logging.INFO)
-    try:
-        done = train(compose(quick(f"output_dir={out}", "method.max_steps=3", "eval=smoke", "eval.every_n_steps=100",
-                                   "resume=true")))
-    finally:
-        for signum, handler in zip((signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT), old):
-            signal.signal(signum, handler)
+    done = train(compose(quick(f"output_dir={out}", "method.max_steps=3", "eval=smoke", "eval.every_n_steps=100",
+                               "resume=true")))
     assert "SIGUSR2: submitit did not requeue the job" in caplog.text and "timed-out too many times" in caplog.text
     assert done.metrics["global_step"] == 3 and (out / "metrics.json").is_file()
     assert "suite smoke at step 3" in caplog.text  # the end suite ran to its end
