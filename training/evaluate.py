@@ -72,6 +72,7 @@ def report_settings(cfg: KosovConfig, dtype: str, device: str) -> dict[str, Any]
     return {"limit": ecfg.limit, "num_fewshot": ecfg.num_fewshot, "thinking": list(ecfg.thinking),
             "apply_chat_template": ecfg.apply_chat_template, "backend": ecfg.backend, "dtype": dtype, "device": device,
             "quantization": f"4-bit {quant.quant_type}" if quant is not None else None,
+            "loaded_by": "kosov" if ecfg.backend == "hf" else "vllm",  # lm-eval's model: the one kosov loaded
             "kosov_evals": {name: {"limit": prompt_limit(getattr(ecfg, JOBS[name]), ecfg.limit),
                                    "max_new_tokens": getattr(ecfg, JOBS[name]).max_new_tokens}
                             for name in dict.fromkeys(n for n, _ in jobs_of(ecfg))}}
@@ -100,8 +101,11 @@ class _Model:
         self.side = "base"
 
     def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.cfg.model, self.source)
+        if self._tokenizer is None:  # a template only where something renders chats: lm-eval tasks alone, scored
+            # without one (eval=en-retention on a base checkpoint), need none
+            ecfg = self.cfg.eval
+            templated = bool(jobs_of(ecfg)) or ecfg.apply_chat_template
+            self._tokenizer = load_tokenizer(self.cfg.model, self.source, require_template=templated)
         return self._tokenizer
 
     def on(self, side: str) -> Any:
@@ -166,12 +170,18 @@ def _check_adapter_vocab(cfg: KosovConfig, source: str, adapter: Path) -> None:
     from safetensors import safe_open
     from transformers import AutoConfig
 
+    embeddings = (".embed_tokens.weight", ".lm_head.weight")
     weights = adapter / "adapter_model.safetensors"
-    if not weights.is_file():
+    if weights.is_file():
+        with safe_open(str(weights), framework="pt") as f:
+            rows = {k: f.get_slice(k).get_shape()[0] for k in f.keys() if k.endswith(embeddings)}
+    elif (adapter / "adapter_model.bin").is_file():  # PEFT's older format (safe_serialization=False)
+        import torch
+
+        state = torch.load(adapter / "adapter_model.bin", map_location="meta", weights_only=True)
+        rows = {k: v.shape[0] for k, v in state.items() if k.endswith(embeddings)}
+    else:
         return
-    with safe_open(str(weights), framework="pt") as f:
-        rows = {k: f.get_slice(k).get_shape()[0] for k in f.keys()
-                if k.endswith((".embed_tokens.weight", ".lm_head.weight"))}
     if not rows:  # LoRA alone: it loads on any vocabulary
         return
     try:

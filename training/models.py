@@ -254,7 +254,9 @@ def _load_error(what: str, name: str, error: Exception) -> KosovError:
                           "model.name_or_path at a local folder (offline machines: download it first)")
 
 
-def load_tokenizer(mcfg: ModelConfig, source: str):
+def load_tokenizer(mcfg: ModelConfig, source: str, require_template: bool = True):
+    """The model's tokenizer, with the recipe's chat template when it sets one. require_template=False: for scoring
+    without chat templates (lm-eval tasks alone), where a base checkpoint without one is fine."""
     from transformers import AutoTokenizer
 
     try:
@@ -267,7 +269,7 @@ def load_tokenizer(mcfg: ModelConfig, source: str):
         if not path.is_file():
             raise KosovError(f"model.chat_template={mcfg.chat_template!r} is not a file")
         tokenizer.chat_template = path.read_text(encoding="utf-8")
-    if not tokenizer.chat_template:
+    if require_template and not tokenizer.chat_template:
         raise KosovError(f"the tokenizer of {mcfg.name_or_path} has no chat template",
                          fix="set model.chat_template to a .jinja file (base checkpoints often ship without one)")
     if tokenizer.pad_token is None:

@@ -39,3 +39,16 @@ def test_kosovs_local_tasks_are_written_again_after_a_job_killed_while_writing_t
     assert local_task_dir() == folder and task.read_text(encoding="utf-8") == whole
     assert [p.name for p in folder.iterdir()] == ["ko_mini_bench.yaml"]  # no temporary file left beside it
     assert "ko_mini_bench" in task_manager(["ko_mini_bench"]).all_tasks
+
+
+def test_a_cached_score_with_a_field_this_version_lacks_still_reads(tmp_path):
+    """A newer kosov sharing $KOSOV_CACHE wrote a field an older one did not know: TaskScore(**json) raised."""
+    import json
+
+    from training.evaluation.harness import _cached_score
+
+    file = tmp_path / "score.json"
+    file.write_text(json.dumps({"task": "kmmlu", "metric": "acc", "value": 0.5, "stderr": 0.01, "n": 10,
+                                "items": [1.0, 0.0], "from_the_future": True}))
+    score = _cached_score(file)
+    assert (score.task, score.value, score.items) == ("kmmlu", 0.5, [1.0, 0.0])

@@ -60,8 +60,9 @@ def test_a_base_with_more_embedding_rows_than_tokens_is_scored_with_its_adapter_
         assert (row["delta_stderr"], row["delta_stderr_kind"]) == (0, "paired")
 
 
+@pytest.mark.parametrize("saved_as", ["safetensors", "bin"])  # bin: PEFT's older format
 def test_an_adapter_with_embeddings_of_another_vocabulary_size_is_refused_before_the_base_is_scored(
-        padded, tmp_path, monkeypatch):
+        padded, tmp_path, monkeypatch, saved_as):
     from training.models import model_source
 
     monkeypatch.setenv("KOSOV_CACHE", str(tmp_path / "cache"))  # an empty score cache: nothing may be scored
@@ -70,8 +71,35 @@ def test_an_adapter_with_embeddings_of_another_vocabulary_size_is_refused_before
     shutil.copytree(padded[1], adapter)  # saved from the padded base, now said to be tiny-ko's own
     config = json.loads((adapter / "adapter_config.json").read_text())
     (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": source}))
+    if saved_as == "bin":
+        import torch
+        from safetensors.torch import load_file
+
+        torch.save(load_file(adapter / "adapter_model.safetensors"), adapter / "adapter_model.bin")
+        (adapter / "adapter_model.safetensors").unlink()
     vocab = json.loads((padded[0] / "config.json").read_text())["vocab_size"] - 64
     with pytest.raises(KosovError, match=f"another vocabulary size than the base's {vocab}") as error:
         evaluate(compose(["experiment=smoke-eval", f"eval.adapter={adapter}", f"output_dir={tmp_path / 'eval'}"]))
     assert f"embed_tokens.weight: {vocab + 64}" in str(error.value)
     assert not (tmp_path / "cache" / "eval_cache").exists()
+
+
+def test_a_base_without_a_chat_template_is_scored_on_lm_eval_tasks_that_render_no_chat(tmp_path):
+    """lm-eval's tasks without chat templates (eval=en-retention on a base checkpoint) need no template; kosov's own
+    evals, which render chats, still say it is missing."""
+    from training.models import model_source
+
+    source, _ = model_source(compose(["experiment=smoke-eval"]).model)
+    base = tmp_path / "no-template"
+    shutil.copytree(source, base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    plain = ["experiment=smoke-eval", f"model.name_or_path={base}", "eval.limit=8", "eval.apply_chat_template=false"]
+    result = evaluate(compose([*plain, "eval.math.enabled=false", "eval.language.enabled=false",
+                               f"output_dir={tmp_path / 'eval'}"]))
+    assert [r["task"] for r in result.report["rows"]] == ["ko_mini_bench"]
+    with pytest.raises(KosovError, match="has no chat template"):
+        evaluate(compose([*plain, "eval.math.limit=2", "eval.language.enabled=false",
+                          f"output_dir={tmp_path / 'eval2'}"]))

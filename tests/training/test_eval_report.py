@@ -89,3 +89,19 @@ def test_the_settings_line_says_which_engine_applies_the_chat_template_and_loads
     vllm = line("peft=qlora", "eval.backend=vllm", "eval.apply_chat_template=true", device="cuda", dtype="bfloat16")
     assert "chat template: lm-eval tasks applied, kosov's evals applied" in vllm
     assert "model: lm-eval: vLLM, bfloat16; kosov's evals: transformers, bfloat16, 4-bit nf4;" in vllm
+
+
+def test_a_report_from_before_lm_eval_scored_kosovs_model_is_not_described_as_if_it_had():
+    """publish renders the card's table from the eval report it is given, which may be older: its settings line
+    claimed one model loaded by kosov, and its unpaired delta errors went unmarked."""
+    old_settings = {"limit": None, "num_fewshot": None, "thinking": ["off"], "apply_chat_template": False,
+                    "backend": "hf", "dtype": "bfloat16", "device": "cuda", "quantization": "4-bit nf4"}
+    report = build_report(suite="s", model={"name_or_path": "m"}, adapter="a", harness={}, generative={}, cached=[],
+                          settings=old_settings)
+    report["rows"] = [{"task": "kmmlu", "metric": "acc", "kind": "lm-eval", "n": 100, "higher_is_better": True,
+                       "base": 0.4, "base_stderr": 0.01, "adapted": 0.45, "adapted_stderr": 0.01, "delta": 0.05,
+                       "delta_stderr": 0.0141}]  # as rows were written before delta_stderr_kind
+    text = to_markdown(report)
+    assert "one model loaded by kosov" not in text
+    assert "lm-eval (hf) loaded the checkpoint itself, bfloat16; kosov's evals: transformers, bfloat16, 4-bit" in text
+    assert "+0.0500 ± 0.0141†" in text

@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,12 @@ class TaskScore:
     stderr: float | None
     n: int | None
     items: list[float] | None = None  # each item's outcome, ordered by task and doc (item_outcomes)
+
+
+def _cached_score(file: Path) -> TaskScore:
+    """A cached score, its fields as this version has them: a file with a field it lacks still reads."""
+    known = {f.name for f in fields(TaskScore)}
+    return TaskScore(**{k: v for k, v in json.loads(file.read_text()).items() if k in known})
 
 
 def local_task_dir() -> Path:
@@ -248,7 +254,8 @@ def settings_of(ecfg: EvalConfig, task: str, mode: str | None) -> dict[str, Any]
     """The run settings a task's score depends on (`mode`: its thinking mode, see lm_eval_jobs); for kosov's
     local tasks, their data file's digest too."""
     settings = {"num_fewshot": ecfg.num_fewshot, "limit": ecfg.limit, "apply_chat_template": ecfg.apply_chat_template,
-                "backend": ecfg.backend, "thinking": mode}
+                "backend": ecfg.backend, "thinking": mode,
+                "format": 2}  # the cached file's: 2 holds each item's outcome, which versions before it cannot read
     if ecfg.backend == "hf":  # on the model kosov loads (hf_lm): lm-eval's own loading differed (no 4-bit, resizes)
         settings["loaded_by"] = "kosov"
     if mode is not None:  # graded as kosov grades it since (cut_off_thoughts_unanswered, a think block the template
@@ -385,7 +392,7 @@ def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], label: str,
     manager = task_manager(ecfg.tasks) if needs_task_types(ecfg) else None
     jobs = lm_eval_jobs(ecfg, manager)
     files = {(t, mode): cache_file(identity, t, settings_of(ecfg, t, mode)) for t, mode in jobs}
-    scores = {job: TaskScore(**json.loads(f.read_text())) for job, f in files.items() if ecfg.cache and f.is_file()}
+    scores = {job: _cached_score(f) for job, f in files.items() if ecfg.cache and f.is_file()}
     cached = [task_label(t, mode, jobs) for t, mode in scores]
     for mode in dict.fromkeys(m for _, m in jobs):
         missing = [t for t, m in jobs if m == mode and (t, m) not in scores]

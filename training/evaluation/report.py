@@ -80,6 +80,9 @@ def _engines(settings: dict[str, Any]) -> list[str]:
     weights = f"{settings.get('dtype')}" + (f", {settings['quantization']}" if settings.get("quantization") else "")
     if settings.get("backend") == "vllm":
         loaded = f"lm-eval: vLLM, {settings.get('dtype')}; kosov's evals: transformers, {weights}"
+    elif settings.get("loaded_by") != "kosov":  # a report from before lm-eval scored kosov's model (publish reads it)
+        loaded = (f"lm-eval (hf) loaded the checkpoint itself, {settings.get('dtype')}; kosov's evals: transformers, "
+                  f"{weights}")
     else:
         loaded = f"lm-eval (hf) and kosov's evals: one model loaded by kosov, {weights}"
     return [f"chat template: lm-eval tasks {template}, kosov's evals applied", f"model: {loaded}"]
@@ -138,7 +141,8 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 
 def _mark(row: dict[str, Any]) -> str:
-    return UNPAIRED if row.get("delta_stderr_kind") == "unpaired" and row.get("delta_stderr") is not None else ""
+    """† for an unpaired delta standard error; a report written before kosov paired them has no kind: unpaired."""
+    return UNPAIRED if row.get("delta_stderr_kind") != "paired" and row.get("delta_stderr") is not None else ""
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
