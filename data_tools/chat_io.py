@@ -64,6 +64,11 @@ def file_sha256(path: Path) -> str:
 
 
 NOT_UTF8_FIX = "re-save the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Windows PowerShell 5.1's `>` writes UTF-16
+BOM = b"\xef\xbb\xbf"
+# Invisible characters scraped Korean text carries (zero-width space, word joiner, a BOM inside a line): removed, as
+# an answer of them alone is empty and a model trained on them writes them (zero-width joiner stays: emoji need it)
+ZERO_WIDTH = str.maketrans("", "", "\u200b\u2060\ufeff")
 JSON_FILE_FIX = 'write the rows as a JSON array ([{"messages": ...}, ...]) or as JSON lines (one row per line)'
 
 
@@ -71,13 +76,18 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             where = f"{path}:{number}"
-            if number == 1 and raw.strip() == b"{":  # no JSON line is a lone brace: one object over many lines
+            if number == 1 and raw.startswith(UTF16_BOMS):
+                raise BadFileError(str(path), "not UTF-8", "the file is UTF-16 (as Windows PowerShell 5.1 writes "
+                                   "with >)", "re-save it as UTF-8: iconv -f utf-16 -t utf-8 IN > OUT, or "
+                                   "Out-File -Encoding utf8")
+            if number == 1 and raw.removeprefix(BOM).strip() == b"{":  # no JSON line is a lone brace: one object
                 raise BadFileError(str(path), "not rows", "the file is one JSON object spread over many lines, not "
                                    "rows", JSON_FILE_FIX)
-            try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM (Notepad, Excel) is not data
+            try:  # a BOM (Notepad, Excel) is not data: on any line, as `cat a.jsonl b.jsonl` puts b's mid-file
+                text = raw.decode("utf-8-sig")
             except UnicodeDecodeError as e:
-                yield where, BadRowError(where, "not UTF-8", f"byte 0x{raw[e.start]:02x} at column {e.start + 1}",
+                column = len(raw[: e.start].decode("utf-8", errors="replace")) + 1  # in characters, not bytes
+                yield where, BadRowError(where, "not UTF-8", f"byte 0x{raw[e.start]:02x} at column {column}",
                                          NOT_UTF8_FIX)
                 continue
             if not text.strip():
@@ -120,10 +130,10 @@ def read_records(path: Path) -> Iterator[tuple[str, Any]]:
     """(where, record) pairs; a record that could not be read is a BadRowError in place of the record."""
     if path.suffix == ".parquet":
         return _parquet_records(path)
-    if path.suffix == ".json":
-        with path.open("rb") as f:  # the first bytes tell an array from JSON lines; a large file stays on disk
-            if f.read(1024).removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"["):
-                return _json_array_records(path)
+    with path.open("rb") as f:  # the first bytes tell an array from JSON lines (.json, or a .jsonl holding an array:
+        # read line by line, only its last item would parse); a large file of lines stays on disk
+        if f.read(1024).removeprefix(BOM).lstrip().startswith(b"["):
+            return _json_array_records(path)
     return _jsonl_records(path)
 
 
@@ -155,14 +165,32 @@ def _message(where: str, index: int, message: Any) -> dict[str, str]:
     if extra:
         raise BadRowError(where, "bad message", f"{at} has unsupported keys {sorted(extra)}",
                           "keep role, content and (assistant only) reasoning_content")
-    out = {"role": role, "content": nfc(content)}
+    out = {"role": role, "content": nfc(content).translate(ZERO_WIDTH)}
     reasoning = message.get("reasoning_content")
+    if reasoning == "" and role != "assistant":  # a column every turn has in a Parquet export: empty is none
+        reasoning = None
     if reasoning is not None:
         if role != "assistant" or not isinstance(reasoning, str):
             raise BadRowError(where, "bad message", f"{at} has reasoning_content on a {role} turn or not as text",
                               "reasoning_content belongs to assistant turns and is a string")
-        out["reasoning_content"] = nfc(reasoning)
+        reasoning = _without_think_tags(where, at, nfc(reasoning).translate(ZERO_WIDTH))
+        if reasoning.strip():  # whitespace alone is no thinking: the template would render it as a think block
+            out["reasoning_content"] = reasoning
     return out
+
+
+def _without_think_tags(where: str, at: str, reasoning: str) -> str:
+    """reasoning_content is the thinking without its tags (the template adds them): one pair around all of it is
+    taken off; tags left inside would train the model to open a second think block."""
+    text = reasoning.strip()
+    if text.startswith(THINK_OPEN) and text.endswith(THINK_CLOSE):
+        text = text[len(THINK_OPEN): -len(THINK_CLOSE)]
+    else:
+        text = reasoning
+    if THINK_OPEN in text or THINK_CLOSE in text:
+        raise BadRowError(where, "think tags in reasoning_content", f"{at} reasoning_content holds {THINK_OPEN} or "
+                          f"{THINK_CLOSE}", "store the thinking without its tags (the chat template adds them)")
+    return text
 
 
 def _check_turns(where: str, messages: list[dict[str, str]], last: str = "assistant") -> None:
@@ -179,6 +207,10 @@ def _check_turns(where: str, messages: list[dict[str, str]], last: str = "assist
                               "remove the row or write the missing turn")
         if expected == "assistant" and THINK_CLOSE in message["content"]:
             _check_inline_thinking(where, at, message)
+        elif expected == "assistant" and THINK_OPEN in message["content"]:
+            raise BadRowError(where, "unfinished thinking", f"messages[{at}] (assistant) opens {THINK_OPEN} and never "
+                              f"closes it: an answer cut off while thinking", "remove the row, or generate it again "
+                              "with a larger max_new_tokens")
     if not body or body[-1]["role"] != last:
         raise BadRowError(where, f"no final {last} turn", f"the conversation does not end with a {last} turn",
                           "end every row with the assistant answer to train on" if last == "assistant" else

@@ -152,7 +152,7 @@ def rows_summary(cfg: KosovConfig, train: ChatFileReport, evals: ChatFileReport 
         "train_rows": len(train_rows),
         "eval_rows": len(eval_rows),
         "skipped": dict(skipped),
-        "licenses": dict(Counter(str((row.meta or {}).get("license", "unknown")) for row in train_rows)),
+        "licenses": dict(Counter(str((row.meta or {}).get("license") or "unknown") for row in train_rows)),
         "license_sources": _license_sources(train_rows),
         "thinking_rows": sum(_thinks(row) for row in train_rows),  # what model.thinking=auto trained thinking on
         # which rows were held out: a resumed run must hold out the same ones (run_dir.check_same_data)
@@ -170,5 +170,6 @@ def _license_sources(rows: list[ChatRow]) -> dict[str, dict[str, int]]:
     found: dict[str, Counter] = {}
     for row in rows:
         meta = row.meta or {}
-        found.setdefault(str(meta.get("license", "unknown")), Counter())[str(meta.get("source", "unknown"))] += 1
+        # a Parquet meta struct holds null where a row has no license: unknown, as a missing key is
+        found.setdefault(str(meta.get("license") or "unknown"), Counter())[str(meta.get("source") or "unknown")] += 1
     return {license_: dict(sources) for license_, sources in found.items()}

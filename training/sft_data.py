@@ -29,8 +29,12 @@ def render_rows(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token
         try:
             samples = render_conversation(row.messages, tokenizer, end_token_id=end_token_id,
                                           thinking=cfg.model.thinking, turns=sft.turns)
-        except TemplateMismatch as e:
-            raise KosovError(str(e), where=row.where) from None
+        except TemplateMismatch as e:  # a row the template cannot render as inference would: a bad row
+            if cfg.data.on_bad_row == "skip":
+                skipped["template mismatch"] += 1
+                continue
+            raise KosovError(str(e), where=row.where,
+                             fix="fix or remove the row, or set data.on_bad_row=skip to drop such rows") from None
         longest = max(len(s.input_ids) for s in samples)
         if not fits(row, longest, max_length, "method.sft.max_length", cfg.data.on_overlong, skipped):
             continue

@@ -33,6 +33,17 @@ BAD_ROWS = {
     "thinking twice": json.dumps({"messages": [{"role": "user", "content": "안녕"},
                                                {"role": "assistant", "content": "<think>A</think>네",
                                                 "reasoning_content": "B"}]}).encode(),
+    # a distilled answer cut off while thinking: trained on, it teaches the model to stop mid-thought
+    "unfinished thinking": json.dumps({"messages": [{"role": "user", "content": "3 더하기 2는?"},
+                                                    {"role": "assistant", "content": "<think>풀이를 해보면 3 더하기"}]},
+                                      ensure_ascii=False).encode(),
+    # tags inside the thinking: the template adds its own, and the model would learn to open a second block
+    "think tags in reasoning_content": json.dumps({"messages": [
+        {"role": "user", "content": "3+2?"},
+        {"role": "assistant", "content": "5", "reasoning_content": "먼저 <think>3+2</think> 계산"}]}).encode(),
+    # zero-width spaces alone (scraped Korean text): no answer at all
+    "empty assistant turn  ": json.dumps({"messages": [{"role": "user", "content": "안녕"},
+                                                       {"role": "assistant", "content": "\u200b\u2060"}]}).encode(),
 }
 
 
@@ -190,3 +201,58 @@ def test_a_meta_stored_as_empty_text_or_null_text_is_no_meta(tmp_path, meta):
     assert row.meta is None and row.columns["answer"] == "1"
     sft = jsonl_with(tmp_path, json.dumps({**GOOD, "meta": meta}, ensure_ascii=False).encode())
     assert load_chat_files([sft]).rows[2].meta is None
+
+
+def test_a_json_array_saved_as_jsonl_is_read_as_an_array(tmp_path):
+    """Read line by line, a pretty-printed array lost every row, and one with a row per line all but its last (no
+    trailing comma) under on_bad_row=skip: whole files dropped, as skipping must never do."""
+    rows = [GOOD, {**GOOD, "meta": {"license": "MIT"}}]
+    for name, text in (("pretty.jsonl", json.dumps(rows, ensure_ascii=False, indent=2)),
+                       ("lines.jsonl", "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        report = load_chat_files([tmp_path / name], on_bad_row="skip")
+        assert len(report.rows) == 2 and not report.skipped, name
+
+
+def test_a_byte_order_mark_inside_the_file_is_not_data_either(tmp_path):
+    """`cat a.jsonl b.jsonl` of two Notepad files puts b's BOM mid-file: its first row was malformed JSON."""
+    line = json.dumps(GOOD, ensure_ascii=False).encode()
+    path = tmp_path / "joined.jsonl"
+    path.write_bytes(line + b"\n" + b"\xef\xbb\xbf" + line + b"\n")
+    report = load_chat_files([path], on_bad_row="skip")
+    assert len(report.rows) == 2 and not report.skipped
+
+
+def test_a_utf16_file_says_so_and_how_to_convert_it(tmp_path):
+    """PowerShell 5.1's `>` writes UTF-16: the advice was iconv -f cp949, which garbles it."""
+    path = tmp_path / "train.jsonl"
+    path.write_bytes((json.dumps(GOOD, ensure_ascii=False) + "\n").encode("utf-16"))
+    with pytest.raises(BadRowError) as error:
+        load_chat_files([path], on_bad_row="skip")  # the whole file: an error even when skipping rows
+    assert "UTF-16" in str(error.value) and "iconv -f utf-16 -t utf-8" in error.value.fix
+
+
+def test_a_bad_byte_is_placed_by_its_character_column(tmp_path):
+    """The column was a byte offset: three times the character column in Korean text."""
+    path = tmp_path / "train.jsonl"
+    path.write_bytes('{"messages": "한국어 '.encode() + "오류".encode("cp949") + b'"}\n')
+    with pytest.raises(BadRowError, match=r"byte 0x[0-9a-f]{2} at column 19"):
+        load_chat_files([path])
+
+
+def test_thinking_is_stored_without_its_tags_and_whitespace_is_no_thinking(tmp_path):
+    path = tmp_path / "train.jsonl"
+    answer = lambda reasoning: {"messages": [{"role": "user", "content": "3+2?"},
+                                            {"role": "assistant", "content": "5", "reasoning_content": reasoning}]}
+    write_jsonl([answer("<think>\n3 더하기 2\n</think>"), answer(" \n"), answer("3 더하기 2")], path)
+    first, blank, plain = (row.messages[-1] for row in load_chat_files([path]).rows)
+    assert first["reasoning_content"] == "\n3 더하기 2\n" and plain["reasoning_content"] == "3 더하기 2"
+    assert "reasoning_content" not in blank  # " " rendered a think block the model would learn to leave empty
+
+
+def test_zero_width_characters_are_taken_out_of_the_text(tmp_path):
+    path = tmp_path / "train.jsonl"
+    write_jsonl([{"messages": [{"role": "user", "content": "무슨\u200b 요일?"},
+                               {"role": "assistant", "content": "수\u200b요일\u2060입니다 👨\u200d👩\u200d👧"}]}], path)
+    [row] = load_chat_files([path]).rows
+    assert row.messages[1]["content"] == "수요일입니다 👨\u200d👩\u200d👧"  # the emoji keeps its joiners

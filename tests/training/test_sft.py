@@ -284,3 +284,25 @@ def test_an_answer_quoting_the_end_of_turn_token_is_refused_or_skipped_never_cut
         build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id)
     kept = build_sft_data(compose([*overrides, "data.on_bad_row=skip"]), tiny_tokenizer, tiny_tokenizer.eos_token_id)
     assert kept.summary["train_sequences"] == 3 and kept.summary["skipped"] == {"special token in text": 1}
+
+
+def test_a_row_the_template_cannot_render_is_skipped_like_any_bad_row_and_a_null_license_is_unknown(tmp_path,
+                                                                                                    tiny_tokenizer):
+    """With model.thinking=off, a row with reasoning cannot be rendered as inference renders it: it stopped the run
+    even with data.on_bad_row=skip. A Parquet meta struct's null license was counted as the license "None"."""
+    from training.sft_data import build_sft_data
+
+    good = {"messages": [{"role": "user", "content": "안녕?"}, {"role": "assistant", "content": "안녕하세요!"}],
+            "meta": {"source": "seed", "license": None}}
+    thinking = {"messages": [{"role": "user", "content": "3+2?"},
+                             {"role": "assistant", "content": "5", "reasoning_content": "3 더하기 2는 5"}]}
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [good, good, good, thinking]),
+                    encoding="utf-8")
+    overrides = quick(f"data.train_files=[{data}]", "data.eval_ratio=0", "model.thinking=off")
+    with pytest.raises(KosovError, match=rf"{data}:4: .*enable_thinking=False") as error:
+        build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id)
+    assert "data.on_bad_row=skip" in error.value.fix
+    kept = build_sft_data(compose([*overrides, "data.on_bad_row=skip"]), tiny_tokenizer, tiny_tokenizer.eos_token_id)
+    assert kept.summary["train_sequences"] == 3 and kept.summary["skipped"] == {"template mismatch": 1}
+    assert kept.summary["licenses"] == {"unknown": 3} and kept.summary["license_sources"] == {"unknown": {"seed": 3}}
