@@ -207,7 +207,8 @@ def _check_turns(where: str, messages: list[dict[str, str]], last: str = "assist
                               "remove the row or write the missing turn")
         if expected == "assistant" and THINK_CLOSE in message["content"]:
             _check_inline_thinking(where, at, message)
-        elif expected == "assistant" and THINK_OPEN in message["content"]:
+        elif expected == "assistant" and message["content"].lstrip().startswith(THINK_OPEN):  # (an answer that
+            # only mentions the tag, explaining a template, is an answer)
             raise BadRowError(where, "unfinished thinking", f"messages[{at}] (assistant) opens {THINK_OPEN} and never "
                               f"closes it: an answer cut off while thinking", "remove the row, or generate it again "
                               "with a larger max_new_tokens")

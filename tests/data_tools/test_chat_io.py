@@ -250,6 +250,13 @@ def test_thinking_is_stored_without_its_tags_and_whitespace_is_no_thinking(tmp_p
     assert "reasoning_content" not in blank  # " " rendered a think block the model would learn to leave empty
 
 
+def test_an_answer_that_mentions_the_think_tag_is_an_answer(tmp_path):
+    path = tmp_path / "train.jsonl"
+    write_jsonl([{"messages": [{"role": "user", "content": "Qwen3의 생각 블록은 어떻게 시작해요?"},
+                               {"role": "assistant", "content": "답변은 <think> 태그로 생각을 시작합니다."}]}], path)
+    assert len(load_chat_files([path]).rows) == 1
+
+
 def test_zero_width_characters_are_taken_out_of_the_text(tmp_path):
     path = tmp_path / "train.jsonl"
     write_jsonl([{"messages": [{"role": "user", "content": "무슨\u200b 요일?"},
