@@ -1,7 +1,8 @@
 """Chat datasets on disk: read rows from JSONL / JSON / Parquet files or a Hugging Face dataset, check each
 row, and say exactly where a bad one is.
 
-SFT rows: `{"messages": [{"role": ..., "content": ...}, ...], "meta": {...}}`. Roles are system (first only),
+SFT rows: `{"messages": [{"role": ..., "content": ...}, ...], "meta": {...}}` (or ShareGPT's
+`{"conversations": [{"from": "human" | "gpt" | "system", "value": ...}, ...]}`). Roles are system (first only),
 user and assistant, alternating and ending with an assistant turn; an assistant turn may carry
 `reasoning_content` (a thinking trace).
 Prompt rows (GRPO, evaluation): `{"prompt": [...turns ending with a user turn], <verifiable columns>,
@@ -231,6 +232,8 @@ def _check_inline_thinking(where: str, at: int, message: dict[str, str]) -> None
 def _turns(where: str, record: Any, column: str) -> list[dict[str, str]]:
     if isinstance(record, BadRowError):
         raise record
+    if isinstance(record, dict) and column == "messages" and column not in record and "conversations" in record:
+        record = {**record, "messages": record["conversations"]}  # ShareGPT's name for them
     if not isinstance(record, dict) or column not in record:
         keys = sorted(record) if isinstance(record, dict) else type(record).__name__
         raise BadRowError(where, f"missing {column}", f"the row has no '{column}' (it has {keys})",
@@ -241,7 +244,24 @@ def _turns(where: str, record: Any, column: str) -> list[dict[str, str]]:
     if not isinstance(raw, list) or not raw:
         raise BadRowError(where, f"missing {column}", f"'{column}' is empty or not a list",
                           f"{column} must be a non-empty list of turns")
-    return [_message(where, i, m) for i, m in enumerate(raw)]
+    return [_message(where, i, _from_sharegpt(where, i, m)) for i, m in enumerate(raw)]
+
+
+# ShareGPT's speakers (`{"from": "human", "value": ...}`, as many Korean chat datasets on the Hub are stored)
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "model": "assistant"}
+
+
+def _from_sharegpt(where: str, index: int, turn: Any) -> Any:
+    """A ShareGPT turn as a message; any other turn as it is."""
+    if not isinstance(turn, dict) or "role" in turn or "from" not in turn:
+        return turn
+    speaker = turn["from"]
+    if speaker not in SHAREGPT_ROLES:
+        raise BadRowError(where, "unknown role", f"messages[{index}] is from {speaker!r}", "ShareGPT turns are from "
+                          f"{', '.join(SHAREGPT_ROLES)}; tool and function turns are not trained on: remove such rows")
+    rest = {k: v for k, v in turn.items() if k not in ("from", "value", "weight")}  # weight: some exports' loss flag
+    return {"role": SHAREGPT_ROLES[speaker], "content": turn.get("value"), **rest}
 
 
 META_FIX = 'meta must be an object (e.g. "meta": {"source": "mine"}), the JSON text of one, or null'

@@ -263,3 +263,17 @@ def test_zero_width_characters_are_taken_out_of_the_text(tmp_path):
                                {"role": "assistant", "content": "수\u200b요일\u2060입니다 👨\u200d👩\u200d👧"}]}], path)
     [row] = load_chat_files([path]).rows
     assert row.messages[1]["content"] == "수요일입니다 👨\u200d👩\u200d👧"  # the emoji keeps its joiners
+
+
+def test_sharegpt_rows_are_read_as_messages(tmp_path):
+    """Many Korean chat datasets on the Hub are ShareGPT rows: they were refused as rows without messages."""
+    path = tmp_path / "sharegpt.jsonl"
+    write_jsonl([{"conversations": [{"from": "system", "value": "한국어로 답하세요."},
+                                    {"from": "human", "value": "수도는?"}, {"from": "gpt", "value": "서울입니다."}]},
+                 {"conversations": [{"from": "human", "value": "날씨?"}, {"from": "function_call", "value": "{}"}]}],
+                path)
+    report = load_chat_files([path], on_bad_row="skip")
+    assert [m["role"] for m in report.rows[0].messages] == ["system", "user", "assistant"]
+    assert report.rows[0].messages[2]["content"] == "서울입니다." and report.skipped == {"unknown role": 1}
+    with pytest.raises(BadRowError, match=f"{path}:2: unknown role: messages\\[1\\] is from 'function_call'"):
+        load_chat_files([path])
