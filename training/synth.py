@@ -144,7 +144,7 @@ def _conversation(where: str, item: Any) -> list[dict]:
     """The turns `translate` rewrites: a chat row's messages; an Alpaca row (instruction, input, output) or a
     prompt row with a completion as a user and an assistant turn; a line of text or an instruction alone as one
     user turn (answered once translated, like the other generators' instructions)."""
-    if isinstance(item, dict) and "messages" in item:
+    if isinstance(item, dict) and ("messages" in item or "conversations" in item):  # conversations: ShareGPT
         try:
             return chat_row(where, item).messages
         except BadRowError as e:

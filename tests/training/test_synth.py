@@ -237,10 +237,14 @@ def test_translate_takes_alpaca_rows_and_lines_of_text(hosted, tmp_path, name):
                       else json.dumps(rows, indent=4), encoding="utf-8")
     lines = tmp_path / "english.txt"
     lines.write_text("What is the capital of Korea?\nName a Korean dish.\n", encoding="utf-8")
-    result = synth(compose([*HTTP, "synth.generator=translate", f"synth.inputs=[{alpaca},{lines}]", "synth.n=4",
+    sharegpt = tmp_path / "sharegpt.jsonl"  # ShareGPT rows too, as chat rows
+    sharegpt.write_text(json.dumps({"conversations": [{"from": "human", "value": "Hi!"},
+                                                      {"from": "gpt", "value": "Hello there."}]}) + "\n")
+    result = synth(compose([*HTTP, "synth.generator=translate", f"synth.inputs=[{alpaca},{lines},{sharegpt}]",
+                            "synth.n=5",
                             f"synth.teacher.base_url={hosted.url}", f"output_dir={tmp_path / 'out'}"]))
     rows = [json.loads(line) for line in (result.out_dir / "train.jsonl").open(encoding="utf-8")]
-    assert len(rows) == 4 and all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
+    assert len(rows) == 5 and all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
     assert all(r["meta"]["generator"].endswith("translate") and r["meta"]["translated_from"] == "en" for r in rows)
     translated = [b["messages"][-1]["content"] for b in hosted.bodies]
     assert any("2 + 3" in t and "Add." in t for t in translated)  # the Alpaca input went with its instruction
