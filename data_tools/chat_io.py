@@ -166,7 +166,7 @@ def _message(where: str, index: int, message: Any) -> dict[str, str]:
     if extra:
         raise BadRowError(where, "bad message", f"{at} has unsupported keys {sorted(extra)}",
                           "keep role, content and (assistant only) reasoning_content")
-    out = {"role": role, "content": nfc(content).translate(ZERO_WIDTH)}
+    out = {"role": role, "content": _clean(content)}
     reasoning = message.get("reasoning_content")
     if reasoning == "" and role != "assistant":  # a column every turn has in a Parquet export: empty is none
         reasoning = None
@@ -174,10 +174,14 @@ def _message(where: str, index: int, message: Any) -> dict[str, str]:
         if role != "assistant" or not isinstance(reasoning, str):
             raise BadRowError(where, "bad message", f"{at} has reasoning_content on a {role} turn or not as text",
                               "reasoning_content belongs to assistant turns and is a string")
-        reasoning = _without_think_tags(where, at, nfc(reasoning).translate(ZERO_WIDTH))
+        reasoning = _without_think_tags(where, at, _clean(reasoning))
         if reasoning.strip():  # whitespace alone is no thinking: the template would render it as a think block
             out["reasoning_content"] = reasoning
     return out
+
+
+def _clean(text: str) -> str:
+    return nfc(text).translate(ZERO_WIDTH)
 
 
 def _without_think_tags(where: str, at: str, reasoning: str) -> str:
