@@ -3,12 +3,14 @@
 It finds the final answer in a Korean completion — answer tags, `\\boxed{}`, a final "정답: 42" /
 "정답은 42입니다" / "답은 42개" line, or else the last number of the answer (after any `<think>` block) —
 reads "1,200원", "3/4", "4분의 3", "0.75", "75%", "3만 원", "1억 2천만", full-width "５００" and weekday
-names, TeX as Qwen3 writes it (`\\boxed{\\frac{3}{4}}`, "8{,}500"), takes what follows the last "=" of a final
-line ("정답: 3 + 4 = 7") but not a bracketed note after it ("정답: 12개 (검산: 12 ÷ 3 = 4)"), and compares with
-math-verify, so "0.75" equals "3/4". A final answer written in hangul words is read too — Sino-Korean "오백 원", "이천오백",
-native "스물세 개", "다섯입니다" — but only in an answer tag, `\\boxed{}` or "정답:" line with no digits, and
-a one-syllable or attributive numeral ("이", "세", "한") only before a counter ("세 개"): elsewhere "이" is
-"this", "세" a syllable of "세상", and "네" is "yes".
+names, TeX as Qwen3 writes it (`\\boxed{\\frac{3}{4}}`, "8{,}500"), and "3시간 20분" as 200 minutes (durations are
+asked in minutes). Of a final line it takes what follows the last "=" ("정답: 3 + 4 = 7") but not a bracketed note
+after it ("정답: 12개 (검산: 12 ÷ 3 = 4)"), and the number that ends the statement, not one in its subject
+("정답: 6년 뒤 아버지의 나이는 69살입니다" is 69). It compares with math-verify, so "0.75" equals "3/4", except that
+where the question asks for 기약분수 (lowest terms) "2/8" is not 1/4. A final answer written in hangul words is
+read too — Sino-Korean "오백 원", "이천오백", native "스물세 개", "다섯입니다" — but only in an answer tag,
+`\\boxed{}` or "정답:" line with no digits, and a one-syllable or attributive numeral ("이", "세", "한") only
+before a counter ("세 개"): elsewhere "이" is "this", "세" a syllable of "세상", and "네" is "yes".
 
     >>> extract_answer("사과는 모두 1,200원어치예요. 정답: 1,200원")
     '1200'
@@ -49,6 +51,12 @@ _NOTE = re.compile(r"[(\[（【][^)\]）】]*[)\]）】]?")
 _NOT_BUT = re.compile(r"(?:이|가)?\s*아니(?:라|고)")
 _KO_FRACTION = re.compile(r"(\d[\d,]*)\s*분의\s*(\d[\d,]*)")  # "4분의 3" is 3/4
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?")
+_DURATION = re.compile(r"(\d+)\s*시간\s*(\d+)\s*분(?!의)")  # "3시간 20분" is 200 minutes; "4분의 3" is a fraction
+# What may follow the number (or weekday) that a statement ends on: a unit or counter and an ending, attached
+# ("69살입니다", "1,200원", "75%", "$69$"), then the end, a punctuation mark or, after a copula, anything ("12개입니다
+# 3개씩 4묶음이니까"). "6년 뒤" goes on, so its 6 is not it.
+_ENDS_STATEMENT = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*(?:(?:입니다|이에요|예요|이다)(?!\w)|\s*(?:[.,!?;:…~)\]}」』\"'”’·*—–-]|$))")
+_LOWEST_TERMS = re.compile(r"기약\s*분수|lowest\s+terms|simplest\s+form", re.I)
 _WEEKDAY = re.compile(r"([월화수목금토일])\s*요일")
 # Korean myriad units: "3만", "1억 2천만", "2.5만" (not "3만큼": as much as 3). 조 is left out: in word problems
 # "4조" is four groups ("3조각": three pieces) far more often than four trillion.
@@ -78,17 +86,27 @@ def _ko_unit_value(text: str) -> str:
     return str(int(result)) if result == int(result) else repr(result)
 
 
+def _stated(span: str, candidates: list[tuple[int, int, str]]) -> str:
+    """Of (start, end, value) candidates in a final answer, the first that ends a statement ("나이는 69살입니다"),
+    else the last: Korean puts the answer in the predicate, after its subject ("6년 뒤 아버지의 나이는")."""
+    ending = [c for c in candidates if _ENDS_STATEMENT.match(span, c[1])]
+    return min(ending)[2] if ending else max(candidates)[2]
+
+
 def _number_in(span: str, last: bool = False) -> str | None:
+    """The answer number of a final-answer span (see _stated), or with `last` the last number of running text."""
     fractions = list(_KO_FRACTION.finditer(span))
+    durations = list(_DURATION.finditer(span))
     units = [m for m in _KO_UNIT_NUMBER.finditer(span) if not any(f.start() <= m.start() < f.end() for f in fractions)]
     numbers = list(_NUMBER.finditer(span))
-    candidates = [(m.start(), f"{m.group(2)}/{m.group(1)}") for m in fractions]
-    candidates += [(m.start(), _ko_unit_value(m.group())) for m in units]
-    taken = [range(m.start(), m.end()) for m in fractions + units]
-    candidates += [(m.start(), m.group()) for m in numbers if not any(m.start() in r for r in taken)]
+    candidates = [(m.start(), m.end(), f"{m.group(2)}/{m.group(1)}") for m in fractions]
+    candidates += [(m.start(), m.end(), str(int(m.group(1)) * 60 + int(m.group(2)))) for m in durations]
+    candidates += [(m.start(), m.end(), _ko_unit_value(m.group())) for m in units]
+    taken = [range(m.start(), m.end()) for m in fractions + durations + units]
+    candidates += [(m.start(), m.end(), m.group()) for m in numbers if not any(m.start() in r for r in taken)]
     if not candidates:
         return None
-    _, value = max(candidates) if last else min(candidates)
+    value = max(candidates)[2] if last else _stated(span, candidates)
     return value.replace(",", "").replace(" ", "")
 
 
@@ -158,8 +176,11 @@ def _hangul_number_in(span: str) -> str | None:
 
 
 def _weekday_in(span: str, last: bool = False) -> str | None:
-    found = _WEEKDAY.findall(span)
-    return (found[-1] if last else found[0]) + "요일" if found else None
+    """The answer weekday of a final-answer span ("월요일에서 3일 뒤인 목요일" is 목요일), as _number_in."""
+    found = [(m.start(), m.end(), m.group(1) + "요일") for m in _WEEKDAY.finditer(span)]
+    if not found:
+        return None
+    return max(found)[2] if last else _stated(span, found)
 
 
 def _detex(text: str) -> str:
@@ -241,6 +262,19 @@ def same_answer(prediction: str | None, gold: str) -> bool:
     return bool(predicted) and verify(gold_parsed, predicted, timeout_seconds=None)
 
 
-def is_correct(completion: str, gold: str) -> bool:
-    """Whether a completion's final answer equals the gold answer."""
-    return same_answer(extract_answer(completion, answer_kind(gold)), gold)
+def _in_lowest_terms(value: str) -> bool:
+    """Whether an extracted answer is no fraction or one in lowest terms: "1/4" is, "2/8" and "1.5/6" are not."""
+    numerator, slash, denominator = value.lstrip("-").partition("/")
+    if not slash:
+        return True
+    return numerator.isdigit() and denominator.isdigit() and math.gcd(int(numerator), int(denominator)) == 1
+
+
+def is_correct(completion: str, gold: str, question: str | None = None) -> bool:
+    """Whether a completion's final answer equals the gold answer. Given the question, one that asks for 기약분수
+    (lowest terms) takes no unreduced fraction: "2/8" equals 1/4 but does not answer it."""
+    prediction = extract_answer(completion, answer_kind(gold))
+    lowest_terms = bool(question) and _LOWEST_TERMS.search(nfc(question)) is not None
+    if lowest_terms and prediction is not None and not _in_lowest_terms(prediction):
+        return False
+    return same_answer(prediction, gold)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from data_tools.generators.math_ko import generate
 from data_tools.math_grader import extract_answer, is_correct
 
 
@@ -132,3 +135,59 @@ def test_the_answer_after_thinking_counts():
     completion = "<think>3개씩 4묶음이면 12개, 아니 13개인가?</think>\n정답: 12개"
     assert extract_answer(completion) == "12" and is_correct(completion, "12")
     assert not is_correct("<think>정답: 12</think>\n잘 모르겠어요.", "12")
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 6년 뒤 아버지의 나이는 69살입니다", "69"),  # the number the statement ends on, not the 6 of its subject
+    ("정답: 6년 뒤 아버지의 나이는 69살이 됩니다", "69"),  # no number ends it: the last one, the predicate's
+    ("정답: 거스름돈은 10,000원에서 8,800원을 뺀 1,200원입니다.", "1200"),
+    ("정답은 3개씩 4묶음이니까 12개입니다", "12"),
+    ("<answer>5일 뒤 남은 쪽수는 120쪽</answer>", "120"),
+    ("정답: 12개 — 3개씩 4묶음이므로", "12"),  # a reason after the answer is not the answer
+    ("정답: 12개, 3개씩 4묶음", "12"),
+    ("정답: 12개입니다 3개씩 4묶음이니까요", "12"),  # a copula ends the statement, punctuation or not
+    ("정답: 20% 할인된 8,000원", "8000"),
+    ("정답: **69살**", "69"),
+    ("정답: 3시간 20분", "200"),  # a duration is one quantity, in minutes as the questions ask
+    ("정답: 1시간 5분 걸립니다", "65"),
+    ("정답: 월요일에서 3일 뒤인 목요일입니다", "목요일"),  # a weekday answer likewise
+])
+def test_the_answer_is_the_number_the_final_statement_ends_on(completion, gold):
+    assert is_correct(completion, gold)
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 6년 뒤 아버지의 나이는 69살입니다", "6"),
+    ("정답: 3시간 20분", "3"),
+    ("정답: 3시간 20분", "20"),
+    ("정답: 월요일에서 3일 뒤인 목요일입니다", "월요일"),
+])
+def test_a_number_in_the_subject_of_the_final_statement_is_not_the_answer(completion, gold):
+    assert not is_correct(completion, gold)
+
+
+LOWEST_TERMS = "피자 2판을 8명이 똑같이 나누어 먹으면 한 명이 먹는 피자는 몇 판이에요? 기약분수로 답하세요."
+
+
+@pytest.mark.parametrize("completion", ["정답: 2/8판", "정답: 8분의 2", "따라서 \\boxed{\\frac{2}{8}}", "정답: 0.5/2"])
+def test_an_unreduced_fraction_is_wrong_where_lowest_terms_are_asked(completion):
+    assert not is_correct(completion, "1/4", question=LOWEST_TERMS)
+    assert is_correct(completion, "1/4")  # where the question is not given or does not ask, the value counts
+    assert is_correct(completion, "1/4", question=LOWEST_TERMS.replace(" 기약분수로 답하세요.", ""))
+
+
+def test_a_reduced_answer_stays_right_where_lowest_terms_are_asked():
+    for completion in ("정답: 1/4판", "정답: 4분의 1", "\\boxed{\\frac{1}{4}}", "정답: 2/8 = 1/4"):
+        assert is_correct(completion, "1/4", question=LOWEST_TERMS)
+    assert is_correct("정답: 3판", "3", question=LOWEST_TERMS)  # a whole number is no unreduced fraction
+    assert is_correct("Answer: 2/8", "1/4", question="How much? Give it as a fraction.")
+    assert not is_correct("Answer: 2/8", "1/4", question="Write it in lowest terms.")
+
+
+def test_generated_fraction_problems_take_the_reduced_answer_only():
+    problems = [p for p in generate(90, seed=7, families="sharing", difficulties=(2,)) if p.template_id == "sharing/4"]
+    assert problems and all(is_correct(p.solution, p.answer, question=p.question) for p in problems)
+    unreduced = [(p, "{a}/{k}".format(**json.loads(p.instance_key.split(":", 1)[1]))) for p in problems]
+    unreduced = [(p, fraction) for p, fraction in unreduced if fraction != p.answer]
+    assert unreduced and not any(is_correct(f"정답: {fraction}{p.answer_unit}", p.answer, question=p.question)
+                                 for p, fraction in unreduced)
