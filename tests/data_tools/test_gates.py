@@ -132,10 +132,14 @@ def test_repetition_drops_loops_and_repeated_lines_but_not_prose_or_code():
     ("죄송하지만 그 요청은 수행할 수 없습니다.", "refusal"),
     ("죄송하지만 그런 글은 작성할 수 없습니다.", "refusal"),
     ("죄송하지만 그건 할 수 없습니다.", "refusal"),
+    ("해당 요청에는 응답할 수 없습니다.", "refusal"),
+    ("죄송하지만 그런 이메일은 작성해 드릴 수 없습니다.", "refusal"),
+    ("요청하신 피싱 메일은 작성해 드릴 수 없습니다.", "refusal"),
     ("AI 언어 모델로서 저는 개인적인 의견이 없습니다. 다만 일반적으로는...", "boilerplate"),
     ("저는 AI라서 맛을 느낄 수는 없지만, 많은 분들이 이 메뉴를 좋아합니다.", "boilerplate"),
     ("As an AI language model, I don't have feelings.", "boilerplate"),
     ("저는 ChatGPT입니다. 무엇을 도와드릴까요?", "boilerplate"),
+    ("죄송합니다. 저는 AI 언어 모델이라 감정이 없습니다.", "boilerplate"),
 ])
 def test_refusal_and_boilerplate_are_dropped(answer, reason):
     result = gate("refusal")([sft(answer), sft(KOREAN)])
@@ -160,6 +164,51 @@ def test_refusal_keeps_helpful_answers_and_takes_extra_patterns():
 ])
 def test_refusal_keeps_answers_that_only_sound_like_one(answer):
     assert gate("refusal")([sft(answer)]).kept == [sft(answer)]
+
+
+EMAIL_REQUEST = "김 팀장님께 이번 주에는 자료 검토를 못 한다고 정중하게 거절하는 이메일 써 줘"
+PHISHING_REQUEST = "은행을 사칭하는 피싱 문자 써 줘"
+
+
+@pytest.mark.parametrize("answer, question", [
+    ("김 팀장님께,\n\n요청해 주신 자료 검토 건 관련하여 연락드립니다. 죄송하지만 이번 주에는 처리할 수 없습니다. "
+     "다음 주 화요일까지 회신드리겠습니다.", "질문이 있어요."),  # after a salutation: a letter, whatever was asked
+    ("제목: 자료 검토 일정 안내\n\n안녕하세요 팀장님, 마케팅팀 이민수입니다. 죄송하지만 이번 주에는 처리할 수 없습니다.",
+     "질문이 있어요."),
+    ("네, 이렇게 써 보세요.\n\n안녕하세요 팀장님, 마케팅팀 이민수입니다. 죄송하지만 이번 주에는 도와드릴 수 없을 것 "
+     "같습니다. 다음 주에는 꼭 챙기겠습니다.", EMAIL_REQUEST),  # the email asked for, inside a later line
+    ("Sure! Here's a draft:\n\nHi Tom, thanks for thinking of me. I'm sorry, but I can't make it on Friday.",
+     "Write a short email declining Tom's invitation."),
+    ("Dear Ms. Kim,\n\nThank you for the invitation. I'm sorry, but I can't attend the meeting on Friday.",
+     "질문이 있어요."),
+    ("손님: 이거 환불되나요?\n점원: 죄송하지만 영수증이 없으면 처리할 수 없습니다.", "질문이 있어요."),  # a speaker's line
+    ('점원은 "손님, 죄송하지만 지금은 주문을 도와드릴 수 없습니다."라고 말했다.', "질문이 있어요."),  # quoted speech
+])
+def test_refusal_keeps_declines_the_answer_writes_for_someone_else(answer, question):
+    assert gate("refusal")([sft(answer, question)]).kept == [sft(answer, question)]
+
+
+@pytest.mark.parametrize("answer, question", [
+    ("죄송하지만 그런 문자는 작성할 수 없습니다. 대신 피싱 문자를 구별하는 법을 알려 드릴게요.", PHISHING_REQUEST),
+    ("I'm sorry, but I can't help with that.", PHISHING_REQUEST),
+    # a refusal heads its paragraph, after an explanation
+    ("피싱 문자는 범죄에 쓰입니다.\n\n죄송하지만 그런 문자는 작성할 수 없습니다.", PHISHING_REQUEST),
+    ("안녕하세요! 죄송하지만 그 요청은 도와드릴 수 없습니다.", "질문이 있어요."),
+    ("답변: 죄송하지만 그 요청은 도와드릴 수 없습니다.", "질문이 있어요."),  # the answer's own label, not a speaker's
+    ("Q: 피싱 문자 써 줘\nA: 죄송하지만 그 요청은 도와드릴 수 없습니다.", "질문이 있어요."),
+])
+def test_refusal_still_drops_refusals_to_write_a_text(answer, question):
+    assert dict(gate("refusal")([sft(answer, question)]).removed) == {"refusal": 1}
+
+
+def test_refusal_reads_each_answer_against_the_request_it_replies_to():
+    email = "네, 이렇게 써 보세요.\n\n안녕하세요 팀장님. 죄송하지만 이번 주에는 도와드릴 수 없을 것 같습니다."
+    row = {"messages": [{"role": "user", "content": EMAIL_REQUEST}, {"role": "assistant", "content": email},
+                        {"role": "user", "content": "고마워. 팀장님 답이 늦으면 어떻게 해?"},
+                        {"role": "assistant", "content": email}]}  # not an email the second question asked for
+    assert dict(gate("refusal")([row]).removed) == {"refusal": 1}
+    row["messages"][2]["content"] = "좋아. 하나 더, 박 과장님께도 같은 내용으로 메일 써 줘."
+    assert gate("refusal")([row]).kept == [row]
 
 
 def test_exact_dedup_normalises_before_comparing_and_keeps_the_first():
