@@ -10,8 +10,9 @@ Endpoints: `GET /v1/models`, `POST /v1/chat/completions` (OpenAI schema, no stre
 
 Generation goes through `data_tools.teachers.TransformersTeacher`, so a seeded request gives the same text here
 as in-process. One worker thread owns the model: requests queue and are generated `serve.max_batch` at a time.
-An adapter of a kosov run is served with the chat template and end of turn its run trained with. Ctrl-C answers
-the requests in flight; a second Ctrl-C drops the queued ones and exits once the batch under way ends.
+An adapter of a kosov run is served with the chat template and end of turn its run trained with. Ctrl-C takes no
+more connections and answers every request received, the queued ones too; a second Ctrl-C answers the requests still
+waiting with a 503 at once (the queued ones are never generated) and exits once the batch under way ends.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -230,6 +232,16 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
     created = int(time.time())
 
     app.add_middleware(CountAndAuthorize, scfg=scfg, stats=stats)
+    pending: set[asyncio.Future] = set()  # the chat requests waiting for the engine (queued or generating)
+
+    def force_shutdown() -> None:
+        """A forced shutdown (second Ctrl-C): the engine takes nothing more and every waiting request answers 503
+        now, while its connection is still open; the batch under way is generated to its end, unheard."""
+        engine.stop()
+        for waiting in list(pending):
+            waiting.cancel()  # a queued request's engine future is cancelled with it
+
+    app.state.force_shutdown = force_shutdown
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -279,15 +291,18 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
         request = to_generation_request(body, teacher)
         future = engine.submit(request)
         waiting = asyncio.wrap_future(future)
+        pending.add(waiting)
         try:
             while not (await asyncio.wait({waiting}, timeout=0.5))[0]:
                 if await http.is_disconnected():  # the client gave up: a request not started yet is never generated
                     future.cancel()
                     return _error(499, "the client closed the connection", kind="client_closed")
-        except asyncio.CancelledError:  # a forced shutdown (second Ctrl-C) cancels this handler: drop the request
+        except asyncio.CancelledError:  # a handler a forced shutdown could not wait for (see _Server): drop it
             future.cancel()
             raise
-        if waiting.cancelled():  # the engine closed before its turn
+        finally:
+            pending.discard(waiting)
+        if waiting.cancelled():  # the engine closed before its turn, or a forced shutdown
             return _error(503, "the server is shutting down", kind="server_error")
         try:
             generation = waiting.result()
@@ -313,9 +328,32 @@ def _bind(scfg: ServeConfig) -> socket.socket:
                          fix="choose another serve.port (0 = any free one) or stop what uses it") from None
 
 
-def _prepare(cfg: Any, serve_cfg: ServeConfig | None):
-    import uvicorn
+class _Server(uvicorn.Server):
+    """uvicorn's Server, whose forced shutdown (second Ctrl-C) answers the requests still waiting with a JSON 503.
+    uvicorn's own leaves them to asyncio's teardown, which cancels them into a text/plain 500 no OpenAI client can
+    read; and on Python 3.12+ it first waits for their connections to close, that is for every queued generation."""
 
+    def __init__(self, config: uvicorn.Config, force_shutdown: Callable[[], None]):
+        super().__init__(config)
+        self.force_shutdown = force_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        forced = asyncio.create_task(self._answer_when_forced())  # alongside: uvicorn's may wait for the answers
+        await super().shutdown(sockets)
+        if self.force_exit:
+            await forced  # the answers are sent before the teardown
+        else:
+            forced.cancel()
+
+    async def _answer_when_forced(self) -> None:
+        while not self.force_exit:
+            await asyncio.sleep(0.1)  # as often as uvicorn looks
+        self.force_shutdown()
+        if self.server_state.tasks:  # they answer at once; one whose client is still sending its body is cancelled
+            await asyncio.wait(set(self.server_state.tasks), timeout=5)
+
+
+def _prepare(cfg: Any, serve_cfg: ServeConfig | None):
     scfg = serve_cfg or getattr(cfg, "serve", None) or ServeConfig()
     check_serve_config(scfg)
     sock = _bind(scfg)  # a port in use fails before the weights load
@@ -325,15 +363,17 @@ def _prepare(cfg: Any, serve_cfg: ServeConfig | None):
         sock.close()
         raise
     engine = Engine(teacher, scfg.max_batch)
-    server = uvicorn.Server(uvicorn.Config(create_app(teacher, engine, scfg), log_config=None, access_log=False))
+    app = create_app(teacher, engine, scfg)
+    server = _Server(uvicorn.Config(app, log_config=None, access_log=False), app.state.force_shutdown)
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
     return teacher, engine, server, sock, url
 
 
 class _QuietCancelled(logging.Filter):
-    """uvicorn logs every request a forced shutdown (second Ctrl-C) cancels as 'Exception in ASGI application'
-    with a traceback, and the cancelled lifespan as traceback text: that is the shutdown asked for, not an error."""
+    """uvicorn logs a request a forced shutdown (second Ctrl-C) cancels (one whose client was still sending it) as
+    'Exception in ASGI application' with a traceback, and the cancelled lifespan as traceback text: that is the
+    shutdown asked for, not an error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
@@ -354,7 +394,7 @@ def serve(cfg: Any, serve_cfg: ServeConfig | None = None) -> None:
         pass
     finally:
         if server.force_exit:
-            log.info("forced shutdown: the queued requests are dropped; finishing the batch being generated")
+            log.info("forced shutdown: the waiting requests were answered 503; finishing the batch being generated")
         engine.close()
         sock.close()
         logging.getLogger("uvicorn.error").removeFilter(quiet)

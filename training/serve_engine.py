@@ -37,11 +37,13 @@ class Engine:
                 self.queue.put((request, future))
         return future
 
-    def close(self) -> None:
-        """Stop: the queued requests are cancelled, never generated; the batch being generated runs to its end
-        (a thread cannot be stopped inside generate(), and one left running aborts the interpreter's exit)."""
+    def stop(self) -> None:
+        """Take no more requests: the queued ones are cancelled, never generated, and later ones come back cancelled;
+        the batch being generated runs on. Does not block, so a forced shutdown can answer its clients first."""
         cancelled = 0
         with self.lock:
+            if self.closed:
+                return
             self.closed = True  # from here the engine thread also cancels whatever it takes off the queue
             while True:
                 try:
@@ -54,6 +56,11 @@ class Engine:
             self.queue.put(None)
         if cancelled:
             log.info("cancelled %d queued request(s)", cancelled)
+
+    def close(self) -> None:
+        """stop(), then wait for the batch being generated to end (a thread cannot be stopped inside generate(), and
+        one left running aborts the interpreter's exit)."""
+        self.stop()
         self.thread.join()
 
     def _starts(self, future: Future) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import signal
 import socket
 import subprocess
@@ -140,6 +141,75 @@ def test_serve_blocks_until_ctrl_c_then_exits_cleanly():
         assert process.wait(timeout=30) == 0
     finally:
         process.kill()
+
+
+GATED_SERVE = """
+import logging, sys
+from data_tools.teachers import TransformersTeacher
+from training.config import KosovConfig
+from training.serve import ServeConfig, serve
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+generate = TransformersTeacher.generate
+def gated(self, requests, **kwargs):  # a long generation: it ends when the test writes a line to stdin
+    print("generating", flush=True)
+    sys.stdin.readline()
+    return generate(self, requests, **kwargs)
+TransformersTeacher.generate = gated
+serve(KosovConfig(), ServeConfig(port=int(sys.argv[1]), max_batch=1))
+"""
+
+
+@pytest.mark.parametrize("ctrl_c", [1, 2])
+def test_ctrl_c_answers_the_waiting_requests_and_a_second_one_answers_them_503_at_once(ctrl_c):
+    """`kosov serve` in a process of its own, one request generating and two queued behind it, then Ctrl-C: they
+    are all answered. Ctrl-C twice: all three get a JSON 503 at once, before the generation under way ends (uvicorn
+    alone left them a text/plain 500), the queued ones are never generated, and the server exits when it ends."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-c", GATED_SERVE, str(port)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [*map(lines.put, process.stdout), lines.put(None)], daemon=True)
+    reader.start()
+    seen: list[str] = []
+
+    def wait_for(start: str) -> None:
+        while True:
+            line = lines.get(timeout=60)
+            assert line is not None, "".join(seen)  # the server exited
+            seen.append(line)
+            if line.startswith(start):
+                return
+
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_for("Application startup complete")
+        with ThreadPoolExecutor(3) as pool:
+            asked = [pool.submit(chat, url, max_tokens=2, seed=0)]
+            wait_for("generating")
+            asked += [pool.submit(chat, url, max_tokens=2, seed=i) for i in (1, 2)]
+            while httpx.get(f"{url.removesuffix('/v1')}/stats").json()["in_flight"] < 3:
+                time.sleep(0.02)
+            process.send_signal(signal.SIGINT)
+            wait_for("Shutting down")  # uvicorn took the first Ctrl-C
+            if ctrl_c == 2:
+                process.send_signal(signal.SIGINT)
+                for f in asked:
+                    f.result(timeout=30)  # answered while the generation under way still waits for stdin
+            process.stdin.write("\n" * 3)
+            process.stdin.flush()
+            answers = [f.result(timeout=30) for f in asked]
+        assert process.wait(timeout=30) == 0
+        reader.join(30)
+    finally:
+        process.kill()
+    seen += list(iter(lines.get_nowait, None))
+    assert "".join(seen).count("generating") == (3 if ctrl_c == 1 else 1)  # Ctrl-C twice: the queued never are
+    if ctrl_c == 1:
+        assert [a.status_code for a in answers] == [200] * 3
+    else:
+        assert [(a.status_code, a.headers["content-type"]) for a in answers] == [(503, "application/json")] * 3
+        assert {a.json()["error"]["type"] for a in answers} == {"server_error"}
 
 
 class GatedTeacher:
