@@ -13,13 +13,15 @@ import contextlib
 import functools
 import math
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from data_tools.chat_io import prompt_row
 from training.schema import KosovConfig
-from training.data_rows import TrainData, fits, free_of, load_rows, rows_summary, special_tokens, split_eval
+from training.data_rows import (TrainData, fits, free_of, load_rows, none_left, rows_summary, special_tokens,
+                                split_eval)
 from training.errors import KosovError
-from training.models import installed, sharded_by
+from training.models import installed, sharded_by, stop_ids
 from training.rewards import build_rewards, required_columns
 
 RESERVED = ("prompt", "completion", "completion_ids", "meta")  # TRL's own keys and provenance stay out
@@ -70,15 +72,16 @@ def _prompt_dataset(rows: list, tokenizer: Any, cfg: KosovConfig, skipped: Count
     return datasets.Dataset.from_dict(_columns(kept)) if kept else None
 
 
-def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int) -> TrainData:
+def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: Path | None = None) -> TrainData:
+    """Prompt rows, held in memory by every process (folder unused: prompts are short, and only their length is
+    rendered)."""
     check = functools.partial(prompt_row, required=tuple(sorted(required_columns(cfg.rewards))))
     train_report, eval_report = load_rows(cfg, check)
     train_rows, eval_rows = split_eval(train_report, eval_report, cfg.data.eval_ratio, cfg.seed)
     skipped: Counter = Counter()
     train = _prompt_dataset(train_rows, tokenizer, cfg, skipped)
-    if train is None:
-        raise KosovError("every prompt was skipped as longer than method.grpo.max_prompt_length",
-                         fix="raise method.grpo.max_prompt_length")
+    if train is None:  # too long, a control token, a malformed row (on_bad_row=skip)
+        raise none_left(skipped + train_report.skipped, "prompt", "method.grpo.max_prompt_length")
     evals = _prompt_dataset(eval_rows, tokenizer, cfg, skipped)
     summary = rows_summary(cfg, train_report, eval_report, train_rows, eval_rows, skipped)
     summary["train_prompts"] = len(train)
@@ -116,6 +119,22 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
                 f"{grpo.num_generations // math.gcd(grpo.num_generations, processes)}, or evaluate without "
                 "generating during training: data.eval_ratio=0 and no data.eval_files",
         )
+    epsilon_high = grpo.epsilon if grpo.epsilon_high is None else grpo.epsilon_high
+    if grpo.loss_type == "cispo" and epsilon_high < 1:
+        # TRL's CISPO clamps the importance weight itself at epsilon_high (ScaleRL's eps_max), not at 1 + epsilon_high
+        raise KosovError(
+            f"method.grpo.loss_type=cispo with method.grpo.epsilon_high={grpo.epsilon_high}: CISPO caps each token's "
+            f"importance weight at epsilon_high, so below 1 it shrinks even on-policy tokens (weight 1) to "
+            f"{epsilon_high}; 0.28 is DAPO's clip-higher, the default of the other losses",
+            fix="set method.grpo.epsilon_high=5.0 with loss_type=cispo (ScaleRL's eps_max, TRL's recommendation)")
+    if cfg.model.trust_remote_code and grpo.beta and builds_reference(cfg) and pinned_hub_revision(cfg.model):
+        raise KosovError(
+            f"method.grpo.beta={grpo.beta} with a full fine-tune of the remote-code model {cfg.model.name_or_path}: "
+            "TRL 1.16 loads the reference model itself and reads its config, remote code included, from the repo's "
+            "latest commit, not model.revision",
+            fix=f"point model.name_or_path at a local copy of that commit (hf download {cfg.model.name_or_path} "
+                f"--revision {cfg.model.revision} --local-dir DIR), train an adapter (peft=lora: the reference is the "
+                "base with the adapter off), or set method.grpo.beta=0")
     share = grpo.continuous_batching_memory
     if share is not None and not 0 < share <= 1:
         raise KosovError(f"method.grpo.continuous_batching_memory={share} is not a share of the free GPU memory",
@@ -174,19 +193,44 @@ def cuda_graphs(setting: bool | None, device: str, *, quantized: bool) -> bool |
     return not quantized
 
 
+def builds_reference(cfg: KosovConfig) -> bool:
+    """Whether TRL loads a reference model of its own (beta > 0): only for a full fine-tune; with an adapter, the
+    reference is the model with the adapter off."""
+    return cfg.peft.method == "none" and not cfg.method.init_adapter and not cfg.method.grpo.sft_stage
+
+
+def pinned_hub_revision(mcfg: Any) -> bool:
+    """Whether the model loads from the hub at a revision other than main (a local folder is its own pin)."""
+    if mcfg.revision in (None, "main") or mcfg.name_or_path == "tiny-ko":
+        return False
+    return not Path(mcfg.name_or_path).expanduser().is_dir()
+
+
 def generation_backend(cfg: KosovConfig, device: str) -> str:
     """How GRPO generates: vLLM (GPU), transformers continuous batching, or plain transformers generate."""
     choice, quantized, grpo = cfg.method.grpo.generation, cfg.peft.quantization is not None, cfg.method.grpo
     sharded = sharded_by()
+    remote, pinned = cfg.model.trust_remote_code, pinned_hub_revision(cfg.model)
     if choice == "auto":
         if device != "cuda":
             return "transformers"
         if grpo.vllm_mode == "server":  # the user's `trl vllm-serve`: vLLM (installed here too, TRL's client needs it)
             choice = "vllm"
-        elif installed("vllm") and not quantized:
+        elif remote:  # KORMo: neither vLLM nor continuous batching knows a remote-code architecture
+            return "transformers"
+        elif installed("vllm") and not quantized and not pinned:  # vLLM would load another revision (see below)
             return "vllm"
         else:  # under FSDP, plain generate keeps the GPUs in step (synced_gpus): continuous batching does not
             return "transformers" if sharded == "FSDP" else "continuous_batching"
+    asked = ("method.grpo.vllm_mode=server (generation=auto then generates with vLLM)"
+             if choice != grpo.generation else f"method.grpo.generation={choice}")
+    if remote and choice in ("vllm", "continuous_batching"):
+        raise KosovError(
+            f"{asked} with model.trust_remote_code=true: neither vLLM nor transformers continuous batching runs a "
+            "remote-code architecture (KORMo's); it would fail at the first generation round, after loading",
+            fix="set method.grpo.generation=transformers (auto picks it for remote-code models with vllm_mode="
+                "colocate), or make KORMo a plain Llama with `kosov convert kormo SRC DST` and train that with "
+                "model.trust_remote_code=false")
     if choice == "continuous_batching" and sharded == "FSDP":
         raise KosovError(
             "method.grpo.generation=continuous_batching under FSDP: each GPU decodes its own prompts for as many steps "
@@ -199,17 +243,26 @@ def generation_backend(cfg: KosovConfig, device: str) -> str:
             raise KosovError("method.grpo.generation=vllm needs a CUDA GPU",
                              fix="use method.grpo.generation=auto or transformers on CPU")
         if not installed("vllm"):
-            asked = ("method.grpo.generation=vllm" if grpo.generation == "vllm" else
+            needs = (asked if grpo.generation == "vllm" else
                      "method.grpo.vllm_mode=server (TRL's client to `trl vllm-serve` needs vLLM here too)")
-            raise KosovError(f"{asked}, but vLLM is not installed",
+            raise KosovError(f"{needs}, but vLLM is not installed",
                              fix="pip install 'kosov[vllm]', or generate in this process: method.grpo.vllm_mode="
                                  "colocate with method.grpo.generation=auto or continuous_batching")
+        in_process = "transformers" if sharded == "FSDP" else "continuous_batching"  # what auto picks for QLoRA
         if quantized:
             raise KosovError(
-                "method.grpo.generation=vllm with a 4-bit QLoRA base (peft=qlora): TRL 1.16 pushes the packed 4-bit "
-                "weights to vLLM without their quantization state and vLLM fails on their shapes "
-                "(huggingface/trl#4973, fix not released)",
-                fix="use method.grpo.generation=auto (continuous batching with QLoRA), or peft=lora with vLLM")
+                f"{asked} with a 4-bit QLoRA base (peft=qlora): TRL 1.16 pushes the packed 4-bit weights to vLLM "
+                "without their quantization state and vLLM fails on their shapes (huggingface/trl#4973, fix not "
+                "released)",
+                fix=f"generate in the training process: method.grpo.generation={in_process} (or generation=auto with "
+                    "method.grpo.vllm_mode=colocate, which picks it for QLoRA); or peft=lora to generate with vLLM")
+        if pinned and grpo.vllm_mode == "colocate":
+            raise KosovError(
+                f"{asked} with {cfg.model.name_or_path} at model.revision={cfg.model.revision}: TRL 1.16 starts vLLM "
+                "from the hub id alone (no revision), so vLLM would load the repo's latest commit, not the pinned one",
+                fix=f"point model.name_or_path at a local copy of that revision (hf download {cfg.model.name_or_path} "
+                    f"--revision {cfg.model.revision} --local-dir DIR, or a `kosov mirror` folder's snapshot of it) "
+                    f"and set model.revision=null, or use method.grpo.generation={in_process}")
     return choice
 
 
@@ -241,6 +294,41 @@ def keep_trainable_fp32(model: Any) -> None:
             p.data = p.data.float()
 
 
+def generation_stops(cfg: KosovConfig, model: Any, tokenizer: Any, backend: str) -> dict[str, Any] | None:
+    """Make completions end where training taught turns to end (models.stop_ids), with the model's own ends kept.
+    TRL stops generate and continuous batching, and counts a completion as finished rather than cut off (masked by
+    mask_truncated_completions), only at model.generation_config.eos_token_id and the tokenizer's eos: on a base
+    checkpoint (Qwen3-8B-Base ends text with <|endoftext|>, the recipes end turns with <|im_end|>) it generated past
+    the turn to max_completion_length. vLLM reads its ends from the checkpoint's files instead: it gets them as
+    stop_token_ids, which TRL puts into vLLM's sampling parameters (colocate and server alike). Returns GRPOConfig's
+    generation_kwargs."""
+    own = model.generation_config.eos_token_id
+    own = [own] if isinstance(own, int) else list(own or [])
+    ids = list(dict.fromkeys([*stop_ids(cfg.model, tokenizer), *own]))
+    model.generation_config.eos_token_id = ids
+    return {"stop_token_ids": ids} if backend == "vllm" else None
+
+
+def reference_init_kwargs(cfg: KosovConfig, model: Any, peft_config: Any) -> dict[str, Any] | None:
+    """How TRL loads its reference model (beta > 0, no adapter to switch off): from the policy's name_or_path, at the
+    recipe's revision and with its remote-code setting (TRL adds the policy's dtype and attention). None where TRL
+    builds none: it would warn that it ignores them."""
+    from peft import PeftModel
+
+    if not cfg.method.grpo.beta or peft_config is not None or isinstance(model, PeftModel):
+        return None
+    kwargs = {"revision": cfg.model.revision, "trust_remote_code": cfg.model.trust_remote_code}
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def opens_thinking(cfg: KosovConfig, tokenizer: Any) -> bool:
+    """Whether the chat template opens the think block in the generation prompt (Qwen3-Thinking-2507), so that
+    completions start mid-thought without a <think> of their own (the rewards put it back)."""
+    from training.evaluation.harness import template_opens_thinking
+
+    return template_opens_thinking(tokenizer, "on" if thinking_kwargs(cfg)["enable_thinking"] else "off")
+
+
 @functools.cache
 def trainer_class():
     from trl import GRPOTrainer
@@ -265,7 +353,9 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
     grpo = cfg.method.grpo
     device = "cpu" if common["use_cpu"] else "cuda"
     backend = generation_backend(cfg, device)
-    reward_funcs, weights = build_rewards(cfg.rewards, grpo.max_completion_length)
+    generation_kwargs = generation_stops(cfg, model, tokenizer, backend)  # before TRL reads the model's ends
+    reward_funcs, weights = build_rewards(cfg.rewards, grpo.max_completion_length,
+                                          opens_thinking=opens_thinking(cfg, tokenizer))
     has_eval = data.eval is not None
     args = GRPOConfig(
         **common,
@@ -282,6 +372,9 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         mask_truncated_completions=grpo.mask_truncated_completions,
         reward_weights=weights,
         chat_template_kwargs=thinking_kwargs(cfg),
+        generation_kwargs=generation_kwargs,
+        trust_remote_code=cfg.model.trust_remote_code,
+        model_init_kwargs=reference_init_kwargs(cfg, model, peft_config),
         use_vllm=backend == "vllm",
         use_transformers_continuous_batching=backend == "continuous_batching",
         transformers_continuous_batching_config=continuous_batching_config(cfg, device),

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable
 
 from data_tools.math_grader import is_correct
-from data_tools.text import prose, repeated_ngram_share, script_counts, split_thinking
+from data_tools.text import THINK_OPEN, prose, repeated_ngram_share, script_counts, split_thinking
 from training.errors import KosovError
 
 
@@ -27,10 +27,20 @@ def completion_text(completion: Any) -> str:
     return str(completion)
 
 
-def math_accuracy(completions: list, answer: list[str], **_: Any) -> list[float | None]:
-    """1.0 when the final answer equals `answer` (the same grader as evaluation), else 0.0."""
-    return [None if gold is None else float(is_correct(completion_text(c), str(gold)))
-            for c, gold in zip(completions, answer, strict=True)]
+def question_text(prompt: Any) -> str | None:
+    """The question a prompt asks: the text of its last user message (conversational prompts), or the prompt."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m for m in prompt or [] if isinstance(m, dict) and m.get("role") == "user"]
+    return completion_text(users[-1:]) or None
+
+
+def math_accuracy(completions: list, answer: list[str], prompts: list | None = None, **_: Any) -> list[float | None]:
+    """1.0 when the final answer equals `answer` (the same grader as evaluation), else 0.0. The question (TRL passes
+    the prompts) tells the grader what form it asks for: "2/8" does not answer a question asking for 기약분수."""
+    questions = [question_text(p) for p in prompts] if prompts is not None else [None] * len(completions)
+    return [None if gold is None else float(is_correct(completion_text(c), str(gold), question=q))
+            for c, gold, q in zip(completions, answer, questions, strict=True)]
 
 
 # also in Markdown: "**정답: 7**", "**정답**: 7", "- 정답: 7", "1. 정답: 7", "> **최종 정답**: 7"
@@ -249,24 +259,37 @@ def reward_params(name: str, node: dict[str, Any], max_completion_length: int | 
     return params, float(weight)
 
 
-def build_rewards(nodes: dict[str, dict[str, Any]], max_completion_length: int
+def build_rewards(nodes: dict[str, dict[str, Any]], max_completion_length: int, opens_thinking: bool = False
                   ) -> tuple[list[Callable[..., list]], list[float]]:
-    """The reward callables (named after their recipe node, so TRL logs rewards/<name>) and their weights."""
+    """The reward callables (named after their recipe node, so TRL logs rewards/<name>) and their weights.
+    `opens_thinking`: the chat template opens the think block in the prompt (see thought_completions)."""
     funcs, weights = [], []
     for name, node in nodes.items():
         params, weight = reward_params(name, node, max_completion_length)
         kwargs = asdict(params)
         if name == "length_penalty" and kwargs["max_tokens"] is None:
             kwargs["max_tokens"] = max_completion_length
-        funcs.append(_bound(REWARDS[name].fn, name, kwargs))
+        funcs.append(_bound(REWARDS[name].fn, name, kwargs, opens_thinking))
         weights.append(weight)
     return funcs, weights
 
 
-def _bound(fn: Callable[..., list], name: str, params: dict[str, Any]) -> Callable[..., list]:
+def thought_completions(completions: list) -> list[str]:
+    """The completions with the <think> that the chat template wrote into the prompt put back in front
+    (Qwen3-Thinking-2507 ends its generation prompt with "<think>\n"): one cut off mid-thought is then all thinking
+    with no answer, not its last number scored as one (data_tools.text.split_thinking)."""
+    return [THINK_OPEN + completion_text(c) for c in completions]
+
+
+def _bound(fn: Callable[..., list], name: str, params: dict[str, Any], opens_thinking: bool = False
+           ) -> Callable[..., list]:
     """`fn` with the recipe's parameters. TRL passes every dataset column as a keyword, and with functools.partial a
     column named like a parameter (unit, n, max_tokens) replaced the recipe's value, or broke the reward."""
     def reward(*args: Any, **columns: Any) -> list:
+        if opens_thinking and args:
+            args = (thought_completions(args[0]), *args[1:])
+        elif opens_thinking and "completions" in columns:  # as TRL calls it
+            columns["completions"] = thought_completions(columns["completions"])
         return fn(*args, **{**columns, **params})
 
     reward.__name__ = reward.__qualname__ = name  # TRL logs rewards/<name>

@@ -105,12 +105,14 @@ class GRPOOptions:
     loss_type: str = "dapo"
     scale_rewards: str = "group"
     epsilon: float = 0.2
-    epsilon_high: Optional[float] = 0.28  # DAPO clip-higher
+    epsilon_high: Optional[float] = 0.28  # DAPO clip-higher; loss_type=cispo caps IS weights at it: use 5.0 there
     num_iterations: int = 1
     mask_truncated_completions: bool = True
     # auto: vLLM in the training process when installed on a GPU, else transformers continuous batching on a
-    # GPU (also with QLoRA: TRL 1.16 cannot sync 4-bit weights to vLLM), else plain transformers generate (CPU).
-    # vllm is GPU-only and fails clearly on CPU; continuous_batching also runs on CPU when asked for.
+    # GPU (also with QLoRA: TRL 1.16 cannot sync 4-bit weights to vLLM; and for a hub model pinned to a revision,
+    # which TRL does not pass to vLLM), else plain transformers generate (CPU, and remote-code models like KORMo,
+    # which neither vLLM nor continuous batching runs). vllm is GPU-only and fails clearly on CPU;
+    # continuous_batching also runs on CPU when asked for.
     generation: str = "auto"
     # Completions generated per generation round: null = one optimizer step's (on-policy). A multiple of that
     # generates for several steps at once (fuller batches for the engine; later steps slightly off-policy).

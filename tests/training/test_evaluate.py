@@ -113,6 +113,19 @@ def test_the_generative_metrics_score_known_answers():
     assert accuracy["value"] == pytest.approx(2 / 3) and accuracy["n"] == 3
 
 
+def test_kosovs_math_eval_gives_the_grader_the_question_for_the_form_it_asks():
+    """"2/8" equals 1/4 but does not answer a question asking for 기약분수 (lowest terms)."""
+    from data_tools.chat_io import ChatRow
+    from training.evaluation.generative import math_accuracy
+
+    def row(question: str) -> ChatRow:
+        return ChatRow([{"role": "user", "content": question}], None, "math.jsonl:1", {"answer": "1/4"})
+
+    lowest = row("피자 8조각 중 2조각을 먹었습니다. 먹은 양을 기약분수로 나타내세요.")
+    plain = row("피자 8조각 중 2조각을 먹었습니다. 먹은 양은 전체의 얼마인가요?")
+    assert math_accuracy(["정답: 2/8", "정답: 1/4", "정답: 2/8"], [lowest, lowest, plain])["items"] == [0, 1, 1]
+
+
 def test_the_cache_key_changes_with_every_shard_the_tokenizer_and_how_the_model_loads(tmp_path):
     from training.evaluation.harness import load_settings, model_identity, settings_of
     from training.schema import ModelConfig, QuantizationConfig

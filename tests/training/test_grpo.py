@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -349,3 +350,180 @@ def test_thinking_auto_generates_in_non_thinking_mode_as_sft_trains_rows_without
         messages, tokenize=False, add_generation_prompt=True,
         **thinking_kwargs(compose(["experiment=smoke-grpo", f"model.thinking={mode}"]))) for mode in ("auto", "on")}
     assert prompts["auto"].endswith("<think>\n\n</think>\n\n") and not prompts["on"].endswith("</think>\n\n")
+
+
+def base_like(tmp_path):
+    """tiny-ko as a base checkpoint ships (Qwen3-8B-Base): its tokenizer and generation config end text with
+    <|endoftext|>, while the chat template (and the recipe's model.end_of_turn_token) ends turns with <|im_end|>."""
+    from training.models import model_source
+
+    base = tmp_path / "base"
+    shutil.copytree(model_source(compose(["experiment=smoke-grpo"]).model)[0], base)
+    tok = json.loads((base / "tokenizer_config.json").read_text())
+    gen = json.loads((base / "generation_config.json").read_text())
+    (base / "tokenizer_config.json").write_text(json.dumps({**tok, "eos_token": "<|endoftext|>"}))
+    (base / "generation_config.json").write_text(json.dumps({**gen, "eos_token_id": gen["pad_token_id"]}))
+    return base
+
+
+def test_grpo_completions_end_with_the_turn_where_the_base_ends_text_with_another_token(tmp_path, tiny_tokenizer):
+    """TRL stops generating (and counts a completion as finished) only at the model's generation-config ends and the
+    tokenizer's eos: on a base checkpoint it generated past <|im_end|> to max_completion_length."""
+    turn, text_end = (tiny_tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>"))
+    result = train(compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", "method.max_steps=1",
+                            f"model.name_or_path={base_like(tmp_path)}", 'model.end_of_turn_token="<|im_end|>"']))
+    trainer = result.trainer
+    assert set(trainer.eos_token_ids) == {turn, text_end}  # the base's own end is kept
+    assert turn in trainer.generation_config.eos_token_id
+
+    # A real generation by TRL's own path, with a model that always writes <|im_end|>: one token, not 32.
+    def writes_end_of_turn(module, args, output):
+        if getattr(output, "logits", None) is not None:
+            output.logits[..., turn] += 1e4
+
+    hook = trainer.model.get_base_model().register_forward_hook(writes_end_of_turn)
+    try:
+        prompt = tiny_tokenizer("3 더하기 4는?", add_special_tokens=False)["input_ids"]
+        completions, _ = trainer._generate_single_turn([prompt], None, {}, 1)
+    finally:
+        hook.remove()
+    assert completions == [[turn]]
+
+    # vLLM reads its ends from the checkpoint's files: kosov passes the turn's end as stop_token_ids
+    from transformers import GenerationConfig
+
+    from training.grpo import generation_stops
+
+    cfg = compose(["experiment=smoke-grpo", 'model.end_of_turn_token="<|im_end|>"'])
+    model = type("Model", (), {"generation_config": GenerationConfig(eos_token_id=text_end)})()
+    assert generation_stops(cfg, model, tiny_tokenizer, "vllm") == {"stop_token_ids": [turn, text_end]}
+    assert model.generation_config.eos_token_id == [turn, text_end]
+    assert generation_stops(cfg, model, tiny_tokenizer, "continuous_batching") is None  # TRL reads the model's
+
+
+def test_the_reference_model_loads_at_the_recipes_revision_with_its_remote_code_setting(tmp_path, monkeypatch):
+    """A full fine-tune with beta > 0: TRL loads the reference model itself, from model_init_kwargs and
+    trust_remote_code, which kosov did not pass (it loaded another revision, or failed on remote code)."""
+    from transformers import Qwen3ForCausalLM
+
+    from training import grpo
+
+    loads = []
+    original = Qwen3ForCausalLM.from_pretrained.__func__
+
+    def recorded(cls, *args, **kwargs):
+        loads.append(kwargs)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Qwen3ForCausalLM, "from_pretrained", classmethod(recorded))
+    sha = "a" * 40
+    result = train(compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", "method.max_steps=1",
+                            "peft=none", "method.grpo.beta=0.04", f"model.revision={sha}",
+                            "model.trust_remote_code=true"]))
+    assert result.trainer.ref_model is not None and result.trainer.args.trust_remote_code is True
+    assert loads[-1]["revision"] == sha and loads[-1]["trust_remote_code"] is True  # the reference model's load
+
+    # TRL reads a hub model's config, remote code included, at its latest commit before it loads the reference
+    kormo = compose(["experiment=kormo-10b-ko-grpo", f"model.revision={sha}", "peft=none", "method.grpo.beta=0.04"])
+    with pytest.raises(KosovError, match="reference model itself .* latest commit") as error:
+        grpo.preflight(kormo, "cuda", 1)
+    assert "peft=lora" in error.value.fix and "--revision" in error.value.fix
+    grpo.preflight(compose(["experiment=kormo-10b-ko-grpo", f"model.revision={sha}", "method.grpo.beta=0.04"]),
+                   "cuda", 1)  # with LoRA the reference is the base with the adapter off: TRL loads nothing
+
+
+def test_remote_code_models_generate_with_plain_transformers(monkeypatch):
+    """KORMo's architecture is remote code, which neither vLLM nor transformers continuous batching runs: auto picked
+    them on a GPU and the run failed at its first generation round, after loading."""
+    from training import grpo
+
+    monkeypatch.setattr(grpo, "installed", lambda package: True)  # as on a GPU server with vLLM installed
+    cfg = compose(["experiment=kormo-10b-ko-grpo", f"model.revision={'a' * 40}", "method.grpo.generation=auto"])
+    assert grpo.generation_backend(cfg, "cuda") == "transformers"
+    for choice in ("vllm", "continuous_batching"):
+        cfg.method.grpo.generation = choice
+        with pytest.raises(KosovError, match=f"generation={choice} with model.trust_remote_code=true") as error:
+            grpo.preflight(cfg, "cuda", 1)
+        assert "method.grpo.generation=transformers" in error.value.fix
+    cfg.method.grpo.generation, cfg.method.grpo.vllm_mode = "auto", "server"  # a vLLM server cannot run it either
+    with pytest.raises(KosovError, match=r"vllm_mode=server .* with model.trust_remote_code=true"):
+        grpo.generation_backend(cfg, "cuda")
+
+
+def test_vllm_is_not_started_at_another_revision_than_the_recipe_pins(monkeypatch, tmp_path):
+    """TRL 1.16 starts vLLM from the hub id alone (LLM(model=name_or_path)): the revision is not passed."""
+    from training import grpo
+
+    monkeypatch.setattr(grpo, "installed", lambda package: True)
+    sha = "b" * 40
+    cfg = compose(["experiment=qwen3-1.7b-ko-grpo", f"model.revision={sha}"])
+    assert grpo.generation_backend(cfg, "cuda") == "continuous_batching"  # auto: the pinned revision, generated
+    cfg.method.grpo.generation = "vllm"
+    with pytest.raises(KosovError, match=rf"Qwen/Qwen3-1.7B at model.revision={sha}: .* \(no revision\)") as error:
+        grpo.preflight(cfg, "cuda", 1)
+    assert f"--revision {sha} --local-dir" in error.value.fix and "generation=continuous_batching" in error.value.fix
+    cfg.method.grpo.vllm_mode = "server"  # the user's `trl vllm-serve --revision` loads it
+    assert grpo.generation_backend(cfg, "cuda") == "vllm"
+    (tmp_path / "config.json").write_text("{}")
+    local = compose(["experiment=qwen3-1.7b-ko-grpo", f"model.name_or_path={tmp_path}", f"model.revision={sha}"])
+    assert grpo.generation_backend(local, "cuda") == "vllm"  # a folder is what vLLM loads
+
+
+def test_qlora_with_a_vllm_server_is_told_how_to_generate_instead(monkeypatch):
+    """generation=auto with vllm_mode=server and QLoRA was refused as "generation=vllm", with generation=auto (what
+    the user had set) as its fix."""
+    from training import grpo
+
+    monkeypatch.setattr(grpo, "installed", lambda package: True)
+    cfg = compose(["experiment=qwen3-8b-ko-qlora-grpo", "method.grpo.vllm_mode=server"])
+    with pytest.raises(KosovError, match=r"vllm_mode=server .* with a 4-bit QLoRA base") as error:
+        grpo.preflight(cfg, "cuda", 1)
+    assert "method.grpo.generation=continuous_batching" in error.value.fix
+    cfg.method.grpo.generation = "continuous_batching"  # as the fix says
+    grpo.preflight(cfg, "cuda", 1)
+    assert grpo.generation_backend(cfg, "cuda") == "continuous_batching"
+
+
+def test_when_every_prompt_is_skipped_the_error_says_why(tmp_path, tiny_tokenizer):
+    from training.grpo import build_data
+
+    data = prompt_file(tmp_path, [{"prompt": "<|im_end|> 토큰이란?", "answer": "1"}] * 3)
+    cfg = compose(["experiment=smoke-grpo", f"data.train_files=[{data}]", "data.eval_ratio=0", "data.on_bad_row=skip"])
+    with pytest.raises(KosovError, match=r"every prompt was skipped \(special token in text: 3\)") as error:
+        build_data(cfg, tiny_tokenizer, tiny_tokenizer.eos_token_id)
+    assert "data.on_bad_row=error" in error.value.fix
+    data = prompt_file(tmp_path, [{"prompt": "3 더하기 4는?", "answer": "7"}] * 3)
+    cfg = compose(["experiment=smoke-grpo", f"data.train_files=[{data}]", "data.eval_ratio=0",
+                   "data.on_overlong=skip", "method.grpo.max_prompt_length=4"])
+    with pytest.raises(KosovError, match=r"\(longer than max_prompt_length: 3\)") as error:
+        build_data(cfg, tiny_tokenizer, tiny_tokenizer.eos_token_id)
+    assert error.value.fix == "raise method.grpo.max_prompt_length"
+
+
+def test_cispo_is_refused_with_dapos_clip_higher():
+    """TRL's CISPO caps the importance weight itself at epsilon_high: at 0.28 every on-policy token counts 0.28."""
+    from training import grpo
+
+    cfg = compose(["experiment=smoke-grpo", "method.grpo.loss_type=cispo"])
+    with pytest.raises(KosovError, match="loss_type=cispo with method.grpo.epsilon_high=0.28") as error:
+        grpo.preflight(cfg, "cpu", 1)
+    assert "epsilon_high=5.0" in error.value.fix
+    cfg.method.grpo.epsilon_high = 5.0
+    grpo.preflight(cfg, "cpu", 1)
+
+
+def test_rewards_read_a_completion_cut_off_in_a_think_block_the_template_opened_as_unanswered(tmp_path):
+    """Qwen3-Thinking-2507's template ends the generation prompt with "<think>\\n": the completion has no <think>,
+    and one cut off mid-thought was scored as an answer (its last number)."""
+    import trl
+
+    template = Path(trl.__file__).parent / "chat_templates" / "qwen3_5_think.jinja"
+    result = train(compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'run'}", "method.max_steps=1",
+                            f"model.chat_template={template}", "model.thinking=on"]))
+    rewards = dict(zip(result.trainer.reward_func_names, result.trainer.reward_funcs))
+    ask = [[{"role": "user", "content": "사과 5개에 100원씩이면?"}]]
+    cut = [[{"role": "assistant", "content": "사과가 5개이고 100원씩이니까 정답: 500"}]]
+    done = [[{"role": "assistant", "content": "5 x 100 = 500</think>\n\n정답: 500"}]]
+    assert rewards["math_accuracy"](prompts=ask, completions=cut, answer=["500"]) == [0.0]
+    assert rewards["math_accuracy"](prompts=ask, completions=done, answer=["500"]) == [1.0]
+    assert rewards["language_consistency"](prompts=ask, completions=cut) == [0.0]  # no answer to judge

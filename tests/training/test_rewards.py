@@ -210,3 +210,32 @@ def test_the_judge_reward_asks_a_real_teacher_endpoint(kosov_cache):
 def test_the_judge_reward_needs_an_endpoint():
     with pytest.raises(KosovError, match="rewards.judge.base_url"):
         compose(["experiment=smoke-grpo", "rewards=[math_accuracy,judge]"])
+
+
+def test_math_accuracy_reads_the_question_for_the_form_it_asks():
+    """"2/8" equals 1/4 but does not answer a question asking for 기약분수: the grader needs the question, which TRL
+    passes to the rewards as `prompts` (the last user turn is the question)."""
+    from training.rewards import math_accuracy
+
+    ask = [{"role": "system", "content": "수학 문제를 풉니다."},
+           {"role": "user", "content": "피자 8조각 중 2조각을 먹었습니다. 먹은 양을 기약분수로 나타내세요."}]
+    plain = [{"role": "user", "content": "피자 8조각 중 2조각을 먹었습니다. 먹은 양은 전체의 얼마인가요?"}]
+    completions = [[{"role": "assistant", "content": f"정답: {a}"}] for a in ("2/8", "1/4", "2/8")]
+    assert math_accuracy(completions, answer=["1/4"] * 3, prompts=[ask, ask, plain]) == [0.0, 1.0, 1.0]
+    funcs, _ = build_rewards({"math_accuracy": {"weight": 1.0}}, 64)
+    assert funcs[0](prompts=[ask], completions=completions[:1], answer=["1/4"]) == [0.0]  # as TRL calls it
+
+
+def test_a_template_that_opens_the_think_block_leaves_a_cut_off_completion_unanswered():
+    """Qwen3-Thinking-2507's template writes "<think>\\n" into the prompt: the completion starts mid-thought."""
+    cfg = compose(["experiment=smoke-grpo"])
+    thought = [[{"role": "assistant", "content": "사과 3개가 1,500원이니까 정답: 500원 인지 확인해 보자"}]]
+    finished = [[{"role": "assistant", "content": "1500 / 3 = 500</think>\n\n" + GOOD}]]
+    for opens, cut_off_scores in ((False, [1.0, 1.0]), (True, [0.0, 0.0])):
+        funcs, _ = build_rewards(cfg.rewards, cfg.method.grpo.max_completion_length, opens_thinking=opens)
+        rewards = dict(zip(cfg.rewards, funcs))
+        cut_off = [rewards[name](completions=thought, answer=["500"])[0]
+                   for name in ("math_accuracy", "language_consistency")]
+        assert cut_off == pytest.approx(cut_off_scores)
+        assert rewards["math_accuracy"](completions=finished, answer=["500"]) == [1.0]
+    assert rewards["answer_format"](finished) == [1.0]  # positional, as the tests call them
