@@ -62,6 +62,17 @@ def free_of(row: ChatRow, special: frozenset[str], on_bad_row: str, skipped: Cou
                          "or set data.on_bad_row=skip to drop such rows")
 
 
+def none_left(reasons: Counter, row: str, key: str) -> KosovError:
+    """The error when no `row` (training row, prompt) is left to train on: the skip reasons counted, and a fix that
+    raises the length limit `key` only when length is all that skipped them."""
+    if not reasons:
+        return KosovError(f"no {row}s to train on", fix="check data.train_files (or data.hub_id)")
+    counts = ", ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
+    return KosovError(f"every {row} was skipped ({counts})",
+                      fix=f"raise {key}" if set(reasons) == {f"longer than {key.rsplit('.', 1)[-1]}"} else
+                      f"fix the rows (data.on_bad_row=error names each one) or raise {key}")
+
+
 def bad_row_error(e: BadRowError) -> KosovError:
     return KosovError(f"{e.reason}: {e.detail}", where=e.where, fix=e.fix)
 
@@ -102,7 +113,7 @@ def load_rows(cfg: KosovConfig, check: RowCheck = chat_row) -> tuple[ChatFileRep
     return train, evals
 
 
-def _content(row: ChatRow) -> str:
+def row_content(row: ChatRow) -> str:
     """What makes two rows the same example: the conversation and, for prompt rows, the other columns (answer)."""
     return json.dumps([row.messages, row.columns], sort_keys=True, ensure_ascii=False, default=str)
 
@@ -112,8 +123,8 @@ def split_eval(train: ChatFileReport, evals: ChatFileReport | None, ratio: float
     """The recipe's eval rows, or whole conversations held out of train (never turns of one on both sides). Copies
     of one row stay on one side: a held-out copy of a row that trains measures memory, not generalisation."""
     if evals is not None:
-        trained = {_content(r) for r in train.rows}
-        shared = sum(_content(r) in trained for r in evals.rows)
+        trained = {row_content(r) for r in train.rows}
+        shared = sum(row_content(r) in trained for r in evals.rows)
         if shared:
             log.warning("%d of the %d eval rows (data.eval_files) are also in the training data: their eval loss "
                         "measures memory, not generalisation", shared, len(evals.rows))
@@ -123,7 +134,7 @@ def split_eval(train: ChatFileReport, evals: ChatFileReport | None, ratio: float
         return rows, []
     copies: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
-        copies.setdefault(_content(row), []).append(i)
+        copies.setdefault(row_content(row), []).append(i)
     groups = list(copies.values())
     if len(groups) < 2:
         log.warning("all %d training rows are the same conversation: nothing is held out for eval", len(rows))
@@ -156,7 +167,7 @@ def rows_summary(cfg: KosovConfig, train: ChatFileReport, evals: ChatFileReport 
         "license_sources": _license_sources(train_rows),
         "thinking_rows": sum(_thinks(row) for row in train_rows),  # what model.thinking=auto trained thinking on
         # which rows were held out: a resumed run must hold out the same ones (run_dir.check_same_data)
-        "eval_sha256": hashlib.sha256("\n".join(map(_content, eval_rows)).encode("utf-8")).hexdigest(),
+        "eval_sha256": hashlib.sha256("\n".join(map(row_content, eval_rows)).encode("utf-8")).hexdigest(),
     }
 
 

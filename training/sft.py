@@ -8,6 +8,7 @@ writes at inference; TRL gets token ids with a completion mask and does labels, 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from training.schema import KosovConfig
@@ -19,8 +20,9 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
     """Nothing SFT-specific to check before the model loads (GPU-only options are checked in models.py)."""
 
 
-def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int) -> TrainData:
-    return build_sft_data(cfg, tokenizer, end_token_id)
+def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: Path | None = None) -> TrainData:
+    """folder: where the main process renders the rows for every process (training/rendered_store.py)."""
+    return build_sft_data(cfg, tokenizer, end_token_id, folder)
 
 
 def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData, peft_config: Any,

@@ -1,30 +1,41 @@
 """SFT data: chat rows from the recipe's files or hub dataset (training/data_rows.py), rendered into token
-ids with the model's chat template (see chat_render). Every user error names the file and line."""
+ids with the model's chat template (see chat_render). Every user error names the file and line.
+
+Under `kosov train` the main process renders them once into the run folder and every process reads them from
+there (training/rendered_store.py); a resumed run reuses them."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from data_tools.chat_io import ChatRow
 from training.chat_render import TemplateMismatch, render_conversation
 from training.schema import KosovConfig
-from training.data_rows import TrainData, fits, free_of, load_rows, rows_summary, special_tokens, split_eval
+from training.data_rows import (TrainData, fits, free_of, load_rows, none_left, row_content, rows_summary,
+                                special_tokens, split_eval)
 from training.errors import KosovError
+from training.rendered_store import SequenceSink, from_main, read, render_key, reusable, write
 
-def render_rows(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token_id: int, desc: str
-                ) -> tuple[dict[str, list], Counter, list[ChatRow]]:
-    """Token ids and completion masks for the rows; overlong rows fail or are skipped by data.on_overlong.
-    Returns the columns, the skipped rows by reason, and the rows kept (what the data summary counts)."""
+log = logging.getLogger(__name__)
+
+Fill = Callable[[SequenceSink, SequenceSink], dict[str, Any]]
+COUNTS = ("train_sequences", "eval_sequences", "train_tokens", "train_trained_tokens")
+
+
+def render_rows(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token_id: int, desc: str,
+                sink: SequenceSink, skipped: Counter) -> list[int]:
+    """Render the rows' token ids and completion masks into `sink`; overlong rows fail or are skipped by
+    data.on_overlong (counted in `skipped`). Returns the indices of the rows kept (what the data summary counts)."""
     sft, max_length = cfg.method.sft, cfg.method.sft.max_length
-    columns: dict[str, list] = {"input_ids": [], "completion_mask": []}
-    skipped: Counter = Counter()
-    kept: list[ChatRow] = []
+    kept: list[int] = []
     special = special_tokens(tokenizer)
-    for row in tqdm(rows, desc=desc, unit="row", disable=len(rows) < 500):
+    for index, row in enumerate(tqdm(rows, desc=desc, unit="row", disable=len(rows) < 500)):
         if not free_of(row, special, cfg.data.on_bad_row, skipped):
             continue
         try:
@@ -39,36 +50,59 @@ def render_rows(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token
         longest = max(len(s.input_ids) for s in samples)
         if not fits(row, longest, max_length, "method.sft.max_length", cfg.data.on_overlong, skipped):
             continue
-        kept.append(row)
-        for s in samples:  # as numpy arrays: a Python list costs ~50 bytes a token (ids and mask), these 9
-            columns["input_ids"].append(np.asarray(s.input_ids, dtype=np.int64))
-            columns["completion_mask"].append(np.asarray(s.completion_mask, dtype=np.int8))
-    return columns, skipped, kept
+        kept.append(index)
+        for s in samples:
+            sink.add(s.input_ids, s.completion_mask)
+    return kept
 
 
-def build_sft_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int) -> TrainData:
-    import datasets
+def build_sft_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: Path | None = None) -> TrainData:
+    """The rendered train and eval sets and the data summary. `folder` (the run's rendered/ folder): rendered there
+    by the main process, or reused from an earlier start, and read by every process; None: rendered in memory, by
+    this process."""
+    if folder is None:
+        sinks = SequenceSink(), SequenceSink()
+        summary = _summary(cfg, tokenizer, end_token_id, lambda key, fill: fill(*sinks))
+        return TrainData(train=sinks[0].close(), eval=sinks[1].close(), summary=summary)
+    summary = from_main(folder, lambda: _summary(cfg, tokenizer, end_token_id,
+                                                 lambda key, fill: _reused(folder, key) or write(folder, key, fill)))
+    train, evals = read(folder)
+    return TrainData(train=train, eval=evals, summary=summary)
 
+
+def _reused(folder: Path, key: str) -> dict[str, Any] | None:
+    record = reusable(folder, key)
+    if record is not None:
+        log.info("data: the same rows, tokenizer and settings were rendered by an earlier start: reusing %s", folder)
+    return record
+
+
+def _summary(cfg: KosovConfig, tokenizer: Any, end_token_id: int, rendered: Callable[[str, Fill], dict[str, Any]]
+             ) -> dict[str, Any]:
+    """Read and split the rows, have them rendered (rendered(key, fill) returns fill's record, or an earlier one's
+    under the same key), and summarise what trains."""
     train_report, eval_report = load_rows(cfg)
     train_rows, eval_rows = split_eval(train_report, eval_report, cfg.data.eval_ratio, cfg.seed)
-    train_cols, skipped, train_kept = render_rows(train_rows, tokenizer, cfg, end_token_id, "Rendering train rows")
-    eval_cols, eval_skipped, eval_kept = render_rows(eval_rows, tokenizer, cfg, end_token_id, "Rendering eval rows")
-    if not train_cols["input_ids"]:
-        reasons = skipped + train_report.skipped
-        if not reasons:
-            raise KosovError("no training rows to train on", fix="check data.train_files (or data.hub_id)")
-        counts = ", ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
-        raise KosovError(f"every training row was skipped ({counts})",
-                         fix="raise method.sft.max_length" if set(reasons) == {"longer than max_length"} else
-                         "fix the rows (data.on_bad_row=error names each one) or raise method.sft.max_length")
+    settings = {"end_token_id": end_token_id, "thinking": cfg.model.thinking, "turns": cfg.method.sft.turns,
+                "max_length": cfg.method.sft.max_length, "on_bad_row": cfg.data.on_bad_row,
+                "on_overlong": cfg.data.on_overlong}
+    key = render_key(settings, tokenizer, (map(row_content, train_rows), map(row_content, eval_rows)))
+
+    def fill(train_sink: SequenceSink, eval_sink: SequenceSink) -> dict[str, Any]:
+        skipped, eval_skipped = Counter(), Counter()
+        train_kept = render_rows(train_rows, tokenizer, cfg, end_token_id, "Rendering train rows", train_sink,
+                                 skipped)
+        if not train_kept:
+            raise none_left(skipped + train_report.skipped, "training row", "method.sft.max_length")
+        eval_kept = render_rows(eval_rows, tokenizer, cfg, end_token_id, "Rendering eval rows", eval_sink,
+                                eval_skipped)
+        return {"train_kept": train_kept, "eval_kept": eval_kept, "skipped": dict(skipped + eval_skipped),
+                "train_sequences": train_sink.sequences, "eval_sequences": eval_sink.sequences,
+                "train_tokens": train_sink.tokens, "train_trained_tokens": train_sink.trained_tokens}
+
+    record = rendered(key, fill)
     # the rows that trained (and were held out) and their licenses: not those rendering then skipped
-    summary = rows_summary(cfg, train_report, eval_report, train_kept, eval_kept, skipped + eval_skipped)
-    summary.update({
-        "train_sequences": len(train_cols["input_ids"]),
-        "eval_sequences": len(eval_cols["input_ids"]),
-        "train_tokens": sum(map(len, train_cols["input_ids"])),
-        "train_trained_tokens": sum(int(mask.sum()) for mask in train_cols["completion_mask"]),
-    })
-    train = datasets.Dataset.from_dict(train_cols)
-    evals = datasets.Dataset.from_dict(eval_cols) if eval_cols["input_ids"] else None
-    return TrainData(train=train, eval=evals, summary=summary)
+    summary = rows_summary(cfg, train_report, eval_report, [train_rows[i] for i in record["train_kept"]],
+                           [eval_rows[i] for i in record["eval_kept"]], Counter(record["skipped"]))
+    summary.update({name: record[name] for name in COUNTS})
+    return summary

@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from logging.handlers import BufferingHandler
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from training.models import (bf16_gpu, check_attention, check_remote_code, compu
                              stop_ids, zero3_init)
 from training.provenance import provenance, resume_provenance
 from training.redaction import redact
+from training.rendered_store import RENDERED, remove as remove_rendered
 from training.resume_state import (ResumedTokenCount, ResumedTrainTime, TrainedForEpochs, finish_at_checkpoint,
                                    saved_epochs)
 from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_processes, check_same_recipe,
@@ -45,6 +47,7 @@ from training.tracking import Tracker, open_tracker
 log = logging.getLogger(__name__)
 
 METHODS = {"sft": sft, "grpo": grpo}
+DDP_TIMEOUT_S = 1800  # transformers' TrainingArguments.ddp_timeout default
 
 
 @dataclass
@@ -244,7 +247,10 @@ def train(cfg: KosovConfig) -> TrainResult:
     method = METHODS[cfg.method.name]
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    state = PartialState(cpu=device == "cpu")  # on CPU: gloo across processes under torchrun / accelerate launch
+    # on CPU: gloo across processes under torchrun / accelerate launch. Collectives wait up to TrainingArguments'
+    # ddp_timeout (30 min), which the Trainer's own state would have set: torch's default for NCCL is 10 min, less
+    # than TRL's main process may take to build labels and pack a large set while the others wait.
+    state = PartialState(cpu=device == "cpu", timeout=timedelta(seconds=DDP_TIMEOUT_S))
     is_main = state.is_main_process
     method.preflight(cfg, device, state.num_processes)
     liger_for(cfg.method.kernels, device)  # a GPU-only kernel on CPU fails here, before the run folder exists
@@ -308,7 +314,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         check_remote_code(cfg.model, source, is_local)
         check_attention(cfg.model, device)
         tokenizer = load_tokenizer(cfg.model, source)
-        data = method.build_data(cfg, tokenizer, end_of_turn_id(cfg.model, tokenizer))
+        data = method.build_data(cfg, tokenizer, end_of_turn_id(cfg.model, tokenizer), run.path / RENDERED)
         log.info("data %s: %s", cfg.data.name, {k: v for k, v in data.summary.items() if k != "sources"})
         if run.resume_from is not None:
             check_same_data(run, data.summary)
@@ -376,6 +382,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         metrics = summarize(trainer, output, data.summary, started, clock.earlier)
         if is_main:
             write_json(run.path / "metrics.json", metrics)
+            remove_rendered(run.path)  # nothing resumes from it now
         tracker.finish(run)
         log.info("done: %s (train loss %s -> %s, eval loss %s)", run.path, metrics["first_train_loss"],
                  metrics["last_train_loss"], metrics["eval_loss"])

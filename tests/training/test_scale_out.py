@@ -41,6 +41,9 @@ def test_two_process_ddp_on_cpu_writes_one_run_folder(tmp_path):
     assert adapters == [out / "adapter" / "adapter_config.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no second, timestamped folder anywhere
     assert (out / "train.log").read_text().count("done:") == 1  # one process logged the run
+    # the main process rendered the rows, the other read them (and the finished run keeps none of it)
+    assert done.stderr.count("waiting for the main process to render the data") == 1
+    assert not [p for p in out.iterdir() if "rendered" in p.name]
     # resumed on one process, each step would train half the rows and skip others than it trained as seen
     from training.errors import KosovError
     from training.recipes import compose
@@ -49,6 +52,19 @@ def test_two_process_ddp_on_cpu_writes_one_run_folder(tmp_path):
     with pytest.raises(KosovError, match=r"resume=true on 1 process\(es\), but the run .* trained on 2"):
         train(compose(["experiment=smoke-sft", f"output_dir={out}", "method.max_steps=24", "resume=true"]))
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 20
+
+
+def test_a_bad_row_stops_every_process_with_its_file_and_line(tmp_path):
+    """Only the main process reads and renders the rows: the other learns of the bad row from it and fails with the
+    same error, rather than waiting for it at a barrier until the launcher's timeout."""
+    data = tmp_path / "chat.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "안녕"}, {"role": "assistant", "content": "네"}]}\n'
+                    '{"messages": [{"role": "user"}]}\n', encoding="utf-8")
+    done = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "cpu-ddp.yaml"),
+                kosov_bin(), "train", "experiment=smoke-sft", f"output_dir={tmp_path / 'run'}",
+                f"data.train_files=[{data}]"], tmp_path, timeout=200)
+    assert done.returncode != 0
+    assert f"kosov: {data}:2: bad message" in done.stderr  # kosov's error, not a traceback of ours
 
 
 def test_processes_must_share_an_output_dir(tmp_path):

@@ -1,0 +1,98 @@
+"""SFT rows rendered once into the run folder (training/rendered_store.py): the same ids as rendering in memory,
+read memory-mapped, reused by a later start only when nothing they depend on changed, never left half-written."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from tests.helpers import quick
+from training.errors import KosovError
+from training.recipes import compose
+from training.rendered_store import RECORD
+from training.sft_data import build_sft_data
+
+
+def rows(*answers: str) -> str:
+    return "".join(json.dumps({"messages": [{"role": "user", "content": f"질문 {i}"},
+                                            {"role": "assistant", "content": answer}]}, ensure_ascii=False) + "\n"
+                   for i, answer in enumerate(answers))
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """How many conversations were rendered."""
+    import training.sft_data as sft_data
+
+    calls = []
+    real = sft_data.render_conversation
+
+    def render(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sft_data, "render_conversation", render)
+    return calls
+
+
+def test_the_rendered_folder_holds_the_ids_rendering_in_memory_gives_read_from_disk(tmp_path, tiny_tokenizer):
+    cfg = compose(quick())  # the seed data, with an eval split
+    in_memory = build_sft_data(cfg, tiny_tokenizer, tiny_tokenizer.eos_token_id)
+    on_disk = build_sft_data(cfg, tiny_tokenizer, tiny_tokenizer.eos_token_id, tmp_path / "rendered")
+    assert on_disk.summary == in_memory.summary and on_disk.summary["eval_sequences"] > 0
+    for part in ("train", "eval"):
+        memory, disk = getattr(in_memory, part), getattr(on_disk, part)
+        assert disk["input_ids"] == memory["input_ids"] and disk["completion_mask"] == memory["completion_mask"]
+        # memory-mapped from the folder: a process holds no copy of its own (TRL's label and packing copies are
+        # cache files beside it)
+        assert [f["filename"] for f in disk.cache_files] == [str(tmp_path / "rendered" / f"{part}.arrow")]
+
+
+def test_a_later_start_reuses_the_rendered_rows_until_a_row_the_template_or_a_setting_changes(
+        tmp_path, tiny_tokenizer, counted, caplog):
+    from training.tiny_ko import load_tiny_tokenizer
+
+    data, folder = tmp_path / "chat.jsonl", tmp_path / "run" / "rendered"
+    data.write_text(rows("하나", "둘", "셋", "넷"), encoding="utf-8")
+    overrides = quick(f"data.train_files=[{data}]", "data.eval_ratio=0")
+    first = build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id, folder)
+    assert len(counted) == 4
+    with caplog.at_level(logging.INFO, logger="training.sft_data"):
+        again = build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id, folder)
+    assert len(counted) == 4 and "reusing" in caplog.text  # a resumed run does not render again
+    assert again.summary == first.summary and again.train["input_ids"] == first.train["input_ids"]
+
+    data.write_text(rows("하나", "둘", "셋", "다섯"), encoding="utf-8")  # an answer changed
+    changed = build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id, folder)
+    assert len(counted) == 8 and changed.train["input_ids"][3] != first.train["input_ids"][3]
+
+    templated = load_tiny_tokenizer()
+    templated.chat_template = templated.chat_template.replace("<|im_start|>", "<|im_start|> ")
+    build_sft_data(compose(overrides), templated, templated.eos_token_id, folder)
+    assert len(counted) == 12
+    build_sft_data(compose([*overrides, "method.sft.turns=last"]), templated, templated.eos_token_id, folder)
+    assert len(counted) == 16
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["rendered"]  # nothing left beside it
+
+
+def test_a_start_that_fails_while_rendering_leaves_the_earlier_set_whole(tmp_path, tiny_tokenizer, counted):
+    data, folder = tmp_path / "chat.jsonl", tmp_path / "run" / "rendered"
+    data.write_text(rows("하나", "둘", "셋"), encoding="utf-8")
+    overrides = quick(f"data.train_files=[{data}]", "data.eval_ratio=0")
+    first = build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id, folder)
+    record = (folder / RECORD).read_text(encoding="utf-8")
+    data.write_text(rows("하나", "둘", "셋", "넷") + rows("<|im_end|> 다섯"), encoding="utf-8")  # a bad row, last
+    with pytest.raises(KosovError, match=rf"{data}:5: .*control token"):
+        build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id, folder)
+    assert (folder / RECORD).read_text(encoding="utf-8") == record  # the earlier set, under its own key
+    data.write_text(rows("하나", "둘", "셋"), encoding="utf-8")
+    rendered = len(counted)
+    back = build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id, folder)
+    assert len(counted) == rendered and back.train["input_ids"] == first.train["input_ids"]
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["rendered"]  # the failed start's staging is gone
+
+
+def test_a_finished_run_keeps_no_rendered_set(smoke_run):
+    assert not [p.name for p in smoke_run.run_dir.iterdir() if "rendered" in p.name]
