@@ -18,6 +18,13 @@ class KosovError(Exception):
             parts.append(f"Fix: {fix}")
         super().__init__("\n".join(parts))
 
+    def __reduce__(self):  # pickled whole (a worker process's error, a launcher's job result): where and fix kept
+        return _rebuild, (type(self), self.what, self.where, self.fix)
+
+
+def _rebuild(kind: type, what: str, where: str | None, fix: str | None) -> KosovError:
+    return kind(what, where=where, fix=fix)
+
 
 def choice_error(key: str, value: object, allowed: list[str] | tuple[str, ...]) -> KosovError:
     """The standard error for a value outside a fixed set of choices."""

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -26,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from training.errors import KosovError
-from training.safe_write import remove_path, swap_into_place, tidy_swap, write_json
+from training.safe_write import remove_path, swap_into_place, tidy_swap, write_atomic, write_json
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ BATCH = 1000  # sequences per Arrow record batch: what the main process holds at
 SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("completion_mask", pa.list_(pa.int8()))])
 CODE = ("chat_render.py", "data_rows.py", "sft_data.py", "rendered_store.py")  # what decides the ids
 POLL_S = 1.0
+BEAT_S = 20.0  # how often the main process says it is still rendering
+SILENT_S = 300.0  # how long the others wait for a sign of it (NFS may show a file a minute late)
 
 
 def _lists(arrays: list[np.ndarray], kind: pa.DataType) -> pa.Array:
@@ -90,7 +93,8 @@ class SequenceSink:
 
 def render_key(settings: dict[str, Any], tokenizer: Any, parts: Iterable[Iterable[str]]) -> str:
     """What the rendered ids depend on, hashed: the render settings, the tokenizer (vocabulary, merges, added tokens,
-    chat template), the libraries and kosov code that render, and each part's rows (train, then eval) in order."""
+    chat template, which token fills each role a template may name), the libraries and kosov code that render, and each part's rows (train, then eval) in order."""
+    import jinja2
     import tokenizers
     import transformers
 
@@ -101,9 +105,9 @@ def render_key(settings: dict[str, Any], tokenizer: Any, parts: Iterable[Iterabl
     digest.update(json.dumps({
         "settings": settings,
         "tokenizer": [type(tokenizer).__name__, hashlib.sha256(vocabulary.encode("utf-8")).hexdigest(),
-                      tokenizer.chat_template, sorted(map(str, tokenizer.all_special_tokens))],
+                      tokenizer.chat_template, {k: str(v) for k, v in tokenizer.special_tokens_map.items()}],
         "code": [hashlib.sha256((here / name).read_bytes()).hexdigest() for name in CODE],
-        "versions": [transformers.__version__, tokenizers.__version__],
+        "versions": [transformers.__version__, tokenizers.__version__, jinja2.__version__],
     }, sort_keys=True, default=str).encode("utf-8"))
     for part in parts:
         digest.update(b"\x1e")
@@ -113,15 +117,20 @@ def render_key(settings: dict[str, Any], tokenizer: Any, parts: Iterable[Iterabl
     return digest.hexdigest()
 
 
-def reusable(folder: Path, key: str) -> dict[str, Any] | None:
-    """What an earlier rendering of the same rows, tokenizer and settings found, when its files are all there."""
+def reuse(folder: Path, key: str) -> dict[str, Any] | None:
+    """What an earlier rendering of the same rows, tokenizer and settings found, when its files are all there. TRL's
+    cache files beside them go: datasets does not fsync them, and one a crash left short would fail every start."""
     try:
         record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("key") != key:
         return None
-    return record if all((folder / f"{part}.arrow").is_file() for part in record.get("parts", [])) else None
+    if not all((folder / f"{part}.arrow").is_file() for part in record.get("parts", [])):
+        return None
+    for cache in [*folder.glob("cache-*"), *folder.glob("tmp*")]:
+        remove_path(cache)
+    return record
 
 
 def write(folder: Path, key: str, fill: Callable[[SequenceSink, SequenceSink], dict[str, Any]]) -> dict[str, Any]:
@@ -165,13 +174,70 @@ def remove(run_path: Path) -> None:
     """The finished run's rendered set, its TRL caches and what starts and swaps left beside it (markers, staging):
     nothing resumes from them, and they can be tens of GB."""
     for path in [run_path / RENDERED, *run_path.glob(f".{RENDERED}[-.]*")]:
-        remove_path(path)
+        try:
+            remove_path(path)
+        except OSError as e:  # NFS keeps files still mapped by a process as .nfs*: the run is done all the same
+            log.warning("could not delete %s (%s): delete it once the run's processes have exited", path, e)
+
+
+class _Heartbeat:
+    """A file the main process rewrites every BEAT_S while it renders, so that the others tell a long rendering from
+    a main process that died (killed, out of memory, a full disk) or a folder they cannot see (an output_dir that not
+    every node shares)."""
+
+    def __init__(self, path: Path):
+        self.path, self._stop = path, threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kosov-render-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        write_atomic(self.path, "0")
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        beat = 0
+        while not self._stop.wait(BEAT_S):
+            beat += 1
+            try:
+                write_atomic(self.path, str(beat))
+            except OSError:  # a full disk: the beats stop, and the others say so
+                return
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.path.unlink(missing_ok=True)
+
+
+def wait_for(marker: Path, heartbeat: Path, folder: Path, silent_s: float = SILENT_S) -> dict[str, Any]:
+    """The main process's outcome (its marker), once written; a KosovError once its heartbeat has not changed for
+    silent_s seconds (measured on this machine's clock, so clocks that differ between nodes do not matter)."""
+    seen, since = None, time.monotonic()
+    while not marker.is_file():
+        try:
+            beat: str | None = heartbeat.read_text(encoding="utf-8")
+        except OSError:
+            beat = None
+        if beat != seen:
+            seen, since = beat, time.monotonic()
+        elif time.monotonic() - since > silent_s:
+            if seen is None:
+                raise KosovError(f"the main process has shown no sign of rendering the data into {folder} for "
+                                 f"{silent_s:.0f} s: this process cannot see the run folder's files, or the main "
+                                 "process died first",
+                                 fix="put output_dir on a filesystem every node shares (the main process alone "
+                                     "writes the run folder), and see the main process's log")
+            raise KosovError(f"the main process stopped rendering the data into {folder} ({silent_s:.0f} s without a "
+                             "sign of it): it was killed, ran out of memory, or its disk is full",
+                             fix="see the main process's log, then start the run again with resume=true")
+        time.sleep(POLL_S)
+    return json.loads(marker.read_text(encoding="utf-8"))
 
 
 def from_main(folder: Path, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """make() on the main process, its result on every process; its KosovError is every process's. The others wait
     for a marker file beside the folder (one name per start, sent from the main process) rather than at a barrier
-    that times out; their copy of the result comes through the file."""
+    that times out, watching the main process's heartbeat; their copy of the result comes through the file."""
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
 
@@ -181,23 +247,23 @@ def from_main(folder: Path, make: Callable[[], dict[str, Any]]) -> dict[str, Any
     token = [uuid.uuid4().hex if state.is_main_process else None]
     broadcast_object_list(token)  # quick: every process has just loaded the tokenizer
     marker = folder.with_name(f".{folder.name}-{token[0]}.json")
+    heartbeat = marker.with_suffix(".beat")
     if state.is_main_process:
-        for old in folder.parent.glob(f".{folder.name}-*.json"):  # earlier starts': read by now
+        for old in folder.parent.glob(f".{folder.name}-*"):  # earlier starts' markers: read by now
             old.unlink(missing_ok=True)
-        try:
-            result = make()
-        except KosovError as e:
-            write_json(marker, {"error": [e.what, e.where, e.fix]})
-            raise
-        except BaseException as e:
-            write_json(marker, {"failed": f"{type(e).__name__}: {e}"})
-            raise
-        write_json(marker, {"result": result})
+        with _Heartbeat(heartbeat):
+            try:
+                result = make()
+            except KosovError as e:
+                write_json(marker, {"error": [e.what, e.where, e.fix]})
+                raise
+            except BaseException as e:
+                write_json(marker, {"failed": f"{type(e).__name__}: {e}"})
+                raise
+            write_json(marker, {"result": result})
         return result
     log.info("waiting for the main process to render the data into %s", folder)
-    while not marker.is_file():
-        time.sleep(POLL_S)
-    outcome = json.loads(marker.read_text(encoding="utf-8"))
+    outcome = wait_for(marker, heartbeat, folder)
     if "error" in outcome:
         what, where, fix = outcome["error"]
         raise KosovError(what, where=where, fix=fix)

@@ -188,7 +188,7 @@ class RunDir:
 RESUME_MAY_CHANGE = ("resume", "overwrite", "output_dir", "device", "mirror", "objective", "tracking", "eval",
                      "publish", "serve", "synth", "method.max_steps", "method.num_train_epochs", "method.save_steps",
                      "method.save_total_limit", "method.logging_steps", "method.eval_steps",
-                     "method.dataloader_num_workers", "method.per_device_eval_batch_size")
+                     "method.dataloader_num_workers", "method.per_device_eval_batch_size", "data.num_proc")
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -178,6 +178,7 @@ class DataConfig:
     max_rows: Optional[int] = None  # use only the first N rows (quick runs)
     on_bad_row: str = "error"  # a malformed row stops the run, or is skipped and counted
     on_overlong: str = "error"  # a row longer than max_length stops the run, or is skipped and counted
+    num_proc: Optional[int] = None  # processes rendering SFT rows; null = one per CPU core for 20,000 rows or more
 
 
 @dataclass

@@ -7,11 +7,15 @@ there (training/rendered_store.py); a resumed run reuses them."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from data_tools.chat_io import ChatRow
@@ -20,7 +24,7 @@ from training.schema import KosovConfig
 from training.data_rows import (TrainData, fits, free_of, load_rows, none_left, row_content, rows_summary,
                                 special_tokens, split_eval)
 from training.errors import KosovError
-from training.rendered_store import SequenceSink, from_main, read, render_key, reusable, write
+from training.rendered_store import SequenceSink, from_main, read, render_key, reuse, write
 
 log = logging.getLogger(__name__)
 
@@ -28,31 +32,96 @@ Fill = Callable[[SequenceSink, SequenceSink], dict[str, Any]]
 COUNTS = ("train_sequences", "eval_sequences", "train_tokens", "train_trained_tokens")
 
 
+PARALLEL_FROM = 20_000  # rows: fewer render sooner in this process than worker processes start (transformers)
+MOST_WORKERS = 32
+CHUNK = 500  # rows a worker renders at a time, at most
+
+Sequences = list[tuple[Any, Any]]  # a row's samples: (input_ids, completion_mask)
+
+
+def render_workers(cfg: KosovConfig, rows: int) -> int:
+    """How many processes render `rows` rows: data.num_proc, or by itself one per CPU core this process may use (up
+    to 32) from 20,000 rows. Only the main process of a run renders: the cores of the other GPUs' processes are free."""
+    wanted = cfg.data.num_proc
+    if wanted is None:
+        wanted = min(len(os.sched_getaffinity(0)), MOST_WORKERS) if rows >= PARALLEL_FROM else 1
+    return max(1, min(wanted, rows))
+
+
+def _render_row(row: ChatRow, tokenizer: Any, cfg: KosovConfig, end_token_id: int, special: frozenset[str],
+                skipped: Counter) -> Sequences | None:
+    """The row's samples, or None for a row skipped (counted in `skipped`); a bad row fails, by data.on_bad_row."""
+    if not free_of(row, special, cfg.data.on_bad_row, skipped):
+        return None
+    try:
+        samples = render_conversation(row.messages, tokenizer, end_token_id=end_token_id,
+                                      thinking=cfg.model.thinking, turns=cfg.method.sft.turns)
+    except TemplateMismatch as e:  # a row the template cannot render as inference would: a bad row
+        if cfg.data.on_bad_row == "skip":
+            skipped["template mismatch"] += 1
+            return None
+        raise KosovError(str(e), where=row.where,
+                         fix="fix or remove the row, or set data.on_bad_row=skip to drop such rows") from None
+    longest = max(len(s.input_ids) for s in samples)
+    if not fits(row, longest, cfg.method.sft.max_length, "method.sft.max_length", cfg.data.on_overlong, skipped):
+        return None
+    # as numpy arrays: what a worker process sends back is a fraction of Python lists' size
+    return [(np.asarray(s.input_ids, dtype=np.int32), np.asarray(s.completion_mask, dtype=np.int8)) for s in samples]
+
+
+_worker: dict[str, Any] = {}  # a rendering process's tokenizer and recipe, set once as it starts
+
+
+def _start_worker(tokenizer: Any, cfg: KosovConfig, end_token_id: int) -> None:
+    _worker.update(tokenizer=tokenizer, cfg=cfg, end_token_id=end_token_id, special=special_tokens(tokenizer))
+
+
+def _render_chunk(rows: list[ChatRow]) -> tuple[list[Sequences | None], Counter]:
+    skipped: Counter = Counter()
+    w = _worker
+    return [_render_row(row, w["tokenizer"], w["cfg"], w["end_token_id"], w["special"], skipped) for row in rows], \
+        skipped
+
+
+def _rendered(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token_id: int, skipped: Counter,
+              workers: int, bar: Any) -> Iterator[Sequences | None]:
+    """Each row's samples (None: skipped), in row order: a bad row fails as the first bad row, whatever the workers."""
+    if workers == 1:
+        special = special_tokens(tokenizer)
+        for row in rows:
+            yield _render_row(row, tokenizer, cfg, end_token_id, special, skipped)
+            bar.update()
+        return
+    size = min(CHUNK, -(-len(rows) // (workers * 4)))  # a few chunks per worker at least, so all of them work
+    # fork, not spawn: a spawned worker imports the caller's main module again, and a script calling kosov without an
+    # `if __name__ == "__main__"` guard would start workers of its own. The workers only tokenize: no CUDA, no torch.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker,
+                               initargs=(tokenizer, cfg, end_token_id))
+    try:
+        for rendered, chunk_skipped in pool.map(_render_chunk, [rows[i : i + size] for i in range(0, len(rows), size)]):
+            skipped.update(chunk_skipped)
+            bar.update(len(rendered))
+            yield from rendered
+    finally:  # a bad row: the chunks after it are not rendered
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def render_rows(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token_id: int, desc: str,
                 sink: SequenceSink, skipped: Counter) -> list[int]:
-    """Render the rows' token ids and completion masks into `sink`; overlong rows fail or are skipped by
-    data.on_overlong (counted in `skipped`). Returns the indices of the rows kept (what the data summary counts)."""
-    sft, max_length = cfg.method.sft, cfg.method.sft.max_length
+    """Render the rows' token ids and completion masks into `sink` (in worker processes for a large set, see
+    render_workers); bad and overlong rows fail or are skipped by data.on_bad_row / data.on_overlong (counted in
+    `skipped`). Returns the indices of the rows kept (what the data summary counts)."""
     kept: list[int] = []
-    special = special_tokens(tokenizer)
-    for index, row in enumerate(tqdm(rows, desc=desc, unit="row", disable=len(rows) < 500)):
-        if not free_of(row, special, cfg.data.on_bad_row, skipped):
-            continue
-        try:
-            samples = render_conversation(row.messages, tokenizer, end_token_id=end_token_id,
-                                          thinking=cfg.model.thinking, turns=sft.turns)
-        except TemplateMismatch as e:  # a row the template cannot render as inference would: a bad row
-            if cfg.data.on_bad_row == "skip":
-                skipped["template mismatch"] += 1
+    workers = render_workers(cfg, len(rows))
+    if workers > 1:
+        log.info("%s: %d rows in %d processes", desc, len(rows), workers)
+    with tqdm(total=len(rows), desc=desc, unit="row", disable=len(rows) < 500) as bar:
+        for index, samples in enumerate(_rendered(rows, tokenizer, cfg, end_token_id, skipped, workers, bar)):
+            if samples is None:
                 continue
-            raise KosovError(str(e), where=row.where,
-                             fix="fix or remove the row, or set data.on_bad_row=skip to drop such rows") from None
-        longest = max(len(s.input_ids) for s in samples)
-        if not fits(row, longest, max_length, "method.sft.max_length", cfg.data.on_overlong, skipped):
-            continue
-        kept.append(index)
-        for s in samples:
-            sink.add(s.input_ids, s.completion_mask)
+            kept.append(index)
+            for input_ids, completion_mask in samples:
+                sink.add(input_ids, completion_mask)
     return kept
 
 
@@ -71,7 +140,7 @@ def build_sft_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: 
 
 
 def _reused(folder: Path, key: str) -> dict[str, Any] | None:
-    record = reusable(folder, key)
+    record = reuse(folder, key)
     if record is not None:
         log.info("data: the same rows, tokenizer and settings were rendered by an earlier start: reusing %s", folder)
     return record

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 
@@ -59,9 +60,11 @@ def test_a_later_start_reuses_the_rendered_rows_until_a_row_the_template_or_a_se
     overrides = quick(f"data.train_files=[{data}]", "data.eval_ratio=0")
     first = build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id, folder)
     assert len(counted) == 4
+    (folder / "cache-0123.arrow").write_bytes(b"")  # TRL's, cut short by a crash (datasets does not fsync them)
     with caplog.at_level(logging.INFO, logger="training.sft_data"):
         again = build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id, folder)
     assert len(counted) == 4 and "reusing" in caplog.text  # a resumed run does not render again
+    assert not (folder / "cache-0123.arrow").exists()  # TRL makes its caches again
     assert again.summary == first.summary and again.train["input_ids"] == first.train["input_ids"]
 
     data.write_text(rows("하나", "둘", "셋", "다섯"), encoding="utf-8")  # an answer changed
@@ -96,3 +99,73 @@ def test_a_start_that_fails_while_rendering_leaves_the_earlier_set_whole(tmp_pat
 
 def test_a_finished_run_keeps_no_rendered_set(smoke_run):
     assert not [p.name for p in smoke_run.run_dir.iterdir() if "rendered" in p.name]
+
+
+def test_rendering_in_worker_processes_gives_the_same_ids_and_the_first_bad_row(tmp_path, tiny_tokenizer,
+                                                                               caplog):
+    """A large set renders in worker processes (data.num_proc, by itself from 20,000 rows): the same sequences in
+    the same order, the same counts, and a bad row is still named by its file and line, the first one first."""
+    serial = build_sft_data(compose(quick("data.max_rows=null", "data.num_proc=1")), tiny_tokenizer,
+                            tiny_tokenizer.eos_token_id)
+    with caplog.at_level(logging.INFO, logger="training.sft_data"):
+        parallel = build_sft_data(compose(quick("data.max_rows=null", "data.num_proc=2")), tiny_tokenizer,
+                                  tiny_tokenizer.eos_token_id)
+    assert "Rendering train rows: 326 rows in 2 processes" in caplog.text
+    assert parallel.summary == serial.summary
+    for part in ("train", "eval"):
+        assert getattr(parallel, part)["input_ids"] == getattr(serial, part)["input_ids"]
+        assert getattr(parallel, part)["completion_mask"] == getattr(serial, part)["completion_mask"]
+
+    data = tmp_path / "chat.jsonl"
+    data.write_text(rows(*[f"답 {i}" for i in range(30)]) + rows("<|im_end|> 하나") + rows("<|im_end|> 둘"),
+                    encoding="utf-8")
+    overrides = quick(f"data.train_files=[{data}]", "data.max_rows=null", "data.eval_ratio=0", "data.num_proc=2")
+    with pytest.raises(KosovError, match=rf"{data}:31: .*control token") as error:
+        build_sft_data(compose(overrides), tiny_tokenizer, tiny_tokenizer.eos_token_id)
+    assert error.value.where == f"{data}:31" and "data.on_bad_row=skip" in error.value.fix
+    skipped = build_sft_data(compose([*overrides, "data.on_bad_row=skip"]), tiny_tokenizer,
+                             tiny_tokenizer.eos_token_id)
+    assert skipped.summary["skipped"] == {"special token in text": 2} and skipped.summary["train_rows"] == 30
+
+
+def test_a_kosov_error_crosses_processes_whole():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(KosovError("bad row", where="a.jsonl:3", fix="remove it")))
+    assert (error.what, error.where, error.fix, str(error)) == ("bad row", "a.jsonl:3", "remove it",
+                                                                 "a.jsonl:3: bad row\nFix: remove it")
+
+
+def test_the_other_processes_wait_for_the_main_ones_outcome_and_give_up_when_it_goes_silent(tmp_path, monkeypatch):
+    import training.rendered_store as store
+
+    marker, beat, folder = tmp_path / ".rendered-x.json", tmp_path / ".rendered-x.beat", tmp_path / "rendered"
+    with pytest.raises(KosovError, match="no sign of rendering.*cannot see the run folder") as error:
+        store.wait_for(marker, beat, folder, silent_s=0.3)  # an output_dir this node does not share
+    assert "filesystem every node shares" in error.value.fix
+    beat.write_text("7")
+    with pytest.raises(KosovError, match="stopped rendering.*killed, ran out of memory, or its disk is full"):
+        store.wait_for(marker, beat, folder, silent_s=0.3)  # beats that stopped: the main process died
+    monkeypatch.setattr(store, "BEAT_S", 0.05)
+    with store._Heartbeat(beat):  # a live main process keeps a slow rendering going past silent_s
+        marker.write_text(json.dumps({"result": {"train_rows": 3}}))
+        assert store.wait_for(marker, beat, folder, silent_s=0.3) == {"result": {"train_rows": 3}}
+        marker.unlink()
+        first = beat.read_text()
+        time.sleep(0.3)
+        assert beat.read_text() != first
+    assert not beat.exists()
+
+
+def test_a_rendered_set_that_cannot_be_deleted_does_not_fail_a_finished_run(tmp_path, monkeypatch, caplog):
+    import training.rendered_store as store
+
+    (tmp_path / "rendered").mkdir()
+
+    def busy(path):
+        raise OSError(39, "Directory not empty")  # NFS: files still mapped by a process are kept as .nfs*
+
+    monkeypatch.setattr(store, "remove_path", busy)
+    with caplog.at_level(logging.WARNING, logger="training.rendered_store"):
+        store.remove(tmp_path)
+    assert "could not delete" in caplog.text
