@@ -93,7 +93,8 @@ class SequenceSink:
 
 def render_key(settings: dict[str, Any], tokenizer: Any, parts: Iterable[Iterable[str]]) -> str:
     """What the rendered ids depend on, hashed: the render settings, the tokenizer (vocabulary, merges, added tokens,
-    chat template, which token fills each role a template may name), the libraries and kosov code that render, and each part's rows (train, then eval) in order."""
+    chat template, which token fills each role a template may name), the libraries and kosov code that render, and
+    each part's rows (train, then eval) in order."""
     import jinja2
     import tokenizers
     import transformers
