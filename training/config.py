@@ -76,6 +76,9 @@ def _check_positive(cfg: KosovConfig) -> None:
         raise KosovError(f"peft.dropout={cfg.peft.dropout!r} must be in [0, 1)")
     if not 0.0 <= cfg.data.eval_ratio < 1.0:
         raise KosovError(f"data.eval_ratio={cfg.data.eval_ratio!r} must be in [0, 1)")
+    if cfg.data.num_proc is not None and not 1 <= cfg.data.num_proc <= 256:
+        raise KosovError(f"data.num_proc={cfg.data.num_proc!r} must be a number of processes from 1 to 256",
+                         fix="or null: one per CPU core from 20,000 rows")
 
 
 def _check_semantics(cfg: KosovConfig) -> None:

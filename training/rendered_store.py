@@ -39,6 +39,7 @@ CODE = ("chat_render.py", "data_rows.py", "sft_data.py", "rendered_store.py")  #
 POLL_S = 1.0
 BEAT_S = 20.0  # how often the main process says it is still rendering
 SILENT_S = 300.0  # how long the others wait for a sign of it (NFS may show a file a minute late)
+GRACE_S = 120.0  # how long they wait for the outcome once the heartbeat went
 
 
 def _lists(arrays: list[np.ndarray], kind: pa.DataType) -> pa.Array:
@@ -129,8 +130,12 @@ def reuse(folder: Path, key: str) -> dict[str, Any] | None:
         return None
     if not all((folder / f"{part}.arrow").is_file() for part in record.get("parts", [])):
         return None
-    for cache in [*folder.glob("cache-*"), *folder.glob("tmp*")]:
-        remove_path(cache)
+    try:
+        for cache in [*folder.glob("cache-*"), *folder.glob("tmp*")]:
+            remove_path(cache)
+    except OSError as e:  # render again rather than fail: the new folder is swapped in whole
+        log.warning("could not delete TRL's caches in %s (%s): rendering again", folder, e)
+        return None
     return record
 
 
@@ -174,7 +179,7 @@ def read(folder: Path) -> tuple[Any, Any | None]:
 def remove(run_path: Path) -> None:
     """The finished run's rendered set, its TRL caches and what starts and swaps left beside it (markers, staging):
     nothing resumes from them, and they can be tens of GB."""
-    for path in [run_path / RENDERED, *run_path.glob(f".{RENDERED}[-.]*")]:
+    for path in [run_path / RENDERED, *run_path.glob(f".{RENDERED}[-.]*"), *run_path.glob(f"..{RENDERED}-*")]:
         try:
             remove_path(path)
         except OSError as e:  # NFS keeps files still mapped by a process as .nfs*: the run is done all the same
@@ -187,7 +192,7 @@ class _Heartbeat:
     every node shares)."""
 
     def __init__(self, path: Path):
-        self.path, self._stop = path, threading.Event()
+        self.path, self._stop, self.failed = path, threading.Event(), False
         self._thread = threading.Thread(target=self._run, name="kosov-render-heartbeat", daemon=True)
 
     def __enter__(self) -> _Heartbeat:
@@ -201,8 +206,10 @@ class _Heartbeat:
             beat += 1
             try:
                 write_atomic(self.path, str(beat))
-            except OSError:  # a full disk: the beats stop, and the others say so
-                return
+            except OSError as e:  # once (an NFS blip) is nothing; beats failing for SILENT_S stop the others
+                if not self.failed:
+                    log.warning("could not write %s (%s): the other processes give up if this lasts", self.path, e)
+                self.failed = True
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
@@ -210,17 +217,23 @@ class _Heartbeat:
         self.path.unlink(missing_ok=True)
 
 
-def wait_for(marker: Path, heartbeat: Path, folder: Path, silent_s: float = SILENT_S) -> dict[str, Any]:
-    """The main process's outcome (its marker), once written; a KosovError once its heartbeat has not changed for
-    silent_s seconds (measured on this machine's clock, so clocks that differ between nodes do not matter)."""
-    seen, since = None, time.monotonic()
+def wait_for(marker: Path, heartbeat: Path, folder: Path, silent_s: float = SILENT_S, grace_s: float = GRACE_S
+             ) -> dict[str, Any]:
+    """The main process's outcome (its marker), once written. A KosovError once its heartbeat has not changed for
+    silent_s seconds (measured on this machine's clock, so clocks that differ between nodes do not matter), or once
+    it went and no outcome followed within grace_s (the main process ended without one: a full disk)."""
+    seen, since, beaten = None, time.monotonic(), False
     while not marker.is_file():
         try:
             beat: str | None = heartbeat.read_text(encoding="utf-8")
         except OSError:
             beat = None
         if beat != seen:
-            seen, since = beat, time.monotonic()
+            seen, since, beaten = beat, time.monotonic(), beaten or beat is not None
+        elif beaten and seen is None and time.monotonic() - since > grace_s:
+            raise KosovError(f"the main process stopped rendering the data into {folder} without saying how it "
+                             "ended: its disk is full, most likely",
+                             fix="see the main process's log, then start the run again with resume=true")
         elif time.monotonic() - since > silent_s:
             if seen is None:
                 raise KosovError(f"the main process has shown no sign of rendering the data into {folder} for "

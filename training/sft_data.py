@@ -6,12 +6,15 @@ there (training/rendered_store.py); a resumed run reuses them."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
-from collections import Counter
+import signal
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +73,19 @@ def _render_row(row: ChatRow, tokenizer: Any, cfg: KosovConfig, end_token_id: in
 
 
 _worker: dict[str, Any] = {}  # a rendering process's tokenizer and recipe, set once as it starts
+IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+PR_SET_PDEATHSIG = 1
 
 
-def _start_worker(tokenizer: Any, cfg: KosovConfig, end_token_id: int) -> None:
+def _start_worker(tokenizer: Any, cfg: KosovConfig, end_token_id: int, parent: int) -> None:
+    """A forked worker has the main process's signal handlers: submitit's requeue on SLURM's warning would run in
+    every worker, Ctrl-C print a traceback in each. It leaves signals to the main process and dies with it (killed
+    with SIGKILL, its workers would wait on their queue for ever)."""
+    for number in IGNORED:
+        signal.signal(number, signal.SIG_IGN)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
     _worker.update(tokenizer=tokenizer, cfg=cfg, end_token_id=end_token_id, special=special_tokens(tokenizer))
 
 
@@ -96,12 +109,27 @@ def _rendered(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token_i
     # fork, not spawn: a spawned worker imports the caller's main module again, and a script calling kosov without an
     # `if __name__ == "__main__"` guard would start workers of its own. The workers only tokenize: no CUDA, no torch.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker,
-                               initargs=(tokenizer, cfg, end_token_id))
+                               initargs=(tokenizer, cfg, end_token_id, os.getpid()))
+    window: deque[Future] = deque()  # a few chunks ahead of the one written: rendered ids never pile up here
+
+    def oldest() -> Iterator[Sequences | None]:
+        try:
+            rendered, chunk_skipped = window.popleft().result()
+        except BrokenProcessPool:
+            raise KosovError(f"a process rendering the rows died (one of {workers}); out of memory, most likely",
+                             fix="set data.num_proc lower (each process holds a copy of the tokenizer), or give "
+                                 "the job more memory") from None
+        skipped.update(chunk_skipped)
+        bar.update(len(rendered))
+        yield from rendered
+
     try:
-        for rendered, chunk_skipped in pool.map(_render_chunk, [rows[i : i + size] for i in range(0, len(rows), size)]):
-            skipped.update(chunk_skipped)
-            bar.update(len(rendered))
-            yield from rendered
+        for start in range(0, len(rows), size):
+            window.append(pool.submit(_render_chunk, rows[start : start + size]))
+            if len(window) > 2 * workers:
+                yield from oldest()
+        while window:
+            yield from oldest()
     finally:  # a bad row: the chunks after it are not rendered
         pool.shutdown(wait=True, cancel_futures=True)
 

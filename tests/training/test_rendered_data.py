@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +171,69 @@ def test_a_rendered_set_that_cannot_be_deleted_does_not_fail_a_finished_run(tmp_
     with caplog.at_level(logging.WARNING, logger="training.rendered_store"):
         store.remove(tmp_path)
     assert "could not delete" in caplog.text
+
+
+def test_the_others_say_when_the_main_process_went_without_an_outcome(tmp_path):
+    import training.rendered_store as store
+
+    marker, beat = tmp_path / ".rendered-x.json", tmp_path / ".rendered-x.beat"
+    beat.write_text("3")
+
+    def gone():  # the main process's heartbeat goes, and no outcome follows (a full disk)
+        time.sleep(0.2)
+        beat.unlink()
+
+    threading.Thread(target=gone).start()
+    with pytest.raises(KosovError, match="without saying how it ended: its disk is full"):
+        store.wait_for(marker, beat, tmp_path / "rendered", silent_s=60, grace_s=0.3)
+
+
+WORKER = """
+import os, signal, sys, time
+from training.recipes import compose
+from training.sft_data import _start_worker
+from training.tiny_ko import load_tiny_tokenizer
+tokenizer, parent = load_tiny_tokenizer(), os.getpid()
+child = os.fork()
+if child == 0:
+    _start_worker(tokenizer, compose(["experiment=smoke-sft"]), tokenizer.eos_token_id, parent)
+    kept = [signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)]
+    open(sys.argv[1], "w").write(f"{os.getpid()} {all(kept)}")
+    time.sleep(600)
+time.sleep(600)
+"""
+
+
+def test_a_rendering_worker_leaves_signals_to_the_main_process_and_dies_with_it(tmp_path):
+    """A forked worker ran the main process's handlers (submitit's requeue on SLURM's warning, in every worker) and
+    outlived a main process killed with SIGKILL, waiting on its queue for ever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    report = tmp_path / "worker"
+    main = subprocess.Popen([sys.executable, "-c", WORKER, str(report)])
+    try:
+        deadline = time.monotonic() + 120
+        while not (report.is_file() and report.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pid, ignored = report.read_text().split()
+        assert ignored == "True"
+    finally:
+        main.send_signal(signal.SIGKILL)
+        main.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and \
+            "zombie" not in Path(f"/proc/{pid}/status").read_text():
+        time.sleep(0.1)
+    alive = Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    if alive:
+        os.kill(int(pid), signal.SIGKILL)
+    assert not alive
+
+
+@pytest.mark.parametrize("value", [0, -2, 1000])
+def test_a_number_of_rendering_processes_that_makes_no_sense_is_refused(value):
+    with pytest.raises(KosovError, match=rf"data.num_proc={value} must be a number of processes from 1 to 256"):
+        compose(["experiment=smoke-sft", f"data.num_proc={value}"])
