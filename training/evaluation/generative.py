@@ -26,6 +26,7 @@ from data_tools.text import THINK_OPEN, cut_off_thinking, ends_in_thinking, hang
 from training.config import resolve_path
 from training.schema import GenerativeEvalConfig
 from training.data_rows import bad_row_error
+from training.rewards import question_text
 
 
 def prompt_limit(own: GenerativeEvalConfig, suite_limit: float | None) -> float | None:
@@ -88,15 +89,11 @@ def _rate(hits: int, n: int) -> tuple[float, float | None]:
     return p, math.sqrt(p * (1 - p) / n) if n else None
 
 
-def _question(row: ChatRow) -> str | None:
-    return next((m.get("content") for m in reversed(row.messages) if m.get("role") == "user"), None)
-
-
 def math_accuracy(answers: list[str], rows: list[ChatRow]) -> dict[str, Any]:
     """Share of answers whose final answer equals the row's `answer` (binomial standard error); `items`: each
     prompt's outcome (1 correct), for the paired standard error of base vs adapted on the same prompts. The grader
     reads the question (the last user turn) too: "2/8" does not answer one asking for 기약분수."""
-    items = [int(is_correct(a, str(r.columns["answer"]), question=_question(r)))
+    items = [int(is_correct(a, str(r.columns["answer"]), question=question_text(r.messages)))
              for a, r in zip(answers, rows, strict=True)]
     value, stderr = _rate(sum(items), len(rows))
     return {"metric": "accuracy", "value": value, "stderr": stderr, "n": len(rows), "higher_is_better": True,
