@@ -4,10 +4,11 @@ It finds the final answer in a Korean completion — answer tags, `\\boxed{}`, a
 "정답은 42입니다" / "답은 42개" line, or else the last number of the answer (after any `<think>` block) —
 reads "1,200원", "3/4", "4분의 3", "0.75", "75%", "3만 원", "1억 2천만", full-width "５００" and weekday
 names, TeX as Qwen3 writes it (`\\boxed{\\frac{3}{4}}`, "8{,}500"), and "3시간 20분" as 200 minutes (durations are
-asked in minutes). Of a final line it takes what follows the last "=" ("정답: 3 + 4 = 7") but not a bracketed note
+asked in minutes; a gold answer written so is read the same way). Of a final line it takes what follows the last "=" ("정답: 3 + 4 = 7") but not a bracketed note
 after it ("정답: 12개 (검산: 12 ÷ 3 = 4)"), and the number that ends the statement, not one in its subject
 ("정답: 6년 뒤 아버지의 나이는 69살입니다" is 69). It compares with math-verify, so "0.75" equals "3/4", except that
-where the question asks for 기약분수 (lowest terms) "2/8" is not 1/4. A final answer written in hangul words is
+where the question asks for 기약분수 (lowest terms) "2/8" is not 1/4, and a final answer that hedges between
+several ("정답: 3, 4", "3개 또는 4개") is no answer. A final answer written in hangul words is
 read too — Sino-Korean "오백 원", "이천오백", native "스물세 개", "다섯입니다" — but only in an answer tag,
 `\\boxed{}` or "정답:" line with no digits, and a one-syllable or attributive numeral ("이", "세", "한") only
 before a counter ("세 개"): elsewhere "이" is "this", "세" a syllable of "세상", and "네" is "yes".
@@ -56,7 +57,13 @@ _DURATION = re.compile(r"(\d+)\s*시간\s*(\d+)\s*분(?!의)")  # "3시간 20분
 # ("69살입니다", "1,200원", "75%", "$69$"), then the end, a punctuation mark or, after a copula, anything ("12개입니다
 # 3개씩 4묶음이니까"). "6년 뒤" goes on, so its 6 is not it.
 _ENDS_STATEMENT = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*(?:(?:입니다|이에요|예요|이다)(?!\w)|\s*(?:[.,!?;:…~)\]}」』\"'”’·*—–-]|$))")
+# A hedge: two or more answers offered as alternatives ("정답: 3, 4", "3개 또는 4개", "수요일이나 목요일"); the whole
+# final statement is the list. Not "1,200" (a thousands comma), nor a list the answer gives a reason with.
+_ITEM = r"(?:-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|[월화수목금토일]요일)[^\W\d_]{0,4}"
+_HEDGE = re.compile(rf"\s*\**({_ITEM})\**((?:\s*(?:,\s|、|또는|혹은|아니면|(?<=[^\W\d_])이나|(?<=[^\W\d_])나|\bor\b)\s*"
+                    rf"\**{_ITEM}\**)+)\s*(?:입니다|이에요|예요|이다|중\s*하나(?:입니다)?)?\s*[.!]?\s*")
 _LOWEST_TERMS = re.compile(r"기약\s*분수|lowest\s+terms|simplest\s+form", re.I)
+_PLAIN_GOLD = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\d*\.\d+")
 _WEEKDAY = re.compile(r"([월화수목금토일])\s*요일")
 # Korean myriad units: "3만", "1억 2천만", "2.5만" (not "3만큼": as much as 3). 조 is left out: in word problems
 # "4조" is four groups ("3조각": three pieces) far more often than four trillion.
@@ -222,14 +229,25 @@ def _answer_part(span: str) -> str:
     return _NOT_BUT.split(span)[-1].rsplit("=", 1)[-1]
 
 
+def _hedged(span: str, find) -> bool:
+    """Whether a final-answer span offers different answers as alternatives ("3, 4", "3개 또는 4개")."""
+    if not (match := _HEDGE.fullmatch(span)):
+        return False
+    items = [match.group(1), *re.findall(_ITEM, match.group(2))]
+    return len({find(item) for item in items}) > 1
+
+
 def extract_answer(text: str, kind: str = "number") -> str | None:
-    """The final answer in a completion, normalised ("1200", "3/4", "수요일"); None when there is none."""
+    """The final answer in a completion, normalised ("1200", "3/4", "수요일"); None when there is none, or when
+    the final answer hedges between several ("정답: 3, 4" answers nothing: a reward must not pay for a list)."""
     _, answer = split_thinking(_detex(nfc(text).translate(_FULL_WIDTH)))
     find = _weekday_in if kind == "weekday" else _number_in
     for span in _spans(answer):
         if span is None:
             continue
         span = _answer_part(span)
+        if _hedged(span, find):
+            return None
         if (value := find(span)) is not None or (kind == "number" and (value := _hangul_number_in(span))):
             return value
     return find(answer, last=True)
@@ -242,6 +260,17 @@ def _gold(gold: str) -> str:
 
 def answer_kind(gold: str) -> str:
     return "weekday" if _gold(gold) in WEEKDAYS else "number"
+
+
+def _gold_number(gold: str) -> str:
+    """A gold number as completions are read, where math-verify alone would misread it: "3시간 20분" is 200 (it
+    reads 20), "1만 2천 원" 12000, "4분의 3" 3/4, "\\frac{3}{4}" 3/4, "오백 원" 500. Plain numbers are left as
+    they are."""
+    if _PLAIN_GOLD.fullmatch(gold) or _HEDGE.fullmatch(gold):  # a list ("1, 2") is math-verify's to compare
+        return gold
+    text = _detex(gold)
+    value = _number_in(text) if _NUMBER.search(text) else _hangul_number_in(text)
+    return value if value is not None else gold
 
 
 def same_answer(prediction: str | None, gold: str) -> bool:
@@ -257,7 +286,7 @@ def same_answer(prediction: str | None, gold: str) -> bool:
     # so math-verify's warning about the missing timeout is silenced.
     for name in ("math_verify.parser", "math_verify.grader"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    gold_parsed = parse(gold, parsing_timeout=None)
+    gold_parsed = parse(_gold_number(gold), parsing_timeout=None)
     predicted = parse(prediction, parsing_timeout=None)
     return bool(predicted) and verify(gold_parsed, predicted, timeout_seconds=None)
 

@@ -191,3 +191,41 @@ def test_generated_fraction_problems_take_the_reduced_answer_only():
     unreduced = [(p, fraction) for p, fraction in unreduced if fraction != p.answer]
     assert unreduced and not any(is_correct(f"정답: {fraction}{p.answer_unit}", p.answer, question=p.question)
                                  for p, fraction in unreduced)
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 3, 4", "3"), ("정답: 3, 4", "4"), ("정답: 4, 5, 6", "5"),
+    ("정답: 3개 또는 4개", "3"), ("정답은 3이나 4입니다.", "4"), ("정답: 3 or 4", "3"),
+    ("<answer>12 또는 15</answer>", "12"), ("\\boxed{3, 4}", "3"),
+    ("정답: 수요일이나 목요일", "수요일"),
+])
+def test_a_final_answer_that_hedges_between_several_is_wrong(completion, gold):
+    # A GRPO policy that lists candidates must not be paid for the one that happens to be right.
+    assert not is_correct(completion, gold)
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 1,200원", "1200"),  # a thousands comma is no list
+    ("정답: 1,200원, 즉 1200원", "1200"),  # the same answer twice is no hedge
+    ("정답: 12개, 3개씩 4묶음", "12"),  # a reason after a comma
+    ("정답: 수요일", "수요일"),
+])
+def test_one_answer_with_commas_is_no_hedge(completion, gold):
+    assert is_correct(completion, gold)
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 200분", "3시간 20분"),  # math-verify alone reads this gold as 20
+    ("정답: 3시간 20분", "3시간 20분"),
+    ("정답: 12000원", "1만 2천 원"),
+    ("정답: 0.75", "4분의 3"),
+    ("정답: 3/4", "\\frac{3}{4}"),
+    ("정답: 500원", "오백 원"),
+    ("정답: 1200", "1,200원"),
+])
+def test_gold_answers_are_read_as_completions_are(completion, gold):
+    assert is_correct(completion, gold)
+
+
+def test_a_gold_duration_is_not_its_minutes_part():
+    assert not is_correct("정답: 20", "3시간 20분") and not is_correct("정답: 2", "1만 2천 원")
