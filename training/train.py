@@ -139,13 +139,20 @@ def trainer_args(cfg: KosovConfig, run: RunDir, device: str, report_to: list[str
 
 
 def _save_final(trainer: Any, run: RunDir, full_model: bool) -> Path:
-    """Save the adapter (or full model) with its tokenizer into a staging folder, then move it into place."""
+    """Save the adapter (or full model) with its tokenizer into a staging folder, then move it into place. Only
+    the main process clears and moves the folder, with every process waiting for it before and after: under DDP
+    save_model writes on the main process alone with no barrier, so another process clearing the staging folder
+    a moment late deleted the adapter being written (an empty adapter/ in a run that said it finished)."""
     target = run.path / ("model" if full_model else "adapter")
     staging = run.path / f".{target.name}.saving"
-    shutil.rmtree(staging, ignore_errors=True)
-    trainer.save_model(str(staging))
-    if trainer.is_world_process_zero():
+    main = trainer.is_world_process_zero()
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staging))  # FSDP / ZeRO-3 gather the weights from every process here
+    if main:
         swap_into_place(staging, target)
+    trainer.accelerator.wait_for_everyone()  # no process goes on (to its eval, its exit) before adapter/ is there
     return target
 
 

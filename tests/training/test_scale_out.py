@@ -54,6 +54,41 @@ def test_two_process_ddp_on_cpu_writes_one_run_folder(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 20
 
 
+# A launch in which the main process writes the final adapter slowly (as an 8B adapter's fsync takes seconds) and
+# the other process reaches the final save a second late: neither may clear the folder the other is writing.
+SLOW_SAVE = """
+import os, shutil, sys, time
+import transformers
+rank, rmtree, save_model = os.environ["RANK"], shutil.rmtree, transformers.Trainer.save_model
+def late_rmtree(path, *args, **kwargs):
+    if rank == "1" and str(path).endswith(".adapter.saving"):
+        time.sleep(1)
+    return rmtree(path, *args, **kwargs)
+def slow_save(self, *args, **kwargs):
+    save_model(self, *args, **kwargs)
+    if rank == "0":
+        time.sleep(3)
+shutil.rmtree, transformers.Trainer.save_model = late_rmtree, slow_save
+from training.cli import main
+sys.exit(main())
+"""
+
+
+def test_the_final_adapter_survives_a_process_that_reaches_the_save_late(tmp_path):
+    script = tmp_path / "slow_save.py"
+    script.write_text(SLOW_SAVE)
+    out = tmp_path / "run"
+    done = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "cpu-ddp.yaml"),
+                str(script), "train", "experiment=smoke-sft", f"output_dir={out}", "method.max_steps=2",
+                "method.save_steps=100", "method.eval_steps=100", "data.max_rows=32"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from safetensors import safe_open
+
+    with safe_open(out / "adapter" / "adapter_model.safetensors", "pt") as weights:
+        assert any("lora_B" in key for key in weights.keys())
+    assert not (out / ".adapter.saving").exists()
+
+
 def test_a_bad_row_stops_every_process_with_its_file_and_line(tmp_path):
     """Only the main process reads and renders the rows: the other learns of the bad row from it and fails with the
     same error, rather than waiting for it at a barrier until the launcher's timeout."""
