@@ -41,15 +41,14 @@ from typing import Any
 from data_tools.chat_io import file_sha256
 from training.errors import KosovError
 from training.mirror_check import FORMAT, MANIFEST, hf_home, mirror_env, partial_splits, read_manifest, verify
-from training.mirror_fetch import (Download, Staged, clear_staging, disk_full_told, fetch, hub_download, now, place,
-                                   prune_snapshots, staging_kept_only_to_resume)
+from training.mirror_fetch import (PARQUET_EXPORT, Download, Staged, clear_staging, disk_full_told, fetch,
+                                   hub_download, now, place, prune_snapshots, staging_kept_only_to_resume)
 from training.mirror_tasks import SUITE_FAMILIES, by_repo, parse_dataset, suite_datasets, task_datasets
 from training.models import HUB_ID
 from training.safe_write import swap_into_place, write_atomic
 
 log = logging.getLogger(__name__)
 
-PARQUET_EXPORT = "refs/convert/parquet"  # the Hub's own parquet conversion of every dataset repo
 LOCK = ".kosov-mirror.lock"
 LIBRARIES = ("datasets", "huggingface_hub", "lm_eval", "transformers")
 
@@ -143,19 +142,21 @@ def _parquet_export(folder: Path, download: Download, main: Staged, configs: tup
                          f"{main.revision}", fix=f"mirror it without a revision (--dataset {spec}): the manifest then "
                                                  "records the export's commit as its revision")
     log.warning("%s is defined by a loading script (%s): mirroring its parquet export instead", main.repo_id, script)
-    return fetch(folder, download, "dataset", main.repo_id, PARQUET_EXPORT, token)
+    return fetch(folder, download, "dataset", main.repo_id, PARQUET_EXPORT, token, configs)
 
 
 def _mirror_dataset(folder: Path, download: Download, repo_id: str, revision: str | None,
                     configs: tuple[str, ...] | None, token: str | None, before: dict | None) -> dict[str, Any]:
     """Stage the repo (and its parquet export, for a loading script), build the Arrow cache of its configs from the
     staged files, and only then move it all in: a config it lacks, a pin the export cannot give or a failed build
-    leaves the mirror exactly as it was (an update that fails never breaks a mirror that was fine)."""
-    main = fetch(folder, download, "dataset", repo_id, revision, token)
-    export = _parquet_export(folder, download, main, configs, token)
-    data = export or main
+    leaves the mirror exactly as it was (an update that fails never breaks a mirror that was fine). Asked for some
+    configs, the download may hold only their files: an earlier run's configs are asked for again, so that the
+    Arrow cache, rebuilt from this download, keeps them."""
     if configs is not None and before and before.get("configs"):  # keep what an earlier run mirrored
         configs = tuple(dict.fromkeys([*before["configs"], *configs]))
+    main = fetch(folder, download, "dataset", repo_id, revision, token, configs)
+    export = _parquet_export(folder, download, main, configs, token)
+    data = export or main
     cache = data.folder.with_name(f"{data.folder.name}.arrow")
     shutil.rmtree(cache, ignore_errors=True)  # a build a killed run left half-done
     cache.mkdir(parents=True)
@@ -164,9 +165,9 @@ def _mirror_dataset(folder: Path, download: Download, repo_id: str, revision: st
     for config, splits in partial.items():
         log.warning("%s: the Hub's parquet export holds only the first ~5 GB of %s/%s (partial-...): mirrored as it "
                     "is, marked partial in the manifest", repo_id, config, ",".join(splits))
-    entry = place(folder, main)
+    entry = place(folder, main, before)
     if export:
-        entry["parquet_export"] = place(folder, export)
+        entry["parquet_export"] = place(folder, export, (before or {}).get("parquet_export"))
         entry["revision"] = export.commit  # the version of the rows, not the pin-less "main" of the script
     target = dataset_cache_dir(folder, repo_id)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@ folder of its own inside the mirror, named by repo and commit (FOLDER/.staging/<
 download cut short is kept and the next run resumes it where it stopped (snapshot_download(local_dir=) skips the
 files it has). Nothing is moved into huggingface_hub's cache layout until every check of the repo has passed; then
 the files are renamed in (same disk: no second copy of a model) and the staging folder goes.
+A dataset asked for some of its configs is downloaded in part where its card says which files those configs read
+(dataset_files()); else, and for a model, the whole repo.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import errno
 import importlib
 import logging
 import os
+import posixpath
+import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -23,7 +27,7 @@ from typing import Any
 
 from data_tools.chat_io import file_sha256
 from training.errors import KosovError
-from training.mirror_check import hf_home, repo_dir
+from training.mirror_check import hf_home, repo_dir, snapshot_dir
 from training.models import COMMIT_SHA
 from training.safe_write import write_atomic
 
@@ -33,9 +37,16 @@ STAGING = ".staging"
 # Formats transformers does not load, and PyTorch pickles when the repo has safetensors.
 MODEL_SKIP = ["*.gguf", "*.onnx", "onnx/*", "*.h5", "*.msgpack", "*.ot", "original/*"]
 PICKLED_WEIGHTS = ["*.bin", "*.pth", "*.pt"]
+PARQUET_EXPORT = "refs/convert/parquet"  # the Hub's own parquet conversion of every dataset repo
+# What datasets reads of a dataset folder besides the data files (datasets.config: REPOCARD_FILENAME,
+# REPOYAML_FILENAME, DATASETDICT_INFOS_FILENAME), and git's attributes: always downloaded with some configs' files.
+CARD = "README.md"
+REPO_YAML = ".huggingface.yaml"
+DATASET_META = (CARD, REPO_YAML, "dataset_infos.json", ".gitattributes")
 
-# download(repo_id, repo_type=, revision=, token=, staging=) -> (commit, {path in repo: file}); staging(commit) is
-# the folder to download that commit into.
+# download(repo_id, repo_type=, revision=, token=, staging=, configs=) -> (commit, {path in repo: file});
+# staging(commit) is the folder to download that commit into; configs: of a dataset, the ones needed (None: all),
+# so that the download may leave out files no other config reads.
 Download = Callable[..., tuple[str, dict[str, Path]]]
 
 
@@ -61,15 +72,22 @@ def staging_dir(folder: str | Path, repo_type: str, repo_id: str, commit: str) -
 
 
 def fetch(folder: Path, download: Download, repo_type: str, repo_id: str, revision: str | None,
-          token: str | None) -> Staged:
+          token: str | None, configs: Sequence[str] | None = None) -> Staged:
     staging = partial(staging_dir, folder, repo_type, repo_id)  # staging(commit)
-    commit, files = download(repo_id, repo_type=repo_type, revision=revision or "main", token=token, staging=staging)
+    commit, files = download(repo_id, repo_type=repo_type, revision=revision or "main", token=token, staging=staging,
+                             configs=configs)
     return Staged(repo_type, repo_id, revision, commit, files, staging(commit))
 
 
-def place(folder: Path, staged: Staged) -> dict[str, Any]:
-    """Move a staged repo into the mirror: its manifest entry."""
+def place(folder: Path, staged: Staged, before: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Move a staged repo into the mirror: its manifest entry. The files `before` (the entry of an earlier run)
+    recorded at the same commit stay recorded while they are there: a dataset asked for some configs is downloaded
+    in part, and what an earlier run brought of it is still in the snapshot."""
     records = place_repo_files(folder, staged.repo_type, staged.repo_id, staged.commit, staged.files, ref=staged.ref)
+    if before and before.get("commit") == staged.commit:
+        snapshot = snapshot_dir(folder, staged.repo_type, staged.repo_id, staged.commit)
+        kept = {rel: r for rel, r in before["files"].items() if rel not in records and _has_size(snapshot / rel, r)}
+        records = dict(sorted({**kept, **records}.items()))
     return {"revision": staged.revision or "main", "commit": staged.commit, "mirrored": now(), "ref": staged.ref,
             "bytes": sum(r["size"] for r in records.values()), "files": records}
 
@@ -120,6 +138,10 @@ def place_repo_files(folder: str | Path, repo_type: str, repo_id: str, commit: s
     return records
 
 
+def _has_size(path: Path, record: Mapping[str, Any]) -> bool:
+    return path.is_file() and path.stat().st_size == record["size"]
+
+
 def prune_snapshots(folder: Path, manifest: dict[str, Any]) -> None:
     """After the manifest is saved: the snapshots no ref and no manifest entry names any more (a ref moved
     upstream) go, one commit per ref kept."""
@@ -133,23 +155,34 @@ def prune_snapshots(folder: Path, manifest: dict[str, Any]) -> None:
 
 
 def hub_download(repo_id: str, *, repo_type: str, revision: str, token: str | None,
-                 staging: Callable[[str], Path]) -> tuple[str, dict[str, Path]]:
-    """Fetch a repo at a revision into staging(commit): (commit, {path in repo: file}). Needs the network."""
-    from huggingface_hub import HfApi, snapshot_download
+                 staging: Callable[[str], Path], configs: Sequence[str] | None = None) -> tuple[str, dict[str, Path]]:
+    """Fetch a repo at a revision into staging(commit): (commit, {path in repo: file}). Of a dataset asked for some
+    configs, only the files they need where its card says so (dataset_files()); else the whole repo (a model's
+    without the formats transformers does not load). Needs the network."""
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
     from huggingface_hub.utils import filter_repo_objects
 
-    local, needed = None, None
+    local, needed, wanted = None, None, None
     try:
         info = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, token=token, files_metadata=True)
         names = [s.rfilename for s in info.siblings or []]
         skip = MODEL_SKIP + (PICKLED_WEIGHTS if any(n.endswith(".safetensors") for n in names) else [])
         skip = skip if repo_type == "model" else None
-        kept = filter_repo_objects(info.siblings or [], ignore_patterns=skip, key=lambda s: s.rfilename)
-        sizes = [s.size for s in kept]
-        needed = sum(sizes) if None not in sizes else None
         local = staging(info.sha)
+
+        def read(name: str) -> Path:  # one file of the commit, ahead of the rest (the card, to pick the files)
+            return Path(hf_hub_download(repo_id, name, repo_type=repo_type, revision=info.sha, local_dir=local,
+                                        token=token))
+
+        if repo_type == "dataset" and configs:
+            wanted = dataset_files(repo_id, revision, names, configs, read)
+        allow = None if wanted is None else [_literal(n) for n in wanted]
+        kept = filter_repo_objects(info.siblings or [], allow_patterns=allow, ignore_patterns=skip,
+                                   key=lambda s: s.rfilename)
+        sizes = [s.size for s in kept]
+        needed = sum(sizes) if None not in sizes else None  # of the files downloaded, not of the whole repo
         snapshot_download(repo_id, repo_type=repo_type, revision=info.sha, local_dir=local, token=token,
-                          ignore_patterns=skip)
+                          allow_patterns=allow, ignore_patterns=skip)
     except _network_errors() as e:
         if local and getattr(e, "errno", None) == errno.ENOSPC:  # local: FOLDER/.staging/<repo>--<commit>
             raise no_space(local.parents[1], f"the {repo_type} {repo_id}", needed) from None
@@ -159,8 +192,91 @@ def hub_download(repo_id: str, *, repo_type: str, revision: str, token: str | No
                                    f"{e}", fix="check the id and revision and the network; for a gated repo accept "
                                                "its terms on the Hub page and set HF_TOKEN (or pass --token)"
                                                + resume)) from None
-    return info.sha, {p.relative_to(local).as_posix(): p for p in local.rglob("*")
-                      if p.is_file() and p.relative_to(local).parts[0] != ".cache"}
+    files = {p.relative_to(local).as_posix(): p for p in local.rglob("*")
+             if p.is_file() and p.relative_to(local).parts[0] != ".cache"}
+    if wanted is not None:  # a run cut short that wanted other configs left their files in the same staging folder
+        wanted_set = set(wanted)
+        files = {rel: p for rel, p in files.items() if rel in wanted_set}
+    return info.sha, files
+
+
+def _literal(name: str) -> str:
+    """An fnmatch pattern (snapshot_download's allow_patterns) that matches this one path alone."""
+    return re.sub(r"([*?[])", r"[\1]", name)
+
+
+def dataset_files(repo_id: str, revision: str, names: Sequence[str], configs: Sequence[str],
+                  read: Callable[[str], Path]) -> list[str] | None:
+    """Of a dataset repo's files (`names`), those that reading `configs` from a download of it needs: the card and
+    the configs' data files (of a parquet export, the configs' folders). None, the whole repo, where that is not
+    known for sure (why is logged). read(name) downloads one file of the repo and gives its path."""
+    if revision == PARQUET_EXPORT:  # <config>/<split>/NNNN.parquet
+        lacking = [c for c in configs if not any(n.startswith(f"{c}/") for n in names)]
+        if not lacking:
+            return [n for n in names if n.split("/")[0] in configs]
+        why = f"its parquet export has no folder {', '.join(lacking)}"
+    elif f"{repo_id.split('/')[-1]}.py" in names:
+        why = "a loading script defines its configs"
+    elif CARD not in names and REPO_YAML not in names:
+        why = f"it has no {CARD}: datasets infers its configs from its files"
+    else:
+        from fsspec.utils import glob_translate  # the regex of fsspec's glob, which datasets resolves patterns with
+
+        card, repo_yaml = (read(n) if n in names else None for n in (CARD, REPO_YAML))
+        try:
+            patterns, why = config_patterns(card_configs(card, repo_yaml), configs)
+        except Exception as e:  # a card datasets would refuse too: the whole repo, as before, and datasets says why
+            patterns, why = None, f"its card's YAML cannot be read ({type(e).__name__}: {e})"
+        if patterns is not None:  # `*` within a folder, `**` across folders
+            matches = [re.compile(glob_translate(p)).match for p in patterns]
+            return [n for n in names if n in DATASET_META or any(match(n) for match in matches)]
+    log.info("%s: downloading the whole dataset repo for the configs %s: %s", repo_id, ",".join(configs), why)
+    return None
+
+
+def card_configs(card: Path | None, repo_yaml: Path | None = None) -> dict[str, dict[str, Any]]:
+    """{config: its YAML params} of a dataset card (README.md) and .huggingface.yaml, whose keys win, parsed as
+    datasets parses them when it reads a dataset folder (datasets load.py, LocalDatasetModuleFactory)."""
+    import yaml
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    data = DatasetCard.load(card).data if card else DatasetCardData()
+    extra = yaml.safe_load(repo_yaml.read_text(encoding="utf-8")) if repo_yaml else None
+    if extra:
+        data = DatasetCardData(**{**data.to_dict(), **extra})
+    return MetadataConfigs.from_dataset_card_data(data)
+
+
+def config_patterns(card: Mapping[str, Mapping[str, Any]], configs: Sequence[str]) -> tuple[list[str] | None, str]:
+    """(the data_files patterns of `configs` as the card declares them, relative to the repo's root, with those of
+    the card's first config: datasets resolves its files to pick the builder (csv, json, parquet...) whichever config
+    is read; "") or (None, why not): a config the card does not declare, a config of it without data_files (datasets
+    infers those from the files, every config's, as it reads the folder), a pattern that is no path in the repo."""
+    from datasets.data_files import sanitize_patterns
+
+    lacking = [c for c in configs if c not in card]
+    if not card or lacking:
+        return None, f"its card's YAML declares no config {', '.join(lacking or configs)}"
+    inferred = [name for name, params in card.items() if params.get("data_files") is None]
+    if inferred:
+        return None, f"the config(s) {', '.join(inferred)} of its card have no data_files (datasets infers them)"
+    first = next(iter(card))
+    patterns = [p for split in sanitize_patterns(card[first]["data_files"]).values() for p in split]
+    for name in dict.fromkeys([first, *configs]):
+        base = str(card[name].get("data_dir") or "").rstrip("/")  # the config's patterns are relative to data_dir
+        patterns += [posixpath.join(base, p) if base else p
+                     for split in sanitize_patterns(card[name]["data_files"]).values() for p in split]
+    outside = [p for p in patterns if not _repo_pattern(p)]
+    if outside:
+        return None, f"its data_files pattern {outside[0]!r} is not a path in the repo"
+    return list(dict.fromkeys(patterns)), ""
+
+
+def _repo_pattern(pattern: Any) -> bool:
+    """A glob relative to the repo's root, as glob_translate() reads it: no URL, no archive hop (::), no ./ or ../"""
+    return (isinstance(pattern, str) and "://" not in pattern and "::" not in pattern
+            and not {"", ".", ".."} & set(pattern.split("/")))
 
 
 def _network_errors() -> tuple[type[Exception], ...]:

@@ -106,9 +106,10 @@ def fake_hub(model_dir: Path) -> dict:
 
 def fake_download(hub: dict, calls: list):
     """hub_download's contract without the network: files written to staging(commit) as snapshot_download(local_dir=)
-    writes them, then mirror() moves them into the hub cache and builds the Arrow cache as for real."""
+    writes them, then mirror() moves them into the hub cache and builds the Arrow cache as for real. The whole repo
+    whatever configs are asked for (hub_download's answer where the card does not say which files they read)."""
 
-    def download(repo_id, *, repo_type, revision, token, staging):
+    def download(repo_id, *, repo_type, revision, token, staging, configs=None):
         calls.append((repo_type, repo_id, revision, token))
         commit, files = hub[(repo_type, repo_id, revision)]
         local, out = staging(commit), {}
