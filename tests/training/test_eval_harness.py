@@ -22,6 +22,19 @@ def test_vllm_is_started_with_a_max_lora_rank_that_takes_the_adapter(tmp_path, r
     assert "max_lora_rank" not in model_args(suite, "Qwen/Qwen3-8B", None, None, "bfloat16", False)  # no adapter
 
 
+def test_vllm_reads_the_tokenizer_at_the_pinned_revision_too():
+    """lm-eval's vLLM loads its tokenizer (whose chat template renders the prompts) at tokenizer_revision, None by
+    default: with only revision= pinned, the prompts came from main's tokenizer while the scores were cached
+    under the pinned commit."""
+    from training.evaluation.harness import model_args
+
+    suite, sha = compose(["experiment=smoke-eval", "eval.backend=vllm"]).eval, "a" * 40
+    args = model_args(suite, "Qwen/Qwen3-8B", sha, None, "bfloat16", False)
+    assert args["revision"] == sha and args["tokenizer_revision"] == sha
+    saved = model_args(suite, "Qwen/Qwen3-8B", sha, None, "bfloat16", False, tokenizer="/tmp/tok")
+    assert saved["tokenizer"] == "/tmp/tok" and "tokenizer_revision" not in saved  # a local folder has no revision
+
+
 @pytest.mark.parametrize("left", ["an empty folder", "a file cut short"])
 def test_kosovs_local_tasks_are_written_again_after_a_job_killed_while_writing_them(tmp_path, monkeypatch, left):
     """The task folder was written only when missing, file by file: a job killed after making it left an empty

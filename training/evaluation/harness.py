@@ -337,6 +337,8 @@ def model_args(ecfg: EvalConfig, source: str, revision: str | None, adapter: Pat
         args["revision"] = revision
     if tokenizer:  # a saved tokenizer with the recipe's chat template (model.chat_template)
         args["tokenizer"] = tokenizer
+    elif revision:  # else lm-eval loads the tokenizer (and renders the prompts with its template) from main
+        args["tokenizer_revision"] = revision
     if adapter is not None:
         args.update(lora_local_path=str(adapter), enable_lora=True, max_lora_rank=vllm_max_lora_rank(adapter))
     return {**args, **thinking_args(mode)}
