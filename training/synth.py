@@ -1,7 +1,7 @@
 """`kosov synth`: a Korean training dataset from a generator, through the quality gates, with a data card.
 
     kosov synth experiment=synth-math output_dir=data/ko-math          # rule-based, no LLM
-    kosov synth experiment=synth-distill-http synth.teacher.base_url=http://127.0.0.1:8000/v1 output_dir=data/d
+    kosov synth experiment=synth-self-instruct-http synth.teacher.base_url=http://127.0.0.1:8000/v1 synth.teacher.model=M output_dir=data/d
 
 Writes DIR/train.jsonl and DIR/train.parquet (test.* for synth.split=test, and both for the math generator's
 held-out split), every row with a `meta` record (source, generator, teacher model, license, seed),

@@ -24,7 +24,8 @@ ScoreFn = Callable[[list[dict]], list[float]]
 
 @dataclass
 class JudgeGate:
-    """Drop rows the judge scores below `min_score` (scores on the judge's own scale; 0..1 by convention)."""
+    """Drop rows the judge scores below `min_score`, on 0..1 (the teacher's 1-10 rating over 10: 0.6 keeps 6 and
+    up; min_score=6 would drop every row, so it is refused)."""
 
     min_score: float = 0.5
     batch_size: int = 32  # rows per score_fn call: a teacher batches its requests
@@ -33,6 +34,9 @@ class JudgeGate:
 
     def __post_init__(self) -> None:
         check_range(self.name, "batch_size", self.batch_size, 1)
+        if not 0 <= self.min_score <= 1:
+            raise ValueError(f"gate 'judge': min_score={self.min_score!r} is out of range; scores are 0..1 (the "
+                             f"teacher's 1-10 rating over 10), so a rating of 6 and up is min_score=0.6")
         if self.score_fn is None:
             raise ValueError("gate 'judge' needs a teacher to score rows: pass build_gates(spec, judge=score_fn) "
                              "with score_fn(rows) -> list[float], or remove 'judge' from the gates")

@@ -328,6 +328,8 @@ def test_pii_gate_scrubs_or_drops_and_never_shows_the_data():
 def test_judge_needs_a_teacher_and_applies_the_threshold():
     with pytest.raises(ValueError, match="needs a teacher"):
         build_gates({"judge": {"min_score": 0.7}})
+    with pytest.raises(ValueError, match=r"min_score=6 is out of range.*min_score=0\.6"):  # a 1-10 rating written
+        build_gates({"judge": {"min_score": 6}}, judge=lambda rows: [1.0] * len(rows))  # as is would drop every row
     with pytest.raises(ValueError, match="unknown parameters \\['score_fn'\\]"):
         build_gates({"judge": {"score_fn": "my.module.fn"}}, judge=lambda rows: [1.0] * len(rows))
     calls = []
