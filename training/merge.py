@@ -6,8 +6,12 @@ adapter model and from the same weights with the adapter switched off, the adapt
 place, and they are freed before the saved folder is read back to be checked.
 
 A QLoRA adapter is merged onto the base in bf16, not onto the 4-bit base it was trained against: merging into
-NF4 weights would round the update away. The merged model keeps the base's chat template and generation
-config, so its thinking default is the base's (Qwen3: thinking on unless enable_thinking=False).
+NF4 weights would round the update away. The merged model gets the chat template the adapter was trained with
+and the base's generation config, whose ends gain the end of turn the adapter was trained to close turns with; its
+thinking default is the template's (Qwen3: thinking on unless enable_thinking=False).
+
+Merging runs forward passes only: the base loads with the attention kernel the run trained with where that
+runs here, else with model.attn_implementation=auto's choice (a run trained with FlashAttention 2 merges on a CPU).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from training.schema import KosovConfig
-from training.models import load_for_inference, load_tokenizer, model_source
+from training.schema import KosovConfig, ModelConfig
+from training.models import (attention_for, check_attention, check_remote_code, flash_attention_ready,
+                             load_for_inference, load_tokenizer, model_source, stop_ids)
 from training.safe_write import swap_into_place, write_json
 
 log = logging.getLogger(__name__)
@@ -98,6 +103,29 @@ def _verdict(check: dict[str, Any]) -> str | None:
                                              "away: publish the adapter unmerged" if rounded else ""))
 
 
+def _merge_attention(mcfg: ModelConfig, device: str) -> str:
+    """model.attn_implementation to merge with: the run's, unless it is FlashAttention 2 and that cannot run here
+    (a CPU, no flash-attn): then auto's choice. The kernel changes no weight, and the check compares logits computed
+    with the same one on both sides."""
+    if mcfg.attn_implementation == "flash_attention_2" and (device != "cuda" or flash_attention_ready() is not None):
+        log.info("the run trained with FlashAttention 2, which cannot run here: merging with %s",
+                 attention_for(dataclasses.replace(mcfg, attn_implementation="auto"), device))
+        return "auto"
+    return mcfg.attn_implementation
+
+
+def _merged_generation_config(generation: Any, mcfg: ModelConfig, tokenizer: Any) -> Any:
+    """The base's generation config, its ends extended by where the adapter was trained to stop (models.stop_ids):
+    a base checkpoint (Qwen3-8B-Base) ends text with <|endoftext|>, while the recipes close turns with <|im_end|>,
+    and generate() and vLLM stop only at the generation config's eos_token_id (and the tokenizer's eos). The base's
+    own ends stay first: without a pad_token_id, generate() pads with the first."""
+    own = generation.eos_token_id
+    own = [own] if isinstance(own, int) else list(own or [])
+    ids = list(dict.fromkeys([*own, *stop_ids(mcfg, tokenizer)]))
+    generation.eos_token_id = ids[0] if len(ids) == 1 else ids
+    return generation
+
+
 def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -> dict[str, Any]:
     """Write base + adapter merged into `out` (safetensors shards, tokenizer, generation config); returns the
     logits check, also written to out/merge_check.json (ok false: `problem` says why)."""
@@ -108,11 +136,16 @@ def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -
     # may have been edited or moved since.
     saved = adapter / "chat_template.jinja"
     model_cfg = dataclasses.replace(run_cfg.model, dtype="bfloat16" if qlora else run_cfg.model.dtype,
+                                    attn_implementation=_merge_attention(run_cfg.model, device),
                                     **({"chat_template": str(saved)} if saved.is_file() else {}))
     cfg = dataclasses.replace(run_cfg, model=model_cfg, peft=dataclasses.replace(run_cfg.peft, quantization=None,
                                                                                  method="lora"))
-    source, _ = model_source(cfg.model)
+    source, is_local = model_source(cfg.model)
+    check_remote_code(cfg.model, source, is_local)
+    check_attention(cfg.model, device, training=False)
+    attention = attention_for(cfg.model, device)  # the saved model is read back with the same kernel
     tokenizer = load_tokenizer(cfg.model, source)
+    stop_ids(cfg.model, tokenizer)  # an end-of-turn token the vocabulary lacks fails here, before the weights load
     model = load_for_inference(cfg, source, device, adapter)
     inputs = _sample_inputs(tokenizer)
     expected = _logits(model, inputs)
@@ -132,15 +165,19 @@ def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -
     model.save_pretrained(staging, max_shard_size="4GB")
     tokenizer.save_pretrained(staging)
     try:  # the base's own generation config (eos ids, sampling defaults); tiny-ko's is built locally
-        GenerationConfig.from_pretrained(source, revision=cfg.model.revision).save_pretrained(staging)
+        generation = GenerationConfig.from_pretrained(source, revision=cfg.model.revision)
     except OSError:
-        log.info("the base has no generation_config.json; the merged model keeps the one transformers wrote")
+        log.info("the base has no generation_config.json; the merged model's is the one transformers derived")
+        generation = copy.deepcopy(model.generation_config)
+    generation = _merged_generation_config(generation, cfg.model, tokenizer)
+    generation.save_pretrained(staging)
+    log.info("the merged model stops generating at token ids %s", generation.eos_token_id)
     dtype, on = model.dtype, model.device
     del model
     gc.collect()  # PEFT's wrappers hold reference cycles: free the merged weights before the saved ones load
     # Read back in the dtype the reference logits were computed in (bf16 weights widen to fp32 exactly): the check
     # then measures what saving did to the weights, not bf16 arithmetic against fp32.
-    reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=computed_in,
+    reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=computed_in, attn_implementation=attention,
                                                     trust_remote_code=cfg.model.trust_remote_code).to(on)
     got = _logits(reloaded, inputs)
     del reloaded

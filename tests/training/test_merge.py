@@ -1,7 +1,9 @@
 """publish.merge=true: the merged folder and its logits check. A bf16 base (as Qwen3 and KORMo are) is merged in the
 device's dtype (fp32 on CPU) and saved as the base is stored; the check tolerates fp32 rounding at a real model's
 logit scale, fails a merge that lost the adapter, says when an adapter is too small to judge, and the merge holds
-one copy of the weights at a time. Adapters other than the trained one are built directly (B drawn at a set size)."""
+one copy of the weights at a time. Adapters other than the trained one are built directly (B drawn at a set size).
+The merged model stops at the end of turn it was trained with, a run trained with FlashAttention 2 merges on a CPU,
+and remote code is checked before any of it loads."""
 
 from __future__ import annotations
 
@@ -158,3 +160,76 @@ def test_the_merge_holds_one_copy_of_the_weights(tmp_path, monkeypatch):
     check = merge_adapter(compose(quick()), adapter, tmp_path / "merged", "cpu")
     assert 0.9 * one_model < max(held) < 1.3 * one_model, (held, one_model)
     assert check["ok"] and len(held) == 3
+
+
+def base_checkpoint(folder):
+    """tiny-ko shipped as a base checkpoint is (Qwen3-8B-Base): its tokenizer, config and generation config end text
+    with <|endoftext|> only, while the recipe (model.end_of_turn_token) closes assistant turns with <|im_end|>."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    saved_base(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.eos_token = "<|endoftext|>"
+    tokenizer.save_pretrained(folder)
+    end_of_text = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "eos_token_id": end_of_text}))
+    GenerationConfig(bos_token_id=end_of_text, eos_token_id=end_of_text, do_sample=False).save_pretrained(folder)
+    return folder
+
+
+def test_a_model_merged_onto_a_base_checkpoint_stops_at_the_end_of_turn_it_was_trained_with(tmp_path):
+    """The merged folder's generation config kept only the base's <|endoftext|>: generate() (and vLLM) on it wrote
+    past the <|im_end|> that closes the trained turn. Now it stops at either, the base's first (generate's pad)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    base = base_checkpoint(tmp_path / "base")
+    cfg = compose(quick(f"model.name_or_path={base}"))
+    assert cfg.model.end_of_turn_token == "<|im_end|>"
+    check = merge_adapter(cfg, lora_adapter(base, tmp_path / "adapter", 1e-2), tmp_path / "merged", "cpu")
+    assert check["ok"], check
+    merged = tmp_path / "merged"
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    end_of_text, end_of_turn = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
+    assert tokenizer.eos_token_id == end_of_text != end_of_turn
+    generation = GenerationConfig.from_pretrained(merged)
+    assert generation.eos_token_id == [end_of_text, end_of_turn] and generation.do_sample is False
+
+    model = AutoModelForCausalLM.from_pretrained(merged)  # random weights: the end of turn is made the likeliest
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "안녕하세요"}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)
+    out = model.generate(**prompt, max_new_tokens=8, sequence_bias={(end_of_turn,): 100.0})
+    assert out[0, prompt["input_ids"].shape[1]:].tolist() == [end_of_turn]
+
+
+def test_a_run_trained_with_flash_attention_merges_on_a_cpu(smoke_run, tmp_path, caplog):
+    """A run trained with model.attn_implementation=flash_attention_2 (on a GPU) published with publish.merge=true
+    on a machine without flash-attn: the merge, forward passes only, loaded with the run's kernel and failed with
+    transformers' bare ImportError. It merges with auto's choice (SDPA here)."""
+    import shutil
+
+    import yaml
+
+    from training.publish import publish
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run.run_dir, run)
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    config["model"]["attn_implementation"] = "flash_attention_2"
+    (run / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="training.merge"):
+        result = publish(compose([f"run={run}", "publish.merge=true", f"output_dir={tmp_path / 'release'}"]))
+    assert result.merge_check["ok"], result.merge_check
+    assert "trained with FlashAttention 2, which cannot run here: merging with sdpa" in caplog.text
+    assert (result.folder / "merged" / "config.json").is_file()
+
+
+def test_remote_code_is_checked_before_anything_of_it_loads(tmp_path):
+    """trust_remote_code=true on a hub model without a pinned commit: refused as training, eval and serve refuse it,
+    before the merge fetches the tokenizer or weights (whose code would run)."""
+    from training.errors import KosovError
+
+    cfg = compose(quick("model.name_or_path=kosov-test/remote-model", "model.trust_remote_code=true"))
+    with pytest.raises(KosovError, match="trust_remote_code=true .* model.revision=None"):
+        merge_adapter(cfg, tmp_path / "adapter", tmp_path / "merged", "cpu")
+    assert not (tmp_path / "merged").exists()
