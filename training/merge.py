@@ -8,7 +8,8 @@ place, and they are freed before the saved folder is read back to be checked.
 A QLoRA adapter is merged onto the base in bf16, not onto the 4-bit base it was trained against: merging into
 NF4 weights would round the update away. The merged model gets the chat template the adapter was trained with
 and the base's generation config, whose ends gain the end of turn the adapter was trained to close turns with; its
-thinking default is the template's (Qwen3: thinking on unless enable_thinking=False).
+thinking default is the mode the adapter trained its answers in (models.thinking: off, or auto on data without
+reasoning, answers after an empty think block unless a request sets enable_thinking), else the template's.
 
 Merging runs forward passes only: the base loads with the attention kernel the run trained with where that
 runs here, else with model.attn_implementation=auto's choice (a run trained with FlashAttention 2 merges on a CPU).
@@ -24,6 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from training.adapters import trained_thinking
 from training.schema import KosovConfig, ModelConfig
 from training.models import (attention_for, check_attention, check_remote_code, flash_attention_ready,
                              load_for_inference, load_tokenizer, model_source, stop_ids)
@@ -126,6 +128,19 @@ def _merged_generation_config(generation: Any, mcfg: ModelConfig, tokenizer: Any
     return generation
 
 
+def _default_thinking(tokenizer: Any, thinking: bool | None) -> None:
+    """Make the thinking mode the adapter trained its answers in the merged template's default (a request's own
+    enable_thinking still wins): Qwen3's template thinks unless told not to, so a model trained without thinking,
+    served by vLLM or run with apply_chat_template, would open a think block it never learned to write."""
+    template = tokenizer.chat_template
+    if thinking is None or not isinstance(template, str) or "enable_thinking" not in template:
+        return
+    value = "true" if thinking else "false"
+    tokenizer.chat_template = f"{{%- if enable_thinking is not defined %}}{{%- set enable_thinking = {value} %}}" \
+                              f"{{%- endif %}}\n{template}"
+    log.info("the merged model's chat template defaults to enable_thinking=%s, as the adapter trained", value)
+
+
 def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -> dict[str, Any]:
     """Write base + adapter merged into `out` (safetensors shards, tokenizer, generation config); returns the
     logits check, also written to out/merge_check.json (ok false: `problem` says why)."""
@@ -163,6 +178,7 @@ def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -
     staging = out.with_name(f".{out.name}.building")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging, max_shard_size="4GB")
+    _default_thinking(tokenizer, trained_thinking(adapter))
     tokenizer.save_pretrained(staging)
     try:  # the base's own generation config (eos ids, sampling defaults); tiny-ko's is built locally
         generation = GenerationConfig.from_pretrained(source, revision=cfg.model.revision)

@@ -233,3 +233,28 @@ def test_remote_code_is_checked_before_anything_of_it_loads(tmp_path):
     with pytest.raises(KosovError, match="trust_remote_code=true .* model.revision=None"):
         merge_adapter(cfg, tmp_path / "adapter", tmp_path / "merged", "cpu")
     assert not (tmp_path / "merged").exists()
+
+
+def test_the_merged_template_defaults_to_the_thinking_mode_the_adapter_trained(smoke_run, tmp_path):
+    """A run trained with model.thinking=off answers after an empty think block. The merged model's template
+    thought by default (Qwen3's does), so vLLM or apply_chat_template on it opened a think block the model never
+    learned to write; a request's own enable_thinking still wins."""
+    import shutil
+
+    import yaml
+    from transformers import AutoTokenizer
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run.run_dir, run)
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    config["model"]["thinking"] = "off"
+    (run / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    merge_adapter(compose(["experiment=smoke-sft"]), run / "adapter", tmp_path / "merged", "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    turn = [{"role": "user", "content": "안녕하세요?"}]
+
+    def prompt(**kwargs):
+        return tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True, **kwargs)
+
+    assert prompt().endswith("<think>\n\n</think>\n\n") and prompt() == prompt(enable_thinking=False)
+    assert not prompt(enable_thinking=True).endswith("</think>\n\n")
