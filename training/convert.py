@@ -17,6 +17,8 @@ data offsets relative to the end of the header) and the raw data. Each shard is 
 followed by the unchanged data bytes, copied in 1 MiB chunks: memory use does not grow with the model and every
 tensor is bit-identical. Everything is written into a staging folder next to DST (.DST.converting-*, locked while
 the conversion runs) and renamed into place; the next conversion to DST deletes what a killed one left there.
+A conversion holds DST's lock (.DST.kosov.lock beside it) from before it looks at DST until DST is in place, so a
+second conversion to DST started meanwhile is refused instead of replacing the first one's.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any
 from huggingface_hub.errors import StrictDataclassError
 
 from training.errors import KosovError
-from training.run_dir import LOCK, lock_run_folder
+from training.run_dir import LOCK, hold_lock, lock_run_folder
 from training.safe_write import check_not_holding, swap_into_place, tidy_swap
 
 log = logging.getLogger(__name__)
@@ -245,9 +247,37 @@ def tidy_conversions(dst: Path) -> None:
         log.warning("removed %s: what a conversion to %s killed midway left", staging, dst)
 
 
-def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+def lock_destination(dst: Path) -> Any:
+    """Hold DST's lock (flock on .DST.kosov.lock in DST's folder) while a conversion tidies, checks and replaces
+    DST: a second conversion to DST is refused while this one runs. The kernel releases the lock when the process
+    ends, so a killed conversion leaves only an unlocked file, which the next one takes over. Returns the open lock
+    file for release_destination (None where the file system has no locks, with a warning)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    path = dst.parent.resolve() / f".{dst.name}{LOCK}"  # one file however DST is spelled
+    handle = hold_lock(path, lambda holder: KosovError(
+        f"another `kosov convert` is writing {dst} ({holder}; it holds {path})",
+        fix="wait for it to finish, or stop it, and run this again; or convert to another DST"),
+        f"nothing stops a second conversion to {dst} from replacing this one's")
+    if handle is None:
+        path.unlink(missing_ok=True)
+    return handle
+
+
+def release_destination(handle: Any) -> None:
+    """Remove DST's lock file and release the lock (removed while still held, so no one locks a removed file)."""
+    if handle is not None:
+        Path(handle.name).unlink(missing_ok=True)
+        handle.close()
+
+
+def _check_not_in_source(src: Path, dst: Path) -> None:
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise KosovError(f"DST {dst} is SRC or inside it", fix="write the converted model to another folder")
+
+
+def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+    """Call it holding DST's lock (lock_destination): no other conversion creates DST meanwhile."""
+    _check_not_in_source(src, dst)
     if dst.exists():
         if not overwrite:
             raise KosovError(f"{dst} already exists", fix="choose a new DST, or pass --overwrite to replace it")
@@ -256,10 +286,10 @@ def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
 
 def _write_outputs(src: Path, staging: Path, llama: dict, shards: list[str], index: dict | None) -> dict:
     renamed = 0
-    source_hashes = {}
+    source_hashes, written_hashes = {}, {}  # the shards are hashed as they are copied, not read again after
     for shard in shards:
         log.info("renaming the norm keys of %s", shard)
-        count, source_hashes[shard], _ = rewrite_shard(src / shard, staging / shard)
+        count, source_hashes[shard], written_hashes[shard] = rewrite_shard(src / shard, staging / shard)
         renamed += count
     if index is not None:
         index = {**index, "weight_map": {rename_key(k): v for k, v in index["weight_map"].items()}}
@@ -276,8 +306,12 @@ def _write_outputs(src: Path, staging: Path, llama: dict, shards: list[str], ind
             continue
         shutil.copy2(path, staging / path.name)
         copied.append(path.name)
+    # Every file in the staging folder (its lock aside), by name; a shard's hash is the one taken as it was written
+    # (nothing written after it has a shard's name: config.json and the index are not safetensors, see check_kormo).
+    sha256 = {p.name: written_hashes.get(p.name) or _hash_file(p)
+              for p in sorted(staging.iterdir()) if p.name != LOCK}
     return {"renamed_keys": renamed, "source_sha256": {**source_hashes, "config.json": _hash_file(src / "config.json")},
-            "copied": copied, "dropped": dropped}
+            "copied": copied, "dropped": dropped, "sha256": sha256}
 
 
 def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
@@ -286,8 +320,23 @@ def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
     config, shards, index = check_kormo(src)
     llama, unknown = llama_config(config, str(src / "config.json"))  # before any shard is copied
-    tidy_conversions(dst)
-    _check_destination(src, dst, overwrite)
+    _check_not_in_source(src, dst)  # before DST's lock creates DST's folder, which may be in SRC
+    destination = lock_destination(dst)  # before DST is looked at, until it is in place
+    try:
+        tidy_conversions(dst)
+        _check_destination(src, dst, overwrite)
+        record, done = _convert_into(src, dst, config, llama, unknown, shards, index)
+    finally:
+        release_destination(destination)
+    if unknown:
+        log.info("kept config keys Llama does not use: %s", unknown)
+    log.info("converted %s -> %s (%d keys renamed, dropped %s)", src, dst, done["renamed_keys"], done["dropped"])
+    return record
+
+
+def _convert_into(src: Path, dst: Path, config: dict, llama: dict, unknown: list[str], shards: list[str],
+                  index: dict | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write the Llama checkpoint in a staging folder and swap it into DST (holding DST's lock)."""
     # Locked until DST is in place, so a conversion started meanwhile never deletes it as a killed one's.
     staging = dst.parent / f".{dst.name}.converting-{uuid.uuid4().hex[:8]}"
     lock = lock_run_folder(staging)
@@ -307,7 +356,7 @@ def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
             "dropped_files": done["dropped"],
             "copied_files": done["copied"],
             "source_sha256": done["source_sha256"],
-            "sha256": {p.name: _hash_file(p) for p in sorted(staging.iterdir()) if p.name != LOCK},
+            "sha256": done["sha256"],
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (staging / RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -319,10 +368,7 @@ def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
     finally:
         if lock is not None:
             lock.close()
-    if unknown:
-        log.info("kept config keys Llama does not use: %s", unknown)
-    log.info("converted %s -> %s (%d keys renamed, dropped %s)", src, dst, done["renamed_keys"], done["dropped"])
-    return record
+    return record, done
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,33 +66,53 @@ def lock_run_folder(folder: Path) -> Any:
     the folder, with overwrite=true too, is refused while this one runs. The kernel releases it when the process
     ends, so a killed job leaves no stale lock; holding it, it first puts right what a killed job left in the folder
     (tidy_leftovers). Returns the open lock file (None where the file system has no locks, with a warning)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = hold_lock(folder / LOCK, lambda holder: KosovError(
+        f"{folder} is in use by a running job ({holder})",
+        fix="wait for it to finish or stop it, or choose another output_dir (overwrite=true does not replace a run "
+            "that is still running)"), f"nothing stops a second job from using {folder}")
+    try:
+        tidy_leftovers(folder)  # no job runs in it now: what a killed one left can be put right
+    except BaseException:
+        if handle is not None:
+            handle.close()
+        raise
+    return handle
+
+
+def hold_lock(path: Path, in_use: Any, unguarded: str) -> Any:
+    """An exclusive flock on `path`, held while the returned file stays open, with this host, pid and time written
+    in it; in_use(holder) is the KosovError raised while another process holds it. A lock file its holder removed
+    as it let go is no lock: the one at `path` is taken instead. None, with a warning that says what is then
+    `unguarded`, where the file system has no locks (an NFS mount without lockd)."""
     import fcntl
 
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the job runs
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
+    while True:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the job runs
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise in_use(holder) from None
+        except OSError as e:
+            log.warning("cannot lock %s (%s): %s", path, e, unguarded)
+            handle.close()
+            return None
+        try:
+            here = os.stat(path)
+        except FileNotFoundError:
+            here = None
+        held = os.fstat(handle.fileno())
+        if here is not None and (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino):
+            break
         handle.close()
-        raise KosovError(f"{folder} is in use by a running job ({holder})",
-                         fix="wait for it to finish or stop it, or choose another output_dir (overwrite=true does "
-                             "not replace a run that is still running)") from None
-    except OSError as e:  # e.g. an NFS mount without lockd
-        log.warning("cannot lock %s (%s): nothing stops a second job from using the same folder", folder, e)
-        handle.close()
-        return None
     handle.seek(0)
     handle.truncate()
     handle.write(f"host {socket.gethostname()} pid {os.getpid()} since "
                  f"{dt.datetime.now().isoformat(timespec='seconds')}\n")
     handle.flush()
-    try:
-        tidy_leftovers(folder)  # no job runs in it now: what a killed one left can be put right
-    except BaseException:
-        handle.close()
-        raise
     return handle
 
 

@@ -7,8 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +22,7 @@ from safetensors.torch import save_file
 from training.convert import INDEX, RECORD, convert_kormo, main, read_header, rewrite_shard
 from training.errors import KosovError
 
+REPO = Path(__file__).resolve().parents[2]
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 TO_KORMO = {"input_layernorm": "pre_attention_layernorm", "post_attention_layernorm": "pre_mlp_layernorm"}
 KORMO_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -289,6 +294,110 @@ def test_a_running_conversion_holds_its_staging_folder_against_a_second_one(korm
     assert main(["kormo", str(kormo_src), str(tmp_path / "dst")]) == 0
     record = json.loads((tmp_path / "dst" / RECORD).read_text())
     assert set(record["sha256"]) == {p.name for p in (tmp_path / "dst").iterdir()} - {RECORD}
+
+
+def test_each_shard_is_read_once_and_the_recorded_hashes_are_those_of_the_files(kormo_src, tmp_path, monkeypatch):
+    """A shard is hashed as it is copied: the written shard is never read back to hash it (20 GB for KORMo-10B)."""
+    import collections
+    import pathlib
+
+    shards = sorted(p.name for p in kormo_src.glob("*.safetensors"))
+    sizes = {s: ((kormo_src / s).stat().st_size, read_header(kormo_src / s)[1]) for s in shards}
+    read = collections.Counter()
+    path_open = pathlib.Path.open
+
+    class Counted:  # a file that counts what is read from it
+        def __init__(self, path, f):
+            self._path, self._f = path, f
+
+        def read(self, *args):
+            data = self._f.read(*args)
+            read[self._path] += len(data)
+            return data
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self._f.__exit__(*exc)
+
+    monkeypatch.setattr(pathlib.Path, "open", lambda self, *a, **k: Counted(self, path_open(self, *a, **k)))
+    dst = tmp_path / "dst"
+    record = convert_kormo(kormo_src, dst)
+    monkeypatch.undo()
+    for shard, (size, header) in sizes.items():  # the whole file once as it is copied; its header checked twice
+        assert size <= read[kormo_src / shard] <= size + 2 * header, shard
+    assert not {p: n for p, n in read.items() if p.name in shards and p.parent != kormo_src}  # nothing read back
+    on_disk = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in dst.iterdir() if p.name != RECORD}
+    assert record["sha256"] == on_disk and list(record["sha256"]) == sorted(on_disk)
+    assert json.loads((dst / RECORD).read_text())["sha256"] == on_disk
+
+
+def test_a_second_conversion_to_the_same_destination_is_refused_while_the_first_runs(kormo_src, tmp_path,
+                                                                                    monkeypatch):
+    import threading
+
+    import training.convert
+
+    other = _copy(kormo_src, tmp_path / "other")  # another model: the record's source tells which one DST holds
+    dst = tmp_path / "dst"
+    started, finish = threading.Event(), threading.Event()
+
+    def paused(src, out):  # the first conversion, in its thread, waits midway until the second one is done
+        if threading.current_thread() is not threading.main_thread():
+            started.set()
+            assert finish.wait(60)
+        return rewrite_shard(src, out)
+
+    monkeypatch.setattr(training.convert, "rewrite_shard", paused)
+    first = {}
+
+    def convert_first():
+        try:
+            first["record"] = convert_kormo(kormo_src, dst)
+        except BaseException as e:  # noqa: BLE001 - reported by the test below
+            first["error"] = e
+
+    thread = threading.Thread(target=convert_first)
+    thread.start()
+    try:
+        assert started.wait(60)
+        with pytest.raises(KosovError) as error:
+            convert_kormo(other, dst)
+    finally:
+        finish.set()
+        thread.join(60)
+    assert "error" not in first and first["record"]["source"] == str(kormo_src.resolve())
+    message = str(error.value)
+    assert "another `kosov convert` is writing" in message and str(dst) in message
+    assert f"pid {os.getpid()}" in message and str(tmp_path.resolve() / ".dst.kosov.lock") in message
+    assert json.loads((dst / RECORD).read_text())["source"] == str(kormo_src.resolve())  # the first one's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "other"]  # no staging folder, no lock left
+
+
+def test_a_conversion_holding_the_destination_in_another_process_is_named_and_a_killed_one_blocks_nothing(
+        kormo_src, tmp_path, capsys):
+    dst = tmp_path / "dst"
+    holder = subprocess.Popen(  # a conversion to DST running in another process, killed later
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from training.convert import "
+         "lock_destination; held = lock_destination(Path(sys.argv[1])); print('held', flush=True); time.sleep(120)",
+         str(dst)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["kormo", str(kormo_src), str(dst)]) == 2
+        err = capsys.readouterr().err
+        assert f"pid {holder.pid}" in err and ".dst.kosov.lock" in err and "Fix:" in err
+        assert not dst.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert (tmp_path / ".dst.kosov.lock").is_file()  # what the killed one left: unlocked, so no obstacle
+    assert main(["kormo", str(kormo_src), str(dst)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["dst"]
 
 
 def test_a_destination_a_killed_overwrite_had_set_aside_comes_back(kormo_src, tmp_path, capsys):
