@@ -279,6 +279,9 @@ class ServeConfig:
     max_batch: int = 1  # queued requests generated together; each still samples from its own seeded RNG
     model_name: Optional[str] = None  # the id clients send as "model"; null = name_or_path[+adapter]
     api_key_env: Optional[str] = None  # an environment variable holding the key clients must send; null = none
+    # Ctrl-C/SIGTERM: the requests received (generating or queued) get this long, then those left answer a JSON 503;
+    # null = wait for all. Under 30 s: Kubernetes and Slurm send SIGKILL 30 s after SIGTERM by default.
+    shutdown_timeout_s: Optional[float] = 25.0
 
 
 # The top-level keys of a run's metrics.json (train.summarize), which `objective` may name.

@@ -10,9 +10,10 @@ Endpoints: `GET /v1/models`, `POST /v1/chat/completions` (OpenAI schema, no stre
 
 Generation goes through `data_tools.teachers.TransformersTeacher`, so a seeded request gives the same text here
 as in-process. One worker thread owns the model: requests queue and are generated `serve.max_batch` at a time.
-An adapter of a kosov run is served with the chat template and end of turn its run trained with. Ctrl-C takes no
-more connections and answers every request received, the queued ones too; a second Ctrl-C answers the requests still
-waiting with a 503 at once (the queued ones are never generated) and exits once the batch under way ends.
+An adapter of a kosov run is served with the chat template and end of turn its run trained with. Ctrl-C (or SIGTERM)
+takes no more connections and gives the requests received, the queued ones too, up to serve.shutdown_timeout_s to be
+answered; then, or at a second Ctrl-C, those still waiting answer a 503 at once (the queued ones are never generated)
+and the server exits once the batch under way ends (see serve_shutdown).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from data_tools.teachers import RESERVED_TEMPLATE_KWARGS, GenerationRequest, Tra
 from data_tools.text import nfc
 from training.errors import KosovError
 from training.serve_engine import Engine
+from training.serve_shutdown import AnswerWhenForced, ForcedShutdown, QuietCancelled, Server
 from training.schema import ServeConfig
 from training.adapters import adapter_dir, adapter_model_config, check_adapter_base, trained_thinking
 from training.models import (check_attention, check_remote_code, load_for_inference, load_tokenizer, stop_ids,
@@ -99,6 +101,9 @@ def check_serve_config(scfg: ServeConfig) -> None:
         raise KosovError(f"serve.max_batch={scfg.max_batch} is not allowed", fix="use 1 or more")
     if not 0 <= scfg.port <= 65535:
         raise KosovError(f"serve.port={scfg.port} is not a TCP port", fix="use 1-65535, or 0 for any free port")
+    if scfg.shutdown_timeout_s is not None and not scfg.shutdown_timeout_s >= 0:
+        raise KosovError(f"serve.shutdown_timeout_s={scfg.shutdown_timeout_s} is not allowed",
+                         fix="use 0 or more seconds, or null to wait for every request received")
     if scfg.api_key_env and not os.environ.get(scfg.api_key_env):
         raise KosovError(f"serve.api_key_env={scfg.api_key_env}, but that environment variable is empty",
                          fix=f"export {scfg.api_key_env}=<a secret key>, or set serve.api_key_env=null")
@@ -109,6 +114,10 @@ def check_serve_config(scfg: ServeConfig) -> None:
 
 def _error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status)
+
+
+def shutting_down() -> JSONResponse:
+    return _error(503, "the server is shutting down", kind="server_error")
 
 
 class BadRequest(Exception):
@@ -231,17 +240,12 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
     stats = ServerStats()
     created = int(time.time())
 
+    # A forced shutdown (a second Ctrl-C, or serve.shutdown_timeout_s passed): the engine takes nothing more and
+    # every request not answered yet answers 503 now, while its connection is open; the batch under way runs, unheard.
+    forced = ForcedShutdown(engine.stop, shutting_down)
     app.add_middleware(CountAndAuthorize, scfg=scfg, stats=stats)
-    pending: set[asyncio.Future] = set()  # the chat requests waiting for the engine (queued or generating)
-
-    def force_shutdown() -> None:
-        """A forced shutdown (second Ctrl-C): the engine takes nothing more and every waiting request answers 503
-        now, while its connection is still open; the batch under way is generated to its end, unheard."""
-        engine.stop()
-        for waiting in list(pending):
-            waiting.cancel()  # a queued request's engine future is cancelled with it
-
-    app.state.force_shutdown = force_shutdown
+    app.add_middleware(AnswerWhenForced, shutdown=forced)  # outermost of the two: it answers whatever is waiting
+    app.state.force_shutdown = forced.force
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -291,19 +295,16 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
         request = to_generation_request(body, teacher)
         future = engine.submit(request)
         waiting = asyncio.wrap_future(future)
-        pending.add(waiting)
         try:
             while not (await asyncio.wait({waiting}, timeout=0.5))[0]:
                 if await http.is_disconnected():  # the client gave up: a request not started yet is never generated
                     future.cancel()
                     return _error(499, "the client closed the connection", kind="client_closed")
-        except asyncio.CancelledError:  # a handler a forced shutdown could not wait for (see _Server): drop it
+        except asyncio.CancelledError:  # a forced shutdown answers for it (AnswerWhenForced): its request is dropped
             future.cancel()
             raise
-        finally:
-            pending.discard(waiting)
         if waiting.cancelled():  # the engine closed before its turn, or a forced shutdown
-            return _error(503, "the server is shutting down", kind="server_error")
+            return shutting_down()
         try:
             generation = waiting.result()
         except Exception as e:  # noqa: BLE001 - an engine failure (e.g. out of memory) is the server's error
@@ -328,31 +329,6 @@ def _bind(scfg: ServeConfig) -> socket.socket:
                          fix="choose another serve.port (0 = any free one) or stop what uses it") from None
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's Server, whose forced shutdown (second Ctrl-C) answers the requests still waiting with a JSON 503.
-    uvicorn's own leaves them to asyncio's teardown, which cancels them into a text/plain 500 no OpenAI client can
-    read; and on Python 3.12+ it first waits for their connections to close, that is for every queued generation."""
-
-    def __init__(self, config: uvicorn.Config, force_shutdown: Callable[[], None]):
-        super().__init__(config)
-        self.force_shutdown = force_shutdown
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        forced = asyncio.create_task(self._answer_when_forced())  # alongside: uvicorn's may wait for the answers
-        await super().shutdown(sockets)
-        if self.force_exit:
-            await forced  # the answers are sent before the teardown
-        else:
-            forced.cancel()
-
-    async def _answer_when_forced(self) -> None:
-        while not self.force_exit:
-            await asyncio.sleep(0.1)  # as often as uvicorn looks
-        self.force_shutdown()
-        if self.server_state.tasks:  # they answer at once; one whose client is still sending its body is cancelled
-            await asyncio.wait(set(self.server_state.tasks), timeout=5)
-
-
 def _prepare(cfg: Any, serve_cfg: ServeConfig | None):
     scfg = serve_cfg or getattr(cfg, "serve", None) or ServeConfig()
     check_serve_config(scfg)
@@ -364,37 +340,27 @@ def _prepare(cfg: Any, serve_cfg: ServeConfig | None):
         raise
     engine = Engine(teacher, scfg.max_batch)
     app = create_app(teacher, engine, scfg)
-    server = _Server(uvicorn.Config(app, log_config=None, access_log=False), app.state.force_shutdown)
+    server = Server(uvicorn.Config(app, log_config=None, access_log=False), app.state.force_shutdown,
+                    scfg.shutdown_timeout_s)
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
     return teacher, engine, server, sock, url
-
-
-class _QuietCancelled(logging.Filter):
-    """uvicorn logs a request a forced shutdown (second Ctrl-C) cancels (one whose client was still sending it) as
-    'Exception in ASGI application' with a traceback, and the cancelled lifespan as traceback text: that is the
-    shutdown asked for, not an error."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
-            return False
-        return not (isinstance(record.msg, str) and record.msg.startswith("Traceback")
-                    and record.msg.rstrip().endswith("CancelledError"))
 
 
 def serve(cfg: Any, serve_cfg: ServeConfig | None = None) -> None:
     """Serve until interrupted (Ctrl-C). `serve_cfg` defaults to cfg.serve."""
     teacher, engine, server, sock, url = _prepare(cfg, serve_cfg)
     log.info("serving %s at %s (POST %s/chat/completions)", teacher.name, url, url)
-    quiet = _QuietCancelled()
+    quiet = QuietCancelled()
     logging.getLogger("uvicorn.error").addFilter(quiet)
     try:
         server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C (a second one forces it), then re-raises it
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C (see Server), then re-raises it
         pass
     finally:
         if server.force_exit:
-            log.info("forced shutdown: the waiting requests were answered 503; finishing the batch being generated")
+            log.info("%s: the waiting requests were answered 503; finishing the batch being generated",
+                     "shutdown timeout" if server.timed_out else "forced shutdown")
         engine.close()
         sock.close()
         logging.getLogger("uvicorn.error").removeFilter(quiet)
@@ -416,7 +382,7 @@ def start_in_thread(cfg: Any, serve_cfg: ServeConfig | None = None) -> tuple[str
         time.sleep(0.01)
 
     def stop() -> None:
-        server.should_exit = True  # finishes the requests in flight, then returns
+        server.should_exit = True  # answers the requests in flight (503 after serve.shutdown_timeout_s), returns
         thread.join()
         engine.close()
         sock.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import signal
 import socket
@@ -19,6 +20,7 @@ from data_tools.teachers import Generation, GenerationRequest
 from tests.training.serve_helpers import answer, chat
 from training.config import KosovConfig
 from training.errors import KosovError
+from training.recipes import compose
 from training.serve import Engine, ServeConfig, create_app, load_teacher, start_in_thread
 
 
@@ -113,6 +115,14 @@ def test_bad_serve_settings_fail_before_the_model_loads(monkeypatch):
         start_in_thread(KosovConfig(), ServeConfig(port=0, api_key_env="KOSOV_EMPTY_KEY"))
     with pytest.raises(KosovError, match="serve.max_batch=0"):
         start_in_thread(KosovConfig(), ServeConfig(port=0, max_batch=0))
+    with pytest.raises(KosovError, match="serve.shutdown_timeout_s=-1.0 is not allowed"):
+        start_in_thread(KosovConfig(), ServeConfig(port=0, shutdown_timeout_s=-1.0))
+
+
+def test_the_shutdown_timeout_composes_from_the_command_line():
+    assert compose([]).serve.shutdown_timeout_s == 25  # under the 30 s Kubernetes and Slurm leave before SIGKILL
+    assert compose(["serve.shutdown_timeout_s=null"]).serve.shutdown_timeout_s is None
+    assert compose(["serve.shutdown_timeout_s=2"]).serve.shutdown_timeout_s == 2.0
 
 
 def test_a_port_in_use_fails_before_the_model_loads():
@@ -144,7 +154,7 @@ def test_serve_blocks_until_ctrl_c_then_exits_cleanly():
 
 
 GATED_SERVE = """
-import logging, sys
+import json, logging, sys
 from data_tools.teachers import TransformersTeacher
 from training.config import KosovConfig
 from training.serve import ServeConfig, serve
@@ -155,61 +165,135 @@ def gated(self, requests, **kwargs):  # a long generation: it ends when the test
     sys.stdin.readline()
     return generate(self, requests, **kwargs)
 TransformersTeacher.generate = gated
-serve(KosovConfig(), ServeConfig(port=int(sys.argv[1]), max_batch=1))
+serve(KosovConfig(), ServeConfig(port=int(sys.argv[1]), max_batch=1, shutdown_timeout_s=json.loads(sys.argv[2])))
 """
+
+
+class GatedServer:
+    """`kosov serve` in a process of its own whose every generation waits for a line on its stdin (GATED_SERVE)."""
+
+    def __init__(self, shutdown_timeout_s: float | None):
+        with socket.create_server(("127.0.0.1", 0)) as probe:
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/v1"
+        self.process = subprocess.Popen([sys.executable, "-c", GATED_SERVE, str(port), json.dumps(shutdown_timeout_s)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
+        self.lines: queue.Queue = queue.Queue()
+        self.reader = threading.Thread(target=lambda: [*map(self.lines.put, self.process.stdout), self.lines.put(None)],
+                                       daemon=True)
+        self.reader.start()
+        self.seen: list[str] = []
+
+    def wait_for(self, start: str) -> str:
+        while True:
+            line = self.lines.get(timeout=60)
+            assert line is not None, "".join(self.seen)  # the server exited
+            self.seen.append(line)
+            if line.startswith(start):
+                return line
+
+    def wait_in_flight(self, n: int) -> None:
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{self.url.removesuffix('/v1')}/stats").json()["in_flight"] < n:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+    def release(self, generations: int) -> None:
+        self.process.stdin.write("\n" * generations)
+        self.process.stdin.flush()
+
+    def exit_and_log(self) -> str:
+        """Wait for the server to exit 0; its whole output."""
+        assert self.process.wait(timeout=30) == 0
+        self.reader.join(30)
+        return "".join(self.seen + list(iter(self.lines.get_nowait, None)))
+
+
+def sending_its_body(url: str) -> httpx.Response:
+    """A request whose client is still sending its body: a space every 50 ms after the first bytes, for 30 s."""
+    def body():
+        yield b'{"model": "tiny-ko", "max_tokens": 2, "messages": '
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            yield b" "
+
+    return httpx.post(f"{url}/chat/completions", content=body(), headers={"Content-Type": "application/json"},
+                      timeout=60)
+
+
+def assert_json_503(answers: list[httpx.Response]) -> None:
+    assert [(a.status_code, a.headers["content-type"]) for a in answers] == [(503, "application/json")] * len(answers)
+    assert {a.json()["error"]["type"] for a in answers} == {"server_error"}
 
 
 @pytest.mark.parametrize("ctrl_c", [1, 2])
 def test_ctrl_c_answers_the_waiting_requests_and_a_second_one_answers_them_503_at_once(ctrl_c):
     """`kosov serve` in a process of its own, one request generating and two queued behind it, then Ctrl-C: they
     are all answered. Ctrl-C twice: all three get a JSON 503 at once, before the generation under way ends (uvicorn
-    alone left them a text/plain 500), the queued ones are never generated, and the server exits when it ends."""
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-c", GATED_SERVE, str(port)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=lambda: [*map(lines.put, process.stdout), lines.put(None)], daemon=True)
-    reader.start()
-    seen: list[str] = []
-
-    def wait_for(start: str) -> None:
-        while True:
-            line = lines.get(timeout=60)
-            assert line is not None, "".join(seen)  # the server exited
-            seen.append(line)
-            if line.startswith(start):
-                return
-
-    url = f"http://127.0.0.1:{port}/v1"
+    alone left them a text/plain 500), the queued ones are never generated, and the server exits when it ends. So does
+    a fourth whose client is still sending its body (uvicorn's teardown answered it a text/plain 500)."""
+    server = GatedServer(shutdown_timeout_s=None)
+    url = server.url
     try:
-        wait_for("Application startup complete")
-        with ThreadPoolExecutor(3) as pool:
+        server.wait_for("Application startup complete")
+        with ThreadPoolExecutor(4) as pool:
             asked = [pool.submit(chat, url, max_tokens=2, seed=0)]
-            wait_for("generating")
+            server.wait_for("generating")
             asked += [pool.submit(chat, url, max_tokens=2, seed=i) for i in (1, 2)]
-            while httpx.get(f"{url.removesuffix('/v1')}/stats").json()["in_flight"] < 3:
-                time.sleep(0.02)
-            process.send_signal(signal.SIGINT)
-            wait_for("Shutting down")  # uvicorn took the first Ctrl-C
             if ctrl_c == 2:
-                process.send_signal(signal.SIGINT)
+                asked.append(pool.submit(sending_its_body, url))
+            server.wait_in_flight(len(asked))
+            server.process.send_signal(signal.SIGINT)
+            server.wait_for("Shutting down")  # uvicorn took the first Ctrl-C
+            if ctrl_c == 2:
+                server.process.send_signal(signal.SIGINT)
                 for f in asked:
-                    f.result(timeout=30)  # answered while the generation under way still waits for stdin
-            process.stdin.write("\n" * 3)
-            process.stdin.flush()
+                    f.result(timeout=10)  # answered while the generation under way still waits for stdin
+            server.release(3)
             answers = [f.result(timeout=30) for f in asked]
-        assert process.wait(timeout=30) == 0
-        reader.join(30)
+        output = server.exit_and_log()
     finally:
-        process.kill()
-    seen += list(iter(lines.get_nowait, None))
-    assert "".join(seen).count("generating") == (3 if ctrl_c == 1 else 1)  # Ctrl-C twice: the queued never are
+        server.process.kill()
+    assert output.count("generating") == (3 if ctrl_c == 1 else 1)  # Ctrl-C twice: the queued never are
     if ctrl_c == 1:
         assert [a.status_code for a in answers] == [200] * 3
     else:
-        assert [(a.status_code, a.headers["content-type"]) for a in answers] == [(503, "application/json")] * 3
-        assert {a.json()["error"]["type"] for a in answers} == {"server_error"}
+        assert_json_503(answers)
+
+
+def test_the_shutdown_timeout_answers_the_requests_still_waiting_503_without_a_second_ctrl_c():
+    """serve.shutdown_timeout_s=2: after one Ctrl-C, the generation under way that ends within 2 s is answered; at
+    2 s the request then generating, the one queued behind it and one whose client is still sending its body get a
+    JSON 503 (uvicorn's own timeout would have sent a text/plain 500), while the generation under way still runs; the
+    queued one is never generated."""
+    server = GatedServer(shutdown_timeout_s=2)
+    url = server.url
+    try:
+        server.wait_for("Application startup complete")
+        with ThreadPoolExecutor(4) as pool:
+            first = pool.submit(chat, url, max_tokens=2, seed=0)
+            server.wait_for("generating")
+            waiting = [pool.submit(chat, url, max_tokens=2, seed=i) for i in (1, 2)]
+            waiting.append(pool.submit(sending_its_body, url))
+            server.wait_in_flight(4)
+            server.process.send_signal(signal.SIGINT)
+            signalled = time.monotonic()
+            server.wait_for("Shutting down")  # uvicorn took the Ctrl-C
+            server.release(1)  # the first generation ends within the timeout
+            assert first.result(timeout=30).status_code == 200
+            server.wait_for("generating")  # the next one starts, and waits for stdin past the timeout
+            answers = [f.result(timeout=10) for f in waiting]  # no second Ctrl-C
+            answered_s = time.monotonic() - signalled
+            server.release(1)
+        output = server.exit_and_log()
+    finally:
+        server.process.kill()
+    assert_json_503(answers)
+    assert 1.5 < answered_s < 8
+    assert output.count("generating") == 2 and "serve.shutdown_timeout_s=2 passed" in output
+    assert "up to 2 s (serve.shutdown_timeout_s)" in output and "Ctrl-C again answers them 503 at once" in output
 
 
 class GatedTeacher:
