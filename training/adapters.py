@@ -93,11 +93,63 @@ def lora_config(pcfg: PeftConfig, model: Any):
         task_type="CAUSAL_LM",
     )
 
+WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # PEFT's two formats (.bin: safe_serialization=False)
+
+
+def _elsewhere(folder: Path) -> str:
+    """Where else a whole copy of a run's adapter is: its last checkpoint, when the run kept one (named if found)."""
+    from training.run_dir import last_checkpoint
+
+    run = next((f for f in (folder.parent, folder.parent.parent) if (f / "checkpoints").is_dir()), None)
+    last = last_checkpoint(run / "checkpoints") if run is not None else None
+    if last is not None and last.resolve() != folder.resolve() and any((last / w).is_file() for w in WEIGHTS):
+        return f"give the run's last checkpoint instead ({last}, which holds its adapter at step " \
+               f"{last.name.rsplit('-', 1)[-1]})"
+    return "give the adapter of the run's last checkpoint instead (<run>/checkpoints/checkpoint-N/)"
+
+
+def check_adapter_files(folder: Path) -> None:
+    """A whole adapter: a readable adapter_config.json, and weights whose header is whole (read, not the tensors: a
+    copy cut short fails here, before any model loads, not after the base was scored with a bare safetensors or
+    hub error)."""
+    fix = f"copy the adapter folder again from where it was trained, or {_elsewhere(folder)}"
+    config = folder / "adapter_config.json"
+    try:
+        settings = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: empty, cut short, not UTF-8
+        raise KosovError(f"the adapter's {config.name} is not readable JSON ({e}): the copy is damaged or cut short",
+                         where=str(config), fix=fix) from None
+    if not isinstance(settings, dict):
+        raise KosovError(f"the adapter's {config.name} holds no settings (a JSON object)", where=str(config), fix=fix)
+    found = [folder / w for w in WEIGHTS if (folder / w).is_file()]
+    if not found:
+        raise KosovError(f"this adapter folder has no weights (neither {' nor '.join(WEIGHTS)}): it is an "
+                         "incomplete copy, or its run stopped before it saved them", where=str(folder), fix=fix)
+    weights = found[0]
+    try:
+        if weights.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(weights), framework="pt") as f:  # the header, checked against the file's size
+                tensors = len(list(f.keys()))
+        else:  # torch.save's zip archive: its directory, at the end of the file, is lost when it is cut short
+            import zipfile
+
+            with zipfile.ZipFile(weights) as archive:
+                tensors = len(archive.namelist())
+    except Exception as e:  # noqa: BLE001 - safetensors' and zipfile's errors name no file and no fix
+        raise KosovError(f"the adapter's weights {weights.name} are damaged or cut short ({type(e).__name__}: {e})",
+                         where=str(weights), fix=fix) from None
+    if not tensors:
+        raise KosovError(f"the adapter's weights {weights.name} hold no tensors", where=str(weights), fix=fix)
+
+
 def adapter_dir(path: str | Path) -> Path:
-    """An adapter folder, given it or a run folder that holds one in adapter/."""
+    """An adapter folder, given it or a run folder that holds one in adapter/, checked whole (check_adapter_files)."""
     path = Path(path).expanduser()
     for candidate in (path, path / "adapter"):
         if (candidate / "adapter_config.json").is_file():
+            check_adapter_files(candidate)
             return candidate
     raise KosovError(f"no LoRA adapter at {path} (no adapter_config.json there or in {path / 'adapter'})",
                      fix="give the path of an adapter folder or of the kosov run folder holding it (adapter/)")
@@ -159,8 +211,53 @@ def trained_thinking(adapter: Path) -> bool | None:
     return False if rows == 0 else None
 
 
-def check_adapter_base(adapter: Path, source: str, name_or_path: str) -> None:
-    """An adapter only means something on the base it was trained on: refuse another one before loading."""
+UNKNOWN: Any = object()  # check_adapter_base's revision where a caller does not say what it loads: not compared
+
+
+def _same_revision(trained: str | None, loaded: str | None) -> bool:
+    """Whether two model.revision values name the same weights as far as can be told without asking the Hub: equal,
+    both the default branch (null is main), or a commit and an abbreviation of it."""
+    trained, loaded = trained or "main", loaded or "main"
+    if trained == loaded:
+        return True
+    hexes = all(len(r) >= 7 and all(c in "0123456789abcdef" for c in r.lower()) for r in (trained, loaded))
+    return hexes and (trained.lower().startswith(loaded.lower()) or loaded.lower().startswith(trained.lower()))
+
+
+def check_adapter_revision(adapter: Path, source: str, revision: str | None) -> None:
+    """An adapter whose run pinned its base to a revision (model.revision in its config.yaml; for a bare folder, the
+    revision PEFT saved in adapter_config.json) is loaded on that revision only: not on main, nor on another commit
+    or tag, which hold other weights as far as can be told here (nothing is asked of the Hub). A run on the default
+    branch recorded no commit: any revision is taken, with a warning when it names one. A local folder (and tiny-ko)
+    is its own revision: model.revision does not change what loads."""
+    if Path(source).is_dir():
+        return
+    run, trained = _trained_model(adapter)
+    if trained is not None:
+        pinned, where = trained.get("revision"), run / "config.yaml"
+    else:
+        config = adapter / "adapter_config.json"
+        pinned, where = json.loads(config.read_text(encoding="utf-8")).get("revision"), config
+    pinned = None if pinned is None else str(pinned)
+    if _same_revision(pinned, revision):
+        return
+    if pinned in (None, "main"):
+        if trained is None:  # PEFT saved no revision: nothing known to compare
+            return
+        log.warning("the adapter %s was trained on %s's default branch (model.revision=%s in %s, no commit recorded); "
+                    "it is loaded at model.revision=%s, which holds other weights if main has moved since",
+                    adapter, source, pinned, where, revision)
+        return
+    now = "null (the default branch, main)" if revision is None else repr(revision)
+    raise KosovError(f"the adapter {adapter} was trained on {source} at model.revision={pinned!r} ({where}), but this "
+                     f"recipe loads model.revision={now}: an adapter only means something on the weights it was "
+                     "trained on", fix=f"set model.revision={pinned} (as its run did), or use an adapter trained on "
+                                       "this revision")
+
+
+def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: str | None = UNKNOWN) -> None:
+    """An adapter only means something on the base it was trained on: refuse another one before loading, or (given
+    `revision`, the model.revision loaded now) another revision of it than its run pinned (check_adapter_revision)."""
     trained_on = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if trained_on not in (source, name_or_path):
         run_config = adapter.parent / "config.yaml"  # the run's own name for its base (tiny-ko, not its cache path)
@@ -171,11 +268,40 @@ def check_adapter_base(adapter: Path, source: str, name_or_path: str) -> None:
                          fix=(f"set model.name_or_path={named} (as its run did)" if named != name_or_path else
                               f"load the base with the model settings of its run ({run_config})")
                          + ", or use an adapter trained on this base")
+    if revision is not UNKNOWN:
+        check_adapter_revision(adapter, source, revision)
 
-def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str):
-    """Wrap the base in a trainable PeftModel from `adapter`, after checking it was trained on this base."""
+
+def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str, revision: str | None = UNKNOWN):
+    """Wrap the base in a trainable PeftModel from `adapter`, after checking it is whole (an SFT stage's adapter
+    comes here without adapter_dir) and was trained on this base (and, given, this revision of it)."""
     from peft import PeftModel
 
-    check_adapter_base(adapter, source, name_or_path)
+    check_adapter_files(adapter)
+    check_adapter_base(adapter, source, name_or_path, revision)
     log.info("continuing training of the adapter %s", adapter)
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+
+
+def continued_settings(adapter: Path, pcfg: PeftConfig) -> dict[str, Any]:
+    """The LoRA settings of an adapter a run continues (method.init_adapter, an SFT stage's), which are the ones it
+    trains with: a continued adapter keeps its shape. A warning names each of the recipe's peft settings that it
+    does not apply (peft=dora, peft.r=32 on an r=8 LoRA adapter trained on as r=8 LoRA)."""
+    saved = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    own = {"r": saved.get("r"), "alpha": saved.get("lora_alpha"), "dropout": saved.get("lora_dropout"),
+           "dora": bool(saved.get("use_dora")), "use_rslora": bool(saved.get("use_rslora")),
+           "modules_to_save": sorted(saved.get("modules_to_save") or []),
+           "target_modules": saved.get("target_modules")}
+    own["target_modules"] = sorted(own["target_modules"]) if isinstance(own["target_modules"], list) else \
+        own["target_modules"]
+    asked = {"r": pcfg.r, "alpha": pcfg.alpha, "dropout": pcfg.dropout, "dora": pcfg.method == "dora",
+             "use_rslora": pcfg.use_rslora, "modules_to_save": sorted(pcfg.modules_to_save)}
+    if pcfg.target_modules != "all-linear":  # PEFT saves all-linear as the module names it found
+        asked["target_modules"] = sorted(pcfg.target_modules)
+    differ = [key for key, value in asked.items() if own[key] != value]
+    if differ:
+        recipe = ", ".join("peft.method=dora" if k == "dora" and asked[k] else f"peft.{k}={asked[k]}" for k in differ)
+        kept = ", ".join(f"{k}={own[k]}" for k in differ)
+        log.warning("the adapter %s is continued with its own settings (%s): the recipe's %s do not apply, as a "
+                    "continued adapter keeps its shape (train a new adapter for other settings)", adapter, kept, recipe)
+    return own

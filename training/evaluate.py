@@ -4,9 +4,10 @@
     kosov eval experiment=qwen3-8b-ko-eval eval.adapter=outputs/qwen3-8b-ko-qlora-sft/<run>
 
 Phases: mirror check (mirror=FOLDER holds, undamaged, the model and tasks) -> run folder -> model and adapter
-checks (an adapter of another base, or of another vocabulary size, fails before anything loads) -> per side, base
-then base + adapter: lm-eval tasks and kosov's generative evals (cached), both on the one model kosov loads (with
-eval.backend=vllm, lm-eval's vLLM runs both sides first) -> report (json, md, png) -> tracker.
+checks (an adapter cut short, of another base or of another revision than its run pinned, or of another vocabulary
+size, fails before anything loads or is scored) -> per side, base then base + adapter: lm-eval tasks and kosov's
+generative evals (cached), both on the one model kosov loads (with eval.backend=vllm, lm-eval's vLLM runs both sides
+first) -> report (json, md, png) -> tracker.
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         check_attention(cfg.model, device, training=False)
         adapter = adapter_dir(ecfg.adapter) if ecfg.adapter else None
         if adapter is not None:  # both sides are prompted in the format the adapter was trained with
-            check_adapter_base(adapter, source, cfg.model.name_or_path)
+            check_adapter_base(adapter, source, cfg.model.name_or_path, cfg.model.revision)
             cfg = replace(cfg, model=adapter_model_config(cfg.model, adapter))
         # model.dtype=auto as it resolves here, for lm-eval as for kosov's own evals (lm-eval's own auto would take
         # the checkpoint's dtype, bf16 even on a V100 or a CPU) and for the cache key

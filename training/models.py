@@ -349,6 +349,6 @@ def load_for_inference(cfg: KosovConfig, source: str, device: str, adapter: Path
     if adapter is not None:
         from peft import PeftModel
 
-        check_adapter_base(adapter, source, cfg.model.name_or_path)
+        check_adapter_base(adapter, source, cfg.model.name_or_path, cfg.model.revision)
         model = PeftModel.from_pretrained(model, str(adapter))
     return model.eval()

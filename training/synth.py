@@ -81,7 +81,7 @@ def build_teacher(cfg: KosovConfig, out: Path):
         stops = stop_ids(mcfg, tokenizer)  # where training taught the model to end its turn
         if t.backend == "vllm":
             if adapter is not None:
-                check_adapter_base(adapter, source, cfg.model.name_or_path)
+                check_adapter_base(adapter, source, cfg.model.name_or_path, cfg.model.revision)
             return VLLMTeacher(source, revision=cfg.model.revision, lora_path=str(adapter) if adapter else None,
                                stop_token_ids=stops)
         model = load_for_inference(cfg, source, resolve_device(cfg.device), adapter)

@@ -29,7 +29,7 @@ from training.schema import KosovConfig
 from training.errors import KosovError
 from training.preemption import StopOnSigterm
 from training.recipes import compose
-from training.adapters import adapter_dir, load_adapter, lora_config
+from training.adapters import adapter_dir, check_adapter_base, continued_settings, load_adapter, lora_config
 from training.models import (bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id, liger_for,
                              load_base_model, load_tokenizer, model_source, quantization_config, resolve_device,
                              stop_ids, zero3_init)
@@ -320,6 +320,8 @@ def train(cfg: KosovConfig) -> TrainResult:
             source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)
         check_attention(cfg.model, device)
+        if start_adapter is not None:  # another base or revision is refused before the data and the weights load
+            check_adapter_base(start_adapter, source, cfg.model.name_or_path, cfg.model.revision)
         tokenizer = load_tokenizer(cfg.model, source)
         data = method.build_data(cfg, tokenizer, end_of_turn_id(cfg.model, tokenizer), run.path / RENDERED)
         log.info("data %s: %s", cfg.data.name, {k: v for k, v in data.summary.items() if k != "sources"})
@@ -329,13 +331,16 @@ def train(cfg: KosovConfig) -> TrainResult:
         zero3 = zero3_init(mixed_precision(cfg.method, device)) if cfg.peft.quantization is None else None
         model = load_base_model(cfg, source, device, trains_all=full_model)
         if start_adapter is not None:
-            model, peft_config = load_adapter(model, start_adapter, source, cfg.model.name_or_path), None
+            model, peft_config = load_adapter(model, start_adapter, source, cfg.model.name_or_path,
+                                              cfg.model.revision), None
         else:
             peft_config = lora_config(cfg.peft, model)
 
         # Record what this run is before it trains.
         model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "local": is_local,
                       "revision": cfg.model.revision, "start_adapter": str(start_adapter) if start_adapter else None}
+        if start_adapter is not None:  # the settings it trains with: its own, whatever the recipe's peft says
+            model_info["start_adapter_settings"] = continued_settings(start_adapter, cfg.peft)
         runtime = runtime_settings(cfg, model, device)
         log.info("runtime: %s", runtime)
         prov = resume_provenance(provenance(seed=cfg.seed, data=data.summary, model=model_info,

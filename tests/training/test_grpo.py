@@ -4,6 +4,7 @@ SFT adapter (given, or trained first by the same recipe); bad setups fail before
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -46,12 +47,16 @@ def test_lora_weights_changed_and_the_adapter_reloads(grpo_run):
     assert not torch.allclose(before, after, atol=1e-5)
 
 
-def test_grpo_continues_a_given_sft_adapter(smoke_run, tmp_path):
+def test_grpo_continues_a_given_sft_adapter(smoke_run, tmp_path, caplog):
     out = tmp_path / "run"
-    result = train(compose(["experiment=smoke-grpo", f"output_dir={out}", "method.max_steps=2",
-                            f"method.init_adapter={smoke_run.run_dir}"]))
+    with caplog.at_level(logging.WARNING, logger="training.adapters"):
+        result = train(compose(["experiment=smoke-grpo", f"output_dir={out}", "method.max_steps=2",
+                                f"method.init_adapter={smoke_run.run_dir}", "peft=dora", "peft.r=32"]))
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["model"]["start_adapter"] == str(smoke_run.run_dir / "adapter")
+    # the recipe's peft settings do not reshape a continued adapter: the warning and the provenance say so
+    assert "its own settings (r=8, dora=False): the recipe's peft.r=32, peft.method=dora do not apply" in caplog.text
+    assert prov["model"]["start_adapter_settings"]["r"] == 8 and not prov["model"]["start_adapter_settings"]["dora"]
     sft = load_file(smoke_run.run_dir / "adapter" / "adapter_model.safetensors")
     grpo = load_file(out / "adapter" / "adapter_model.safetensors")
     assert sft.keys() == grpo.keys()  # the same adapter (r=8 from SFT), trained further

@@ -43,8 +43,10 @@ def test_serving_a_base_with_an_adapter(server, adapter):
 
 
 def test_an_adapter_of_another_base_is_refused_before_loading(adapter, tmp_path):
+    import shutil
+
     other = tmp_path / "adapter"
-    other.mkdir()
+    shutil.copytree(adapter, other)  # a whole adapter (its weights too), said to be another base's
     config = json.loads((adapter / "adapter_config.json").read_text())
     (other / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "Qwen/Qwen3-8B"}))
     with pytest.raises(KosovError, match="was trained on 'Qwen/Qwen3-8B'"):

@@ -1,0 +1,191 @@
+"""An adapter is checked before anything loads: a folder cut short (no weights, an empty adapter_config.json, a
+truncated safetensors) is named with its fix, not found after the base side was scored with a bare hub or
+safetensors error; and an adapter whose run pinned its base to a revision is loaded on that revision only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import pytest
+import yaml
+
+from training.adapters import adapter_dir, check_adapter_base, load_adapter
+from training.errors import KosovError
+from training.recipes import compose
+from training.run_dir import last_checkpoint
+
+HUB_BASE = "Qwen/Qwen3-0.6B"  # never loaded: every check here runs before the model would
+SHA = "0123456789abcdef0123456789abcdef01234567"
+OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def _truncate(file):
+    data = file.read_bytes()
+    file.write_bytes(data[: len(data) // 2])
+
+
+# damage -> (what it does to the adapter folder, the file the error names (relative to the run), words it says)
+DAMAGES = {
+    "missing weights": (lambda a: (a / "adapter_model.safetensors").unlink(), "adapter", "has no weights"),
+    "empty config": (lambda a: (a / "adapter_config.json").write_text(""), "adapter/adapter_config.json",
+                     "not readable JSON"),
+    "truncated weights": (lambda a: _truncate(a / "adapter_model.safetensors"), "adapter/adapter_model.safetensors",
+                          "damaged or cut short"),
+}
+
+
+def damaged_run(smoke_run, tmp_path, kind):
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run.run_dir, run, ignore=shutil.ignore_patterns(".kosov.lock", "wandb"))
+    DAMAGES[kind][0](run / "adapter")
+    return run
+
+
+def assert_named(error, run, kind):
+    _, file, words = DAMAGES[kind]
+    assert error.where == str(run / file) and words in error.what, str(error)
+    # the whole adapter the run also kept: its last checkpoint, named
+    assert "copy the adapter folder again" in error.fix and str(last_checkpoint(run / "checkpoints")) in error.fix
+
+
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_a_damaged_adapter_is_named_with_its_fix(smoke_run, tmp_path, kind):
+    run = damaged_run(smoke_run, tmp_path, kind)
+    with pytest.raises(KosovError) as error:
+        adapter_dir(run)
+    assert_named(error.value, run, kind)
+    checkpoint = last_checkpoint(run / "checkpoints")
+    assert adapter_dir(checkpoint) == checkpoint  # the fix holds
+
+
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_kosov_eval_refuses_a_damaged_adapter_before_it_scores_the_base(smoke_run, tmp_path, monkeypatch, kind):
+    """The base side took minutes on a GPU, then the adapter failed with HFValidationError: 'Repo id must be ...'."""
+    import training.evaluate as evaluate_module
+
+    def scored(*args, **kwargs):
+        raise AssertionError("the base side was scored (or a model loaded) before the adapter was checked")
+
+    for name in ("_harness", "_generative", "load_for_inference"):
+        monkeypatch.setattr(evaluate_module, name, scored)
+    run = damaged_run(smoke_run, tmp_path, kind)
+    with pytest.raises(KosovError) as error:
+        evaluate_module.evaluate(compose(["experiment=smoke-eval", f"eval.adapter={run}",
+                                          f"output_dir={tmp_path / 'eval'}"]))
+    assert_named(error.value, run, kind)
+    assert not (tmp_path / "eval" / "report.json").exists()
+
+
+def test_serving_a_damaged_adapter_is_refused_before_loading(smoke_run, tmp_path):
+    from training.config import KosovConfig
+    from training.serve import ServeConfig, start_in_thread
+
+    run = damaged_run(smoke_run, tmp_path, "truncated weights")
+    with pytest.raises(KosovError) as error:
+        start_in_thread(KosovConfig(), ServeConfig(port=0, adapter=str(run)))
+    assert_named(error.value, run, "truncated weights")
+
+
+def test_continuing_a_damaged_adapter_is_refused_before_loading(smoke_run, tmp_path):
+    from training.train import train
+
+    run = damaged_run(smoke_run, tmp_path, "missing weights")
+    with pytest.raises(KosovError) as error:
+        train(compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'grpo'}", f"method.init_adapter={run}"]))
+    assert_named(error.value, run, "missing weights")
+    assert not (tmp_path / "grpo" / "config.yaml").exists()  # refused before the run was recorded, or trained
+
+
+def test_a_damaged_sft_stage_adapter_is_refused_before_peft_loads_it(smoke_run, tmp_path):
+    """A chained GRPO run's SFT stage hands its adapter to load_adapter without adapter_dir."""
+    from training.config import KosovConfig
+    from training.models import model_source
+
+    run = damaged_run(smoke_run, tmp_path, "truncated weights")
+    with pytest.raises(KosovError) as error:
+        load_adapter(None, run / "adapter", model_source(KosovConfig().model)[0], "tiny-ko")  # no model needed
+    assert_named(error.value, run, "truncated weights")
+
+
+def hub_run(smoke_run, tmp_path, revision):
+    """A run folder of an adapter said to be trained on a hub model at `revision` (config.yaml as kosov writes it)."""
+    run = tmp_path / "hub-run"
+    shutil.copytree(smoke_run.run_dir / "adapter", run / "adapter")
+    config = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    (run / "adapter" / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": HUB_BASE}))
+    trained = yaml.safe_load((smoke_run.run_dir / "config.yaml").read_text(encoding="utf-8"))
+    trained["model"].update(name_or_path=HUB_BASE, revision=revision)
+    (run / "config.yaml").write_text(yaml.safe_dump(trained, sort_keys=False), encoding="utf-8")
+    return run
+
+
+@pytest.mark.parametrize("trained, loaded", [
+    (SHA, None),  # pinned at training, main now: main may have moved since
+    (SHA, "main"),
+    (SHA, OTHER_SHA),
+    ("v1.0", "v2.0"),  # tags (or branches) are compared as recorded: nothing is asked of the Hub
+    ("v1.0", SHA),
+])
+def test_an_adapter_is_refused_on_another_revision_than_its_run_pinned(smoke_run, tmp_path, trained, loaded):
+    adapter = hub_run(smoke_run, tmp_path, trained) / "adapter"
+    with pytest.raises(KosovError) as error:
+        check_adapter_base(adapter, HUB_BASE, HUB_BASE, loaded)
+    assert f"at model.revision={trained!r}" in error.value.what and str(adapter.parent / "config.yaml") in str(
+        error.value)
+    assert error.value.fix.startswith(f"set model.revision={trained} (as its run did)")
+
+
+@pytest.mark.parametrize("trained, loaded, warned", [
+    (SHA, SHA, False),
+    (SHA, SHA[:7], False),  # a commit and its abbreviation
+    (None, None, False),
+    (None, "main", False),  # null is the default branch
+    ("main", None, False),
+    (None, SHA, True),  # trained on main, no commit recorded: it may have been this one
+])
+def test_an_adapter_is_accepted_on_the_revision_its_run_trained_on(smoke_run, tmp_path, caplog, trained, loaded,
+                                                                     warned):
+    adapter = hub_run(smoke_run, tmp_path, trained) / "adapter"
+    with caplog.at_level(logging.WARNING, logger="training.adapters"):
+        check_adapter_base(adapter, HUB_BASE, HUB_BASE, loaded)
+    assert ("default branch" in caplog.text) is warned
+
+
+def test_a_local_base_has_no_revision_to_compare(smoke_run, tmp_path):
+    """tiny-ko and local folders are their own revision: model.revision does not change what loads."""
+    from training.config import KosovConfig
+    from training.models import model_source
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run.run_dir, run, ignore=shutil.ignore_patterns(".kosov.lock", "wandb", "checkpoints"))
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    config["model"]["revision"] = SHA
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    check_adapter_base(run / "adapter", model_source(KosovConfig().model)[0], "tiny-ko", None)
+
+
+def test_kosov_eval_refuses_another_revision_before_scoring_and_takes_the_pinned_one(smoke_run, tmp_path,
+                                                                                     monkeypatch):
+    """An adapter trained at model.revision=<sha> was evaluated on main, silently; publish only caught it when the
+    eval report was given."""
+    import training.evaluate as evaluate_module
+
+    class Scored(Exception):
+        pass
+
+    def scored(*args, **kwargs):
+        raise Scored
+
+    monkeypatch.setattr(evaluate_module, "_harness", scored)
+    monkeypatch.setattr(evaluate_module, "_generative", scored)
+    run = hub_run(smoke_run, tmp_path, SHA)
+    recipe = ["experiment=smoke-eval", f"model.name_or_path={HUB_BASE}", f"eval.adapter={run}", "overwrite=true",
+              f"output_dir={tmp_path / 'eval'}"]
+    for loaded in ([], ["model.revision=main"]):
+        with pytest.raises(KosovError, match=f"model.revision='{SHA}'") as error:
+            evaluate_module.evaluate(compose([*recipe, *loaded]))
+        assert error.value.fix.startswith(f"set model.revision={SHA}")
+    with pytest.raises(Scored):  # every check passed: the base side would be scored now
+        evaluate_module.evaluate(compose([*recipe, f"model.revision={SHA}"]))
