@@ -20,6 +20,7 @@ The teacher's `name` goes into each row's meta as `teacher_model`.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from data_tools.sampling import (NEUTRAL_SAMPLING, SAMPLING_RANGES, RowSampler, RowStop, model_sampling_defaults,
+                                 sampling_ok)
 from data_tools.text import THINK_CLOSE, THINK_OPEN
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,8 @@ class GenerationRequest:
     max_new_tokens: int = 512
     temperature: float = 0.7  # 0 = greedy
     top_p: float = 0.95
+    top_k: int = 0  # sample from the k likeliest tokens only; 0 or -1 = off
+    min_p: float = 0.0  # drop tokens less likely than min_p times the likeliest one; 0 = off
     seed: int | None = None  # makes sampling reproducible (and an HTTPTeacher's cache usable)
     chat_template_kwargs: dict = field(default_factory=dict)  # e.g. {"enable_thinking": False} for Qwen3
     stop: list[str] = field(default_factory=list)  # the answer ends before the first of these strings
@@ -107,6 +112,9 @@ def check_requests(requests: list[GenerationRequest]) -> None:
         if r.max_new_tokens < 1 or r.temperature < 0 or not 0 < r.top_p <= 1:
             raise TeacherError(f"max_new_tokens={r.max_new_tokens}, temperature={r.temperature}, top_p={r.top_p}",
                                where=where, fix="use max_new_tokens >= 1, temperature >= 0 and 0 < top_p <= 1")
+        for key in ("top_k", "min_p"):
+            if not sampling_ok(key, getattr(r, key)):
+                raise TeacherError(f"{key}={getattr(r, key)!r}", where=where, fix=f"use {key} {SAMPLING_RANGES[key]}")
         reserved = RESERVED_TEMPLATE_KWARGS & set(r.chat_template_kwargs)
         if reserved:
             raise TeacherError(f"chat_template_kwargs may not set {sorted(reserved)}", where=where,
@@ -148,15 +156,23 @@ def template_end_of_turn(tokenizer: Any) -> int | None:
 class TransformersTeacher:
     """Batched generation from a loaded transformers model (optionally a PeftModel) and its tokenizer.
 
-    Sampling happens in `_RowSampler`: each row draws from its own torch.Generator seeded with its request's
-    seed (or from torch's global RNG when it has none), with its own temperature and top_p; generate() then
-    picks that token greedily. So batch composition and order change no random draw; only float rounding of a
-    padded batch (bf16 on a GPU) can still move a near-tie.
+    Sampling happens in `RowSampler`: each row draws from its own torch.Generator seeded with its request's
+    seed (or from torch's global RNG when it has none), with its own temperature, top_k, min_p and top_p;
+    generate() then picks that token greedily. So batch composition and order change no random draw; only float
+    rounding of a padded batch (bf16 on a GPU) can still move a near-tie.
+
+    generate() encodes and decodes with its own copy of the tokenizer: a fast tokenizer keeps its padding setting
+    on the shared Rust object, so another thread's `teacher.tokenizer(text)` (kosov serve counts a prompt's tokens
+    while a batch is set up) could unpad the batch between setup and encode ("Unable to create tensor").
+    `sampling_defaults` are what kosov serve uses for a sampling setting a request leaves out: the model's
+    generation_config values (model_sampling_defaults), else NEUTRAL_SAMPLING.
     """
 
     def __init__(self, model: Any, tokenizer: Any, name: str, batch_size: int = 8,
                  stop_token_ids: Sequence[int] = (), template_defaults: dict[str, Any] | None = None):
         self.model, self.tokenizer, self.name, self.batch_size = model, tokenizer, name, batch_size
+        self._codec = copy.deepcopy(tokenizer)  # generate()'s own: see the class docstring
+        self.sampling_defaults = {**NEUTRAL_SAMPLING, **model_sampling_defaults(model.generation_config)}
         self.template_defaults = dict(template_defaults or {})  # chat template kwargs a request may override
         ids = model.generation_config.eos_token_id
         ids = ids if isinstance(ids, list) else [ids]
@@ -178,7 +194,7 @@ class TransformersTeacher:
         if not requests:
             return []
         texts = [self.render(r) for r in requests]
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        lengths = [len(ids) for ids in self._codec(texts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(requests)), key=lambda i: lengths[i])  # similar lengths share a batch: less padding
         results: list[Generation | None] = [None] * len(requests)
         with tqdm(total=len(requests), desc=self.name, unit="row", disable=not progress) as bar:
@@ -193,14 +209,14 @@ class TransformersTeacher:
     def _generate_batch(self, requests: list[GenerationRequest], texts: list[str]) -> list[Generation]:
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
-                             add_special_tokens=False).to(self.model.device)
+        enc = self._codec(texts, return_tensors="pt", padding=True, padding_side="left",
+                          add_special_tokens=False).to(self.model.device)
         prompt_len = enc["input_ids"].shape[1]
-        stop = _RowStop(requests, prompt_len, self.tokenizer)
+        stop = RowStop(requests, prompt_len, self._codec)
         out = self.model.generate(
             **enc, do_sample=False, max_new_tokens=max(r.max_new_tokens for r in requests),
             eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
-            logits_processor=LogitsProcessorList([_RowSampler(requests)]),
+            logits_processor=LogitsProcessorList([RowSampler(requests)]),
             stopping_criteria=StoppingCriteriaList([stop]),
         )
         prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
@@ -212,75 +228,13 @@ class TransformersTeacher:
         end = next((i for i, t in enumerate(tokens) if t in self.eos_ids), None)
         body = tokens if end is None else tokens[:end]
         completion_tokens = len(body) + (end is not None)
-        text = self.tokenizer.decode(body, skip_special_tokens=True)
+        text = self._codec.decode(body, skip_special_tokens=True)
         reason = "length" if end is None else "stop"
         cut = cut_at_stop(text, request.stop)
         if cut is not None:
             text, reason = cut, "stop"
         reasoning, answer = split_reasoning(text)
         return Generation(answer, reasoning, reason, False, usage(prompt_tokens, completion_tokens))
-
-
-class _RowSampler:
-    """A logits processor that samples each row itself (temperature, top_p, own RNG) and leaves only the chosen
-    token finite, so generate()'s greedy step takes it. Shapes: scores (batch, vocab) -> (batch, vocab)."""
-
-    def __init__(self, requests: list[GenerationRequest]):
-        import torch
-
-        self.temperature = torch.tensor([r.temperature for r in requests])
-        self.top_p = torch.tensor([r.top_p for r in requests])
-        self.seeds = [r.seed if r.seed is not None else int(torch.randint(2**62, ())) for r in requests]
-        self.generators: list | None = None
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        device = scores.device
-        if self.generators is None:
-            self.generators = [torch.Generator(device=device).manual_seed(s) for s in self.seeds]
-        temperature, top_p = self.temperature.to(device), self.top_p.to(device)
-        probs = torch.softmax(scores.float() / temperature.clamp(min=1e-5)[:, None], dim=-1)
-        sorted_p, index = probs.sort(dim=-1, descending=True)
-        keep = (sorted_p.cumsum(dim=-1) - sorted_p) < top_p[:, None]  # the nucleus; the top token is always in it
-        cdf = (sorted_p * keep).cumsum(dim=-1)
-        u = torch.stack([torch.rand((), generator=g, device=device) for g in self.generators]) * cdf[:, -1]
-        position = torch.searchsorted(cdf, u[:, None]).clamp(max=scores.shape[-1] - 1)
-        chosen = index.gather(-1, position).squeeze(-1)
-        chosen = torch.where(temperature <= 0, scores.argmax(dim=-1), chosen)
-        out = torch.full_like(scores, float("-inf"))
-        out[torch.arange(scores.shape[0], device=device), chosen] = 0.0
-        return out
-
-
-class _RowStop:
-    """Stopping criteria per row: its own max_new_tokens, or one of its stop strings in the new text.
-    `ended[i]` is how many tokens row i had generated when it stopped (None: it ran to the batch's end or EOS)."""
-
-    def __init__(self, requests: list[GenerationRequest], prompt_len: int, tokenizer: Any):
-        self.requests, self.prompt_len, self.tokenizer = requests, prompt_len, tokenizer
-        # A character can take several byte-level tokens: look back far enough to see a whole stop string.
-        self.window = [3 * max((len(s) for s in r.stop), default=0) + 3 for r in requests]
-        self.ended: list[int | None] = [None] * len(requests)
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        new = input_ids[:, self.prompt_len :]
-        for i, r in enumerate(self.requests):
-            if self.ended[i] is not None:
-                continue
-            hit = new.shape[1] >= r.max_new_tokens
-            if r.stop and not hit:
-                tail = self.tokenizer.decode(new[i, -self.window[i] :], skip_special_tokens=True)
-                hit = any(s and s in tail for s in r.stop)
-            if hit:
-                self.ended[i] = new.shape[1]
-        return torch.tensor([e is not None for e in self.ended], device=input_ids.device)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# vLLM offline batch (CUDA GPU)
 
 
 def vllm_max_lora_rank(adapter: str | Path) -> int:
@@ -334,7 +288,8 @@ class VLLMTeacher:
             groups.setdefault(key, []).append(i)
         for kwargs, indices in groups.items():
             params = [SamplingParams(n=1, max_tokens=requests[i].max_new_tokens, temperature=requests[i].temperature,
-                                     top_p=requests[i].top_p, seed=requests[i].seed, stop=requests[i].stop or None,
+                                     top_p=requests[i].top_p, top_k=requests[i].top_k if requests[i].top_k > 0 else -1,
+                                     min_p=requests[i].min_p, seed=requests[i].seed, stop=requests[i].stop or None,
                                      stop_token_ids=self.stop_token_ids or None)
                       for i in indices]
             if kwargs == "raw":  # raw prompts (Magpie) go to generate(), which applies no template

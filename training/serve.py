@@ -6,7 +6,9 @@
 
 Endpoints: `GET /v1/models`, `POST /v1/chat/completions` (OpenAI schema, no streaming; Qwen3-style
 `chat_template_kwargs` such as enable_thinking; the <think> part comes back as message.reasoning_content),
-`GET /health` and `GET /stats` (request counters). Any `HTTPTeacher` can use it as a teacher.
+`GET /health` and `GET /stats` (request counters). Any `HTTPTeacher` can use it as a teacher. The request schema is
+serve_schema's: vLLM's top_k and min_p are accepted too, and a sampling setting a request leaves out takes the
+model's generation_config.json value, as in vLLM (the startup log says which).
 
 Generation goes through `data_tools.teachers.TransformersTeacher`, so a seeded request gives the same text here
 as in-process. One worker thread owns the model: requests queue and are generated `serve.max_batch` at a time.
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import os
 import socket
@@ -28,19 +29,18 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from data_tools.teachers import RESERVED_TEMPLATE_KWARGS, GenerationRequest, TransformersTeacher
-from data_tools.text import nfc
+from data_tools.teachers import TransformersTeacher
 from training.errors import KosovError
 from training.serve_engine import Engine
+from training.serve_schema import BadRequest, ChatRequest, describe_sampling, to_generation_request
 from training.serve_shutdown import AnswerWhenForced, ForcedShutdown, QuietCancelled, Server
 from training.schema import ServeConfig
 from training.adapters import adapter_dir, adapter_model_config, check_adapter_base, trained_thinking
@@ -49,19 +49,7 @@ from training.models import (check_attention, check_remote_code, load_for_infere
 
 log = logging.getLogger(__name__)
 
-ROLES = ("system", "developer", "user", "assistant")  # developer: OpenAI's newer name for system
 CHAT_PATH = "/v1/chat/completions"
-
-
-# OpenAI parameters this server does not implement, accepted at the one value that changes nothing.
-NEUTRAL: dict[str, Any] = {"logprobs": False, "top_logprobs": 0, "presence_penalty": 0, "frequency_penalty": 0,
-                           "logit_bias": {}, "tools": [], "tool_choice": "none", "response_format": {"type": "text"}}
-
-
-def neutral(key: str, value: Any) -> bool:
-    """True for a NEUTRAL value (a bool is not a number here: presence_penalty=false is refused)."""
-    want = NEUTRAL.get(key, object())
-    return value == want and isinstance(value, bool) == isinstance(want, bool)
 
 
 @dataclass
@@ -80,7 +68,7 @@ def load_teacher(cfg: Any, scfg: ServeConfig) -> TransformersTeacher:
     check_attention(mcfg, device, training=False)
     adapter = adapter_dir(scfg.adapter) if scfg.adapter else None
     if adapter is not None:
-        check_adapter_base(adapter, source, mcfg.name_or_path)
+        check_adapter_base(adapter, source, mcfg.name_or_path, mcfg.revision)
         mcfg = adapter_model_config(mcfg, adapter)
     tokenizer = load_tokenizer(mcfg, source)
     stops = stop_ids(mcfg, tokenizer)  # an unknown end-of-turn token fails here, before the model loads
@@ -92,8 +80,10 @@ def load_teacher(cfg: Any, scfg: ServeConfig) -> TransformersTeacher:
     # own default (Qwen3: thinking on) would prompt an adapter trained with thinking off as it never was.
     thinking = trained_thinking(adapter) if adapter is not None else None
     # an answer ends with its turn (<|im_end|>), also where the base's eos is another token
-    return TransformersTeacher(model, tokenizer, name, batch_size=scfg.max_batch, stop_token_ids=stops,
-                               template_defaults=None if thinking is None else {"enable_thinking": thinking})
+    teacher = TransformersTeacher(model, tokenizer, name, batch_size=scfg.max_batch, stop_token_ids=stops,
+                                  template_defaults=None if thinking is None else {"enable_thinking": thinking})
+    log.info("a request that leaves out a sampling setting gets %s", describe_sampling(teacher))
+    return teacher
 
 
 def check_serve_config(scfg: ServeConfig) -> None:
@@ -118,92 +108,6 @@ def _error(status: int, message: str, param: str | None = None, kind: str = "inv
 
 def shutting_down() -> JSONResponse:
     return _error(503, "the server is shutting down", kind="server_error")
-
-
-class BadRequest(Exception):
-    def __init__(self, message: str, param: str | None = None, status: int = 400):
-        self.message, self.param, self.status = message, param, status
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: str
-    content: Optional[str | list[dict[str, Any]]] = None  # a string, or OpenAI's [{"type": "text", "text": ...}]
-    reasoning_content: Optional[str] = None  # an earlier assistant turn's thinking (Qwen3-style templates)
-
-
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # unknown parameters are refused by name, never ignored
-    model: Optional[str] = None
-    messages: list[ChatMessage]
-    max_tokens: Optional[int] = Field(None, ge=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1)  # OpenAI's newer name for max_tokens
-    temperature: Optional[float] = Field(None, ge=0, le=2)  # null: OpenAI's default, 1
-    top_p: Optional[float] = Field(None, gt=0, le=1)  # null: 1
-    seed: Optional[int] = Field(None, ge=-(2**63), le=2**63 - 1)  # torch's generator seed range
-    n: Optional[int] = None  # null: 1
-    stop: Optional[str | list[str]] = None
-    stream: Optional[bool] = None
-    chat_template_kwargs: Optional[dict[str, Any]] = None
-    user: Optional[str] = None  # a label, accepted and unused
-
-
-def _text(content: Any, param: str) -> str:
-    """A message's text, NFC-normalised (the model writes NFC: an NFD turn or stop string would match nothing)."""
-    if content is None or isinstance(content, str):
-        return nfc(content or "")
-    if all(part.get("type") == "text" and isinstance(part.get("text"), str) for part in content):
-        return nfc("".join(part["text"] for part in content))
-    raise BadRequest("only text content is supported (a string or parts of type 'text')", param)
-
-
-def to_generation_request(body: ChatRequest, teacher: TransformersTeacher) -> GenerationRequest:
-    """Check an OpenAI chat request and turn it into a GenerationRequest; BadRequest (400) names what is wrong."""
-    if body.stream:
-        raise BadRequest("stream=true is not supported: kosov serve answers with whole completions; "
-                         "send stream=false", "stream")
-    if body.n not in (None, 1):
-        raise BadRequest(f"n={body.n} is not supported: send n=1 and one request per sample", "n")
-    unknown = sorted(k for k, v in (body.model_extra or {}).items()
-                     if v is not None and not neutral(k, v))
-    if unknown:
-        supported = sorted(set(ChatRequest.model_fields) - {"user"})
-        only = "; ".join(f"{k} is accepted only as {json.dumps(NEUTRAL[k])}" for k in unknown if k in NEUTRAL)
-        raise BadRequest(f"unsupported parameters {unknown}; this server takes {supported}"
-                         + (f" ({only})" if only else ""), unknown[0])
-    if not body.messages:
-        raise BadRequest("messages must not be empty", "messages")
-    messages = []
-    for i, m in enumerate(body.messages):
-        if m.role not in ROLES:
-            raise BadRequest(f"messages[{i}].role={m.role!r} is not allowed; use one of {list(ROLES)}",
-                             f"messages.{i}.role")
-        turn = {"role": "system" if m.role == "developer" else m.role, "content": _text(m.content, f"messages.{i}")}
-        if m.reasoning_content is not None:
-            turn["reasoning_content"] = nfc(m.reasoning_content)
-        messages.append(turn)
-    template_kwargs = body.chat_template_kwargs or {}
-    reserved = sorted(RESERVED_TEMPLATE_KWARGS & set(template_kwargs))
-    if reserved:
-        raise BadRequest(f"chat_template_kwargs may not set {reserved}", "chat_template_kwargs")
-    stop = [nfc(s) for s in ([body.stop] if isinstance(body.stop, str) else body.stop or [])]
-    request = GenerationRequest(messages, 1, 1.0 if body.temperature is None else body.temperature,
-                                1.0 if body.top_p is None else body.top_p, body.seed, template_kwargs, stop)
-    try:
-        prompt = teacher.render(request)
-    except Exception as e:  # noqa: BLE001 - a jinja error raised by the template for these messages
-        raise BadRequest(f"the chat template cannot render these messages: {e}", "messages") from None
-    prompt_tokens = len(teacher.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    context = getattr(teacher.model.config, "max_position_embeddings", None) or 10**9
-    if prompt_tokens >= context:
-        raise BadRequest(f"this model's context is {context} tokens; the prompt alone has {prompt_tokens}",
-                         "messages")
-    asked = body.max_completion_tokens or body.max_tokens
-    request.max_new_tokens = asked or context - prompt_tokens  # like vLLM: the rest of the context by default
-    if prompt_tokens + request.max_new_tokens > context:
-        raise BadRequest(f"this model's context is {context} tokens; the prompt has {prompt_tokens} and "
-                         f"max_tokens asks for {request.max_new_tokens} more", "max_tokens")
-    return request
 
 
 class CountAndAuthorize:

@@ -109,3 +109,100 @@ def test_the_vllm_teacher_refuses_clearly_without_a_gpu():
     with pytest.raises(TeacherError) as e:
         VLLMTeacher("Qwen/Qwen3-8B")
     assert "vLLM" in str(e.value) and "GPU" in str(e.value) and "Fix:" in str(e.value)
+
+
+def sampled(probs: list[float], n: int = 400, **settings) -> set[int]:
+    """The tokens RowSampler picks for one next-token distribution over n seeded rows (temperature 1, top_p 1
+    unless `settings` say otherwise)."""
+    import torch
+
+    from data_tools.sampling import RowSampler
+    from data_tools.teachers import GenerationRequest
+
+    rows = [GenerationRequest([], seed=i, **{"temperature": 1.0, "top_p": 1.0, **settings}) for i in range(n)]
+    out = RowSampler(rows)(None, torch.tensor(probs).log().repeat(n, 1))
+    assert (out == 0).sum(dim=-1).tolist() == [1] * n  # one token left per row, for generate()'s greedy step
+    return set(out.argmax(dim=-1).tolist())
+
+
+def test_top_k_and_min_p_keep_only_the_likeliest_tokens_before_the_nucleus():
+    """vLLM's order: temperature, then top_k and min_p, then top_p over what they left, renormalised. (Over the
+    raw probabilities, top_p=0.75 would keep token 2 below: 0.5 + 0.2 < 0.75.)"""
+    probs = [0.5, 0.2, 0.2, 0.1]
+    assert sampled(probs) == {0, 1, 2, 3}
+    assert sampled(probs, top_k=0) == sampled(probs, top_k=-1) == {0, 1, 2, 3}  # off
+    assert sampled(probs, top_k=2) == {0, 1} and sampled(probs, top_k=1) == {0}
+    assert sampled(probs, min_p=0.3) == {0, 1, 2}  # 0.1 < 0.3 * 0.5
+    assert sampled(probs, min_p=1.0) == {0}
+    assert sampled(probs, top_k=3, top_p=0.75) == {0, 1}
+    assert sampled(probs, min_p=0.3, top_p=0.75) == {0, 1}
+    assert sampled(probs, top_p=0.75) == {0, 1, 2}
+
+
+def test_top_k_and_min_p_rows_give_the_same_text_batched_or_alone_and_top_k_1_is_greedy(teacher, tiny):
+    batch = requests(6, max_new_tokens=10, temperature=1.5)
+    batch[0].top_k, batch[1].min_p, batch[2].top_k, batch[2].min_p, batch[3].top_k = 5, 0.2, 40, 0.05, -1
+    together = teacher.generate(batch, progress=False)
+    alone = TransformersTeacher(*tiny, name="tiny-ko", batch_size=1).generate(batch, progress=False)
+    assert texts(together) == texts(alone)
+    [greedy] = teacher.generate(requests(1, max_new_tokens=12, temperature=0.0), progress=False)
+    for settings in ({"top_k": 1}, {"min_p": 1.0}):
+        [g] = teacher.generate(requests(1, max_new_tokens=12, temperature=2.0, **settings), progress=False)
+        assert g.text == greedy.text
+    [hot] = teacher.generate(requests(1, max_new_tokens=12, temperature=2.0), progress=False)
+    assert hot.text != greedy.text  # so top_k=1 and min_p=1 did the work
+    for bad in ({"top_k": -2}, {"top_k": 2.5}, {"min_p": 1.5}, {"min_p": -0.1}):
+        with pytest.raises(TeacherError, match=next(iter(bad))):
+            teacher.generate(requests(1, **bad), progress=False)
+
+
+def test_a_stop_string_of_4_byte_characters_is_seen_whole():
+    """"𝐄𝐍𝐃𝐄𝐍" is 5 characters, 20 bytes and 20 byte-level tokens of tiny-ko: the look-back window must cover
+    them all, or the stop string never fires and generation runs on to max_new_tokens."""
+    import torch
+
+    from data_tools.sampling import RowStop
+    from data_tools.teachers import GenerationRequest
+    from training.tiny_ko import load_tiny_tokenizer
+
+    tokenizer = load_tiny_tokenizer()
+    stop_string = "𝐄𝐍𝐃𝐄𝐍"
+    assert len(tokenizer(stop_string, add_special_tokens=False)["input_ids"]) == 20
+    prompt = tokenizer("질문", add_special_tokens=False)["input_ids"]
+    answer = tokenizer(f"답은 이렇습니다 {stop_string} 그리고 더", add_special_tokens=False)["input_ids"]
+    request = GenerationRequest([], max_new_tokens=100, stop=[stop_string])
+    stop = RowStop([request], len(prompt), tokenizer)
+    fired = next((n for n in range(1, len(answer) + 1)
+                  if stop(torch.tensor([prompt + answer[:n]]), None).tolist() == [True]), None)
+    assert fired is not None, "the stop string never ended the answer"
+    assert tokenizer.decode(answer[:fired]).endswith(stop_string)
+    assert stop.ended == [fired]
+
+
+def test_generate_is_not_disturbed_by_another_thread_using_the_tokenizer(tiny, monkeypatch):
+    """kosov serve counts a prompt's tokens with teacher.tokenizer on its HTTP thread while the engine thread
+    encodes a batch. A fast tokenizer keeps its padding setting on its Rust object: another thread's unpadded call
+    between generate()'s padding setup and its encode unpadded the batch ("Unable to create tensor"). That
+    interleaving is rare (a few in a thousand batches), so it is forced here: the other thread's call runs right
+    after each padding setup."""
+    import threading
+
+    from transformers.utils import PaddingStrategy
+
+    model, tokenizer = tiny
+    teacher = TransformersTeacher(model, tokenizer, name="tiny-ko", batch_size=4)
+    backend = type(tokenizer)
+    setup = backend.set_truncation_and_padding
+    counted: list[int] = []
+
+    def interleaved(self, *args, **kwargs):
+        setup(self, *args, **kwargs)
+        if kwargs.get("padding_strategy", args[0] if args else None) != PaddingStrategy.DO_NOT_PAD:
+            other = threading.Thread(target=lambda: counted.append(
+                len(teacher.tokenizer("안녕하세요", add_special_tokens=False)["input_ids"])))
+            other.start()
+            other.join()
+
+    monkeypatch.setattr(backend, "set_truncation_and_padding", interleaved)
+    out = teacher.generate(requests(4, max_new_tokens=2), progress=False)  # prompts of different lengths
+    assert counted and len(out) == 4 and all(g.usage["completion_tokens"] >= 1 for g in out)

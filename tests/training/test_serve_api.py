@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import unicodedata
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from tests.training.serve_helpers import USER, answer, chat
 from training.config import KosovConfig
 from training.models import load_tokenizer, model_source
+from training.serve import ServeConfig, start_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +94,10 @@ BAD = {
     "prompt over the context": ({"messages": [{"role": "user", "content": "서울 " * 2100}]}, 400,
                                 "the prompt alone has"),
     "seed out of range": ({"seed": 2**64}, 400, "seed"),
+    "negative top_k": ({"top_k": -2}, 400, "top_k=-2 is not allowed: use top_k -1 or 0 (off), or at least 1"),
+    "fractional top_k": ({"top_k": 2.5}, 400, "top_k: Input should be a valid integer"),
+    "min_p over 1": ({"min_p": 1.5}, 400, "min_p=1.5 is not allowed: use min_p in [0, 1]"),
+    "negative min_p": ({"min_p": -0.1}, 400, "min_p=-0.1 is not allowed"),
     "another model": ({"model": "gpt-4o"}, 404, "the model 'gpt-4o' does not exist here"),
 }
 
@@ -139,3 +145,59 @@ def test_a_body_that_is_not_utf8_and_an_unknown_path_get_openai_style_errors(ser
     assert error["type"] == "invalid_request_error"
     missing = httpx.get(f"{server}/completions")
     assert missing.status_code in (404, 405) and "message" in missing.json()["error"]
+
+
+def test_top_k_and_min_p_are_accepted_like_vllm(server):
+    def text(**body) -> str:
+        return answer(server, max_tokens=16, **body)["choices"][0]["message"]["content"]
+
+    greedy = text(temperature=0)
+    assert text(temperature=2, top_k=1, seed=4) == text(temperature=2, min_p=1, seed=4) == greedy
+    assert text(temperature=2, seed=4) != greedy  # so top_k=1 and min_p=1 did the work
+    plain = text(seed=4)
+    assert text(seed=4, top_k=0) == text(seed=4, top_k=-1) == text(seed=4, min_p=0) == plain  # off
+    assert text(seed=4, top_k=None, min_p=None) == plain  # null: tiny-ko's generation_config sets neither
+
+
+@pytest.fixture(scope="module")
+def qwen3_sampling(tmp_path_factory):
+    """tiny-ko with the sampling defaults Qwen3 ships in its generation_config.json."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("qwen3-sampling") / "model"
+    shutil.copytree(model_source(KosovConfig().model)[0], folder)
+    config = json.loads((folder / "generation_config.json").read_text())
+    config.update(do_sample=True, temperature=0.6, top_p=0.95, top_k=20)
+    (folder / "generation_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_sampling_settings_a_request_leaves_out_are_the_models_own(qwen3_sampling, monkeypatch, caplog):
+    """Like vLLM's OpenAI server (--generation-config auto): what a request leaves out comes from the model's
+    generation_config.json (Qwen3: temperature 0.6, top_p 0.95, top_k 20), what it sends wins; the log says so."""
+    from data_tools.teachers import TransformersTeacher
+
+    asked = []
+    generate = TransformersTeacher.generate
+
+    def recording(self, requests, **kwargs):
+        asked.extend((r.temperature, r.top_p, getattr(r, "top_k", None), getattr(r, "min_p", None)) for r in requests)
+        return generate(self, requests, **kwargs)
+
+    monkeypatch.setattr(TransformersTeacher, "generate", recording)
+    cfg = KosovConfig()
+    cfg.model.name_or_path = str(qwen3_sampling)
+    with caplog.at_level(logging.INFO, logger="training.serve"):
+        url, stop = start_in_thread(cfg, ServeConfig(port=0, model_name="tiny-ko"))
+    try:
+        omitted = answer(url, max_tokens=16, seed=7)["choices"][0]["message"]["content"]
+        assert asked == [(0.6, 0.95, 20, 0.0)]
+        nulls = answer(url, max_tokens=16, seed=7, temperature=None, top_p=None, top_k=None, min_p=None)
+        explicit = answer(url, max_tokens=16, seed=7, temperature=0.6, top_p=0.95, top_k=20)
+        answer(url, max_tokens=2, seed=7, temperature=0, top_p=1, top_k=-1, min_p=0.1)
+    finally:
+        stop()
+    assert asked == [(0.6, 0.95, 20, 0.0)] * 3 + [(0, 1, -1, 0.1)]
+    assert omitted == nulls["choices"][0]["message"]["content"] == explicit["choices"][0]["message"]["content"]
+    assert "temperature=0.6, top_p=0.95, top_k=20, min_p=0.0 (the model's generation_config sets temperature, " \
+           "top_p, top_k)" in caplog.text
