@@ -53,6 +53,18 @@ def test_every_recipe_composes_and_validates(relative):
 
 
 @pytest.mark.parametrize("relative", [p for p in YAMLS if p.parts[0] == "experiment"], ids=str)
+def test_a_recipe_that_continues_its_sft_stage_says_the_lora_settings_it_trains_with(relative):
+    """GRPO continues the SFT stage's adapter with that adapter's shape: a chained recipe whose own peft settings
+    differ (qwen3-1.7b-ko-sft-grpo said r=32 over an r=16 stage) recorded settings its run never trained with."""
+    cfg = compose(overrides_for(relative))
+    if cfg.method.name != "grpo" or not cfg.method.grpo.sft_stage:
+        return
+    stage = compose(list(cfg.method.grpo.sft_stage)).peft
+    own = (cfg.peft.r, cfg.peft.alpha, cfg.peft.method, cfg.peft.target_modules, cfg.peft.modules_to_save)
+    assert own == (stage.r, stage.alpha, stage.method, stage.target_modules, stage.modules_to_save)
+
+
+@pytest.mark.parametrize("relative", [p for p in YAMLS if p.parts[0] == "experiment"], ids=str)
 def test_experiments_open_with_the_command_that_runs_them(relative):
     lines = (RECIPES / relative).read_text(encoding="utf-8").splitlines()
     assert lines[0] == "# @package _global_"
