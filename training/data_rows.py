@@ -155,7 +155,9 @@ def split_eval(train: ChatFileReport, evals: ChatFileReport | None, ratio: float
 
 def rows_summary(cfg: KosovConfig, train: ChatFileReport, evals: ChatFileReport | None, train_rows: list[ChatRow],
                  eval_rows: list[ChatRow], skipped: Counter) -> dict[str, Any]:
-    """Counts, sources (hashes), skipped rows by reason and licenses: the data part of provenance."""
+    """Counts, sources (hashes), skipped rows by reason, licenses and teacher models: the data part of provenance.
+    A resume compares only the sources and the held-out rows (run_dir.check_same_data): a key added here is no
+    reason for an older run's summary, which lacks it, to differ."""
     skipped = skipped + train.skipped + (evals.skipped if evals else Counter())
     return {
         "name": cfg.data.name,
@@ -165,6 +167,9 @@ def rows_summary(cfg: KosovConfig, train: ChatFileReport, evals: ChatFileReport 
         "skipped": dict(skipped),
         "licenses": dict(Counter(str((row.meta or {}).get("license") or "unknown") for row in train_rows)),
         "license_sources": _license_sources(train_rows),
+        # the models that wrote the synthetic rows (meta.teacher_model; None for rows no model wrote), for the card
+        "teacher_models": dict(Counter(str(teacher) for row in train_rows
+                                       if (teacher := (row.meta or {}).get("teacher_model")))),
         "thinking_rows": sum(_thinks(row) for row in train_rows),  # what model.thinking=auto trained thinking on
         # which rows were held out: a resumed run must hold out the same ones (run_dir.check_same_data)
         "eval_sha256": hashlib.sha256("\n".join(map(row_content, eval_rows)).encode("utf-8")).hexdigest(),

@@ -14,8 +14,8 @@ from training.schema import KosovConfig
 
 log = logging.getLogger(__name__)
 
-RELEASE_FILES = ("README.md", "kosov_recipe.yaml", "provenance.json", "training_curve.png", "eval_report.json",
-                 "eval_report.png")  # what publish writes besides the adapter's own files
+RELEASE_FILES = ("README.md", "LICENSE.md", "kosov_recipe.yaml", "provenance.json", "training_curve.png",
+                 "eval_report.json", "eval_report.png")  # what publish writes besides the adapter's own files
 KOSOV_MARKER = "kosov_recipe.yaml"  # a repo holding it holds a kosov release: its files may be replaced
 
 
@@ -28,6 +28,7 @@ class HubTarget:
     private: bool | None  # None: a new repo is private
     exists: bool
     stale: list[str]  # files of an earlier kosov release in the repo; deleted unless this release has them too
+    parent: str | None = None  # the repo's commit when checked: the push is refused if the repo moved since
 
 
 def _offline_error(cfg: KosovConfig) -> KosovError:
@@ -47,10 +48,17 @@ def _check_write_access(api: Any, repo_id: str, exists: bool) -> None:
     me = api.whoami()
     role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
     if role == "read":
-        raise KosovError(f"push=true, but the Hugging Face token of {me.get('name')} is a read token: it cannot "
-                         f"write to {repo_id}; nothing was built",
-                         fix="use a token with write access (huggingface.co/settings/tokens): export HF_TOKEN=... "
-                             "or `hf auth login`")
+        # get_token() reads HF_TOKEN (then HUGGING_FACE_HUB_TOKEN) before the token `hf auth login` stored: a new
+        # login changes nothing while the variable is set
+        variable = next((v for v in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if os.environ.get(v, "").strip()), None)
+        raise KosovError(f"push=true, but the Hugging Face token of {me.get('name')} is a read token"
+                         f"{f' (from {variable} in the environment)' if variable else ''}: it cannot write to "
+                         f"{repo_id}; nothing was built",
+                         fix=(f"replace {variable} with a token with write access (huggingface.co/settings/tokens): "
+                              f"export {variable}=<a write token>, or unset {variable} to use the token `hf auth "
+                              "login` stored, which it overrides") if variable else
+                             "use a token with write access (huggingface.co/settings/tokens): `hf auth login` with "
+                             "it, or export HF_TOKEN=<a write token>")
     namespace = repo_id.split("/")[0] if "/" in repo_id else me.get("name")
     mine = {me.get("name"), *(org.get("name") for org in me.get("orgs") or [])}
     if not exists and role != "fineGrained" and namespace not in mine:
@@ -90,7 +98,8 @@ def hub_target(cfg: KosovConfig, adapter_files: tuple[str, ...]) -> HubTarget:
             return HubTarget(api, cfg.repo_id, wanted, exists=False, stale=[])
         _check_write_access(api, cfg.repo_id, exists=True)
         tags = {t.name for t in api.list_repo_refs(cfg.repo_id).tags} if cfg.publish.tag else set()
-        remote = api.list_repo_files(cfg.repo_id)
+        # the files of the commit checked, which the push names as its parent: a repo that moved since is refused
+        remote = api.list_repo_files(cfg.repo_id, revision=info.sha)
     except (HTTPError, OSError) as e:
         raise KosovError(f"could not check {cfg.repo_id} on the Hub: {e}",
                          fix="check the network and the token (`hf auth whoami`); nothing was built") from e
@@ -113,25 +122,46 @@ def hub_target(cfg: KosovConfig, adapter_files: tuple[str, ...]) -> HubTarget:
                          "replace its README.md and tokenizer files and add an adapter to it; nothing was built",
                          fix="publish to a new repo_id (kosov creates it), or empty that repo on the Hub first")
     stale = sorted(set(remote) & {*adapter_files, *RELEASE_FILES}) if KOSOV_MARKER in remote else []
-    return HubTarget(api, cfg.repo_id, bool(info.private), exists=True, stale=stale)
+    return HubTarget(api, cfg.repo_id, bool(info.private), exists=True, stale=stale, parent=info.sha)
 
 
 def push_release(cfg: KosovConfig, target: HubTarget, folder: Path, files: list[str]) -> None:
     """One commit with the release; files an earlier kosov release put there and this one lacks (an eval report,
-    a tokenizer file) are deleted in it, so the repo never mixes two releases. Files kosov never writes stay."""
-    from huggingface_hub.errors import HTTPError
+    a tokenizer file) are deleted in it, so the repo never mixes two releases. Files kosov never writes stay.
+    The commit names the repo's commit hub_target checked as its parent: if someone pushed meanwhile (which files
+    are stale, which tags exist may have changed), the Hub refuses it, and a repo created meanwhile is not taken
+    over."""
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
     gone = [f for f in target.stale if f not in files]
+    committed = False
     try:
-        url = target.api.create_repo(target.repo_id, private=target.private is not False, exist_ok=True)
+        url = target.api.create_repo(target.repo_id, private=target.private is not False, exist_ok=target.exists)
         commit = target.api.upload_folder(folder_path=str(folder), repo_id=target.repo_id, allow_patterns=files,
-                                          delete_patterns=gone or None, commit_message=cfg.publish.commit_message)
+                                          delete_patterns=gone or None, commit_message=cfg.publish.commit_message,
+                                          parent_commit=target.parent)
+        committed = True
         if cfg.publish.tag:
             target.api.create_tag(target.repo_id, tag=cfg.publish.tag, revision=commit.oid)
+    except HfHubHTTPError as e:
+        # 412: the parent commit is no longer the branch's head; 409: a conflict (the repo exists after all)
+        if committed or getattr(e.response, "status_code", None) not in (409, 412):
+            raise _upload_failed(target, folder, e) from e
+        moved = (f"{target.repo_id} changed on the Hub since kosov checked it (at commit {target.parent[:12]}): "
+                 "someone pushed to it meanwhile" if target.parent else
+                 f"{target.repo_id} exists now, and did not (or this token could not see it) when kosov checked: "
+                 "someone created it meanwhile")
+        raise KosovError(f"{moved}; nothing was committed", where=str(folder),
+                         fix="publish again with push=true overwrite=true: kosov checks the repo anew (its files "
+                             "and tags) before it pushes") from e
     except (HTTPError, OSError, RuntimeError) as e:  # hf_xet's transfer errors are RuntimeErrors
-        raise KosovError(f"the upload to {target.repo_id} failed: {type(e).__name__}: {e}", where=str(folder),
-                         fix="the release folder is complete; check the token's write access and the network, then "
-                             "publish again with push=true overwrite=true") from e
+        raise _upload_failed(target, folder, e) from e
     log.info("pushed %d files to %s (%s)%s%s", len(files), url, "private" if target.private is not False else
              "public", f", tagged {cfg.publish.tag}" if cfg.publish.tag else "",
              f"; deleted the earlier release's {', '.join(gone)}" if gone else "")
+
+
+def _upload_failed(target: HubTarget, folder: Path, e: Exception) -> KosovError:
+    return KosovError(f"the upload to {target.repo_id} failed: {type(e).__name__}: {e}", where=str(folder),
+                      fix="the release folder is complete; check the token's write access and the network, then "
+                          "publish again with push=true overwrite=true")

@@ -21,12 +21,13 @@ from typing import Any
 
 import yaml
 
+from data_tools.teachers import vllm_max_lora_rank
 from training.config import validate
 from training.schema import KosovConfig
 from training.errors import KosovError
 from training.evaluation.harness import adapter_digest
 from training.hub_push import hub_target, push_release
-from training.model_card import derive_license, model_card
+from training.model_card import LICENSE_FILE, derive_license, license_file, license_warnings, model_card
 from training.adapters import adapter_dir
 from training.models import HUB_ID, resolve_device
 from training.evaluation.report import to_markdown
@@ -193,11 +194,17 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
                          fix="put that run folder back where it was, or check its data's licenses and set "
                              "publish.license=<SPDX id>")
     license_, why = derive_license(base, licenses, cfg.publish.license)
+    for warning in license_warnings(base, licenses, cfg.publish.license):
+        log.warning("license: %s", warning)
     staging.mkdir(parents=True)
     for name in ADAPTER_FILES:
         if (adapter / name).is_file():
             shutil.copy2(adapter / name, staging / name)
     adapter_config = _read_json(staging / "adapter_config.json")
+    # vLLM's default max_lora_rank (16) refuses the recipes' r=32 adapters: the card's snippet starts it with the rank
+    max_lora_rank = vllm_max_lora_rank(staging) if adapter_config else None
+    if license_ == "other":  # the Hub's model card spec: a license_link with `other`
+        write_atomic(staging / LICENSE_FILE, license_file(base, licenses, by_publisher=bool(cfg.publish.license)))
     if cfg.publish.base_model and adapter_config:  # PEFT's AutoPeftModel loads the base this names
         write_json(staging / "adapter_config.json", {**adapter_config, "base_model_name_or_path": base})
     images: dict[str, str] = {}
@@ -219,7 +226,7 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
     write_atomic(staging / "README.md", model_card(
         repo=cfg.repo_id or run.name, base=base, method=run_cfg["method"]["name"], config=recipe,
         stages=stages, metrics=metrics, report=report, report_md=report_md, license_=license_, license_why=why,
-        images=images))
+        images=images, max_lora_rank=max_lora_rank, adapter_config=adapter_config))
 
 
 def check_release_folder(out: Path, overwrite: bool) -> None:

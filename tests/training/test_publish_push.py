@@ -16,9 +16,22 @@ from training.publish import publish
 from training.recipes import compose
 
 
+def http_error(status: int, method: str, url: str):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    request = httpx2.Request(method, url)
+    return HfHubHTTPError(f"{status}", response=httpx2.Response(status, request=request))
+
+
+def sha_of(repo: dict) -> str:
+    """A repo's head commit: a new one for every commit (a repo a test wrote by hand has its first)."""
+    return f"{repo.get('commits', 0):040x}"
+
+
 class MemoryHub:
     """The part of huggingface_hub.HfApi a push uses, with the semantics of the real one: upload_folder commits the
-    allowed files and deletes remote files matching delete_patterns unless the commit uploads them."""
+    allowed files and deletes remote files matching delete_patterns unless the commit uploads them; a commit whose
+    parent_commit is not the head is refused (412), as is create_repo of a repo that exists without exist_ok (409)."""
 
     repos: dict[str, dict] = {}
     me = {"name": "kosov-dev", "orgs": [{"name": "kosov-test"}], "auth": {"accessToken": {"role": "write"}}}
@@ -36,19 +49,23 @@ class MemoryHub:
         if repo_id not in self.repos:
             request = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo_id}")
             raise RepositoryNotFoundError("404", response=httpx2.Response(404, request=request))
-        return SimpleNamespace(private=self.repos[repo_id]["private"])
+        return SimpleNamespace(private=self.repos[repo_id]["private"], sha=sha_of(self.repos[repo_id]))
 
     def list_repo_refs(self, repo_id):
         return SimpleNamespace(tags=[SimpleNamespace(name=t) for t in self.repos[repo_id]["tags"]])
 
-    def list_repo_files(self, repo_id):
+    def list_repo_files(self, repo_id, revision=None):
+        assert revision in (None, sha_of(self.repos[repo_id])), "only the head's files are kept"
         return sorted(self.repos[repo_id]["files"])
 
     def create_repo(self, repo_id, private=None, exist_ok=False):
+        if repo_id in self.repos and not exist_ok:
+            raise http_error(409, "POST", "https://huggingface.co/api/repos/create")
         self.repos.setdefault(repo_id, {"private": bool(private), "files": {".gitattributes": b""}, "tags": {}})
         return f"https://huggingface.co/{repo_id}"
 
-    def upload_folder(self, folder_path, repo_id, allow_patterns, delete_patterns=None, commit_message=""):
+    def upload_folder(self, folder_path, repo_id, allow_patterns, delete_patterns=None, commit_message="",
+                      parent_commit=None):
         if self.fail_upload == "http":
             from huggingface_hub.errors import HfHubHTTPError
 
@@ -56,14 +73,16 @@ class MemoryHub:
             raise HfHubHTTPError("403 Forbidden", response=httpx2.Response(403, request=request))
         if self.fail_upload == "xet":  # what hf_xet raises for a failed transfer (its Rust errors)
             raise RuntimeError("Data processing error: CAS service error : Reqwest Error: error sending request")
+        if parent_commit is not None and parent_commit != sha_of(self.repos[repo_id]):
+            raise http_error(412, "POST", f"https://huggingface.co/api/models/{repo_id}/commit/main")
+        self.repos[repo_id]["commits"] = self.repos[repo_id].get("commits", 0) + 1
         files = self.repos[repo_id]["files"]
         for name in list(files):
             if name != ".gitattributes" and any(fnmatch.fnmatch(name, p) for p in delete_patterns or []):
                 del files[name]
         for name in allow_patterns:
             files[name] = (Path(folder_path) / name).read_bytes()
-        oid = f"commit-{len(self.repos[repo_id]['tags'])}-{len(files)}"
-        return SimpleNamespace(oid=oid)
+        return SimpleNamespace(oid=sha_of(self.repos[repo_id]))
 
     def create_tag(self, repo_id, tag, revision):
         assert tag not in self.repos[repo_id]["tags"]
@@ -185,3 +204,73 @@ def test_a_bad_repo_id_or_a_mirror_is_named_before_anything_is_built(hub, smoke_
     with pytest.raises(KosovError, match="pass mirror=null"):
         push(smoke_run.run_dir, tmp_path / "release", f"mirror={tmp_path / 'mirror'}")
     assert not (tmp_path / "release").exists()
+
+
+def someone_pushes_first(monkeypatch, change):
+    """`change(repos)` happens on the Hub after kosov checked the repo and before it pushes."""
+    import training.publish
+
+    push_release = training.publish.push_release
+
+    def pushed_meanwhile(*args, **kwargs):
+        change(MemoryHub.repos)
+        return push_release(*args, **kwargs)
+
+    monkeypatch.setattr(training.publish, "push_release", pushed_meanwhile)
+
+
+def test_a_repo_someone_pushed_to_since_the_check_is_refused(hub, smoke_run, tmp_path, monkeypatch):
+    """The files to delete were computed from the repo as checked, and the commit went to whatever the repo had
+    become: its parent is now the commit checked, and a repo that moved refuses it."""
+    push(smoke_run.run_dir, tmp_path / "release", "publish.tag=v1")
+
+    def commit(repos):
+        repo = repos["kosov-test/tiny-ko-lora"]
+        repo["files"]["README.md"] = b"# a colleague's card"
+        repo["commits"] += 1
+
+    someone_pushes_first(monkeypatch, commit)
+    with pytest.raises(KosovError, match="changed on the Hub since kosov checked it.*someone pushed to it meanwhile"
+                       ) as error:
+        push(smoke_run.run_dir, tmp_path / "release", "publish.tag=v2")
+    assert "publish again" in error.value.fix and error.value.where == str(tmp_path / "release")
+    repo = hub["kosov-test/tiny-ko-lora"]
+    assert repo["files"]["README.md"] == b"# a colleague's card" and set(repo["tags"]) == {"v1"}
+
+
+def test_a_repo_someone_created_since_the_check_is_not_taken_over(hub, smoke_run, tmp_path, monkeypatch):
+    theirs = {".gitattributes": b"", "config.json": b"{}", "model.safetensors": b"weights"}
+    someone_pushes_first(monkeypatch, lambda repos: repos.setdefault(
+        "kosov-test/tiny-ko-lora", {"private": False, "files": dict(theirs), "tags": {}, "commits": 1}))
+    with pytest.raises(KosovError, match="exists now.*someone created it meanwhile"):
+        push(smoke_run.run_dir, tmp_path / "release")
+    assert hub["kosov-test/tiny-ko-lora"]["files"] == theirs
+
+
+def test_a_read_token_from_hf_token_says_to_replace_or_unset_it(hub, smoke_run, tmp_path, monkeypatch):
+    """The fix said `hf auth login`, which changes nothing while HF_TOKEN is set: get_token() reads it first."""
+    import huggingface_hub.constants
+
+    MemoryHub.me["auth"] = {"accessToken": {"role": "read"}}
+    with pytest.raises(KosovError, match=r"is a read token \(from HF_TOKEN in the environment\)") as error:
+        push(smoke_run.run_dir, tmp_path / "release")
+    assert "unset HF_TOKEN" in error.value.fix and "export HF_TOKEN=<a write token>" in error.value.fix
+    login = tmp_path / "hf-home" / "token"  # the token `hf auth login` stored, and no HF_TOKEN
+    login.parent.mkdir()
+    login.write_text("hf_kosovStoredLogin0123456789abcdefgh")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(login))
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(KosovError, match="is a read token: it cannot write") as error:
+        push(smoke_run.run_dir, tmp_path / "release")
+    assert "hf auth login" in error.value.fix and "unset" not in error.value.fix
+
+
+def test_a_license_file_is_uploaded_and_deleted_by_a_later_release_without_one(hub, smoke_run, tmp_path):
+    from tests.training.test_model_card import run_with
+
+    noncommercial = run_with(smoke_run, tmp_path / "nc", {"Apache-2.0": 20, "CC-BY-NC-4.0": 3, "CC-BY-NC-3.0": 2})
+    push(noncommercial, tmp_path / "release")
+    repo = hub["kosov-test/tiny-ko-lora"]
+    assert repo["files"]["LICENSE.md"] == (tmp_path / "release" / "LICENSE.md").read_bytes()
+    push(smoke_run.run_dir, tmp_path / "release")  # apache-2.0: no LICENSE.md, and the card links none
+    assert "LICENSE.md" not in repo["files"] and b"license: apache-2.0" in repo["files"]["README.md"]
