@@ -43,8 +43,9 @@ class HTTPTeacher:
       cached, so a rerun asks again), is counted in `refused` and the first is logged; any other 4xx (401, 403,
       404) fails the job at once with the server's message;
     - with `cache_dir`, each finished generation is one small JSON file named by the sha256 of (model, messages,
-      sampling settings, seed), written atomically: a repeated or crashed job asks only for the rows it lacks,
-      whatever the base_url. Sampled requests without a seed are never cached (a cache hit would repeat a sample).
+      sampling settings, and the seed of a sampled request: greedy decoding reads none), written atomically: a
+      repeated or crashed job asks only for the rows it lacks, whatever the base_url. Sampled requests without a
+      seed are never cached (a cache hit would repeat a sample).
 
     The API key is read from the environment variable `api_key_env` when a request is sent; it is never stored.
     chat_template_kwargs and stop are sent only when set. vLLM, SGLang and `kosov serve` take chat_template_kwargs;
@@ -73,12 +74,16 @@ class HTTPTeacher:
     # -- cache -----------------------------------------------------------------------------------------------
 
     def cache_key(self, r: GenerationRequest) -> str | None:
-        """sha256 of what determines the answer (not the base_url); None for an unseeded sampled request."""
+        """sha256 of what determines the answer (not the base_url); None for an unseeded sampled request. A greedy
+        request (temperature 0) is keyed without its seed, which greedy decoding does not read: the same question
+        asked under another seed is a cache hit."""
         if self.cache_dir is None or (r.seed is None and r.temperature > 0):
             return None
         fields = {"model": self.name, "messages": r.messages, "max_new_tokens": r.max_new_tokens,
-                  "temperature": r.temperature, "top_p": r.top_p, "seed": r.seed,
-                  "chat_template_kwargs": r.chat_template_kwargs, "stop": r.stop}
+                  "temperature": r.temperature, "top_p": r.top_p, "chat_template_kwargs": r.chat_template_kwargs,
+                  "stop": r.stop}
+        if r.temperature > 0:
+            fields["seed"] = r.seed
         return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def _cache_file(self, key: str) -> Path:

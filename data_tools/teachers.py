@@ -293,8 +293,16 @@ class VLLMTeacher:
                                      stop_token_ids=self.stop_token_ids or None)
                       for i in indices]
             if kwargs == "raw":  # raw prompts (Magpie) go to generate(), which applies no template
-                outputs = self.llm.generate([requests[i].prompt_text for i in indices], sampling_params=params,
-                                            use_tqdm=progress, lora_request=self.lora)
+                from vllm.inputs import TokensPrompt
+
+                # as token ids encoded without special tokens: given text, generate() adds a BOS before the one
+                # a Llama or Gemma template's text already starts with (TransformersTeacher encodes it so too)
+                tokenizer = self.llm.get_tokenizer()
+                prompts = [TokensPrompt(prompt_token_ids=tokenizer.encode(requests[i].prompt_text,
+                                                                          add_special_tokens=False))
+                           for i in indices]
+                outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=progress,
+                                            lora_request=self.lora)
             else:
                 outputs = self.llm.chat([requests[i].messages for i in indices], sampling_params=params,
                                         use_tqdm=progress, lora_request=self.lora,

@@ -41,7 +41,7 @@ from typing import Any
 from huggingface_hub.errors import StrictDataclassError
 
 from training.errors import KosovError
-from training.run_dir import LOCK, hold_lock, lock_run_folder
+from training.run_dir import LOCK, lock_beside, lock_run_folder, release_beside
 from training.safe_write import check_not_holding, swap_into_place, tidy_swap
 
 log = logging.getLogger(__name__)
@@ -248,26 +248,11 @@ def tidy_conversions(dst: Path) -> None:
 
 
 def lock_destination(dst: Path) -> Any:
-    """Hold DST's lock (flock on .DST.kosov.lock in DST's folder) while a conversion tidies, checks and replaces
-    DST: a second conversion to DST is refused while this one runs. The kernel releases the lock when the process
-    ends, so a killed conversion leaves only an unlocked file, which the next one takes over. Returns the open lock
-    file for release_destination (None where the file system has no locks, with a warning)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    path = dst.parent.resolve() / f".{dst.name}{LOCK}"  # one file however DST is spelled
-    handle = hold_lock(path, lambda holder: KosovError(
-        f"another `kosov convert` is writing {dst} ({holder}; it holds {path})",
-        fix="wait for it to finish, or stop it, and run this again; or convert to another DST"),
-        f"nothing stops a second conversion to {dst} from replacing this one's")
-    if handle is None:
-        path.unlink(missing_ok=True)
-    return handle
-
-
-def release_destination(handle: Any) -> None:
-    """Remove DST's lock file and release the lock (removed while still held, so no one locks a removed file)."""
-    if handle is not None:
-        Path(handle.name).unlink(missing_ok=True)
-        handle.close()
+    """Hold DST's lock (run_dir.lock_beside: .DST.kosov.lock beside it) while a conversion tidies, checks and
+    replaces DST: a second conversion to DST is refused while this one runs."""
+    return lock_beside(dst, f"another `kosov convert` is writing {dst}",
+                       "wait for it to finish, or stop it, and run this again; or convert to another DST",
+                       f"nothing stops a second conversion to {dst} from replacing this one's")
 
 
 def _check_not_in_source(src: Path, dst: Path) -> None:
@@ -327,7 +312,7 @@ def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
         _check_destination(src, dst, overwrite)
         record, done = _convert_into(src, dst, config, llama, unknown, shards, index)
     finally:
-        release_destination(destination)
+        release_beside(destination)
     if unknown:
         log.info("kept config keys Llama does not use: %s", unknown)
     log.info("converted %s -> %s (%d keys renamed, dropped %s)", src, dst, done["renamed_keys"], done["dropped"])

@@ -80,6 +80,27 @@ def lock_run_folder(folder: Path) -> Any:
     return handle
 
 
+def lock_beside(folder: Path, busy: str, fix: str, unguarded: str) -> Any:
+    """Hold the lock of a folder a job writes whole and swaps into place (flock on .NAME.kosov.lock beside it, one
+    file however the folder is spelled), from before the folder is looked at until it is in place: a second job
+    writing it is refused with `busy` and `fix` while this one runs. The kernel releases a killed job's lock, and
+    release_beside() removes the file. None where the file system has no locks (a warning says what is then
+    `unguarded`)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    path = folder.parent.resolve() / f".{folder.name}{LOCK}"
+    handle = hold_lock(path, lambda holder: KosovError(f"{busy} ({holder}; it holds {path})", fix=fix), unguarded)
+    if handle is None:
+        path.unlink(missing_ok=True)
+    return handle
+
+
+def release_beside(handle: Any) -> None:
+    """Remove lock_beside()'s file and release the lock (removed while still held: no one locks a removed file)."""
+    if handle is not None:
+        Path(handle.name).unlink(missing_ok=True)
+        handle.close()
+
+
 def hold_lock(path: Path, in_use: Any, unguarded: str) -> Any:
     """An exclusive flock on `path`, held while the returned file stays open, with this host, pid and time written
     in it; in_use(holder) is the KosovError raised while another process holds it. A lock file its holder removed

@@ -34,10 +34,10 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)  # the rename itself is durable once the folder's entry is
+    fsync_folder(path.parent)  # the rename itself is durable once the folder's entry is
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     if os.name != "posix":
         return
     fd = os.open(folder, os.O_RDONLY)
@@ -49,7 +49,7 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _fsync_tree(folder: Path) -> None:
+def fsync_tree(folder: Path) -> None:
     """Every file under `folder` and the folders themselves on disk: what a rename then puts in place survives a
     crash whole (an adapter's weights, a converted model's shards), not as empty files."""
     for root, _dirs, files in os.walk(folder):
@@ -62,7 +62,7 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_folder(Path(root))
+        fsync_folder(Path(root))
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -80,18 +80,19 @@ def remove_path(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def swap_into_place(staging: Path, target: Path) -> None:
+def swap_into_place(staging: Path, target: Path, *, synced: bool = False) -> None:
     """Rename a finished folder to `target`. An existing target (a folder, a file or a link) is renamed aside first
     and removed after, so a crash at any point loses neither: the old one is at worst left aside, whole, as
     .NAME.replaced-*, never deleted before the new one is in place; it is renamed to .NAME.deleting-* before it is
-    deleted, so a kill while it is deleted leaves a part that is never put back (tidy_swap puts both right later)."""
+    deleted, so a kill while it is deleted leaves a part that is never put back (tidy_swap puts both right later).
+    synced=True: the caller has put staging's files on disk itself (fsync_tree), so the swap is renames only."""
     old = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
-    if staging.is_dir():
-        _fsync_tree(staging)
+    if staging.is_dir() and not synced:
+        fsync_tree(staging)
     if exists_or_link(target):
         target.rename(old)
     staging.rename(target)
-    _fsync_folder(target.parent)  # the new one in place on disk before the old one goes
+    fsync_folder(target.parent)  # the new one in place on disk before the old one goes
     if exists_or_link(old):
         _delete_aside(old, target)
     tidy_swap(target)  # what an earlier swap, killed half-way, left beside it

@@ -6,10 +6,12 @@
 Writes DIR/train.jsonl and DIR/train.parquet (test.* for synth.split=test, and both for the math generator's
 held-out split), every row with a `meta` record (source, generator, teacher model, license, seed),
 DIR/DATACARD.md with its histograms, DIR/config.yaml and DIR/provenance.json. The dataset is written into a
-staging folder and swapped into place whole, so overwrite=true leaves nothing of the previous dataset behind.
-LLM-driven generators use the teacher of `synth.teacher` (built once, and shared with the judge gate); an HTTP
-teacher caches every finished row under DIR/teacher_cache, so a crashed or repeated job neither regenerates nor
-re-pays for them.
+staging folder (.DIR.staging-*) and swapped into place whole, so overwrite=true leaves nothing of the previous dataset
+behind. LLM-driven generators use the teacher of `synth.teacher` (built once, and shared with the judge gate); an
+HTTP teacher caches every finished row under DIR/teacher_cache, so a crashed or repeated job neither regenerates nor
+re-pays for them. A job holds DIR's lock (.DIR.kosov.lock beside it) while it runs, so a second job writing DIR is
+refused, and what a killed job left beside DIR is put right by the next one: the teacher cache it had moved into its
+staging folder comes back, its staging folders go.
 """
 
 from __future__ import annotations
@@ -26,19 +28,17 @@ import yaml
 
 from data_tools.chat_io import SUFFIXES, BadRowError, chat_row, read_records, write_jsonl
 from data_tools.datacard import datacard_markdown, histograms
+from data_tools.text import nfc
 from training.config import resolve_path, to_dict
 from training.errors import KosovError
 from training.provenance import provenance
 from training.redaction import names_only, redact
-from training.run_dir import RUN_MARKERS, default_output_dir
-from training.safe_write import check_not_holding, swap_into_place, write_atomic, write_json
+from training.run_dir import default_output_dir
+from training.safe_write import fsync_folder, fsync_tree, swap_into_place, write_atomic, write_json
 from training.schema import KosovConfig
+from training.synth_folder import CACHE, output_folder
 
 log = logging.getLogger(__name__)
-DATASET_MARKERS = ("DATACARD.md", "train.jsonl", "test.jsonl")
-# What only a training or eval run folder holds (a dataset has its own config.yaml and provenance.json too).
-RUN_ONLY_MARKERS = tuple(m for m in RUN_MARKERS if m not in ("config.yaml", "provenance.json")) + ("train.log",)
-CACHE = "teacher_cache"
 
 
 @dataclass
@@ -57,6 +57,14 @@ def teacher_tokenizer(cfg: KosovConfig) -> tuple[Path | None, Any, Any]:
     adapter = adapter_dir(cfg.synth.teacher.adapter) if cfg.synth.teacher.adapter else None
     mcfg = adapter_model_config(cfg.model, adapter) if adapter is not None else cfg.model
     return adapter, mcfg, load_tokenizer(mcfg, model_source(cfg.model)[0])
+
+
+def teacher_name(cfg: KosovConfig) -> str:
+    """The in-process or vLLM teacher as rows (meta.teacher_model) and the data card name it: the model and the
+    adapter as the recipe names them, a local folder by its name only (not tiny-ko's build folder, nor the machine's
+    paths to a model or a run)."""
+    adapter = cfg.synth.teacher.adapter
+    return names_only(cfg.model.name_or_path) + (f"+{names_only(adapter)}" if adapter else "")
 
 
 def build_teacher(cfg: KosovConfig, out: Path):
@@ -82,11 +90,12 @@ def build_teacher(cfg: KosovConfig, out: Path):
         if t.backend == "vllm":
             if adapter is not None:
                 check_adapter_base(adapter, source, cfg.model.name_or_path, cfg.model.revision)
-            return VLLMTeacher(source, revision=cfg.model.revision, lora_path=str(adapter) if adapter else None,
-                               stop_token_ids=stops)
+            teacher = VLLMTeacher(source, revision=cfg.model.revision, lora_path=str(adapter) if adapter else None,
+                                  stop_token_ids=stops)
+            teacher.name = teacher_name(cfg)  # vLLM loads `source`, the resolved folder: rows name the model
+            return teacher
         model = load_for_inference(cfg, source, resolve_device(cfg.device), adapter)
-        name = cfg.model.name_or_path + (f"+{adapter}" if adapter else "")
-        return TransformersTeacher(model, tokenizer, name, batch_size=t.batch_size, stop_token_ids=stops)
+        return TransformersTeacher(model, tokenizer, teacher_name(cfg), batch_size=t.batch_size, stop_token_ids=stops)
     except TeacherError as e:
         raise KosovError(e.what, where=e.where, fix=e.fix) from None
 
@@ -115,7 +124,7 @@ def _read_inputs(cfg: KosovConfig) -> list[tuple[str, Any]]:
             line = raw[: e.start].count(b"\n") + 1
             raise KosovError(f"not UTF-8: byte 0x{raw[e.start]:02x}", where=f"{path}:{line}",
                              fix="re-save the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)") from None
-        items += [(f"{path}:{n}", line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        items += [(f"{path}:{n}", nfc(line.strip())) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not items:
         raise KosovError(f"synth.generator={cfg.synth.generator} needs inputs", fix="set synth.inputs=[file, ...]")
     return items
@@ -123,18 +132,18 @@ def _read_inputs(cfg: KosovConfig) -> list[tuple[str, Any]]:
 
 def _prompt_text(where: str, item: Any) -> str:
     """An instruction from an input line or row (a plain string, a prompt row, an Alpaca row's instruction and
-    input, or a chat row's first user turn)."""
+    input, or a chat row's first user turn), NFC: a file saved on macOS may hold Korean as decomposed jamo."""
     if isinstance(item, str):
-        return item
+        return nfc(item)
     if isinstance(item, dict) and isinstance(item.get("instruction"), str) and item["instruction"].strip():
         extra = item.get("input")
-        return item["instruction"] + (f"\n\n{extra}" if isinstance(extra, str) and extra.strip() else "")
+        return nfc(item["instruction"] + (f"\n\n{extra}" if isinstance(extra, str) and extra.strip() else ""))
     turns = item.get("prompt") or item.get("messages") if isinstance(item, dict) else None
     if isinstance(turns, str) and turns.strip():
-        return turns
+        return nfc(turns)
     for turn in turns if isinstance(turns, list) else []:
         if isinstance(turn, dict) and turn.get("role") == "user" and isinstance(turn.get("content"), str):
-            return turn["content"]
+            return nfc(turn["content"])
     raise KosovError("no instruction in this input row", where=where,
                      fix='give a line of text, {"prompt": "..."}, {"instruction": "...", "input": "..."}, or a chat '
                          'row whose messages have a user turn')
@@ -158,7 +167,7 @@ def _conversation(where: str, item: Any) -> list[dict]:
                          fix='give a line of English text, {"prompt": "..."} (optionally with "completion"), an '
                              'Alpaca row {"instruction": "...", "input": "...", "output": "..."}, or a chat row '
                              '{"messages": [...]}') from None
-    return [{"role": "user", "content": question}, *([{"role": "assistant", "content": answer}] if answer else [])]
+    return [{"role": "user", "content": question}, *([{"role": "assistant", "content": nfc(answer)}] if answer else [])]
 
 
 def _dropped_line(step: str, kept: int, dropped: Counter) -> list[dict]:
@@ -183,7 +192,7 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None, report: list[dict] | No
         problems = generate(s.n, seed=cfg.seed, families=s.families or None, difficulties=s.difficulties,
                             style=s.style, split=s.split)
         to_row = to_grpo_row if s.format == "grpo" else to_sft_row
-        return [to_row(p, seed=cfg.seed) for p in problems]
+        return [to_row(p, seed=cfg.seed, source=s.source, license_=s.license) for p in problems]
 
     from data_tools.generators import instructions as gen
 
@@ -195,7 +204,7 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None, report: list[dict] | No
         items = _read_inputs(cfg)[: s.n]
         rows = gen.translate(teacher, [{"messages": _conversation(*i)} for i in items], seed=cfg.seed,
                              source=s.source, license_=s.license, temperature=t.temperature,
-                             wheres=[where for where, _ in items], dropped=lost)
+                             max_new_tokens=t.max_new_tokens, wheres=[where for where, _ in items], dropped=lost)
         report += _dropped_line("translate", len(rows), lost)
         asks = [r["messages"][-1]["content"] for r in rows if r["messages"][-1]["role"] == "user"]
         answered = gen.distill(teacher, asks, generator="translate", dropped=unanswered, **answer) if asks else []
@@ -236,28 +245,6 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None, report: list[dict] | No
     return rows
 
 
-def check_output_dir(out: Path, cfg: KosovConfig) -> None:
-    """Refuse a folder that swapping the new dataset in would wrongly replace: a training or eval run, a folder of
-    other files, a dataset without overwrite=true, or one holding this job's inputs or the current folder. A folder
-    holding only an earlier job's teacher_cache is fine (the cache carries over)."""
-    if out.exists() and not out.is_dir():
-        raise KosovError(f"output_dir {out} is a file", fix="choose a folder for the dataset")
-    names = {p.name for p in out.iterdir() if not p.name.startswith(".")} if out.is_dir() else set()
-    if names & set(RUN_ONLY_MARKERS) or ("config.yaml" in names and "DATACARD.md" not in names):
-        raise KosovError(f"{out} holds a kosov training or eval run, not a dataset",
-                         fix="write the dataset to another output_dir (even overwrite=true does not replace a run)")
-    if names & set(DATASET_MARKERS):
-        if not cfg.overwrite:
-            raise KosovError(f"{out} already holds a dataset", fix="pass overwrite=true or choose another output_dir")
-    elif names - {CACHE}:
-        shown = ", ".join(sorted(names - {CACHE})[:5])
-        raise KosovError(f"{out} holds files that are not a kosov dataset ({shown})",
-                         fix="choose a new or empty output_dir: the dataset replaces the whole folder")
-    kept = {"the current folder": Path.cwd()}
-    kept.update({f"the synth input {p}": resolve_path(p) for p in [*cfg.synth.inputs, *cfg.synth.decontaminate_with]})
-    check_not_holding(out, kept)
-
-
 def _write(rows: list[dict], out: Path, name: str) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -280,15 +267,32 @@ def _teacher_report(teacher: Any) -> list[dict]:
 
 def synth(cfg: KosovConfig) -> SynthResult:
     """Generate, gate and write one dataset with its card. User errors raise KosovError."""
-    from data_tools.gates import build_gates, run_gates
-    from data_tools.teachers import TeacherError
-
     out = Path(cfg.output_dir or default_output_dir(cfg.name)).expanduser().absolute()
-    check_output_dir(out, cfg)
+    with output_folder(out, cfg):  # locked until the dataset is in place
+        return _synth(cfg, out)
+
+
+def _gate_spec(cfg: KosovConfig) -> dict[str, Any]:
+    """The recipe's gates, in order, with `decontaminate` fed synth.decontaminate_with (added last when the recipe
+    lists it not) and run before `judge`: the judge does not pay for rows decontamination drops."""
     spec = dict(cfg.synth.gates)
     if cfg.synth.decontaminate_with:
         spec["decontaminate"] = {**spec.get("decontaminate", {}),
                                  "eval_files": [str(resolve_path(p)) for p in cfg.synth.decontaminate_with]}
+    names = list(spec)
+    if "judge" in names and "decontaminate" in names and names.index("decontaminate") > names.index("judge"):
+        names.remove("decontaminate")
+        names.insert(names.index("judge"), "decontaminate")
+        spec = {name: spec[name] for name in names}
+    return spec
+
+
+def _synth(cfg: KosovConfig, out: Path) -> SynthResult:
+    """synth(), holding the output folder's lock."""
+    from data_tools.gates import build_gates, run_gates
+    from data_tools.teachers import TeacherError
+
+    spec = _gate_spec(cfg)
     if "judge" in spec and cfg.synth.teacher.backend == "none":
         raise KosovError("synth.gates.judge needs a teacher to score rows", fix="set synth.teacher.backend")
     # One teacher for generation and the judge: an in-process model is loaded once.
@@ -305,6 +309,10 @@ def synth(cfg: KosovConfig) -> SynthResult:
     try:
         generator_report: list[dict] = []
         rows = generate_rows(cfg, teacher, generator_report)
+        for row in rows:  # an HTTP endpoint may serve a model by its path: rows name it, not this machine's folders
+            meta = row.get("meta")
+            if isinstance(meta, dict) and isinstance(meta.get("teacher_model"), str):
+                meta["teacher_model"] = names_only(meta["teacher_model"])
         teacher_report = _teacher_report(teacher)  # before the judge asks the same teacher
         if not rows:
             refused = "".join(f"; the teacher refused {r['removed']['teacher refused']} requests, the first: "
@@ -344,11 +352,16 @@ def synth(cfg: KosovConfig) -> SynthResult:
                      yaml.safe_dump(redact(to_dict(cfg)), allow_unicode=True, sort_keys=False))
         write_json(staging / "provenance.json", provenance(seed=cfg.seed, data={"written": files, "gates": report},
                                                            model={"teacher": cfg.synth.teacher.backend}))
+        # Everything on disk first, then renames only: a job killed between moving the cache in and the swap leaves
+        # it in the staging folder (the next job takes it back), and that gap is now a few renames long.
+        fsync_tree(staging)
         if cache.is_dir():  # the HTTP teacher's cache goes with the dataset: a rerun pays for nothing twice
+            fsync_tree(cache)
             cache.rename(moved)
+            fsync_folder(staging)
         if out.is_dir() and any(out.iterdir()):
             log.warning("replacing the dataset in %s", out)
-        swap_into_place(staging, out)
+        swap_into_place(staging, out, synced=True)
     except BaseException:
         if moved.is_dir() and not cache.exists():
             try:

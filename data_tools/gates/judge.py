@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from tqdm.auto import tqdm
+
 from data_tools.gates.base import GateResult, check_range, selected_turns, turn_text
 
 ScoreFn = Callable[[list[dict]], list[float]]
@@ -28,7 +30,7 @@ class JudgeGate:
     up; min_score=6 would drop every row, so it is refused)."""
 
     min_score: float = 0.5
-    batch_size: int = 32  # rows per score_fn call: a teacher batches its requests
+    batch_size: int = 256  # rows per score_fn call: the teacher gets them as one batch of requests
     score_fn: ScoreFn | None = field(default=None, repr=False, metadata={"injected": True})
     name: ClassVar[str] = "judge"
 
@@ -43,19 +45,22 @@ class JudgeGate:
 
     def __call__(self, rows: list[dict]) -> GateResult:
         result = GateResult()
-        for start in range(0, len(rows), self.batch_size):
-            batch = rows[start : start + self.batch_size]
-            scores = list(self.score_fn(batch))
-            if len(scores) != len(batch):
-                raise ValueError(f"gate 'judge': score_fn returned {len(scores)} scores for {len(batch)} rows")
-            for row, score in zip(batch, scores):
-                answer = "\n".join(turn_text(t, include_think=False) for t in selected_turns(row, "assistant"))
-                if score is None or math.isnan(score):
-                    result.remove("no judge score", answer)
-                elif score < self.min_score:
-                    result.remove(f"judge score < {self.min_score}", answer)
-                else:
-                    result.kept.append(row)
+        # every row is a model call: a bar over the rows, not one per batch (score_fn's own stay off)
+        with tqdm(total=len(rows), desc=self.name, unit="row", disable=not rows) as bar:
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start : start + self.batch_size]
+                scores = list(self.score_fn(batch))
+                if len(scores) != len(batch):
+                    raise ValueError(f"gate 'judge': score_fn returned {len(scores)} scores for {len(batch)} rows")
+                for row, score in zip(batch, scores):
+                    answer = "\n".join(turn_text(t, include_think=False) for t in selected_turns(row, "assistant"))
+                    if score is None or math.isnan(score):
+                        result.remove("no judge score", answer)
+                    elif score < self.min_score:
+                        result.remove(f"judge score < {self.min_score}", answer)
+                    else:
+                        result.kept.append(row)
+                bar.update(len(batch))
         return result
 
 
@@ -78,17 +83,21 @@ def parse_score(text: str) -> float | None:
 
 
 def teacher_score_fn(teacher, *, max_new_tokens: int = 8, seed: int = 0) -> ScoreFn:
-    """A score_fn that asks a teacher (data_tools.teachers) to rate each row's last answer from 1 to 10."""
+    """A score_fn that asks a teacher (data_tools.teachers) to rate each row's last answer from 1 to 10. Each
+    request's seed comes from the run's `seed` and the request itself (content_seed), not from the row's place in
+    its batch: a row removed by an earlier gate changes no other row's request (nor its HTTP cache entry)."""
+    from data_tools.generators.instructions import content_seed
     from data_tools.teachers import GenerationRequest
 
     def score(rows: list[dict]) -> list[float]:
         requests = []
-        for i, row in enumerate(rows):
+        for row in rows:
             request = "\n".join(turn_text(t, include_think=False) for t in selected_turns(row, "user"))
             answer = "\n".join(turn_text(t, include_think=False) for t in selected_turns(row, "assistant"))
-            requests.append(GenerationRequest([{"role": "user", "content": JUDGE_PROMPT.format(
-                request=request, answer=answer)}], max_new_tokens=max_new_tokens, temperature=0.0, seed=seed + i,
-                chat_template_kwargs={"enable_thinking": False}))
+            messages = [{"role": "user", "content": JUDGE_PROMPT.format(request=request, answer=answer)}]
+            requests.append(GenerationRequest(messages, max_new_tokens=max_new_tokens, temperature=0.0,
+                                              seed=content_seed(seed, messages),
+                                              chat_template_kwargs={"enable_thinking": False}))
         return [parse_score(out.text) for out in teacher.generate(requests, progress=False)]
 
     return score

@@ -16,6 +16,8 @@ Each step that writes instructions is followed by `distill`, so every generator 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import re
 from collections import Counter
@@ -49,6 +51,27 @@ def parse_numbered(text: str) -> list[str]:
     return [nfc(m.group(1)) for line in text.splitlines() if (m := _NUMBERED.match(line))]
 
 
+def content_seed(seed: int, *parts: Any) -> int:
+    """A request's seed from the run's seed and what the request holds (its messages, its round, ...), not from its
+    place in a batch: a row removed or added upstream leaves every other request, and so its answer and an
+    HTTPTeacher's cache key, as it was. Reproducible (sha256, not Python's per-process hash); under 2**31, which
+    every backend takes."""
+    text = json.dumps([seed, *parts], ensure_ascii=False, sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") >> 1
+
+
+def _occurrence_seeds(seed: int, items: Sequence[Any], *extra: Any) -> list[int]:
+    """content_seed of each item, with how many times the same item came before it: an instruction given twice is
+    two samples (two seeds), and still none depends on where the item stands."""
+    seen: Counter = Counter()
+    seeds = []
+    for item in items:
+        key = json.dumps(item, ensure_ascii=False, sort_keys=True, default=str)
+        seeds.append(content_seed(seed, *extra, item, *([seen[key]] if seen[key] else [])))
+        seen[key] += 1
+    return seeds
+
+
 def _meta(source: str, generator: str, teacher: Teacher, license_: str, seed: int, **extra: Any) -> dict:
     return {"source": source, "generator": f"data_tools.generators.instructions.{generator}",
             "teacher_model": teacher.name, "license": license_, "seed": seed, **extra}
@@ -77,12 +100,15 @@ def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinkin
     (file:line of each prompt) names the input of a request the teacher refuses; `dropped` counts the prompts left
     without a row, by reason."""
     dropped = Counter() if dropped is None else dropped
-    head = [{"role": "system", "content": system}] if system else []
-    requests = [GenerationRequest(head + [{"role": "user", "content": p}], max_new_tokens=max_new_tokens,
-                                  temperature=_temperature("distill", temperature), seed=seed + i,
+    head = [{"role": "system", "content": nfc(system)}] if system else []
+    prompts = [nfc(p) for p in prompts]
+    conversations = [head + [{"role": "user", "content": p}] for p in prompts]
+    seeds = _occurrence_seeds(seed, conversations)  # by content: a prompt added upstream re-asks no other one
+    requests = [GenerationRequest(messages, max_new_tokens=max_new_tokens,
+                                  temperature=_temperature("distill", temperature), seed=seeds[i],
                                   chat_template_kwargs={"enable_thinking": thinking},
                                   where=wheres[i] if wheres else None)
-                for i, p in enumerate(prompts)]
+                for i, messages in enumerate(conversations)]
     rows = []
     for i, (prompt, out) in enumerate(zip(prompts, teacher.generate(requests), strict=True)):
         if out.finish_reason != "stop" or not out.text.strip():  # refused, cut off or empty: a wrong lesson
@@ -92,7 +118,7 @@ def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinkin
         if keep_thinking and out.reasoning:
             answer["reasoning_content"] = nfc(out.reasoning)
         rows.append({"messages": head + [{"role": "user", "content": prompt}, answer],
-                     "meta": _meta(source, generator, teacher, license_, seed + i)})
+                     "meta": _meta(source, generator, teacher, license_, seeds[i])})
     return rows
 
 
@@ -101,7 +127,8 @@ def self_instruct(teacher: Teacher, seed_tasks: Sequence[str], n: int, *, seed: 
                   dropped: Counter | None = None) -> list[str]:
     """Up to `n` new Korean instructions, none repeating a seed task or each other; `dropped` counts the listed
     instructions not kept, by reason."""
-    rng, seen = random.Random(seed), {nfc(t) for t in seed_tasks}
+    seed_tasks = [nfc(t) for t in seed_tasks]
+    rng, seen = random.Random(seed), set(seed_tasks)
     dropped = Counter() if dropped is None else dropped
     found: list[str] = []
     for round_ in range(max_rounds):
@@ -139,15 +166,17 @@ def evol_instruct(teacher: Teacher, instructions: Sequence[str], *, seed: int, r
                   dropped: Counter | None = None) -> list[str]:
     """Each instruction evolved `rounds` times by a randomly chosen operation; failed evolutions are dropped (and
     counted in `dropped`, by reason)."""
-    rng, current = random.Random(seed), list(instructions)
+    current = [nfc(t) for t in instructions]
     dropped = Counter() if dropped is None else dropped
     for round_ in range(rounds):
-        ops = [rng.choice(list(operations)) for _ in current]
+        # operation and seed by the instruction (and the round), not its place: an input added upstream changes
+        # no other instruction's evolution
+        seeds = _occurrence_seeds(seed, current, "evol_instruct", round_)
+        ops = [random.Random(s).choice(list(operations)) for s in seeds]
         requests = [GenerationRequest([{"role": "user", "content": EVOLVE[op].format(instruction=text)}],
-                                      seed=seed * 1000 + round_ * 100_000 + i,
-                                      temperature=_temperature("evol_instruct", temperature),
+                                      seed=s, temperature=_temperature("evol_instruct", temperature),
                                       chat_template_kwargs={"enable_thinking": False})
-                    for i, (op, text) in enumerate(zip(ops, current, strict=True))]
+                    for op, text, s in zip(ops, current, seeds, strict=True)]
         kept = []
         for out, old in zip(teacher.generate(requests), current, strict=True):
             new = nfc(out.text.strip())
@@ -205,18 +234,21 @@ def _translated(text: str, source: str) -> bool:
 
 
 def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str, license_: str,
-              temperature: float | None = None, wheres: Sequence[str] | None = None,
+              temperature: float | None = None, max_new_tokens: int = 2048, wheres: Sequence[str] | None = None,
               dropped: Counter | None = None) -> list[dict]:
     """English chat rows rewritten in Korean, turn by turn; a row with any failed turn is dropped (counted in
     `dropped` by the reason of its first failed turn). `wheres` (file:line of each row) names the input of a request
-    the teacher refuses."""
+    the teacher refuses. Each turn's seed comes from its text (content_seed), and each row's meta carries the run's
+    `seed`."""
     dropped = Counter() if dropped is None else dropped
     turns = [(i, j, m) for i, row in enumerate(rows) for j, m in enumerate(row["messages"])]
-    requests = [GenerationRequest([{"role": "user", "content": TRANSLATE.format(text=m["content"])}],
-                                  temperature=_temperature("translate", temperature), seed=seed + k,
-                                  max_new_tokens=2048, chat_template_kwargs={"enable_thinking": False},
-                                  where=wheres[i] if wheres else None)
-                for k, (i, _, m) in enumerate(turns)]
+    requests = []
+    for i, _, m in turns:
+        messages = [{"role": "user", "content": TRANSLATE.format(text=nfc(m["content"]))}]
+        requests.append(GenerationRequest(messages, temperature=_temperature("translate", temperature),
+                                          seed=content_seed(seed, messages), max_new_tokens=max_new_tokens,
+                                          chat_template_kwargs={"enable_thinking": False},
+                                          where=wheres[i] if wheres else None))
     outs = teacher.generate(requests)
     translated: dict[int, list[dict]] = {i: [dict(m) for m in row["messages"]] for i, row in enumerate(rows)}
     failed: dict[int, str] = {}  # row -> why its first failed turn failed
@@ -228,6 +260,6 @@ def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str,
             failed.setdefault(i, "not translated into Korean")
         translated[i][j] = {**translated[i][j], "content": text}
     dropped.update(failed.values())
-    return [{"messages": translated[i], "meta": _meta(source, "translate", teacher, license_, seed + i,
+    return [{"messages": translated[i], "meta": _meta(source, "translate", teacher, license_, seed,
                                                      translated_from="en")}
             for i in range(len(rows)) if i not in failed]

@@ -51,7 +51,7 @@ class StrictOpenAI(LocalHTTP):
     (400 "Unrecognized request argument supplied"), answers 400 for a prompt over its context (a user turn with
     LONG), 401 without the right key; every request body is kept in `bodies`. refuse_unknown=False: like vLLM,
     it ignores arguments it does not know. A request with CUT in its user turn is answered up to max_tokens
-    (finish_reason "length"), one with ENGLISH in English."""
+    (finish_reason "length"), one with ENGLISH in English, the judge gate's prompt with a rating of 8."""
 
     KNOWN = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "seed", "stop",
              "stream", "presence_penalty", "frequency_penalty", "logit_bias", "user", "response_format"}
@@ -86,6 +86,8 @@ class StrictOpenAI(LocalHTTP):
                     return self.answer(400, {"error": {"message": "This model's maximum context length is 4096 "
                                                                   "tokens. However, you requested 9000 tokens."}})
                 content = "Sure, here it is." if "ENGLISH" in text else f"좋은 질문입니다. {text[:12]}에 답하면 이렇습니다."
+                if text.endswith("점수:"):  # the judge gate's prompt (JUDGE_PROMPT): a rating
+                    content = "8"
                 return self.answer(200, {"choices": [{"message": {"role": "assistant", "content": content},
                                                       "finish_reason": "length" if "CUT" in text else "stop"}],
                                          "usage": {"prompt_tokens": 10, "completion_tokens": 10}})

@@ -84,9 +84,68 @@ def test_distill_keeps_or_strips_thinking_and_drops_cut_answers():
     assert row["messages"][-1] == {"role": "assistant", "content": "네, 도와드릴게요.",
                                    "reasoning_content": "사용자가 도움을 청한다."}
     assert row["meta"] == {"source": "t", "generator": "data_tools.generators.instructions.distill",
-                           "teacher_model": "scripted-ko", "license": "Apache-2.0", "seed": 0}
+                           "teacher_model": "scripted-ko", "license": "Apache-2.0",
+                           "seed": teacher.requests[0].seed}  # the seed its answer was sampled with
     stripped = gen.distill(teacher, prompts[:1], seed=0, keep_thinking=False, source="t", license_="x")
     assert "reasoning_content" not in stripped[0]["messages"][-1]
+
+
+def test_a_requests_seed_follows_its_content_not_its_place():
+    """distill asked seed + i, i the prompt's place: a prompt removed upstream gave every later one another seed, so
+    another sample, and a new HTTP cache key to pay for again, even at temperature 0."""
+    prompts = ["서울의 날씨는 어때요?", "김치찌개는 어떻게 끓여요?", "세종대왕은 무엇을 만들었나요?"]
+    seeds = {}
+    for asked in (prompts, prompts[1:], prompts[::-1]):
+        teacher = ScriptedTeacher()
+        gen.distill(teacher, asked, seed=7, keep_thinking=False, source="t", license_="x")
+        for r in teacher.requests:
+            seeds.setdefault(r.messages[-1]["content"], set()).add(r.seed)
+    assert all(len(s) == 1 for s in seeds.values()) and len(set.union(*seeds.values())) == 3
+    twice = ScriptedTeacher()  # a prompt given twice is two samples
+    gen.distill(twice, prompts[:1] * 2, seed=7, keep_thinking=False, source="t", license_="x")
+    assert len({r.seed for r in twice.requests}) == 2 and twice.requests[0].seed in seeds[prompts[0]]
+    other = ScriptedTeacher()  # another run seed, other samples
+    gen.distill(other, prompts[:1], seed=8, keep_thinking=False, source="t", license_="x")
+    assert other.requests[0].seed not in seeds[prompts[0]]
+
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Fine."}]}
+            for q in ("Hello!", "Good morning.", "Say hi.")]
+    turns = {}
+    for asked in (rows, rows[1:]):
+        teacher = ScriptedTeacher()
+        gen.translate(teacher, asked, seed=7, source="t", license_="x")
+        for r in teacher.requests:
+            turns.setdefault(r.messages[-1]["content"], set()).add(r.seed)
+    assert all(len(s) == 1 for s in turns.values())
+
+    instructions = ["한국의 사계절을 설명해 주세요.", "김치를 담그는 법을 알려 주세요.", "서울 여행 일정을 짜 주세요."]
+    evolved = []
+    for asked in (instructions, instructions[1:]):
+        teacher = ScriptedTeacher()
+        gen.evol_instruct(teacher, asked, seed=7)
+        evolved.append({r.messages[-1]["content"]: r.seed for r in teacher.requests})
+    assert all(evolved[0][k] == v for k, v in evolved[1].items())  # the same operation, the same seed
+
+
+def test_translate_takes_the_recipes_token_limit():
+    rows = [{"messages": [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi."}]}]
+    teacher = ScriptedTeacher()
+    gen.translate(teacher, rows, seed=0, source="t", license_="x", max_new_tokens=333)
+    assert {r.max_new_tokens for r in teacher.requests} == {333}
+
+
+def test_prompts_reach_the_teacher_nfc():
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "김치찌개는 어떻게 끓여요?")
+    teacher = ScriptedTeacher()
+    [row] = gen.distill(teacher, [nfd], seed=0, keep_thinking=False, source="t", license_="x",
+                        system=unicodedata.normalize("NFD", "한국어로 답하세요."))
+    sent = [m["content"] for m in teacher.requests[0].messages]
+    assert sent == ["한국어로 답하세요.", "김치찌개는 어떻게 끓여요?"] and row["messages"][1]["content"] == sent[1]
+    evolving = ScriptedTeacher()
+    gen.evol_instruct(evolving, [nfd], seed=0, operations=("deepen",))
+    assert "김치찌개는 어떻게 끓여요?" in evolving.requests[0].messages[-1]["content"]
 
 
 def test_translate_rewrites_every_turn():
@@ -132,6 +191,36 @@ def test_the_judge_gate_scores_rows_through_a_teacher():
     assert parse_score("10점입니다") == 1.0 and parse_score("점수 없음") is None and parse_score("123") is None
     # the scale a Korean reply names is not its score
     assert [parse_score(t) for t in ("10점 만점에 3점", "1~10점 중 8점", "8/10", "점수: 7")] == [0.3, 0.8, 0.8, 0.7]
+
+
+def test_the_judge_asks_a_rows_request_alike_wherever_the_row_stands(capsys):
+    """The judge's seed was seed + the row's place in its 32-row batch: one row removed by an earlier gate changed
+    the request of every row after it, and an HTTP teacher asked them all again."""
+    from data_tools.gates import build_gates, gate_parameters, run_gates
+    from data_tools.gates.judge import teacher_score_fn
+
+    class Judge:
+        name = "judge-ko"
+
+        def __init__(self):
+            self.calls: list[list[GenerationRequest]] = []
+
+        def generate(self, requests, *, progress=True):
+            self.calls.append(requests)
+            return [Generation("7", None, "stop") for _ in requests]
+
+    rows = [{"messages": [{"role": "user", "content": f"질문 {i}"}, {"role": "assistant", "content": f"답 {i}"}]}
+            for i in range(300)]
+    whole, fewer = Judge(), Judge()
+    teacher_score_fn(whole, seed=3)(rows[:5])
+    teacher_score_fn(fewer, seed=3)(rows[2:5])
+    seeds = {r.messages[0]["content"]: r.seed for r in whole.calls[0]}
+    assert all(seeds[r.messages[0]["content"]] == r.seed for r in fewer.calls[0])
+    # 256 rows a teacher call by default (was 32), and a bar over the rows while they are scored
+    judge = Judge()
+    kept, _ = run_gates(rows, build_gates({"judge": {}}, judge=teacher_score_fn(judge)))
+    assert gate_parameters("judge")["batch_size"] == 256 and [len(c) for c in judge.calls] == [256, 44]
+    assert len(kept) == 300 and "judge: 100%" in capsys.readouterr().err
 
 
 def test_the_recipes_temperature_reaches_every_generators_requests():

@@ -323,6 +323,10 @@ def test_sft_and_grpo_rows_carry_provenance(sample):
     assert (grpo["family"], grpo["difficulty"]) == (p.family, p.difficulty)
     [turn] = grpo["prompt"]
     assert turn["role"] == "user" and turn["content"].startswith(p.question) and '"정답: ' in turn["content"]
+    # kosov synth's synth.source and synth.license, when given, are what the rows say
+    named = {**meta, "source": "org/ko-math", "license": "CC-BY-4.0"}
+    assert to_sft_row(p, seed=11, source="org/ko-math", license_="CC-BY-4.0")["meta"] == named
+    assert to_grpo_row(p, seed=11, source="org/ko-math", license_="CC-BY-4.0")["meta"] == named
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -159,3 +159,17 @@ def test_a_wrong_api_key_still_stops_the_job():
     finally:
         fake.close()
     assert "API key" in e.value.fix
+
+
+def test_a_greedy_request_is_cached_whatever_its_seed(strict, tmp_path):
+    """Greedy decoding reads no seed: the same question at temperature 0 under another seed (the judge's row moved
+    in its batch) is a cache hit, not a second payment. A sampled one keeps its seed in the key."""
+    teacher = HTTPTeacher(strict.url, "gpt-x", cache_dir=tmp_path, max_retries=0)
+    teacher.generate(requests(3, temperature=0.0), progress=False)
+    sent = len(strict.bodies)
+    again = teacher.generate(requests(3, seed0=100, temperature=0.0), progress=False)
+    assert len(strict.bodies) == sent and all(g.cached for g in again)
+    teacher.generate(requests(3, temperature=0.7), progress=False)
+    sent = len(strict.bodies)
+    sampled = teacher.generate(requests(3, seed0=100, temperature=0.7), progress=False)
+    assert len(strict.bodies) - sent == 3 and not any(g.cached for g in sampled)

@@ -111,6 +111,43 @@ def test_the_vllm_teacher_refuses_clearly_without_a_gpu():
     assert "vLLM" in str(e.value) and "GPU" in str(e.value) and "Fix:" in str(e.value)
 
 
+def test_the_vllm_teacher_gives_a_magpie_prefix_as_token_ids_without_a_second_bos(monkeypatch):
+    """vLLM's generate() encodes a text prompt with special tokens: a Llama or Gemma template's prefix, which starts
+    with its BOS, got a second one. Checked with a stand-in for vllm (not installed here, and no GPU)."""
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    from data_tools.teachers import GenerationRequest
+
+    class Tokenizer:  # a BOS-adding tokenizer (Llama): id 1 first unless add_special_tokens=False
+        def encode(self, text, add_special_tokens=True):
+            return [1] * add_special_tokens + [ord(c) for c in text]
+
+    class LLM:
+        prompts = None
+
+        def get_tokenizer(self):
+            return Tokenizer()
+
+        def generate(self, prompts, sampling_params, use_tqdm, lora_request):
+            self.prompts = prompts
+            return [SimpleNamespace(prompt_token_ids=p["prompt_token_ids"], outputs=[SimpleNamespace(
+                text="서울 맛집을 알려 주세요.", finish_reason="stop", token_ids=[5, 6])]) for p in prompts]
+
+    vllm, inputs = types.ModuleType("vllm"), types.ModuleType("vllm.inputs")
+    vllm.SamplingParams = lambda **settings: settings
+    inputs.TokensPrompt = dict  # a TypedDict: TokensPrompt(prompt_token_ids=[...]) is that dict
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    teacher = object.__new__(VLLMTeacher)
+    teacher.llm, teacher.lora, teacher.stop_token_ids, teacher.name = LLM(), None, [], "llama"
+    prefix = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
+    [g] = teacher.generate([GenerationRequest([], prompt_text=prefix, seed=0)], progress=False)
+    assert teacher.llm.prompts == [{"prompt_token_ids": [ord(c) for c in prefix]}]
+    assert g.text == "서울 맛집을 알려 주세요." and g.usage["prompt_tokens"] == len(prefix)
+
+
 def sampled(probs: list[float], n: int = 400, **settings) -> set[int]:
     """The tokens RowSampler picks for one next-token distribution over n seeded rows (temperature 1, top_p 1
     unless `settings` say otherwise)."""

@@ -164,19 +164,22 @@ def generate(n: int, *, seed: int, families: Sequence[str] | None = None, diffic
     return problems
 
 
-def _meta(p: MathProblem, seed: int) -> dict:
-    return {**META, "seed": seed, "family": p.family, "difficulty": p.difficulty, "template_id": p.template_id,
+def _meta(p: MathProblem, seed: int, source: str | None, license_: str | None) -> dict:
+    return {**META, **({"source": source} if source else {}), **({"license": license_} if license_ else {}),
+            "seed": seed, "family": p.family, "difficulty": p.difficulty, "template_id": p.template_id,
             "split": split_of(p.split_key)}
 
 
-def to_sft_row(p: MathProblem, *, seed: int) -> dict:
-    """A chat row for SFT: the question, then the worked solution ending in "정답: ..."."""
+def to_sft_row(p: MathProblem, *, seed: int, source: str | None = None, license_: str | None = None) -> dict:
+    """A chat row for SFT: the question, then the worked solution ending in "정답: ...". `source` and `license_`
+    (kosov synth: synth.source, synth.license) replace META's in the row's meta."""
     return {"messages": [{"role": "user", "content": p.question}, {"role": "assistant", "content": p.solution}],
-            "meta": _meta(p, seed)}
+            "meta": _meta(p, seed, source, license_)}
 
 
-def to_grpo_row(p: MathProblem, *, seed: int) -> dict:
-    """A prompt row for GRPO: the question asks for a final "정답: ..." line that a reward can check."""
+def to_grpo_row(p: MathProblem, *, seed: int, source: str | None = None, license_: str | None = None) -> dict:
+    """A prompt row for GRPO: the question asks for a final "정답: ..." line that a reward can check (meta as
+    to_sft_row's)."""
     prompt = f"{p.question}\n\n{ANSWER_INSTRUCTION[p.style]}"
     return {"prompt": [{"role": "user", "content": prompt}], "answer": p.answer, "answer_unit": p.answer_unit,
-            "family": p.family, "difficulty": p.difficulty, "meta": _meta(p, seed)}
+            "family": p.family, "difficulty": p.difficulty, "meta": _meta(p, seed, source, license_)}
