@@ -1,4 +1,5 @@
-"""Shared fixtures of tests/training: a `kosov serve` of tiny-ko on a free port, one per module (test_serve_*)."""
+"""Shared fixtures of tests/training: a `kosov serve` of tiny-ko on a free port, one per module (test_serve_*), and
+a local stand-in for a hosted OpenAI API (`hosted`, test_synth*)."""
 
 from __future__ import annotations
 
@@ -13,3 +14,15 @@ def server():
     url, stop = start_in_thread(KosovConfig(), ServeConfig(port=0))
     yield url
     stop()
+
+
+@pytest.fixture(params=[True])
+def hosted(request, monkeypatch):
+    """Refuses request arguments it does not know (chat_template_kwargs; not with params=[False]), a prompt with
+    LONG (over its context) and any key but sk-test-key."""
+    from tests.data_tools.teacher_helpers import StrictOpenAI
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    fake = StrictOpenAI(key="sk-test-key", refuse_unknown=request.param)
+    yield fake
+    fake.close()
