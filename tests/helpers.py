@@ -48,12 +48,15 @@ def quick(*overrides: str) -> list[str]:
             "method.logging_steps=1", "data.max_rows=24", *overrides]
 
 
-def flat_batch(trainer) -> dict:
-    """The trainer's first padding-free batch (its own collator), checked to be one: the sequences flattened into
-    one row with no padding mask, position_ids restarting at each sequence, several sequences in the row."""
+def flat_batch(trainer, items: int = 8) -> dict:
+    """The first `items` examples of the trainer's train set (packed blocks, or sequences) through its own padding-free
+    collator, checked to be a padding-free batch: the sequences flattened into one row with no padding mask,
+    position_ids restarting at each sequence, several sequences in the row. What one forward takes where the kernel
+    keeps blocks apart (FlashAttention, flex_attention); SDPA gets one packed block a forward (sft.batch_sizes)."""
     import torch
 
-    batch = {k: v for k, v in next(iter(trainer.get_train_dataloader())).items() if torch.is_tensor(v)}
+    examples = [trainer.train_dataset[i] for i in range(min(items, len(trainer.train_dataset)))]
+    batch = {k: v for k, v in trainer.data_collator(examples).items() if torch.is_tensor(v)}
     ids, pos = batch["input_ids"], batch["position_ids"]
     assert ids.shape[0] == 1 and "attention_mask" not in batch, {k: tuple(v.shape) for k, v in batch.items()}
     assert pos.shape == ids.shape and pos[0, 0] == 0
@@ -62,7 +65,7 @@ def flat_batch(trainer) -> dict:
 
 
 def boundary_leak(trainer) -> tuple[float, float]:
-    """Hidden states of one real padding-free batch (the trainer's own collator: rows flattened, position_ids
+    """Hidden states of one padding-free batch (flat_batch: the trainer's own collator, rows flattened, position_ids
     restarting at each sequence) against each sequence run alone; and, for scale, the same flat row with the
     boundaries hidden from the attention kernel. Returns (max |packed - alone|, max |leaky - alone|)."""
     import torch

@@ -89,16 +89,19 @@ def runtime_settings(cfg: KosovConfig, model: Any, device: str) -> dict[str, Any
     """What the recipe's `auto` choices became on this machine, for provenance.json and the log."""
     quant = cfg.peft.quantization
     computes = str(compute_dtype(quant, device)).removeprefix("torch.") if quant else None
+    attention = model.config._attn_implementation
     return {
         "device": device,
         "dtype": str(model.dtype).removeprefix("torch."),
-        "attention": model.config._attn_implementation,
+        "attention": attention,
         "mixed_precision": mixed_precision(cfg.method, device),
         "liger_kernels": liger_for(cfg.method.kernels, device, model.config.model_type),
         "activation_checkpointing": cfg.method.activation_checkpointing,
         "quantization": f"{quant.quant_type}, double quant {quant.double_quant}, {computes} compute"
                         if quant else None,
         "generation": grpo.generation_backend(cfg, device) if cfg.method.name == "grpo" else None,
+        # the Trainer's: SFT packing for SDPA or eager takes one block per forward (sft.batch_sizes)
+        "batch": sft.batch_sizes(cfg, attention),
     }
 
 

@@ -62,7 +62,9 @@ def test_run_folder_records_config_provenance_and_metrics(smoke_run):
     # what the recipe's auto choices became on this machine
     assert prov["runtime"] == {"device": "cpu", "dtype": "float32", "attention": "sdpa", "mixed_precision": "no",
                                "liger_kernels": False, "activation_checkpointing": False, "quantization": None,
-                               "generation": None}
+                               "generation": None, "batch": {"per_device_train_batch_size": 8,
+                                                             "gradient_accumulation_steps": 1,
+                                                             "per_device_eval_batch_size": 8}}
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     for key in ("first_train_loss", "last_train_loss", "eval_loss", "global_step", "tokens_seen", "train_runtime_s"):
         assert metrics[key] is not None, key
