@@ -73,14 +73,16 @@ class RowSampler:
         import torch
 
         device = scores.device
-        if self.generators is None:
+        if self.generators is None:  # the first step: generators, and the per-row settings on the scores' device
             self.generators = [torch.Generator(device=device).manual_seed(s) for s in self.seeds]
-        temperature, top_p = self.temperature.to(device), self.top_p.to(device)
+            self.temperature, self.top_p = self.temperature.to(device), self.top_p.to(device)
+            self.top_k, self.min_p = self.top_k.to(device), self.min_p.to(device)
+        temperature, top_p = self.temperature, self.top_p
         probs = torch.softmax(scores.float() / temperature.clamp(min=1e-5)[:, None], dim=-1)
         sorted_p, index = probs.sort(dim=-1, descending=True)
         mass = torch.ones_like(top_p)  # of what top_k and min_p left: the nucleus is top_p of it
         if self.filtering:
-            top_k, min_p = self.top_k.to(device), self.min_p.to(device)
+            top_k, min_p = self.top_k, self.min_p
             rank = torch.arange(scores.shape[-1], device=device)
             # the top token always stays (rank 0, and p_max >= min_p * p_max)
             allowed = (((top_k[:, None] <= 0) | (rank[None, :] < top_k[:, None]))

@@ -211,7 +211,7 @@ def trained_thinking(adapter: Path) -> bool | None:
     return False if rows == 0 else None
 
 
-UNKNOWN: Any = object()  # check_adapter_base's revision where a caller does not say what it loads: not compared
+_WARNED: set[tuple[str, str | None]] = set()  # (adapter, revision) already warned about by check_adapter_revision
 
 
 def _same_revision(trained: str | None, loaded: str | None) -> bool:
@@ -244,6 +244,9 @@ def check_adapter_revision(adapter: Path, source: str, revision: str | None) -> 
     if pinned in (None, "main"):
         if trained is None:  # PEFT saved no revision: nothing known to compare
             return
+        if (str(adapter), revision) in _WARNED:  # callers check early and again as they load: one warning
+            return
+        _WARNED.add((str(adapter), revision))
         log.warning("the adapter %s was trained on %s's default branch (model.revision=%s in %s, no commit recorded); "
                     "it is loaded at model.revision=%s, which holds other weights if main has moved since",
                     adapter, source, pinned, where, revision)
@@ -255,9 +258,9 @@ def check_adapter_revision(adapter: Path, source: str, revision: str | None) -> 
                                        "this revision")
 
 
-def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: str | None = UNKNOWN) -> None:
-    """An adapter only means something on the base it was trained on: refuse another one before loading, or (given
-    `revision`, the model.revision loaded now) another revision of it than its run pinned (check_adapter_revision)."""
+def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: str | None) -> None:
+    """An adapter only means something on the base it was trained on: refuse another one before loading, or another
+    revision of it (`revision`, the model.revision loaded now) than its run pinned (check_adapter_revision)."""
     trained_on = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if trained_on not in (source, name_or_path):
         run_config = adapter.parent / "config.yaml"  # the run's own name for its base (tiny-ko, not its cache path)
@@ -268,13 +271,12 @@ def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: 
                          fix=(f"set model.name_or_path={named} (as its run did)" if named != name_or_path else
                               f"load the base with the model settings of its run ({run_config})")
                          + ", or use an adapter trained on this base")
-    if revision is not UNKNOWN:
-        check_adapter_revision(adapter, source, revision)
+    check_adapter_revision(adapter, source, revision)
 
 
-def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str, revision: str | None = UNKNOWN):
+def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str, revision: str | None):
     """Wrap the base in a trainable PeftModel from `adapter`, after checking it is whole (an SFT stage's adapter
-    comes here without adapter_dir) and was trained on this base (and, given, this revision of it)."""
+    comes here without adapter_dir) and was trained on this base and revision."""
     from peft import PeftModel
 
     check_adapter_files(adapter)
@@ -291,9 +293,8 @@ def continued_settings(adapter: Path, pcfg: PeftConfig) -> dict[str, Any]:
     own = {"r": saved.get("r"), "alpha": saved.get("lora_alpha"), "dropout": saved.get("lora_dropout"),
            "dora": bool(saved.get("use_dora")), "use_rslora": bool(saved.get("use_rslora")),
            "modules_to_save": sorted(saved.get("modules_to_save") or []),
-           "target_modules": saved.get("target_modules")}
-    own["target_modules"] = sorted(own["target_modules"]) if isinstance(own["target_modules"], list) else \
-        own["target_modules"]
+           "target_modules": sorted(saved["target_modules"]) if isinstance(saved.get("target_modules"), list)
+           else saved.get("target_modules")}
     asked = {"r": pcfg.r, "alpha": pcfg.alpha, "dropout": pcfg.dropout, "dora": pcfg.method == "dora",
              "use_rslora": pcfg.use_rslora, "modules_to_save": sorted(pcfg.modules_to_save)}
     if pcfg.target_modules != "all-linear":  # PEFT saves all-linear as the module names it found

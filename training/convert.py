@@ -310,17 +310,18 @@ def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
     try:
         tidy_conversions(dst)
         _check_destination(src, dst, overwrite)
-        record, done = _convert_into(src, dst, config, llama, unknown, shards, index)
+        record = _convert_into(src, dst, config, llama, unknown, shards, index)
     finally:
         release_beside(destination)
     if unknown:
         log.info("kept config keys Llama does not use: %s", unknown)
-    log.info("converted %s -> %s (%d keys renamed, dropped %s)", src, dst, done["renamed_keys"], done["dropped"])
+    log.info("converted %s -> %s (%d keys renamed, dropped %s)", src, dst, record["renamed_keys"],
+             record["dropped_files"])
     return record
 
 
 def _convert_into(src: Path, dst: Path, config: dict, llama: dict, unknown: list[str], shards: list[str],
-                  index: dict | None) -> tuple[dict[str, Any], dict[str, Any]]:
+                  index: dict | None) -> dict[str, Any]:
     """Write the Llama checkpoint in a staging folder and swap it into DST (holding DST's lock)."""
     # Locked until DST is in place, so a conversion started meanwhile never deletes it as a killed one's.
     staging = dst.parent / f".{dst.name}.converting-{uuid.uuid4().hex[:8]}"
@@ -353,7 +354,7 @@ def _convert_into(src: Path, dst: Path, config: dict, llama: dict, unknown: list
     finally:
         if lock is not None:
             lock.close()
-    return record, done
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:

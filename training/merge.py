@@ -116,14 +116,14 @@ def _merge_attention(mcfg: ModelConfig, device: str) -> str:
     return mcfg.attn_implementation
 
 
-def _merged_generation_config(generation: Any, mcfg: ModelConfig, tokenizer: Any) -> Any:
+def _merged_generation_config(generation: Any, stops: list[int]) -> Any:
     """The base's generation config, its ends extended by where the adapter was trained to stop (models.stop_ids):
     a base checkpoint (Qwen3-8B-Base) ends text with <|endoftext|>, while the recipes close turns with <|im_end|>,
     and generate() and vLLM stop only at the generation config's eos_token_id (and the tokenizer's eos). The base's
     own ends stay first: without a pad_token_id, generate() pads with the first."""
     own = generation.eos_token_id
     own = [own] if isinstance(own, int) else list(own or [])
-    ids = list(dict.fromkeys([*own, *stop_ids(mcfg, tokenizer)]))
+    ids = list(dict.fromkeys([*own, *stops]))
     generation.eos_token_id = ids[0] if len(ids) == 1 else ids
     return generation
 
@@ -160,7 +160,7 @@ def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -
     check_attention(cfg.model, device, training=False)
     attention = attention_for(cfg.model, device)  # the saved model is read back with the same kernel
     tokenizer = load_tokenizer(cfg.model, source)
-    stop_ids(cfg.model, tokenizer)  # an end-of-turn token the vocabulary lacks fails here, before the weights load
+    stops = stop_ids(cfg.model, tokenizer)  # an end-of-turn token the vocabulary lacks fails here, before the weights load
     model = load_for_inference(cfg, source, device, adapter)
     inputs = _sample_inputs(tokenizer)
     expected = _logits(model, inputs)
@@ -185,7 +185,7 @@ def merge_adapter(run_cfg: KosovConfig, adapter: Path, out: Path, device: str) -
     except OSError:
         log.info("the base has no generation_config.json; the merged model's is the one transformers derived")
         generation = copy.deepcopy(model.generation_config)
-    generation = _merged_generation_config(generation, cfg.model, tokenizer)
+    generation = _merged_generation_config(generation, stops)
     generation.save_pretrained(staging)
     log.info("the merged model stops generating at token ids %s", generation.eos_token_id)
     dtype, on = model.dtype, model.device

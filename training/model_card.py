@@ -122,7 +122,11 @@ def license_warnings(base: str, data_licenses: dict[str, int], override: str | N
     licenses = _lowered(data_licenses)
     noncommercial = {k: v for k, v in licenses.items() if is_noncommercial(k)}
     sharealike = {k: v for k, v in licenses.items() if is_sharealike(k)}
-    license_ = derive_license(base, data_licenses, override)[0] if override else None
+    license_ = override.lower() if override else None
+    try:
+        derived = _derived(base, data_licenses)[0]
+    except KosovError:  # what kosov would refuse: the publisher's license decides, with nothing to compare
+        derived = None
     warnings = []
     if noncommercial:
         warnings.append(f"{sum(noncommercial.values())} training rows are under a non-commercial license "
@@ -134,14 +138,9 @@ def license_warnings(base: str, data_licenses: dict[str, int], override: str | N
         warnings.append(f"{sum(sharealike.values())} training rows are under a ShareAlike license "
                         f"({_counts(sharealike)}): their terms ask that adapted material be shared under the same "
                         "license" + (f"; the release is {license_} (publish.license)" if license_ else ""))
-    if override:
-        try:
-            derived = _derived(base, data_licenses)[0]
-        except KosovError:
-            derived = None
-        if derived is not None and derived != override.lower():
-            warnings.append(f"publish.license={override} overrides {derived}, which kosov derives from the base "
-                            f"({base_license(base)}) and the training rows ({_counts(licenses)}); the card says so")
+    if override and derived is not None and derived != license_:
+        warnings.append(f"publish.license={override} overrides {derived}, which kosov derives from the base "
+                        f"({base_license(base)}) and the training rows ({_counts(licenses)}); the card says so")
     return warnings
 
 
@@ -197,7 +196,7 @@ def _teachers(data: dict[str, Any]) -> str:
     before kosov summarised them did not record them."""
     if "teacher_models" not in data:
         return "not recorded"
-    return ", ".join(f"{k}: {v}" for k, v in sorted(data["teacher_models"].items())) or "none"
+    return _counts(data["teacher_models"]) if data["teacher_models"] else "none"
 
 
 def _lineage(stages: list[dict[str, Any]]) -> list[str]:

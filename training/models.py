@@ -343,12 +343,13 @@ def zero3_init(precision: str) -> Any:
 def load_for_inference(cfg: KosovConfig, source: str, device: str, adapter: Path | None = None):
     """The base (+ an adapter, checked to belong to it) on `device`, in eval mode: for generation and evaluation,
     where no trainer places the model."""
+    if adapter is not None:  # another base or revision is refused before the weights load
+        check_adapter_base(adapter, source, cfg.model.name_or_path, cfg.model.revision)
     model = load_base_model(cfg, source, device)
     if getattr(model, "hf_device_map", None) is None:  # a 4-bit model is placed by from_pretrained already
         model = model.to(device)
     if adapter is not None:
         from peft import PeftModel
 
-        check_adapter_base(adapter, source, cfg.model.name_or_path, cfg.model.revision)
         model = PeftModel.from_pretrained(model, str(adapter))
     return model.eval()

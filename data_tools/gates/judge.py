@@ -83,10 +83,9 @@ def parse_score(text: str) -> float | None:
 
 
 def teacher_score_fn(teacher, *, max_new_tokens: int = 8, seed: int = 0) -> ScoreFn:
-    """A score_fn that asks a teacher (data_tools.teachers) to rate each row's last answer from 1 to 10. Each
-    request's seed comes from the run's `seed` and the request itself (content_seed), not from the row's place in
-    its batch: a row removed by an earlier gate changes no other row's request (nor its HTTP cache entry)."""
-    from data_tools.generators.instructions import content_seed
+    """A score_fn that asks a teacher (data_tools.teachers) to rate each row's last answer from 1 to 10, greedily:
+    every request takes the run's `seed`, not one by the row's place in its batch, so a row removed by an earlier
+    gate changes no other row's request (nor its HTTP cache entry, which leaves a greedy request's seed out)."""
     from data_tools.teachers import GenerationRequest
 
     def score(rows: list[dict]) -> list[float]:
@@ -96,7 +95,7 @@ def teacher_score_fn(teacher, *, max_new_tokens: int = 8, seed: int = 0) -> Scor
             answer = "\n".join(turn_text(t, include_think=False) for t in selected_turns(row, "assistant"))
             messages = [{"role": "user", "content": JUDGE_PROMPT.format(request=request, answer=answer)}]
             requests.append(GenerationRequest(messages, max_new_tokens=max_new_tokens, temperature=0.0,
-                                              seed=content_seed(seed, messages),
+                                              seed=seed,
                                               chat_template_kwargs={"enable_thinking": False}))
         return [parse_score(out.text) for out in teacher.generate(requests, progress=False)]
 

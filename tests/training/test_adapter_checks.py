@@ -105,7 +105,7 @@ def test_a_damaged_sft_stage_adapter_is_refused_before_peft_loads_it(smoke_run, 
 
     run = damaged_run(smoke_run, tmp_path, "truncated weights")
     with pytest.raises(KosovError) as error:
-        load_adapter(None, run / "adapter", model_source(KosovConfig().model)[0], "tiny-ko")  # no model needed
+        load_adapter(None, run / "adapter", model_source(KosovConfig().model)[0], "tiny-ko", None)  # no model needed
     assert_named(error.value, run, "truncated weights")
 
 
