@@ -90,7 +90,7 @@ class PeftConfig:
 class SFTOptions:
     max_length: int = 2048
     packing: bool = False  # best-fit-decreasing packing into max_length blocks (padding-free)
-    padding_free: bool = False  # flatten each batch with no padding (FlashAttention or packing)
+    padding_free: bool = False  # flatten each batch with no padding (for FlashAttention / flex_attention; SDPA warns)
     turns: str = "all"  # train on every assistant turn or only the last one
 
 

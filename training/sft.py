@@ -126,6 +126,13 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
     attention = getattr(model.config, "_attn_implementation", None)
     sizes = batch_sizes(cfg, attention)
     _say_batch_sizes(cfg, attention, sizes)
+    if options.padding_free and not options.packing and not keeps_blocks_apart(attention) \
+            and sizes["per_device_train_batch_size"] > 1:
+        log.warning("method.sft.padding_free=true with %s: TRL flattens each batch of %d sequences into one row, "
+                    "over which %s computes every attention score (%dx the attention of the sequences alone); use "
+                    "model.attn_implementation=flash_attention_2 or flex_attention, or method.sft.packing=true "
+                    "(kosov then feeds SDPA one block at a time)", attention, sizes["per_device_train_batch_size"],
+                    attention, sizes["per_device_train_batch_size"])
     args = SFTConfig(
         **{**common, **sizes},
         # Packing cuts blocks of max_length; otherwise rows are already checked against it (sft_data), and

@@ -114,6 +114,16 @@ def test_only_packing_for_sdpa_changes_the_trainers_batches(caplog):
         assert ("packing with" in caplog.text) == (sizes[0] == 1)
 
 
+def test_padding_free_without_packing_on_sdpa_is_warned_about(caplog):
+    """padding_free without packing: TRL flattens the whole batch into one row, which SDPA attends over whole (no
+    block to split off); the warning names the cost and the fixes. FlashAttention-like kernels are not warned."""
+    for attention, warned in [("sdpa", True), ("flex_attention", False)]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="training.sft"):
+            built(quick(*PACKED, "method.sft.packing=false", "method.sft.padding_free=true"), attention=attention)
+        assert ("padding_free=true with sdpa" in caplog.text and "2x the attention" in caplog.text) == warned
+
+
 def test_a_real_recipe_on_its_seed_data_warns_that_it_takes_few_steps(caplog):
     """ko-chat-seed under a GPU recipe's batches: ~2 optimizer steps, the first at learning rate 0, eval and save
     steps never reached. The warning names the numbers and the fix."""
