@@ -35,11 +35,14 @@ def _offline_error(cfg: KosovConfig) -> KosovError:
     mirror = cfg.mirror or os.environ.get("KOSOV_MIRROR")
     if mirror:  # the mirror (apply_mirror) set HF_HUB_OFFLINE, not the user
         return KosovError(f"push=true, but the mirror {mirror} (mirror= or KOSOV_MIRROR) keeps this process off the "
-                          "Hub; nothing was built", fix="pass mirror=null to publish from a machine that reaches the "
-                                                        "Hub, or publish without push=true and upload the folder there")
+                          "Hub; nothing was built", fix="pass mirror=null on a machine that reaches the Hub, or build "
+                                                        "the release here without push=true (with repo_id=<org>/<name>) "
+                                                        "and push the folder from one that does: kosov publish "
+                                                        "release=<folder> push=true")
     return KosovError("push=true, but HF_HUB_OFFLINE=1 keeps this process off the Hub; nothing was built",
-                      fix="unset HF_HUB_OFFLINE on a machine that reaches the Hub, or publish without push=true and "
-                          "upload the folder from one that does")
+                      fix="unset HF_HUB_OFFLINE on a machine that reaches the Hub, or build the release here without "
+                          "push=true (with repo_id=<org>/<name>) and push the folder from one that does: kosov publish "
+                          "release=<folder> push=true")
 
 
 def _check_write_access(api: Any, repo_id: str, exists: bool) -> None:

@@ -2,6 +2,7 @@
 
     kosov publish run=outputs/qwen3-8b-ko-qlora-sft/<run> publish.eval_report=outputs/<eval run> output_dir=release
     kosov publish run=... output_dir=release push=true repo_id=my-org/qwen3-8b-ko-lora publish.tag=v1
+    kosov publish release=release push=true publish.tag=v1   # a release folder built (and reviewed) earlier
 
 The folder holds the adapter, tokenizer and chat template, the model card (README.md), the redacted recipe,
 provenance and lineage, the eval report and the training curve; `publish.merge=true` adds a merged full model
@@ -15,7 +16,7 @@ import fnmatch
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ from training.config import validate
 from training.schema import KosovConfig
 from training.errors import KosovError
 from training.evaluation.harness import adapter_digest
-from training.hub_push import hub_target, push_release
+from training.hub_push import KOSOV_MARKER, hub_target, push_release
 from training.model_card import LICENSE_FILE, derive_license, license_file, license_warnings, model_card
-from training.adapters import adapter_dir
+from training.adapters import adapter_dir, check_adapter_files
 from training.models import HUB_ID, resolve_device
 from training.evaluation.report import to_markdown
 from training.redaction import names_only, redact, redact_urls, secret_values
@@ -246,10 +247,95 @@ def check_release_folder(out: Path, overwrite: bool) -> None:
         raise KosovError(f"{out} already holds a release", fix="pass overwrite=true or choose another output_dir")
 
 
+def _front_matter_error(card: Path) -> str | None:
+    """Why the model card's YAML metadata (between its first two '---' lines) does not read as a mapping, or None:
+    the Hub refuses a commit whose README.md metadata does not parse."""
+    text = card.read_text(encoding="utf-8")
+    if not text.startswith("---\n") or "\n---\n" not in text[3:]:
+        return "it does not start with its metadata between two '---' lines"
+    try:
+        meta = yaml.safe_load(text[4:text.index("\n---\n", 3)])
+    except yaml.YAMLError as e:
+        return f"its metadata is not YAML ({e})"
+    return None if isinstance(meta, dict) else "its metadata is not a mapping of keys to values"
+
+
+SHAPES_THE_FOLDER = ("output_dir", "overwrite", "publish.merge", "publish.eval_report", "publish.license",
+                     "publish.base_model")
+
+
+def push_release_folder(cfg: KosovConfig) -> PublishResult:
+    """release=DIR: push a folder an earlier `kosov publish` built, as it is now (its card edited by hand, say, or
+    built on a closed network and carried here), after the checks a push from run= gets: the Hub's (hub_target),
+    the files (an adapter, a card whose metadata parses, the kosov marker) and secrets, scanned again."""
+    folder = Path(cfg.release)
+    if cfg.run:
+        raise KosovError("kosov publish takes run= (build a release from a run) or release= (push a release built "
+                         "earlier), not both", fix="drop one of them")
+    given = [key for key in SHAPES_THE_FOLDER if _value(cfg, key) not in (None, False)]
+    if given:
+        raise KosovError(f"release= pushes the folder as it is: {', '.join(given)} would change nothing",
+                         fix=f"drop {', '.join(given)}, or build the release again from its run "
+                             "(run=<run folder> output_dir=<folder> overwrite=true ...)")
+    tidy_swap(folder)  # a publish killed while it swapped this folder in: the release it replaced, back
+    plan = folder / "upload_plan.json"
+    try:
+        planned = json.loads(plan.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise KosovError(f"{folder} is not a kosov release folder (no readable upload_plan.json)", where=str(folder),
+                         fix="give release= the output_dir of an earlier `kosov publish run=...`") from None
+    built_for = planned.get("repo_id")
+    if not built_for:  # the card's snippets and eval table name the run, where users would load the adapter from
+        raise KosovError(f"{folder} was built without repo_id: its model card tells users to load the adapter from "
+                         "the run's name, not from a Hub repo", where=str(folder / "README.md"),
+                         fix="build it again with repo_id=<org>/<name> (kosov publish run=<run folder> "
+                             f"output_dir={folder} repo_id=<org>/<name> overwrite=true), then push it with release=")
+    if cfg.repo_id and cfg.repo_id != built_for:
+        raise KosovError(f"{folder} was built for repo_id={built_for}, whose name its model card gives, not "
+                         f"{cfg.repo_id}", fix=f"push it to {built_for} (leave repo_id unset), or build it again "
+                                               f"with repo_id={cfg.repo_id}")
+    check_adapter_files(folder)
+    for name, why in ((KOSOV_MARKER, "later releases to the repo need it to replace this one's files"),
+                      ("README.md", "the model card")):
+        if not (folder / name).is_file():
+            raise KosovError(f"{folder} has no {name} ({why})", where=str(folder),
+                             fix="build the release again from its run")
+    problem = _front_matter_error(folder / "README.md")
+    if problem:
+        raise KosovError(f"the model card's metadata would be refused by the Hub: {problem}",
+                         where=str(folder / "README.md"), fix="fix the YAML block at the top of README.md")
+    leaked = scan_for_secrets(folder)
+    if leaked:
+        raise KosovError(f"a secret (from the environment, the Hub login, or credentials inside a URL) is in "
+                         f"{leaked}; nothing was uploaded", where=str(folder), fix="remove it and push again")
+    files = upload_list(folder)
+    added = sorted(set(files) - set(planned.get("files", [])))
+    gone = sorted(set(planned.get("files", [])) - set(files))
+    if added or gone:
+        log.warning("%s changed since it was built:%s%s", folder, f" added {', '.join(added)};" if added else "",
+                    f" removed {', '.join(gone)} (deleted from the repo too, where an earlier release left it)"
+                    if gone else "")
+    cfg = replace(cfg, repo_id=built_for)
+    log.info("release folder %s; %s:\n  %s", folder, "uploading" if cfg.push else
+             "push=true would upload", "\n  ".join(files))
+    if cfg.push:
+        push_release(cfg, hub_target(cfg, ADAPTER_FILES), folder, files)
+    return PublishResult(folder=folder, upload=files, pushed=cfg.push, merge_check=None)
+
+
+def _value(cfg: KosovConfig, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def publish(cfg: KosovConfig) -> PublishResult:
     """Assemble the release folder of cfg.run; push it when asked. User errors raise KosovError."""
+    if cfg.release:
+        return push_release_folder(cfg)
     if not cfg.run:
-        raise KosovError("kosov publish needs run=<a kosov run folder>")
+        raise KosovError("kosov publish needs run=<a kosov run folder> (or release=<a release folder> to push one "
+                         "built earlier)")
     run = Path(cfg.run)
     if (run / "model").is_dir() and not (run / "adapter").is_dir():
         raise KosovError(f"{run} holds a full fine-tune (model/), not an adapter",

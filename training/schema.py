@@ -308,6 +308,7 @@ class KosovConfig:
     rewards: dict[str, Any] = field(default_factory=dict)  # GRPO: reward name -> {weight, parameters}
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: Optional[str] = None  # kosov publish: the run folder to release
+    release: Optional[str] = None  # kosov publish: instead of run=, a release folder built earlier, pushed as it is
     push: bool = False  # kosov publish: upload to the Hub (without it nothing leaves the machine)
     repo_id: Optional[str] = None  # kosov publish: the Hub repo (org/name) to push to
     publish: PublishConfig = field(default_factory=PublishConfig)

@@ -5,6 +5,7 @@ built or uploaded."""
 from __future__ import annotations
 
 import fnmatch
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -274,3 +275,65 @@ def test_a_license_file_is_uploaded_and_deleted_by_a_later_release_without_one(h
     assert repo["files"]["LICENSE.md"] == (tmp_path / "release" / "LICENSE.md").read_bytes()
     push(smoke_run.run_dir, tmp_path / "release")  # apache-2.0: no LICENSE.md, and the card links none
     assert "LICENSE.md" not in repo["files"] and b"license: apache-2.0" in repo["files"]["README.md"]
+
+
+def build(run, out: Path, *overrides: str):
+    """A release folder, built without pushing (on a closed network, say, or to review its card first)."""
+    return publish(compose([f"run={run}", f"output_dir={out}", *overrides]))
+
+
+def push_folder(folder: Path, *overrides: str):
+    return publish(compose([f"release={folder}", "push=true", *overrides]))
+
+
+def test_a_release_built_earlier_is_pushed_as_edited_without_its_run(hub, smoke_run, tmp_path, caplog):
+    build(smoke_run.run_dir, tmp_path / "built", "repo_id=kosov-test/tiny-ko-lora")
+    carried = tmp_path / "elsewhere" / "release"  # carried to a machine that reaches the Hub, without the run
+    shutil.copytree(tmp_path / "built", carried)
+    card = (carried / "README.md").read_text(encoding="utf-8")
+    (carried / "README.md").write_text(card + "\n## 검토 의견\n사내 검토를 마쳤습니다.\n", encoding="utf-8")
+    (carried / "training_curve.png").unlink()
+    result = push_folder(carried, "publish.tag=v1")
+    repo = hub["kosov-test/tiny-ko-lora"]
+    assert result.pushed and set(repo["tags"]) == {"v1"}
+    assert repo["files"]["README.md"] == (carried / "README.md").read_bytes() and "사내 검토" in \
+        repo["files"]["README.md"].decode()
+    assert set(repo["files"]) - {".gitattributes"} == set(result.upload) and "training_curve.png" not in result.upload
+    assert "removed training_curve.png" in caplog.text
+
+
+def test_a_release_folder_that_cannot_be_pushed_as_it_is_is_refused_before_the_hub_is_asked(hub, smoke_run, tmp_path,
+                                                                                             monkeypatch):
+    unnamed = tmp_path / "unnamed"
+    build(smoke_run.run_dir, unnamed)  # no repo_id: the card tells users to load the run's name
+    with pytest.raises(KosovError, match="built without repo_id"):
+        push_folder(unnamed)
+    named = tmp_path / "named"
+    build(smoke_run.run_dir, named, "repo_id=kosov-test/tiny-ko-lora")
+    with pytest.raises(KosovError, match="built for repo_id=kosov-test/tiny-ko-lora"):
+        push_folder(named, "repo_id=kosov-test/other")
+    with pytest.raises(KosovError, match="run= .* or release= .*not both"):
+        push_folder(named, f"run={smoke_run.run_dir}")
+    with pytest.raises(KosovError, match="publish.merge"):
+        push_folder(named, "publish.merge=true")
+    with pytest.raises(KosovError, match="not a kosov release folder"):
+        push_folder(smoke_run.run_dir)
+    card = (named / "README.md").read_text(encoding="utf-8")
+    (named / "README.md").write_text(card.replace("license:", "license: [", 1), encoding="utf-8")
+    with pytest.raises(KosovError, match="metadata would be refused") as e:
+        push_folder(named)
+    assert "README.md" in str(e.value)
+    (named / "README.md").write_text(card + "\nHF_TOKEN=hf_kosovPushTest0123456789abcdefgh\n", encoding="utf-8")
+    with pytest.raises(KosovError, match=r"secret .* \[.README.md.\]"):
+        push_folder(named)
+    (named / "README.md").write_text(card, encoding="utf-8")
+    (named / "adapter_model.safetensors").write_bytes(b"cut")
+    with pytest.raises(KosovError, match="adapter_model.safetensors"):
+        push_folder(named)
+    assert hub == {}, "nothing reached the Hub"
+
+
+def test_a_release_folder_without_push_lists_what_would_go_up(hub, smoke_run, tmp_path):
+    build(smoke_run.run_dir, tmp_path / "release", "repo_id=kosov-test/tiny-ko-lora")
+    result = publish(compose([f"release={tmp_path / 'release'}"]))
+    assert not result.pushed and "adapter_model.safetensors" in result.upload and hub == {}
