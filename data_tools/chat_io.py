@@ -21,8 +21,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from data_tools.atomic import write_atomic
 from data_tools.text import THINK_CLOSE, THINK_OPEN, nfc
 
 ROLES = ("system", "user", "assistant")
@@ -133,9 +134,21 @@ def read_records(path: Path) -> Iterator[tuple[str, Any]]:
         return _parquet_records(path)
     with path.open("rb") as f:  # the first bytes tell an array from JSON lines (.json, or a .jsonl holding an array:
         # read line by line, only its last item would parse); a large file of lines stays on disk
-        if f.read(1024).removeprefix(BOM).lstrip().startswith(b"["):
+        if f.read(1024).removeprefix(BOM).lstrip().startswith(b"[") and not (
+                path.suffix == ".jsonl" and _first_line_is_a_record(f)):
             return _json_array_records(path)
     return _jsonl_records(path)
+
+
+def _first_line_is_a_record(f: BinaryIO) -> bool:
+    """A .jsonl whose first line is a whole JSON value ([...] too) with more lines after it is JSON lines: one bad
+    first row, not an array that stops the run. An array on its one line is an array."""
+    f.seek(0)
+    try:
+        json.loads(f.readline().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return any(line.strip() for line in f)
 
 
 def _encodable(text: str) -> bool:
@@ -367,10 +380,5 @@ def load_chat_hub(hub_id: str, *, split: str, config: str | None = None, revisio
 
 
 def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write rows as UTF-8 JSON lines atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    """Write rows as UTF-8 JSON lines whole or not at all (data_tools.atomic)."""
+    write_atomic(path, (json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -13,40 +13,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from data_tools.atomic import fsync_folder, write_atomic
 from training.errors import KosovError
 from training.redaction import redact
 
 log = logging.getLogger(__name__)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file, fsync it, rename it into place and fsync the folder: without the fsyncs a
-    power loss can leave the renamed file empty, or the old one back."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a name of its own: two writers of one file (two jobs filling a shared mirror) never write into each other's
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)  # the rename itself is durable once the folder's entry is
-
-
-def fsync_folder(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot fsync a folder
-        pass
-    finally:
-        os.close(fd)
 
 
 def fsync_tree(folder: Path) -> None:

@@ -1,8 +1,10 @@
 """Personal data in Korean text: e-mail addresses, phone numbers, resident registration numbers (주민등록번호),
 card numbers and bank account numbers. Each finder is conservative, because a false hit destroys a good
 row: numbers must stand alone (not inside a longer run of digits or a code like SN0101...), RRNs must
-carry a real birth date and a valid 7th digit, card numbers must pass the Luhn check, and account numbers
-count only next to a bank word (계좌, 은행, 입금...).
+carry a real birth date and a valid 7th digit (and a 주민번호 label nearby unless written YYMMDD-SNNNNNN:
+"100101 - 1000000" is a subtraction), card numbers must pass the Luhn check and not follow an order or
+waybill label (주문번호, 운송장), and account numbers count only next to a bank word (계좌, 은행, 입금...).
+Full-width letters and digits are read as ASCII.
 
     >>> scrub_pii("문의: hong@example.com, 010-1234-5678 (2026-11-25, 1,200,000원)")[0]
     '문의: [EMAIL], [PHONE] (2026-11-25, 1,200,000원)'
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import string
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -37,7 +40,7 @@ _MOBILE = re.compile(_ALONE_BEFORE + r"(?:\+82[-. ]?(?:\(0\) ?)?1[016789]|01[016
 _LANDLINE = re.compile(_ALONE_BEFORE + r"(?:\+82[-. ]?(?:\(0\) ?)?|\(?0)(?:2|[3-6][1-5]|70)(?:\) ?|[-. ])"
                        r"\d{3,4}[-. ]\d{4}" + _ALONE_AFTER)
 # RRN: YYMMDD-SNNNNNN; S is 1-4 for citizens (born 1900s/2000s), 5-8 for registered foreigners.
-_RRN = re.compile(_ALONE_BEFORE + r"(\d{2})(\d{2})(\d{2})(?: *- *| ?)([1-8])\d{6}" + _ALONE_AFTER)
+_RRN = re.compile(_ALONE_BEFORE + r"(\d{2})(\d{2})(\d{2})(?P<sep> *- *| ?)([1-8])\d{6}" + _ALONE_AFTER)
 # Cards: 4-4-4-4 (16 digits) or 4-6-5 / 4-6-4 (Amex, Diners), one separator style or none.
 _CARD = re.compile(_ALONE_BEFORE + r"(?:\d{4}(?P<s4>[- ]?)\d{4}(?P=s4)\d{4}(?P=s4)\d{4}"
                    r"|\d{4}(?P<s6>[- ]?)\d{6}(?P=s6)\d{4,5})" + _ALONE_AFTER)
@@ -46,6 +49,7 @@ _ACCOUNT = re.compile(_ALONE_BEFORE + r"\d{3,6}(?:-\d{2,7}){1,3}" + _ALONE_AFTER
 BANK_WORDS = ("계좌", "은행", "입금", "송금", "이체", "예금주", "뱅크", "농협", "신협", "수협", "새마을금고",
               "우체국", "증권", "bank", "account")
 NOT_ACCOUNT_WORDS = ("주문", "송장", "운송장", "사업자", "등록번호", "전화", "연락처", "휴대폰", "팩스", "order")
+CARD_WORDS = ("카드", "결제", "card")
 RRN_WORDS = ("주민", "등록번호", "외국인등록", "생년월일", "rrn")
 WORD_WINDOW = 20  # characters either side of a number where a label counts as "nearby"
 
@@ -60,7 +64,8 @@ class PiiMatch:
 def valid_rrn(match: re.Match) -> bool:
     """A real date of birth for the century the 7th digit names. The last digit is not checked: RRNs issued
     since October 2020 have no check digit."""
-    yy, mm, dd, gender = (int(g) for g in match.groups())
+    yy, mm, dd, _, gender = match.groups()
+    yy, mm, dd, gender = int(yy), int(mm), int(dd), int(gender)
     century = 1900 if gender in (1, 2, 5, 6) else 2000
     try:
         datetime.date(century + yy, mm, dd)
@@ -99,25 +104,36 @@ def near_bank_word(text: str, start: int, end: int) -> bool:
     return any(word in after for word in BANK_WORDS)
 
 
+def labelled_otherwise(text: str, start: int) -> bool:
+    """A label before a card-shaped number that says it is something else (주문번호, 운송장 번호: one 16-digit order
+    number in ten passes the Luhn check), with no card word closer to it."""
+    before = text[max(start - WORD_WINDOW, 0) : start]
+    return _last_label(before, NOT_ACCOUNT_WORDS) > _last_label(before, CARD_WORDS)
+
+
 def _candidates(text: str, kind: str) -> list[tuple[int, int]]:
     if kind == "email":
         return [m.span() for m in _EMAIL.finditer(text)]
     if kind == "phone":
         return [m.span() for pattern in (_MOBILE, _LANDLINE) for m in pattern.finditer(text)]
-    if kind == "rrn":  # 13 digits run together are as likely a barcode (880...): those need a label nearby
-        return [m.span() for m in _RRN.finditer(text) if valid_rrn(m) and (not m.group(0).isdigit() or any(
+    if kind == "rrn":  # only YYMMDD-SNNNNNN stands alone: 13 digits run together are as likely a barcode (880...),
+        # and "100101 - 1000000" a subtraction; those need a label nearby
+        return [m.span() for m in _RRN.finditer(text) if valid_rrn(m) and (m.group("sep") == "-" or any(
             word in text[max(m.start() - WORD_WINDOW, 0) : m.end() + WORD_WINDOW].lower() for word in RRN_WORDS))]
     if kind == "card":
-        return [m.span() for m in _CARD.finditer(text) if luhn_ok(m.group(0))]
+        return [m.span() for m in _CARD.finditer(text) if luhn_ok(m.group(0)) and not labelled_otherwise(text, m.start())]
     spans = [m.span() for m in _ACCOUNT.finditer(text)]
     return [(s, e) for s, e in spans if 10 <= sum(ch.isdigit() for ch in text[s:e]) <= 14 and
             near_bank_word(text, s, e)]
 
 
-# Read full-width digits and signs (a Korean IME's "０１０"), dashes (and "ㅡ", the vowel Korean typists use as
-# one) and the ideographic space as ASCII: one character for one, so the finds' offsets hold in the original text.
-_FOLD = str.maketrans("０１２３４５６７８９－＋（）．＠\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u3161\u3000",
-                      "0123456789-+().@-------- ")
+# Read full-width digits, letters and signs (a Korean IME's "０１０", "ｈｏｎｇ＠ｎａｖｅｒ．ｃｏｍ"), dashes (and "ㅡ", the
+# vowel Korean typists use as one) and the ideographic space as ASCII: one character for one, so the finds' offsets
+# hold in the original text.
+_FULL_WIDTH_LETTERS = "".join(map(chr, [*range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B)]))
+_FOLD = str.maketrans("０１２３４５６７８９－＋（）．＠＿％\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u3161\u3000"
+                      + _FULL_WIDTH_LETTERS, "0123456789-+().@_%-------- " + string.ascii_uppercase
+                      + string.ascii_lowercase)
 
 
 def find_pii(text: str, kinds: tuple[str, ...] | list[str] = KINDS) -> list[PiiMatch]:

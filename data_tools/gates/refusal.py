@@ -38,7 +38,9 @@ REFUSAL_PATTERNS = (
     r"죄송(?:하지만|합니다|해요|하나|스럽지만)[^\n]{0,20}?(?:그건|그것은|그런\s*(?:요청|일)은|이\s*요청은)\s*(?:제가\s*)?"
     r"할\s*수\s*(?:가\s*)?없(?!었)",
     r"도와\s*드릴\s*수\s*(?:가\s*)?없(?!었)|도움을\s*드릴\s*수\s*(?:가\s*)?없(?!었)",
-    r"답변(?:을|해)?\s*드리기\s*(?:가\s*)?(?:어렵|곤란)",
+    # 해당 요청은 도와드리기 어렵습니다, 어려워요 (polite, and as common as "할 수 없습니다"); not "이 문제는 풀기 어렵습니다"
+    r"(?:답변(?:을|해)?|도와|도움을|안내해|제공해|알려)\s*드리기\s*(?:가\s*)?(?:어렵|어려[워울]|곤란)",
+    r"들어\s*드릴\s*수\s*(?:가\s*)?없(?!었)",  # 그 요청은 들어드릴 수 없습니다; not a story's "들어 드릴 수 없었다"
     # 답변할 수 없습니다 / 응답해 드릴 수 없습니다; not "서버가 요청에 응답할 수 없는 상태" or "대답할 수 없었다"
     r"(?:답변(?:해\s*)?(?:드릴|할)|(?:응답|대답)(?:해\s*)?드릴)\s*수\s*(?:가\s*)?없(?!었)",
     # 요청에는 응답할 수 없습니다; not "서버가 요청에 응답할 수 없는 상태"
@@ -62,10 +64,18 @@ WRITING_REQUEST = re.compile(
     r"\b(?:write|draft|compose|reply|respond)\b[^\n]{0,40}?\b(?:e-?mails?|letters?|messages?|text messages?|"
     r"replies|reply|notes?|memos?|dialogues?|scripts?)\b|\brole-?play", re.IGNORECASE)
 
+_AS_AN_AI = r"(?:AI|인공지능)\s*(?:언어\s*)?모델(?:로서(?!의)|로써(?!의)|이기\s*때문에|이라서|이므로)"
+# what the model says of itself after "AI 언어 모델로서": first person, or what an AI is said to lack
+_SELF_TALK = r"(?<![가-힣])(?:저는|제가|저의|저에게|저도|제|전)(?![가-힣])|개인적|감정|느끼|느낄|취향|접근할\s*수\s*없"
+
 BOILERPLATE_PATTERNS = (
     r"\bas an ai(?: language)? model\b",
     r"\bas a (?:large )?language model\b",
-    r"(?:AI|인공지능)\s*(?:언어\s*)?모델(?:로서|로써|이기\s*때문에|이라서|이므로)",  # AI 언어 모델로서
+    # the model speaking of itself as an AI: first person before it (저는 OpenAI가 만든 AI 모델로서), or a sentence
+    # it opens that is about itself (AI 언어 모델로서 저는 ..., AI 모델이기 때문에 감정이 없습니다); not a sentence about AI
+    # models ("AI 모델로서의 ChatGPT는", "인공지능 모델이기 때문에 대량의 데이터가 필요합니다")
+    r"(?:저는|제가)(?:\s+[^\s.!?\n]*[^\s.!?\n는은]){0,4}?\s*" + _AS_AN_AI,  # no other topic between: "제가 말한 GPT-4는"
+    r"(?:\A|(?<=[.!?\n,]))\s*" + _AS_AN_AI + r"(?=[^.!?\n]*?(?:" + _SELF_TALK + r"))",
     r"(?<![가-힣])(?:저는|전)\s*(?:(?:AI|인공지능)\s*(?:언어\s*)?(?:모델|챗봇|어시스턴트)?|언어\s*모델|챗봇)\s*"
     r"(?:이?라(?:서|(?=[\s,]))|이기\s*때문에|이므로|로서|로써)",  # 저는 AI라서, 저는 AI 언어 모델이라
     r"(?:저는|나는)\s*(?:ChatGPT|GPT-?\d\w*|Claude|Gemini|Bard)(?:입니다|이에요|예요|라고|이며|로서)",  # a teacher's name
@@ -75,12 +85,35 @@ BOILERPLATE_PATTERNS = (
 )
 
 
+_CLOSING = {"'": "'’", "‘": "’'"}  # a single quote opened with ' or ‘, closed with either form
+
+
+def _apostrophe(line: str, i: int) -> bool:
+    """Whether the ' or ’ at line[i] is an English apostrophe (I'm, can’t): between two Latin letters. A closing
+    quote sits between a Hangul letter and a particle ('도와드릴 수 없습니다'는): that one is a quote."""
+    return 0 < i < len(line) - 1 and line[i - 1].isascii() and line[i - 1].isalpha() and line[i + 1].isascii() \
+        and line[i + 1].isalpha()
+
+
+def _in_single_quotes(before: str) -> bool:
+    """Whether the end of `before` (a line up to a match) lies inside '...' or ‘...’: a quote opened at the line's
+    start, after a space or an opening bracket or colon, and not closed since; an apostrophe neither opens nor
+    closes one."""
+    opened = ""
+    for i, ch in enumerate(before):
+        if opened and ch in _CLOSING[opened] and not _apostrophe(before, i):
+            opened = ""
+        elif not opened and ch in _CLOSING and (i == 0 or before[i - 1].isspace() or before[i - 1] in "([{:：「『“\""):
+            opened = ch
+    return bool(opened)
+
+
 def quoted(text: str, start: int) -> bool:
     """Whether text[start] lies in a quotation opened earlier on its line ("'I'm sorry, but I can't come'로
-    번역됩니다", 점원은 "손님, 죄송하지만 ..."이라고 말했다): a refusal quoted, not made. A lone ' or ‘ counts only
-    right before it (' is also an apostrophe)."""
+    번역됩니다", 점원은 "손님, 죄송하지만 ..."이라고 말했다, "‘죄송하지만 답변드릴 수 없습니다’는 정중한 거절 표현입니다"): a
+    refusal quoted, not made."""
     before = text[text.rfind("\n", 0, start) + 1 : start]
-    return (before.endswith(("'", "‘")) or before.count('"') % 2 == 1
+    return (before.endswith(("'", "‘")) or _in_single_quotes(before) or before.count('"') % 2 == 1
             or any(before.count(a) > before.count(b) for a, b in ("“”", "「」", "『』")))
 
 

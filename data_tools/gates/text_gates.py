@@ -1,8 +1,9 @@
 """Gates that judge each row on its own text: NFC, Hangul share, foreign scripts, length and repetition.
 
 They read the answers by default (`fields="assistant"`; a prompt row, which has none, is judged by its prompt),
-without the thinking (`include_think=False`: Qwen3 thinks in English by design, the answer is what must be
-Korean), and without code blocks (`ignore_code=True`).
+without code blocks (`ignore_code=True`), and without the thinking (`include_think=False`: Qwen3 thinks in English
+by design, the answer is what must be Korean), except `foreign_script`: Chinese in the thinking trains the model
+to think in Chinese, and English thinking has no Chinese characters or kana to count.
 
     >>> rows = [{"messages": [{"role": "user", "content": "수도는?"}, {"role": "assistant", "content": "서울입니다."}]},
     ...         {"messages": [{"role": "user", "content": "수도는?"}, {"role": "assistant", "content": "首都是首尔。"}]}]
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 
 from data_tools.gates.base import (FIELDS, GateResult, Verdict, answer_and_thinking, check_choice, check_range,
                                    filter_rows, selected_turns, turn_text)
-from data_tools.text import nfc, repeated_ngram_share, script_counts, script_of, strip_code
+from data_tools.text import nfc, prose, repeated_ngram_share, script_counts, script_of, strip_code
 
 
 def _nfc_everywhere(value: Any) -> Any:
@@ -59,9 +60,12 @@ def _letters_text(turn: dict, include_think: bool, ignore_code: bool) -> str:
 @dataclass
 class HangulShareGate:
     """Drop rows where a turn's Hangul share of letters is below `min_share`. A turn with no letters at all
-    (a number, a code-only answer) has no share to judge and passes. A Latin letter counts `latin_weight` of a Hangul
-    syllable (0.4: a syllable block spells what takes two or three Latin letters): "Python에서 list comprehension을
-    쓰면" is Korean prose with English terms, which counting every Latin letter as a syllable (1.0) would drop."""
+    (a number, a code-only answer) has no share to judge and passes. With `ignore_code`, the letters of code, TeX
+    math and unit symbols after numbers ("3 kg") are not counted either. A Latin letter counts `latin_weight` of a
+    Hangul syllable (0.4: a syllable block spells what takes two or three Latin letters): "Python에서 list
+    comprehension을 사용하면 코드를 간결하게 쓸 수 있습니다." is Korean prose with English terms, which counting every
+    Latin letter as a syllable (1.0) would drop. A short line that is mostly English terms ("Python에서 list
+    comprehension을 쓰면 됩니다.", 0.47) still falls under 0.5."""
 
     min_share: float = 0.5
     ignore_code: bool = True
@@ -77,7 +81,8 @@ class HangulShareGate:
 
     def verdict(self, row: dict) -> Verdict:
         for turn in selected_turns(row, self.fields):
-            counts = script_counts(_letters_text(turn, self.include_think, self.ignore_code))
+            text = turn_text(turn, self.include_think)
+            counts = script_counts(prose(text) if self.ignore_code else text)
             letters = sum(counts.values()) - (1.0 - self.latin_weight) * counts["latin"]
             if letters and counts["hangul"] / letters < self.min_share:
                 return f"hangul share < {self.min_share}", turn_text(turn, self.include_think)
@@ -89,9 +94,23 @@ class HangulShareGate:
 
 # A Hanja gloss right after the Korean word it spells: 사자성어(四字成語), 경제 (經濟), 인공 지능(人工知能), '사면초가'
 # (四面楚歌). One Hanja is one syllable, so a gloss has no more Hanja than the word before it has syllables, or exactly
-# as many as the last few words: "수도입니다(首尔是韩国的首都城市)" is Chinese.
-_PARENS_AFTER_HANGUL = re.compile(r"((?:[가-힣]+ ){0,3}[가-힣]+)(['\"‘’“”」』]?)( ?)\(([^()\n]{1,30})\)")
+# as many as the last few words: "수도입니다(首尔是韩国的首都城市)" is Chinese. The match starts at a word's start
+# (not inside one): tried at every syllable of a long run of Hangul, the search took quadratic time.
+_PARENS_AFTER_HANGUL = re.compile(r"(?<![가-힣])((?:[가-힣]+ ){0,3}[가-힣]+)(['\"‘’“”」』]?)( ?)\(([^()\n]{1,30})\)")
 _SENTENCE_END = ("다", "요", "죠", "까", "네")  # "날씨가 좋네요 (今天天气很好)" is a sentence, not a term
+# endings of a verb, never of a noun: "좋아요(很好呀)" is Chinese even with a Hanja per syllable ("필요(必要)" is a term)
+_VERB_END = ("니다", "어요", "아요", "해요", "세요", "네요", "예요", "에요", "까요")
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+# Hanja with its Hangul reading after it: 一石二鳥(일석이조), '塞翁之馬(새옹지마)'
+_HANJA_THEN_READING = re.compile(rf"(?<![{_HAN}])([{_HAN}]+) ?\(([가-힣]+)\)")
+
+
+def _spelled_by(last: str, han: int) -> bool:
+    """Whether `han` Hanja can spell the word `last`: no more Hanja than it has syllables (경제는(經濟)), but not a
+    verb ending a sentence, which a Chinese sentence in brackets follows ("알겠습니다(我知道了)", "좋아요(很好)")."""
+    if han == len(last):
+        return not last.endswith(_VERB_END)
+    return han < len(last) and not last.endswith(_SENTENCE_END)
 
 
 def _without_hanja_glosses(text: str) -> str:
@@ -103,10 +122,14 @@ def _without_hanja_glosses(text: str) -> str:
         # a term of several words ("인공 지능") glossed right after its last word, with as many Hanja as syllables
         term = not space and not words_list[-1].endswith(_SENTENCE_END) and any(
             sum(map(len, words_list[-k:])) == han for k in range(2, len(words_list) + 1))
-        spelled = han <= len(words_list[-1]) or term
+        spelled = _spelled_by(words_list[-1], han) or term
         return words + quote + space if scripts == {"han"} and spelled else match.group(0)
 
-    return _PARENS_AFTER_HANGUL.sub(gloss, text)
+    def reading(match: re.Match) -> str:
+        hanja, hangul = match.groups()
+        return hangul if len(hanja) == len(hangul) else match.group(0)
+
+    return _PARENS_AFTER_HANGUL.sub(gloss, _HANJA_THEN_READING.sub(reading, text))
 
 
 @dataclass
@@ -117,7 +140,7 @@ class ForeignScriptGate:
     max_han: int = 0
     max_kana: int = 0
     ignore_code: bool = True
-    include_think: bool = False
+    include_think: bool = True  # Chinese thinking trains the model to think in Chinese
     allow_hanja_in_parens: bool = True
     fields: str = "assistant"
     name: ClassVar[str] = "foreign_script"

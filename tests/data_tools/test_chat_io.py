@@ -4,6 +4,7 @@ project's own seed dataset is clean."""
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from pathlib import Path
 
@@ -212,6 +213,32 @@ def test_a_json_array_saved_as_jsonl_is_read_as_an_array(tmp_path):
         (tmp_path / name).write_text(text, encoding="utf-8")
         report = load_chat_files([tmp_path / name], on_bad_row="skip")
         assert len(report.rows) == 2 and not report.skipped, name
+
+
+def test_a_jsonl_whose_first_line_is_an_array_loses_that_line_only(tmp_path):
+    """A first line holding a list (the turns without their "messages") made the whole file one unreadable array,
+    an error even with on_bad_row=skip; an array on its one line is still read as an array."""
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps([GOOD["messages"]], ensure_ascii=False) + "\n" + json.dumps(GOOD, ensure_ascii=False)
+                    + "\n", encoding="utf-8")
+    report = load_chat_files([path], on_bad_row="skip")
+    assert [r.where for r in report.rows] == [f"{path}:2"] and report.skipped == {"missing messages": 1}
+    one_line = tmp_path / "one_line.jsonl"
+    one_line.write_text(json.dumps([GOOD, GOOD], ensure_ascii=False) + "\n", encoding="utf-8")
+    assert len(load_chat_files([one_line]).rows) == 2
+
+
+def test_write_jsonl_is_durable_and_leaves_nothing_behind_when_it_fails(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    path = tmp_path / "rows.jsonl"
+    write_jsonl([GOOD], path)
+    assert len(synced) == 2  # the file's data, then the folder's entry for its new name
+    with pytest.raises(TypeError):
+        write_jsonl([GOOD, {"messages": {"집합"}}], path)  # a set is not JSON: fails half-way through
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]  # no temporary file left behind
+    assert load_chat_files([path]).rows[0].messages == GOOD["messages"]  # the earlier file, whole
 
 
 def test_a_byte_order_mark_inside_the_file_is_not_data_either(tmp_path):

@@ -77,13 +77,13 @@ def test_foreign_script_catches_language_confusion_but_not_hanja_glosses_or_code
     in_code = sft("출력 예시입니다.\n```\nprint('你好')\n```")
     in_thinking = sft("<think>用户在问天气。</think>오늘은 맑습니다.")
     rows = [sft(KOREAN), leaked_han, leaked_kana, gloss, in_code, in_thinking]
-    result = gate("foreign_script")(rows)
+    result = gate("foreign_script", include_think=False)(rows)
     assert dict(result.removed) == {"more than 0 han ideographs": 1, "more than 0 kana": 1}
     assert result.kept == [rows[0], gloss, in_code, in_thinking]
     assert result.examples["more than 0 han ideographs"] == ["오늘 北京의 날씨는 맑습니다."]
-    strict = gate("foreign_script", allow_hanja_in_parens=False, include_think=True)(rows)
+    strict = gate("foreign_script", allow_hanja_in_parens=False)(rows)
     assert dict(strict.removed) == {"more than 0 han ideographs": 3, "more than 0 kana": 1}
-    assert dict(gate("foreign_script", max_han=2)(rows).removed) == {"more than 0 kana": 1}
+    assert dict(gate("foreign_script", max_han=2, include_think=False)(rows).removed) == {"more than 0 kana": 1}
     # a Chinese sentence in brackets is no gloss (one Hanja per syllable of the word before it); "・" is no kana
     in_brackets = sft("서울은 한국의 수도입니다(首尔是韩国的首都城市).")
     dots = sft("한・중・일 정상회의가 서울에서 열립니다. 경제 (經濟) 협력이 주제입니다.")
