@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -21,6 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from data_tools.atomic import write_atomic
 from data_tools.teachers import Generation, GenerationRequest, TeacherError, check_requests, split_reasoning, usage
 
 log = logging.getLogger(__name__)
@@ -103,18 +103,10 @@ class HTTPTeacher:
 
     def _write_cache(self, key: str, request: GenerationRequest, generation: Generation) -> None:
         path = self._cache_file(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         record = {"model": self.name, "request": asdict(request),
                   "generation": {k: v for k, v in asdict(generation).items() if k != "cached"},
                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(record, f, ensure_ascii=False)
-            os.replace(tmp, path)  # atomic: a crash leaves the old state or the whole file, never half of it
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, json.dumps(record, ensure_ascii=False))  # whole, and on disk: a paid answer
 
     # -- requests --------------------------------------------------------------------------------------------
 
