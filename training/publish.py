@@ -26,7 +26,7 @@ from data_tools.teachers import vllm_max_lora_rank
 from training.config import validate
 from training.schema import KosovConfig
 from training.errors import KosovError
-from training.evaluation.harness import adapter_digest
+from training.evaluation.identity import adapter_digest
 from training.hub_push import KOSOV_MARKER, hub_target, push_release
 from training.model_card import LICENSE_FILE, derive_license, license_file, license_warnings, model_card
 from training.adapters import adapter_dir, check_adapter_files

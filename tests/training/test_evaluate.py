@@ -127,7 +127,8 @@ def test_kosovs_math_eval_gives_the_grader_the_question_for_the_form_it_asks():
 
 
 def test_the_cache_key_changes_with_every_shard_the_tokenizer_and_how_the_model_loads(tmp_path):
-    from training.evaluation.harness import load_settings, model_identity, settings_of
+    from training.evaluation.harness import settings_of
+    from training.evaluation.identity import load_settings, model_identity
     from training.schema import ModelConfig, QuantizationConfig
 
     for name in ("config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
@@ -160,7 +161,7 @@ def test_the_cache_key_changes_with_every_shard_the_tokenizer_and_how_the_model_
 
 
 def test_an_adapter_saved_as_bin_is_told_apart_by_its_weights(tmp_path):
-    from training.evaluation.harness import adapter_digest
+    from training.evaluation.identity import adapter_digest
 
     (tmp_path / "adapter_config.json").write_text("{}")
     (tmp_path / "adapter_model.bin").write_bytes(b"one")

@@ -288,7 +288,7 @@ def test_kosov_eval_runs_a_recipe_from_the_mirror(mirrored, tmp_path):
 
 def test_eval_scores_of_a_hub_model_are_cached_per_commit(mirrored):
     """A hub id's `main` moves: the eval cache keys scores by the commit it names (here read from the mirror)."""
-    from training.evaluation.harness import hub_commit
+    from training.evaluation.identity import hub_commit
     from training.mirror_check import hf_home
 
     hub = hf_home(mirrored["folder"]) / "hub"

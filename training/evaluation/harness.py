@@ -24,9 +24,9 @@ import yaml
 from data_tools.teachers import vllm_max_lora_rank
 from data_tools.text import THINK_OPEN, cut_off_thinking, ends_in_thinking
 from training.config import resolve_path
-from training.models import COMMIT_SHA
 from training.schema import EvalConfig
 from training.errors import KosovError
+from training.evaluation.identity import cache_file
 from training.safe_write import write_atomic, write_json
 from training.tiny_ko import cache_root
 
@@ -142,80 +142,6 @@ def item_outcomes(values: list[Any], score: float) -> list[float] | None:
         return None
     items = [float(v) for v in values]
     return items if math.isclose(sum(items) / len(items), score, rel_tol=1e-9, abs_tol=1e-9) else None
-
-
-def files_digest(folder: Path, names: tuple[str, ...]) -> str:
-    """A digest of the named files (glob patterns) in `folder`: their contents, or for files of 1 GiB and more
-    their size and modification time."""
-    digest = hashlib.sha256()
-    for path in sorted({p for name in names for p in folder.glob(name) if p.is_file()}):
-        stat = path.stat()
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes() if stat.st_size < 2**30 else f"{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
-
-
-# What a local model folder's scores depend on: weights (every shard), config, tokenizer (in each of its
-# formats), chat template, and the model code a trust_remote_code checkpoint runs (*.py).
-MODEL_FILES = ("config.json", "*.safetensors", "*.safetensors.index.json", "*.bin", "tokenizer.json",
-               "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json",
-               "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json", "*.py")
-
-
-def hub_commit(repo_id: str, revision: str | None, cache_dir: str | Path | None = None) -> str | None:
-    """The commit a hub id at a revision (a branch such as main moves) stands for now: asked of the Hub when online,
-    else read from the local hub cache (or a kosov mirror); None when neither knows."""
-    if revision and COMMIT_SHA.match(revision):
-        return revision
-    from huggingface_hub import HfApi, try_to_load_from_cache
-    from huggingface_hub.constants import HF_HUB_OFFLINE
-
-    if not HF_HUB_OFFLINE:
-        try:
-            return HfApi().model_info(repo_id, revision=revision).sha
-        except Exception:  # noqa: BLE001 - no network, or no access: the local cache may still know
-            pass
-    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision)
-    return Path(found).parent.name if isinstance(found, str) else None
-
-
-def adapter_digest(adapter: Path) -> str:
-    """An adapter's identity: its config and weights (what an eval report and a release are matched by)."""
-    return files_digest(adapter, ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"))
-
-
-def model_identity(source: str, revision: str | None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the cache key knows of the base model: a local folder's file digest, or the hub id at the commit its
-    revision names now (so a moved main is evaluated again); and how the model is loaded (`settings`: dtype,
-    attention, quantization, chat template). Base + adapter: this with "adapter": adapter_digest(adapter)."""
-    local = Path(source)
-    ident = {"source": source, "revision": revision, "load": settings}
-    if local.is_dir():
-        ident["digest"] = files_digest(local, MODEL_FILES)
-    else:
-        ident["commit"] = hub_commit(source, revision)
-    return ident
-
-
-def load_settings(mcfg: Any, quantization: Any, dtype: str | None = None, device: str | None = None
-                  ) -> dict[str, Any]:
-    """The model settings a score depends on besides its files (for model_identity). `dtype`: what model.dtype=auto
-    resolved to on `device` (bf16 on a recent GPU, fp16 on a V100, fp32 on CPU): a score computed in one is not
-    served to a run in another through the shared cache."""
-    template = Path(mcfg.chat_template).expanduser() if mcfg.chat_template else None
-    return {"dtype": dtype or mcfg.dtype, "device": device, "attn_implementation": mcfg.attn_implementation,
-            "end_of_turn_token": mcfg.end_of_turn_token,
-            "quantization": asdict(quantization) if quantization is not None else None,
-            "chat_template": hashlib.sha256(template.read_bytes()).hexdigest()[:16]
-            if template is not None and template.is_file() else None}
-
-
-def cache_file(identity: dict, task: str, settings: dict) -> Path:
-    import lm_eval
-
-    key = json.dumps({"model": identity, "task": task, "settings": settings, "lm_eval": lm_eval.__version__},
-                     sort_keys=True, default=str)
-    return cache_root() / "eval_cache" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
 
 
 def generates(manager: Any, task: str) -> bool:
