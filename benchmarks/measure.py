@@ -14,19 +14,31 @@ from typing import Any
 
 
 class StepTimer:
-    """A TrainerCallback timing optimizer steps after the warm-up, and the tokens TRL counted in them."""
+    """A TrainerCallback timing optimizer steps after the warm-up, and the tokens TRL counted in them. Each timed
+    step's wall time (from the previous one's end, synchronized: the step's GPU work is in it) goes to
+    step_seconds: a kernel compiled again inside the timed steps (torch.compile, FlexAttention on a new block
+    length) shows as one slow step (slow_step_warning)."""
 
     def __init__(self, warmup: int):
         from transformers import TrainerCallback
 
         self.warmup, self.start, self.tokens0 = warmup, None, 0.0
+        self.step_seconds: list[float] = []
+        self._last: float | None = None
         outer = self
 
         class _Callback(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):
                 if state.global_step == outer.warmup and outer.start is None:
                     outer.sync()
-                    outer.start = time.perf_counter()
+                    outer.start = outer._last = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if outer._last is not None and state.global_step > outer.warmup:  # global_step counts this step
+                    outer.sync()
+                    now = time.perf_counter()
+                    outer.step_seconds.append(now - outer._last)
+                    outer._last = now
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 # the count at the end of the warm-up: GRPO logs it only on steps that generate
@@ -42,6 +54,25 @@ class StepTimer:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
+
+SLOW_STEP = 3.0  # a timed step this many times the median's: most likely a compile, not the step's own work
+
+
+def slow_step_warning(seconds: list[float], factor: float = SLOW_STEP) -> str | None:
+    """A warning when the slowest timed step took over `factor` x the median step (None otherwise): a recompile
+    (torch.compile, FlexAttention on a new block length) landed in the timed steps, and the row's speed counts it.
+    Two timed steps never warn (neither is over 2x their median): the GPU stages time 6 or 10."""
+    if not seconds:
+        return None
+    ordered = sorted(seconds)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    slowest = ordered[-1]
+    if median <= 0 or slowest <= factor * median:
+        return None
+    return (f"timed step {seconds.index(slowest) + 1} of {len(seconds)} took {slowest:.2f} s, "
+            f"{slowest / median:.1f}x the median {median:.2f} s (a recompile in the timed steps?): its speed counts it")
+
 def result(timer: StepTimer, trainer: Any, steps: int) -> dict[str, float]:
     """Speed of the timed steps, and the side's peak GPU memory two ways: allocated (what tensors held) and reserved
     (what PyTorch's caching allocator took from the card, >= allocated: what a smaller card must have free)."""
@@ -54,7 +85,8 @@ def result(timer: StepTimer, trainer: Any, steps: int) -> dict[str, float]:
     cuda = torch.cuda.is_available()
     return {"steps_per_s": steps / seconds, "tokens_per_s": tokens / seconds, "tokens_per_step": tokens / steps,
             "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
-            "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if cuda else float("nan")}
+            "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if cuda else float("nan"),
+            "step_seconds": [round(s, 4) for s in timer.step_seconds]}
 
 def collect() -> float:
     """gc and hand cached GPU memory back; returns the GPU memory still allocated (GiB)."""

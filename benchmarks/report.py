@@ -27,8 +27,9 @@ def _num(value: float, digits: int = 0) -> str:
 
 def table(rows: dict[str, dict[str, Any]], header: str, generated: bool = False, qlora: bool = False) -> str:
     """The Markdown table: a row per side (OOM for a side that ran out of GPU memory, failed for a --variant that
-    did not run), the ratio of each kosov row to the baseline (b / a; c / a in a variant's table) and, for QLoRA,
-    whether kosov's row fits the 16 GB target, judged on reserved memory (what the card must have)."""
+    did not run), the ratio of each kosov row to the baseline (b / a; c / a in a variant's table), each row's notes
+    under the table and, for QLoRA, whether kosov's row fits the 16 GB target, judged on reserved memory (what the
+    card must have)."""
     a, nan = rows[A], float("nan")
     columns = [("steps/s", "steps_per_s", 3), ("useful tokens/s", "tokens_per_s", 0),
                ("useful tokens/step", "tokens_per_step", 0), ("peak allocated GiB", "peak_allocated_gib", 2),
@@ -53,6 +54,9 @@ def table(rows: dict[str, dict[str, Any]], header: str, generated: bool = False,
         lines.append(f"| **{row_letter(name)} / a** | " + " | ".join(ratios) + " |")
     lines += [f"\n{row_letter(name)}: {row['held_before_gib']:.2f} GiB an earlier side left allocated is not in its "
               "peak allocated (it is in its peak reserved)" for name, row in rows.items() if "held_before_gib" in row]
+    # what a row's numbers mean beyond its cells (benchmarks/train_throughput.py: add_notes): a step split into
+    # micro-batches, a timed step that was a recompile
+    lines += [f"\n{row_letter(name)}: {note}" for name, row in rows.items() for note in row.get("notes", [])]
     if qlora:  # the verdict on the table's first kosov row: the recipe's, or a variant's in its own table
         lines += ["", fits_16gb(next(r for n, r in rows.items() if n != A))]
     return "\n".join(lines) + "\n"

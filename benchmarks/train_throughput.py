@@ -14,10 +14,13 @@ beside the recipe as shipped before it becomes a default. The LoRA stays the rec
 
 Prints useful (non-pad) tokens/s and per step, peak GPU memory (allocated, and reserved: what the card must
 have) and the ratios b/a, warm-up steps excluded, and with --results appends the table (GPU name, versions, date)
-to benchmarks/RESULTS.md (--json: the rows as JSON). Each side's row is printed as soon as it finishes, (a)'s model
-is collected before (b) builds its own, so (b)'s peak memory holds none of (a)'s, and a side that runs out of GPU
-memory is recorded as OOM while the other still runs. The data are kosov's Korean SFT rows (chat rows and worked
-math solutions). Two ways to feed them:
+to benchmarks/RESULTS.md (--json: the rows as JSON). kosov's setup in the header names the micro-batch its Trainer
+ran (`n block(s) per forward x k accumulation`: SFT packing with SDPA or eager takes one block per forward), and
+notes under a table say what a row's cells do not: a peak memory that comes from accumulation (not a same-batch
+figure), a timed step over 3x the median (a recompile, also warned about). Each side's row is printed as soon as
+it finishes, (a)'s model is collected before (b) builds its own, so (b)'s peak memory holds none of (a)'s, and a
+side that runs out of GPU memory is recorded as OOM while the other still runs. The data are kosov's Korean SFT
+rows (chat rows and worked math solutions). Two ways to feed them:
 - `--data rows` (default): the rows as they are, a realistic spread of lengths. kosov's recipe packs them into
   `--seq-len` blocks, `--batch` blocks per step; the TRL default pads random batches of rows, as many rows per
   step as hold the same number of real tokens on average, so both trainers see the same text per step.
@@ -46,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.shapes import KORMO_HELP, SHAPES, build_model, model_size, read_config, saved_model  # noqa: E402
-from benchmarks.measure import StepTimer, release, result, run_side  # noqa: E402
+from benchmarks.measure import StepTimer, release, result, run_side, slow_step_warning  # noqa: E402
 from benchmarks.report import A, B, emit, environment, table, variant_name  # noqa: E402
 from training.safe_write import write_atomic  # noqa: E402
 
@@ -217,6 +220,10 @@ def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int, overrid
     trainer.train()
     out = result(timer, trainer, args.steps)
     out["setup"] = setup(trainer)
+    # what each forward took, as the Trainer ran it: SFT packing on SDPA or eager takes one block per forward and
+    # the blocks per step as accumulation (training/sft.py, batch_sizes)
+    out["per_forward"] = trainer.args.per_device_train_batch_size
+    out["accumulation"] = trainer.args.gradient_accumulation_steps
     out["rows"], out["sequences"] = len(rows), data.summary["train_sequences"]  # one sequence per row at most
     ref = weakref.ref(model)
     del trainer, model
@@ -224,10 +231,34 @@ def run_kosov_sft(args, tokenizer, device, rows: list[dict], batch: int, overrid
 
 
 def setup(trainer: Any) -> str:
-    """What kosov's side ran with on this machine, for the table's header."""
+    """What kosov's side ran with on this machine, for the table's header: attention, the micro-batch the Trainer
+    ran (its own arguments, as training/sft.py set them), kernels, checkpointing."""
     args = trainer.args
-    return (f"{trainer.model.config._attn_implementation}, Liger {'on' if args.use_liger_kernel else 'off'}, "
+    return (f"{trainer.model.config._attn_implementation}, {args.per_device_train_batch_size} block(s) per forward x "
+            f"{args.gradient_accumulation_steps} accumulation, Liger {'on' if args.use_liger_kernel else 'off'}, "
             f"activation checkpointing {'on' if args.activation_checkpointing else 'off'}")
+
+
+def accumulation_note(row: dict[str, Any], trl_batch: int) -> str | None:
+    """For a kosov row that split its step into micro-batches: its peak memory is one micro-batch's, against
+    TRL's whole padded batch in one forward, so it is shown, not a same-batch memory figure."""
+    if row.get("accumulation", 1) <= 1:
+        return None
+    per_step = row["per_forward"] * row["accumulation"]
+    return (f"{row['per_forward']} block(s) per forward x {row['accumulation']} accumulation steps ({per_step} blocks "
+            f"per optimizer step): its peak memory is that of {row['per_forward']} block(s) at a time, against (a)'s "
+            f"{trl_batch} rows in one forward, so it comes from the accumulation; the memory target at the same "
+            "batch is judged on a row that feeds the whole batch per forward")
+
+
+def add_notes(name: str, row: dict[str, Any], trl_batch: int) -> None:
+    """The notes the table prints under it for this row, and a warning for a timed step that was a recompile."""
+    slow = slow_step_warning(row.get("step_seconds", []))
+    if slow:
+        print(f"warning: {name}: {slow}", file=sys.stderr, flush=True)
+    notes = [n for n in (slow, accumulation_note(row, trl_batch) if name != A else None) if n]
+    if notes:
+        row.setdefault("notes", []).extend(notes)
 
 
 def lora_text(peft: Any) -> str:
@@ -310,12 +341,15 @@ def main(argv: list[str] | None = None) -> int:
         data, trl_batch, kosov_batch = plan_batches(args, tokenizer)
         if args.qlora:  # built and saved before (a), so that neither side's peak holds it
             saved_model(args.model, args.config, device)
-        feed = (f"rows as they are: TRL {trl_batch} padded rows per step, kosov {kosov_batch} packed block(s)"
-                if args.data == "rows" else f"~{args.seq_len}-token conversations, batch {args.batch} for both")
+        feed = (f"rows as they are: TRL {trl_batch} padded rows per step in one forward, kosov {kosov_batch} packed "
+                f"block(s) per step" if args.data == "rows" else
+                f"~{args.seq_len}-token conversations, batch {args.batch} per step for both (TRL's in one forward)")
         rows[A] = run_side(A, run_trl_sft, args, tokenizer, device, data, trl_batch)
+        add_notes(A, rows[A], trl_batch)
         for name, overrides, attn in args.sides:
             rows[name] = run_side(name, run_kosov_sft, args, tokenizer, device, data, kosov_batch, overrides, attn,
                                   tolerate=True)
+            add_notes(name, rows[name], trl_batch)
             if name == B:
                 setup_text = rows[B].get("setup", f"{args.attn}; stopped before its setup was read")
                 publish([A, B], f"### LoRA{' (QLoRA)' if args.qlora else ''} SFT, {shape}, {args.seq_len} tokens per "

@@ -17,7 +17,7 @@ FAKE_PYTHON = r"""#!/usr/bin/env bash
 case "$1" in
   -) cat >/dev/null; echo "python (fake)"; exit 0 ;;
   -c) echo "check (fake)"; exit "${FAKE_CHECK_RC:-0}" ;;
-  -m) echo "1 passed (fake)"; exit 0 ;;
+  -m) echo "$* (fake)"; echo "1 passed (fake)"; exit 0 ;;
 esac
 what=sft; results=
 while [ $# -gt 0 ]; do
@@ -47,18 +47,48 @@ def dry_run(tmp_path: Path, *stages: str, **env: str) -> tuple[subprocess.Popen,
 
 def test_the_device_script_runs_the_targets_first_within_the_budget_and_tests_last(tmp_path):
     """15 minutes of device time in all: what is least measured comes first, a stage that cannot finish in what is
-    left of RUN_BUDGET_S is skipped (not killed half-way), and no stage's limit passes the budget."""
+    left of RUN_BUDGET_S is skipped (not killed half-way), and so is every stage after it, and no stage's limit
+    passes the budget."""
     process, out = dry_run(tmp_path, "all", RUN_BUDGET_S="250")
     log = process.communicate(timeout=120)[0]
     assert process.returncode == 0, log
     env = (out / "env.log").read_text()
     assert "stages: check sft-b4 grpo tests qlora sft" in env
     order = [line.split()[1].rstrip(":") for line in env.splitlines() if line.startswith("=== ") and "rc=" in line]
-    assert order == ["check", "sft-b4", "tests", "qlora", "sft"]  # grpo needs 240 s: more than the call had
-    assert "=== grpo: skipped" in env
+    assert order == ["check", "sft-b4"]  # grpo needs 240 s: more than the call had; what follows waits for call 2
+    assert "=== grpo: skipped, " in env and "(it needs 240s)" in env
+    for stage in ("tests", "qlora", "sft"):
+        assert f"=== {stage}: skipped, grpo before it was skipped for time" in env
     limits = [int(line.split("limit ")[1].split("s)")[0]) for line in log.splitlines() if "(limit " in line]
     assert limits and max(limits) <= 250 - 20
-    assert "### sft table" in (out / "RESULTS.gpu.md").read_text()
+    assert "### sft table" in (out / "RESULTS.gpu.md").read_text()  # sft-b4's
+
+
+def test_after_a_stage_skipped_for_time_a_smaller_one_after_it_is_skipped_too(tmp_path):
+    """qlora (120 s) fits where the tests (260 s) do not; run, it would spend the time a second call needs for the
+    tests, and that call would run them after it. Both wait for the next call, in their order."""
+    process, out = dry_run(tmp_path, "tests", "qlora", RUN_BUDGET_S="250")
+    log = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, log
+    env = (out / "env.log").read_text()
+    assert "=== tests: skipped, 2" in env and "(it needs 260s)" in env
+    assert "=== qlora: skipped, tests before it was skipped for time" in env
+    assert "rc=" not in env and not (out / "qlora.log").exists()
+    assert "### qlora table" not in (out / "RESULTS.gpu.md").read_text()
+
+
+def test_the_gpu_tests_run_the_training_file_before_grpos(tmp_path):
+    """FlexAttention's evaluation and generation (test_gpu_training.py) is the next session's question: its file
+    goes first (pytest keeps the files in the order given), and with time for the FlexAttention compiles."""
+    process, out = dry_run(tmp_path, "tests", RUN_BUDGET_S="279")
+    log = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, log
+    assert "=== tests: skipped" in (out / "env.log").read_text()  # 279 - 20 s kept back < the 260 s it needs
+    process, out = dry_run(tmp_path, "tests", RUN_BUDGET_S="570")
+    log = process.communicate(timeout=120)[0]
+    assert process.returncode == 0, log
+    ran = (out / "tests.log").read_text()
+    assert "-m pytest tests/gpu/test_gpu_training.py tests/gpu/test_gpu_grpo.py -q" in ran  # the fake echoes them
 
 
 def test_a_stage_leaves_the_next_one_the_time_it_needs(tmp_path):

@@ -50,7 +50,7 @@ def test_peak_memory_is_reported_allocated_and_reserved_and_qlora_fits_are_judge
                         ("max_memory_allocated", lambda *a: 14 * 2**30),
                         ("max_memory_reserved", lambda *a: 17 * 2**30)]:
         monkeypatch.setattr(torch.cuda, name, value)
-    timer = SimpleNamespace(sync=lambda: None, start=time.perf_counter() - 10, tokens0=0)
+    timer = SimpleNamespace(sync=lambda: None, start=time.perf_counter() - 10, tokens0=0, step_seconds=[])
     trainer = SimpleNamespace(state=SimpleNamespace(log_history=[{"num_tokens": 4096.0}]))
     row = result(timer, trainer, 1)
     assert (row.get("peak_allocated_gib"), row.get("peak_reserved_gib")) == (14.0, 17.0)

@@ -57,7 +57,52 @@ def test_the_throughput_benchmark_runs_both_trainers_on_the_recipes_lora(tmp_pat
     else:  # each conversation trains once, as in TRL: multi-turn rows are not split into a sample per turn
         kosov = measured["b: kosov recipe"]
         assert 0 < kosov["sequences"] <= kosov["rows"]
-        assert f"kosov recipe {recipe} (sdpa, Liger off" in out
+        assert f"kosov recipe {recipe} (sdpa, 1 block(s) per forward x 1 accumulation, Liger off" in out
+        assert ("TRL 2 padded rows per step in one forward, kosov 1 packed block(s) per step" if not extra else
+                "batch 1 per step for both (TRL's in one forward)") in out
+
+
+def test_at_batch_2_the_header_says_kosovs_sdpa_side_ran_one_block_per_forward_with_accumulation(tmp_path, capsys):
+    """SFT packing on SDPA takes one block per forward and the blocks per step as accumulation (training/sft.py,
+    batch_sizes), while TRL's baseline puts all its padded rows through one forward: the header names the
+    micro-batch the Trainer ran, and a note under the table says the row's peak memory comes from accumulation."""
+    from benchmarks.train_throughput import main
+
+    results, rows = tmp_path / "RESULTS.md", tmp_path / "rows.json"
+    assert main(["--cpu-smoke", "--batch", "2", "--results", str(results), "--json", str(rows)]) == 0
+    kosov = json.loads(rows.read_text())["rows"]["b: kosov recipe"]
+    assert (kosov["per_forward"], kosov["accumulation"]) == (1, 2)  # the Trainer's own arguments
+    assert kosov["tokens_per_step"] > 256  # more than one 256-token block a step: both micro-batches trained
+    assert len(kosov["step_seconds"]) == 2  # each timed step, for the recompile warning
+    text = results.read_text()
+    assert "kosov 2 packed block(s) per step; kosov recipe qwen3-1.7b-ko-sft (sdpa, 1 block(s) per forward x 2 " \
+           "accumulation, Liger off" in text
+    assert "padded rows per step in one forward" in text
+    assert "\nb: 1 block(s) per forward x 2 accumulation steps (2 blocks per optimizer step): its peak memory" in text
+    assert "comes from the accumulation" in text and "b: timed step" not in text
+
+
+@pytest.mark.parametrize("seconds, warned", [
+    ([1.0, 1.1, 0.9, 4.0, 1.0, 1.0], "timed step 4 of 6 took 4.00 s, 4.0x the median 1.00 s"),
+    ([1.0, 1.0, 1.0, 2.9, 1.0, 1.0], None),  # under 3x: a slow step, not a compile
+    ([1.0, 9.0], None),  # two steps: neither is over 2x their median
+    ([5.0, 1.0, 1.0], "timed step 1 of 3 took 5.00 s, 5.0x the median 1.00 s"),
+    ([], None),
+])
+def test_a_timed_step_over_3x_the_median_is_warned_about_and_noted_under_the_table(capsys, seconds, warned):
+    """A torch.compile or FlexAttention recompile (a new block length) may land in a timed step: the benchmark
+    says so, on stderr and under the table, instead of reporting the slower speed as the trainer's."""
+    from benchmarks.measure import slow_step_warning
+    from benchmarks.report import A, B, table
+    from benchmarks.train_throughput import add_notes
+
+    assert slow_step_warning(seconds) == (warned and warned + " (a recompile in the timed steps?): its speed counts it")
+    row = {"steps_per_s": 1.0, "tokens_per_s": 100.0, "tokens_per_step": 100.0, "step_seconds": seconds,
+           "per_forward": 4, "accumulation": 1}
+    add_notes(B, row, 8)
+    assert ("warning: b: kosov recipe: " + warned in capsys.readouterr().err) if warned else "notes" not in row
+    text = table({A: {"steps_per_s": 1.0, "tokens_per_s": 100.0, "tokens_per_step": 100.0}, B: row}, "### header")
+    assert ("\nb: " + warned in text) if warned else "\nb: " not in text
 
 
 @pytest.fixture
@@ -100,14 +145,15 @@ def test_variants_are_measured_against_the_same_baseline_in_one_run(tmp_path, ca
     assert len(trainers_built) == 4  # one baseline, the recipe and two variants
     measured = json.loads(rows.read_text())["rows"]
     assert list(measured) == ["a: TRL defaults", "b: kosov recipe", "c: kosov recipe + ckpt", "d: kosov recipe + eager"]
-    assert measured["b: kosov recipe"]["setup"] == "sdpa, Liger off, activation checkpointing off"
-    assert measured["c: kosov recipe + ckpt"]["setup"] == "sdpa, Liger off, activation checkpointing on"
+    one = "1 block(s) per forward x 1 accumulation"
+    assert measured["b: kosov recipe"]["setup"] == f"sdpa, {one}, Liger off, activation checkpointing off"
+    assert measured["c: kosov recipe + ckpt"]["setup"] == f"sdpa, {one}, Liger off, activation checkpointing on"
     assert measured["d: kosov recipe + eager"]["setup"].startswith("eager,")
     assert len({side["tokens_per_step"] for side in list(measured.values())[1:]}) == 1  # the same packed blocks
     text = results.read_text()
     assert text.count("| a: TRL defaults |") == 3 and "| **b / a** |" in text
-    assert ("#### c: kosov recipe + ckpt: the recipe with method.activation_checkpointing=true (sdpa, Liger off, "
-            "activation checkpointing on); against (a) of the table above") in text
+    assert ("#### c: kosov recipe + ckpt: the recipe with method.activation_checkpointing=true (sdpa, 1 block(s) per "
+            "forward x 1 accumulation, Liger off, activation checkpointing on); against (a) of the table above") in text
     assert "| **c / a** |" in text and "| **d / a** |" in text
     assert text.index("| **b / a** |") < text.index("#### c:") < text.index("#### d:")
     assert "#### c: kosov recipe + ckpt" in out  # printed as well

@@ -9,7 +9,8 @@
 # tests (pytest tests/gpu), qlora (the SFT through bitsandbytes NF4); all = check sft-b4 grpo tests qlora sft:
 # what is least measured first (benchmarks/RESULTS.md's "Next GPU session": sft-b4's FlexAttention row, GRPO with
 # CUDA graphs by default, the GPU tests of both; qlora's target is met, sft measured), with what time is left. At
-# 570 s call 1 fits check, sft-b4 and grpo; a second call at once, with what is left, runs the tests. Not in all:
+# 570 s call 1 fits check, sft-b4 and grpo; a second call at once, with what is left, runs the tests (those of
+# tests/gpu/test_gpu_training.py first: FlexAttention's evaluation and generation is the question). Not in all:
 # sft-merged (sft with --data merged). Each benchmark writes its (a, b) table as soon as (b) is measured and each
 # variant's table after it, so a stage stopped at its limit keeps what it finished.
 # A session gets 15 minutes of device time in all, so the whole call keeps inside RUN_BUDGET_S seconds (default
@@ -18,7 +19,9 @@
 # the call a timeout_s 20 s above it.
 # Each stage gets at most its own limit (T_CHECK, T_SFT, T_GRPO, T_QLORA, T_TESTS) and what is left (less what the
 # next stage needs, while this one still fits beside it), and is
-# skipped, saying so, when less is left than it needs to finish at all (NEEDS below); a failed check skips the
+# skipped, saying so, when less is left than it needs to finish at all (NEEDS below), and so is every stage after
+# it, even one small enough for what is left: call 2 then gets the skipped stages in their order (qlora must not
+# spend the time call 2 needs for the tests). A failed check skips the
 # rest (they would fail the same way; CONTINUE_AFTER_CHECK=1 runs them anyway). Extra arguments per stage, after
 # its defaults (a repeated option wins): SFT_ARGS (all three sft stages), QLORA_ARGS, GRPO_ARGS, TESTS_ARGS, e.g.
 #   GRPO_ARGS="--steps 8 --warmup 2" bash benchmarks/device/run.sh grpo
@@ -136,10 +139,13 @@ EOF
 # Seconds a stage needs to finish at all (skipped below that) and its default limit: from the GPU runs (NVIDIA
 # H200, 2026-11-26: check 21 s, sft 75 s for two rows, qlora 96 s, tests 100 s; NVIDIA H100, 2026-11-26: check
 # 18 s, grpo 317 s for four rows, sft 125 s for four, sft-b4 126 s for two, tests 158 s) plus the variants' rows
-# (grpo: three rows now, TRL's ~100 s, the recipe's with CUDA graphs ~50 s, 128-completion rounds with them ~80 s).
-declare -A NEEDS=([check]=45 [sft]=120 [sft-b4]=190 [sft-merged]=120 [grpo]=240 [qlora]=120 [tests]=200)
+# (grpo: three rows now, TRL's ~100 s, the recipe's with CUDA graphs ~50 s, 128-completion rounds with them ~80 s);
+# tests 260 s: the FlexAttention test of evaluation and generation compiles several kernels (training, evaluation,
+# decoding) on top of the 158 s the suite took.
+declare -A NEEDS=([check]=45 [sft]=120 [sft-b4]=190 [sft-merged]=120 [grpo]=240 [qlora]=120 [tests]=260)
 
 FAILED_CHECK=0
+SKIPPED_FOR_TIME=  # the first stage skipped for lack of time: every stage after it is skipped too
 run_stage() {
   local stage=$1 cap=$2 left
   left=$((BUDGET - (SECONDS - START) - 20))  # 20 s: timeout's 15 s grace before its kill, and the copies
@@ -148,9 +154,15 @@ run_stage() {
       | tee -a "$LOGS/env.log"
     return
   fi
+  if [ -n "$SKIPPED_FOR_TIME" ]; then
+    echo "=== $stage: skipped, $SKIPPED_FOR_TIME before it was skipped for time (${left}s left): run them in" \
+      "their order in a call of their own" | tee -a "$LOGS/env.log"
+    return
+  fi
   if [ "$left" -lt "${NEEDS[$stage]}" ]; then
     echo "=== $stage: skipped, ${left}s left of the ${BUDGET}s budget (it needs ${NEEDS[$stage]}s): run it in" \
       "a call of its own" | tee -a "$LOGS/env.log"
+    SKIPPED_FOR_TIME=$stage
     return
   fi
   # The next stage's time is kept back while this one still fits beside it: a slow row here must not skip a
@@ -179,6 +191,12 @@ BENCH=(python3 benchmarks/train_throughput.py --results "$RESULTS")
 SFT_VARIANTS=${SFT_VARIANTS---variant flex model.attn_implementation=flex_attention}
 SFT_B4_VARIANTS=${SFT_B4_VARIANTS---variant flex model.attn_implementation=flex_attention}
 GRPO_VARIANTS=${GRPO_VARIANTS---variant gen128 method.grpo.optimizer_steps_per_generation=4}
+# The GPU tests, the training ones first (FlexAttention's evaluation and generation: the question of the next
+# session), then GRPO's; pytest keeps the files in the order given. Any other test file of tests/gpu comes after.
+GPU_TESTS=(tests/gpu/test_gpu_training.py tests/gpu/test_gpu_grpo.py)
+for f in tests/gpu/test_*.py; do
+  [[ " ${GPU_TESTS[*]} " == *" $f "* ]] || GPU_TESTS+=("$f")
+done
 set -f  # the variants and *_ARGS are split into words unquoted: no glob may expand in them (rewards=[a] is one)
 for i in "${!STAGES[@]}"; do
   stage=${STAGES[$i]} NEXT=${STAGES[$((i + 1))]:-}
@@ -194,7 +212,8 @@ for i in "${!STAGES[@]}"; do
              --steps 2 --warmup 1 $GRPO_VARIANTS ${GRPO_ARGS:-} ;;
     qlora) run_stage qlora "${T_QLORA:-300}" "${BENCH[@]}" --model qwen3-8b --seq-len 4096 --qlora --steps 10 \
              --warmup 3 ${QLORA_ARGS:-} ;;
-    tests) run_stage tests "${T_TESTS:-300}" python3 -m pytest tests/gpu -q -rs -p no:cacheprovider ${TESTS_ARGS:-} ;;
+    tests) run_stage tests "${T_TESTS:-300}" python3 -m pytest "${GPU_TESTS[@]}" -q -rs -p no:cacheprovider \
+             ${TESTS_ARGS:-} ;;
   esac
 done
 echo "=== results on this machine ($RESULTS):"
