@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import random
 import re
 import time
 import unicodedata
@@ -17,8 +18,8 @@ import pytest
 
 import data_tools.generators.math_ko as math_ko
 from data_tools.chat_io import chat_row
-from data_tools.generators.math_ko import (FAMILIES, TEMPLATES, display_answer, generate, split_of, to_grpo_row,
-                                           to_sft_row)
+from data_tools.generators.math_ko import (FAMILIES, TEMPLATES, display_answer, generate, make_problem, split_of,
+                                           to_grpo_row, to_sft_row)
 from data_tools.generators.math_ko.lexicon import (ACTIVITIES, COUNTER, NAMES, SCHOOL_EVENTS, WEEKDAYS,
                                                    native_number)
 from data_tools.generators.math_ko.wording import Template, Worked
@@ -45,12 +46,39 @@ def slots(p) -> dict:
     return json.loads(p.instance_key.split(":", 1)[1])
 
 
-def test_a_hundred_thousand_distinct_problems_in_under_a_minute(big):
+# What an exercise is, read from the worked solution alone: its template and the numbers and weekdays the working
+# uses, in order (the year of a date only names it; its month lengths are in the working). Two problems alike in
+# these differ at most in a name, an item, a place, the style or a number the working never uses.
+_WORKING = re.compile(r"\d{4}(?=년)|(\d[\d,]*(?:\.\d+)?(?:/\d+)?)|([월화수목금토일]요일)")
+
+
+def solution_exercise(p) -> tuple:
+    return p.template_id, tuple(number.replace(",", "") or weekday
+                                for number, weekday in _WORKING.findall(p.solution) if number or weekday)
+
+
+def test_a_hundred_thousand_problems_each_a_different_exercise_in_under_a_minute(big):
     problems, seconds = big
     assert len(problems) == 100_000
     assert len({p.question for p in problems}) == 100_000
     assert len({p.instance_key for p in problems}) == 100_000
+    # not one exercise twice, by the generator's key or read from the working
+    assert len({p.split_key for p in problems}) == 100_000
+    assert len({solution_exercise(p) for p in problems}) == 100_000
     assert seconds < 60, f"generate(100_000) took {seconds:.1f}s"
+
+
+def test_a_cell_closes_when_its_exercises_run_out():
+    # sharing/1 has 8 group sizes × 11 shares = 88 exercises; asked for more, generate says how many it made
+    assert len({p.split_key for p in generate(88, seed=0, families="sharing", difficulties=[1])}) == 88
+    with pytest.raises(ValueError, match=r"only 88 distinct exercises"):
+        generate(89, seed=0, families="sharing", difficulties=[1])
+    # with other cells beside it, the used-up cell drops out and the others take its turns
+    problems = generate(400, seed=0, families="sharing", difficulties=[1, 2])
+    assert Counter(p.difficulty for p in problems)[1] == 88
+    assert len({solution_exercise(p) for p in problems}) == 400
+    # speed/3 (a bicycle's distance in some minutes, how far in an hour) was down to 23 exercises
+    assert len({solution_exercise(p) for p in _drawn("speed/3", 3_000)}) >= 80
 
 
 def test_the_same_seed_gives_the_same_problems_and_another_seed_others():
@@ -122,6 +150,7 @@ EXPECTED = {
     "ages/4": lambda s: s["age"],
     "ages/5": lambda s: next(k for k in range(1, 100) if s["parent"] + k == s["times"] * (s["child"] + k)),
     "speed/1": lambda s: s["v"] * s["t"],
+    "speed/3": lambda s: Fraction(s["tenths"], 10) * Fraction(60, s["m"]),
     "speed/6": lambda s: Fraction(s["d"], s["a"] + s["b"]),
     "units/2": lambda s: s["hundredths"] * 10,
     "units/4": lambda s: Fraction(s["g"], 1000),
@@ -200,13 +229,25 @@ def test_split_is_by_exercise_and_near_the_share(big):
     assert {split_of(p.split_key) for p in test} == {"test"}
     assert {split_of(p.split_key) for p in train} == {"train"}
     assert not {p.instance_key for p in test} & {p.instance_key for p in train}
-    # no test exercise in train with only another name, item, place or style: the same template, the same
-    # numbers in the question, the same answer
-    def exercise(p):
-        return p.template_id, tuple(re.findall(r"\d+", p.question.replace(",", ""))), p.answer
-
-    assert not {exercise(p) for p in test} & {exercise(p) for p in train}
+    # no test exercise in train with only another name, item, place, style or unused number
+    assert not {solution_exercise(p) for p in test} & {solution_exercise(p) for p in train}
     assert not {p.question for p in test} & {p.question for p in train}
+
+
+def test_every_template_puts_an_exercise_on_one_side_only():
+    # Many instances of every template, drawn straight from its sampler (no dedup): instances that share an
+    # exercise (the working's numbers and weekdays) but differ in a school grade, a year, the hour of a start
+    # time, a name, an item or the style must all land in the same split.
+    rng = random.Random(5)
+    for template in TEMPLATES.values():
+        sides: dict[tuple, set] = {}
+        for _ in range(400):
+            p = make_problem(template, template.sample(rng), ("formal", "plain")[rng.randrange(2)])
+            sides.setdefault(solution_exercise(p), set()).add(split_of(p.split_key))
+        test = {e for e, split in sides.items() if "test" in split}
+        train = {e for e, split in sides.items() if "train" in split}
+        assert test and train, template.id
+        assert not test & train, (template.id, sorted(test & train)[:3])
 
 
 # A particle after a slot value must agree with it: the expected form is computed with `josa.particle` on the
@@ -287,6 +328,39 @@ def test_numbers_stay_plausible(big):
             assert 1 <= int(hour) <= 12 and int(minute or 0) < 60, q
 
 
+def _drawn(template_id: str, n: int, seed: int = 9) -> list:
+    """`n` instances straight from a template's sampler, no dedup: what the sampler does draw."""
+    rng, template = random.Random(seed), TEMPLATES[template_id]
+    return [make_problem(template, template.sample(rng), "formal") for _ in range(n)]
+
+
+def _amount(text: str) -> Fraction:
+    return Fraction(text.replace(",", ""))
+
+
+def test_no_degenerate_problems():
+    for template_id in ("geometry/1", "geometry/5", "geometry/6", "geometry/7"):  # a 직사각형 has unequal sides
+        for p in _drawn(template_id, 3_000):
+            wide, tall = re.search(r"가로가 (\d+)c?m, 세로가 (\d+)c?m", p.question).groups()
+            assert wide != tall, p.question
+    for p in _drawn("geometry/4", 3_000):  # nor a width that makes the area a square's
+        area, wide = re.search(r"넓이가 ([\d,]+)c?m², 가로가 (\d+)", p.question).groups()
+        assert _amount(area) != int(wide) ** 2, p.question
+    for p in _drawn("speed/5", 3_000):  # two legs at two speeds
+        first, second = re.findall(r"시속 (\d+)km", p.question)
+        assert first != second, p.question
+    for p in _drawn("multistep/6", 3_000):  # two stretches at two paces
+        first, second = re.findall(r"하루에 (\d+)쪽씩", p.question)
+        assert first != second, p.question
+    # no conversion the working already answers ("1km는 1,000m" before "1km는 몇 m입니까?")
+    for p in _drawn("units/1", 3_000):
+        assert _amount(re.search(r"매일 ([\d.]+)km씩", p.question).group(1)).denominator > 1, p.question
+    for p in _drawn("units/2", 3_000):
+        assert _amount(re.search(r"무게는 ([\d.]+)kg", p.question).group(1)).denominator > 1, p.question
+    for p in _drawn("units/4", 3_000):
+        assert _amount(re.search(r"([\d,]+)g을", p.question).group(1)) % 1000, p.question
+
+
 def test_harder_problems_take_more_steps(big):
     steps = {1: [], 2: [], 3: []}
     for p in big[0][::10]:
@@ -346,5 +420,5 @@ def test_asking_for_more_than_exists_says_how_many_were_possible(monkeypatch):
                                             s["n"] + 1, ""))
     monkeypatch.setattr(math_ko, "TEMPLATES", {tiny.id: tiny})
     assert len(generate(3, seed=0, families=["shopping"], difficulties=[1])) == 3
-    with pytest.raises(ValueError, match=r"only 3 distinct problems"):
+    with pytest.raises(ValueError, match=r"only 3 distinct exercises"):
         generate(4, seed=0, families=["shopping"], difficulties=[1])

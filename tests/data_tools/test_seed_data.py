@@ -4,11 +4,15 @@ grader accepts every worked solution the generator writes."""
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 
 from data_tools.chat_io import load_chat_files, prompt_row
-from data_tools.generators.math_ko import generate
+from data_tools.generators.math_ko import META, TEMPLATES, generate
 from data_tools.math_grader import is_correct
-from data_tools.seed_data import DATASETS, check
+from data_tools.seed_data import DATASETS, SEED, SIZES, check
+
+WORKING = re.compile(r"\d{4}(?=년)|(\d[\d,]*(?:\.\d+)?(?:/\d+)?)|([월화수목금토일]요일)")
 
 
 def test_committed_datasets_are_what_the_generators_write():
@@ -32,3 +36,34 @@ def test_the_grader_accepts_every_generated_solution():
     assert all(is_correct(p.solution, p.answer) for p in problems)
     wrong = [p for p in problems[:200] if p.answer.lstrip("-").isdigit()]
     assert not any(is_correct(p.solution.replace("정답: ", "정답: 1"), p.answer) for p in wrong)
+
+
+def test_the_shipped_files_hold_every_cell_full_meta_and_answers_their_solutions_reach():
+    rows = {name: [json.loads(line) for line in (DATASETS / "ko_math" / f"{name}.jsonl").open(encoding="utf-8")]
+            for name in SIZES}
+    cells = {(t.family, t.difficulty) for t in TEMPLATES.values()}
+    for name, rs in rows.items():
+        assert len(rs) == SIZES[name], name
+        assert Counter((r["meta"]["family"], r["meta"]["difficulty"]) for r in rs).keys() == cells, name
+        for r in rs:
+            assert {**META, "seed": r["meta"]["seed"]}.items() <= r["meta"].items(), r["meta"]
+            assert {"family", "difficulty", "template_id", "split"} <= r["meta"].keys(), r["meta"]
+    # each shipped row's own worked solution (the same problems, generated again) reaches its answer
+    problems = {"train": generate(SIZES["train"], seed=SEED, split="train"),
+                "test": generate(SIZES["test"], seed=SEED, split="test"),
+                "sft": generate(SIZES["sft"], seed=SEED + 1, split="train")}
+    for name, ps in problems.items():
+        for p, row in zip(ps, rows[name], strict=True):
+            if name == "sft":
+                question, solution, answer = row["messages"][0]["content"], row["messages"][1]["content"], p.answer
+            else:
+                question, solution, answer = row["prompt"][0]["content"], p.solution, row["answer"]
+            assert question.startswith(p.question) and solution == p.solution, name
+            assert is_correct(solution, answer, question=question), (name, question)
+    # and no exercise of the test file is in the train file or the SFT file: not by the generator's key, nor by
+    # the numbers and weekdays the working uses (a year only names a date)
+    def exercises(ps):
+        return {p.split_key for p in ps} | {(p.template_id, *(n.replace(",", "") or w for n, w in WORKING.findall(
+            p.solution) if n or w)) for p in ps}
+
+    assert not exercises(problems["test"]) & exercises(problems["train"] + problems["sft"])

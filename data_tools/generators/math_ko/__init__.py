@@ -2,9 +2,11 @@
 (ints and Fractions), every particle comes from `data_tools.josa`, every thing has its own counter.
 
 Twelve families (FAMILIES) at three difficulties, 합쇼체 or 해요체; a worked solution ends with the line
-"정답: <answer><unit>". The held-out split is a pure function of the exercise — the template and the numbers of
-its question and answer (`MathProblem.split_key`) — so a test problem never appears in train, whatever the seed,
-not even with another name, item or style.
+"정답: <answer><unit>". An exercise is the template and the values its answer and working are computed from
+(`Template.exercise`: the numbers, a weekday or an operation; never a name, an item, a place, the style, nor a
+number that only dresses the problem up, such as a school grade or the year of a date). The held-out split is a
+pure function of the exercise (`MathProblem.split_key`), so a test exercise never appears in train, whatever the
+seed, not even with another name, item or style; and one `generate` call never writes an exercise twice.
 
     >>> from data_tools.generators.math_ko import display_answer, generate, to_grpo_row
     >>> problems = generate(24, seed=0)
@@ -22,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,8 +42,10 @@ TEMPLATES: dict[str, Template] = {
                            families_shapes, families_algebra) for t in module.TEMPLATES}
 SPLITS = ("train", "test")
 TEST_SHARE = 0.1
-# A (family, difficulty) cell counts as used up after this many draws in a row gave nothing new. With the
-# test split only 1 draw in 10 is kept, and 0.9^500 ≈ 1e-23, so a live cell is never closed by chance.
+# A (family, difficulty) cell counts as used up after this many draws in a row gave no new exercise (in the
+# split asked for): its turns go to the other cells. With the test split only 1 draw in 10 is kept, and
+# 0.9^500 ≈ 1e-23, so a fresh cell is never closed by chance; one whose every exercise but a rare few has been
+# written may be.
 MAX_MISSES = 500
 META = {"source": "kosov/math_ko", "generator": "data_tools.generators.math_ko", "teacher_model": None,
         "license": "Apache-2.0"}
@@ -59,18 +62,15 @@ class MathProblem:
     family: str  # one of FAMILIES
     difficulty: int  # 1 one operation, 2 two steps or larger numbers, 3 three or more steps
     template_id: str  # "shopping/2"
-    instance_key: str  # template id and slot values, canonical JSON: the unit of dedup
+    instance_key: str  # template id and every slot value, canonical JSON
     style: str  # "formal" (합쇼체) or "plain" (해요체)
+    exercise_key: str  # template id and the exercise's values (Template.exercise), canonical JSON
 
     @property
     def split_key(self) -> str:
-        """The unit of the split: the template and the numbers of the question and the answer. Instances that
-        differ only in a name, an item, a place or the style are the same exercise, so they land on one side."""
-        numbers = ",".join(n.replace(",", "") for n in _NUMBERS.findall(self.question))
-        return f"{self.template_id}:{numbers}:{self.answer}"
-
-
-_NUMBERS = re.compile(r"\d[\d,]*(?:[./]\d+)?")
+        """The unit of the split (and of dedup in `generate`): the exercise. Instances that differ only in a name,
+        an item, a place, the style or a number the working does not use are one exercise, on one side."""
+        return self.exercise_key
 
 
 def split_of(split_key: str, test_share: float = TEST_SHARE) -> str:
@@ -80,8 +80,16 @@ def split_of(split_key: str, test_share: float = TEST_SHARE) -> str:
     return "test" if draw < test_share else "train"
 
 
+def _canonical(values: dict) -> str:
+    return json.dumps(values, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def instance_key(template: Template, slots: dict) -> str:
-    return f"{template.id}:{json.dumps(slots, ensure_ascii=False, sort_keys=True, separators=(',', ':'))}"
+    return f"{template.id}:{_canonical(slots)}"
+
+
+def exercise_key(template: Template, slots: dict) -> str:
+    return nfc(f"{template.id}:{_canonical(template.exercise(slots))}")
 
 
 def make_problem(template: Template, slots: dict, style: str) -> MathProblem:
@@ -92,7 +100,8 @@ def make_problem(template: Template, slots: dict, style: str) -> MathProblem:
     return MathProblem(question=nfc(worked.question), answer=answer, answer_unit=worked.unit,
                        solution=nfc("\n".join([*worked.steps, final])), family=template.family,
                        difficulty=template.difficulty, template_id=template.id,
-                       instance_key=nfc(instance_key(template, slots)), style=style)
+                       instance_key=nfc(instance_key(template, slots)), style=style,
+                       exercise_key=exercise_key(template, slots))
 
 
 def _checked(families: Sequence[str] | None, difficulties: Sequence[int], style: str, split: str | None
@@ -114,16 +123,17 @@ def _checked(families: Sequence[str] | None, difficulties: Sequence[int], style:
 
 def _draw_new(rng: random.Random, cell: list[Template], style: str, split: str | None, keys: set, questions: set
               ) -> MathProblem | None:
-    """A problem of this cell not seen before (and in `split`), or None when MAX_MISSES draws in a row failed."""
+    """A problem of this cell whose exercise was not written before (and in `split`), or None when MAX_MISSES
+    draws in a row failed."""
     for _ in range(MAX_MISSES):
         template = cell[rng.randrange(len(cell))]
         slots = template.sample(rng)
-        key = instance_key(template, slots)
-        if key in keys:
+        key = exercise_key(template, slots)
+        if key in keys or (split is not None and split_of(key) != split):
             continue
         chosen = style if style != "mixed" else STYLES[rng.randrange(2)]
         problem = make_problem(template, slots, chosen)
-        if problem.question in questions or (split is not None and split_of(problem.split_key) != split):
+        if problem.question in questions:
             continue
         keys.add(key)
         questions.add(problem.question)
@@ -133,8 +143,10 @@ def _draw_new(rng: random.Random, cell: list[Template], style: str, split: str |
 
 def generate(n: int, *, seed: int, families: Sequence[str] | None = None, difficulties: Sequence[int] = (1, 2, 3),
              style: str = "mixed", split: str | None = None) -> list[MathProblem]:
-    """`n` distinct problems, taking turns over every (family, difficulty) so they spread evenly; the same
-    arguments always give the same list, and a shorter run is a prefix of a longer one."""
+    """`n` problems, each a different exercise (`MathProblem.split_key`), taking turns over every (family,
+    difficulty) so they spread evenly; a cell whose exercises are used up drops out and the others take its
+    turns (a ValueError when all of them together hold fewer than `n`). The same arguments always give the same
+    list, and a shorter run is a prefix of a longer one."""
     families, difficulties = _checked(families, difficulties, style, split)
     if n < 0:
         raise ValueError(f"n must be 0 or more, got {n}")
@@ -158,7 +170,7 @@ def generate(n: int, *, seed: int, families: Sequence[str] | None = None, diffic
         problems.append(problem)
         turn += 1
     if len(problems) < n:
-        raise ValueError(f"only {len(problems):,} distinct problems could be made for families={families}, "
+        raise ValueError(f"only {len(problems):,} distinct exercises could be made for families={families}, "
                          f"difficulties={difficulties}, split={split!r} (asked for {n:,}); ask for fewer or "
                          "allow more families or difficulties")
     return problems

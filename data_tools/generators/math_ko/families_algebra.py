@@ -6,7 +6,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from data_tools.generators.math_ko.lexicon import COUNTER, NAMES, SHAREABLE, SUBJECTS, native_number
-from data_tools.generators.math_ko.wording import Template, Worked, num, pick, writer
+from data_tools.generators.math_ko.wording import Template, Worked, num, numbers, pick, writer
 
 def _subjects_sample(rng):
     while True:
@@ -235,16 +235,21 @@ def _times_more_build(s, style):
     return Worked(question, steps, x, c)
 
 
+def _with_operations(s: dict) -> dict:
+    """The numbers and the operations: 더 or 빼, 곱 or 나누 make another exercise (Template.exercise)."""
+    return {**numbers(s), **{key: s[key] for key in ("op", "should", "did") if key in s}}
+
+
 TEMPLATES = (
     Template("average/1", 1, _subjects_sample, _subjects_build),
     Template("average/2", 1, _collected_sample, _collected_build),
     Template("average/3", 2, _records_sample, _records_build),
     Template("average/4", 3, _missing_sample, _missing_build),
     Template("average/5", 3, _two_classes_sample, _two_classes_build),
-    Template("equation/1", 1, _add_sample, _add_build),
-    Template("equation/2", 1, _times_sample, _times_build),
-    Template("equation/3", 2, _add_then_times_sample, _add_then_times_build),
-    Template("equation/4", 2, _mistake_sample, _mistake_build),
+    Template("equation/1", 1, _add_sample, _add_build, exercise=_with_operations),
+    Template("equation/2", 1, _times_sample, _times_build, exercise=_with_operations),
+    Template("equation/3", 2, _add_then_times_sample, _add_then_times_build, exercise=_with_operations),
+    Template("equation/4", 2, _mistake_sample, _mistake_build, exercise=_with_operations),
     Template("equation/5", 3, _three_ops_sample, _three_ops_build),
     Template("equation/6", 3, _times_more_sample, _times_more_build),
 )

@@ -220,7 +220,7 @@ def _pages_sample(rng):
     while True:
         d1, p1, d2, p2 = rng.randint(2, 7), rng.randint(5, 30), rng.randint(2, 7), rng.randint(5, 30)
         total = 10 * rng.randint(10, 40)
-        if total > d1 * p1 + d2 * p2:
+        if p1 != p2 and total > d1 * p1 + d2 * p2:  # the pace changes, or it is one stretch of days
             return {"name": pick(rng, NAMES), "total": total, "d1": d1, "p1": p1, "d2": d2, "p2": p2}
 
 

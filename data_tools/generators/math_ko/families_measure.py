@@ -55,21 +55,22 @@ def _hours_build(s, style):
 
 
 def _per_hour_sample(rng):
-    while True:
-        v, m = rng.randint(10, 24), pick(rng, (10, 12, 15, 20, 30))
-        if v * m % 60 == 0:
-            return {"name": pick(rng, NAMES), "d": v * m // 60, "m": m}
+    while True:  # a bicycle at 10-30 km/h, for a number of minutes that divides the hour; the distance in tenths
+        v, m = rng.randint(10, 30), pick(rng, (5, 6, 10, 12, 15, 20, 30))
+        if v * m % 6 == 0:
+            return {"name": pick(rng, NAMES), "tenths": v * m // 6, "m": m}
 
 
 def _per_hour_build(s, style):
     times = 60 // s["m"]
-    answer = s["d"] * times
-    w = writer(style, **s, dist=f"{s['d']}km", times=times)
+    d = Fraction(s["tenths"], 10)
+    answer = d * times
+    w = writer(style, **s, dist=f"{num(d)}km", times=times)
     question = w("{name|은/는} 자전거를 타고 {dist|을/를} {m}분 동안 <달렸습니다|달렸어요>. 같은 빠르기로 1시간 동안 달리면 "
                  "몇 km를 갈 수 <있습니까?|있어요?>")
     steps = [w("1시간은 60분이고, {e|.}", e=f"60 ÷ {s['m']} = {times}"),
              w("그러므로 1시간은 {m}분의 {times}<배입니다|배예요>."),
-             w("1시간 동안 가는 거리도 {times}배이므로 {e|.}", e=f"{s['d']} × {times} = {answer}(km)")]
+             w("1시간 동안 가는 거리도 {times}배이므로 {e|.}", e=f"{num(d)} × {times} = {num(answer)}(km)")]
     return Worked(question, steps, answer, "km")
 
 
@@ -90,8 +91,10 @@ def _walk_build(s, style):
 
 def _two_legs_sample(rng):
     vehicle = pick(rng, ("기차", "버스", "자동차"))
-    return {"vehicle": vehicle, "v1": _speed(rng, vehicle), "t1": rng.randint(1, 3), "v2": _speed(rng, vehicle),
-            "t2": rng.randint(1, 3)}
+    v1, v2 = _speed(rng, vehicle), _speed(rng, vehicle)
+    while v2 == v1:  # at one speed throughout there would be no second leg to add
+        v2 = _speed(rng, vehicle)
+    return {"vehicle": vehicle, "v1": v1, "t1": rng.randint(1, 3), "v2": v2, "t2": rng.randint(1, 3)}
 
 
 def _two_legs_build(s, style):
@@ -122,7 +125,10 @@ def _meet_build(s, style):
 
 
 def _km_sample(rng):
-    return {"name": pick(rng, NAMES), "tenths": rng.randint(5, 99), "how": pick(rng, ("걷습니다", "달립니다", "자전거를 탑니다"))}
+    while True:  # never a whole number of km: "1km는 몇 m입니까?" right after the working's "1km는 1,000m"
+        tenths = rng.randint(5, 99)
+        if tenths % 10:
+            return {"name": pick(rng, NAMES), "tenths": tenths, "how": pick(rng, ("걷습니다", "달립니다", "자전거를 탑니다"))}
 
 
 _PLAIN = {"걷습니다": "걸어요", "달립니다": "달려요", "자전거를 탑니다": "자전거를 타요"}
@@ -145,7 +151,10 @@ WEIGHTS = (("수박 한 통", 300, 900), ("고양이", 300, 650), ("책가방", 
 
 def _kg_sample(rng):
     what, low, high = pick(rng, WEIGHTS)
-    return {"what": what, "hundredths": rng.randint(low, high)}
+    while True:  # never a whole number of kg, which the working's "1kg은 1,000g" already answers
+        hundredths = rng.randint(low, high)
+        if hundredths % 100:
+            return {"what": what, "hundredths": hundredths}
 
 
 def _kg_build(s, style):
@@ -172,9 +181,12 @@ def _litres_build(s, style):
     return Worked(question, steps, answer, "mL")
 
 
+GRAMS = tuple(g for g in range(110, 5000, 10) if g % 1000)  # never a whole number of kg
+
+
 def _grams_sample(rng):
     return {"name": pick(rng, NAMES), "food": pick(rng, ("밀가루", "설탕", "쌀", "감자", "고구마", "포도", "양파", "당근")),
-            "g": rng.randint(11, 499) * 10}
+            "g": pick(rng, GRAMS)}
 
 
 def _grams_build(s, style):

@@ -8,9 +8,17 @@ from fractions import Fraction
 from data_tools.generators.math_ko.lexicon import NAMES, RECTANGLES, SQUARES
 from data_tools.generators.math_ko.wording import Template, Worked, num, pick, writer
 
+def _two_sides(rng, low: int, high: int) -> tuple[int, int]:
+    """Width and height of a rectangle that is not a square (one with equal sides is no 직사각형 to ask about)."""
+    a = rng.randint(low, high)
+    b = rng.randint(low, high - 1)
+    return a, b + (b >= a)  # uniform over the other sides
+
+
 def _rectangle(rng) -> dict:
     thing, unit, low, high = pick(rng, RECTANGLES)
-    return {"thing": thing, "unit": unit, "a": rng.randint(low, high), "b": rng.randint(low, high)}
+    a, b = _two_sides(rng, low, high)
+    return {"thing": thing, "unit": unit, "a": a, "b": b}
 
 
 def _rect_area_sample(rng):
@@ -105,8 +113,8 @@ def _same_perimeter_build(s, style):
 
 def _tiles_sample(rng):
     tile = pick(rng, (10, 20, 25, 50))
-    return {"room": pick(rng, ("거실", "부엌", "욕실", "현관", "교실", "복도")), "a": rng.randint(2, 9),
-            "b": rng.randint(2, 9), "tile": tile}
+    a, b = _two_sides(rng, 2, 9)
+    return {"room": pick(rng, ("거실", "부엌", "욕실", "현관", "교실", "복도")), "a": a, "b": b, "tile": tile}
 
 
 def _tiles_build(s, style):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime
 
 from data_tools.generators.math_ko.lexicon import ACTIVITIES, NAMES, NEAR_PLACES, SCHOOL_EVENTS, WEEKDAYS, native_number
-from data_tools.generators.math_ko.wording import Template, Worked, clock_text, hours_minutes, pick, writer
+from data_tools.generators.math_ko.wording import Template, Worked, clock_text, hours_minutes, numbers, pick, writer
 
 
 def _clock(minute_of_day: int) -> str:
@@ -243,6 +243,14 @@ def _real_date_sample(rng):
             "month2": month + rng.randint(1, 2), "day2": rng.randint(1, 28)}
 
 
+def _real_date_exercise(s):
+    """The weekday the question gives, the lengths of the months counted through and the two days: another year
+    or other months with the same lengths are the same working."""
+    return {"weekday": WEEKDAYS[datetime.date(s["year"], s["month"], s["day"]).weekday()],
+            "ends": [_month_end(s["year"], m) for m in range(s["month"], s["month2"])], "day": s["day"],
+            "day2": s["day2"]}
+
+
 def _real_date_build(s, style):
     first = datetime.date(s["year"], s["month"], s["day"])
     days = (datetime.date(s["year"], s["month2"], s["day2"]) - first).days
@@ -275,17 +283,25 @@ def _every_k_days_build(s, style):
     return Worked(question, steps + more, answer, "")
 
 
+# What an exercise is made of (Template.exercise) where it is not just the slots that are numbers: the working of
+# clock/1 subtracts the minutes alone, clock/6 never uses the clock time it starts at, a weekday is computed with,
+# and the month of calendar/3 and the year and month of calendar/4 only name the days (its month's length counts).
 TEMPLATES = (
-    Template("clock/1", 1, _same_hour_sample, _same_hour_build),
+    Template("clock/1", 1, _same_hour_sample, _same_hour_build,
+             exercise=lambda s: {"minute": s["start"] % 60, "minutes": s["minutes"]}),
     Template("clock/2", 1, _to_minutes_sample, _to_minutes_build),
     Template("clock/3", 2, _ride_sample, _ride_build),
     Template("clock/4", 2, _sleep_sample, _sleep_build),
     Template("clock/5", 3, _break_sample, _break_build),
-    Template("clock/6", 3, _periods_sample, _periods_build),
-    Template("calendar/1", 1, _event_sample, _event_build),
+    Template("clock/6", 3, _periods_sample, _periods_build,
+             exercise=lambda s: {"lesson": s["lesson"], "rest": s["rest"], "k": s["k"]}),
+    Template("calendar/1", 1, _event_sample, _event_build, exercise=lambda s: {**numbers(s), "today": s["today"]}),
     Template("calendar/2", 1, _weeks_sample, _weeks_build),
-    Template("calendar/3", 2, _same_month_sample, _same_month_build),
-    Template("calendar/4", 2, _days_between_sample, _days_between_build),
-    Template("calendar/5", 3, _real_date_sample, _real_date_build),
-    Template("calendar/6", 3, _every_k_days_sample, _every_k_days_build),
+    Template("calendar/3", 2, _same_month_sample, _same_month_build,
+             exercise=lambda s: {"day": s["day"], "day2": s["day2"], "weekday": s["weekday"]}),
+    Template("calendar/4", 2, _days_between_sample, _days_between_build,
+             exercise=lambda s: {"last": _month_end(s["year"], s["month"]), "day": s["day"], "day2": s["day2"]}),
+    Template("calendar/5", 3, _real_date_sample, _real_date_build, exercise=_real_date_exercise),
+    Template("calendar/6", 3, _every_k_days_sample, _every_k_days_build,
+             exercise=lambda s: {**numbers(s), "weekday": s["weekday"]}),
 )

@@ -113,15 +113,27 @@ class Worked:
     unit: str
 
 
+def numbers(slots: dict) -> dict:
+    """The slots that are numbers (ints and lists of ints): what an exercise is made of, by default."""
+    return {key: value for key, value in slots.items() if not isinstance(value, str)}
+
+
 @dataclass(frozen=True)
 class Template:
     """One way of asking: `sample` draws the slots (JSON-able ints and strs only, so the instance key is
-    canonical) and `build` writes the question and the worked solution for a style."""
+    canonical) and `build` writes the question and the worked solution for a style.
+
+    `exercise` gives the values an instance's answer and working are computed from, and nothing else: by default
+    the slots that are numbers (`numbers`), so a name, an item or a place (strs) never makes another exercise.
+    A template says more or less where that is not so: a weekday or an operation (strs) it computes with, or a
+    number that only dresses the problem up (the year of a date, the hour of a clock time whose minutes alone
+    are subtracted)."""
 
     id: str  # "family/number"
     difficulty: int
     sample: Callable[[random.Random], dict]
     build: Callable[[dict, str], Worked]
+    exercise: Callable[[dict], dict] = numbers
 
     @property
     def family(self) -> str:
