@@ -1,5 +1,6 @@
-"""DATACARD.md for a dataset kosov wrote: sources and licenses, generator settings, rows removed by each quality
-gate and why, length and Hangul-share histograms (PNG), and a few examples.
+"""DATACARD.md for a dataset kosov wrote: its files (rows, sha256), sources and licenses, the input files (sha256,
+the licenses and sources their rows record), generator settings, rows removed by each quality gate and why, length
+and Hangul-share histograms (PNG), and a few examples.
 
     >>> rows = [{"messages": [{"role": "user", "content": "수도는?"}, {"role": "assistant", "content": "서울"}],
     ...          "meta": {"source": "demo", "license": "Apache-2.0"}}]
@@ -26,11 +27,42 @@ def row_text(row: dict[str, Any]) -> str:
     return "\n".join(m["content"] for m in row.get("prompt", []))
 
 
+NOT_RECORDED = "not recorded"  # an input row whose meta records no license (or source)
+
+
 def _sources(rows: list[dict]) -> list[str]:
     counts = Counter((str((r.get("meta") or {}).get("source", "unknown")), str((r.get("meta") or {}).get("license")),
-                      str((r.get("meta") or {}).get("teacher_model"))) for r in rows)
-    lines = ["| source | license | rows | teacher model |", "|---|---|---|---|"]
-    lines += [f"| {s} | {lic} | {n} | {t} |" for (s, lic, t), n in counts.most_common()]
+                      str((r.get("meta") or {}).get("teacher_model")),
+                      str((r.get("meta") or {}).get("input_source") or "–")) for r in rows)
+    lines = ["| source | license | rows | teacher model | input source |", "|---|---|---|---|---|"]
+    lines += [f"| {s} | {lic} | {n} | {t} | {i} |" for (s, lic, t, i), n in counts.most_common()]
+    return lines
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "–"
+
+
+def _files(files: dict[str, dict[str, Any]]) -> list[str]:
+    """The files the dataset is, with their rows and sha256 (what a reader checks a download against)."""
+    lines = ["| file | rows | sha256 |", "|---|---|---|"]
+    return lines + [f"| {name} | {f['rows']} | {f['sha256']} |" for name, f in files.items()]
+
+
+def _inputs(inputs: list[dict[str, Any]], default_license: str | None) -> list[str]:
+    """The input files (synth.inputs) by name and sha256, with the licenses and sources their rows record."""
+    lines = ["| file | rows | sha256 | licenses | sources |", "|---|---|---|---|---|"]
+    lines += [f"| {f['file']} | {f['rows']} | {f['sha256']} | {_counts(f['licenses'])} | {_counts(f['sources'])} |"
+              for f in inputs]
+    lines += ["", "A row made from an input row carries that row's license (`meta.license`: a translation or an answer "
+                  "of non-commercial data is non-commercial data) and source (`meta.input_source`); a self_instruct "
+                  "row, written after seed tasks shown together, carries the seed tasks' license."]
+    unrecorded = sum(f["licenses"].get(NOT_RECORDED, 0) for f in inputs)
+    if unrecorded:
+        lines += ["", f"Input license not recorded: {unrecorded} input rows record no license (`meta.license`), so "
+                      f"the rows made from them carry `synth.license` ({default_license}), the license the recipe "
+                      "declares for what it writes. kosov did not check it against those inputs' terms: do so before "
+                      "you share or train on this dataset."]
     return lines
 
 
@@ -46,13 +78,19 @@ def _gates(report: list[dict]) -> list[str]:
 
 
 def datacard_markdown(name: str, rows: list[dict], gate_report: list[dict], settings: dict[str, Any],
-                      images: dict[str, str], examples: int = 3) -> str:
+                      images: dict[str, str], examples: int = 3, *, files: dict[str, dict[str, Any]] | None = None,
+                      inputs: list[dict[str, Any]] | None = None) -> str:
+    """The card's text. `files`: each written file's rows and sha256; `inputs`: each input file's name, rows, sha256
+    and the licenses and sources its rows record (NOT_RECORDED where they record none)."""
     lengths = [len(row_text(r)) for r in rows]
+    per_file = [f"{n}: {f['rows']}" for n, f in (files or {}).items() if n.endswith(".jsonl")]
     lines = [
-        f"# {name}", "", f"{len(rows)} rows written by kosov"
+        f"# {name}", "", f"{len(rows)} rows written by kosov" + (f" ({', '.join(per_file)})" if per_file else "")
         + (f", answer/prompt length {min(lengths)}–{max(lengths)} characters (median "
            f"{sorted(lengths)[len(lengths) // 2]})" if lengths else "") + ".", "",
+        *(["## Files", "", *_files(files), ""] if files else []),
         "## Sources and licenses", "", *_sources(rows), "",
+        *(["## Input files", "", *_inputs(inputs, settings.get("license")), ""] if inputs else []),
         "## Generator settings", "", "```yaml", yaml.safe_dump(settings, allow_unicode=True, sort_keys=False).rstrip(),
         "```", "", "## Quality gates", "", *_gates(gate_report), "",
         "## Distributions", "", *[f"![{k}]({v})" for k, v in images.items()], "",

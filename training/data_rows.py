@@ -182,10 +182,13 @@ def _thinks(row: ChatRow) -> bool:
 
 
 def _license_sources(rows: list[ChatRow]) -> dict[str, dict[str, int]]:
-    """license -> the rows' meta.source -> rows: whom a release must credit (CC BY) and for which rows."""
+    """license -> the rows' source (meta.input_source for a row kosov synth made from an input row, else meta.source)
+    -> rows: whom a release must credit (CC BY) and for which rows."""
     found: dict[str, Counter] = {}
     for row in rows:
         meta = row.meta or {}
-        # a Parquet meta struct holds null where a row has no license: unknown, as a missing key is
-        found.setdefault(str(meta.get("license") or "unknown"), Counter())[str(meta.get("source") or "unknown")] += 1
+        # a synth row made from a licensed input row credits that input's creators (meta.input_source), not
+        # kosov/synth; a Parquet meta struct holds null where a row has no license: unknown, as a missing key is
+        source = (meta.get("input_license") and meta.get("input_source")) or meta.get("source") or "unknown"
+        found.setdefault(str(meta.get("license") or "unknown"), Counter())[str(source)] += 1
     return {license_: dict(sources) for license_, sources in found.items()}

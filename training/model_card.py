@@ -47,6 +47,12 @@ def is_sharealike(license_: str) -> bool:
     return "sa" in _parts(license_)
 
 
+def combinable(license_: str) -> bool:
+    """Whether kosov derives a license from rows under `license_`: commercial-use licenses it knows and
+    non-commercial ones, never No-Derivatives; copyleft, proprietary or unknown terms are left to the publisher."""
+    return "nd" not in _parts(license_) and (is_noncommercial(license_) or license_.lower() in COMMERCIAL_OK)
+
+
 def _counts(licenses: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(licenses.items())) or "no data"
 
@@ -70,8 +76,7 @@ def _derived(base: str, data_licenses: dict[str, int]) -> tuple[str, str]:
         raise KosovError(f"{sum(unknown.values())} training rows carry no license",
                          fix="record licenses in the rows' meta, or check them and set publish.license explicitly")
     # Before the non-commercial rule: one NC row must not let GPL, No-Derivatives or proprietary rows through.
-    blocked = {k: v for k, v in licenses.items()
-               if "nd" in _parts(k) or not (is_noncommercial(k) or k in COMMERCIAL_OK)}
+    blocked = {k: v for k, v in licenses.items() if not combinable(k)}
     if blocked:
         raise KosovError(f"cannot combine the data licenses {_counts(blocked)} (rows) with the base's {license_}: "
                          "kosov does not pick a license for an adapter trained on them (copyleft, No-Derivatives "

@@ -5,10 +5,15 @@
 
 Writes DIR/train.jsonl and DIR/train.parquet (test.* for synth.split=test, and both for the math generator's
 held-out split), every row with a `meta` record (source, generator, teacher model, license, seed),
-DIR/DATACARD.md with its histograms, DIR/config.yaml and DIR/provenance.json. The dataset is written into a
-staging folder (.DIR.staging-*) and swapped into place whole, so overwrite=true leaves nothing of the previous dataset
-behind. LLM-driven generators use the teacher of `synth.teacher` (built once, and shared with the judge gate); an
-HTTP teacher caches every finished row under DIR/teacher_cache, so a crashed or repeated job neither regenerates nor
+DIR/DATACARD.md with its histograms, DIR/config.yaml and DIR/provenance.json (the card and provenance give each
+written file's rows and sha256, and each input file's sha256 and the licenses its rows record). A row made from an
+input row keeps that row's license (a translation or an answer of non-commercial data is non-commercial data) and
+names its source (meta.input_source), so `kosov publish` derives the release's license from it; an input under a
+license kosov cannot combine (No-Derivatives, copyleft, unknown terms), or one that contradicts an explicit
+synth.license, stops the job before the teacher is asked anything. The dataset is written into a staging folder
+(.DIR.staging-*) and swapped into place whole, so overwrite=true leaves nothing of the previous dataset behind.
+LLM-driven generators use the teacher of `synth.teacher` (built once, and shared with the judge gate); an HTTP
+teacher caches every finished row under DIR/teacher_cache, so a crashed or repeated job neither regenerates nor
 re-pays for them. A job holds DIR's lock (.DIR.kosov.lock beside it) while it runs, so a second job writing DIR is
 refused, and what a killed job left beside DIR is put right by the next one: the teacher cache it had moved into its
 staging folder comes back, its staging folders go.
@@ -26,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from data_tools.chat_io import SUFFIXES, BadRowError, chat_row, read_records, write_jsonl
+from data_tools.chat_io import BadRowError, chat_row, file_sha256, write_jsonl
 from data_tools.datacard import datacard_markdown, histograms
 from data_tools.text import nfc
 from training.config import resolve_path, to_dict
@@ -37,6 +42,7 @@ from training.run_dir import default_output_dir
 from training.safe_write import fsync_folder, fsync_tree, swap_into_place, write_atomic, write_json
 from training.schema import KosovConfig
 from training.synth_folder import CACHE, output_folder
+from training.synth_inputs import LINEAGE, input_summary, read_inputs, shared_lineage
 
 log = logging.getLogger(__name__)
 
@@ -98,36 +104,6 @@ def build_teacher(cfg: KosovConfig, out: Path):
         return TransformersTeacher(model, tokenizer, teacher_name(cfg), batch_size=t.batch_size, stop_token_ids=stops)
     except TeacherError as e:
         raise KosovError(e.what, where=e.where, fix=e.fix) from None
-
-
-def _read_inputs(cfg: KosovConfig) -> list[tuple[str, Any]]:
-    """The generator's input rows or lines, each with where it came from ("path:line"): JSONL, JSON (an array or
-    JSON lines) and Parquet rows as dicts, other files as non-empty lines. A line that cannot be read fails naming
-    its file and line."""
-    items: list[tuple[str, Any]] = []
-    for path in map(resolve_path, cfg.synth.inputs):
-        if not path.is_file():
-            raise KosovError(f"synth input file not found: {path}", fix="check synth.inputs")
-        if path.suffix in SUFFIXES:  # rows, as training reads them (an Alpaca .json array is not text lines)
-            try:
-                for where, record in read_records(path):
-                    if isinstance(record, BadRowError):
-                        raise record
-                    items.append((where, record))
-            except BadRowError as e:  # a bad line, or a file that is not JSON lines at all
-                raise KosovError(f"{e.reason}: {e.detail}", where=e.where, fix=e.fix) from None
-            continue
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise KosovError(f"not UTF-8: byte 0x{raw[e.start]:02x}", where=f"{path}:{line}",
-                             fix="re-save the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)") from None
-        items += [(f"{path}:{n}", nfc(line.strip())) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if not items:
-        raise KosovError(f"synth.generator={cfg.synth.generator} needs inputs", fix="set synth.inputs=[file, ...]")
-    return items
 
 
 def _prompt_text(where: str, item: Any) -> str:
@@ -201,18 +177,21 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None, report: list[dict] | No
                   max_new_tokens=t.max_new_tokens, thinking=t.thinking == "on", system=s.system,
                   temperature=t.temperature)
     if s.generator == "translate":
-        items = _read_inputs(cfg)[: s.n]
-        rows = gen.translate(teacher, [{"messages": _conversation(*i)} for i in items], seed=cfg.seed,
+        items = read_inputs(cfg)[: s.n]
+        rows = gen.translate(teacher, [{"messages": _conversation(i.where, i.item)} for i in items], seed=cfg.seed,
                              source=s.source, license_=s.license, temperature=t.temperature,
-                             max_new_tokens=t.max_new_tokens, wheres=[where for where, _ in items], dropped=lost)
+                             max_new_tokens=t.max_new_tokens, wheres=[i.where for i in items], dropped=lost,
+                             lineage=[i.lineage for i in items])
         report += _dropped_line("translate", len(rows), lost)
-        asks = [r["messages"][-1]["content"] for r in rows if r["messages"][-1]["role"] == "user"]
-        answered = gen.distill(teacher, asks, generator="translate", dropped=unanswered, **answer) if asks else []
+        asking = [r for r in rows if r["messages"][-1]["role"] == "user"]
+        asks = [r["messages"][-1]["content"] for r in asking]
+        answered = gen.distill(teacher, asks, generator="translate", dropped=unanswered,
+                               lineage=[{k: r["meta"][k] for k in LINEAGE} for r in asking], **answer) if asks else []
         report += _dropped_line("teacher answers", len(answered), unanswered)
         for row in answered:
             row["meta"]["translated_from"] = "en"
         return [r for r in rows if r["messages"][-1]["role"] == "assistant"] + answered
-    wheres = None
+    wheres = lineage = None
     if s.generator == "magpie":
         if t.backend == "http":
             raise KosovError("Magpie gives the model a raw chat-template prefix, which a chat endpoint cannot take",
@@ -222,16 +201,23 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None, report: list[dict] | No
         prefix = gen.magpie_prefix(tokenizer, s.system)
         prompts = gen.magpie(teacher, s.n, seed=cfg.seed, prefix=prefix, temperature=t.temperature, dropped=lost)
     elif s.generator == "self_instruct":
-        prompts = gen.self_instruct(teacher, [_prompt_text(*i) for i in _read_inputs(cfg)], s.n, seed=cfg.seed,
+        items = read_inputs(cfg)
+        shared = shared_lineage(cfg, items)  # every row may come from any seed task shown
+        prompts = gen.self_instruct(teacher, [_prompt_text(i.where, i.item) for i in items], s.n, seed=cfg.seed,
                                     temperature=t.temperature, dropped=lost)
+        lineage = [shared] * len(prompts)
     elif s.generator == "evol_instruct":
-        prompts = gen.evol_instruct(teacher, [_prompt_text(*i) for i in _read_inputs(cfg)][: s.n], seed=cfg.seed,
+        items = read_inputs(cfg)[: s.n]
+        origins: list[int] = []
+        prompts = gen.evol_instruct(teacher, [_prompt_text(i.where, i.item) for i in items], seed=cfg.seed,
                                     rounds=s.evol_rounds, operations=s.evol_operations, temperature=t.temperature,
-                                    dropped=lost)
+                                    dropped=lost, origins=origins)
+        lineage = [items[k].lineage for k in origins]
     else:  # distill
-        items = _read_inputs(cfg)
-        prompts = [_prompt_text(*i) for i in items][: s.n]
-        wheres = [where for where, _ in items][: s.n]
+        items = read_inputs(cfg)[: s.n]
+        prompts = [_prompt_text(i.where, i.item) for i in items]
+        wheres = [i.where for i in items]
+        lineage = [i.lineage for i in items]
     report += _dropped_line(f"{s.generator} instructions", len(prompts), lost)
     if not prompts:
         dropped = "".join(f" ({', '.join(f'{k}: {v}' for k, v in r['removed'].items())})" for r in report)
@@ -240,7 +226,8 @@ def generate_rows(cfg: KosovConfig, teacher: Any = None, report: list[dict] | No
                                            "cut off" if s.generator != "magpie" else
                          "Magpie keeps only distinct Korean requests: use a chat model that writes Korean (tiny-ko "
                          "writes noise), or raise synth.n")
-    rows = gen.distill(teacher, prompts, generator=s.generator, wheres=wheres, dropped=unanswered, **answer)
+    rows = gen.distill(teacher, prompts, generator=s.generator, wheres=wheres, dropped=unanswered, lineage=lineage,
+                       **answer)
     report += _dropped_line("teacher answers", len(rows), unanswered)
     return rows
 
@@ -295,6 +282,7 @@ def _synth(cfg: KosovConfig, out: Path) -> SynthResult:
     spec = _gate_spec(cfg)
     if "judge" in spec and cfg.synth.teacher.backend == "none":
         raise KosovError("synth.gates.judge needs a teacher to score rows", fix="set synth.teacher.backend")
+    inputs = input_summary(cfg)  # hashed, and their licenses checked, before a teacher is loaded or paid
     # One teacher for generation and the judge: an in-process model is loaded once.
     teacher = build_teacher(cfg, out) if cfg.synth.generator != "math" or "judge" in spec else None
     judge = None
@@ -339,9 +327,12 @@ def _synth(cfg: KosovConfig, out: Path) -> SynthResult:
     cache, moved = out / CACHE, staging / CACHE
     try:
         files = {f"{name}.jsonl": _write(part, staging, name) for name, part in splits.items() if part}
+        written = {file: {"rows": files[f"{name}.jsonl"], "sha256": file_sha256(staging / file)}  # card, provenance
+                   for name in splits if f"{name}.jsonl" in files for file in (f"{name}.jsonl", f"{name}.parquet")}
         # the card goes out with the dataset: input files and folders by name, not this machine's paths
         settings = {"generator": cfg.synth.generator, "seed": cfg.seed, **names_only(redact(asdict(cfg.synth)))}
-        card = datacard_markdown(cfg.name, kept, report, settings, histograms(kept, staging))
+        card = datacard_markdown(cfg.name, kept, report, settings, histograms(kept, staging), files=written,
+                                 inputs=inputs)
         if cache.is_dir():
             card += ("\n## Before you share this folder\n\n`teacher_cache/` holds the teacher's raw answers: rows the "
                      "quality gates removed and personal data the pii gate scrubbed too. Leave it out of what you "
@@ -350,8 +341,12 @@ def _synth(cfg: KosovConfig, out: Path) -> SynthResult:
         write_atomic(staging / "DATACARD.md", card)
         write_atomic(staging / "config.yaml",
                      yaml.safe_dump(redact(to_dict(cfg)), allow_unicode=True, sort_keys=False))
-        write_json(staging / "provenance.json", provenance(seed=cfg.seed, data={"written": files, "gates": report},
-                                                           model={"teacher": cfg.synth.teacher.backend}))
+        write_json(staging / "provenance.json",
+                   provenance(seed=cfg.seed, data={"written": files, "files": written, "inputs": inputs,
+                                                   "licenses": dict(Counter(str((r.get("meta") or {}).get("license"))
+                                                                            for r in kept)),
+                                                   "gates": report},
+                              model={"teacher": cfg.synth.teacher.backend}))
         # Everything on disk first, then renames only: a job killed between moving the cache in and the swap leaves
         # it in the staging folder (the next job takes it back), and that gap is now a few renames long.
         fsync_tree(staging)

@@ -8,7 +8,10 @@
 - `distill`: the teacher answers prompts; its thinking is kept as reasoning_content or stripped.
 
 Each step that writes instructions is followed by `distill`, so every generator returns SFT chat rows whose
-`meta` names source, generator, teacher model, license and seed.
+`meta` names source, generator, teacher model, license and seed. A row made from an input row (a translation, an
+answer to its prompt, an evolution of its instruction) carries that row's lineage too: `distill` and `translate`
+take each one's extra `meta` (`lineage`: its input's license and source, which the caller decides), and
+`evol_instruct` says which instruction each one it returns came from (`origins`).
 
     >>> parse_numbered("1. 첫째 지시문\\n2) 둘째 지시문\\n잡담")
     ['첫째 지시문', '둘째 지시문']
@@ -95,10 +98,12 @@ def _usable(text: str, min_share: float = 0.5) -> bool:
 def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinking: bool, source: str,
             license_: str, generator: str = "distill", max_new_tokens: int = 1024, thinking: bool = False,
             system: str | None = None, temperature: float | None = None,
-            wheres: Sequence[str] | None = None, dropped: Counter | None = None) -> list[dict]:
+            wheres: Sequence[str] | None = None, dropped: Counter | None = None,
+            lineage: Sequence[dict] | None = None) -> list[dict]:
     """Answer each prompt: SFT rows (question, the teacher's answer; its thinking kept or stripped). `wheres`
     (file:line of each prompt) names the input of a request the teacher refuses; `dropped` counts the prompts left
-    without a row, by reason."""
+    without a row, by reason; `lineage` is each prompt's extra meta (its input row's license and source), which
+    overrides `source`/`license_` where it names the same key."""
     dropped = Counter() if dropped is None else dropped
     head = [{"role": "system", "content": nfc(system)}] if system else []
     prompts = [nfc(p) for p in prompts]
@@ -118,7 +123,8 @@ def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinkin
         if keep_thinking and out.reasoning:
             answer["reasoning_content"] = nfc(out.reasoning)
         rows.append({"messages": head + [{"role": "user", "content": prompt}, answer],
-                     "meta": _meta(source, generator, teacher, license_, seeds[i])})
+                     "meta": _meta(source, generator, teacher, license_, seeds[i],
+                                   **(lineage[i] if lineage else {}))})
     return rows
 
 
@@ -163,10 +169,12 @@ def self_instruct(teacher: Teacher, seed_tasks: Sequence[str], n: int, *, seed: 
 
 def evol_instruct(teacher: Teacher, instructions: Sequence[str], *, seed: int, rounds: int = 1,
                   operations: Sequence[str] = ("deepen", "broaden"), temperature: float | None = None,
-                  dropped: Counter | None = None) -> list[str]:
+                  dropped: Counter | None = None, origins: list[int] | None = None) -> list[str]:
     """Each instruction evolved `rounds` times by a randomly chosen operation; failed evolutions are dropped (and
-    counted in `dropped`, by reason)."""
+    counted in `dropped`, by reason). `origins`, when given, is filled with the index in `instructions` of each
+    instruction returned (whose license its rows keep)."""
     current = [nfc(t) for t in instructions]
+    where_from = list(range(len(current)))
     dropped = Counter() if dropped is None else dropped
     for round_ in range(rounds):
         # operation and seed by the instruction (and the round), not its place: an input added upstream changes
@@ -177,8 +185,8 @@ def evol_instruct(teacher: Teacher, instructions: Sequence[str], *, seed: int, r
                                       seed=s, temperature=_temperature("evol_instruct", temperature),
                                       chat_template_kwargs={"enable_thinking": False})
                     for op, text, s in zip(ops, current, seeds, strict=True)]
-        kept = []
-        for out, old in zip(teacher.generate(requests), current, strict=True):
+        kept, kept_from = [], []
+        for out, old, origin in zip(teacher.generate(requests), current, where_from, strict=True):
             new = nfc(out.text.strip())
             why = (_unfinished(out.finish_reason) if out.finish_reason != "stop" else "returned unchanged"
                    if new == old else None if _usable(new) else "not a usable Korean request")
@@ -186,7 +194,10 @@ def evol_instruct(teacher: Teacher, instructions: Sequence[str], *, seed: int, r
                 dropped[why] += 1
             else:
                 kept.append(new)
-        current = kept
+                kept_from.append(origin)
+        current, where_from = kept, kept_from
+    if origins is not None:
+        origins[:] = where_from
     return current
 
 
@@ -235,11 +246,12 @@ def _translated(text: str, source: str) -> bool:
 
 def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str, license_: str,
               temperature: float | None = None, max_new_tokens: int = 2048, wheres: Sequence[str] | None = None,
-              dropped: Counter | None = None) -> list[dict]:
+              dropped: Counter | None = None, lineage: Sequence[dict] | None = None) -> list[dict]:
     """English chat rows rewritten in Korean, turn by turn; a row with any failed turn is dropped (counted in
     `dropped` by the reason of its first failed turn). `wheres` (file:line of each row) names the input of a request
     the teacher refuses. Each turn's seed comes from its text (content_seed), and each row's meta carries the run's
-    `seed`."""
+    `seed`, and `lineage[i]` (row i's extra meta: its license and source, a translation being an adaptation of the
+    row) over `source`/`license_`."""
     dropped = Counter() if dropped is None else dropped
     turns = [(i, j, m) for i, row in enumerate(rows) for j, m in enumerate(row["messages"])]
     requests = []
@@ -261,5 +273,5 @@ def translate(teacher: Teacher, rows: Sequence[dict], *, seed: int, source: str,
         translated[i][j] = {**translated[i][j], "content": text}
     dropped.update(failed.values())
     return [{"messages": translated[i], "meta": _meta(source, "translate", teacher, license_, seed,
-                                                     translated_from="en")}
+                                                     translated_from="en", **(lineage[i] if lineage else {}))}
             for i in range(len(rows)) if i not in failed]

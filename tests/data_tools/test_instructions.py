@@ -243,3 +243,25 @@ def test_the_recipes_temperature_reaches_every_generators_requests():
         assert {r.temperature for r in chosen.requests} == {0.0}, name
         assert {r.temperature for r in default.requests} == {gen.DEFAULT_TEMPERATURE[name]}, name
     assert gen.DEFAULT_TEMPERATURE["translate"] == 0.2 and gen.DEFAULT_TEMPERATURE["self_instruct"] == 1.0
+
+
+def test_rows_keep_the_lineage_of_the_input_they_were_made_from():
+    """A translation or an answer of an input row carries that row's license and source (the caller's `lineage`),
+    not the generator's `license_`; evol_instruct says which input each kept instruction came from."""
+    nc = {"license": "cc-by-nc-4.0", "input_license": "cc-by-nc-4.0", "input_source": "someone/alpaca-nc"}
+    own = {"license": "Apache-2.0", "input_license": None, "input_source": "own.txt"}
+    rows = [{"messages": [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Have a day."}]},
+            {"messages": [{"role": "user", "content": "Untranslated"}, {"role": "assistant", "content": "x"}]},
+            {"messages": [{"role": "user", "content": "Hello again!"}, {"role": "assistant", "content": "Bye."}]}]
+    kept = gen.translate(ScriptedTeacher(), rows, seed=0, source="t", license_="Apache-2.0", lineage=[nc, own, own])
+    assert [r["meta"]["license"] for r in kept] == ["cc-by-nc-4.0", "Apache-2.0"]  # the dropped row's lineage too
+    assert kept[0]["meta"]["input_source"] == "someone/alpaca-nc" and kept[0]["meta"]["source"] == "t"
+    answered = gen.distill(ScriptedTeacher(), ["도와주세요.", "아주 길게 써 주세요.", "또 도와주세요."], seed=0,
+                           keep_thinking=False, source="t", license_="Apache-2.0", lineage=[own, own, nc])
+    assert [r["meta"]["input_source"] for r in answered] == ["own.txt", "someone/alpaca-nc"]
+    assert answered[1]["meta"]["license"] == "cc-by-nc-4.0"
+    origins: list[int] = []
+    instructions = ["한국의 사계절을 설명해 주세요.", "김치찌개 끓이는 법을 알려 주세요.", "서울 여행 일정을 짜 주세요."] * 4
+    evolved = gen.evol_instruct(ScriptedTeacher(), instructions, seed=3, rounds=2, origins=origins)
+    assert 0 < len(evolved) < len(instructions) and len(origins) == len(evolved)  # "broaden" fails here: dropped
+    assert all(e.startswith(instructions[k]) for e, k in zip(evolved, origins, strict=True))
