@@ -147,7 +147,21 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
                          processing_class=tokenizer, peft_config=peft_config)
-    warning = few_steps(cfg, trainer, data)  # the set as it trains: packed into blocks by now
-    if warning and trainer.is_world_process_zero():
+    warnings = [few_steps(cfg, trainer, data), full_finetune_rate(cfg)]  # the set as it trains: packed by now
+    for warning in filter(None, warnings if trainer.is_world_process_zero() else []):
         log.warning(warning)
     return trainer
+
+
+FULL_FINETUNE_MAX_LR = 5e-5  # LoRA recipes train at 1e-4 to 2e-4; every weight at that rate forgets or diverges
+
+
+def full_finetune_rate(cfg: KosovConfig) -> str | None:
+    """A full fine-tune (peft=none) at a LoRA learning rate: the LoRA recipes' 1e-4 moves every weight of the base
+    ten times further than the ~1e-5 full fine-tunes take."""
+    rate = cfg.method.learning_rate
+    if cfg.peft.method != "none" or rate <= FULL_FINETUNE_MAX_LR:
+        return None
+    return (f"a full fine-tune (peft=none) at method.learning_rate={rate:g}, a LoRA rate: every weight of the base "
+            "moves at it, which tends to make the model forget what it knew or diverge; full fine-tunes take about "
+            "1e-5 (method.learning_rate=1e-5)")

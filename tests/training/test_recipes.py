@@ -36,7 +36,7 @@ def test_the_recipe_tree_has_what_the_product_promises():
                      "model/qwen3-14b", "model/qwen3-32b", "model/qwen3-30b-a3b", "model/kormo-10b",
                      "peft/lora", "peft/dora", "peft/qlora", "peft/none", "method/sft", "tracking/wandb",
                      "tracking/tensorboard", "tracking/none", "experiment/smoke-sft", "experiment/qwen3-1.7b-ko-sft",
-                     "experiment/qwen3-8b-ko-qlora-sft", "experiment/kormo-10b-ko-sft", "method/grpo",
+                     "experiment/qwen3-8b-ko-qlora-sft", "experiment/qwen3-30b-a3b-ko-sft", "experiment/kormo-10b-ko-sft", "method/grpo",
                      "experiment/smoke-grpo", "experiment/qwen3-1.7b-ko-grpo", "experiment/qwen3-8b-ko-qlora-grpo",
                      "experiment/kormo-10b-ko-grpo", "experiment/smoke-sft-grpo", "experiment/qwen3-1.7b-ko-sft-grpo",
                      "rewards/math_accuracy", "rewards/answer_format", "rewards/language_consistency",

@@ -66,8 +66,8 @@ def test_a_run_split_into_blocks_resumes(tmp_path):
     ("sdpa", True), ("eager", True), ("flash_attention_2", False), ("flash_attention_3", False),
     ("kernels-community/flash-attn2", False), ("flex_attention", False)])
 def test_only_kernels_that_attend_over_the_whole_row_split_it(attention, split):
-    cfg = compose(["experiment=qwen3-1.7b-ko-sft", "tracking=none"])  # 8 blocks of 4096 x 2 accumulation
-    recipe = {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 2, "per_device_eval_batch_size": 4}
+    cfg = compose(["experiment=qwen3-1.7b-ko-sft", "tracking=none"])  # 2 blocks of 4096 x 8 accumulation
+    recipe = {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 8, "per_device_eval_batch_size": 4}
     assert sft.batch_sizes(cfg, attention) == ({**recipe, "per_device_train_batch_size": 1,
                                                 "gradient_accumulation_steps": 16, "per_device_eval_batch_size": 1}
                                                if split else recipe)
@@ -133,7 +133,7 @@ def test_a_real_recipe_on_its_seed_data_warns_that_it_takes_few_steps(caplog):
     blocks = len(trainer.train_dataset)
     steps = 2 * -(-blocks // 16)
     assert f"only {steps} optimizer steps: {blocks} blocks of up to 4096 tokens" in warning
-    assert ("16 blocks a step (per_device_train_batch_size 8 x 1 process x gradient_accumulation_steps 2), "
+    assert ("16 blocks a step (per_device_train_batch_size 2 x 1 process x gradient_accumulation_steps 8), "
             f"{steps // 2} step") in warning and "x 2 epochs; warmup takes 1, the first at learning rate 0" in warning
     assert "eval_steps 25 and save_steps 50 never reached" in warning and "data.train_files=[...]" in warning
 
@@ -161,3 +161,12 @@ def test_no_warning_for_a_run_of_enough_steps_or_a_chosen_count(caplog):
     with caplog.at_level(logging.WARNING, logger="training.sft"):
         built([*enough, "method.eval_steps=100"])  # enough steps, but no eval between the first and the last
     assert "eval_steps 100 and save_steps 100 never reached (eval runs only before and after training)" in caplog.text
+
+
+def test_a_full_fine_tune_at_a_lora_learning_rate_is_warned_about(caplog):
+    """peft=none under a LoRA recipe's 1e-4 moves every weight ten times too far; at 1e-5 nothing is said."""
+    for rate, warned in [("1e-4", True), ("1e-5", False)]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="training.sft"):
+            built(quick("peft=none", f"method.learning_rate={rate}"))
+        assert ("a full fine-tune (peft=none) at method.learning_rate=0.0001" in caplog.text) == warned, rate
