@@ -11,21 +11,19 @@ to fix, without a traceback, and exit with status 2.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from training import __version__
 from training.config import MIRROR_OFF
 from training.recipes import recipes_dir
 from training.errors import KosovError
 from training.console_log import setup_logging
+from training.sweep_jobs import (FAILED_JOB, FAILED_TRIAL, STOPPED_JOB, exit_status_for_slurm, job_failed,
+                                 job_failures_reported, optuna_failures_reported, sweep_stopped)
 
 log = logging.getLogger("kosov")
 
@@ -145,180 +143,6 @@ def __getattr__(name: str) -> type[Exception]:
     return trial_failed
 
 
-JOB_EXIT = {"code": 0, "watched": False}  # a submitit job's exit status (exit_status_for_slurm)
-
-
-def exit_status_for_slurm() -> None:
-    """Called as a job of the submitit launcher starts, in its own process. A job that fails with a kosov error hands
-    its TrialFailed to submitit, which pickles it for the submitting command, and then the process exits 0: SLURM
-    would record the job as COMPLETED (sacct, --mail-type=FAIL, afterok dependencies). The exit status of a failed
-    job (job_failed) is set by the exit handler registered here, first, so that it runs after the others."""
-    if not JOB_EXIT["watched"]:
-        JOB_EXIT["watched"] = True
-        atexit.register(_exit_with_job_status)
-
-
-def job_failed(code: int = 2) -> None:
-    JOB_EXIT["code"] = code
-
-
-def _exit_with_job_status() -> None:
-    if not JOB_EXIT["code"]:
-        return
-    siblings_done()
-    for handler in logging.getLogger().handlers:  # logging's own exit handler, registered before, does not run
-        handler.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(JOB_EXIT["code"])  # the job's result is pickled already: only the status changes
-
-
-def siblings_done(timeout_s: float = 60.0) -> None:
-    """Where SLURM ends a job step at its first failed task (KillOnBadExit=1), a task exiting non-zero could end the
-    others before submitit wrote their results, which the sweep's process reads (every task's, not only rank 0's):
-    wait, at most timeout_s, until each task of this job has written its own."""
-    try:
-        from submitit import JobEnvironment
-        from submitit.core.utils import JobPaths
-
-        env = JobEnvironment()
-        results = [JobPaths(os.environ["SUBMITIT_FOLDER"], job_id=env.job_id, task_id=task).result_pickle
-                   for task in range(env.num_tasks)]
-    except Exception:  # not a submitit job after all: nothing to wait for
-        return
-    deadline = time.monotonic() + timeout_s
-    while not all(path.exists() for path in results) and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
-FAILED_TRIAL = "a trial of the sweep failed: "
-FAILED_JOB = "a job of the sweep failed: "
-
-
-@contextmanager
-def launches_watched(launcher: Any, watch: Callable[[list[Any], int], list[Any]]) -> Iterator[None]:
-    """Each batch of jobs the launcher ran passes through watch(jobs, number of the first), in the sweep's process,
-    whichever launcher runs them. Patched on its class: the launcher the submitit launcher pickles for each job
-    carries nothing of it (not the jobs seen so far)."""
-    cls = type(launcher)
-    own, plain = cls.__dict__.get("launch"), cls.launch
-
-    def launch(self: Any, job_overrides: Any, initial_job_idx: int) -> Any:
-        done = plain(self, job_overrides, initial_job_idx=initial_job_idx)
-        return watch(done, initial_job_idx) if self is launcher else done
-
-    cls.launch = launch
-    try:
-        yield
-    finally:
-        if own is None:
-            del cls.launch  # inherited again
-        else:
-            cls.launch = own
-
-
-@contextmanager
-def job_failures_reported(status: dict[str, int]) -> Iterator[None]:
-    """Jobs the submitit launcher ran (SLURM jobs) that failed with a kosov error come back to this process as their
-    TrialFailed. Hydra's basic sweeper would raise the first and launch no later batch (hydra.sweeper.max_batch_size):
-    instead every batch runs, as under the basic launcher, each failed job is logged here with its overrides, and the
-    sweep ends with one line naming them all and the first's fix: exit 2 as for any kosov error (Hydra exits 1)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.utils import JobStatus, filter_overrides
-
-    from training.cli import TrialFailed
-    sweep = BasicSweeper.sweep
-
-    def watched_sweep(self, arguments: list[str]) -> Any:
-        failed, total = [], [0]
-
-        def go_on(done: list[Any], initial_job_idx: int) -> list[Any]:
-            total[0] += len(done)
-            kept = []
-            for number, job in enumerate(done, initial_job_idx):
-                error = getattr(job, "_return_value", None)
-                if job.status is JobStatus.FAILED and isinstance(error, TrialFailed):
-                    failed.append((number, str(error).removeprefix(FAILED_JOB)))
-                    log.error("job #%d of the sweep (%s) failed: %s", number, " ".join(filter_overrides(job.overrides)),
-                              failed[-1][1].partition("\nFix: ")[0])
-                else:
-                    kept.append(job)  # a bug's FAILED job: the sweeper raises its exception, with its traceback
-            return kept
-
-        with launches_watched(self.launcher, go_on):
-            returns = sweep(self, arguments)
-        if failed:
-            status["code"] = 2
-            first, what = failed[0]
-            if len(failed) == 1:
-                raise TrialFailed(f"{FAILED_JOB}{what}")
-            what, _, fix = what.partition("\nFix: ")
-            numbers = ", ".join(f"#{n}" for n, _ in failed)
-            raise TrialFailed(str(KosovError(
-                f"{len(failed)} of {total[0]} jobs of the sweep failed ({numbers}); the first, #{first}: {what}",
-                fix=f"{fix or 'fix what failed'}; the others' errors are logged above and in their SLURM logs")))
-        return returns
-
-    BasicSweeper.sweep = watched_sweep
-    try:
-        yield
-    finally:
-        BasicSweeper.sweep = sweep
-
-
-@contextmanager
-def optuna_failures_reported(status: dict[str, int]) -> Iterator[None]:
-    """With hydra.sweeper.max_failure_rate letting failed trials through, Hydra's Optuna sweeper ends a sweep whose
-    every trial failed with a traceback from study.best_trial ("No trials are completed yet"). Watch the trials it
-    launches: such a sweep ends with one kosov error naming the first failure (a bug: its traceback); a sweep that
-    found its best trial despite some failed ones succeeds (exit 0) and says how many failed."""
-    try:
-        from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-    except ImportError:  # no cluster extra, no Optuna sweeps
-        yield
-        return
-    from hydra.core.utils import JobStatus
-
-    from training.cli import TrialFailed
-    sweep = OptunaSweeper.sweep
-
-    def watched_sweep(self, arguments: list[str]) -> None:
-        jobs: list[Any] = []
-
-        def keep(done: list[Any], initial_job_idx: int) -> list[Any]:
-            jobs.extend(done)
-            return done
-
-        try:
-            with launches_watched(self.sweeper.launcher, keep):
-                sweep(self, arguments)
-        except TrialFailed:  # max_failure_rate ended the sweep at a failed trial: its error, one line
-            status["code"] = 2
-            raise
-        except Exception:
-            if not jobs or any(job.status is not JobStatus.FAILED for job in jobs):
-                raise  # not the trials' failure
-            first = getattr(jobs[0], "_return_value", None)  # its exception (JobReturn.return_value raises it)
-            if not isinstance(first, TrialFailed):
-                if isinstance(first, BaseException):
-                    raise first from None  # a bug: its traceback
-                raise
-            status["code"] = 2
-            what, _, fix = str(first).removeprefix(FAILED_TRIAL).partition("\nFix: ")
-            raise TrialFailed(str(KosovError(f"all {len(jobs)} trials of the sweep failed; the first: {what}",
-                                             fix=f"{fix or 'fix what failed'}, then run the sweep again"))) from None
-        if failed := sum(job.status is JobStatus.FAILED for job in jobs):
-            log.warning("%d of %d trials of the sweep failed (hydra.sweeper.max_failure_rate=%s): the best trial is "
-                        "the best of the others", failed, len(jobs), self.sweeper.max_failure_rate)
-        status["code"] = 0  # within max_failure_rate: the sweep found its best trial
-
-    OptunaSweeper.sweep = watched_sweep
-    try:
-        yield
-    finally:
-        OptunaSweeper.sweep = sweep
-
-
 def _run_hydra(command: str, overrides: list[str]) -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -357,7 +181,7 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
                 return objective_value(getattr(result, "metrics", {}), config.objective)
             return None
         except KosovError as e:
-            from training.preemption import LeftToRankZero
+            from training.preemption import LeftToRankZero, StoppedBySignal
 
             if isinstance(e, LeftToRankZero):  # rank 0 requeues the job, or reports why it could not
                 log.info("%s", e)
@@ -368,6 +192,10 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
                 job_failed(2)  # SLURM records the job as failed (submitit would exit 0 with its result)
             if HydraConfig.get().mode.name == "RUN":
                 raise SystemExit(2) from None
+            if isinstance(e, StoppedBySignal):  # a sweep ends with the job a signal stopped
+                if in_job:  # the sweep's process ends the sweep (sweep_jobs.stopped_jobs_end_the_sweep)
+                    raise TrialFailed(f"{STOPPED_JOB}{e}") from None
+                sweep_stopped()  # this process runs the sweep: it ends here (SystemExit: Hydra's run_job lets it by)
             if optimising:
                 # An optimising sweeper (Optuna) needs a value: its failed trial, beyond max_failure_rate, ends
                 # the sweep with this one line instead of a traceback from study.best_trial.
@@ -422,6 +250,30 @@ def _flags_and_values(overrides: list[str]) -> tuple[set[str], list[str]]:
     return flags, values
 
 
+PRINT_FLAGS = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
+
+
+def output_dirs(values: list[str]) -> list[str]:
+    """The output_dir= values on the command line, as Hydra reads them. A sweep over output_dir is refused: Hydra
+    would take it as a sweep over its own run folder, and a sweep's jobs get one folder each already."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    found = []
+    for item in (o for o in values if o.startswith("output_dir=")):
+        try:
+            override = OverridesParser.create().parse_override(item)
+        except Exception:  # noqa: BLE001 - Hydra names what is wrong with it
+            continue
+        if override.is_sweep_override():
+            raise KosovError(f"{item} sweeps over run folders, but a sweep's jobs get one each already: "
+                             "output_dir/<job number>",
+                             fix="give one output_dir (the jobs go to output_dir/0, output_dir/1, ...), or run each "
+                                 "folder as a command of its own")
+        if isinstance(value := override.value(), str) and "${" not in value:
+            found.append(value)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -432,6 +284,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, overrides = args[0], args[1:]
     setup_logging()
+    try:
+        return _main(command, overrides)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback (an overwrite under way put the earlier run back)
+        hint = ": a run continues from its last checkpoint, if it saved one, with the same command and resume=true"
+        log.error("kosov %s was interrupted (Ctrl-C) and stopped%s", command, hint if command == "train" else "")
+        return 130
+
+
+def _main(command: str, overrides: list[str]) -> int:
     if command not in COMMANDS:
         report(KosovError(f"unknown command '{command}'", fix=f"use one of: {', '.join(COMMANDS)}"))
         return 2
@@ -451,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         check_override_keys([o for o in overrides if not o.startswith("-")], own_recipes_only=not own_search_path)
         apply_mirror(overrides)
         flags, values = _flags_and_values(overrides)
+        folders = output_dirs(values)
         if flags <= CHECKED_FLAGS:  # kosov's own recipes: compose the run (each run of a sweep) here first, so a
             from training.recipes import compose, compose_sweep  # recipe mistake is a kosov error (exit 2)
 
@@ -459,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
                 compose_sweep(values)
             else:
                 compose(values)
+        if command != "publish" and not flags & PRINT_FLAGS:  # Hydra creates its run folder (output_dir) first
+            from training.run_dir import usable_folder
+
+            for folder in folders:
+                usable_folder(Path(folder))
         return _run_hydra(command, overrides)
     except KosovError as e:
         report(e)

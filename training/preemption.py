@@ -15,6 +15,8 @@ way ends with a checkpoint, then submitit's handler runs as it would have (rank 
 `scontrol requeue`s the job, or says why it is not requeued), and the requeued job continues with `resume: true`.
 
 Every process of a distributed job stops at the same step: the flag is reduced across processes at each step.
+SLURM and a terminal send SIGTERM to the whole process group, DataLoader workers included (method.
+dataloader_num_workers > 0): they ignore it (workers_ignore_sigterm) and end when the main process stops them.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ class LeftToRankZero(KosovError):
     KillOnBadExit, end rank 0 before it requeued)."""
 
 
+class StoppedBySignal(KosovError):
+    """The run stopped because a signal asked it to (SIGTERM, SLURM's warning), with a checkpoint to resume from or
+    with the run finished: a sweep ends here too rather than starting its next job (the user, or SLURM's grace
+    period, wants the command to end)."""
+
+
 class SuiteStopped(BaseException):
     """A stop asked for while an eval suite ran: the suite is given up for the checkpoint. A BaseException, like
     KeyboardInterrupt, so that lm-eval's and the tokenizers' `except Exception` do not swallow it."""
@@ -54,6 +62,7 @@ class StopOnSigterm(TrainerCallback):
         self.in_suite = False  # an eval suite runs (stoppable): a stop asked now gives it up
         self.asked = False
         self.asked_at = 0.0  # time.monotonic() of the first SIGTERM
+        self.trained = False  # training is over: what is left is the final evaluation and save
         self.stopped_at: int | None = None  # the step whose checkpoint was saved on the way out
         self.previous: Any = None
         self.installed = False
@@ -73,8 +82,10 @@ class StopOnSigterm(TrainerCallback):
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         now = time.monotonic()
         if not self.asked:
-            log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping (another SIGTERM "
-                        "%.0f s or more from now stops at once)", REPEAT_S)
+            log.warning("SIGTERM: %s (another SIGTERM %.0f s or more from now stops at once)",
+                        "the run has no step left: it finishes (final evaluation, adapter, metrics.json), then stops"
+                        if self.trained else "saving a checkpoint at the end of this step, then stopping",
+                        REPEAT_S)
             self.asked, self.asked_at = True, now
             self._give_up_suite()
         elif now - self.asked_at < REPEAT_S:
@@ -119,6 +130,16 @@ class StopOnSigterm(TrainerCallback):
             yield
         finally:
             self.in_suite = False
+
+    def stop_after_the_finish(self, folder: Any) -> None:
+        """A SIGTERM that came once no step was left (the last checkpoint's save, the final evaluation, the adapter's
+        save): the run finished first, under this handler, and the command stops now (a sweep starts no further job).
+        A SIGTERM during a suite gives the suite up instead (stoppable)."""
+        if self.asked and not self.requeue_asked:  # SLURM's warning without resume=true: the run was to finish here
+            raise StoppedBySignal(f"SIGTERM came as the run finished; it finished first, and the run in {folder} is "
+                                  "complete (adapter and metrics.json): stopping here",
+                                  fix="nothing to resume for this run; the same command with resume=true goes on "
+                                      "from here (the rest of a sweep, the GRPO stage after an SFT stage)")
 
     def _give_up_suite(self) -> None:
         if self.in_suite:
@@ -189,7 +210,7 @@ class StopOnSigterm(TrainerCallback):
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.restore()
+        self.trained = True  # the handler stays until metrics.json is written (train.py)
 
     def _give_back_requeue_signal(self) -> None:
         """submitit's handler back, for a warning that comes when no step is left to end with a checkpoint (the end
@@ -197,6 +218,37 @@ class StopOnSigterm(TrainerCallback):
         if self.requeue_signal is not None and self.installed and \
                 threading.current_thread() is threading.main_thread():
             signal.signal(self.requeue_signal, CarryOnUnlessRequeued(self.requeue))
+
+
+class WorkerIgnoresSigterm:
+    """A DataLoader worker's worker_init_fn: SIGTERM ignored, then the loader's own (transformers' seed_worker). SLURM's
+    SIGTERM reaches the whole process group: PyTorch's worker handler ended the worker, and the main process failed
+    with "DataLoader worker (pid ...) is killed by signal: Terminated" instead of saving its checkpoint. The main
+    process stops its workers when it is done; a worker whose main process died ends by itself (PyTorch's watchdog)."""
+
+    def __init__(self, init_fn: Any = None):
+        self.init_fn = init_fn
+
+    def __call__(self, worker_id: int) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if self.init_fn is not None:
+            self.init_fn(worker_id)
+
+
+def workers_ignore_sigterm(trainer: Any) -> None:
+    """Every train and eval DataLoader this trainer makes (SFT's, GRPO's) gets WorkerIgnoresSigterm, wrapped around its
+    own worker_init_fn; this trainer only, transformers is left as it is."""
+    for name in ("get_train_dataloader", "get_eval_dataloader"):
+        make = getattr(trainer, name)
+
+        def made(*args: Any, _make: Any = make, **kwargs: Any) -> Any:
+            loader = _make(*args, **kwargs)
+            inner = getattr(loader, "base_dataloader", loader)  # accelerate's DataLoaderShard iterates this one
+            if not isinstance(inner.worker_init_fn, WorkerIgnoresSigterm):  # an eval loader kept for reuse
+                inner.worker_init_fn = WorkerIgnoresSigterm(inner.worker_init_fn)
+            return loader
+
+        setattr(trainer, name, made)
 
 
 class CarryOnUnlessRequeued:

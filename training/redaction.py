@@ -21,8 +21,8 @@ def secret_values() -> list[str]:
 
 # Credentials inside URLs: whatever comes before the host's @ (user:password, a token alone, a password holding @,
 # or after user: a /), but not a hub path's @revision (hf://datasets/org/name@main); and query values named like keys
-# (?api_key=..., &sig=...).
-URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?:[^\s/?#]*@|[^\s/?#@]*:[^\s?#]*@)", re.IGNORECASE)
+# (?api_key=..., &sig=...). Hydra's launchers log a sweep's overrides with ':' escaped (https\://user\:key@host).
+URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*\\?://)(?:[^\s/?#]*@|[^\s/?#@]*:[^\s?#]*@)", re.IGNORECASE)
 URL_SECRET_QUERY = re.compile(r"(?P<name>[?&](?:[a-z0-9_-]*(?:key|token|secret|password|passwd|sig|signature)"
                               r"[a-z0-9_-]*)=)[^&#\s]+", re.IGNORECASE)
 
@@ -32,6 +32,31 @@ def redact_urls(text: str) -> str:
     return URL_SECRET_QUERY.sub(r"\g<name>***", URL_USERINFO.sub(r"\g<scheme>***@", text))
 
 
+# An override as Hydra records the command line (multirun.yaml, override_dirname, a launcher's "#N : ..." log line):
+# key=value, a value under a secret-looking last key hidden (+synth.judge.api_key=sk-...).
+OVERRIDE = re.compile(r"(?<![^\s,])(?P<key>[+~]{0,2}(?:[\w-]+\.)*(?P<last>[\w-]+)=)(?P<value>[^\s,]+)")
+
+
+def redact_overrides(text: str) -> str:
+    """'synth.teacher.api_key=sk-... peft.r=8' -> 'synth.teacher.api_key=*** peft.r=8'."""
+    def hide(match: re.Match) -> str:
+        last = match.group("last")
+        secret = SECRET_KEY.match(last) and not TOKEN_NAMES.search(last)
+        return f"{match.group('key')}***" if secret else match.group(0)
+
+    return OVERRIDE.sub(hide, text) if "=" in text else text
+
+
+def redact_record(value: Any, key: str = "") -> Any:
+    """redact(), and the secrets of command-line overrides inside strings (Hydra's record of a sweep)."""
+    if isinstance(value, dict):
+        return {k: redact_record(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_record(v, key) for v in value]
+    value = redact(value, key)
+    return redact_overrides(value) if isinstance(value, str) else value
+
+
 class RedactingFilter(logging.Filter):
     """Secrets out of log records, for every handler they reach (train.log, the terminal, and through it wandb's
     console capture): an error of a teacher or judge naming its base_url with credentials, a secret from the
@@ -39,7 +64,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        clean = redact(message)
+        clean = redact_overrides(redact(message))
         if clean != message:
             record.msg, record.args = clean, None
         return True

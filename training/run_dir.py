@@ -15,6 +15,7 @@ job to hold the folder (tidy_leftovers).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -61,12 +62,31 @@ def last_checkpoint(checkpoints: Path) -> Path | None:
 LOCK = ".kosov.lock"
 
 
+def unusable(folder: Path, error: OSError) -> KosovError:
+    """The error for a run folder that cannot be created or written: the path, the operating system's reason."""
+    where = f" ({error.filename})" if error.filename and str(error.filename) != str(folder) else ""
+    return KosovError(f"cannot write to the folder {folder}: {error.strerror or error}{where}",
+                      fix="use a folder on a file system you can write to, with free space (not read-only, not "
+                          "under a file): for a run, another output_dir")
+
+
+def usable_folder(folder: Path) -> None:
+    """Create `folder` (with its parents) and check it can be written to, or raise unusable()'s error."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise unusable(folder, e) from None
+    if not os.access(folder, os.W_OK | os.X_OK):  # a read-only file system says so even to root
+        code = errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
+        raise unusable(folder, OSError(code, os.strerror(code)))
+
+
 def lock_run_folder(folder: Path) -> Any:
     """Hold an exclusive lock on a run folder for the life of the job (flock on DIR/.kosov.lock): a second job on
     the folder, with overwrite=true too, is refused while this one runs. The kernel releases it when the process
     ends, so a killed job leaves no stale lock; holding it, it first puts right what a killed job left in the folder
     (tidy_leftovers). Returns the open lock file (None where the file system has no locks, with a warning)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    usable_folder(folder)
     handle = hold_lock(folder / LOCK, lambda holder: KosovError(
         f"{folder} is in use by a running job ({holder})",
         fix="wait for it to finish or stop it, or choose another output_dir (overwrite=true does not replace a run "
@@ -109,7 +129,10 @@ def hold_lock(path: Path, in_use: Any, unguarded: str) -> Any:
     import fcntl
 
     while True:
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the job runs
+        try:
+            handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the job runs
+        except OSError as e:  # a read-only or full file system, a folder without write permission
+            raise unusable(path.parent, e) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

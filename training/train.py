@@ -27,7 +27,7 @@ from training import grpo, sft
 from training.config import to_dict
 from training.schema import KosovConfig
 from training.errors import KosovError
-from training.preemption import StopOnSigterm
+from training.preemption import StopOnSigterm, StoppedBySignal, workers_ignore_sigterm
 from training.recipes import compose
 from training.adapters import adapter_dir, check_adapter_base, continued_settings, load_adapter, lora_config
 from training.models import (bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id, liger_for,
@@ -369,38 +369,40 @@ def train(cfg: KosovConfig) -> TrainResult:
         trainer.add_callback(clock)
         trainer.add_callback(TrainedForEpochs(cfg.method.num_train_epochs))
         run.drop_replaced()  # data, model and trainer are ready: the run this one replaces (overwrite=true) goes
-        sigterm = StopOnSigterm()
+        sigterm = StopOnSigterm()  # installed until metrics.json is written: a stop after the last step waits
         if cfg.eval.every_n_steps:
             suite.stop, suite.resume = sigterm, cfg.resume  # a run stopped at its last step leaves the suite to
             # its resumption
         try:
             trainer.add_callback(sigterm)
+            workers_ignore_sigterm(trainer)  # SIGTERM to the process group: the workers leave it to this process
             output = finish_at_checkpoint(trainer, run.resume_from, sigterm.no_step_left) if at_end else None
             if output is None:
                 output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+            early = trainer.state.global_step < trainer.state.max_steps
+            if (sigterm.stopped_at is not None and early) or sigterm.stops_run(cfg.resume):
+                # At the last step too: the resumed (or requeued) job finishes from the checkpoint in its own time,
+                # end suite included. Only a warning submitit cannot requeue without resume=true finishes it here.
+                checkpoint = run.checkpoints / f"checkpoint-{sigterm.stopped_at}"
+                sigterm.hand_over(cfg.resume, checkpoint)  # submitit's warning: rank 0 requeues the job and exits
+                raise StoppedBySignal(f"stopped by {sigterm.signal_name} at step {sigterm.stopped_at}, with a "
+                                      f"checkpoint ({checkpoint})",
+                                      fix="continue it with the same command and resume=true (a requeued job: "
+                                          "always pass resume=true)")
+            if data.eval is not None and not any(h.get("step") == trainer.state.global_step and "eval_loss" in h
+                                                 for h in trainer.state.log_history):
+                trainer.evaluate()
+            _save_final(trainer, run, full_model=full_model)
+            metrics = summarize(trainer, output, data.summary, started, clock.earlier)
+            if is_main:
+                write_json(run.path / "metrics.json", metrics)
+                remove_rendered(run.path)  # nothing resumes from it now
         finally:
             sigterm.restore()
-        early = trainer.state.global_step < trainer.state.max_steps
-        if (sigterm.stopped_at is not None and early) or sigterm.stops_run(cfg.resume):
-            # At the last step too: the resumed (or requeued) job finishes from the checkpoint in its own time, end
-            # suite included. Only a warning submitit cannot requeue without resume=true finishes the run here.
-            checkpoint = run.checkpoints / f"checkpoint-{sigterm.stopped_at}"
-            sigterm.hand_over(cfg.resume, checkpoint)  # submitit's warning: rank 0 requeues the job and exits
-            raise KosovError(f"stopped by {sigterm.signal_name} at step {sigterm.stopped_at}, with a checkpoint "
-                             f"({checkpoint})",
-                             fix="continue it with the same command and resume=true (a requeued job: always pass "
-                                 "resume=true)")
-        if data.eval is not None and not any(h.get("step") == trainer.state.global_step and "eval_loss" in h
-                                             for h in trainer.state.log_history):
-            trainer.evaluate()
-        _save_final(trainer, run, full_model=full_model)
-        metrics = summarize(trainer, output, data.summary, started, clock.earlier)
-        if is_main:
-            write_json(run.path / "metrics.json", metrics)
-            remove_rendered(run.path)  # nothing resumes from it now
         tracker.finish(run)
         log.info("done: %s (train loss %s -> %s, eval loss %s)", run.path, metrics["first_train_loss"],
                  metrics["last_train_loss"], metrics["eval_loss"])
+        sigterm.stop_after_the_finish(run.path)  # a SIGTERM after the last step: the run finished first
         return TrainResult(run_dir=run.path, metrics=metrics, trainer=trainer)
     except BaseException:  # out of memory, a bad eval task, Ctrl-C: the tracker run is closed as failed
         if tracker is not None:

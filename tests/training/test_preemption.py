@@ -17,7 +17,7 @@ import pytest
 
 from tests.training.test_scale_out import kosov_bin
 from training import preemption
-from training.preemption import StopOnSigterm
+from training.preemption import StopOnSigterm, StoppedBySignal
 
 
 @pytest.fixture
@@ -273,7 +273,8 @@ def test_a_stop_that_does_not_stop_the_run_leaves_it_its_end_suite(tmp_path, mon
                                                                    case):
     """SLURM's warning during the suite of the last step, which submitit cannot requeue without resume=true: the run
     finishes in this job, and its end suite used to be skipped as "already run at this step" though it had been given
-    up. A SIGTERM after that suite had run (in the last checkpoint's save) stopped a finished run with status 2."""
+    up. A SIGTERM after that suite had run (in the last checkpoint's save) stopped a finished run with status 2,
+    unfinished: the run now finishes (adapter, metrics.json), then stops, saying it is complete."""
     from transformers import TrainerCallback
 
     from tests.helpers import quick
@@ -298,9 +299,14 @@ def test_a_stop_that_does_not_stop_the_run_leaves_it_its_end_suite(tmp_path, mon
     trainers_warned_by(monkeypatch, TermInTheLastSave())
     as_a_submitit_job(tmp_path, monkeypatch, rank=0)
     caplog.set_level(logging.INFO, logger="training.evaluation.callback")
-    done = train(compose(quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "eval=smoke",
-                               "eval.every_n_steps=2")))
-    assert done.metrics["global_step"] == 4 and (out / "metrics.json").is_file() and (out / "adapter").is_dir()
+    args = compose(quick(f"output_dir={out}", "method.max_steps=4", "method.save_steps=100", "eval=smoke",
+                         "eval.every_n_steps=2"))
+    if case.startswith("sigterm"):  # the command stops (a sweep starts no further job), with the run finished
+        with pytest.raises(StoppedBySignal, match="the run in .* is complete"):
+            train(args)
+    else:
+        train(args)
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 4 and (out / "adapter").is_dir()
     assert "suite smoke at step 4" in caplog.text and len(calls) == 3 - case.startswith("sigterm")
 
 
@@ -409,3 +415,61 @@ def test_out_of_requeues_a_warning_during_the_end_suite_lets_the_run_finish(tmp_
     assert "SIGUSR2: submitit did not requeue the job" in caplog.text and "timed-out too many times" in caplog.text
     assert done.metrics["global_step"] == 3 and (out / "metrics.json").is_file()
     assert "suite smoke at step 3" in caplog.text  # the end suite ran to its end
+
+
+def test_a_sigterm_to_the_whole_process_group_spares_the_dataloader_workers(tmp_path):
+    """SLURM (and a terminal) send SIGTERM to the whole process group: with method.dataloader_num_workers > 0 it
+    ended the DataLoader workers too, and the run died with "DataLoader worker (pid ...) is killed by signal:
+    Terminated", status 1 and no checkpoint. The workers ignore it now; the run stops with its checkpoint."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [kosov_bin(), "train", "experiment=smoke-sft", f"output_dir={out}", "method.max_steps=60",
+         "method.save_steps=3", "method.eval_steps=1000", "method.dataloader_num_workers=2"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while not (out / "checkpoints" / "checkpoint-3" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)  # the job step's processes: the run and its two workers
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "DataLoader worker" not in stderr and "Traceback" not in stderr, stderr[-3000:]
+    step = int(re.search(r"stopped by SIGTERM at step (\d+), with a checkpoint", stderr).group(1))
+    assert (out / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").is_file()
+
+
+@pytest.mark.parametrize("during", ["the final evaluation", "the final save"])
+def test_a_sigterm_after_the_last_step_lets_the_run_finish_then_stops(tmp_path, monkeypatch, before, during):
+    """kosov's handler used to be taken down before the final evaluation and the adapter's save: a SIGTERM there
+    killed the job at once (status 143, no word). It is held until metrics.json is written: the run finishes, then
+    the command stops with status 2 saying the run is complete (a sweep starts no further job)."""
+    from transformers import TrainerCallback
+
+    from tests.helpers import quick
+    from training import train as train_module
+    from training.recipes import compose
+
+    class TermInTheFinalEvaluation(TrainerCallback):
+        sent = False
+
+        def on_prediction_step(self, args, state, control, **kwargs):
+            if state.global_step == state.max_steps and not self.sent:
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    real_save = train_module._save_final
+
+    def term_in_the_final_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_save(*args, **kwargs)
+
+    if during == "the final evaluation":
+        trainers_warned_by(monkeypatch, TermInTheFinalEvaluation())
+    else:
+        monkeypatch.setattr(train_module, "_save_final", term_in_the_final_save)
+    out = tmp_path / "run"
+    with pytest.raises(StoppedBySignal, match="SIGTERM came as the run finished; it finished first"):
+        train_module.train(compose(quick(f"output_dir={out}", "method.max_steps=3")))
+    assert before == []  # kosov's handler had it, not what SIGTERM did before (the default: die at once)
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 3
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "metrics.json").read_text())["eval_loss"] is not None

@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -55,7 +58,7 @@ def test_every_trial_failing_on_a_bug_ends_with_the_first_trials_exception_not_o
     from hydra.core.utils import JobReturn, JobStatus
     from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
-    from training.cli import optuna_failures_reported
+    from training.sweep_jobs import optuna_failures_reported
 
     bug = RuntimeError("a bug in the trial")
 
@@ -128,7 +131,7 @@ def test_a_failed_task_exits_only_once_every_task_of_its_job_has_its_result(tmp_
 
     from submitit.core.utils import JobPaths
 
-    from training.cli import siblings_done
+    from training.sweep_jobs import siblings_done
 
     for key, value in dict(SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_JOB_ID="9", SUBMITIT_LOCAL_NTASKS="2",
                            SUBMITIT_LOCAL_GLOBALID="0", SUBMITIT_LOCAL_LOCALID="0", SUBMITIT_LOCAL_NODEID="0",
@@ -145,7 +148,7 @@ def test_a_failed_task_exits_only_once_every_task_of_its_job_has_its_result(tmp_
 
 
 JOB_STATUS_AFTER_A_BUG = """
-from training.cli import exit_status_for_slurm, job_failed
+from training.sweep_jobs import exit_status_for_slurm, job_failed
 exit_status_for_slurm()
 exit_status_for_slurm()  # once per process
 job_failed(1)
@@ -161,3 +164,53 @@ def run_job_process(submitted, cwd) -> subprocess.CompletedProcess:
                SUBMITIT_LOCAL_JOB_NUM_NODES="1")
     return subprocess.run([sys.executable, "-u", "-m", "submitit.core._submit", str(folder.parent / "%j")], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=400)
+
+
+def test_a_sigterm_ends_a_local_sweep_and_resume_finishes_every_job(tmp_path):
+    """A job of a local sweep stopped by SIGTERM was reported and the sweep went on to its next job, with a handler
+    of its own: one SIGTERM a job to end the sweep, and SLURM's grace period spent starting the next. The sweep ends
+    with the stopped job (status 2), and the same command with resume=true finishes every job."""
+    out = tmp_path / "sweep"
+    sweep = [kosov_bin(), "train", "-m", "experiment=smoke-sft", "peft.r=4,8,16", f"output_dir={out}",
+             "method.save_steps=3", "method.eval_steps=1000", "data.max_rows=24"]
+    proc = subprocess.Popen([*sweep, "method.max_steps=60"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "0" / "checkpoints" / "checkpoint-3" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "job 0 ended before its first checkpoint"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in stderr, stderr[-3000:]
+    assert "job #0 of the sweep was stopped by a signal, and the sweep with it: no later job starts" in stderr
+    assert not (out / "1").exists() and not (out / "2").exists() and "#1 : " not in stderr  # never started
+    step = int(re.search(r"stopped by SIGTERM at step (\d+)", stderr).group(1))
+    done = run([*sweep, f"method.max_steps={step + 1}", "resume=true"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resuming from {out / '0' / 'checkpoints' / f'checkpoint-{step}'}" in done.stderr
+    assert [json.loads((out / job / "metrics.json").read_text())["global_step"] for job in "012"] == [step + 1] * 3
+
+
+def test_a_submitit_job_stopped_by_a_signal_ends_the_sweep(caplog):
+    """A job of the submitit launcher (its own process, on SLURM) stopped by SIGTERM comes back to the sweep's process
+    as its TrialFailed: the sweep ends there (status 2), naming the job, rather than launch its next batch."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from training.cli import TrialFailed
+    from training.errors import KosovError
+    from training.sweep_jobs import STOPPED_JOB, stopped_jobs_end_the_sweep
+
+    finished, stopped = JobReturn(), JobReturn()
+    finished.status, finished.overrides, finished._return_value = JobStatus.COMPLETED, ["peft.r=4"], None
+    stopped.status, stopped.overrides = JobStatus.FAILED, ["peft.r=8", "synth.teacher.api_key=sk-LEAKME123456"]
+    error = KosovError("stopped by SIGTERM at step 4, with a checkpoint (out/1/checkpoints/checkpoint-4)",
+                       fix="continue it with the same command and resume=true")
+    stopped._return_value = TrialFailed(f"{STOPPED_JOB}{error}")
+    status = {"code": 0}
+    stopped_jobs_end_the_sweep([finished], 0, status)  # a batch without a stopped job: the sweep goes on
+    assert status["code"] == 0
+    with pytest.raises(TrialFailed, match=r"job #1 of the sweep was stopped by a signal, and the sweep with it: no "
+                                          r"later job starts \(stopped by SIGTERM at step 4") as ended:
+        stopped_jobs_end_the_sweep([finished, stopped], 0, status)
+    assert status["code"] == 2 and "resume=true" in str(ended.value)
+    assert "job #1 of the sweep (peft.r=8 synth.teacher.api_key=***) was stopped" in caplog.text
