@@ -118,6 +118,10 @@ def _check_semantics(cfg: KosovConfig) -> None:
     _check("eval.backend", cfg.eval.backend, EVAL_BACKENDS)
     for mode in cfg.eval.thinking:
         _check("eval.thinking", mode, EVAL_THINKING)
+    limit = cfg.eval.thinking_max_new_tokens
+    if limit is not None and limit < 1:
+        raise KosovError(f"eval.thinking_max_new_tokens={limit} must be at least 1",
+                         fix="e.g. 8192, or null to keep each task's own generation limit with thinking on")
     for key in ("math", "language"):
         own = getattr(cfg.eval, key)
         if own.enabled and not own.data:

@@ -27,8 +27,8 @@ from data_tools.chat_io import file_sha256
 from training.config import resolve_path, to_dict
 from training.schema import KosovConfig
 from training.errors import KosovError
-from training.evaluation.generative import JOBS, code_digest, jobs_of, prompt_limit, run_generative
-from training.evaluation.harness import hf_lm, model_args, run_tasks
+from training.evaluation.generative import JOBS, code_digest, jobs_of, max_new_tokens_of, prompt_limit, run_generative
+from training.evaluation.harness import check_window, hf_lm, model_args, run_tasks, thinking_max_new_tokens
 from training.evaluation.identity import adapter_digest, cache_file, load_settings, model_identity
 from training.evaluation.report import build_report, log_to_tracker, write_report
 from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
@@ -61,8 +61,11 @@ def _check_backend(cfg: KosovConfig, device: str) -> None:
 
 def _generative_settings(cfg: KosovConfig, name: str, mode: str) -> dict[str, Any]:
     own = getattr(cfg.eval, JOBS[name])
-    return {"eval": asdict(own), "limit": prompt_limit(own, cfg.eval.limit), "thinking": mode,
-            "data_sha256": file_sha256(resolve_path(own.data)), "code": code_digest()}
+    settings = {"eval": asdict(own), "limit": prompt_limit(own, cfg.eval.limit), "thinking": mode,
+                "data_sha256": file_sha256(resolve_path(own.data)), "code": code_digest()}
+    if thinking_max_new_tokens(cfg.eval, mode) is not None:  # thinking on: the suite's limit, not the eval's own
+        settings["max_new_tokens"] = max_new_tokens_of(own, cfg.eval, mode)
+    return settings
 
 
 def report_settings(cfg: KosovConfig, dtype: str, device: str) -> dict[str, Any]:
@@ -71,12 +74,19 @@ def report_settings(cfg: KosovConfig, dtype: str, device: str) -> dict[str, Any]
     ecfg = cfg.eval
     quant = cfg.peft.quantization
     return {"limit": ecfg.limit, "num_fewshot": ecfg.num_fewshot, "thinking": list(ecfg.thinking),
+            # the generation limit with thinking on (lm-eval's generating tasks and kosov's evals); None: their own
+            "thinking_max_new_tokens": thinking_max_new_tokens(ecfg, "on") if "on" in ecfg.thinking else None,
             "apply_chat_template": ecfg.apply_chat_template, "backend": ecfg.backend, "dtype": dtype, "device": device,
             "quantization": f"4-bit {quant.quant_type}" if quant is not None else None,
             "loaded_by": "kosov" if ecfg.backend == "hf" else "vllm",  # lm-eval's model: the one kosov loaded
-            "kosov_evals": {name: {"limit": prompt_limit(getattr(ecfg, JOBS[name]), ecfg.limit),
-                                   "max_new_tokens": getattr(ecfg, JOBS[name]).max_new_tokens}
-                            for name in dict.fromkeys(n for n, _ in jobs_of(ecfg))}}
+            "kosov_evals": {name: _eval_settings(ecfg, name) for name in dict.fromkeys(n for n, _ in jobs_of(ecfg))}}
+
+
+def _eval_settings(ecfg: Any, name: str) -> dict[str, Any]:
+    """One of kosov's evals in the report's settings: its prompts and its generation limit (with thinking on too)."""
+    own = getattr(ecfg, JOBS[name])
+    limits = {"max_new_tokens_thinking": max_new_tokens_of(own, ecfg, "on")} if "on" in ecfg.thinking else {}
+    return {"limit": prompt_limit(own, ecfg.limit), "max_new_tokens": own.max_new_tokens, **limits}
 
 
 def _vllm_tokenizer(cfg: KosovConfig, source: str, folder: Path) -> str | None:
@@ -129,9 +139,34 @@ def _engine(cfg: KosovConfig, models: _Model, side: str, dtype: str, device: str
     if ecfg.backend == "hf":
         return lambda mode: {"model": hf_lm(ecfg, models.on(side), models.tokenizer(), mode)}
     adapter = models.adapter if side == "adapted" else None
-    return lambda mode: {"model": "vllm", "batch_size": ecfg.batch_size, "device": device,
-                         "model_args": model_args(ecfg, models.source, cfg.model.revision, adapter, dtype,
-                                                  cfg.model.trust_remote_code, tokenizer, mode)}
+
+    def vllm(mode: str | None) -> dict[str, Any]:
+        # vLLM starts with the model's whole context window (no max_model_len): the thinking limit must fit it
+        if thinking_max_new_tokens(ecfg, mode) is not None:
+            check_window(ecfg, mode, _context_window(cfg, models.source), models.source)
+        return {"model": "vllm", "batch_size": ecfg.batch_size, "device": device,
+                "model_args": model_args(ecfg, models.source, cfg.model.revision, adapter, dtype,
+                                         cfg.model.trust_remote_code, tokenizer, mode)}
+
+    return vllm
+
+
+def _context_window(cfg: KosovConfig, source: str) -> int | None:
+    """The context window the model's config gives (what vLLM starts with when given no max_model_len); None where
+    the config cannot be read here or names none (vLLM then says what is wrong)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, revision=cfg.model.revision,
+                                            trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError):
+        return None
+    for part in (getattr(config, "text_config", None), config):
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx"):
+            value = getattr(part, key, None) if part is not None else None
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
 
 
 def _harness(cfg: KosovConfig, models: _Model, side: str, identity: dict, dtype: str, device: str,

@@ -212,6 +212,9 @@ class EvalConfig:
     adapter: Optional[str] = None  # an adapter (or run folder) to compare with the base; null = base only
     thinking: list[str] = field(default_factory=lambda: ["off"])  # modes (off, on) of the generative evals and of
     # chat-templated lm-eval tasks
+    thinking_max_new_tokens: Optional[int] = 8192  # with thinking on: the generation limit of generating lm-eval
+    # tasks (their max_gen_toks: HRM8K's 2048 cuts off many Qwen3 traces, graded wrong) and of kosov's own evals
+    # (their max_new_tokens); null: each keeps its own. Thinking off always keeps its own
     math: GenerativeEvalConfig = field(default_factory=GenerativeEvalConfig)  # held-out Korean math accuracy
     language: GenerativeEvalConfig = field(default_factory=GenerativeEvalConfig)  # foreign-script rate
     cache: bool = True  # reuse results for the same (model, adapter, task, settings)

@@ -5,7 +5,8 @@
 - the language-consistency rate: the share of answers to Korean prompts with foreign-script contamination
   (Chinese characters or kana), the "language confusion" of Qwen3 adapted to Korean;
 
-each in the thinking modes the suite asks for (Qwen3-style templates: enable_thinking off / on).
+each in the thinking modes the suite asks for (Qwen3-style templates: enable_thinking off / on); with thinking on,
+each generates up to eval.thinking_max_new_tokens tokens (max_new_tokens_of), as lm-eval's generating tasks do.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ from training.config import resolve_path
 from training.schema import GenerativeEvalConfig
 from training.data_rows import bad_row_error
 from training.rewards import question_text
+
+
+def max_new_tokens_of(own: GenerativeEvalConfig, ecfg: Any, mode: str) -> int:
+    """An eval's generation limit in a thinking mode: with thinking on, the suite's eval.thinking_max_new_tokens
+    (harness.thinking_max_new_tokens), else its own max_new_tokens."""
+    from training.evaluation.harness import thinking_max_new_tokens
+
+    limit = thinking_max_new_tokens(ecfg, mode)
+    return own.max_new_tokens if limit is None else limit
 
 
 def prompt_limit(own: GenerativeEvalConfig, suite_limit: float | None) -> float | None:
@@ -97,7 +107,7 @@ def math_accuracy(answers: list[str], rows: list[ChatRow]) -> dict[str, Any]:
              for a, r in zip(answers, rows, strict=True)]
     value, stderr = _rate(sum(items), len(rows))
     return {"metric": "accuracy", "value": value, "stderr": stderr, "n": len(rows), "higher_is_better": True,
-            "items": items}
+            "items": items, "unfinished_thinking": sum(cut_off_thinking(a) for a in answers)}
 
 
 def contaminated(text: str) -> bool:
@@ -117,7 +127,7 @@ def foreign_script_rate(answers: list[str]) -> dict[str, Any]:
     cut_rate, _ = _rate(sum(unfinished), len(answers))
     return {"metric": "foreign_script_rate", "value": value, "stderr": stderr, "n": len(answers),
             "higher_is_better": False, "thinking_foreign_script_rate": think_rate,
-            "unfinished_thinking_rate": cut_rate, "items": items,
+            "unfinished_thinking_rate": cut_rate, "unfinished_thinking": sum(unfinished), "items": items,
             "mean_hangul_share": sum(hangul_share(a) for _, a in parts) / len(parts) if parts else float("nan")}
 
 
@@ -136,7 +146,7 @@ def run_generative(model: Any, tokenizer: Any, ecfg: Any, jobs: list[tuple[str, 
     for name, mode in jobs:
         own: GenerativeEvalConfig = getattr(ecfg, JOBS[name])
         rows = load_prompts(own, required=("answer",) if name == "ko_math_heldout" else (), suite_limit=ecfg.limit)
-        answers = generate(model, tokenizer, rows, thinking=mode, max_new_tokens=own.max_new_tokens,
+        answers = generate(model, tokenizer, rows, thinking=mode, max_new_tokens=max_new_tokens_of(own, ecfg, mode),
                            desc=f"{label}: {name} (thinking {mode})", stop_ids=stop_ids)
         results[f"{name}[{mode}]"] = (math_accuracy(answers, rows) if name == "ko_math_heldout"
                                       else foreign_script_rate(answers))

@@ -63,6 +63,7 @@ class TaskScore:
     stderr: float | None
     n: int | None
     items: list[float] | None = None  # each item's outcome, ordered by task and doc (item_outcomes)
+    unfinished_thinking: int | None = None  # completions cut off while thinking, graded unanswered; None: not counted
 
 
 def _cached_score(file: Path) -> TaskScore:
@@ -104,9 +105,10 @@ def task_manager(tasks: list[str]):
 
 
 def primary_score(task: str, results: dict[str, Any], group_subtasks: dict[str, list[str]],
-                  samples: dict[str, list[dict]] | None = None) -> TaskScore:
+                  samples: dict[str, list[dict]] | None = None, count_cut_off: bool = False) -> TaskScore:
     """The task's headline metric; for a group without its own aggregate, the mean of its subtasks. With lm-eval's
-    logged `samples`, each item's outcome too (item_outcomes)."""
+    logged `samples`, each item's outcome too (item_outcomes), and with `count_cut_off` (the run was graded under
+    cut_off_thoughts_unanswered) how many of its completions were cut off while thinking."""
     entry = results.get(task, {})
     for metric in PRIMARY_METRICS:
         for key, value in entry.items():
@@ -116,16 +118,28 @@ def primary_score(task: str, results: dict[str, Any], group_subtasks: dict[str, 
                 found = [s for leaf in sorted(_leaves(task, group_subtasks)) for s in sorted(
                     (s for s in (samples or {}).get(leaf, []) if s.get("filter") == key.partition(",")[2]),
                     key=lambda s: s["doc_id"])]
+                cut = sum(any(isinstance(r, Unanswered) for r in _flat(s.get("resps"))) for s in found)
                 return TaskScore(task, metric, float(value), stderr, entry.get("sample_len"),
-                                 item_outcomes([s.get(metric) for s in found], float(value)))
-    subs = [primary_score(s, results, group_subtasks, samples) for s in group_subtasks.get(task, [])]
+                                 item_outcomes([s.get(metric) for s in found], float(value)),
+                                 cut if count_cut_off and found else None)
+    subs = [primary_score(s, results, group_subtasks, samples, count_cut_off) for s in group_subtasks.get(task, [])]
     subs = [s for s in subs if not math.isnan(s.value)]
     if not subs:
         return TaskScore(task, "none", float("nan"), None, None)
     mean = sum(s.value for s in subs) / len(subs)
     items = None if any(s.items is None for s in subs) else [i for s in subs for i in s.items]
+    cut = None if any(s.unfinished_thinking is None for s in subs) else sum(s.unfinished_thinking for s in subs)
     return TaskScore(task, subs[0].metric, mean, None, sum(s.n or 0 for s in subs) or None,
-                     item_outcomes(items, mean) if items is not None else None)
+                     item_outcomes(items, mean) if items is not None else None, cut)
+
+
+def _flat(value: Any) -> Iterator[Any]:
+    """The responses of a logged sample (lm-eval nests them: one list per request, one entry per repeat)."""
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _flat(v)
+    else:
+        yield value
 
 
 def _leaves(task: str, group_subtasks: dict[str, list[str]]) -> list[str]:
@@ -186,10 +200,52 @@ def settings_of(ecfg: EvalConfig, task: str, mode: str | None) -> dict[str, Any]
         settings["loaded_by"] = "kosov"
     if mode is not None:  # graded as kosov grades it since (cut_off_thoughts_unanswered, a think block the template
         settings["cut_off_thinking"] = "unanswered, template-opened too"  # opened too): not a score cached before
+    limit = thinking_max_new_tokens(ecfg, mode)
+    if limit is not None:  # thinking on: the limit kosov set over the task's own (off, None: the task's own, as before)
+        settings["max_gen_toks"] = limit
     if task in LOCAL_TASKS:
         data = resolve_path(LOCAL_TASKS[task]["data"])
         settings["data_sha256"] = hashlib.sha256(data.read_bytes()).hexdigest()
     return settings
+
+
+def thinking_max_new_tokens(ecfg: EvalConfig, mode: str | None) -> int | None:
+    """The generation limit thinking mode `mode` sets (eval.thinking_max_new_tokens, in mode "on" only), for lm-eval's
+    generating tasks and kosov's own evals alike; None: each keeps its own (HRM8K's max_gen_toks: 2048)."""
+    limit = ecfg.thinking_max_new_tokens
+    if mode != "on" or limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise KosovError(f"eval.thinking_max_new_tokens={limit!r} must be a whole number of tokens, 1 or more",
+                         fix="e.g. eval.thinking_max_new_tokens=8192, or null for each task's own limit")
+    return limit
+
+
+def gen_kwargs(ecfg: EvalConfig, mode: str | None) -> dict[str, Any] | None:
+    """simple_evaluate's gen_kwargs in a thinking mode: lm-eval merges them into the generation_kwargs of the
+    generating (generate_until) tasks only, over the task's own max_gen_toks; likelihood tasks never see them."""
+    limit = thinking_max_new_tokens(ecfg, mode)
+    return None if limit is None else {"max_gen_toks": limit}
+
+
+PROMPT_ROOM = 1024  # tokens a prompt has, at the least, beside the thinking limit before lm-eval cuts it
+
+
+def check_window(ecfg: EvalConfig, mode: str | None, window: int | None, model: str) -> None:
+    """The thinking limit must fit the model's context window (`window`, None: unknown) with room for the prompt:
+    lm-eval's hf backend fails on a limit as long as the window, and both backends cut a prompt from the left to
+    the window less the limit."""
+    limit = thinking_max_new_tokens(ecfg, mode)
+    if limit is None or not window:
+        return
+    if limit >= window:
+        raise KosovError(f"eval.thinking_max_new_tokens={limit} does not fit the context window of {model} "
+                         f"({window} tokens), prompt included",
+                         fix=f"set eval.thinking_max_new_tokens={max(1, window - PROMPT_ROOM)} or lower, or null "
+                             "for each task's own limit")
+    if window - limit < PROMPT_ROOM:
+        log.warning("eval.thinking_max_new_tokens=%d leaves prompts %d of the %d tokens of %s's context window: a "
+                    "longer prompt is cut from the left", limit, window - limit, window, model)
 
 
 def thinking_args(mode: str | None) -> dict[str, Any]:
@@ -207,6 +263,13 @@ def template_opens_thinking(tokenizer: Any, mode: str | None) -> bool:
     probe = tokenizer.apply_chat_template([{"role": "user", "content": "1 + 1은?"}], tokenize=False,
                                           add_generation_prompt=True, enable_thinking=mode == "on")
     return ends_in_thinking(probe)
+
+
+class Unanswered(str):
+    """The empty answer lm-eval gets for a completion cut off while thinking (cut_off_thoughts_unanswered): equal to
+    "" for every grader, and told apart from a model's own empty answer in the logged samples, to count them."""
+
+    __slots__ = ()
 
 
 @contextmanager
@@ -227,7 +290,7 @@ def cut_off_thoughts_unanswered(mode: str | None, opens_thinking: bool = False) 
 
     def postprocess(generation: str, stop: Any, think_end_token: Any) -> str:
         whole = THINK_OPEN + generation if opens_thinking else generation
-        return "" if cut_off_thinking(whole) else plain(generation, stop, think_end_token)
+        return Unanswered() if cut_off_thinking(whole) else plain(generation, stop, think_end_token)
 
     modules = []
     for name in ("lm_eval.models.huggingface", "lm_eval.models.vllm_causallms"):
@@ -257,7 +320,9 @@ def tag_members(manager: Any, tasks: list[str]) -> dict[str, list[str]]:
 def model_args(ecfg: EvalConfig, source: str, revision: str | None, adapter: Path | None, dtype: str,
                trust_remote_code: bool, tokenizer: str | None = None, mode: str | None = None) -> dict[str, Any]:
     """lm-eval's model_args for the vLLM backend, which loads the model itself (the hf backend scores the model kosov
-    loaded: hf_lm). An adapter's rank sets max_lora_rank: vLLM's default of 16 refuses the recipes' r=32."""
+    loaded: hf_lm). An adapter's rank sets max_lora_rank: vLLM's default of 16 refuses the recipes' r=32. No
+    max_model_len: vLLM takes the model's whole context window, which the thinking limit (gen_kwargs) must fit
+    (check_window; Qwen3: 40960 tokens)."""
     args: dict[str, Any] = {"pretrained": source, "dtype": dtype, "trust_remote_code": trust_remote_code}
     if revision:
         args["revision"] = revision
@@ -299,10 +364,11 @@ def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, Tas
     for mode in dict.fromkeys(m for _, m in jobs):
         tasks = [t for t, m in jobs if m == mode]
         lm = hf_lm(ecfg, model, tokenizer, mode)
+        check_window(ecfg, mode, lm.max_length, "the model")
         with cut_off_thoughts_unanswered(mode, template_opens_thinking(tokenizer, mode)):
             output = lm_eval.simple_evaluate(model=lm, tasks=tasks, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
                                              apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
-                                             log_samples=False)
+                                             gen_kwargs=gen_kwargs(ecfg, mode), log_samples=False)
         subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, tasks)}
         scores.update({task_label(t, mode, jobs): primary_score(t, output["results"], subtasks) for t in tasks})
     return scores
@@ -331,19 +397,23 @@ def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], label: str,
         manager = manager or task_manager(ecfg.tasks)
         log.info("lm-eval: %s on %s%s", missing, label, f", thinking {mode}" if mode is not None else "")
         model = engine(mode)
+        if not isinstance(model["model"], str):  # an lm-eval model object (hf_lm); vLLM's: checked by the engine
+            check_window(ecfg, mode, getattr(model["model"], "max_length", None), label)
         opens = mode is not None and template_opens_thinking(tokenizer(), mode)
         try:
             with cut_off_thoughts_unanswered(mode, opens):
                 output = lm_eval.simple_evaluate(
                     **model, tasks=missing, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
-                    apply_chat_template=ecfg.apply_chat_template, task_manager=manager, log_samples=True)
+                    apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
+                    gen_kwargs=gen_kwargs(ecfg, mode), log_samples=True)
         except (ConnectionError, FileNotFoundError) as e:  # datasets' errors for a hub dataset it cannot reach
             raise KosovError(f"could not load the benchmark data of {missing}: {e}",
                              fix="check the network and HF_TOKEN; on a closed network, run `kosov mirror` for this "
                                  "suite on a connected machine and point kosov at the mirror folder") from None
         subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, missing)}
         for task in missing:
-            score = scores[(task, mode)] = primary_score(task, output["results"], subtasks, output.get("samples"))
+            score = scores[(task, mode)] = primary_score(task, output["results"], subtasks, output.get("samples"),
+                                                         count_cut_off=mode == "on" or opens)
             if math.isnan(score.value):  # no score to keep: the next run computes it again
                 given = sorted({k.split(",")[0] for k, v in output["results"].get(task, {}).items()
                                 if isinstance(v, (int, float)) and "_stderr" not in k})

@@ -35,10 +35,14 @@ def _row(name: str, base: dict | None, adapted: dict | None, kind: str) -> dict[
     ref = base or adapted or {}
     row = {"task": name, "kind": kind, "metric": ref.get("metric"), "higher_is_better": ref.get("higher_is_better", True),
            "n": ref.get("n"), "base": None, "base_stderr": None, "adapted": None, "adapted_stderr": None,
-           "delta": None, "delta_stderr": None, "delta_stderr_kind": None}
+           "delta": None, "delta_stderr": None, "delta_stderr_kind": None,
+           "base_unfinished_thinking": None, "adapted_unfinished_thinking": None}
     for side, score in (("base", base), ("adapted", adapted)):
         if score is not None:
             row[side], row[f"{side}_stderr"] = _number(score.get("value")), _number(score.get("stderr"))
+            # answers cut off while thinking (the token limit reached before </think>), graded unanswered; None:
+            # not counted (likelihood tasks, thinking off in lm-eval, a score cached before kosov counted them)
+            row[f"{side}_unfinished_thinking"] = score.get("unfinished_thinking")
     if row["base"] is not None and row["adapted"] is not None:
         row["delta"] = row["adapted"] - row["base"]
         paired = paired_stderr(base.get("items") or [], adapted.get("items") or [])  # type: ignore[union-attr]
@@ -88,13 +92,42 @@ def _engines(settings: dict[str, Any]) -> list[str]:
     return [f"chat template: lm-eval tasks {template}, kosov's evals applied", f"model: {loaded}"]
 
 
+def _limits(settings: dict[str, Any]) -> list[str]:
+    """The generation limit with thinking on (eval.thinking_max_new_tokens): a thought cut off at it has no answer."""
+    if "on" not in (settings.get("thinking") or []):
+        return []
+    limit = settings.get("thinking_max_new_tokens")
+    if limit is None:  # the setting null, or a report from before it: each task's and eval's own
+        return ["generation limit with thinking on: each lm-eval task's own max_gen_toks, each kosov eval's own "
+                "max_new_tokens"]
+    return [f"generation limit with thinking on: {limit} new tokens (lm-eval's generating tasks and kosov's evals; "
+            "off: each one's own)"]
+
+
+def cut_off_line(rows: list[dict[str, Any]]) -> list[str]:
+    """How many answers were cut off while thinking, per task and side, where they were counted."""
+    parts = []
+    for r in rows:
+        counts = {side: r.get(f"{side}_unfinished_thinking") for side in ("base", "adapted")}
+        if all(c is None for c in counts.values()):
+            continue
+        if r["kind"] == "kosov" and not r["task"].endswith("[on]") and not any(counts.values()):
+            continue  # thinking off, nothing cut off: nothing to say
+        n = f" of {r['n']}" if r.get("n") else ""
+        parts.append(f"{r['task']} " + ", ".join(f"{side} {c}{n}" for side, c in counts.items() if c is not None))
+    if not parts:
+        return []
+    return ["", "Cut off while thinking (the token limit reached before `</think>`; graded as unanswered): "
+            + "; ".join(parts) + "."]
+
+
 def settings_line(settings: dict[str, Any]) -> list[str]:
     """The report's settings in words, and a warning when the scores are of a subset (eval.limit)."""
     if not settings:
         return []
     shots = settings.get("num_fewshot")
     words = [f"few-shot: {'each task default' if shots is None else shots}",
-             f"thinking: {', '.join(settings.get('thinking') or []) or '-'}",
+             f"thinking: {', '.join(settings.get('thinking') or []) or '-'}", *_limits(settings),
              *_engines(settings), f"device: {settings.get('device')}"]
     lines = ["Settings: " + "; ".join(words) + ".", ""]
     if settings.get("limit") is not None:
@@ -135,6 +168,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     avg = report["suite_average"]
     lines.append(f"| **{report['suite']} average** (lm-eval tasks{' scored on both sides' if adapter else ''}) | | | "
                  f"{_fmt(avg['base'])} | {_fmt(avg['adapted'])} | {_fmt(avg['delta'], signed=True)} |")
+    lines += cut_off_line(report["rows"])
     if any(_mark(r) for r in report["rows"]):
         lines += ["", UNPAIRED_NOTE]
     return "\n".join(lines) + "\n"
