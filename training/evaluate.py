@@ -28,7 +28,8 @@ from training.config import resolve_path, to_dict
 from training.schema import KosovConfig
 from training.errors import KosovError
 from training.evaluation.generative import JOBS, code_digest, jobs_of, max_new_tokens_of, prompt_limit, run_generative
-from training.evaluation.harness import check_window, hf_lm, model_args, run_tasks, thinking_max_new_tokens
+from training.evaluation.harness import hf_lm, model_args, run_tasks
+from training.evaluation.thinking import check_window, thinking_max_new_tokens
 from training.evaluation.identity import adapter_digest, cache_file, load_settings, model_identity
 from training.evaluation.report import build_report, log_to_tracker, write_report
 from training.adapters import adapter_dir, adapter_model_config, check_adapter_base

@@ -324,7 +324,7 @@ def reference_init_kwargs(cfg: KosovConfig, model: Any, peft_config: Any) -> dic
 def opens_thinking(cfg: KosovConfig, tokenizer: Any) -> bool:
     """Whether the chat template opens the think block in the generation prompt (Qwen3-Thinking-2507), so that
     completions start mid-thought without a <think> of their own (the rewards put it back)."""
-    from training.evaluation.harness import template_opens_thinking
+    from training.evaluation.thinking import template_opens_thinking
 
     return template_opens_thinking(tokenizer, "on" if thinking_kwargs(cfg)["enable_thinking"] else "off")
 

@@ -61,7 +61,7 @@ def test_lm_eval_reads_a_completion_cut_off_in_a_think_block_the_template_opened
                                                                                                tiny_tokenizer):
     import lm_eval.models.huggingface as hf
 
-    from training.evaluation.harness import cut_off_thoughts_unanswered, template_opens_thinking
+    from training.evaluation.thinking import cut_off_thoughts_unanswered, template_opens_thinking
 
     assert template_opens_thinking(opening_tokenizer, "on") and not template_opens_thinking(opening_tokenizer, "off")
     assert not template_opens_thinking(tiny_tokenizer, "on")  # Qwen3's own: the model writes <think> itself

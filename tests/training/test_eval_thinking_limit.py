@@ -100,7 +100,8 @@ def test_thinking_on_raises_the_limit_of_generating_tasks_and_kosovs_evals_and_k
 
 
 def test_the_cache_key_holds_the_limit_with_thinking_on_only(probe):
-    from training.evaluation.harness import gen_kwargs, settings_of
+    from training.evaluation.harness import settings_of
+    from training.evaluation.thinking import gen_kwargs
 
     def suite(limit):
         return compose(["experiment=smoke-eval", f"eval.tasks=[{PROBE}]", "eval.apply_chat_template=true",

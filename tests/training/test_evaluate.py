@@ -334,7 +334,7 @@ def test_a_completion_cut_off_while_thinking_has_no_answer_in_lm_eval_either():
     of the unfinished reasoning as its answer; kosov's own math eval counts it as unanswered."""
     import lm_eval.models.huggingface as hf
 
-    from training.evaluation.harness import cut_off_thoughts_unanswered
+    from training.evaluation.thinking import cut_off_thoughts_unanswered
 
     cut, done = "<think>사과가 5개, 100원씩이면 500", "<think>5 x 100</think>\n\n정답: 500"
     assert hf.postprocess_generated_text(cut, None, "</think>") == cut  # lm-eval alone

@@ -32,8 +32,8 @@ from training.rewards import question_text
 
 def max_new_tokens_of(own: GenerativeEvalConfig, ecfg: Any, mode: str) -> int:
     """An eval's generation limit in a thinking mode: with thinking on, the suite's eval.thinking_max_new_tokens
-    (harness.thinking_max_new_tokens), else its own max_new_tokens."""
-    from training.evaluation.harness import thinking_max_new_tokens
+    (thinking.thinking_max_new_tokens), else its own max_new_tokens."""
+    from training.evaluation.thinking import thinking_max_new_tokens
 
     limit = thinking_max_new_tokens(ecfg, mode)
     return own.max_new_tokens if limit is None else limit
