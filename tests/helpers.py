@@ -6,12 +6,12 @@ import struct
 from pathlib import Path
 
 
-def wandb_history(run_file: Path, key: str) -> list[float]:
-    """Values of one metric from an offline wandb run file (run-*.wandb: a LevelDB-style record log)."""
+def wandb_records(run_file: Path) -> list:
+    """Every record of an offline wandb run file (run-*.wandb: a LevelDB-style record log), as protobuf Records."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     data, block, header = run_file.read_bytes(), 32768, 7
-    records, partial, pos = [], b"", 7  # the file opens with a 7-byte ":W&B" header
+    raws, partial, pos = [], b"", 7  # the file opens with a 7-byte ":W&B" header
     while pos + header <= len(data):
         if block - pos % block < header:  # a block's tail too short for a header is padding
             pos += block - pos % block
@@ -22,15 +22,20 @@ def wandb_history(run_file: Path, key: str) -> list[float]:
             break
         partial = chunk if kind in (1, 2) else partial + chunk
         if kind in (1, 4):
-            records.append(partial)
-    values = []
-    for raw in records:
+            raws.append(partial)
+    records = []
+    for raw in raws:
         record = pb.Record()
         record.ParseFromString(raw)
-        if record.WhichOneof("record_type") == "history":
-            values += [float(i.value_json) for i in record.history.item
-                       if (i.key or "/".join(i.nested_key)) == key]
-    return values
+        records.append(record)
+    return records
+
+
+def wandb_history(run_file: Path, key: str) -> list[float]:
+    """Values of one metric from an offline wandb run file."""
+    return [float(i.value_json) for record in wandb_records(run_file)
+            if record.WhichOneof("record_type") == "history"
+            for i in record.history.item if (i.key or "/".join(i.nested_key)) == key]
 
 
 def lora_b_trained(adapter: Path) -> bool:

@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training.redaction import redact_overrides
+
 if TYPE_CHECKING:
     from training.run_dir import RunDir
 
@@ -21,13 +23,19 @@ PACKAGES = ("kosov", "torch", "transformers", "trl", "peft", "datasets", "accele
 
 
 def _git_sha() -> str | None:
+    """kosov's own commit, when kosov runs from its checkout. Installed into a virtual environment that lives inside
+    some other repository (the user's project), the folder above the package is that repository's working tree or
+    no repository at all: git answered with the user's HEAD, recorded as kosov's."""
     root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5,
+                              check=True).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=True)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True,
-                               timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
+            return None
+        return git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -59,7 +67,7 @@ def provenance(*, seed: int, data: dict[str, Any], model: dict[str, Any], resume
         "runtime": runtime,
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "resumed_from": str(resumed_from) if resumed_from else None,
-        "command": " ".join(sys.argv),
+        "command": redact_overrides(" ".join(sys.argv)),  # a secret-named override's value too (URLs: write_json)
         "git_sha": _git_sha(),
         "seed": seed,
         "host": socket.gethostname(),

@@ -10,6 +10,9 @@ import json
 import logging
 import netrc
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +21,13 @@ import yaml
 
 from training.schema import TrackingConfig
 from training.errors import KosovError
-from training.redaction import redact
+from training.redaction import redact, redact_overrides
 from training.run_dir import RunDir
 from training.safe_write import write_json
 
 log = logging.getLogger(__name__)
+
+STOPPED_EXIT = 2  # kosov's exit status for a run stopped by a signal with a checkpoint (StoppedBySignal)
 
 
 def wandb_key_configured() -> bool:
@@ -42,24 +47,49 @@ def wandb_mode(tcfg: TrackingConfig) -> str:
     return "online" if wandb_key_configured() else "offline"
 
 
+@contextmanager
+def redacted_argv() -> Iterator[None]:
+    """sys.argv redacted while wandb reads it: wandb stores the command line (sys.argv[1:], the run's "args") in the
+    run and uploads it, and its Settings have no switch for that alone. A teacher's or judge's
+    base_url=https://user:key@host, or a secret-named override, would reach wandb in clear."""
+    saved = sys.argv
+    sys.argv = [redact_overrides(redact(arg)) for arg in saved]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
 @dataclass
 class Tracker:
     backend: str
     report_to: list[str]
     run: Any = None  # the wandb run, when there is one
 
-    def finish(self, run_dir: RunDir, failed: bool = False) -> None:
-        """Close the tracker run; `failed`: the job stopped with an error (wandb shows the run as failed)."""
+    def finish(self, run_dir: RunDir, failed: bool = False, stopped: bool = False) -> None:
+        """Close the tracker run; `failed`: the job stopped with an error (wandb shows the run as failed), unless
+        `stopped`: a signal stopped it with a checkpoint to resume from (SIGTERM, SLURM's warning and requeue), which
+        wandb is told is a preemption, not a failure."""
         if self.run is None:
             return
-        offline = self.run.settings.mode == "offline" or getattr(self.run, "offline", False)
-        run_path, url = Path(self.run.dir).parent, getattr(self.run, "url", None)
+        run = self.run
+        if run.settings.mode == "disabled":  # nothing was tracked, and no folder was written
+            run.finish()
+            self.run = None
+            return
+        offline = run.settings.mode == "offline" or getattr(run, "offline", False)
+        run_path, url = Path(run.dir).parent, getattr(run, "url", None)
         # wandb writes one offline folder per segment of a resumed run, all under the run's id: `wandb sync` uploads
         # them, in order, into the one run
-        segments = " ".join(str(p) for p in sorted(run_path.parent.glob(f"offline-run-*-{self.run.id}")))
-        self.run.finish(exit_code=1 if failed else None)
+        segments = " ".join(str(p) for p in sorted(run_path.parent.glob(f"offline-run-*-{run.id}")))
+        if stopped:
+            run.mark_preempting()  # with a non-zero exit: preempted, resumable (wandb's contract for preemption)
+        with redacted_argv():  # wandb reads the command line again at the end where it makes a job of the run
+            run.finish(exit_code=STOPPED_EXIT if stopped else 1 if failed else None)
         self.run = None
-        if failed:
+        if stopped:
+            log.info("wandb run %s closed as preempted: resume=true continues it", run_path)
+        elif failed:
             log.info("wandb run %s closed as failed", run_path)
         elif offline:
             log.info("wandb ran offline; the run is in %s. Upload it later with: wandb sync %s", run_path,
@@ -75,13 +105,18 @@ def _open_wandb(tcfg: TrackingConfig, run_dir: RunDir, name: str, payload: dict[
     state_file = run_dir.path / "wandb_run.json"
     previous = json.loads(state_file.read_text()) if run_dir.resume_from and state_file.is_file() else {}
     try:
-        run = wandb.init(project=tcfg.project, entity=tcfg.entity, name=name, dir=str(run_dir.path), mode=mode,
-                         tags=list(tcfg.tags) or None, config=payload, id=previous.get("id"),
-                         resume="allow" if previous else None,
-                         reinit="finish_previous")  # a sweep's jobs share a process: never log into the last job's run
+        with redacted_argv():
+            run = wandb.init(project=tcfg.project, entity=tcfg.entity, name=name, dir=str(run_dir.path), mode=mode,
+                             tags=list(tcfg.tags) or None, config=payload, id=previous.get("id"),
+                             resume="allow" if previous else None,
+                             reinit="finish_previous")  # a sweep's jobs share a process: never log into the last
+            # job's run
     except Exception as e:  # wandb raises its own error types for auth and network
         raise KosovError(f"wandb could not start a run ({mode}): {e}",
                          fix="check WANDB_API_KEY / wandb login and the network, or use tracking.mode=offline") from None
+    if run.settings.mode == "disabled":  # WANDB_MODE=disabled or tracking.mode=disabled: a stand-in run, no folder
+        log.info("wandb is disabled: nothing is tracked and no wandb folder is written")
+        return run
     write_json(state_file, {"id": run.id, "project": tcfg.project, "mode": mode})
     log.info("wandb %s run %s in %s%s", mode, run.id, run_dir.path / "wandb",
              " (resumed: the same run goes on)" if previous else "")

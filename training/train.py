@@ -266,9 +266,10 @@ def train(cfg: KosovConfig) -> TrainResult:
     liger_for(cfg.method.kernels, device)  # a GPU-only kernel on CPU fails here, before the run folder exists
     quantization_config(cfg.peft, device)  # so does QLoRA: before the data is read and the model loads
     if cfg.eval.every_n_steps:
-        from training.evaluation.callback import check_unsharded
+        from training.evaluation.callback import check_tasks, check_unsharded
 
         check_unsharded()
+        check_tasks(cfg.eval)  # a misspelt task fails here, not at the first suite step (which would only log it)
     if state.num_processes > 1 and not cfg.output_dir:
         raise KosovError(f"{state.num_processes} processes would each pick their own timestamped run folder",
                          fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")
@@ -404,9 +405,10 @@ def train(cfg: KosovConfig) -> TrainResult:
                  metrics["last_train_loss"], metrics["eval_loss"])
         sigterm.stop_after_the_finish(run.path)  # a SIGTERM after the last step: the run finished first
         return TrainResult(run_dir=run.path, metrics=metrics, trainer=trainer)
-    except BaseException:  # out of memory, a bad eval task, Ctrl-C: the tracker run is closed as failed
+    except BaseException as e:  # out of memory, Ctrl-C: the tracker run is closed as failed; one stopped by a
+        # signal with a checkpoint (SIGTERM, SLURM's warning, submitit's requeue: SystemExit) as preempted
         if tracker is not None:
-            tracker.finish(run, failed=True)
+            tracker.finish(run, failed=True, stopped=isinstance(e, (StoppedBySignal, SystemExit)))
         if is_main:
             run.restore_replaced()  # failed before it got under way: the run it was to replace comes back
         raise

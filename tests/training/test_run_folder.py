@@ -380,17 +380,26 @@ def test_a_log_line_naming_a_url_with_credentials_is_redacted_in_train_log(tmp_p
     assert "the judge at https://***@j/v1 did not answer" in text and "sk-judge" not in text
 
 
-def test_a_failed_job_closes_its_wandb_run_and_the_next_job_in_the_process_gets_its_own(tmp_path):
+def test_a_failed_job_closes_its_wandb_run_and_the_next_job_in_the_process_gets_its_own(tmp_path, monkeypatch):
     """A sweep (kosov train -m) runs its jobs in one process: a job that fails must not leave its wandb run open
     for the next job to log into."""
     import wandb
+    from transformers import TrainerCallback
+
+    from tests.training.test_preemption import trainers_warned_by
 
     def job(name, *extra):
         return compose(quick(f"output_dir={tmp_path / name}", "tracking=wandb", "tracking.mode=offline", *extra))
 
-    with pytest.raises(KosovError, match="no_such_task"):  # fails at the first step, after wandb started
-        train(job("failed", "eval=smoke", "eval.tasks=[no_such_task]", "eval.every_n_steps=1"))
+    class FailsAtStepOne(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            raise RuntimeError("out of memory (as a test)")
+
+    trainers_warned_by(monkeypatch, FailsAtStepOne())
+    with pytest.raises(RuntimeError, match="as a test"):  # fails at the first step, after wandb started
+        train(job("failed"))
     assert wandb.run is None
+    trainers_warned_by(monkeypatch, None)
     train(job("next"))
     ids = [json.loads((tmp_path / name / "wandb_run.json").read_text())["id"] for name in ("failed", "next")]
     assert ids[0] != ids[1]

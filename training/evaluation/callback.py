@@ -2,25 +2,28 @@
 
     kosov train experiment=smoke-sft eval=smoke eval.every_n_steps=10
 
-Scores are logged through the trainer (so they reach wandb / tensorboard and the log history) as
-`suite/<task>`; it runs on the main process only.
+Scores go to the log history as `suite/<task>` and, through the trainer's callbacks, to wandb / tensorboard, which
+put every training-time value under `train/` (`train/suite/<task>`). A suite that fails (out of memory, a benchmark
+that cannot be read) logs its traceback and `suite/failed` = 1 and training goes on; task names are checked before
+training starts. It runs on the main process only.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 from training.errors import KosovError
 from training.models import sharded_by
 from training.preemption import SuiteStopped
 from training.schema import EvalConfig
 from training.evaluation.generative import jobs_of, run_generative
-from training.evaluation.harness import evaluate_live
+from training.evaluation.harness import evaluate_live, lm_eval_jobs, task_manager
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,13 @@ def check_unsharded(environ: Mapping[str, str] | None = None) -> None:
                          "only a shard of the model",
                          fix="set eval.every_n_steps=0 and evaluate the saved adapter with kosov eval, or train with "
                              "DDP / ZeRO-2 (recipes/accelerate/ddp.yaml, zero2.yaml)")
+
+
+def check_tasks(ecfg: EvalConfig) -> None:
+    """The suite's lm-eval task names resolved before training starts: a misspelt one fails now, with the names it
+    may have meant, not at the first suite step (where a failing suite no longer stops training)."""
+    if ecfg.tasks:
+        lm_eval_jobs(ecfg, task_manager(list(ecfg.tasks)))
 
 
 class SuiteCallback(TrainerCallback):
@@ -55,17 +65,42 @@ class SuiteCallback(TrainerCallback):
 
         was_training = model.training
         model.eval()
+        scores: dict[str, float] | None = None
         try:
             with torch.no_grad():
                 scores = {f"suite/{t}": s.value for t, s in evaluate_live(self.ecfg, model, self.tokenizer).items()}
                 own = run_generative(model, self.tokenizer, self.ecfg, jobs_of(self.ecfg),
                                      f"step {state.global_step}", stop_ids=self.stop_ids)
+            scores.update({f"suite/{name}": score["value"] for name, score in own.items()})
+        except Exception:  # not SuiteStopped or Ctrl-C (BaseExceptions): a suite is not worth the run
+            log.exception("suite %s at step %d failed; training goes on without its scores", self.ecfg.suite,
+                          state.global_step)
+            scores = None
         finally:
             model.train(was_training)
-        scores.update({f"suite/{name}": score["value"] for name, score in own.items()})
-        log.info("suite %s at step %d: %s", self.ecfg.suite, state.global_step, scores)
-        self.trainer.log(scores)
-        self.last_step = state.global_step  # only a suite that finished: one given up runs again at the end
+        if scores is None:  # the traceback (and the tensors its frames held) is gone: give the memory back
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self._log({"suite/failed": 1.0})
+        else:
+            log.info("suite %s at step %d: %s", self.ecfg.suite, state.global_step, scores)
+            self._log(scores)
+        self.last_step = state.global_step  # a suite that ran (or failed): one given up runs again at the end
+
+    def _log(self, scores: dict[str, float]) -> None:
+        """Into the log history and the trackers, leaving the step's own log alone. Trainer.log's on_log clears
+        control.should_log: called from on_step_end it skipped the Trainer's loss log at this step (and under DDP the
+        loss all-gather inside it, which the other processes still did: a collective mismatch). And the base
+        Trainer's log, not TRL's: TRL's averages and clears its train metrics (token accuracy, rewards) into
+        whatever row it logs, which belong to the step's own log."""
+        control = self.trainer.control
+        should_log = control.should_log
+        try:
+            Trainer.log(self.trainer, dict(scores))
+        finally:
+            control.should_log = should_log
+            self.trainer.control = control
 
     def _run_stoppable(self, state: Any, model: Any) -> bool:
         """The suite, given up if a stop (SIGTERM, SLURM's warning) is asked before or while it runs: SLURM's grace
