@@ -155,7 +155,7 @@ def push_release(cfg: KosovConfig, target: HubTarget, folder: Path, files: list[
                  f"{target.repo_id} exists now, and did not (or this token could not see it) when kosov checked: "
                  "someone created it meanwhile")
         raise KosovError(f"{moved}; nothing was committed", where=str(folder),
-                         fix="publish again with push=true overwrite=true: kosov checks the repo anew (its files "
+                         fix=f"{_again(folder)}: kosov checks the repo anew (its files "
                              "and tags) before it pushes") from e
     except (HTTPError, OSError, RuntimeError) as e:  # hf_xet's transfer errors are RuntimeErrors
         raise _upload_failed(target, folder, e) from e
@@ -164,7 +164,12 @@ def push_release(cfg: KosovConfig, target: HubTarget, folder: Path, files: list[
              f"; deleted the earlier release's {', '.join(gone)}" if gone else "")
 
 
+def _again(folder: Path) -> str:
+    """How to push the finished release folder again: as it is (release=), nothing rebuilt."""
+    return f"push the folder again (kosov publish release={folder} push=true)"
+
+
 def _upload_failed(target: HubTarget, folder: Path, e: Exception) -> KosovError:
     return KosovError(f"the upload to {target.repo_id} failed: {type(e).__name__}: {e}", where=str(folder),
-                      fix="the release folder is complete; check the token's write access and the network, then "
-                          "publish again with push=true overwrite=true")
+                      fix=f"the release folder is complete; check the token's write access and the network, then "
+                          f"{_again(folder)}")

@@ -140,15 +140,16 @@ def upload_list(folder: Path) -> list[str]:
 TEXT_SUFFIXES = (".md", ".json", ".yaml", ".yml", ".txt", ".jinja", ".log")
 
 
-def scan_for_secrets(folder: Path) -> list[str]:
-    """Files that contain a secret: one from the environment (HF_TOKEN, WANDB_API_KEY, ...), the Hub token
-    `hf auth login` stored (the one a push uses), or credentials inside a URL (user:password@, ?api_key=)."""
+def scan_for_secrets(folder: Path, files: list[str] | None = None) -> list[str]:
+    """Files (all under `folder`, or the `files` named) that contain a secret: one from the environment (HF_TOKEN,
+    WANDB_API_KEY, ...), the Hub token `hf auth login` stored (the one a push uses), or credentials inside a URL
+    (user:password@, ?api_key=)."""
     from huggingface_hub import get_token
 
     login = get_token()
     secrets = [s.encode() for s in {*secret_values(), *([login] if login and len(login) >= 8 else [])}]
     leaked = []
-    for p in sorted(folder.rglob("*")):
+    for p in sorted(folder.rglob("*")) if files is None else [folder / f for f in files]:
         if not p.is_file():
             continue
         data = p.read_bytes()
@@ -250,7 +251,7 @@ def check_release_folder(out: Path, overwrite: bool) -> None:
 def _front_matter_error(card: Path) -> str | None:
     """Why the model card's YAML metadata (between its first two '---' lines) does not read as a mapping, or None:
     the Hub refuses a commit whose README.md metadata does not parse."""
-    text = card.read_text(encoding="utf-8")
+    text = card.read_text(encoding="utf-8-sig").replace("\r\n", "\n")  # saved by an editor on Windows
     if not text.startswith("---\n") or "\n---\n" not in text[3:]:
         return "it does not start with its metadata between two '---' lines"
     try:
@@ -304,11 +305,11 @@ def push_release_folder(cfg: KosovConfig) -> PublishResult:
     if problem:
         raise KosovError(f"the model card's metadata would be refused by the Hub: {problem}",
                          where=str(folder / "README.md"), fix="fix the YAML block at the top of README.md")
-    leaked = scan_for_secrets(folder)
+    files = upload_list(folder)
+    leaked = scan_for_secrets(folder, files)  # what goes up: merged/ never does (nor is it read, shard by shard)
     if leaked:
         raise KosovError(f"a secret (from the environment, the Hub login, or credentials inside a URL) is in "
                          f"{leaked}; nothing was uploaded", where=str(folder), fix="remove it and push again")
-    files = upload_list(folder)
     added = sorted(set(files) - set(planned.get("files", [])))
     gone = sorted(set(planned.get("files", [])) - set(files))
     if added or gone:

@@ -2,8 +2,9 @@
 lineage: a row made from an input row carries that row's license (a translation or an answer of non-commercial data
 is non-commercial data) and names its source (meta.input_source), so `kosov publish` derives the release's license
 from it. An input under a license kosov cannot combine (No-Derivatives, copyleft, unknown terms), or a
-non-commercial or ShareAlike one that an explicit synth.license contradicts, stops the job before the teacher is
-asked anything; an explicit synth.license over a commercial-use input (a teacher's terms) is the rows' license."""
+non-commercial, ShareAlike or CC BY one that an explicit synth.license contradicts, stops the job before the teacher
+is asked anything; an explicit synth.license over a permissive input (Apache-2.0, MIT, BSD, CC0; a teacher's terms)
+is the rows' license."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from data_tools.datacard import NOT_RECORDED
 from data_tools.text import nfc
 from training.config import resolve_path
 from training.errors import KosovError
-from training.model_card import COMMERCIAL_OK, combinable
+from training.model_card import combinable, is_noncommercial, is_sharealike
 from training.redaction import names_only
 from training.schema import KosovConfig, SynthConfig
 
@@ -83,6 +84,13 @@ def _declared(cfg: KosovConfig) -> bool:
     return cfg.synth.license.lower() != SynthConfig.license.lower()
 
 
+def _binds(license_: str) -> bool:
+    """Whether a license's terms follow what is made of the row, so that no synth.license may replace it:
+    non-commercial, ShareAlike, or Creative Commons Attribution (its credit: publish's attribution section reads the
+    rows' license)."""
+    return is_noncommercial(license_) or is_sharealike(license_) or license_.lower().startswith("cc-by")
+
+
 def _lineage(cfg: KosovConfig, path: Path, where: str, item: Any) -> dict:
     """The meta a row made from this input row carries: the input's license when it records one (a translation or an
     answer of non-commercial data is non-commercial data), else synth.license; and its source (the file's name when
@@ -98,14 +106,14 @@ def _lineage(cfg: KosovConfig, path: Path, where: str, item: Any) -> dict:
             fix=f"leave the rows licensed {license_} out of {path.name} (synth.inputs); kosov publish would refuse "
                 "them too")
     if license_ is not None and _declared(cfg) and license_.lower() != cfg.synth.license.lower() \
-            and license_.lower() not in COMMERCIAL_OK:  # NC or SA terms bind what is made of the row
+            and _binds(license_):  # NC, SA or attribution terms bind what is made of the row
         raise KosovError(
             f"input file {path.name} holds a row licensed {license_}, but synth.license={cfg.synth.license}: a row "
             f"made from it keeps its license ({license_}), which the recipe's license contradicts", where=where,
             fix=f"set synth.license={license_} (or leave it at its default, {SynthConfig.license}: rows made from an "
                 "input row then carry that row's license), or leave those rows out of synth.inputs")
-    # An explicit synth.license over a commercial-use input (the teacher's terms, say) is the rows' license; the
-    # input's stays in input_license and on the card.
+    # An explicit synth.license over a permissive input (Apache-2.0, MIT, BSD, CC0; a teacher's terms, say) is the
+    # rows' license; the input's stays in input_license and on the card.
     chosen = cfg.synth.license if license_ is None or _declared(cfg) else license_
     return {"license": chosen, "input_license": license_, "input_source": source or path.name}
 

@@ -50,6 +50,7 @@ BANK_WORDS = ("계좌", "은행", "입금", "송금", "이체", "예금주", "�
               "우체국", "증권", "bank", "account")
 NOT_ACCOUNT_WORDS = ("주문", "송장", "운송장", "사업자", "등록번호", "전화", "연락처", "휴대폰", "팩스", "order")
 CARD_WORDS = ("카드", "결제", "card")
+NOT_CARD_WORDS = ("주문", "송장", "운송장", "order")  # numbers of that length which are not cards
 RRN_WORDS = ("주민", "등록번호", "외국인등록", "생년월일", "rrn")
 WORD_WINDOW = 20  # characters either side of a number where a label counts as "nearby"
 
@@ -108,7 +109,7 @@ def labelled_otherwise(text: str, start: int) -> bool:
     """A label before a card-shaped number that says it is something else (주문번호, 운송장 번호: one 16-digit order
     number in ten passes the Luhn check), with no card word closer to it."""
     before = text[max(start - WORD_WINDOW, 0) : start]
-    return _last_label(before, NOT_ACCOUNT_WORDS) > _last_label(before, CARD_WORDS)
+    return _last_label(before, NOT_CARD_WORDS) > _last_label(before, CARD_WORDS)
 
 
 def _candidates(text: str, kind: str) -> list[tuple[int, int]]:

@@ -39,7 +39,8 @@ REFUSAL_PATTERNS = (
     r"할\s*수\s*(?:가\s*)?없(?!었)",
     r"도와\s*드릴\s*수\s*(?:가\s*)?없(?!었)|도움을\s*드릴\s*수\s*(?:가\s*)?없(?!었)",
     # 해당 요청은 도와드리기 어렵습니다, 어려워요 (polite, and as common as "할 수 없습니다"); not "이 문제는 풀기 어렵습니다"
-    r"(?:답변(?:을|해)?|도와|도움을|안내해|제공해|알려)\s*드리기\s*(?:가\s*)?(?:어렵|어려[워울]|곤란)",
+    # ...; and not "도와드리기 어렵지 않아요" (glad to)
+    r"(?:답변(?:을|해)?|도와|도움을|안내해|제공해|알려)\s*드리기\s*(?:가\s*)?(?:어렵(?!지\s*않)|어려[워울]|곤란(?!하지\s*않))",
     r"들어\s*드릴\s*수\s*(?:가\s*)?없(?!었)",  # 그 요청은 들어드릴 수 없습니다; not a story's "들어 드릴 수 없었다"
     # 답변할 수 없습니다 / 응답해 드릴 수 없습니다; not "서버가 요청에 응답할 수 없는 상태" or "대답할 수 없었다"
     r"(?:답변(?:해\s*)?(?:드릴|할)|(?:응답|대답)(?:해\s*)?드릴)\s*수\s*(?:가\s*)?없(?!었)",
@@ -75,7 +76,7 @@ BOILERPLATE_PATTERNS = (
     # it opens that is about itself (AI 언어 모델로서 저는 ..., AI 모델이기 때문에 감정이 없습니다); not a sentence about AI
     # models ("AI 모델로서의 ChatGPT는", "인공지능 모델이기 때문에 대량의 데이터가 필요합니다")
     r"(?:저는|제가)(?:\s+[^\s.!?\n]*[^\s.!?\n는은]){0,4}?\s*" + _AS_AN_AI,  # no other topic between: "제가 말한 GPT-4는"
-    r"(?:\A|(?<=[.!?\n,]))\s*" + _AS_AN_AI + r"(?=[^.!?\n]*?(?:" + _SELF_TALK + r"))",
+    r"(?:\A|(?<=[.!?\n,]))\s*" + _AS_AN_AI + r"(?=[^.!?\n]{0,200}?(?:" + _SELF_TALK + r"))",  # bounded: linear
     r"(?<![가-힣])(?:저는|전)\s*(?:(?:AI|인공지능)\s*(?:언어\s*)?(?:모델|챗봇|어시스턴트)?|언어\s*모델|챗봇)\s*"
     r"(?:이?라(?:서|(?=[\s,]))|이기\s*때문에|이므로|로서|로써)",  # 저는 AI라서, 저는 AI 언어 모델이라
     r"(?:저는|나는)\s*(?:ChatGPT|GPT-?\d\w*|Claude|Gemini|Bard)(?:입니다|이에요|예요|라고|이며|로서)",  # a teacher's name
@@ -113,7 +114,11 @@ def quoted(text: str, start: int) -> bool:
     번역됩니다", 점원은 "손님, 죄송하지만 ..."이라고 말했다, "‘죄송하지만 답변드릴 수 없습니다’는 정중한 거절 표현입니다"): a
     refusal quoted, not made."""
     before = text[text.rfind("\n", 0, start) + 1 : start]
-    return (before.endswith(("'", "‘")) or _in_single_quotes(before) or before.count('"') % 2 == 1
+    end = text.find("\n", start)
+    after = text[start : end if end >= 0 else len(text)]
+    # a single quote counts when it closes later on the line: "'90년대 음악 파일은 ..." opens one that never closes
+    single = _in_single_quotes(before) and any(q in after for q in "'’")
+    return (before.endswith(("'", "‘")) or single or before.count('"') % 2 == 1
             or any(before.count(a) > before.count(b) for a, b in ("“”", "「」", "『』")))
 
 

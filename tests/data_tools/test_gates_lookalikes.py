@@ -93,6 +93,8 @@ def test_refusal_drops_polite_refusals(answer):
     "'죄송하지만 도와드릴 수 없습니다'는 영어로 'I'm sorry, but I can't help you'라고 번역합니다.",
     "‘죄송하지만 답변드릴 수 없습니다’는 정중한 거절 표현입니다.",
     "보기 ①은 '죄송하지만 그 요청은 도와드릴 수 없습니다'처럼 거절하는 표현입니다.",
+    "그 정도는 도와드리기 어렵지 않아요! 바로 알려 드릴게요.",  # glad to help
+    "필요하시면 알려드리기 어렵지 않으니 언제든 물어보세요.",
 ])
 def test_refusal_keeps_answers_that_explain_or_quote_a_refusal(answer):
     assert gate("refusal")([sft(answer)]).kept == [sft(answer)]
@@ -101,6 +103,7 @@ def test_refusal_keeps_answers_that_explain_or_quote_a_refusal(answer):
 @pytest.mark.parametrize("answer", [
     "'피싱 문자'는 작성해 드릴 수 없습니다.",  # the quote closed before the refusal
     "It's late. I'm sorry, but I can't help with that.",  # apostrophes open no quote
+    "'90년대 음악 파일은 저작권이 있어 도와드릴 수 없습니다.",  # a quote opened and never closed
 ])
 def test_refusal_after_a_closed_quote_or_an_apostrophe_is_still_a_refusal(answer):
     assert dict(gate("refusal")([sft(answer)]).removed) == {"refusal": 1}
@@ -156,3 +159,10 @@ def test_pii_leaves_subtractions_and_order_numbers_alone(text):
 ])
 def test_pii_still_scrubs_labelled_numbers(text, scrubbed):
     assert scrub_pii(text)[0] == scrubbed
+
+
+def test_card_numbers_after_a_phone_or_business_label_are_still_scrubbed():
+    """Only order and waybill labels say a card-shaped number is something else; 연락처 or 사업자 do not."""
+    for text in ["연락처 4111-1111-1111-1111 로 결제했어요", "사업자 명의 4111 1111 1111 1111", "전화 주시면 4111-1111-1111-1111"]:
+        assert "4111" not in scrub_pii(text)[0], text
+

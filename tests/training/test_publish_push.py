@@ -234,7 +234,7 @@ def test_a_repo_someone_pushed_to_since_the_check_is_refused(hub, smoke_run, tmp
     with pytest.raises(KosovError, match="changed on the Hub since kosov checked it.*someone pushed to it meanwhile"
                        ) as error:
         push(smoke_run.run_dir, tmp_path / "release", "publish.tag=v2")
-    assert "publish again" in error.value.fix and error.value.where == str(tmp_path / "release")
+    assert f"kosov publish release={tmp_path / 'release'} push=true" in error.value.fix and error.value.where == str(tmp_path / "release")
     repo = hub["kosov-test/tiny-ko-lora"]
     assert repo["files"]["README.md"] == b"# a colleague's card" and set(repo["tags"]) == {"v1"}
 
@@ -293,6 +293,8 @@ def test_a_release_built_earlier_is_pushed_as_edited_without_its_run(hub, smoke_
     card = (carried / "README.md").read_text(encoding="utf-8")
     (carried / "README.md").write_text(card + "\n## 검토 의견\n사내 검토를 마쳤습니다.\n", encoding="utf-8")
     (carried / "training_curve.png").unlink()
+    crlf = (carried / "README.md").read_text(encoding="utf-8").replace("\n", "\r\n")  # edited on Windows
+    (carried / "README.md").write_bytes(b"\xef\xbb\xbf" + crlf.encode("utf-8"))
     result = push_folder(carried, "publish.tag=v1")
     repo = hub["kosov-test/tiny-ko-lora"]
     assert result.pushed and set(repo["tags"]) == {"v1"}
