@@ -82,9 +82,7 @@ class StopOnSigterm(TrainerCallback):
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         now = time.monotonic()
         if not self.asked:
-            log.warning("SIGTERM: %s (another SIGTERM %.0f s or more from now stops at once)",
-                        "the run has no step left: it finishes (final evaluation, adapter, metrics.json), then stops"
-                        if self.trained else "saving a checkpoint at the end of this step, then stopping",
+            log.warning("SIGTERM: %s (another SIGTERM %.0f s or more from now stops at once)", self._what_happens_now(),
                         REPEAT_S)
             self.asked, self.asked_at = True, now
             self._give_up_suite()
@@ -99,6 +97,16 @@ class StopOnSigterm(TrainerCallback):
                 previous(signum, frame)
             else:
                 os.kill(os.getpid(), signal.SIGTERM)  # SIG_DFL restored: the process ends as SIGTERM ends it
+
+    def _what_happens_now(self) -> str:
+        """What a first SIGTERM does at this point of the run, for its log line."""
+        if self.in_suite:  # _give_up_suite, next: the checkpoint of the suite's step is the run's
+            return "giving up the eval suite under way, then stopping with the checkpoint of its step"
+        if self.trained:  # after the last step's end: its checkpoint is saved (or being saved) as planned
+            return ("the run has no step left: it finishes (final evaluation, adapter, metrics.json), then stops; an "
+                    "end-of-training eval suite not yet begun is skipped instead, and the run stops with the last "
+                    "checkpoint for a resumed run to finish")
+        return "saving a checkpoint at the end of this step, then stopping"
 
     def stops_run(self, resume: bool) -> bool:
         """Whether the run stops with the checkpoint of the step a stop was asked in (and is resumed or requeued to
@@ -206,11 +214,35 @@ class StopOnSigterm(TrainerCallback):
             control.should_training_stop = True
             self.stopped_at = state.global_step
         elif state.max_steps and state.global_step >= state.max_steps:
+            self.trained = True  # no step left: a SIGTERM from here gets no "end of this step" checkpoint
             self._give_back_requeue_signal()  # no step left to end with a checkpoint: submitit's own handling
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
         self.trained = True  # the handler stays until metrics.json is written (train.py)
+        self.agree(args)
+
+    def agree(self, args: Any) -> None:
+        """Every process takes the stop decision of the one that stopped: the end-of-training suite runs on the main
+        process alone, and a SIGTERM during it gives it up there only (SuiteCallback sets `stopped_at`). The other
+        processes went on to the final evaluation and the save's wait_for_everyone, and waited there for the main
+        process, which had stopped, until the DDP timeout (30 min). Runs after SuiteCallback.on_train_end (it is
+        added first), on every process, so that each one stops with the same checkpoint or none does."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        import torch
+
+        flags = torch.tensor([-1 if self.stopped_at is None else self.stopped_at, int(self.requeue_asked)],
+                             dtype=torch.long, device=getattr(args, "device", None) or "cpu")
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        step, requeue = (int(v) for v in flags.tolist())
+        if step >= 0 and self.stopped_at is None:
+            log.warning("another process stopped the run at step %d (%s during its eval suite): stopping with it",
+                        step, self.signal_name)
+        self.stopped_at = None if step < 0 else step
+        self.requeue_asked = self.requeue_asked or bool(requeue)
 
     def _give_back_requeue_signal(self) -> None:
         """submitit's handler back, for a warning that comes when no step is left to end with a checkpoint (the end

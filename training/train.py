@@ -241,6 +241,7 @@ def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], sta
         "rewards": {k: {"first": v[0], "last": v[-1], "mean": sum(v) / len(v)} for k, v in rewards.items()},
         "reward_curve": reward_curve,
         "data": data_summary,
+        "suite_failures": sum(1 for h in history if h.get("suite/failed")),  # eval suites that failed (logged)
     }
 
 
@@ -269,7 +270,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         from training.evaluation.callback import check_tasks, check_unsharded
 
         check_unsharded()
-        check_tasks(cfg.eval)  # a misspelt task fails here, not at the first suite step (which would only log it)
+        suite_modes = check_tasks(cfg.eval)  # a misspelt task fails here, not at the first suite step
     if state.num_processes > 1 and not cfg.output_dir:
         raise KosovError(f"{state.num_processes} processes would each pick their own timestamped run folder",
                          fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")
@@ -359,8 +360,10 @@ def train(cfg: KosovConfig) -> TrainResult:
                                        trainer_args(cfg, run, device, tracker.report_to, model.config.model_type))
         del zero3  # the trainer's own arguments hold ZeRO-3's settings from here
         if cfg.eval.every_n_steps:
-            from training.evaluation.callback import SuiteCallback
+            from training.evaluation.callback import SuiteCallback, check_suite_window, context_window
 
+            # the thinking limit against the model's window: now, not as an error at every suite step
+            check_suite_window(cfg.eval, suite_modes, context_window(model), cfg.model.name_or_path)
             suite = SuiteCallback(cfg.eval, tokenizer, stop_ids(cfg.model, tokenizer))
             suite.trainer = trainer
             trainer.add_callback(suite)
@@ -398,9 +401,9 @@ def train(cfg: KosovConfig) -> TrainResult:
             if is_main:
                 write_json(run.path / "metrics.json", metrics)
                 remove_rendered(run.path)  # nothing resumes from it now
+            tracker.finish(run)  # under the handler still: a SIGTERM in a slow (online) finish lets wandb close
         finally:
             sigterm.restore()
-        tracker.finish(run)
         log.info("done: %s (train loss %s -> %s, eval loss %s)", run.path, metrics["first_train_loss"],
                  metrics["last_train_loss"], metrics["eval_loss"])
         sigterm.stop_after_the_finish(run.path)  # a SIGTERM after the last step: the run finished first

@@ -473,3 +473,75 @@ def test_a_sigterm_after_the_last_step_lets_the_run_finish_then_stops(tmp_path, 
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 3
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     assert json.loads((out / "metrics.json").read_text())["eval_loss"] is not None
+
+
+def _end_suite_under_ddp(rank: int, folder: Path) -> None:
+    """One process of a 2-process gloo group at the end of training: SLURM's SIGTERM reaches both while the main
+    process runs the end-of-training suite (the other one has no suite to run)."""
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from training.evaluation.callback import SuiteCallback
+
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2)
+    stop = StopOnSigterm()
+    try:
+        suite = SuiteCallback.__new__(SuiteCallback)  # on_train_end's decision only
+        suite.stop, suite.resume, suite.trainer, suite.last_step = stop, False, object(), -1
+        suite._run = lambda state, model: os.kill(os.getpid(), signal.SIGTERM)  # rank 0: while it scores
+        state = SimpleNamespace(global_step=4, max_steps=4, is_world_process_zero=rank == 0)
+        args = SimpleNamespace(output_dir=str(folder), device="cpu")
+        for callback in (suite, stop):  # the order train.py adds them in
+            callback.on_train_end(args, state, None)
+        (folder / f"rank{rank}.json").write_text(json.dumps([stop.stopped_at, stop.stops_run(False)]))
+    finally:
+        stop.restore()
+        dist.destroy_process_group()
+
+
+def test_a_sigterm_during_the_end_suite_stops_every_process_of_a_ddp_run(tmp_path):
+    """The end suite runs on the main process alone: a SIGTERM during it gave it up there, and only the main process
+    stopped with the last checkpoint (status 2). The others went on to the final evaluation and the save's
+    wait_for_everyone, and waited for it until the DDP timeout (30 min). Every process takes the same decision now."""
+    import multiprocessing
+
+    (tmp_path / "checkpoint-4").mkdir()
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=_end_suite_under_ddp, args=(rank, tmp_path)) for rank in (0, 1)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=60)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    assert [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)] == [[4, True], [4, True]]
+
+
+@pytest.mark.parametrize("where, says", [
+    ("after the last step", "the run has no step left"),
+    ("in the end suite", "giving up the eval suite under way"),
+])
+def test_a_sigterm_once_no_step_is_left_says_what_happens(before, caplog, where, says):
+    """The last checkpoint's save and the end suite come after the last step's end but before on_train_end: a
+    SIGTERM there said "saving a checkpoint at the end of this step", a step that will not come."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    from training.preemption import SuiteStopped
+
+    stop = StopOnSigterm()
+    try:
+        stop.on_step_end(SimpleNamespace(device="cpu"), SimpleNamespace(global_step=4, max_steps=4),
+                         TrainerControl())
+        if where == "in the end suite":
+            with pytest.raises(SuiteStopped), stop.stoppable():
+                os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.asked and says in caplog.text and "at the end of this step" not in caplog.text
+    finally:
+        stop.restore()

@@ -91,6 +91,7 @@ def test_a_failing_suite_is_logged_and_training_goes_on_with_its_checkpoints(tmp
     log_text = (out / "train.log").read_text()
     assert "suite smoke at step 3 failed; training goes on" in log_text
     assert "RuntimeError: CUDA out of memory (as a test)" in log_text  # with its traceback
+    assert result.metrics["suite_failures"] == 1  # a run whose suites failed says so in metrics.json
 
 
 def test_a_failed_suite_gives_the_gpu_memory_back_and_leaves_the_model_training(monkeypatch):
@@ -119,6 +120,44 @@ def test_a_failed_suite_gives_the_gpu_memory_back_and_leaves_the_model_training(
     suite.on_step_end(None, state, control, model=model)
     assert emptied and model.training and [logs.get("suite/failed") for logs in logged] == [1.0]
     assert control.should_log and trainer.control is control  # the step's own log still comes
+
+
+def test_a_configuration_error_at_a_suite_step_stops_the_run(monkeypatch):
+    """A suite that cannot run as configured (a thinking limit the model's window cannot hold) failed at every suite
+    step, each swallowed as "training goes on": the run finished with status 0 and no scores."""
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from training.evaluation import callback
+
+    def misconfigured(*args, **kwargs):
+        raise KosovError("eval.thinking_max_new_tokens=8192 does not fit the context window (as a test)")
+
+    monkeypatch.setattr(callback, "evaluate_live", misconfigured)
+    state, logged = TrainerState(global_step=3), []
+    handler = SimpleNamespace(on_log=lambda args, state, control, logs: (logged.append(logs), control)[1])
+    trainer = SimpleNamespace(state=state, control=TrainerControl(), callback_handler=handler,
+                              args=SimpleNamespace(include_num_input_tokens_seen="no"))
+    suite = callback.SuiteCallback(compose(["eval=smoke", "eval.every_n_steps=3"]).eval, tokenizer=None)
+    suite.trainer = trainer
+    model = torch.nn.Linear(2, 2)
+    model.train()
+    with pytest.raises(KosovError, match="does not fit the context window"):
+        suite.on_step_end(None, state, trainer.control, model=model)
+    assert model.training and logged == []
+
+
+def test_a_thinking_limit_the_models_window_cannot_hold_fails_before_training():
+    from training.evaluation.callback import check_suite_window, context_window
+
+    ecfg = compose(["eval=smoke", "eval.every_n_steps=3", "eval.thinking=[on]",
+                    "eval.thinking_max_new_tokens=8192"]).eval
+    model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=4096))
+    assert context_window(model) == 4096 and context_window(SimpleNamespace(config=None)) is None
+    with pytest.raises(KosovError, match="does not fit the context window of tiny-ko"):
+        check_suite_window(ecfg, ["on"], context_window(model), "tiny-ko")
+    check_suite_window(ecfg, ["off", None], 4096, "tiny-ko")  # no thinking limit without thinking
+    check_suite_window(ecfg, ["on"], None, "tiny-ko")  # an unknown window: the suite's own check, at its step
 
 
 def test_two_processes_finish_a_run_whose_suite_steps_are_logging_steps(tmp_path):
@@ -236,3 +275,21 @@ def test_provenance_records_no_git_sha_of_a_repository_kosov_is_only_installed_i
     head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
     assert provenance._git_sha() in (head, head + "-dirty")
+
+
+def test_the_tracker_run_is_closed_under_kosovs_sigterm_handler(tmp_path, monkeypatch):
+    """The handler was taken down before tracker.finish: a SIGTERM during a slow (online) wandb finish killed the job
+    before wandb had closed its run."""
+    from training.preemption import StopOnSigterm
+    from training.tracking import Tracker
+
+    held, real = [], Tracker.finish
+
+    def finish(self, *args, **kwargs):
+        held.append(isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None), StopOnSigterm))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Tracker, "finish", finish)
+    train(compose(quick(f"output_dir={tmp_path / 'run'}", "method.max_steps=2")))
+    assert held == [True] and not isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None),
+                                             StopOnSigterm)  # taken down after it

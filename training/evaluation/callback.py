@@ -5,7 +5,8 @@
 Scores go to the log history as `suite/<task>` and, through the trainer's callbacks, to wandb / tensorboard, which
 put every training-time value under `train/` (`train/suite/<task>`). A suite that fails (out of memory, a benchmark
 that cannot be read) logs its traceback and `suite/failed` = 1 and training goes on; task names are checked before
-training starts. It runs on the main process only.
+training starts (and eval.thinking_max_new_tokens against the model's window once it loads); a configuration error
+found at a suite step (KosovError) stops the run. It runs on the main process only.
 """
 
 from __future__ import annotations
@@ -38,11 +39,36 @@ def check_unsharded(environ: Mapping[str, str] | None = None) -> None:
                              "DDP / ZeRO-2 (recipes/accelerate/ddp.yaml, zero2.yaml)")
 
 
-def check_tasks(ecfg: EvalConfig) -> None:
+def check_tasks(ecfg: EvalConfig, window: int | None = None, model: str = "the model") -> list[str | None]:
     """The suite's lm-eval task names resolved before training starts: a misspelt one fails now, with the names it
-    may have meant, not at the first suite step (where a failing suite no longer stops training)."""
-    if ecfg.tasks:
-        lm_eval_jobs(ecfg, task_manager(list(ecfg.tasks)))
+    may have meant, not at the first suite step (where a failing suite no longer stops training). With the model's
+    context window (`window`), eval.thinking_max_new_tokens is checked against it too (check_suite_window). Returns
+    the thinking modes the suite's lm-eval tasks run in."""
+    if not ecfg.tasks:
+        return []
+    modes = list(dict.fromkeys(m for _, m in lm_eval_jobs(ecfg, task_manager(list(ecfg.tasks)))))
+    check_suite_window(ecfg, modes, window, model)
+    return modes
+
+
+def context_window(model: Any) -> int | None:
+    """The context window lm-eval's hf backend gives the suite's model (HFLM.max_length, from the model's config);
+    None where the config names none."""
+    config = getattr(model, "config", None)
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):  # HFLM's order
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_suite_window(ecfg: EvalConfig, modes: list[str | None], window: int | None, model: str = "the model"
+                       ) -> None:
+    """eval.thinking_max_new_tokens against the model's window before training, not at the first suite step."""
+    from training.evaluation.thinking import check_window
+
+    for mode in modes:
+        check_window(ecfg, mode, window, model)
 
 
 class SuiteCallback(TrainerCallback):
@@ -72,6 +98,8 @@ class SuiteCallback(TrainerCallback):
                 own = run_generative(model, self.tokenizer, self.ecfg, jobs_of(self.ecfg),
                                      f"step {state.global_step}", stop_ids=self.stop_ids)
             scores.update({f"suite/{name}": score["value"] for name, score in own.items()})
+        except KosovError:  # a configuration error (a limit that does not fit the window): every suite would fail
+            raise
         except Exception:  # not SuiteStopped or Ctrl-C (BaseExceptions): a suite is not worth the run
             log.exception("suite %s at step %d failed; training goes on without its scores", self.ecfg.suite,
                           state.global_step)
