@@ -1,7 +1,10 @@
 """Shared fixtures of tests/training: a `kosov serve` of tiny-ko on a free port, one per module (test_serve_*), and
-a local stand-in for a hosted OpenAI API (`hosted`, test_synth*)."""
+a local stand-in for a hosted OpenAI API (`hosted`, test_synth*), and a recording SIGTERM handler in place of the
+default one (`before`, test_preemption*)."""
 
 from __future__ import annotations
+
+import signal
 
 import pytest
 
@@ -26,3 +29,12 @@ def hosted(request, monkeypatch):
     fake = StrictOpenAI(key="sk-test-key", refuse_unknown=request.param)
     yield fake
     fake.close()
+
+
+@pytest.fixture
+def before():
+    """What SIGTERM did before kosov's handler: here, a recording one (the default would end pytest)."""
+    calls = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    yield calls
+    signal.signal(signal.SIGTERM, old)
