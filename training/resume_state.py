@@ -1,17 +1,23 @@
 """What the Trainer restarts from 0 on every trainer.train call and a resumed run must carry on: the tokens trained
 on and the training time. Each callback saves its value with every checkpoint (trainer_state.json's
-stateful_callbacks, exactly at the checkpoint's step) and reads it back when a run resumes from one."""
+stateful_callbacks, exactly at the checkpoint's step) and reads it back when a run resumes from one. And whether a
+checkpoint resumed from is at the run's last step, with the metrics of a run that finished from it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
+
+from training.run_dir import RunDir, checkpoint_state
+from training.schema import KosovConfig
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +124,31 @@ def finish_at_checkpoint(trainer: Any, checkpoint: Path, no_step_left: Callable[
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return TrainOutput(trainer.state.global_step, sum(losses) / len(losses) if losses else 0.0,
                        {"train_runtime": 0.0})
+
+
+def checkpoint_at_end(cfg: KosovConfig, run: RunDir) -> bool:
+    """Whether the checkpoint resume=true continues from is at the run's last step: the Trainer, resumed there,
+    would take one step more and change what the run trained. The last step is the recipe's max_steps; for an
+    epoch-based run, the checkpoint's own step count when the recipe's epochs are the ones it trained toward."""
+    if run.resume_from is None:
+        return False
+    state = checkpoint_state(run.resume_from) or {}
+    if cfg.method.max_steps > 0:
+        last = cfg.method.max_steps
+    else:
+        epochs = saved_epochs(state)
+        if epochs is None and (run.path / "config.yaml").is_file():  # a checkpoint from before kosov recorded it
+            saved = yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}
+            epochs = saved.get("method", {}).get("num_train_epochs")
+        last = state.get("max_steps") if epochs == cfg.method.num_train_epochs else None  # changed: train on
+    return bool(last) and state.get("global_step", 0) >= last
+
+
+def finished_metrics(run: RunDir) -> dict[str, Any] | None:
+    """metrics.json of a run whose checkpoint is at its last step (checkpoint_at_end), when written after that
+    checkpoint: the run finished (one from before names an earlier step: the job was killed while it finished)."""
+    if not (run.path / "metrics.json").is_file():
+        return None
+    metrics = json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
+    return metrics if metrics.get("global_step") == (checkpoint_state(run.resume_from) or {}).get("global_step") \
+        else None

@@ -11,7 +11,6 @@ its TRL trainer; the run folder, tracking, resume and saving live here once.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 import time
@@ -36,11 +35,10 @@ from training.models import (bf16_gpu, check_attention, check_remote_code, compu
 from training.provenance import provenance, resume_provenance
 from training.redaction import redact
 from training.rendered_store import RENDERED, remove as remove_rendered
-from training.resume_state import (ResumedTokenCount, ResumedTrainTime, TrainedForEpochs, finish_at_checkpoint,
-                                   saved_epochs)
+from training.resume_state import (ResumedTokenCount, ResumedTrainTime, TrainedForEpochs, checkpoint_at_end,
+                                   finish_at_checkpoint, finished_metrics)
 from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_processes, check_same_recipe,
-                              checkpoint_state, default_output_dir, lock_run_folder, prepare_run_dir,
-                              refuse_existing_run)
+                              default_output_dir, lock_run_folder, prepare_run_dir, refuse_existing_run)
 from training.safe_write import swap_into_place, write_atomic, write_json
 from training.tracking import Tracker, open_tracker
 
@@ -183,34 +181,6 @@ def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
         return stage_dir / "adapter"
     log.info("SFT stage first: %s", " ".join(cfg.method.grpo.sft_stage))
     return train(stage).run_dir / "adapter"
-
-
-def checkpoint_at_end(cfg: KosovConfig, run: RunDir) -> bool:
-    """Whether the checkpoint resume=true continues from is at the run's last step: the Trainer, resumed there,
-    would take one step more and change what the run trained. The last step is the recipe's max_steps; for an
-    epoch-based run, the checkpoint's own step count when the recipe's epochs are the ones it trained toward."""
-    if run.resume_from is None:
-        return False
-    state = checkpoint_state(run.resume_from) or {}
-    if cfg.method.max_steps > 0:
-        last = cfg.method.max_steps
-    else:
-        epochs = saved_epochs(state)
-        if epochs is None and (run.path / "config.yaml").is_file():  # a checkpoint from before kosov recorded it
-            saved = yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8")) or {}
-            epochs = saved.get("method", {}).get("num_train_epochs")
-        last = state.get("max_steps") if epochs == cfg.method.num_train_epochs else None  # changed: train on
-    return bool(last) and state.get("global_step", 0) >= last
-
-
-def finished_metrics(run: RunDir) -> dict[str, Any] | None:
-    """metrics.json of a run whose checkpoint is at its last step (checkpoint_at_end), when written after that
-    checkpoint: the run finished (one from before names an earlier step: the job was killed while it finished)."""
-    if not (run.path / "metrics.json").is_file():
-        return None
-    metrics = json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
-    return metrics if metrics.get("global_step") == (checkpoint_state(run.resume_from) or {}).get("global_step") \
-        else None
 
 
 def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], started: float,
