@@ -290,7 +290,7 @@ class ServeConfig:
 # The top-level keys of a run's metrics.json (train.summarize), which `objective` may name.
 METRIC_KEYS = ("global_step", "epochs", "first_train_loss", "last_train_loss", "train_loss_curve", "first_eval_loss",
                "eval_loss", "eval_loss_curve", "tokens_seen", "train_runtime_s", "wall_time_s", "trainable_parameters",
-               "rewards", "reward_curve", "data")
+               "rewards", "reward_curve", "data", "suite_failures")
 
 
 @dataclass
