@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from training.errors import KosovError, choice_error
+from training.evaluation.thinking import check_limit as check_thinking_limit
 from training.schema import (ATTN_IMPLEMENTATIONS, DEVICES, DTYPES, EVAL_BACKENDS, EVAL_THINKING, GENERATORS,
                              GRPO_GENERATION, GRPO_LOSSES, KERNELS, METHODS, ON_BAD_ROW, PEFT_METHODS, SCALE_REWARDS,
                              METRIC_KEYS, SFT_TURNS, SYNTH_FORMATS, TEACHER_BACKENDS, THINKING, TRACKERS, TRACKING_MODES,
@@ -118,10 +119,7 @@ def _check_semantics(cfg: KosovConfig) -> None:
     _check("eval.backend", cfg.eval.backend, EVAL_BACKENDS)
     for mode in cfg.eval.thinking:
         _check("eval.thinking", mode, EVAL_THINKING)
-    limit = cfg.eval.thinking_max_new_tokens
-    if limit is not None and limit < 1:
-        raise KosovError(f"eval.thinking_max_new_tokens={limit} must be at least 1",
-                         fix="e.g. 8192, or null to keep each task's own generation limit with thinking on")
+    check_thinking_limit(cfg.eval)
     for key in ("math", "language"):
         own = getattr(cfg.eval, key)
         if own.enabled and not own.data:

@@ -154,5 +154,5 @@ def test_the_report_counts_the_answers_cut_off_while_thinking_in_lm_evals_tasks_
 
 
 def test_a_thinking_limit_below_one_token_is_refused_when_the_recipe_is_read():
-    with pytest.raises(KosovError, match="eval.thinking_max_new_tokens=0 must be at least 1"):
+    with pytest.raises(KosovError, match="eval.thinking_max_new_tokens=0 must be a whole number of tokens, 1 or more"):
         compose(["experiment=smoke-eval", "eval.thinking_max_new_tokens=0"])

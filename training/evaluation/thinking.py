@@ -19,10 +19,14 @@ log = logging.getLogger(__name__)
 def thinking_max_new_tokens(ecfg: EvalConfig, mode: str | None) -> int | None:
     """The generation limit thinking mode `mode` sets (eval.thinking_max_new_tokens, in mode "on" only), for lm-eval's
     generating tasks and kosov's own evals alike; None: each keeps its own (HRM8K's max_gen_toks: 2048)."""
+    limit = check_limit(ecfg)
+    return None if mode != "on" else limit
+
+
+def check_limit(ecfg: EvalConfig) -> int | None:
+    """eval.thinking_max_new_tokens, checked: a whole number of tokens, 1 or more, or None (each task's own)."""
     limit = ecfg.thinking_max_new_tokens
-    if mode != "on" or limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise KosovError(f"eval.thinking_max_new_tokens={limit!r} must be a whole number of tokens, 1 or more",
                          fix="e.g. eval.thinking_max_new_tokens=8192, or null for each task's own limit")
     return limit
