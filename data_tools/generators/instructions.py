@@ -147,7 +147,8 @@ def self_instruct(teacher: Teacher, seed_tasks: Sequence[str], n: int, *, seed: 
             listed = "\n".join(f"{j + 1}. {t}" for j, t in enumerate(shown))
             requests.append(GenerationRequest([{"role": "user", "content": SELF_INSTRUCT.format(
                 examples=listed, k=per_request)}], temperature=_temperature("self_instruct", temperature),
-                seed=seed * 1000 + round_ * 100 + i,
+                seed=content_seed(seed, "self_instruct", round_, i),  # not seed*1000 + round*100 + i: past 100 a
+                # round those met the next round's (and the next run seed's)
                 chat_template_kwargs={"enable_thinking": False}))
         for out in teacher.generate(requests):
             items = parse_numbered(out.text)

@@ -66,6 +66,22 @@ def test_self_instruct_counts_what_it_leaves_out_and_drops_the_last_item_of_a_cu
     assert dropped == {"cut off at max_new_tokens": 1, "beyond synth.n=3": 3}
 
 
+def test_self_instruct_gives_every_request_of_a_large_run_its_own_seed():
+    """Seeds were seed*1000 + round*100 + place: past 100 requests a round, the next round's requests took seeds the
+    last one had used, and a teacher sampling by seed answered them with the same instructions again (paid for,
+    dropped as repeated)."""
+    class TwoEach(ScriptedTeacher):
+        def reply(self, r):
+            return Generation("\n".join(super().reply(r).text.splitlines()[:2]), None, "stop")
+
+    teacher, dropped = TwoEach(), Counter()
+    tasks = gen.self_instruct(teacher, ["김치찌개 끓이는 법을 알려 주세요."], 600, seed=1, per_request=5,
+                              dropped=dropped)
+    assert len(tasks) == 600 and len(teacher.requests) > 120  # 120 requests in the first round, more after it
+    assert len({r.seed for r in teacher.requests}) == len(teacher.requests)
+    assert "repeated" not in dropped
+
+
 def test_evol_instruct_keeps_only_real_korean_evolutions():
     teacher = ScriptedTeacher()
     dropped = Counter()
