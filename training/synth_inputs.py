@@ -94,7 +94,8 @@ def _binds(license_: str) -> bool:
 def _lineage(cfg: KosovConfig, path: Path, where: str, item: Any) -> dict:
     """The meta a row made from this input row carries: the input's license when it records one (a translation or an
     answer of non-commercial data is non-commercial data), else synth.license; and its source (the file's name when
-    the row names none). Refuses a license publish could not carry on, or one that contradicts synth.license."""
+    the row names none, which a Creative Commons Attribution row must: its source is the release's credit). Refuses
+    a license publish could not carry on, or one that contradicts synth.license."""
     meta = item.get("meta") if isinstance(item, dict) else None
     license_, source = _recorded(meta, "license"), names_only(_recorded(meta, "source"))  # a path: its name only
     if license_ is not None and not combinable(license_):
@@ -112,6 +113,12 @@ def _lineage(cfg: KosovConfig, path: Path, where: str, item: Any) -> dict:
             f"made from it keeps its license ({license_}), which the recipe's license contradicts", where=where,
             fix=f"set synth.license={license_} (or leave it at its default, {SynthConfig.license}: rows made from an "
                 "input row then carry that row's license), or leave those rows out of synth.inputs")
+    if license_ is not None and license_.lower().startswith("cc-by") and not source:
+        raise KosovError(
+            f"input file {path.name} holds a row licensed {license_} that names no source: a release trained on what "
+            "is made of it must credit the data's creators, and the file's name credits no one", where=where,
+            fix="add meta.source to the row, naming the data's creators or origin (a hub dataset id, a URL, an "
+                "author), as the card's Attribution section will show it")
     # An explicit synth.license over a permissive input (Apache-2.0, MIT, BSD, CC0; a teacher's terms, say) is the
     # rows' license; the input's stays in input_license and on the card.
     chosen = cfg.synth.license if license_ is None or _declared(cfg) else license_

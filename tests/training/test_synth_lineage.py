@@ -107,6 +107,7 @@ def test_an_explicit_synth_license_over_a_commercial_use_input_is_the_rows_licen
                                                    "synth.license=cc-by-nc-4.0"]),
     ("CC-BY-SA-4.0", ["synth.license=mit"], ["synth.license=mit", "contradicts"]),
     ("cc-by-4.0", ["synth.license=mit"], ["synth.license=mit", "contradicts"]),
+    ("CC-BY-SA-4.0", [], ["names no source", "credits no one", "meta.source"]),  # was credited as "mixed.jsonl"
 ])
 def test_an_input_license_kosov_cannot_carry_stops_the_job_naming_the_file(tmp_path, teacher, license_, overrides,
                                                                            words):
