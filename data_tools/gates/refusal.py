@@ -67,7 +67,10 @@ WRITING_REQUEST = re.compile(
 
 _AS_AN_AI = r"(?:AI|인공지능)\s*(?:언어\s*)?모델(?:로서(?!의)|로써(?!의)|이기\s*때문에|이라서|이므로)"
 # what the model says of itself after "AI 언어 모델로서": first person, or what an AI is said to lack
-_SELF_TALK = r"(?<![가-힣])(?:저는|제가|저의|저에게|저도|제|전)(?![가-힣])|개인적|감정|느끼|느낄|취향|접근할\s*수\s*없"
+# 전 for 저는, not the prefix "all" (전 세계, 전 국민)
+_ALL_OF = r"(?!\s*(?:세계|국민|국토|지구|인류|과정|분야|영역|지역|생애|세대|구간|범위|재산|직원|학년))"
+_SELF_TALK = (r"(?<![가-힣])(?:저는|제가|저의|저에게|저도|제|전" + _ALL_OF + r")(?![가-힣])"
+              r"|개인적|감정|느끼|느낄|취향|접근할\s*수\s*없")
 
 BOILERPLATE_PATTERNS = (
     r"\bas an ai(?: language)? model\b",

@@ -115,6 +115,7 @@ def test_refusal_after_a_closed_quote_or_an_apostrophe_is_still_a_refusal(answer
     "GPT-4와 같은 AI 모델로서 가장 중요한 것은 데이터입니다.",
     "제가 앞서 소개한 GPT-4는 AI 모델로서 뛰어난 성능을 보입니다.",
     "딥러닝 모델이므로 GPU가 필요합니다. AI 모델이므로 학습 데이터의 품질이 중요합니다.",
+    "인공지능 모델이므로 전 세계의 데이터로 학습합니다.",  # 전: "all", not 저는
 ])
 def test_boilerplate_keeps_sentences_about_ai_models(answer):
     assert gate("refusal")([sft(answer)]).kept == [sft(answer)]
@@ -125,6 +126,7 @@ def test_boilerplate_keeps_sentences_about_ai_models(answer):
     "AI 모델이기 때문에 감정을 느낄 수는 없지만, 많은 분들이 이 노래를 좋아합니다.",
     "죄송하지만, AI 모델로서 실시간 정보에 접근할 수 없습니다.",
     "AI 언어 모델로서 개인적인 의견은 없지만, 일반적으로는 두 방법 모두 쓰입니다.",
+    "AI 모델이라서 전 좋아하는 음식이 없지만, 김치찌개가 인기 있어요.",  # 전: 저는
 ])
 def test_boilerplate_drops_the_model_speaking_of_itself_as_an_ai(answer):
     assert dict(gate("refusal")([sft(answer)]).removed) == {"boilerplate": 1}
