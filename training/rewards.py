@@ -11,19 +11,36 @@ own parameters and weight; the recipe's `rewards` picks them by name (`rewards=[
 from __future__ import annotations
 
 import functools
+import math
 import re
-from dataclasses import asdict, dataclass, fields
+import typing
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Callable
 
 from data_tools.math_grader import is_correct
-from data_tools.text import THINK_OPEN, prose, repeated_ngram_share, script_counts, split_thinking
+from data_tools.text import THINK_CLOSE, THINK_OPEN, prose, repeated_ngram_share, script_counts, split_thinking
 from training.errors import KosovError
 
 
+def _reasoning(message: Any) -> str | None:
+    """The thinking a response parser split off an assistant message (None: not split). TRL 1.16 decodes with
+    `parse_response` when the tokenizer has a `response_template`/`response_schema` (trl/trainer/grpo_trainer.py
+    `_generate`: "Decode completions. It's important to use `parse_response`..."; the template is set by
+    trl.chat_template_utils.add_response_schema when tools are given, or shipped by the model repo); the Qwen3 one
+    returns {"reasoning_content": thinking, "content": answer}, LFM2.5's names it "thinking" (trl/trainer/utils.py)."""
+    if not isinstance(message, dict) or not ("reasoning_content" in message or "thinking" in message):
+        return None
+    return str(message.get("reasoning_content") or message.get("thinking") or "")
+
+
 def completion_text(completion: Any) -> str:
-    """Conversational completions arrive as [{"role": "assistant", "content": ...}]; standard ones as text."""
+    """Conversational completions arrive as [{"role": "assistant", "content": ...}]; standard ones as text. Thinking
+    a response parser split off (see _reasoning) is put back as "<think>...</think>answer", so thinking-aware rewards
+    see both. A parser cannot tell a thought cut off from a closed one with no answer: both have no answer."""
     if isinstance(completion, list):
-        return "".join(m.get("content") or "" for m in completion if isinstance(m, dict))
+        return "".join(m.get("content") or "" if _reasoning(m) is None
+                       else f"{THINK_OPEN}{_reasoning(m)}{THINK_CLOSE}{m.get('content') or ''}"
+                       for m in completion if isinstance(m, dict))
     return str(completion)
 
 
@@ -39,12 +56,16 @@ def math_accuracy(completions: list, answer: list[str], prompts: list | None = N
     """1.0 when the final answer equals `answer` (the same grader as evaluation), else 0.0. The question (TRL passes
     the prompts) tells the grader what form it asks for: "2/8" does not answer a question asking for 기약분수."""
     questions = [question_text(p) for p in prompts] if prompts is not None else [None] * len(completions)
-    return [None if gold is None else float(is_correct(completion_text(c), str(gold), question=q))
+    # no gold answer: None (TRL 1.16 reads None as "not applicable": NaN, left out of the group's mean), not a 0
+    return [None if gold is None or not str(gold).strip()
+            else float(is_correct(completion_text(c), str(gold), question=q))
             for c, gold, q in zip(completions, answer, questions, strict=True)]
 
 
-# also in Markdown: "**정답: 7**", "**정답**: 7", "- 정답: 7", "1. 정답: 7", "> **최종 정답**: 7"
-_FINAL_LINE = re.compile(r"^[\s*_#>\-]*(?:\d+[.)]\s*)?[*_]*(?:최종\s*)?(?:정답|답)[\s*_]*[:：]\s*\S")
+# also in Markdown: "**정답: 7**", "**정답**: 7", "- 정답: 7", "1. 정답: 7", "> **최종 정답**: 7". Possessive (*+):
+# each run is followed by a character it cannot hold, so giving some back never helps, and a line of 20,000 "*"
+# no longer backtracks quadratically (seconds per completion).
+_FINAL_LINE = re.compile(r"^[\s*_#>\-]*+(?:\d++[.)]\s*+)?[*_]*+(?:최종\s*+)?(?:정답|답)[\s*_]*+[:：]\s*+\S")
 
 
 def answer_format(completions: list, style: str = "final_line", **_: Any) -> list[float]:
@@ -221,8 +242,49 @@ REWARDS: dict[str, RewardSpec] = {
 }
 
 
+# parameter: (holds, what it must be), checked after its type for every reward that has it
+_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "n": (lambda v: v >= 1, "at least 1 (the n-gram length)"),
+    "max_penalty": (lambda v: v >= 0, "0 or more (a negative penalty is a bonus)"),
+    "foreign_penalty": (lambda v: v >= 0, "0 or more (a negative penalty rewards Chinese and kana)"),
+    "allowance": (lambda v: 0 <= v < 1, "in [0, 1) (0 penalises every repeated n-gram)"),
+    "max_tokens": (lambda v: v >= 1, "at least 1, or null for method.grpo.max_completion_length"),
+    "buffer": (lambda v: v >= 0, "0 or more, or null for a quarter of max_tokens"),
+    "timeout_s": (lambda v: v > 0, "more than 0 seconds"),
+    "concurrency": (lambda v: v >= 1, "at least 1"),
+}
+_KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "text", type(None): "null"}
+
+
+def _fits(value: Any, kind: type) -> bool:
+    """`value` is a `kind` as a recipe means it: a bool is no number, 'false' (quoted: text) no bool."""
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return value is None if kind is type(None) else isinstance(value, kind)
+
+
+def _yaml(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _check_value(name: str, key: str, value: Any, hint: Any, default: Any) -> None:
+    where = f"rewards.{name}.{key}"
+    kinds = typing.get_args(hint) or (hint,)
+    if not any(_fits(value, kind) for kind in kinds):
+        expected = " or ".join(_KIND_NAMES[kind] for kind in kinds)
+        fix = (f"quote it as text: {where}='{value}'" if str in kinds else
+               f"write {expected} without quotes, e.g. {where}={_yaml(default)}")
+        raise KosovError(f"{where}={value!r} is not {expected}", fix=fix)
+    holds, what = _RANGES.get(key, (None, ""))
+    if holds is not None and value is not None and not holds(value):
+        raise KosovError(f"{where}={value!r} must be {what}", fix=f"e.g. {where}={_yaml(default)} (the default)")
+
+
 def reward_params(name: str, node: dict[str, Any], max_completion_length: int | None = None) -> tuple[Any, float]:
-    """Check one `rewards.<name>` node: (typed parameters, weight). Raises KosovError naming the bad key.
+    """Check one `rewards.<name>` node: (typed parameters, weight). Raises KosovError naming the bad key: the config
+    check calls it (training/config.py _check_grpo), so a bad value stops `compose`, before any model loads.
     `max_completion_length`: the recipe's, which length_penalty's max_tokens defaults to."""
     if name not in REWARDS:
         raise KosovError(f"unknown reward '{name}'", fix=f"use one of: {', '.join(REWARDS)}")
@@ -233,16 +295,23 @@ def reward_params(name: str, node: dict[str, Any], max_completion_length: int | 
         raise KosovError(f"rewards.{name} has parameters but is not one of the selected rewards",
                          fix=f"select it by name, e.g. rewards=[...,{name}], or drop its parameters")
     weight = node.pop("weight")
+    if not _fits(weight, float):
+        raise KosovError(f"rewards.{name}.weight={weight!r} is not a number",
+                         fix=f"write a number without quotes, e.g. rewards.{name}.weight=0.5")
     unknown = sorted(set(node) - set(allowed))
     if unknown:
         raise KosovError(f"rewards.{name} has unknown parameters {unknown}",
                          fix=f"parameters of {name}: {', '.join(['weight', *allowed])}")
     params = spec.params(**node)
-    if name == "repetition_penalty" and not 0.0 <= params.allowance < 1.0:
-        raise KosovError(f"rewards.repetition_penalty.allowance={params.allowance} is outside [0, 1)",
-                         fix="use a share such as 0.4 (0 penalises every repeated n-gram)")
+    for key, values in spec.choices:
+        if getattr(params, key) not in values:
+            raise KosovError(f"rewards.{name}.{key}={getattr(params, key)!r} is not allowed",
+                             fix=f"use one of: {', '.join(values)}")
+    hints = typing.get_type_hints(spec.params)
+    for f in fields(params):
+        _check_value(name, f.name, getattr(params, f.name), hints[f.name], None if f.default is MISSING else f.default)
     if name == "length_penalty" and max_completion_length is not None:
-        limit = params.max_tokens or max_completion_length
+        limit = max_completion_length if params.max_tokens is None else params.max_tokens
         if params.buffer is None:
             params.buffer = default_buffer(limit)
         if params.buffer >= limit:
@@ -252,10 +321,6 @@ def reward_params(name: str, node: dict[str, Any], max_completion_length: int | 
     if name == "judge" and not (params.base_url and params.model):
         raise KosovError("the judge reward needs a teacher endpoint",
                          fix="set rewards.judge.base_url=http://host:port/v1 and rewards.judge.model=<served model>")
-    for key, values in spec.choices:
-        if getattr(params, key) not in values:
-            raise KosovError(f"rewards.{name}.{key}={getattr(params, key)!r} is not allowed",
-                             fix=f"use one of: {', '.join(values)}")
     return params, float(weight)
 
 
@@ -277,8 +342,10 @@ def build_rewards(nodes: dict[str, dict[str, Any]], max_completion_length: int, 
 def thought_completions(completions: list) -> list[str]:
     """The completions with the <think> that the chat template wrote into the prompt put back in front
     (Qwen3-Thinking-2507 ends its generation prompt with "<think>\n"): one cut off mid-thought is then all thinking
-    with no answer, not its last number scored as one (data_tools.text.split_thinking)."""
-    return [THINK_OPEN + completion_text(c) for c in completions]
+    with no answer, not its last number scored as one (data_tools.text.split_thinking). Not where a response parser
+    already split the thinking off (see _reasoning; then a message without it had an empty think block)."""
+    parsed = any(isinstance(c, list) and any(_reasoning(m) is not None for m in c) for c in completions)
+    return [completion_text(c) if parsed else THINK_OPEN + completion_text(c) for c in completions]
 
 
 def _bound(fn: Callable[..., list], name: str, params: dict[str, Any], opens_thinking: bool = False

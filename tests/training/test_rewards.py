@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from training.recipes import compose
@@ -239,3 +241,68 @@ def test_a_template_that_opens_the_think_block_leaves_a_cut_off_completion_unans
         assert cut_off == pytest.approx(cut_off_scores)
         assert rewards["math_accuracy"](completions=finished, answer=["500"]) == [1.0]
     assert rewards["answer_format"](finished) == [1.0]  # positional, as the tests call them
+
+
+JUDGE = ["rewards=[math_accuracy,judge]", "rewards.judge.base_url=http://127.0.0.1:8000/v1", "rewards.judge.model=m"]
+
+
+@pytest.mark.parametrize("overrides, named", [
+    (["rewards.repetition_penalty.n=four"], "rewards.repetition_penalty.n='four' is not a whole number"),
+    (["rewards.math_accuracy.weight=high"], "rewards.math_accuracy.weight='high' is not a number"),
+    (["rewards.language_consistency.include_think='false'"], "include_think='false' is not true or false"),
+    (["rewards.language_consistency.foreign_penalty=nan"], "foreign_penalty=nan is not a number"),
+    (["rewards.repetition_penalty.n=0"], "rewards.repetition_penalty.n=0 must be at least 1"),
+    (["rewards.repetition_penalty.max_penalty=-1"], "max_penalty=-1 must be 0 or more"),
+    (["rewards.language_consistency.foreign_penalty=-0.5"], "foreign_penalty=-0.5 must be 0 or more"),
+    (["rewards.length_penalty.buffer=-5"], "rewards.length_penalty.buffer=-5 must be 0 or more"),
+    (["rewards.length_penalty.max_tokens=0"], "rewards.length_penalty.max_tokens=0 must be at least 1"),
+    ([*JUDGE, "rewards.judge.concurrency=0"], "rewards.judge.concurrency=0 must be at least 1"),
+    ([*JUDGE, "rewards.judge.timeout_s=0"], "rewards.judge.timeout_s=0 must be more than 0"),
+])
+def test_a_bad_reward_parameter_is_named_when_the_recipe_is_read(overrides, named):
+    """Caught by compose (the config check), before a model loads: not a TypeError at the first reward call, nor a
+    reward quietly inverted (n=0 penalising clean Korean, max_penalty=-1 paying a loop, a quoted 'false' true)."""
+    with pytest.raises(KosovError, match=re.escape(named)) as caught:
+        compose(["experiment=qwen3-1.7b-ko-grpo", *overrides])
+    assert "Fix:" in str(caught.value)
+
+
+def test_reward_parameters_of_the_right_kind_still_compose():
+    cfg = compose(["experiment=qwen3-1.7b-ko-grpo", "rewards.math_accuracy.weight=2", "rewards.length_penalty.buffer=0",
+                   "rewards.length_penalty.max_tokens=64", "rewards.language_consistency.include_think=true"])
+    rewards = dict(zip(cfg.rewards, build_rewards(cfg.rewards, cfg.method.grpo.max_completion_length)[0]))
+    assert rewards["length_penalty"]([""] * 2, completion_ids=[[0] * 64, [0] * 65]) == [0.0, -1.0]  # a hard limit
+    assert compose(["experiment=smoke-grpo", *JUDGE, "rewards.judge.timeout_s=30"]).rewards["judge"]["timeout_s"] == 30
+
+
+def test_a_final_line_of_markdown_rules_is_no_answer_and_no_stall():
+    """A last line of 20,000 "*" took seconds per completion (overlapping quantifiers backtracking)."""
+    assert answer_format(["계산하면 7입니다.\n" + "*" * 20000, "_" * 20000, "-" * 20000 + "x"]) == [0.0, 0.0, 0.0]
+    assert answer_format(["계산하면 7입니다.\n" + "*" * 20000 + "정답: 7"]) == [1.0]
+
+
+def test_thinking_split_off_by_trls_response_parser_is_seen_by_the_rewards():
+    """With a response template, TRL returns {"content": answer, "reasoning_content": thinking}: a finished
+    thought with its answer, not a completion cut off while thinking (scored 0 when the template opens <think>)."""
+    done = [{"role": "assistant", "content": "정답: 5", "reasoning_content": "2+3=5"}]
+    chinese = [{"role": "assistant", "content": "정답: 5", "reasoning_content": "二加三等于五"}]
+    cut = [{"role": "assistant", "content": "", "reasoning_content": "2+3은 정답: 5 인지 다시"}]  # as parsed: no answer
+    empty = [{"role": "assistant", "content": "정답: 5"}]  # an empty think block: the parser leaves no reasoning
+    nodes = {"math_accuracy": {"weight": 1.0}, "answer_format": {"weight": 0.2, "style": "think"},
+             "language_consistency": {"weight": 0.5, "include_think": True}}
+    for opens in (False, True):
+        math, form, language = build_rewards(nodes, 512, opens_thinking=opens)[0]
+        batch = [done, chinese, cut, empty]
+        assert math(completions=batch, answer=["5"] * 4) == [1.0, 1.0, 0.0, 1.0]
+        assert form(completions=batch) == [1.0, 1.0, 0.0, 0.0]
+        korean, mixed = language(completions=batch[:2])
+        assert mixed < 0 < korean  # the thinking is scored too
+    assert language_consistency([done]) == [1.0]
+
+
+def test_a_row_without_a_gold_answer_gets_no_reward_rather_than_zero():
+    """None is TRL's "not applicable" (NaN, left out of the group mean); 0.0 would pass for a wrong answer."""
+    from training.rewards import math_accuracy
+
+    assert math_accuracy(["정답: 0", "정답: 5", "정답: 5"], answer=["", None, "5"]) == [None, None, 1.0]
+    assert math_accuracy(["정답: 0"], answer=["  "]) == [None]
