@@ -20,7 +20,7 @@ from training.evaluation.thinking import check_limit as check_thinking_limit
 from training.schema import (ATTN_IMPLEMENTATIONS, DEVICES, DTYPES, EVAL_BACKENDS, EVAL_THINKING, GENERATORS,
                              GRPO_GENERATION, GRPO_LOSSES, KERNELS, METHODS, ON_BAD_ROW, PEFT_METHODS, SCALE_REWARDS,
                              METRIC_KEYS, SFT_TURNS, SYNTH_FORMATS, TEACHER_BACKENDS, THINKING, TRACKERS, TRACKING_MODES,
-                             VLLM_MODES, KosovConfig)
+                             VLLM_MODES, EvalConfig, KosovConfig)
 
 # mirror= values (and KOSOV_MIRROR values) that mean no mirror, the Hub: Hydra and oc.env keep them as text.
 MIRROR_OFF = ("", "null", "none", "None")
@@ -116,14 +116,7 @@ def _check_semantics(cfg: KosovConfig) -> None:
     if cfg.method.name == "grpo":
         _check_grpo(cfg)
     _check_synth(cfg)
-    _check("eval.backend", cfg.eval.backend, EVAL_BACKENDS)
-    for mode in cfg.eval.thinking:
-        _check("eval.thinking", mode, EVAL_THINKING)
-    check_thinking_limit(cfg.eval)
-    for key in ("math", "language"):
-        own = getattr(cfg.eval, key)
-        if own.enabled and not own.data:
-            raise KosovError(f"eval.{key}.enabled=true needs eval.{key}.data (prompt rows)")
+    _check_eval(cfg.eval)
     if not cfg.data.train_files and not cfg.data.hub_id:
         raise KosovError("no training data: data.train_files is empty and data.hub_id is null",
                          fix="set data.train_files=[path/to/train.jsonl] or data.hub_id=org/dataset")
@@ -135,6 +128,37 @@ def _check_semantics(cfg: KosovConfig) -> None:
                          fix=f"use one of {', '.join(METRIC_KEYS)} (dotted into rewards: rewards.reward.last)")
     if cfg.resume and cfg.overwrite:
         raise KosovError("resume=true and overwrite=true contradict each other", fix="choose one")
+
+
+def _check_eval(ecfg: EvalConfig) -> None:
+    _check("eval.backend", ecfg.backend, EVAL_BACKENDS)
+    for mode in ecfg.thinking:
+        _check("eval.thinking", mode, EVAL_THINKING)
+    for key in ("thinking", "tasks"):  # a mode twice ran twice and failed after; a task twice scored as task[None]
+        values = list(getattr(ecfg, key))
+        twice = list(dict.fromkeys(v for v in values if values.count(v) > 1))
+        if twice:
+            raise KosovError(f"eval.{key} lists {', '.join(twice)} more than once",
+                             fix=f"list each once: eval.{key}=[{','.join(dict.fromkeys(values))}]")
+    check_thinking_limit(ecfg)
+    own = [key for key in ("math", "language") if getattr(ecfg, key).enabled]
+    for key in own:
+        if not getattr(ecfg, key).data:
+            raise KosovError(f"eval.{key}.enabled=true needs eval.{key}.data (prompt rows)")
+    # kosov's evals, and lm-eval's tasks with chat templates, run once per thinking mode: none runs them not at all
+    dropped = [f"eval.{key}" for key in own] + (["eval.tasks (chat-templated)"] if ecfg.apply_chat_template
+                                                 and ecfg.tasks else [])
+    if not ecfg.thinking and dropped:
+        raise KosovError(f"eval.thinking=[] runs no thinking mode, which drops {' and '.join(dropped)} from the suite",
+                         fix="list the modes to run, e.g. eval.thinking=[off] or eval.thinking=[off,on]")
+    if ecfg.limit is not None and not ecfg.limit > 0:  # lm-eval reads 0 as no limit; kosov's evals a negative as 1
+        raise KosovError(f"eval.limit={ecfg.limit:g} must be a number of examples per task (1 or more) or a share "
+                         "of them (between 0 and 1)", fix="e.g. eval.limit=50 or eval.limit=0.1, or null for all")
+    for key in ("math", "language"):
+        limit = getattr(ecfg, key).limit
+        if limit is not None and limit < 1:
+            raise KosovError(f"eval.{key}.limit={limit!r} must be a number of prompts, 1 or more",
+                             fix="or null for eval.limit's (all prompts when it is null)")
 
 
 def _check_synth(cfg: KosovConfig) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, replace
@@ -27,8 +28,9 @@ from data_tools.chat_io import file_sha256
 from training.config import resolve_path, to_dict
 from training.schema import KosovConfig
 from training.errors import KosovError
-from training.evaluation.generative import JOBS, code_digest, jobs_of, max_new_tokens_of, prompt_limit, run_generative
-from training.evaluation.harness import hf_lm, model_args, run_tasks
+from training.evaluation.generative import (JOBS, check_prompts, code_digest, jobs_of, max_new_tokens_of, prompt_limit,
+                                           run_generative)
+from training.evaluation.harness import hf_lm, lm_eval_jobs, model_args, needs_task_types, run_tasks
 from training.evaluation.thinking import check_window, thinking_max_new_tokens
 from training.evaluation.identity import adapter_digest, cache_file, load_settings, model_identity
 from training.evaluation.report import build_report, log_to_tracker, write_report
@@ -74,9 +76,14 @@ def report_settings(cfg: KosovConfig, dtype: str, device: str) -> dict[str, Any]
     or with other shots is not one on the full benchmark; one in 4-bit is not one in bf16."""
     ecfg = cfg.eval
     quant = cfg.peft.quantization
+    # what thinking "on" set the generation limit of: lm-eval's generating tasks with chat templates only (without,
+    # each runs once, with no mode and its own limit), kosov's evals when they run
+    scope = ([*(["lm-eval"] if ecfg.apply_chat_template and ecfg.tasks else []), *(["kosov"] if jobs_of(ecfg) else [])]
+             if "on" in ecfg.thinking else [])
     return {"limit": ecfg.limit, "num_fewshot": ecfg.num_fewshot, "thinking": list(ecfg.thinking),
-            # the generation limit with thinking on (lm-eval's generating tasks and kosov's evals); None: their own
-            "thinking_max_new_tokens": thinking_max_new_tokens(ecfg, "on") if "on" in ecfg.thinking else None,
+            # the generation limit with thinking on, of what `thinking_limit_scope` names; None: their own
+            "thinking_max_new_tokens": thinking_max_new_tokens(ecfg, "on") if scope else None,
+            "thinking_limit_scope": scope,
             "apply_chat_template": ecfg.apply_chat_template, "backend": ecfg.backend, "dtype": dtype, "device": device,
             "quantization": f"4-bit {quant.quant_type}" if quant is not None else None,
             "loaded_by": "kosov" if ecfg.backend == "hf" else "vllm",  # lm-eval's model: the one kosov loaded
@@ -195,6 +202,9 @@ def _generative(cfg: KosovConfig, models: _Model, side: str, identity: dict) -> 
         new = run_generative(models.on(side), models.tokenizer(), cfg.eval, [(n, m) for n, m, _ in todo], side,
                              stop_ids=stops)
         for (name, mode, file), key in zip(todo, new, strict=True):
+            if math.isnan(new[key]["value"]):  # no score to keep (as lm-eval's): the next run computes it again
+                log.warning("%s gave no score on %s: the report shows it as –", key, side)
+                continue
             write_json(file, new[key])
         results.update(new)
     return results, cached
@@ -235,6 +245,19 @@ def _check_adapter_vocab(cfg: KosovConfig, source: str, adapter: Path) -> None:
                                                         "vocab_size in config.json)")
 
 
+def _check_suite(ecfg: Any) -> None:
+    """A suite that runs something (validate refuses eval.thinking=[] where it drops tasks; a caller may not have
+    validated), with every prompt file of kosov's evals readable, before any run folder or model."""
+    # with thinking on, every lm-eval task runs in a mode ("off" at least); else lm_eval_jobs needs no task index
+    lm_eval = bool(ecfg.tasks) and (needs_task_types(ecfg) or bool(lm_eval_jobs(ecfg)))
+    if not lm_eval and not jobs_of(ecfg):
+        if not ecfg.thinking and (ecfg.tasks or ecfg.math.enabled or ecfg.language.enabled):
+            raise KosovError("eval.thinking=[] runs no thinking mode: the suite has nothing left to run",
+                             fix="list the modes to run, e.g. eval.thinking=[off]")
+        raise KosovError("the eval suite has no tasks", fix="choose a suite, e.g. eval=ko-core or eval=smoke")
+    check_prompts(ecfg)
+
+
 def evaluate(cfg: KosovConfig) -> EvalResult:
     """Evaluate the recipe's model (and eval.adapter) on its suite. User errors raise KosovError."""
     if cfg.mirror:  # the CLI applied it already; a Python caller gets it here, or a clear "too late"
@@ -242,8 +265,7 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
 
         check_mirror(cfg, "eval")
     ecfg = cfg.eval
-    if not ecfg.tasks and not jobs_of(ecfg):
-        raise KosovError("the eval suite has no tasks", fix="choose a suite, e.g. eval=ko-core or eval=smoke")
+    _check_suite(ecfg)
     device = resolve_device(cfg.device)
     _check_backend(cfg, device)
     run = prepare_run_dir(Path(cfg.output_dir or default_output_dir(cfg.name)), overwrite=cfg.overwrite,
@@ -267,6 +289,8 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         if adapter is not None:
             _check_adapter_vocab(cfg, source, adapter)
             sides["adapted"] = {**base, "adapter": adapter_digest(adapter)}
+        if "on" in ecfg.thinking and jobs_of(ecfg):  # kosov's evals generate up to the thinking limit in the window
+            check_window(ecfg, "on", _context_window(cfg, source), source)
         models = _Model(cfg, source, adapter, device)
         tokenizer = _vllm_tokenizer(cfg, source, scratch / "tokenizer") if ecfg.backend == "vllm" else None
         # vLLM holds most of the GPU while it runs: it scores both sides before kosov's evals load the model

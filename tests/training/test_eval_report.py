@@ -105,3 +105,23 @@ def test_a_report_from_before_lm_eval_scored_kosovs_model_is_not_described_as_if
     assert "one model loaded by kosov" not in text
     assert "lm-eval (hf) loaded the checkpoint itself, bfloat16; kosov's evals: transformers, bfloat16, 4-bit" in text
     assert "+0.0500 ± 0.0141†" in text
+
+
+def test_the_thinking_limit_is_said_of_what_it_applied_to():
+    """Without chat templates lm-eval's tasks (HRM8K) run once, with their own limit (2048): the line said 8192 for
+    "lm-eval's generating tasks and kosov's evals"."""
+    from training.evaluate import report_settings
+
+    def line(*overrides):
+        cfg = compose(["experiment=smoke-eval", "eval=ko-math", *overrides])
+        report = build_report(suite="s", model={"name_or_path": "m"}, adapter=None, harness={}, generative={},
+                              cached=[], settings=report_settings(cfg, "float32", "cpu"))
+        return next(t for t in to_markdown(report).splitlines() if t.startswith("Settings:"))
+
+    assert ("generation limit with thinking on: 8192 new tokens (lm-eval's generating tasks and kosov's evals; "
+            "off: each one's own)") in line()
+    plain = line("eval.apply_chat_template=false")
+    assert "8192 new tokens (kosov's evals only; off: each one's own)" in plain and "generating tasks" not in plain
+    assert "8192 new tokens (lm-eval's generating tasks only;" in line("eval.math.enabled=false")
+    nothing = line("eval.apply_chat_template=false", "eval.math.enabled=false")
+    assert "generation limit" not in nothing and "thinking: off, on" in nothing

@@ -156,3 +156,21 @@ def test_the_report_counts_the_answers_cut_off_while_thinking_in_lm_evals_tasks_
 def test_a_thinking_limit_below_one_token_is_refused_when_the_recipe_is_read():
     with pytest.raises(KosovError, match="eval.thinking_max_new_tokens=0 must be a whole number of tokens, 1 or more"):
         compose(["experiment=smoke-eval", "eval.thinking_max_new_tokens=0"])
+
+
+def test_kosovs_own_evals_refuse_a_thinking_limit_the_window_cannot_hold_before_generating(tmp_path, monkeypatch):
+    """Only lm-eval's paths checked the window: kosov's math eval generated past tiny-ko's 2048 tokens and cached it."""
+    import training.evaluation.generative as generative
+    from training.tiny_ko import cache_root
+
+    def generate(*args, **kwargs):
+        raise AssertionError("generated with a limit the window cannot hold")
+
+    monkeypatch.setattr(generative, "generate", generate)
+    before = set((cache_root() / "eval_cache").glob("*.json"))
+    with pytest.raises(KosovError, match="eval.thinking_max_new_tokens=2048 does not fit the context window"):
+        evaluate(compose(["experiment=smoke-eval", "eval.tasks=[]", "eval.thinking=[on]",
+                          "eval.thinking_max_new_tokens=2048", "eval.math.limit=1", "eval.language.enabled=false",
+                          f"output_dir={tmp_path / 'e'}"]))
+    assert set((cache_root() / "eval_cache").glob("*.json")) == before
+    assert not (tmp_path / "e" / "report.json").exists()

@@ -344,3 +344,45 @@ def test_a_completion_cut_off_while_thinking_has_no_answer_in_lm_eval_either():
     with cut_off_thoughts_unanswered("off"):  # thinking off: lm-eval's own handling
         assert hf.postprocess_generated_text(cut, None, "</think>") == cut
     assert hf.postprocess_generated_text(cut, None, "</think>") == cut  # put back
+
+
+def _cached_scores() -> set:
+    from training.tiny_ko import cache_root
+
+    return set((cache_root() / "eval_cache").glob("*.json"))
+
+
+def test_a_suite_left_with_nothing_to_run_is_refused_before_its_run_folder(tmp_path):
+    """eval.thinking=[] dropped kosov's evals and every chat-templated task: a report with no rows "succeeded"."""
+    cfg = compose(["experiment=smoke-eval", "eval.apply_chat_template=true", f"output_dir={tmp_path / 'e'}"])
+    cfg.eval.thinking = []  # set by a Python caller after the recipe was checked
+    with pytest.raises(KosovError, match=r"eval.thinking=\[\] runs no thinking mode"):
+        evaluate(cfg)
+    assert not (tmp_path / "e").exists()
+
+
+def test_an_empty_prompt_file_is_refused_before_its_run_folder(tmp_path):
+    """A 0-byte eval.math.data gave a NaN score, cached and served to later runs, under "16 prompts"."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    before = _cached_scores()
+    with pytest.raises(KosovError, match=f"eval.math.data: the prompt file {empty} has no rows"):
+        evaluate(compose(["experiment=smoke-eval", "eval.tasks=[]", f"eval.math.data={empty}",
+                          f"output_dir={tmp_path / 'empty'}"]))
+    assert not (tmp_path / "empty").exists() and _cached_scores() == before
+
+
+def test_a_score_without_a_value_is_not_cached(tmp_path, monkeypatch):
+    """A NaN score of kosov's evals was cached and served to later runs; lm-eval's are computed again (run_tasks)."""
+    import training.evaluate
+
+    def no_value(model, tokenizer, ecfg, jobs, label, stop_ids=None):
+        return {f"{n}[{m}]": {"metric": "accuracy", "value": float("nan"), "stderr": None, "n": 0,
+                              "higher_is_better": True, "items": []} for n, m in jobs}
+
+    monkeypatch.setattr(training.evaluate, "run_generative", no_value)
+    before = _cached_scores()
+    suite = ["experiment=smoke-eval", "eval.tasks=[]", "eval.math.limit=1", "eval.language.enabled=false"]
+    result = evaluate(compose([*suite, f"output_dir={tmp_path / 'nan'}"]))
+    assert rows(result)["ko_math_heldout[off]"]["base"] is None and _cached_scores() == before
+    assert evaluate(compose([*suite, f"output_dir={tmp_path / 'again'}"])).report["cached_tasks"] == []

@@ -25,6 +25,7 @@ from data_tools.chat_io import BadRowError, ChatRow, load_chat_files, prompt_row
 from data_tools.math_grader import is_correct
 from data_tools.text import THINK_OPEN, cut_off_thinking, ends_in_thinking, hangul_share, script_counts, split_thinking
 from training.config import resolve_path
+from training.errors import KosovError
 from training.schema import GenerativeEvalConfig
 from training.data_rows import bad_row_error
 from training.rewards import question_text
@@ -44,16 +45,37 @@ def prompt_limit(own: GenerativeEvalConfig, suite_limit: float | None) -> float 
     return own.limit if own.limit is not None else suite_limit
 
 
-def load_prompts(ecfg: GenerativeEvalConfig, required: tuple[str, ...] = (), suite_limit: float | None = None
-                 ) -> list[ChatRow]:
+def load_prompts(ecfg: GenerativeEvalConfig, required: tuple[str, ...] = (), suite_limit: float | None = None,
+                 key: str = "data") -> list[ChatRow]:
+    """An eval's prompt rows (`key`: its data setting, e.g. eval.math.data, for errors); a file without rows is
+    refused: its score would be NaN, with no warning."""
     check = functools.partial(prompt_row, required=required)
     limit = prompt_limit(ecfg, suite_limit)
+    path = resolve_path(ecfg.data)
     try:
-        rows = load_chat_files([resolve_path(ecfg.data)], max_rows=int(limit) if limit and limit >= 1 else None,
-                               check=check).rows
+        rows = load_chat_files([path], max_rows=int(limit) if limit and limit >= 1 else None, check=check).rows
     except BadRowError as e:
         raise bad_row_error(e) from None
+    except FileNotFoundError:
+        raise KosovError(f"{key}: the prompt file {path} does not exist", fix=f"point {key} at a JSONL file of "
+                                                                               "prompt rows") from None
+    if not rows:
+        raise KosovError(f"{key}: the prompt file {path} has no rows", fix=f"point {key} at a JSONL file of prompt "
+                                                                           "rows, or disable that eval")
     return rows[: max(1, math.ceil(limit * len(rows)))] if limit and limit < 1 else rows
+
+
+def eval_prompts(ecfg: Any, name: str) -> list[ChatRow]:
+    """The prompts kosov's eval `name` (a JOBS key) takes in the suite `ecfg`."""
+    own: GenerativeEvalConfig = getattr(ecfg, JOBS[name])
+    return load_prompts(own, required=("answer",) if name == "ko_math_heldout" else (), suite_limit=ecfg.limit,
+                        key=f"eval.{JOBS[name]}.data")
+
+
+def check_prompts(ecfg: Any) -> None:
+    """Every prompt file the suite's own evals read, loaded and checked before anything is generated."""
+    for name in dict.fromkeys(n for n, _ in jobs_of(ecfg)):
+        eval_prompts(ecfg, name)
 
 
 @functools.lru_cache(maxsize=1)
@@ -145,7 +167,7 @@ def run_generative(model: Any, tokenizer: Any, ecfg: Any, jobs: list[tuple[str, 
     results: dict[str, dict[str, Any]] = {}
     for name, mode in jobs:
         own: GenerativeEvalConfig = getattr(ecfg, JOBS[name])
-        rows = load_prompts(own, required=("answer",) if name == "ko_math_heldout" else (), suite_limit=ecfg.limit)
+        rows = eval_prompts(ecfg, name)
         answers = generate(model, tokenizer, rows, thinking=mode, max_new_tokens=max_new_tokens_of(own, ecfg, mode),
                            desc=f"{label}: {name} (thinking {mode})", stop_ids=stop_ids)
         results[f"{name}[{mode}]"] = (math_accuracy(answers, rows) if name == "ko_math_heldout"

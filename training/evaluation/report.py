@@ -96,11 +96,18 @@ def _limits(settings: dict[str, Any]) -> list[str]:
     """The generation limit with thinking on (eval.thinking_max_new_tokens): a thought cut off at it has no answer."""
     if "on" not in (settings.get("thinking") or []):
         return []
+    # what it applied to (evaluate.report_settings): lm-eval's tasks without chat templates run with no thinking
+    # mode, on their own limit; a report from before the scope was kept: both
+    scope = settings.get("thinking_limit_scope", ["lm-eval", "kosov"])
+    if not scope:
+        return []
     limit = settings.get("thinking_max_new_tokens")
     if limit is None:  # the setting null, or a report from before it: each task's and eval's own
-        return ["generation limit with thinking on: each lm-eval task's own max_gen_toks, each kosov eval's own "
-                "max_new_tokens"]
-    return [f"generation limit with thinking on: {limit} new tokens (lm-eval's generating tasks and kosov's evals; "
+        own = {"lm-eval": "each lm-eval task's own max_gen_toks", "kosov": "each kosov eval's own max_new_tokens"}
+        return ["generation limit with thinking on: " + ", ".join(own[s] for s in scope)]
+    names = {"lm-eval": "lm-eval's generating tasks", "kosov": "kosov's evals"}
+    only = " only" if len(scope) == 1 else ""
+    return [f"generation limit with thinking on: {limit} new tokens ({' and '.join(names[s] for s in scope)}{only}; "
             "off: each one's own)"]
 
 
