@@ -11,7 +11,10 @@ where the question asks for 기약분수 (lowest terms) "2/8" is not 1/4, and a 
 several ("정답: 3, 4", "3개 또는 4개") is no answer. A final answer written in hangul words is
 read too — Sino-Korean "오백 원", "이천오백", native "스물세 개", "다섯입니다" — but only in an answer tag,
 `\\boxed{}` or "정답:" line with no digits, and a one-syllable or attributive numeral ("이", "세", "한") only
-before a counter ("세 개"): elsewhere "이" is "this", "세" a syllable of "세상", and "네" is "yes".
+before a counter ("세 개"): elsewhere "이" is "this", "세" a syllable of "세상", and "네" is "yes". A power is its
+value ("10^3", "3 \\times 10^4"), a unit's exponent ("12 cm^2") no answer. A gold answer with a root, π, a variable
+or a ratio ("2\\sqrt{3}", "25\\pi", "x^2+4", "1:2") is compared whole, never by one of its numbers, and so is a
+completion's root or π ("\\boxed{2\\sqrt{3}}" is not 3).
 
     >>> extract_answer("사과는 모두 1,200원어치예요. 정답: 1,200원")
     '1200'
@@ -40,25 +43,44 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # (a reference to it); the last one in the answer counts, to the end of its line
 _FINAL = re.compile(r"(?<![가-힣])(?:최종\s*)?(?:(?:정답|해답)(?:[\]】*_]*\s*(?:은|는|이|:|：|=|→)|[\]】*_]+|\s+(?=-?\d))"
                     r"|(?<![이그] )답\s*(?:은|는|:|：|=))\s*")
-# TeX as Qwen3 writes answers: \frac{3}{4} is 3/4, 8{,}500 is 8,500, \text{원} is 원, \% is %
+# TeX as Qwen3 writes answers: \frac{3}{4} is 3/4, 8{,}500 is 8,500, \text{원} is 원, \% is %, a unit's cm^2 is cm²
 _TEX = ((re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}"), r"\1/\2"),
         (re.compile(r"\{,\}"), ","),
         (re.compile(r"(?<=\d)\\[,;! ](?=\d{3}(?!\d))"), ""),  # 8\,500: a thin space between thousands
         (re.compile(r"\\(?:text|mathrm|textrm|mathbf|textbf|operatorname)\s*\{([^{}]*)\}"), r"\1"),
         (re.compile(r"\\([%$])"), r"\1"),
-        (re.compile(r"\\[,;:! ]|\\(?:left|right)\b"), " "))
+        (re.compile(r"\\[,;:! ]|\\(?:left|right)\b"), " "),
+        (re.compile(r"(?<=[A-Za-z])\s*\^\s*(?:\{\s*([23])\s*\}|([23])(?!\d))"), lambda m: "²³"[int(m[1] or m[2]) - 2]))
+# a power of numbers is its value ("10^3", "3 \times 10^{4}", "5²"); one too large for an answer stays as written
+_POWER = re.compile(r"(?<![\d.,^])(?:(\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|[×·*])\s*)?(\d+)\s*"
+                    r"(?:\^\s*(?:\{\s*(\d+)\s*\}|(\d+))|([²³]))(?![\d.])")
+# An answer that is no number: a root, π or a power left as written ("2\sqrt{3}", "25π"); letter variables
+# ("x^2+4", not the units m, g, L) make a gold answer one too. Its math-verify reading is compared, not one of its numbers.
+_SYMBOLIC = re.compile(r"\\sqrt|√|\\pi|π|\^")
+_LETTER = r"(?<![\\A-Za-z])(?![gLlm](?![A-Za-z]))[A-Za-z](?![A-Za-z])"  # x, not \pi, cm or m
+_VARIABLE = re.compile(_LETTER)
+_MATH = re.compile(rf"(?:\\[A-Za-z]+|{_LETTER}|[-+*/^()\[\]{{}}.,\d√π²³×÷·]|\s)+")  # an expression in TeX or Unicode
+_MATH_TERM = re.compile(rf"[\dπ√]|\\pi|{_LETTER}")
+_ROOT = re.compile(r"√\s*(\d+(?:\.\d+)?|[A-Za-z]|\{[^{}]*\}|\([^()]*\))")
+# A ratio, "1:2" or "1 대 2": a gold one is compared as a ratio, not as its first number
+_RATIO = re.compile(r"(?<![\d,.])-?\d[\d,]*(?:\.\d+)?(?:\s*(?::|대)\s*-?\d[\d,]*(?:\.\d+)?)+")
 # a note after the answer, "(검산: 12 ÷ 3 = 4)", and a corrected answer, "12가 아니라 15"
 _NOTE = re.compile(r"[(\[（【][^)\]）】]*[)\]）】]?")
 _NOT_BUT = re.compile(r"(?:이|가)?\s*아니(?:라|고)")
-_KO_FRACTION = re.compile(r"(\d[\d,]*)\s*분의\s*(\d[\d,]*)")  # "4분의 3" is 3/4
+_KO_FRACTION = re.compile(r"(?<![\d,])(\d[\d,]*)\s*분의\s*(\d[\d,]*)")  # "4분의 3" is 3/4
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?")
-_DURATION = re.compile(r"(\d+)\s*시간\s*(\d+)\s*분(?!의)")  # "3시간 20분" is 200 minutes; "4분의 3" is a fraction
+_DURATION = re.compile(r"(?<![\d,])(\d{1,9})\s*시간\s*(\d{1,9})\s*분(?!의)")  # "3시간 20분" is 200 minutes; "4분의 3" is a fraction
 # What may follow the number (or weekday) that a statement ends on: a unit or counter and an ending, attached
 # ("69살입니다", "1,200원", "75%", "$69$"), then the end, a punctuation mark or, after a copula, anything ("12개입니다
-# 3개씩 4묶음이니까"). "6년 뒤" goes on, so its 6 is not it.
-_ENDS_STATEMENT = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*(?:(?:입니다|이에요|예요|이다)(?!\w)|\s*(?:[.,!?;:…~)\]}」』\"'”’·*—–-]|$))")
+# 3개씩 4묶음이니까"). "6년 뒤" goes on, so its 6 is not it. A number that opens the answer may end on a connective
+# ("정답: 12개이며 4묶음입니다", "12개인데, ..."): what follows is about it; in "한 명당 3개이므로 12개" the 3 is a reason.
+_JOINS = r"(?:이며|이고|인데|이므로|이니까|이지만|이?라서)(?!\w)"
+_JOINED = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{_JOINS}")
+_ENDS_STATEMENT = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*(?:\s?(?:입니다|이에요|예요|이다)(?!\w)|\s*(?:[.,!?;:…~)\]}」』\"'”’·*—–-]|$))")
 # A hedge: two or more answers offered as alternatives ("정답: 3, 4", "3개 또는 4개", "수요일이나 목요일"); the whole
-# final statement is the list. Not "1,200" (a thousands comma), nor a list the answer gives a reason with.
+# final statement is the list. Not "1,200" (a thousands comma), nor a list the answer gives a reason with, nor
+# "12개이며, 4묶음" (a connective). A check after the answer's sentence ("12개입니다. 검산: 12 ÷ 3 = 4") is no answer.
+_SENTENCE = re.compile(r"(?<=[.!?。])\s+")
 _ITEM = r"(?:-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|[월화수목금토일]요일)[^\W\d_]{0,4}"
 _HEDGE = re.compile(rf"\s*\**({_ITEM})\**((?:\s*(?:,\s|、|또는|혹은|아니면|(?<=[^\W\d_])이나|(?<=[^\W\d_])나|\bor\b)\s*"
                     rf"\**{_ITEM}\**)+)\s*(?:입니다|이에요|예요|이다|중\s*하나(?:입니다)?)?\s*[.!]?\s*")
@@ -68,11 +90,12 @@ _WEEKDAY = re.compile(r"([월화수목금토일])\s*요일")
 # Korean myriad units: "3만", "1억 2천만", "2.5만" (not "3만큼": as much as 3). 조 is left out: in word problems
 # "4조" is four groups ("3조각": three pieces) far more often than four trillion.
 _KO_UNIT = {"십": 10, "백": 100, "천": 1000, "만": 10**4, "억": 10**8}
-_KO_UNIT_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?\s*(?:[십백천]|[만억](?!큼))(?:\s*(?:\d[\d,]*(?:\.\d+)?)?\s*"
+_KO_UNIT_NUMBER = re.compile(r"(?<![\d,])\d[\d,]*(?:\.\d+)?\s*(?:[십백천]|[만억](?!큼))(?:\s*(?:\d[\d,]*(?:\.\d+)?)?\s*"
                              r"(?:[십백천]|[만억](?!큼)))*(?:\s*\d[\d,]*(?![\d.]))?")
 _KO_UNIT_PART = re.compile(r"(\d[\d,]*(?:\.\d+)?)?\s*([십백천만억])?")
+_MINUS = re.compile(r"^(\s*\$?\s*)-\s+(?=\d)")  # "- 5" opening an answer
 # full-width digits and signs (a Korean IME's "５００") and the TeX / Unicode minus sign, read as ASCII
-_FULL_WIDTH = str.maketrans("０１２３４５６７８９，．／－＝％−﹣", "0123456789,./-=%--")  # and U+2212 minus
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９，．／－＝％−﹣：∶", "0123456789,./-=%--::")  # and U+2212 minus
 
 
 def _ko_unit_value(text: str) -> str:
@@ -97,6 +120,9 @@ def _stated(span: str, candidates: list[tuple[int, int, str]]) -> str:
     """Of (start, end, value) candidates in a final answer, the first that ends a statement ("나이는 69살입니다"),
     else the last: Korean puts the answer in the predicate, after its subject ("6년 뒤 아버지의 나이는")."""
     ending = [c for c in candidates if _ENDS_STATEMENT.match(span, c[1])]
+    first = min(candidates)  # "12개이며 4묶음입니다": the number that opens the span, joined to what follows
+    if not re.search(r"\w", span[: first[0]]) and _JOINED.match(span, first[1]):
+        ending.append(first)
     return min(ending)[2] if ending else max(candidates)[2]
 
 
@@ -182,6 +208,26 @@ def _hangul_number_in(span: str) -> str | None:
     return None
 
 
+def _math_in(span: str, last: bool = False) -> str | None:
+    """The answer expression of a final-answer span ("넓이는 25π cm²입니다" is 25\\pi), as _number_in, in TeX."""
+    found = [(m.start(), m.end(), m.group().strip(" .,")) for m in _MATH.finditer(span) if _MATH_TERM.search(m.group())]
+    if not found or len(expr := max(found)[2] if last else _stated(span, found)) > 200:  # no answer is that long
+        return None
+    expr = expr.replace("π", "\\pi ").replace("×", "\\times ")
+    expr = _ROOT.sub(lambda m: "\\sqrt{" + m.group(1).strip("{}()") + "}", expr).replace("÷", "\\div ")
+    return expr.replace("²", "^{2}").replace("³", "^{3}").replace("·", "\\cdot ").strip()
+
+
+def _ratio_in(span: str, last: bool = False) -> str | None:
+    """The answer ratio of a final-answer span, as _number_in, its terms as numbers: "1 대 2" is "1:2"."""
+    found = [(m.start(), m.end(), m.group()) for m in _RATIO.finditer(span)]
+    if not found:
+        return None
+    ratio = max(found)[2] if last else _stated(span, found)
+    terms = (term.replace(",", "") for term in re.split(r"\s*(?::|대)\s*", ratio))
+    return ":".join(term.rstrip("0").rstrip(".") if "." in term else term for term in terms)
+
+
 def _weekday_in(span: str, last: bool = False) -> str | None:
     """The answer weekday of a final-answer span ("월요일에서 3일 뒤인 목요일" is 목요일), as _number_in."""
     found = [(m.start(), m.end(), m.group(1) + "요일") for m in _WEEKDAY.finditer(span)]
@@ -190,10 +236,20 @@ def _weekday_in(span: str, last: bool = False) -> str | None:
     return max(found)[2] if last else _stated(span, found)
 
 
+def _power(match: re.Match) -> str:
+    factor, base, exponent = match[1] or "1", match[2], match[3] or match[4] or {"²": "2", "³": "3"}[match[5]]
+    if max(len(factor), len(base), 5 * len(exponent)) > 20 or int(exponent) * math.log10(int(base) or 1) > 30:
+        return match.group()
+    base, exponent = int(base), int(exponent)
+    whole, _, decimals = factor.partition(".")
+    digits = str(int(whole + decimals) * base**exponent).rjust(len(decimals) + 1, "0")
+    return (digits[: -len(decimals)] + "." + digits[-len(decimals) :]).rstrip("0").rstrip(".") if decimals else digits
+
+
 def _detex(text: str) -> str:
     for pattern, replacement in _TEX:
         text = pattern.sub(replacement, text)
-    return text
+    return _POWER.sub(_power, text)
 
 
 def _boxed(text: str) -> str | None:
@@ -211,21 +267,31 @@ def _boxed(text: str) -> str | None:
 def _final_line(text: str) -> str | None:
     """What follows the last "정답:" / "답은" of the answer, to the end of its line."""
     marks = list(_FINAL.finditer(text))
-    return text[marks[-1].end() :].split("\n", 1)[0] if marks else None
+    if not marks:
+        return None
+    line = text[marks[-1].end() :].split("\n", 1)[0]
+    return _MINUS.sub(r"\1-", line) if "\n" not in marks[-1].group() else line  # "- 5" on a line of its own: a bullet
 
 
 def _spans(answer: str) -> list[str | None]:
-    """Where a final answer is stated, most explicit first: answer tags, \\boxed{}, a "정답:" line."""
+    """Where a final answer is stated, most explicit first: answer tags, \\boxed{}, a "정답:" line. A "- 5" that
+    opens one is -5 (TeX spacing, "정답: - 5"), except on a new line after "정답:" (a list bullet)."""
     tags = _TAG.findall(answer)
-    return [tags[-1] if tags else None, _boxed(answer), _final_line(answer)]
+    return [span and _MINUS.sub(r"\1-", span) for span in (tags[-1] if tags else None, _boxed(answer))] + [
+        _final_line(answer)]
 
 
 def _answer_part(span: str) -> str:
-    """The stated answer of a span: without a note in brackets (when something is left), after "A가 아니라", and
-    after the last "=" ("3 + 4 = 7")."""
+    """The stated answer of a span: without a note in brackets (when something is left) or a check in a later
+    sentence ("12개입니다. 검산: 12 ÷ 3 = 4"), after "A가 아니라", and after the last "=" ("3 + 4 = 7")."""
     without_notes = _NOTE.sub(" ", span)
     if any(ch.isalnum() for ch in without_notes):
         span = without_notes
+    sentences = _SENTENCE.split(span)
+    for i in range(1, len(sentences)):
+        if "=" in sentences[i] and any(ch.isdigit() for ch in "".join(sentences[:i])):
+            span = " ".join(sentences[:i])
+            break
     return _NOT_BUT.split(span)[-1].rsplit("=", 1)[-1]
 
 
@@ -234,22 +300,28 @@ def _hedged(span: str, find) -> bool:
     if not (match := _HEDGE.fullmatch(span)):
         return False
     items = [match.group(1), *re.findall(_ITEM, match.group(2))]
-    return len({find(item) for item in items}) > 1
+    return not any(re.search(_JOINS + "$", item) for item in items) and len({find(item) for item in items}) > 1
 
 
 def extract_answer(text: str, kind: str = "number") -> str | None:
     """The final answer in a completion, normalised ("1200", "3/4", "수요일"); None when there is none, or when
-    the final answer hedges between several ("정답: 3, 4" answers nothing: a reward must not pay for a list)."""
+    the final answer hedges between several ("정답: 3, 4" answers nothing: a reward must not pay for a list).
+    kind is answer_kind(gold): a "symbolic" answer is TeX ("2\\sqrt{3}"), a "ratio" one "1:2"; a number answer
+    stated as a root or with π ("\\boxed{2\\sqrt{3}}") is read as TeX too, so that it is not taken for its 3."""
     _, answer = split_thinking(_detex(nfc(text).translate(_FULL_WIDTH)))
-    find = _weekday_in if kind == "weekday" else _number_in
+    find = {"weekday": _weekday_in, "symbolic": _math_in, "ratio": _ratio_in}.get(kind, _number_in)
     for span in _spans(answer):
         if span is None:
             continue
         span = _answer_part(span)
         if _hedged(span, find):
             return None
+        if kind == "number" and _SYMBOLIC.search(expr := _math_in(span) or ""):
+            return expr
         if (value := find(span)) is not None or (kind == "number" and (value := _hangul_number_in(span))):
             return value
+    if kind == "number" and _SYMBOLIC.search(expr := _math_in(answer, last=True) or ""):
+        return expr
     return find(answer, last=True)
 
 
@@ -259,35 +331,46 @@ def _gold(gold: str) -> str:
 
 
 def answer_kind(gold: str) -> str:
-    return "weekday" if _gold(gold) in WEEKDAYS else "number"
+    """"weekday", "ratio" ("1:2"), "symbolic" ("2\\sqrt{3}", "25\\pi", "x^2+4": see _SYMBOLIC) or "number"."""
+    gold = _gold(gold)
+    if gold in WEEKDAYS:
+        return "weekday"
+    if _RATIO.fullmatch(gold):
+        return "ratio"
+    text = _detex(gold)
+    return "symbolic" if _SYMBOLIC.search(text) or _VARIABLE.search(text) else "number"
 
 
 def _gold_number(gold: str) -> str:
     """A gold number as completions are read, where math-verify alone would misread it: "3시간 20분" is 200 (it
-    reads 20), "1만 2천 원" 12000, "4분의 3" 3/4, "\\frac{3}{4}" 3/4, "오백 원" 500. Plain numbers are left as
-    they are."""
+    reads 20), "1만 2천 원" 12000, "4분의 3" 3/4, "\\frac{3}{4}" 3/4, "오백 원" 500, "10^3" 1000; a symbolic gold
+    its expression ("넓이: 25\\pi cm^2" is 25\\pi). Plain numbers are left as they are."""
     if _PLAIN_GOLD.fullmatch(gold) or _HEDGE.fullmatch(gold):  # a list ("1, 2") is math-verify's to compare
         return gold
     text = _detex(gold)
+    if answer_kind(gold) == "symbolic":
+        return _math_in(text) or gold
     value = _number_in(text) if _NUMBER.search(text) else _hangul_number_in(text)
     return value if value is not None else gold
 
 
 def same_answer(prediction: str | None, gold: str) -> bool:
-    """Compare an extracted answer with the gold one (math-verify for numbers, exact for weekdays)."""
+    """Compare an extracted answer with the gold one (math-verify for numbers and expressions, exact for weekdays
+    and ratios)."""
     if prediction is None:
         return False
-    gold = _gold(gold)
-    if answer_kind(gold) == "weekday":
-        return prediction == gold
+    gold, kind = _gold(gold), answer_kind(gold)
+    if kind in ("weekday", "ratio"):
+        return prediction == (_ratio_in(gold) if kind == "ratio" else gold)
     from math_verify import parse, verify
 
     # No timeouts: they use signals, which only work in the main thread; these are short number strings,
     # so math-verify's warning about the missing timeout is silenced.
     for name in ("math_verify.parser", "math_verify.grader"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    gold_parsed = parse(_gold_number(gold), parsing_timeout=None)
-    predicted = parse(prediction, parsing_timeout=None)
+    # an expression (a symbolic gold, "2\\sqrt{3}" in a completion) is TeX, which math-verify reads between $ signs
+    gold_parsed, predicted = (parse(f"${value}$" if kind == "symbolic" or _SYMBOLIC.search(value) else value,
+                                    parsing_timeout=None) for value in (_gold_number(gold), prediction))
     return bool(predicted) and verify(gold_parsed, predicted, timeout_seconds=None)
 
 

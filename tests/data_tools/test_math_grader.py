@@ -229,3 +229,72 @@ def test_gold_answers_are_read_as_completions_are(completion, gold):
 
 def test_a_gold_duration_is_not_its_minutes_part():
     assert not is_correct("정답: 20", "3시간 20분") and not is_correct("정답: 2", "1만 2천 원")
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 12 cm^2", "12"),  # the exponent of a unit is not the answer
+    ("\\boxed{12\\,\\text{cm}^2}", "12"),
+    ("정답: $12\\,\\mathrm{cm}^{2}$", "12"),
+    ("정답: 8 m^3", "8"),
+    ("\\boxed{1000}", "10^3"),  # a power of numbers is its value, in a gold answer or a completion
+    ("\\boxed{10^3}", "1000"),
+    ("정답: $3 \\times 10^{4}$원", "30000"),
+    ("\\boxed{2^{100}}", str(2**100)),
+])
+def test_a_power_or_a_unit_exponent_is_not_read_as_its_exponent(completion, gold):
+    assert is_correct(completion, gold)
+    assert not is_correct(completion, "3" if gold != "3" else "2")
+
+
+def test_a_gold_answer_with_a_unit_exponent_is_its_number():
+    assert is_correct("정답: 12", "12 cm^2") and not is_correct("정답: 2", "12 cm^2")
+    assert not is_correct("\\boxed{3}", "10^3")
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("\\boxed{3}", "2\\sqrt{3}"), ("\\boxed{25}", "25\\pi"), ("정답: 3", "\\frac{\\sqrt{3}}{2}"),
+    ("정답: 2", "\\sqrt{2}"), ("정답: 4", "x^2+4"), ("정답: 1:3", "1:2"), ("정답: 1", "1:2"), ("정답: 2:1", "1:2"),
+    ("\\boxed{2\\sqrt{3}}", "3"), ("정답: 25π", "25"),  # nor is a symbolic completion one of its numbers
+])
+def test_a_symbolic_or_ratio_answer_is_not_one_of_its_numbers(completion, gold):
+    # A GRPO policy must not be paid for the 3 of 2√3 or the 1 of 1:2.
+    assert not is_correct(completion, gold)
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 2\\sqrt{3}", "2\\sqrt{3}"), ("\\boxed{2\\sqrt{3}}", "2\\sqrt{3}"), ("정답: 2√3입니다.", "2\\sqrt{3}"),
+    ("정답: \\sqrt{12}", "2\\sqrt{3}"), ("정답: 25π", "25\\pi"), ("따라서 넓이는 25π cm²입니다.", "25\\pi"),
+    ("정답: $\\frac{\\sqrt{3}}{2}$", "\\frac{\\sqrt{3}}{2}"), ("정답: √2", "\\sqrt{2}"), ("정답: x^2 + 4", "x^2+4"),
+    ("정답: 1:2", "1:2"), ("정답은 1 : 2입니다.", "1:2"), ("정답: 1 대 2", "1:2"),
+])
+def test_a_symbolic_or_ratio_answer_is_compared_as_a_whole(completion, gold):
+    assert is_correct(completion, gold)
+
+
+@pytest.mark.parametrize("completion", [
+    "정답: 12개이며 4묶음입니다.", "정답: 12개인데, 4묶음이에요.", "정답: 12개이며, 4묶음입니다.",
+    "정답은 12개이고 3개씩 4묶음입니다.", "정답: 12개 입니다. 3개씩 4묶음",
+    "정답: 12개입니다. 검산: 12 ÷ 3 = 4", "정답: 12개. 12 ÷ 3 = 4이므로 맞습니다.",  # a check after the answer's sentence
+])
+def test_a_connective_or_a_check_after_the_answer_does_not_move_it(completion):
+    assert extract_answer(completion) == "12" and is_correct(completion, "12") and not is_correct(completion, "4")
+
+
+def test_a_reason_before_the_answer_is_still_not_the_answer():
+    assert is_correct("정답: 한 명당 3개이므로 모두 12개입니다", "12") and is_correct("정답: 3 + 4 = 7. 검산: 7 - 4 = 3", "7")
+    assert extract_answer("정답: 3개 또는 4개") is None and extract_answer("정답: 3, 4") is None  # hedges stay hedges
+
+
+def test_a_minus_sign_with_a_space_opening_the_answer_is_a_minus_sign():
+    assert is_correct("정답: - 5", "-5") and not is_correct("정답: - 5", "5")
+    assert is_correct("\\boxed{- 5}", "-5") and is_correct("정답: $- 5$도", "-5")
+    assert is_correct("정답:\n- 5", "5")  # on a line of its own, a list bullet
+
+
+def test_a_long_run_of_digits_is_read_whole():
+    # a generation loop of digits; the number patterns must not backtrack over it from every position
+    digits = "3" * 16000
+    assert extract_answer("정답: 0." + digits) == "0." + digits
+    assert extract_answer("정답: " + digits + "분의 1") == "1/" + digits
+    assert extract_answer("정답: 1:" + digits, "ratio") == "1:" + digits
+    assert not is_correct("정답: " + "3" * 5000 + "시간 20분", "200")  # no error on hours too long to be a number
