@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from data_tools.sampling import (NEUTRAL_SAMPLING, SAMPLING_RANGES, RowSampler, RowStop, model_sampling_defaults,
                                  sampling_ok)
-from data_tools.text import THINK_CLOSE, THINK_OPEN
+from data_tools.text import THINK_CLOSE, THINK_OPEN, ends_in_thinking
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,22 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
     if text.lstrip().startswith(THINK_OPEN):
         return text.lstrip()[len(THINK_OPEN):].strip(), ""
     return None, text
+
+
+def split_completion(prompt: str | None, text: str) -> tuple[str | None, str]:
+    """(reasoning, answer) of the completion `text` of `prompt`. A chat template that opens the think block itself
+    (Qwen3-Thinking-2507 and DeepSeek-R1 distills end the generation prompt with "<think>\\n") gets a completion
+    with no <think> of its own: cut off by max_new_tokens or a stop string before its </think>, it is all reasoning,
+    not an answer. Without such a prompt (None: unknown), it is split_reasoning's.
+
+    >>> split_completion("<|im_start|>assistant\\n<think>\\n", "3 더하기 4는")
+    ('3 더하기 4는', '')
+    >>> split_completion("<|im_start|>assistant\\n<think>\\n", "3 더하기 4\\n</think>\\n\\n7입니다.")
+    ('3 더하기 4', '7입니다.')
+    """
+    if prompt is not None and ends_in_thinking(prompt) and not text.lstrip().startswith(THINK_OPEN):
+        text = THINK_OPEN + text
+    return split_reasoning(text)
 
 
 def check_requests(requests: list[GenerationRequest]) -> None:
@@ -221,10 +237,10 @@ class TransformersTeacher:
         )
         prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
         # A row that ended at its own limit or stop string is padded after that: keep what it generated.
-        return [self._finish(r, row[prompt_len:][: stop.ended[i]].tolist(), prompt_tokens[i])
+        return [self._finish(r, row[prompt_len:][: stop.ended[i]].tolist(), prompt_tokens[i], texts[i])
                 for i, (r, row) in enumerate(zip(requests, out))]
 
-    def _finish(self, request: GenerationRequest, tokens: list[int], prompt_tokens: int) -> Generation:
+    def _finish(self, request: GenerationRequest, tokens: list[int], prompt_tokens: int, prompt: str) -> Generation:
         end = next((i for i, t in enumerate(tokens) if t in self.eos_ids), None)
         body = tokens if end is None else tokens[:end]
         completion_tokens = len(body) + (end is not None)
@@ -233,7 +249,7 @@ class TransformersTeacher:
         cut = cut_at_stop(text, request.stop)
         if cut is not None:
             text, reason = cut, "stop"
-        reasoning, answer = split_reasoning(text)
+        reasoning, answer = split_completion(prompt, text)
         return Generation(answer, reasoning, reason, False, usage(prompt_tokens, completion_tokens))
 
 
@@ -282,6 +298,7 @@ class VLLMTeacher:
 
         check_requests(requests)
         results: list[Generation | None] = [None] * len(requests)
+        tokenizer = self.llm.get_tokenizer()
         groups: dict[str, list[int]] = {}  # LLM.chat takes one chat_template_kwargs for all its conversations
         for i, r in enumerate(requests):
             key = "raw" if r.prompt_text is not None else json.dumps(r.chat_template_kwargs, sort_keys=True)
@@ -297,7 +314,6 @@ class VLLMTeacher:
 
                 # as token ids encoded without special tokens: given text, generate() adds a BOS before the one
                 # a Llama or Gemma template's text already starts with (TransformersTeacher encodes it so too)
-                tokenizer = self.llm.get_tokenizer()
                 prompts = [TokensPrompt(prompt_token_ids=tokenizer.encode(requests[i].prompt_text,
                                                                           add_special_tokens=False))
                            for i in indices]
@@ -309,7 +325,12 @@ class VLLMTeacher:
                                         chat_template_kwargs=json.loads(kwargs))
             for i, out in zip(indices, outputs, strict=True):
                 done = out.outputs[0]
-                reasoning, answer = split_reasoning(done.text)
+                # the rendered prompt: does its template open the think block itself? (chat() renders it to token
+                # ids, so a RequestOutput may carry no prompt text)
+                prompt = requests[i].prompt_text if kwargs == "raw" else getattr(out, "prompt", None)
+                if prompt is None:
+                    prompt = tokenizer.decode(out.prompt_token_ids or [], skip_special_tokens=False)
+                reasoning, answer = split_completion(prompt, done.text)
                 results[i] = Generation(answer, reasoning, done.finish_reason or "stop", False,
                                         usage(len(out.prompt_token_ids or []), len(done.token_ids)))
         return results  # type: ignore[return-value]

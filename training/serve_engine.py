@@ -1,12 +1,20 @@
 """kosov serve's engine: the one thread that owns the model. Requests queue and are generated serve.max_batch at a
 time in arrival order; one that fails in a batch is generated again alone, so it alone answers 500; a request its
-client abandoned before its turn is never generated, and closing the engine cancels the queued ones."""
+client abandoned before its turn is never generated, and closing the engine cancels the queued ones.
+
+A failure is handled outside its `except` clause: the traceback holds generate()'s frames, and with them the failed
+batch's KV cache and activations, so retrying inside it (or handing it to the future) would keep that memory in
+use (PyTorch's FAQ on recovering from out of memory). The engine thread logs the traceback; the future gets the
+exception, its type and message intact, without it."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
+import sys
 import threading
+import traceback
 from concurrent.futures import Future
 
 from data_tools.teachers import GenerationRequest, TransformersTeacher
@@ -80,14 +88,22 @@ class Engine:
             batch = [(r, f) for r, f in batch if self._starts(f)]  # abandoned or shut down: not generated
             if not batch:
                 continue
+            failure = None
             try:
                 outs = self.teacher.generate([r for r, _ in batch], progress=False)
             except Exception as e:  # noqa: BLE001 - handed to the waiting request, which answers 500
+                failure = detached(e, logged=len(batch) == 1)
+            if failure is not None:  # out of the except clause: the failed batch's tensors can be freed now
                 if len(batch) == 1:
-                    batch[0][1].set_exception(e)
-                else:  # one bad request must not fail the others: each again on its own
-                    for one in batch:
-                        self._alone(*one)
+                    batch[0][1].set_exception(failure)
+                    free_memory()
+                    continue
+                log.warning("a batch of %d requests failed (%s: %s); generating each alone", len(batch),
+                            type(failure).__name__, failure)
+                del failure
+                free_memory()
+                for one in batch:  # one bad request must not fail the others
+                    self._alone(*one)
                 continue
             self.batches += 1
             self.completions += len(batch)
@@ -95,11 +111,41 @@ class Engine:
                 future.set_result(out)
 
     def _alone(self, request: GenerationRequest, future: Future) -> None:
+        failure = None
         try:
             out = self.teacher.generate([request], progress=False)[0]
         except Exception as e:  # noqa: BLE001 - this request's own failure
-            future.set_exception(e)
+            failure = detached(e)
+        if failure is not None:
+            future.set_exception(failure)
+            free_memory()
             return
         self.batches += 1
         self.completions += 1
         future.set_result(out)
+
+
+def detached(error: BaseException, logged: bool = True) -> BaseException:
+    """`error` without its traceback, nor those of the exceptions it chains to (their frames hold the failed
+    generation's tensors), after logging them here when `logged`. Its type and message stay: kosov serve's 500
+    names them. The traceback is logged as text: a LogRecord's exc_info would keep it alive in any handler that
+    keeps records."""
+    if logged:
+        log.error("generation failed on the engine thread:\n%s", "".join(traceback.format_exception(error)).rstrip())
+    seen: set[int] = set()
+    chain = [error]
+    while chain:
+        e = chain.pop()
+        if e is not None and id(e) not in seen:
+            seen.add(id(e))
+            e.__traceback__ = None
+            chain += [e.__cause__, e.__context__]
+    return error
+
+
+def free_memory() -> None:
+    """Give back what a failed generation held: its cycles, and PyTorch's cached CUDA blocks when CUDA is in use."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()

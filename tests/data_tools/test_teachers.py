@@ -68,6 +68,51 @@ def test_the_think_block_is_split_off_as_reasoning():
     assert split_reasoning("36입니다.") == (None, "36입니다.")
 
 
+THINKING_PROMPT = "<|im_start|>user\n3 더하기 4는?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+
+
+def test_a_completion_of_a_prompt_that_opens_the_think_block_is_reasoning_until_it_closes():
+    """Qwen3-Thinking-2507 and DeepSeek-R1 distills end the generation prompt with "<think>\\n": cut off before
+    its </think>, the completion is unfinished reasoning, not an answer; a finished one splits as before."""
+    from data_tools.teachers import split_completion
+
+    cut_off = "3 더하기 4를 계산해 보자. 답은 7"
+    assert split_completion(THINKING_PROMPT, cut_off) == (cut_off, "")
+    assert split_completion(THINKING_PROMPT, "3 더하기 4\n</think>\n\n7입니다.") == ("3 더하기 4", "7입니다.")
+    for prompt in ("<|im_start|>assistant\n", "<|im_start|>assistant\n<think>\n\n</think>\n\n", None):
+        for text in (cut_off, "<think>\n끝나지 않은 생각", "<think>\n3 더하기 4\n</think>\n\n7입니다."):
+            assert split_completion(prompt, text) == split_reasoning(text)
+    assert split_completion(THINKING_PROMPT, "<think>\n다시 여는 생각") == ("다시 여는 생각", "")
+
+
+def test_the_teacher_keeps_unfinished_reasoning_out_of_the_answer_when_the_template_opens_it(tiny):
+    """tiny-ko under a template whose generation prompt opens the think block: an answer cut off by max_new_tokens
+    or a stop string is all reasoning, and the text (message.content, a self-instruct list) is empty."""
+    import copy
+
+    model, tokenizer = tiny
+    tokenizer = copy.deepcopy(tokenizer)
+    opens = "{{- '<|im_start|>assistant\\n' }}"
+    assert opens in tokenizer.chat_template
+    tokenizer.chat_template = tokenizer.chat_template.replace(opens, "{{- '<|im_start|>assistant\\n<think>\\n' }}")
+    thinking = TransformersTeacher(model, tokenizer, name="tiny-ko-thinking")
+    request = requests(1, max_new_tokens=8, temperature=0.0)[0]
+    prompt = thinking.render(request)
+    assert prompt.endswith("<|im_start|>assistant\n<think>\n")
+    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**enc, do_sample=False, max_new_tokens=8, pad_token_id=tokenizer.pad_token_id)
+    completion = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "</think>" not in completion
+    [g] = thinking.generate([request], progress=False)
+    assert (g.finish_reason, g.text, g.reasoning) == ("length", "", completion.strip())
+    request.prompt_text = prompt  # the same prompt, rendered by the caller
+    assert thinking.generate([request], progress=False) == [g]
+    request.stop = [g.reasoning[3:5]]
+    [stopped] = thinking.generate([request], progress=False)
+    assert (stopped.finish_reason, stopped.text) == ("stop", "")
+    assert stopped.reasoning == g.reasoning[: g.reasoning.index(request.stop[0])].strip()
+
+
 def base_like(model, tokenizer):
     """tiny-ko as a base checkpoint (eos <|endoftext|>, as Qwen3-*-Base ships) fine-tuned to close its turns with
     <|im_end|>: its head prefers <|im_end|>, which is no longer its eos."""
@@ -111,11 +156,62 @@ def test_the_vllm_teacher_refuses_clearly_without_a_gpu():
     assert "vLLM" in str(e.value) and "GPU" in str(e.value) and "Fix:" in str(e.value)
 
 
+def vllm_stand_in(monkeypatch, llm) -> VLLMTeacher:
+    """A VLLMTeacher over `llm`, a stand-in for vllm.LLM (vllm is not installed here, and there is no GPU)."""
+    import sys
+    import types
+
+    vllm, inputs = types.ModuleType("vllm"), types.ModuleType("vllm.inputs")
+    vllm.SamplingParams = lambda **settings: settings
+    inputs.TokensPrompt = dict  # a TypedDict: TokensPrompt(prompt_token_ids=[...]) is that dict
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    teacher = object.__new__(VLLMTeacher)
+    teacher.llm, teacher.lora, teacher.stop_token_ids, teacher.name = llm, None, [], "stand-in"
+    return teacher
+
+
+def test_the_vllm_teacher_keeps_unfinished_reasoning_out_of_the_answer_when_the_template_opens_it(monkeypatch):
+    """LLM.chat renders the prompt to token ids (its outputs may carry no prompt text): the teacher reads the
+    prompt's end from them, for chat requests and raw prompts alike."""
+    from types import SimpleNamespace
+
+    from data_tools.teachers import GenerationRequest
+
+    class Tokenizer:
+        def encode(self, text, add_special_tokens=True):
+            return [ord(c) for c in text]
+
+        def decode(self, ids, skip_special_tokens=True):
+            return "".join(map(chr, ids))
+
+    def outputs(prompts, texts):
+        return [SimpleNamespace(prompt=None, prompt_token_ids=p, outputs=[SimpleNamespace(
+            text=t, finish_reason="length", token_ids=[0] * len(t))]) for p, t in zip(prompts, texts)]
+
+    class LLM:
+        def get_tokenizer(self):
+            return Tokenizer()
+
+        def chat(self, conversations, sampling_params, use_tqdm, lora_request, chat_template_kwargs):
+            return outputs([Tokenizer().encode(THINKING_PROMPT)] * len(conversations),
+                           ["3 더하기 4를 계산해 보자", "3 더하기 4\n</think>\n\n7입니다."])
+
+        def generate(self, prompts, sampling_params, use_tqdm, lora_request):
+            return outputs([p["prompt_token_ids"] for p in prompts], ["3 더하기 4를 계산해 보자"])
+
+    teacher = vllm_stand_in(monkeypatch, LLM())
+    chat = [GenerationRequest([{"role": "user", "content": "3 더하기 4는?"}], seed=i) for i in range(2)]
+    raw = GenerationRequest([], prompt_text=THINKING_PROMPT, seed=0)
+    cut_off, finished, raw_cut_off = teacher.generate([*chat, raw], progress=False)
+    assert (cut_off.text, cut_off.reasoning) == ("", "3 더하기 4를 계산해 보자") == (raw_cut_off.text,
+                                                                                  raw_cut_off.reasoning)
+    assert (finished.text, finished.reasoning) == ("7입니다.", "3 더하기 4")
+
+
 def test_the_vllm_teacher_gives_a_magpie_prefix_as_token_ids_without_a_second_bos(monkeypatch):
     """vLLM's generate() encodes a text prompt with special tokens: a Llama or Gemma template's prefix, which starts
     with its BOS, got a second one. Checked with a stand-in for vllm (not installed here, and no GPU)."""
-    import sys
-    import types
     from types import SimpleNamespace
 
     from data_tools.teachers import GenerationRequest
@@ -135,13 +231,7 @@ def test_the_vllm_teacher_gives_a_magpie_prefix_as_token_ids_without_a_second_bo
             return [SimpleNamespace(prompt_token_ids=p["prompt_token_ids"], outputs=[SimpleNamespace(
                 text="서울 맛집을 알려 주세요.", finish_reason="stop", token_ids=[5, 6])]) for p in prompts]
 
-    vllm, inputs = types.ModuleType("vllm"), types.ModuleType("vllm.inputs")
-    vllm.SamplingParams = lambda **settings: settings
-    inputs.TokensPrompt = dict  # a TypedDict: TokensPrompt(prompt_token_ids=[...]) is that dict
-    monkeypatch.setitem(sys.modules, "vllm", vllm)
-    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
-    teacher = object.__new__(VLLMTeacher)
-    teacher.llm, teacher.lora, teacher.stop_token_ids, teacher.name = LLM(), None, [], "llama"
+    teacher = vllm_stand_in(monkeypatch, LLM())
     prefix = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
     [g] = teacher.generate([GenerationRequest([], prompt_text=prefix, seed=0)], progress=False)
     assert teacher.llm.prompts == [{"prompt_token_ids": [ord(c) for c in prefix]}]

@@ -44,10 +44,12 @@ def test_one_failing_request_does_not_fail_the_requests_batched_with_it(monkeypa
             time.sleep(0.2)
             rest = [pool.submit(chat, url, max_tokens=8, seed=1, messages=[{"role": "user", "content": text}])
                     for text in ("안녕하세요", "💥", "반가워요")]
-            codes = [f.result().status_code for f in (slow, *rest)]
+            responses = [f.result() for f in (slow, *rest)]
     finally:
         stop()
-    assert codes == [200, 200, 500, 200]
+    assert [r.status_code for r in responses] == [200, 200, 500, 200]
+    assert responses[2].json()["error"] == {"message": "generation failed: RuntimeError: CUDA out of memory",
+                                            "type": "server_error", "param": None, "code": None}
 
 
 def test_health_answers_under_load_and_abandoned_requests_are_not_generated():
