@@ -365,9 +365,12 @@ def load_chat_files(paths: list[Path | str], on_bad_row: str = "error", max_rows
 def load_chat_hub(hub_id: str, *, split: str, config: str | None = None, revision: str | None = None,
                   on_bad_row: str = "error", max_rows: int | None = None, check: RowCheck = chat_row
                   ) -> ChatFileReport:
-    """Rows of a Hugging Face dataset (or a local dataset folder, for mirrored data)."""
+    """Rows of a Hugging Face dataset (or a local dataset folder, for mirrored data). Offline from a kosov mirror,
+    with no config: the repo's default config, as the mirror recorded it (datasets would guess one)."""
     import datasets
 
+    if config is None and not Path(hub_id).expanduser().exists():
+        config = _mirrored_default_config(hub_id)
     dataset = datasets.load_dataset(hub_id, config, split=split, revision=revision)
     fingerprint = getattr(dataset, "_fingerprint", None)
     records = ((f"{hub_id}[{split}] row {i + 1}", record) for i, record in enumerate(dataset))
@@ -377,6 +380,19 @@ def load_chat_hub(hub_id: str, *, split: str, config: str | None = None, revisio
                            "fingerprint": fingerprint, "rows_read": read,
                            "local": Path(hub_id).expanduser().exists()})  # a dataset folder, not a Hub id
     return report
+
+
+def _mirrored_default_config(hub_id: str) -> str | None:
+    """Offline from a kosov mirror (MIRROR/hf_home/datasets, MIRROR/kosov-mirror.json): hub_id's default config as
+    recorded there (offline, datasets takes any config it has cached, or refuses when it has several), else None."""
+    import datasets.config
+
+    manifest = Path(datasets.config.HF_DATASETS_CACHE).parent.parent / "kosov-mirror.json"
+    try:
+        entry = json.loads(manifest.read_text(encoding="utf-8"))["datasets"][hub_id]
+        return entry.get("default_config") if datasets.config.HF_HUB_OFFLINE else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:

@@ -14,6 +14,8 @@ How the closed side reads it (HF_HOME=MIRROR/hf_home, HF_HUB_OFFLINE=1, HF_DATAS
   which reads the Arrow cache HF_DATASETS_CACHE/<org>___<name>/<config>/<version>/<hash>/ through the `cache`
   packaged builder. So `mirror()` builds exactly that Arrow cache from the downloaded repo files, and lm-eval's
   unchanged tasks (`dataset_path: skt/kobest_v1`, `dataset_name: boolq`) load it with plain load_dataset(path, name).
+  Offline, datasets does not know a repo's default config: the manifest records it (kosov's loaders name it), and a
+  task without dataset_name gets that config alone (load_dataset(path) then finds the one config there is).
 
 Layout of MIRROR: hf_home/hub (hub cache: raw repo files, real files, no symlinks), hf_home/datasets (Arrow cache),
 kosov-mirror.json (manifest: what, revisions, commits, sizes, sha256, when), .kosov-mirror.lock (held by the one run
@@ -77,13 +79,16 @@ def _partial_splits(snapshot: Path) -> dict[str, list[str]]:
     return partial
 
 
-def prepare_dataset(root: Path, repo_id: str, snapshot: Path, commit: str, configs: Iterable[str] | None = None,
-                    *, parquet_export: bool = False) -> dict[str, dict[str, int]]:
+def prepare_dataset(root: Path, repo_id: str, snapshot: Path, commit: str,
+                    configs: Iterable[str | None] | None = None, *, parquet_export: bool = False
+                    ) -> tuple[dict[str, dict[str, int]], str | None]:
     """Build, under `root`, the Arrow cache that load_dataset(repo_id, config) reads offline, from the repo's files
     on disk. `root` is a staging folder that mirror() swaps in as dataset_cache_dir() once every config was built:
     a missing config or a failed build leaves the mirror's cache as it was. The configs come from the repo exactly
     as datasets reads a hub repo (README `configs:`, else inferred files); the cache folder and file names are the
-    ones datasets writes for that repo. Returns {config: {split: rows}}."""
+    ones datasets writes for that repo. configs: None for all; a None among them is the repo's default config, the
+    one load_dataset(repo_id) reads with no config name. Returns ({config: {split: rows}}, the default config or
+    None where the repo has several and no default)."""
     from datasets.load import dataset_module_factory, get_dataset_builder_class
     from datasets.naming import camelcase_to_snakecase
 
@@ -91,7 +96,18 @@ def prepare_dataset(root: Path, repo_id: str, snapshot: Path, commit: str, confi
     exported = _export_data_files(snapshot) if parquet_export else {}
     module = None if parquet_export else dataset_module_factory(str(snapshot))
     available = list(exported) if parquet_export else [c.name for c in module.builder_configs_parameters.builder_configs]
-    wanted = list(configs) if configs is not None else available
+    # as datasets picks it when no config is named (MetadataConfigs.get_default_config_name, then the builder's
+    # only config): `default: true` in the card, a config named "default", or the only one
+    default = "default" if "default" in available else None
+    if module is not None:
+        default = module.builder_configs_parameters.default_config_name
+    default = default or (available[0] if len(available) == 1 else None)
+    if configs is not None and None in configs and default is None:
+        raise KosovError(f"{repo_id} at {commit[:12]} has several configs and none is its default, so "
+                         f"load_dataset({repo_id!r}) with no config name reads none of them",
+                         fix=f"name a config (--dataset {repo_id}:<config>) of: {', '.join(map(str, available))}; "
+                             "an lm-eval task without dataset_name cannot read this repo")
+    wanted = available if configs is None else list(dict.fromkeys(default if c is None else c for c in configs))
     missing = [c for c in wanted if c not in available]
     if missing:
         raise KosovError(f"{repo_id} at {commit[:12]} has no config {', '.join(missing)}",
@@ -111,7 +127,7 @@ def prepare_dataset(root: Path, repo_id: str, snapshot: Path, commit: str, confi
             for lock in out.parent.glob("*.lock"):
                 lock.unlink()
             prepared[builder.config.name] = {s: int(i.num_examples) for s, i in builder.info.splits.items()}
-    return prepared
+    return prepared, default
 
 
 def dataset_cache_dir(folder: str | Path, repo_id: str) -> Path:
@@ -146,21 +162,30 @@ def _parquet_export(folder: Path, download: Download, main: Staged, configs: tup
 
 
 def _mirror_dataset(folder: Path, download: Download, repo_id: str, revision: str | None,
-                    configs: tuple[str, ...] | None, token: str | None, before: dict | None) -> dict[str, Any]:
+                    configs: tuple[str | None, ...] | None, token: str | None, before: dict | None,
+                    bare_tasks: Iterable[str] = ()) -> dict[str, Any]:
     """Stage the repo (and its parquet export, for a loading script), build the Arrow cache of its configs from the
     staged files, and only then move it all in: a config it lacks, a pin the export cannot give or a failed build
     leaves the mirror exactly as it was (an update that fails never breaks a mirror that was fine). Asked for some
     configs, the download may hold only their files: an earlier run's configs are asked for again, so that the
-    Arrow cache, rebuilt from this download, keeps them."""
+    Arrow cache, rebuilt from this download, keeps them. A None config is the repo's default (recorded in the
+    entry): which one that is is read from the whole repo. `bare_tasks`, lm-eval tasks that read the repo with no
+    config name, are refused unless the default is the one config the mirror would hold of it."""
     if configs is not None and before and before.get("configs"):  # keep what an earlier run mirrored
         configs = tuple(dict.fromkeys([*before["configs"], *configs]))
-    main = fetch(folder, download, "dataset", repo_id, revision, token, configs)
-    export = _parquet_export(folder, download, main, configs, token)
+    whole = configs is None or None in configs
+    main = fetch(folder, download, "dataset", repo_id, revision, token, None if whole else configs)
+    export = _parquet_export(folder, download, main, None if whole else configs, token)
     data = export or main
     cache = data.folder.with_name(f"{data.folder.name}.arrow")
     shutil.rmtree(cache, ignore_errors=True)  # a build a killed run left half-done
     cache.mkdir(parents=True)
-    prepared = prepare_dataset(cache, repo_id, data.folder, data.commit, configs, parquet_export=export is not None)
+    prepared, default = prepare_dataset(cache, repo_id, data.folder, data.commit, configs,
+                                        parquet_export=export is not None)
+    known = not export or whole  # of an export only the asked configs' folders came: its default is not known
+    if not known and before and before.get("parquet_export", {}).get("commit") == export.commit:
+        known, default = "default_config" in before, before.get("default_config")
+    _check_bare_tasks(repo_id, bare_tasks, prepared, default if known else None)
     partial = {c: splits for c, splits in _partial_splits(data.folder).items() if c in prepared} if export else {}
     for config, splits in partial.items():
         log.warning("%s: the Hub's parquet export holds only the first ~5 GB of %s/%s (partial-...): mirrored as it "
@@ -173,11 +198,26 @@ def _mirror_dataset(folder: Path, download: Download, repo_id: str, revision: st
     target.parent.mkdir(parents=True, exist_ok=True)
     swap_into_place(cache, target)
     entry["configs"] = prepared
+    if known:  # what kosov's loaders read offline for this repo with no config name (load_dataset would guess)
+        entry["default_config"] = default
     if partial:
         entry["partial"] = partial
     # what load_dataset reads offline: verify() checks these too, not only the snapshot they were built from
     entry["cache_files"] = _file_records(target, hf_home(folder))
     return entry
+
+
+def _check_bare_tasks(repo_id: str, tasks: Iterable[str], prepared: dict[str, Any], default: str | None) -> None:
+    """lm-eval calls load_dataset(repo) for a task without dataset_name; offline, datasets then takes the config it
+    finds in the Arrow cache, and refuses when there are several: the default must be the one config held."""
+    tasks = sorted(tasks)
+    if tasks and (default is None or list(prepared) != [default]):
+        what = f"its default config {default}" if default else "a default config (it has none, or it is not known)"
+        raise KosovError(f"lm-eval task {', '.join(tasks)} reads {repo_id} with no config name, which datasets "
+                         f"resolves offline only when the mirror holds one config of it, {what}; this mirror would "
+                         f"hold {', '.join(prepared)}",
+                         fix=f"keep the other configs of {repo_id} in another mirror folder, or leave the task out; "
+                             "the mirror is left as it was")
 
 
 def _check_hub_id(kind: str, repo_id: str) -> None:
@@ -198,9 +238,10 @@ def _check_hub_id(kind: str, repo_id: str) -> None:
 
 
 def _wanted_datasets(datasets: Iterable[str], task_map: dict[str, tuple[str, str | None]]
-                     ) -> dict[str, tuple[str | None, tuple[str, ...] | None]]:
-    """{repo: (revision, configs or None for all)} of --dataset specs and the datasets behind the tasks."""
-    wanted: dict[str, tuple[str | None, tuple[str, ...] | None]] = {
+                     ) -> dict[str, tuple[str | None, tuple[str | None, ...] | None]]:
+    """{repo: (revision, configs or None for all)} of --dataset specs and the datasets behind the tasks (a task
+    without dataset_name asks for None: the repo's default config)."""
+    wanted: dict[str, tuple[str | None, tuple[str | None, ...] | None]] = {
         repo: (None, configs) for repo, configs in by_repo(task_map.values()).items()}
     for repo, rev, configs in map(parse_dataset, datasets):
         _check_hub_id("dataset", repo)
@@ -251,18 +292,34 @@ def mirror(folder: str | Path, *, model: str | None = None, revision: str | None
 
         if model:
             with disk_full_told(folder, f"the model {model}"), staging_kept_only_to_resume(folder, "model", model):
-                manifest["models"][model] = place(folder, fetch(folder, download, "model", model, revision, token))
+                manifest["models"][model] = place(folder, fetch(folder, download, "model", model, revision, token),
+                                                  manifest["models"].get(model))
                 clear_staging(folder, "model", model)
                 save()
+        tasks_after = {**manifest["tasks"], **{task: list(pair) for task, pair in task_map.items()}}
         for repo, (rev, configs) in wanted.items():
+            before = manifest["datasets"].get(repo)
+            bare = [task for task, (r, config) in tasks_after.items() if r == repo and config is None]
             with disk_full_told(folder, f"the dataset {repo}"), staging_kept_only_to_resume(folder, "dataset", repo):
-                manifest["datasets"][repo] = _mirror_dataset(folder, download, repo, rev, configs, token,
-                                                             manifest["datasets"].get(repo))
+                manifest["datasets"][repo] = _mirror_dataset(folder, download, repo, rev or _held_pin(repo, before),
+                                                             configs, token, before, bare)
                 clear_staging(folder, "dataset", repo)
                 save()
         manifest["tasks"].update({task: list(pair) for task, pair in task_map.items()})
         save()
     return manifest
+
+
+def _held_pin(repo: str, before: dict[str, Any] | None) -> str | None:
+    """The revision a mirrored dataset is pinned at (a commit, or a branch or tag other than main), which a run
+    naming no revision for it (a --task, --suite or plain --dataset) keeps: only `--dataset REPO@main` (or another
+    @revision) moves it. A loading script's dataset records its parquet export's commit, and is no pin."""
+    pin = (before or {}).get("revision")
+    if pin in (None, "main") or "parquet_export" in before:
+        return None
+    log.warning("dataset %s stays at its pinned revision %s, asked for with none (--dataset %s@main moves it to the "
+                "Hub's main)", repo, pin, repo)
+    return pin
 
 
 def _version(dist: str) -> str | None:

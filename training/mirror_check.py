@@ -127,6 +127,7 @@ def require(folder: str | Path, *, model: str | None = None, revision: str | Non
     manifest = read_manifest(folder)
     held = manifest["datasets"]
     missing: dict[str, str] = {}  # what is missing -> the flag that mirrors it
+    unreadable: list[str] = []  # held, but what offline datasets would read with no config name is not one config
     needed: dict[tuple[str, str], bool] = {}  # (type, repo) held and read -> whether it is found through its ref
     if model:
         entry = manifest["models"].get(model)
@@ -141,7 +142,7 @@ def require(folder: str | Path, *, model: str | None = None, revision: str | Non
         if not entry or any(c not in entry["configs"] for c in configs or ()) or (
                 rev and rev not in (entry["commit"], entry["revision"], entry.get("ref"))):
             missing[f"dataset {spec}"] = f"--dataset {spec}"
-        else:
+        elif configs is not None or not _no_config_gap(repo, entry, spec.partition(":")[0], missing, unreadable):
             needed["dataset", repo] = False
     tasks = list(tasks)
     leaves = {t: tuple(manifest["tasks"][t]) for t in tasks if t in manifest["tasks"]}  # no lm-eval needed
@@ -151,16 +152,46 @@ def require(folder: str | Path, *, model: str | None = None, revision: str | Non
         for leaf, (repo, config) in ({task: leaves[task]} if task in leaves else task_datasets([task], index)).items():
             if repo not in held or (config is not None and config not in held[repo]["configs"]):
                 missing[f"task {leaf} (dataset {repo}" + (f", config {config})" if config else ")")] = f"--task {task}"
-            else:
+            elif config is not None or not _no_config_gap(repo, held[repo], f"--task {task}", missing, unreadable,
+                                                          leaf, recorded=leaf in manifest["tasks"]):
                 needed["dataset", repo] = False
     if missing:
         raise _not_mirrored(folder, "; ".join(missing), " ".join(dict.fromkeys(missing.values())))
+    if unreadable:
+        raise KosovError(f"the mirror at {folder} cannot serve " + "; ".join(unreadable),
+                         fix="for a recipe's data.hub_id, name the config (data.hub_config=<config>); for an lm-eval "
+                             "task without dataset_name, use a mirror that holds its dataset's default config alone")
     damaged = _damaged(folder, manifest, needed)
     if damaged:
         more = f" (and {len(damaged) - 5} more)" if len(damaged) > 5 else ""
         raise KosovError(f"the mirror at {folder} is damaged: " + "; ".join(damaged[:5]) + more,
                          fix=f"run `kosov mirror {folder} --verify` to list every damaged file, then copy the folder "
                              "from the connected machine again (or mirror again there)")
+
+
+def _no_config_gap(repo: str, entry: dict[str, Any], flag: str, missing: dict[str, str], unreadable: list[str],
+                   task: str | None = None, recorded: bool = False) -> bool:
+    """Whether a dataset read with no config name (a recipe's data.hub_id without hub_config: kosov names the
+    recorded default; an lm-eval task without dataset_name: load_dataset(repo), which datasets resolves offline
+    only when the mirror holds one config of it) cannot be read; what is missing or unreadable is added. `recorded`:
+    the task is in the manifest, so it was mirrored, and an older kosov built every config of its dataset then."""
+    default, configs = entry.get("default_config"), list(entry["configs"])
+    if "default_config" not in entry and recorded and len(configs) == 1:  # that one config is the repo's only one
+        return False
+    who = f"task {task} (dataset {repo}, no config name)" if task else f"dataset {repo} (no config name)"
+    if "default_config" not in entry:  # an older kosov's mirror, or named configs of a parquet export only
+        missing[f"{who}: which config is its default (the mirror does not record it)"] = (
+            flag if task else f"--dataset {flag}")
+    elif default is None:
+        unreadable.append(f"{who}: it has several configs ({', '.join(configs)}) and none is its default")
+    elif default not in configs:
+        missing[f"{who}: its default config {default}"] = flag if task else f"--dataset {flag}:{default}"
+    elif task and configs != [default]:
+        unreadable.append(f"{who}: offline, datasets reads {repo} with no config name only where the mirror "
+                          f"holds one config of it, and this one holds {', '.join(configs)}")
+    else:
+        return False
+    return True
 
 
 def _damaged(folder: str | Path, manifest: dict[str, Any], needed: Mapping[tuple[str, str], bool]) -> list[str]:

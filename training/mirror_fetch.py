@@ -83,7 +83,10 @@ def place(folder: Path, staged: Staged, before: Mapping[str, Any] | None = None)
     """Move a staged repo into the mirror: its manifest entry. The files `before` (the entry of an earlier run)
     recorded at the same commit stay recorded while they are there: a dataset asked for some configs is downloaded
     in part, and what an earlier run brought of it is still in the snapshot."""
-    records = place_repo_files(folder, staged.repo_type, staged.repo_id, staged.commit, staged.files, ref=staged.ref)
+    held, asked = (before or {}).get("revision"), staged.revision or "main"
+    moved_by = (held, asked) if held and held != asked and before.get("ref", "main") == staged.ref else None
+    records = place_repo_files(folder, staged.repo_type, staged.repo_id, staged.commit, staged.files, ref=staged.ref,
+                               moved_by=moved_by)
     if before and before.get("commit") == staged.commit:
         snapshot = snapshot_dir(folder, staged.repo_type, staged.repo_id, staged.commit)
         kept = {rel: r for rel, r in before["files"].items() if rel not in records and _has_size(snapshot / rel, r)}
@@ -102,11 +105,13 @@ def clear_staging(folder: Path, repo_type: str, repo_id: str) -> None:
 
 
 def place_repo_files(folder: str | Path, repo_type: str, repo_id: str, commit: str,
-                     files: Mapping[str, bytes | Path], *, ref: str = "main") -> dict[str, dict[str, Any]]:
+                     files: Mapping[str, bytes | Path], *, ref: str = "main",
+                     moved_by: tuple[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """Put a repo's files where huggingface_hub's cache has them: hub/<type>s--org--name/snapshots/<commit>/<path>
     and refs/<ref> = commit. Real files instead of blob symlinks (huggingface_hub's own layout where symlinks are
     unsupported), so the folder survives any copy tool. Paths are moved in (same disk: no second copy of a model).
-    One version per ref: when the ref moves, the snapshot it named goes (a warning names both commits)."""
+    One version per ref: when the ref moves, the snapshot it named goes (a warning names both commits, and says why:
+    the ref moved upstream, or moved_by=(the revision it was mirrored at, the other one this run asked for))."""
     repo = repo_dir(folder, repo_type, repo_id)
     snapshot = repo / "snapshots" / commit
     ref_file = repo / "refs" / ref
@@ -132,10 +137,16 @@ def place_repo_files(folder: str | Path, repo_type: str, repo_id: str, commit: s
         # manifest names the new commit: a run killed before that leaves the old snapshot, not a manifest naming
         # a deleted one
         back = f"; `--model {repo_id} --revision {replaced}` mirrors it again" if repo_type == "model" else ""
-        log.warning("%s %s: %s moved upstream from %s to %s; the mirror now holds %s and drops %s (a mirror keeps one "
-                    "commit per ref%s)", repo_type, repo_id, ref, replaced[:12], commit[:12], commit[:12],
-                    replaced[:12], back)
+        why = (f"it was mirrored at {_named(moved_by[0], replaced)} and this run asked for "
+               f"{_named(moved_by[1], commit)}" if moved_by else
+               f"{ref} moved upstream from {replaced[:12]} to {commit[:12]}")
+        log.warning("%s %s: %s; the mirror now holds %s and drops %s (a mirror keeps one commit per ref%s)",
+                    repo_type, repo_id, why, commit[:12], replaced[:12], back)
     return records
+
+
+def _named(revision: str, commit: str) -> str:
+    return commit[:12] if COMMIT_SHA.match(revision) else f"{revision} ({commit[:12]})"
 
 
 def _has_size(path: Path, record: Mapping[str, Any]) -> bool:

@@ -178,7 +178,7 @@ def test_suite_datasets_come_from_lm_evals_task_files():
     assert kmmlu[0] == "HAERAE-HUB/KMMLU" and len(kmmlu[1]) == 45 and "Accounting" in kmmlu[1]
     assert SUITE_DATASETS["haerae"] == {"HAERAE-HUB/HAE_RAE_BENCH": (
         "general_knowledge", "history", "loan_words", "rare_words", "standard_nomenclature")}
-    assert SUITE_DATASETS["click"] == {"EunsuKim/CLIcK": None}  # no dataset_name: the repo's default config
+    assert SUITE_DATASETS["click"] == {"EunsuKim/CLIcK": (None,)}  # no dataset_name: the repo's default config
     assert SUITE_DATASETS["hrm8k"] == {"HAERAE-HUB/HRM8K": ("GSM8K", "KSM", "MATH", "MMMLU", "OMNI_MATH")}
     assert list(SUITE_DATASETS["kormedmcqa"]) == ["sean0042/KorMedMCQA"]
 
@@ -245,7 +245,7 @@ def test_the_layout_is_huggingface_hubs_cache_and_survives_checks(mirrored):
 
 
 def test_verify_finds_a_damaged_copy_and_use_mirror_refuses_to_come_too_late(mirrored, tmp_path):
-    import huggingface_hub  # noqa: F401  (imported here, so this process is past redirecting)
+    __import__("huggingface_hub")  # imported here, so this process is past redirecting
 
     damaged = tmp_path / "damaged"
     shutil.copytree(mirrored["folder"], damaged)

@@ -232,3 +232,22 @@ def test_a_partial_parquet_export_is_marked_partial(hub, tmp_path, caplog, capsy
     assert "holds only the first ~5 GB of history/test" in caplog.text
     assert main([str(folder), "--verify"]) == 0
     assert f"dataset {HAE}: history/test is partial" in capsys.readouterr().out
+
+
+def test_a_pinned_dataset_stays_pinned_when_a_task_asks_for_it_again(hub, tmp_path, caplog):
+    """A --task names no revision: it moved the pinned dataset to main, with a false "moved upstream" warning,
+    and a recipe pinned at that commit no longer found it."""
+    old = "a" * 40
+    hub["dataset", KOBEST, old] = (old, hub["dataset", KOBEST, "main"][1])
+    folder = tmp_path / "m"
+    mirror(folder, datasets=[f"{KOBEST}@{old}:boolq"], download=fake_download(hub, []))
+    with caplog.at_level(logging.WARNING):
+        entry = mirror(folder, tasks=["kobest_copa"], download=fake_download(hub, []))["datasets"][KOBEST]
+    assert (entry["revision"], entry["commit"], list(entry["configs"])) == (old, old, ["boolq", "copa"])
+    assert "moved upstream" not in caplog.text
+    require(folder, datasets=[f"{KOBEST}@{old}:boolq"], tasks=["kobest_copa"])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # asked for by name, main replaces the pin, and the warning says so
+        entry = mirror(folder, datasets=[f"{KOBEST}@main:boolq"], download=fake_download(hub, []))["datasets"][KOBEST]
+    assert (entry["revision"], entry["commit"]) == ("main", "2" * 40) and "moved upstream" not in caplog.text
+    assert f"{KOBEST}: it was mirrored at aaaaaaaaaaaa and this run asked for main (222222222222)" in caplog.text
