@@ -55,11 +55,11 @@ def lora_config(pcfg: PeftConfig, model: Any):
 
     targets = pcfg.target_modules
     fused = fused_experts(model)
-    if targets == "all-linear" and fused and not pcfg.target_parameters:
+    if targets == "all-linear" and fused:  # with peft.target_parameters too: all-linear still takes the router
         raise KosovError(
             f"peft.target_modules=all-linear on a model with fused expert weights ({', '.join(fused)}): PEFT would "
-            "also put LoRA on the router and double the rank of the fused gate/up experts, and it refuses "
-            "peft.dropout > 0 there",
+            "also put LoRA on the router (mlp.gate) and on the fused experts, doubling the rank of those that "
+            "peft.target_parameters names, and it refuses peft.dropout > 0 there",
             fix="name the targets: peft.target_modules=[q_proj,k_proj,v_proj,o_proj] "
                 f"peft.target_parameters=[{','.join(fused)}] peft.dropout=0")
     if targets != "all-linear":
@@ -79,7 +79,9 @@ def lora_config(pcfg: PeftConfig, model: Any):
         raise KosovError(f"peft.modules_to_save names {unknown}, which this model does not have",
                          fix="use module names (suffixes) of the model, e.g. embed_tokens, lm_head")
     # a tied model (Qwen3 up to 4B) keeps embed_tokens and lm_head one matrix when either is trained in full
-    tied = bool(getattr(model.config, "tie_word_embeddings", False)) and bool({"embed_tokens", "lm_head"} & set(saved))
+    # (named by their last part: model.embed_tokens is embed_tokens)
+    tied = bool(getattr(model.config, "tie_word_embeddings", False)) and \
+        bool({"embed_tokens", "lm_head"} & {name.rsplit(".", 1)[-1] for name in saved})
     return LoraConfig(
         target_parameters=parameters or None,
         r=pcfg.r,
@@ -92,6 +94,33 @@ def lora_config(pcfg: PeftConfig, model: Any):
         use_dora=pcfg.method == "dora",
         task_type="CAUSAL_LM",
     )
+
+
+def upcast_trainable(trainer: Any, precision: str) -> list[str]:
+    """The weights a PEFT model trains in full (peft.modules_to_save's copies of embed_tokens, lm_head) in fp32 under
+    fp16 / bf16 autocast (`precision`), as PEFT keeps LoRA's: copied from a half-precision base they stayed fp16 or
+    bf16, which fp16's loss scaling refuses at the first optimizer step ("Attempting to unscale FP16 gradients")
+    and bf16 trains with no fp32 master copy. Left alone: a full fine-tune, QLoRA (TRL trains its adapter in bf16,
+    as the QLoRA paper does), DeepSpeed and FSDP (they keep fp32 master weights themselves), and no autocast (an fp32
+    copy beside half-precision weights would not compute). Returns the names of the weights upcast."""
+    import torch
+    from peft import PeftModel
+
+    model = trainer.model
+    if precision not in ("fp16", "bf16") or not isinstance(model, PeftModel) or \
+            getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False) or \
+            getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False):
+        return []
+    upcast = []
+    for name, param in model.named_parameters():  # a tied pair is one parameter: it stays one
+        if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):
+            param.data = param.data.float()
+            upcast.append(name)
+    if upcast:
+        log.info("training %d weights in fp32 under %s autocast (peft.modules_to_save): %s", len(upcast), precision,
+                 ", ".join(upcast[:4]) + (", ..." if len(upcast) > 4 else ""))
+    return upcast
+
 
 WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # PEFT's two formats (.bin: safe_serialization=False)
 
@@ -258,14 +287,40 @@ def check_adapter_revision(adapter: Path, source: str, revision: str | None) -> 
                                        "this revision")
 
 
+def _same_base(trained_on: Any, source: str) -> bool | None:
+    """Whether the base PEFT recorded for an adapter (base_model_name_or_path) is `source`: a local folder by where it
+    resolves (base, ./base and /work/base are one folder), a hub id by name. None when it cannot be told: a relative
+    path (older kosov saved model.name_or_path as given) that resolves to `source` from here names a folder relative
+    to where the adapter was trained, which nothing recorded."""
+    if not isinstance(trained_on, str) or not trained_on:
+        return False
+    if not Path(source).is_dir():  # a hub id
+        return trained_on == source
+    saved = Path(trained_on).expanduser()
+    if saved.resolve() != Path(source).resolve():
+        return False
+    return True if saved.is_absolute() else None
+
+
 def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: str | None) -> None:
     """An adapter only means something on the base it was trained on: refuse another one before loading, or another
     revision of it (`revision`, the model.revision loaded now) than its run pinned (check_adapter_revision)."""
-    trained_on = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    if trained_on not in (source, name_or_path):
+    config = adapter / "adapter_config.json"
+    trained_on = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    same = _same_base(trained_on, source)
+    if same is None:
+        here = Path(source).resolve()
+        raise KosovError(f"the adapter {adapter} names its base by the relative path {trained_on!r} (older kosov "
+                         "saved model.name_or_path as given), relative to the folder it was trained from, which was "
+                         f"not recorded: from here it is {here}, which may be another model", where=str(config),
+                         fix=f"if {here} is the base it was trained on, write its full path into {config}: "
+                             f'"base_model_name_or_path": "{here}"')
+    if not same:
         run_config = adapter.parent / "config.yaml"  # the run's own name for its base (tiny-ko, not its cache path)
         named = (yaml.safe_load(run_config.read_text(encoding="utf-8")).get("model", {}).get("name_or_path")
                  if run_config.is_file() else None) or trained_on
+        if named != "tiny-ko" and Path(str(trained_on)).expanduser().is_absolute():  # a folder: where it was loaded
+            named = trained_on
         raise KosovError(f"the adapter {adapter} was trained on {trained_on!r}, but this recipe loads "
                          f"{name_or_path!r} ({source})",
                          fix=(f"set model.name_or_path={named} (as its run did)" if named != name_or_path else

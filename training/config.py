@@ -86,6 +86,7 @@ def _check_semantics(cfg: KosovConfig) -> None:
     _check("model.dtype", cfg.model.dtype, DTYPES)
     if cfg.peft.quantization is not None:
         _check("peft.quantization.compute_dtype", cfg.peft.quantization.compute_dtype, DTYPES)
+        _check("peft.quantization.quant_type", cfg.peft.quantization.quant_type, ("nf4", "fp4"))
     _check("model.thinking", cfg.model.thinking, THINKING)
     _check("method.kernels", cfg.method.kernels, KERNELS)
     _check("model.attn_implementation", cfg.model.attn_implementation, ATTN_IMPLEMENTATIONS)

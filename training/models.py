@@ -42,17 +42,19 @@ def resolve_device(requested: str) -> str:
 
 
 def model_source(mcfg: ModelConfig) -> tuple[str, bool]:
-    """(what from_pretrained gets, whether it is a local folder). Builds tiny-ko on first use."""
+    """(what from_pretrained gets, whether it is a local folder). Builds tiny-ko on first use. A folder by its full
+    path: PEFT records it in an adapter's base_model_name_or_path, which check_adapter_base compares wherever the
+    adapter is used (a relative `base` named whichever folder of that name the working folder held)."""
     if mcfg.name_or_path == "tiny-ko":
         from training.tiny_ko import tiny_model_dir
 
-        return str(tiny_model_dir(mcfg.tiny)), True
+        return str(tiny_model_dir(mcfg.tiny).resolve()), True
     path = Path(mcfg.name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise KosovError(f"model.name_or_path={mcfg.name_or_path!r} is a folder without a config.json",
                              fix="give the folder holding the model's config.json and weights")
-        return str(path), True
+        return str(path.resolve()), True
     if mcfg.name_or_path.startswith(("/", "./", "../", "~")) or mcfg.name_or_path.count("/") > 1:
         raise KosovError(f"model.name_or_path={mcfg.name_or_path!r}: no such folder",
                          fix="check the path (relative paths start from the folder you run kosov in)")
@@ -175,11 +177,25 @@ def flash_attention_ready() -> str | None:
     return None
 
 
-def attention_for(mcfg: ModelConfig, device: str) -> str:
-    """The attention kernel: auto = FlashAttention 2 on a GPU where it can run, else SDPA."""
+def half_compute(mcfg: ModelConfig, device: str, trains_all: bool = False, autocast: bool = False) -> bool:
+    """Whether attention computes in fp16 / bf16, which FlashAttention 2 needs: weights loaded in half precision
+    (torch_dtype), or fp32 weights under training's bf16 / fp16 autocast (`autocast`), which transformers' flash
+    attention casts its inputs to. fp32 weights where nothing autocasts (eval, serve, merge, model.dtype=float32
+    with method.bf16=false) compute in fp32, which flash-attn refuses at the first forward."""
+    if autocast:
+        return True
+    if mcfg.dtype == "auto":
+        return device == "cuda" and not trains_all
+    return mcfg.dtype in ("float16", "bfloat16")
+
+
+def attention_for(mcfg: ModelConfig, device: str, trains_all: bool = False, autocast: bool = False) -> str:
+    """The attention kernel: auto = FlashAttention 2 on a GPU where it can run and attention computes in fp16 /
+    bf16 (half_compute), else SDPA."""
     if mcfg.attn_implementation != "auto":
         return mcfg.attn_implementation
-    return "flash_attention_2" if device == "cuda" and flash_attention_ready() is None else "sdpa"
+    fast = device == "cuda" and half_compute(mcfg, device, trains_all, autocast)
+    return "flash_attention_2" if fast and flash_attention_ready() is None else "sdpa"
 
 
 def liger_supports(model_type: str) -> bool:
@@ -207,7 +223,10 @@ def liger_for(choice: str, device: str, model_type: str | None = None) -> bool:
     return on and (model_type is None or liger_supports(model_type))
 
 
-def check_attention(mcfg: ModelConfig, device: str, training: bool = True) -> None:
+def check_attention(mcfg: ModelConfig, device: str, training: bool = True, trains_all: bool = False,
+                    autocast: bool = False) -> None:
+    """model.attn_implementation against this machine and the dtype attention computes in (trains_all, autocast: as
+    for half_compute)."""
     if mcfg.attn_implementation == "flex_attention" and device != "cuda" and training:
         # PyTorch's FlexAttention runs forward on CPU (eval and serve may use it) but has no backward there
         # ("FlexAttention does not support backward on CPU"): training would fail at its first step, after loading.
@@ -218,6 +237,14 @@ def check_attention(mcfg: ModelConfig, device: str, training: bool = True) -> No
     if device != "cuda":
         raise KosovError("FlashAttention 2 (model.attn_implementation=flash_attention_2) needs a CUDA GPU",
                          fix="use model.attn_implementation=sdpa on CPU")
+    if not half_compute(mcfg, device, trains_all, autocast):
+        weights = f"model.dtype={mcfg.dtype}" + (" (fp32 for a full fine-tune)" if mcfg.dtype == "auto" else "")
+        raise KosovError(f"FlashAttention 2 (model.attn_implementation=flash_attention_2) computes in fp16 or bf16 "
+                         f"only, but {weights} loads fp32 weights and nothing autocasts them here"
+                         + (" (method.bf16=false)" if training else ""),
+                         fix="set model.dtype=bfloat16 (or float16 on a GPU without bf16), or use "
+                             "model.attn_implementation=auto (SDPA for fp32 weights)"
+                             + ("; or train with mixed precision (method.bf16 unset or true)" if training else ""))
     problem = flash_attention_ready()
     if problem:
         raise KosovError(f"FlashAttention 2 was asked for (model.attn_implementation=flash_attention_2), but {problem}",
@@ -293,15 +320,16 @@ def stop_ids(mcfg: ModelConfig, tokenizer: Any) -> list[int]:
     return ids + [tokenizer.eos_token_id] if tokenizer.eos_token_id not in (None, ids[0]) else ids
 
 
-def load_base_model(cfg: KosovConfig, source: str, device: str, trains_all: bool = False):
-    """The base model, as the recipe asks; trains_all: every weight will train (a full fine-tune)."""
+def load_base_model(cfg: KosovConfig, source: str, device: str, trains_all: bool = False, autocast: bool = False):
+    """The base model, as the recipe asks; trains_all: every weight will train (a full fine-tune); autocast: it trains
+    under fp16 / bf16 mixed precision (for the attention kernel of fp32 weights: attention_for)."""
     from transformers import AutoModelForCausalLM
 
     mcfg = cfg.model
     kwargs: dict[str, Any] = {
         "revision": mcfg.revision,
         "dtype": torch_dtype(mcfg, device, trains_all),
-        "attn_implementation": attention_for(mcfg, device),
+        "attn_implementation": attention_for(mcfg, device, trains_all, autocast),
         "trust_remote_code": mcfg.trust_remote_code,
     }
     quant = quantization_config(cfg.peft, device)

@@ -115,14 +115,15 @@ def cache_root() -> Path:
 
 
 def tiny_model_dir(shape: TinyModelConfig) -> Path:
-    """A model folder for this shape (built once, seeded, written atomically) with the tokenizer in it."""
+    """A model folder for this shape (built once, seeded, written atomically) with the tokenizer in it: one per
+    shape, tokenizer, library versions and version of this file (the code that builds it)."""
     import torch
     import transformers
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
     key = json.dumps(
         {"shape": asdict(shape), "tokenizer": _digest(TOKENIZER_DIR), "transformers": transformers.__version__,
-         "torch": torch.__version__},
+         "torch": torch.__version__, "code": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()},
         sort_keys=True,
     )
     target = cache_root() / "tiny-ko" / hashlib.sha256(key.encode()).hexdigest()[:16]

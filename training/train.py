@@ -28,7 +28,8 @@ from training.schema import KosovConfig
 from training.errors import KosovError
 from training.preemption import StopOnSigterm, StoppedBySignal, workers_ignore_sigterm
 from training.recipes import compose
-from training.adapters import adapter_dir, check_adapter_base, continued_settings, load_adapter, lora_config
+from training.adapters import (adapter_dir, adapter_model_config, check_adapter_base, continued_settings, load_adapter,
+                               lora_config, upcast_trainable)
 from training.models import (bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id, liger_for,
                              load_base_model, load_tokenizer, model_source, quantization_config, resolve_device,
                              stop_ids, zero3_init)
@@ -245,10 +246,13 @@ def train(cfg: KosovConfig) -> TrainResult:
         raise KosovError(f"{state.num_processes} processes would each pick their own timestamped run folder",
                          fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")
     output_dir = Path(cfg.output_dir or default_output_dir(cfg.name))
+    if cfg.method.init_adapter:  # continued in the prompt format it trained with, as eval and serve prompt it
+        cfg = dataclasses.replace(cfg, model=adapter_model_config(cfg.model, adapter_dir(cfg.method.init_adapter)))
     resolved = redact(to_dict(cfg))
     chained = cfg.method.grpo is not None and bool(cfg.method.grpo.sft_stage)
     full_model = cfg.peft.method == "none" and not chained and not cfg.method.init_adapter  # every weight trains
     check_precision(cfg, device, full_model)
+    precision = mixed_precision(cfg.method, device)
     # The folder is held from here, before it is judged: what a killed job left in it is put right first (an
     # overwrite cut short puts the earlier run back), and a second job must not retrain a running job's SFT stage.
     tidy_log = BufferingHandler(10_000)  # what putting the folder right logs, kept for train.log once it is open
@@ -294,7 +298,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         with state.main_process_first():  # tiny-ko is built once, by the main process (only rank 0 may save)
             source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)
-        check_attention(cfg.model, device)
+        check_attention(cfg.model, device, trains_all=full_model, autocast=precision != "no")
         if start_adapter is not None:  # another base or revision is refused before the data and the weights load
             check_adapter_base(start_adapter, source, cfg.model.name_or_path, cfg.model.revision)
         tokenizer = load_tokenizer(cfg.model, source)
@@ -303,8 +307,8 @@ def train(cfg: KosovConfig) -> TrainResult:
         if run.resume_from is not None:
             check_same_data(run, data.summary)
 
-        zero3 = zero3_init(mixed_precision(cfg.method, device)) if cfg.peft.quantization is None else None
-        model = load_base_model(cfg, source, device, trains_all=full_model)
+        zero3 = zero3_init(precision) if cfg.peft.quantization is None else None
+        model = load_base_model(cfg, source, device, trains_all=full_model, autocast=precision != "no")
         if start_adapter is not None:
             model, peft_config = load_adapter(model, start_adapter, source, cfg.model.name_or_path,
                                               cfg.model.revision), None
@@ -329,6 +333,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         trainer = method.build_trainer(cfg, model, tokenizer, data, peft_config,
                                        trainer_args(cfg, run, device, tracker.report_to, model.config.model_type))
         del zero3  # the trainer's own arguments hold ZeRO-3's settings from here
+        upcast_trainable(trainer, precision)  # peft.modules_to_save's copies: fp32 under autocast, as LoRA's are
         if cfg.eval.every_n_steps:
             from training.evaluation.callback import SuiteCallback, check_suite_window, context_window
 

@@ -189,3 +189,80 @@ def test_kosov_eval_refuses_another_revision_before_scoring_and_takes_the_pinned
         assert error.value.fix.startswith(f"set model.revision={SHA}")
     with pytest.raises(Scored):  # every check passed: the base side would be scored now
         evaluate_module.evaluate(compose([*recipe, f"model.revision={SHA}"]))
+
+
+def local_adapter(given, out):
+    """An adapter trained as kosov trains it on model.name_or_path=`given` (a local folder): PEFT records what
+    from_pretrained got, model_source's answer."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from training.adapters import lora_config
+    from training.models import model_source
+    from training.schema import ModelConfig, PeftConfig
+
+    model = AutoModelForCausalLM.from_pretrained(model_source(ModelConfig(name_or_path=given))[0])
+    get_peft_model(model, lora_config(PeftConfig(r=4), model)).save_pretrained(out)
+    return out
+
+
+def checked_on(adapter, given):
+    """check_adapter_base as eval, serve and train call it, for model.name_or_path=`given`."""
+    from training.models import model_source
+    from training.schema import ModelConfig
+
+    check_adapter_base(adapter, model_source(ModelConfig(name_or_path=given))[0], given, None)
+
+
+@pytest.fixture
+def tiny_folder():
+    from training.models import model_source
+    from training.schema import ModelConfig
+
+    return model_source(ModelConfig())[0]
+
+
+def test_an_adapter_of_a_local_base_is_taken_however_the_folder_is_named(tmp_path, monkeypatch, tiny_folder):
+    """Trained with model.name_or_path=base, the adapter was refused on the same folder given as /work/base."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    shutil.copytree(tiny_folder, "base")
+    adapter = local_adapter("base", tmp_path / "adapter")
+    for given in ("base", "./base", str(tmp_path / "work" / "base"), "../work/base"):
+        checked_on(adapter, given)
+
+
+def test_an_adapter_is_refused_on_another_folder_of_that_name_from_another_working_folder(tmp_path, monkeypatch,
+                                                                                         tiny_folder):
+    """Trained from one folder with model.name_or_path=base, the adapter loaded without a word on the other model
+    called base in another job's working folder."""
+    from training.models import load_for_inference, model_source
+
+    for job in ("first", "second"):
+        shutil.copytree(tiny_folder, tmp_path / job / "base")  # two folders named base: two models, as far as known
+    monkeypatch.chdir(tmp_path / "first")
+    adapter = local_adapter("base", tmp_path / "adapter")
+    monkeypatch.chdir(tmp_path / "second")
+    cfg = compose(["experiment=smoke-eval", "model.name_or_path=base"])
+    with pytest.raises(KosovError) as error:
+        load_for_inference(cfg, model_source(cfg.model)[0], "cpu", adapter)
+    assert str(tmp_path / "first" / "base") in error.value.what and str(tmp_path / "second" / "base") in error.value.what
+    assert error.value.fix.startswith(f"set model.name_or_path={tmp_path / 'first' / 'base'}")
+
+
+def test_an_old_adapter_naming_its_base_by_a_relative_path_is_refused_until_it_names_the_folder(tmp_path, monkeypatch,
+                                                                                                tiny_folder):
+    """kosov saved `base` as given: relative to a working folder nothing recorded. Where it is, and so which model
+    it is, cannot be told here, even when ./base exists: the fix names the folder once, by its full path."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_folder, "base")
+    adapter = local_adapter("base", tmp_path / "adapter")
+    config = adapter / "adapter_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": "base"}))
+    with pytest.raises(KosovError) as error:
+        checked_on(adapter, "base")
+    here = str(tmp_path / "base")
+    assert "relative path 'base'" in error.value.what and error.value.where == str(config)
+    assert f'"base_model_name_or_path": "{here}"' in error.value.fix
+    config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": here}))  # the fix
+    checked_on(adapter, "base")

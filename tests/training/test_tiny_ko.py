@@ -70,3 +70,19 @@ def test_tiny_model_is_a_seeded_qwen3_built_from_config(tmp_path, monkeypatch, t
     for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         assert torch.equal(pa, pb), name
     assert "max_new_tokens" not in (first / "generation_config.json").read_text()
+
+
+def test_an_edit_of_the_code_that_builds_tiny_ko_builds_it_again(tmp_path, monkeypatch):
+    """The cache key left tiny_ko.py out: a change to how the model is built (its config, its init, its generation
+    config) kept serving the folder the old code had built, to the tests and the demo alike."""
+    from pathlib import Path
+
+    from training import tiny_ko
+
+    monkeypatch.setenv("KOSOV_CACHE", str(tmp_path / "cache"))
+    before = tiny_model_dir(TinyModelConfig())
+    edited = tmp_path / "tiny_ko.py"
+    edited.write_text(Path(tiny_ko.__file__).read_text(encoding="utf-8") + "\n# an edit\n", encoding="utf-8")
+    monkeypatch.setattr(tiny_ko, "__file__", str(edited))
+    after = tiny_model_dir(TinyModelConfig())
+    assert after != before and (after / "config.json").is_file()
