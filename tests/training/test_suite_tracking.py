@@ -156,7 +156,11 @@ def test_a_thinking_limit_the_models_window_cannot_hold_fails_before_training():
     assert context_window(model) == 4096 and context_window(SimpleNamespace(config=None)) is None
     with pytest.raises(KosovError, match="does not fit the context window of tiny-ko"):
         check_suite_window(ecfg, ["on"], context_window(model), "tiny-ko")
-    check_suite_window(ecfg, ["off", None], 4096, "tiny-ko")  # no thinking limit without thinking
+    with pytest.raises(KosovError, match="does not fit the context window of tiny-ko"):  # kosov's evals think too
+        check_suite_window(ecfg, [], context_window(model), "tiny-ko")
+    lm_eval_only = compose(["eval=smoke", "eval.every_n_steps=3", "eval.thinking=[on]", "eval.math.enabled=false",
+                            "eval.language.enabled=false", "eval.thinking_max_new_tokens=8192"]).eval
+    check_suite_window(lm_eval_only, ["off", None], 4096, "tiny-ko")  # no thinking limit without thinking
     check_suite_window(ecfg, ["on"], None, "tiny-ko")  # an unknown window: the suite's own check, at its step
 
 

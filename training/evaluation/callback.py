@@ -64,10 +64,12 @@ def context_window(model: Any) -> int | None:
 
 def check_suite_window(ecfg: EvalConfig, modes: list[str | None], window: int | None, model: str = "the model"
                        ) -> None:
-    """eval.thinking_max_new_tokens against the model's window before training, not at the first suite step."""
+    """eval.thinking_max_new_tokens against the model's window before training, not at the first suite step: for the
+    lm-eval tasks' thinking `modes`, and for kosov's own evals, which generate in every mode of eval.thinking."""
     from training.evaluation.thinking import check_window
 
-    for mode in modes:
+    own = [mode for _, mode in jobs_of(ecfg)]
+    for mode in dict.fromkeys([*modes, *own]):
         check_window(ecfg, mode, window, model)
 
 
