@@ -61,10 +61,14 @@ def ends_in_thinking(prompt: str) -> bool:
     DeepSeek-R1 distills end the generation prompt with "<think>\\n"), so the completion starts mid-thought with no
     <think> of its own, and a completion cut off while thinking would read as an answer.
 
+    Only the prompt's end counts: a user or system message that mentions "<think>" opens nothing.
+
         >>> ends_in_thinking("<|im_start|>assistant\\n<think>\\n"), ends_in_thinking("<think>\\n\\n</think>\\n\\n")
         (True, False)
+        >>> ends_in_thinking("<|im_start|>user\\n<think> 태그가 뭐예요?<|im_end|>\\n<|im_start|>assistant\\n")
+        False
     """
-    return prompt.rfind(THINK_OPEN) > prompt.rfind(THINK_CLOSE)
+    return prompt.rstrip().endswith(THINK_OPEN)
 
 
 def split_thinking(text: str) -> tuple[str, str]:

@@ -79,7 +79,8 @@ def test_a_completion_of_a_prompt_that_opens_the_think_block_is_reasoning_until_
     cut_off = "3 더하기 4를 계산해 보자. 답은 7"
     assert split_completion(THINKING_PROMPT, cut_off) == (cut_off, "")
     assert split_completion(THINKING_PROMPT, "3 더하기 4\n</think>\n\n7입니다.") == ("3 더하기 4", "7입니다.")
-    for prompt in ("<|im_start|>assistant\n", "<|im_start|>assistant\n<think>\n\n</think>\n\n", None):
+    mentions = "<|im_start|>user\n<think> 태그는 왜 쓰나요?<|im_end|>\n<|im_start|>assistant\n"  # opens nothing
+    for prompt in ("<|im_start|>assistant\n", "<|im_start|>assistant\n<think>\n\n</think>\n\n", None, mentions):
         for text in (cut_off, "<think>\n끝나지 않은 생각", "<think>\n3 더하기 4\n</think>\n\n7입니다."):
             assert split_completion(prompt, text) == split_reasoning(text)
     assert split_completion(THINKING_PROMPT, "<think>\n다시 여는 생각") == ("다시 여는 생각", "")
