@@ -315,6 +315,13 @@ def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: 
                          f"not recorded: from here it is {here}, which may be another model", where=str(config),
                          fix=f"if {here} is the base it was trained on, write its full path into {config}: "
                              f'"base_model_name_or_path": "{here}"')
+    saved = Path(str(trained_on)).expanduser()
+    if not same and saved.is_absolute() and not saved.exists() and Path(source).is_dir():  # moved, or copied over
+        here = Path(source).resolve()
+        raise KosovError(f"the adapter {adapter} was trained on the folder {trained_on}, which is not on this machine "
+                         f"(moved, or the adapter was copied from another machine); this recipe loads {here}",
+                         where=str(config), fix=f"if {here} is the base it was trained on, write its full path into "
+                                                f'{config}: "base_model_name_or_path": "{here}"')
     if not same:
         run_config = adapter.parent / "config.yaml"  # the run's own name for its base (tiny-ko, not its cache path)
         named = (yaml.safe_load(run_config.read_text(encoding="utf-8")).get("model", {}).get("name_or_path")
@@ -324,6 +331,8 @@ def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: 
         raise KosovError(f"the adapter {adapter} was trained on {trained_on!r}, but this recipe loads "
                          f"{name_or_path!r} ({source})",
                          fix=(f"set model.name_or_path={named} (as its run did)" if named != name_or_path else
+                              "train the adapter again: tiny-ko is built anew when kosov's tiny_ko.py changes"
+                              if named == "tiny-ko" else
                               f"load the base with the model settings of its run ({run_config})")
                          + ", or use an adapter trained on this base")
     check_adapter_revision(adapter, source, revision)

@@ -266,3 +266,20 @@ def test_an_old_adapter_naming_its_base_by_a_relative_path_is_refused_until_it_n
     assert f'"base_model_name_or_path": "{here}"' in error.value.fix
     config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": here}))  # the fix
     checked_on(adapter, "base")
+
+
+def test_an_adapter_whose_base_folder_moved_is_refused_with_the_edit_that_fixes_it(tmp_path, monkeypatch,
+                                                                                  tiny_folder):
+    """A project moved (or carried into a closed network): the recorded folder is gone, and "set
+    model.name_or_path=<that folder>" pointed at nothing."""
+    shutil.copytree(tiny_folder, tmp_path / "old" / "base")
+    adapter = local_adapter(str(tmp_path / "old" / "base"), tmp_path / "adapter")
+    (tmp_path / "old").rename(tmp_path / "new")
+    monkeypatch.chdir(tmp_path / "new")
+    with pytest.raises(KosovError) as error:
+        checked_on(adapter, "base")
+    here, config = str(tmp_path / "new" / "base"), adapter / "adapter_config.json"
+    assert "not on this machine" in error.value.what and error.value.where == str(config)
+    assert f'"base_model_name_or_path": "{here}"' in error.value.fix
+    config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": here}))  # the fix
+    checked_on(adapter, "base")
