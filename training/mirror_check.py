@@ -176,11 +176,12 @@ def _no_config_gap(repo: str, entry: dict[str, Any], flag: str, missing: dict[st
     only when the mirror holds one config of it) cannot be read; what is missing or unreadable is added. `recorded`:
     the task is in the manifest, so it was mirrored, and an older kosov built every config of its dataset then."""
     default, configs = entry.get("default_config"), list(entry["configs"])
-    if "default_config" not in entry and recorded and len(configs) == 1:  # that one config is the repo's only one
-        return False
+    if "default_config" not in entry and (recorded and len(configs) == 1 or configs == ["default"]):
+        return False  # that one config is the repo's only one (datasets names a repo's one unnamed config "default")
     who = f"task {task} (dataset {repo}, no config name)" if task else f"dataset {repo} (no config name)"
     if "default_config" not in entry:  # an older kosov's mirror, or named configs of a parquet export only
-        missing[f"{who}: which config is its default (the mirror does not record it)"] = (
+        missing[f"{who}: which config is its default (the mirror does not record it"
+                + ("" if task else "; or name one: data.hub_config=<config>") + ")"] = (
             flag if task else f"--dataset {flag}")
     elif default is None:
         unreadable.append(f"{who}: it has several configs ({', '.join(configs)}) and none is its default")

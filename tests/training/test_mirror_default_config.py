@@ -124,3 +124,17 @@ def test_another_config_beside_a_tasks_default_is_refused_and_leaves_the_mirror_
     (other / "kosov-mirror.json").write_text(json.dumps(manifest))
     with pytest.raises(KosovError, match=f"task {CLICK_TASK} .*only where the mirror holds one config of it, and this one holds ko, en"):
         require(other, tasks=[CLICK_TASK])
+
+
+def test_an_older_mirror_of_a_one_config_dataset_still_serves_a_recipe_without_hub_config(tmp_path):
+    """A mirror from before default configs were recorded, holding a repo's one unnamed config ("default"): which
+    config a recipe without data.hub_config reads is not in doubt, and re-mirroring on the connected side was asked."""
+    hub = {("dataset", "org/one", "main"): ("e" * 40, {"train.jsonl": jsonl(EN)})}
+    folder = tmp_path / "m"
+    mirror(folder, datasets=["org/one"], download=fake_download(hub, []))
+    manifest = json.loads((folder / "kosov-mirror.json").read_text(encoding="utf-8"))
+    assert list(manifest["datasets"]["org/one"]["configs"]) == ["default"]
+    del manifest["datasets"]["org/one"]["default_config"]  # as an older kosov wrote it
+    (folder / "kosov-mirror.json").write_text(json.dumps(manifest), encoding="utf-8")
+    require(folder, datasets=["org/one"])
+    assert read_offline(folder, "kosov", "org/one", tmp_path) == ["hello"]
