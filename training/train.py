@@ -26,7 +26,6 @@ from training import grpo, sft
 from training.config import to_dict
 from training.schema import KosovConfig
 from training.errors import KosovError
-from training.preemption import StopOnSigterm, StoppedBySignal, workers_ignore_sigterm
 from training.recipes import compose
 from training.adapters import (adapter_dir, adapter_model_config, check_adapter_base, continued_settings, load_adapter,
                                lora_config, upcast_trainable)
@@ -36,8 +35,6 @@ from training.models import (bf16_gpu, check_attention, check_remote_code, compu
 from training.provenance import provenance, resume_provenance
 from training.redaction import redact
 from training.rendered_store import RENDERED, remove as remove_rendered
-from training.resume_state import (ResumedTokenCount, ResumedTrainTime, TrainedForEpochs, checkpoint_at_end,
-                                   finish_at_checkpoint, finished_metrics)
 from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_processes, check_same_recipe,
                               default_output_dir, lock_run_folder, prepare_run_dir, refuse_existing_run)
 from training.safe_write import swap_into_place, write_atomic, write_json
@@ -218,13 +215,18 @@ def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], sta
 
 def train(cfg: KosovConfig) -> TrainResult:
     """Run one training job from a validated recipe. User errors raise KosovError."""
-    from accelerate import PartialState
-    from transformers import set_seed
-
     if cfg.mirror:  # the CLI applied it already; a Python caller gets it here, or a clear "too late"
         from training.mirror_check import check_mirror  # first: a model, dataset or task not in the mirror, named
 
         check_mirror(cfg, "train")
+    # Hugging Face's libraries read their cache and offline settings when imported: only after the mirror's are set
+    # (importing this module imports none of them)
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    from training.preemption import StopOnSigterm, StoppedBySignal, workers_ignore_sigterm
+    from training.resume_state import (ResumedTokenCount, ResumedTrainTime, TrainedForEpochs, checkpoint_at_end,
+                                       finish_at_checkpoint, finished_metrics)
     started = time.time()
     method = METHODS[cfg.method.name]
     set_seed(cfg.seed)

@@ -184,3 +184,26 @@ def test_kosov_mirror_set_to_null_is_no_mirror_for_the_recipe_as_for_the_cli(off
     monkeypatch.setenv("KOSOV_MIRROR", off)
     apply_mirror(["experiment=smoke-eval"])  # taken as a folder, it would fail: "not a kosov mirror"
     assert compose(["experiment=smoke-eval"]).mirror is None
+
+
+PYTHON_TRAIN = """
+import json, sys
+from training.recipes import compose
+from training.train import train  # imports none of Hugging Face's libraries: the mirror's settings come first
+before = [m for m in ("huggingface_hub", "transformers", "datasets") if m in sys.modules]
+folder, model, out = sys.argv[1:4]
+result = train(compose(["experiment=smoke-sft", f"mirror={folder}", f"model.name_or_path={model}", f"output_dir={out}",
+                        "method.max_steps=1", "data.max_rows=8", "eval=none"]))
+print(json.dumps({"before": before, "steps": result.metrics["global_step"]}))
+"""
+
+
+def test_train_called_from_python_takes_its_mirror(small_mirror, tmp_path):
+    """`from training.train import train` imported transformers and huggingface_hub, so train(cfg) with mirror=
+    always stopped: "use_mirror() ran after huggingface_hub was imported, too late to redirect it"."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HOME=str(tmp_path / "empty-hf-home"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    run = subprocess.run([sys.executable, "-c", PYTHON_TRAIN, str(small_mirror), MODEL, str(tmp_path / "run")],
+                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert '{"before": [], "steps": 1}' in run.stdout
