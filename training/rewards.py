@@ -318,6 +318,12 @@ def reward_params(name: str, node: dict[str, Any], max_completion_length: int | 
             raise KosovError(f"rewards.length_penalty.buffer={params.buffer} is not below its max_tokens={limit}: "
                              "every token of every completion would be penalised, a plain shorter-is-better reward",
                              fix=f"set rewards.length_penalty.buffer to a part of it, e.g. {max(limit // 4, 1)}")
+        if limit - params.buffer >= max_completion_length:  # no completion is that long: a reward of 0, always
+            raise KosovError(f"rewards.length_penalty starts at max_tokens - buffer = {limit - params.buffer} tokens, "
+                             f"but completions end at method.grpo.max_completion_length={max_completion_length}: it "
+                             "never penalises anything",
+                             fix="leave rewards.length_penalty.max_tokens null (the completion budget), or set it to "
+                                 f"at most {max_completion_length}")
     if name == "judge" and not (params.base_url and params.model):
         raise KosovError("the judge reward needs a teacher endpoint",
                          fix="set rewards.judge.base_url=http://host:port/v1 and rewards.judge.model=<served model>")

@@ -258,6 +258,7 @@ JUDGE = ["rewards=[math_accuracy,judge]", "rewards.judge.base_url=http://127.0.0
     (["rewards.length_penalty.max_tokens=0"], "rewards.length_penalty.max_tokens=0 must be at least 1"),
     ([*JUDGE, "rewards.judge.concurrency=0"], "rewards.judge.concurrency=0 must be at least 1"),
     ([*JUDGE, "rewards.judge.timeout_s=0"], "rewards.judge.timeout_s=0 must be more than 0"),
+    (["rewards.length_penalty.max_tokens=100000"], "never penalises anything"),  # beyond max_completion_length
 ])
 def test_a_bad_reward_parameter_is_named_when_the_recipe_is_read(overrides, named):
     """Caught by compose (the config check), before a model loads: not a TypeError at the first reward call, nor a
