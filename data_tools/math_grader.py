@@ -4,7 +4,7 @@ It finds the final answer in a Korean completion — answer tags, `\\boxed{}`, a
 "정답은 42입니다" / "답은 42개" line, or else the last number of the answer (after any `<think>` block) —
 reads "1,200원", "3/4", "4분의 3", "0.75", "75%", "3만 원", "1억 2천만", full-width "５００" and weekday
 names, TeX as Qwen3 writes it (`\\boxed{\\frac{3}{4}}`, "8{,}500"), and "3시간 20분" as 200 minutes (durations are
-asked in minutes; a gold answer written so is read the same way). Of a final line it takes what follows the last "=" ("정답: 3 + 4 = 7") but not a bracketed note
+asked in minutes; a gold answer written so is read the same way). Of a final line it takes what follows the last "=" or "≈" ("정답: 3 + 4 = 7") but not a bracketed note
 after it ("정답: 12개 (검산: 12 ÷ 3 = 4)"), and the number that ends the statement, not one in its subject
 ("정답: 6년 뒤 아버지의 나이는 69살입니다" is 69). It compares with math-verify, so "0.75" equals "3/4", except that
 where the question asks for 기약분수 (lowest terms) "2/8" is not 1/4, and a final answer that hedges between
@@ -14,7 +14,7 @@ read too — Sino-Korean "오백 원", "이천오백", native "스물세 개", "
 before a counter ("세 개"): elsewhere "이" is "this", "세" a syllable of "세상", and "네" is "yes". A power is its
 value ("10^3", "3 \\times 10^4"), a unit's exponent ("12 cm^2") no answer. A gold answer with a root, π, a variable
 or a ratio ("2\\sqrt{3}", "25\\pi", "x^2+4", "1:2") is compared whole, never by one of its numbers, and so is a
-completion's root or π ("\\boxed{2\\sqrt{3}}" is not 3).
+completion's root or π ("\\boxed{2\\sqrt{3}}" is not 3); a unit after a number ("30 km/h", "25°C") is no variable.
 
     >>> extract_answer("사과는 모두 1,200원어치예요. 정답: 1,200원")
     '1200'
@@ -50,14 +50,16 @@ _TEX = ((re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\
         (re.compile(r"\\(?:text|mathrm|textrm|mathbf|textbf|operatorname)\s*\{([^{}]*)\}"), r"\1"),
         (re.compile(r"\\([%$])"), r"\1"),
         (re.compile(r"\\[,;:! ]|\\(?:left|right)\b"), " "),
-        (re.compile(r"(?<=[A-Za-z])\s*\^\s*(?:\{\s*([23])\s*\}|([23])(?!\d))"), lambda m: "²³"[int(m[1] or m[2]) - 2]))
+        (re.compile(r"(?<=[A-Za-z])\s*\^\s*(?:\{\s*([23])\s*\}|([23])(?!\d))"), lambda m: "²³"[int(m[1] or m[2]) - 2]),
+        # a unit after a number is one word: "30 km/h" is "30 kmh", "9.8 m/s²" "9.8 ms²" (its h or s is no variable)
+        (re.compile(r"(?<=\d)(\s*(?:[A-Za-z]{2,}|[gLlm])[²³]?)\s*/\s*(?=[A-Za-z])"), r"\1"))
 # a power of numbers is its value ("10^3", "3 \times 10^{4}", "5²"); one too large for an answer stays as written
 _POWER = re.compile(r"(?<![\d.,^])(?:(\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|[×·*])\s*)?(\d+)\s*"
                     r"(?:\^\s*(?:\{\s*(\d+)\s*\}|(\d+))|([²³]))(?![\d.])")
 # An answer that is no number: a root, π or a power left as written ("2\sqrt{3}", "25π"); letter variables
-# ("x^2+4", not the units m, g, L) make a gold answer one too. Its math-verify reading is compared, not one of its numbers.
+# ("x^2+4", not the units m, g, L, km/h or °C) make a gold answer one too. Its math-verify reading is compared, not one of its numbers.
 _SYMBOLIC = re.compile(r"\\sqrt|√|\\pi|π|\^")
-_LETTER = r"(?<![\\A-Za-z])(?![gLlm](?![A-Za-z]))[A-Za-z](?![A-Za-z])"  # x, not \pi, cm or m
+_LETTER = r"(?<![\\A-Za-z°])(?<!°\s)(?![gLlm](?![A-Za-z]))[A-Za-z](?![A-Za-z])"  # x, not \pi, cm, m or °C
 _VARIABLE = re.compile(_LETTER)
 _MATH = re.compile(rf"(?:\\[A-Za-z]+|{_LETTER}|[-+*/^()\[\]{{}}.,\d√π²³×÷·]|\s)+")  # an expression in TeX or Unicode
 _MATH_TERM = re.compile(rf"[\dπ√]|\\pi|{_LETTER}")
@@ -73,14 +75,16 @@ _DURATION = re.compile(r"(?<![\d,])(\d{1,9})\s*시간\s*(\d{1,9})\s*분(?!의)")
 # What may follow the number (or weekday) that a statement ends on: a unit or counter and an ending, attached
 # ("69살입니다", "1,200원", "75%", "$69$"), then the end, a punctuation mark or, after a copula, anything ("12개입니다
 # 3개씩 4묶음이니까"). "6년 뒤" goes on, so its 6 is not it. A number that opens the answer may end on a connective
-# ("정답: 12개이며 4묶음입니다", "12개인데, ..."): what follows is about it; in "한 명당 3개이므로 12개" the 3 is a reason.
-_JOINS = r"(?:이며|이고|인데|이므로|이니까|이지만|이?라서)(?!\w)"
+# ("정답: 12개이며 4묶음입니다", "12개인데, ..."): what follows is about it. Not a causal one: in "2시간이므로 120분",
+# "3개이므로 모두 12개" or "4,000원이므로 거스름돈은 1,000원" the first number is the reason, the answer follows.
+_JOINS = r"(?:이며|이고|인데|이지만)(?!\w)"
 _JOINED = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{_JOINS}")
 _ENDS_STATEMENT = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*(?:\s?(?:입니다|이에요|예요|이다)(?!\w)|\s*(?:[.,!?;:…~)\]}」』\"'”’·*—–-]|$))")
 # A hedge: two or more answers offered as alternatives ("정답: 3, 4", "3개 또는 4개", "수요일이나 목요일"); the whole
 # final statement is the list. Not "1,200" (a thousands comma), nor a list the answer gives a reason with, nor
-# "12개이며, 4묶음" (a connective). A check after the answer's sentence ("12개입니다. 검산: 12 ÷ 3 = 4") is no answer.
-_SENTENCE = re.compile(r"(?<=[.!?。])\s+")
+# "12개이며, 4묶음" (a connective). A check after the answer's sentence is no answer (see _answer_part).
+_SENTENCE, _CHECK = re.compile(r"(?<=[.!?。])\s+"), re.compile(r"\W*(?:검산|확인)")
+_CONCLUSION, _APPROX = re.compile(r"따라서|그러므로|그래서|결국|즉"), re.compile(r"≈|≒|\\approx(?![A-Za-z])")
 _ITEM = r"(?:-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|[월화수목금토일]요일)[^\W\d_]{0,4}"
 _HEDGE = re.compile(rf"\s*\**({_ITEM})\**((?:\s*(?:,\s|、|또는|혹은|아니면|(?<=[^\W\d_])이나|(?<=[^\W\d_])나|\bor\b)\s*"
                     rf"\**{_ITEM}\**)+)\s*(?:입니다|이에요|예요|이다|중\s*하나(?:입니다)?)?\s*[.!]?\s*")
@@ -281,18 +285,23 @@ def _spans(answer: str) -> list[str | None]:
         _final_line(answer)]
 
 
-def _answer_part(span: str) -> str:
+def _answer_part(span: str, kind: str = "number") -> str:
     """The stated answer of a span: without a note in brackets (when something is left) or a check in a later
-    sentence ("12개입니다. 검산: 12 ÷ 3 = 4"), after "A가 아니라", and after the last "=" ("3 + 4 = 7")."""
+    sentence, after "A가 아니라", and after the last "=" or "≈" ("3 + 4 = 7"; "25π ≈ 78.5" is 78.5, though a
+    symbolic answer is the exact 25π). A later sentence's equation is a check when it opens with 검산 / 확인
+    ("12개입니다. 검산: 12 ÷ 3 = 4"), or when a number already ended a statement and it draws no conclusion:
+    "3개씩 4봉지입니다. 3 × 4 = 12, 따라서 12개" is 12, "5년 뒤의 나이를 구합니다. 12 + 5 = 17살" 17."""
     without_notes = _NOTE.sub(" ", span)
     if any(ch.isalnum() for ch in without_notes):
         span = without_notes
-    sentences = _SENTENCE.split(span)
-    for i in range(1, len(sentences)):
-        if "=" in sentences[i] and any(ch.isdigit() for ch in "".join(sentences[:i])):
+    sentences, stated = _SENTENCE.split(span), False
+    for i, sentence in enumerate(sentences):  # each sentence looked at once: linear in the span
+        if i and "=" in sentence and (_CHECK.match(sentence) or stated and not _CONCLUSION.search(sentence)):
             span = " ".join(sentences[:i])
             break
-    return _NOT_BUT.split(span)[-1].rsplit("=", 1)[-1]
+        stated = stated or any(_ENDS_STATEMENT.match(sentence, m.end()) for m in _NUMBER.finditer(sentence))
+    span = _NOT_BUT.split(span)[-1]
+    return re.split(r"=|" + _APPROX.pattern, _APPROX.split(span)[0] if kind == "symbolic" else span)[-1]
 
 
 def _hedged(span: str, find) -> bool:
@@ -313,7 +322,7 @@ def extract_answer(text: str, kind: str = "number") -> str | None:
     for span in _spans(answer):
         if span is None:
             continue
-        span = _answer_part(span)
+        span = _answer_part(span, kind)
         if _hedged(span, find):
             return None
         if kind == "number" and _SYMBOLIC.search(expr := _math_in(span) or ""):

@@ -273,7 +273,7 @@ def test_a_symbolic_or_ratio_answer_is_compared_as_a_whole(completion, gold):
 
 @pytest.mark.parametrize("completion", [
     "정답: 12개이며 4묶음입니다.", "정답: 12개인데, 4묶음이에요.", "정답: 12개이며, 4묶음입니다.",
-    "정답은 12개이고 3개씩 4묶음입니다.", "정답: 12개 입니다. 3개씩 4묶음",
+    "정답은 12개이고 3개씩 4묶음입니다.", "정답: 12개 입니다. 3개씩 4묶음", "정답: 12개이지만 3개는 남습니다.",
     "정답: 12개입니다. 검산: 12 ÷ 3 = 4", "정답: 12개. 12 ÷ 3 = 4이므로 맞습니다.",  # a check after the answer's sentence
 ])
 def test_a_connective_or_a_check_after_the_answer_does_not_move_it(completion):
@@ -292,9 +292,56 @@ def test_a_minus_sign_with_a_space_opening_the_answer_is_a_minus_sign():
 
 
 def test_a_long_run_of_digits_is_read_whole():
-    # a generation loop of digits; the number patterns must not backtrack over it from every position
+    # A generation loop of digits. Only a result check: the grader read these right before it was made linear,
+    # slowly (its number patterns backtracked from every position), and tests time nothing.
     digits = "3" * 16000
     assert extract_answer("정답: 0." + digits) == "0." + digits
     assert extract_answer("정답: " + digits + "분의 1") == "1/" + digits
     assert extract_answer("정답: 1:" + digits, "ratio") == "1:" + digits
-    assert not is_correct("정답: " + "3" * 5000 + "시간 20분", "200")  # no error on hours too long to be a number
+
+
+def test_hours_too_long_for_a_number_are_no_error():
+    # int() refuses strings over 4,300 digits: a looping "333...시간 20분" raised ValueError in the reward
+    assert not is_correct("정답: " + "3" * 5000 + "시간 20분", "200")
+    assert not is_correct("정답: 1시간 " + "3" * 5000 + "분", "60")
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 2시간이므로 120분입니다.", "120"), ("정답: 3 km이므로 3000 m입니다.", "3000"), ("답은 3배이므로 36살입니다.", "36"),
+    ("정답: 4,000원이므로 거스름돈은 1,000원입니다.", "1000"), ("정답: 5명이므로 한 명당 4개씩 받습니다.", "4"),
+    ("정답: 3개이므로 모두 12개입니다", "12"),
+])
+def test_a_number_given_as_a_reason_is_not_the_answer(completion, gold):
+    # "A이므로 B": A is why, B is the answer; only an additive connective ("12개이며 4묶음") keeps the first number
+    assert is_correct(completion, gold) and extract_answer(completion) == gold
+    assert not is_correct(completion, extract_answer(completion.split("므로")[0]))  # not the reason
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 5년 뒤의 나이를 구합니다. 12 + 5 = 17살", "17"),  # the first sentence states no number
+    ("<answer>풀이: 3개씩 4봉지입니다. 3 × 4 = 12, 따라서 12개</answer>", "12"),  # the equation concludes
+    ("정답: 3개씩 4봉지입니다. 따라서 3 × 4 = 12개", "12"), ("정답: 12개입니다. 검산: 12 ÷ 3 = 4", "12"),
+    ("정답: 모두 12개입니다. 확인: 12 ÷ 3 = 4", "12"), ("정답: 17살. 12 + 5 = 17", "17"),
+])
+def test_an_equation_after_the_first_sentence_is_a_check_only_after_a_stated_answer(completion, gold):
+    assert extract_answer(completion) == gold and is_correct(completion, gold)
+
+
+@pytest.mark.parametrize("completion, gold, right", [
+    ("정답: 45 km/h", "30 km/h", False), ("정답: 7 m/s", "5 m/s", False), ("정답: 시속 30 km", "30 km/h", True),
+    ("정답: 30 km/h", "30 km/h", True), ("정답: 9.7 m/s²", "9.8 m/s^2", False), ("정답: 9.8", "9.8 m/s^2", True),
+    ("정답: 12 m/s²", "12", True), ("정답: 25도", "25°C", True), ("정답: 26°C", "25 °C", False),
+    ("정답: 3x/y", "3x/z", False), ("정답: 3x/y", "3x/y", True),  # a variable after a number is still one
+])
+def test_a_unit_after_a_number_is_no_variable(completion, gold, right):
+    # "km/h": its h made the gold symbolic, compared whole, so 45 km/h matched 30 km/h (both read "/h")
+    assert is_correct(completion, gold) == right
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("\\boxed{25\\pi \\approx 78.5}", "78.5"), ("정답: 25π ≈ 78.5", "78.5"), ("\\boxed{5\\sqrt{2} \\approx 7.07}", "7.07"),
+    ("정답: 25π ≒ 78.5", "78.5"), ("\\boxed{25\\pi \\approx 78.5}", "25\\pi"), ("정답: 25π ≈ 78.5", "25\\pi"),
+])
+def test_an_approximation_is_read_as_an_equation(completion, gold):
+    # a number answer is the approximate value after ≈, a symbolic one the exact value before it
+    assert is_correct(completion, gold) and not is_correct(completion, "25" if gold != "25" else "7")
