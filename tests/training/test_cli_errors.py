@@ -87,6 +87,7 @@ def test_a_sweep_over_output_dir_is_refused_with_the_folders_a_sweep_gets(tmp_pa
 
 CTRL_C_IN_DATA = """
 import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's: a job started with & ignores SIGINT
 import training.sft as sft
 def ctrl_c(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C, while the data loads
