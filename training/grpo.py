@@ -9,7 +9,6 @@ starting from an SFT adapter are shared with SFT (training/train.py).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from collections import Counter
@@ -21,10 +20,14 @@ from training.schema import KosovConfig
 from training.data_rows import (TrainData, fits, free_of, load_rows, none_left, rows_summary, special_tokens,
                                 split_eval)
 from training.errors import KosovError
+from training.grpo_dtypes import keep_trainable_fp32, kept_dtypes
 from training.models import installed, sharded_by, stop_ids
 from training.rewards import build_rewards, required_columns
 
-RESERVED = ("prompt", "completion", "completion_ids", "meta")  # TRL's own keys and provenance stay out
+# TRL's own keys and provenance stay out: TRL passes prompts, completions, completion_ids, trainer_state, log_extra,
+# log_metric and environments to every reward itself (a column of that name: duplicate keyword, or overwritten)
+RESERVED = ("prompt", "completion", "completion_ids", "meta", "prompts", "completions", "trainer_state", "log_extra",
+            "log_metric", "environments")
 
 
 def thinking_kwargs(cfg: KosovConfig) -> dict[str, bool]:
@@ -85,14 +88,33 @@ def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: Path
     evals = _prompt_dataset(eval_rows, tokenizer, cfg, skipped)
     summary = rows_summary(cfg, train_report, eval_report, train_rows, eval_rows, skipped)
     summary["train_prompts"] = len(train)
+    _check_one_round(cfg, len(train))
     return TrainData(train=train, eval=evals, summary=summary)
 
 
+def _check_one_round(cfg: KosovConfig, prompts: int) -> None:
+    """TRL's sampler drops a generation round it cannot fill with distinct prompts: with fewer prompts than one
+    takes, nothing trains (a run "finished" at step 0 with max_steps, a raw error without)."""
+    from accelerate import PartialState
+
+    m, groups, processes = cfg.method, cfg.method.grpo.num_generations, PartialState().num_processes
+    step = m.per_device_train_batch_size * m.gradient_accumulation_steps * processes
+    completions = generation_batch(cfg, processes) or step
+    if prompts < completions // groups:
+        raise KosovError(
+            f"{prompts} training prompt(s) left, but one generation round takes {completions // groups} distinct "
+            f"prompts ({completions} completions in groups of method.grpo.num_generations={groups}): none would train",
+            fix=f"give at least {completions // groups} training prompts (data.max_rows, data.eval_ratio, skipped "
+                "rows), or make a round smaller (method.per_device_train_batch_size, gradient_accumulation_steps, "
+                "method.grpo.generation_batch_size / optimizer_steps_per_generation)")
+
+
 def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
-    """Fail before any model loads: the group must divide a step's completions; vLLM needs a GPU."""
+    """Fail before any model loads: the group must divide a step's completions (a sized round's); vLLM needs a GPU."""
     grpo, m = cfg.method.grpo, cfg.method
     completions = m.per_device_train_batch_size * m.gradient_accumulation_steps * processes
-    if completions % grpo.num_generations:
+    round_size = generation_batch(cfg, processes)  # optimizer_steps_per_generation: 1 or more, not with batch size
+    if round_size is None and completions % grpo.num_generations:
         raise KosovError(
             f"a step generates {completions} completions (per_device_train_batch_size x "
             f"gradient_accumulation_steps x {processes} processes), not a multiple of the group size "
@@ -100,7 +122,6 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
             fix="make method.per_device_train_batch_size x method.gradient_accumulation_steps a multiple of "
                 "method.grpo.num_generations",
         )
-    generation_batch(cfg, processes)  # optimizer_steps_per_generation: 1 or more, not with generation_batch_size
     if grpo.generation_batch_size is not None and (grpo.generation_batch_size <= 0
                                                    or grpo.generation_batch_size % completions):
         raise KosovError(
@@ -108,6 +129,14 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
             f"steps: a step trains on {completions} completions",
             fix=f"use null (one step per generation round) or a multiple of {completions}",
         )
+    if round_size is not None and round_size % grpo.num_generations:
+        # TRL's rule once a round is sized: whole groups per round (its advantages); a step may split a group
+        asked = (f"method.grpo.generation_batch_size={round_size}" if grpo.generation_batch_size is not None else
+                 f"method.grpo.optimizer_steps_per_generation={grpo.optimizer_steps_per_generation} ({round_size} "
+                 "completions)")
+        raise KosovError(f"a generation round of {asked} is not a multiple of the group size "
+                         f"method.grpo.num_generations={grpo.num_generations}",
+                         fix=f"size the round in whole groups: a multiple of {grpo.num_generations} completions")
     evaluating = bool(cfg.data.eval_files) or cfg.data.eval_ratio > 0
     if evaluating and (m.per_device_eval_batch_size * processes) % grpo.num_generations:
         # TRL's GRPOConfig refuses it, but only once the data and the model are loaded: whole groups are evaluated
@@ -194,8 +223,9 @@ def cuda_graphs(setting: bool | None, device: str, *, quantized: bool) -> bool |
 
 
 def builds_reference(cfg: KosovConfig) -> bool:
-    """Whether TRL loads a reference model of its own (beta > 0): only for a full fine-tune; with an adapter, the
-    reference is the model with the adapter off."""
+    """Whether TRL loads a reference model of its own (beta > 0): only for a full fine-tune. A new adapter's reference
+    is the base with the adapter off; a starting adapter's (method.init_adapter, sft_stage) a frozen copy of it,
+    which TRL adds as the adapter "ref" (not saved in the run's adapter/: train._save_final)."""
     return cfg.peft.method == "none" and not cfg.method.init_adapter and not cfg.method.grpo.sft_stage
 
 
@@ -266,34 +296,6 @@ def generation_backend(cfg: KosovConfig, device: str) -> str:
     return choice
 
 
-@contextlib.contextmanager
-def kept_dtypes(model: Any):
-    """Put every parameter and buffer of model back to the tensor it held on entry. TRL 1.16's continuous-batching
-    generation casts the whole policy to bf16 and leaves it so: the fp32 LoRA weights would be rounded at every
-    generation (Adam's small steps vanish without an error) and RoPE's fp32 inv_freq with them."""
-    params = [(p, p.data) for p in model.parameters()]
-    buffers = [(m, name, b) for m in model.modules() for name, b in m._buffers.items() if b is not None]
-    try:
-        yield
-    finally:
-        for p, data in params:
-            if p.data is not data:
-                p.data = data
-        for m, name, b in buffers:
-            m._buffers[name] = b
-
-
-def keep_trainable_fp32(model: Any) -> None:
-    """Put trainable weights back in fp32. TRL 1.16 casts a quantized policy's LoRA
-    weights to bf16 (the QLoRA paper's choice, at its 2e-4): at GRPO's rates (~1e-5) most of Adam's steps on LoRA A
-    are below half its bf16 rounding step and vanish. LoRA on a bf16 base keeps fp32 weights already (PEFT)."""
-    import torch
-
-    for p in model.parameters():
-        if p.requires_grad and p.dtype != torch.float32:
-            p.data = p.data.float()
-
-
 def generation_stops(cfg: KosovConfig, model: Any, tokenizer: Any, backend: str) -> dict[str, Any] | None:
     """Make completions end where training taught turns to end (models.stop_ids), with the model's own ends kept.
     TRL stops generate and continuous batching, and counts a completion as finished rather than cut off (masked by
@@ -310,7 +312,7 @@ def generation_stops(cfg: KosovConfig, model: Any, tokenizer: Any, backend: str)
 
 
 def reference_init_kwargs(cfg: KosovConfig, model: Any, peft_config: Any) -> dict[str, Any] | None:
-    """How TRL loads its reference model (beta > 0, no adapter to switch off): from the policy's name_or_path, at the
+    """How TRL loads its reference model (beta > 0, a full fine-tune): from the policy's name_or_path, at the
     recipe's revision and with its remote-code setting (TRL adds the policy's dtype and attention). None where TRL
     builds none: it would warn that it ignores them."""
     from peft import PeftModel

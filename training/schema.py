@@ -287,10 +287,10 @@ class ServeConfig:
     shutdown_timeout_s: Optional[float] = 25.0
 
 
-# The top-level keys of a run's metrics.json (train.summarize), which `objective` may name.
+# The top-level keys of a run's metrics.json (run_metrics.summarize), which `objective` may name.
 METRIC_KEYS = ("global_step", "epochs", "first_train_loss", "last_train_loss", "train_loss_curve", "first_eval_loss",
                "eval_loss", "eval_loss_curve", "tokens_seen", "train_runtime_s", "wall_time_s", "trainable_parameters",
-               "rewards", "reward_curve", "data", "suite_failures")
+               "rewards", "reward_curve", "eval_rewards", "data", "suite_failures")
 
 
 @dataclass

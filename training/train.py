@@ -37,6 +37,7 @@ from training.redaction import redact
 from training.rendered_store import RENDERED, remove as remove_rendered
 from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_processes, check_same_recipe,
                               default_output_dir, lock_run_folder, prepare_run_dir, refuse_existing_run)
+from training.run_metrics import summarize
 from training.safe_write import swap_into_place, write_atomic, write_json
 from training.tracking import Tracker, open_tracker
 
@@ -150,6 +151,12 @@ def _save_final(trainer: Any, run: RunDir, full_model: bool) -> Path:
     trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(staging))  # FSDP / ZeRO-3 gather the weights from every process here
     if main:
+        # PEFT saves every adapter the model holds, each but "default" (the trained one) in a subfolder of its name:
+        # with beta > 0, TRL's GRPO holds a frozen copy of a starting adapter as "ref", its reference. Not published.
+        held = getattr(trainer.accelerator.unwrap_model(trainer.model), "peft_config", None) or {}
+        for name in held:
+            if name != "default":
+                shutil.rmtree(staging / name, ignore_errors=True)
         swap_into_place(staging, target)
     trainer.accelerator.wait_for_everyone()  # no process goes on (to its eval, its exit) before adapter/ is there
     return target
@@ -179,38 +186,6 @@ def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
         return stage_dir / "adapter"
     log.info("SFT stage first: %s", " ".join(cfg.method.grpo.sft_stage))
     return train(stage).run_dir / "adapter"
-
-
-def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], started: float,
-              earlier_train_s: float = 0.0) -> dict[str, Any]:
-    """metrics.json; earlier_train_s: the training seconds of the segments before a resume (ResumedTrainTime)."""
-    history = trainer.state.log_history
-    train_losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    eval_losses = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
-    tokens = [h["num_tokens"] for h in history if "num_tokens" in h]
-    rewards = {k: [h[k] for h in history if k in h] for k in dict.fromkeys(k for h in history for k in h)
-               if k == "reward" or (k.startswith("rewards/") and k.endswith("/mean"))}
-    reward_curve = [(h["step"], h["reward"]) for h in history if "reward" in h]
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    runtime = train_output.metrics.get("train_runtime")
-    return {
-        "global_step": trainer.state.global_step,
-        "epochs": trainer.state.epoch,
-        "first_train_loss": train_losses[0][1] if train_losses else None,
-        "last_train_loss": train_losses[-1][1] if train_losses else None,
-        "train_loss_curve": train_losses,
-        "first_eval_loss": eval_losses[0][1] if eval_losses else None,
-        "eval_loss": eval_losses[-1][1] if eval_losses else None,
-        "eval_loss_curve": eval_losses,
-        "tokens_seen": tokens[-1] if tokens else None,
-        "train_runtime_s": round(earlier_train_s + runtime, 4) if runtime is not None else None,
-        "wall_time_s": round(time.time() - started, 2),
-        "trainable_parameters": trainable,
-        "rewards": {k: {"first": v[0], "last": v[-1], "mean": sum(v) / len(v)} for k, v in rewards.items()},
-        "reward_curve": reward_curve,
-        "data": data_summary,
-        "suite_failures": sum(1 for h in history if h.get("suite/failed")),  # eval suites that failed (logged)
-    }
 
 
 def train(cfg: KosovConfig) -> TrainResult:
