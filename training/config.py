@@ -15,11 +15,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from training.config_checks import check_grpo_options, check_method, check_objective, check_synth_options
 from training.errors import KosovError, choice_error
 from training.evaluation.thinking import check_limit as check_thinking_limit
 from training.schema import (ATTN_IMPLEMENTATIONS, DEVICES, DTYPES, EVAL_BACKENDS, EVAL_THINKING, GENERATORS,
                              GRPO_GENERATION, GRPO_LOSSES, KERNELS, METHODS, ON_BAD_ROW, PEFT_METHODS, SCALE_REWARDS,
-                             METRIC_KEYS, SFT_TURNS, SYNTH_FORMATS, TEACHER_BACKENDS, THINKING, TRACKERS, TRACKING_MODES,
+                             SFT_TURNS, SYNTH_FORMATS, TEACHER_BACKENDS, THINKING, TRACKERS, TRACKING_MODES,
                              VLLM_MODES, EvalConfig, KosovConfig)
 
 # mirror= values (and KOSOV_MIRROR values) that mean no mirror, the Hub: Hydra and oc.env keep them as text.
@@ -98,11 +99,8 @@ def _check_semantics(cfg: KosovConfig) -> None:
     _check("data.on_overlong", cfg.data.on_overlong, ON_BAD_ROW)
     _check("device", cfg.device, DEVICES)
     _check_positive(cfg)
-    if isinstance(cfg.peft.target_modules, str) and cfg.peft.target_modules != "all-linear":
-        raise KosovError(
-            f"peft.target_modules={cfg.peft.target_modules!r} is not allowed",
-            fix="use 'all-linear' or a list of module names, e.g. peft.target_modules=[q_proj,v_proj]",
-        )
+    check_method(cfg)
+    _check_targets(cfg)
     if (cfg.peft.method == "qlora") != (cfg.peft.quantization is not None):
         raise KosovError(
             f"peft.method={cfg.peft.method!r} with peft.quantization={'set' if cfg.peft.quantization else 'null'}",
@@ -124,11 +122,25 @@ def _check_semantics(cfg: KosovConfig) -> None:
     if cfg.data.train_files and cfg.data.hub_id:
         raise KosovError("both data.train_files and data.hub_id are set: one source per run",
                          fix="to read the hub dataset instead of the recipe's files, add data.train_files=[]")
-    if cfg.objective and cfg.objective.split(".")[0] not in METRIC_KEYS:  # caught before training, not after it
-        raise KosovError(f"objective={cfg.objective!r} names no key of a run's metrics.json",
-                         fix=f"use one of {', '.join(METRIC_KEYS)} (dotted into rewards: rewards.reward.last)")
+    check_objective(cfg)  # caught before training, not after it
     if cfg.resume and cfg.overwrite:
         raise KosovError("resume=true and overwrite=true contradict each other", fix="choose one")
+
+
+def _check_targets(cfg: KosovConfig) -> None:
+    """peft.target_modules: 'all-linear' or a list of module names; an empty list only beside target_parameters
+    (PEFT would find nothing to adapt, after the model loads)."""
+    targets = cfg.peft.target_modules
+    fix = "use 'all-linear' or a list of module names, e.g. peft.target_modules=[q_proj,v_proj]"
+    if isinstance(targets, str) and targets != "all-linear":
+        raise KosovError(f"peft.target_modules={targets!r} is not allowed", fix=fix)
+    if cfg.peft.method == "none" or isinstance(targets, str):
+        return
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise KosovError(f"peft.target_modules={targets!r} is not a list of module names", fix=fix)
+    if not targets and not cfg.peft.target_parameters:
+        raise KosovError(f"peft.target_modules=[] with no peft.target_parameters: peft.method={cfg.peft.method} "
+                         "would put its adapter on nothing", fix=fix)
 
 
 def _check_eval(ecfg: EvalConfig) -> None:
@@ -160,6 +172,20 @@ def _check_eval(ecfg: EvalConfig) -> None:
         if limit is not None and limit < 1:
             raise KosovError(f"eval.{key}.limit={limit!r} must be a number of prompts, 1 or more",
                              fix="or null for eval.limit's (all prompts when it is null)")
+        if getattr(ecfg, key).max_new_tokens < 1:
+            raise KosovError(f"eval.{key}.max_new_tokens={getattr(ecfg, key).max_new_tokens} must be a number of "
+                             "tokens, 1 or more", fix="e.g. 512 (the default)")
+    size, colon, per = str(ecfg.batch_size).partition(":")  # lm-eval: auto, auto:N (re-find the size N times) or N
+    count = (per if colon else "1") if size == "auto" else "" if colon else size
+    if not (count.isdigit() and int(count) >= 1):
+        raise KosovError(f"eval.batch_size={ecfg.batch_size!r} must be auto, auto:N or a number of examples, 1 or more",
+                         fix="e.g. eval.batch_size=auto or eval.batch_size=8")
+    if ecfg.num_fewshot is not None and ecfg.num_fewshot < 0:
+        raise KosovError(f"eval.num_fewshot={ecfg.num_fewshot} must be 0 or more",
+                         fix="or null for each task's own number of examples")
+    if ecfg.every_n_steps < 0:
+        raise KosovError(f"eval.every_n_steps={ecfg.every_n_steps} must be a number of steps",
+                         fix="e.g. eval.every_n_steps=100, or 0 for no suite during training")
 
 
 def _check_synth(cfg: KosovConfig) -> None:
@@ -169,6 +195,7 @@ def _check_synth(cfg: KosovConfig) -> None:
     _check("synth.style", s.style, ("formal", "plain", "mixed"))
     _check("synth.teacher.backend", s.teacher.backend, TEACHER_BACKENDS)
     _check("synth.teacher.thinking", s.teacher.thinking, ("off", "on"))
+    check_synth_options(s)
     if s.split is not None:
         _check("synth.split", s.split, ("train", "test"))
     if s.n <= 0:
@@ -206,6 +233,7 @@ def _check_grpo(cfg: KosovConfig) -> None:
             raise KosovError(f"method.grpo.{key}={getattr(grpo, key)} must be greater than 0")
     if grpo.num_generations < 2:
         raise KosovError("method.grpo.num_generations must be at least 2: GRPO compares completions in a group")
+    check_grpo_options(grpo)
     if not cfg.rewards:
         raise KosovError("GRPO needs at least one reward", fix="e.g. rewards=[math_accuracy,language_consistency]")
     for name, node in cfg.rewards.items():
