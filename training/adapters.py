@@ -331,9 +331,9 @@ def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: 
         raise KosovError(f"the adapter {adapter} was trained on {trained_on!r}, but this recipe loads "
                          f"{name_or_path!r} ({source})",
                          fix=(f"set model.name_or_path={named} (as its run did)" if named != name_or_path else
-                              "train the adapter again: tiny-ko is built anew when kosov's tiny_ko.py changes"
-                              if named == "tiny-ko" else
-                              f"load the base with the model settings of its run ({run_config})")
+                              f"load the base with the model settings of its run ({run_config})"
+                              + ("; if they are these, train the adapter again: tiny-ko is built anew when kosov's "
+                                 "tiny_ko.py changes" if named == "tiny-ko" else ""))
                          + ", or use an adapter trained on this base")
     check_adapter_revision(adapter, source, revision)
 
