@@ -315,27 +315,33 @@ def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: 
                          f"not recorded: from here it is {here}, which may be another model", where=str(config),
                          fix=f"if {here} is the base it was trained on, write its full path into {config}: "
                              f'"base_model_name_or_path": "{here}"')
+    if not same:
+        _refuse_other_base(adapter, config, trained_on, source, name_or_path)
+    check_adapter_revision(adapter, source, revision)
+
+
+def _refuse_other_base(adapter: Path, config: Path, trained_on: Any, source: str, name_or_path: str) -> None:
+    """The error for an adapter trained on another base than `source`, with the fix that fits how it differs."""
     saved = Path(str(trained_on)).expanduser()
-    if not same and saved.is_absolute() and not saved.exists() and Path(source).is_dir():  # moved, or copied over
+    run_config = adapter.parent / "config.yaml"  # the run's own name for its base (tiny-ko, not its cache path)
+    named = (yaml.safe_load(run_config.read_text(encoding="utf-8")).get("model", {}).get("name_or_path")
+             if run_config.is_file() else None) or trained_on
+    if saved.is_absolute() and not saved.exists() and Path(source).is_dir() and named != "tiny-ko":
+        # moved, or copied over (a tiny-ko build that is gone is another tiny-ko: its weights are not these)
         here = Path(source).resolve()
         raise KosovError(f"the adapter {adapter} was trained on the folder {trained_on}, which is not on this machine "
                          f"(moved, or the adapter was copied from another machine); this recipe loads {here}",
                          where=str(config), fix=f"if {here} is the base it was trained on, write its full path into "
                                                 f'{config}: "base_model_name_or_path": "{here}"')
-    if not same:
-        run_config = adapter.parent / "config.yaml"  # the run's own name for its base (tiny-ko, not its cache path)
-        named = (yaml.safe_load(run_config.read_text(encoding="utf-8")).get("model", {}).get("name_or_path")
-                 if run_config.is_file() else None) or trained_on
-        if named != "tiny-ko" and Path(str(trained_on)).expanduser().is_absolute():  # a folder: where it was loaded
-            named = trained_on
-        raise KosovError(f"the adapter {adapter} was trained on {trained_on!r}, but this recipe loads "
-                         f"{name_or_path!r} ({source})",
-                         fix=(f"set model.name_or_path={named} (as its run did)" if named != name_or_path else
-                              f"load the base with the model settings of its run ({run_config})"
-                              + ("; if they are these, train the adapter again: tiny-ko is built anew when kosov's "
-                                 "tiny_ko.py changes" if named == "tiny-ko" else ""))
-                         + ", or use an adapter trained on this base")
-    check_adapter_revision(adapter, source, revision)
+    if named != "tiny-ko" and saved.is_absolute():  # a folder: where it was loaded
+        named = trained_on
+    raise KosovError(f"the adapter {adapter} was trained on {trained_on!r}, but this recipe loads "
+                     f"{name_or_path!r} ({source})",
+                     fix=(f"set model.name_or_path={named} (as its run did)" if named != name_or_path else
+                          f"load the base with the model settings of its run ({run_config})"
+                          + ("; if they are these, train the adapter again: tiny-ko is built anew when kosov's "
+                             "tiny_ko.py changes" if named == "tiny-ko" else ""))
+                     + ", or use an adapter trained on this base")
 
 
 def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str, revision: str | None):

@@ -259,8 +259,9 @@ def _first_unknown_key(tree: Any, path: list[str]) -> str | None:
     return None
 
 
-def validate(cfg: DictConfig | dict) -> KosovConfig:
-    """Merge a composed recipe onto the schema and check every value. Raises KosovError."""
+def validate(cfg: DictConfig | dict, semantics: bool = True) -> KosovConfig:
+    """Merge a composed recipe onto the schema and check every value. Raises KosovError. `semantics=False`: the
+    schema's types only, for a finished run's stored config, which this version's stricter checks must not refuse."""
     raw = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
     raw = OmegaConf.masked_copy(raw, [k for k in raw.keys() if k != "hydra"]) if "hydra" in raw else raw
     unknown = _first_unknown_key(OmegaConf.to_container(raw, resolve=False), [])
@@ -277,7 +278,8 @@ def validate(cfg: DictConfig | dict) -> KosovConfig:
         raise KosovError(f"recipe could not be resolved: {e.msg}", where=str(getattr(e, "full_key", "") or "")) from None
     if config.mirror in MIRROR_OFF:  # as apply_mirror reads them: no mirror (KOSOV_MIRROR=null is the text 'null')
         config.mirror = None
-    _check_semantics(config)
+    if semantics:
+        _check_semantics(config)
     return config
 
 

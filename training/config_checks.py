@@ -81,8 +81,6 @@ def check_method(cfg: KosovConfig) -> None:
               fix="e.g. method.weight_decay=0.0 (no decay) or 0.01")
     _at_least("method.dataloader_num_workers", m.dataloader_num_workers, 0, "a number of worker processes, 0 or "
               "more", fix="0 loads batches in the training process")
-    _at_least("method.save_total_limit", m.save_total_limit, 1, "a number of checkpoints to keep, 1 or more (0 or "
-              "less keeps every checkpoint)", fix="e.g. method.save_total_limit=2")
     _at_least("data.max_rows", cfg.data.max_rows, 1, "a number of rows, 1 or more", fix="or null for all rows")
 
 

@@ -92,17 +92,19 @@ def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: Path
     return TrainData(train=train, eval=evals, summary=summary)
 
 
-def _check_one_round(cfg: KosovConfig, prompts: int) -> None:
+def _check_one_round(cfg: KosovConfig, prompts: int, processes: int | None = None, left: str = "left") -> None:
     """TRL's sampler drops a generation round it cannot fill with distinct prompts: with fewer prompts than one
     takes, nothing trains (a run "finished" at step 0 with max_steps, a raw error without)."""
-    from accelerate import PartialState
+    if processes is None:
+        from accelerate import PartialState
 
-    m, groups, processes = cfg.method, cfg.method.grpo.num_generations, PartialState().num_processes
+        processes = PartialState().num_processes
+    m, groups = cfg.method, cfg.method.grpo.num_generations
     step = m.per_device_train_batch_size * m.gradient_accumulation_steps * processes
     completions = generation_batch(cfg, processes) or step
     if prompts < completions // groups:
         raise KosovError(
-            f"{prompts} training prompt(s) left, but one generation round takes {completions // groups} distinct "
+            f"{prompts} training prompt(s) {left}, but one generation round takes {completions // groups} distinct "
             f"prompts ({completions} completions in groups of method.grpo.num_generations={groups}): none would train",
             fix=f"give at least {completions // groups} training prompts (data.max_rows, data.eval_ratio, skipped "
                 "rows), or make a round smaller (method.per_device_train_batch_size, gradient_accumulation_steps, "
@@ -137,6 +139,8 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
         raise KosovError(f"a generation round of {asked} is not a multiple of the group size "
                          f"method.grpo.num_generations={grpo.num_generations}",
                          fix=f"size the round in whole groups: a multiple of {grpo.num_generations} completions")
+    if cfg.data.max_rows is not None:  # known now: before an SFT stage trains, not after it (build_data's check)
+        _check_one_round(cfg, cfg.data.max_rows, processes, left=f"at most (data.max_rows={cfg.data.max_rows})")
     evaluating = bool(cfg.data.eval_files) or cfg.data.eval_ratio > 0
     if evaluating and (m.per_device_eval_batch_size * processes) % grpo.num_generations:
         # TRL's GRPOConfig refuses it, but only once the data and the model are loaded: whole groups are evaluated

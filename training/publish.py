@@ -368,7 +368,8 @@ def publish(cfg: KosovConfig) -> PublishResult:
         if cfg.publish.merge:
             from training.merge import merge_adapter
 
-            run_cfg = validate(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")))
+            # the finished run's own settings, as it trained: not judged again by this version's recipe checks
+            run_cfg = validate(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")), semantics=False)
             check = merge_adapter(run_cfg, adapter, staging / "merged", resolve_device(cfg.device))
             if not check["ok"]:
                 kept = out.with_name(f"{out.name}.merge_check.json")

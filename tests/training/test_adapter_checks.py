@@ -283,3 +283,15 @@ def test_an_adapter_whose_base_folder_moved_is_refused_with_the_edit_that_fixes_
     assert f'"base_model_name_or_path": "{here}"' in error.value.fix
     config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": here}))  # the fix
     checked_on(adapter, "base")
+
+
+def test_an_adapter_of_a_tiny_ko_build_that_is_gone_is_told_to_train_again(smoke_run, tmp_path):
+    """tiny-ko is built anew when kosov's code or libraries change (a cleared cache too): an adapter of a build that
+    is gone was told to write the new build's path into its config, loading it on other random weights."""
+    run = shutil.copytree(smoke_run.run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoint*", "wandb"))
+    config = run / "adapter" / "adapter_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()),
+                                  "base_model_name_or_path": str(tmp_path / "tiny-ko" / "gone")}))
+    with pytest.raises(KosovError) as error:
+        checked_on(run / "adapter", "tiny-ko")
+    assert "train the adapter again" in error.value.fix and "base_model_name_or_path" not in error.value.fix

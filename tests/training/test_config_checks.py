@@ -34,7 +34,6 @@ BAD = [
     (SFT, ["method.optim=galore_adamw"], "method.optim=galore_adamw"),
     (SFT, ["method.warmup_steps=-1"], "method.warmup_steps=-1"),
     (SFT, ["method.dataloader_num_workers=-1"], "method.dataloader_num_workers=-1"),
-    (SFT, ["method.save_total_limit=0"], "method.save_total_limit=0"),
     (SFT, ["method.weight_decay=-0.1"], "method.weight_decay=-0.1"),
     (SFT, ["data.max_rows=0"], "data.max_rows=0"),
     # GRPO's sampling, clipping and vLLM
@@ -112,12 +111,25 @@ def test_a_value_that_would_fail_after_the_model_loads_is_refused_at_compose(rec
     (SFT, ["peft.target_modules=[q_proj,v_proj]"]),
     (SFT, ["eval.batch_size=8", "eval.num_fewshot=0"]),
     (SFT, ["eval.batch_size=auto:4"]),
+    (SFT, ["method.save_total_limit=0"]),  # transformers keeps every checkpoint: the one way to ask for that
     (GRPO, ["method.grpo.epsilon_high=null", "method.grpo.top_p=1", "method.grpo.vllm_max_model_length=1024"]),
     (EVOL, ["synth.evol_rounds=2", "synth.evol_operations=[deepen]", "synth.teacher.temperature=0"]),
     (["experiment=synth-self-instruct-http"], ["synth.evol_operations=[]"]),  # read only by evol_instruct
 ])
 def test_the_values_next_to_the_refused_ones_still_compose(recipe, overrides):
     compose([*recipe, *overrides])
+
+
+def test_a_finished_runs_stored_config_is_read_without_this_versions_recipe_checks():
+    """publish.merge reads the run's config.yaml: a run that an earlier kosov trained (a sweep's objective=eval_loss
+    without an eval split, say) could not be published, refused with advice about training it."""
+    from training.config import to_dict, validate
+
+    stored = to_dict(compose([*SFT, "data.eval_ratio=0"]))
+    stored["objective"] = "eval_loss"  # as an earlier kosov accepted it
+    with pytest.raises(KosovError, match="objective=eval_loss"):
+        validate(stored)
+    assert validate(stored, semantics=False).objective == "eval_loss"
 
 
 @pytest.mark.skipif("eval_rewards" not in METRIC_KEYS, reason="metrics.json has no eval_rewards yet")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import types
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,8 @@ from tests.helpers import quick
 from training.errors import KosovError
 from training.recipes import compose
 from training.train import train
+
+DATA = Path(__file__).resolve().parents[2] / "data_tools" / "datasets"
 
 
 def prompt_file(tmp_path, rows: list[dict], name: str = "math.jsonl"):
@@ -83,11 +86,19 @@ def test_a_run_on_answers_no_reward_can_score_finishes_with_its_eval_reward(tmp_
 def test_fewer_prompts_than_one_generation_round_are_refused_before_training(tmp_path):
     out = tmp_path / "run"
     # a step of 8 completions in groups of 4 takes 2 prompts; TRL's sampler drops an incomplete round
+    one = tmp_path / "one.jsonl"
+    one.write_text(next(open(DATA / "ko_math" / "train.jsonl", encoding="utf-8")), encoding="utf-8")
     with pytest.raises(KosovError, match=r"1 training prompt\(s\) left, but one generation round takes 2 distinct") \
             as error:
-        train(compose(["experiment=smoke-grpo", f"output_dir={out}", "method.max_steps=1", "data.max_rows=1"]))
+        train(compose(["experiment=smoke-grpo", f"output_dir={out}", "method.max_steps=1", f"data.train_files=[{one}]",
+                       "data.eval_ratio=0"]))
     assert "at least 2 training prompts" in error.value.fix
     assert not (out / "adapter").exists() and not (out / "metrics.json").exists()
+    # data.max_rows says so before anything loads: before a chained run's SFT stage trains, too
+    chained = tmp_path / "chained"
+    with pytest.raises(KosovError, match=r"1 training prompt\(s\) at most \(data.max_rows=1\)"):
+        train(compose(["experiment=smoke-sft-grpo", f"output_dir={chained}", "data.max_rows=1"]))
+    assert not (chained / "sft").exists()
     with pytest.raises(KosovError, match="one generation round takes 4 distinct prompts"):  # a round of two steps
         train(compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'two'}", "data.max_rows=3",
                        "method.grpo.optimizer_steps_per_generation=2"]))
