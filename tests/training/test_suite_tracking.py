@@ -147,6 +147,18 @@ def test_a_configuration_error_at_a_suite_step_stops_the_run(monkeypatch):
     assert model.training and logged == []
 
 
+def test_an_empty_prompt_file_of_the_suite_fails_before_training(tmp_path):
+    """Read at the first suite step, an empty eval.math.data stopped the run there (a KosovError: under DDP, on the
+    main process alone)."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "run"
+    with pytest.raises(KosovError, match=f"eval.math.data: the prompt file {empty} has no rows"):
+        train(compose(["experiment=smoke-sft", *SUITE, "eval.every_n_steps=2", f"eval.math.data={empty}",
+                       f"output_dir={out}"]))
+    assert not (out / "checkpoints").exists() and not (out / "adapter").exists()
+
+
 def test_a_thinking_limit_the_models_window_cannot_hold_fails_before_training():
     from training.evaluation.callback import check_suite_window, context_window
 

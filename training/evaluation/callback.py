@@ -23,7 +23,7 @@ from training.errors import KosovError
 from training.models import sharded_by
 from training.preemption import SuiteStopped
 from training.schema import EvalConfig
-from training.evaluation.generative import jobs_of, run_generative
+from training.evaluation.generative import check_prompts, jobs_of, run_generative
 from training.evaluation.harness import evaluate_live, lm_eval_jobs, task_manager
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,9 @@ def check_tasks(ecfg: EvalConfig, window: int | None = None, model: str = "the m
     """The suite's lm-eval task names resolved before training starts: a misspelt one fails now, with the names it
     may have meant, not at the first suite step (where a failing suite no longer stops training). With the model's
     context window (`window`), eval.thinking_max_new_tokens is checked against it too (check_suite_window). Returns
-    the thinking modes the suite's lm-eval tasks run in."""
+    the thinking modes the suite's lm-eval tasks run in. kosov's own evals' prompt files are read now too: an empty
+    or missing one is a KosovError, which at a suite step would stop the run (under DDP, its main process only)."""
+    check_prompts(ecfg)
     if not ecfg.tasks:
         return []
     modes = list(dict.fromkeys(m for _, m in lm_eval_jobs(ecfg, task_manager(list(ecfg.tasks)))))
