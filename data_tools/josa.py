@@ -40,7 +40,7 @@ LETTERS = {
 # Case-sensitive, so "size M" stays 엠 while "3m" is 미터; only after a number or a space ("몇 km").
 UNITS = {
     "km": "킬로미터", "m": "미터", "cm": "센티미터", "mm": "밀리미터",
-    "kg": "킬로그램", "g": "그램", "mg": "밀리그램", "L": "리터", "mL": "밀리리터", "ml": "밀리리터",
+    "kg": "킬로그램", "g": "그램", "mg": "밀리그램", "t": "톤", "L": "리터", "mL": "밀리리터", "ml": "밀리리터",
 }
 SYMBOLS = {"%": "퍼센트", "℃": "도", "°": "도"}
 POWERS = "²³"  # cm² is read 제곱센티미터: the unit's own last syllable decides
@@ -104,8 +104,11 @@ def _latin_reading_end(text: str, powered: bool) -> str | None:
     spelling."""
     letters = _trailing(text, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
     before = text[: len(text) - len(letters)]
-    # "5m", "몇 km", "4,100(g)", "cm²" and a bare "km" are units; a bare "L" or "m" is more likely the letter.
-    after_number = bool(before) and (before[-1].isdigit() or before[-1].isspace() or before[-1] == "(")
+    # "5m", "몇 km", "5 L", "4,100(g)", "cm²" and a bare "km" are units; a bare "L" or "m" is more likely the
+    # letter, and so is one after a word ("사이즈 L" is 엘): a one-letter unit after a space needs a number before it.
+    spaced = before.rstrip()
+    after_number = bool(before) and (before[-1].isdigit() or before[-1] == "(" or (before[-1].isspace() and (
+        len(letters) > 1 or spaced[-1:].isdigit() or spaced.endswith("몇"))))
     if letters in UNITS and (after_number or (not before and (powered or len(letters) > 1))):
         return UNITS[letters][-1]
     spelled = letters.isupper() or len(letters) <= 3 or not any(v in letters.lower() for v in "aeiouy")
