@@ -87,8 +87,21 @@ def split_thinking(text: str) -> tuple[str, str]:
     return head.split(THINK_OPEN, 1)[-1].strip(), answer.strip()
 
 
-_FENCED_CODE = re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S)  # an unclosed fence (cut-off answer) runs to the end
+# A fence line: ``` or ~~~ (three or more), then an info string whose first word is the language. Any indent: a
+# model indents the fences of a code block inside a list item. Matched against one line at a time: linear.
+_FENCE = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*([^`\n]*)")
+# What a fence tagged so (or untagged) holds is read as prose unless its lines look like code: models wrap a
+# whole answer, a Markdown document or an email draft in such fences, and Chinese or a loop must not hide there.
+_PROSE_TAGS = frozenset({"", "markdown", "md", "text", "txt", "plain", "plaintext"})
+# A line of code: a statement or call (x = 1, print(x), a;, {, }), a tag (<div>), a prompt ($ ls, >>> x), a comment
+# opener, or a keyword that opens a line of code. Korean and Chinese prose has none of these.
+_CODE_LINE = re.compile(r"[{};=]|[A-Za-z0-9_]\(|</?[A-Za-z][^>\n]{0,80}>|^\s*(?:\$ |>>> |#!|//|/\*|--\s)|"
+                        r"^\s*(?:def|class|import|from|return|for|while|if|elif|else|try|except|with|function|const|"
+                        r"let|var|public|private|package|SELECT|INSERT|UPDATE|CREATE|pip|npm|git|cd|sudo|echo)\b")
+_CODE_SHARE = 1 / 3  # a block is code when at least this share of its lines look like code
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
+# characters of code in an `inline span`: a span of Hangul, Han or kana without them is a phrase set in code font
+_CODE_CHARS = re.compile(r"[(){}\[\]=<>;\"'\\/_*%$#@|+^&~]")
 # display math, \( \) math, $...$ holding a TeX command, sub/superscript or equation, and bare TeX commands
 _MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]|\\\(.*?\\\)|\$(?=[^$\n]*[\\^_{}=])[^$\n]+\$|\\[A-Za-z]+", re.S)
 # unit symbols after a number: "1,000mL", "3 kg", "120(km)", "5m²", "60km/h" (Korean writes them in Latin)
@@ -96,9 +109,73 @@ _UNIT = re.compile(r"(?<=\d)\s*\(?\s*(?:km/h|m/s|kWh|kcal|cal|mm|cm|km|m|mg|kg|g
                    r"GB|MB|KB|TB|min|h|s)(?:[²³]|\^?[23])?\s*\)?(?![A-Za-z])")
 
 
+def _looks_like_code(lines: list[str]) -> bool:
+    """Whether a fenced block's lines are code: at least a third of its non-blank lines look like code."""
+    lines = [line for line in lines if line.strip()]
+    return bool(lines) and sum(bool(_CODE_LINE.search(line)) for line in lines) >= _CODE_SHARE * len(lines)
+
+
+def _longest_fences_after(lines: list[str]) -> dict[str, list[int]]:
+    """For each fence character, the length of the longest bare fence line (``` alone) at each line or after it:
+    an opening fence with none as long after it is unclosed, known without a search to the end (linear time
+    however many stray fences an answer holds)."""
+    longest = {c: [0] * (len(lines) + 1) for c in "`~"}
+    for i in range(len(lines) - 1, -1, -1):
+        bare = lines[i].strip()
+        for c, after in longest.items():
+            after[i] = max(len(bare) if len(bare) >= 3 and not bare.strip(c) else 0, after[i + 1])
+    return longest
+
+
+def _closes(line: str, fence: str) -> bool:
+    """Whether `line` closes a block opened by `fence`: the same character, at least as many, nothing else."""
+    bare = line.strip()
+    return bare.startswith(fence) and not bare.strip(fence[0])
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, bool]]:
+    """The text in pieces, (piece, is_code), in order: a closed fenced block is one piece without its fence lines,
+    code unless it is untagged or tagged as text or Markdown and does not look like code. An unclosed fence is no
+    block: a finished answer closes its fences, and what follows a stray one is the answer's text."""
+    lines = text.splitlines(keepends=True)
+    longest = _longest_fences_after(lines)
+    pieces: list[tuple[str, bool]] = []
+    plain: list[str] = []
+    i = 0
+    while i < len(lines):
+        opening = _FENCE.fullmatch(lines[i].rstrip("\r\n"))
+        fence = opening.group(1) if opening else ""
+        if not opening or longest[fence[0]][i + 1] < len(fence):  # no fence, or one never closed
+            plain.append(lines[i])
+            i += 1
+            continue
+        close = next(j for j in range(i + 1, len(lines)) if _closes(lines[j], fence))
+        body = lines[i + 1 : close]
+        words = opening.group(2).split()
+        tag = words[0].lower() if words else ""
+        pieces += [("".join(plain), False), ("".join(body), tag not in _PROSE_TAGS or _looks_like_code(body))]
+        plain, i = [], close + 1
+    return pieces + [("".join(plain), False)]
+
+
+def _inline(span: re.Match) -> str:
+    """An `inline span` as code (a space) or, when it is a phrase in Hangul, Han or kana, as its text."""
+    inside = span.group(0)[1:-1]
+    phrase = any(script_of(ch) not in (None, "latin") for ch in inside) and not _CODE_CHARS.search(inside)
+    return inside if phrase else " "
+
+
+def split_code(text: str) -> tuple[str, str]:
+    """(the text without code, the code): fenced code blocks and `inline code` out of the text, the blocks into the
+    code. A Korean answer with a Python snippet is Korean; a Chinese answer in a ```markdown fence is Chinese."""
+    pieces = _fenced_blocks(text)
+    without = "\n".join(piece for piece, code in pieces if not code)
+    return _INLINE_CODE.sub(_inline, without), "\n".join(piece for piece, code in pieces if code)
+
+
 def strip_code(text: str) -> str:
-    """Text without fenced code blocks and `inline code`: a Korean answer with a Python snippet is Korean."""
-    return _INLINE_CODE.sub(" ", _FENCED_CODE.sub("\n", text))
+    """Text without fenced code blocks and `inline code` (split_code)."""
+    return split_code(text)[0]
 
 
 def prose(text: str) -> str:

@@ -1,5 +1,6 @@
 """Decontamination: drop training rows that share an n-gram with evaluation data (KMMLU, HAE-RAE, KoBEST...),
-naming the benchmark file each hit came from. Benchmarks are evaluation-only data (KOREAN.md).
+naming the benchmark file each hit came from (by its name: "overlaps kmmlu_test.jsonl", not the path on this
+machine, which a data card would publish). Benchmarks are evaluation-only data (KOREAN.md).
 
 Evaluation files are JSONL, JSON or Parquet (every string value in a record counts, however nested:
 question, choices, prompt turns, messages, query, paragraph...) or plain text (each line counts). Units are
@@ -85,6 +86,20 @@ def units(text: str, unit: str) -> tuple[str, ...] | str:
     return tuple(key.split()) if unit == "word" else "".join(key.split())
 
 
+def file_names(paths: list[str]) -> dict[str, str]:
+    """Each path by its file name, with as many of its folders as tell it from the other files (ko_math/test.jsonl
+    beside other/test.jsonl): the removal reasons go into a data card that is shared, and the rest of a path names
+    this machine's users and disks (/home/alice/...)."""
+    parts = {path: Path(path).parts[bool(Path(path).anchor) :] for path in paths}  # never the root, "/"
+    names = {}
+    for path, own in parts.items():
+        for k in range(1, len(own) + 1):
+            if all(other[-k:] != own[-k:] for other_path, other in parts.items() if other_path != path):
+                break
+        names[path] = "/".join(own[-k:])
+    return names
+
+
 @dataclass
 class DecontaminateGate:
     """Drop rows sharing an n-gram (or a whole short benchmark string) with any evaluation file."""
@@ -109,6 +124,7 @@ class DecontaminateGate:
         check_range(self.name, "format_share", self.format_share, 0.0, 1.0)
         if not self.eval_files:
             raise ValueError("gate 'decontaminate' needs eval_files: the benchmark files to check against")
+        self._names = file_names(list(map(str, self.eval_files)))
         self._build_index()
 
     def _build_index(self) -> None:
@@ -181,7 +197,7 @@ class DecontaminateGate:
             for turn in selected_turns(row, self.fields):
                 hit = self.overlap(turn_text(turn), whole_lines=turn.get("role") != "assistant")
                 if hit:
-                    return f"overlaps {hit[0]}", hit[1]
+                    return f"overlaps {self._names[hit[0]]}", hit[1]
             return None
 
         return filter_rows(tqdm(rows, desc="decontaminate", disable=len(rows) < PROGRESS_FROM), verdict)

@@ -15,12 +15,13 @@ to think in Chinese, and English thinking has no Chinese characters or kana to c
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from data_tools.gates.base import (FIELDS, GateResult, Verdict, answer_and_thinking, check_choice, check_range,
                                    filter_rows, selected_turns, turn_text)
-from data_tools.text import nfc, prose, repeated_ngram_share, script_counts, script_of, strip_code
+from data_tools.text import nfc, prose, repeated_ngram_share, script_counts, script_of, split_code, strip_code
 
 
 def _nfc_everywhere(value: Any) -> Any:
@@ -33,23 +34,56 @@ def _nfc_everywhere(value: Any) -> Any:
     return value
 
 
+# Characters no Korean text holds: U+FFFD is what a byte-level tokenizer decodes from invalid UTF-8 (a Korean
+# syllable is three bytes, and a model that emits two of them, or a cut stream, leaves "��"); control characters
+# other than tab, \n and \r (C1 ones are the mojibake of UTF-8 read as Latin-1); private-use characters (a font's
+# own glyphs, nothing a reader can see).
+_BROKEN = (("replacement character U+FFFD", re.compile("\ufffd")),
+           ("control character", re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")),
+           ("private-use character", re.compile("[\ue000-\uf8ff\U000f0000-\U0010ffff]")))
+
+
+def broken_characters(text: str) -> tuple[str, int] | None:
+    """(what, where) for the first kind of broken character in `text`, else None."""
+    for what, pattern in _BROKEN:
+        found = pattern.search(text)
+        if found:
+            return what, found.start()
+    return None
+
+
 @dataclass
 class NfcGate:
-    """NFC-normalise every string in the row (turns, columns, meta); removes nothing, counts rows changed.
-    Run it first: every later gate compares and counts text that must be in one normal form."""
+    """NFC-normalise every string in the row (turns, columns, meta), counting rows changed, and drop rows whose
+    turns hold broken characters (`drop_broken`: U+FFFD, control or private-use characters), which no later gate
+    would see: they are not letters. Run it first: every later gate compares and counts text that must be in one
+    normal form."""
 
+    drop_broken: bool = True
     name: ClassVar[str] = "nfc"
 
     def __call__(self, rows: list[dict]) -> GateResult:
         result = GateResult()
         for row in rows:
             fixed = _nfc_everywhere(row)
-            if fixed != row:
+            broken = self._broken(fixed) if self.drop_broken else None
+            if broken:
+                result.remove(*broken)
+            elif fixed != row:
                 result.change("nfc")
                 result.kept.append(fixed)
             else:
                 result.kept.append(row)  # unchanged rows stay the same objects: no copy of a clean dataset
         return result
+
+    @staticmethod
+    def _broken(row: dict) -> Verdict:
+        for turn in selected_turns(row, "all"):
+            text = turn_text(turn)
+            found = broken_characters(text)
+            if found:
+                return found[0], text[max(found[1] - 30, 0) :]
+        return None
 
 
 def _letters_text(turn: dict, include_think: bool, ignore_code: bool) -> str:
@@ -167,10 +201,17 @@ class ForeignScriptGate:
         return filter_rows(rows, self.verdict)
 
 
+def _visible(text: str) -> str:
+    """`text` stripped, without format characters (zero-width spaces and joiners, soft hyphens, a BOM): an answer
+    of only U+200B is empty, however many of them it holds."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
+
+
 @dataclass
 class LengthGate:
-    """Drop rows with an answer or a prompt (each turn, stripped, in characters) outside the bounds. Answers
-    are measured without their thinking, which has its own optional cap."""
+    """Drop rows with an answer or a prompt (each turn, stripped, in visible characters: format characters such
+    as U+200B do not count) outside the bounds. Answers are measured without their thinking, which has its own
+    optional cap."""
 
     min_answer_chars: int = 2
     max_answer_chars: int = 8000
@@ -186,11 +227,10 @@ class LengthGate:
 
     def verdict(self, row: dict) -> Verdict:
         for turn in selected_turns(row, "all"):
-            answer, thinking = answer_and_thinking(turn)
-            answer = answer.strip()
+            answer, thinking = map(_visible, answer_and_thinking(turn))
             if turn.get("role") == "assistant":
                 bounds = [("answer", answer, self.min_answer_chars, self.max_answer_chars),
-                          ("thinking", thinking.strip(), 0, self.max_thinking_chars)]
+                          ("thinking", thinking, 0, self.max_thinking_chars)]
             elif turn.get("role") == "user":
                 bounds = [("prompt", answer, self.min_prompt_chars, self.max_prompt_chars)]
             else:
@@ -217,29 +257,42 @@ def duplicate_line_share(text: str) -> float:
 class RepetitionGate:
     """Drop degenerate loops: a high share of repeated `n`-syllable n-grams (spaces ignored: Korean spacing
     varies, a loop does not) or of duplicated lines. Ordinary Korean prose repeats endings like "습니다",
-    so n is long enough (10 syllables, about three words) that only repeated phrases count."""
+    so n is long enough (10 syllables, about three words) that only repeated phrases count. Code repeats lines
+    ("}", "return x") by nature, so with `ignore_code` it is measured on its own, against the looser
+    `max_code_repeated_share`: a loop inside a code block repeats nearly every line, real code does not."""
 
     n: int = 10
     max_repeated_share: float = 0.3
     max_duplicate_line_share: float = 0.3
-    ignore_code: bool = True  # code repeats lines ("}", "return x") by nature
+    max_code_repeated_share: float = 0.6
+    ignore_code: bool = True
     include_think: bool = False
     fields: str = "assistant"
     name: ClassVar[str] = "repetition"
 
     def __post_init__(self) -> None:
         check_range(self.name, "n", self.n, 1)
-        check_range(self.name, "max_repeated_share", self.max_repeated_share, 0.0, 1.0)
-        check_range(self.name, "max_duplicate_line_share", self.max_duplicate_line_share, 0.0, 1.0)
+        for key in ("max_repeated_share", "max_duplicate_line_share", "max_code_repeated_share"):
+            check_range(self.name, key, getattr(self, key), 0.0, 1.0)
         check_choice(self.name, "fields", self.fields, FIELDS)
+
+    def _loop(self, text: str, max_lines: float, max_grams: float, what: str = "") -> str | None:
+        """Why `text` is a loop (duplicated lines first: the plainer reason when both hold), else None."""
+        if duplicate_line_share(text) > max_lines:
+            return f"duplicate {what}lines > {max_lines}"
+        if repeated_ngram_share([ch for ch in text if not ch.isspace()], self.n) > max_grams:
+            return f"repeated {what}{self.n}-grams > {max_grams}"
+        return None
 
     def verdict(self, row: dict) -> Verdict:
         for turn in selected_turns(row, self.fields):
-            text = _letters_text(turn, self.include_think, self.ignore_code)
-            if duplicate_line_share(text) > self.max_duplicate_line_share:  # the plainer reason when both hold
-                return f"duplicate lines > {self.max_duplicate_line_share}", text
-            if repeated_ngram_share([ch for ch in text if not ch.isspace()], self.n) > self.max_repeated_share:
-                return f"repeated {self.n}-grams > {self.max_repeated_share}", text
+            text = turn_text(turn, self.include_think)
+            text, code = split_code(text) if self.ignore_code else (text, "")
+            for part, limits, label in ((text, (self.max_duplicate_line_share, self.max_repeated_share), ""),
+                                        (code, (self.max_code_repeated_share,) * 2, "code ")):
+                why = self._loop(part, *limits, label)
+                if why:
+                    return why, part
         return None
 
     def __call__(self, rows: list[dict]) -> GateResult:

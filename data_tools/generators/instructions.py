@@ -238,7 +238,11 @@ _CODE_LINE = re.compile(r"^\s*(?:def |class |import |from \S+ import |return\b|p
 
 def _translated(text: str, source: str) -> bool:
     """Whether a turn came back in Korean: Korean prose, or a turn with nothing to translate (a number, a formula,
-    code) returned as it was. English prose returned as it was is a translation that failed."""
+    code) returned as it was. English prose returned as it was is a translation that failed, and so is an empty
+    reply to a turn that had something in it: it would become an empty turn, and distill would pay a teacher to
+    answer nothing."""
+    if not text.strip():
+        return not source.strip()
     letters = prose(text)
     if not any(map(str.isalpha, letters)) or hangul_share(letters) >= 0.3:
         return True

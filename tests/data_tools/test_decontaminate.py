@@ -39,16 +39,33 @@ def test_decontaminate_names_the_benchmark_file_a_copied_question_came_from(kmml
                     "알려져 있어요.", "김치가 뭐예요?")
     rows = [copied, short, generic, in_answer, sft(KOREAN)]
     result = gate("decontaminate", eval_files=[str(kmmlu), str(other)])(rows)
-    assert dict(result.removed) == {f"overlaps {kmmlu}": 2, f"overlaps {other}": 1}
+    assert dict(result.removed) == {f"overlaps {kmmlu.name}": 2, f"overlaps {other.name}": 1}
     assert result.kept == [generic, rows[4]]
-    assert "민법상 미성년자가" in result.examples[f"overlaps {kmmlu}"][0]
+    assert "민법상 미성년자가" in result.examples[f"overlaps {kmmlu.name}"][0]
+
+
+def test_decontaminate_names_a_benchmark_by_its_file_name_not_this_machines_path(kmmlu, tmp_path):
+    """The reason read "overlaps /home/alice/.../kmmlu_law_test.jsonl", and a data card prints it. Two files of one
+    name are told apart by their folders."""
+    copied = sft("정답은 A입니다.", KMMLU_ROWS[0]["question"])
+    result = gate("decontaminate", eval_files=[str(kmmlu)])([copied])
+    assert dict(result.removed) == {"overlaps kmmlu_law_test.jsonl": 1}
+    for folder, row in (("ko_math", 0), ("other", 1)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "test.jsonl").write_text(json.dumps(KMMLU_ROWS[row], ensure_ascii=False) + "\n",
+                                                      encoding="utf-8")
+    both = gate("decontaminate", eval_files=[str(tmp_path / "ko_math" / "test.jsonl"),
+                                             str(tmp_path / "other" / "test.jsonl")])
+    result = both([copied, sft("태조입니다.", KMMLU_ROWS[1]["question"])])
+    assert dict(result.removed) == {"overlaps ko_math/test.jsonl": 1, "overlaps other/test.jsonl": 1}
+    assert str(tmp_path) not in repr([dict(result.removed), result.examples])
 
 
 def test_decontaminate_by_characters_survives_changed_spacing(kmmlu, tmp_path):
     respaced = sft("A", KMMLU_ROWS[0]["question"].replace("다음 중", "다음중").replace("할 수 있는", "할수있는"))
     assert gate("decontaminate", eval_files=[str(kmmlu)])([respaced]).kept == [respaced]
     assert dict(gate("decontaminate", eval_files=[str(kmmlu)], unit="char")([respaced]).removed) == {
-        f"overlaps {kmmlu}": 1}
+        f"overlaps {kmmlu.name}": 1}
     as_json, as_parquet = tmp_path / "bench.json", tmp_path / "bench.parquet"
     as_json.write_text(json.dumps({"data": KMMLU_ROWS}, ensure_ascii=False), encoding="utf-8")
     import pyarrow as pa
@@ -58,7 +75,7 @@ def test_decontaminate_by_characters_survives_changed_spacing(kmmlu, tmp_path):
                    as_parquet)
     for path in (as_json, as_parquet):
         assert dict(gate("decontaminate", eval_files=[str(path)], unit="char")([respaced]).removed) == {
-            f"overlaps {path}": 1}
+            f"overlaps {path.name}": 1}
 
 
 def test_decontaminate_ignores_the_format_every_benchmark_prompt_shares(tmp_path):
@@ -76,7 +93,7 @@ def test_decontaminate_ignores_the_format_every_benchmark_prompt_shares(tmp_path
     new = sft("정답: 10", f"연필이 한 자루에 500원입니다. 연필 20자루의 값은 모두 얼마입니까?\n\n{instruction}")
     copied = sft("정답: 84", f"{questions[3]} 빨리 답해 주세요.")
     result = gate("decontaminate", eval_files=[str(bench)])([new, copied])
-    assert result.kept == [new] and dict(result.removed) == {f"overlaps {bench}": 1}
+    assert result.kept == [new] and dict(result.removed) == {f"overlaps {bench.name}": 1}
     assert gate("decontaminate", eval_files=[str(bench)], unit="char")([new, copied]).kept == [new]
     with pytest.raises(ValueError, match="boilerplate"):
         gate("decontaminate", eval_files=[str(bench)], boilerplate=1)
@@ -106,7 +123,7 @@ def test_decontaminate_catches_a_short_question_copied_as_a_line_and_a_passage_s
     quoted = sft("주민 도서관으로 고쳤다는 내용입니다.", f"이 글을 요약해 주세요: {passage}")
     answer_line = sft("'밥'의 높임말로 알맞은 것은?\n진지입니다.", "높임말 문제를 하나 내고 답해 주세요.")  # not a prompt
     result = gate("decontaminate", eval_files=[str(bench)])([as_line, inside, quoted, answer_line])
-    assert result.kept == [inside, answer_line] and dict(result.removed) == {f"overlaps {bench}": 2}
+    assert result.kept == [inside, answer_line] and dict(result.removed) == {f"overlaps {bench.name}": 2}
 
 
 def test_decontaminate_counts_a_benchmarks_format_by_records_not_by_fields(tmp_path):

@@ -97,6 +97,24 @@ def test_foreign_script_catches_language_confusion_but_not_hanja_glosses_or_code
     assert gate("foreign_script")([sentence]).kept == []
 
 
+@pytest.mark.parametrize("answer, reason", [
+    ("안녕하세요 ����� 오늘은 ���� 날씨가 ��습니다.", "replacement character U+FFFD"),  # bytes a tokenizer could not decode
+    ("서울입니다.\x00\x1b[0m", "control character"),
+    ("\ue000\ue001 서울입니다.", "private-use character"),
+])
+def test_nfc_drops_answers_with_broken_characters(answer, reason):
+    fine = sft("탭\t과 줄바꿈\r\n, 이모지 😀도 괜찮습니다.")
+    result = gate("nfc")([sft(answer), fine])
+    assert dict(result.removed) == {reason: 1} and result.kept == [fine]
+    assert gate("nfc", drop_broken=False)([sft(answer)]).kept == [sft(answer)]
+
+
+def test_length_does_not_count_zero_width_characters():
+    rows = [sft("\u200b" * 50), sft("네\u200b\u200d\ufeff"), sft("네, 맞아요.")]
+    result = gate("length")(rows)
+    assert dict(result.removed) == {"answer < 2 chars": 2} and result.kept == [rows[2]]
+
+
 def test_length_bounds_answers_prompts_and_thinking():
     rows = [sft(KOREAN), sft("네"), sft("가" * 8001), sft(KOREAN, question="?"),
             sft(KOREAN, reasoning_content="생각" * 600),
@@ -119,6 +137,57 @@ def test_repetition_drops_loops_and_repeated_lines_but_not_prose_or_code():
     result = gate("repetition")(rows)
     assert dict(result.removed) == {"repeated 10-grams > 0.3": 1, "duplicate lines > 0.3": 1}
     assert result.kept == [rows[0], code, markdown]
+
+
+CHINESE = "首尔是韩国的首都，人口约一千万。"
+ENGLISH = "Seoul is the capital of South Korea. It has about ten million people and many palaces."
+LANGUAGE = {"hangul_share": {}, "foreign_script": {}}
+
+
+@pytest.mark.parametrize("answer", [
+    f"```markdown\n# 首尔\n{CHINESE}\n```",  # a whole answer in a Markdown fence
+    f"```\n{ENGLISH}\n```",
+    f"```text\n{ENGLISH}\n```",
+    f"좋습니다.\n```\n{ENGLISH}",  # a stray fence, never closed
+    f"답: `{CHINESE}`",  # a sentence in code font
+])
+def test_an_answer_inside_a_fence_or_code_font_is_read_as_text(answer):
+    """Everything inside ``` skipped the language gates, and an unclosed fence hid the rest of the answer."""
+    kept, report = run_gates([sft(answer)], build_gates(LANGUAGE))
+    assert kept == [], answer
+
+
+def test_korean_answers_with_code_keep_passing_the_language_gates():
+    untagged = sft("이렇게 출력합니다.\n```\nname = 'Seoul'\nprint(f'Hello, {name}!')\n```\n`print` 함수를 씁니다.")
+    inline = sft("`text.find(\"날씨\")`는 위치를, `prices[\"포도\"]`는 값을 돌려줍니다. `None`이면 없는 것입니다.")
+    email = sft("이렇게 써 보세요.\n```text\n팀장님, 자료 검토는 다음 주 화요일까지 마치겠습니다.\n```")
+    indented = sft("1. 설치합니다.\n    ```bash\n    pip install requests beautifulsoup4 lxml\n    ```\n2. 실행합니다.")
+    rows = [sft(CODE_ANSWER), untagged, inline, email, indented]
+    assert run_gates(rows, build_gates(LANGUAGE))[0] == rows
+
+
+def test_repetition_sees_a_loop_inside_a_fence_but_not_the_repeats_of_real_code():
+    prose_loop = sft("```\n" + "서울은 한국의 수도입니다.\n" * 30 + "```")
+    code_loop = sft("예시입니다.\n```python\n" + "print('hello')\n" * 30 + "```\n끝입니다.")
+    branches = sft("조건마다 값을 돌려줍니다.\n```python\ndef f(x, y):\n    if x:\n        return None\n    elif y:\n"
+                   "        return None\n    else:\n        return None\n```\n세 경우 모두 None입니다.")
+    result = gate("repetition")([prose_loop, code_loop, branches, sft(CODE_ANSWER)])
+    assert dict(result.removed) == {"duplicate lines > 0.3": 1, "duplicate code lines > 0.6": 1}
+    assert result.kept == [branches, sft(CODE_ANSWER)]
+
+
+def test_finding_code_takes_linear_time_on_long_answers():
+    """Many stray fences, fences of many lengths, backticks: 20,000 characters each, in well under a second."""
+    import time
+
+    from data_tools.text import split_code
+
+    for text in ("```a\n" * 4000, "````\n```\n" * 2000, "`" * 20_000, "```\n" + "x = 1\n" * 3300,
+                 "".join("`" * k + "\n" for k in range(100, 2, -1)) + "가\n" * 7500, "`가" * 10_000,
+                 "~~~\n```\n" * 2000):
+        start = time.perf_counter()
+        split_code(text)
+        assert time.perf_counter() - start < 0.5, text[:20]
 
 
 @pytest.mark.parametrize("answer, reason", [

@@ -180,6 +180,24 @@ def test_translate_keeps_code_and_number_answers_and_drops_untranslated_prose():
     assert [r["messages"][1]["content"] for r in kept] == ["def square(x):\n    return x * x", "42"]
 
 
+def test_translate_drops_a_row_whose_turn_came_back_empty():
+    """An empty reply (finish_reason stop) passed as translated: the row got an empty user turn, and distill paid a
+    teacher to answer nothing. An empty turn translated as empty is no failure."""
+
+    class Silent(ScriptedTeacher):
+        def reply(self, r):
+            source = r.messages[-1]["content"].split("\n\n", 1)[1]
+            empty = not source or source.startswith("Hello there")
+            return Generation("  \n" if empty else "좋은 하루 보내세요.", None, "stop")
+
+    rows = [{"messages": [{"role": "user", "content": "Hello there, how are you today?"}]},
+            {"messages": [{"role": "system", "content": ""}, {"role": "user", "content": "Have a nice day."}]}]
+    dropped = Counter()
+    kept = gen.translate(Silent(), rows, seed=0, source="en-set", license_="Apache-2.0", dropped=dropped)
+    assert [r["messages"][-1]["content"] for r in kept] == ["좋은 하루 보내세요."]
+    assert dropped == {"not translated into Korean": 1}
+
+
 def test_magpie_starts_the_user_turn_and_keeps_distinct_requests(tiny_tokenizer):
     prefix = gen.magpie_prefix(tiny_tokenizer, "한국어로만 대화합니다.")
     assert prefix.endswith("<|im_start|>user\n") and "한국어로만 대화합니다." in prefix

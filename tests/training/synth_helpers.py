@@ -17,6 +17,14 @@ PROMPTS = ["서울의 날씨는 어때요?", "김치찌개는 어떻게 끓여�
 lenient = pytest.mark.parametrize("hosted", [False], indirect=True, ids=["lenient"])
 
 
+def without_gates(recipe: str) -> list[str]:
+    """Overrides that turn off every quality gate of a recipe: `synth.gates={}` merges into the recipe's gates and
+    turns off none."""
+    from training.recipes import compose
+
+    return [f"~synth.gates.{name}" for name in compose([f"experiment={recipe}"]).synth.gates]
+
+
 def write_prompts(path, prompts=PROMPTS):
     path.write_text("".join(json.dumps({"prompt": p}, ensure_ascii=False) + "\n" for p in prompts), encoding="utf-8")
     return path

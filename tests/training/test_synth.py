@@ -9,9 +9,9 @@ import pytest
 
 from data_tools.generators.math_ko import generate
 from training.errors import KosovError
-from training.recipes import compose
+from training.recipes import compose, recipes_dir
 from training.synth import synth
-from tests.training.synth_helpers import HTTP, PROMPTS, lenient, write_prompts
+from tests.training.synth_helpers import HTTP, PROMPTS, lenient, without_gates, write_prompts
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,33 @@ def test_the_data_card_has_sources_settings_gates_and_histograms(math_set):
         assert f"]({image})" in card and (result.out_dir / image).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_data_card_names_the_benchmark_a_row_overlapped_without_this_machines_path(math_set):
+    """The decontaminate gate's reason was "overlaps /home/alice/.../bench.jsonl", printed in the card's gate table
+    and in provenance.json, which go out with the dataset."""
+    result, _ = math_set
+    root = str(result.out_dir.parent)
+    for name in ("DATACARD.md", "provenance.json"):
+        text = (result.out_dir / name).read_text(encoding="utf-8")
+        assert "overlaps bench.jsonl" in text and root not in text, name
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (recipes_dir() / "experiment").glob("synth-*.yaml")))
+def test_every_synth_recipe_drops_answers_that_are_not_korean(recipe):
+    """synth-distill, meant for a teacher such as qwen3-8b, had no language gate: Qwen's Chinese and English answers
+    to Korean prompts went into the training set."""
+    from data_tools.gates import build_gates, run_gates
+    from training.synth import _gate_spec
+
+    cfg = compose([f"experiment={recipe}", "model=qwen3-8b"])
+    answers = ["泡菜汤的做法：先把泡菜和猪肉炒一下，然后加水煮二十分钟。",
+               "Fry the kimchi and pork, add water, and simmer it for twenty minutes.",
+               "김치와 돼지고기를 볶은 뒤 물을 붓고 20분 동안 끓이면 됩니다."]
+    rows = [{"messages": [{"role": "user", "content": "김치찌개는 어떻게 끓여요?"}, {"role": "assistant", "content": a}],
+             "meta": {"source": "test", "license": "Apache-2.0"}} for a in answers]
+    kept, _ = run_gates(rows, build_gates(_gate_spec(cfg)))
+    assert [row["messages"][1]["content"] for row in kept] == answers[2:]
+
+
 def test_an_existing_dataset_is_not_overwritten(math_set):
     result, _ = math_set
     with pytest.raises(KosovError, match="already holds a dataset"):
@@ -64,7 +91,8 @@ def test_an_existing_dataset_is_not_overwritten(math_set):
 
 
 def test_distillation_runs_on_a_teacher_in_this_process(tmp_path):
-    result = synth(compose(["experiment=synth-distill", "synth.n=12", "synth.gates={}",
+    # no gates: tiny-ko writes noise (U+FFFD, no Korean) that the recipe's gates rightly drop
+    result = synth(compose(["experiment=synth-distill", "synth.n=12", *without_gates("synth-distill"),
                             "synth.decontaminate_with=[]", "synth.teacher.max_new_tokens=256",
                             f"output_dir={tmp_path / 'out'}"]))
     rows = [json.loads(line) for line in (result.out_dir / "train.jsonl").open(encoding="utf-8")]
