@@ -4,9 +4,11 @@ It finds the final answer in a Korean completion — answer tags, `\\boxed{}`, a
 "정답은 42입니다" / "답은 42개" line, or else the last number of the answer (after any `<think>` block) —
 reads "1,200원", "3/4", "4분의 3", "0.75", "75%", "3만 원", "1억 2천만", full-width "５００" and weekday
 names, TeX as Qwen3 writes it (`\\boxed{\\frac{3}{4}}`, "8{,}500"), and "3시간 20분" as 200 minutes (durations are
-asked in minutes; a gold answer written so is read the same way). Of a final line it takes what follows the last "=" or "≈" ("정답: 3 + 4 = 7") but not a bracketed note
+asked in minutes; a gold answer written so is read the same way), and a mixed number ("3\\frac{1}{2}", "2와 1/2",
+"3과 4분의 1") as one value. Of a final line it takes what follows the last "=" or "≈" ("정답: 3 + 4 = 7") but not a bracketed note
 after it ("정답: 12개 (검산: 12 ÷ 3 = 4)"), and the number that ends the statement, not one in its subject
-("정답: 6년 뒤 아버지의 나이는 69살입니다" is 69). It compares with math-verify, so "0.75" equals "3/4", except that
+("정답: 6년 뒤 아버지의 나이는 69살입니다" is 69), nor one given as a reason ("정답: 12개이므로, 4묶음" is 4) or
+denied ("3:4이므로 1:2가 아닙니다" is 3:4). It compares with math-verify, so "0.75" equals "3/4", except that
 where the question asks for 기약분수 (lowest terms) "2/8" is not 1/4, and a final answer that hedges between
 several ("정답: 3, 4", "3개 또는 4개") is no answer. A final answer written in hangul words is
 read too — Sino-Korean "오백 원", "이천오백", native "스물세 개", "다섯입니다" — but only in an answer tag,
@@ -14,7 +16,8 @@ read too — Sino-Korean "오백 원", "이천오백", native "스물세 개", "
 before a counter ("세 개"): elsewhere "이" is "this", "세" a syllable of "세상", and "네" is "yes". A power is its
 value ("10^3", "3 \\times 10^4"), a unit's exponent ("12 cm^2") no answer. A gold answer with a root, π, a variable
 or a ratio ("2\\sqrt{3}", "25\\pi", "x^2+4", "1:2") is compared whole, never by one of its numbers, and so is a
-completion's root or π ("\\boxed{2\\sqrt{3}}" is not 3); a unit after a number ("30 km/h", "25°C") is no variable.
+completion's root or π ("\\boxed{2\\sqrt{3}}" is not 3), and "±5" is both 5 and -5: it answers a gold "±5" only. A
+unit after a number ("30 km/h", "25°C", a gold "5 s" or "2 h") is no variable.
 
     >>> extract_answer("사과는 모두 1,200원어치예요. 정답: 1,200원")
     '1200'
@@ -34,6 +37,7 @@ import logging
 import math
 import re
 
+from data_tools.korean_numerals import KO_UNIT_NUMBER, hangul_number_in, ko_unit_value
 from data_tools.text import nfc, split_thinking
 
 WEEKDAYS = ("월요일", "화요일", "수요일", "목요일", "금요일", "토요일", "일요일")
@@ -43,8 +47,12 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # (a reference to it); the last one in the answer counts, to the end of its line
 _FINAL = re.compile(r"(?<![가-힣])(?:최종\s*)?(?:(?:정답|해답)(?:[\]】*_]*\s*(?:은|는|이|:|：|=|→)|[\]】*_]+|\s+(?=-?\d))"
                     r"|(?<![이그] )답\s*(?:은|는|:|：|=))\s*")
-# TeX as Qwen3 writes answers: \frac{3}{4} is 3/4, 8{,}500 is 8,500, \text{원} is 원, \% is %, a unit's cm^2 is cm²
-_TEX = ((re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}"), r"\1/\2"),
+# TeX as Qwen3 writes answers: \frac{3}{4} (or \frac34) is 3/4, 3\frac{1}{2} is 7/2 (a mixed number, see _mixed),
+# 8{,}500 is 8,500, \text{원} is 원, \% is %, a unit's cm^2 is cm²
+_FRAC = r"\\[dt]?frac\s*(?:\{\s*(-?[\d.,]+)\s*\}|(\d))\s*(?:\{\s*(-?[\d.,]+)\s*\}|(\d)(?!\d))"  # \frac12: \frac{1}{2}
+_TEX = ((re.compile(r"(?<![\d.,^_])(\d{1,9})(?:[ \t]|\\[,;! ])*" + _FRAC),
+         lambda m: _mixed(m[1], m[2] or m[3], m[4] or m[5]) or m.group()),
+        (re.compile(_FRAC), lambda m: f"{m[1] or m[2]}/{m[3] or m[4]}"),
         (re.compile(r"\{,\}"), ","),
         (re.compile(r"(?<=\d)\\[,;! ](?=\d{3}(?!\d))"), ""),  # 8\,500: a thin space between thousands
         (re.compile(r"\\(?:text|mathrm|textrm|mathbf|textbf|operatorname)\s*\{([^{}]*)\}"), r"\1"),
@@ -56,12 +64,16 @@ _TEX = ((re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\
 # a power of numbers is its value ("10^3", "3 \times 10^{4}", "5²"); one too large for an answer stays as written
 _POWER = re.compile(r"(?<![\d.,^])(?:(\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|[×·*])\s*)?(\d+)\s*"
                     r"(?:\^\s*(?:\{\s*(\d+)\s*\}|(\d+))|([²³]))(?![\d.])")
-# An answer that is no number: a root, π or a power left as written ("2\sqrt{3}", "25π"); letter variables
+# An answer that is no number: a root, π or a power left as written ("2\sqrt{3}", "25π"), or two values, "±5"
+# (math-verify reads it as the set {-5, 5}: a gold 5 or -5 alone is not it, a gold ±5 is); letter variables
 # ("x^2+4", not the units m, g, L, km/h or °C) make a gold answer one too. Its math-verify reading is compared, not one of its numbers.
-_SYMBOLIC = re.compile(r"\\sqrt|√|\\pi|π|\^")
+_SYMBOLIC = re.compile(r"\\sqrt|√|\\pi|π|\^|±|∓|\\(?:pm|mp)(?![A-Za-z])")
 _LETTER = r"(?<![\\A-Za-z°])(?<!°\s)(?![gLlm](?![A-Za-z]))[A-Za-z](?![A-Za-z])"  # x, not \pi, cm, m or °C
 _VARIABLE = re.compile(_LETTER)
-_MATH = re.compile(rf"(?:\\[A-Za-z]+|{_LETTER}|[-+*/^()\[\]{{}}.,\d√π²³×÷·]|\s)+")  # an expression in TeX or Unicode
+# A gold answer that is a number and s or h, "5 s", "0.5 h", is seconds or hours (초, 시간), as m, g and L are units
+# in _LETTER: read as a number, "3만 초" and "2분의 1시간" answer it. Only alone: in "2h + 3" h is a variable.
+_TIME_GOLD = re.compile(r"\s*-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?\s*[sh]\s*")
+_MATH = re.compile(rf"(?:\\[A-Za-z]+|{_LETTER}|[-+*/^()\[\]{{}}.,\d√π²³×÷·±∓]|\s)+")  # an expression in TeX or Unicode
 _MATH_TERM = re.compile(rf"[\dπ√]|\\pi|{_LETTER}")
 _ROOT = re.compile(r"√\s*(\d+(?:\.\d+)?|[A-Za-z]|\{[^{}]*\}|\([^()]*\))")
 # A ratio, "1:2" or "1 대 2": a gold one is compared as a ratio, not as its first number
@@ -70,6 +82,9 @@ _RATIO = re.compile(r"(?<![\d,.])-?\d[\d,]*(?:\.\d+)?(?:\s*(?::|대)\s*-?\d[\d,]
 _NOTE = re.compile(r"[(\[（【][^)\]）】]*[)\]）】]?")
 _NOT_BUT = re.compile(r"(?:이|가)?\s*아니(?:라|고)")
 _KO_FRACTION = re.compile(r"(?<![\d,])(\d[\d,]*)\s*분의\s*(\d[\d,]*)")  # "4분의 3" is 3/4
+# "2와 1/2", "3과 4분의 1": a mixed number as Korean reads it aloud (이와 이분의 일), 5/2 and 13/4; see _mixed
+_KO_MIXED = re.compile(r"(?<![\d,.])(\d{1,9})\s*[와과]\s*(?:(\d{1,9})\s*/\s*(\d{1,9})|(\d{1,9})\s*분의\s*(\d{1,9}))"
+                       r"(?![\d,]|\.\d)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?")
 _DURATION = re.compile(r"(?<![\d,])(\d{1,9})\s*시간\s*(\d{1,9})\s*분(?!의)")  # "3시간 20분" is 200 minutes; "4분의 3" is a fraction
 # What may follow the number (or weekday) that a statement ends on: a unit or counter and an ending, attached
@@ -79,6 +94,12 @@ _DURATION = re.compile(r"(?<![\d,])(\d{1,9})\s*시간\s*(\d{1,9})\s*분(?!의)")
 # "3개이므로 모두 12개" or "4,000원이므로 거스름돈은 1,000원" the first number is the reason, the answer follows.
 _JOINS = r"(?:이며|이고|인데|이지만)(?!\w)"
 _JOINED = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{_JOINS}")
+# ... and a causal one ends no statement, comma or not: in "정답: 12개이므로, 4묶음" 12 is the reason, 4 the answer.
+_BECAUSE = r"(?:므로|니까|라서|여서|기\s*때문에)(?!\w)"
+_CAUSAL = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{_BECAUSE}")
+_JOINED_ITEM = re.compile(f"(?:{_JOINS}|{_BECAUSE})$")  # a list item so joined, "12개이므로, 4묶음", offers no choice
+# A number denied is no answer: "3:4이므로 1:2가 아닙니다" is 3:4, "12개가 아닌 15개" 15 ("12가 아니라 15": _NOT_BUT).
+_NEGATED = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*?\s?(?:아니|아닙|아닌|아님|아냐)")
 _ENDS_STATEMENT = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*(?:\s?(?:입니다|이에요|예요|이다)(?!\w)|\s*(?:[.,!?;:…~)\]}」』\"'”’·*—–-]|$))")
 # A hedge: two or more answers offered as alternatives ("정답: 3, 4", "3개 또는 4개", "수요일이나 목요일"); the whole
 # final statement is the list. Not "1,200" (a thousands comma), nor a list the answer gives a reason with, nor
@@ -91,39 +112,50 @@ _HEDGE = re.compile(rf"\s*\**({_ITEM})\**((?:\s*(?:,\s|、|또는|혹은|아니�
 _LOWEST_TERMS = re.compile(r"기약\s*분수|lowest\s+terms|simplest\s+form", re.I)
 _PLAIN_GOLD = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\d*\.\d+")
 _WEEKDAY = re.compile(r"([월화수목금토일])\s*요일")
-# Korean myriad units: "3만", "1억 2천만", "2.5만" (not "3만큼": as much as 3). 조 is left out: in word problems
-# "4조" is four groups ("3조각": three pieces) far more often than four trillion.
-_KO_UNIT = {"십": 10, "백": 100, "천": 1000, "만": 10**4, "억": 10**8}
-_KO_UNIT_NUMBER = re.compile(r"(?<![\d,])\d[\d,]*(?:\.\d+)?\s*(?:[십백천]|[만억](?!큼))(?:\s*(?:\d[\d,]*(?:\.\d+)?)?\s*"
-                             r"(?:[십백천]|[만억](?!큼)))*(?:\s*\d[\d,]*(?![\d.]))?")
-_KO_UNIT_PART = re.compile(r"(\d[\d,]*(?:\.\d+)?)?\s*([십백천만억])?")
 _MINUS = re.compile(r"^(\s*\$?\s*)-\s+(?=\d)")  # "- 5" opening an answer
 # full-width digits and signs (a Korean IME's "５００") and the TeX / Unicode minus sign, read as ASCII
 _FULL_WIDTH = str.maketrans("０１２３４５６７８９，．／－＝％−﹣：∶", "0123456789,./-=%--::")  # and U+2212 minus
 
 
-def _ko_unit_value(text: str) -> str:
-    """The value of "1억 2천만 5" as digits: small units (십 백 천) add up within a myriad, 만 and 억 scale it."""
-    total, section = 0.0, 0.0
-    for number, unit in _KO_UNIT_PART.findall(text):
-        value = float(number.replace(",", "")) if number else 0.0
-        if unit in ("만", "억"):
-            total += (section + value or 1.0) * _KO_UNIT[unit]  # "만 원" is 10000
-            section = 0.0
-        elif unit:
-            section += (value or 1.0) * _KO_UNIT[unit]
-        else:
-            section += value
-    result = total + section
-    if not math.isfinite(result):  # hundreds of digits (a generation loop): no answer equals it
-        return "inf"
-    return str(int(result)) if result == int(result) else repr(result)
+def _mixed(whole: str, numerator: str | None, denominator: str | None) -> str | None:
+    """A whole number and a proper fraction as one improper fraction: 3 and 1/2 is "7/2" (reading them side by side,
+    31/2, paid a wrong answer). None where the fraction is not proper (3\\frac{5}{2} is no mixed number: it is read
+    as before) or its terms are no short whole numbers."""
+    if not all(term and term.isdigit() and len(term) < 10 for term in (numerator, denominator)):
+        return None
+    numerator_value, denominator_value = int(numerator), int(denominator)
+    if not 0 < numerator_value < denominator_value:
+        return None
+    return f"{int(whole) * denominator_value + numerator_value}/{denominator_value}"
 
 
-def _stated(span: str, candidates: list[tuple[int, int, str]]) -> str:
+def _outside(matches, taken: list[re.Match]) -> list[re.Match]:
+    """The matches (in order) that start in none of the taken ones: one sweep over both, so that a long run of
+    "2분의 1" stays linear (testing each number against every fraction took seconds on 20,000 characters)."""
+    spans, kept, i, reach = sorted((m.start(), m.end()) for m in taken), [], 0, -1
+    for match in matches:
+        while i < len(spans) and spans[i][0] <= match.start():
+            reach, i = max(reach, spans[i][1]), i + 1
+        if match.start() >= reach:
+            kept.append(match)
+    return kept
+
+
+def _ends(span: str, end: int) -> bool:
+    """Whether what ends at `end` ends a statement (see _ENDS_STATEMENT) other than a reason ("2시간이므로,")."""
+    return bool(_ENDS_STATEMENT.match(span, end)) and not _CAUSAL.match(span, end)
+
+
+def _stated(span: str, candidates: list[tuple[int, int, str]], last: bool = False) -> str | None:
     """Of (start, end, value) candidates in a final answer, the first that ends a statement ("나이는 69살입니다"),
-    else the last: Korean puts the answer in the predicate, after its subject ("6년 뒤 아버지의 나이는")."""
-    ending = [c for c in candidates if _ENDS_STATEMENT.match(span, c[1])]
+    else the last: Korean puts the answer in the predicate, after its subject ("6년 뒤 아버지의 나이는"). With `last`
+    (running text) the last. A denied one ("1:2가 아닙니다") is never it; None where no other is left."""
+    candidates = [c for c in candidates if not _NEGATED.match(span, c[1])]
+    if not candidates:
+        return None
+    if last:
+        return max(candidates)[2]
+    ending = [c for c in candidates if _ends(span, c[1])]
     first = min(candidates)  # "12개이며 4묶음입니다": the number that opens the span, joined to what follows
     if not re.search(r"\w", span[: first[0]]) and _JOINED.match(span, first[1]):
         ending.append(first)
@@ -132,92 +164,27 @@ def _stated(span: str, candidates: list[tuple[int, int, str]]) -> str:
 
 def _number_in(span: str, last: bool = False) -> str | None:
     """The answer number of a final-answer span (see _stated), or with `last` the last number of running text."""
-    fractions = list(_KO_FRACTION.finditer(span))
+    mixed = {m: value for m in _KO_MIXED.finditer(span) if (value := _mixed(m[1], m[2] or m[5], m[3] or m[4]))}
+    fractions = _outside(_KO_FRACTION.finditer(span), [*mixed])
     durations = list(_DURATION.finditer(span))
-    units = [m for m in _KO_UNIT_NUMBER.finditer(span) if not any(f.start() <= m.start() < f.end() for f in fractions)]
-    numbers = list(_NUMBER.finditer(span))
-    candidates = [(m.start(), m.end(), f"{m.group(2)}/{m.group(1)}") for m in fractions]
+    units = _outside(KO_UNIT_NUMBER.finditer(span), [*mixed, *fractions])
+    numbers = _outside(_NUMBER.finditer(span), [*mixed, *fractions, *durations, *units])  # each read once
+    candidates = [(m.start(), m.end(), value) for m, value in mixed.items()]
+    candidates += [(m.start(), m.end(), f"{m.group(2)}/{m.group(1)}") for m in fractions]
     candidates += [(m.start(), m.end(), str(int(m.group(1)) * 60 + int(m.group(2)))) for m in durations]
-    candidates += [(m.start(), m.end(), _ko_unit_value(m.group())) for m in units]
-    taken = [range(m.start(), m.end()) for m in fractions + durations + units]
-    candidates += [(m.start(), m.end(), m.group()) for m in numbers if not any(m.start() in r for r in taken)]
-    if not candidates:
-        return None
-    value = max(candidates)[2] if last else _stated(span, candidates)
-    return value.replace(",", "").replace(" ", "")
-
-
-# Numbers in hangul words. Sino-Korean: digits 일..구 before 십 백 천 within a myriad, 만 and 억 scale it.
-_SINO_DIGITS = dict(zip("일이삼사오육륙칠팔구", "1234566789"))
-_SINO_SMALL = "(?:[일이삼사오육륙칠팔구]?천)?(?:[일이삼사오육륙칠팔구]?백)?(?:[일이삼사오육륙칠팔구]?십)?[일이삼사오육륙칠팔구]?"
-_SINO = re.compile(f"(?:{_SINO_SMALL}억)?(?:{_SINO_SMALL}만)?{_SINO_SMALL}")
-# Native Korean: the tens, then a unit; the attributive forms ("한 개", "스무 살") stand only before a counter.
-_NATIVE_TENS = {"열": 10, "스물": 20, "스무": 20, "서른": 30, "마흔": 40, "쉰": 50, "예순": 60, "일흔": 70, "여든": 80,
-                "아흔": 90}
-_NATIVE_UNITS = {"하나": 1, "둘": 2, "셋": 3, "넷": 4, "다섯": 5, "여섯": 6, "일곱": 7, "여덟": 8, "아홉": 9}
-_NATIVE_ATTRIBUTIVE = {"한": 1, "두": 2, "세": 3, "석": 3, "서": 3, "네": 4, "넉": 4, "너": 4, "닷": 5, "엿": 6}
-# Counters and units of word problems, and the endings a bare number takes ("다섯입니다").
-_COUNTERS = ("원", "개", "명", "마리", "권", "살", "장", "대", "번", "자루", "송이", "그루", "켤레", "벌", "잔", "병",
-             "봉지", "상자", "쪽", "층", "점", "시간", "분", "초", "일", "주", "달", "개월", "년", "배", "칸", "줄", "곳",
-             "가지", "채", "알", "통", "판", "회", "차", "사람", "쌍", "묶음", "바구니", "팀", "모둠", "반", "학년",
-             "킬로그램", "그램", "킬로미터", "센티미터", "미터", "리터", "밀리리터", "도", "퍼센트", "%")
-_ENDINGS = ("입니다", "이에요", "예요", "이다", "이요", "이며", "이고", "임", "이야", "야", "다", "요", "")
-_PUNCTUATION = ".,!?)]}\"'”’」』·…:;"
-
-
-def _native_value(word: str) -> tuple[int, bool] | None:
-    """(value, whether it stands alone) of a native Korean numeral, e.g. "스물세" is (23, False)."""
-    for tens, ten in (*_NATIVE_TENS.items(), ("", 0)):
-        if not word.startswith(tens):
-            continue
-        rest = word[len(tens):]
-        if rest in _NATIVE_UNITS:
-            return ten + _NATIVE_UNITS[rest], True
-        if rest in _NATIVE_ATTRIBUTIVE:
-            return ten + _NATIVE_ATTRIBUTIVE[rest], False
-        if tens and not rest:
-            return ten, tens not in ("스무",)
-    return None
-
-
-def _hangul_value(word: str) -> tuple[str, bool] | None:
-    """(digits, whether it stands alone) of a whole hangul numeral word; a one-syllable Sino-Korean numeral
-    ("이", "만") does not stand alone."""
-    native = _native_value(word)
-    if native is not None:
-        return str(native[0]), native[1]
-    if _SINO.fullmatch(word):
-        return _ko_unit_value("".join(_SINO_DIGITS.get(c, c) for c in word)), len(word) > 1
-    return None
-
-
-def _counted(text: str) -> bool:
-    """Whether text is a counter with at most an ending: "개", "원입니다", "마리예요"."""
-    return any(text.startswith(c) and text[len(c):] in _ENDINGS for c in _COUNTERS)
-
-
-def _hangul_number_in(span: str) -> str | None:
-    """The first number written in hangul words in a final-answer span, read only where it is a number: a word
-    before a counter ("세 개", "오백원"), or a numeral that stands alone ("다섯입니다", "정답: 이천오백")."""
-    words = [word.strip(_PUNCTUATION) for word in span.split()]
-    for i, word in enumerate(words):
-        following = words[i + 1] if i + 1 < len(words) else ""
-        for cut in range(len(word), 0, -1):  # the longest numeral the word starts with: "이십일 개" is 21
-            value, rest = _hangul_value(word[:cut]), word[cut:]
-            if value is None or (rest and word[cut - 1] == "이" and "이" + rest in _ENDINGS):
-                continue  # not a numeral, or "오백이다": 500 and the copula, not 502
-            digits, alone = value
-            if _counted(rest) or (not rest and _counted(following)) or (alone and rest in _ENDINGS):
-                return digits
-    return None
+    candidates += [(m.start(), m.end(), ko_unit_value(m.group())) for m in units]
+    candidates += [(m.start(), m.end(), m.group()) for m in numbers]
+    value = _stated(span, candidates, last)
+    return value and value.replace(",", "").replace(" ", "")
 
 
 def _math_in(span: str, last: bool = False) -> str | None:
     """The answer expression of a final-answer span ("넓이는 25π cm²입니다" is 25\\pi), as _number_in, in TeX."""
     found = [(m.start(), m.end(), m.group().strip(" .,")) for m in _MATH.finditer(span) if _MATH_TERM.search(m.group())]
-    if not found or len(expr := max(found)[2] if last else _stated(span, found)) > 200:  # no answer is that long
+    expr = _stated(span, found, last) if found else None
+    if not expr or len(expr) > 200:  # no answer is that long
         return None
-    expr = expr.replace("π", "\\pi ").replace("×", "\\times ")
+    expr = expr.replace("π", "\\pi ").replace("×", "\\times ").replace("±", "\\pm ").replace("∓", "\\mp ")
     expr = _ROOT.sub(lambda m: "\\sqrt{" + m.group(1).strip("{}()") + "}", expr).replace("÷", "\\div ")
     return expr.replace("²", "^{2}").replace("³", "^{3}").replace("·", "\\cdot ").strip()
 
@@ -227,7 +194,8 @@ def _ratio_in(span: str, last: bool = False) -> str | None:
     found = [(m.start(), m.end(), m.group()) for m in _RATIO.finditer(span)]
     if not found:
         return None
-    ratio = max(found)[2] if last else _stated(span, found)
+    if (ratio := _stated(span, found, last)) is None:
+        return None
     terms = (term.replace(",", "") for term in re.split(r"\s*(?::|대)\s*", ratio))
     return ":".join(term.rstrip("0").rstrip(".") if "." in term else term for term in terms)
 
@@ -237,7 +205,7 @@ def _weekday_in(span: str, last: bool = False) -> str | None:
     found = [(m.start(), m.end(), m.group(1) + "요일") for m in _WEEKDAY.finditer(span)]
     if not found:
         return None
-    return max(found)[2] if last else _stated(span, found)
+    return _stated(span, found, last)
 
 
 def _power(match: re.Match) -> str:
@@ -299,7 +267,7 @@ def _answer_part(span: str, kind: str = "number") -> str:
         if i and "=" in sentence and (_CHECK.match(sentence) or stated and not _CONCLUSION.search(sentence)):
             span = " ".join(sentences[:i])
             break
-        stated = stated or any(_ENDS_STATEMENT.match(sentence, m.end()) for m in _NUMBER.finditer(sentence))
+        stated = stated or any(_ends(sentence, m.end()) for m in _NUMBER.finditer(sentence))
     span = _NOT_BUT.split(span)[-1]
     return re.split(r"=|" + _APPROX.pattern, _APPROX.split(span)[0] if kind == "symbolic" else span)[-1]
 
@@ -309,7 +277,7 @@ def _hedged(span: str, find) -> bool:
     if not (match := _HEDGE.fullmatch(span)):
         return False
     items = [match.group(1), *re.findall(_ITEM, match.group(2))]
-    return not any(re.search(_JOINS + "$", item) for item in items) and len({find(item) for item in items}) > 1
+    return not any(_JOINED_ITEM.search(item) for item in items) and len({find(item) for item in items}) > 1
 
 
 def extract_answer(text: str, kind: str = "number") -> str | None:
@@ -327,7 +295,7 @@ def extract_answer(text: str, kind: str = "number") -> str | None:
             return None
         if kind == "number" and _SYMBOLIC.search(expr := _math_in(span) or ""):
             return expr
-        if (value := find(span)) is not None or (kind == "number" and (value := _hangul_number_in(span))):
+        if (value := find(span)) is not None or (kind == "number" and (value := hangul_number_in(span))):
             return value
     if kind == "number" and _SYMBOLIC.search(expr := _math_in(answer, last=True) or ""):
         return expr
@@ -347,7 +315,8 @@ def answer_kind(gold: str) -> str:
     if _RATIO.fullmatch(gold):
         return "ratio"
     text = _detex(gold)
-    return "symbolic" if _SYMBOLIC.search(text) or _VARIABLE.search(text) else "number"
+    variable = _VARIABLE.search(text) and not _TIME_GOLD.fullmatch(text)
+    return "symbolic" if _SYMBOLIC.search(text) or variable else "number"
 
 
 def _gold_number(gold: str) -> str:
@@ -359,7 +328,7 @@ def _gold_number(gold: str) -> str:
     text = _detex(gold)
     if answer_kind(gold) == "symbolic":
         return _math_in(text) or gold
-    value = _number_in(text) if _NUMBER.search(text) else _hangul_number_in(text)
+    value = _number_in(text) if _NUMBER.search(text) else hangul_number_in(text)
     return value if value is not None else gold
 
 

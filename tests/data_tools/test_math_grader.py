@@ -345,3 +345,79 @@ def test_a_unit_after_a_number_is_no_variable(completion, gold, right):
 def test_an_approximation_is_read_as_an_equation(completion, gold):
     # a number answer is the approximate value after ≈, a symbolic one the exact value before it
     assert is_correct(completion, gold) and not is_correct(completion, "25" if gold != "25" else "7")
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 3\\frac{1}{2}", "7/2"), ("\\boxed{3\\tfrac{1}{2}}", "3.5"), ("정답: $3 \\frac12$", "7/2"),
+    ("\\boxed{-1\\dfrac{3}{4}}", "-1.75"), ("정답: 1\\,\\frac{1}{2}컵", "1.5"),
+    ("정답: 2와 1/2", "5/2"), ("정답: 3과 4분의 1", "13/4"),  # as Korean reads a mixed number aloud
+    ("정답: 3.5", "3\\frac{1}{2}"), ("정답: 2.5", "2와 1/2"),  # a gold answer written so
+])
+def test_a_mixed_number_is_one_value(completion, gold):
+    assert is_correct(completion, gold)
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 3\\frac{1}{2}", "31/2"), ("정답: 3\\frac{1}{2}", "1/2"), ("정답: 2와 1/2", "1/2"), ("정답: 3과 4분의 1", "1/4"),
+    ("정답: 1/2", "2와 1/2"),
+])
+def test_a_mixed_number_is_not_its_digits_side_by_side_nor_its_fraction(completion, gold):
+    # "31/2" paid a model for 15.5, "1/2" for dropping the whole part
+    assert not is_correct(completion, gold)
+
+
+def test_a_mixed_number_leaves_products_and_lowest_terms_as_they_were():
+    assert is_correct("\\boxed{2\\sqrt{3}}", "2\\sqrt{3}") and is_correct("정답: 3\\pi", "3\\pi")
+    assert is_correct("\\boxed{2\\frac{\\sqrt{3}}{2}}", "\\sqrt{3}") and not is_correct("\\boxed{3\\pi}", "3")
+    assert is_correct("\\boxed{2\\frac{1}{2}}", "5/2", question=LOWEST_TERMS)
+    assert not is_correct("\\boxed{2\\frac{2}{4}}", "5/2", question=LOWEST_TERMS)  # 2 2/4 is not in lowest terms
+
+
+@pytest.mark.parametrize("completion", ["정답: ±5", "정답: $\\pm 5$", "\\boxed{\\pm 5}", "정답: x = ±5", "정답: ±5개"])
+def test_a_plus_minus_answer_is_two_values_not_one(completion):
+    # a policy must not be paid for "±5" where the answer is 5 (or -5): it names both
+    assert not is_correct(completion, "5") and not is_correct(completion, "-5")
+    assert is_correct(completion, "±5") and is_correct(completion, "\\pm 5")
+
+
+def test_a_plus_minus_gold_answer_takes_both_values_only():
+    assert is_correct("정답: ±√2", "\\pm\\sqrt{2}") and is_correct("정답: $\\pm \\sqrt{2}$", "±√2")
+    assert not any(is_correct(completion, "±5") for completion in ("정답: 5", "정답: -5", "정답: ±6"))
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 2분의 1시간", "0.5 h"), ("정답: 다섯 시간", "5 h"), ("정답: 3만 초", "30000 s"), ("정답: 5초", "5 s"),
+    ("정답: 5", "5 s"), ("정답: 2시간", "2 h"), ("정답: 7", "7 g"), ("정답: 4리터", "4 L"), ("정답: 3", "3 m"),
+])
+def test_a_unit_letter_after_a_gold_number_is_a_unit(completion, gold):
+    # "5 s" read as 5 times a variable s compared whole: Korean forms of 5 (3만 초, 다섯 시간) were not read
+    assert is_correct(completion, gold) and not is_correct("정답: 6", gold)
+
+
+@pytest.mark.parametrize("completion, gold, right", [
+    ("정답: 2x", "2x", True), ("정답: 2", "2x", False), ("정답: 2", "2n", False), ("정답: 3", "2h + 3", False),
+    ("정답: 2", "2h + 3", False), ("정답: 2h + 3", "2h + 3", True),
+])
+def test_a_letter_in_an_algebra_answer_stays_a_variable(completion, gold, right):
+    assert is_correct(completion, gold) == right
+
+
+@pytest.mark.parametrize("completion, gold", [
+    ("정답: 12개이므로, 4묶음", "4"), ("정답: 12개이니까, 4묶음이에요.", "4"), ("정답: 12개라서 4묶음", "4"),
+])
+def test_a_number_given_as_a_reason_before_a_comma_is_not_the_answer_nor_a_hedge(completion, gold):
+    # as "정답: 2시간이므로 120분입니다." is 120: the clause before 이므로 is why, the one after it the answer
+    assert extract_answer(completion) == gold and not is_correct(completion, "12")
+
+
+@pytest.mark.parametrize("completion, gold, kind", [
+    ("3:4이므로 1:2가 아닙니다", "3:4", "ratio"), ("정답: 3:4이므로 1:2가 아닙니다", "3:4", "ratio"),
+    ("정답: 1:2가 아닌 3:4입니다", "3:4", "ratio"), ("따라서 5개입니다. 6개가 아닙니다.", "5", "number"),
+    ("정답: 12개가 아닌 15개", "15", "number"), ("목요일입니다. 수요일이 아닙니다.", "목요일", "weekday"),
+])
+def test_a_denied_number_is_not_the_answer(completion, gold, kind):
+    assert extract_answer(completion, kind) == gold and is_correct(completion, gold)
+
+
+def test_an_answer_that_only_denies_answers_nothing():
+    assert extract_answer("정답: 5가 아닙니다") is None and not is_correct("정답: 5가 아닙니다", "5")
