@@ -64,6 +64,7 @@ SHAPE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_laye
 SIZE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 REDOWNLOAD = "download this file of the checkpoint again (a download cut short, or an edit, can break it)"
 CHUNK = 1 << 20
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name, as _name_or_path names a Hub repo
 LAYER_NORM = re.compile(r"(?:^|\.)layers\.(\d+)\.(pre_attention_layernorm|pre_mlp_layernorm)\.")
 
 
@@ -221,6 +222,26 @@ def llama_config(kormo: dict[str, Any], where: str = "config.json") -> tuple[dic
     return out, unknown
 
 
+def tokenizer_config(src: Path) -> dict[str, Any] | None:
+    """SRC's tokenizer_config.json without its auto_map (the remote code's tokenizer classes, whose .py files the
+    conversion drops: a loader with trust_remote_code would look for them), or None when it has none. A
+    tokenizer_class only that code defines is refused: nothing would load the converted tokenizer."""
+    path = src / "tokenizer_config.json"
+    saved = read_json(path) if path.is_file() else {}
+    if "auto_map" not in saved:
+        return None
+    name = saved.get("tokenizer_class")
+    try:
+        from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+    except ImportError:  # a transformers that moved it: the class is left to from_pretrained
+        tokenizer_class_from_name = None
+    if name and tokenizer_class_from_name is not None and tokenizer_class_from_name(name) is None:
+        raise KosovError(f"tokenizer_class {name!r} is defined only by the remote code (auto_map), which the "
+                         "conversion drops: nothing would load the converted tokenizer", where=str(path),
+                         fix="copy the tokenizer files of KORMo-Team/KORMo-tokenizer (or of the model repo) into SRC")
+    return {k: v for k, v in saved.items() if k != "auto_map"}
+
+
 def source_revision(src: Path) -> tuple[str | None, str | None]:
     """(repo id, commit) when SRC is a Hugging Face cache snapshot (`models--org--name/snapshots/<sha>`)."""
     resolved = src.resolve()
@@ -269,7 +290,8 @@ def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
         check_not_holding(dst, {"SRC": src})
 
 
-def _write_outputs(src: Path, staging: Path, llama: dict, shards: list[str], index: dict | None) -> dict:
+def _write_outputs(src: Path, staging: Path, llama: dict, shards: list[str], index: dict | None,
+                   tokenizer: dict | None) -> dict:
     renamed = 0
     source_hashes, written_hashes = {}, {}  # the shards are hashed as they are copied, not read again after
     for shard in shards:
@@ -289,7 +311,11 @@ def _write_outputs(src: Path, staging: Path, llama: dict, shards: list[str], ind
         if path.name.endswith(NOT_COPIED):
             dropped.append(path.name)
             continue
-        shutil.copy2(path, staging / path.name)
+        if path.name == "tokenizer_config.json" and tokenizer is not None:  # without the remote code's auto_map
+            (staging / path.name).write_text(json.dumps(tokenizer, indent=2, ensure_ascii=False) + "\n",
+                                             encoding="utf-8")
+        else:
+            shutil.copy2(path, staging / path.name)
         copied.append(path.name)
     # Every file in the staging folder (its lock aside), by name; a shard's hash is the one taken as it was written
     # (nothing written after it has a shard's name: config.json and the index are not safetensors, see check_kormo).
@@ -305,12 +331,13 @@ def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
     config, shards, index = check_kormo(src)
     llama, unknown = llama_config(config, str(src / "config.json"))  # before any shard is copied
+    tokenizer = tokenizer_config(src)
     _check_not_in_source(src, dst)  # before DST's lock creates DST's folder, which may be in SRC
     destination = lock_destination(dst)  # before DST is looked at, until it is in place
     try:
         tidy_conversions(dst)
         _check_destination(src, dst, overwrite)
-        record = _convert_into(src, dst, config, llama, unknown, shards, index)
+        record = _convert_into(src, dst, config, llama, unknown, shards, index, tokenizer)
     finally:
         release_beside(destination)
     if unknown:
@@ -321,18 +348,19 @@ def convert_kormo(src: str | Path, dst: str | Path, *, overwrite: bool = False) 
 
 
 def _convert_into(src: Path, dst: Path, config: dict, llama: dict, unknown: list[str], shards: list[str],
-                  index: dict | None) -> dict[str, Any]:
+                  index: dict | None, tokenizer: dict | None = None) -> dict[str, Any]:
     """Write the Llama checkpoint in a staging folder and swap it into DST (holding DST's lock)."""
     # Locked until DST is in place, so a conversion started meanwhile never deletes it as a killed one's.
     staging = dst.parent / f".{dst.name}.converting-{uuid.uuid4().hex[:8]}"
     lock = lock_run_folder(staging)
     try:
-        done = _write_outputs(src, staging, llama, shards, index)
+        done = _write_outputs(src, staging, llama, shards, index, tokenizer)
         repo, revision = source_revision(src)
-        record = {
+        named = config.get("_name_or_path")  # a local path (a checkpoint saved on this machine) is no repo
+        record = {  # SRC by its folder's name: a converted base is uploaded (publish.base_model), this record too
             "converter": "kosov convert kormo",
-            "source": str(src.resolve()),
-            "source_repo": repo or config.get("_name_or_path") or None,
+            "source": src.resolve().name,
+            "source_repo": repo or (named if isinstance(named, str) and HUB_ID.fullmatch(named) else None),
             "source_revision": revision,
             "source_model_type": config.get("model_type"),
             "source_architectures": config.get("architectures"),
@@ -340,6 +368,8 @@ def _convert_into(src: Path, dst: Path, config: dict, llama: dict, unknown: list
             "renamed_keys": done["renamed_keys"],
             "config_keys_not_in_llama": unknown,
             "dropped_files": done["dropped"],
+            "tokenizer_auto_map_removed": (read_json(src / "tokenizer_config.json")["auto_map"]
+                                           if tokenizer is not None else None),
             "copied_files": done["copied"],
             "source_sha256": done["source_sha256"],
             "sha256": done["sha256"],

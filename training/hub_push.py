@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from training.errors import KosovError
-from training.schema import KosovConfig
+from training.redaction import redact
+from training.schema import KosovConfig, PublishConfig
 
 log = logging.getLogger(__name__)
 
@@ -133,43 +136,84 @@ def push_release(cfg: KosovConfig, target: HubTarget, folder: Path, files: list[
     a tokenizer file) are deleted in it, so the repo never mixes two releases. Files kosov never writes stay.
     The commit names the repo's commit hub_target checked as its parent: if someone pushed meanwhile (which files
     are stale, which tags exist may have changed), the Hub refuses it, and a repo created meanwhile is not taken
-    over."""
+    over. A tag that fails after the commit is reported as that: the release is on the Hub, untagged."""
     from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
     gone = [f for f in target.stale if f not in files]
-    committed = False
     try:
         url = target.api.create_repo(target.repo_id, private=target.private is not False, exist_ok=target.exists)
         commit = target.api.upload_folder(folder_path=str(folder), repo_id=target.repo_id, allow_patterns=files,
                                           delete_patterns=gone or None, commit_message=cfg.publish.commit_message,
                                           parent_commit=target.parent)
-        committed = True
-        if cfg.publish.tag:
-            target.api.create_tag(target.repo_id, tag=cfg.publish.tag, revision=commit.oid)
     except HfHubHTTPError as e:
         # 412: the parent commit is no longer the branch's head; 409: a conflict (the repo exists after all)
-        if committed or getattr(e.response, "status_code", None) not in (409, 412):
-            raise _upload_failed(target, folder, e) from e
+        if _status(e) not in (409, 412):
+            raise _upload_failed(cfg, target, folder, e) from e
         moved = (f"{target.repo_id} changed on the Hub since kosov checked it (at commit {target.parent[:12]}): "
                  "someone pushed to it meanwhile" if target.parent else
                  f"{target.repo_id} exists now, and did not (or this token could not see it) when kosov checked: "
                  "someone created it meanwhile")
         raise KosovError(f"{moved}; nothing was committed", where=str(folder),
-                         fix=f"{_again(folder)}: kosov checks the repo anew (its files "
+                         fix=f"{_again(cfg, folder)}: kosov checks the repo anew (its files "
                              "and tags) before it pushes") from e
     except (HTTPError, OSError, RuntimeError) as e:  # hf_xet's transfer errors are RuntimeErrors
-        raise _upload_failed(target, folder, e) from e
+        raise _upload_failed(cfg, target, folder, e) from e
+    if cfg.publish.tag:
+        try:
+            target.api.create_tag(target.repo_id, tag=cfg.publish.tag, revision=commit.oid)
+        except (HTTPError, OSError) as e:
+            raise _tag_failed(cfg, target, folder, commit.oid, e) from e
     log.info("pushed %d files to %s (%s)%s%s", len(files), url, "private" if target.private is not False else
              "public", f", tagged {cfg.publish.tag}" if cfg.publish.tag else "",
              f"; deleted the earlier release's {', '.join(gone)}" if gone else "")
 
 
-def _again(folder: Path) -> str:
+def _status(e: Exception) -> int | None:
+    return getattr(getattr(e, "response", None), "status_code", None)
+
+
+def _override(key: str, value: Any) -> str:
+    """key=value as the shell passes it to Hydra unchanged: a value with spaces, quotes or Hydra's own characters
+    (or one that would read as a number, a bool or null) quoted; secrets redacted."""
+    text = str(value).lower() if isinstance(value, bool) else str(redact(value))
+    if not isinstance(value, bool) and not (re.fullmatch(r"[A-Za-z_][\w.-]*", text) and
+                                            text.lower() not in ("true", "false", "null", "none", "nan", "inf")):
+        # Hydra's quoted value: backslashes before a quote (or the end) doubled, quotes and ${ escaped
+        text = re.sub(r'(\\+)(?="|$)', r"\1\1", text).replace('"', '\\"').replace("${", "\\${")
+        text = f'"{text}"'
+    return shlex.quote(f"{key}={text}")
+
+
+def again_command(cfg: KosovConfig, folder: Path) -> str:
+    """The command that pushes the finished release folder again, with the push settings this one was given."""
+    defaults = PublishConfig()
+    settings = [_override(f"publish.{key}", getattr(cfg.publish, key)) for key in ("tag", "private", "commit_message")
+                if getattr(cfg.publish, key) != getattr(defaults, key)]
+    return " ".join(["kosov publish", shlex.quote(f"release={folder}"), "push=true", *settings])
+
+
+def _again(cfg: KosovConfig, folder: Path) -> str:
     """How to push the finished release folder again: as it is (release=), nothing rebuilt."""
-    return f"push the folder again (kosov publish release={folder} push=true)"
+    return f"push the folder again ({again_command(cfg, folder)})"
 
 
-def _upload_failed(target: HubTarget, folder: Path, e: Exception) -> KosovError:
+def _upload_failed(cfg: KosovConfig, target: HubTarget, folder: Path, e: Exception) -> KosovError:
     return KosovError(f"the upload to {target.repo_id} failed: {type(e).__name__}: {e}", where=str(folder),
                       fix=f"the release folder is complete; check the token's write access and the network, then "
-                          f"{_again(folder)}")
+                          f"{_again(cfg, folder)}")
+
+
+def _tag_failed(cfg: KosovConfig, target: HubTarget, folder: Path, oid: str, e: Exception) -> KosovError:
+    """The commit is on the Hub: pushing the folder again would commit the same files once more (and be refused
+    if the tag exists now). What is left is tagging that commit."""
+    tag = cfg.publish.tag
+    done = (f"the release is on the Hub ({target.repo_id}, commit {oid}), but tagging it {tag} failed: "
+            f"{type(e).__name__}: {e}")
+    if _status(e) == 409:  # the tag exists now: hub_target saw none before the upload
+        return KosovError(f"{done}; the tag {tag} exists now (someone created it meanwhile)", where=str(folder),
+                          fix=f"see which commit {tag} names (https://huggingface.co/{target.repo_id}/tree/{tag}); "
+                              f"tag this release with another name: hf repos tag create {target.repo_id} <new tag> "
+                              f"--revision {oid}")
+    return KosovError(done, where=str(folder),
+                      fix=f"do not push the folder again (its files are on the Hub); tag that commit: "
+                          f"hf repos tag create {target.repo_id} {shlex.quote(tag)} --revision {oid}")

@@ -13,6 +13,7 @@ the publisher chooses (`publish.license`), kosov does not.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -362,3 +363,16 @@ def model_card(*, repo: str, base: str, method: str, config: dict[str, Any], sta
         "```yaml", yaml.safe_dump(config, allow_unicode=True, sort_keys=False).rstrip(), "```", "",
     ]
     return "\n".join(lines)
+
+
+def front_matter_error(card: Path) -> str | None:
+    """Why the model card's YAML metadata (between its first two '---' lines) does not read as a mapping, or None:
+    the Hub refuses a commit whose README.md metadata does not parse."""
+    text = card.read_text(encoding="utf-8-sig").replace("\r\n", "\n")  # saved by an editor on Windows
+    if not text.startswith("---\n") or "\n---\n" not in text[3:]:
+        return "it does not start with its metadata between two '---' lines"
+    try:
+        meta = yaml.safe_load(text[4:text.index("\n---\n", 3)])
+    except yaml.YAMLError as e:
+        return f"its metadata is not YAML ({e})"
+    return None if isinstance(meta, dict) else "its metadata is not a mapping of keys to values"

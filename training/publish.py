@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,7 +29,9 @@ from training.schema import KosovConfig
 from training.errors import KosovError
 from training.evaluation.identity import adapter_digest
 from training.hub_push import KOSOV_MARKER, hub_target, push_release
-from training.model_card import LICENSE_FILE, derive_license, license_file, license_warnings, model_card
+from training.lineage import lineage_stages, public_provenance
+from training.model_card import (LICENSE_FILE, derive_license, front_matter_error, license_file, license_warnings,
+                                 model_card)
 from training.adapters import adapter_dir, check_adapter_files
 from training.models import HUB_ID, resolve_device
 from training.evaluation.report import to_markdown
@@ -54,36 +57,6 @@ class PublishResult:
 
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-PRIVATE = ("host", "command")  # the training machine's name and the command line (local paths): not published
-
-
-def _public(prov: dict[str, Any]) -> dict[str, Any]:
-    """A run's provenance for a public release: without PRIVATE keys and with local paths as names (data files, the
-    model's folder, the adapter it started from, the checkpoint it resumed from), in its earlier starts too."""
-    return names_only({key: [_public(p) for p in value] if key == "earlier" else value
-                        for key, value in prov.items() if key not in PRIVATE})
-
-
-def _run_of(adapter: Path) -> Path:
-    """The run folder an adapter came from: the nearest folder above it with a provenance.json (run/adapter,
-    run/checkpoints/checkpoint-N); else the folder holding it."""
-    return next((f for f in list(adapter.parents)[:3] if (f / "provenance.json").is_file()), adapter.parent)
-
-
-def _stages(run: Path) -> list[dict[str, Any]]:
-    """This run and the runs its adapter started from (an SFT stage before GRPO), oldest first."""
-    stages, seen = [], set()
-    while run is not None and run.resolve() not in seen:
-        seen.add(run.resolve())
-        prov = _read_json(run / "provenance.json")
-        config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").is_file() else {}
-        stages.insert(0, {"name": f"{config.get('method', {}).get('name', '?')} ({run.name})",
-                          "provenance": _public(prov), **({} if prov else {"missing": run.name})})
-        start = (prov.get("model") or {}).get("start_adapter")
-        run = _run_of(Path(start)) if start else None
-    return stages
 
 
 def _eval_report(cfg: KosovConfig, adapter: Path, run_model: dict[str, Any]) -> tuple[dict[str, Any] | None,
@@ -181,7 +154,7 @@ def _published_base(cfg: KosovConfig, name_or_path: str, recorded: dict[str, Any
 
 def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None:
     run_cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-    metrics, stages = _read_json(run / "metrics.json"), _stages(run)
+    metrics, (stages, unknown) = _read_json(run / "metrics.json"), lineage_stages(run)
     report, report_dir = _eval_report(cfg, adapter, run_cfg["model"])
     licenses: dict[str, int] = {}
     for stage in stages:
@@ -189,12 +162,10 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
             licenses[name] = licenses.get(name, 0) + count
     recorded = _read_json(run / "provenance.json").get("model") or {}
     base = _published_base(cfg, run_cfg["model"]["name_or_path"], recorded)
-    unrecorded = [stage["missing"] for stage in stages if "missing" in stage]
-    if unrecorded and not cfg.publish.license:  # that stage's rows and their licenses are unknown
-        raise KosovError(f"the adapter was trained from {unrecorded[0]}, which has no kosov provenance.json (moved, "
-                         "deleted or not a kosov run): the licenses of the data it was trained on are unknown",
-                         fix="put that run folder back where it was, or check its data's licenses and set "
-                             "publish.license=<SPDX id>")
+    if unknown and not cfg.publish.license:  # a stage's rows and their licenses are unknown
+        raise unknown[0]
+    for problem in unknown:  # the card's lineage shows that stage as "?"
+        log.warning("publish.license=%s stands for a stage kosov cannot read: %s", cfg.publish.license, problem.what)
     license_, why = derive_license(base, licenses, cfg.publish.license)
     for warning in license_warnings(base, licenses, cfg.publish.license):
         log.warning("license: %s", warning)
@@ -224,7 +195,8 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
             images["report"] = "eval_report.png"
     recipe = names_only(redact(run_cfg))  # data files, the base's folder, the run folder: by name
     write_atomic(staging / "kosov_recipe.yaml", yaml.safe_dump(recipe, allow_unicode=True, sort_keys=False))
-    write_json(staging / "provenance.json", {"stages": stages, "metrics": _public(metrics)})  # its data summary too
+    # its data summary too
+    write_json(staging / "provenance.json", {"stages": stages, "metrics": public_provenance(metrics)})
     write_atomic(staging / "README.md", model_card(
         repo=cfg.repo_id or run.name, base=base, method=run_cfg["method"]["name"], config=recipe,
         stages=stages, metrics=metrics, report=report, report_md=report_md, license_=license_, license_why=why,
@@ -248,19 +220,6 @@ def check_release_folder(out: Path, overwrite: bool) -> None:
         raise KosovError(f"{out} already holds a release", fix="pass overwrite=true or choose another output_dir")
 
 
-def _front_matter_error(card: Path) -> str | None:
-    """Why the model card's YAML metadata (between its first two '---' lines) does not read as a mapping, or None:
-    the Hub refuses a commit whose README.md metadata does not parse."""
-    text = card.read_text(encoding="utf-8-sig").replace("\r\n", "\n")  # saved by an editor on Windows
-    if not text.startswith("---\n") or "\n---\n" not in text[3:]:
-        return "it does not start with its metadata between two '---' lines"
-    try:
-        meta = yaml.safe_load(text[4:text.index("\n---\n", 3)])
-    except yaml.YAMLError as e:
-        return f"its metadata is not YAML ({e})"
-    return None if isinstance(meta, dict) else "its metadata is not a mapping of keys to values"
-
-
 SHAPES_THE_FOLDER = ("output_dir", "overwrite", "publish.merge", "publish.eval_report", "publish.license",
                      "publish.base_model")
 
@@ -278,7 +237,7 @@ def push_release_folder(cfg: KosovConfig) -> PublishResult:
         raise KosovError(f"release= pushes the folder as it is: {', '.join(given)} would change nothing",
                          fix=f"drop {', '.join(given)}, or build the release again from its run "
                              "(run=<run folder> output_dir=<folder> overwrite=true ...)")
-    tidy_swap(folder)  # a publish killed while it swapped this folder in: the release it replaced, back
+    tidy_swap(Path(os.path.abspath(folder)))  # a publish killed while it swapped this folder in: the earlier one back
     plan = folder / "upload_plan.json"
     try:
         planned = json.loads(plan.read_text(encoding="utf-8"))
@@ -301,7 +260,7 @@ def push_release_folder(cfg: KosovConfig) -> PublishResult:
         if not (folder / name).is_file():
             raise KosovError(f"{folder} has no {name} ({why})", where=str(folder),
                              fix="build the release again from its run")
-    problem = _front_matter_error(folder / "README.md")
+    problem = front_matter_error(folder / "README.md")
     if problem:
         raise KosovError(f"the model card's metadata would be refused by the Hub: {problem}",
                          where=str(folder / "README.md"), fix="fix the YAML block at the top of README.md")
@@ -345,7 +304,10 @@ def publish(cfg: KosovConfig) -> PublishResult:
     if not (run / "config.yaml").is_file():
         raise KosovError(f"{run} is not a kosov run folder (no config.yaml)",
                          fix="give run= the folder kosov train wrote (the one holding adapter/), not the adapter")
-    out = Path(cfg.output_dir or run / "release")
+    out = Path(os.path.abspath(cfg.output_dir or run / "release"))  # output_dir=x/..: named as the folder it is
+    if out.resolve() in (here := Path.cwd().resolve(), *here.parents):  # output_dir=. or ..: "" has no name
+        raise KosovError(f"output_dir={cfg.output_dir} is the folder kosov publish runs in, or holds it: a release "
+                         "replaces its whole folder", fix="choose a new folder for the release: output_dir=release")
     kept = {"the run folder": run, **({"the eval report": Path(cfg.publish.eval_report)}
                                       if cfg.publish.eval_report else {})}
     check_not_holding(out, kept)  # overwrite=true replaces the folder: never with the run it releases inside

@@ -370,11 +370,11 @@ def test_a_second_conversion_to_the_same_destination_is_refused_while_the_first_
     finally:
         finish.set()
         thread.join(60)
-    assert "error" not in first and first["record"]["source"] == str(kormo_src.resolve())
+    assert "error" not in first and first["record"]["source"] == kormo_src.name
     message = str(error.value)
     assert "another `kosov convert` is writing" in message and str(dst) in message
     assert f"pid {os.getpid()}" in message and str(tmp_path.resolve() / ".dst.kosov.lock") in message
-    assert json.loads((dst / RECORD).read_text())["source"] == str(kormo_src.resolve())  # the first one's
+    assert json.loads((dst / RECORD).read_text())["source"] == kormo_src.name  # the first one's
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "other"]  # no staging folder, no lock left
 
 
@@ -435,3 +435,43 @@ def test_a_kormo_checkpoint_without_remote_code_points_to_the_converter(kormo_sr
     with pytest.raises(KosovError) as error:
         train(cfg)
     assert "remote code" in str(error.value) and "kosov convert kormo" in str(error.value)
+
+
+def test_the_record_names_its_source_by_the_folder_only(kormo_src, converted, tmp_path):
+    """A converted base is uploaded for publish.base_model: its record kept SRC's absolute path (/home/alice/...),
+    and a _name_or_path that was a local folder as its "source_repo"."""
+    record = json.loads((converted / RECORD).read_text())
+    assert record["source"] == SNAPSHOT and record["source_repo"] == "KORMo-Team/KORMo-10B-sft"
+    assert str(kormo_src.parents[2]) not in (converted / RECORD).read_text()
+    src = _copy(kormo_src, tmp_path / "home" / "alice" / "models" / "KORMo-10B-sft")
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**config, "_name_or_path": str(tmp_path / "ckpt" / "kormo")}))
+    record = convert_kormo(src, tmp_path / "dst")
+    assert record["source"] == "KORMo-10B-sft" and record["source_repo"] is None
+    assert str(tmp_path) not in (tmp_path / "dst" / RECORD).read_text()
+
+
+def test_the_tokenizers_auto_map_goes_with_the_remote_code(kormo_src, tmp_path):
+    """The .py files were dropped and tokenizer_config.json kept the auto_map naming them: loaded with
+    trust_remote_code=True (vLLM's --trust-remote-code, a card's snippet), the tokenizer looked for the missing file."""
+    from transformers import AutoTokenizer
+
+    src = _copy(kormo_src, tmp_path / "src")
+    saved = json.loads((src / "tokenizer_config.json").read_text())
+    auto_map = {"AutoTokenizer": [None, "tokenization_kormo.KORMoTokenizerFast"]}
+    (src / "tokenizer_config.json").write_text(json.dumps({**saved, "auto_map": auto_map}))
+    (src / "tokenization_kormo.py").write_text("raise RuntimeError('remote code must never run')\n")
+    record = convert_kormo(src, tmp_path / "dst")
+    written = json.loads((tmp_path / "dst" / "tokenizer_config.json").read_text())
+    assert written == saved and record["tokenizer_auto_map_removed"] == auto_map
+    assert "tokenization_kormo.py" in record["dropped_files"] and "tokenizer_config.json" in record["copied_files"]
+    assert record["sha256"]["tokenizer_config.json"] == hashlib.sha256(
+        (tmp_path / "dst" / "tokenizer_config.json").read_bytes()).hexdigest()
+    for trust in (False, True):
+        assert AutoTokenizer.from_pretrained(tmp_path / "dst", trust_remote_code=trust).encode("한국어") == \
+            AutoTokenizer.from_pretrained(kormo_src).encode("한국어")
+    (src / "tokenizer_config.json").write_text(json.dumps({**saved, "auto_map": auto_map,
+                                                           "tokenizer_class": "KORMoTokenizerFast"}))
+    with pytest.raises(KosovError, match="tokenizer_class 'KORMoTokenizerFast' is defined only by the remote code"):
+        convert_kormo(src, tmp_path / "dst2")
+    assert not (tmp_path / "dst2").exists()

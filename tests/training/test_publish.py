@@ -445,3 +445,143 @@ def training_root() -> Path:
     import training
 
     return Path(training.__file__).parents[1]
+
+
+def chained_runs(smoke_run, root: Path, start_adapter: str | None = None, **settings) -> tuple[Path, Path]:
+    """A GRPO-like run (a copy of the smoke run) whose provenance says it started from the adapter of `root/sft`
+    (another copy): `start_adapter` as recorded (runs before the fix recorded a path relative to the folder `kosov
+    train` ran in), with the LoRA settings train.py records of it (changed by `settings`)."""
+    import shutil
+
+    from training.adapters import continued_settings
+
+    first, second = root / "sft", root / "grpo"
+    shutil.copytree(smoke_run.run_dir, first)
+    shutil.copytree(smoke_run.run_dir, second)
+    prov = json.loads((second / "provenance.json").read_text(encoding="utf-8"))
+    recorded = continued_settings(first / "adapter", compose(["experiment=smoke-sft"]).peft)
+    prov["model"].update(start_adapter=start_adapter or str(first / "adapter"),
+                         start_adapter_settings={**recorded, **settings})
+    (second / "provenance.json").write_text(json.dumps(prov), encoding="utf-8")
+    return first, second
+
+
+def noncommercial_run(smoke_run, folder: Path) -> Path:
+    """Another run, whose rows are CC-BY-NC-4.0."""
+    import shutil
+
+    shutil.copytree(smoke_run.run_dir, folder)
+    prov = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))
+    prov["data"]["licenses"] = {"CC-BY-NC-4.0": 24}
+    prov["data"]["name"] = "someone-elses-nc-rows"
+    (folder / "provenance.json").write_text(json.dumps(prov), encoding="utf-8")
+    return folder
+
+
+def test_a_relative_start_adapter_is_never_read_from_the_folder_publish_runs_in(smoke_run, tmp_path, monkeypatch):
+    """`kosov train method.init_adapter=sft output_dir=grpo` recorded start_adapter "sft/adapter": publish read it
+    from the folder it ran in, where another sft/ run gave the card its rows and cc-by-nc-4.0 license."""
+    first, second = chained_runs(smoke_run, tmp_path / "train", start_adapter="sft/adapter")
+    elsewhere = tmp_path / "elsewhere"
+    noncommercial_run(smoke_run, elsewhere / "sft")
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(KosovError, match="'sft/adapter'") as error:
+        publish(compose([f"run={second}", f"output_dir={tmp_path / 'r1'}"]))
+    assert str(second / "provenance.json") in str(error.value) and "relative" in error.value.what
+    assert "model.start_adapter" in error.value.fix and "absolute path" in error.value.fix
+    assert "publish.license" in error.value.fix and not (tmp_path / "r1").exists()
+    monkeypatch.chdir(tmp_path / "train")  # where it trained: still not guessed
+    with pytest.raises(KosovError, match="'sft/adapter'"):
+        publish(compose([f"run={second}", f"output_dir={tmp_path / 'r1'}"]))
+    monkeypatch.chdir(elsewhere)
+    released = publish(compose([f"run={second}", f"output_dir={tmp_path / 'r2'}", "publish.license=apache-2.0"]))
+    card = (released.folder / "README.md").read_text(encoding="utf-8")
+    assert "license: apache-2.0" in card and "someone-elses-nc-rows" not in card and "cc-by-nc" not in card.lower()
+    stages = json.loads((released.folder / "provenance.json").read_text())["stages"]
+    assert [s["name"] for s in stages] == ["? (the adapter it started from)", "sft (grpo)"]
+    prov = json.loads((second / "provenance.json").read_text(encoding="utf-8"))  # the fix the error gives
+    prov["model"]["start_adapter"] = str(first / "adapter")
+    (second / "provenance.json").write_text(json.dumps(prov), encoding="utf-8")
+    released = publish(compose([f"run={second}", f"output_dir={tmp_path / 'r3'}"]))
+    stages = json.loads((released.folder / "provenance.json").read_text())["stages"]
+    assert [s["name"] for s in stages] == ["sft (sft)", "sft (grpo)"] and all(s["provenance"]["data"] for s in stages)
+
+
+def test_an_adapter_of_another_shape_where_the_run_started_is_not_taken_for_its_start(smoke_run, tmp_path):
+    """Another run trained since into the folder the run started from: its rows are not this adapter's lineage."""
+    first, second = chained_runs(smoke_run, tmp_path / "train")
+    config = json.loads((first / "adapter" / "adapter_config.json").read_text())
+    (first / "adapter" / "adapter_config.json").write_text(json.dumps({**config, "r": 2 * config["r"]}))
+    noncommercial = json.loads((first / "provenance.json").read_text())
+    noncommercial["data"]["licenses"] = {"CC-BY-NC-4.0": 24}
+    (first / "provenance.json").write_text(json.dumps(noncommercial))
+    with pytest.raises(KosovError, match=f"another shape \\(r {config['r']} then, {2 * config['r']} now\\)") as error:
+        publish(compose([f"run={second}", f"output_dir={tmp_path / 'r1'}"]))
+    assert str(first / "adapter") in error.value.fix and "publish.license" in error.value.fix
+
+
+def test_output_dir_dot_or_a_folder_above_is_refused_and_a_dotted_path_is_the_folder_it_names(smoke_run, tmp_path,
+                                                                                            monkeypatch):
+    """output_dir=. crashed with "PosixPath('.') has an empty name" (the staging folder is named after it)."""
+    here = tmp_path / "work" / "here"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    for out in (".", "..", str(here), "sub/.."):
+        with pytest.raises(KosovError, match="is the folder kosov publish runs in, or holds it") as error:
+            publish(compose([f"run={smoke_run.run_dir}", f"output_dir={out}"]))
+        assert "output_dir=release" in error.value.fix
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["here"] and not list(here.iterdir())
+    result = publish(compose([f"run={smoke_run.run_dir}", "output_dir=sub/../release"]))
+    assert result.folder == here / "release" and (here / "release" / "README.md").is_file()
+    assert sorted(p.name for p in here.iterdir()) == ["release"]  # no staging folder left beside it
+
+
+def test_a_secret_the_run_recorded_at_training_time_is_redacted_or_stops_the_release(smoke_run, tmp_path,
+                                                                                    monkeypatch):
+    """The environment's secrets are in the run's files (a training-time leak, planted here): each is redacted in
+    what publish rewrites (the recipe, provenance.json) or stops the release, naming the file, before anything is
+    written. The Hub login's token (no HF_TOKEN) is not known to redaction: it stops the release."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_TOKEN", HF_SECRET)
+    monkeypatch.setenv("WANDB_API_KEY", WANDB_SECRET)
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run.run_dir, run)
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    config["synth"]["teacher"]["model"] = f"org/teacher-{HF_SECRET}"  # under keys no secret is expected at
+    config["name"] = f"smoke-{WANDB_SECRET}"
+    (run / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    prov = json.loads((run / "provenance.json").read_text(encoding="utf-8"))
+    prov["runtime"]["note"] = f"token {HF_SECRET}"  # shown in provenance.json only, not in the card
+    (run / "provenance.json").write_text(json.dumps(prov), encoding="utf-8")
+    result = publish(compose([f"run={run}", f"output_dir={tmp_path / 'release'}"]))
+    for path in (p for p in result.folder.rglob("*") if p.is_file()):
+        assert HF_SECRET.encode() not in path.read_bytes() and WANDB_SECRET.encode() not in path.read_bytes(), path
+    recipe = yaml.safe_load((result.folder / "kosov_recipe.yaml").read_text(encoding="utf-8"))
+    assert recipe["synth"]["teacher"]["model"] == "org/teacher-***" and recipe["name"] == "smoke-***"
+    published = json.loads((result.folder / "provenance.json").read_text())["stages"][-1]["provenance"]
+    assert published["runtime"]["note"] == "token ***"
+
+    prov["data"]["name"] = f"rows-{HF_SECRET}"  # the card's lineage table shows it
+    (run / "provenance.json").write_text(json.dumps(prov), encoding="utf-8")
+    with pytest.raises(KosovError, match=r"a secret .* is in \['README.md'\]; nothing was written"):
+        publish(compose([f"run={run}", f"output_dir={tmp_path / 'r2'}"]))
+    shutil.copyfile(smoke_run.run_dir / "provenance.json", run / "provenance.json")
+    template = run / "adapter" / "chat_template.jinja"  # copied into the release as it is
+    template.write_text(template.read_text(encoding="utf-8") + f"{{# {WANDB_SECRET} #}}", encoding="utf-8")
+    with pytest.raises(KosovError, match=r"is in \['chat_template.jinja'\]"):
+        publish(compose([f"run={run}", f"output_dir={tmp_path / 'r2'}"]))
+    shutil.copyfile(smoke_run.run_dir / "adapter" / "chat_template.jinja", template)
+
+    login = tmp_path / "hf-home" / "token"  # `hf auth login`'s token, in config.yaml; no HF_TOKEN to redact it by
+    login.parent.mkdir()
+    login.write_text("hf_kosovStoredLogin0123456789abcdefgh")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(login))
+    monkeypatch.delenv("HF_TOKEN")
+    config["synth"]["teacher"]["model"] = "org/teacher-hf_kosovStoredLogin0123456789abcdefgh"
+    (run / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(KosovError, match=r"is in \['README.md', 'kosov_recipe.yaml'\]"):
+        publish(compose([f"run={run}", f"output_dir={tmp_path / 'r2'}"]))
+    assert not (tmp_path / "r2").exists()

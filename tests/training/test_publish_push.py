@@ -5,6 +5,7 @@ built or uploaded."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -339,3 +340,58 @@ def test_a_release_folder_without_push_lists_what_would_go_up(hub, smoke_run, tm
     build(smoke_run.run_dir, tmp_path / "release", "repo_id=kosov-test/tiny-ko-lora")
     result = publish(compose([f"release={tmp_path / 'release'}"]))
     assert not result.pushed and "adapter_model.safetensors" in result.upload and hub == {}
+
+
+def test_a_failed_tag_says_the_release_is_on_the_hub_and_how_to_tag_that_commit(hub, smoke_run, tmp_path,
+                                                                                 monkeypatch):
+    """create_tag failed after the commit: the error said the upload failed, and its fix pushed the folder again
+    (without the tag)."""
+    def tag_fails(self, repo_id, tag, revision):
+        raise http_error(500, "POST", f"https://huggingface.co/api/models/{repo_id}/tag/main")
+
+    monkeypatch.setattr(MemoryHub, "create_tag", tag_fails)
+    with pytest.raises(KosovError) as error:
+        push(smoke_run.run_dir, tmp_path / "release", "publish.tag=v1")
+    repo = hub["kosov-test/tiny-ko-lora"]
+    oid = sha_of(repo)
+    assert set(repo["files"]) - {".gitattributes"} == set(json.loads((tmp_path / "release" / "upload_plan.json")
+                                                                      .read_text())["files"]) and not repo["tags"]
+    assert f"the release is on the Hub (kosov-test/tiny-ko-lora, commit {oid}), but tagging it v1 failed" in \
+        error.value.what and "upload" not in error.value.what
+    assert f"hf repos tag create kosov-test/tiny-ko-lora v1 --revision {oid}" in error.value.fix
+    assert "kosov publish release=" not in error.value.fix
+
+    def tagged_meanwhile(self, repo_id, tag, revision):  # someone tagged the repo after kosov checked it
+        raise http_error(409, "POST", f"https://huggingface.co/api/models/{repo_id}/tag/main")
+
+    monkeypatch.setattr(MemoryHub, "create_tag", tagged_meanwhile)
+    with pytest.raises(KosovError, match="the tag v2 exists now") as error:
+        push(smoke_run.run_dir, tmp_path / "release", "publish.tag=v2")
+    assert f"hf repos tag create kosov-test/tiny-ko-lora <new tag> --revision {sha_of(repo)}" in error.value.fix
+
+
+def test_a_failed_upload_gives_the_command_that_pushes_it_with_the_users_settings(hub, smoke_run, tmp_path,
+                                                                                  monkeypatch):
+    """The fix said `kosov publish release=... push=true`: run as given, it pushed an untagged release, into a
+    repo of the visibility by default, with kosov's commit message."""
+    import shlex
+
+    message = 'Release v1, 한국어: "final" ${oc.env:HOME}'
+    monkeypatch.setattr(MemoryHub, "fail_upload", "xet")
+    cfg = compose([f"run={smoke_run.run_dir}", f"output_dir={tmp_path / 'my release'}", "push=true",
+                   "repo_id=kosov-test/tiny-ko-lora", "publish.tag=v1", "publish.private=false"])
+    cfg.publish.commit_message = message
+    with pytest.raises(KosovError, match="the upload to kosov-test/tiny-ko-lora failed") as error:
+        publish(cfg)
+    command = error.value.fix.split("push the folder again (", 1)[1].rsplit(")", 1)[0]
+    assert "publish.tag=v1" in command and "publish.private=false" in command
+    words = shlex.split(command)
+    assert words[:2] == ["kosov", "publish"]
+    monkeypatch.setattr(MemoryHub, "fail_upload", None)
+    commits = []
+    upload = MemoryHub.upload_folder
+    monkeypatch.setattr(MemoryHub, "upload_folder", lambda self, **kw: commits.append(kw["commit_message"]) or
+                        upload(self, **kw))
+    result = publish(compose(words[2:]))  # the command, as the shell passes it
+    repo = hub["kosov-test/tiny-ko-lora"]
+    assert result.pushed and set(repo["tags"]) == {"v1"} and not repo["private"] and commits == [message]
