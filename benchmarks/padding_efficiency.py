@@ -81,13 +81,14 @@ def report(lengths: list[int], batch_size: int, max_lengths: list[int], tokenize
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.train_throughput import at_least, emit
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokenizer", help="a tokenizer folder (default: tiny-ko)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-length", type=int, action="append", default=None)
+    parser.add_argument("--batch-size", type=at_least(1), default=8)
+    parser.add_argument("--max-length", type=at_least(1), action="append", default=None)
     parser.add_argument("--results", help="append the table to this Markdown file")
     args = parser.parse_args(argv)
-    from benchmarks.train_throughput import emit
 
     emit(report(sequence_lengths(args.tokenizer), args.batch_size, args.max_length or [2048, 4096],
                 args.tokenizer or "tiny-ko"), args.results)

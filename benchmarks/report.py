@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -79,17 +83,50 @@ def fits_16gb(row: dict[str, Any]) -> str:
 NEW_TABLES = "<!-- new tables go above this line (benchmarks/report.py) -->"
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive lock on `path`'s sibling lock file (.NAME.lock, left in place: removing it would let two
+    writers lock two different files), held while inside: two benchmarks adding to one results file take turns."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def emit(text: str, results: str | None) -> None:
     """Print a result table and, when asked, add it to the results file: above its NEW_TABLES line, or at its end
-    (a file without one, as the GPU machine's). Written whole and renamed into place: a kill never halves it."""
+    (a file without one, as the GPU machine's). Written whole and renamed into place: a kill never halves it; read
+    and written under a lock (locked): two benchmarks writing one file at once lose neither's table."""
     from training.safe_write import write_atomic
 
     print(text)
     if results:
         path = Path(results)
-        old = path.read_text(encoding="utf-8") if path.is_file() else ""
-        head, marker, tail = old.partition(NEW_TABLES)
-        write_atomic(path, f"{head.rstrip()}\n\n{text.rstrip()}\n\n{marker}{tail}" if marker else f"{old}\n{text}")
+        with locked(path):
+            old = path.read_text(encoding="utf-8") if path.is_file() else ""
+            head, marker, tail = old.partition(NEW_TABLES)
+            write_atomic(path, f"{head.rstrip()}\n\n{text.rstrip()}\n\n{marker}{tail}" if marker
+                         else f"{old}\n{text}")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_text(data: Any, **kwargs: Any) -> str:
+    """JSON that any parser reads: a NaN or infinity (no GPU memory on CPU, no token count) is written as null."""
+    return json.dumps(_finite(data), allow_nan=False, **kwargs)
 
 def environment(device: str) -> str:
     import torch

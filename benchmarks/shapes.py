@@ -4,9 +4,12 @@ and for QLoRA the random model saved once and loaded back through bitsandbytes N
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -101,21 +104,61 @@ def shape_config(name: str, config_path: str | None):
 
 
 _SAVED: dict[tuple, str] = {}
+_SAVED_FOLDERS: list[str] = []  # each saved_model folder from its creation on, written whole or not
+
+
+def _remove_saved() -> None:
+    import shutil
+
+    for folder in _SAVED_FOLDERS:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # the saved models go first: should a thread the trainer left (a generation engine's) hold the exit up until
+    # the SIGKILL that follows (SLURM's KillWait, timeout -k), they are gone all the same
+    _remove_saved()
+    raise SystemExit(128 + signum)  # 143, the status a shell gives a process SIGTERM ended
+
+
+def _sigterm_to_exit() -> bool:
+    """Make SIGTERM raise SystemExit where it has its default action (end the process, no cleanup), in the main
+    thread; True when installed here."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return False
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    return True
+
+
+@contextlib.contextmanager
+def sigterm_exits():
+    """SIGTERM (a SLURM time limit, scancel, timeout) raises SystemExit while inside, so finally blocks and atexit
+    run (saved_model's folder is removed: the 8B's is 16 GB), where by default it ends the process with neither.
+    A handler set before (SIG_IGN, a Python one) is left as it is; the default is restored on leaving."""
+    installed = _sigterm_to_exit()
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def saved_model(name: str, config_path: str | None, device: str) -> str:
     """A folder holding the random bf16 model of this shape, built on the device, written once per run and
-    removed at exit (the 8B is 16 GB of disk)."""
+    removed at exit (the 8B is 16 GB of disk), a SIGTERM's included: where SIGTERM still has its default action
+    (no benchmark main's sigterm_exits around the caller), it is made to exit through SystemExit from here on."""
     import atexit
-    import shutil
 
     import torch
     from transformers import AutoModelForCausalLM
 
     key = (name, config_path)
     if key not in _SAVED:
+        _sigterm_to_exit()  # for as long as the folder lives: until the process exits
+        if not _SAVED_FOLDERS:
+            atexit.register(_remove_saved)
         folder = tempfile.mkdtemp(prefix="kosov-bench-model-")
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _SAVED_FOLDERS.append(folder)
         torch.manual_seed(0)
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(shape_config(name, config_path), dtype=torch.bfloat16)

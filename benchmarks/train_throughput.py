@@ -11,6 +11,10 @@ same Korean data and the same random-init model of a real architecture (throughp
 --variant NAME OVERRIDE... (repeatable) adds a row c, d, ...: kosov's recipe with those Hydra overrides, trained
 after (b) in the same run against the same baseline, with its own ratio row: a candidate setting is measured
 beside the recipe as shipped before it becomes a default. The LoRA stays the recipe's (peft.* is refused).
+--seq-len, --batch and --data are SFT's and refused with --grpo (GRPO's step is --group completions of up to
+--completion tokens per math prompt); --steps must be at least 1, --warmup 0 or more, --group at least 2. A run
+ended by SIGTERM (a SLURM time limit, scancel, timeout) exits with status 143 through Python's exit, so the random
+model saved for QLoRA or GRPO (16 GB for the 8B) is removed from $TMPDIR. --json writes NaN (no GPU) as null.
 
 Prints useful (non-pad) tokens/s and per step, peak GPU memory (allocated, and reserved: what the card must
 have) and the ratios b/a, warm-up steps excluded, and with --results appends the table (GPU name, versions, date)
@@ -48,9 +52,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.shapes import KORMO_HELP, SHAPES, build_model, model_size, read_config, saved_model  # noqa: E402
+from benchmarks.shapes import (KORMO_HELP, SHAPES, build_model, model_size, read_config, saved_model,  # noqa: E402
+                               sigterm_exits)
 from benchmarks.measure import StepTimer, release, result, run_side, slow_step_warning  # noqa: E402
-from benchmarks.report import A, B, emit, environment, table, variant_name  # noqa: E402
+from benchmarks.report import A, B, emit, environment, json_text, table, variant_name  # noqa: E402
 from training.safe_write import write_atomic  # noqa: E402
 
 # kosov's side: the recipe a user training that model runs (its model swapped for the benchmark's shape). There is
@@ -272,26 +277,49 @@ def _dataset(rows: list[dict]):
     return datasets.Dataset.from_list(rows)
 
 
+def at_least(low: int):
+    """An argparse type: an integer >= low (argparse names the flag in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+# SFT's flags, which a GRPO run does not use (it feeds the math prompts, a group of completions per prompt), and
+# their defaults: given with --grpo they are refused, not silently ignored
+SFT_ONLY = {"seq_len": 4096, "batch": 1, "data": "rows"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="qwen3-8b", choices=[*SHAPES, "kormo-10b"],
                         help="a published shape; kormo-10b needs --config (its config.json: README)")
     parser.add_argument("--config", help="a config.json (or model folder) to build the model from, e.g. "
                                          "KORMo-10B's, read without its remote code")
-    parser.add_argument("--seq-len", type=int, default=4096)
-    parser.add_argument("--batch", type=int, default=1,
-                        help="sequences of --seq-len per step (kosov's packed blocks; with --data merged, both)")
-    parser.add_argument("--data", choices=["rows", "merged"], default="rows",
-                        help="rows: the Korean rows as they are (TRL pads, kosov packs); merged: ~seq-len "
-                             "conversations for both (no padding to save)")
+    parser.add_argument("--seq-len", type=at_least(1), default=None,
+                        help=f"SFT: tokens per sequence (default {SFT_ONLY['seq_len']}; refused with --grpo)")
+    parser.add_argument("--batch", type=at_least(1), default=None,
+                        help="SFT: sequences of --seq-len per step (kosov's packed blocks; with --data merged, both; "
+                             f"default {SFT_ONLY['batch']}; refused with --grpo, whose step is --group completions)")
+    parser.add_argument("--data", choices=["rows", "merged"], default=None,
+                        help="SFT: rows (default): the Korean rows as they are (TRL pads, kosov packs); merged: "
+                             "~seq-len conversations for both (no padding to save); refused with --grpo (its data "
+                             "are the math prompts)")
     parser.add_argument("--recipe", help="kosov's experiment to compare (default: the one for --model, --qlora, "
                                          "KORMo's --config, --grpo)")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=at_least(1), default=20, help="timed optimizer steps (at least 1)")
+    parser.add_argument("--warmup", type=at_least(0), default=5, help="untimed steps before them (0 or more)")
     parser.add_argument("--qlora", action="store_true", help="both sides on the same 4-bit NF4 base (GPU)")
-    parser.add_argument("--grpo", action="store_true")
-    parser.add_argument("--group", type=int, default=8)
-    parser.add_argument("--completion", type=int, default=256)
+    parser.add_argument("--grpo", action="store_true",
+                        help="compare GRPO (TRL's GRPOTrainer against kosov's GRPO recipe) instead of SFT")
+    parser.add_argument("--group", type=at_least(2), default=8, help="GRPO: completions per prompt (at least 2)")
+    parser.add_argument("--completion", type=at_least(1), default=256, help="GRPO: completion tokens")
     parser.add_argument("--variant", nargs="+", action="append", metavar=("NAME", "OVERRIDE"),
                         help="another kosov row: the recipe with these Hydra overrides, against the same baseline "
                              "(repeatable), e.g. --variant no-ckpt method.activation_checkpointing=false")
@@ -300,8 +328,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", help="append the table to this Markdown file")
     parser.add_argument("--json", help="write the rows and the header to this JSON file")
     args = parser.parse_args(argv)
+    given = [f"--{key.replace('_', '-')}" for key in SFT_ONLY if getattr(args, key) is not None]
+    if args.grpo and given:
+        parser.error(f"{', '.join(given)}: SFT's flags, which --grpo does not use (GRPO trains --group completions "
+                     "of up to --completion tokens per math prompt); drop them")
+    for key, default in SFT_ONLY.items():
+        setattr(args, key, default if getattr(args, key) is None else getattr(args, key))
     if args.model == "kormo-10b" and not args.config:
         raise SystemExit(f"--model kormo-10b: {KORMO_HELP}")
+    with sigterm_exits():  # a killed run (SLURM's time limit, timeout) still removes its saved model folder
+        return run(args)
+
+
+def run(args: Any) -> int:
     import torch
 
     from training.tiny_ko import load_tiny_tokenizer
@@ -322,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         emit(table({n: rows[n] for n in names}, header, generated=args.grpo, qlora=args.qlora), args.results)
         headers.append(header)
         if args.json:
-            write_atomic(Path(args.json), json.dumps({"header": headers[0], "headers": headers, "rows": rows},
-                                                     indent=1))
+            write_atomic(Path(args.json), json_text({"header": headers[0], "headers": headers, "rows": rows},
+                                                    indent=1))
 
     size = f"{model_size(args.model, args.config)}; {environment(device)}"
     if args.grpo:
