@@ -6,7 +6,8 @@
 Writes DIR/train.jsonl and DIR/train.parquet (test.* for synth.split=test, and both for the math generator's
 held-out split), every row with a `meta` record (source, generator, teacher model, license, seed),
 DIR/DATACARD.md with its histograms, DIR/config.yaml and DIR/provenance.json (the card and provenance give each
-written file's rows and sha256, and each input file's sha256 and the licenses its rows record). A row made from an
+written file's rows and sha256, and each input file's sha256 and the licenses its rows record; all three go out with
+the dataset, so they name local files and folders by name, not by this machine's paths). A row made from an
 input row keeps that row's license (a translation or an answer of non-commercial data is non-commercial data) and
 names its source (meta.input_source), so `kosov publish` derives the release's license from it; an input under a
 license kosov cannot combine (No-Derivatives, copyleft, unknown terms), or one that contradicts an explicit
@@ -22,6 +23,7 @@ staging folder comes back, its staging folders go.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import uuid
 from collections import Counter
@@ -274,6 +276,21 @@ def _gate_spec(cfg: KosovConfig) -> dict[str, Any]:
     return spec
 
 
+# A local path in a command line: /... or ~/... after a space, "=", "[", "," or a quote (not the // of a URL)
+_COMMAND_PATH = re.compile(r"(?<![^\s=\[,'\"])~?/[^\s,\[\]'\"=]*")
+
+
+def _public(prov: dict[str, Any]) -> dict[str, Any]:
+    """A synth job's provenance as it goes out with the dataset: without the host's name, and with the local paths of
+    its command line (the kosov executable, output_dir=, the files it read) as their names; the inputs and gates
+    already name files by name."""
+    command = prov.get("command")
+    public = {k: v for k, v in prov.items() if k != "host"}
+    if isinstance(command, str):
+        public["command"] = _COMMAND_PATH.sub(lambda m: str(names_only(m.group(0).rstrip("/") or "/")), command)
+    return public
+
+
 def _synth(cfg: KosovConfig, out: Path) -> SynthResult:
     """synth(), holding the output folder's lock."""
     from data_tools.gates import build_gates, run_gates
@@ -339,14 +356,16 @@ def _synth(cfg: KosovConfig, out: Path) -> SynthResult:
                      "upload: from this folder, `hf upload <org>/<dataset> . --repo-type dataset --exclude "
                      "'teacher_cache/*'`.\n")
         write_atomic(staging / "DATACARD.md", card)
+        # config.yaml and provenance.json go out with the dataset too (its lineage: the recipe, kosov's commit, the
+        # inputs' hashes): local paths as names, as on the card, and no host name
         write_atomic(staging / "config.yaml",
-                     yaml.safe_dump(redact(to_dict(cfg)), allow_unicode=True, sort_keys=False))
-        write_json(staging / "provenance.json",
+                     yaml.safe_dump(names_only(redact(to_dict(cfg))), allow_unicode=True, sort_keys=False))
+        write_json(staging / "provenance.json", _public(
                    provenance(seed=cfg.seed, data={"written": files, "files": written, "inputs": inputs,
                                                    "licenses": dict(Counter(str((r.get("meta") or {}).get("license"))
                                                                             for r in kept)),
                                                    "gates": report},
-                              model={"teacher": cfg.synth.teacher.backend}))
+                              model={"teacher": cfg.synth.teacher.backend})))
         # Everything on disk first, then renames only: a job killed between moving the cache in and the swap leaves
         # it in the staging folder (the next job takes it back), and that gap is now a few renames long.
         fsync_tree(staging)

@@ -23,12 +23,13 @@ import hashlib
 import json
 import random
 import re
+import string
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from data_tools.teachers import GenerationRequest, Teacher
-from data_tools.text import hangul_share, nfc, prose
+from data_tools.text import hangul_share, nfc, prose, script_counts
 
 _NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.+?)\s*$")
 
@@ -90,9 +91,33 @@ def _unfinished(finish_reason: str) -> str:
                                                                                    f"ended by {finish_reason}")
 
 
+# The fields of the prompts above ({examples}, {instruction}, ...): a request holding one is the teacher echoing the
+# prompt's template, not a request. Other braces are a request's own (JSON, code, a set).
+_FIELDS = frozenset(f for template in (SELF_INSTRUCT, TRANSLATE, *EVOLVE.values())
+                    for _, f, _, _ in string.Formatter().parse(template) if f)
+_LEFTOVER = re.compile(r"\{(?:" + "|".join(map(re.escape, sorted(_FIELDS))) + r")\}|요청:")
+_MIN_HANGUL = 2  # letters: a request written in Korean, not an English one with a Korean word in it
+
+
 def _usable(text: str, min_share: float = 0.5) -> bool:
-    """A Korean instruction worth answering: some length, mostly Hangul, no template leftovers."""
-    return 5 <= len(text) <= 1000 and hangul_share(text) >= min_share and "{" not in text and "요청:" not in text
+    """A Korean instruction worth answering: some length, written in Korean, no template leftovers (a field of the
+    prompt, the "요청:" label it put before the instruction).
+
+    Written in Korean: its prose (data_tools.text.prose: without code, math and units) holds Hangul, and Hangul is at
+    least `min_share` of its Hangul, Han and kana letters: Chinese or Japanese written instead of Korean is language
+    confusion. Latin letters do not count against it: a Korean request names React, useEffect or a SQL table in
+    Latin letters, and one asking for a translation quotes the English it is about.
+
+        >>> _usable("React에서 useEffect cleanup function은 언제 호출되나요?"), _usable("What is React?")
+        (True, False)
+        >>> _usable("请解释一下这个概念。한국어로"), _usable('다음 JSON에서 이름만 뽑아 주세요: {"name": "김철수"}')
+        (False, True)
+    """
+    if not 5 <= len(text) <= 1000 or _LEFTOVER.search(text):
+        return False
+    counts = script_counts(prose(text))
+    cjk = counts["hangul"] + counts["han"] + counts["kana"]
+    return counts["hangul"] >= _MIN_HANGUL and counts["hangul"] >= min_share * cjk
 
 
 def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinking: bool, source: str,
@@ -216,8 +241,12 @@ def magpie(teacher: Teacher, n: int, *, seed: int, prefix: str, max_new_tokens: 
     (`prefix`, from magpie_prefix): the model's own idea of what users ask, in its own chat format. `dropped`
     counts the rest, by reason."""
     dropped = Counter() if dropped is None else dropped
+    # Every request holds the same prompt (the prefix), so its seed alone makes it a different sample: not seed + i,
+    # which gave a run with seed 43 all but one of the seeds of a run with seed 42 (the same requests, written again
+    # by a run meant to add data or to shard the job)
     requests = [GenerationRequest([], prompt_text=prefix, temperature=_temperature("magpie", temperature), top_p=1.0,
-                                  seed=seed + i, max_new_tokens=max_new_tokens) for i in range(n)]
+                                  seed=content_seed(seed, "magpie", i), max_new_tokens=max_new_tokens)
+                for i in range(n)]
     seen: set[str] = set()
     found = []
     for out in teacher.generate(requests):

@@ -299,3 +299,57 @@ def test_rows_keep_the_lineage_of_the_input_they_were_made_from():
     evolved = gen.evol_instruct(ScriptedTeacher(), instructions, seed=3, rounds=2, origins=origins)
     assert 0 < len(evolved) < len(instructions) and len(origins) == len(evolved)  # "broaden" fails here: dropped
     assert all(e.startswith(instructions[k]) for e, k in zip(evolved, origins, strict=True))
+
+
+class SamplesBySeed:
+    """Like a real teacher: what it samples is a function of the prompt and the seed alone."""
+
+    name = "seeded"
+
+    def generate(self, requests, *, progress=True):
+        return [Generation(f"서울에서 가볼 만한 곳 {r.seed}번째 추천을 해 주세요", None, "stop") for r in requests]
+
+
+def test_magpie_runs_with_neighbouring_seeds_write_different_requests():
+    """Request i was sampled with seed + i, and every Magpie request has the same prompt: a run with seed 1 (more
+    data, or the job sharded by seed) wrote 49 of the 50 requests a run with seed 0 had written."""
+    runs = [gen.magpie(SamplesBySeed(), 50, seed=seed, prefix="<|im_start|>user\n") for seed in (0, 1, 2)]
+    assert all(len(run) == 50 for run in runs)
+    assert not set(runs[0]) & set(runs[1]) and not set(runs[1]) & set(runs[2]) and not set(runs[0]) & set(runs[2])
+
+
+class Writes:
+    """Writes the given requests, one a request, in order (a Magpie or evolving teacher)."""
+
+    name = "writes"
+
+    def __init__(self, texts):
+        self.texts = texts
+
+    def generate(self, requests, *, progress=True):
+        return [Generation(self.texts[i], None, "stop") for i in range(len(requests))]
+
+
+KOREAN_TECH = ["React에서 useEffect cleanup function은 언제 호출되나요?",
+               '다음 JSON에서 이름만 뽑아 주세요: {"name": "김철수", "age": 30}',
+               "SQL로 orders 테이블에서 customer_id별 total_amount 합계를 구하는 쿼리를 써 주세요",
+               "이 코드 왜 이상해요?\n```python\ndef add_item(item, items=[]):\n    items.append(item)\n    return items\n```",
+               '다음 문장을 한국어로 번역해 주세요: "The quick brown fox jumps over the lazy dog near the river bank."',
+               "Python에서 dict comprehension으로 {k: v for k, v in pairs}를 쓰는 법을 알려 주세요."]
+NOT_KOREAN = ["What is the difference between TCP and UDP?",  # English only
+              "请解释一下量子计算的基本原理。한국어",  # Chinese with a Korean word: language confusion
+              "量子コンピュータの基本原理を説明してください。",
+              "다음 한국어 요청을 더 어렵게 바꾸세요.\n\n요청: {instruction}",  # the prompt echoed back
+              "예시:\n{examples}\n새 요청을 써 주세요"]
+
+
+def test_korean_requests_about_code_and_translation_are_kept_and_other_languages_dropped():
+    """_usable wanted Hangul to be half of every letter and refused any '{': a Korean question about React, a JSON
+    or code request, a request to translate an English sentence were dropped as "not a usable Korean request"."""
+    dropped = Counter()
+    asks = gen.magpie(Writes(KOREAN_TECH + NOT_KOREAN), len(KOREAN_TECH + NOT_KOREAN), seed=0, prefix="<user>",
+                      dropped=dropped)
+    assert asks == KOREAN_TECH
+    assert dropped == {"not a usable Korean request": len(NOT_KOREAN)}
+    harder = [t + "\n단, 이유도 설명해 주세요." for t in KOREAN_TECH]
+    assert gen.evol_instruct(Writes(harder), ["코드 질문"] * len(harder), seed=0) == harder

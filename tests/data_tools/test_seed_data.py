@@ -67,3 +67,28 @@ def test_the_shipped_files_hold_every_cell_full_meta_and_answers_their_solutions
             p.solution) if n or w)) for p in ps}
 
     assert not exercises(problems["test"]) & exercises(problems["train"] + problems["sft"])
+
+
+def test_a_teacher_writing_the_shipped_korean_seed_requests_would_have_every_one_kept():
+    """The requests of kosov's own seed conversations (ko_chat_seed.jsonl, self_instruct's examples) are what a
+    Korean request looks like: code questions, JSON, a text to translate. Ten of them were refused as "not a usable
+    Korean request" when a teacher wrote one (self_instruct, evol_instruct, magpie). Only the English-only ones,
+    asking in English for Korean, are not Korean requests."""
+    from data_tools.generators import instructions as gen
+    from data_tools.teachers import Generation
+    from data_tools.text import hangul_share, prose
+
+    rows = [json.loads(line) for line in (DATASETS / "ko_chat_seed.jsonl").open(encoding="utf-8")]
+    asks = list(dict.fromkeys(m["content"] for r in rows for m in r["messages"] if m["role"] == "user"))
+    korean = [a for a in asks if hangul_share(prose(a)) > 0]
+
+    class Writes:
+        name = "writes"
+
+        def generate(self, requests, *, progress=True):
+            return [Generation(asks[i], None, "stop") for i in range(len(requests))]
+
+    dropped = Counter()
+    assert gen.magpie(Writes(), len(asks), seed=0, prefix="<user>", dropped=dropped) == korean
+    assert len(korean) > 300 and dropped == {"not a usable Korean request": len(asks) - len(korean)}
+    assert len(asks) - len(korean) == 3  # "Translate to Korean, casual tone between friends: ...", and two more

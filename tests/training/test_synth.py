@@ -4,10 +4,12 @@ row carrying its provenance; the LLM-driven path runs on a real teacher (tiny-ko
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
 from data_tools.generators.math_ko import generate
+from data_tools.seed_data import DATASETS
 from training.errors import KosovError
 from training.recipes import compose, recipes_dir
 from training.synth import synth
@@ -21,8 +23,11 @@ def math_set(tmp_path_factory):
     bench = root / "bench.jsonl"
     bench.write_text(json.dumps({"question": leaked, "choices": ["1", "2"], "answer": 0}, ensure_ascii=False) + "\n",
                      encoding="utf-8")
-    result = synth(compose(["experiment=synth-math", "synth.n=300", f"synth.decontaminate_with=[{bench}]",
-                            f"output_dir={root / 'out'}"]))
+    overrides = ["experiment=synth-math", "synth.n=300", f"synth.decontaminate_with=[{bench}]",
+                 f"output_dir={root / 'out'}"]
+    with pytest.MonkeyPatch.context() as mp:  # the command line provenance.json records, as `kosov synth` gets it
+        mp.setattr(sys, "argv", ["/home/alice/.venv/bin/kosov", "synth", *overrides])
+        result = synth(compose(overrides))
     return result, leaked
 
 
@@ -67,6 +72,26 @@ def test_the_data_card_names_the_benchmark_a_row_overlapped_without_this_machine
         assert "overlaps bench.jsonl" in text and root not in text, name
 
 
+def test_the_recipe_and_provenance_go_out_with_the_dataset_without_this_machines_paths(math_set):
+    """config.yaml held output_dir and the benchmark files' full paths, provenance.json the command line's paths and
+    the host's name; the card's `hf upload ... --exclude 'teacher_cache/*'` uploads both. They still say what made
+    the dataset: the recipe, the benchmark by name, the command's overrides, kosov's commit and the inputs."""
+    import yaml
+
+    result, _ = math_set
+    root = str(result.out_dir.parent)
+    for name in ("config.yaml", "provenance.json"):
+        text = (result.out_dir / name).read_text(encoding="utf-8")
+        assert root not in text and "/home/alice" not in text, name
+    config = yaml.safe_load((result.out_dir / "config.yaml").read_text(encoding="utf-8"))
+    assert config["output_dir"] == "out" and config["synth"]["decontaminate_with"] == ["bench.jsonl"]
+    assert config["synth"]["generator"] == "math" and config["synth"]["n"] == 300
+    prov = json.loads((result.out_dir / "provenance.json").read_text(encoding="utf-8"))
+    assert "host" not in prov and "git_sha" in prov and prov["seed"] == 42
+    assert prov["command"] == ("kosov synth experiment=synth-math synth.n=300 synth.decontaminate_with=[bench.jsonl] "
+                               "output_dir=out")
+
+
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in (recipes_dir() / "experiment").glob("synth-*.yaml")))
 def test_every_synth_recipe_drops_answers_that_are_not_korean(recipe):
     """synth-distill, meant for a teacher such as qwen3-8b, had no language gate: Qwen's Chinese and English answers
@@ -82,6 +107,34 @@ def test_every_synth_recipe_drops_answers_that_are_not_korean(recipe):
              "meta": {"source": "test", "license": "Apache-2.0"}} for a in answers]
     kept, _ = run_gates(rows, build_gates(_gate_spec(cfg)))
     assert [row["messages"][1]["content"] for row in kept] == answers[2:]
+
+
+TEACHER_RECIPES = sorted(p.stem for p in (recipes_dir() / "experiment").glob("synth-*.yaml") if p.stem != "synth-math")
+
+
+@pytest.mark.parametrize("recipe", TEACHER_RECIPES)
+def test_every_teacher_recipe_drops_loops_refusals_and_benchmark_questions_and_scrubs_personal_data(recipe):
+    """synth-magpie, whose teacher writes the requests and answers them freely, ran only nfc, hangul_share,
+    foreign_script and exact_dedup: an answer stuck in a loop, a refusal, a phone number and a benchmark question the
+    model had seen went into the training set."""
+    from data_tools.gates import build_gates, run_gates
+    from training.synth import _gate_spec
+
+    cfg = compose([f"experiment={recipe}", "model=qwen3-8b"])
+    bench = json.loads((DATASETS / "ko_mini_bench.jsonl").open(encoding="utf-8").readline())
+    benchmark = next(v for k, v in bench.items() if k in ("question", "prompt", "instruction"))
+    good = "김치와 돼지고기를 볶은 뒤 물을 붓고 20분 동안 끓이면 됩니다."
+    answers = {"loop": "김치찌개는 맛있어요 정말 맛있어요. " * 30,
+               "refusal": "죄송하지만 그 요청은 도와드릴 수 없습니다.",
+               "pii": f"{good} 궁금하면 010-1234-5678로 연락 주세요.", "good": good}
+    rows = [{"messages": [{"role": "user", "content": f"김치찌개는 어떻게 끓여요? ({why})"},
+                          {"role": "assistant", "content": a}], "meta": {"source": "test", "license": "Apache-2.0"}}
+            for why, a in answers.items()]
+    rows.append({"messages": [{"role": "user", "content": benchmark}, {"role": "assistant", "content": good}],
+                 "meta": {"source": "test", "license": "Apache-2.0"}})
+    kept, _ = run_gates(rows, build_gates(_gate_spec(cfg)))
+    assert [r["messages"][0]["content"][-5:] for r in kept] == ["(pii)", "good)"]
+    assert "010-1234-5678" not in kept[0]["messages"][1]["content"]
 
 
 def test_an_existing_dataset_is_not_overwritten(math_set):
