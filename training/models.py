@@ -35,7 +35,8 @@ def cuda_available() -> bool:
 def resolve_device(requested: str) -> str:
     if requested == "cuda" and not cuda_available():
         raise KosovError("device=cuda was asked for, but PyTorch sees no CUDA GPU",
-                         fix="run on a GPU machine with a CUDA build of torch (README: GPU install), or device=auto")
+                         fix="run on a GPU machine with a CUDA build of torch (README: GPU quick start), or "
+                             "device=auto")
     if requested == "auto":
         return "cuda" if cuda_available() else "cpu"
     return requested
@@ -248,7 +249,7 @@ def check_attention(mcfg: ModelConfig, device: str, training: bool = True, train
     problem = flash_attention_ready()
     if problem:
         raise KosovError(f"FlashAttention 2 was asked for (model.attn_implementation=flash_attention_2), but {problem}",
-                         fix="pip install 'kosov[gpu]' --no-build-isolation (README: GPU install) on an Ampere or "
+                         fix="pip install 'kosov[gpu]' --no-build-isolation (README: GPU quick start) on an Ampere or "
                              "newer GPU, or use model.attn_implementation=sdpa (or auto)")
 
 
