@@ -1,5 +1,7 @@
 # Set up a CPU virtual environment and run the demo or the tests (README: Quick start).
 # torch==2.13.0 goes in first and alone: a looser torch requirement would make pip fetch a multi-GB CUDA build.
+# Where the index serves the CUDA build of that very version (PyPI on Linux), set
+# PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu (README: Quick start): pip then takes 2.13.0+cpu.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
