@@ -17,29 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from data_tools.atomic import write_atomic
+from data_tools.row_files import BadRowError, encodable, file_sha256, read_records
 from data_tools.text import THINK_CLOSE, THINK_OPEN, nfc
+
+log = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
 SUFFIXES = (".jsonl", ".json", ".parquet")
-
-
-class BadRowError(ValueError):
-    """A row that cannot be used. `reason` is a short label used to count skipped rows."""
-
-    def __init__(self, where: str, reason: str, detail: str, fix: str):
-        self.where, self.reason, self.detail, self.fix = where, reason, detail, fix
-        super().__init__(f"{where}: {reason}: {detail}\nFix: {fix}")
-
-
-class BadFileError(BadRowError):
-    """A whole file that cannot be read as rows: an error even with on_bad_row=skip, which skips rows, not files."""
 
 
 @dataclass
@@ -57,106 +49,9 @@ class ChatFileReport:
     sources: list[dict[str, Any]] = field(default_factory=list)  # path / hub id, sha256 or revision, rows read
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-NOT_UTF8_FIX = "re-save the file as UTF-8 (e.g. iconv -f cp949 -t utf-8)"
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # Windows PowerShell 5.1's `>` writes UTF-16
-BOM = b"\xef\xbb\xbf"
 # Invisible characters scraped Korean text carries (zero-width space, word joiner, a BOM inside a line): removed, as
 # an answer of them alone is empty and a model trained on them writes them (zero-width joiner stays: emoji need it)
 ZERO_WIDTH = str.maketrans("", "", "\u200b\u2060\ufeff")
-JSON_FILE_FIX = 'write the rows as a JSON array ([{"messages": ...}, ...]) or as JSON lines (one row per line)'
-
-
-def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            where = f"{path}:{number}"
-            if number == 1 and raw.startswith(UTF16_BOMS):
-                raise BadFileError(str(path), "not UTF-8", "the file is UTF-16 (as Windows PowerShell 5.1 writes "
-                                   "with >)", "re-save it as UTF-8: iconv -f utf-16 -t utf-8 IN > OUT, or "
-                                   "Out-File -Encoding utf8")
-            if number == 1 and raw.removeprefix(BOM).strip() == b"{":  # no JSON line is a lone brace: one object
-                raise BadFileError(str(path), "not rows", "the file is one JSON object spread over many lines, not "
-                                   "rows", JSON_FILE_FIX)
-            try:  # a BOM (Notepad, Excel) is not data: on any line, as `cat a.jsonl b.jsonl` puts b's mid-file
-                text = raw.decode("utf-8-sig")
-            except UnicodeDecodeError as e:
-                column = len(raw[: e.start].decode("utf-8", errors="replace")) + 1  # in characters, not bytes
-                yield where, BadRowError(where, "not UTF-8", f"byte 0x{raw[e.start]:02x} at column {column}",
-                                         NOT_UTF8_FIX)
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield where, json.loads(text)
-            except json.JSONDecodeError as e:
-                yield where, BadRowError(where, "malformed JSON", f"{e.msg} at column {e.colno}",
-                                         "each line must be one complete JSON object")
-
-
-def _json_array_records(path: Path) -> Iterator[tuple[str, Any]]:
-    # one array is parsed whole: a flaw anywhere loses every row, so it stops the run even with on_bad_row=skip
-    try:
-        items = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except UnicodeDecodeError as e:
-        raise BadFileError(str(path), "not UTF-8", f"byte at offset {e.start} of the JSON array", NOT_UTF8_FIX) from None
-    except json.JSONDecodeError as e:
-        raise BadFileError(str(path), "malformed JSON", f"{e.msg} at line {e.lineno} column {e.colno}; the whole "
-                           "array is unreadable", "fix the JSON there, or write the rows as JSON lines (.jsonl), "
-                           "where one bad line loses one row") from None
-    if not isinstance(items, list):
-        raise BadFileError(str(path), "not rows", f"the file is a JSON {type(items).__name__}, not an array of rows",
-                           JSON_FILE_FIX)
-    for number, item in enumerate(items, start=1):
-        yield f"{path} item {number}", item
-
-
-def _parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
-    import pyarrow.parquet as pq
-
-    number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        for record in batch.to_pylist():
-            number += 1
-            yield f"{path} row {number}", record
-
-
-def read_records(path: Path) -> Iterator[tuple[str, Any]]:
-    """(where, record) pairs; a record that could not be read is a BadRowError in place of the record."""
-    if path.suffix == ".parquet":
-        return _parquet_records(path)
-    with path.open("rb") as f:  # the first bytes tell an array from JSON lines (.json, or a .jsonl holding an array:
-        # read line by line, only its last item would parse); a large file of lines stays on disk
-        if f.read(1024).removeprefix(BOM).lstrip().startswith(b"[") and not (
-                path.suffix == ".jsonl" and _first_line_is_a_record(f)):
-            return _json_array_records(path)
-    return _jsonl_records(path)
-
-
-def _first_line_is_a_record(f: BinaryIO) -> bool:
-    """A .jsonl whose first line is a whole JSON value ([...] too) with more lines after it is JSON lines: one bad
-    first row, not an array that stops the run. An array on its one line is an array."""
-    f.seek(0)
-    try:
-        json.loads(f.readline().decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return any(line.strip() for line in f)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _message(where: str, index: int, message: Any) -> dict[str, str]:
@@ -172,7 +67,7 @@ def _message(where: str, index: int, message: Any) -> dict[str, str]:
                           "content must be a string")
     for name in ("content", "reasoning_content"):  # JSON's "\ud83d" alone: a half emoji no tokenizer can encode
         text = message.get(name)
-        if isinstance(text, str) and not _encodable(text):
+        if isinstance(text, str) and not encodable(text):
             raise BadRowError(where, "not UTF-8", f"{at} ({role}) {name} holds a lone surrogate (half of an emoji "
                               "or a broken \\u escape)", "re-export the row as UTF-8, or remove the broken character")
     extra = {k for k, v in message.items() if k not in ("role", "content", "reasoning_content") and v is not None}
@@ -261,7 +156,33 @@ def _turns(where: str, record: Any, column: str) -> list[dict[str, str]]:
     if not isinstance(raw, list) or not raw:
         raise BadRowError(where, f"missing {column}", f"'{column}' is empty or not a list",
                           f"{column} must be a non-empty list of turns")
-    return [_message(where, i, _from_sharegpt(where, i, m)) for i, m in enumerate(raw)]
+    messages = [_message(where, i, _from_sharegpt(where, i, m, trained=column == "messages"))
+                for i, m in enumerate(raw)]
+    messages = _with_system_column(where, record, messages)
+    # an empty system turn (ShareGPT exports carry {"from": "system", "value": ""}) is none: the template would render
+    # an empty system block, which inference never shows
+    messages = [m for m in messages if m["role"] != "system" or m["content"].strip()]
+    if not messages:
+        raise BadRowError(where, f"missing {column}", f"'{column}' holds only an empty system turn",
+                          f"{column} must hold the conversation's turns")
+    return messages
+
+
+def _with_system_column(where: str, record: dict[str, Any], messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The turns with a row's top-level "system" column (many ShareGPT exports on the Hub keep the system prompt
+    there, beside "conversations") as their first turn: left out, the model would train without it."""
+    system = record.get("system")
+    if system is None:
+        return messages
+    if not isinstance(system, str):
+        raise BadRowError(where, "bad system", f"'system' is {type(system).__name__}, not text",
+                          'write the system prompt as text ("system": "...") or as the first turn')
+    if messages and messages[0]["role"] == "system":
+        if messages[0]["content"].strip() == system.strip() or not system.strip():
+            return messages
+        raise BadRowError(where, "bad system", "the row has a 'system' column and a different system turn",
+                          "keep one system prompt: drop the 'system' column or the system turn")
+    return [_message(where, 0, {"role": "system", "content": system}), *messages]
 
 
 # ShareGPT's speakers (`{"from": "human", "value": ...}`, as many Korean chat datasets on the Hub are stored)
@@ -269,15 +190,22 @@ SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "a
                   "chatgpt": "assistant", "model": "assistant"}
 
 
-def _from_sharegpt(where: str, index: int, turn: Any) -> Any:
-    """A ShareGPT turn as a message; any other turn as it is."""
+def _from_sharegpt(where: str, index: int, turn: Any, trained: bool = True) -> Any:
+    """A ShareGPT turn as a message; any other turn as it is. `trained`: an SFT row, whose every assistant turn
+    carries loss (a prompt row's assistant turns are context only)."""
     if not isinstance(turn, dict) or "role" in turn or "from" not in turn:
         return turn
     speaker = turn["from"]
     if speaker not in SHAREGPT_ROLES:
         raise BadRowError(where, "unknown role", f"messages[{index}] is from {speaker!r}", "ShareGPT turns are from "
                           f"{', '.join(SHAREGPT_ROLES)}; tool and function turns are not trained on: remove such rows")
-    rest = {k: v for k, v in turn.items() if k not in ("from", "value", "weight")}  # weight: some exports' loss flag
+    weight = turn.get("weight")  # some exports' loss flag: 0 means "do not train on this answer"
+    if trained and SHAREGPT_ROLES[speaker] == "assistant" and weight is not None and weight != 1:
+        raise BadRowError(where, "weighted turn", f"messages[{index}] (assistant) has weight {weight!r}, but kosov "
+                          "trains on every assistant turn (it has no per-turn loss weights)",
+                          "remove that turn (with the user turn before it) or set its weight to 1, or remove the "
+                          "row; data.on_bad_row=skip drops such rows")
+    rest = {k: v for k, v in turn.items() if k not in ("from", "value", "weight")}
     return {"role": SHAREGPT_ROLES[speaker], "content": turn.get("value"), **rest}
 
 
@@ -327,13 +255,17 @@ RowCheck = Callable[[str, Any], ChatRow]
 
 
 def collect_rows(records: Iterator[tuple[str, Any]], report: ChatFileReport, on_bad_row: str,
-                 max_rows: int | None, check: RowCheck = chat_row) -> int:
-    """Check records into `report`; returns how many records were read. Raises BadRowError when not skipping."""
+                 max_rows: int | None, check: RowCheck = chat_row, digest: Any = None) -> int:
+    """Check records into `report`; returns how many records were read. Raises BadRowError when not skipping.
+    `digest` (a hashlib object): updated with each record read, bad ones too."""
     read = 0
     for where, record in records:
         if max_rows is not None and len(report.rows) >= max_rows:
             break
         read += 1
+        if digest is not None:
+            digest.update(json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)
+                          .encode("utf-8", "surrogatepass") + b"\n")
         try:
             report.rows.append(check(where, record))
         except BadRowError as e:
@@ -345,8 +277,10 @@ def collect_rows(records: Iterator[tuple[str, Any]], report: ChatFileReport, on_
 
 def load_chat_files(paths: list[Path | str], on_bad_row: str = "error", max_rows: int | None = None,
                     check: RowCheck = chat_row) -> ChatFileReport:
-    """Rows of local files; `check` is chat_row (SFT) or a prompt_row partial (GRPO, evaluation)."""
-    report = ChatFileReport()
+    """Rows of local files; `check` is chat_row (SFT) or a prompt_row partial (GRPO, evaluation). With max_rows, the
+    first max_rows rows in file order: a file after them is not read, and is no source of the rows (a warning names
+    it)."""
+    report, unused = ChatFileReport(), []
     for path in map(Path, paths):
         if path.is_dir():
             raise BadRowError(str(path), "a folder", "data files are JSONL, JSON or Parquet files, not folders",
@@ -357,8 +291,14 @@ def load_chat_files(paths: list[Path | str], on_bad_row: str = "error", max_rows
         if path.suffix not in SUFFIXES:
             raise BadRowError(str(path), "unsupported file", f"'{path.suffix}' files cannot be read",
                               f"use one of: {', '.join(SUFFIXES)}")
+        if max_rows is not None and len(report.rows) >= max_rows:
+            unused.append(str(path))
+            continue
         read = collect_rows(read_records(path), report, on_bad_row, max_rows, check)
         report.sources.append({"path": str(path), "sha256": file_sha256(path), "rows_read": read})
+    if unused:
+        log.warning("data.max_rows=%d takes the first %d rows in file order, all from the files before: not read, "
+                    "not used: %s", max_rows, max_rows, ", ".join(unused))
     return report
 
 
@@ -373,11 +313,14 @@ def load_chat_hub(hub_id: str, *, split: str, config: str | None = None, revisio
         config = _mirrored_default_config(hub_id)
     dataset = datasets.load_dataset(hub_id, config, split=split, revision=revision)
     fingerprint = getattr(dataset, "_fingerprint", None)
+    digest = hashlib.sha256()
     records = ((f"{hub_id}[{split}] row {i + 1}", record) for i, record in enumerate(dataset))
     report = ChatFileReport()
-    read = collect_rows(records, report, on_bad_row, max_rows, check)
+    read = collect_rows(records, report, on_bad_row, max_rows, check, digest)
+    # rows_sha256: the records read, by content (a Hub dataset without a revision, or a dataset folder, can change
+    # under the same name; datasets' fingerprint changes with a file's mtime too): a resume compares it
     report.sources.append({"hub_id": hub_id, "config": config, "split": split, "revision": revision,
-                           "fingerprint": fingerprint, "rows_read": read,
+                           "fingerprint": fingerprint, "rows_sha256": digest.hexdigest(), "rows_read": read,
                            "local": Path(hub_id).expanduser().exists()})  # a dataset folder, not a Hub id
     return report
 

@@ -6,12 +6,14 @@
     kosov train experiment=smoke-sft --cfg job            # print the composed recipe and stop
 
 User errors (a bad recipe value, a malformed data row, a GPU-only feature on CPU) print what, where and how
-to fix, without a traceback, and exit with status 2.
+to fix, without a traceback, and exit with status 2. A run (or sweep) stopped by a signal (SIGTERM, SLURM's warning)
+exits with status 75 (STOPPED_EXIT, EX_TEMPFAIL): run the command it names, with resume=true, again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -22,8 +24,9 @@ from training.config import MIRROR_OFF
 from training.recipes import recipes_dir
 from training.errors import KosovError
 from training.console_log import setup_logging
-from training.sweep_jobs import (FAILED_JOB, FAILED_TRIAL, STOPPED_JOB, exit_status_for_slurm, job_failed,
-                                 job_failures_reported, optuna_failures_reported, sweep_stopped)
+from training.sweep_jobs import (FAILED_JOB, FAILED_TRIAL, STOPPED_EXIT, STOPPED_JOB, exit_status_for_slurm,
+                                 job_failed, job_failures_reported, optuna_failures_reported, sweep_folder,
+                                 sweep_resume, sweep_stopped)
 
 log = logging.getLogger("kosov")
 
@@ -105,7 +108,17 @@ def objective_value(metrics: dict, key: str) -> float:
         raise KosovError(f"objective={key!r} has no value in this run's metrics (null)",
                          fix="give the run what the metric needs (eval_loss: data.eval_ratio > 0 or eval files), "
                              "or choose another objective, e.g. last_train_loss")
-    return float(value)  # type: ignore[arg-type]
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise KosovError(f"objective={key!r} is not a number in this run's metrics ({value!r})",
+                         fix="choose a key of metrics.json that holds a number, e.g. eval_loss") from None
+    if not math.isfinite(number):  # Optuna refuses it, and its sweeper's report of the failure fails again
+        raise KosovError(f"the run diverged: {key} is {number}",
+                         fix="lower method.learning_rate (or narrow the sweep's range for it), or raise "
+                             "method.warmup_steps; an Optuna sweep counts this trial as failed "
+                             "(hydra.sweeper.max_failure_rate)")
+    return number
 
 
 def _hydra_argv(overrides: list[str], command: str = "train") -> list[str]:
@@ -186,16 +199,23 @@ def _run_hydra(command: str, overrides: list[str]) -> int:
             if isinstance(e, LeftToRankZero):  # rank 0 requeues the job, or reports why it could not
                 log.info("%s", e)
                 return None
+            sweeping = HydraConfig.get().mode.name == "MULTIRUN"
+            if isinstance(e, StoppedBySignal) and sweeping and config.output_dir is not None:
+                # what continues it is the sweep's command, with the sweep's folder, not the job's own
+                job = HydraConfig.get().job.num
+                e = StoppedBySignal(e.what, where=e.where, fix=sweep_resume(sweep_folder(config.output_dir, job)))
             report(e)
-            status["code"] = 2
+            code = STOPPED_EXIT if isinstance(e, StoppedBySignal) else 2  # a stop: run it again with resume=true
+            status["code"] = code
             if in_job:
-                job_failed(2)  # SLURM records the job as failed (submitit would exit 0 with its result)
+                job_failed(code)  # SLURM records the job as failed (submitit would exit 0 with its result)
             if HydraConfig.get().mode.name == "RUN":
-                raise SystemExit(2) from None
+                raise SystemExit(code) from None
             if isinstance(e, StoppedBySignal):  # a sweep ends with the job a signal stopped
                 if in_job:  # the sweep's process ends the sweep (sweep_jobs.stopped_jobs_end_the_sweep)
                     raise TrialFailed(f"{STOPPED_JOB}{e}") from None
-                sweep_stopped()  # this process runs the sweep: it ends here (SystemExit: Hydra's run_job lets it by)
+                # this process runs the sweep: it ends here (SystemExit: Hydra's run_job lets it by)
+                sweep_stopped(e.fix or sweep_resume(None))
             if optimising:
                 # An optimising sweeper (Optuna) needs a value: its failed trial, beyond max_failure_rate, ends
                 # the sweep with this one line instead of a traceback from study.best_trial.
@@ -274,6 +294,42 @@ def output_dirs(values: list[str]) -> list[str]:
     return found
 
 
+def refuse_resume_without_folder(configs: list, values: list[str], multirun: bool) -> None:
+    """resume=true without output_dir (or Hydra's hydra.run.dir / hydra.sweep.dir): the run, or the sweep, would go
+    to a new timestamped folder and start from the first step, saying only that the folder held no run yet.
+    Refused before Hydra creates that folder. A submitit job requeued by SLURM does not come here: it runs again in
+    the folder it was submitted with."""
+    own = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    if any(o.startswith(own) for o in values) or not any(c.resume and c.output_dir is None for c in configs):
+        return
+    from training.run_dir import resume_needs_folder
+
+    raise resume_needs_folder(configs[0].name, sweep=multirun)
+
+
+def refuse_secrets_for_submitit(values: list[str]) -> None:
+    """Under Hydra's submitit launcher each job's overrides and composed recipe are pickled, in clear, into
+    hydra.launcher.submitit_folder (output_dir/.submitit/<job>/*.pkl), which kosov cannot redact: a secret on the
+    command line (a URL's credentials, a key-like query value, a secret-named key, an environment secret's value) is
+    refused before anything is submitted."""
+    from training.redaction import redact, redact_overrides
+
+    secret = [o for o in values if not o.startswith("hydra") and redact_overrides(redact(o)) != o]
+    if not secret:
+        return
+    from training.recipes import launcher_target
+
+    if "submitit" not in launcher_target(values):
+        return
+    shown = ", ".join(redact_overrides(redact(o)) for o in secret)
+    raise KosovError(f"the submitit launcher would store {shown} in clear text in each job's pickles "
+                     "(output_dir/.submitit/<job>/*_submitted.pkl), readable by anyone who can read the folder",
+                     fix="keep secrets off the command line: give a teacher's or judge's key through the "
+                         "environment (api_key_env=NAME, with NAME exported before you submit: SLURM jobs inherit "
+                         "it), a URL without user:password@ or key-like query values, and HF_TOKEN / WANDB_API_KEY "
+                         "as environment variables")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -312,15 +368,17 @@ def _main(command: str, overrides: list[str]) -> int:
         check_override_keys([o for o in overrides if not o.startswith("-")], own_recipes_only=not own_search_path)
         apply_mirror(overrides)
         flags, values = _flags_and_values(overrides)
+        if flags & {"-m", "--multirun"} and not flags & PRINT_FLAGS:  # before anything is submitted
+            refuse_secrets_for_submitit(values)
         folders = output_dirs(values)
         if flags <= CHECKED_FLAGS:  # kosov's own recipes: compose the run (each run of a sweep) here first, so a
             from training.recipes import compose, compose_sweep  # recipe mistake is a kosov error (exit 2)
 
-            values = [o for o in values if not o.startswith("hydra")]
-            if flags & {"-m", "--multirun"}:
-                compose_sweep(values)
-            else:
-                compose(values)
+            multirun = bool(flags & {"-m", "--multirun"})
+            configs = compose_sweep([o for o in values if not o.startswith("hydra")]) if multirun else \
+                [compose([o for o in values if not o.startswith("hydra")])]
+            if command == "train" and not flags & PRINT_FLAGS:
+                refuse_resume_without_folder(configs, values, multirun)
         if command != "publish" and not flags & PRINT_FLAGS:  # Hydra creates its run folder (output_dir) first
             from training.run_dir import usable_folder
 

@@ -8,8 +8,11 @@ import json
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from jinja2 import TemplateError, TemplateSyntaxError
 
 from data_tools.chat_io import (BadRowError, ChatFileReport, ChatRow, RowCheck, chat_row, load_chat_files,
                                 load_chat_hub)
@@ -62,6 +65,20 @@ def free_of(row: ChatRow, special: frozenset[str], on_bad_row: str, skipped: Cou
                          "or set data.on_bad_row=skip to drop such rows")
 
 
+def template_refused(row: ChatRow, error: TemplateError, on_bad_row: str, skipped: Counter) -> None:
+    """A row the chat template raised on (Gemma's "System role not supported", roles out of the order a template
+    accepts): counted (on_bad_row=skip) or an error naming the row and the template's message. A template that does
+    not parse fails every row: never skipped."""
+    if on_bad_row == "skip" and not isinstance(error, TemplateSyntaxError):
+        skipped["template error"] += 1
+        return
+    raise KosovError(f"the model's chat template refused the row: {type(error).__name__}: {error.message or error}",
+                     where=row.where,
+                     fix="rewrite the row in a form the template takes (e.g. fold a system turn into the first user "
+                         "turn for a template without a system role), use another chat template "
+                         "(model.chat_template), or set data.on_bad_row=skip to drop such rows") from None
+
+
 def none_left(reasons: Counter, row: str, key: str) -> KosovError:
     """The error when no `row` (training row, prompt) is left to train on: the skip reasons counted, and a fix that
     raises the length limit `key` only when length is all that skipped them."""
@@ -92,8 +109,17 @@ def _load_hub(cfg: KosovConfig, check: RowCheck) -> ChatFileReport:
         ) from None
 
 
-def load_rows(cfg: KosovConfig, check: RowCheck = chat_row) -> tuple[ChatFileReport, ChatFileReport | None]:
-    """The train rows and, when the recipe names eval files, the eval rows."""
+def data_named(data: Any) -> str:
+    """The data the rows come from, as the user gave it: the files or the dataset, with the recipe's data.name."""
+    given = f"data.hub_id={data.hub_id}" if data.hub_id else f"data.train_files=[{', '.join(data.train_files)}]"
+    return f"{given} (data.name={data.name})"
+
+
+def load_rows(cfg: KosovConfig, check: RowCheck = chat_row,
+              loaded: Callable[[list[dict[str, Any]]], None] | None = None
+              ) -> tuple[ChatFileReport, ChatFileReport | None]:
+    """The train rows and, when the recipe names eval files, the eval rows. `loaded`: called with the sources read
+    (their hashes) before anything is rendered (a resume's check that the data is the same)."""
     data = cfg.data
     try:
         if data.hub_id:
@@ -108,8 +134,13 @@ def load_rows(cfg: KosovConfig, check: RowCheck = chat_row) -> tuple[ChatFileRep
     except FileNotFoundError as e:
         raise KosovError(str(e), fix="check data.train_files / data.eval_files (paths are relative to the "
                                      "directory you run kosov from)") from None
+    if loaded is not None:
+        loaded(train.sources + (evals.sources if evals else []))
     if not train.rows:
-        raise KosovError(f"no usable training rows in data '{data.name}' (skipped: {dict(train.skipped)})")
+        counts = ", ".join(f"{reason}: {n}" for reason, n in train.skipped.most_common()) or "they hold no rows"
+        raise KosovError(f"no usable training rows in {data_named(data)} (skipped: {counts})",
+                         fix="fix the rows (data.on_bad_row=error names each bad one by file and line), or point "
+                             "data.train_files / data.hub_id at the data to train on")
     return train, evals
 
 
@@ -154,16 +185,20 @@ def split_eval(train: ChatFileReport, evals: ChatFileReport | None, ratio: float
 
 
 def rows_summary(cfg: KosovConfig, train: ChatFileReport, evals: ChatFileReport | None, train_rows: list[ChatRow],
-                 eval_rows: list[ChatRow], skipped: Counter) -> dict[str, Any]:
+                 eval_rows: list[ChatRow], skipped: Counter, held_out: int | None = None,
+                 eval_skipped: Counter | None = None) -> dict[str, Any]:
     """Counts, sources (hashes), skipped rows by reason, licenses and teacher models: the data part of provenance.
-    A resume compares only the sources and the held-out rows (run_dir.check_same_data): a key added here is no
-    reason for an older run's summary, which lacks it, to differ."""
+    train_rows / eval_rows: the rows kept (rendering skipped none of them); held_out: the eval rows before rendering,
+    eval_skipped: why rendering skipped some of them. A resume compares only the sources and the held-out rows
+    (resume_checks.check_same_data): a key added here is no reason for an older run's summary, which lacks it, to differ."""
     skipped = skipped + train.skipped + (evals.skipped if evals else Counter())
     return {
         "name": cfg.data.name,
         "sources": train.sources + (evals.sources if evals else []),
         "train_rows": len(train_rows),
         "eval_rows": len(eval_rows),
+        "eval_held_out": len(eval_rows) if held_out is None else held_out,
+        "eval_skipped": dict((eval_skipped or Counter()) + (evals.skipped if evals else Counter())),
         "skipped": dict(skipped),
         "licenses": dict(Counter(str((row.meta or {}).get("license") or "unknown") for row in train_rows)),
         "license_sources": _license_sources(train_rows),
@@ -171,7 +206,7 @@ def rows_summary(cfg: KosovConfig, train: ChatFileReport, evals: ChatFileReport 
         "teacher_models": dict(Counter(str(teacher) for row in train_rows
                                        if (teacher := (row.meta or {}).get("teacher_model")))),
         "thinking_rows": sum(_thinks(row) for row in train_rows),  # what model.thinking=auto trained thinking on
-        # which rows were held out: a resumed run must hold out the same ones (run_dir.check_same_data)
+        # which rows were held out: a resumed run must hold out the same ones (resume_checks.check_same_data)
         "eval_sha256": hashlib.sha256("\n".join(map(row_content, eval_rows)).encode("utf-8")).hexdigest(),
     }
 
@@ -192,3 +227,37 @@ def _license_sources(rows: list[ChatRow]) -> dict[str, dict[str, int]]:
         source = (meta.get("input_license") and meta.get("input_source")) or meta.get("source") or "unknown"
         found.setdefault(str(meta.get("license") or "unknown"), Counter())[str(source)] += 1
     return {license_: dict(sources) for license_, sources in found.items()}
+
+
+def check_eval_left(cfg: KosovConfig, summary: dict[str, Any], length_key: str) -> None:
+    """After rendering, before the model loads: no eval row left, as every held-out row was skipped (or none was
+    held out). Refused where the recipe needs one (a scheduler or an objective on the eval loss: a crash after the
+    model loaded or after all of training) or named eval files; with eval_ratio alone, the run trains without eval
+    and says so (the default eval_ratio on a small set of long rows)."""
+    from training.config_checks import SCHEDULERS_ON_EVAL
+
+    if summary.get("eval_rows"):
+        return
+    data, held = cfg.data, summary.get("eval_held_out", 0)
+    asked = "data.eval_files" if data.eval_files else f"data.eval_ratio={data.eval_ratio}"
+    needs = ["data.eval_files names rows to evaluate on"] if data.eval_files else []
+    if cfg.method.lr_scheduler_type in SCHEDULERS_ON_EVAL:
+        needs.append(f"method.lr_scheduler_type={cfg.method.lr_scheduler_type} steps on the eval loss")
+    if cfg.objective and cfg.objective.partition(".")[0] in ("eval_loss", "first_eval_loss", "eval_rewards"):
+        needs.append(f"objective={cfg.objective} is read from the eval split")
+    counts = ", ".join(f"{reason}: {n}" for reason, n in Counter(summary.get("eval_skipped") or {}).most_common())
+    if held:
+        what = f"all {held} held-out eval row(s) ({asked}) were skipped ({counts or 'no reason recorded'})"
+    elif data.eval_files:
+        what = f"data.eval_files gave no usable eval rows (skipped: {counts or 'they hold no rows'})"
+    else:
+        what = f"no eval rows: {asked} held out none of the {summary.get('train_rows')} training rows"
+    fix = (f"raise {length_key} or fix the skipped rows (data.on_overlong=error / data.on_bad_row=error name each "
+           "one), " if held or data.eval_files else "give more rows, ") + \
+        "hold out more rows (data.eval_ratio) or name eval rows that fit (data.eval_files)"
+    if needs:
+        raise KosovError(f"{what}, but {' and '.join(needs)}",
+                         fix=f"{fix}; or train without eval: data.eval_ratio=0 and no data.eval_files, with a "
+                             "scheduler and objective that need none")
+    if held:  # (none held out of a tiny set: split_eval said so)
+        log.warning("%s: the run trains without evaluating (no eval loss). Fix: %s", what, fix)

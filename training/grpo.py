@@ -12,22 +12,21 @@ from __future__ import annotations
 import functools
 import math
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from jinja2 import TemplateError
 
 from data_tools.chat_io import prompt_row
 from training.schema import KosovConfig
 from training.data_rows import (TrainData, fits, free_of, load_rows, none_left, rows_summary, special_tokens,
-                                split_eval)
+                                split_eval, template_refused)
 from training.errors import KosovError
 from training.grpo_dtypes import keep_trainable_fp32, kept_dtypes
 from training.models import installed, sharded_by, stop_ids
+from training.prompt_columns import prompt_dataset
 from training.rewards import build_rewards, required_columns
-
-# TRL's own keys and provenance stay out: TRL passes prompts, completions, completion_ids, trainer_state, log_extra,
-# log_metric and environments to every reward itself (a column of that name: duplicate keyword, or overwritten)
-RESERVED = ("prompt", "completion", "completion_ids", "meta", "prompts", "completions", "trainer_state", "log_extra",
-            "log_metric", "environments")
 
 
 def thinking_kwargs(cfg: KosovConfig) -> dict[str, bool]:
@@ -37,59 +36,44 @@ def thinking_kwargs(cfg: KosovConfig) -> dict[str, bool]:
     return {"enable_thinking": cfg.model.thinking == "on"}
 
 
-SCALARS = (str, int, float, bool)
-
-
-def _columns(kept: list) -> dict[str, list]:
-    """The prompt rows as columns: every column any row has (None where a row lacks it). A column holding numbers
-    in some rows and text in others ("answer": 1200, "answer": "3/4") becomes text, as the rewards read it; any
-    other mix of types is an error naming the first row that differs."""
-    names = [k for k in dict.fromkeys(k for row in kept for k in row.columns) if k not in RESERVED]
-    columns = {"prompt": [row.messages for row in kept]}
-    for name in names:
-        values = [row.columns.get(name) for row in kept]
-        kinds = [type(v) for v in values if v is not None]
-        if len(set(kinds)) > 1:
-            if not set(kinds) <= set(SCALARS):
-                index = next(i for i, v in enumerate(values) if v is not None and type(v) is not kinds[0])
-                raise KosovError(f"column {name!r} is {kinds[0].__name__} in earlier rows but "
-                                 f"{type(values[index]).__name__} here", where=kept[index].where,
-                                 fix=f"give {name!r} the same type in every row")
-            values = [None if v is None else str(v) for v in values]
-        columns[name] = values
-    return columns
-
-
-def _prompt_dataset(rows: list, tokenizer: Any, cfg: KosovConfig, skipped: Counter):
-    import datasets
-
+def _kept_prompts(rows: list, tokenizer: Any, cfg: KosovConfig, skipped: Counter) -> list:
+    """The prompt rows that fit max_prompt_length and that the template renders; the others fail or are counted in
+    `skipped` (data.on_overlong, data.on_bad_row)."""
     limit, kwargs, kept = cfg.method.grpo.max_prompt_length, thinking_kwargs(cfg), []
     special = special_tokens(tokenizer)
     for row in rows:
         if not free_of(row, special, cfg.data.on_bad_row, skipped):
             continue
-        text = tokenizer.apply_chat_template(row.messages, tokenize=False, add_generation_prompt=True, **kwargs)
+        try:
+            text = tokenizer.apply_chat_template(row.messages, tokenize=False, add_generation_prompt=True, **kwargs)
+        except TemplateError as e:  # the template's raise_exception: a bad row, named (or skipped and counted)
+            template_refused(row, e, cfg.data.on_bad_row, skipped)
+            continue
         length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         if fits(row, length, limit, "method.grpo.max_prompt_length", cfg.data.on_overlong, skipped):
             kept.append(row)
-    return datasets.Dataset.from_dict(_columns(kept)) if kept else None
+    return kept
 
 
-def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: Path | None = None) -> TrainData:
+def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: Path | None = None,
+               loaded: Callable[[list[dict[str, Any]]], None] | None = None) -> TrainData:
     """Prompt rows, held in memory by every process (folder unused: prompts are short, and only their length is
-    rendered)."""
+    rendered). loaded: called with the sources read, before the prompts render (a resume's check of the data)."""
     check = functools.partial(prompt_row, required=tuple(sorted(required_columns(cfg.rewards))))
-    train_report, eval_report = load_rows(cfg, check)
+    train_report, eval_report = load_rows(cfg, check, loaded)
     train_rows, eval_rows = split_eval(train_report, eval_report, cfg.data.eval_ratio, cfg.seed)
-    skipped: Counter = Counter()
-    train = _prompt_dataset(train_rows, tokenizer, cfg, skipped)
-    if train is None:  # too long, a control token, a malformed row (on_bad_row=skip)
+    skipped, eval_skipped = Counter(), Counter()
+    train_kept = _kept_prompts(train_rows, tokenizer, cfg, skipped)
+    if not train_kept:  # too long, a control token, a malformed row (on_bad_row=skip)
         raise none_left(skipped + train_report.skipped, "prompt", "method.grpo.max_prompt_length")
-    evals = _prompt_dataset(eval_rows, tokenizer, cfg, skipped)
-    summary = rows_summary(cfg, train_report, eval_report, train_rows, eval_rows, skipped)
-    summary["train_prompts"] = len(train)
-    _check_one_round(cfg, len(train))
-    return TrainData(train=train, eval=evals, summary=summary)
+    eval_kept = _kept_prompts(eval_rows, tokenizer, cfg, eval_skipped)
+    # the prompts that train (and were held out) and their licenses: not those skipped here
+    summary = rows_summary(cfg, train_report, eval_report, train_kept, eval_kept, skipped + eval_skipped,
+                           held_out=len(eval_rows), eval_skipped=eval_skipped)
+    summary["train_prompts"] = len(train_kept)
+    _check_one_round(cfg, len(train_kept))
+    return TrainData(train=prompt_dataset(train_kept), eval=prompt_dataset(eval_kept) if eval_kept else None,
+                     summary=summary)
 
 
 def _check_one_round(cfg: KosovConfig, prompts: int, processes: int | None = None, left: str = "left") -> None:

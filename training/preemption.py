@@ -1,8 +1,9 @@
 """SIGTERM (SLURM preemption, `scancel`, a time limit, Kubernetes eviction) ends a training job with a checkpoint.
 
 The default for SIGTERM is to die at once, losing every step since the last checkpoint. Instead the job finishes the
-optimizer step under way, saves a checkpoint, and stops with an error saying `resume=true` continues it. A second
-SIGTERM within REPEAT_S of the first is the same request passed on (torchrun / accelerate launch forward the
+optimizer step under way, saves a checkpoint, and stops with an error saying `resume=true` continues it (the command
+exits with status 75, EX_TEMPFAIL: sweep_jobs.STOPPED_EXIT, which a requeue script tells from a user error's 2). A
+second SIGTERM within REPEAT_S of the first is the same request passed on (torchrun / accelerate launch forward the
 SIGTERM SLURM sent to the whole job step, so each worker gets it twice) and is ignored; a later one kills the job at
 once. SLURM waits KillWait (30 s by default) between SIGTERM and SIGKILL: for long steps, ask for the signal earlier
 (`#SBATCH --signal=TERM@120`); under torchrun the agent also kills its workers TORCH_ELASTIC_SHUTDOWN_TIMEOUT
@@ -28,6 +29,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -50,6 +52,13 @@ class StoppedBySignal(KosovError):
     """The run stopped because a signal asked it to (SIGTERM, SLURM's warning), with a checkpoint to resume from or
     with the run finished: a sweep ends here too rather than starting its next job (the user, or SLURM's grace
     period, wants the command to end)."""
+
+
+def resume_fix(folder: Any) -> str:
+    """What continues a run a signal stopped: the command again, naming its folder. Without output_dir= the command
+    picks a new timestamped folder, and resume=true there would start over."""
+    return (f"continue it with the same command and output_dir={Path(folder).resolve()} resume=true (a requeued "
+            "job: always pass resume=true)")
 
 
 class SuiteStopped(BaseException):
@@ -146,8 +155,9 @@ class StopOnSigterm(TrainerCallback):
         if self.asked and not self.requeue_asked:  # SLURM's warning without resume=true: the run was to finish here
             raise StoppedBySignal(f"SIGTERM came as the run finished; it finished first, and the run in {folder} is "
                                   "complete (adapter and metrics.json): stopping here",
-                                  fix="nothing to resume for this run; the same command with resume=true goes on "
-                                      "from here (the rest of a sweep, the GRPO stage after an SFT stage)")
+                                  fix=f"nothing to resume for this run; the same command with "
+                                      f"output_dir={Path(folder).resolve()} resume=true goes on from here (the rest "
+                                      "of a sweep, the GRPO stage after an SFT stage)")
 
     def _give_up_suite(self) -> None:
         if self.in_suite:

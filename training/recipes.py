@@ -65,8 +65,29 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> KosovConfig:
                    "other special characters: 'name=\"my run\"', and each item of a list holding = or spaces: "
                    "'method.grpo.sft_stage=[\"experiment=smoke-sft\"]'" if isinstance(e, OverrideParseException) else
                    "check the value and its type; a list goes in brackets: data.train_files=[a.jsonl]")
-            raise KosovError(f"the recipe does not compose: {e}{cause}", fix=fix) from None
+            what = f"the recipe does not compose: {e}{cause}"
+            if isinstance(e, OverrideParseException) and e.override:  # Hydra's message alone names no override
+                from training.redaction import redact, redact_overrides
+
+                override, message = (redact_overrides(redact(text)) for text in (e.override, f"{e}{cause}"))
+                what = f"the override '{override}' does not parse: {message}"
+            raise KosovError(what, fix=fix) from None
     return validate(composed)
+
+
+def launcher_target(overrides: list[str]) -> str:
+    """The _target_ of the Hydra launcher a command line picks (hydra/launcher=..., or an experiment recipe's
+    defaults: experiment=qwen3-8b-ko-sft-slurm), '' where it cannot be told (the sweep's values are left out)."""
+    from hydra import compose as hydra_compose
+
+    picked = [o for o in overrides if o.startswith(("experiment=", "hydra/", "hydra.launcher."))]
+    register_schema()
+    try:
+        with _recipe_context():
+            composed = hydra_compose(config_name="config", overrides=picked, return_hydra_config=True)
+        return str(composed.hydra.launcher.get("_target_") or "")
+    except Exception:  # noqa: BLE001 - e.g. a swept experiment: what the command line says
+        return next((o.partition("=")[2] for o in reversed(overrides) if o.startswith("hydra/launcher=")), "")
 
 
 TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
@@ -171,15 +192,17 @@ def _missing_env_var(error: BaseException) -> str | None:
     return None
 
 
-def compose_sweep(overrides: list[str]) -> None:
+def compose_sweep(overrides: list[str]) -> list[KosovConfig]:
     """Compose and validate every run of a sweep (see sweep_runs): a mistake in any of its values is a KosovError
     naming the run, before the first job starts. A run that reads an environment variable this machine does not set
-    (output_dir=${oc.env:SLURM_SUBMIT_DIR}/runs) is left to its job: the compute node it runs on may set it."""
+    (output_dir=${oc.env:SLURM_SUBMIT_DIR}/runs) is left to its job: the compute node it runs on may set it.
+    Returns the runs composed here."""
     left_to_jobs: dict[str, int] = {}  # variable -> runs not checked here
+    composed: list[KosovConfig] = []
     with _recipe_context():
         for run in sweep_runs(overrides):
             try:
-                compose(run)
+                composed.append(compose(run))
             except KosovError as e:
                 missing = _missing_env_var(e)
                 if missing is not None:
@@ -191,6 +214,7 @@ def compose_sweep(overrides: list[str]) -> None:
     for name, runs in left_to_jobs.items():
         log.info("%d run(s) of the sweep read the environment variable %s, which this machine does not set: their "
                  "jobs check them where they run", runs, name)
+    return composed
 
 
 # Sections the schema makes Optional and recipes leave null unless a config group choice fills them in.

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from training.errors import KosovError
 from training.redaction import RedactingFilter
@@ -246,70 +245,6 @@ class RunDir:
         return any((self.path / m).exists() for m in RUN_MARKERS)
 
 
-# What a resumed run may change: how long it trains, how often it saves, logs and evaluates, where it reports, the
-# flags that say what to do with the folder, and the sections `kosov train` does not read. Anything else would make
-# one adapter of two recipes, with a record naming only the second.
-RESUME_MAY_CHANGE = ("resume", "overwrite", "output_dir", "device", "mirror", "objective", "tracking", "eval",
-                     "publish", "serve", "synth", "method.max_steps", "method.num_train_epochs", "method.save_steps",
-                     "method.save_total_limit", "method.logging_steps", "method.eval_steps",
-                     "method.dataloader_num_workers", "method.per_device_eval_batch_size", "data.num_proc")
-
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(value, dict) or not value:
-        return {prefix.rstrip("."): value}
-    return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
-
-
-def recipe_changes(saved: dict[str, Any], resolved: dict[str, Any]) -> list[str]:
-    """'key: old -> new' for each setting of `resolved` that differs from the `saved` config.yaml, except those a
-    resumed run may change (RESUME_MAY_CHANGE). A key one side lacks and the other holds as null is no change: a
-    setting kosov added since the run was saved (null: as before) does not stop it resuming after an upgrade."""
-    old, new = _flat(saved), _flat(yaml.safe_load(yaml.safe_dump(resolved, allow_unicode=True)))
-    missing = object()
-    changed = [key for key in old.keys() | new.keys()
-               if not any(key == k or key.startswith(k + ".") for k in RESUME_MAY_CHANGE)
-               and old.get(key, missing) != new.get(key, missing)
-               and not (key not in old and new[key] is None or key not in new and old[key] is None)]
-    first = ("name", "method.name", "model.name_or_path", "model.revision", "peft.method", "data.name")
-    changed.sort(key=lambda k: (first.index(k) if k in first else len(first), k))
-
-    def shown(value: Any) -> str:
-        return "(unset)" if value is missing else repr(value)
-
-    return [f"{key}: {shown(old.get(key, missing))} -> {shown(new.get(key, missing))}" for key in changed]
-
-
-def check_same_recipe(folder: Path, resolved: dict[str, Any], doing: str) -> None:
-    """Refuse to continue the run in `folder` (its config.yaml) with a different recipe."""
-    saved = folder / "config.yaml"
-    if not saved.is_file():
-        return
-    changes = recipe_changes(yaml.safe_load(saved.read_text(encoding="utf-8")) or {}, resolved)
-    if changes:
-        more = f"; and {len(changes) - 6} more" if len(changes) > 6 else ""
-        raise KosovError(f"{doing}, but the recipe differs from the one the run in {folder} trained with: "
-                         + "; ".join(changes[:6]) + more,
-                         fix=f"continue it with its own recipe ({saved}; only max_steps, num_train_epochs, save, log "
-                             "and eval steps, tracking and device may change), or start a new run: overwrite=true "
-                             "or another output_dir")
-
-
-def check_same_processes(folder: Path, processes: int) -> None:
-    """Refuse to continue a run from a checkpoint on another number of processes: a step trains processes x
-    per-device batch x accumulation rows, so the resumed run would skip other rows as seen than those it trained on
-    (training some twice, some never) and change the batch its recipe records."""
-    saved = folder / "provenance.json"
-    before = json.loads(saved.read_text(encoding="utf-8")).get("processes") if saved.is_file() else None
-    if not before or before == processes or not any((folder / "checkpoints").glob("checkpoint-*")):
-        return
-    raise KosovError(f"resume=true on {processes} process(es), but the run in {folder} trained on {before}: the "
-                     "global batch would change and the rows the resumed run skips as seen would not be those it "
-                     "trained on", fix=f"resume on {before} process(es) (torchrun --nproc_per_node, accelerate "
-                                       "launch --num_processes, the SLURM job's tasks), or start a new run: "
-                                       "overwrite=true or another output_dir")
-
-
 def refuse_existing_run(run: RunDir) -> None:
     if run.holds_run():
         raise KosovError(
@@ -321,6 +256,23 @@ def refuse_existing_run(run: RunDir) -> None:
 
 def default_output_dir(name: str) -> Path:
     return Path("outputs") / name / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def resume_needs_folder(name: str, sweep: bool = False, shown: int = 3) -> KosovError:
+    """resume=true without output_dir: the run (a sweep's jobs) would go to a new timestamped folder and start from
+    the first step. The error names the latest folders of the experiment under ./outputs that hold checkpoints."""
+    root = Path("outputs") / name
+    pattern, up = ("multirun_*/*/checkpoints/checkpoint-*", 3) if sweep else ("*/checkpoints/checkpoint-*", 2)
+    found = sorted({p.parents[up - 1] for p in root.glob(pattern)}, key=lambda p: p.name, reverse=True)
+    listed = f"; the latest with checkpoints in {root}: " + ", ".join(str(p.resolve()) for p in found[:shown]) \
+        if found else ""
+    what = ("resume=true continues the sweep's jobs in their folders (output_dir/<job number>)" if sweep else
+            "resume=true continues the run in output_dir")
+    where = f"{root}/multirun_<now>" if sweep else f"{root}/<now>"
+    return KosovError(f"{what}, but no output_dir was given: it would go to a new timestamped folder ({where}) and "
+                      "start from the first step",
+                      fix=f"pass the stopped {'sweep' if sweep else 'run'}'s folder: output_dir=DIR resume=true"
+                          f"{listed}")
 
 
 def prepare_run_dir(output_dir: Path, *, overwrite: bool, resume: bool, is_main: bool = True,
@@ -353,8 +305,10 @@ def _claim(run: RunDir, *, overwrite: bool, resume: bool, is_main: bool) -> None
             log.warning("resume=true, but %s holds no finished checkpoint: starting from the first step",
                         run.checkpoints)
             overwrite = True
-        elif run.resume_from is None:  # the first start of a recipe that always resumes (a submitit job's)
-            log.info("resume=true: %s holds no run yet, starting one", run.path)
+        elif run.resume_from is None:  # the first start of a recipe that always resumes (a submitit job's), or a
+            # mistyped folder: said where it shows
+            log.warning("resume=true, but %s holds no run yet: starting a new one from the first step (a stopped "
+                        "run is continued with output_dir=<its folder>)", run.path)
     elif not overwrite:
         refuse_existing_run(run)
     if overwrite and run.holds_run() and is_main:
@@ -369,32 +323,6 @@ def _claim(run: RunDir, *, overwrite: bool, resume: bool, is_main: bool) -> None
         run.replaced = run.replaced.rename(run.path / f"{SET_ASIDE}{suffix}")
     if is_main:
         run.path.mkdir(parents=True, exist_ok=True)
-
-
-def _source_digests(summary: dict[str, Any]) -> dict[str, Any]:
-    return {s.get("path") or s.get("hub_id"): s.get("sha256") or s.get("revision")
-            for s in summary.get("sources", []) if isinstance(s, dict)}
-
-
-def check_same_data(run: RunDir, summary: dict[str, Any]) -> None:
-    """Refuse to resume on data files that changed since the run trained on them (the same path, other bytes): the
-    adapter would be of two datasets, and the rows the resumed run skips as seen are not the ones it saw."""
-    saved = run.path / "provenance.json"
-    if not saved.is_file():
-        return
-    saved_data = json.loads(saved.read_text(encoding="utf-8")).get("data") or {}
-    before = _source_digests(saved_data)
-    now = _source_digests(summary)
-    changed = [f"{name} (sha256 {str(before[name])[:12]} -> {str(now[name])[:12]})" for name in now
-               if name in before and before[name] and now[name] and before[name] != now[name]]
-    if not changed and saved_data.get("eval_sha256") not in (None, summary.get("eval_sha256")):
-        changed = ["the rows held out for eval (the same files and recipe; another kosov version splits them "
-                   "otherwise)"]
-    if changed:
-        raise KosovError(f"resume=true, but the data changed since the run in {run.path} trained on it: "
-                         + "; ".join(changed),
-                         fix="restore the files it trained on (and the kosov version it started with), or start "
-                             "a new run: overwrite=true or another output_dir")
 
 
 def add_file_logging(run: RunDir, earlier: list[logging.LogRecord] | None = None) -> logging.Handler:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,11 @@ def preflight(cfg: KosovConfig, device: str, processes: int) -> None:
     """Nothing SFT-specific to check before the model loads (GPU-only options are checked in models.py)."""
 
 
-def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: Path | None = None) -> TrainData:
-    """folder: where the main process renders the rows for every process (training/rendered_store.py)."""
-    return build_sft_data(cfg, tokenizer, end_token_id, folder)
+def build_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: Path | None = None,
+               loaded: Callable[[list[dict[str, Any]]], None] | None = None) -> TrainData:
+    """folder: where the main process renders the rows for every process (training/rendered_store.py); loaded:
+    called with the sources read, before they render (a resume's check of the data)."""
+    return build_sft_data(cfg, tokenizer, end_token_id, folder, loaded)
 
 
 def keeps_blocks_apart(attention: str | None) -> bool:

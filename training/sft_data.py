@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from jinja2 import TemplateError
 from tqdm.auto import tqdm
 
 from data_tools.chat_io import ChatRow
 from training.chat_render import TemplateMismatch, render_conversation
 from training.schema import KosovConfig
 from training.data_rows import (TrainData, fits, free_of, load_rows, none_left, row_content, rows_summary,
-                                special_tokens, split_eval)
+                                special_tokens, split_eval, template_refused)
 from training.errors import KosovError
 from training.rendered_store import SequenceSink, from_main, read, render_key, reuse, write
 
@@ -65,6 +66,9 @@ def _render_row(row: ChatRow, tokenizer: Any, cfg: KosovConfig, end_token_id: in
             return None
         raise KosovError(str(e), where=row.where,
                          fix="fix or remove the row, or set data.on_bad_row=skip to drop such rows") from None
+    except TemplateError as e:  # the template's raise_exception (a system turn it takes none of): a bad row too
+        template_refused(row, e, cfg.data.on_bad_row, skipped)  # raises a KosovError, which crosses processes whole
+        return None
     longest = max(len(s.input_ids) for s in samples)
     if not fits(row, longest, cfg.method.sft.max_length, "method.sft.max_length", cfg.data.on_overlong, skipped):
         return None
@@ -153,16 +157,18 @@ def render_rows(rows: list[ChatRow], tokenizer: Any, cfg: KosovConfig, end_token
     return kept
 
 
-def build_sft_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: Path | None = None) -> TrainData:
+def build_sft_data(cfg: KosovConfig, tokenizer: Any, end_token_id: int, folder: Path | None = None,
+                   loaded: Callable[[list[dict[str, Any]]], None] | None = None) -> TrainData:
     """The rendered train and eval sets and the data summary. `folder` (the run's rendered/ folder): rendered there
     by the main process, or reused from an earlier start, and read by every process; None: rendered in memory, by
-    this process."""
+    this process. `loaded`: called with the sources read, before anything renders (load_rows)."""
     if folder is None:
         sinks = SequenceSink(), SequenceSink()
-        summary = _summary(cfg, tokenizer, end_token_id, lambda key, fill: fill(*sinks))
+        summary = _summary(cfg, tokenizer, end_token_id, lambda key, fill: fill(*sinks), loaded)
         return TrainData(train=sinks[0].close(), eval=sinks[1].close(), summary=summary)
     summary = from_main(folder, lambda: _summary(cfg, tokenizer, end_token_id,
-                                                 lambda key, fill: _reused(folder, key) or write(folder, key, fill)))
+                                                 lambda key, fill: _reused(folder, key) or write(folder, key, fill),
+                                                 loaded))
     train, evals = read(folder)
     return TrainData(train=train, eval=evals, summary=summary)
 
@@ -174,11 +180,11 @@ def _reused(folder: Path, key: str) -> dict[str, Any] | None:
     return record
 
 
-def _summary(cfg: KosovConfig, tokenizer: Any, end_token_id: int, rendered: Callable[[str, Fill], dict[str, Any]]
-             ) -> dict[str, Any]:
+def _summary(cfg: KosovConfig, tokenizer: Any, end_token_id: int, rendered: Callable[[str, Fill], dict[str, Any]],
+             loaded: Callable[[list[dict[str, Any]]], None] | None = None) -> dict[str, Any]:
     """Read and split the rows, have them rendered (rendered(key, fill) returns fill's record, or an earlier one's
     under the same key), and summarise what trains."""
-    train_report, eval_report = load_rows(cfg)
+    train_report, eval_report = load_rows(cfg, loaded=loaded)
     train_rows, eval_rows = split_eval(train_report, eval_report, cfg.data.eval_ratio, cfg.seed)
     settings = {"end_token_id": end_token_id, "thinking": cfg.model.thinking, "turns": cfg.method.sft.turns,
                 "max_length": cfg.method.sft.max_length, "on_bad_row": cfg.data.on_bad_row,
@@ -194,12 +200,14 @@ def _summary(cfg: KosovConfig, tokenizer: Any, end_token_id: int, rendered: Call
         eval_kept = render_rows(eval_rows, tokenizer, cfg, end_token_id, "Rendering eval rows", eval_sink,
                                 eval_skipped)
         return {"train_kept": train_kept, "eval_kept": eval_kept, "skipped": dict(skipped + eval_skipped),
+                "eval_skipped": dict(eval_skipped),
                 "train_sequences": train_sink.sequences, "eval_sequences": eval_sink.sequences,
                 "train_tokens": train_sink.tokens, "train_trained_tokens": train_sink.trained_tokens}
 
     record = rendered(key, fill)
     # the rows that trained (and were held out) and their licenses: not those rendering then skipped
     summary = rows_summary(cfg, train_report, eval_report, [train_rows[i] for i in record["train_kept"]],
-                           [eval_rows[i] for i in record["eval_kept"]], Counter(record["skipped"]))
+                           [eval_rows[i] for i in record["eval_kept"]], Counter(record["skipped"]),
+                           held_out=len(eval_rows), eval_skipped=Counter(record.get("eval_skipped") or {}))
     summary.update({name: record[name] for name in COUNTS})
     return summary

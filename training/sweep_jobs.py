@@ -1,7 +1,8 @@
 """The jobs of a sweep (`kosov train -m ...`), seen from the sweep's process and from each job's: a failed job is
 named with its overrides and the sweep ends with one kosov error (exit 2), whichever launcher ran it; a job stopped
-by a signal (SIGTERM, SLURM's warning) ends the sweep, which starts no further job; a submitit job that failed exits
-non-zero, so that SLURM records it as failed; the sweep's record (multirun.yaml) holds no secret."""
+by a signal (SIGTERM, SLURM's warning) ends the sweep, which starts no further job (exit STOPPED_EXIT, 75); a submitit
+job that failed exits non-zero, so that SLURM records it as failed; the sweep's record (multirun.yaml) holds no
+secret."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from training.errors import KosovError
 
 log = logging.getLogger("kosov")
 
+# kosov's exit status for a command stopped by a signal (SIGTERM, SLURM's warning: StoppedBySignal), with a checkpoint
+# to continue from or its run finished: EX_TEMPFAIL of sysexits.h ("a temporary failure: retry"), so that a requeue
+# script tells it from a user error (2) and runs the command again with resume=true.
+STOPPED_EXIT = 75
 JOB_EXIT = {"code": 0, "watched": False}  # a submitit job's exit status (exit_status_for_slurm)
 
 
@@ -81,6 +86,8 @@ def launches_watched(launcher: Any, watch: Callable[[list[Any], int], list[Any]]
     def launch(self: Any, job_overrides: Any, initial_job_idx: int) -> Any:
         if self is launcher and getattr(self, "config", None) is not None:
             redact_sweep_record(self.config)  # written by the basic sweeper before its first launch
+        if self is launcher:
+            private_submitit_folder(self)
         done = plain(self, job_overrides, initial_job_idx=initial_job_idx)
         return watch(done, initial_job_idx) if self is launcher else done
 
@@ -92,6 +99,24 @@ def launches_watched(launcher: Any, watch: Callable[[list[Any], int], list[Any]]
             del cls.launch  # inherited again
         else:
             cls.launch = own
+
+
+def private_submitit_folder(launcher: Any) -> None:
+    """The submitit launcher's folder (hydra.launcher.submitit_folder, output_dir/.submitit/%j) holds each job's
+    pickles: its overrides and composed recipe, and its log. Created readable by the user alone (0700) before
+    submitit writes into it (with the umask's 0644 files, under a shared output_dir readable by every user)."""
+    folder = str((getattr(launcher, "params", None) or {}).get("submitit_folder") or "")
+    if not folder:  # not the submitit launcher
+        return
+    base = Path(folder.split("%j", 1)[0].rstrip("/") or ".")  # the part every job's folder is under
+    if base == Path(".") or base.resolve() == Path.cwd().resolve():
+        return  # not a folder of the sweep's own: left as it is
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        base.chmod(0o700)
+    except OSError as e:  # submitit reports a folder it cannot write; a folder of another user's stays theirs
+        log.warning("could not make %s readable by you alone (%s): the jobs' pickles there hold their recipes",
+                    base, e.strerror or e)
 
 
 def redact_sweep_record(config: Any) -> None:
@@ -114,7 +139,7 @@ def redact_sweep_record(config: Any) -> None:
 
 def stopped_jobs_end_the_sweep(done: list[Any], initial_job_idx: int, status: dict[str, int]) -> None:
     """A job of the submitit launcher stopped by a signal (SIGTERM, SLURM's warning without a requeue) comes back as
-    a TrialFailed saying STOPPED_JOB: the sweep ends with it (exit 2) rather than launch its next batch."""
+    a TrialFailed saying STOPPED_JOB: the sweep ends with it (exit STOPPED_EXIT) rather than launch its next batch."""
     from hydra.core.utils import filter_overrides
 
     from training.cli import TrialFailed
@@ -128,25 +153,36 @@ def stopped_jobs_end_the_sweep(done: list[Any], initial_job_idx: int, status: di
     for number, job, what in stopped:
         log.error("job #%d of the sweep (%s) was stopped: %s", number,
                   redact_overrides(" ".join(filter_overrides(job.overrides))), what.partition("\nFix: ")[0])
-    status["code"] = 2
+    status["code"] = STOPPED_EXIT
     first, _, what = stopped[0]
-    reason = what.partition("\nFix: ")[0]
+    reason, _, fix = what.partition("\nFix: ")  # the job's fix names the sweep's folder (sweep_resume)
     raise TrialFailed(str(KosovError(f"job #{first} of the sweep was stopped by a signal, and the sweep with it: no "
-                                     f"later job starts ({reason})", fix=SWEEP_RESUME)))
+                                     f"later job starts ({reason})", fix=fix or sweep_resume(None))))
 
 
-SWEEP_RESUME = ("run the same command with resume=true: each job continues from its checkpoint or starts, and a "
-                "finished one is left as it is")
+def sweep_resume(folder: str | Path | None) -> str:
+    """What continues a sweep a signal stopped: the command again with its folder (the one holding 0/, 1/, ...).
+    Without output_dir= the sweep picks a new timestamped folder, where resume=true would start every job over."""
+    named = f"output_dir={Path(folder).resolve()} " if folder is not None else "the sweep's output_dir and "
+    return (f"run the same command with {named}resume=true: each job continues from its checkpoint or starts, and "
+            "a finished one is left as it is")
 
 
-def sweep_stopped() -> None:
+def sweep_folder(job_folder: str | Path, job_number: int) -> Path | None:
+    """The folder that output_dir= names for a sweep whose job `job_number` ran in `job_folder` (output_dir/<job
+    number>, or Hydra's sweep.dir/<job number> without output_dir); None under another hydra.sweep.subdir."""
+    job_folder = Path(job_folder)
+    return job_folder.parent if job_folder.name == str(job_number) else None
+
+
+def sweep_stopped(fix: str) -> None:
     """A job run in the sweep's own process (the basic launcher) was stopped by a signal: that process ends now, its
-    later jobs unstarted (the user, or SLURM's grace period, wants the command to end)."""
+    later jobs unstarted (the user, or SLURM's grace period, wants the command to end). `fix`: sweep_resume's."""
     from hydra.core.hydra_config import HydraConfig
 
     log.error("job #%d of the sweep was stopped by a signal, and the sweep with it: no later job starts. To continue "
-              "the sweep, %s", HydraConfig.get().job.num, SWEEP_RESUME)
-    raise SystemExit(2) from None
+              "the sweep, %s", HydraConfig.get().job.num, fix)
+    raise SystemExit(STOPPED_EXIT) from None
 
 
 @contextmanager
@@ -230,8 +266,9 @@ def optuna_failures_reported(status: dict[str, int]) -> Iterator[None]:
         try:
             with launches_watched(self.sweeper.launcher, keep):
                 sweep(self, arguments)
-        except TrialFailed:  # max_failure_rate ended the sweep at a failed trial: its error, one line
-            status["code"] = 2
+        except TrialFailed:  # max_failure_rate ended the sweep at a failed trial, or a job stopped: its error, one line
+            if status["code"] != STOPPED_EXIT:
+                status["code"] = 2
             raise
         except Exception:
             if not jobs or any(job.status is not JobStatus.FAILED for job in jobs):

@@ -24,10 +24,9 @@ from training.errors import KosovError
 from training.redaction import redact, redact_overrides
 from training.run_dir import RunDir
 from training.safe_write import write_json
+from training.sweep_jobs import STOPPED_EXIT  # kosov's exit status for a run stopped by a signal (StoppedBySignal)
 
 log = logging.getLogger(__name__)
-
-STOPPED_EXIT = 2  # kosov's exit status for a run stopped by a signal with a checkpoint (StoppedBySignal)
 
 
 def wandb_key_configured() -> bool:

@@ -24,6 +24,7 @@ import yaml
 
 from training import grpo, sft
 from training.config import to_dict
+from training.data_rows import check_eval_left
 from training.schema import KosovConfig
 from training.errors import KosovError
 from training.recipes import compose
@@ -35,8 +36,9 @@ from training.models import (bf16_gpu, check_attention, check_remote_code, compu
 from training.provenance import provenance, resume_provenance
 from training.redaction import redact
 from training.rendered_store import RENDERED, remove as remove_rendered
-from training.run_dir import (RunDir, add_file_logging, check_same_data, check_same_processes, check_same_recipe,
-                              default_output_dir, lock_run_folder, prepare_run_dir, refuse_existing_run)
+from training.resume_checks import check_same_data, check_same_processes, check_same_recipe
+from training.run_dir import (RunDir, add_file_logging, default_output_dir, lock_run_folder, prepare_run_dir,
+                              refuse_existing_run)
 from training.run_metrics import summarize
 from training.safe_write import swap_into_place, write_atomic, write_json
 from training.tracking import Tracker, open_tracker
@@ -185,7 +187,12 @@ def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
         log.info("SFT stage already finished in %s: starting GRPO from its adapter", stage_dir)
         return stage_dir / "adapter"
     log.info("SFT stage first: %s", " ".join(cfg.method.grpo.sft_stage))
-    return train(stage).run_dir / "adapter"
+    from training.preemption import StoppedBySignal, resume_fix
+
+    try:
+        return train(stage).run_dir / "adapter"
+    except StoppedBySignal as e:  # the run to continue is the GRPO run, which continues its stage: its folder
+        raise StoppedBySignal(e.what, where=e.where, fix=resume_fix(output_dir)) from None
 
 
 def train(cfg: KosovConfig) -> TrainResult:
@@ -199,7 +206,7 @@ def train(cfg: KosovConfig) -> TrainResult:
     from accelerate import PartialState
     from transformers import set_seed
 
-    from training.preemption import StopOnSigterm, StoppedBySignal, workers_ignore_sigterm
+    from training.preemption import StopOnSigterm, StoppedBySignal, resume_fix, workers_ignore_sigterm
     from training.resume_state import (ResumedTokenCount, ResumedTrainTime, TrainedForEpochs, checkpoint_at_end,
                                        finish_at_checkpoint, finished_metrics)
     started = time.time()
@@ -222,6 +229,10 @@ def train(cfg: KosovConfig) -> TrainResult:
     if state.num_processes > 1 and not cfg.output_dir:
         raise KosovError(f"{state.num_processes} processes would each pick their own timestamped run folder",
                          fix="pass output_dir=DIR under accelerate launch / torchrun / SLURM")
+    if cfg.resume and not cfg.output_dir:  # a new timestamped folder: nothing there to continue
+        from training.run_dir import resume_needs_folder
+
+        raise resume_needs_folder(cfg.name)
     output_dir = Path(cfg.output_dir or default_output_dir(cfg.name))
     if cfg.method.init_adapter:  # continued in the prompt format it trained with, as eval and serve prompt it
         cfg = dataclasses.replace(cfg, model=adapter_model_config(cfg.model, adapter_dir(cfg.method.init_adapter)))
@@ -279,10 +290,16 @@ def train(cfg: KosovConfig) -> TrainResult:
         if start_adapter is not None:  # another base or revision is refused before the data and the weights load
             check_adapter_base(start_adapter, source, cfg.model.name_or_path, cfg.model.revision)
         tokenizer = load_tokenizer(cfg.model, source)
-        data = method.build_data(cfg, tokenizer, end_of_turn_id(cfg.model, tokenizer), run.path / RENDERED)
+        # a resume on changed files or another dataset is refused as the rows load: before they render, and before
+        # the rendered set the run would resume from is replaced
+        same_sources = (lambda sources: check_same_data(run, {"sources": sources})) if run.resume_from else None
+        data = method.build_data(cfg, tokenizer, end_of_turn_id(cfg.model, tokenizer), run.path / RENDERED,
+                                 same_sources)
         log.info("data %s: %s", cfg.data.name, {k: v for k, v in data.summary.items() if k != "sources"})
         if run.resume_from is not None:
-            check_same_data(run, data.summary)
+            check_same_data(run, data.summary)  # the held-out rows, known once rendering has kept them
+        check_eval_left(cfg, data.summary, "method.grpo.max_prompt_length" if cfg.method.name == "grpo" else
+                        "method.sft.max_length")  # an eval split the skipped rows emptied: before the model loads
 
         zero3 = zero3_init(precision) if cfg.peft.quantization is None else None
         model = load_base_model(cfg, source, device, trains_all=full_model, autocast=precision != "no")
@@ -294,7 +311,8 @@ def train(cfg: KosovConfig) -> TrainResult:
 
         # Record what this run is before it trains.
         model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "local": is_local,
-                      "revision": cfg.model.revision, "start_adapter": str(start_adapter) if start_adapter else None}
+                      "revision": cfg.model.revision,  # absolute: publish reads it from wherever it runs
+                      "start_adapter": str(Path(start_adapter).resolve()) if start_adapter else None}
         if start_adapter is not None:  # the settings it trains with: its own, whatever the recipe's peft says
             model_info["start_adapter_settings"] = continued_settings(start_adapter, cfg.peft)
         runtime = runtime_settings(cfg, model, device)
@@ -342,9 +360,7 @@ def train(cfg: KosovConfig) -> TrainResult:
                 checkpoint = run.checkpoints / f"checkpoint-{sigterm.stopped_at}"
                 sigterm.hand_over(cfg.resume, checkpoint)  # submitit's warning: rank 0 requeues the job and exits
                 raise StoppedBySignal(f"stopped by {sigterm.signal_name} at step {sigterm.stopped_at}, with a "
-                                      f"checkpoint ({checkpoint})",
-                                      fix="continue it with the same command and resume=true (a requeued job: "
-                                          "always pass resume=true)")
+                                      f"checkpoint ({checkpoint})", fix=resume_fix(run.path))
             if data.eval is not None and not any(h.get("step") == trainer.state.global_step and "eval_loss" in h
                                                  for h in trainer.state.log_history):
                 trainer.evaluate()

@@ -304,3 +304,72 @@ def test_sharegpt_rows_are_read_as_messages(tmp_path):
     assert report.rows[0].messages[2]["content"] == "서울입니다." and report.skipped == {"unknown role": 1}
     with pytest.raises(BadRowError, match=f"{path}:2: unknown role: messages\\[1\\] is from 'function_call'"):
         load_chat_files([path])
+
+
+def test_a_sharegpt_answer_of_weight_0_is_refused_by_line_or_skipped_never_trained_on(tmp_path):
+    """ShareGPT exports mark answers not to train on with "weight": 0; kosov dropped the flag and trained on them."""
+    path = tmp_path / "weighted.jsonl"
+    write_jsonl([{"conversations": [{"from": "human", "value": "예시 질문"}, {"from": "gpt", "value": "답", "weight": 1},
+                                    {"from": "human", "value": "진짜 질문"}, {"from": "gpt", "value": "좋은 답"}]},
+                 {"conversations": [{"from": "human", "value": "예시 질문"},
+                                    {"from": "gpt", "value": "틀린 예시 답", "weight": 0},
+                                    {"from": "human", "value": "진짜 질문"},
+                                    {"from": "gpt", "value": "좋은 답", "weight": 1}]}], path)
+    with pytest.raises(BadRowError, match=rf"{path}:2: weighted turn: messages\[1\] \(assistant\) has weight 0"
+                       ) as error:
+        load_chat_files([path])
+    assert "set its weight to 1" in error.value.fix
+    report = load_chat_files([path], on_bad_row="skip")
+    assert len(report.rows) == 1 and report.skipped == {"weighted turn": 1}
+    # a prompt's earlier answers are context, never trained on: their weight does not matter
+    prompt = prompt_row("p:1", {"prompt": [{"from": "human", "value": "질문"}, {"from": "gpt", "value": "답", "weight": 0},
+                                           {"from": "human", "value": "다음 질문"}]})
+    assert [m["role"] for m in prompt.messages] == ["user", "assistant", "user"]
+
+
+def test_a_sharegpt_system_column_is_the_first_turn_not_dropped(tmp_path):
+    """Many ShareGPT exports keep the system prompt in a top-level "system" column: it was dropped without a word,
+    and the model trained without its system prompt."""
+    path = tmp_path / "sharegpt.jsonl"
+    chat = [{"from": "human", "value": "수도는?"}, {"from": "gpt", "value": "서울입니다."}]
+    write_jsonl([{"system": "한국어로 답하세요.", "conversations": chat},
+                 {"system": "", "conversations": chat},  # an empty one is none
+                 {"system": "한국어로 답하세요.", "conversations": [{"from": "system", "value": "한국어로 답하세요."}, *chat]},
+                 {"system": "존댓말로 답하세요.", "conversations": [{"from": "system", "value": "한국어로 답하세요."}, *chat]},
+                 {"system": ["목록"], "conversations": chat}], path)
+    report = load_chat_files([path], on_bad_row="skip")
+    assert [row.messages[0] for row in report.rows] == [{"role": "system", "content": "한국어로 답하세요."},
+                                                         {"role": "user", "content": "수도는?"},
+                                                         {"role": "system", "content": "한국어로 답하세요."}]
+    assert report.skipped == {"bad system": 2}
+    with pytest.raises(BadRowError, match=f"{path}:4: bad system: the row has a 'system' column and a different"):
+        load_chat_files([path])
+
+
+def test_an_empty_system_turn_is_dropped_not_rendered_as_an_empty_block(tmp_path):
+    path = tmp_path / "sharegpt.jsonl"
+    write_jsonl([{"conversations": [{"from": "system", "value": ""}, {"from": "human", "value": "안녕"},
+                                    {"from": "gpt", "value": "네"}]},
+                 {"messages": [{"role": "system", "content": " \n"}, {"role": "user", "content": "안녕"},
+                               {"role": "assistant", "content": "네"}]},
+                 {"messages": [{"role": "system", "content": ""}]}], path)
+    report = load_chat_files([path], on_bad_row="skip")
+    assert [[m["role"] for m in row.messages] for row in report.rows] == [["user", "assistant"]] * 2
+    assert report.skipped == {"missing messages": 1}
+
+
+def test_files_max_rows_leaves_unread_are_named_and_are_no_source_of_the_rows(tmp_path, caplog):
+    """data.max_rows takes the first rows in file order: a file after them gave none, yet provenance listed it."""
+    import logging
+
+    ko, en = tmp_path / "ko.jsonl", tmp_path / "en.jsonl"
+    write_jsonl([GOOD] * 5, ko)
+    write_jsonl([GOOD] * 5, en)
+    with caplog.at_level(logging.WARNING, logger="data_tools.chat_io"):
+        report = load_chat_files([ko, en], max_rows=5)
+    assert len(report.rows) == 5 and [s["path"] for s in report.sources] == [str(ko)]
+    assert f"not read, not used: {en}" in caplog.text and "data.max_rows=5" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="data_tools.chat_io"):
+        both = load_chat_files([ko, en], max_rows=7)
+    assert [s["rows_read"] for s in both.sources] == [5, 2] and not caplog.text

@@ -110,3 +110,42 @@ def test_ctrl_c_while_the_data_loads_ends_with_one_line_and_puts_an_earlier_run_
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "kosov train was interrupted (Ctrl-C) and stopped" in done.stderr
     assert json.loads((out / "metrics.json").read_text()) == {"global_step": 7}
+
+
+@pytest.mark.parametrize("launcher", [["hydra/launcher=submitit_local"], []])
+def test_a_secret_on_the_command_line_of_a_submitit_sweep_is_refused_before_anything_is_submitted(tmp_path, launcher):
+    """submitit pickles each job's overrides and composed recipe, in clear, into output_dir/.submitit (0644 files):
+    a proxy's password in a teacher's base_url was in them. The basic launcher pickles nothing: its sweep runs."""
+    out, secret = tmp_path / "sweep", "pw_SECRET_url77"
+    done = kosov("train", "-m", *quick("method.max_steps=1", f"output_dir={out}", *launcher,
+                                       f'synth.teacher.base_url="https://bob:{secret}@proxy.example/v1"'),
+                 cwd=tmp_path, timeout=400)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not any(secret.encode() in p.read_bytes() for p in files) and secret not in done.stderr
+    if not launcher:
+        assert done.returncode == 0, done.stderr[-3000:]
+        return
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "the submitit launcher would store synth.teacher.base_url=" in done.stderr
+    assert "https://***@proxy.example/v1" in done.stderr and "api_key_env" in done.stderr
+    assert not files and not out.exists()  # nothing submitted, no folder made
+
+
+def test_a_secret_in_a_slurm_recipes_sweep_is_refused_too(tmp_path):
+    """experiment=qwen3-8b-ko-sft-slurm picks the submitit launcher itself, without hydra/launcher= on the line."""
+    done = kosov("train", "-m", "experiment=qwen3-8b-ko-sft-slurm", f"output_dir={tmp_path / 'sweep'}",
+                 "synth.teacher.base_url='http://h/v1?api_key=sk-LEAKME123456'",
+                 cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and "LEAKME" not in done.stderr, done.stderr[-3000:]
+    assert "the submitit launcher would store" in done.stderr and not any(tmp_path.iterdir())
+
+
+def test_the_submitit_folder_is_made_readable_by_its_user_alone(tmp_path):
+    from types import SimpleNamespace
+
+    from training.sweep_jobs import private_submitit_folder
+
+    private_submitit_folder(SimpleNamespace(params={"submitit_folder": f"{tmp_path}/sweep/.submitit/%j"}))
+    assert (tmp_path / "sweep" / ".submitit").stat().st_mode & 0o777 == 0o700
+    private_submitit_folder(SimpleNamespace(params={}))  # the basic launcher: nothing to do
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]

@@ -196,7 +196,7 @@ def test_slurms_warning_at_the_last_step_leaves_the_finish_to_the_requeued_job(t
 
 def test_a_sigterm_during_the_last_step_stops_with_its_checkpoint_and_the_resumed_run_finishes(
         tmp_path, monkeypatch, caplog, before):
-    """SIGTERM during the last step (scancel, a time limit): its checkpoint is saved and the job stops with status 2
+    """SIGTERM during the last step (scancel, a time limit): its checkpoint is saved and the job stops with status 75
     without the end-of-training suite, as at any other step; SLURM's grace period is too short for a suite. kosov's
     handler used to stay installed through the suite, which ran on until SIGKILL."""
     from transformers import TrainerCallback
@@ -231,7 +231,7 @@ def test_a_sigterm_during_the_last_step_stops_with_its_checkpoint_and_the_resume
 def test_a_sigterm_during_an_eval_suite_gives_it_up_for_the_checkpoint(tmp_path, monkeypatch, caplog, before, every,
                                                                        stop_step):
     """A suite's generation runs for minutes, SLURM's grace period 30 s: a SIGTERM while it runs gives it up, and the
-    job stops with the checkpoint of that step (status 2). The end suite used to run on until SIGKILL."""
+    job stops with the checkpoint of that step (status 75). The end suite used to run on until SIGKILL."""
     from tests.helpers import quick
     from training.errors import KosovError
     from training.evaluation import callback
@@ -264,7 +264,7 @@ def test_a_stop_that_does_not_stop_the_run_leaves_it_its_end_suite(tmp_path, mon
                                                                    case):
     """SLURM's warning during the suite of the last step, which submitit cannot requeue without resume=true: the run
     finishes in this job, and its end suite used to be skipped as "already run at this step" though it had been given
-    up. A SIGTERM after that suite had run (in the last checkpoint's save) stopped a finished run with status 2,
+    up. A SIGTERM after that suite had run (in the last checkpoint's save) stopped a finished run with status 75,
     unfinished: the run now finishes (adapter, metrics.json), then stops, saying it is complete."""
     from transformers import TrainerCallback
 

@@ -34,7 +34,7 @@ def test_a_sigterm_to_the_whole_process_group_spares_the_dataloader_workers(tmp_
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGTERM)  # the job step's processes: the run and its two workers
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 2 and "DataLoader worker" not in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert proc.returncode == 75 and "DataLoader worker" not in stderr and "Traceback" not in stderr, stderr[-3000:]
     step = int(re.search(r"stopped by SIGTERM at step (\d+), with a checkpoint", stderr).group(1))
     assert (out / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").is_file()
 
@@ -43,7 +43,7 @@ def test_a_sigterm_to_the_whole_process_group_spares_the_dataloader_workers(tmp_
 def test_a_sigterm_after_the_last_step_lets_the_run_finish_then_stops(tmp_path, monkeypatch, before, during):
     """kosov's handler used to be taken down before the final evaluation and the adapter's save: a SIGTERM there
     killed the job at once (status 143, no word). It is held until metrics.json is written: the run finishes, then
-    the command stops with status 2 saying the run is complete (a sweep starts no further job)."""
+    the command stops with status 75 saying the run is complete (a sweep starts no further job)."""
     from transformers import TrainerCallback
 
     from tests.helpers import quick
@@ -104,7 +104,7 @@ def _end_suite_under_ddp(rank: int, folder: Path) -> None:
 
 def test_a_sigterm_during_the_end_suite_stops_every_process_of_a_ddp_run(tmp_path):
     """The end suite runs on the main process alone: a SIGTERM during it gave it up there, and only the main process
-    stopped with the last checkpoint (status 2). The others went on to the final evaluation and the save's
+    stopped with the last checkpoint (status 75). The others went on to the final evaluation and the save's
     wait_for_everyone, and waited for it until the DDP timeout (30 min). Every process takes the same decision now."""
     import multiprocessing
 

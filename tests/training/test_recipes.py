@@ -341,3 +341,23 @@ def test_a_value_of_the_wrong_type_names_its_key_and_what_the_key_takes(override
     assert said in str(error.value) and fix in str(error.value)
     if "list" not in fix:
         assert "brackets" not in str(error.value)
+
+
+@pytest.mark.parametrize("override, named", [
+    ("method.learning_rate=1e-4 peft.r=8", "'method.learning_rate=1e-4 peft.r=8'"),  # two overrides in one argument
+    ("synth.teacher.base_url=https://bob:pw_SECRET_url77@proxy.example/v1?x=[", "'synth.teacher.base_url=https://"
+                                                                                "***@proxy.example/v1?x=['"),
+    ('name="my run', "'name=\"my run'"),
+])
+def test_an_override_that_does_not_parse_is_named_with_its_secrets_hidden(override, named):
+    """Hydra's message ("mismatched input '=' expecting <EOF>") named no override: in a long command line, which?"""
+    with pytest.raises(KosovError) as error:
+        compose(["experiment=smoke-sft", "peft.r=8", override])
+    assert f"the override {named} does not parse" in str(error.value), str(error.value)
+    assert "SECRET" not in str(error.value) and "override grammar" in error.value.fix
+
+
+def test_the_command_line_names_the_override_that_does_not_parse(tmp_path):
+    done = kosov("train", "experiment=smoke-sft", "peft.r=8=9", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "the override 'peft.r=8=9' does not parse: mismatched input '='" in done.stderr, done.stderr[-2000:]

@@ -89,7 +89,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
     """SLURM preemption, scancel and time limits send SIGTERM: the step under way ends with a checkpoint, the job
-    stops with exit status 2 saying how to continue, and resume=true finishes."""
+    stops with exit status 75 (EX_TEMPFAIL) naming the command that continues it, and resume=true finishes."""
     import re
 
     out = tmp_path / "run"
@@ -103,7 +103,7 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 2 and "resume=true" in stderr, stderr
+    assert proc.returncode == 75 and f"output_dir={out.resolve()} resume=true" in stderr, stderr
     step = int(re.search(r"stopped by SIGTERM at step (\d+)", stderr).group(1))
     assert 7 <= step < 60 and (out / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").is_file()
     assert not (out / "adapter").exists()
@@ -127,7 +127,7 @@ def test_a_setting_added_since_the_run_was_saved_does_not_stop_it_resuming():
     """A run saved by an older kosov has no key for a setting added since (null: as before): resuming it after an
     upgrade was refused as "method.grpo.optimizer_steps_per_generation: (unset) -> None"."""
     from training.config import to_dict
-    from training.run_dir import recipe_changes
+    from training.resume_checks import recipe_changes
 
     recipe = to_dict(compose(["experiment=smoke-grpo"]))
     saved = yaml.safe_load(yaml.safe_dump(recipe))

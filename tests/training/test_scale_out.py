@@ -233,6 +233,8 @@ def test_the_submitit_launcher_runs_each_job_in_its_own_run_folder(tmp_path):
     configs = sorted(tmp_path.rglob("multirun_*/*/config.yaml"))
     assert len(configs) == 2
     assert sorted(yaml.safe_load(c.read_text())["peft"]["r"] for c in configs) == [4, 8]
+    [pickles] = tmp_path.rglob("multirun_*/.submitit")  # each job's overrides and recipe: the user's alone
+    assert pickles.stat().st_mode & 0o777 == 0o700 and list(pickles.rglob("*_submitted.pkl"))
 
 
 def test_hydra_flags_may_follow_an_output_dir(tmp_path):

@@ -106,3 +106,43 @@ def test_eval_files_sharing_rows_with_the_training_data_are_named(caplog):
     with caplog.at_level("WARNING", logger="training.data_rows"):
         split_eval(_rows(["가", "나", "다"]), _rows(["나", "라"]), 0.0, 0)
     assert "1 of the 2 eval rows (data.eval_files) are also in the training data" in caplog.text
+
+
+def test_a_resume_on_a_dataset_folder_whose_rows_changed_is_refused_before_they_render(tmp_path, monkeypatch):
+    """A dataset folder (or a Hub dataset without data.hub_revision) recorded no hash a resume compared: a run
+    continued on other rows. A changed row is refused as the rows load, before any is rendered; the rows' hash is the
+    same in another process and after a copy that changes the files' times (unchanged data resumes)."""
+    import os
+    import subprocess
+    import sys
+
+    import training.sft_data as sft_data
+    from data_tools.chat_io import load_chat_hub
+
+    folder = tmp_path / "ko-dataset"
+    folder.mkdir()
+    rows = [{"messages": [{"role": "user", "content": f"질문 {i}"}, {"role": "assistant", "content": f"답 {i}"}]}
+            for i in range(12)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    out = tmp_path / "run"
+    common = ["data.train_files=[]", f"data.hub_id={folder}", "data.eval_ratio=0", "method.save_steps=1"]
+    train(compose(quick(f"output_dir={out}", *common, "method.max_steps=1")))
+    os.utime(folder / "train.jsonl", (1, 1))  # copied without its times: datasets' fingerprint changes, not the rows
+    resumed = train(compose(quick(f"output_dir={out}", *common, "method.max_steps=2", "resume=true")))
+    assert resumed.metrics["global_step"] == 2  # the same rows: resumed
+
+    rows[5]["messages"][1]["content"] = "완전히 다른 답"
+    (folder / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    rendered = []
+    real = sft_data.render_conversation
+    monkeypatch.setattr(sft_data, "render_conversation", lambda *a, **k: rendered.append(1) or real(*a, **k))
+    with pytest.raises(KosovError, match="the data changed") as error:
+        train(compose(quick(f"output_dir={out}", *common, "method.max_steps=3", "resume=true")))
+    assert f"{folder} (rows_sha256 " in str(error.value) and "overwrite=true" in error.value.fix
+    assert not rendered  # refused as the rows loaded
+
+    digest = load_chat_hub(str(folder), split="train").sources[0]["rows_sha256"]
+    elsewhere = subprocess.run([sys.executable, "-c", "import sys; from data_tools.chat_io import load_chat_hub; "
+                                "print(load_chat_hub(sys.argv[1], split='train').sources[0]['rows_sha256'])",
+                                str(folder)], capture_output=True, text=True, check=True, env=os.environ)
+    assert elsewhere.stdout.strip() == digest

@@ -169,7 +169,7 @@ def run_job_process(submitted, cwd) -> subprocess.CompletedProcess:
 def test_a_sigterm_ends_a_local_sweep_and_resume_finishes_every_job(tmp_path):
     """A job of a local sweep stopped by SIGTERM was reported and the sweep went on to its next job, with a handler
     of its own: one SIGTERM a job to end the sweep, and SLURM's grace period spent starting the next. The sweep ends
-    with the stopped job (status 2), and the same command with resume=true finishes every job."""
+    with the stopped job (status 75), and the same command with resume=true finishes every job."""
     out = tmp_path / "sweep"
     sweep = [kosov_bin(), "train", "-m", "experiment=smoke-sft", "peft.r=4,8,16", f"output_dir={out}",
              "method.save_steps=3", "method.eval_steps=1000", "data.max_rows=24"]
@@ -181,7 +181,7 @@ def test_a_sigterm_ends_a_local_sweep_and_resume_finishes_every_job(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 2 and "Traceback" not in stderr, stderr[-3000:]
+    assert proc.returncode == 75 and "Traceback" not in stderr, stderr[-3000:]
     assert "job #0 of the sweep was stopped by a signal, and the sweep with it: no later job starts" in stderr
     assert not (out / "1").exists() and not (out / "2").exists() and "#1 : " not in stderr  # never started
     step = int(re.search(r"stopped by SIGTERM at step (\d+)", stderr).group(1))
@@ -193,7 +193,7 @@ def test_a_sigterm_ends_a_local_sweep_and_resume_finishes_every_job(tmp_path):
 
 def test_a_submitit_job_stopped_by_a_signal_ends_the_sweep(caplog):
     """A job of the submitit launcher (its own process, on SLURM) stopped by SIGTERM comes back to the sweep's process
-    as its TrialFailed: the sweep ends there (status 2), naming the job, rather than launch its next batch."""
+    as its TrialFailed: the sweep ends there (status 75), naming the job, rather than launch its next batch."""
     from hydra.core.utils import JobReturn, JobStatus
 
     from training.cli import TrialFailed
@@ -212,5 +212,35 @@ def test_a_submitit_job_stopped_by_a_signal_ends_the_sweep(caplog):
     with pytest.raises(TrialFailed, match=r"job #1 of the sweep was stopped by a signal, and the sweep with it: no "
                                           r"later job starts \(stopped by SIGTERM at step 4") as ended:
         stopped_jobs_end_the_sweep([finished, stopped], 0, status)
-    assert status["code"] == 2 and "resume=true" in str(ended.value)
+    assert status["code"] == 75 and "resume=true" in str(ended.value)
     assert "job #1 of the sweep (peft.r=8 synth.teacher.api_key=***) was stopped" in caplog.text
+
+
+NAN_TRIAL = """
+import sys, types
+import training.cli as cli
+calls = []
+def train(cfg):  # the second trial diverged: its run ends with a NaN eval_loss
+    calls.append(cfg.method.learning_rate)
+    return types.SimpleNamespace(metrics={"eval_loss": float("nan") if len(calls) == 2 else 1.0 + len(calls)})
+cli._command = lambda name: train
+status = cli.main(sys.argv[1:])
+print("trials run", len(calls))
+sys.exit(status)
+"""
+
+
+def test_a_diverged_trial_is_a_failed_trial_not_the_end_of_the_optuna_sweep(tmp_path):
+    # A NaN objective went to Optuna, which refuses it; the sweeper's report of that failure (tell(FAIL, [nan]))
+    # raised again, and the sweep died with a traceback even with max_failure_rate letting failed trials through.
+    script = tmp_path / "nan_trial.py"
+    script.write_text(NAN_TRIAL)
+    done = run([sys.executable, str(script), "train", "-m", "experiment=sweep-smoke-sft-optuna",
+                f"output_dir={tmp_path / 'sweep'}", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=3",
+                "hydra.sweeper.max_failure_rate=0.5"],
+               tmp_path)
+    assert done.returncode == 0 and "trials run 3" in done.stdout, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "the run diverged: eval_loss is nan" in done.stderr and "1 of 3 trials of the sweep failed" in done.stderr
+    [results] = tmp_path.rglob("optimization_results.yaml")
+    assert yaml.safe_load(results.read_text())["best_value"] == 2.0
