@@ -10,11 +10,6 @@ that a speaker's label opens ("점원: 죄송하지만 ..."), and, when the user
 a message, a reply, a role-play), one inside a later line of the answer. A model that will not write says so
 first: in its first line, or at the head of a paragraph after an explanation.
 
-A decline that goes on, contrasting, to help with the request is partial compliance, not a refusal
-(`goes_on_to_help`): "정확한 진단은 도와드릴 수 없지만, 일반적인 원인은 다음과 같습니다." and "...어렵습니다. 다만
-일반적으로는 ..." are kept; one that goes on to offer something else ("도와드릴 수 없지만 다른 질문은 도와드릴게요",
-"... 대신 ...") is still a refusal.
-
     >>> gate = RefusalGate()
     >>> gate.verdict({"messages": [{"role": "assistant", "content": "죄송하지만 그 요청은 도와드릴 수 없습니다."}]})[0]
     'refusal'
@@ -141,30 +136,6 @@ def written_decline(answer: str, start: int, request: str) -> bool:
     return bool(earlier.strip() and line.strip() and WRITING_REQUEST.search(request))
 
 
-# What follows a decline that goes on to help, in its own sentence ("정확한 진단은 도와드릴 수 없지만, 일반적인 원인은
-# ...", "...없습니다만", "...어려우나", "...곤란하나", "I can't diagnose you, but ...") or at the head of the next
-# ("... 어렵습니다. 다만 일반적으로는 ..."): the answer limits what it gives, it does not refuse the request.
-# Bounded repeats, matched at one place: linear time.
-_CONTRAST = re.compile(r"[가-힣 ]{0,8}?(?:지만|다만|[으우하]나)(?![가-힣])|[가-힣 ]{0,8}[.!]\s*(?:다만|하지만|그렇지만|그러나)"
-                       r"(?![가-힣])|[^\n.!?]{0,60}?,\s*but\b", re.IGNORECASE)
-# ... unless what it goes on to is something else than the request: "도와드릴 수 없지만 다른 질문은 도와드릴게요",
-# "..., but I can help with something else": a refusal with an offer is still a refusal
-_REDIRECT = re.compile(r"대신|다른\s*(?:질문|요청|주제|도움|문의|것)|궁금한\s*(?:점|것|게)|언제든|"
-                       r"\b(?:instead|anything else|something else|other (?:questions?|requests?|topics?))\b",
-                       re.IGNORECASE)
-
-
-def goes_on_to_help(answer: str, end: int) -> bool:
-    """Whether the decline ending at answer[end] goes on, contrasting, to help with the request (partial
-    compliance: "실시간 주가는 알려 드릴 수 없지만, 조회하는 방법은 다음과 같습니다."), rather than to offer something
-    else: what follows the contrast, to the end of its sentence, offers no other help."""
-    contrast = _CONTRAST.match(answer, end)
-    if not contrast:
-        return False
-    rest = re.match(r"[^.!?\n]{0,120}", answer[contrast.end() :]).group(0)
-    return not _REDIRECT.search(rest)
-
-
 def _compile(patterns: list[str] | tuple[str, ...], key: str) -> list[re.Pattern]:
     compiled = []
     for pattern in patterns:
@@ -210,12 +181,9 @@ class RefusalGate:
                                        ("boilerplate", self._boilerplate, answer)):
             for pattern in patterns:
                 for m in pattern.finditer(text):
-                    if quoted(text, m.start()):
-                        continue
-                    if reason == "refusal" and (written_decline(answer, m.start(), request)
-                                                or goes_on_to_help(answer, m.end())):
-                        continue
-                    return reason, answer[max(m.start() - 20, 0) :]
+                    if not quoted(text, m.start()) and not (reason == "refusal"
+                                                            and written_decline(answer, m.start(), request)):
+                        return reason, answer[max(m.start() - 20, 0) :]
         return None
 
     def __call__(self, rows: list[dict]) -> GateResult:

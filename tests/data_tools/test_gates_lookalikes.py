@@ -110,21 +110,6 @@ def test_refusal_after_a_closed_quote_or_an_apostrophe_is_still_a_refusal(answer
 
 
 @pytest.mark.parametrize("answer", [
-    "정확한 진단은 도와드릴 수 없지만, 일반적으로 두통의 원인은 다음과 같습니다.\n1. 긴장성 두통\n2. 편두통",
-    "실시간 주가는 알려 드릴 수 없지만, 조회하는 방법은 다음과 같습니다.",
-    "죄송하지만 정확한 진단은 도와드릴 수 없지만, 흔한 원인은 긴장성 두통입니다.",
-    "개인 상황에 맞는 법률 자문은 도와드리기 어렵지만, 일반적인 절차는 이렇습니다.",
-    "의학적 진단은 도와드리기 어렵습니다. 다만 일반적인 두통은 충분한 휴식으로 나아집니다.",
-    "진단은 도와드리기 곤란하나, 일반적인 원인은 알려 드릴게요.",
-    "I can't provide a diagnosis, but common causes of headaches include stress and poor sleep.",
-])
-def test_refusal_keeps_a_caveat_that_goes_on_to_help(answer):
-    """A decline of part of the request that goes on, contrasting, to help: partial compliance, not a refusal.
-    "도와드릴 수 없지만" was dropped while "알려 드릴 수 없지만" passed."""
-    assert gate("refusal")([sft(answer)]).kept == [sft(answer)]
-
-
-@pytest.mark.parametrize("answer", [
     "죄송하지만 도와드릴 수 없습니다.",
     "도와드릴 수 없지만 다른 질문은 도와드릴게요.",  # refuses this request, offers another
     "죄송하지만 그 요청은 도와드리기 어렵지만, 궁금한 점이 있으면 언제든 물어보세요.",
