@@ -51,6 +51,19 @@ def hangul_share(text: str) -> float:
     return counts["hangul"] / total if total else 0.0
 
 
+def hangul_share_of_cjk(text: str) -> float | None:
+    """Hangul letters as a share of the Hangul, Han and kana letters, Latin not counted; None for text with none
+    of them (nothing to judge). Chinese or Japanese written instead of Korean lowers it; English does not: a Korean
+    request naming useEffect, or an English email a Korean answer translates, is still Korean.
+
+        >>> hangul_share_of_cjk("Dear Ms. Kim, 회의는 3시입니다."), hangul_share_of_cjk("首都是首尔"), hangul_share_of_cjk("Hi")
+        (1.0, 0.0, None)
+    """
+    counts = script_counts(text)
+    cjk = counts["hangul"] + counts["han"] + counts["kana"]
+    return counts["hangul"] / cjk if cjk else None
+
+
 def cut_off_thinking(text: str) -> bool:
     """A think block opened and never closed: the completion ended (its token limit) while thinking."""
     return THINK_OPEN in text and THINK_CLOSE not in text
@@ -133,13 +146,17 @@ def _closes(line: str, fence: str) -> bool:
     return bare.startswith(fence) and not bare.strip(fence[0])
 
 
-def _fenced_blocks(text: str) -> list[tuple[str, bool]]:
-    """The text in pieces, (piece, is_code), in order: a closed fenced block is one piece without its fence lines,
-    code unless it is untagged or tagged as text or Markdown and does not look like code. An unclosed fence is no
-    block: a finished answer closes its fences, and what follows a stray one is the answer's text."""
+_TEXT, _FENCED_PROSE, _CODE = "text", "fenced prose", "code"  # the kinds of piece _fenced_blocks cuts text into
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """The text in pieces, (piece, kind), in order: text outside fences is _TEXT; a closed fenced block is one piece
+    without its fence lines, _CODE unless it is untagged or tagged as text or Markdown and does not look like code
+    (_FENCED_PROSE). An unclosed fence is no block: a finished answer closes its fences, and what follows a stray one
+    is the answer's text."""
     lines = text.splitlines(keepends=True)
     longest = _longest_fences_after(lines)
-    pieces: list[tuple[str, bool]] = []
+    pieces: list[tuple[str, str]] = []
     plain: list[str] = []
     i = 0
     while i < len(lines):
@@ -153,9 +170,10 @@ def _fenced_blocks(text: str) -> list[tuple[str, bool]]:
         body = lines[i + 1 : close]
         words = opening.group(2).split()
         tag = words[0].lower() if words else ""
-        pieces += [("".join(plain), False), ("".join(body), tag not in _PROSE_TAGS or _looks_like_code(body))]
+        code = tag not in _PROSE_TAGS or _looks_like_code(body)
+        pieces += [("".join(plain), _TEXT), ("".join(body), _CODE if code else _FENCED_PROSE)]
         plain, i = [], close + 1
-    return pieces + [("".join(plain), False)]
+    return pieces + [("".join(plain), _TEXT)]
 
 
 def _inline(span: re.Match) -> str:
@@ -169,8 +187,8 @@ def split_code(text: str) -> tuple[str, str]:
     """(the text without code, the code): fenced code blocks and `inline code` out of the text, the blocks into the
     code. A Korean answer with a Python snippet is Korean; a Chinese answer in a ```markdown fence is Chinese."""
     pieces = _fenced_blocks(text)
-    without = "\n".join(piece for piece, code in pieces if not code)
-    return _INLINE_CODE.sub(_inline, without), "\n".join(piece for piece, code in pieces if code)
+    without = "\n".join(piece for piece, kind in pieces if kind != _CODE)
+    return _INLINE_CODE.sub(_inline, without), "\n".join(piece for piece, kind in pieces if kind == _CODE)
 
 
 def strip_code(text: str) -> str:
@@ -187,7 +205,26 @@ def prose(text: str) -> str:
         >>> prose("1L는 1,000mL이므로 3 kg")
         '1 는 1,000 이므로 3 '
     """
-    return _UNIT.sub(" ", _MATH.sub(" ", strip_code(text)))
+    return _without_math_and_units(strip_code(text))
+
+
+def _without_math_and_units(text: str) -> str:
+    return _UNIT.sub(" ", _MATH.sub(" ", text))
+
+
+def prose_outside_and_inside_fences(text: str) -> tuple[str, str]:
+    """(the prose outside fenced blocks, the prose read out of untagged, text or Markdown fences), each as prose()
+    reads it: a language gate judges the answer's own words and a text it sets in a fence (an English email it
+    translates, a quote) each by its own measure.
+
+        >>> outside, inside = prose_outside_and_inside_fences("번역:\\n```\\nDear Ms. Kim,\\n```\\n```py\\nx = 1\\n```")
+        >>> outside.strip(), inside.strip()
+        ('번역:', 'Dear Ms. Kim,')
+    """
+    pieces = _fenced_blocks(text)
+    parts = ("\n".join(piece for piece, k in pieces if k == kind) for kind in (_TEXT, _FENCED_PROSE))
+    outside, inside = (_without_math_and_units(_INLINE_CODE.sub(_inline, part)) for part in parts)
+    return outside, inside
 
 
 def repeated_ngram_share(units: list, n: int) -> float:

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 
 from data_tools.gates.base import (FIELDS, GateResult, Verdict, answer_and_thinking, check_choice, check_range,
                                    filter_rows, selected_turns, turn_text)
-from data_tools.text import nfc, prose, repeated_ngram_share, script_counts, script_of, split_code, strip_code
+from data_tools.text import (hangul_share_of_cjk, nfc, prose_outside_and_inside_fences, repeated_ngram_share,
+                             script_counts, script_of, split_code, strip_code)
 
 
 def _nfc_everywhere(value: Any) -> Any:
@@ -99,7 +100,13 @@ class HangulShareGate:
     Hangul syllable (0.4: a syllable block spells what takes two or three Latin letters): "Python에서 list
     comprehension을 사용하면 코드를 간결하게 쓸 수 있습니다." is Korean prose with English terms, which counting every
     Latin letter as a syllable (1.0) would drop. A short line that is mostly English terms ("Python에서 list
-    comprehension을 쓰면 됩니다.", 0.47) still falls under 0.5."""
+    comprehension을 쓰면 됩니다.", 0.47) still falls under 0.5.
+
+    With `ignore_code`, prose inside an untagged, text or Markdown fence is a text the answer quotes or writes (an
+    English email it translates) when the answer has words of its own outside the fences: it is judged on its own,
+    Hangul against Han and kana only (data_tools.text.hangul_share_of_cjk, as synth reads a request), so Chinese or
+    Japanese there drops the row and English does not. An answer that is nothing but fences is judged as any answer:
+    one wrapped whole in a fence, in Korean, English or Chinese, is read as if it had none."""
 
     min_share: float = 0.5
     ignore_code: bool = True
@@ -116,10 +123,16 @@ class HangulShareGate:
     def verdict(self, row: dict) -> Verdict:
         for turn in selected_turns(row, self.fields):
             text = turn_text(turn, self.include_think)
-            counts = script_counts(prose(text) if self.ignore_code else text)
+            outside, fenced = prose_outside_and_inside_fences(text) if self.ignore_code else (text, "")
+            counts = script_counts(outside)
+            if not counts:  # the answer is all fences: what they hold is the answer
+                counts, fenced = script_counts(fenced), ""
             letters = sum(counts.values()) - (1.0 - self.latin_weight) * counts["latin"]
             if letters and counts["hangul"] / letters < self.min_share:
-                return f"hangul share < {self.min_share}", turn_text(turn, self.include_think)
+                return f"hangul share < {self.min_share}", text
+            fenced_share = hangul_share_of_cjk(fenced)
+            if fenced_share is not None and fenced_share < self.min_share:
+                return f"hangul share < {self.min_share} in fenced text", text
         return None
 
     def __call__(self, rows: list[dict]) -> GateResult:

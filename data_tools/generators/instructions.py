@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from data_tools.teachers import GenerationRequest, Teacher
-from data_tools.text import hangul_share, nfc, prose, script_counts
+from data_tools.text import hangul_share, hangul_share_of_cjk, nfc, prose, script_counts
 
 _NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.+?)\s*$")
 
@@ -104,9 +104,10 @@ def _usable(text: str, min_share: float = 0.5) -> bool:
     prompt, the "요청:" label it put before the instruction).
 
     Written in Korean: its prose (data_tools.text.prose: without code, math and units) holds Hangul, and Hangul is at
-    least `min_share` of its Hangul, Han and kana letters: Chinese or Japanese written instead of Korean is language
-    confusion. Latin letters do not count against it: a Korean request names React, useEffect or a SQL table in
-    Latin letters, and one asking for a translation quotes the English it is about.
+    least `min_share` of its Hangul, Han and kana letters (data_tools.text.hangul_share_of_cjk, as the hangul_share
+    gate reads text in fences): Chinese or Japanese written instead of Korean is language confusion. Latin letters do
+    not count against it: a Korean request names React, useEffect or a SQL table in Latin letters, and one asking
+    for a translation quotes the English it is about.
 
         >>> _usable("React에서 useEffect cleanup function은 언제 호출되나요?"), _usable("What is React?")
         (True, False)
@@ -115,9 +116,8 @@ def _usable(text: str, min_share: float = 0.5) -> bool:
     """
     if not 5 <= len(text) <= 1000 or _LEFTOVER.search(text):
         return False
-    counts = script_counts(prose(text))
-    cjk = counts["hangul"] + counts["han"] + counts["kana"]
-    return counts["hangul"] >= _MIN_HANGUL and counts["hangul"] >= min_share * cjk
+    letters = prose(text)
+    return script_counts(letters)["hangul"] >= _MIN_HANGUL and hangul_share_of_cjk(letters) >= min_share
 
 
 def distill(teacher: Teacher, prompts: Sequence[str], *, seed: int, keep_thinking: bool, source: str,

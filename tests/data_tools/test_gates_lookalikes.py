@@ -1,7 +1,7 @@
 """Korean rows the gates misjudged: Chinese after a sentence-final verb kept as a "gloss", Hanja with its reading
-dropped, Chinese thinking kept, TeX counted as English, polite refusals missed, quoted refusals and sentences about
-AI models dropped, personal data in full-width letters missed, and subtractions and order numbers scrubbed as
-personal data."""
+dropped, Chinese thinking kept, TeX counted as English, an English email in a Korean answer's fence counted as
+English, polite refusals missed, quoted refusals and sentences about AI models dropped, personal data in full-width
+letters missed, and subtractions and order numbers scrubbed as personal data."""
 
 from __future__ import annotations
 
@@ -73,6 +73,37 @@ def test_hangul_share_keeps_korean_sentences_with_english_terms_as_its_docstring
     sentence = sft("Python에서 list comprehension을 사용하면 코드를 간결하게 쓸 수 있습니다.")
     mostly_terms = sft("Python에서 list comprehension을 쓰면 됩니다.")  # 0.47: mostly English terms, under 0.5
     assert gate("hangul_share")([sentence, mostly_terms]).kept == [sentence]
+
+
+EMAIL = ("Dear Ms. Park,\n\nThank you for your email. I am writing to confirm our meeting on Tuesday, March 12 at "
+         "3 p.m. in the main conference room. Please let me know if the time does not work for you, and I will be "
+         "happy to find another slot.\n\nBest regards,\nMinho Kim")
+
+
+@pytest.mark.parametrize("answer", [
+    f"요청하신 이메일을 영어로 옮겼습니다.\n\n```\n{EMAIL}\n```\n\n더 격식 있게 바꿔 드릴까요?",
+    f"영어 이메일 초안입니다.\n```text\n{EMAIL}\n```",
+    f"이렇게 보내시면 됩니다.\n```markdown\n**Subject:** Meeting on Tuesday\n\n{EMAIL}\n```",
+    "원문은 이렇습니다.\n```\n\"The only way to do great work is to love what you do.\" - Steve Jobs\n```\n"
+    "'위대한 일을 하는 유일한 방법은 자기가 하는 일을 사랑하는 것이다'라는 뜻입니다.",
+])
+def test_a_korean_answer_with_an_english_text_in_a_fence_is_kept(answer):
+    """Since fences that hold prose are read as text, the English email or quote a Korean answer writes in one
+    counted against its Hangul, and the row was dropped (it was kept while fences were skipped)."""
+    rows = [sft(answer, "이 이메일을 영어로 써 주세요.")]
+    assert gate("hangul_share")(rows).kept == rows
+    assert gate("foreign_script")(rows).kept == rows
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ("```markdown\n# 首尔\n首尔是韩国的首都，人口约一千万。\n```", "hangul share < 0.5"),  # the whole answer in a fence
+    ("답변입니다.\n```markdown\n# 首尔\n首尔是韩国的首都，人口约一千万。\n```", "hangul share < 0.5 in fenced text"),
+    ("네, 설명해 드릴게요.\n```\nソウルは韓国の首都で、人口は約一千万人です。\n```", "hangul share < 0.5 in fenced text"),
+    ("```text\nSeoul is the capital of South Korea. It has about ten million people.\n```", "hangul share < 0.5"),
+    ("Sure! Seoul is the capital of South Korea.\n```\n서울\n```", "hangul share < 0.5"),  # English outside a fence
+])
+def test_a_chinese_japanese_or_english_answer_in_a_fence_is_still_dropped(answer, reason):
+    assert dict(gate("hangul_share")([sft(answer)]).removed) == {reason: 1}
 
 
 # ---- refusal ------------------------------------------------------------------------------------------------
