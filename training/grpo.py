@@ -26,7 +26,7 @@ from training.errors import KosovError
 from training.grpo_dtypes import keep_trainable_fp32, kept_dtypes
 from training.models import installed, sharded_by, stop_ids
 from training.prompt_columns import prompt_dataset
-from training.rewards import build_rewards, required_columns
+from training.rewards import build_rewards, parses_responses, required_columns
 
 
 def thinking_kwargs(cfg: KosovConfig) -> dict[str, bool]:
@@ -344,8 +344,8 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
     device = "cpu" if common["use_cpu"] else "cuda"
     backend = generation_backend(cfg, device)
     generation_kwargs = generation_stops(cfg, model, tokenizer, backend)  # before TRL reads the model's ends
-    reward_funcs, weights = build_rewards(cfg.rewards, grpo.max_completion_length,
-                                          opens_thinking=opens_thinking(cfg, tokenizer))
+    reward_funcs, weights = build_rewards(cfg.rewards, grpo.max_completion_length, opens_thinking(cfg, tokenizer),
+                                          parsed=parses_responses(tokenizer))
     has_eval = data.eval is not None
     args = GRPOConfig(
         **common,

@@ -3,22 +3,40 @@ read them as keyword arguments), typed so that Arrow can hold them, or an error 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from training.errors import KosovError
 
-# TRL's own keys and provenance stay out: TRL passes prompts, completions, completion_ids, trainer_state, log_extra,
-# log_metric and environments to every reward itself (a column of that name: duplicate keyword, or overwritten)
-RESERVED = ("prompt", "completion", "completion_ids", "meta", "prompts", "completions", "trainer_state", "log_extra",
-            "log_metric", "environments")
+log = logging.getLogger(__name__)
+
+# TRL 1.16 (GRPOTrainer._calculate_rewards) calls each reward with prompts=, completions=, completion_ids= and every
+# column but prompt, completion and completion_ids, then sets trainer_state, log_extra, log_metric and environments
+# itself: a column of one of these names never reaches a reward (prompts, completions: "got multiple values for
+# keyword argument" at the first reward call, after the model loaded; the others: replaced by TRL's)
+TRL_ARGUMENTS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments")
+# a prompt-completion row's reference answer (TRL's standard format): GRPO generates its own, TRL keeps it from the
+# rewards, and so does kosov, saying so
+REFERENCE = "completion"
 SCALARS = (str, int, float, bool)
 
 
 def columns(kept: list) -> dict[str, list]:
     """The prompt rows as columns: every column any row has (None where a row lacks it). A column holding numbers
     in some rows and text in others ("answer": 1200, "answer": "3/4") becomes text, as the rewards read it; any
-    other mix of types is an error naming the first row that differs."""
-    names = [k for k in dict.fromkeys(k for row in kept for k in row.columns) if k not in RESERVED]
+    other mix of types is an error naming the first row that differs. A column named like an argument TRL gives
+    every reward itself is an error naming it and the first row that has it."""
+    names = list(dict.fromkeys(k for row in kept for k in row.columns))
+    clash = next((name for name in names if name in TRL_ARGUMENTS), None)
+    if clash is not None:
+        raise KosovError(f"the prompt rows have a column {clash!r}, the name of an argument TRL's GRPOTrainer gives "
+                         f"every reward itself ({', '.join(TRL_ARGUMENTS)}): no reward could read it",
+                         where=next(row.where for row in kept if clash in row.columns),
+                         fix=f"rename the column in the data (e.g. to 'ref_{clash}'), or drop it")
+    if REFERENCE in names:
+        log.info("the prompt rows' %r column is not given to the rewards: GRPO generates its own completions (TRL "
+                 "keeps it out too)", REFERENCE)
+        names.remove(REFERENCE)
     found = {"prompt": [row.messages for row in kept]}
     for name in names:
         values = [row.columns.get(name) for row in kept]

@@ -330,39 +330,49 @@ def reward_params(name: str, node: dict[str, Any], max_completion_length: int | 
     return params, float(weight)
 
 
-def build_rewards(nodes: dict[str, dict[str, Any]], max_completion_length: int, opens_thinking: bool = False
-                  ) -> tuple[list[Callable[..., list]], list[float]]:
+def build_rewards(nodes: dict[str, dict[str, Any]], max_completion_length: int, opens_thinking: bool = False,
+                  parsed: bool = False) -> tuple[list[Callable[..., list]], list[float]]:
     """The reward callables (named after their recipe node, so TRL logs rewards/<name>) and their weights.
-    `opens_thinking`: the chat template opens the think block in the prompt (see thought_completions)."""
+    `opens_thinking`: the chat template opens the think block in the prompt; `parsed`: TRL splits the thinking off
+    with the tokenizer's response parser (parses_responses). See thought_completions."""
     funcs, weights = [], []
     for name, node in nodes.items():
         params, weight = reward_params(name, node, max_completion_length)
         kwargs = asdict(params)
         if name == "length_penalty" and kwargs["max_tokens"] is None:
             kwargs["max_tokens"] = max_completion_length
-        funcs.append(_bound(REWARDS[name].fn, name, kwargs, opens_thinking))
+        funcs.append(_bound(REWARDS[name].fn, name, kwargs, opens_thinking, parsed))
         weights.append(weight)
     return funcs, weights
 
 
-def thought_completions(completions: list) -> list[str]:
+def parses_responses(tokenizer: Any) -> bool:
+    """Whether TRL 1.16 decodes conversational completions with the tokenizer's response parser (grpo_trainer.py
+    `_generate`: a `response_template`, or the legacy `response_schema`), which splits the thinking off (_reasoning)."""
+    return any(getattr(tokenizer, key, None) is not None for key in ("response_template", "response_schema"))
+
+
+def thought_completions(completions: list, parsed: bool = False) -> list[str]:
     """The completions with the <think> that the chat template wrote into the prompt put back in front
     (Qwen3-Thinking-2507 ends its generation prompt with "<think>\n"): one cut off mid-thought is then all thinking
     with no answer, not its last number scored as one (data_tools.text.split_thinking). Not where a response parser
-    already split the thinking off (see _reasoning; then a message without it had an empty think block)."""
-    parsed = any(isinstance(c, list) and any(_reasoning(m) is not None for m in c) for c in completions)
-    return [completion_text(c) if parsed else THINK_OPEN + completion_text(c) for c in completions]
+    split the thinking off (`parsed`; a message with reasoning): it read the prompt's <think>, so a completion cut
+    off mid-thought is reasoning with no content, and a message without reasoning had an empty think block (the
+    parser leaves none): its content is the answer. Decided per run, not from the batch: a batch of answers after
+    empty think blocks, with no reasoning in any message, was read as all cut off."""
+    return [completion_text(c) if parsed or (isinstance(c, list) and any(_reasoning(m) is not None for m in c))
+            else THINK_OPEN + completion_text(c) for c in completions]
 
 
-def _bound(fn: Callable[..., list], name: str, params: dict[str, Any], opens_thinking: bool = False
-           ) -> Callable[..., list]:
+def _bound(fn: Callable[..., list], name: str, params: dict[str, Any], opens_thinking: bool = False,
+           parsed: bool = False) -> Callable[..., list]:
     """`fn` with the recipe's parameters. TRL passes every dataset column as a keyword, and with functools.partial a
     column named like a parameter (unit, n, max_tokens) replaced the recipe's value, or broke the reward."""
     def reward(*args: Any, **columns: Any) -> list:
         if opens_thinking and args:
-            args = (thought_completions(args[0]), *args[1:])
+            args = (thought_completions(args[0], parsed), *args[1:])
         elif opens_thinking and "completions" in columns:  # as TRL calls it
-            columns["completions"] = thought_completions(columns["completions"])
+            columns["completions"] = thought_completions(columns["completions"], parsed)
         return fn(*args, **{**columns, **params})
 
     reward.__name__ = reward.__qualname__ = name  # TRL logs rewards/<name>

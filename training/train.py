@@ -27,7 +27,6 @@ from training.config import to_dict
 from training.data_rows import check_eval_left
 from training.schema import KosovConfig
 from training.errors import KosovError
-from training.recipes import compose
 from training.adapters import (adapter_dir, adapter_model_config, check_adapter_base, continued_settings, load_adapter,
                                lora_config, upcast_trainable)
 from training.models import (bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id, liger_for,
@@ -40,6 +39,7 @@ from training.resume_checks import check_same_data, check_same_processes, check_
 from training.run_dir import (RunDir, add_file_logging, default_output_dir, lock_run_folder, prepare_run_dir,
                               refuse_existing_run)
 from training.run_metrics import summarize
+from training.sft_stage import run_sft_stage
 from training.safe_write import swap_into_place, write_atomic, write_json
 from training.tracking import Tracker, open_tracker
 
@@ -162,37 +162,6 @@ def _save_final(trainer: Any, run: RunDir, full_model: bool) -> Path:
         swap_into_place(staging, target)
     trainer.accelerator.wait_for_everyone()  # no process goes on (to its eval, its exit) before adapter/ is there
     return target
-
-
-STAGE_MODEL_KEYS = ("name_or_path", "revision", "trust_remote_code", "chat_template", "end_of_turn_token", "tiny")
-
-
-def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
-    """The SFT run a GRPO recipe starts from (method.grpo.sft_stage), in output_dir/sft; reused once finished,
-    if its recipe is still the one it trained with. It trains the base GRPO loads: at the same revision."""
-    stage_dir = output_dir / "sft"
-    stage = compose([*cfg.method.grpo.sft_stage, f"output_dir={stage_dir}", f"overwrite={cfg.overwrite}",
-                     f"resume={cfg.resume}", f"device={cfg.device}"])
-    if stage.model.name_or_path == cfg.model.name_or_path and stage.model.revision not in (None, cfg.model.revision):
-        raise KosovError(f"the SFT stage pins {cfg.model.name_or_path} at {stage.model.revision}, GRPO at "
-                         f"{cfg.model.revision}", fix="pin both to the same commit with model.revision=<sha>")
-    if stage.model.name_or_path != cfg.model.name_or_path:
-        log.info("the SFT stage trains the run's base %s (its recipe names %s)", cfg.model.name_or_path,
-                 stage.model.name_or_path)
-    # The stage trains the base GRPO loads, as the run names it (model.name_or_path=/models/Qwen3-1.7B on the
-    # command line holds for both stages): the same weights, revision, code, chat template and end of turn.
-    stage.model = dataclasses.replace(stage.model, **{key: getattr(cfg.model, key) for key in STAGE_MODEL_KEYS})
-    if (stage_dir / "metrics.json").is_file() and not cfg.overwrite:
-        check_same_recipe(stage_dir, redact(to_dict(stage)), f"the finished SFT stage in {stage_dir} would be reused")
-        log.info("SFT stage already finished in %s: starting GRPO from its adapter", stage_dir)
-        return stage_dir / "adapter"
-    log.info("SFT stage first: %s", " ".join(cfg.method.grpo.sft_stage))
-    from training.preemption import StoppedBySignal, resume_fix
-
-    try:
-        return train(stage).run_dir / "adapter"
-    except StoppedBySignal as e:  # the run to continue is the GRPO run, which continues its stage: its folder
-        raise StoppedBySignal(e.what, where=e.where, fix=resume_fix(output_dir)) from None
 
 
 def train(cfg: KosovConfig) -> TrainResult:

@@ -5,6 +5,7 @@ generation rounds sized apart from the optimizer step."""
 from __future__ import annotations
 
 import json
+import logging
 import types
 from pathlib import Path
 
@@ -60,19 +61,41 @@ def test_the_eval_reward_is_in_metrics_json():
     assert sorted(metrics) == sorted(METRIC_KEYS)
 
 
-def test_columns_named_like_trls_reward_arguments_stay_out_of_the_reward_call(tmp_path, tiny_tokenizer):
+@pytest.mark.parametrize("name", ["prompts", "completions", "completion_ids", "trainer_state", "log_extra",
+                                  "log_metric", "environments"])
+def test_a_column_named_like_an_argument_trl_gives_the_rewards_is_refused_naming_file_and_line(tmp_path,
+                                                                                                 tiny_tokenizer, name):
+    """TRL calls each reward with these itself: such a column could never reach one (it was dropped unsaid; kept,
+    "prompts" and "completions" fail the first reward call after the model loaded, the others are replaced)."""
     from training.grpo import build_data
 
-    clashing = ["prompts", "completions", "trainer_state", "log_extra", "log_metric", "environments"]
-    rows = [{"prompt": "3 더하기 4는?", "answer": "7", **{name: "x" for name in clashing}}] * 3
+    rows = [{"prompt": "3 더하기 4는?", "answer": "7"}, {"prompt": "5 더하기 4는?", "answer": "9", name: "x"}]
+    data = prompt_file(tmp_path, rows)
+    cfg = compose(["experiment=smoke-grpo", f"data.train_files=[{data}]", "data.eval_ratio=0"])
+    with pytest.raises(KosovError, match=rf"{data}:2: the prompt rows have a column '{name}'") as caught:
+        build_data(cfg, tiny_tokenizer, tiny_tokenizer.eos_token_id)
+    assert f"rename the column in the data (e.g. to 'ref_{name}')" in caught.value.fix
+
+
+def test_columns_the_rewards_may_read_reach_them_and_a_reference_completion_is_left_out_saying_so(
+        tmp_path, tiny_tokenizer, caplog):
+    """TRL's prompt-completion rows carry a reference "completion", which TRL keeps from the rewards: the file is
+    still GRPO's prompts, and the log says the column goes unused. A column named like a reward's parameter (unit)
+    is data: the recipe's parameter still wins in the reward (rewards._bound)."""
+    from training.grpo import build_data
+
+    rows = [{"prompt": f"{n} 더하기 4는?", "answer": str(n + 4), "unit": "개", "completion": f"정답: {n + 4}"}
+            for n in range(3)]
     cfg = compose(["experiment=smoke-grpo", f"data.train_files=[{prompt_file(tmp_path, rows)}]", "data.eval_ratio=0"])
-    columns = build_data(cfg, tiny_tokenizer, tiny_tokenizer.eos_token_id).train.column_names
-    assert "answer" in columns and not set(clashing) & set(columns)
+    with caplog.at_level(logging.INFO, logger="training.prompt_columns"):
+        columns = build_data(cfg, tiny_tokenizer, tiny_tokenizer.eos_token_id).train.column_names
+    assert sorted(columns) == ["answer", "prompt", "unit"]
+    assert "'completion' column is not given to the rewards" in caplog.text
 
 
 def test_a_run_on_answers_no_reward_can_score_finishes_with_its_eval_reward(tmp_path):
-    # every answer empty: math_accuracy scores nothing in any window; a "completions" column would clash with TRL's
-    rows = [{"prompt": f"{n} 더하기 {n}은?", "answer": "", "completions": "x"} for n in range(10)]
+    # every answer empty: math_accuracy scores nothing in any window
+    rows = [{"prompt": f"{n} 더하기 {n}은?", "answer": ""} for n in range(10)]
     out = tmp_path / "run"
     result = train(compose(["experiment=smoke-grpo", f"output_dir={out}", "method.max_steps=1",
                             f"data.train_files=[{prompt_file(tmp_path, rows)}]", "data.eval_ratio=0.4"]))
@@ -102,6 +125,22 @@ def test_fewer_prompts_than_one_generation_round_are_refused_before_training(tmp
     with pytest.raises(KosovError, match="one generation round takes 4 distinct prompts"):  # a round of two steps
         train(compose(["experiment=smoke-grpo", f"output_dir={tmp_path / 'two'}", "data.max_rows=3",
                        "method.grpo.optimizer_steps_per_generation=2"]))
+
+
+@pytest.mark.parametrize("rows, refused", [
+    ([{"prompt": "3 더하기 4는?", "answer": "7"}], r"1 training prompt\(s\) left, but one generation round takes 2"),
+    ([{"prompt": "3 더하기 4는?", "answer": "7"}, {"question": "5 더하기 4는?", "answer": "9"}],
+     r"math.jsonl:2: missing prompt"),
+    ([{"prompt": f"{n} 더하기 4는?", "answer": "7", "completions": "x"} for n in range(2)],
+     r"math.jsonl:1: the prompt rows have a column 'completions'"),
+])
+def test_a_chained_runs_unusable_grpo_prompts_are_refused_before_its_sft_stage_trains(tmp_path, rows, refused):
+    """The GRPO prompts were first read once the SFT stage had trained: minutes to hours of SFT, then the error."""
+    out = tmp_path / "run"
+    with pytest.raises(KosovError, match=refused):
+        train(compose(["experiment=smoke-sft-grpo", f"output_dir={out}", "data.eval_ratio=0",
+                       f"data.train_files=[{prompt_file(tmp_path, rows)}]"]))
+    assert not (out / "sft").exists()  # the SFT stage never started
 
 
 def test_the_reference_copy_of_a_starting_adapter_is_not_saved(tmp_path):

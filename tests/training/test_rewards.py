@@ -284,7 +284,8 @@ def test_a_final_line_of_markdown_rules_is_no_answer_and_no_stall():
 
 def test_thinking_split_off_by_trls_response_parser_is_seen_by_the_rewards():
     """With a response template, TRL returns {"content": answer, "reasoning_content": thinking}: a finished
-    thought with its answer, not a completion cut off while thinking (scored 0 when the template opens <think>)."""
+    thought with its answer, not a completion cut off while thinking (scored 0 when the template opens <think>).
+    (tests/training/test_grpo_parsed_thinking.py: the same with TRL's own parser, batch by batch.)"""
     done = [{"role": "assistant", "content": "정답: 5", "reasoning_content": "2+3=5"}]
     chinese = [{"role": "assistant", "content": "정답: 5", "reasoning_content": "二加三等于五"}]
     cut = [{"role": "assistant", "content": "", "reasoning_content": "2+3은 정답: 5 인지 다시"}]  # as parsed: no answer
@@ -292,7 +293,7 @@ def test_thinking_split_off_by_trls_response_parser_is_seen_by_the_rewards():
     nodes = {"math_accuracy": {"weight": 1.0}, "answer_format": {"weight": 0.2, "style": "think"},
              "language_consistency": {"weight": 0.5, "include_think": True}}
     for opens in (False, True):
-        math, form, language = build_rewards(nodes, 512, opens_thinking=opens)[0]
+        math, form, language = build_rewards(nodes, 512, opens_thinking=opens, parsed=True)[0]
         batch = [done, chinese, cut, empty]
         assert math(completions=batch, answer=["5"] * 4) == [1.0, 1.0, 0.0, 1.0]
         assert form(completions=batch) == [1.0, 1.0, 0.0, 0.0]
