@@ -1,19 +1,29 @@
 """A release's data lineage: the run and the runs its adapter started from (an SFT stage before GRPO), each with its
-public provenance, and why kosov cannot know a stage's data (and so their licenses) where it cannot."""
+public provenance, and why kosov cannot know a stage's data (and so their licenses) where it cannot.
+
+Where a run started from is read from its provenance (model.start_adapter) and checked: the adapter there must still
+have the LoRA shape the run recorded (model.start_adapter_settings), else another run was trained there since. A path
+kosov before 2026-11-27 recorded relative to the folder `kosov train` ran in is never read from the folder publish
+runs in; it is used only where it can only be the run's own SFT stage (a chained run: <run>/sft/adapter), and
+elsewhere the publisher gives its folder (publish.start_adapter), checked the same way."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from training.adapters import adapter_dir
 from training.errors import KosovError
 from training.redaction import names_only
 
+log = logging.getLogger(__name__)
 
 PRIVATE = ("host", "command")  # the training machine's name and the command line (local paths): not published
+LICENSED = "check that adapter's data licenses and set publish.license=<SPDX id>"
 
 
 def public_provenance(prov: dict[str, Any]) -> dict[str, Any]:
@@ -32,9 +42,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _run_of(adapter: Path) -> Path:
-    """The run folder an adapter came from: the nearest folder above it with a provenance.json (run/adapter,
-    run/checkpoints/checkpoint-N); else the folder holding it."""
-    return next((f for f in list(adapter.parents)[:3] if (f / "provenance.json").is_file()), adapter.parent)
+    """The run folder that wrote an adapter, where kosov writes them: run/adapter (a chained run's SFT stage:
+    run/sft/adapter, of the run run/sft), run/checkpoints/checkpoint-N; else the folder holding it. Never a folder
+    further up: that is another run (the GRPO run holding an SFT stage whose provenance is gone), not this one."""
+    return adapter.parent.parent if adapter.parent.name == "checkpoints" else adapter.parent
 
 
 def _lora_settings(adapter: Path) -> dict[str, Any]:
@@ -48,54 +59,149 @@ def _lora_settings(adapter: Path) -> dict[str, Any]:
             "target_modules": modules} if saved else {}
 
 
-def _started_from(run: Path, model: dict[str, Any]) -> tuple[Path | None, KosovError | None]:
-    """The run folder of the adapter `run` started from (model.start_adapter), or why its data cannot be known for
-    sure: the path is relative (to the folder `kosov train` ran in, which is not recorded: never read from the folder
-    publish runs in, where that name may be another run), or the adapter there now has another LoRA shape than the
-    one the run started from (another run was trained there since)."""
+def _other_shape(adapter: Path, recorded: dict[str, Any]) -> str:
+    """How the adapter's LoRA shape differs from the one recorded ("r 8 then, 16 now"); "" when it does not."""
+    now = _lora_settings(adapter)
+    return "; ".join(f"{key} {recorded[key]!r} then, {now[key]!r} now" for key in now
+                     if key in recorded and now[key] != recorded[key])
+
+
+def _chained(config: dict[str, Any]) -> bool:
+    """Whether the run trained its own SFT stage first (method.grpo.sft_stage), into <run>/sft."""
+    method = (config or {}).get("method") or {}
+    return bool(isinstance(method, dict) and (method.get("grpo") or {}).get("sft_stage"))
+
+
+def _recorded_start(run: Path, model: dict[str, Any], config: dict[str, Any], first: bool
+                    ) -> tuple[Path | None, str | None]:
+    """The adapter `run` started from (model.start_adapter), and how it was found when not at the path recorded;
+    raises KosovError when its data cannot be known for sure: the path is relative (to the folder `kosov train` ran
+    in, which is not recorded: never read from the folder publish runs in, where that name may be another run), the
+    adapter there is gone, or it now has another LoRA shape than the one the run started from (another run was
+    trained there since). `first`: the run published, whose start publish.start_adapter can give.
+
+    A chained run (method.grpo.sft_stage) started from its own SFT stage, trained into <run>/sft
+    (training/sft_stage.py): from <run>/sft/adapter, no other adapter. So its start is read from the run folder
+    published, wherever that folder is now: kosov before 2026-11-27 recorded the path as output_dir was given ("sft/adapter" under
+    output_dir=., "outputs/<name>/<time>/sft/adapter" by default), and an absolute path is another machine's or the
+    folder's before it moved. Never from the folder publish runs in."""
     start, recorded = model.get("start_adapter"), model.get("start_adapter_settings") or {}
     if not start:
         return None, None
     where = str(run / "provenance.json")
-    licensed = "check that adapter's data licenses and set publish.license=<SPDX id>"
-    if not Path(start).is_absolute():
-        return None, KosovError(
+    give = (f"give its folder with publish.start_adapter=<the folder of that adapter> (checked against the LoRA "
+            f"shape {where} records)" if first else
+            f"set model.start_adapter in {where} to the absolute path of that adapter folder (publish.start_adapter "
+            "gives only the start of the run published)")
+    own_stage = _chained(config) and Path(start).parts[-2:] == ("sft", "adapter")
+    if not (own_stage or Path(start).is_absolute()):
+        raise KosovError(
             f"{run.name} started from the adapter {start!r}, recorded as a path relative to the folder `kosov train` "
             "ran in, which kosov cannot tell: the data that adapter was trained on, and their licenses, are unknown",
-            where=where, fix=f"set model.start_adapter in {where} to the absolute path of that adapter folder, or "
-                             f"{licensed}")
-    now = _lora_settings(Path(start))
-    differ = [key for key in now if key in recorded and now[key] != recorded[key]]
-    if differ:
-        shown = "; ".join(f"{key} {recorded[key]!r} then, {now[key]!r} now" for key in differ)
-        return None, KosovError(
-            f"{run.name} started from the adapter at {start}, and the adapter there now has another shape ({shown}): "
+            where=where, fix=f"{give}, or {LICENSED}")
+    adapter = run / "sft" / "adapter" if own_stage else Path(start)
+    if not (adapter / "adapter_config.json").is_file():
+        raise KosovError(f"{run.name} started from the adapter at {adapter}, which is gone (moved or deleted): the "
+                         "data it was trained on, and their licenses, cannot be checked", where=where,
+                         fix=f"{give}, or put it back at {adapter}, or {LICENSED}")
+    shown = _other_shape(adapter, recorded)
+    if shown:
+        raise KosovError(
+            f"{run.name} started from the adapter at {adapter}, and the adapter there now has another shape ({shown}): "
             "another run was trained there since, so the data the started-from adapter was trained on, and their "
-            "licenses, are unknown", where=where, fix=f"put the run it started from back at {start}, or {licensed}")
-    return _run_of(Path(start)), None
+            "licenses, are unknown", where=where, fix=f"put the run it started from back at {adapter}, or {give}, "
+                                                      f"or {LICENSED}")
+    if not recorded:
+        log.warning("%s: the adapter at %s is taken as its start unchecked", _checked(run, {}), adapter)
+    if Path(start).is_absolute() and adapter.resolve() == Path(start).resolve():
+        return adapter, None
+    how = "as a path relative to the folder `kosov train` ran in" if not Path(start).is_absolute() else \
+        "at the folder's path before it moved"
+    return adapter, f"its own SFT stage ({run.name}/sft), which {run.name} recorded {how}; {_checked(run, recorded)}"
 
 
-def lineage_stages(run: Path) -> tuple[list[dict[str, Any]], list[KosovError]]:
+def _checked(run: Path, recorded: dict[str, Any]) -> str:
+    return (f"its LoRA shape is the one {run.name} recorded" if recorded else
+            f"{run.name} recorded no LoRA shape to check it against (kosov before 2026-11-27)")
+
+
+def _given_start(run: Path, model: dict[str, Any], config: dict[str, Any], given: str) -> tuple[Path, str | None]:
+    """publish.start_adapter: the folder of the adapter the run published started from, where its provenance's
+    record cannot be used (_recorded_start); checked against the LoRA shape the run recorded. Refused where the run
+    started from no adapter, or its record holds the adapter it started from and `given` is another."""
+    where, recorded = str(run / "provenance.json"), model.get("start_adapter_settings") or {}
+    if not model.get("start_adapter"):
+        raise KosovError(f"publish.start_adapter={given}: {run.name} started from no adapter (its provenance records "
+                         "none)", where=where, fix="leave publish.start_adapter unset")
+    try:
+        adapter = adapter_dir(given)
+    except KosovError as e:
+        raise KosovError(f"publish.start_adapter={given}: {e.what}", where=e.where, fix=e.fix) from None
+    if _run_of(adapter).resolve() == run.resolve():
+        raise KosovError(f"publish.start_adapter={given} is the adapter {run.name} trained, not the one it started "
+                         "from", where=where, fix=f"give the folder of the adapter {run.name} started from")
+    try:
+        at, _ = _recorded_start(run, model, config, first=True)
+    except KosovError:  # relative, gone or replaced: what the publisher gives stands for it
+        at = None
+    if at is not None and at.resolve() != adapter.resolve():
+        raise KosovError(f"publish.start_adapter={given}: {run.name} started from the adapter at {at}, which is still "
+                         "there with the LoRA shape it started from", where=where,
+                         fix="leave publish.start_adapter unset (it stands for a start adapter recorded as a relative "
+                             "path, moved or deleted)")
+    if at is not None:
+        return at, None
+    shown = _other_shape(adapter, recorded)
+    if shown:
+        raise KosovError(f"publish.start_adapter={given}: the adapter there has another LoRA shape than the one "
+                         f"{run.name} started from ({shown}): it is not that adapter", where=where,
+                         fix=f"give the folder of the adapter {run.name} started from, or leave "
+                             f"publish.start_adapter unset and {LICENSED}")
+    if not recorded:
+        log.warning("publish.start_adapter=%s: %s", given, _checked(run, {}))
+    return adapter, (f"given by the publisher (publish.start_adapter), as the folder {run.name} recorded could not "
+                     f"be used; {_checked(run, recorded)}")
+
+
+def lineage_stages(run: Path, start_adapter: str | None = None) -> tuple[list[dict[str, Any]], list[KosovError]]:
     """This run and the runs its adapter started from (an SFT stage before GRPO), oldest first, with their public
-    provenance; and why, for each stage whose data (and their licenses) kosov cannot know for sure."""
+    provenance; and why, for each stage whose data (and their licenses) kosov cannot know for sure. `start_adapter`
+    (publish.start_adapter) gives the folder of the adapter `run` started from; a mistake in it raises KosovError.
+    A stage found otherwise than by its path as recorded says how ("located")."""
     stages: list[dict[str, Any]] = []
     unknown: list[KosovError] = []
     seen: set[Path] = set()
-    while run is not None and run.resolve() not in seen:
+    later, located = None, None  # the stage that started from this one, and how its adapter was found
+    while run is not None:
+        if run.resolve() in seen:  # a run started from its own adapter (or a later stage's): not its lineage
+            stages.insert(0, {"name": "? (the adapter it started from)", "provenance": {}, "missing": "start_adapter"})
+            unknown.append(KosovError(f"{later} started from an adapter in {run}, a run already in its lineage: the "
+                                      "adapter it started from was replaced since, so its data are unknown",
+                                      fix=f"check the data licenses of the adapter {later} started from and set "
+                                          "publish.license=<SPDX id>"))
+            break
         seen.add(run.resolve())
         prov = _read_json(run / "provenance.json")
-        config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").is_file() \
-            else {}
-        stages.insert(0, {"name": f"{(config or {}).get('method', {}).get('name', '?')} ({run.name})",
-                          "provenance": public_provenance(prov), **({} if prov else {"missing": run.name})})
+        config = (yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if (run / "config.yaml").is_file()
+                  else None) or {}
+        stages.insert(0, {"name": f"{config.get('method', {}).get('name', '?')} ({run.name})",
+                          "provenance": public_provenance(prov), **({} if prov else {"missing": run.name}),
+                          **({"located": located} if located else {})})
         if not prov:
             unknown.append(KosovError(
                 f"the adapter was trained from {run.name}, which has no kosov provenance.json (moved, deleted or not "
                 "a kosov run): the licenses of the data it was trained on are unknown",
                 fix="put that run folder back where it was, or check its data's licenses and set "
                     "publish.license=<SPDX id>"))
-        run, problem = _started_from(run, prov.get("model") or {})
-        if problem is not None:
+        model, first, later = prov.get("model") or {}, len(seen) == 1, run.name
+        try:
+            adapter, located = (_given_start(run, model, config, start_adapter) if first and start_adapter else
+                                _recorded_start(run, model, config, first))
+        except KosovError as problem:
+            if first and start_adapter:  # the publisher's mistake: never stood for by publish.license
+                raise
             stages.insert(0, {"name": "? (the adapter it started from)", "provenance": {}, "missing": "start_adapter"})
             unknown.append(problem)
+            adapter = None
+        run = _run_of(adapter) if adapter is not None else None
     return stages, unknown

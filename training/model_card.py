@@ -216,6 +216,15 @@ def _lineage(stages: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _located(stages: list[dict[str, Any]]) -> list[str]:
+    """How the adapter a stage started from was found where not at the path it recorded (training.lineage): given by
+    the publisher (publish.start_adapter), or a chained run's own SFT stage found in its folder."""
+    notes = [f"- {earlier['name']}, the adapter {later['name']} started from: {earlier['located']}."
+             for earlier, later in zip(stages, stages[1:]) if earlier.get("located")]
+    return ["Where a stage's adapter was found other than at the path its next stage recorded:", "", *notes, ""] \
+        if notes else []
+
+
 def _attribution(stages: list[dict[str, Any]]) -> list[str]:
     """The card's credit for training rows under a Creative Commons Attribution license (CC BY, BY-SA, BY-NC...):
     those licenses require whoever shares material adapted from the data to credit its creators."""
@@ -351,7 +360,7 @@ def model_card(*, repo: str, base: str, method: str, config: dict[str, Any], sta
         f"- method: {method}; steps: {metrics.get('global_step')}; tokens seen: {metrics.get('tokens_seen')}",
         f"- train loss: {metrics.get('first_train_loss')} → {metrics.get('last_train_loss')}; "
         f"eval loss: {metrics.get('first_eval_loss')} → {metrics.get('eval_loss')}", "", curve, "",
-        "## Data lineage", "", *_lineage(stages), "",
+        "## Data lineage", "", *_lineage(stages), "", *_located(stages),
         f"License: `{license_}` ({license_why})." + (f" Its terms: [{LICENSE_FILE}]({LICENSE_FILE})."
                                                      if license_ == "other" else ""), "",
         *_attribution(stages),

@@ -154,7 +154,7 @@ def _published_base(cfg: KosovConfig, name_or_path: str, recorded: dict[str, Any
 
 def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None:
     run_cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-    metrics, (stages, unknown) = _read_json(run / "metrics.json"), lineage_stages(run)
+    metrics, (stages, unknown) = _read_json(run / "metrics.json"), lineage_stages(run, cfg.publish.start_adapter)
     report, report_dir = _eval_report(cfg, adapter, run_cfg["model"])
     licenses: dict[str, int] = {}
     for stage in stages:
@@ -221,7 +221,7 @@ def check_release_folder(out: Path, overwrite: bool) -> None:
 
 
 SHAPES_THE_FOLDER = ("output_dir", "overwrite", "publish.merge", "publish.eval_report", "publish.license",
-                     "publish.base_model")
+                     "publish.base_model", "publish.start_adapter")
 
 
 def push_release_folder(cfg: KosovConfig) -> PublishResult:

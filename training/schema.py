@@ -230,6 +230,10 @@ class PublishConfig:
     eval_report: Optional[str] = None  # a kosov eval folder (or its report.json) of this adapter, for the card
     license: Optional[str] = None  # override the license derived from the base and the data
     base_model: Optional[str] = None  # the Hub id users load the base from; needed when the run's base is a folder
+    # the folder of the adapter (or its run) the run started from, where its provenance.json records it as a relative
+    # path (kosov before 2026-11-27), or it moved or was deleted: its data and licenses go on the card. It must have
+    # the LoRA shape the run recorded; the card says the publisher gave it. null = as recorded
+    start_adapter: Optional[str] = None
     commit_message: str = "Upload a Korean LoRA adapter trained with kosov"
 
 
