@@ -5,9 +5,11 @@
 
 Phases: mirror check (mirror=FOLDER holds, undamaged, the model and tasks) -> run folder -> model and adapter
 checks (an adapter cut short, of another base or of another revision than its run pinned, or of another vocabulary
-size, fails before anything loads or is scored) -> per side, base then base + adapter: lm-eval tasks and kosov's
-generative evals (cached), both on the one model kosov loads (with eval.backend=vllm, lm-eval's vLLM runs both sides
-first) -> report (json, md, png) -> tracker.
+size, fails before anything loads or is scored; so does thinking "on" with a chat template that ignores
+enable_thinking) -> record and tracker (config, provenance; the tracker run opens before any scoring) -> per side,
+base then base + adapter: lm-eval tasks and kosov's generative evals (cached), both on the one model kosov loads
+(with eval.backend=vllm, lm-eval's vLLM runs both sides first) -> report (json, md, png) -> the report into the
+tracker (a tracker failing there is a warning: the report stands).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from training.errors import KosovError
 from training.evaluation.generative import (JOBS, check_prompts, code_digest, jobs_of, max_new_tokens_of, prompt_limit,
                                            run_generative)
 from training.evaluation.harness import hf_lm, lm_eval_jobs, model_args, needs_task_types, run_tasks
-from training.evaluation.thinking import check_window, thinking_max_new_tokens
+from training.evaluation.thinking import check_thinking_switch, check_window, thinking_max_new_tokens
 from training.evaluation.identity import adapter_digest, cache_file, load_settings, model_identity
 from training.evaluation.report import build_report, log_to_tracker, write_report
 from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
@@ -39,9 +41,9 @@ from training.models import (check_attention, check_remote_code, cuda_available,
                              load_tokenizer, model_source, resolve_device, stop_ids, torch_dtype)
 from training.provenance import provenance
 from training.redaction import redact
-from training.run_dir import add_file_logging, default_output_dir, prepare_run_dir
+from training.run_dir import RunDir, add_file_logging, default_output_dir, prepare_run_dir
 from training.safe_write import write_atomic, write_json
-from training.tracking import open_tracker
+from training.tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +260,22 @@ def _check_suite(ecfg: Any) -> None:
     check_prompts(ecfg)
 
 
+def _finish_tracker(tracker: Tracker, run: RunDir, report: dict[str, Any], png: Path) -> None:
+    """The report's table and chart into the tracker run, which then closes. The report is written by now: a tracker
+    that fails here (the network gone at the end of a long run) is a warning, not a failed eval."""
+    try:
+        log_to_tracker(tracker.run, report, png)
+        tracker.finish(run)
+    except Exception as e:  # noqa: BLE001 - wandb raises its own error types for auth and network
+        log.warning("the tracker failed after the report was written (%s: %s): the report in %s stands, the tracker "
+                    "run lacks it", type(e).__name__, e, run.path)
+        try:
+            tracker.finish(run, failed=True)
+        except Exception as closing:  # noqa: BLE001 - as above
+            log.warning("the tracker run could not be closed either: %s", closing)
+            tracker.run = None
+
+
 def evaluate(cfg: KosovConfig) -> EvalResult:
     """Evaluate the recipe's model (and eval.adapter) on its suite. User errors raise KosovError."""
     if cfg.mirror:  # the CLI applied it already; a Python caller gets it here, or a clear "too late"
@@ -272,6 +290,7 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
                           resume=False)
     handler = add_file_logging(run)
     scratch = Path(tempfile.mkdtemp(prefix="kosov-eval-"))
+    tracker: Tracker | None = None
     try:
         source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)
@@ -292,6 +311,17 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         if "on" in ecfg.thinking and jobs_of(ecfg):  # kosov's evals generate up to the thinking limit in the window
             check_window(ecfg, "on", _context_window(cfg, source), source)
         models = _Model(cfg, source, adapter, device)
+        if "on" in ecfg.thinking:  # the template both engines render with, before the model loads
+            template = cfg.model.chat_template or f"the chat template of {source}"
+            check_thinking_switch(ecfg, models.tokenizer(), template)
+        model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "revision": cfg.model.revision}
+        # the record and the tracker before any scoring, as kosov train opens them before training: a tracker that
+        # cannot start (a wandb key without a network) fails now, not after hours of scores
+        resolved = redact(to_dict(cfg))
+        prov = provenance(seed=cfg.seed, data={"suite": ecfg.suite}, model=model_info)
+        write_atomic(run.path / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
+        write_json(run.path / "provenance.json", prov)
+        tracker = open_tracker(cfg.tracking, run, cfg.name, {"config": resolved, "provenance": prov})
         tokenizer = _vllm_tokenizer(cfg, source, scratch / "tokenizer") if ecfg.backend == "vllm" else None
         # vLLM holds most of the GPU while it runs: it scores both sides before kosov's evals load the model
         order = ([("lm-eval", s) for s in sides] + [("kosov", s) for s in sides] if ecfg.backend == "vllm" else
@@ -306,28 +336,25 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
                 generative[side], hits = _generative(cfg, models, side, sides[side])
             cached += hits
 
-        report = build_report(suite=ecfg.suite, model={"name_or_path": cfg.model.name_or_path, "source": source,
-                                                      "revision": cfg.model.revision},
-                              adapter=str(adapter) if adapter else None, harness=harness, generative=generative,
-                              cached=cached, adapter_digest=sides.get("adapted", {}).get("adapter"),
+        report = build_report(suite=ecfg.suite, model=model_info, adapter=str(adapter) if adapter else None,
+                              harness=harness, generative=generative, cached=cached,
+                              adapter_digest=sides.get("adapted", {}).get("adapter"),
                               settings=report_settings(cfg, dtype, device))
         files = write_report(report, run.path)
-        resolved = redact(to_dict(cfg))
-        prov = provenance(seed=cfg.seed, data={"suite": ecfg.suite}, model=report["model"])
-        write_atomic(run.path / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
-        write_json(run.path / "provenance.json", prov)
-        tracker = open_tracker(cfg.tracking, run, cfg.name, {"config": resolved, "provenance": prov})
-        try:
-            log_to_tracker(tracker.run, report, files["png"])
-        except BaseException:
-            tracker.finish(run, failed=True)
-            raise
-        tracker.finish(run)
+        run.drop_replaced()  # the new report stands (overwrite=true), whatever the tracker does next
         log.info("report: %s (%d of the scores came from the cache)", files["md"], len(cached))
-        run.drop_replaced()
+        _finish_tracker(tracker, run, report, files["png"])
         return EvalResult(run_dir=run.path, report=report, files=files)
     except BaseException:
-        run.restore_replaced()  # overwrite=true: the earlier report comes back
+        fresh = run.replaced is None  # no earlier run in the folder: the record this failed one wrote goes with it
+        try:
+            if tracker is not None:
+                tracker.finish(run, failed=True)
+        finally:
+            run.restore_replaced()  # overwrite=true: the earlier report comes back, unless the new one was written
+            if fresh:  # a rerun into the same output_dir is not refused as "already holds a run" (scores are cached)
+                for name in ("config.yaml", "provenance.json"):
+                    (run.path / name).unlink(missing_ok=True)
         raise
     finally:
         run.release()

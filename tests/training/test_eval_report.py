@@ -125,3 +125,27 @@ def test_the_thinking_limit_is_said_of_what_it_applied_to():
     assert "8192 new tokens (lm-eval's generating tasks only;" in line("eval.math.enabled=false")
     nothing = line("eval.apply_chat_template=false", "eval.math.enabled=false")
     assert "generation limit" not in nothing and "thinking: off, on" in nothing
+
+
+def test_the_suite_average_counts_each_task_once_per_thinking_mode():
+    """hrm8k[off] and hrm8k[on] were two tasks of one average, beside a likelihood task run once: the average mixed
+    the modes and weighed HRM8K twice. One average per mode now, each labelled."""
+    def scored(value, mode):
+        return {**_score(value, metric="exact_match"), "thinking": mode}
+
+    harness = {"base": {"kobest": scored(0.8, "off"), "hrm8k[off]": scored(0.2, "off"), "hrm8k[on]": scored(0.5, "on")},
+               "adapted": {"kobest": scored(0.8, "off"), "hrm8k[off]": scored(0.4, "off"),
+                           "hrm8k[on]": scored(0.6, "on")}}
+    report = build_report(suite="ko-math", model={"name_or_path": "m"}, adapter="/a", harness=harness, generative={},
+                          cached=[])
+    assert report["suite_average"] == pytest.approx({"base": 0.5, "adapted": 0.6, "delta": 0.1, "thinking": "off"})
+    assert report["suite_average_thinking_on"] == pytest.approx(
+        {"base": 0.5, "adapted": 0.6, "delta": 0.1, "thinking": "on"})
+    markdown = to_markdown(report)
+    assert "| **ko-math average** (lm-eval tasks scored on both sides, thinking off) | | | 0.5000 |" in markdown
+    assert "| **ko-math average** (lm-eval tasks scored on both sides, thinking on) | | | 0.5000 |" in markdown
+    # a suite without chat templates runs its tasks in no mode: one average, as before
+    plain = build_report(suite="s", model={"name_or_path": "m"}, adapter=None, harness={"base": {
+        "kobest": scored(0.8, None)}}, generative={}, cached=[])
+    assert plain["suite_average"]["thinking"] is None and "suite_average_thinking_on" not in plain
+    assert "| **s average** (lm-eval tasks) |" in to_markdown(plain)

@@ -72,8 +72,8 @@ def _limits(output) -> set[int]:
 def test_thinking_on_raises_the_limit_of_generating_tasks_and_kosovs_evals_and_keys_the_cache_by_it(
         tmp_path, probe, calls):
     result = evaluate(_suite(tmp_path, "first", "eval.thinking_max_new_tokens=64"))
-    (off, off_output), (on, on_output) = calls["lm_eval"]
-    assert sorted(off["tasks"]) == sorted([PROBE, "ko_mini_bench"]) and on["tasks"] == [PROBE]  # choices: off only
+    (off, off_output), (choices, _), (on, on_output) = calls["lm_eval"]  # each task in a call of its own
+    assert [off["tasks"], choices["tasks"], on["tasks"]] == [[PROBE], ["ko_mini_bench"], [PROBE]]  # choices: off only
     assert off.get("gen_kwargs") is None and _limits(off_output) == {8}  # the task's own limit
     assert on["gen_kwargs"] == {"max_gen_toks": 64} and _limits(on_output) == {64}  # what the model generated with
     assert [(c["thinking"], c["max_new_tokens"]) for c in calls["kosov"]] == [("off", 48), ("on", 64)]
@@ -87,6 +87,13 @@ def test_thinking_on_raises_the_limit_of_generating_tasks_and_kosovs_evals_and_k
     markdown = result.files["md"].read_text(encoding="utf-8")
     assert "generation limit with thinking on: 64 new tokens" in markdown
     assert "Cut off while thinking" in markdown and f"{PROBE}[on] base 0 of 2" in markdown
+    # one suite average per thinking mode: the probe's [on] row is not a third task of the thinking-off average
+    average, thinking_on = result.report["suite_average"], result.report["suite_average_thinking_on"]
+    assert average["thinking"] == "off" and average["base"] == pytest.approx(
+        (rows["ko_mini_bench"]["base"] + rows[f"{PROBE}[off]"]["base"]) / 2)
+    assert thinking_on["thinking"] == "on" and thinking_on["base"] == rows[f"{PROBE}[on]"]["base"]
+    assert "**smoke average** (lm-eval tasks, thinking off)" in markdown
+    assert "**smoke average** (lm-eval tasks, thinking on)" in markdown
 
     # another limit: the scores with thinking on are computed again, those with thinking off come from the cache
     calls["lm_eval"].clear()

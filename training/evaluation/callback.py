@@ -5,8 +5,9 @@
 Scores go to the log history as `suite/<task>` and, through the trainer's callbacks, to wandb / tensorboard, which
 put every training-time value under `train/` (`train/suite/<task>`). A suite that fails (out of memory, a benchmark
 that cannot be read) logs its traceback and `suite/failed` = 1 and training goes on; task names are checked before
-training starts (and eval.thinking_max_new_tokens against the model's window once it loads); a configuration error
-found at a suite step (KosovError) stops the run. It runs on the main process only.
+training starts (and eval.thinking_max_new_tokens against the model's window, and thinking "on" against the chat
+template, once they load); a configuration error found at a suite step (KosovError) stops the run. It runs on the
+main process only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from training.preemption import SuiteStopped
 from training.schema import EvalConfig
 from training.evaluation.generative import check_prompts, jobs_of, run_generative
 from training.evaluation.harness import evaluate_live, lm_eval_jobs, task_manager
+from training.evaluation.thinking import check_thinking_switch
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class SuiteCallback(TrainerCallback):
     resume: bool = False  # the recipe's resume flag, which decides whether a SLURM warning stops the run
 
     def __init__(self, ecfg: EvalConfig, tokenizer: Any, stop_ids: list[int] | None = None):
+        check_thinking_switch(ecfg, tokenizer, "the run's chat template")  # before training, not at its first suite
         self.ecfg, self.tokenizer, self.stop_ids = ecfg, tokenizer, stop_ids  # stop_ids: where an answer ends
         self.trainer: Any = None  # set by train.py once the trainer exists: scores are logged through it
         self.last_step = -1

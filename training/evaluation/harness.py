@@ -14,7 +14,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class TaskScore:
     n: int | None
     items: list[float] | None = None  # each item's outcome, ordered by task and doc (item_outcomes)
     unfinished_thinking: int | None = None  # completions cut off while thinking, graded unanswered; None: not counted
+    thinking: str | None = None  # the thinking mode it ran in (lm_eval_jobs); None: no chat template
 
 
 def _cached_score(file: Path) -> TaskScore:
@@ -272,7 +273,8 @@ def evaluate_live(ecfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, Tas
                                              apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
                                              gen_kwargs=gen_kwargs(ecfg, mode), log_samples=False)
         subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, tasks)}
-        scores.update({task_label(t, mode, jobs): primary_score(t, output["results"], subtasks) for t in tasks})
+        scores.update({task_label(t, mode, jobs): replace(primary_score(t, output["results"], subtasks), thinking=mode)
+                       for t in tasks})
     return scores
 
 
@@ -294,33 +296,45 @@ def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], label: str,
         missing = [t for t, m in jobs if m == mode and (t, m) not in scores]
         if not missing:
             continue
-        import lm_eval
-
         manager = manager or task_manager(ecfg.tasks)
         log.info("lm-eval: %s on %s%s", missing, label, f", thinking {mode}" if mode is not None else "")
-        model = engine(mode)
-        if not isinstance(model["model"], str):  # an lm-eval model object (hf_lm); vLLM's: checked by the engine
-            check_window(ecfg, mode, getattr(model["model"], "max_length", None), label)
         opens = mode is not None and template_opens_thinking(tokenizer(), mode)
-        try:
-            with cut_off_thoughts_unanswered(mode, opens):
-                output = lm_eval.simple_evaluate(
-                    **model, tasks=missing, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
-                    apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
-                    gen_kwargs=gen_kwargs(ecfg, mode), log_samples=True)
-        except (ConnectionError, FileNotFoundError) as e:  # datasets' errors for a hub dataset it cannot reach
-            raise KosovError(f"could not load the benchmark data of {missing}: {e}",
-                             fix="check the network and HF_TOKEN; on a closed network, run `kosov mirror` for this "
-                                 "suite on a connected machine and point kosov at the mirror folder") from None
-        subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, missing)}
-        for task in missing:
-            score = scores[(task, mode)] = primary_score(task, output["results"], subtasks, output.get("samples"),
-                                                         count_cut_off=mode == "on" or opens)
-            if math.isnan(score.value):  # no score to keep: the next run computes it again
-                given = sorted({k.split(",")[0] for k, v in output["results"].get(task, {}).items()
-                                if isinstance(v, (int, float)) and "_stderr" not in k})
-                log.warning("lm-eval gave %s no %s score (it gave %s): the report shows it as –, outside the "
-                            "suite average", task, "/".join(PRIMARY_METRICS), ", ".join(given) or "nothing")
-                continue
-            write_json(files[(task, mode)], asdict(score))
-    return {task_label(t, mode, jobs): scores[(t, mode)] for t, mode in jobs}, cached
+        # on the hf backend each task runs in a call of its own and is cached as it finishes: a job killed in the
+        # fourth task of ko-core keeps the first three. The model is kosov's, loaded once; each call wraps it anew
+        # (hf_lm: cheap), so eval.batch_size=auto sizes its batches on that task's own prompts. vLLM's engine starts
+        # vLLM itself on every call (minutes, and its memory is not freed in between): one call per mode there, and
+        # a job killed in it keeps nothing of that call
+        for batch in ([[t] for t in missing] if ecfg.backend == "hf" else [missing]):
+            output = _simple_evaluate(ecfg, engine(mode), batch, mode, opens, manager, label)
+            subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, batch)}
+            for task in batch:
+                score = scores[(task, mode)] = primary_score(task, output["results"], subtasks, output.get("samples"),
+                                                             count_cut_off=mode == "on" or opens)
+                if math.isnan(score.value):  # no score to keep: the next run computes it again
+                    given = sorted({k.split(",")[0] for k, v in output["results"].get(task, {}).items()
+                                    if isinstance(v, (int, float)) and "_stderr" not in k})
+                    log.warning("lm-eval gave %s no %s score (it gave %s): the report shows it as –, outside the "
+                                "suite average", task, "/".join(PRIMARY_METRICS), ", ".join(given) or "nothing")
+                    continue
+                write_json(files[(task, mode)], asdict(score))
+    return {task_label(t, mode, jobs): replace(scores[(t, mode)], thinking=mode) for t, mode in jobs}, cached
+
+
+def _simple_evaluate(ecfg: EvalConfig, model: dict[str, Any], tasks: list[str], mode: str | None, opens: bool,
+                     manager: Any, label: str) -> dict[str, Any]:
+    """lm-eval's simple_evaluate of `tasks` in thinking mode `mode` (`opens`: template_opens_thinking), with each
+    item's outcome logged; a benchmark whose data cannot be read is a KosovError that says what to do."""
+    import lm_eval
+
+    if not isinstance(model["model"], str):  # an lm-eval model object (hf_lm); vLLM's: checked by the engine
+        check_window(ecfg, mode, getattr(model["model"], "max_length", None), label)
+    try:
+        with cut_off_thoughts_unanswered(mode, opens):
+            return lm_eval.simple_evaluate(
+                **model, tasks=tasks, num_fewshot=ecfg.num_fewshot, limit=ecfg.limit,
+                apply_chat_template=ecfg.apply_chat_template, task_manager=manager,
+                gen_kwargs=gen_kwargs(ecfg, mode), log_samples=True)
+    except (ConnectionError, FileNotFoundError) as e:  # datasets' errors for a hub dataset it cannot reach
+        raise KosovError(f"could not load the benchmark data of {tasks}: {e}",
+                         fix="check the network and HF_TOKEN; on a closed network, run `kosov mirror` for this "
+                             "suite on a connected machine and point kosov at the mirror folder") from None

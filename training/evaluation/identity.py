@@ -1,10 +1,12 @@
 """What an eval score depends on, as the result cache's key: the base model (a local folder's files, or a hub id at
 the commit its revision names now), the adapter's files, how the model is loaded, the task and its settings, and
-lm-eval's version. A score is computed again when any of them changes, and served from the cache otherwise."""
+the versions of lm-eval and of the libraries that load and run the model (stack_versions). A score is computed
+again when any of them changes, and served from the cache otherwise."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -80,9 +82,29 @@ def load_settings(mcfg: Any, quantization: Any, dtype: str | None = None, device
             if template is not None and template.is_file() else None}
 
 
-def cache_file(identity: dict, task: str, settings: dict) -> Path:
-    import lm_eval
+def package_version(name: str) -> str | None:
+    """An installed distribution's version; None where it is not installed."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
-    key = json.dumps({"model": identity, "task": task, "settings": settings, "lm_eval": lm_eval.__version__},
-                     sort_keys=True, default=str)
+
+def stack_versions(identity: dict, settings: dict) -> dict[str, str | None]:
+    """The versions of what computes a score (for its cache key): lm-eval, transformers and torch always; PEFT where
+    an adapter is on, bitsandbytes where the model loads in 4-bit, vLLM where it scores (eval.backend=vllm). A score
+    from an older stack is not compared against one computed under a newer one: an upgrade scores again, once."""
+    names = ["lm_eval", "transformers", "torch"]
+    if identity.get("adapter"):
+        names.append("peft")
+    if (identity.get("load") or {}).get("quantization"):
+        names.append("bitsandbytes")
+    if settings.get("backend") == "vllm":
+        names.append("vllm")
+    return {name: package_version(name) for name in names}
+
+
+def cache_file(identity: dict, task: str, settings: dict) -> Path:
+    key = json.dumps({"model": identity, "task": task, "settings": settings,
+                      "versions": stack_versions(identity, settings)}, sort_keys=True, default=str)
     return cache_root() / "eval_cache" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"

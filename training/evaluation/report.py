@@ -1,7 +1,8 @@
 """The evaluation report: what an adaptation gained in Korean and what it cost elsewhere.
 
-    DIR/report.json   every score: base, adapted, delta, stderr, per task and suite average; the delta's standard
-                      error paired over the items both sides answered, where each item's outcome is known
+    DIR/report.json   every score: base, adapted, delta, stderr, per task and suite average (one per thinking mode:
+                      suite_average, thinking off or none; suite_average_thinking_on); the delta's standard error
+                      paired over the items both sides answered, where each item's outcome is known
     DIR/report.md     the same as a Markdown table (kosov publish puts it into the model card)
     DIR/report.png    a bar chart, base vs adapted
 """
@@ -36,7 +37,8 @@ def _row(name: str, base: dict | None, adapted: dict | None, kind: str) -> dict[
     row = {"task": name, "kind": kind, "metric": ref.get("metric"), "higher_is_better": ref.get("higher_is_better", True),
            "n": ref.get("n"), "base": None, "base_stderr": None, "adapted": None, "adapted_stderr": None,
            "delta": None, "delta_stderr": None, "delta_stderr_kind": None,
-           "base_unfinished_thinking": None, "adapted_unfinished_thinking": None}
+           "base_unfinished_thinking": None, "adapted_unfinished_thinking": None,
+           "thinking": ref.get("thinking")}  # lm-eval's thinking mode (None: no chat template), for the averages
     for side, score in (("base", base), ("adapted", adapted)):
         if score is not None:
             row[side], row[f"{side}_stderr"] = _number(score.get("value")), _number(score.get("stderr"))
@@ -63,17 +65,30 @@ def build_report(*, suite: str, model: dict[str, Any], adapter: str | None, harn
     for kind, scores in (("lm-eval", harness), ("kosov", generative)):
         names = list(dict.fromkeys([*scores.get("base", {}), *scores.get("adapted", {})]))
         rows += [_row(n, scores.get("base", {}).get(n), scores.get("adapted", {}).get(n), kind) for n in names]
-    averaged = [r for r in rows if r["kind"] == "lm-eval"]
+    lm_eval = [r for r in rows if r["kind"] == "lm-eval"]
     if adapter is not None:  # both averages over the same tasks: those scored on both sides
-        averaged = [r for r in averaged if r["base"] is not None and r["adapted"] is not None]
-    average = {}
+        lm_eval = [r for r in lm_eval if r["base"] is not None and r["adapted"] is not None]
+    # one average per thinking mode, each task once: hrm8k[off] and hrm8k[on] are not two tasks of the suite. Tasks
+    # run in no mode (no chat template) or in "off" (likelihood tasks in a thinking suite too) make the headline
+    # one; those run with thinking on their own, where there are any
+    modes = {r.get("thinking") for r in lm_eval}
+    averages = {"suite_average": _average([r for r in lm_eval if r.get("thinking") != "on"],
+                                          "off" if modes - {None} else None)}
+    if "on" in modes:
+        averages["suite_average_thinking_on"] = _average([r for r in lm_eval if r.get("thinking") == "on"], "on")
+    return {"suite": suite, "model": model, "adapter": adapter, "adapter_digest": adapter_digest,
+            "settings": settings or {}, "rows": rows, **averages, "cached_tasks": cached}
+
+
+def _average(rows: list[dict[str, Any]], thinking: str | None) -> dict[str, Any]:
+    """Base and adapted averaged over `rows` (lm-eval tasks scored in thinking mode `thinking`; None: no mode)."""
+    average: dict[str, Any] = {}
     for side in ("base", "adapted"):
-        values = [r[side] for r in averaged if r[side] is not None and not math.isnan(r[side])]
+        values = [r[side] for r in rows if r[side] is not None and not math.isnan(r[side])]
         average[side] = sum(values) / len(values) if values else None
     average["delta"] = (average["adapted"] - average["base"]
                         if average["base"] is not None and average["adapted"] is not None else None)
-    return {"suite": suite, "model": model, "adapter": adapter, "adapter_digest": adapter_digest,
-            "settings": settings or {}, "rows": rows, "suite_average": average, "cached_tasks": cached}
+    return {**average, "thinking": thinking}
 
 
 def _engines(settings: dict[str, Any]) -> list[str]:
@@ -172,9 +187,14 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['task']} | {r['metric']}{better} | {r.get('n') or '–'} | "
                      f"{_fmt(r['base'], r['base_stderr'])} | {_fmt(r['adapted'], r['adapted_stderr'])} | "
                      f"{_fmt(r['delta'], r.get('delta_stderr'), signed=True, mark=_mark(r))} |")
-    avg = report["suite_average"]
-    lines.append(f"| **{report['suite']} average** (lm-eval tasks{' scored on both sides' if adapter else ''}) | | | "
-                 f"{_fmt(avg['base'])} | {_fmt(avg['adapted'])} | {_fmt(avg['delta'], signed=True)} |")
+    for key in ("suite_average", "suite_average_thinking_on"):
+        avg = report.get(key)
+        if avg is None:
+            continue
+        over = ("lm-eval tasks" + (" scored on both sides" if adapter else "")
+                + (f", thinking {avg['thinking']}" if avg.get("thinking") else ""))
+        lines.append(f"| **{report['suite']} average** ({over}) | | | "
+                     f"{_fmt(avg['base'])} | {_fmt(avg['adapted'])} | {_fmt(avg['delta'], signed=True)} |")
     lines += cut_off_line(report["rows"])
     if any(_mark(r) for r in report["rows"]):
         lines += ["", UNPAIRED_NOTE]

@@ -66,14 +66,36 @@ def thinking_args(mode: str | None) -> dict[str, Any]:
     return {"enable_thinking": mode == "on", "think_end_token": "</think>"}
 
 
+def _probe(tokenizer: Any, mode: str) -> str:
+    """A one-question generation prompt, rendered by the tokenizer's chat template in thinking mode `mode`."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": "1 + 1은?"}], tokenize=False,
+                                         add_generation_prompt=True, enable_thinking=mode == "on")
+
+
 def template_opens_thinking(tokenizer: Any, mode: str | None) -> bool:
     """Whether the chat template, in this thinking mode, opens the think block in the generation prompt itself
     (data_tools.text.ends_in_thinking): lm-eval's completions then start mid-thought, with no <think>."""
     if mode is None:  # no chat template applied
         return False
-    probe = tokenizer.apply_chat_template([{"role": "user", "content": "1 + 1은?"}], tokenize=False,
-                                          add_generation_prompt=True, enable_thinking=mode == "on")
-    return ends_in_thinking(probe)
+    return ends_in_thinking(_probe(tokenizer, mode))
+
+
+def check_thinking_switch(ecfg: EvalConfig, tokenizer: Any, template: str) -> None:
+    """Thinking "on" only where the chat template (`template`: its name, for the error) reads enable_thinking
+    (Qwen3-style). One that ignores it (Llama 3, Gemma, EXAONE 3.5, a custom .jinja without it) renders the same
+    prompts in both modes: the "on" rows would be the "off" scores again under another name. Checked on the
+    tokenizer kosov's evals and lm-eval render with, before the model loads; nothing to check where no chat is
+    rendered (lm-eval's tasks without chat templates run in no mode)."""
+    from training.evaluation.generative import jobs_of
+
+    if "on" not in ecfg.thinking or not (jobs_of(ecfg) or (ecfg.apply_chat_template and ecfg.tasks)):
+        return
+    if _probe(tokenizer, "on") == _probe(tokenizer, "off"):
+        asked = ",".join(ecfg.thinking)
+        raise KosovError(f"eval.thinking=[{asked}] asks for thinking on, but {template} ignores enable_thinking: it "
+                         "renders the same prompt in both modes, so the \"on\" scores would be the \"off\" ones again",
+                         fix="use eval.thinking=[off] for this model, or a chat template that reads enable_thinking "
+                             "(model.chat_template=FILE.jinja)")
 
 
 class Unanswered(str):
