@@ -47,8 +47,10 @@ def fused_experts(model: Any) -> list[str]:
     return sorted({n.split(".layers.")[-1].split(".", 1)[-1] for n, p in model.named_parameters()
                    if len(getattr(p, "ds_shape", p.shape)) == 3})  # ds_shape: ZeRO-3 holds a 1-D shard
 
-def lora_config(pcfg: PeftConfig, model: Any):
-    """The PEFT LoraConfig for lora / dora / qlora, None for a full fine-tune. Unknown targets fail clearly."""
+def lora_config(pcfg: PeftConfig, model: Any, commit: str | None = None):
+    """The PEFT LoraConfig for lora / dora / qlora, None for a full fine-tune. Unknown targets fail clearly.
+    `commit`: the commit of the hub base loaded (training.base_commit), saved as the adapter's `revision`, which PEFT
+    loads the base at (AutoPeftModelForCausalLM; PEFT's default, null, is main, wherever it has moved since)."""
     if pcfg.method == "none":
         return None
     from peft import LoraConfig
@@ -93,6 +95,7 @@ def lora_config(pcfg: PeftConfig, model: Any):
         use_rslora=pcfg.use_rslora,
         use_dora=pcfg.method == "dora",
         task_type="CAUSAL_LM",
+        revision=commit,
     )
 
 
@@ -187,7 +190,7 @@ def _template_text(path: str | Path | None) -> str | None:
     path = Path(path).expanduser() if path else None
     return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
 
-def _trained_model(adapter: Path) -> tuple[Path | None, dict[str, Any] | None]:
+def trained_model(adapter: Path) -> tuple[Path | None, dict[str, Any] | None]:
     """(the kosov run folder of `adapter`, the model settings it trained with); None for a bare adapter folder."""
     run = next((f for f in (adapter.parent, adapter.parent.parent) if (f / "config.yaml").is_file()), None)
     trained = (yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") if run else None
@@ -198,7 +201,7 @@ def adapter_model_config(mcfg: ModelConfig, adapter: Path) -> ModelConfig:
     """The model settings to serve or evaluate `adapter` with. An adapter of a kosov run answers in the prompt format
     it was trained with: its run's model.chat_template and end_of_turn_token, where this recipe sets none; one this
     recipe sets differently wins, with a warning naming both."""
-    run, trained = _trained_model(adapter)
+    run, trained = trained_model(adapter)
     if trained is None:  # a bare adapter folder: nothing recorded to follow
         return mcfg
     changes: dict[str, Any] = {}
@@ -230,7 +233,7 @@ def trained_thinking(adapter: Path) -> bool | None:
     """enable_thinking for a new turn, as the adapter's kosov run trained its answers: "on" thinks; "off" answers
     after an empty think block, and so does "auto" when no training row carried thinking. None (the template's own
     default): "auto" on data with thinking in some rows (both modes trained), or nothing recorded."""
-    run, trained = _trained_model(adapter)
+    run, trained = trained_model(adapter)
     mode = (trained or {}).get("thinking")
     if mode != "auto":
         return None if mode is None else mode == "on"
@@ -238,53 +241,6 @@ def trained_thinking(adapter: Path) -> bool | None:
     rows = (json.loads(saved.read_text(encoding="utf-8")).get("data") or {}).get("thinking_rows") \
         if saved.is_file() else None
     return False if rows == 0 else None
-
-
-_WARNED: set[tuple[str, str | None]] = set()  # (adapter, revision) already warned about by check_adapter_revision
-
-
-def _same_revision(trained: str | None, loaded: str | None) -> bool:
-    """Whether two model.revision values name the same weights as far as can be told without asking the Hub: equal,
-    both the default branch (null is main), or a commit and an abbreviation of it."""
-    trained, loaded = trained or "main", loaded or "main"
-    if trained == loaded:
-        return True
-    hexes = all(len(r) >= 7 and all(c in "0123456789abcdef" for c in r.lower()) for r in (trained, loaded))
-    return hexes and (trained.lower().startswith(loaded.lower()) or loaded.lower().startswith(trained.lower()))
-
-
-def check_adapter_revision(adapter: Path, source: str, revision: str | None) -> None:
-    """An adapter whose run pinned its base to a revision (model.revision in its config.yaml; for a bare folder, the
-    revision PEFT saved in adapter_config.json) is loaded on that revision only: not on main, nor on another commit
-    or tag, which hold other weights as far as can be told here (nothing is asked of the Hub). A run on the default
-    branch recorded no commit: any revision is taken, with a warning when it names one. A local folder (and tiny-ko)
-    is its own revision: model.revision does not change what loads."""
-    if Path(source).is_dir():
-        return
-    run, trained = _trained_model(adapter)
-    if trained is not None:
-        pinned, where = trained.get("revision"), run / "config.yaml"
-    else:
-        config = adapter / "adapter_config.json"
-        pinned, where = json.loads(config.read_text(encoding="utf-8")).get("revision"), config
-    pinned = None if pinned is None else str(pinned)
-    if _same_revision(pinned, revision):
-        return
-    if pinned in (None, "main"):
-        if trained is None:  # PEFT saved no revision: nothing known to compare
-            return
-        if (str(adapter), revision) in _WARNED:  # callers check early and again as they load: one warning
-            return
-        _WARNED.add((str(adapter), revision))
-        log.warning("the adapter %s was trained on %s's default branch (model.revision=%s in %s, no commit recorded); "
-                    "it is loaded at model.revision=%s, which holds other weights if main has moved since",
-                    adapter, source, pinned, where, revision)
-        return
-    now = "null (the default branch, main)" if revision is None else repr(revision)
-    raise KosovError(f"the adapter {adapter} was trained on {source} at model.revision={pinned!r} ({where}), but this "
-                     f"recipe loads model.revision={now}: an adapter only means something on the weights it was "
-                     "trained on", fix=f"set model.revision={pinned} (as its run did), or use an adapter trained on "
-                                       "this revision")
 
 
 def _same_base(trained_on: Any, source: str) -> bool | None:
@@ -302,9 +258,11 @@ def _same_base(trained_on: Any, source: str) -> bool | None:
     return True if saved.is_absolute() else None
 
 
-def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: str | None) -> None:
+def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: str | None,
+                       commit: str | None = None) -> None:
     """An adapter only means something on the base it was trained on: refuse another one before loading, or another
-    revision of it (`revision`, the model.revision loaded now) than its run pinned (check_adapter_revision)."""
+    revision of it (`revision`, the model.revision loaded now; `commit`, the commit it names, where the caller
+    resolved it) than it was trained on (check_adapter_revision)."""
     config = adapter / "adapter_config.json"
     trained_on = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
     same = _same_base(trained_on, source)
@@ -317,7 +275,9 @@ def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: 
                              f'"base_model_name_or_path": "{here}"')
     if not same:
         _refuse_other_base(adapter, config, trained_on, source, name_or_path)
-    check_adapter_revision(adapter, source, revision)
+    from training.base_commit import check_adapter_revision
+
+    check_adapter_revision(adapter, source, revision, commit)
 
 
 def _refuse_other_base(adapter: Path, config: Path, trained_on: Any, source: str, name_or_path: str) -> None:
@@ -344,15 +304,20 @@ def _refuse_other_base(adapter: Path, config: Path, trained_on: Any, source: str
                      + ", or use an adapter trained on this base")
 
 
-def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str, revision: str | None):
+def load_adapter(model: Any, adapter: Path, source: str, name_or_path: str, revision: str | None,
+                 commit: str | None = None):
     """Wrap the base in a trainable PeftModel from `adapter`, after checking it is whole (an SFT stage's adapter
-    comes here without adapter_dir) and was trained on this base and revision."""
+    comes here without adapter_dir) and was trained on this base and revision. `commit`: the base commit loaded
+    (base_commit), which the continued adapter's adapter_config.json names when it is saved (as lora_config's)."""
     from peft import PeftModel
 
     check_adapter_files(adapter)
-    check_adapter_base(adapter, source, name_or_path, revision)
+    check_adapter_base(adapter, source, name_or_path, revision, commit)
     log.info("continuing training of the adapter %s", adapter)
-    return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+    peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+    if commit is not None:
+        peft_model.peft_config["default"].revision = commit
+    return peft_model
 
 
 def continued_settings(adapter: Path, pcfg: PeftConfig) -> dict[str, Any]:

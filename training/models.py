@@ -224,6 +224,24 @@ def liger_for(choice: str, device: str, model_type: str | None = None) -> bool:
     return on and (model_type is None or liger_supports(model_type))
 
 
+def config_model_type(mcfg: ModelConfig, source: str, revision: str | None) -> str | None:
+    """The model_type in the base's config.json (at `revision`), read without its weights or any remote code."""
+    from transformers import PretrainedConfig
+
+    try:
+        config, _ = PretrainedConfig.get_config_dict(source, revision=revision)
+    except (OSError, ValueError) as e:
+        raise _load_error("config", mcfg.name_or_path, e) from None
+    return config.get("model_type")
+
+
+def check_kernels(mcfg: ModelConfig, source: str, device: str, choice: str, revision: str | None = None) -> None:
+    """method.kernels=liger against the base's architecture, read from its config before the data and the weights
+    load (liger_for: Liger has no kernels for KORMo's remote-code `kormo`). `revision`: the commit the run loads."""
+    if choice == "liger":
+        liger_for(choice, device, config_model_type(mcfg, source, revision))
+
+
 def check_attention(mcfg: ModelConfig, device: str, training: bool = True, trains_all: bool = False,
                     autocast: bool = False) -> None:
     """model.attn_implementation against this machine and the dtype attention computes in (trains_all, autocast: as

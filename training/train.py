@@ -29,9 +29,10 @@ from training.schema import KosovConfig
 from training.errors import KosovError
 from training.adapters import (adapter_dir, adapter_model_config, check_adapter_base, continued_settings, load_adapter,
                                lora_config, upcast_trainable)
-from training.models import (bf16_gpu, check_attention, check_remote_code, compute_dtype, end_of_turn_id, liger_for,
-                             load_base_model, load_tokenizer, model_source, quantization_config, resolve_device,
-                             stop_ids, zero3_init)
+from training.base_commit import base_commit
+from training.models import (bf16_gpu, check_attention, check_kernels, check_remote_code, compute_dtype, end_of_turn_id,
+                             liger_for, load_base_model, load_tokenizer, model_source, quantization_config,
+                             resolve_device, stop_ids, zero3_init)
 from training.provenance import provenance, resume_provenance
 from training.redaction import redact
 from training.rendered_store import RENDERED, remove as remove_rendered
@@ -255,10 +256,16 @@ def train(cfg: KosovConfig) -> TrainResult:
         with state.main_process_first():  # tiny-ko is built once, by the main process (only rank 0 may save)
             source, is_local = model_source(cfg.model)
         check_remote_code(cfg.model, source, is_local)
+        # the hub base's commit, resolved once: the tokenizer and the weights load from it, and the run records it
+        # (a resumed run: the commit it started on; a chained run: its SFT stage's). None for a local folder.
+        continues = run.path if run.resume_from else start_adapter.parent if chained else None
+        commit = base_commit(source, cfg.model.revision, continues)
+        at_commit = dataclasses.replace(cfg.model, revision=commit) if commit else cfg.model
         check_attention(cfg.model, device, trains_all=full_model, autocast=precision != "no")
+        check_kernels(cfg.model, source, device, cfg.method.kernels, commit)  # its architecture, from its config
         if start_adapter is not None:  # another base or revision is refused before the data and the weights load
-            check_adapter_base(start_adapter, source, cfg.model.name_or_path, cfg.model.revision)
-        tokenizer = load_tokenizer(cfg.model, source)
+            check_adapter_base(start_adapter, source, cfg.model.name_or_path, cfg.model.revision, commit)
+        tokenizer = load_tokenizer(at_commit, source)
         # a resume on changed files or another dataset is refused as the rows load: before they render, and before
         # the rendered set the run would resume from is replaced
         same_sources = (lambda sources: check_same_data(run, {"sources": sources})) if run.resume_from else None
@@ -271,16 +278,19 @@ def train(cfg: KosovConfig) -> TrainResult:
                         "method.sft.max_length")  # an eval split the skipped rows emptied: before the model loads
 
         zero3 = zero3_init(precision) if cfg.peft.quantization is None else None
-        model = load_base_model(cfg, source, device, trains_all=full_model, autocast=precision != "no")
+        model = load_base_model(dataclasses.replace(cfg, model=at_commit), source, device, trains_all=full_model,
+                                autocast=precision != "no")
         if start_adapter is not None:
             model, peft_config = load_adapter(model, start_adapter, source, cfg.model.name_or_path,
-                                              cfg.model.revision), None
+                                              cfg.model.revision, commit), None
         else:
-            peft_config = lora_config(cfg.peft, model)
+            peft_config = lora_config(cfg.peft, model, commit)
 
         # Record what this run is before it trains.
         model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "local": is_local,
-                      "revision": cfg.model.revision,  # absolute: publish reads it from wherever it runs
+                      "revision": cfg.model.revision,
+                      "loaded_revision": commit,  # the commit model.revision named as the weights loaded
+                      # absolute: publish reads it from wherever it runs
                       "start_adapter": str(Path(start_adapter).resolve()) if start_adapter else None}
         if start_adapter is not None:  # the settings it trains with: its own, whatever the recipe's peft says
             model_info["start_adapter_settings"] = continued_settings(start_adapter, cfg.peft)

@@ -192,3 +192,24 @@ def test_a_local_base_is_recorded_by_its_full_path(tmp_path, monkeypatch):
         source, local = model_source(ModelConfig(name_or_path=given))
         assert local and source == str((tmp_path / "base").resolve())
     assert json.loads(Path(source, "config.json").read_text())["model_type"] == "qwen3"
+
+
+def test_liger_on_an_architecture_it_lacks_is_refused_from_the_config_before_the_weights_load(tmp_path, monkeypatch):
+    """method.kernels=liger on KORMo (remote-code model type `kormo`) failed only when the Trainer was built, after
+    the data and the weights had loaded. The model type comes from config.json alone: a folder with no weights."""
+    from training import models
+    from training.models import check_kernels, installed, model_source
+
+    if not installed("liger_kernel"):  # a CPU machine: its table of supported types, as liger-kernel 0.6 has it
+        monkeypatch.setattr(models, "installed", lambda package: True)
+        monkeypatch.setattr(models, "liger_supports", lambda model_type: model_type in ("qwen3", "llama"))
+    kormo = tmp_path / "KORMo-10B-sft"
+    kormo.mkdir()
+    (kormo / "config.json").write_text(json.dumps({"model_type": "kormo", "auto_map": {
+        "AutoModelForCausalLM": "modeling_kormo.KORMoForCausalLM"}}))
+    with pytest.raises(KosovError) as error:
+        check_kernels(ModelConfig(name_or_path=str(kormo)), str(kormo), "cuda", "liger")
+    assert "no kernels for model type 'kormo'" in error.value.what
+    assert "method.kernels=auto or off" in error.value.fix and "kosov convert kormo" in error.value.fix
+    check_kernels(ModelConfig(name_or_path=str(kormo)), str(kormo), "cuda", "auto")  # auto leaves Liger off there
+    check_kernels(ModelConfig(), model_source(ModelConfig())[0], "cuda", "liger")  # tiny-ko is a Qwen3: supported
