@@ -1,10 +1,12 @@
 """Sampling for the in-process teacher (data_tools.teachers.TransformersTeacher) and kosov serve: each row of a
-batch samples with its own settings and seeded RNG (RowSampler) and stops at its own stop strings (RowStop); the
-settings' valid ranges, and the defaults a model's generation_config sets for a request that leaves them out."""
+batch samples with its own settings and seeded RNG (RowSampler) and stops at its own stop strings, or when its
+request is cancelled (RowStop); the settings' valid ranges, and the defaults a model's generation_config sets for a
+request that leaves them out."""
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,9 +15,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# What each sampling setting may be (vLLM's SamplingParams checks the same ranges).
-SAMPLING_RANGES = {"temperature": ">= 0", "top_p": "in (0, 1]", "top_k": "-1 or 0 (off), or at least 1",
-                   "min_p": "in [0, 1]"}
+# The largest top_k: RowSampler holds top_k in an int64 tensor (any k over the vocabulary keeps every token).
+TOP_K_MAX = 2**63 - 1
+# What each sampling setting may be (vLLM's SamplingParams checks the same ranges; top_k's bound is torch's).
+SAMPLING_RANGES = {"temperature": ">= 0 (finite)", "top_p": "in (0, 1]",
+                   "top_k": f"-1 or 0 (off), or from 1 to {TOP_K_MAX}", "min_p": "in [0, 1]"}
 # A sampling setting a request leaves out, where the model sets none: OpenAI's and vLLM's neutral defaults.
 NEUTRAL_SAMPLING: dict[str, float | int] = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0}
 
@@ -24,7 +28,7 @@ def sampling_ok(key: str, value: Any) -> bool:
     """Whether `value` is a valid `key` (one of SAMPLING_RANGES); a bool is no number here."""
     if isinstance(value, bool) or not isinstance(value, int if key == "top_k" else (int, float)):
         return False
-    return {"temperature": value >= 0, "top_p": 0 < value <= 1, "top_k": value >= -1,
+    return {"temperature": 0 <= value < math.inf, "top_p": 0 < value <= 1, "top_k": -1 <= value <= TOP_K_MAX,
             "min_p": 0 <= value <= 1}[key]
 
 
@@ -102,7 +106,9 @@ class RowSampler:
 
 
 class RowStop:
-    """Stopping criteria per row: its own max_new_tokens, or one of its stop strings in the new text.
+    """Stopping criteria per row: its own max_new_tokens, one of its stop strings in the new text, or its request's
+    `cancelled` event set (kosov serve's ServedRequest: its client left). The batch ends once every row has ended
+    (or reached EOS), so a cancelled row neither runs on to its limit nor holds up the others.
     `ended[i]` is how many tokens row i had generated when it stopped (None: it ran to the batch's end or EOS)."""
 
     def __init__(self, requests: list[GenerationRequest], prompt_len: int, tokenizer: Any):
@@ -112,6 +118,7 @@ class RowStop:
         # for a token that straddles its start or end).
         self.window = [max((len(s.encode("utf-8")) for s in r.stop), default=0) + 3 for r in requests]
         self.ended: list[int | None] = [None] * len(requests)
+        self.cancelled = [getattr(r, "cancelled", None) for r in requests]  # a threading.Event, or None
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
@@ -120,7 +127,8 @@ class RowStop:
         for i, r in enumerate(self.requests):
             if self.ended[i] is not None:
                 continue
-            hit = new.shape[1] >= r.max_new_tokens
+            cancelled = self.cancelled[i]
+            hit = new.shape[1] >= r.max_new_tokens or (cancelled is not None and cancelled.is_set())
             if r.stop and not hit:
                 tail = self.tokenizer.decode(new[i, -self.window[i] :], skip_special_tokens=True)
                 hit = any(s and s in tail for s in r.stop)

@@ -6,16 +6,20 @@
 
 Endpoints: `GET /v1/models`, `POST /v1/chat/completions` (OpenAI schema, no streaming; Qwen3-style
 `chat_template_kwargs` such as enable_thinking; the <think> part comes back as message.reasoning_content),
-`GET /health` and `GET /stats` (request counters). Any `HTTPTeacher` can use it as a teacher. The request schema is
-serve_schema's: vLLM's top_k and min_p are accepted too, and a sampling setting a request leaves out takes the
-model's generation_config.json value, as in vLLM (the startup log says which).
+`GET /health` and `GET /stats` (request and token counters). Any `HTTPTeacher` can use it as a teacher. The
+request schema is serve_schema's: vLLM's top_k and min_p are accepted too, and a sampling setting a request leaves
+out takes the model's generation_config.json value, as in vLLM (the startup log says which).
 
 Generation goes through `data_tools.teachers.TransformersTeacher`, so a seeded request gives the same text here
-as in-process. One worker thread owns the model: requests queue and are generated `serve.max_batch` at a time.
+as in-process. One worker thread owns the model: requests queue and are generated `serve.max_batch` at a time, each
+batch answered when its longest answer ends (see serve_engine: a short request can wait for a long one). A request
+whose client leaves stops generating at its next token. The prompt is rendered and counted off the event loop (a
+long one takes seconds), so /health answers meanwhile; one that cannot fit the context is refused before that.
 An adapter of a kosov run is served with the chat template and end of turn its run trained with. Ctrl-C (or SIGTERM)
 takes no more connections and gives the requests received, the queued ones too, up to serve.shutdown_timeout_s to be
-answered; then, or at a second Ctrl-C, those still waiting answer a 503 at once (the queued ones are never generated)
-and the server exits once the batch under way ends (see serve_shutdown).
+answered; then, or at a second Ctrl-C, those still waiting answer a 503 at once (the queued ones are never generated,
+the ones generating stop at their next token) and the server exits once the batch under way ends (see
+serve_shutdown).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import anyio
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -145,7 +150,7 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
     created = int(time.time())
 
     # A forced shutdown (a second Ctrl-C, or serve.shutdown_timeout_s passed): the engine takes nothing more and
-    # every request not answered yet answers 503 now, while its connection is open; the batch under way runs, unheard.
+    # every request not answered yet answers 503 now, while its connection is open; its generation stops (abandon).
     forced = ForcedShutdown(engine.stop, shutting_down)
     app.add_middleware(CountAndAuthorize, scfg=scfg, stats=stats)
     app.add_middleware(AnswerWhenForced, shutdown=forced)  # outermost of the two: it answers whatever is waiting
@@ -179,12 +184,13 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
         return _error(exc.status, exc.message, exc.param)
 
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:  # on the event loop: answers while the thread pool is busy preparing prompts
         return {"status": "ok"}
 
     @app.get("/stats")
     def read_stats() -> dict:
-        return {**vars(stats), "completions": engine.completions, "batches": engine.batches}
+        return {**vars(stats), "completions": engine.completions, "batches": engine.batches,
+                "completion_tokens": engine.completion_tokens, "abandoned": engine.abandoned}
 
     @app.get("/v1/models")
     def models() -> dict:
@@ -196,16 +202,17 @@ def create_app(teacher: TransformersTeacher, engine: Engine, scfg: ServeConfig) 
         if body.model is not None and body.model != teacher.name:
             raise BadRequest(f"the model {body.model!r} does not exist here; this server serves {teacher.name!r}",
                              "model", status=404)
-        request = to_generation_request(body, teacher)
+        # rendering and tokenizing a long prompt takes seconds: in a thread, which a forced shutdown need not wait for
+        request = await anyio.to_thread.run_sync(to_generation_request, body, teacher, abandon_on_cancel=True)
         future = engine.submit(request)
         waiting = asyncio.wrap_future(future)
         try:
             while not (await asyncio.wait({waiting}, timeout=0.5))[0]:
-                if await http.is_disconnected():  # the client gave up: a request not started yet is never generated
-                    future.cancel()
+                if await http.is_disconnected():  # the client gave up: its generation stops, or never starts
+                    engine.abandon(request, future)
                     return _error(499, "the client closed the connection", kind="client_closed")
         except asyncio.CancelledError:  # a forced shutdown answers for it (AnswerWhenForced): its request is dropped
-            future.cancel()
+            engine.abandon(request, future)
             raise
         if waiting.cancelled():  # the engine closed before its turn, or a forced shutdown
             return shutting_down()

@@ -1,6 +1,11 @@
 """kosov serve's engine: the one thread that owns the model. Requests queue and are generated serve.max_batch at a
 time in arrival order; one that fails in a batch is generated again alone, so it alone answers 500; a request its
-client abandoned before its turn is never generated, and closing the engine cancels the queued ones.
+client abandoned before its turn is never generated, one abandoned while generating stops at its next token (its
+row ends: RowStop), and closing the engine cancels the queued ones.
+
+The batching is static: one generate() call per batch, answered when it returns, so a short answer waits for the
+longest one generated with it (up to that one's max_tokens), and requests arriving meanwhile wait for the whole
+batch. serve.max_batch > 1 buys throughput with this latency; 1 (the default) answers each request as it ends.
 
 A failure is handled outside its `except` clause: the traceback holds generate()'s frames, and with them the failed
 batch's KV cache and activations, so retrying inside it (or handing it to the future) would keep that memory in
@@ -17,7 +22,8 @@ import threading
 import traceback
 from concurrent.futures import Future
 
-from data_tools.teachers import GenerationRequest, TransformersTeacher
+from data_tools.teachers import Generation, TransformersTeacher
+from training.serve_schema import ServedRequest
 
 log = logging.getLogger("training.serve")
 
@@ -27,14 +33,16 @@ class Engine:
 
     def __init__(self, teacher: TransformersTeacher, max_batch: int):
         self.teacher, self.max_batch = teacher, max_batch
-        self.batches = self.completions = 0  # written by the engine thread only
+        # written by the engine thread only: generate() calls that succeeded, requests they answered, the tokens
+        # those generated, and how many of those requests had been abandoned (cut short) by their clients
+        self.batches = self.completions = self.completion_tokens = self.abandoned = 0
         self.closed = False
         self.lock = threading.Lock()  # submit() never queues behind close()'s end marker
         self.queue: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="kosov-serve-engine", daemon=True)
         self.thread.start()
 
-    def submit(self, request: GenerationRequest) -> Future:
+    def submit(self, request: ServedRequest) -> Future:
         """Queue a request; the future gets its Generation. A future cancelled before its turn is skipped, and
         one submitted after close() comes back cancelled."""
         future: Future = Future()
@@ -44,6 +52,13 @@ class Engine:
             else:
                 self.queue.put((request, future))
         return future
+
+    @staticmethod
+    def abandon(request: ServedRequest, future: Future) -> None:
+        """Its client left: if still queued it is never generated; if generating, its row stops at the next token
+        and the future gets what it generated so far (no one reads it)."""
+        request.cancelled.set()
+        future.cancel()
 
     def stop(self) -> None:
         """Take no more requests: the queued ones are cancelled, never generated, and later ones come back cancelled;
@@ -105,12 +120,17 @@ class Engine:
                 for one in batch:  # one bad request must not fail the others
                     self._alone(*one)
                 continue
-            self.batches += 1
-            self.completions += len(batch)
-            for (_, future), out in zip(batch, outs, strict=True):
-                future.set_result(out)
+            self._answer(batch, outs)
 
-    def _alone(self, request: GenerationRequest, future: Future) -> None:
+    def _answer(self, batch: list[tuple[ServedRequest, Future]], outs: list[Generation]) -> None:
+        self.batches += 1
+        for (request, future), out in zip(batch, outs, strict=True):
+            self.completions += 1
+            self.completion_tokens += out.usage.get("completion_tokens", 0)
+            self.abandoned += request.cancelled.is_set()
+            future.set_result(out)
+
+    def _alone(self, request: ServedRequest, future: Future) -> None:
         failure = None
         try:
             out = self.teacher.generate([request], progress=False)[0]
@@ -120,9 +140,7 @@ class Engine:
             future.set_exception(failure)
             free_memory()
             return
-        self.batches += 1
-        self.completions += 1
-        future.set_result(out)
+        self._answer([(request, future)], [out])
 
 
 def detached(error: BaseException, logged: bool = True) -> BaseException:

@@ -8,7 +8,10 @@ off) and min_p (0 = off) are vLLM's extra sampling parameters.
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +32,14 @@ def neutral(key: str, value: Any) -> bool:
     """True for a NEUTRAL value (a bool is not a number here: presence_penalty=false is refused)."""
     want = NEUTRAL.get(key, object())
     return value == want and isinstance(value, bool) == isinstance(want, bool)
+
+
+@dataclass
+class ServedRequest(GenerationRequest):
+    """A request kosov serve generates: `cancelled` is set when its client leaves (or a forced shutdown answers it),
+    and its row then stops at the next token (data_tools.sampling.RowStop); one not started yet is skipped."""
+
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
 
 class BadRequest(Exception):
@@ -70,8 +81,38 @@ def _text(content: Any, param: str) -> str:
     raise BadRequest("only text content is supported (a string or parts of type 'text')", param)
 
 
-def to_generation_request(body: ChatRequest, teacher: TransformersTeacher) -> GenerationRequest:
-    """Check an OpenAI chat request and turn it into a GenerationRequest; BadRequest (400) names what is wrong."""
+def context_tokens(teacher: TransformersTeacher) -> int:
+    """The served model's context in tokens (its config's max_position_embeddings; a model without one: no bound)."""
+    return getattr(teacher.model.config, "max_position_embeddings", None) or 10**9
+
+
+@functools.lru_cache(maxsize=8)
+def max_token_chars(tokenizer: Any) -> int:
+    """The most characters one token of `tokenizer` can stand for: its longest vocabulary entry. A byte-level BPE
+    entry (Qwen, Llama 3) spells one byte per character, and a decoded character takes at least one byte; a
+    SentencePiece piece decodes to at most its own length. (tiny-ko: 31, the bytes of " 인류무형문화유산으로".)"""
+    return max(map(len, tokenizer.get_vocab()))
+
+
+def check_prompt_size(messages: list[dict], teacher: TransformersTeacher) -> None:
+    """Refuse, before rendering and tokenizing it (seconds for megabytes of text), a prompt that cannot fit the
+    context whatever its tokens: each token stands for at most max_token_chars characters, so the text of the
+    system and user turns, which every chat template keeps whole, has at least (its characters) / max_token_chars
+    tokens. Spaces are not counted (a normalizer may merge them), nor assistant turns (a template may drop their
+    thinking). So no prompt that fits is refused here. The bound is loose (tiny-ko's tokenizer takes about 0.67 tokens
+    a character on Korean prose, where this allows 1/31): it only spares the server absurd sizes; the exact count
+    follows."""
+    context, per_token = context_tokens(teacher), max_token_chars(teacher.tokenizer)
+    chars = sum(len("".join(m["content"].split())) for m in messages if m["role"] != "assistant")
+    if chars >= context * per_token:
+        raise BadRequest(f"the messages have {chars} characters (besides spaces), more than this model's context "
+                         f"of {context} tokens can hold (a token stands for at most {per_token} characters); "
+                         "shorten them", "messages")
+
+
+def to_generation_request(body: ChatRequest, teacher: TransformersTeacher) -> ServedRequest:
+    """Check an OpenAI chat request and turn it into a ServedRequest; BadRequest (400) names what is wrong. It renders
+    and tokenizes the prompt (seconds for a long one): kosov serve calls it off its event loop."""
     if body.stream:
         raise BadRequest("stream=true is not supported: kosov serve answers with whole completions; "
                          "send stream=false", "stream")
@@ -95,6 +136,7 @@ def to_generation_request(body: ChatRequest, teacher: TransformersTeacher) -> Ge
         if m.reasoning_content is not None:
             turn["reasoning_content"] = nfc(m.reasoning_content)
         messages.append(turn)
+    check_prompt_size(messages, teacher)
     template_kwargs = body.chat_template_kwargs or {}
     reserved = sorted(RESERVED_TEMPLATE_KWARGS & set(template_kwargs))
     if reserved:
@@ -105,14 +147,14 @@ def to_generation_request(body: ChatRequest, teacher: TransformersTeacher) -> Ge
             raise BadRequest(f"{key}={getattr(body, key)} is not allowed: use {key} {SAMPLING_RANGES[key]}", key)
     sampling = {key: teacher.sampling_defaults[key] if getattr(body, key) is None else getattr(body, key)
                 for key in NEUTRAL_SAMPLING}  # what the request leaves out: the model's defaults (see the top)
-    request = GenerationRequest(messages, 1, seed=body.seed, chat_template_kwargs=template_kwargs, stop=stop,
+    request = ServedRequest(messages, 1, seed=body.seed, chat_template_kwargs=template_kwargs, stop=stop,
                                 **sampling)
     try:
         prompt = teacher.render(request)
     except Exception as e:  # noqa: BLE001 - a jinja error raised by the template for these messages
         raise BadRequest(f"the chat template cannot render these messages: {e}", "messages") from None
     prompt_tokens = len(teacher.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    context = getattr(teacher.model.config, "max_position_embeddings", None) or 10**9
+    context = context_tokens(teacher)
     if prompt_tokens >= context:
         raise BadRequest(f"this model's context is {context} tokens; the prompt alone has {prompt_tokens}",
                          "messages")

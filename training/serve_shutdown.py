@@ -1,7 +1,8 @@
 """How `kosov serve` stops. The first Ctrl-C (or SIGTERM) takes no more connections and gives the requests received
 (the batch being generated and the queued ones) up to serve.shutdown_timeout_s to be answered; a second Ctrl-C, or
 that timeout, forces the shutdown: every request still waiting answers a JSON 503 at once, also one whose client is
-still sending its body, the queued ones are never generated, and the process exits once the batch under way ends.
+still sending its body, the queued ones are never generated, the ones generating stop at their next token (their
+handlers are cancelled, which abandons their requests), and the process exits once the batch under way ends.
 
 uvicorn's own timeout (timeout_graceful_shutdown) and forced exit cancel the waiting handlers instead, which answers
 them a text/plain 500 no OpenAI client can read (and leaves their queued generations to run).
@@ -33,7 +34,8 @@ class ForcedShutdown:
         return self.event.is_set()
 
     def force(self) -> None:
-        """Called on the server's event loop. Does not block: the batch under way is generated to its end, unheard."""
+        """Called on the server's event loop. Does not block: the batch under way ends once the handlers of its
+        requests, cancelled by AnswerWhenForced, have abandoned them (each row stops at its next token)."""
         self.stop_engine()
         self.event.set()
 

@@ -1,8 +1,11 @@
-"""Helpers for the `kosov serve` tests: a Korean chat and its request to the server, checked for a 200."""
+"""Helpers for the `kosov serve` tests: a Korean chat and its request to the server, checked for a 200; a request
+as the engine takes it."""
 
 from __future__ import annotations
 
 import httpx
+
+from training.serve_schema import ServedRequest
 
 USER = [{"role": "system", "content": "당신은 친절한 한국어 도우미입니다."},
         {"role": "user", "content": "경복궁은 언제 지어졌나요?"}]
@@ -16,3 +19,8 @@ def answer(url: str, **body) -> dict:
     response = chat(url, **body)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def ask(text: str, max_new_tokens: int = 2, **settings) -> ServedRequest:
+    """A request for the engine (what the server makes of a chat request)."""
+    return ServedRequest([{"role": "user", "content": text}], max_new_tokens=max_new_tokens, **settings)

@@ -94,7 +94,7 @@ BAD = {
     "prompt over the context": ({"messages": [{"role": "user", "content": "서울 " * 2100}]}, 400,
                                 "the prompt alone has"),
     "seed out of range": ({"seed": 2**64}, 400, "seed"),
-    "negative top_k": ({"top_k": -2}, 400, "top_k=-2 is not allowed: use top_k -1 or 0 (off), or at least 1"),
+    "negative top_k": ({"top_k": -2}, 400, "top_k=-2 is not allowed: use top_k -1 or 0 (off), or from 1 to"),
     "fractional top_k": ({"top_k": 2.5}, 400, "top_k: Input should be a valid integer"),
     "min_p over 1": ({"min_p": 1.5}, 400, "min_p=1.5 is not allowed: use min_p in [0, 1]"),
     "negative min_p": ({"min_p": -0.1}, 400, "min_p=-0.1 is not allowed"),

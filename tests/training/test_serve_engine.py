@@ -6,16 +6,13 @@ import gc
 import threading
 import weakref
 
-from data_tools.teachers import Generation, GenerationRequest
+from data_tools.teachers import Generation
+from tests.training.serve_helpers import ask
 from training.serve_engine import Engine
 
 
 class Activations:
     """Stands in for a generation's KV cache and activations: what only its frames reference."""
-
-
-def ask(text: str) -> GenerationRequest:
-    return GenerationRequest([{"role": "user", "content": text}], max_new_tokens=2)
 
 
 class OutOfMemoryTeacher:

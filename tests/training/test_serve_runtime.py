@@ -16,8 +16,8 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 import httpx
 import pytest
 
-from data_tools.teachers import Generation, GenerationRequest
-from tests.training.serve_helpers import answer, chat
+from data_tools.teachers import Generation
+from tests.training.serve_helpers import answer, ask, chat
 from training.config import KosovConfig
 from training.errors import KosovError
 from training.recipes import compose
@@ -67,7 +67,7 @@ def test_health_answers_under_load_and_abandoned_requests_are_not_generated():
 
     try:
         with ThreadPoolExecutor(8) as pool:
-            slow = pool.submit(chat, url, max_tokens=2000, seed=0)
+            slow = pool.submit(chat, url, max_tokens=2000, seed=0, timeout=600)  # minutes on a busy CPU
             time.sleep(0.3)
             started = time.monotonic()
             assert httpx.get(f"{root}/health", timeout=5).status_code == 200
@@ -309,10 +309,6 @@ class GatedTeacher:
         assert self.release.wait(60)
         self.generated += [r.messages[-1]["content"] for r in requests]
         return [Generation(r.messages[-1]["content"], None, "stop") for r in requests]
-
-
-def ask(text: str) -> GenerationRequest:
-    return GenerationRequest([{"role": "user", "content": text}], max_new_tokens=2)
 
 
 def test_closing_the_engine_cancels_the_queued_requests_instead_of_generating_them():
