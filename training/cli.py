@@ -361,24 +361,26 @@ def _main(command: str, overrides: list[str]) -> int:
 
         return mirror_main(overrides)
     try:
+        from training.own_recipes import OWN_RECIPE_FLAGS, compose_own_recipes, own_search_path
         from training.recipes import check_override_keys
 
-        own_search_path = any(o in ("--config-dir", "-cd") or o.startswith(("--config-dir=", "hydra.searchpath="))
-                               for o in overrides)
-        check_override_keys([o for o in overrides if not o.startswith("-")], own_recipes_only=not own_search_path)
+        own = own_search_path(overrides)
+        check_override_keys([o for o in overrides if not o.startswith("-")], own_recipes_only=not own)
         apply_mirror(overrides)
         flags, values = _flags_and_values(overrides)
         if flags & {"-m", "--multirun"} and not flags & PRINT_FLAGS:  # before anything is submitted
             refuse_secrets_for_submitit(values)
         folders = output_dirs(values)
-        if flags <= CHECKED_FLAGS:  # kosov's own recipes: compose the run (each run of a sweep) here first, so a
-            from training.recipes import compose, compose_sweep  # recipe mistake is a kosov error (exit 2)
+        multirun = bool(flags & {"-m", "--multirun"})
+        if flags <= CHECKED_FLAGS and not own:  # kosov's own recipes: compose the run (each run of a sweep) here
+            from training.recipes import compose, compose_sweep  # first, so a recipe mistake is a kosov error (exit 2)
 
-            multirun = bool(flags & {"-m", "--multirun"})
             configs = compose_sweep([o for o in values if not o.startswith("hydra")]) if multirun else \
                 [compose([o for o in values if not o.startswith("hydra")])]
             if command == "train" and not flags & PRINT_FLAGS:
                 refuse_resume_without_folder(configs, values, multirun)
+        elif flags <= CHECKED_FLAGS | OWN_RECIPE_FLAGS and command == "train" and not flags & PRINT_FLAGS:
+            refuse_resume_without_folder(compose_own_recipes(overrides, multirun), values, multirun)  # user's recipes
         if command != "publish" and not flags & PRINT_FLAGS:  # Hydra creates its run folder (output_dir) first
             from training.run_dir import usable_folder
 

@@ -10,6 +10,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jinja2 import TemplateError, TemplateSyntaxError
@@ -115,6 +116,32 @@ def data_named(data: Any) -> str:
     return f"{given} (data.name={data.name})"
 
 
+def recorded_name(data: Any) -> dict[str, Any]:
+    """The data's name for provenance (and from it the model card and the data lineage): data.name while the files
+    or dataset are those of kosov's data recipe of that name. `data.train_files=[/data/ko_chat.jsonl]` on a recipe
+    of ko-chat-seed left data.name at ko-chat-seed, and the card named a dataset the run never read: the name is then
+    that of the kosov data recipe the files are (ko-math-sft), or made of the files (ko_chat) or the dataset id, with
+    the recipe's name under recipe_name."""
+    import yaml
+
+    from training.recipes import recipes_dir
+
+    recipes = {}
+    for path in sorted((recipes_dir() / "data").glob("*.yaml")):
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        recipes[recipe.get("name")] = (list(recipe.get("train_files") or []), recipe.get("hub_id"))
+    given = (list(data.train_files), data.hub_id)
+    if recipes.get(data.name, given) == given:  # that recipe's data, or a name of the user's own
+        return {"name": data.name}
+    name = next((other for other, sources in recipes.items() if sources == given), None)
+    if name is None and data.hub_id:
+        name = data.hub_id + (f":{data.hub_config}" if data.hub_config else "")
+    elif name is None:
+        stems = [Path(str(f)).name.split(".")[0] for f in data.train_files]
+        name = "+".join(stems[:3]) + (f"+{len(stems) - 3} more" if len(stems) > 3 else "")
+    return {"name": name, "recipe_name": data.name}
+
+
 def load_rows(cfg: KosovConfig, check: RowCheck = chat_row,
               loaded: Callable[[list[dict[str, Any]]], None] | None = None
               ) -> tuple[ChatFileReport, ChatFileReport | None]:
@@ -193,7 +220,7 @@ def rows_summary(cfg: KosovConfig, train: ChatFileReport, evals: ChatFileReport 
     (resume_checks.check_same_data): a key added here is no reason for an older run's summary, which lacks it, to differ."""
     skipped = skipped + train.skipped + (evals.skipped if evals else Counter())
     return {
-        "name": cfg.data.name,
+        **recorded_name(cfg.data),
         "sources": train.sources + (evals.sources if evals else []),
         "train_rows": len(train_rows),
         "eval_rows": len(eval_rows),

@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -57,7 +56,9 @@ class StoppedBySignal(KosovError):
 def resume_fix(folder: Any) -> str:
     """What continues a run a signal stopped: the command again, naming its folder. Without output_dir= the command
     picks a new timestamped folder, and resume=true there would start over."""
-    return (f"continue it with the same command and output_dir={Path(folder).resolve()} resume=true (a requeued "
+    from training.run_dir import folder_override
+
+    return (f"continue it with the same command and {folder_override(folder)} resume=true (a requeued "
             "job: always pass resume=true)")
 
 
@@ -153,10 +154,12 @@ class StopOnSigterm(TrainerCallback):
         save): the run finished first, under this handler, and the command stops now (a sweep starts no further job).
         A SIGTERM during a suite gives the suite up instead (stoppable)."""
         if self.asked and not self.requeue_asked:  # SLURM's warning without resume=true: the run was to finish here
+            from training.run_dir import folder_override
+
             raise StoppedBySignal(f"SIGTERM came as the run finished; it finished first, and the run in {folder} is "
                                   "complete (adapter and metrics.json): stopping here",
                                   fix=f"nothing to resume for this run; the same command with "
-                                      f"output_dir={Path(folder).resolve()} resume=true goes on from here (the rest "
+                                      f"{folder_override(folder)} resume=true goes on from here (the rest "
                                       "of a sweep, the GRPO stage after an SFT stage)")
 
     def _give_up_suite(self) -> None:

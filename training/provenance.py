@@ -50,6 +50,17 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def kosov_named(prov: dict[str, Any]) -> str:
+    """The kosov a provenance record names, as a user installs it again: "kosov 0.3.0 (git 1a2b3c4d5e6f)"."""
+    sha = prov.get("git_sha")
+    return f"kosov {(prov.get('packages') or {}).get('kosov', '?')}" + (f" (git {sha[:12]})" if sha else "")
+
+
+def this_kosov() -> dict[str, Any]:
+    """What provenance() records of the kosov running now, for kosov_named."""
+    return {"packages": {"kosov": _versions().get("kosov", "?")}, "git_sha": _git_sha()}
+
+
 def _gpu() -> dict[str, Any] | None:
     import torch
 

@@ -93,7 +93,8 @@ def check_same_data(run: RunDir, summary: dict[str, Any]) -> None:
     saved = run.path / "provenance.json"
     if not saved.is_file():
         return
-    saved_data = json.loads(saved.read_text(encoding="utf-8")).get("data") or {}
+    record = json.loads(saved.read_text(encoding="utf-8"))
+    saved_data = record.get("data") or {}
     before = _source_digests(saved_data)
     now = _source_digests(summary)
     changed = []
@@ -105,10 +106,33 @@ def check_same_data(run: RunDir, summary: dict[str, Any]) -> None:
             changed.append(f"{name} ({', '.join(differ)})")
     if not changed and "eval_sha256" in summary and saved_data.get("eval_sha256") not in (None,
                                                                                           summary["eval_sha256"]):
-        changed = ["the rows held out for eval (the same files and recipe; another kosov version splits them "
-                   "otherwise)"]
+        raise other_rows_held_out(run.path, record)
     if changed:
         raise KosovError(f"resume=true, but the data changed since the run in {run.path} trained on it: "
                          + "; ".join(changed),
                          fix="restore the files it trained on (and the kosov version it started with), or start "
                              "a new run: overwrite=true or another output_dir")
+
+
+def other_rows_held_out(folder: Path, record: dict[str, Any]) -> KosovError:
+    """The same files and recipe, other rows held out for eval: the kosov reading them now reads or splits rows
+    otherwise than the one the run started with did, so the checkpoint trained on rows this one would not give it."""
+    from training.provenance import kosov_named, this_kosov
+
+    then, now = kosov_named(record), kosov_named(this_kosov())
+    if then == now:
+        return KosovError(f"resume=true, but the rows held out for eval differ from those the run in {folder} held "
+                          f"out, from the same files and recipe, with the same kosov ({now})",
+                          fix="restore the files it trained on, or start a new run: overwrite=true or another "
+                              "output_dir")
+    sha = record.get("git_sha") or ""
+    install = (f"git checkout {sha[:12]}" + (", with the uncommitted changes it ran with" if sha.endswith("-dirty")
+                                             else "")) if sha else \
+        f"pip install 'kosov=={(record.get('packages') or {}).get('kosov')}'"
+    return KosovError(
+        f"resume=true, but the run in {folder} started with {then}, and this {now} reads its files into other rows "
+        "(it held out other rows for eval, from the same files and recipe): kosov reads and splits rows otherwise "
+        "since then (e.g. a top-level 'system' column is a system turn in every row format, and an empty system "
+        "turn is dropped), and the checkpoint trained on rows read the earlier way",
+        fix=f"finish the run with the kosov it started with ({install}, then the same command), or start a new run "
+            "with this one on the same files: overwrite=true (replaces the run) or another output_dir")

@@ -19,6 +19,8 @@ import errno
 import json
 import logging
 import os
+import re
+import shlex
 import shutil
 import socket
 import uuid
@@ -256,6 +258,29 @@ def refuse_existing_run(run: RunDir) -> None:
 
 def default_output_dir(name: str) -> Path:
     return Path("outputs") / name / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def hydra_value(text: str) -> str:
+    """`text` written so that Hydra's override grammar reads it back as it is: bare where it does (a plain path),
+    else in double quotes (spaces, Korean letters, = , [ ] ' and the like; null), with the quotes, the backslashes
+    before them and ${ escaped, which would otherwise end the value or read as an interpolation."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if "${" not in text:
+        try:
+            if OverridesParser.create().parse_override(f"key={text}").value() == text:
+                return text
+        except HydraException:
+            pass
+    escaped = re.sub(r'(\\*)("|$)', lambda m: m[1] * 2 + ("\\" + m[2] if m[2] else ""), text)
+    return '"' + escaped.replace("${", "\\${") + '"'
+
+
+def folder_override(folder: Any) -> str:
+    """output_dir=FOLDER (its absolute path) as one shell word to paste into a command: quoted for Hydra where its
+    grammar needs it (hydra_value), then for the shell (a path with spaces, Korean letters, quotes or $)."""
+    return shlex.quote(f"output_dir={hydra_value(str(Path(folder).resolve()))}")
 
 
 def resume_needs_folder(name: str, sweep: bool = False, shown: int = 3) -> KosovError:

@@ -163,7 +163,9 @@ def stopped_jobs_end_the_sweep(done: list[Any], initial_job_idx: int, status: di
 def sweep_resume(folder: str | Path | None) -> str:
     """What continues a sweep a signal stopped: the command again with its folder (the one holding 0/, 1/, ...).
     Without output_dir= the sweep picks a new timestamped folder, where resume=true would start every job over."""
-    named = f"output_dir={Path(folder).resolve()} " if folder is not None else "the sweep's output_dir and "
+    from training.run_dir import folder_override
+
+    named = f"{folder_override(folder)} " if folder is not None else "the sweep's output_dir and "
     return (f"run the same command with {named}resume=true: each job continues from its checkpoint or starts, and "
             "a finished one is left as it is")
 

@@ -4,7 +4,9 @@
     python -m training.tokenizer_stats --tokenizer qwen3=Qwen/Qwen3-0.6B --tokenizer mine=/models/mine \\
         --out runs/tokenizer-stats                          # prints the table, writes tokenizer_stats.{json,md}
 
-A source that cannot be loaded (offline, a missing folder) becomes a row marked unavailable with the reason.
+A source that cannot be loaded (offline, a missing folder) becomes a row marked unavailable with the reason. A folder
+is read from disk alone; a hub id is asked of the hub only when it answers (else read from the local cache), so a
+machine without a network gets the report at once, without the hub's retries.
 
 Every number is counted on NFC text, each text encoded on its own without special tokens:
 
@@ -191,17 +193,52 @@ def korean_fertility(tokenizer, texts: list[str]) -> dict:
     }
 
 
-def load_tokenizer(source: str | None):
-    """(tokenizer, None), or (None, why not) when there is no source or it cannot be loaded."""
+def load_tokenizer(source: str | None, hub: dict[str, str | None] | None = None):
+    """(tokenizer, None), or (None, why not) when there is no source or it cannot be loaded. A folder that exists is
+    read from disk alone (local_files_only: never the hub); anything else is a hub id, looked for on the hub only
+    when it answers (hub_unreachable, asked once per report through `hub`), else in the local cache: without a
+    network, the hub's retries took some 50 s per hub id before it was given up."""
     if source is None:
         return None, "no source given"
     path = Path(source).expanduser()
-    if source.startswith((".", "~", "/")) and not path.is_dir():  # a path, never a hub id ("org/name")
+    if path.is_dir():
+        return _from_pretrained(str(path), local_files_only=True)
+    from training.models import HUB_ID
+
+    if source.startswith((".", "~", "/")) or not HUB_ID.match(source):  # a path, never a hub id ("org/name")
         return None, f"no such folder: {path}"
+    hub = {} if hub is None else hub
+    if "unreachable" not in hub:
+        hub["unreachable"] = hub_unreachable()
+    if hub["unreachable"] is None:
+        return _from_pretrained(source)
+    tokenizer, _ = _from_pretrained(source, local_files_only=True)  # downloaded earlier: the cache has it
+    if tokenizer is not None:
+        return tokenizer, None
+    return None, (f"not a folder here nor in the local Hugging Face cache, and the hub cannot be reached "
+                  f"({hub['unreachable']}): download it where the hub is reachable (hf download {source} --exclude "
+                  "'*.safetensors' '*.bin'), or pass its local folder")
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be asked for files now (HF_HUB_OFFLINE, or one request that gets no
+    answer within 10 s), else None."""
+    from huggingface_hub import constants, get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    try:
+        get_session().head(constants.ENDPOINT, timeout=10)
+    except Exception as error:  # noqa: BLE001 - the HTTP client's connect, timeout and proxy errors
+        return f"{constants.ENDPOINT}: {type(error).__name__}: {error}"[:200]
+    return None
+
+
+def _from_pretrained(source: str, **kwargs):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source), None
+        return AutoTokenizer.from_pretrained(source, **kwargs), None
     # Broad on purpose: offline hubs, missing folders, bad repo ids and missing sentencepiece all raise
     # different types, and one unavailable tokenizer must not stop the report on the others.
     except Exception as error:  # noqa: BLE001
@@ -216,9 +253,9 @@ def tokenizer_report(sources: dict[str, str | None], texts: list[str] | None = N
         from training.tiny_ko import corpus_lines
 
         texts = corpus_lines()
-    rows = []
+    rows, hub = [], {}
     for name, source in sources.items():
-        tokenizer, reason = load_tokenizer(source)
+        tokenizer, reason = load_tokenizer(source, hub)
         if tokenizer is None:
             log.warning("tokenizer %s (%s) unavailable: %s", name, source, reason)
             rows.append({"tokenizer": name, "source": source, "available": False, "reason": reason})

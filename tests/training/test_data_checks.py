@@ -163,3 +163,21 @@ def test_a_nested_column_of_mixed_types_is_named_by_column_and_row(tmp_path, tin
     assert "'info'" in error.value.fix
     write(data, [{"prompt": f"문제 {i}", "answer": str(i), "info": {"unit": "원"}} for i in range(8)])
     assert build_data(cfg, tiny_tokenizer, tiny_tokenizer.eos_token_id).train["info"] == [{"unit": "원"}] * 8
+
+
+def test_provenance_names_the_data_the_run_read_when_train_files_are_overridden(tmp_path, tiny_tokenizer):
+    """data.train_files=[/data/my_chat.jsonl] on a recipe of ko-chat-seed kept data.name=ko-chat-seed: provenance.json,
+    and from it the model card and the data lineage, named a dataset the run never read."""
+    from training.sft_data import build_sft_data
+
+    mine = write(tmp_path / "my_chat.jsonl", [chat(i) for i in range(6)])
+
+    def recorded(*overrides: str) -> dict:
+        summary = build_sft_data(compose(quick(*overrides)), tiny_tokenizer, tiny_tokenizer.eos_token_id).summary
+        return {k: summary[k] for k in ("name", "recipe_name") if k in summary}
+
+    assert recorded() == {"name": "ko-chat-seed"}  # the recipe's own files
+    assert recorded(f"data.train_files=[{mine}]") == {"name": "my_chat", "recipe_name": "ko-chat-seed"}
+    assert recorded("data.train_files=[pkg://data_tools/datasets/ko_math/sft.jsonl]") == \
+        {"name": "ko-math-sft", "recipe_name": "ko-chat-seed"}  # the files of another kosov data recipe
+    assert recorded(f"data.train_files=[{mine}]", "data.name=my-chat") == {"name": "my-chat"}  # the user's name

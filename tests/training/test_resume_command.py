@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -52,11 +53,16 @@ def cli(tmp_path: Path, *args: str, stop: bool = False) -> subprocess.CompletedP
                           env=env, timeout=400)
 
 
-def named_command(stderr: str) -> list[str]:
-    """The output_dir=... resume=true the stop says continues it."""
-    found = re.findall(r"output_dir=(\S+) resume=true", stderr)
+def named_words(stderr: str) -> str:
+    """The output_dir=... resume=true the stop says continues it, as it is written (quoted for the shell)."""
+    found = re.findall(r"(?:and|with) (\S*output_dir=.*?) resume=true", stderr)
     assert found, stderr[-3000:]
-    return [f"output_dir={found[-1]}", "resume=true"]
+    return f"{found[-1]} resume=true"
+
+
+def named_command(stderr: str) -> list[str]:
+    """The output_dir=... resume=true the stop says continues it, as the shell passes it on."""
+    return shlex.split(named_words(stderr))
 
 
 def test_a_stopped_run_without_output_dir_names_the_command_that_continues_it(tmp_path):
@@ -131,3 +137,34 @@ def test_a_run_from_a_relative_start_adapter_records_it_absolute(tmp_path, monke
     train(compose(["experiment=smoke-grpo", "output_dir=grpo", "method.init_adapter=sft", "method.max_steps=1"]))
     recorded = json.loads((tmp_path / "grpo" / "provenance.json").read_text())["model"]["start_adapter"]
     assert recorded == str(tmp_path / "sft" / "adapter")
+
+
+def test_the_named_command_pasted_into_a_shell_continues_a_run_in_a_folder_of_korean_words_spaces_and_quotes(
+        tmp_path):
+    """The stop named output_dir=/home/me/실험 폴더/... unquoted: pasted, the shell split it at the space, and Hydra
+    refused the Korean letters outside quotes."""
+    here = tmp_path / "실험 폴더" / "it's $HOME"
+    here.mkdir(parents=True)
+    args = quick("method.max_steps=2")
+    stopped = cli(here, *args, stop=True)
+    assert stopped.returncode == 75 and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
+    [folder] = (here / "outputs" / "smoke-sft").iterdir()
+    assert named_command(stopped.stderr) == [f'output_dir="{folder}"', "resume=true"]
+    pasted = f"{shlex.quote(sys.executable)} stopped_cli.py train {' '.join(args)} {named_words(stopped.stderr)}"
+    resumed = subprocess.run(["bash", "-c", pasted], cwd=here, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {folder / 'checkpoints' / 'checkpoint-1'}" in resumed.stderr
+    assert json.loads((folder / "metrics.json").read_text())["global_step"] == 2
+
+
+@pytest.mark.parametrize("folder", ["/data/결과 1", "/data/it's (a&b)", '/data/say "hi" to $USER', "/data/a,b=c [1]",
+                                    "/data/null", "/data/back\\"])
+def test_every_named_folder_reads_back_through_the_shell_and_kosovs_overrides_as_it_is(folder):
+    from training.cli import output_dirs
+    from training.preemption import resume_fix
+    from training.recipes import compose
+    from training.sweep_jobs import sweep_resume
+
+    words = named_command(resume_fix(folder))
+    assert named_command(sweep_resume(folder)) == words and words[-1] == "resume=true"
+    assert output_dirs(words) == [folder] and compose(["experiment=smoke-sft", *words]).output_dir == folder

@@ -189,6 +189,16 @@ def test_a_run_whose_eval_split_would_hold_out_other_rows_is_not_resumed(tmp_pat
     (out / "provenance.json").write_text(json.dumps(saved))
     with pytest.raises(KosovError, match="the rows held out for eval"):
         train(compose(quick(f"output_dir={out}", "method.save_steps=3", "method.max_steps=5", "resume=true")))
+    # started with an earlier kosov, which read the same files into other rows (before a top-level 'system' column
+    # was a system turn in every row format): the error says so, and how to go on
+    saved.update(git_sha="1a2b3c4d5e6f" * 3 + "abcd", packages={**saved["packages"], "kosov": "0.0.1"})
+    (out / "provenance.json").write_text(json.dumps(saved))
+    with pytest.raises(KosovError) as error:
+        train(compose(quick(f"output_dir={out}", "method.save_steps=3", "method.max_steps=5", "resume=true")))
+    assert f"the run in {out} started with kosov 0.0.1 (git 1a2b3c4d5e6f), and this kosov " in error.value.what
+    assert "a top-level 'system' column is a system turn in every row format" in error.value.what
+    assert error.value.fix.startswith("finish the run with the kosov it started with (git checkout 1a2b3c4d5e6f, "
+                                      "then the same command), or start a new run")
 
 
 def test_a_run_resumed_from_a_checkpoint_between_logs_counts_the_tokens_since_its_last_log(tmp_path):

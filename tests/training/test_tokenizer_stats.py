@@ -5,6 +5,11 @@ cannot be loaded. CPU, offline."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -209,3 +214,24 @@ def test_report_marks_unloadable_sources_unavailable_and_writes_a_table(tmp_path
     assert json.loads(json_path.read_text(encoding="utf-8")) == rows
     assert md_path.read_text(encoding="utf-8") == table
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tokenizer_stats.json", "tokenizer_stats.md"]
+
+
+def test_without_a_network_a_folder_is_read_at_once_and_a_hub_id_is_given_up_without_retries(tmp_path):
+    """Without HF_HUB_OFFLINE=1 on a machine with no network, the report spent 1m44s on the hub's retries (about 50 s
+    for each hub id of the defaults), and a folder given without ./ that is not there read as a hub id too."""
+    shutil.copytree(TOKENIZER_DIR, tmp_path / "mine")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf-home"))  # nothing answers there
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "training.tokenizer_stats", "--tokenizer", "mine=mine",
+                           "--tokenizer", "qwen3=Qwen/Qwen3-0.6B", "--tokenizer", "typo=my/tokenizer", "--out",
+                           "out"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    took = time.monotonic() - start
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Retry" not in done.stderr, f"{took:.0f} s: {done.stderr[-3000:]}"
+    rows = {row["tokenizer"]: row for row in json.loads((tmp_path / "out" / "tokenizer_stats.json").read_text())}
+    assert rows["mine"]["available"] and rows["mine"]["vocab_size"] == 4096
+    for name in ("qwen3", "typo"):
+        assert not rows[name]["available"]
+        assert "not a folder here nor in the local Hugging Face cache, and the hub cannot be reached " \
+               "(http://127.0.0.1:9" in rows[name]["reason"] and "pass its local folder" in rows[name]["reason"]
