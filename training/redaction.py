@@ -57,16 +57,49 @@ def redact_record(value: Any, key: str = "") -> Any:
     return redact_overrides(value) if isinstance(value, str) else value
 
 
+def redact_text(text: str) -> str:
+    """A log line or traceback with its secrets hidden: the environment's, URL credentials, secret overrides."""
+    return redact_overrides(redact(text))
+
+
+def _redacted_value(value: Any) -> Any:
+    """A log call's msg or argument: a string redacted; another object as itself, unless its text holds a secret
+    (an exception naming a URL with credentials), then as that text redacted."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    text = str(value)
+    clean = redact_text(text)
+    return value if clean == text else clean
+
+
 class RedactingFilter(logging.Filter):
     """Secrets out of log records, for every handler they reach (train.log, the terminal, and through it wandb's
     console capture): an error of a teacher or judge naming its base_url with credentials, a secret from the
-    environment in a message."""
+    environment in a message, in an exception's traceback (log.exception, exc_info) or in a stack (stack_info)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact_overrides(redact(message))
-        if clean != message:
-            record.msg, record.args = clean, None
+        try:
+            message = record.getMessage()
+        except Exception:  # a log call whose arguments do not fit its format: the record goes on, and the handler
+            # reports the error as logging does ("--- Logging error ---", msg and args printed), the program goes on
+            record.msg = _redacted_value(record.msg)
+            if isinstance(record.args, dict):
+                record.args = {k: _redacted_value(v) for k, v in record.args.items()}
+            elif isinstance(record.args, tuple):
+                record.args = tuple(_redacted_value(v) for v in record.args)
+        else:
+            clean = redact_text(message)
+            if clean != message:
+                record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:  # formatted here as logging.Formatter.format would, then
+            # redacted: the formatter takes exc_text as it is
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info)
         return True
 
 

@@ -23,7 +23,11 @@ def _summaries(history: list[dict], wanted: Any) -> dict[str, dict[str, Any]]:
 
 def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], started: float,
               earlier_train_s: float = 0.0) -> dict[str, Any]:
-    """metrics.json; earlier_train_s: the training seconds of the segments before a resume (ResumedTrainTime).
+    """metrics.json; started: when this segment of the run started (time.time()); earlier_train_s: the training
+    seconds of the segments before a resume (ResumedTrainTime), up to the checkpoint this one resumed from.
+    train_runtime_s and wall_time_s both cover the whole run: wall_time_s is this segment's wall time (loading and
+    saving included) plus the earlier segments' training seconds, the part of their time that their checkpoints
+    record (what they spent loading, and training after their last checkpoint, is not).
     rewards / eval_rewards: GRPO's total reward (reward, eval_reward) and each reward's mean (rewards/<name>/mean,
     eval_rewards/<name>/mean) as first / last / mean over the logging windows that scored."""
     history = trainer.state.log_history
@@ -43,7 +47,7 @@ def summarize(trainer: Any, train_output: Any, data_summary: dict[str, Any], sta
         "eval_loss_curve": eval_losses,
         "tokens_seen": tokens[-1] if tokens else None,
         "train_runtime_s": round(earlier_train_s + runtime, 4) if runtime is not None else None,
-        "wall_time_s": round(time.time() - started, 2),
+        "wall_time_s": round(earlier_train_s + time.time() - started, 2),
         "trainable_parameters": trainable,
         "rewards": _summaries(history, lambda k: k == "reward" or (k.startswith("rewards/") and k.endswith("/mean"))),
         "reward_curve": [(h["step"], h["reward"]) for h in history if _value(h.get("reward"))],

@@ -16,6 +16,7 @@ from typing import Any
 
 from training.schema import KosovConfig
 from training.data_rows import TrainData
+from training.run_dir import last_checkpoint
 from training.sft_data import build_sft_data
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,9 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         completion_only_loss=True,  # our rows carry a completion_mask: loss on the model's own tokens only
         eval_strategy="steps" if has_eval else "no",
         eval_steps=cfg.method.eval_steps if has_eval else None,
-        eval_on_start=has_eval and not cfg.resume,
+        # the base model's eval loss, the first point of the curve: in every run that starts from step 0 (resume=true
+        # on a folder with no checkpoint yet too); one resumed from a checkpoint has it in the checkpoint's history
+        eval_on_start=has_eval and not resumes_from_checkpoint(cfg, common),
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
                          processing_class=tokenizer, peft_config=peft_config)
@@ -154,6 +157,14 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
     for warning in filter(None, warnings if trainer.is_world_process_zero() else []):
         log.warning(warning)
     return trainer
+
+
+def resumes_from_checkpoint(cfg: KosovConfig, common: dict[str, Any]) -> bool:
+    """Whether trainer.train will continue from a checkpoint: resume=true and one that finished saving in the run's
+    checkpoints folder (common's output_dir), the one prepare_run_dir picked as run.resume_from. resume=true alone
+    is not: a recipe that always resumes (SLURM requeues) sets it on its first start too, and a run killed before
+    its first checkpoint starts again from step 0."""
+    return cfg.resume and last_checkpoint(Path(common["output_dir"])) is not None
 
 
 FULL_FINETUNE_MAX_LR = 5e-5  # LoRA recipes train at 1e-4 to 2e-4; every weight at that rate forgets or diverges
