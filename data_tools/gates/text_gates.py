@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from data_tools.gates.base import (FIELDS, GateResult, Verdict, answer_and_thinking, check_choice, check_range,
                                    filter_rows, selected_turns, turn_text)
-from data_tools.text import (hangul_share_of_cjk, nfc, prose_outside_and_inside_fences, repeated_ngram_share,
+from data_tools.text import (nfc, prose_outside_and_inside_fences, repeated_ngram_share,
                              script_counts, script_of, split_code, strip_code)
 
 
@@ -103,10 +103,12 @@ class HangulShareGate:
     comprehension을 쓰면 됩니다.", 0.47) still falls under 0.5.
 
     With `ignore_code`, prose inside an untagged, text or Markdown fence is a text the answer quotes or writes (an
-    English email it translates) when the answer has words of its own outside the fences: it is judged on its own,
-    Hangul against Han and kana only (data_tools.text.hangul_share_of_cjk, as synth reads a request), so Chinese or
-    Japanese there drops the row and English does not. An answer that is nothing but fences is judged as any answer:
-    one wrapped whole in a fence, in Korean, English or Chinese, is read as if it had none."""
+    English email it translates) when the answer has words of its own outside the fences: its Hangul, Han and kana
+    count with the answer's own letters, its Latin letters do not. So an English text set in a fence keeps a Korean
+    answer, a Chinese or Japanese sentence quoted inside a Korean explanation (a translation exercise) is weighed with
+    it as it would be unfenced, and a Chinese answer behind a one-line Korean intro is still dropped. An answer that
+    is nothing but fences is judged as any answer: one wrapped whole in a fence, in Korean, English or Chinese, is
+    read as if it had none."""
 
     min_share: float = 0.5
     ignore_code: bool = True
@@ -127,12 +129,12 @@ class HangulShareGate:
             counts = script_counts(outside)
             if not counts:  # the answer is all fences: what they hold is the answer
                 counts, fenced = script_counts(fenced), ""
+            for script, n in script_counts(fenced).items():  # a fenced text's Latin letters are not counted
+                if script != "latin":
+                    counts[script] += n
             letters = sum(counts.values()) - (1.0 - self.latin_weight) * counts["latin"]
             if letters and counts["hangul"] / letters < self.min_share:
                 return f"hangul share < {self.min_share}", text
-            fenced_share = hangul_share_of_cjk(fenced)
-            if fenced_share is not None and fenced_share < self.min_share:
-                return f"hangul share < {self.min_share} in fenced text", text
         return None
 
     def __call__(self, rows: list[dict]) -> GateResult:

@@ -95,10 +95,22 @@ def test_a_korean_answer_with_an_english_text_in_a_fence_is_kept(answer):
     assert gate("foreign_script")(rows).kept == rows
 
 
+@pytest.mark.parametrize("answer", [
+    "다음 문장을 중국어로 번역하면 이렇게 됩니다. 존댓말의 느낌은 중국어에서 따로 표현하지 않고 그대로 옮겼습니다:\n"
+    "```\n我今天很忙。\n```",
+    "일본어로는 아래처럼 쓰면 자연스럽습니다. 회사 동료에게 보내는 말이라 정중한 표현을 골랐습니다:\n"
+    "```text\n今日はとても忙しいです。\n```",
+])
+def test_a_korean_explanation_quoting_a_chinese_or_japanese_sentence_in_a_fence_is_kept(answer):
+    """A translation exercise: the quoted sentence is weighed with the answer's Korean, as it is unfenced (judged on
+    its own it dropped the row)."""
+    assert gate("hangul_share")([sft(answer)]).kept == [sft(answer)]
+
+
 @pytest.mark.parametrize("answer, reason", [
     ("```markdown\n# 首尔\n首尔是韩国的首都，人口约一千万。\n```", "hangul share < 0.5"),  # the whole answer in a fence
-    ("답변입니다.\n```markdown\n# 首尔\n首尔是韩国的首都，人口约一千万。\n```", "hangul share < 0.5 in fenced text"),
-    ("네, 설명해 드릴게요.\n```\nソウルは韓国の首都で、人口は約一千万人です。\n```", "hangul share < 0.5 in fenced text"),
+    ("답변입니다.\n```markdown\n# 首尔\n首尔是韩国的首都，人口约一千万。\n```", "hangul share < 0.5"),
+    ("네, 설명해 드릴게요.\n```\nソウルは韓国の首都で、人口は約一千万人です。\n```", "hangul share < 0.5"),
     ("```text\nSeoul is the capital of South Korea. It has about ten million people.\n```", "hangul share < 0.5"),
     ("Sure! Seoul is the capital of South Korea.\n```\n서울\n```", "hangul share < 0.5"),  # English outside a fence
 ])
