@@ -149,3 +149,8 @@ def test_the_suite_average_counts_each_task_once_per_thinking_mode():
         "kobest": scored(0.8, None)}}, generative={}, cached=[])
     assert plain["suite_average"]["thinking"] is None and "suite_average_thinking_on" not in plain
     assert "| **s average** (lm-eval tasks) |" in to_markdown(plain)
+    # a suite run with thinking on alone: its average is the headline, with no empty "off" one beside it
+    on_only = build_report(suite="s", model={"name_or_path": "m"}, adapter=None, harness={"base": {
+        "hrm8k[on]": scored(0.5, "on")}}, generative={}, cached=[])
+    assert on_only["suite_average"] == {"base": 0.5, "adapted": None, "delta": None, "thinking": "on"}
+    assert "suite_average_thinking_on" not in on_only and "thinking off" not in to_markdown(on_only)

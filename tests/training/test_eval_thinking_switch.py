@@ -4,6 +4,8 @@ were the "off" scores again: such a suite is refused before the model loads, in 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import training.evaluate as evaluate_module
@@ -80,3 +82,16 @@ def _with_template(tokenizer, template):
     tokenizer = copy.deepcopy(tokenizer)
     tokenizer.chat_template = template.read_text(encoding="utf-8")
     return tokenizer
+
+
+@pytest.mark.parametrize("name", ["deepseek_r1_distill.jinja", "deepseekv3.jinja", "qwen3.jinja"])
+def test_a_template_that_always_thinks_or_reads_the_switch_may_score_thinking_on(name):
+    """DeepSeek-R1 distills open <think> in every prompt: they read no switch because they always think, and their
+    "on" rows need the thinking limit ("off" would cut most answers off mid-thought)."""
+    import trl
+
+    from training.tiny_ko import load_tiny_tokenizer
+
+    tokenizer = load_tiny_tokenizer()
+    tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / name).read_text(encoding="utf-8")
+    check_thinking_switch(compose(["experiment=smoke-eval", "eval=ko-math"]).eval, tokenizer, name)

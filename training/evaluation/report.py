@@ -71,11 +71,17 @@ def build_report(*, suite: str, model: dict[str, Any], adapter: str | None, harn
     # one average per thinking mode, each task once: hrm8k[off] and hrm8k[on] are not two tasks of the suite. Tasks
     # run in no mode (no chat template) or in "off" (likelihood tasks in a thinking suite too) make the headline
     # one; those run with thinking on their own, where there are any
+    # one; those run with thinking on their own, where there are any. A suite run with thinking on alone has that
+    # one as its headline (suite_average, labelled "on"), not an empty "off" average beside it
     modes = {r.get("thinking") for r in lm_eval}
-    averages = {"suite_average": _average([r for r in lm_eval if r.get("thinking") != "on"],
-                                          "off" if modes - {None} else None)}
-    if "on" in modes:
-        averages["suite_average_thinking_on"] = _average([r for r in lm_eval if r.get("thinking") == "on"], "on")
+    thinking_on = [r for r in lm_eval if r.get("thinking") == "on"]
+    if thinking_on and len(thinking_on) == len(lm_eval):
+        averages = {"suite_average": _average(thinking_on, "on")}
+    else:
+        averages = {"suite_average": _average([r for r in lm_eval if r.get("thinking") != "on"],
+                                              "off" if modes - {None} else None)}
+        if thinking_on:
+            averages["suite_average_thinking_on"] = _average(thinking_on, "on")
     return {"suite": suite, "model": model, "adapter": adapter, "adapter_digest": adapter_digest,
             "settings": settings or {}, "rows": rows, **averages, "cached_tasks": cached}
 

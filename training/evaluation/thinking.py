@@ -72,6 +72,11 @@ def _probe(tokenizer: Any, mode: str) -> str:
                                          add_generation_prompt=True, enable_thinking=mode == "on")
 
 
+def _template_text(tokenizer: Any) -> str:
+    template = getattr(tokenizer, "chat_template", None) or ""
+    return " ".join(template.values()) if isinstance(template, dict) else str(template)
+
+
 def template_opens_thinking(tokenizer: Any, mode: str | None) -> bool:
     """Whether the chat template, in this thinking mode, opens the think block in the generation prompt itself
     (data_tools.text.ends_in_thinking): lm-eval's completions then start mid-thought, with no <think>."""
@@ -82,15 +87,19 @@ def template_opens_thinking(tokenizer: Any, mode: str | None) -> bool:
 
 def check_thinking_switch(ecfg: EvalConfig, tokenizer: Any, template: str) -> None:
     """Thinking "on" only where the chat template (`template`: its name, for the error) reads enable_thinking
-    (Qwen3-style). One that ignores it (Llama 3, Gemma, EXAONE 3.5, a custom .jinja without it) renders the same
-    prompts in both modes: the "on" rows would be the "off" scores again under another name. Checked on the
+    (Qwen3-style) or always thinks (it opens <think> in the prompt, or names the think blocks its model writes). One
+    that has no thinking at all (Llama 3, Gemma, EXAONE 3.5, a custom .jinja without it) renders the same prompts in
+    both modes: the "on" rows would be the "off" scores again under another name. Checked on the
     tokenizer kosov's evals and lm-eval render with, before the model loads; nothing to check where no chat is
     rendered (lm-eval's tasks without chat templates run in no mode)."""
     from training.evaluation.generative import jobs_of
 
     if "on" not in ecfg.thinking or not (jobs_of(ecfg) or (ecfg.apply_chat_template and ecfg.tasks)):
         return
-    if _probe(tokenizer, "on") == _probe(tokenizer, "off"):
+    on = _probe(tokenizer, "on")
+    # a template that always thinks reads no switch either: one that opens <think> in the prompt (DeepSeek-R1
+    # distills, Qwen3-Thinking-2507) or handles the think blocks a model opens itself (it names them) thinks in "on"
+    if on == _probe(tokenizer, "off") and not ends_in_thinking(on) and "think>" not in _template_text(tokenizer):
         asked = ",".join(ecfg.thinking)
         raise KosovError(f"eval.thinking=[{asked}] asks for thinking on, but {template} ignores enable_thinking: it "
                          "renders the same prompt in both modes, so the \"on\" scores would be the \"off\" ones again",
