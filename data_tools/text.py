@@ -107,10 +107,25 @@ _FENCE = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*([^`\n]*)")
 # whole answer, a Markdown document or an email draft in such fences, and Chinese or a loop must not hide there.
 _PROSE_TAGS = frozenset({"", "markdown", "md", "text", "txt", "plain", "plaintext"})
 # A line of code: a statement or call (x = 1, print(x), a;, {, }), a tag (<div>), a prompt ($ ls, >>> x), a comment
-# opener, or a keyword that opens a line of code. Korean and Chinese prose has none of these.
-_CODE_LINE = re.compile(r"[{};=]|[A-Za-z0-9_]\(|</?[A-Za-z][^>\n]{0,80}>|^\s*(?:\$ |>>> |#!|//|/\*|--\s)|"
-                        r"^\s*(?:def|class|import|from|return|for|while|if|elif|else|try|except|with|function|const|"
-                        r"let|var|public|private|package|SELECT|INSERT|UPDATE|CREATE|pip|npm|git|cd|sudo|echo)\b")
+# opener, a JSON key, or a keyword that opens a line of code. Korean and Chinese prose has none of these; English
+# prose has the weak ones (an "=" in arithmetic, "price(500 won)", a line opening with "if"), so a line that only
+# has those and reads as a sentence (_reads_as_prose) is prose.
+_SURE_CODE_ANYWHERE = r"[{}]|;\s*$|</?[A-Za-z][^>\n]{0,80}>"
+_SURE_CODE_AT_START = (r"\s*(?:\$ |>>> |#!|//|/\*|--\s|\"[^\"\n]*\"\s*:|"  # a JSON key
+                       r"[A-Za-z_][\w.\[\]'\"]*\s*[-+*/%|&]?=(?!=)|"  # an assignment or config line: x = 1, key = value
+                       r"(?:def|elif|const|var|SELECT|INSERT|UPDATE|CREATE|pip|npm|git|cd|sudo|echo)\b)")
+_SURE_CODE = re.compile(_SURE_CODE_ANYWHERE), re.compile(_SURE_CODE_AT_START)
+# keywords that open a line of code, and an English sentence too ("if so, ...")
+_KEYWORDS = "class|import|from|return|for|while|if|else|try|except|with|function|let|public|private|package"
+_CODE_LINE = re.compile(rf"{_SURE_CODE_ANYWHERE}|[;=]|[A-Za-z0-9_]\(|^{_SURE_CODE_AT_START}|^\s*(?:{_KEYWORDS})\b")
+_OPENING_KEYWORD = re.compile(rf"\s*(?:{_KEYWORDS}|assert|raise|yield|await|del)\b")
+# what _reads_as_prose leaves out of a line: string literals (the words of print("...")), a trailing comment, and
+# brackets but a call's, so that "연필(800원)까지" is a word, a number and a word
+_NOT_READ = re.compile(r"\"[^\"\n]*\"|'(?<![^\W\d_]')[^'\n]*'(?![^\W\d_])|\s(?:#|//)\s.*|\((?<![A-Za-z0-9_]\()|\)")
+_AROUND_A_WORD = "()[]\"'“”‘’,.:;!?%$₩€£¥+-−–—"  # brackets, quotes and punctuation a word or number is set in
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")  # "apples", "don't", "개가"
+_NUMBER = re.compile(r"\d[\d,.:/]*%?[^\W\d_]*")  # "1,500", "1/3", "50%", "500원입니다", "3kg"
+_OPERATORS = frozenset("=+-−×÷*/")  # of arithmetic, which prose writes too
 _CODE_SHARE = 1 / 3  # a block is code when at least this share of its lines look like code
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
 # characters of code in an `inline span`: a span of Hangul, Han or kana without them is a phrase set in code font
@@ -122,10 +137,42 @@ _UNIT = re.compile(r"(?<=\d)\s*\(?\s*(?:km/h|m/s|kWh|kcal|cal|mm|cm|km|m|mg|kg|g
                    r"GB|MB|KB|TB|min|h|s)(?:[²³]|\^?[23])?\s*\)?(?![A-Za-z])")
 
 
+def _reads_as_prose(line: str) -> bool:
+    """Whether a line is a sentence: at least three words, twice as many as the tokens that are neither words,
+    numbers nor arithmetic ("x[0]", "==", "f(a,"), outside string literals and a trailing comment. A line opening
+    with a keyword must also end as a sentence does (".", "!", "?"): "for item in items:" and "import numpy as np"
+    are code.
+
+        >>> _reads_as_prose("Three apples cost 1,500 won, so one apple costs 1,500 / 3 = 500 won.")
+        True
+        >>> _reads_as_prose('print("Three apples cost 1,500 won.")'), _reads_as_prose("for item in the_cart.items:")
+        (False, False)
+    """
+    words = others = 0
+    for token in _NOT_READ.sub(" ", line).split():
+        core = token.strip(_AROUND_A_WORD)
+        if _WORD.fullmatch(core):
+            words += 1
+        elif core and token not in _OPERATORS and not _NUMBER.fullmatch(core):
+            others += 1
+    sentence = words >= 3 and words >= 2 * others
+    return sentence and (not _OPENING_KEYWORD.match(line) or line.rstrip().endswith((".", "!", "?")))
+
+
+def _is_code_line(line: str) -> bool:
+    """Whether a line looks like code: it has a mark of code, and one that no sentence has (_SURE_CODE), or it
+    neither reads as a sentence nor is bare arithmetic without a letter ("1,500 / 3 = 500")."""
+    if not _CODE_LINE.search(line):
+        return False
+    sure = _SURE_CODE[0].search(line) or _SURE_CODE[1].match(line)
+    arithmetic = not any(map(str.isalpha, line))
+    return bool(sure) or not (arithmetic or _reads_as_prose(line))
+
+
 def _looks_like_code(lines: list[str]) -> bool:
     """Whether a fenced block's lines are code: at least a third of its non-blank lines look like code."""
     lines = [line for line in lines if line.strip()]
-    return bool(lines) and sum(bool(_CODE_LINE.search(line)) for line in lines) >= _CODE_SHARE * len(lines)
+    return bool(lines) and sum(map(_is_code_line, lines)) >= _CODE_SHARE * len(lines)
 
 
 def _longest_fences_after(lines: list[str]) -> dict[str, list[int]]:
