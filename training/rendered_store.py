@@ -217,11 +217,12 @@ class _Heartbeat:
         self.path.unlink(missing_ok=True)
 
 
-def wait_for(marker: Path, heartbeat: Path, folder: Path, silent_s: float = SILENT_S, grace_s: float = GRACE_S
+def wait_for(marker: Path, heartbeat: Path, work: str, silent_s: float = SILENT_S, grace_s: float = GRACE_S
              ) -> dict[str, Any]:
     """The main process's outcome (its marker), once written. A KosovError once its heartbeat has not changed for
     silent_s seconds (measured on this machine's clock, so clocks that differ between nodes do not matter), or once
-    it went and no outcome followed within grace_s (the main process ended without one: a full disk)."""
+    it went and no outcome followed within grace_s (the main process ended without one: a full disk). `work`: what
+    the main process is doing, for the errors ("rendering the data into <folder>")."""
     seen, since, beaten = None, time.monotonic(), False
     while not marker.is_file():
         try:
@@ -231,27 +232,28 @@ def wait_for(marker: Path, heartbeat: Path, folder: Path, silent_s: float = SILE
         if beat != seen:
             seen, since, beaten = beat, time.monotonic(), beaten or beat is not None
         elif beaten and seen is None and time.monotonic() - since > grace_s:
-            raise KosovError(f"the main process stopped rendering the data into {folder} without saying how it "
+            raise KosovError(f"the main process stopped {work} without saying how it "
                              "ended: its disk is full, most likely",
                              fix="see the main process's log, then start the run again with resume=true")
         elif time.monotonic() - since > silent_s:
             if seen is None:
-                raise KosovError(f"the main process has shown no sign of rendering the data into {folder} for "
+                raise KosovError(f"the main process has shown no sign of {work} for "
                                  f"{silent_s:.0f} s: this process cannot see the run folder's files, or the main "
                                  "process died first",
                                  fix="put output_dir on a filesystem every node shares (the main process alone "
                                      "writes the run folder), and see the main process's log")
-            raise KosovError(f"the main process stopped rendering the data into {folder} ({silent_s:.0f} s without a "
+            raise KosovError(f"the main process stopped {work} ({silent_s:.0f} s without a "
                              "sign of it): it was killed, ran out of memory, or its disk is full",
                              fix="see the main process's log, then start the run again with resume=true")
         time.sleep(POLL_S)
     return json.loads(marker.read_text(encoding="utf-8"))
 
 
-def from_main(folder: Path, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def from_main(folder: Path, make: Callable[[], dict[str, Any]], work: str | None = None) -> dict[str, Any]:
     """make() on the main process, its result on every process; its KosovError is every process's. The others wait
     for a marker file beside the folder (one name per start, sent from the main process) rather than at a barrier
-    that times out, watching the main process's heartbeat; their copy of the result comes through the file."""
+    that times out, watching the main process's heartbeat; their copy of the result comes through the file. `work`:
+    what make() does, as the waiting processes log it (default: rendering the data into `folder`)."""
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
 
@@ -276,12 +278,13 @@ def from_main(folder: Path, make: Callable[[], dict[str, Any]]) -> dict[str, Any
                 raise
             write_json(marker, {"result": result})
         return result
-    log.info("waiting for the main process to render the data into %s", folder)
-    outcome = wait_for(marker, heartbeat, folder)
+    work = work or f"rendering the data into {folder}"
+    log.info("waiting for the main process: %s", work)
+    outcome = wait_for(marker, heartbeat, work)
     if "error" in outcome:
         what, where, fix = outcome["error"]
         raise KosovError(what, where=where, fix=fix)
     if "failed" in outcome:
-        raise KosovError(f"the main process failed while it rendered the data: {outcome['failed']}",
+        raise KosovError(f"the main process failed {work}: {outcome['failed']}",
                          fix="see the main process's traceback")
     return outcome["result"]

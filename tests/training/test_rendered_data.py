@@ -143,15 +143,15 @@ def test_the_other_processes_wait_for_the_main_ones_outcome_and_give_up_when_it_
 
     marker, beat, folder = tmp_path / ".rendered-x.json", tmp_path / ".rendered-x.beat", tmp_path / "rendered"
     with pytest.raises(KosovError, match="no sign of rendering.*cannot see the run folder") as error:
-        store.wait_for(marker, beat, folder, silent_s=0.3)  # an output_dir this node does not share
+        store.wait_for(marker, beat, f"rendering the data into {folder}", silent_s=0.3)  # an output_dir this node does not share
     assert "filesystem every node shares" in error.value.fix
     beat.write_text("7")
     with pytest.raises(KosovError, match="stopped rendering.*killed, ran out of memory, or its disk is full"):
-        store.wait_for(marker, beat, folder, silent_s=0.3)  # beats that stopped: the main process died
+        store.wait_for(marker, beat, f"rendering the data into {folder}", silent_s=0.3)  # beats that stopped: the main process died
     monkeypatch.setattr(store, "BEAT_S", 0.05)
     with store._Heartbeat(beat):  # a live main process keeps a slow rendering going past silent_s
         marker.write_text(json.dumps({"result": {"train_rows": 3}}))
-        assert store.wait_for(marker, beat, folder, silent_s=0.3) == {"result": {"train_rows": 3}}
+        assert store.wait_for(marker, beat, f"rendering the data into {folder}", silent_s=0.3) == {"result": {"train_rows": 3}}
         marker.unlink()
         first = beat.read_text()
         time.sleep(0.3)

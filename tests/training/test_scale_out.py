@@ -42,7 +42,7 @@ def test_two_process_ddp_on_cpu_writes_one_run_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no second, timestamped folder anywhere
     assert (out / "train.log").read_text().count("done:") == 1  # one process logged the run
     # the main process rendered the rows, the other read them (and the finished run keeps none of it)
-    assert done.stderr.count("waiting for the main process to render the data") == 1
+    assert done.stderr.count("waiting for the main process: rendering the data") == 1
     assert not [p for p in out.iterdir() if "rendered" in p.name]
     # resumed on one process, each step would train half the rows and skip others than it trained as seen
     from training.errors import KosovError

@@ -7,14 +7,17 @@ put every training-time value under `train/` (`train/suite/<task>`). A suite tha
 that cannot be read) logs its traceback and `suite/failed` = 1 and training goes on; task names are checked before
 training starts (and eval.thinking_max_new_tokens against the model's window, and thinking "on" against the chat
 template, once they load); a configuration error found at a suite step (KosovError) stops the run. It runs on the
-main process only.
+main process only; under DDP the other processes wait for it by watching for a file in the run's checkpoints folder
+(training/rendered_store.py's from_main), not in a collective: a suite longer than the process group's timeout
+(train.DDP_TIMEOUT_S, 30 min) ended the run with a bare gloo/NCCL timeout. The main process's KosovError stops them
+too, and a main process that dies mid-suite stops them once its heartbeat file goes quiet.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ from training.evaluation.harness import evaluate_live, lm_eval_jobs, task_manage
 from training.evaluation.thinking import check_thinking_switch
 
 log = logging.getLogger(__name__)
+
+SUITE_MARKER = "eval-suite"  # the name of the other processes' marker files (.eval-suite-*.json) in checkpoints/
 
 
 def check_unsharded(environ: Mapping[str, str] | None = None) -> None:
@@ -137,6 +142,23 @@ class SuiteCallback(TrainerCallback):
             control.should_log = should_log
             self.trainer.control = control
 
+    def _awaited(self, args: Any, state: Any, suite: Callable[[], bool | None]) -> bool:
+        """suite() on the main process, the other processes waiting for it (from_main's marker file, beside the
+        checkpoints) rather than going on to the next collective, which would time out under a suite longer than the
+        process group's timeout. Returns whether the main process gave the suite up (SuiteStopped), on every
+        process; its KosovError is every process's."""
+        from training.rendered_store import from_main
+
+        if args is None or getattr(args, "world_size", 1) <= 1:
+            return bool(suite())
+        if state.global_step == self.last_step:  # ran at this step (the last one's suite, before the end): every
+            return False  # process knows it, so none waits for a suite the main process skips
+        work = f"running the eval suite {self.ecfg.suite} at step {state.global_step} (it runs there alone)"
+        gave_up = from_main(Path(args.output_dir) / SUITE_MARKER, lambda: {"gave_up": bool(suite())}, work)["gave_up"]
+        if not gave_up:
+            self.last_step = state.global_step  # as _run keeps it on the main process: a given-up suite runs again
+        return gave_up
+
     def _run_stoppable(self, state: Any, model: Any) -> bool:
         """The suite, given up if a stop (SIGTERM, SLURM's warning) is asked before or while it runs: SLURM's grace
         period is for the checkpoint, not for a suite's generation. Returns whether it was given up."""
@@ -153,7 +175,8 @@ class SuiteCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.ecfg.every_n_steps and state.global_step % self.ecfg.every_n_steps == 0:
-            self._run_stoppable(state, model)  # given up: StopOnSigterm, after this callback, saves and stops
+            self._awaited(args, state, lambda: self._run_stoppable(state, model))  # given up: StopOnSigterm,
+            # after this callback, saves and stops (its all-reduce tells the other processes)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if state.max_steps and state.global_step < state.max_steps:  # stopped early (SIGTERM): SLURM's KillWait
@@ -167,7 +190,8 @@ class SuiteCallback(TrainerCallback):
         # allows it: SLURM's warning that submitit cannot requeue lets the run finish in this job, suite included
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}" if args is not None else None
         if finishes_here or checkpoint is None or not checkpoint.is_dir():
-            self._run(state, model)
-        elif self._run_stoppable(state, model):  # stopped after the last step's end, before or during the suite:
+            self._awaited(args, state, lambda: self._run(state, model))
+        elif self._awaited(args, state, lambda: self._run_stoppable(state, model)):  # stopped after the last step's
+            # end, before or during the suite:
             self.stop.stopped_at = state.global_step  # the run stops with that step's checkpoint (train.py), and
             # the resumed run finishes from it, suite included
