@@ -4,20 +4,22 @@ It finds the final answer in a Korean completion — answer tags, `\\boxed{}`, a
 "정답은 42입니다" / "답은 42개" line, or else the last number of the answer (after any `<think>` block) —
 reads "1,200원", "3/4", "4분의 3", "0.75", "75%", "3만 원", "1억 2천만", full-width "５００" and weekday
 names, TeX as Qwen3 writes it (`\\boxed{\\frac{3}{4}}`, "8{,}500"), and "3시간 20분" as 200 minutes (durations are
-asked in minutes; a gold answer written so is read the same way), and a mixed number ("3\\frac{1}{2}", "2와 1/2",
-"3과 4분의 1") as one value. Of a final line it takes what follows the last "=" or "≈" ("정답: 3 + 4 = 7") but not a bracketed note
-after it ("정답: 12개 (검산: 12 ÷ 3 = 4)"), and the number that ends the statement, not one in its subject
+asked in minutes; a gold answer written so is read the same way), "½", and a mixed number ("3\\frac{1}{2}", "3 1/2",
+"3½", "2와 1/2", "3과 4분의 1") as one value; "3\\frac{5}{2}" is none (no answer). Of a final line it takes what
+follows the last "=" or "≈" ("정답: 3 + 4 = 7") but not a bracketed note after it ("정답: 12개 (검산: 12 ÷ 3 = 4)"),
+what follows a correction ("3개, 아니 4개" is 4), and the number that ends the statement, not one in its subject
 ("정답: 6년 뒤 아버지의 나이는 69살입니다" is 69), nor one given as a reason ("정답: 12개이므로, 4묶음" is 4) or
 denied ("3:4이므로 1:2가 아닙니다" is 3:4). It compares with math-verify, so "0.75" equals "3/4", except that
 where the question asks for 기약분수 (lowest terms) "2/8" is not 1/4, and a final answer that hedges between
-several ("정답: 3, 4", "3개 또는 4개") is no answer. A final answer written in hangul words is
-read too — Sino-Korean "오백 원", "이천오백", native "스물세 개", "다섯입니다" — but only in an answer tag,
-`\\boxed{}` or "정답:" line with no digits, and a one-syllable or attributive numeral ("이", "세", "한") only
-before a counter ("세 개"): elsewhere "이" is "this", "세" a syllable of "세상", and "네" is "yes". A power is its
-value ("10^3", "3 \\times 10^4"), a unit's exponent ("12 cm^2") no answer. A gold answer with a root, π, a variable
-or a ratio ("2\\sqrt{3}", "25\\pi", "x^2+4", "1:2") is compared whole, never by one of its numbers, and so is a
-completion's root or π ("\\boxed{2\\sqrt{3}}" is not 3), and "±5" is both 5 and -5: it answers a gold "±5" only. A
-unit after a number ("30 km/h", "25°C", a gold "5 s" or "2 h") is no variable.
+several ("정답: 3, 4", "3개 또는 4개", "x = 5 또는 x = -5") or is a sum left to do ("3 × 1/2") is no answer.
+A final answer written in hangul words is read too — Sino-Korean "오백 원", "이천오백", native "스물세 개",
+"다섯입니다", not a denied one ("다섯 개가 아닙니다") — but only in an answer tag, `\\boxed{}` or "정답:" line with
+no digits, and a one-syllable or attributive numeral ("이", "세", "한") only before a counter ("세 개"):
+elsewhere "이" is "this", "세" a syllable of "세상", and "네" is "yes". A power is its value ("10^3",
+"3 \\times 10^4"), a unit's exponent ("12 cm^2") no answer. A gold answer with a root, π, a variable or a ratio
+("2\\sqrt{3}", "25\\pi", "x^2+4", "1:2") is compared whole, never by one of its numbers, and so is a completion's
+root or π ("\\boxed{2\\sqrt{3}}" is not 3), and "±5" is both 5 and -5: it answers a gold "±5" only. A unit after a
+number ("30 km/h", "25°C", a gold "5 s" or "2 h") is no variable.
 
     >>> extract_answer("사과는 모두 1,200원어치예요. 정답: 1,200원")
     '1200'
@@ -37,21 +39,22 @@ import logging
 import math
 import re
 
-from data_tools.korean_numerals import KO_UNIT_NUMBER, hangul_number_in, ko_unit_value
+from data_tools.korean_numerals import NUMBER, hangul_numbers_in, mixed_number, numbers_in
 from data_tools.text import nfc, split_thinking
 
 WEEKDAYS = ("월요일", "화요일", "수요일", "목요일", "금요일", "토요일", "일요일")
-_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
+_TAG = re.compile(r"<answer>((?:(?!<answer>).)*?)</answer>", re.S)  # each <answer> read to the next one only
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # "정답:", "답은", "최종 답:", "정답이 ...", "[정답] ...", "**정답**\n...", "정답 700원"; not "대답은" (a reply) nor "이 답은"
 # (a reference to it); the last one in the answer counts, to the end of its line
 _FINAL = re.compile(r"(?<![가-힣])(?:최종\s*)?(?:(?:정답|해답)(?:[\]】*_]*\s*(?:은|는|이|:|：|=|→)|[\]】*_]+|\s+(?=-?\d))"
                     r"|(?<![이그] )답\s*(?:은|는|:|：|=))\s*")
-# TeX as Qwen3 writes answers: \frac{3}{4} (or \frac34) is 3/4, 3\frac{1}{2} is 7/2 (a mixed number, see _mixed),
+# TeX as Qwen3 writes answers: \frac{3}{4} (or \frac34) is 3/4, 3\frac{1}{2} is 7/2 (a mixed number, see
+# mixed_number; 3\frac{5}{2} is written out "3 5/2", which numbers_in reads as no value),
 # 8{,}500 is 8,500, \text{원} is 원, \% is %, a unit's cm^2 is cm²
 _FRAC = r"\\[dt]?frac\s*(?:\{\s*(-?[\d.,]+)\s*\}|(\d))\s*(?:\{\s*(-?[\d.,]+)\s*\}|(\d)(?!\d))"  # \frac12: \frac{1}{2}
 _TEX = ((re.compile(r"(?<![\d.,^_])(\d{1,9})(?:[ \t]|\\[,;! ])*" + _FRAC),
-         lambda m: _mixed(m[1], m[2] or m[3], m[4] or m[5]) or m.group()),
+         lambda m: mixed_number(m[1], m[2] or m[3], m[4] or m[5]) or f"{m[1]} {m[2] or m[3]}/{m[4] or m[5]}"),
         (re.compile(_FRAC), lambda m: f"{m[1] or m[2]}/{m[3] or m[4]}"),
         (re.compile(r"\{,\}"), ","),
         (re.compile(r"(?<=\d)\\[,;! ](?=\d{3}(?!\d))"), ""),  # 8\,500: a thin space between thousands
@@ -78,15 +81,12 @@ _MATH_TERM = re.compile(rf"[\dπ√]|\\pi|{_LETTER}")
 _ROOT = re.compile(r"√\s*(\d+(?:\.\d+)?|[A-Za-z]|\{[^{}]*\}|\([^()]*\))")
 # A ratio, "1:2" or "1 대 2": a gold one is compared as a ratio, not as its first number
 _RATIO = re.compile(r"(?<![\d,.])-?\d[\d,]*(?:\.\d+)?(?:\s*(?::|대)\s*-?\d[\d,]*(?:\.\d+)?)+")
-# a note after the answer, "(검산: 12 ÷ 3 = 4)", and a corrected answer, "12가 아니라 15"
-_NOTE = re.compile(r"[(\[（【][^)\]）】]*[)\]）】]?")
-_NOT_BUT = re.compile(r"(?:이|가)?\s*아니(?:라|고)")
-_KO_FRACTION = re.compile(r"(?<![\d,])(\d[\d,]*)\s*분의\s*(\d[\d,]*)")  # "4분의 3" is 3/4
-# "2와 1/2", "3과 4분의 1": a mixed number as Korean reads it aloud (이와 이분의 일), 5/2 and 13/4; see _mixed
-_KO_MIXED = re.compile(r"(?<![\d,.])(\d{1,9})\s*[와과]\s*(?:(\d{1,9})\s*/\s*(\d{1,9})|(\d{1,9})\s*분의\s*(\d{1,9}))"
-                       r"(?![\d,]|\.\d)")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?")
-_DURATION = re.compile(r"(?<![\d,])(\d{1,9})\s*시간\s*(\d{1,9})\s*분(?!의)")  # "3시간 20분" is 200 minutes; "4분의 3" is a fraction
+# a note after the answer, "(검산: 12 ÷ 3 = 4)"; "(정정: 4개)" is a correction, no note
+_NOTE = re.compile(r"[(\[（【](?!\s*정정)[^)\]）】]*[)\]）】]?")
+# ... and a corrected answer, "12가 아니라 15", or a self-correction, "3개, 아니 4개", "3개 (정정: 4개)": what follows
+# the last one is the answer. Only these explicit words: "아니면" (or else) offers an alternative, "아니다" denies.
+_CORRECTED = re.compile(r"(?:이|가)?(?<!\s)\s*아니(?:라|고)|(?<![^\s,.!?…:(])(?:아니(?:요|오)?|아냐|정정(?:하면|합니다)?)"
+                        r"(?=[\s,.!?…:])")
 # What may follow the number (or weekday) that a statement ends on: a unit or counter and an ending, attached
 # ("69살입니다", "1,200원", "75%", "$69$"), then the end, a punctuation mark or, after a copula, anything ("12개입니다
 # 3개씩 4묶음이니까"). "6년 뒤" goes on, so its 6 is not it. A number that opens the answer may end on a connective
@@ -98,47 +98,50 @@ _JOINED = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{_JOINS}")
 _BECAUSE = r"(?:므로|니까|라서|여서|기\s*때문에)(?!\w)"
 _CAUSAL = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{_BECAUSE}")
 _JOINED_ITEM = re.compile(f"(?:{_JOINS}|{_BECAUSE})$")  # a list item so joined, "12개이므로, 4묶음", offers no choice
-# A number denied is no answer: "3:4이므로 1:2가 아닙니다" is 3:4, "12개가 아닌 15개" 15 ("12가 아니라 15": _NOT_BUT).
+# A number denied is no answer: "3:4이므로 1:2가 아닙니다" is 3:4, "12개가 아닌 15개" 15 ("12가 아니라 15": _CORRECTED).
 _NEGATED = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*?\s?(?:아니|아닙|아닌|아님|아냐)")
-_ENDS_STATEMENT = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*(?:\s?(?:입니다|이에요|예요|이다)(?!\w)|\s*(?:[.,!?;:…~)\]}」』\"'”’·*—–-]|$))")
+# (?=(\s*))\1 takes a run of spaces whole, as a possessive \s*+ would (Python 3.11): trying each split of it
+# between two \s* made a 20,000-space run take minutes
+_ENDS_STATEMENT = re.compile(r"(?=(\s*))\1(?:[^\W\d_]|[%$*°])*(?:\s?(?:입니다|이에요|예요|이다)(?!\w)|\s*"
+                             r"(?:[.,!?;:…~)\]}」』\"'”’·*—–-]|$))")
 # A hedge: two or more answers offered as alternatives ("정답: 3, 4", "3개 또는 4개", "수요일이나 목요일"); the whole
 # final statement is the list. Not "1,200" (a thousands comma), nor a list the answer gives a reason with, nor
 # "12개이며, 4묶음" (a connective). A check after the answer's sentence is no answer (see _answer_part).
+# The stated answer joined to another value by "또는" (or "와", "and") is one wherever it stands ("x의 값은 5 또는
+# -5입니다", "$5$ 또는 $-5$", "x = 5 또는 x = -5", "5와 -5"), and so is one joined by an operator: "3 \times
+# \frac{1}{2}" is no value but a sum left to do (see _stated).
+_OR = r"또는|혹은|아니면|이거나|(?<=[^\W\d_])이나|(?<=[^\W\d_])나|\bor\b"
+_OR_GAP = re.compile(rf"[\s*$]*(?:(?:[^\W\d_]|[%°²³])+?[\s*$]*)?(?:{_OR}|와|과|\band\b)[\s*$]*(?:[A-Za-z]\s*=[\s*$]*)?")
+_OPERATOR_GAP = re.compile(r"[\s$]*(?:(?:(?:[^\W\d_]|[%°²³])+[\s$]*)?(?:[×÷+·]|(?<!\*)\*(?!\*)|\\(?:times|cdot|div)"
+                           r"(?![A-Za-z]))|(?<=[\d\s$])-(?=\s))[\s$]*")  # "12 - 3", not "12개 - 3개씩 4묶음" (a dash)
+_VARIABLE_SET = re.compile(r"(?<![A-Za-z\\])([A-Za-z])\s*=")  # "x = 5 또는 x = -5", "x = 5, x = -5": see _answer_part
+_ALTERNATIVE_VARIABLE = re.compile(rf"((?:{_OR}|,)\s*(?:\$\s*)?)([A-Za-z])\s*=")
 _SENTENCE, _CHECK = re.compile(r"(?<=[.!?。])\s+"), re.compile(r"\W*(?:검산|확인)")
 _CONCLUSION, _APPROX = re.compile(r"따라서|그러므로|그래서|결국|즉"), re.compile(r"≈|≒|\\approx(?![A-Za-z])")
 _ITEM = r"(?:-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|[월화수목금토일]요일)[^\W\d_]{0,4}"
-_HEDGE = re.compile(rf"\s*\**({_ITEM})\**((?:\s*(?:,\s|、|또는|혹은|아니면|(?<=[^\W\d_])이나|(?<=[^\W\d_])나|\bor\b)\s*"
-                    rf"\**{_ITEM}\**)+)\s*(?:입니다|이에요|예요|이다|중\s*하나(?:입니다)?)?\s*[.!]?\s*")
+_HEDGE = re.compile(rf"\s*[*$]*({_ITEM})[*$]*((?:\s*(?:,\s|、|{_OR})\s*[*$]*{_ITEM}[*$]*)+)\s*"
+                    rf"(?:(?:입니다|이에요|예요|이다|중\s*하나(?:입니다)?)\s*)?(?:[.!]\s*)?")
 _LOWEST_TERMS = re.compile(r"기약\s*분수|lowest\s+terms|simplest\s+form", re.I)
 _PLAIN_GOLD = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\d*\.\d+")
 _WEEKDAY = re.compile(r"([월화수목금토일])\s*요일")
-_MINUS = re.compile(r"^(\s*\$?\s*)-\s+(?=\d)")  # "- 5" opening an answer
-# full-width digits and signs (a Korean IME's "５００") and the TeX / Unicode minus sign, read as ASCII
-_FULL_WIDTH = str.maketrans("０１２３４５６７８９，．／－＝％−﹣：∶", "0123456789,./-=%--::")  # and U+2212 minus
+_MINUS = re.compile(r"^(\s*(?:\$\s*)?)-\s+(?=\d)")  # "- 5" opening an answer
+# full-width digits and signs (a Korean IME's "５００"), the TeX / Unicode minus sign and the fraction slash, as ASCII
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９，．／－＝％−﹣：∶⁄", "0123456789,./-=%--::/")  # and U+2212 minus
+# Unicode vulgar fractions: "½" is 1/2, "3½" the mixed number "3 1/2" (see numbers_in)
+_VULGAR = dict(zip("½⅓⅔¼¾⅕⅖⅗⅘⅙⅚⅐⅛⅜⅝⅞⅑⅒↉",
+                   "1/2 1/3 2/3 1/4 3/4 1/5 2/5 3/5 4/5 1/6 5/6 1/7 1/8 3/8 5/8 7/8 1/9 1/10 0/3".split()))
+_VULGAR_FRACTION = re.compile(f"(\\d?)([{''.join(_VULGAR)}])(?=([\\d{''.join(_VULGAR)}])?)")
 
 
-def _mixed(whole: str, numerator: str | None, denominator: str | None) -> str | None:
-    """A whole number and a proper fraction as one improper fraction: 3 and 1/2 is "7/2" (reading them side by side,
-    31/2, paid a wrong answer). None where the fraction is not proper (3\\frac{5}{2} is no mixed number: it is read
-    as before) or its terms are no short whole numbers."""
-    if not all(term and term.isdigit() and len(term) < 10 for term in (numerator, denominator)):
-        return None
-    numerator_value, denominator_value = int(numerator), int(denominator)
-    if not 0 < numerator_value < denominator_value:
-        return None
-    return f"{int(whole) * denominator_value + numerator_value}/{denominator_value}"
+class _NoAnswer(Exception):
+    """The stated answer is no single value: a hedge ("5 또는 -5"), a sum left to do ("3 × 1/2") or no mixed number
+    ("3\\frac{5}{2}"). It answers nothing, and no other number of the completion is read in its place."""
 
 
-def _outside(matches, taken: list[re.Match]) -> list[re.Match]:
-    """The matches (in order) that start in none of the taken ones: one sweep over both, so that a long run of
-    "2분의 1" stays linear (testing each number against every fraction took seconds on 20,000 characters)."""
-    spans, kept, i, reach = sorted((m.start(), m.end()) for m in taken), [], 0, -1
-    for match in matches:
-        while i < len(spans) and spans[i][0] <= match.start():
-            reach, i = max(reach, spans[i][1]), i + 1
-        if match.start() >= reach:
-            kept.append(match)
-    return kept
+def _ascii(text: str) -> str:
+    """NFC, full-width digits and signs as ASCII, "3½" as "3 1/2"."""
+    text = nfc(text).translate(_FULL_WIDTH)
+    return _VULGAR_FRACTION.sub(lambda m: (m[1] and m[1] + " ") + _VULGAR[m[2]] + (" " if m[3] else ""), text)
 
 
 def _ends(span: str, end: int) -> bool:
@@ -146,36 +149,44 @@ def _ends(span: str, end: int) -> bool:
     return bool(_ENDS_STATEMENT.match(span, end)) and not _CAUSAL.match(span, end)
 
 
-def _stated(span: str, candidates: list[tuple[int, int, str]], last: bool = False) -> str | None:
+def _stated(span: str, candidates: list[tuple[int, int, str | None]], last: bool = False) -> str | None:
     """Of (start, end, value) candidates in a final answer, the first that ends a statement ("나이는 69살입니다"),
     else the last: Korean puts the answer in the predicate, after its subject ("6년 뒤 아버지의 나이는"). With `last`
-    (running text) the last. A denied one ("1:2가 아닙니다") is never it; None where no other is left."""
-    candidates = [c for c in candidates if not _NEGATED.match(span, c[1])]
+    (running text) the last. A denied one ("1:2가 아닙니다") is never it; None where no other is left. Raises
+    _NoAnswer where it is joined to another value by "또는" or an operator, or has no value ("3 5/2")."""
+    candidates = sorted(c for c in candidates if not _NEGATED.match(span, c[1]))
     if not candidates:
         return None
-    if last:
-        return max(candidates)[2]
-    ending = [c for c in candidates if _ends(span, c[1])]
-    first = min(candidates)  # "12개이며 4묶음입니다": the number that opens the span, joined to what follows
-    if not re.search(r"\w", span[: first[0]]) and _JOINED.match(span, first[1]):
+    ending = [] if last else [c for c, following in zip(candidates, [*candidates[1:], None]) if _ends(span, c[1])
+                              and not (following and _OR_GAP.fullmatch(span, c[1], following[0]))]  # "5 또는" goes on
+    first = candidates[0]  # "12개이며 4묶음입니다": the number that opens the span, joined to what follows
+    if not last and not re.search(r"\w", span[: first[0]]) and _JOINED.match(span, first[1]):
         ending.append(first)
-    return min(ending)[2] if ending else max(candidates)[2]
+    chosen = min(ending) if ending else candidates[-1]
+    i = candidates.index(chosen)
+    nearby = candidates[max(i - 1, 0) : i + 2]
+    for before, after in zip(nearby, nearby[1:]):
+        offered = _OR_GAP.fullmatch(span, before[1], after[0]) and _comparable(before[2]) != _comparable(after[2])
+        if offered or _OPERATOR_GAP.fullmatch(span, before[1], after[0]):
+            raise _NoAnswer(span[before[0] : after[1]])
+    if chosen[2] is None:
+        raise _NoAnswer(span[chosen[0] : chosen[1]])
+    return chosen[2]
+
+
+def _comparable(value: str | None) -> str | None:
+    """A value as two alternatives are compared: "1,200" is "1200" (the same answer twice is no hedge)."""
+    return value and value.replace(",", "").replace(" ", "")
 
 
 def _number_in(span: str, last: bool = False) -> str | None:
     """The answer number of a final-answer span (see _stated), or with `last` the last number of running text."""
-    mixed = {m: value for m in _KO_MIXED.finditer(span) if (value := _mixed(m[1], m[2] or m[5], m[3] or m[4]))}
-    fractions = _outside(_KO_FRACTION.finditer(span), [*mixed])
-    durations = list(_DURATION.finditer(span))
-    units = _outside(KO_UNIT_NUMBER.finditer(span), [*mixed, *fractions])
-    numbers = _outside(_NUMBER.finditer(span), [*mixed, *fractions, *durations, *units])  # each read once
-    candidates = [(m.start(), m.end(), value) for m, value in mixed.items()]
-    candidates += [(m.start(), m.end(), f"{m.group(2)}/{m.group(1)}") for m in fractions]
-    candidates += [(m.start(), m.end(), str(int(m.group(1)) * 60 + int(m.group(2)))) for m in durations]
-    candidates += [(m.start(), m.end(), ko_unit_value(m.group())) for m in units]
-    candidates += [(m.start(), m.end(), m.group()) for m in numbers]
-    value = _stated(span, candidates, last)
-    return value and value.replace(",", "").replace(" ", "")
+    return _comparable(_stated(span, numbers_in(span), last))
+
+
+def _hangul_in(span: str) -> str | None:
+    """The answer number of a final-answer span written in hangul words ("다섯 개가 아니라 여섯 개" is 6), as _number_in."""
+    return _stated(span, hangul_numbers_in(span))
 
 
 def _math_in(span: str, last: bool = False) -> str | None:
@@ -187,6 +198,18 @@ def _math_in(span: str, last: bool = False) -> str | None:
     expr = expr.replace("π", "\\pi ").replace("×", "\\times ").replace("±", "\\pm ").replace("∓", "\\mp ")
     expr = _ROOT.sub(lambda m: "\\sqrt{" + m.group(1).strip("{}()") + "}", expr).replace("÷", "\\div ")
     return expr.replace("²", "^{2}").replace("³", "^{3}").replace("·", "\\cdot ").strip()
+
+
+def _symbolic_in(span: str, last: bool = False) -> str | None:
+    """A number answer stated as a root or with π ("\\boxed{2\\sqrt{3}}" is not 3), in TeX, as _math_in; None where it
+    is none. A hedge or sum of numbers alone is the number reading's to find: "2와 1/2" is one mixed number."""
+    try:
+        expr = _math_in(span, last)
+    except _NoAnswer:
+        if _SYMBOLIC.search(span):
+            raise
+        return None
+    return expr if expr and _SYMBOLIC.search(expr) else None
 
 
 def _ratio_in(span: str, last: bool = False) -> str | None:
@@ -225,15 +248,18 @@ def _detex(text: str) -> str:
 
 
 def _boxed(text: str) -> str | None:
-    """The content of the last \\boxed{...}, nested braces included."""
-    found = None
+    """The content of the last \\boxed{...}, nested braces included (only the last one is read: reading each to its
+    end took seconds on a run of unclosed ones)."""
+    match = None
     for match in _BOXED.finditer(text):
-        depth, end = 1, match.end()
-        while end < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[end], 0)
-            end += 1
-        found = text[match.end() : end - 1 if depth == 0 else end]
-    return found
+        pass
+    if match is None:
+        return None
+    depth, end = 1, match.end()
+    while end < len(text) and depth:
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        end += 1
+    return text[match.end() : end - 1 if depth == 0 else end]
 
 
 def _final_line(text: str) -> str | None:
@@ -255,10 +281,11 @@ def _spans(answer: str) -> list[str | None]:
 
 def _answer_part(span: str, kind: str = "number") -> str:
     """The stated answer of a span: without a note in brackets (when something is left) or a check in a later
-    sentence, after "A가 아니라", and after the last "=" or "≈" ("3 + 4 = 7"; "25π ≈ 78.5" is 78.5, though a
-    symbolic answer is the exact 25π). A later sentence's equation is a check when it opens with 검산 / 확인
-    ("12개입니다. 검산: 12 ÷ 3 = 4"), or when a number already ended a statement and it draws no conclusion:
-    "3개씩 4봉지입니다. 3 × 4 = 12, 따라서 12개" is 12, "5년 뒤의 나이를 구합니다. 12 + 5 = 17살" 17."""
+    sentence, after "A가 아니라" or a self-correction ("3개, 아니 4개"), and after the last "=" or "≈" ("3 + 4 = 7";
+    "25π ≈ 78.5" is 78.5, though a symbolic answer is the exact 25π), where "x = 5 또는 x = -5" is "x = 5 또는 -5".
+    A later sentence's equation is a check when it opens with 검산 / 확인 ("12개입니다. 검산: 12 ÷ 3 = 4"), or when
+    a number already ended a statement and it draws no conclusion: "3개씩 4봉지입니다. 3 × 4 = 12, 따라서 12개" is 12,
+    "5년 뒤의 나이를 구합니다. 12 + 5 = 17살" 17."""
     without_notes = _NOTE.sub(" ", span)
     if any(ch.isalnum() for ch in without_notes):
         span = without_notes
@@ -267,8 +294,10 @@ def _answer_part(span: str, kind: str = "number") -> str:
         if i and "=" in sentence and (_CHECK.match(sentence) or stated and not _CONCLUSION.search(sentence)):
             span = " ".join(sentences[:i])
             break
-        stated = stated or any(_ends(sentence, m.end()) for m in _NUMBER.finditer(sentence))
-    span = _NOT_BUT.split(span)[-1]
+        stated = stated or any(_ends(sentence, m.end()) for m in NUMBER.finditer(sentence))
+    span = _CORRECTED.split(span)[-1]
+    if variable := _VARIABLE_SET.search(span):
+        span = _ALTERNATIVE_VARIABLE.sub(lambda m: m[1] if m[2] == variable[1] else m.group(), span)
     return re.split(r"=|" + _APPROX.pattern, _APPROX.split(span)[0] if kind == "symbolic" else span)[-1]
 
 
@@ -282,10 +311,19 @@ def _hedged(span: str, find) -> bool:
 
 def extract_answer(text: str, kind: str = "number") -> str | None:
     """The final answer in a completion, normalised ("1200", "3/4", "수요일"); None when there is none, or when
-    the final answer hedges between several ("정답: 3, 4" answers nothing: a reward must not pay for a list).
+    the final answer hedges between several ("정답: 3, 4", "5 또는 -5" answer nothing: a reward must not pay for a
+    list), is a sum left to do ("3 × 1/2") or no mixed number ("3\\frac{5}{2}").
     kind is answer_kind(gold): a "symbolic" answer is TeX ("2\\sqrt{3}"), a "ratio" one "1:2"; a number answer
     stated as a root or with π ("\\boxed{2\\sqrt{3}}") is read as TeX too, so that it is not taken for its 3."""
-    _, answer = split_thinking(_detex(nfc(text).translate(_FULL_WIDTH)))
+    _, answer = split_thinking(_detex(_ascii(text)))
+    try:
+        return _final_answer(answer, kind)
+    except _NoAnswer:
+        return None
+
+
+def _final_answer(answer: str, kind: str) -> str | None:
+    """extract_answer's reading of the answer (after any thinking), TeX and full-width forms read."""
     find = {"weekday": _weekday_in, "symbolic": _math_in, "ratio": _ratio_in}.get(kind, _number_in)
     for span in _spans(answer):
         if span is None:
@@ -293,18 +331,18 @@ def extract_answer(text: str, kind: str = "number") -> str | None:
         span = _answer_part(span, kind)
         if _hedged(span, find):
             return None
-        if kind == "number" and _SYMBOLIC.search(expr := _math_in(span) or ""):
+        if kind == "number" and (expr := _symbolic_in(span)):
             return expr
-        if (value := find(span)) is not None or (kind == "number" and (value := hangul_number_in(span))):
+        if (value := find(span)) is not None or (kind == "number" and (value := _hangul_in(span))):
             return value
-    if kind == "number" and _SYMBOLIC.search(expr := _math_in(answer, last=True) or ""):
+    if kind == "number" and (expr := _symbolic_in(answer, last=True)):
         return expr
     return find(answer, last=True)
 
 
 def _gold(gold: str) -> str:
-    """A gold answer as the completions are read: NFC, stripped, full-width and U+2212 signs as ASCII."""
-    return nfc(str(gold)).strip().translate(_FULL_WIDTH)
+    """A gold answer as the completions are read: NFC, stripped, full-width and U+2212 signs as ASCII, "½" 1/2."""
+    return _ascii(str(gold)).strip()
 
 
 def answer_kind(gold: str) -> str:
@@ -326,9 +364,12 @@ def _gold_number(gold: str) -> str:
     if _PLAIN_GOLD.fullmatch(gold) or _HEDGE.fullmatch(gold):  # a list ("1, 2") is math-verify's to compare
         return gold
     text = _detex(gold)
-    if answer_kind(gold) == "symbolic":
-        return _math_in(text) or gold
-    value = _number_in(text) if _NUMBER.search(text) else hangul_number_in(text)
+    try:
+        if answer_kind(gold) == "symbolic":
+            return _math_in(text) or gold
+        value = _number_in(text) if NUMBER.search(text) else _hangul_in(text)
+    except _NoAnswer:  # "x = 5 또는 x = -5", "3 × 4": math-verify's to compare as written
+        return gold
     return value if value is not None else gold
 
 
