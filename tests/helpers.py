@@ -109,3 +109,13 @@ def boundary_leak(trainer) -> tuple[float, float]:
     finally:
         model.train(was_training)
     return (packed - alone).abs().max().item(), (leaked - alone).abs().max().item()
+
+
+def generating_task(name: str, max_gen_toks: int) -> dict:
+    """A local generating lm-eval task over a JSONL of {"question", "answer"} rows (exact match, greedy, ending at
+    tiny-ko's end of turn): register it with harness.LOCAL_TASKS[name] = {"data": <file>, "task": this}."""
+    return {"task": name, "dataset_path": "json", "output_type": "generate_until", "test_split": "test",
+            "doc_to_text": "{{question}}", "doc_to_target": "{{answer}}",
+            "generation_kwargs": {"until": ["<|im_end|>"], "max_gen_toks": max_gen_toks, "do_sample": False},
+            "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+            "metadata": {"version": 1.0}}

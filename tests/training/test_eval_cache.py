@@ -8,17 +8,14 @@ import json
 
 import pytest
 
+from tests.helpers import generating_task
 from training.evaluate import evaluate
 from training.evaluation import harness
 from training.evaluation.identity import cache_file
 from training.recipes import compose
 
 PROBE = "ko_cache_probe"  # a second local lm-eval task, after ko_mini_bench
-TASK = {"task": PROBE, "dataset_path": "json", "output_type": "generate_until", "test_split": "test",
-        "doc_to_text": "{{question}}", "doc_to_target": "{{answer}}",
-        "generation_kwargs": {"until": ["<|im_end|>"], "max_gen_toks": 4, "do_sample": False},
-        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
-        "metadata": {"version": 1.0}}
+TASK = generating_task(PROBE, max_gen_toks=4)
 
 
 @pytest.fixture

@@ -9,16 +9,13 @@ import json
 
 import pytest
 
+from tests.helpers import generating_task
 from training.errors import KosovError
 from training.evaluate import evaluate
 from training.recipes import compose
 
 PROBE = "ko_think_probe"
-TASK = {"task": PROBE, "dataset_path": "json", "output_type": "generate_until", "test_split": "test",
-        "doc_to_text": "{{question}}", "doc_to_target": "{{answer}}",
-        "generation_kwargs": {"until": ["<|im_end|>"], "max_gen_toks": 8, "do_sample": False},
-        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
-        "metadata": {"version": 1.0}}
+TASK = generating_task(PROBE, max_gen_toks=8)
 
 
 @pytest.fixture
@@ -55,6 +52,15 @@ def calls(monkeypatch):
     monkeypatch.setattr(lm_eval, "simple_evaluate", simple_evaluate)
     monkeypatch.setattr(generative, "generate", generate)
     return seen
+
+
+@pytest.fixture(autouse=True)
+def own_score_cache(tmp_path, monkeypatch):
+    """Scores cached by this file's tests only: another file's eval of tiny-ko (the same math rows, limit and
+    settings) would otherwise answer the calls these tests count."""
+    from training.evaluation import identity
+
+    monkeypatch.setattr(identity, "cache_root", lambda: tmp_path / "cache")
 
 
 def _suite(tmp_path, out: str, *extra: str):

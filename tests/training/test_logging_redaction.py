@@ -69,3 +69,27 @@ def test_secrets_in_a_logged_exception_or_stack_are_masked_on_the_terminal_and_i
         assert "RuntimeError: GET https://***@judge.example/v1 failed (***)" in output
         assert "Stack (most recent call last):" in output and "# judge at https://***@judge.example/v1" in output
         assert TOKEN not in output and KEY not in output
+
+
+def test_an_exception_listing_many_urls_is_masked_in_linear_time():
+    """An exception naming thousands of endpoints without spaces between them ("http://gpu1:8000/v1,http://gpu2:...")
+    took seconds per log record to mask (quadratic: 'http://a:b' * 8000 took 60 s); credentials are still masked."""
+    import time
+
+    from training.redaction import redact_text
+
+    endpoints = ",".join(f"http://gpu{i}:8000/v1" for i in range(4000)) + ",https://kosov:sk-judge-0123@judge.example/v1"
+    started = time.perf_counter()
+    masked = redact_text(endpoints), redact_text("http://a:b" * 8000)
+    assert time.perf_counter() - started < 15  # a hang guard, not a speed target: linear takes well under a second
+    assert "sk-judge" not in masked[0] and masked[0].endswith("***@judge.example/v1")
+    assert masked[0].startswith("http://gpu0:8000/v1,http://gpu1:8000/v1")  # what holds no credential stays readable
+
+
+def test_a_record_with_a_malformed_exc_info_does_not_end_the_program_at_the_log_call():
+    import logging
+
+    from training.redaction import RedactingFilter
+
+    record = logging.makeLogRecord({"msg": "hi", "exc_info": True, "levelno": logging.WARNING})
+    assert RedactingFilter().filter(record) is True  # the handler reports it, as logging does without the filter
