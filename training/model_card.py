@@ -255,9 +255,12 @@ def _attribution(stages: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _load_args(model: dict[str, Any]) -> str:
-    """The base's pinned revision and remote-code switch as the recipe loaded it, for the usage snippets."""
-    args = f', revision="{model["revision"]}"' if model.get("revision") else ""
+def _load_args(model: dict[str, Any], base: str) -> str:
+    """The base's pinned revision and remote-code switch as the recipe loaded it, for the usage snippets: the commit
+    the run loaded (model.loaded_revision) where the recipe pinned none, so a user loads the weights the adapter was
+    trained on after the base's main moves; not for a base the card names otherwise (publish.base_model)."""
+    revision = model.get("revision") or (model.get("loaded_revision") if base == model.get("name_or_path") else None)
+    args = f', revision="{revision}"' if revision else ""
     return args + (", trust_remote_code=True" if model.get("trust_remote_code") else "")
 
 
@@ -287,7 +290,7 @@ def _vllm_usage(repo: str, base: str, load: str, max_lora_rank: int | None, adap
 
 def _usage(repo: str, base: str, model: dict[str, Any], max_lora_rank: int | None = None,
            adapter_config: dict[str, Any] | None = None) -> list[str]:
-    load = _load_args(model)
+    load = _load_args(model, base)
     return [
         "```python", "from peft import PeftModel", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
         f'base = AutoModelForCausalLM.from_pretrained("{base}"{load}, dtype="auto", device_map="auto")',

@@ -183,3 +183,19 @@ def test_the_card_says_what_the_adapter_is_for_and_what_was_measured():
     assert "Korean" in section and "Evaluated only on kmmlu" in section and "`Qwen/Qwen3-8B`" in section
     assert "inherits the base model's limitations" in section and "licenses of its training data" in section
     assert "No evaluation was published" in card(None).split("## Intended use and limitations")[1]
+
+
+@pytest.mark.parametrize("model, base, expected", [
+    ({"name_or_path": "Qwen/Qwen3-1.7B", "revision": None, "loaded_revision": "a" * 40}, "Qwen/Qwen3-1.7B",
+     f', revision="{"a" * 40}"'),  # the commit the run loaded: main may have moved since
+    ({"name_or_path": "Qwen/Qwen3-1.7B", "revision": "b" * 40, "loaded_revision": "b" * 40}, "Qwen/Qwen3-1.7B",
+     f', revision="{"b" * 40}"'),
+    ({"name_or_path": "/models/kormo-llama", "revision": None, "loaded_revision": None}, "my-org/kormo-llama", ""),
+    ({"name_or_path": "KORMo/KORMo-10B", "revision": None, "loaded_revision": "c" * 40}, "my-org/kormo-llama", ""),
+])
+def test_the_usage_snippet_loads_the_base_at_the_commit_the_adapter_trained_on(model, base, expected):
+    """An unpinned recipe's card loaded the base at main: once main moved, users got other weights than the adapter
+    was trained on. A base the card names otherwise (publish.base_model) gets no commit of another repo."""
+    from training.model_card import _load_args
+
+    assert _load_args(model, base) == expected
