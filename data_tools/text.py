@@ -196,14 +196,13 @@ def _closes(line: str, fence: str) -> bool:
 _TEXT, _FENCED_PROSE, _CODE = "text", "fenced prose", "code"  # the kinds of piece _fenced_blocks cuts text into
 
 
-def _fenced_blocks(text: str) -> list[tuple[str, str]]:
-    """The text in pieces, (piece, kind), in order: text outside fences is _TEXT; a closed fenced block is one piece
-    without its fence lines, _CODE unless it is untagged or tagged as text or Markdown and does not look like code
-    (_FENCED_PROSE). An unclosed fence is no block: a finished answer closes its fences, and what follows a stray one
-    is the answer's text."""
+def fence_pieces(text: str) -> list[tuple[str, str | None]]:
+    """The text in pieces, in order: (text outside fences, None) and, for each closed fenced block, (its body without
+    the fence lines, its tag: the info string's first word, lower-cased; "" untagged). An unclosed fence is no block:
+    a finished answer closes its fences, and what follows a stray one is the answer's text."""
     lines = text.splitlines(keepends=True)
     longest = _longest_fences_after(lines)
-    pieces: list[tuple[str, str]] = []
+    pieces: list[tuple[str, str | None]] = []
     plain: list[str] = []
     i = 0
     while i < len(lines):
@@ -214,13 +213,22 @@ def _fenced_blocks(text: str) -> list[tuple[str, str]]:
             i += 1
             continue
         close = next(j for j in range(i + 1, len(lines)) if _closes(lines[j], fence))
-        body = lines[i + 1 : close]
         words = opening.group(2).split()
-        tag = words[0].lower() if words else ""
-        code = tag not in _PROSE_TAGS or _looks_like_code(body)
-        pieces += [("".join(plain), _TEXT), ("".join(body), _CODE if code else _FENCED_PROSE)]
+        pieces += [("".join(plain), None), ("".join(lines[i + 1 : close]), words[0].lower() if words else "")]
         plain, i = [], close + 1
-    return pieces + [("".join(plain), _TEXT)]
+    return pieces + [("".join(plain), None)]
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """fence_pieces with each piece's kind: text outside fences is _TEXT; a fenced block is _CODE unless it is
+    untagged or tagged as text or Markdown and does not look like code (_FENCED_PROSE)."""
+    def kind(piece: str, tag: str | None) -> str:
+        if tag is None:
+            return _TEXT
+        prose_like = tag in _PROSE_TAGS and not _looks_like_code(piece.splitlines(keepends=True))
+        return _FENCED_PROSE if prose_like else _CODE
+
+    return [(piece, kind(piece, tag)) for piece, tag in fence_pieces(text)]
 
 
 def _inline(span: re.Match) -> str:

@@ -18,8 +18,9 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Callable
 
 from data_tools.math_grader import is_correct
-from data_tools.text import THINK_CLOSE, THINK_OPEN, prose, repeated_ngram_share, script_counts, split_thinking
+from data_tools.text import THINK_CLOSE, THINK_OPEN, repeated_ngram_share, script_counts, split_thinking
 from training.errors import KosovError
+from training.reward_fences import answer_prose
 
 
 def _reasoning(message: Any) -> str | None:
@@ -96,16 +97,18 @@ def language_consistency(completions: list, include_think: bool = False, foreign
     """Hangul share of the letters, minus `foreign_penalty` times the share of Han ideographs and kana.
 
     In [-foreign_penalty, 1]; an answer with no letters (only numbers) scores 0. The answer is what follows
-    </think>, without code and TeX math for its Latin letters (they are not a language switch); Han and kana are
-    counted everywhere, code and TeX included, where a model could otherwise hide Chinese. `include_think` also
-    counts the thinking (Qwen3 tends to think in English or Chinese). A completion cut off while thinking has no
-    answer: 0 unless `include_think`.
+    </think>, its letters as training.reward_fences.answer_prose reads them: the Latin letters of code in a fence
+    tagged with a code language (```python), of TeX math and of unit symbols are not a language switch; English in
+    any other fence (untagged, ```text, ```markdown) is, however code-like its lines (its single-letter variables
+    are not). Han and kana are counted everywhere, code and TeX included, where a model could otherwise hide
+    Chinese. `include_think` also counts the thinking (Qwen3 tends to think in English or Chinese). A completion cut
+    off while thinking has no answer: 0 unless `include_think`.
     """
     scores = []
     for c in completions:
         thinking, answer = split_thinking(completion_text(c))
         text = f"{thinking}\n{answer}" if include_think else answer
-        counts = script_counts(prose(text))
+        counts = script_counts(answer_prose(text))
         raw = script_counts(text)
         counts["han"], counts["kana"] = raw["han"], raw["kana"]
         letters = sum(counts.values())
