@@ -186,6 +186,13 @@ def remove(run_path: Path) -> None:
             log.warning("could not delete %s (%s): delete it once the run's processes have exited", path, e)
 
 
+def remove_markers(folder: Path) -> None:
+    """from_main's marker and heartbeat files for `folder` (.<name>-<token>.json, .beat, beside it). Only the main
+    process, once every process has read the last one: past a collective that follows their from_main call."""
+    for marker in folder.parent.glob(f".{folder.name}-*"):
+        marker.unlink(missing_ok=True)
+
+
 class _Heartbeat:
     """A file the main process rewrites every BEAT_S while it renders, so that the others tell a long rendering from
     a main process that died (killed, out of memory, a full disk) or a folder they cannot see (an output_dir that not
@@ -265,8 +272,7 @@ def from_main(folder: Path, make: Callable[[], dict[str, Any]], work: str | None
     marker = folder.with_name(f".{folder.name}-{token[0]}.json")
     heartbeat = marker.with_suffix(".beat")
     if state.is_main_process:
-        for old in folder.parent.glob(f".{folder.name}-*"):  # earlier starts' markers: read by now
-            old.unlink(missing_ok=True)
+        remove_markers(folder)  # earlier calls' markers: every process has read them to reach the broadcast above
         with _Heartbeat(heartbeat):
             try:
                 result = make()

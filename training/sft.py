@@ -16,7 +16,6 @@ from typing import Any
 
 from training.schema import KosovConfig
 from training.data_rows import TrainData
-from training.run_dir import last_checkpoint
 from training.sft_data import build_sft_data
 
 log = logging.getLogger(__name__)
@@ -149,7 +148,7 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         eval_steps=cfg.method.eval_steps if has_eval else None,
         # the base model's eval loss, the first point of the curve: in every run that starts from step 0 (resume=true
         # on a folder with no checkpoint yet too); one resumed from a checkpoint has it in the checkpoint's history
-        eval_on_start=has_eval and not resumes_from_checkpoint(cfg, common),
+        eval_on_start=has_eval and not resumes_from_checkpoint(common),
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
                          processing_class=tokenizer, peft_config=peft_config)
@@ -159,12 +158,12 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
     return trainer
 
 
-def resumes_from_checkpoint(cfg: KosovConfig, common: dict[str, Any]) -> bool:
-    """Whether trainer.train will continue from a checkpoint: resume=true and one that finished saving in the run's
-    checkpoints folder (common's output_dir), the one prepare_run_dir picked as run.resume_from. resume=true alone
-    is not: a recipe that always resumes (SLURM requeues) sets it on its first start too, and a run killed before
-    its first checkpoint starts again from step 0."""
-    return cfg.resume and last_checkpoint(Path(common["output_dir"])) is not None
+def resumes_from_checkpoint(common: dict[str, Any]) -> bool:
+    """Whether trainer.train will continue from a checkpoint: the one prepare_run_dir picked as run.resume_from, which
+    train.trainer_args passes on as resume_from_checkpoint (a caller that builds its own arguments starts a new run).
+    resume=true alone is not: a recipe that always resumes (SLURM requeues) sets it on its first start too, and a run
+    killed before its first checkpoint starts again from step 0."""
+    return common.get("resume_from_checkpoint") is not None
 
 
 FULL_FINETUNE_MAX_LR = 5e-5  # LoRA recipes train at 1e-4 to 2e-4; every weight at that rate forgets or diverges

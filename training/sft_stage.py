@@ -14,6 +14,7 @@ from training.errors import KosovError
 from training.models import check_remote_code, end_of_turn_id, load_tokenizer, model_source
 from training.recipes import compose
 from training.redaction import redact
+from training.run_dir import hydra_value
 from training.resume_checks import check_same_recipe
 from training.schema import KosovConfig
 
@@ -27,7 +28,7 @@ def run_sft_stage(cfg: KosovConfig, output_dir: Path) -> Path:
     """The SFT run a GRPO recipe starts from (method.grpo.sft_stage), in output_dir/sft; reused once finished,
     if its recipe is still the one it trained with. It trains the base GRPO loads: at the same revision."""
     stage_dir = output_dir / "sft"
-    stage = compose([*cfg.method.grpo.sft_stage, f"output_dir={stage_dir}", f"overwrite={cfg.overwrite}",
+    stage = compose([*cfg.method.grpo.sft_stage, f"output_dir={hydra_value(str(stage_dir))}", f"overwrite={cfg.overwrite}",
                      f"resume={cfg.resume}", f"device={cfg.device}"])
     if stage.model.name_or_path == cfg.model.name_or_path and stage.model.revision not in (None, cfg.model.revision):
         raise KosovError(f"the SFT stage pins {cfg.model.name_or_path} at {stage.model.revision}, GRPO at "

@@ -35,11 +35,10 @@ from training.models import (bf16_gpu, check_attention, check_kernels, check_rem
                              resolve_device, stop_ids, zero3_init)
 from training.provenance import provenance, resume_provenance
 from training.redaction import redact
-from training.rendered_store import RENDERED, remove as remove_rendered
+from training.rendered_store import RENDERED, remove as remove_rendered, remove_markers
 from training.resume_checks import check_same_data, check_same_processes, check_same_recipe
 from training.run_dir import (RunDir, add_file_logging, default_output_dir, lock_run_folder, prepare_run_dir,
                               refuse_existing_run)
-from training.run_metrics import summarize
 from training.sft_stage import run_sft_stage
 from training.safe_write import swap_into_place, write_atomic, write_json
 from training.tracking import Tracker, open_tracker
@@ -138,6 +137,9 @@ def trainer_args(cfg: KosovConfig, run: RunDir, device: str, report_to: list[str
         report_to=report_to,
         disable_tqdm=False,
         use_liger_kernel=liger_for(m.kernels, device, model_type),
+        # the checkpoint prepare_run_dir picked (run.resume_from), or None: trainer.train continues from it, and the
+        # method's trainer knows it resumes (SFT takes no step-0 eval then) without looking through checkpoints/ again
+        resume_from_checkpoint=str(run.resume_from) if run.resume_from else None,
     )
 
 
@@ -179,6 +181,7 @@ def train(cfg: KosovConfig) -> TrainResult:
     from training.preemption import StopOnSigterm, StoppedBySignal, resume_fix, workers_ignore_sigterm
     from training.resume_state import (ResumedTokenCount, ResumedTrainTime, TrainedForEpochs, checkpoint_at_end,
                                        finish_at_checkpoint, finished_metrics)
+    from training.run_metrics import RunWallTime, summarize
     started = time.time()
     method = METHODS[cfg.method.name]
     set_seed(cfg.seed)
@@ -309,7 +312,7 @@ def train(cfg: KosovConfig) -> TrainResult:
         del zero3  # the trainer's own arguments hold ZeRO-3's settings from here
         upcast_trainable(trainer, precision)  # peft.modules_to_save's copies: fp32 under autocast, as LoRA's are
         if cfg.eval.every_n_steps:
-            from training.evaluation.callback import SuiteCallback, check_suite_window, context_window
+            from training.evaluation.callback import SUITE_MARKER, SuiteCallback, check_suite_window, context_window
 
             # the thinking limit against the model's window: now, not as an error at every suite step
             check_suite_window(cfg.eval, suite_modes, context_window(model), cfg.model.name_or_path)
@@ -318,8 +321,9 @@ def train(cfg: KosovConfig) -> TrainResult:
             trainer.add_callback(suite)
         if cfg.method.name == "sft":
             trainer.add_callback(ResumedTokenCount(trainer))
-        clock = ResumedTrainTime()
+        clock, wall = ResumedTrainTime(), RunWallTime(started)
         trainer.add_callback(clock)
+        trainer.add_callback(wall)
         trainer.add_callback(TrainedForEpochs(cfg.method.num_train_epochs))
         run.drop_replaced()  # data, model and trainer are ready: the run this one replaces (overwrite=true) goes
         sigterm = StopOnSigterm()  # installed until metrics.json is written: a stop after the last step waits
@@ -331,7 +335,7 @@ def train(cfg: KosovConfig) -> TrainResult:
             workers_ignore_sigterm(trainer)  # SIGTERM to the process group: the workers leave it to this process
             output = finish_at_checkpoint(trainer, run.resume_from, sigterm.no_step_left) if at_end else None
             if output is None:
-                output = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+                output = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
             early = trainer.state.global_step < trainer.state.max_steps
             if (sigterm.stopped_at is not None and early) or sigterm.stops_run(cfg.resume):
                 # At the last step too: the resumed (or requeued) job finishes from the checkpoint in its own time,
@@ -344,10 +348,12 @@ def train(cfg: KosovConfig) -> TrainResult:
                                                  for h in trainer.state.log_history):
                 trainer.evaluate()
             _save_final(trainer, run, full_model=full_model)
-            metrics = summarize(trainer, output, data.summary, started, clock.earlier)
+            metrics = summarize(trainer, output, data.summary, started, clock.earlier, wall.earlier)
             if is_main:
                 write_json(run.path / "metrics.json", metrics)
                 remove_rendered(run.path)  # nothing resumes from it now
+                if cfg.eval.every_n_steps:  # the end suite's marker: every process read it before _save_final's barrier
+                    remove_markers(run.checkpoints / SUITE_MARKER)
             tracker.finish(run)  # under the handler still: a SIGTERM in a slow (online) finish lets wandb close
         finally:
             sigterm.restore()

@@ -29,10 +29,23 @@ def run(args: list[str], cwd: Path, timeout: int = 400) -> subprocess.CompletedP
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
 
 
+def launch(program: str, tmp_path: Path, *overrides: str, timeout: int = 400) -> subprocess.CompletedProcess:
+    """`program train experiment=smoke-sft <overrides>` on 2 CPU processes (accelerate launch with the shipped
+    cpu-ddp config, gloo), run in tmp_path. program: the kosov command, or a script that patches kosov first."""
+    return run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "cpu-ddp.yaml"),
+                program, "train", "experiment=smoke-sft", *overrides], tmp_path, timeout)
+
+
+def launch_patched(script: str, tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """launch() of kosov under `script`, Python that patches kosov (a slow save, a slow suite) and then runs its CLI."""
+    path = tmp_path / "patched_kosov.py"
+    path.write_text(script)
+    return launch(str(path), tmp_path, *overrides)
+
+
 def test_two_process_ddp_on_cpu_writes_one_run_folder(tmp_path):
     out = tmp_path / "run"
-    done = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "cpu-ddp.yaml"),
-                kosov_bin(), "train", "experiment=smoke-sft", f"output_dir={out}", "method.max_steps=20"], tmp_path)
+    done = launch(kosov_bin(), tmp_path, f"output_dir={out}", "method.max_steps=20")
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["global_step"] == 20 and metrics["eval_loss"] < metrics["first_eval_loss"]
@@ -75,12 +88,9 @@ sys.exit(main())
 
 
 def test_the_final_adapter_survives_a_process_that_reaches_the_save_late(tmp_path):
-    script = tmp_path / "slow_save.py"
-    script.write_text(SLOW_SAVE)
     out = tmp_path / "run"
-    done = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "cpu-ddp.yaml"),
-                str(script), "train", "experiment=smoke-sft", f"output_dir={out}", "method.max_steps=2",
-                "method.save_steps=100", "method.eval_steps=100", "data.max_rows=32"], tmp_path)
+    done = launch_patched(SLOW_SAVE, tmp_path, f"output_dir={out}", "method.max_steps=2", "method.save_steps=100",
+                          "method.eval_steps=100", "data.max_rows=32")
     assert done.returncode == 0, done.stderr[-3000:]
     from safetensors import safe_open
 
@@ -95,16 +105,13 @@ def test_a_bad_row_stops_every_process_with_its_file_and_line(tmp_path):
     data = tmp_path / "chat.jsonl"
     data.write_text('{"messages": [{"role": "user", "content": "안녕"}, {"role": "assistant", "content": "네"}]}\n'
                     '{"messages": [{"role": "user"}]}\n', encoding="utf-8")
-    done = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "cpu-ddp.yaml"),
-                kosov_bin(), "train", "experiment=smoke-sft", f"output_dir={tmp_path / 'run'}",
-                f"data.train_files=[{data}]"], tmp_path, timeout=200)
+    done = launch(kosov_bin(), tmp_path, f"output_dir={tmp_path / 'run'}", f"data.train_files=[{data}]", timeout=200)
     assert done.returncode != 0
     assert f"kosov: {data}:2: bad message" in done.stderr  # kosov's error, not a traceback of ours
 
 
 def test_processes_must_share_an_output_dir(tmp_path):
-    done = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE / "cpu-ddp.yaml"),
-                kosov_bin(), "train", "experiment=smoke-sft", "method.max_steps=2"], tmp_path)
+    done = launch(kosov_bin(), tmp_path, "method.max_steps=2")
     assert done.returncode != 0 and "pass output_dir=DIR" in done.stderr
 
 
