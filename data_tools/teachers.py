@@ -26,7 +26,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from tqdm.auto import tqdm
 
@@ -205,7 +205,11 @@ class TransformersTeacher:
         return self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True,
                                                   **{**self.template_defaults, **request.chat_template_kwargs})
 
-    def generate(self, requests: list[GenerationRequest], *, progress: bool = True) -> list[Generation]:
+    def generate(self, requests: list[GenerationRequest], *, progress: bool = True,
+                 on_row: Callable[[int, Generation], None] | None = None) -> list[Generation]:
+        """One Generation per request, in order. `on_row(i, generation)` (kosov serve answers a request with it) is
+        called once for each request i, as soon as its row ends: at its end of turn, limit or stop string, while
+        the rest of its batch generates on; the same Generation comes back in the list."""
         check_requests(requests)
         if not requests:
             return []
@@ -216,29 +220,32 @@ class TransformersTeacher:
         with tqdm(total=len(requests), desc=self.name, unit="row", disable=not progress) as bar:
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
-                outs = self._generate_batch([requests[i] for i in batch], [texts[i] for i in batch])
+                report = None if on_row is None else (lambda j, out, batch=batch: on_row(batch[j], out))
+                outs = self._generate_batch([requests[i] for i in batch], [texts[i] for i in batch], report)
                 for i, out in zip(batch, outs, strict=True):
                     results[i] = out
                 bar.update(len(batch))
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, requests: list[GenerationRequest], texts: list[str]) -> list[Generation]:
+    def _generate_batch(self, requests: list[GenerationRequest], texts: list[str],
+                        on_row: Callable[[int, Generation], None] | None = None) -> list[Generation]:
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         enc = self._codec(texts, return_tensors="pt", padding=True, padding_side="left",
                           add_special_tokens=False).to(self.model.device)
         prompt_len = enc["input_ids"].shape[1]
+        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
         stop = RowStop(requests, prompt_len, self._codec)
+        rows = RowsDone(stop, self.eos_ids, lambda i, tokens: self._finish(requests[i], tokens, prompt_tokens[i],
+                                                                           texts[i]), on_row)
         out = self.model.generate(
             **enc, do_sample=False, max_new_tokens=max(r.max_new_tokens for r in requests),
             eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
             logits_processor=LogitsProcessorList([RowSampler(requests)]),
-            stopping_criteria=StoppingCriteriaList([stop]),
+            # a lone row ends with generate(): handed over after it, without RowsDone's sync per step
+            stopping_criteria=StoppingCriteriaList([rows if on_row is not None and len(requests) > 1 else stop]),
         )
-        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
-        # A row that ended at its own limit or stop string is padded after that: keep what it generated.
-        return [self._finish(r, row[prompt_len:][: stop.ended[i]].tolist(), prompt_tokens[i], texts[i])
-                for i, (r, row) in enumerate(zip(requests, out))]
+        return rows.rest(out[:, prompt_len:])
 
     def _finish(self, request: GenerationRequest, tokens: list[int], prompt_tokens: int, prompt: str) -> Generation:
         end = next((i for i, t in enumerate(tokens) if t in self.eos_ids), None)
@@ -251,6 +258,47 @@ class TransformersTeacher:
             text, reason = cut, "stop"
         reasoning, answer = split_completion(prompt, text)
         return Generation(answer, reasoning, reason, False, usage(prompt_tokens, completion_tokens))
+
+
+class RowsDone:
+    """RowStop's stopping criterion, which also hands each row's Generation to `on_row(i, generation)` at the step
+    the row ends (its stop, or an end-of-turn token), so its answer need not wait for the rest of its batch.
+    `finish(i, tokens)` makes row i's Generation from the tokens it generated; `rest(new_tokens)` makes those of the
+    rows not ended yet once generate() returns (reporting them too) and gives every row's, in order.
+
+    Looking for an end-of-turn token reads the last tokens back to the host each step (one sync on a GPU): without
+    `on_row`, or for a batch of one row, the teacher passes the bare RowStop to generate() and calls `rest` after."""
+
+    def __init__(self, stop: RowStop, eos_ids: set[int], finish: Callable[[int, list[int]], Generation],
+                 on_row: Callable[[int, Generation], None] | None):
+        self.stop, self.eos_ids, self.finish, self.on_row = stop, eos_ids, finish, on_row
+        self.done: list[Generation | None] = [None] * len(stop.requests)
+        self.eos_tensor = None
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        stopped = self.stop(input_ids, scores, **kwargs)
+        new = input_ids[:, self.stop.prompt_len :]
+        if self.eos_tensor is None:
+            self.eos_tensor = torch.tensor(sorted(self.eos_ids), device=input_ids.device)
+        ended = (stopped | torch.isin(new[:, -1], self.eos_tensor)).tolist()
+        for i, now in enumerate(ended):
+            if now and self.done[i] is None:
+                self._report(i, new[i])
+        return stopped
+
+    def rest(self, new_tokens) -> list[Generation]:
+        for i, generation in enumerate(self.done):
+            if generation is None:
+                self._report(i, new_tokens[i])
+        return self.done  # type: ignore[return-value]
+
+    def _report(self, i: int, new_tokens) -> None:
+        # A row that ended at its own limit or stop string is padded after that: keep what it generated.
+        self.done[i] = generation = self.finish(i, new_tokens[: self.stop.ended[i]].tolist())
+        if self.on_row is not None:
+            self.on_row(i, generation)
 
 
 def vllm_max_lora_rank(adapter: str | Path) -> int:

@@ -33,7 +33,7 @@ from training.errors import KosovError
 from training.evaluation.generative import (JOBS, check_prompts, code_digest, jobs_of, max_new_tokens_of, prompt_limit,
                                            run_generative)
 from training.evaluation.harness import hf_lm, lm_eval_jobs, model_args, needs_task_types, run_tasks
-from training.evaluation.thinking import check_thinking_switch, check_window, thinking_max_new_tokens
+from training.evaluation.thinking import check_thinking_switch, check_window, config_window, thinking_max_new_tokens
 from training.evaluation.identity import adapter_digest, cache_file, load_settings, model_identity
 from training.evaluation.report import build_report, log_to_tracker, write_report
 from training.adapters import adapter_dir, adapter_model_config, check_adapter_base
@@ -171,12 +171,7 @@ def _context_window(cfg: KosovConfig, source: str) -> int | None:
                                             trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError):
         return None
-    for part in (getattr(config, "text_config", None), config):
-        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx"):
-            value = getattr(part, key, None) if part is not None else None
-            if isinstance(value, int) and value > 0:
-                return value
-    return None
+    return config_window(config)
 
 
 def _harness(cfg: KosovConfig, models: _Model, side: str, identity: dict, dtype: str, device: str,

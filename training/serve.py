@@ -12,9 +12,10 @@ out takes the model's generation_config.json value, as in vLLM (the startup log 
 
 Generation goes through `data_tools.teachers.TransformersTeacher`, so a seeded request gives the same text here
 as in-process. One worker thread owns the model: requests queue and are generated `serve.max_batch` at a time, each
-batch answered when its longest answer ends (see serve_engine: a short request can wait for a long one). A request
-whose client leaves stops generating at its next token. The prompt is rendered and counted off the event loop (a
-long one takes seconds), so /health answers meanwhile; one that cannot fit the context is refused before that.
+answered as soon as its own answer ends (a request arriving meanwhile waits for the batch's longest; see
+serve_engine). A request whose client leaves stops generating at its next token. The prompt is rendered and counted
+off the event loop (a long one takes seconds), so /health answers meanwhile; one that cannot fit the context is
+refused before that.
 An adapter of a kosov run is served with the chat template and end of turn its run trained with. Ctrl-C (or SIGTERM)
 takes no more connections and gives the requests received, the queued ones too, up to serve.shutdown_timeout_s to be
 answered; then, or at a second Ctrl-C, those still waiting answer a 503 at once (the queued ones are never generated,

@@ -3,9 +3,10 @@ time in arrival order; one that fails in a batch is generated again alone, so it
 client abandoned before its turn is never generated, one abandoned while generating stops at its next token (its
 row ends: RowStop), and closing the engine cancels the queued ones.
 
-The batching is static: one generate() call per batch, answered when it returns, so a short answer waits for the
-longest one generated with it (up to that one's max_tokens), and requests arriving meanwhile wait for the whole
-batch. serve.max_batch > 1 buys throughput with this latency; 1 (the default) answers each request as it ends.
+Each request is answered as soon as its own row ends (TransformersTeacher.generate's on_row), while the rest of its
+batch generates on: a short answer does not wait for a long one generated with it. Requests arriving meanwhile
+still wait for the whole batch (its longest answer) before theirs starts: serve.max_batch > 1 buys throughput with
+that wait; 1 (the default) starts each request as the one before it ends.
 
 A failure is handled outside its `except` clause: the traceback holds generate()'s frames, and with them the failed
 batch's KV cache and activations, so retrying inside it (or handing it to the future) would keep that memory in
@@ -103,44 +104,40 @@ class Engine:
             batch = [(r, f) for r, f in batch if self._starts(f)]  # abandoned or shut down: not generated
             if not batch:
                 continue
-            failure = None
-            try:
-                outs = self.teacher.generate([r for r, _ in batch], progress=False)
-            except Exception as e:  # noqa: BLE001 - handed to the waiting request, which answers 500
-                failure = detached(e, logged=len(batch) == 1)
-            if failure is not None:  # out of the except clause: the failed batch's tensors can be freed now
-                if len(batch) == 1:
-                    batch[0][1].set_exception(failure)
-                    free_memory()
-                    continue
-                log.warning("a batch of %d requests failed (%s: %s); generating each alone", len(batch),
-                            type(failure).__name__, failure)
-                del failure
-                free_memory()
-                for one in batch:  # one bad request must not fail the others
-                    self._alone(*one)
+            failure = self._generate(batch, logged=len(batch) == 1)
+            if failure is None:
                 continue
-            self._answer(batch, outs)
+            if len(batch) == 1:
+                if not batch[0][1].done():  # else it failed after its answer went out
+                    batch[0][1].set_exception(failure)
+                free_memory()
+                continue
+            log.warning("a batch of %d requests failed (%s: %s); generating each alone", len(batch),
+                        type(failure).__name__, failure)
+            del failure
+            free_memory()
+            for one in [(r, f) for r, f in batch if not f.done()]:  # one bad request must not fail the others
+                if (failure := self._generate([one])) is not None:
+                    one[1].set_exception(failure)
+                    free_memory()
 
-    def _answer(self, batch: list[tuple[ServedRequest, Future]], outs: list[Generation]) -> None:
-        self.batches += 1
-        for (request, future), out in zip(batch, outs, strict=True):
+    def _generate(self, batch: list[tuple[ServedRequest, Future]], logged: bool = True) -> BaseException | None:
+        """Generate `batch`, answering each request as its row ends; the failure, detached, or None. It is returned
+        out of its `except` clause: the caller frees the failed batch's tensors (see the module docstring)."""
+
+        def answer(i: int, out: Generation) -> None:  # on the engine thread, inside generate()
+            request, future = batch[i]
             self.completions += 1
             self.completion_tokens += out.usage.get("completion_tokens", 0)
             self.abandoned += request.cancelled.is_set()
             future.set_result(out)
 
-    def _alone(self, request: ServedRequest, future: Future) -> None:
-        failure = None
         try:
-            out = self.teacher.generate([request], progress=False)[0]
-        except Exception as e:  # noqa: BLE001 - this request's own failure
-            failure = detached(e)
-        if failure is not None:
-            future.set_exception(failure)
-            free_memory()
-            return
-        self._answer([(request, future)], [out])
+            self.teacher.generate([r for r, _ in batch], progress=False, on_row=answer)
+        except Exception as e:  # noqa: BLE001 - handed to the waiting request, which answers 500
+            return detached(e, logged=logged)
+        self.batches += 1
+        return None
 
 
 def detached(error: BaseException, logged: bool = True) -> BaseException:

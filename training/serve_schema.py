@@ -82,8 +82,11 @@ def _text(content: Any, param: str) -> str:
 
 
 def context_tokens(teacher: TransformersTeacher) -> int:
-    """The served model's context in tokens (its config's max_position_embeddings; a model without one: no bound)."""
-    return getattr(teacher.model.config, "max_position_embeddings", None) or 10**9
+    """The served model's context in tokens (its config's window, a multimodal one's text_config's; a model whose
+    config names none: no bound)."""
+    from training.evaluation.thinking import config_window
+
+    return config_window(teacher.model.config) or 10**9
 
 
 @functools.lru_cache(maxsize=8)

@@ -7,7 +7,7 @@ import threading
 import weakref
 
 from data_tools.teachers import Generation
-from tests.training.serve_helpers import ask
+from tests.training.serve_helpers import ask, echo
 from training.serve_engine import Engine
 
 
@@ -26,7 +26,7 @@ class OutOfMemoryTeacher:
         self.alive_during_retries: list[bool] = []
         self.solo_failures: list[weakref.ref] = []
 
-    def generate(self, requests, *, progress=True):
+    def generate(self, requests, *, progress=True, on_row=None):
         if not self.started.is_set():
             self.started.set()
             assert self.release.wait(60)
@@ -41,7 +41,7 @@ class OutOfMemoryTeacher:
             activations = Activations()
             self.solo_failures.append(weakref.ref(activations))
             raise RuntimeError("CUDA out of memory: tried to allocate 2.00 GiB")
-        return [Generation(r.messages[-1]["content"], None, "stop") for r in requests]
+        return echo(requests, on_row)
 
 
 def test_requests_retried_after_a_failed_batch_run_without_its_memory():
@@ -83,3 +83,32 @@ def test_a_failed_request_keeps_its_error_but_not_its_memory(caplog):
     assert f"{type(error).__name__}: {error}" == "RuntimeError: CUDA out of memory: tried to allocate 2.00 GiB"
     assert not alive and error.__traceback__ is None
     assert "Traceback" in caplog.text and "CUDA out of memory: tried to allocate" in caplog.text
+
+
+class FailsAfterItsFirstRow(OutOfMemoryTeacher):
+    """A batch whose first row ends (and is answered) before the rest of the batch runs out of memory."""
+
+    def generate(self, requests, *, progress=True, on_row=None):
+        if self.started.is_set() and len(requests) > 1:
+            on_row(0, Generation(requests[0].messages[-1]["content"], None, "stop"))
+        return super().generate(requests, progress=progress, on_row=on_row)
+
+
+def test_a_batch_failing_after_a_row_was_answered_retries_only_the_others():
+    """A row answered as it ended keeps its answer when its batch fails later; only the unanswered ones are generated
+    again, each alone."""
+    teacher = FailsAfterItsFirstRow()
+    engine = Engine(teacher, max_batch=4)
+    try:
+        first = engine.submit(ask("먼저"))
+        assert teacher.started.wait(30)
+        queued = [engine.submit(ask(text)) for text in ("짧은 답", "긴 답")]
+        teacher.release.set()
+        answers = [f.result(timeout=30).text for f in (first, *queued)]
+    finally:
+        teacher.release.set()
+        engine.close()
+    assert teacher.batch is not None, "the queued requests were not generated together"
+    assert answers == ["먼저", "짧은 답", "긴 답"]
+    assert len(teacher.alive_during_retries) == 1  # "긴 답" alone; "짧은 답" was not generated again
+    assert engine.completions == 3

@@ -21,7 +21,7 @@ from training.serve_schema import (BadRequest, ChatRequest, ServedRequest, conte
 
 @pytest.fixture(scope="module")
 def teacher():
-    return load_teacher(KosovConfig(), ServeConfig())
+    return load_teacher(KosovConfig(), ServeConfig(max_batch=2))  # an engine's batch of 2 is one generate()
 
 
 def test_a_request_whose_client_leaves_stops_generating_and_the_next_one_is_answered():
@@ -174,3 +174,11 @@ def test_a_top_k_too_large_for_torch_gets_a_400_naming_it(server):
     assert error["param"] == "top_k" and error["message"] == (f"top_k={10**30} is not allowed: use top_k "
                                                               f"{SAMPLING_RANGES['top_k']}")
     assert chat(server, top_k=2**63 - 1, max_tokens=2, seed=0).status_code == 200  # over the vocabulary: all kept
+
+
+def test_a_multimodal_configs_text_window_bounds_the_prompt_size():
+    """A config that gives its window under text_config only (Gemma 3, Qwen-VL): not 'no bound'."""
+    import types
+
+    config = types.SimpleNamespace(text_config=types.SimpleNamespace(max_position_embeddings=32768))
+    assert context_tokens(types.SimpleNamespace(model=types.SimpleNamespace(config=config))) == 32768

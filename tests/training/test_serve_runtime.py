@@ -16,8 +16,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 import httpx
 import pytest
 
-from data_tools.teachers import Generation
-from tests.training.serve_helpers import answer, ask, chat
+from tests.training.serve_helpers import answer, ask, chat, echo
 from training.config import KosovConfig
 from training.errors import KosovError
 from training.recipes import compose
@@ -304,11 +303,11 @@ class GatedTeacher:
     def __init__(self):
         self.started, self.release, self.generated = threading.Event(), threading.Event(), []
 
-    def generate(self, requests, *, progress=True):
+    def generate(self, requests, *, progress=True, on_row=None):
         self.started.set()
         assert self.release.wait(60)
         self.generated += [r.messages[-1]["content"] for r in requests]
-        return [Generation(r.messages[-1]["content"], None, "stop") for r in requests]
+        return echo(requests, on_row)
 
 
 def test_closing_the_engine_cancels_the_queued_requests_instead_of_generating_them():

@@ -42,6 +42,17 @@ def gen_kwargs(ecfg: EvalConfig, mode: str | None) -> dict[str, Any] | None:
 PROMPT_ROOM = 1024  # tokens a prompt has, at the least, beside the thinking limit before lm-eval cuts it
 
 
+def config_window(config: Any) -> int | None:
+    """The context window a model's config gives, in tokens (what vLLM starts with when given no max_model_len; a
+    multimodal config's text_config first); None where it names none."""
+    for part in (getattr(config, "text_config", None), config):
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx"):
+            value = getattr(part, key, None) if part is not None else None
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
 def check_window(ecfg: EvalConfig, mode: str | None, window: int | None, model: str) -> None:
     """The thinking limit must fit the model's context window (`window`, None: unknown) with room for the prompt:
     lm-eval's hf backend fails on a limit as long as the window, and both backends cut a prompt from the left to
