@@ -84,8 +84,9 @@ def _trained_commit(adapter: Path, run: Path | None, pinned: str | None) -> tupl
     """(the commit of the hub base the adapter was trained on, the file that says so): its run's provenance.json
     (model.loaded_revision), else the revision its run pinned or PEFT saved when that is a commit; (None, None) for
     a run on a branch or tag from before kosov recorded the commit it loaded."""
-    if run is not None and recorded_commit(run) is not None:
-        return recorded_commit(run), run / "provenance.json"
+    recorded = recorded_commit(run) if run is not None else None
+    if recorded is not None:
+        return recorded, run / "provenance.json"
     if pinned is not None and COMMIT.match(pinned):
         return pinned, (run / "config.yaml" if run is not None else adapter / "adapter_config.json")
     return None, None

@@ -312,16 +312,16 @@ def refuse_secrets_for_submitit(values: list[str]) -> None:
     hydra.launcher.submitit_folder (output_dir/.submitit/<job>/*.pkl), which kosov cannot redact: a secret on the
     command line (a URL's credentials, a key-like query value, a secret-named key, an environment secret's value) is
     refused before anything is submitted."""
-    from training.redaction import redact, redact_overrides
+    from training.redaction import redact_text
 
-    secret = [o for o in values if not o.startswith("hydra") and redact_overrides(redact(o)) != o]
+    secret = [o for o in values if not o.startswith("hydra") and redact_text(o) != o]
     if not secret:
         return
     from training.recipes import launcher_target
 
     if "submitit" not in launcher_target(values):
         return
-    shown = ", ".join(redact_overrides(redact(o)) for o in secret)
+    shown = ", ".join(redact_text(o) for o in secret)
     raise KosovError(f"the submitit launcher would store {shown} in clear text in each job's pickles "
                      "(output_dir/.submitit/<job>/*_submitted.pkl), readable by anyone who can read the folder",
                      fix="keep secrets off the command line: give a teacher's or judge's key through the "

@@ -67,9 +67,9 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> KosovConfig:
                    "check the value and its type; a list goes in brackets: data.train_files=[a.jsonl]")
             what = f"the recipe does not compose: {e}{cause}"
             if isinstance(e, OverrideParseException) and e.override:  # Hydra's message alone names no override
-                from training.redaction import redact, redact_overrides
+                from training.redaction import redact_text
 
-                override, message = (redact_overrides(redact(text)) for text in (e.override, f"{e}{cause}"))
+                override, message = (redact_text(text) for text in (e.override, f"{e}{cause}"))
                 what = f"the override '{override}' does not parse: {message}"
             raise KosovError(what, fix=fix) from None
     return validate(composed)

@@ -21,7 +21,7 @@ import yaml
 
 from training.schema import TrackingConfig
 from training.errors import KosovError
-from training.redaction import redact, redact_overrides
+from training.redaction import redact, redact_text
 from training.run_dir import RunDir
 from training.safe_write import write_json
 from training.sweep_jobs import STOPPED_EXIT  # kosov's exit status for a run stopped by a signal (StoppedBySignal)
@@ -52,7 +52,7 @@ def redacted_argv() -> Iterator[None]:
     run and uploads it, and its Settings have no switch for that alone. A teacher's or judge's
     base_url=https://user:key@host, or a secret-named override, would reach wandb in clear."""
     saved = sys.argv
-    sys.argv = [redact_overrides(redact(arg)) for arg in saved]
+    sys.argv = [redact_text(arg) for arg in saved]
     try:
         yield
     finally:

@@ -104,8 +104,8 @@ def _usable(text: str, min_share: float = 0.5) -> bool:
     prompt, the "요청:" label it put before the instruction).
 
     Written in Korean: its prose (data_tools.text.prose: without code, math and units) holds Hangul, and Hangul is at
-    least `min_share` of its Hangul, Han and kana letters (data_tools.text.hangul_share_of_cjk, as the hangul_share
-    gate reads text in fences): Chinese or Japanese written instead of Korean is language confusion. Latin letters do
+    least `min_share` of its Hangul, Han and kana letters (data_tools.text.hangul_share_of_cjk; the hangul_share
+    gate counts what an answer sets in fences the same way, its Latin letters left out): Chinese or Japanese written instead of Korean is language confusion. Latin letters do
     not count against it: a Korean request names React, useEffect or a SQL table in Latin letters, and one asking
     for a translation quotes the English it is about.
 

@@ -25,8 +25,8 @@ def test_prose_outside_and_inside_fences_leaves_code_out_of_both():
 
 
 def test_a_request_and_an_answer_holding_an_english_email_in_a_fence_are_read_alike():
-    """synth reads a request, and the hangul_share gate reads what an answer sets in a fence, with the same
-    measure (Hangul against Han and kana): a Korean request to polish an English email is usable, and so is the
+    """synth reads a request, and the hangul_share gate reads what an answer sets in a fence, alike: Hangul against
+    Han and kana, Latin letters not counted: a Korean request to polish an English email is usable, and so is the
     Korean answer that returns the email in a fence; Chinese in their place is neither."""
     for fenced, korean in ((EMAIL, True), ("首尔是韩国的首都，人口约一千万。我们下周二开会。", False)):
         request = f"다음 이메일을 다듬어 주세요.\n```\n{fenced}\n```"

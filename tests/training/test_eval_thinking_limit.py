@@ -187,3 +187,22 @@ def test_kosovs_own_evals_refuse_a_thinking_limit_the_window_cannot_hold_before_
                           f"output_dir={tmp_path / 'e'}"]))
     assert set((cache_root() / "eval_cache").glob("*.json")) == before
     assert not (tmp_path / "e" / "report.json").exists()
+
+
+def test_a_thinking_limit_that_leaves_little_prompt_room_is_warned_once_per_side_not_once_per_task(
+        tmp_path, probe, monkeypatch, caplog):
+    """The hf backend runs each task in a call of its own: the window warning is the model's, said once a mode."""
+    from training.evaluation import thinking
+
+    from training.evaluation import harness
+
+    twin = f"{PROBE}_twin"  # a second generating task: both run with thinking on, each in a call of its own
+    monkeypatch.setitem(harness.LOCAL_TASKS, twin, {**harness.LOCAL_TASKS[PROBE], "task": {**TASK, "task": twin}})
+    monkeypatch.setattr(thinking, "PROMPT_ROOM", 2040)  # tiny-ko's 2048-token window less a 16-token limit warns
+    with caplog.at_level("WARNING", logger="kosov"):
+        result = evaluate(_suite(tmp_path, "room", "eval.thinking_max_new_tokens=16", "eval.thinking=[on]",
+                                 "eval.math.enabled=false", f"eval.tasks=[{PROBE},{twin}]"))
+    warned = [r for r in caplog.records if "leaves prompts" in r.getMessage()]
+    sides = {k for r in result.report["rows"] for k in ("base", "adapted") if r.get(k) is not None}
+    assert {r["task"] for r in result.report["rows"]} == {PROBE, twin} and warned
+    assert len(warned) == len(sides)  # each side's model once (no kosov eval here: no check before loading)

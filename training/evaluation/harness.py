@@ -304,8 +304,11 @@ def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], label: str,
         # (hf_lm: cheap), so eval.batch_size=auto sizes its batches on that task's own prompts. vLLM's engine starts
         # vLLM itself on every call (minutes, and its memory is not freed in between): one call per mode there, and
         # a job killed in it keeps nothing of that call
-        for batch in ([[t] for t in missing] if ecfg.backend == "hf" else [missing]):
-            output = _simple_evaluate(ecfg, engine(mode), batch, mode, opens, manager, label)
+        for i, batch in enumerate([[t] for t in missing] if ecfg.backend == "hf" else [missing]):
+            model = engine(mode)
+            if i == 0 and not isinstance(model["model"], str):  # an hf_lm: its window, once a mode (vLLM's: engine)
+                check_window(ecfg, mode, getattr(model["model"], "max_length", None), label)
+            output = _simple_evaluate(ecfg, model, batch, mode, opens, manager)
             subtasks = {**output.get("group_subtasks", {}), **tag_members(manager, batch)}
             for task in batch:
                 score = scores[(task, mode)] = primary_score(task, output["results"], subtasks, output.get("samples"),
@@ -321,13 +324,11 @@ def run_tasks(ecfg: EvalConfig, *, identity: dict[str, Any], label: str,
 
 
 def _simple_evaluate(ecfg: EvalConfig, model: dict[str, Any], tasks: list[str], mode: str | None, opens: bool,
-                     manager: Any, label: str) -> dict[str, Any]:
+                     manager: Any) -> dict[str, Any]:
     """lm-eval's simple_evaluate of `tasks` in thinking mode `mode` (`opens`: template_opens_thinking), with each
     item's outcome logged; a benchmark whose data cannot be read is a KosovError that says what to do."""
     import lm_eval
 
-    if not isinstance(model["model"], str):  # an lm-eval model object (hf_lm); vLLM's: checked by the engine
-        check_window(ecfg, mode, getattr(model["model"], "max_length", None), label)
     try:
         with cut_off_thoughts_unanswered(mode, opens):
             return lm_eval.simple_evaluate(

@@ -1,7 +1,8 @@
 """The evaluation report: what an adaptation gained in Korean and what it cost elsewhere.
 
     DIR/report.json   every score: base, adapted, delta, stderr, per task and suite average (one per thinking mode:
-                      suite_average, thinking off or none; suite_average_thinking_on); the delta's standard error
+                      suite_average: thinking off or none, or on where the suite ran with thinking on alone;
+                      suite_average_thinking_on beside it where it ran both); the delta's standard error
                       paired over the items both sides answered, where each item's outcome is known
     DIR/report.md     the same as a Markdown table (kosov publish puts it into the model card)
     DIR/report.png    a bar chart, base vs adapted
@@ -70,7 +71,6 @@ def build_report(*, suite: str, model: dict[str, Any], adapter: str | None, harn
         lm_eval = [r for r in lm_eval if r["base"] is not None and r["adapted"] is not None]
     # one average per thinking mode, each task once: hrm8k[off] and hrm8k[on] are not two tasks of the suite. Tasks
     # run in no mode (no chat template) or in "off" (likelihood tasks in a thinking suite too) make the headline
-    # one; those run with thinking on their own, where there are any
     # one; those run with thinking on their own, where there are any. A suite run with thinking on alone has that
     # one as its headline (suite_average, labelled "on"), not an empty "off" average beside it
     modes = {r.get("thinking") for r in lm_eval}
