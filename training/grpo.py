@@ -24,9 +24,11 @@ from training.data_rows import (TrainData, fits, free_of, load_rows, none_left, 
                                 split_eval, template_refused)
 from training.errors import KosovError
 from training.grpo_dtypes import keep_trainable_fp32, kept_dtypes
+from training.grpo_reference import record_reference, reference_init_kwargs
 from training.models import installed, sharded_by, stop_ids
 from training.prompt_columns import prompt_dataset
 from training.rewards import build_rewards, parses_responses, required_columns
+from training.sft import resumes_from_checkpoint
 
 
 def thinking_kwargs(cfg: KosovConfig) -> dict[str, bool]:
@@ -213,7 +215,8 @@ def cuda_graphs(setting: bool | None, device: str, *, quantized: bool) -> bool |
 def builds_reference(cfg: KosovConfig) -> bool:
     """Whether TRL loads a reference model of its own (beta > 0): only for a full fine-tune. A new adapter's reference
     is the base with the adapter off; a starting adapter's (method.init_adapter, sft_stage) a frozen copy of it,
-    which TRL adds as the adapter "ref" (not saved in the run's adapter/: train._save_final)."""
+    which TRL adds as the adapter "ref" (not saved in the run's adapter/: train._save_final; a checkpoint holds
+    its hash instead: grpo_reference)."""
     return cfg.peft.method == "none" and not cfg.method.init_adapter and not cfg.method.grpo.sft_stage
 
 
@@ -299,18 +302,6 @@ def generation_stops(cfg: KosovConfig, model: Any, tokenizer: Any, backend: str)
     return {"stop_token_ids": ids} if backend == "vllm" else None
 
 
-def reference_init_kwargs(cfg: KosovConfig, model: Any, peft_config: Any) -> dict[str, Any] | None:
-    """How TRL loads its reference model (beta > 0, a full fine-tune): from the policy's name_or_path, at the
-    recipe's revision and with its remote-code setting (TRL adds the policy's dtype and attention). None where TRL
-    builds none: it would warn that it ignores them."""
-    from peft import PeftModel
-
-    if not cfg.method.grpo.beta or peft_config is not None or isinstance(model, PeftModel):
-        return None
-    kwargs = {"revision": cfg.model.revision, "trust_remote_code": cfg.model.trust_remote_code}
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
 def opens_thinking(cfg: KosovConfig, tokenizer: Any) -> bool:
     """Whether the chat template opens the think block in the generation prompt (Qwen3-Thinking-2507), so that
     completions start mid-thought without a <think> of their own (the rewards put it back)."""
@@ -347,6 +338,7 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
     reward_funcs, weights = build_rewards(cfg.rewards, grpo.max_completion_length, opens_thinking(cfg, tokenizer),
                                           parsed=parses_responses(tokenizer))
     has_eval = data.eval is not None
+    run = Path(common["output_dir"]).parent  # the run folder: checkpoints/ (common's output_dir), provenance.json
     args = GRPOConfig(
         **common,
         num_generations=grpo.num_generations,
@@ -364,7 +356,7 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         chat_template_kwargs=thinking_kwargs(cfg),
         generation_kwargs=generation_kwargs,
         trust_remote_code=cfg.model.trust_remote_code,
-        model_init_kwargs=reference_init_kwargs(cfg, model, peft_config),
+        model_init_kwargs=reference_init_kwargs(cfg, model, peft_config, run),
         use_vllm=backend == "vllm",
         use_transformers_continuous_batching=backend == "continuous_batching",
         transformers_continuous_batching_config=continuous_batching_config(cfg, device),
@@ -379,9 +371,13 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
         log_completions=grpo.log_completions,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=cfg.method.eval_steps if has_eval else None,
+        # the starting policy's eval reward, the first point of the curve (as SFT's base eval loss): in every run
+        # that starts from step 0; one resumed from a checkpoint has it in the checkpoint's history
+        eval_on_start=has_eval and not resumes_from_checkpoint(common),
     )
     trainer = trainer_class()(model=model, reward_funcs=reward_funcs, args=args, train_dataset=data.train,
                               eval_dataset=data.eval, processing_class=tokenizer, peft_config=peft_config)
     if cfg.peft.quantization is not None:
         keep_trainable_fp32(trainer.model)  # before train() builds the optimizer
+    record_reference(trainer, run, common.get("resume_from_checkpoint"))
     return trainer

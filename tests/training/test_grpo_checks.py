@@ -26,7 +26,7 @@ def prompt_file(tmp_path, rows: list[dict], name: str = "math.jsonl"):
 
 
 def summary_of(history: list[dict]) -> dict:
-    from training.train import summarize
+    from training.run_metrics import summarize
 
     trainer = types.SimpleNamespace(state=types.SimpleNamespace(log_history=history, global_step=2, epoch=1.0),
                                     model=types.SimpleNamespace(parameters=lambda: []))
