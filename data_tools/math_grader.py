@@ -7,11 +7,12 @@ names, TeX as Qwen3 writes it (`\\boxed{\\frac{3}{4}}`, "8{,}500"), and "3시간
 asked in minutes; a gold answer written so is read the same way), "½", and a mixed number ("3\\frac{1}{2}", "3 1/2",
 "3½", "2와 1/2", "3과 4분의 1") as one value; "3\\frac{5}{2}" is none (no answer). Of a final line it takes what
 follows the last "=" or "≈" ("정답: 3 + 4 = 7") but not a bracketed note after it ("정답: 12개 (검산: 12 ÷ 3 = 4)"),
-what follows a correction ("3개, 아니 4개" is 4), and the number that ends the statement, not one in its subject
-("정답: 6년 뒤 아버지의 나이는 69살입니다" is 69), nor one given as a reason ("정답: 12개이므로, 4묶음" is 4) or
-denied ("3:4이므로 1:2가 아닙니다" is 3:4). It compares with math-verify, so "0.75" equals "3/4", except that
-where the question asks for 기약분수 (lowest terms) "2/8" is not 1/4, and a final answer that hedges between
-several ("정답: 3, 4", "3개 또는 4개", "x = 5 또는 x = -5") or is a sum left to do ("3 × 1/2") is no answer.
+what follows a correction ("3개, 아니 4개" is 4, and so is "정답: 3개" with "아니, 4개" on the next line), and the
+number that ends the statement, not one in its subject ("정답: 6년 뒤 아버지의 나이는 69살입니다" is 69), nor one
+given as a reason ("정답: 12개이므로, 4묶음" is 4) or denied ("3:4이므로 1:2가 아닙니다" is 3:4). It compares with
+math-verify, so "0.75" equals "3/4", except that where the question asks for 기약분수 (lowest terms) "2/8" is not
+1/4, and a final answer that hedges between several ("정답: 3, 4", "3개 또는 4개", "x = 5 또는 x = -5"), gives a
+range ("3~4개", "3-4개", "3에서 4개 사이") or is a sum left to do ("3 × 1/2") is no answer (see data_tools.math_hedges).
 A final answer written in hangul words is read too — Sino-Korean "오백 원", "이천오백", native "스물세 개",
 "다섯입니다", not a denied one ("다섯 개가 아닙니다") — but only in an answer tag, `\\boxed{}` or "정답:" line with
 no digits, and a one-syllable or attributive numeral ("이", "세", "한") only before a counter ("세 개"):
@@ -40,6 +41,8 @@ import math
 import re
 
 from data_tools.korean_numerals import NUMBER, hangul_numbers_in, mixed_number, numbers_in
+from data_tools.math_hedges import (BECAUSE, HEDGE, JOINS, NoAnswer, after_corrections, comparable, goes_on, hedged,
+                                    offered_together, one_variable, with_corrections)
 from data_tools.text import nfc, split_thinking
 
 WEEKDAYS = ("월요일", "화요일", "수요일", "목요일", "금요일", "토요일", "일요일")
@@ -69,7 +72,8 @@ _POWER = re.compile(r"(?<![\d.,^])(?:(\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|[×·*]
                     r"(?:\^\s*(?:\{\s*(\d+)\s*\}|(\d+))|([²³]))(?![\d.])")
 # An answer that is no number: a root, π or a power left as written ("2\sqrt{3}", "25π"), or two values, "±5"
 # (math-verify reads it as the set {-5, 5}: a gold 5 or -5 alone is not it, a gold ±5 is); letter variables
-# ("x^2+4", not the units m, g, L, km/h or °C) make a gold answer one too. Its math-verify reading is compared, not one of its numbers.
+# ("x^2+4", not the units m, g, L, km/h or °C) make a gold answer one too. Its math-verify reading is compared, not
+# one of its numbers.
 _SYMBOLIC = re.compile(r"\\sqrt|√|\\pi|π|\^|±|∓|\\(?:pm|mp)(?![A-Za-z])")
 _LETTER = r"(?<![\\A-Za-z°])(?<!°\s)(?![gLlm](?![A-Za-z]))[A-Za-z](?![A-Za-z])"  # x, not \pi, cm, m or °C
 _VARIABLE = re.compile(_LETTER)
@@ -83,44 +87,23 @@ _ROOT = re.compile(r"√\s*(\d+(?:\.\d+)?|[A-Za-z]|\{[^{}]*\}|\([^()]*\))")
 _RATIO = re.compile(r"(?<![\d,.])-?\d[\d,]*(?:\.\d+)?(?:\s*(?::|대)\s*-?\d[\d,]*(?:\.\d+)?)+")
 # a note after the answer, "(검산: 12 ÷ 3 = 4)"; "(정정: 4개)" is a correction, no note
 _NOTE = re.compile(r"[(\[（【](?!\s*정정)[^)\]）】]*[)\]）】]?")
-# ... and a corrected answer, "12가 아니라 15", or a self-correction, "3개, 아니 4개", "3개 (정정: 4개)": what follows
-# the last one is the answer. Only these explicit words: "아니면" (or else) offers an alternative, "아니다" denies.
-_CORRECTED = re.compile(r"(?:이|가)?(?<!\s)\s*아니(?:라|고)|(?<![^\s,.!?…:(])(?:아니(?:요|오)?|아냐|정정(?:하면|합니다)?)"
-                        r"(?=[\s,.!?…:])")
 # What may follow the number (or weekday) that a statement ends on: a unit or counter and an ending, attached
 # ("69살입니다", "1,200원", "75%", "$69$"), then the end, a punctuation mark or, after a copula, anything ("12개입니다
 # 3개씩 4묶음이니까"). "6년 뒤" goes on, so its 6 is not it. A number that opens the answer may end on a connective
 # ("정답: 12개이며 4묶음입니다", "12개인데, ..."): what follows is about it. Not a causal one: in "2시간이므로 120분",
 # "3개이므로 모두 12개" or "4,000원이므로 거스름돈은 1,000원" the first number is the reason, the answer follows.
-_JOINS = r"(?:이며|이고|인데|이지만)(?!\w)"
-_JOINED = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{_JOINS}")
+_JOINED = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{JOINS}")
 # ... and a causal one ends no statement, comma or not: in "정답: 12개이므로, 4묶음" 12 is the reason, 4 the answer.
-_BECAUSE = r"(?:므로|니까|라서|여서|기\s*때문에)(?!\w)"
-_CAUSAL = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{_BECAUSE}")
-_JOINED_ITEM = re.compile(f"(?:{_JOINS}|{_BECAUSE})$")  # a list item so joined, "12개이므로, 4묶음", offers no choice
-# A number denied is no answer: "3:4이므로 1:2가 아닙니다" is 3:4, "12개가 아닌 15개" 15 ("12가 아니라 15": _CORRECTED).
+_CAUSAL = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{BECAUSE}")
+# A number denied is no answer: "3:4이므로 1:2가 아닙니다" is 3:4, "12개가 아닌 15개" 15 ("12가 아니라 15" is a
+# correction: see data_tools.math_hedges).
 _NEGATED = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*?\s?(?:아니|아닙|아닌|아님|아냐)")
 # (?=(\s*))\1 takes a run of spaces whole, as a possessive \s*+ would (Python 3.11): trying each split of it
 # between two \s* made a 20,000-space run take minutes
 _ENDS_STATEMENT = re.compile(r"(?=(\s*))\1(?:[^\W\d_]|[%$*°])*(?:\s?(?:입니다|이에요|예요|이다)(?!\w)|\s*"
                              r"(?:[.,!?;:…~)\]}」』\"'”’·*—–-]|$))")
-# A hedge: two or more answers offered as alternatives ("정답: 3, 4", "3개 또는 4개", "수요일이나 목요일"); the whole
-# final statement is the list. Not "1,200" (a thousands comma), nor a list the answer gives a reason with, nor
-# "12개이며, 4묶음" (a connective). A check after the answer's sentence is no answer (see _answer_part).
-# The stated answer joined to another value by "또는" (or "와", "and") is one wherever it stands ("x의 값은 5 또는
-# -5입니다", "$5$ 또는 $-5$", "x = 5 또는 x = -5", "5와 -5"), and so is one joined by an operator: "3 \times
-# \frac{1}{2}" is no value but a sum left to do (see _stated).
-_OR = r"또는|혹은|아니면|이거나|(?<=[^\W\d_])이나|(?<=[^\W\d_])나|\bor\b"
-_OR_GAP = re.compile(rf"[\s*$]*(?:(?:[^\W\d_]|[%°²³])+?[\s*$]*)?(?:{_OR}|와|과|\band\b)[\s*$]*(?:[A-Za-z]\s*=[\s*$]*)?")
-_OPERATOR_GAP = re.compile(r"[\s$]*(?:(?:(?:[^\W\d_]|[%°²³])+[\s$]*)?(?:[×÷+·]|(?<!\*)\*(?!\*)|\\(?:times|cdot|div)"
-                           r"(?![A-Za-z]))|(?<=[\d\s$])-(?=\s))[\s$]*")  # "12 - 3", not "12개 - 3개씩 4묶음" (a dash)
-_VARIABLE_SET = re.compile(r"(?<![A-Za-z\\])([A-Za-z])\s*=")  # "x = 5 또는 x = -5", "x = 5, x = -5": see _answer_part
-_ALTERNATIVE_VARIABLE = re.compile(rf"((?:{_OR}|,)\s*(?:\$\s*)?)([A-Za-z])\s*=")
 _SENTENCE, _CHECK = re.compile(r"(?<=[.!?。])\s+"), re.compile(r"\W*(?:검산|확인)")
 _CONCLUSION, _APPROX = re.compile(r"따라서|그러므로|그래서|결국|즉"), re.compile(r"≈|≒|\\approx(?![A-Za-z])")
-_ITEM = r"(?:-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|[월화수목금토일]요일)[^\W\d_]{0,4}"
-_HEDGE = re.compile(rf"\s*[*$]*({_ITEM})[*$]*((?:\s*(?:,\s|、|{_OR})\s*[*$]*{_ITEM}[*$]*)+)\s*"
-                    rf"(?:(?:입니다|이에요|예요|이다|중\s*하나(?:입니다)?)\s*)?(?:[.!]\s*)?")
 _LOWEST_TERMS = re.compile(r"기약\s*분수|lowest\s+terms|simplest\s+form", re.I)
 _PLAIN_GOLD = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?|-?\d*\.\d+")
 _WEEKDAY = re.compile(r"([월화수목금토일])\s*요일")
@@ -131,11 +114,6 @@ _FULL_WIDTH = str.maketrans("０１２３４５６７８９，．／－＝％−
 _VULGAR = dict(zip("½⅓⅔¼¾⅕⅖⅗⅘⅙⅚⅐⅛⅜⅝⅞⅑⅒↉",
                    "1/2 1/3 2/3 1/4 3/4 1/5 2/5 3/5 4/5 1/6 5/6 1/7 1/8 3/8 5/8 7/8 1/9 1/10 0/3".split()))
 _VULGAR_FRACTION = re.compile(f"(\\d?)([{''.join(_VULGAR)}])(?=([\\d{''.join(_VULGAR)}])?)")
-
-
-class _NoAnswer(Exception):
-    """The stated answer is no single value: a hedge ("5 또는 -5"), a sum left to do ("3 × 1/2") or no mixed number
-    ("3\\frac{5}{2}"). It answers nothing, and no other number of the completion is read in its place."""
 
 
 def _ascii(text: str) -> str:
@@ -153,35 +131,32 @@ def _stated(span: str, candidates: list[tuple[int, int, str | None]], last: bool
     """Of (start, end, value) candidates in a final answer, the first that ends a statement ("나이는 69살입니다"),
     else the last: Korean puts the answer in the predicate, after its subject ("6년 뒤 아버지의 나이는"). With `last`
     (running text) the last. A denied one ("1:2가 아닙니다") is never it; None where no other is left. Raises
-    _NoAnswer where it is joined to another value by "또는" or an operator, or has no value ("3 5/2")."""
+    NoAnswer where it is joined to another value by "또는", a range ("3~4개") or an operator, or has no value
+    ("3 5/2"): see data_tools.math_hedges."""
     candidates = sorted(c for c in candidates if not _NEGATED.match(span, c[1]))
     if not candidates:
         return None
-    ending = [] if last else [c for c, following in zip(candidates, [*candidates[1:], None]) if _ends(span, c[1])
-                              and not (following and _OR_GAP.fullmatch(span, c[1], following[0]))]  # "5 또는" goes on
     first = candidates[0]  # "12개이며 4묶음입니다": the number that opens the span, joined to what follows
-    if not last and not re.search(r"\w", span[: first[0]]) and _JOINED.match(span, first[1]):
-        ending.append(first)
-    chosen = min(ending) if ending else candidates[-1]
+    if last:
+        chosen = candidates[-1]
+    elif not re.search(r"\w", span[: first[0]]) and _JOINED.match(span, first[1]):
+        chosen = first
+    else:  # "5 또는", "3~4개": the statement goes on
+        chosen = next((c for c, following in zip(candidates, [*candidates[1:], None]) if _ends(span, c[1])
+                       and not goes_on(span, c, following)), candidates[-1])
     i = candidates.index(chosen)
     nearby = candidates[max(i - 1, 0) : i + 2]
     for before, after in zip(nearby, nearby[1:]):
-        offered = _OR_GAP.fullmatch(span, before[1], after[0]) and _comparable(before[2]) != _comparable(after[2])
-        if offered or _OPERATOR_GAP.fullmatch(span, before[1], after[0]):
-            raise _NoAnswer(span[before[0] : after[1]])
+        if offered_together(span, before, after):
+            raise NoAnswer(span[before[0] : after[1]])
     if chosen[2] is None:
-        raise _NoAnswer(span[chosen[0] : chosen[1]])
+        raise NoAnswer(span[chosen[0] : chosen[1]])
     return chosen[2]
-
-
-def _comparable(value: str | None) -> str | None:
-    """A value as two alternatives are compared: "1,200" is "1200" (the same answer twice is no hedge)."""
-    return value and value.replace(",", "").replace(" ", "")
 
 
 def _number_in(span: str, last: bool = False) -> str | None:
     """The answer number of a final-answer span (see _stated), or with `last` the last number of running text."""
-    return _comparable(_stated(span, numbers_in(span), last))
+    return comparable(_stated(span, numbers_in(span), last))
 
 
 def _hangul_in(span: str) -> str | None:
@@ -205,7 +180,7 @@ def _symbolic_in(span: str, last: bool = False) -> str | None:
     is none. A hedge or sum of numbers alone is the number reading's to find: "2와 1/2" is one mixed number."""
     try:
         expr = _math_in(span, last)
-    except _NoAnswer:
+    except NoAnswer:
         if _SYMBOLIC.search(span):
             raise
         return None
@@ -263,11 +238,14 @@ def _boxed(text: str) -> str | None:
 
 
 def _final_line(text: str) -> str | None:
-    """What follows the last "정답:" / "답은" of the answer, to the end of its line."""
+    """What follows the last "정답:" / "답은" of the answer, to the end of its line and of the lines that correct it
+    ("정답: 3개\n아니, 4개")."""
     marks = list(_FINAL.finditer(text))
     if not marks:
         return None
-    line = text[marks[-1].end() :].split("\n", 1)[0]
+    start = marks[-1].end()
+    end = text.find("\n", start)
+    line = text[start : with_corrections(text, len(text) if end < 0 else end)]
     return _MINUS.sub(r"\1-", line) if "\n" not in marks[-1].group() else line  # "- 5" on a line of its own: a bullet
 
 
@@ -295,18 +273,8 @@ def _answer_part(span: str, kind: str = "number") -> str:
             span = " ".join(sentences[:i])
             break
         stated = stated or any(_ends(sentence, m.end()) for m in NUMBER.finditer(sentence))
-    span = _CORRECTED.split(span)[-1]
-    if variable := _VARIABLE_SET.search(span):
-        span = _ALTERNATIVE_VARIABLE.sub(lambda m: m[1] if m[2] == variable[1] else m.group(), span)
+    span = one_variable(after_corrections(span))
     return re.split(r"=|" + _APPROX.pattern, _APPROX.split(span)[0] if kind == "symbolic" else span)[-1]
-
-
-def _hedged(span: str, find) -> bool:
-    """Whether a final-answer span offers different answers as alternatives ("3, 4", "3개 또는 4개")."""
-    if not (match := _HEDGE.fullmatch(span)):
-        return False
-    items = [match.group(1), *re.findall(_ITEM, match.group(2))]
-    return not any(_JOINED_ITEM.search(item) for item in items) and len({find(item) for item in items}) > 1
 
 
 def extract_answer(text: str, kind: str = "number") -> str | None:
@@ -318,7 +286,7 @@ def extract_answer(text: str, kind: str = "number") -> str | None:
     _, answer = split_thinking(_detex(_ascii(text)))
     try:
         return _final_answer(answer, kind)
-    except _NoAnswer:
+    except NoAnswer:
         return None
 
 
@@ -329,7 +297,7 @@ def _final_answer(answer: str, kind: str) -> str | None:
         if span is None:
             continue
         span = _answer_part(span, kind)
-        if _hedged(span, find):
+        if hedged(span, find):
             return None
         if kind == "number" and (expr := _symbolic_in(span)):
             return expr
@@ -361,14 +329,14 @@ def _gold_number(gold: str) -> str:
     """A gold number as completions are read, where math-verify alone would misread it: "3시간 20분" is 200 (it
     reads 20), "1만 2천 원" 12000, "4분의 3" 3/4, "\\frac{3}{4}" 3/4, "오백 원" 500, "10^3" 1000; a symbolic gold
     its expression ("넓이: 25\\pi cm^2" is 25\\pi). Plain numbers are left as they are."""
-    if _PLAIN_GOLD.fullmatch(gold) or _HEDGE.fullmatch(gold):  # a list ("1, 2") is math-verify's to compare
+    if _PLAIN_GOLD.fullmatch(gold) or HEDGE.fullmatch(gold):  # a list ("1, 2") is math-verify's to compare
         return gold
     text = _detex(gold)
     try:
         if answer_kind(gold) == "symbolic":
             return _math_in(text) or gold
         value = _number_in(text) if NUMBER.search(text) else _hangul_in(text)
-    except _NoAnswer:  # "x = 5 또는 x = -5", "3 × 4": math-verify's to compare as written
+    except NoAnswer:  # "x = 5 또는 x = -5", "3 × 4": math-verify's to compare as written
         return gold
     return value if value is not None else gold
 

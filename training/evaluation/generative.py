@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 import data_tools.korean_numerals
 import data_tools.math_grader
+import data_tools.math_hedges
 import data_tools.text
 from data_tools.chat_io import BadRowError, ChatRow, load_chat_files, prompt_row
 from data_tools.math_grader import is_correct
@@ -83,7 +84,8 @@ def check_prompts(ecfg: Any) -> None:
 def code_digest() -> str:
     """A digest of the code that renders, reads and grades these evals (the grader, the Korean text rules, this
     module), for the score cache: a kosov upgrade that grades differently does not reuse scores graded before."""
-    files = (data_tools.math_grader.__file__, data_tools.korean_numerals.__file__, data_tools.text.__file__, __file__)
+    files = (data_tools.math_grader.__file__, data_tools.math_hedges.__file__, data_tools.korean_numerals.__file__,
+             data_tools.text.__file__, __file__)
     return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()[:16]
 
 
