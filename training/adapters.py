@@ -132,8 +132,8 @@ def _elsewhere(folder: Path) -> str:
     """Where else a whole copy of a run's adapter is: its last checkpoint, when the run kept one (named if found)."""
     from training.run_dir import last_checkpoint
 
-    run = next((f for f in (folder.parent, folder.parent.parent) if (f / "checkpoints").is_dir()), None)
-    last = last_checkpoint(run / "checkpoints") if run is not None else None
+    checkpoints = run_of(folder) / "checkpoints"
+    last = last_checkpoint(checkpoints) if checkpoints.is_dir() else None
     if last is not None and last.resolve() != folder.resolve() and any((last / w).is_file() for w in WEIGHTS):
         return f"give the run's last checkpoint instead ({last}, which holds its adapter at step " \
                f"{last.name.rsplit('-', 1)[-1]})"
@@ -190,9 +190,16 @@ def _template_text(path: str | Path | None) -> str | None:
     path = Path(path).expanduser() if path else None
     return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
 
+def run_of(adapter: Path) -> Path:
+    """The run folder that wrote an adapter, where kosov writes them: run/adapter (a chained run's SFT stage:
+    run/sft/adapter, of the run run/sft), run/checkpoints/checkpoint-N; else the folder holding it. Never a folder
+    further up: that is another run (the GRPO run holding an SFT stage whose files are gone), not this one."""
+    return adapter.parent.parent if adapter.parent.name == "checkpoints" else adapter.parent
+
+
 def trained_model(adapter: Path) -> tuple[Path | None, dict[str, Any] | None]:
     """(the kosov run folder of `adapter`, the model settings it trained with); None for a bare adapter folder."""
-    run = next((f for f in (adapter.parent, adapter.parent.parent) if (f / "config.yaml").is_file()), None)
+    run = run_of(adapter) if (run_of(adapter) / "config.yaml").is_file() else None
     trained = (yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("model") if run else None
     return run, trained if isinstance(trained, dict) else None
 
@@ -258,11 +265,21 @@ def _same_base(trained_on: Any, source: str) -> bool | None:
     return True if saved.is_absolute() else None
 
 
+class Ask:
+    """The `commit` of a caller that did not resolve one: check_adapter_revision asks (hub_commit)."""
+
+    def __repr__(self) -> str:
+        return "ASK"
+
+
+ASK = Ask()  # a resolved commit may be None (nothing could tell it): asking again would not tell it either
+
+
 def check_adapter_base(adapter: Path, source: str, name_or_path: str, revision: str | None,
-                       commit: str | None = None) -> None:
+                       commit: str | None | Ask = ASK) -> None:
     """An adapter only means something on the base it was trained on: refuse another one before loading, or another
-    revision of it (`revision`, the model.revision loaded now; `commit`, the commit it names, where the caller
-    resolved it) than it was trained on (check_adapter_revision)."""
+    revision of it (`revision`, the model.revision loaded now; `commit`, the commit it names as the caller resolved
+    it, None where nothing could tell; ASK: resolved by check_adapter_revision) than it was trained on."""
     config = adapter / "adapter_config.json"
     trained_on = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
     same = _same_base(trained_on, source)

@@ -15,7 +15,7 @@ import logging
 import re
 from pathlib import Path
 
-from training.adapters import trained_model
+from training.adapters import ASK, Ask, trained_model
 from training.errors import KosovError
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def base_commit(source: str, revision: str | None, continues: Path | None = None
 _WARNED: set[tuple[str, str | None]] = set()  # (adapter, revision) already warned about by check_adapter_revision
 
 
-def _same_revision(trained: str | None, loaded: str | None) -> bool:
+def same_revision(trained: str | None, loaded: str | None) -> bool:
     """Whether two model.revision values name the same weights as far as can be told without asking the Hub: equal,
     both the default branch (null is main), or a commit and an abbreviation of it."""
     trained, loaded = trained or "main", loaded or "main"
@@ -92,12 +92,12 @@ def _trained_commit(adapter: Path, run: Path | None, pinned: str | None) -> tupl
     return None, None
 
 
-def check_adapter_revision(adapter: Path, source: str, revision: str | None, commit: str | None = None) -> None:
+def check_adapter_revision(adapter: Path, source: str, revision: str | None, commit: str | None | Ask = ASK) -> None:
     """An adapter is loaded on the weights it was trained on. Where its run recorded the commit it loaded
     (provenance.json model.loaded_revision; a bare folder: the revision PEFT saved in adapter_config.json, that
-    commit), it is compared with the commit `revision` names now (`commit`, or resolved here: from the Hub, or the
-    local cache offline): another commit is refused, even under the same name (main has moved). Where the commit
-    now cannot be told, the revisions are compared as named: one its run pinned (model.revision in its config.yaml)
+    commit), it is compared with the commit `revision` names now (`commit` as the caller resolved it, None where
+    nothing could tell; ASK: resolved here, from the Hub, or the local cache offline): another commit is refused,
+    even under the same name (main has moved). Where the commit now cannot be told, the revisions are compared as named: one its run pinned (model.revision in its config.yaml)
     is required; a run on the default branch that recorded no commit takes any revision, with a warning when it
     names one. A local folder (and tiny-ko) is its own revision: model.revision does not change what loads."""
     if Path(source).is_dir():
@@ -112,16 +112,16 @@ def check_adapter_revision(adapter: Path, source: str, revision: str | None, com
     now = "null (the default branch, main)" if revision is None else repr(revision)
     trained_at, said = _trained_commit(adapter, run, pinned)
     if trained_at is not None:
-        loaded = commit or hub_commit(source, revision)
+        loaded = hub_commit(source, revision) if commit is ASK else commit
         if loaded == trained_at:
             return
-        if loaded is not None and (pinned in (None, "main") or _same_revision(pinned, revision)):
+        if loaded is not None and (pinned in (None, "main") or same_revision(pinned, revision)):
             # the same name on other weights (main has moved), or main at another commit than the run loaded
             raise KosovError(f"the adapter {adapter} was trained on {source} at commit {trained_at} ({said}), but "
                              f"this recipe's model.revision={now} is commit {loaded}: other weights than it was "
                              "trained on", fix=f"set model.revision={trained_at} (the commit it was trained on), or "
                                                "use an adapter trained on this commit")
-    if _same_revision(pinned, revision):
+    if same_revision(pinned, revision):
         return
     if pinned in (None, "main"):
         if trained is None:  # PEFT saved no revision: nothing known to compare

@@ -309,7 +309,10 @@ def evaluate(cfg: KosovConfig) -> EvalResult:
         if "on" in ecfg.thinking:  # the template both engines render with, before the model loads
             template = cfg.model.chat_template or f"the chat template of {source}"
             check_thinking_switch(ecfg, models.tokenizer(), template)
-        model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "revision": cfg.model.revision}
+        # the commit the base's files were identified at (a hub id; None for a folder): publish matches it with the
+        # commit the run trained on, as train records it (loaded_revision)
+        model_info = {"name_or_path": cfg.model.name_or_path, "source": source, "revision": cfg.model.revision,
+                      "loaded_revision": base.get("commit")}
         # the record and the tracker before any scoring, as kosov train opens them before training: a tracker that
         # cannot start (a wandb key without a network) fails now, not after hours of scores
         resolved = redact(to_dict(cfg))

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from training.adapters import adapter_dir
+from training.adapters import adapter_dir, run_of
 from training.errors import KosovError
 from training.redaction import names_only
 
@@ -39,13 +39,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _run_of(adapter: Path) -> Path:
-    """The run folder that wrote an adapter, where kosov writes them: run/adapter (a chained run's SFT stage:
-    run/sft/adapter, of the run run/sft), run/checkpoints/checkpoint-N; else the folder holding it. Never a folder
-    further up: that is another run (the GRPO run holding an SFT stage whose provenance is gone), not this one."""
-    return adapter.parent.parent if adapter.parent.name == "checkpoints" else adapter.parent
 
 
 def _lora_settings(adapter: Path) -> dict[str, Any]:
@@ -72,13 +65,13 @@ def _chained(config: dict[str, Any]) -> bool:
     return bool(isinstance(method, dict) and (method.get("grpo") or {}).get("sft_stage"))
 
 
-def _recorded_start(run: Path, model: dict[str, Any], config: dict[str, Any], first: bool
+def _recorded_start(run: Path, model: dict[str, Any], config: dict[str, Any], can_give: bool
                     ) -> tuple[Path | None, str | None]:
     """The adapter `run` started from (model.start_adapter), and how it was found when not at the path recorded;
     raises KosovError when its data cannot be known for sure: the path is relative (to the folder `kosov train` ran
     in, which is not recorded: never read from the folder publish runs in, where that name may be another run), the
     adapter there is gone, or it now has another LoRA shape than the one the run started from (another run was
-    trained there since). `first`: the run published, whose start publish.start_adapter can give.
+    trained there since). `can_give`: publish.start_adapter can still give this start (it gives one in the lineage).
 
     A chained run (method.grpo.sft_stage) started from its own SFT stage, trained into <run>/sft
     (training/sft_stage.py): from <run>/sft/adapter, no other adapter. So its start is read from the run folder
@@ -90,9 +83,9 @@ def _recorded_start(run: Path, model: dict[str, Any], config: dict[str, Any], fi
         return None, None
     where = str(run / "provenance.json")
     give = (f"give its folder with publish.start_adapter=<the folder of that adapter> (checked against the LoRA "
-            f"shape {where} records)" if first else
+            f"shape {where} records)" if can_give else
             f"set model.start_adapter in {where} to the absolute path of that adapter folder (publish.start_adapter "
-            "gives only the start of the run published)")
+            "gives one start adapter of the lineage, here a later stage's)")
     own_stage = _chained(config) and Path(start).parts[-2:] == ("sft", "adapter")
     if not (own_stage or Path(start).is_absolute()):
         raise KosovError(
@@ -125,32 +118,14 @@ def _checked(run: Path, recorded: dict[str, Any]) -> str:
             f"{run.name} recorded no LoRA shape to check it against (kosov before 2026-11-27)")
 
 
-def _given_start(run: Path, model: dict[str, Any], config: dict[str, Any], given: str) -> tuple[Path, str | None]:
-    """publish.start_adapter: the folder of the adapter the run published started from, where its provenance's
-    record cannot be used (_recorded_start); checked against the LoRA shape the run recorded. Refused where the run
-    started from no adapter, or its record holds the adapter it started from and `given` is another."""
+def _given_start(run: Path, model: dict[str, Any], given: str) -> tuple[Path, str]:
+    """publish.start_adapter: the folder of the adapter `run` started from, where its provenance's record cannot be
+    used (_recorded_start: relative, moved or deleted); checked against the LoRA shape the run recorded."""
     where, recorded = str(run / "provenance.json"), model.get("start_adapter_settings") or {}
-    if not model.get("start_adapter"):
-        raise KosovError(f"publish.start_adapter={given}: {run.name} started from no adapter (its provenance records "
-                         "none)", where=where, fix="leave publish.start_adapter unset")
-    try:
-        adapter = adapter_dir(given)
-    except KosovError as e:
-        raise KosovError(f"publish.start_adapter={given}: {e.what}", where=e.where, fix=e.fix) from None
-    if _run_of(adapter).resolve() == run.resolve():
+    adapter = _given_adapter(given)
+    if run_of(adapter).resolve() == run.resolve():
         raise KosovError(f"publish.start_adapter={given} is the adapter {run.name} trained, not the one it started "
                          "from", where=where, fix=f"give the folder of the adapter {run.name} started from")
-    try:
-        at, _ = _recorded_start(run, model, config, first=True)
-    except KosovError:  # relative, gone or replaced: what the publisher gives stands for it
-        at = None
-    if at is not None and at.resolve() != adapter.resolve():
-        raise KosovError(f"publish.start_adapter={given}: {run.name} started from the adapter at {at}, which is still "
-                         "there with the LoRA shape it started from", where=where,
-                         fix="leave publish.start_adapter unset (it stands for a start adapter recorded as a relative "
-                             "path, moved or deleted)")
-    if at is not None:
-        return at, None
     shown = _other_shape(adapter, recorded)
     if shown:
         raise KosovError(f"publish.start_adapter={given}: the adapter there has another LoRA shape than the one "
@@ -163,15 +138,59 @@ def _given_start(run: Path, model: dict[str, Any], config: dict[str, Any], given
                      f"be used; {_checked(run, recorded)}")
 
 
+def _given_adapter(given: str) -> Path:
+    try:
+        return adapter_dir(given)
+    except KosovError as e:
+        raise KosovError(f"publish.start_adapter={given}: {e.what}", where=e.where, fix=e.fix) from None
+
+
+def _check_given(run: Path, model: dict[str, Any], given: str) -> None:
+    """publish.start_adapter for the run published: refused where it started from no adapter, or `given` is its own."""
+    where = str(run / "provenance.json")
+    if not model.get("start_adapter"):
+        raise KosovError(f"publish.start_adapter={given}: {run.name} started from no adapter (its provenance records "
+                         "none)", where=where, fix="leave publish.start_adapter unset")
+    if run_of(_given_adapter(given)).resolve() == run.resolve():
+        raise KosovError(f"publish.start_adapter={given} is the adapter {run.name} trained, not the one it started "
+                         "from", where=where, fix=f"give the folder of the adapter {run.name} started from")
+
+
+def _release_stages(adapter: Path, later: str) -> tuple[list[dict[str, Any]], list[KosovError]] | None:
+    """The lineage of a release folder (the output_dir of `kosov publish`, with upload_plan.json: its adapter beside
+    provenance.json with the stages it was built from) that `later` started from; None for any other adapter folder.
+    A stage the release could not read (its publisher set publish.license for it) is unknown here too."""
+    if not (adapter / "upload_plan.json").is_file():
+        return None
+    where = str(adapter / "provenance.json")
+    stages = _read_json(adapter / "provenance.json").get("stages")
+    if not isinstance(stages, list) or not stages or not all(isinstance(st, dict) and isinstance(
+            st.get("provenance"), dict) for st in stages):
+        return ([{"name": f"? (the release {adapter.name})", "provenance": {}, "missing": adapter.name}],
+                [KosovError(f"{later} started from the release {adapter.name}, whose provenance.json holds no lineage "
+                            "(stages) kosov can read: the data its adapter was trained on, and their licenses, are "
+                            "unknown", where=where, fix=f"put back the provenance.json `kosov publish` wrote there, "
+                                                        f"or {LICENSED}")])
+    stages = [dict(stage) for stage in stages]
+    stages[-1]["located"] = f"the release {adapter.name}, whose provenance.json gives the stages before it"
+    return stages, [KosovError(f"{later} started from the release {adapter.name}, whose lineage holds a stage kosov "
+                               f"could not read ({stage.get('name')}): its publisher licensed it with publish.license",
+                               where=where, fix=f"{LICENSED} (the license of that release's card is its publisher's)")
+                    for stage in stages if stage.get("missing")]
+
+
 def lineage_stages(run: Path, start_adapter: str | None = None) -> tuple[list[dict[str, Any]], list[KosovError]]:
     """This run and the runs its adapter started from (an SFT stage before GRPO), oldest first, with their public
     provenance; and why, for each stage whose data (and their licenses) kosov cannot know for sure. `start_adapter`
-    (publish.start_adapter) gives the folder of the adapter `run` started from; a mistake in it raises KosovError.
-    A stage found otherwise than by its path as recorded says how ("located")."""
+    (publish.start_adapter) gives the folder of the adapter a run in the chain started from: the latest start whose
+    record cannot be used (relative, moved or deleted), checked against the LoRA shape that run recorded; a mistake
+    in it raises KosovError. An adapter started from a release folder brings that release's lineage. A stage found
+    otherwise than by its path as recorded says how ("located")."""
     stages: list[dict[str, Any]] = []
     unknown: list[KosovError] = []
     seen: set[Path] = set()
     later, located = None, None  # the stage that started from this one, and how its adapter was found
+    given_for, published, first_start = None, run, None  # the run whose start publish.start_adapter gave
     while run is not None:
         if run.resolve() in seen:  # a run started from its own adapter (or a later stage's): not its lineage
             stages.insert(0, {"name": "? (the adapter it started from)", "provenance": {}, "missing": "start_adapter"})
@@ -193,15 +212,34 @@ def lineage_stages(run: Path, start_adapter: str | None = None) -> tuple[list[di
                 "a kosov run): the licenses of the data it was trained on are unknown",
                 fix="put that run folder back where it was, or check its data's licenses and set "
                     "publish.license=<SPDX id>"))
-        model, first, later = prov.get("model") or {}, len(seen) == 1, run.name
-        try:
-            adapter, located = (_given_start(run, model, config, start_adapter) if first and start_adapter else
-                                _recorded_start(run, model, config, first))
+        model, later = prov.get("model") or {}, run.name
+        if start_adapter and run == published:
+            _check_given(run, model, start_adapter)
+        try:  # publish.start_adapter can still give this start unless it gave a later one
+            adapter, located = _recorded_start(run, model, config, given_for is None)
         except KosovError as problem:
-            if first and start_adapter:  # the publisher's mistake: never stood for by publish.license
-                raise
-            stages.insert(0, {"name": "? (the adapter it started from)", "provenance": {}, "missing": "start_adapter"})
-            unknown.append(problem)
-            adapter = None
-        run = _run_of(adapter) if adapter is not None else None
+            if start_adapter and given_for is None:  # the link it stands for; a mistake in it is the publisher's
+                adapter, located, given_for = *_given_start(run, model, start_adapter), run.name
+            else:
+                stages.insert(0, {"name": "? (the adapter it started from)", "provenance": {},
+                                  "missing": "start_adapter"})
+                unknown.append(problem)
+                adapter = None
+        else:  # the folder the run recorded, given again: the lineage as recorded
+            if start_adapter and given_for is None and adapter is not None and \
+                    adapter.resolve() == _given_adapter(start_adapter).resolve():
+                given_for = run.name
+        first_start = adapter if run == published else first_start
+        release = _release_stages(adapter, later) if adapter is not None else None
+        if release is not None:  # the release holds the lineage of the adapter it published
+            stages[:0], unknown[:0] = release
+            break
+        run = run_of(adapter) if adapter is not None else None
+    if start_adapter and given_for is None:
+        raise KosovError(f"publish.start_adapter={start_adapter}: every run in the lineage of {published.name} started "
+                         f"from the adapter its provenance records ({published.name} started from the adapter at "
+                         f"{first_start}, which is still there with the LoRA shape it started from)",
+                         where=str(published / "provenance.json"),
+                         fix="leave publish.start_adapter unset (it stands for a start adapter recorded as a relative "
+                             "path, moved or deleted)")
     return stages, unknown

@@ -33,6 +33,7 @@ from training.lineage import lineage_stages, public_provenance
 from training.model_card import (LICENSE_FILE, derive_license, front_matter_error, license_file, license_warnings,
                                  model_card)
 from training.adapters import adapter_dir, check_adapter_files
+from training.base_commit import COMMIT, recorded_commit, same_revision
 from training.models import HUB_ID, resolve_device
 from training.evaluation.report import to_markdown
 from training.redaction import names_only, redact, redact_urls, secret_values
@@ -72,13 +73,53 @@ def _eval_report(cfg: KosovConfig, adapter: Path, run_model: dict[str, Any]) -> 
         raise KosovError(f"the eval report at {folder} evaluated another adapter ({report.get('adapter')})",
                          fix=f"run kosov eval with eval.adapter={adapter.parent}, or leave publish.eval_report unset")
     evaluated = report.get("model") or {}
-    for key in ("name_or_path", "revision"):  # the same adapter on another base (or commit of it) scores otherwise
-        if key in evaluated and evaluated[key] != run_model.get(key):
-            raise KosovError(f"the eval report at {folder} evaluated the adapter on model.{key}={evaluated[key]!r}, "
-                             f"and the run trained on {run_model.get(key)!r}: the card would show another model's "
-                             "scores", fix=f"run kosov eval with model.{key}={run_model.get(key)} (the run's "
-                                           "config.yaml), or leave publish.eval_report unset")
+    if "name_or_path" in evaluated and evaluated["name_or_path"] != run_model.get("name_or_path"):
+        raise KosovError(f"the eval report at {folder} evaluated the adapter on model.name_or_path="
+                         f"{evaluated['name_or_path']!r}, and the run trained on {run_model.get('name_or_path')!r}: "
+                         "the card would show another model's scores",
+                         fix=f"run kosov eval with model.name_or_path={run_model.get('name_or_path')} (the run's "
+                             "config.yaml), or leave publish.eval_report unset")
+    _check_evaluated_commit(folder, evaluated, run_model)
     return report, folder
+
+
+def _commit_of(model: dict[str, Any]) -> str | None:
+    """The base commit a run or an eval loaded: the one it recorded (model.loaded_revision), else model.revision where
+    that pins a commit; None where it names a branch or tag (null: main) and recorded no commit (kosov before
+    2026-11-28, or a local base)."""
+    for key in ("loaded_revision", "revision"):
+        value = model.get(key)
+        if isinstance(value, str) and COMMIT.match(value):
+            return value
+    return None
+
+
+def _check_evaluated_commit(folder: Path, evaluated: dict[str, Any], run_model: dict[str, Any]) -> None:
+    """The eval report scored the adapter on the weights the run trained on: compared by the commits both loaded
+    where both are known (a branch name such as main says nothing once it moved), else by model.revision as named."""
+    trained, scored = _commit_of(run_model), _commit_of(evaluated)
+    base = run_model.get("name_or_path")
+    if trained is not None and scored is not None:
+        if trained != scored:
+            raise KosovError(f"the eval report at {folder} evaluated the adapter on {base} at commit {scored}, and the "
+                             f"run trained on commit {trained} (its provenance.json model.loaded_revision): the card "
+                             "would show the scores of other weights",
+                             fix=f"run kosov eval with model.revision={trained}, or leave publish.eval_report unset")
+        return
+    if "revision" not in evaluated:
+        return
+    if not same_revision(evaluated["revision"], run_model.get("revision")):
+        unknown = "the run" if trained is None else "the eval report"
+        raise KosovError(f"the eval report at {folder} evaluated the adapter on model.revision="
+                         f"{evaluated['revision']!r}, and the run trained on {run_model.get('revision')!r}: the card "
+                         f"would show another model's scores (compared by model.revision as named: {unknown} records "
+                         "no commit it loaded)",
+                         fix=f"run kosov eval with model.revision={trained or run_model.get('revision')} (the run's "
+                             "config.yaml), or leave publish.eval_report unset")
+    if trained is not None:
+        log.warning("the eval report at %s records no commit of %s it loaded (model.revision=%s): taken as the run's "
+                    "commit %s, which kosov eval checks the adapter against where it can tell", folder, base,
+                    evaluated["revision"], trained)
 
 
 def training_curve(metrics: dict[str, Any], path: Path) -> bool:
@@ -155,12 +196,13 @@ def _published_base(cfg: KosovConfig, name_or_path: str, recorded: dict[str, Any
 def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None:
     run_cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     metrics, (stages, unknown) = _read_json(run / "metrics.json"), lineage_stages(run, cfg.publish.start_adapter)
-    report, report_dir = _eval_report(cfg, adapter, run_cfg["model"])
+    recorded = _read_json(run / "provenance.json").get("model") or {}
+    report, report_dir = _eval_report(cfg, adapter, {**run_cfg["model"],
+                                                     "loaded_revision": recorded.get("loaded_revision")})
     licenses: dict[str, int] = {}
     for stage in stages:
         for name, count in stage["provenance"].get("data", {}).get("licenses", {}).items():
             licenses[name] = licenses.get(name, 0) + count
-    recorded = _read_json(run / "provenance.json").get("model") or {}
     base = _published_base(cfg, run_cfg["model"]["name_or_path"], recorded)
     if unknown and not cfg.publish.license:  # a stage's rows and their licenses are unknown
         raise unknown[0]
@@ -332,6 +374,11 @@ def publish(cfg: KosovConfig) -> PublishResult:
 
             # the finished run's own settings, as it trained: not judged again by this version's recipe checks
             run_cfg = validate(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")), semantics=False)
+            loaded = recorded_commit(run)
+            if loaded is not None:  # merged onto the weights it trained on, wherever model.revision's main is now
+                log.info("merging onto %s at commit %s, the one the run loaded (model.revision=%s)",
+                         run_cfg.model.name_or_path, loaded, run_cfg.model.revision)
+                run_cfg = replace(run_cfg, model=replace(run_cfg.model, revision=loaded))
             check = merge_adapter(run_cfg, adapter, staging / "merged", resolve_device(cfg.device))
             if not check["ok"]:
                 kept = out.with_name(f"{out.name}.merge_check.json")

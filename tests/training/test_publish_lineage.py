@@ -216,8 +216,8 @@ def test_a_chained_run_whose_sft_stage_lost_its_provenance_does_not_drop_that_st
 
 def test_a_chain_of_three_runs_carries_every_stages_rows_and_a_relative_middle_is_named(smoke_run, tmp_path):
     """sft -> grpo -> grpo again: the first stage's CC-BY-NC-4.0 rows reach the card through the middle one; a
-    middle run that recorded its start relative names its own provenance, since publish.start_adapter gives the
-    start of the run published only."""
+    middle run that recorded its start relative names its own provenance where publish.start_adapter already gives
+    the (readable) start of the run published (a middle link it gives: test_publish_chain.py)."""
     first, middle = chained_runs(smoke_run, tmp_path / "a")
     _edit_json(first / "provenance.json", data__licenses={"CC-BY-NC-4.0": 24}, data__name="someone-elses-nc-rows")
     last = tmp_path / "last"
@@ -231,7 +231,7 @@ def test_a_chain_of_three_runs_carries_every_stages_rows_and_a_relative_middle_i
     with pytest.raises(KosovError, match="grpo started from the adapter 'sft/adapter'") as error:
         publish(compose([f"run={last}", f"output_dir={tmp_path / 'r2'}", f"publish.start_adapter={middle}"]))
     assert f"model.start_adapter in {middle / 'provenance.json'}" in error.value.fix
-    assert "publish.start_adapter gives only the start of the run published" in error.value.fix
+    assert "publish.start_adapter gives one start adapter of the lineage, here a later stage's" in error.value.fix
 
 
 def test_a_start_adapter_whose_shape_was_not_recorded_is_taken_with_a_warning(smoke_run, tmp_path, caplog):
