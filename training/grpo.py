@@ -24,7 +24,6 @@ from training.data_rows import (TrainData, fits, free_of, load_rows, none_left, 
                                 split_eval, template_refused)
 from training.errors import KosovError
 from training.grpo_dtypes import keep_trainable_fp32, kept_dtypes
-from training.grpo_reference import record_reference, reference_init_kwargs
 from training.models import installed, sharded_by, stop_ids
 from training.prompt_columns import prompt_dataset
 from training.rewards import build_rewards, parses_responses, required_columns
@@ -337,6 +336,8 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
     generation_kwargs = generation_stops(cfg, model, tokenizer, backend)  # before TRL reads the model's ends
     reward_funcs, weights = build_rewards(cfg.rewards, grpo.max_completion_length, opens_thinking(cfg, tokenizer),
                                           parsed=parses_responses(tokenizer))
+    from training.grpo_reference import record_reference, reference_init_kwargs  # transformers: not at import
+
     has_eval = data.eval is not None
     run = Path(common["output_dir"]).parent  # the run folder: checkpoints/ (common's output_dir), provenance.json
     args = GRPOConfig(
@@ -379,5 +380,5 @@ def build_trainer(cfg: KosovConfig, model: Any, tokenizer: Any, data: TrainData,
                               eval_dataset=data.eval, processing_class=tokenizer, peft_config=peft_config)
     if cfg.peft.quantization is not None:
         keep_trainable_fp32(trainer.model)  # before train() builds the optimizer
-    record_reference(trainer, run, common.get("resume_from_checkpoint"))
+    record_reference(trainer, run)
     return trainer

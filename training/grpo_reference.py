@@ -17,8 +17,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
-
 from data_tools.row_files import file_sha256
 from training.base_commit import recorded_commit
 from training.errors import KosovError
@@ -84,40 +82,74 @@ def adapter_sha256(adapter: Path) -> str:
                      fix="point method.init_adapter at the adapter the run started from, as it was")
 
 
-class ReferenceRecord(TrainerCallback):
-    """Each checkpoint records the starting adapter's sha256 (reference.json) and drops TRL's copy of it (ref/)."""
+def reference_record(adapter: Path, sha256: str) -> Any:
+    """A callback by which each checkpoint records the starting adapter's sha256 (reference.json) and drops TRL's
+    copy of it (ref/). (transformers is imported here, not as training.train is imported: a mirror goes first.)"""
+    from transformers import TrainerCallback
 
-    def __init__(self, adapter: Path, sha256: str):
-        self.adapter, self.sha256 = adapter, sha256
+    class ReferenceRecord(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if not args.should_save:
+                return
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            # the record first: a checkpoint killed between the two keeps ref/, which a resume then loads as before
+            write_json(checkpoint / RECORD, {"start_adapter": str(adapter), "sha256": sha256})
+            if (checkpoint / REFERENCE).is_dir():
+                shutil.rmtree(checkpoint / REFERENCE)
 
-    def on_save(self, args, state, control, **kwargs):
-        if not args.should_save:
+    return ReferenceRecord()
+
+
+def _same_weights(saved: Path, adapter: Path) -> bool:
+    """Whether an older checkpoint's ref/ holds the starting adapter's weights, tensor by tensor (the files differ:
+    PEFT saved them again)."""
+    from safetensors.torch import load_file
+
+    ours = next((saved / name for name in WEIGHTS if (saved / name).is_file()), None)
+    theirs = next((adapter / name for name in WEIGHTS if (adapter / name).is_file()), None)
+    if ours is None or theirs is None or ours.suffix != ".safetensors" or theirs.suffix != ".safetensors":
+        return True  # nothing to compare here: TRL loads the checkpoint's own copy, as before
+    a, b = load_file(ours), load_file(theirs)
+    return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+
+
+def _equal(x: Any, y: Any) -> bool:
+    """Two tensors equal in the coarser of their dtypes (TRL's frozen copy may be held in bf16, the adapter fp32)."""
+    import torch
+
+    if x.shape != y.shape:
+        return False
+    dtype = x.dtype if x.element_size() <= y.element_size() else y.dtype
+    return torch.equal(x.to(dtype), y.to(dtype))
+
+
+def check_resumed_reference(checkpoint: Path, adapter: Path) -> None:
+    """A resume compares the policy with the starting adapter again: refused, before anything loads, where its
+    weights are not the ones the checkpoint's run started from: by the checkpoint's record (reference.json), or for
+    a checkpoint from before the record, by its own copy (ref/), which this run's checkpoints no longer keep."""
+    checkpoint, adapter = Path(checkpoint), Path(adapter)
+    if (checkpoint / RECORD).is_file():
+        then = json.loads((checkpoint / RECORD).read_text(encoding="utf-8"))["sha256"]
+        now = adapter_sha256(adapter)
+        if then == now:
             return
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        # the record first: a checkpoint killed between the two keeps ref/, which a resume then loads as before
-        write_json(checkpoint / RECORD, {"start_adapter": str(self.adapter), "sha256": self.sha256})
-        if (checkpoint / REFERENCE).is_dir():
-            shutil.rmtree(checkpoint / REFERENCE)
-
-
-def check_same_reference(checkpoint: Path, adapter: Path, sha256: str) -> None:
-    """A resume compares the policy with the starting adapter again: refused where its weights are not the ones the
-    checkpoint's run started from. A checkpoint from before the record holds ref/ itself, which the Trainer loads."""
-    if not (checkpoint / RECORD).is_file():
+        said = f"weights sha256 {then[:12]}... in {checkpoint / RECORD}, {now[:12]}... now"
+    elif (checkpoint / REFERENCE).is_dir():
+        if _same_weights(checkpoint / REFERENCE, adapter):
+            return
+        said = f"its weights differ from the copy in {checkpoint / REFERENCE}"
+    else:
         return
-    then = json.loads((checkpoint / RECORD).read_text(encoding="utf-8"))
-    if then["sha256"] != sha256:
-        raise KosovError(
-            f"the starting adapter {adapter} has changed since the run in {checkpoint.parent.parent} started from it "
-            f"(weights sha256 {then['sha256'][:12]}... in {checkpoint / RECORD}, {sha256[:12]}... now): GRPO's "
-            "reference model (method.grpo.beta > 0) is that adapter as the run started, and its checkpoints keep "
-            "only its hash", fix=f"put the adapter the run started from back at {adapter}, or start a new run "
-                                 "(overwrite=true, or another output_dir)")
+    raise KosovError(
+        f"the starting adapter {adapter} has changed since the run in {checkpoint.parent.parent} started from it "
+        f"({said}): GRPO's reference model (method.grpo.beta > 0) is that adapter as the run started, and its "
+        "checkpoints keep only its hash", fix=f"put the adapter the run started from back at {adapter}, or start a "
+                                              "new run (overwrite=true, or another output_dir)")
 
 
-def record_reference(trainer: Any, run: Path, resume_from: str | None) -> None:
-    """For a starting adapter's reference copy (TRL's "ref" adapter): a resume is checked against the checkpoint's
-    record, and the checkpoints record the adapter's hash instead of holding the copy."""
+def record_reference(trainer: Any, run: Path) -> None:
+    """For a starting adapter's reference copy (TRL's "ref" adapter): the checkpoints record the adapter's hash
+    instead of holding the copy (a resume was checked against it before anything loaded: check_resumed_reference)."""
     held = getattr(trainer.model, "peft_config", None) or {}
     if REFERENCE not in held:
         return
@@ -125,8 +157,4 @@ def record_reference(trainer: Any, run: Path, resume_from: str | None) -> None:
         "start_adapter"]
     if adapter is None:  # a PeftModel built outside train.train: TRL keeps its copy in each checkpoint
         return
-    adapter = Path(adapter)
-    sha256 = adapter_sha256(adapter)
-    if resume_from is not None:
-        check_same_reference(Path(resume_from), adapter, sha256)
-    trainer.add_callback(ReferenceRecord(adapter, sha256))
+    trainer.add_callback(reference_record(Path(adapter), adapter_sha256(Path(adapter))))

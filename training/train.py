@@ -268,6 +268,10 @@ def train(cfg: KosovConfig) -> TrainResult:
         check_kernels(cfg.model, source, device, cfg.method.kernels, commit)  # its architecture, from its config
         if start_adapter is not None:  # another base or revision is refused before the data and the weights load
             check_adapter_base(start_adapter, source, cfg.model.name_or_path, cfg.model.revision, commit)
+            if method is grpo and run.resume_from is not None:  # and a starting adapter changed since (its reference)
+                from training.grpo_reference import check_resumed_reference
+
+                check_resumed_reference(run.resume_from, start_adapter)
         tokenizer = load_tokenizer(at_commit, source)
         # a resume on changed files or another dataset is refused as the rows load: before they render, and before
         # the rendered set the run would resume from is replaced

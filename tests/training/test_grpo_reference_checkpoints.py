@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from training.errors import KosovError
-from training.grpo_reference import RECORD, adapter_sha256
+from training.grpo_reference import RECORD, adapter_sha256, check_resumed_reference
 from training.recipes import compose
 from training.train import train
 
@@ -24,7 +24,7 @@ def killed_after_checkpoint_1(out) -> None:
     (out / "metrics.json").unlink()
 
 
-def test_checkpoints_record_the_starting_adapter_and_a_resume_checks_it(smoke_run, tmp_path):
+def test_checkpoints_record_the_starting_adapter_and_a_resume_checks_it(smoke_run, tmp_path, monkeypatch):
     start = tmp_path / "sft"
     shutil.copytree(smoke_run.run_dir, start, ignore=shutil.ignore_patterns("checkpoints"))
     adapter = start / "adapter" / "adapter_model.safetensors"
@@ -49,7 +49,21 @@ def test_checkpoints_record_the_starting_adapter_and_a_resume_checks_it(smoke_ru
 
     save_file({k: v + 0.01 for k, v in started.items()}, adapter, metadata={"format": "pt"})  # retrained in place
     killed_after_checkpoint_1(out)
+
+    def loads(*args, **kwargs):
+        raise AssertionError("the base loaded before the changed adapter was refused")
+
+    monkeypatch.setattr("training.train.load_base_model", loads)
     with pytest.raises(KosovError) as error:
         train(compose(overrides))
     assert f"the starting adapter {start / 'adapter'} has changed since the run" in error.value.what
     assert "put the adapter the run started from back" in error.value.fix
+
+    # a checkpoint from before the record holds TRL's copy (ref/) instead: compared tensor by tensor
+    (checkpoint / RECORD).unlink()
+    (checkpoint / "ref").mkdir()
+    save_file(started, checkpoint / "ref" / "adapter_model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(KosovError, match="its weights differ from the copy in"):
+        train(compose(overrides))
+    save_file(started, adapter, metadata={"format": "pt"})  # the adapter as it was: the check passes
+    check_resumed_reference(checkpoint, start / "adapter")
