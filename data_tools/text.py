@@ -109,7 +109,7 @@ _PROSE_TAGS = frozenset({"", "markdown", "md", "text", "txt", "plain", "plaintex
 # A line of code: a statement or call (x = 1, print(x), a;, {, }), a tag (<div>), a prompt ($ ls, >>> x), a comment
 # opener, a JSON key, or a keyword that opens a line of code. Korean and Chinese prose has none of these; English
 # prose has the weak ones (an "=" in arithmetic, "price(500 won)", a line opening with "if"), so a line that only
-# has those and reads as a sentence (_reads_as_prose) is prose.
+# has those and reads as a sentence (reads_as_prose) is prose.
 _SURE_CODE_ANYWHERE = r"[{}]|;\s*$|</?[A-Za-z][^>\n]{0,80}>"
 _SURE_CODE_AT_START = (r"\s*(?:\$ |>>> |#!|//|/\*|--\s|\"[^\"\n]*\"\s*:|"  # a JSON key
                        r"[A-Za-z_][\w.\[\]'\"]*\s*[-+*/%|&]?=(?!=)|"  # an assignment or config line: x = 1, key = value
@@ -119,7 +119,7 @@ _SURE_CODE = re.compile(_SURE_CODE_ANYWHERE), re.compile(_SURE_CODE_AT_START)
 _KEYWORDS = "class|import|from|return|for|while|if|else|try|except|with|function|let|public|private|package"
 _CODE_LINE = re.compile(rf"{_SURE_CODE_ANYWHERE}|[;=]|[A-Za-z0-9_]\(|^{_SURE_CODE_AT_START}|^\s*(?:{_KEYWORDS})\b")
 _OPENING_KEYWORD = re.compile(rf"\s*(?:{_KEYWORDS}|assert|raise|yield|await|del)\b")
-# what _reads_as_prose leaves out of a line: string literals (the words of print("...")), a trailing comment, and
+# what reads_as_prose leaves out of a line: string literals (the words of print("...")), a trailing comment, and
 # brackets but a call's, so that "연필(800원)까지" is a word, a number and a word
 _NOT_READ = re.compile(r"\"[^\"\n]*\"|'(?<![^\W\d_]')[^'\n]*'(?![^\W\d_])|\s(?:#|//)\s.*|\((?<![A-Za-z0-9_]\()|\)")
 _AROUND_A_WORD = "()[]\"'“”‘’,.:;!?%$₩€£¥+-−–—"  # brackets, quotes and punctuation a word or number is set in
@@ -137,15 +137,15 @@ _UNIT = re.compile(r"(?<=\d)\s*\(?\s*(?:km/h|m/s|kWh|kcal|cal|mm|cm|km|m|mg|kg|g
                    r"GB|MB|KB|TB|min|h|s)(?:[²³]|\^?[23])?\s*\)?(?![A-Za-z])")
 
 
-def _reads_as_prose(line: str) -> bool:
+def reads_as_prose(line: str) -> bool:
     """Whether a line is a sentence: at least three words, twice as many as the tokens that are neither words,
     numbers nor arithmetic ("x[0]", "==", "f(a,"), outside string literals and a trailing comment. A line opening
     with a keyword must also end as a sentence does (".", "!", "?"): "for item in items:" and "import numpy as np"
     are code.
 
-        >>> _reads_as_prose("Three apples cost 1,500 won, so one apple costs 1,500 / 3 = 500 won.")
+        >>> reads_as_prose("Three apples cost 1,500 won, so one apple costs 1,500 / 3 = 500 won.")
         True
-        >>> _reads_as_prose('print("Three apples cost 1,500 won.")'), _reads_as_prose("for item in the_cart.items:")
+        >>> reads_as_prose('print("Three apples cost 1,500 won.")'), reads_as_prose("for item in the_cart.items:")
         (False, False)
     """
     words = others = 0
@@ -166,7 +166,7 @@ def _is_code_line(line: str) -> bool:
         return False
     sure = _SURE_CODE[0].search(line) or _SURE_CODE[1].match(line)
     arithmetic = not any(map(str.isalpha, line))
-    return bool(sure) or not (arithmetic or _reads_as_prose(line))
+    return bool(sure) or not (arithmetic or reads_as_prose(line))
 
 
 def _looks_like_code(lines: list[str]) -> bool:

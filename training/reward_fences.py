@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 # data_tools.text's one fence parser, which the data gates read fences with too
-from data_tools.text import fence_pieces, prose
+from data_tools.text import fence_pieces, prose, reads_as_prose
 
 # Fence tags whose block is code (the first word of the info string, lower-cased, without "{" "." "}"): languages
 # a Korean answer shows code, data, markup, TeX or a terminal in. Any other tag reads as the answer's text, so a
@@ -40,6 +40,24 @@ _VARIABLES = re.compile(r"(?<![A-Za-z\u0370-\u03ff])(?:[A-Za-z\u0370-\u03ff]|sin
                         r"min|gcd|lcm|mod)(?![A-Za-z\u0370-\u03ff])")
 
 
+# a line a code block's language reads as a comment (its English is the code's, not the answer's): #, //, --, /*,
+# a continued block comment's *, %, ;, <!--, a docstring's quotes, REM
+_COMMENT = re.compile(r"\s*(?:#|//|--|/\*|\*|%|;|<!--|\"\"\"|\'\'\'|rem\b)", re.IGNORECASE)
+
+
+def code_tag(tag: str) -> str:
+    """A fence's language, as _CODE_TAGS names it: "{.python}", "python:main.py", "python title=x" read python."""
+    return re.split(r"[:={}\s]", tag.strip("{."), maxsplit=1)[0]
+
+
+def sentences_in_code(body: str) -> str:
+    """The lines of a code block that are sentences, ending as one (. ! ?), and no comment: English reasoning a
+    policy set between code lines (a program holds none; its comments are the code's own, and a shell command
+    such as "pip install numpy && python solve.py" reads as words but ends as no sentence)."""
+    return "\n".join(line for line in body.splitlines() if not _COMMENT.match(line)
+                     and line.rstrip().endswith((".", "!", "?")) and reads_as_prose(line))
+
+
 def answer_prose(text: str, fenced: bool = False) -> str:
     """The text whose letters are the answer's own: prose() of the text outside fences and of every fence not tagged
     with a code language (_CODE_TAGS), read again for the fences nested in it, without the variables of a fence's
@@ -52,6 +70,8 @@ def answer_prose(text: str, fenced: bool = False) -> str:
     for piece, tag in fence_pieces(text):
         if tag is None:
             said.append(_VARIABLES.sub(" ", prose(piece)) if fenced else prose(piece))
-        elif tag.strip("{.}") not in _CODE_TAGS:  # ```{.python} as ```python
+        elif code_tag(tag) not in _CODE_TAGS:
             said.append(answer_prose(piece, fenced=True))
+        else:  # code: its sentences outside comments are the answer's (English hidden behind a ```python tag)
+            said.append(_VARIABLES.sub(" ", prose(sentences_in_code(piece))))
     return "\n".join(said)

@@ -87,3 +87,19 @@ def test_a_good_answer_ranks_above_english_reasoning_between_equations_in_a_fenc
     fenced = GOOD.replace("\n정답", f"\n```\n{EQUATIONS}\n```\n정답")
     good, fenced = total([GOOD, fenced], recipe)
     assert good > fenced
+
+
+@pytest.mark.parametrize("tag", ["python", "math", "console", "latex", "python:solve.py"])
+def test_english_sentences_set_between_code_lines_behind_a_code_tag_cost(tag):
+    """A code tag made the whole fence code: a policy only had to add ```python to hide its English reasoning."""
+    english, korean = language_consistency([answer_with(EQUATIONS, tag), answer_with(EQUATIONS_KO, tag)])
+    assert korean == 1.0 and english < 0.5
+
+
+def test_code_with_english_comments_and_a_file_name_in_its_tag_stays_code():
+    code = ("# Compute the total price of all the apples in the cart.\n"
+            "// Every apple costs the same amount of money here.\n"
+            "-- select the rows of the users table and count them\n"
+            '    """Return the price of one apple, the total divided by the count."""\n'
+            "price_per_apple = total_price // apple_count")
+    assert language_consistency([answer_with(code, tag) for tag in ("python:main.py", "python", "sql")]) == [1.0] * 3
