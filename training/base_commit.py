@@ -12,27 +12,29 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 
 from training.adapters import ASK, Ask, trained_model
 from training.errors import KosovError
+from training.models import COMMIT_SHA as COMMIT
 
 log = logging.getLogger(__name__)
 
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
-def hub_commit(source: str, revision: str | None) -> str | None:
-    """The commit `revision` of the hub model `source` names now; None for a local folder (tiny-ko included: a
-    folder has no commit), and where neither the Hub nor the local cache can tell (loading it would fail the same
-    way, with its own error)."""
+def hub_commit(source: str, revision: str | None, cache_dir: str | Path | None = None) -> str | None:
+    """The commit `revision` of the hub model `source` names now; a commit is its own; None for a local folder
+    (tiny-ko included: a folder has no commit), and where neither the Hub nor the local cache (`cache_dir`: another
+    one than HF_HUB_CACHE, a kosov mirror's) can tell (loading it would fail the same way, with its own error)."""
     if Path(source).is_dir():
         return None
+    if revision and COMMIT.match(revision):
+        return revision
     from huggingface_hub import HfApi, is_offline_mode
 
     try:  # offline: from the cache's refs/ without asking (and warning that the Hub cannot be reached)
-        return HfApi().resolve_revision(source, revision=revision, local_files_only=is_offline_mode()).resolved
+        return HfApi().resolve_revision(source, revision=revision, cache_dir=cache_dir,
+                                        local_files_only=is_offline_mode()).resolved
     except Exception as e:  # noqa: BLE001 - not found, gated, unreachable and not cached: the loaders say which
         log.debug("could not resolve %s at revision %s: %s", source, revision, e)
         return None

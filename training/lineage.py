@@ -157,13 +157,14 @@ def _check_given(run: Path, model: dict[str, Any], given: str) -> None:
 
 
 def _release_stages(adapter: Path, later: str) -> tuple[list[dict[str, Any]], list[KosovError]] | None:
-    """The lineage of a release folder (the output_dir of `kosov publish`, with upload_plan.json: its adapter beside
-    provenance.json with the stages it was built from) that `later` started from; None for any other adapter folder.
-    A stage the release could not read (its publisher set publish.license for it) is unknown here too."""
-    if not (adapter / "upload_plan.json").is_file():
-        return None
+    """The lineage of a release folder (the output_dir of `kosov publish`: its adapter beside provenance.json with
+    the stages it was built from, and upload_plan.json, which is not uploaded: a release downloaded from the Hub has
+    the stages alone) that `later` started from; None for any other adapter folder. A stage the release could not
+    read (its publisher set publish.license for it) is unknown here too."""
     where = str(adapter / "provenance.json")
     stages = _read_json(adapter / "provenance.json").get("stages")
+    if not (adapter / "upload_plan.json").is_file() and stages is None:
+        return None
     if not isinstance(stages, list) or not stages or not all(isinstance(st, dict) and isinstance(
             st.get("provenance"), dict) for st in stages):
         return ([{"name": f"? (the release {adapter.name})", "provenance": {}, "missing": adapter.name}],

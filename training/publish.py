@@ -114,8 +114,8 @@ def _check_evaluated_commit(folder: Path, evaluated: dict[str, Any], run_model: 
                          f"{evaluated['revision']!r}, and the run trained on {run_model.get('revision')!r}: the card "
                          f"would show another model's scores (compared by model.revision as named: {unknown} records "
                          "no commit it loaded)",
-                         fix=f"run kosov eval with model.revision={trained or run_model.get('revision')} (the run's "
-                             "config.yaml), or leave publish.eval_report unset")
+                         fix=f"run kosov eval with model.revision={trained or run_model.get('revision') or 'null'} "
+                             "(the run's config.yaml), or leave publish.eval_report unset")
     if trained is not None:
         log.warning("the eval report at %s records no commit of %s it loaded (model.revision=%s): taken as the run's "
                     "commit %s, which kosov eval checks the adapter against where it can tell", folder, base,

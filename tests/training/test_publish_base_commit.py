@@ -85,6 +85,9 @@ def test_an_eval_report_without_a_commit_is_compared_by_name_and_says_so(loaded_
     _edit_model(report / "report.json", revision="v2")
     with pytest.raises(KosovError, match="compared by model.revision as named: the eval report records no commit"):
         publish(compose([f"run={run}", f"publish.eval_report={report}", f"output_dir={tmp_path / 'r2'}"]))
+    _edit_model(run / "provenance.json", loaded_revision=None)  # a run from before kosov recorded its commit
+    with pytest.raises(KosovError, match=r"with model.revision=null \(the run's config.yaml\)"):  # not None
+        publish(compose([f"run={run}", f"publish.eval_report={report}", f"output_dir={tmp_path / 'r3'}"]))
 
 
 def test_a_merge_after_main_moved_is_onto_the_commit_the_run_trained_on(hub_run, offline_hub, tmp_path):

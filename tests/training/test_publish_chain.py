@@ -62,6 +62,12 @@ def test_a_run_continued_from_a_release_folder_inherits_its_lineage(smoke_run, t
     assert [s["name"] for s in stages] == ["sft (first)", "sft (second)"]
     assert "license: cc-by-nc-4.0" in card and "someone-elses-nc-rows" in card
     assert "sft (first), the adapter sft (second) started from: the release v1" in card
+    # the release as downloaded from the Hub: publish never uploads upload_plan.json
+    plan = (release / "upload_plan.json").read_bytes()
+    (release / "upload_plan.json").unlink()
+    _, downloaded = released(publish(compose([f"run={second}", f"output_dir={tmp_path / 'r0'}"])).folder)
+    assert [s["name"] for s in downloaded] == ["sft (first)", "sft (second)"]
+    (release / "upload_plan.json").write_bytes(plan)
     # a stage the release could not read (licensed by its publisher) is unknown here too
     _edit_json(release / "provenance.json", stages=[{"name": "? (the adapter it started from)", "provenance": {},
                                                      "missing": "start_adapter"}, *stages[:1]])

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from training.models import COMMIT_SHA
+from training.base_commit import hub_commit
 from training.tiny_ko import cache_root
 
 
@@ -32,23 +32,6 @@ def files_digest(folder: Path, names: tuple[str, ...]) -> str:
 MODEL_FILES = ("config.json", "*.safetensors", "*.safetensors.index.json", "*.bin", "tokenizer.json",
                "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json",
                "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json", "*.py")
-
-
-def hub_commit(repo_id: str, revision: str | None, cache_dir: str | Path | None = None) -> str | None:
-    """The commit a hub id at a revision (a branch such as main moves) stands for now: asked of the Hub when online,
-    else read from the local hub cache (or a kosov mirror); None when neither knows."""
-    if revision and COMMIT_SHA.match(revision):
-        return revision
-    from huggingface_hub import HfApi, try_to_load_from_cache
-    from huggingface_hub.constants import HF_HUB_OFFLINE
-
-    if not HF_HUB_OFFLINE:
-        try:
-            return HfApi().model_info(repo_id, revision=revision).sha
-        except Exception:  # noqa: BLE001 - no network, or no access: the local cache may still know
-            pass
-    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision)
-    return Path(found).parent.name if isinstance(found, str) else None
 
 
 def adapter_digest(adapter: Path) -> str:
