@@ -58,6 +58,10 @@ _COUNTERS = ("원", "개", "명", "마리", "권", "살", "장", "대", "번", "
              "가지", "채", "알", "통", "판", "회", "차", "사람", "쌍", "묶음", "바구니", "팀", "모둠", "반", "학년",
              "킬로그램", "그램", "킬로미터", "센티미터", "미터", "리터", "밀리리터", "도", "퍼센트", "%")
 _ENDINGS = ("입니다", "이에요", "예요", "이다", "이요", "이며", "이고", "임", "이야", "야", "다", "요", "")
+# Particles after a counter ("세 개에서 네 개 사이", "다섯 명이", "두 개씩"): read after a native numeral only. A
+# one-syllable Sino-Korean one is more often a word there: "이 점에서" is "in this respect", "이 분이" "this person".
+_PARTICLES = ("에서", "에게", "부터", "까지", "으로", "하고", "이랑", "이나", "보다", "마다", "이", "가", "은", "는", "을",
+              "를", "의", "에", "와", "과", "도", "만", "씩", "로", "랑", "나")
 _PUNCTUATION = ".,!?)]}\"'”’」』·…:;"
 
 
@@ -77,20 +81,26 @@ def _native_value(word: str) -> tuple[int, bool] | None:
 
 
 @functools.lru_cache(maxsize=4096)  # a looping answer repeats its words ("이 이 이 ..."): each is read once
-def _hangul_value(word: str) -> tuple[str, bool] | None:
-    """(digits, whether it stands alone) of a whole hangul numeral word; a one-syllable Sino-Korean numeral
-    ("이", "만") does not stand alone."""
+def _hangul_value(word: str) -> tuple[str, bool, bool] | None:
+    """(digits, whether it stands alone, whether it is native Korean) of a whole hangul numeral word; a one-syllable
+    Sino-Korean numeral ("이", "만") does not stand alone."""
     native = _native_value(word)
     if native is not None:
-        return str(native[0]), native[1]
+        return str(native[0]), native[1], True
     if _SINO.fullmatch(word):
-        return ko_unit_value("".join(_SINO_DIGITS.get(c, c) for c in word)), len(word) > 1
+        return ko_unit_value("".join(_SINO_DIGITS.get(c, c) for c in word)), len(word) > 1, False
     return None
 
 
-# a counter with at most an ending ("개", "원입니다", "마리예요"): one pattern, longest counters first
-_COUNTED = re.compile("(?:{})(?:{})".format("|".join(sorted(map(re.escape, _COUNTERS), key=len, reverse=True)),
-                                            "|".join(_ENDINGS)))
+def _alternation(words) -> str:
+    return "|".join(sorted(map(re.escape, words), key=len, reverse=True))  # longest first: "개월" before "개"
+
+
+# a counter with at most an ending ("개", "원입니다", "마리예요"), and after a native numeral with a particle too
+# ("개에서", "명이", "개씩이에요")
+_COUNTED = re.compile(f"(?:{_alternation(_COUNTERS)})(?:{_alternation(_ENDINGS)})")
+_COUNTED_NATIVE = re.compile(f"(?:{_alternation(_COUNTERS)})(?:{_alternation(_PARTICLES)}){{0,2}}"
+                             f"(?:{_alternation(_ENDINGS)})")
 _LONGEST_NUMERAL = 24  # "구천구백구십구억구천구백구십구만구천구백구십구": no longer word starts with a numeral
 _NUMERAL_START = frozenset("일이삼사오육륙칠팔구십백천만억").union(w[0] for w in (*_NATIVE_TENS, *_NATIVE_UNITS,
                                                                             *_NATIVE_ATTRIBUTIVE))
@@ -108,13 +118,15 @@ def hangul_numbers_in(span: str) -> list[tuple[int, int, str]]:
     for i, (start, word) in enumerate(words):
         if word[:1] not in _NUMERAL_START:
             continue
-        following = words[i + 1][1] if i + 1 < len(words) else ""
+        # the next word, where nothing stands between: in "네, 반이에요" 네 is "yes", no number of 반 (a class)
+        following = words[i + 1][1] if i + 1 < len(words) and span[start + len(word)].isspace() else ""
         for cut in range(min(len(word), _LONGEST_NUMERAL), 0, -1):  # the longest numeral: "이십일 개" is 21
             value, rest = _hangul_value(word[:cut]), word[cut:]
             if value is None or (rest and word[cut - 1] == "이" and "이" + rest in _ENDINGS):
                 continue  # not a numeral, or "오백이다": 500 and the copula, not 502
-            digits, alone = value
-            if _COUNTED.fullmatch(rest) or (not rest and _COUNTED.fullmatch(following)) or (alone and rest in _ENDINGS):
+            digits, alone, native = value
+            counted = (_COUNTED_NATIVE if native else _COUNTED).fullmatch
+            if counted(rest) or (not rest and counted(following)) or (alone and rest in _ENDINGS):
                 found.append((start, start + cut, digits))
                 break
     return found

@@ -41,8 +41,8 @@ import math
 import re
 
 from data_tools.korean_numerals import NUMBER, hangul_numbers_in, mixed_number, numbers_in
-from data_tools.math_hedges import (BECAUSE, HEDGE, JOINS, NoAnswer, after_corrections, comparable, goes_on, hedged,
-                                    offered_together, one_variable, with_corrections)
+from data_tools.math_hedges import (ALTERNATIVE_WORD, BECAUSE, HEDGE, JOINS, NoAnswer, after_corrections, comparable,
+                                    goes_on, hedged, offered_together, one_variable, with_corrections)
 from data_tools.text import nfc, split_thinking
 
 WEEKDAYS = ("월요일", "화요일", "수요일", "목요일", "금요일", "토요일", "일요일")
@@ -85,8 +85,8 @@ _MATH_TERM = re.compile(rf"[\dπ√]|\\pi|{_LETTER}")
 _ROOT = re.compile(r"√\s*(\d+(?:\.\d+)?|[A-Za-z]|\{[^{}]*\}|\([^()]*\))")
 # A ratio, "1:2" or "1 대 2": a gold one is compared as a ratio, not as its first number
 _RATIO = re.compile(r"(?<![\d,.])-?\d[\d,]*(?:\.\d+)?(?:\s*(?::|대)\s*-?\d[\d,]*(?:\.\d+)?)+")
-# a note after the answer, "(검산: 12 ÷ 3 = 4)"; "(정정: 4개)" is a correction, no note
-_NOTE = re.compile(r"[(\[（【](?!\s*정정)[^)\]）】]*[)\]）】]?")
+# a note after the answer, "(검산: 12 ÷ 3 = 4)"; "(정정: 4개)" is a correction, "(또는 4개)" an alternative, no note
+_NOTE = re.compile(rf"[(\[（【](?!\s*(?:정정|{ALTERNATIVE_WORD}))[^)\]）】]*[)\]）】]?")
 # What may follow the number (or weekday) that a statement ends on: a unit or counter and an ending, attached
 # ("69살입니다", "1,200원", "75%", "$69$"), then the end, a punctuation mark or, after a copula, anything ("12개입니다
 # 3개씩 4묶음이니까"). "6년 뒤" goes on, so its 6 is not it. A number that opens the answer may end on a connective
@@ -96,8 +96,8 @@ _JOINED = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{JOINS}")
 # ... and a causal one ends no statement, comma or not: in "정답: 12개이므로, 4묶음" 12 is the reason, 4 the answer.
 _CAUSAL = re.compile(rf"\s*(?:[^\W\d_]|[%$*°])*?{BECAUSE}")
 # A number denied is no answer: "3:4이므로 1:2가 아닙니다" is 3:4, "12개가 아닌 15개" 15 ("12가 아니라 15" is a
-# correction: see data_tools.math_hedges).
-_NEGATED = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*?\s?(?:아니|아닙|아닌|아님|아냐)")
+# correction: see data_tools.math_hedges). "3개 아니면 4개" (or else) denies nothing: it is a hedge.
+_NEGATED = re.compile(r"\s*(?:[^\W\d_]|[%$*°])*?\s?(?:아니(?!면)|아닙|아닌|아님|아냐)")
 # (?=(\s*))\1 takes a run of spaces whole, as a possessive \s*+ would (Python 3.11): trying each split of it
 # between two \s* made a 20,000-space run take minutes
 _ENDS_STATEMENT = re.compile(r"(?=(\s*))\1(?:[^\W\d_]|[%$*°])*(?:\s?(?:입니다|이에요|예요|이다)(?!\w)|\s*"

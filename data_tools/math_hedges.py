@@ -1,9 +1,10 @@
 """Final answers that state no single value, and answers corrected after they were stated: the math grader's rules
 for what a completion offers besides its answer. A hedge lists alternatives ("정답: 3, 4", "3개 또는 4개",
-"x = 5 또는 x = -5"), a range gives two ends ("3~4개", "3-4개", "3에서 4개 사이", "3 내지 4개") and a sum is left to do
-("3 × 1/2"): each answers nothing (NoAnswer), so that a reward never pays for naming several. A self-correction
-("3개, 아니 4개", or "아니, 4개" on the line after "정답: 3개") makes what follows it the answer.
-data_tools.math_grader finds the answer; these rules say when what it found is no answer."""
+"x = 5 또는 x = -5", "정답: 3개" with "아니면 4개" on the next line), a range gives two ends ("3~4개", "3-4개",
+"3에서 4개 사이", "3 내지 4개") and a sum is left to do ("3 × 1/2"): each answers nothing (NoAnswer), so that a
+reward never pays for naming several. A self-correction ("3개, 아니 4개", or "아니, 4개" on the line after "정답: 3개")
+makes what follows it the answer. data_tools.math_grader finds the answer; these rules say when what it found is no
+answer."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ class NoAnswer(Exception):
 # one is the answer. Only these explicit words: "아니면" (or else) offers an alternative, "아니다" denies.
 _CORRECTION_WORD = r"(?:아니(?:요|오)?|아냐|정정(?:하면|합니다)?)(?=[\s,.!?…:])"
 _CORRECTED = re.compile(rf"(?:이|가)?(?<!\s)\s*아니(?:라|고)|(?<![^\s,.!?…:(])(?:{_CORRECTION_WORD})")
-# ... and a line that opens with one corrects the answer line above it ("정답: 3개\n아니, 4개"), blank lines between
-_CORRECTION_LINE = re.compile(rf"(?:\n[ \t]*)+(?=[(\[（【*]*[ \t]*{_CORRECTION_WORD})[^\n]*")
+# ... and a line that opens with one corrects the answer line above it ("정답: 3개\n아니, 4개"), blank lines between;
+# a line that opens with "아니면" / "또는" / "혹은" offers an alternative to it ("정답: 3개\n아니면 4개": a hedge)
+ALTERNATIVE_WORD = r"(?:아니면|또는|혹은)(?=[\s,.!?…:])"
+_CORRECTION_LINE = re.compile(rf"(?:\n[ \t]*)+(?=[(\[（【*]*[ \t]*(?:{_CORRECTION_WORD}|{ALTERNATIVE_WORD}))[^\n]*")
 
 # Connectives: a number joined to what follows ("12개이며 4묶음") or given as a reason ("12개이므로, 4묶음") is about
 # the answer, not an alternative to it (the grader's statement rules use them too)
@@ -36,7 +39,8 @@ _JOINED_ITEM = re.compile(f"(?:{JOINS}|{BECAUSE})$")  # a list item so joined, "
 # -5입니다", "$5$ 또는 $-5$", "x = 5 또는 x = -5", "5와 -5"), and so is one joined by an operator: "3 \times
 # \frac{1}{2}" is no value but a sum left to do (see offered_together).
 _OR = r"또는|혹은|아니면|이거나|(?<=[^\W\d_])이나|(?<=[^\W\d_])나|\bor\b"
-_OR_GAP = re.compile(rf"[\s*$]*(?:(?:[^\W\d_]|[%°²³])+?[\s*$]*)?(?:{_OR}|와|과|\band\b)[\s*$]*(?:[A-Za-z]\s*=[\s*$]*)?")
+_OR_GAP = re.compile(rf"[\s*$]*(?:(?:[^\W\d_]|[%°²³])+?[\s*$]*)?(?:[.!(\[（【][\s*$]*){{0,2}}(?:{_OR}|와|과|\band\b)"
+                     r"[\s*$]*(?:[A-Za-z]\s*=[\s*$]*)?")  # "3개입니다. 또는 4개", "3개 (또는 4개)": an alternative too
 _OPERATOR_GAP = re.compile(r"[\s$]*(?:(?:(?:[^\W\d_]|[%°²³])+[\s$]*)?(?:[×÷+·]|(?<!\*)\*(?!\*)|\\(?:times|cdot|div)"
                            r"(?![A-Za-z]))|(?<=[\d\s$])-(?=\s))[\s$]*")  # "12 - 3", not "12개 - 3개씩 4묶음" (a dash)
 _VARIABLE_SET = re.compile(r"(?<![A-Za-z\\])([A-Za-z])\s*=")  # "x = 5 또는 x = -5", "x = 5, x = -5"
@@ -67,8 +71,9 @@ def after_corrections(span: str) -> str:
 
 
 def with_corrections(text: str, end: int) -> int:
-    """Where the final-answer line ending at `end` ends with the lines that correct it: "정답: 3개\\n아니, 4개" reads
-    on to 4개, as "3개, 아니 4개" on one line does. Each line is looked at once: linear in the text."""
+    """Where the final-answer line ending at `end` ends with the lines that correct it or offer an alternative to it:
+    "정답: 3개\\n아니, 4개" reads on to 4개, as "3개, 아니 4개" on one line does, and "정답: 3개\\n아니면 4개" to 4개, a
+    hedge as "3개 아니면 4개" is. Each line is looked at once: linear in the text."""
     while match := _CORRECTION_LINE.match(text, end):
         end = match.end()
     return end

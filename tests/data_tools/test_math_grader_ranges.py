@@ -21,13 +21,32 @@ def test_a_correction_on_the_line_after_the_answer_line_makes_its_value_the_answ
 
 
 @pytest.mark.parametrize("completion, gold", [
-    ("정답: 3개\n아니면 4개", "3"),  # "아니면" (or else) opens no correction: the answer line stands
-    ("정답: 3개\n아니다.", "3"),  # a denial on its own line is no correction either
+    ("정답: 3개\n아니다.", "3"),  # a denial on its own line is no correction
+    ("정답: 3개\n아니면 문제를 다시 읽어 보세요.", "3"),  # "아니면" opening a line with no value offers none
+    ("정답: 3개\n왜냐하면 1개를 먹어서 아니면 4개가 남기 때문", "3"),  # a reason line is not joined
+    ("정답: 3개\n또 다른 풀이: 4개", "3"), ("정답: 3개\n또는 3개", "3"),  # 또 is no 또는; the same value twice
     ("정답: 3개\n검산: 아니, 3 × 1 = 3", "3"),  # a line that does not open with the correction
     ("정답: 12개\n\n풀이: 3개씩 4묶음, 아니 2개씩 6묶음", "12"),
 ])
 def test_a_line_that_does_not_open_with_a_correction_leaves_the_answer_line_alone(completion, gold):
     assert extract_answer(completion) == gold
+
+
+@pytest.mark.parametrize("completion", [
+    "정답: 3개\n아니면 4개", "정답: 3개\n또는 4개", "정답: 3개\n혹은 4개", "정답: 3개\n\n또는 4개입니다.", "정답: 3개.\n아니면 4개",
+    "정답: 3개\n아니면 4개일 수도 있습니다", "정답: 세 개\n아니면 네 개", "정답: 3개\n(또는 4개)", "**정답**\n3개\n또는 4개",
+    "정답: 3개 아니면 4개일 수도 있습니다", "정답: 3개입니다. 또는 4개입니다.", "정답: 3개 (또는 4개)",  # on one line
+    "정답: 3개\n아니, 4개\n또는 5개",  # a correction, then an alternative to it
+])
+def test_an_alternative_offered_after_the_answer_is_a_hedge_and_answers_nothing(completion):
+    # "정답: 3개\n아니면 4개" paid 3 ("3개 아니면 4개일 수도" paid 4, as if 3 were denied): a GRPO policy must not be
+    # paid for naming a second value on the next line
+    assert extract_answer(completion) is None
+    assert not any(is_correct(completion, gold) for gold in ("3", "4", "5"))
+
+
+def test_a_correction_after_an_alternative_line_still_makes_the_answer():
+    assert extract_answer("정답: 3개\n아니면 4개\n아니, 5개") == "5"
 
 
 @pytest.mark.parametrize("completion", [
@@ -68,6 +87,8 @@ def test_a_range_of_weekdays_or_ratios_answers_nothing(completion):
     "정답: 3" + "\n아니, 4" * 3000, "정답: 3" + "\n아니" * 7000, "정답: 3" + "\n" * 20000 + "아니, 4",
     "정답: 3" + "\n" + " " * 20000 + "아니, 4", "정답: 3" + "~" * 20000 + "4", "정답: 3" + " " * 20000 + "~4",
     "정답: 3" + "-" * 20000 + "4", "정답: 3개" + "개" * 20000 + "~4개",
+    "정답: 3" + "\n아니면 4" * 3000, "정답: 3" + "\n또는" * 5000, "정답: 3" + ". (또는 " * 3000 + "4",
+    "정답: " + "세 개에서 " * 2500 + "네 개 사이", "정답: " + "세 " * 7000 + "개에서",
 ])
 def test_a_generation_loop_of_ranges_or_correction_lines_is_read_in_linear_time(text):
     start = time.perf_counter()
