@@ -43,6 +43,7 @@ from huggingface_hub.errors import StrictDataclassError
 from training.errors import KosovError
 from training.run_dir import LOCK, lock_beside, lock_run_folder, release_beside
 from training.safe_write import check_not_holding, swap_into_place, tidy_swap
+from training.safe_write import read_json
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +93,6 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
     return header, 8 + length
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A checkpoint's JSON file (config.json, the index) as a dict, or a KosovError that names the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise KosovError(f"cannot be read as JSON ({e})", where=str(path), fix=REDOWNLOAD) from None
-    if not isinstance(data, dict):
-        raise KosovError(f"holds a JSON {type(data).__name__}, not an object", where=str(path), fix=REDOWNLOAD)
-    return data
-
-
 def _hash_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -134,7 +124,7 @@ def rewrite_shard(src: Path, dst: Path) -> tuple[int, str, str]:
 def _shards(src: Path) -> tuple[list[str], dict[str, Any] | None]:
     """Shard file names and the index (None for a single model.safetensors). Missing files fail clearly."""
     if (src / INDEX).is_file():
-        index = read_json(src / INDEX)
+        index = read_json(src / INDEX, REDOWNLOAD)
         weight_map = index.get("weight_map")
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
             state = "missing" if weight_map is None else "not a map of tensor names to shard file names"
@@ -159,7 +149,7 @@ def check_kormo(src: Path) -> tuple[dict[str, Any], list[str], dict[str, Any] | 
         raise KosovError(f"{src} is not a folder", fix="give the folder of a downloaded KORMo checkpoint")
     if not (src / "config.json").is_file():
         raise KosovError(f"{src} has no config.json", fix="give the folder of a downloaded KORMo checkpoint")
-    config = read_json(src / "config.json")
+    config = read_json(src / "config.json", REDOWNLOAD)
     if config.get("model_type") != "kormo":
         hint = " (already a Llama checkpoint: no conversion needed)" if config.get("model_type") == "llama" else ""
         raise KosovError(f"{src} is not a KORMo checkpoint: config.json has model_type="
@@ -227,7 +217,7 @@ def tokenizer_config(src: Path) -> dict[str, Any] | None:
     conversion drops: a loader with trust_remote_code would look for them), or None when it has none. A
     tokenizer_class only that code defines is refused: nothing would load the converted tokenizer."""
     path = src / "tokenizer_config.json"
-    saved = read_json(path) if path.is_file() else {}
+    saved = read_json(path, REDOWNLOAD) if path.is_file() else {}
     if "auto_map" not in saved:
         return None
     name = saved.get("tokenizer_class")
@@ -368,7 +358,7 @@ def _convert_into(src: Path, dst: Path, config: dict, llama: dict, unknown: list
             "renamed_keys": done["renamed_keys"],
             "config_keys_not_in_llama": unknown,
             "dropped_files": done["dropped"],
-            "tokenizer_auto_map_removed": (read_json(src / "tokenizer_config.json")["auto_map"]
+            "tokenizer_auto_map_removed": (read_json(src / "tokenizer_config.json", REDOWNLOAD)["auto_map"]
                                            if tokenizer is not None else None),
             "copied_files": done["copied"],
             "source_sha256": done["source_sha256"],

@@ -27,17 +27,17 @@ from data_tools.teachers import vllm_max_lora_rank
 from training.config import validate
 from training.schema import KosovConfig
 from training.errors import KosovError
-from training.evaluation.identity import adapter_digest
 from training.hub_push import KOSOV_MARKER, hub_target, push_release
 from training.lineage import lineage_stages, public_provenance
 from training.model_card import (LICENSE_FILE, derive_license, front_matter_error, license_file, license_warnings,
                                  model_card)
 from training.adapters import adapter_dir, check_adapter_files
-from training.base_commit import COMMIT, recorded_commit, same_revision
+from training.base_commit import recorded_commit
 from training.models import HUB_ID, resolve_device
+from training.publish_eval_report import checked_eval_report
 from training.evaluation.report import to_markdown
 from training.redaction import names_only, redact, redact_urls, secret_values
-from training.safe_write import check_not_holding, swap_into_place, tidy_swap, write_atomic, write_json
+from training.safe_write import check_not_holding, read_json, swap_into_place, tidy_swap, write_atomic, write_json
 
 log = logging.getLogger(__name__)
 
@@ -57,69 +57,9 @@ class PublishResult:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def _eval_report(cfg: KosovConfig, adapter: Path, run_model: dict[str, Any]) -> tuple[dict[str, Any] | None,
-                                                                                     Path | None]:
-    if not cfg.publish.eval_report:
-        return None, None
-    path = Path(cfg.publish.eval_report)
-    folder = path if path.is_dir() else path.parent
-    report = _read_json(folder / "report.json")
-    if not report:
-        raise KosovError(f"no kosov eval report at {path}", fix="give the folder `kosov eval` wrote (report.json)")
-    if report.get("adapter_digest") != adapter_digest(adapter):
-        raise KosovError(f"the eval report at {folder} evaluated another adapter ({report.get('adapter')})",
-                         fix=f"run kosov eval with eval.adapter={adapter.parent}, or leave publish.eval_report unset")
-    evaluated = report.get("model") or {}
-    if "name_or_path" in evaluated and evaluated["name_or_path"] != run_model.get("name_or_path"):
-        raise KosovError(f"the eval report at {folder} evaluated the adapter on model.name_or_path="
-                         f"{evaluated['name_or_path']!r}, and the run trained on {run_model.get('name_or_path')!r}: "
-                         "the card would show another model's scores",
-                         fix=f"run kosov eval with model.name_or_path={run_model.get('name_or_path')} (the run's "
-                             "config.yaml), or leave publish.eval_report unset")
-    _check_evaluated_commit(folder, evaluated, run_model)
-    return report, folder
-
-
-def _commit_of(model: dict[str, Any]) -> str | None:
-    """The base commit a run or an eval loaded: the one it recorded (model.loaded_revision), else model.revision where
-    that pins a commit; None where it names a branch or tag (null: main) and recorded no commit (kosov before
-    2026-11-28, or a local base)."""
-    for key in ("loaded_revision", "revision"):
-        value = model.get(key)
-        if isinstance(value, str) and COMMIT.match(value):
-            return value
-    return None
-
-
-def _check_evaluated_commit(folder: Path, evaluated: dict[str, Any], run_model: dict[str, Any]) -> None:
-    """The eval report scored the adapter on the weights the run trained on: compared by the commits both loaded
-    where both are known (a branch name such as main says nothing once it moved), else by model.revision as named."""
-    trained, scored = _commit_of(run_model), _commit_of(evaluated)
-    base = run_model.get("name_or_path")
-    if trained is not None and scored is not None:
-        if trained != scored:
-            raise KosovError(f"the eval report at {folder} evaluated the adapter on {base} at commit {scored}, and the "
-                             f"run trained on commit {trained} (its provenance.json model.loaded_revision): the card "
-                             "would show the scores of other weights",
-                             fix=f"run kosov eval with model.revision={trained}, or leave publish.eval_report unset")
-        return
-    if "revision" not in evaluated:
-        return
-    if not same_revision(evaluated["revision"], run_model.get("revision")):
-        unknown = "the run" if trained is None else "the eval report"
-        raise KosovError(f"the eval report at {folder} evaluated the adapter on model.revision="
-                         f"{evaluated['revision']!r}, and the run trained on {run_model.get('revision')!r}: the card "
-                         f"would show another model's scores (compared by model.revision as named: {unknown} records "
-                         "no commit it loaded)",
-                         fix=f"run kosov eval with model.revision={trained or run_model.get('revision') or 'null'} "
-                             "(the run's config.yaml), or leave publish.eval_report unset")
-    if trained is not None:
-        log.warning("the eval report at %s records no commit of %s it loaded (model.revision=%s): taken as the run's "
-                    "commit %s, which kosov eval checks the adapter against where it can tell", folder, base,
-                    evaluated["revision"], trained)
+    """A file the run (or kosov eval) wrote, {} where it wrote none; a damaged one is a KosovError naming it."""
+    return read_json(path, fix="put back the file kosov wrote there (a copy of the run folder), or run it again") \
+        if path.is_file() else {}
 
 
 def training_curve(metrics: dict[str, Any], path: Path) -> bool:
@@ -197,8 +137,8 @@ def _assemble(cfg: KosovConfig, run: Path, adapter: Path, staging: Path) -> None
     run_cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     metrics, (stages, unknown) = _read_json(run / "metrics.json"), lineage_stages(run, cfg.publish.start_adapter)
     recorded = _read_json(run / "provenance.json").get("model") or {}
-    report, report_dir = _eval_report(cfg, adapter, {**run_cfg["model"],
-                                                     "loaded_revision": recorded.get("loaded_revision")})
+    report, report_dir = checked_eval_report(cfg, adapter, {**run_cfg["model"],
+                                                            "loaded_revision": recorded.get("loaded_revision")})
     licenses: dict[str, int] = {}
     for stage in stages:
         for name, count in stage["provenance"].get("data", {}).get("licenses", {}).items():

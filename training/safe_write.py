@@ -40,6 +40,17 @@ def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(redact(data), ensure_ascii=False, indent=2, default=str) + "\n")
 
 
+def read_json(path: Path, fix: str) -> dict[str, Any]:
+    """A JSON file kosov (or a checkpoint) wrote, as a dict, or a KosovError that names the file and says `fix`."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise KosovError(f"cannot be read as JSON ({e})", where=str(path), fix=fix) from None
+    if not isinstance(data, dict):
+        raise KosovError(f"holds a JSON {type(data).__name__}, not an object", where=str(path), fix=fix)
+    return data
+
+
 def exists_or_link(path: Path) -> bool:
     return path.is_symlink() or path.exists()
 

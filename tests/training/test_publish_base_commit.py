@@ -114,3 +114,13 @@ def test_kosov_eval_records_the_commit_it_scored_and_publish_matches_it_by_commi
         publish(compose([f"run={hub_run}", f"publish.eval_report={out}", "publish.license=apache-2.0",
                          f"output_dir={tmp_path / 'release'}"]))
     assert not [r for r in caplog.records if "records no commit" in r.getMessage()]
+
+
+@pytest.mark.parametrize("damaged", ["eval/report.json", "run/metrics.json", "run/provenance.json"])
+def test_a_damaged_json_file_of_the_run_or_its_eval_is_named(loaded_at_sha, tmp_path, damaged):
+    """A report.json cut short (a copy interrupted) was a bare JSONDecodeError traceback."""
+    run, report = loaded_at_sha
+    (tmp_path / damaged).write_text('{"model": {"name_or_path": "tiny', encoding="utf-8")
+    with pytest.raises(KosovError, match="cannot be read as JSON") as error:
+        publish(compose([f"run={run}", f"publish.eval_report={report}", f"output_dir={tmp_path / 'release'}"]))
+    assert error.value.where == str(tmp_path / damaged)
