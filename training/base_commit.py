@@ -5,7 +5,10 @@ on "main" is then tied to the weights it was trained on, wherever main has moved
 
 transformers 5.x resolves the revision inside each from_pretrained call and keeps the commit to itself (the config's
 _commit_hash of 4.x is gone), so kosov resolves it, as huggingface_hub.HfApi.resolve_revision does for transformers:
-from the Hub, or offline (HF_HUB_OFFLINE=1, or the Hub unreachable) from the local cache's refs/.
+from the Hub, or offline (HF_HUB_OFFLINE=1, or the Hub unreachable) from the local cache's refs/. The Hub's answer
+is waited for HF_HUB_ETAG_TIMEOUT seconds (huggingface_hub's metadata timeout, 10 by default): resolve_revision
+asks it without a timeout, and an endpoint (a proxy) that takes the request and never answers held a run at start
+for good, with no message.
 """
 
 from __future__ import annotations
@@ -30,14 +33,36 @@ def hub_commit(source: str, revision: str | None, cache_dir: str | Path | None =
         return None
     if revision and COMMIT.match(revision):
         return revision
-    from huggingface_hub import HfApi, is_offline_mode
+    from huggingface_hub import is_offline_mode
 
     try:  # offline: from the cache's refs/ without asking (and warning that the Hub cannot be reached)
-        return HfApi().resolve_revision(source, revision=revision, cache_dir=cache_dir,
-                                        local_files_only=is_offline_mode()).resolved
+        return _bounded_api(source, revision).resolve_revision(source, revision=revision, cache_dir=cache_dir,
+                                                               local_files_only=is_offline_mode()).resolved
     except Exception as e:  # noqa: BLE001 - not found, gated, unreachable and not cached: the loaders say which
         log.debug("could not resolve %s at revision %s: %s", source, revision, e)
         return None
+
+
+def _bounded_api(source: str, revision: str | None):
+    """An HfApi whose repo_info (the one request resolve_revision makes of the Hub) waits HF_HUB_ETAG_TIMEOUT seconds
+    for an answer, and says which endpoint gave none; resolve_revision then falls back to the local cache's refs/."""
+    import httpx2
+    from huggingface_hub import HfApi, constants
+
+    class BoundedApi(HfApi):
+        def repo_info(self, repo_id, *, timeout=None, **kwargs):
+            wait = constants.HF_HUB_ETAG_TIMEOUT if timeout is None else timeout
+            try:
+                return super().repo_info(repo_id, timeout=wait, **kwargs)
+            except httpx2.TransportError as error:  # a proxy's refusal is raised as it is, and not said twice here
+                if not isinstance(error, httpx2.ProxyError):
+                    log.warning("the Hub at %s did not tell which commit of %s model.revision=%s names (%s: %s; "
+                                "waited at most HF_HUB_ETAG_TIMEOUT=%s s): taking it from the local cache's refs/ "
+                                "(set HF_HUB_OFFLINE=1 not to ask, or HF_ENDPOINT to a Hub this machine reaches)",
+                                self.endpoint, source, revision, type(error).__name__, error, wait)
+                raise
+
+    return BoundedApi()
 
 
 def recorded_commit(run: Path) -> str | None:
