@@ -76,14 +76,15 @@ def test_retries_give_up_with_the_last_error():
 
 def test_a_timeout_is_retried_then_raises_a_clear_error(server):
     proxy = FaultProxy(server, delay_s=1.5)
-    start = time.monotonic()
     try:
         with pytest.raises(TeacherError, match=r"failed 2 times; last: no answer within timeout_s=0.3") as e:
             HTTPTeacher(proxy.url, "tiny-ko", timeout_s=0.3, max_retries=1, backoff_s=0.01).generate(
                 requests(1), progress=False)
     finally:
         proxy.close()
-    assert len(proxy.hits) == 2 and time.monotonic() - start < 1.4
+    # the proxy answers after 1.5 s: an error at all means each try gave up at timeout_s (no timed assertion: CI
+    # under load took longer than a bound on the wall clock)
+    assert len(proxy.hits) == 2
     assert "raise timeout_s" in str(e.value)
 
 
